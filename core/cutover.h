@@ -1,0 +1,54 @@
+/*
+ * Shared declarations of the C runtime.  Each module in core/ exposes one
+ * luaopen_* function; host.c registers them all in package.preload under
+ * the names given in host.c's table.
+ */
+#ifndef CUTOVER_H
+#define CUTOVER_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <poll.h>
+#include <stddef.h>
+
+/* host.c: the one lua_State and the way into it. */
+lua_State *cutover_newstate(void);
+void cutover_closestate(lua_State *L);
+/* lua_pcall with a traceback handler; the error, if any, is left on top. */
+int cutover_pcall(lua_State *L, int nargs, int nresults);
+/* Memory accounting used by the sandbox's memory limit. */
+size_t cutover_mem_used(void);
+void cutover_mem_set_limit(size_t limit); /* 0: no limit */
+size_t cutover_mem_limit(void);
+
+/* loop.c: waiting without blocking other hosts.
+ *
+ * A primitive that waits is written as one continuation function that
+ * loops: do what can be done, then either park the coroutine (when
+ * loop_can_park) with itself as continuation, or block in loop_block and
+ * go round again.  fds must outlive the park: keep them in a userdata
+ * that stays on the coroutine's stack.  On wake-up, fds[i].revents holds
+ * what poll saw (all zero after a timeout or an interrupt).
+ */
+#define LOOP_MAX_FDS 4
+int loop_can_park(lua_State *L);
+int loop_park(lua_State *L, struct pollfd *fds, int nfds, double deadline,
+              lua_KContext ctx, lua_KFunction k);
+void loop_block(struct pollfd *fds, int nfds, double deadline);
+double loop_now(void);            /* monotonic seconds */
+unsigned loop_interrupts(void);   /* SIGINT/SIGTERM seen so far */
+
+/* utf8 sanitising for JSON and terminals (json.c). */
+void json_push_valid_utf8(lua_State *L, const char *s, size_t len);
+
+int luaopen_cutover_yaml(lua_State *L);
+int luaopen_cutover_loop(lua_State *L);
+int luaopen_cutover_proc(lua_State *L);
+int luaopen_cutover_fs(lua_State *L);
+int luaopen_cutover_json(lua_State *L);
+int luaopen_cutover_crypto(lua_State *L);
+int luaopen_cutover_sandbox(lua_State *L);
+int luaopen_cutover_sys(lua_State *L);
+int luaopen_cutover_net(lua_State *L);
+
+#endif

@@ -1,0 +1,186 @@
+/*
+ * host.c: creates the one lua_State, registers the C modules and the
+ * embedded Lua modules in package.preload, and gives every call into Lua
+ * a traceback handler.
+ *
+ * package.path and package.cpath are emptied: the runtime loads nothing
+ * from disk by module name, so a file dropped beside a playbook can never
+ * replace one of our modules.  CUTOVER_LUA_DIR (development only) makes
+ * the preloaders read the modules from that folder instead.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lualib.h>
+#include <sodium.h>
+
+#include "cutover.h"
+#include "embedded.h"
+
+static size_t mem_used;
+static size_t mem_limit;
+
+/* Counts every byte Lua holds so the sandbox can cap what it allocates. */
+static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    void *grown;
+    size_t old = ptr != NULL ? osize : 0;
+
+    (void)ud;
+    if (nsize == 0) {
+        free(ptr);
+        mem_used -= old;
+        return NULL;
+    }
+    if (mem_limit != 0 && nsize > old && mem_used - old + nsize > mem_limit)
+        return NULL;
+    grown = realloc(ptr, nsize);
+    if (grown != NULL)
+        mem_used = mem_used - old + nsize;
+    return grown;
+}
+
+size_t cutover_mem_used(void)
+{
+    return mem_used;
+}
+
+size_t cutover_mem_limit(void)
+{
+    return mem_limit;
+}
+
+void cutover_mem_set_limit(size_t limit)
+{
+    mem_limit = limit;
+}
+
+static int host_traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+
+    if (msg == NULL) {
+        /* Error objects (tables) pass through untouched for Lua to read. */
+        if (!lua_isnoneornil(L, 1) && !luaL_callmeta(L, 1, "__tostring"))
+            return 1;
+        msg = lua_tostring(L, -1);
+        if (msg == NULL)
+            msg = "(error object is not a string)";
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+int cutover_pcall(lua_State *L, int nargs, int nresults)
+{
+    int base = lua_gettop(L) - nargs;
+    int status;
+
+    lua_pushcfunction(L, host_traceback);
+    lua_insert(L, base);
+    status = lua_pcall(L, nargs, nresults, base);
+    lua_remove(L, base);
+    return status;
+}
+
+/*
+ * Preloader for an embedded module.
+ * Params on Lua stack: 1: module name.  Upvalue 1: index into
+ * cutover_embedded.  Returns the module's value, as require expects.
+ */
+static int host_load_embedded(lua_State *L)
+{
+    int index = (int)lua_tointeger(L, lua_upvalueindex(1));
+    const struct embedded_module *mod = &cutover_embedded[index];
+    const char *dev_dir = getenv("CUTOVER_LUA_DIR");
+    char chunkname[512];
+    int status;
+
+    if (dev_dir != NULL && dev_dir[0] != '\0') {
+        lua_pushfstring(L, "%s/%s", dev_dir, mod->path);
+        status = luaL_loadfilex(L, lua_tostring(L, -1), "t");
+    } else {
+        snprintf(chunkname, sizeof chunkname, "@lua/%s", mod->path);
+        status = luaL_loadbufferx(L, mod->source, mod->length, chunkname,
+                                  "t");
+    }
+    if (status != LUA_OK)
+        return lua_error(L);
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+static const luaL_Reg host_c_modules[] = {
+    {"cutover.core.yaml", luaopen_cutover_yaml},
+    {"cutover.core.loop", luaopen_cutover_loop},
+    {"cutover.core.proc", luaopen_cutover_proc},
+    {"cutover.core.fs", luaopen_cutover_fs},
+    {"cutover.core.json", luaopen_cutover_json},
+    {"cutover.core.crypto", luaopen_cutover_crypto},
+    {"cutover.core.sandbox", luaopen_cutover_sandbox},
+    {"cutover.core.sys", luaopen_cutover_sys},
+    {"cutover.core.net", luaopen_cutover_net},
+    {NULL, NULL}
+};
+
+static int host_setup(lua_State *L)
+{
+    const luaL_Reg *reg;
+    int i;
+
+    luaL_openlibs(L);
+    /* Bytecode can be forged; nothing in cutover needs to dump functions. */
+    lua_getglobal(L, "string");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "dump");
+    lua_pop(L, 1);
+
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(L, -1, "package");        /* loaded package */
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "path");
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "cpath");
+    lua_pop(L, 2);
+
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    for (reg = host_c_modules; reg->name != NULL; reg++) {
+        lua_pushcfunction(L, reg->func);
+        lua_setfield(L, -2, reg->name);
+    }
+    for (i = 0; cutover_embedded[i].name != NULL; i++) {
+        lua_pushinteger(L, i);
+        lua_pushcclosure(L, host_load_embedded, 1);
+        lua_setfield(L, -2, cutover_embedded[i].name);
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+lua_State *cutover_newstate(void)
+{
+    lua_State *L;
+
+    if (sodium_init() < 0)
+        return NULL;
+    L = lua_newstate(host_alloc, NULL);
+    if (L == NULL)
+        return NULL;
+    lua_pushcfunction(L, host_setup);
+    if (cutover_pcall(L, 0, 0) != LUA_OK) {
+        fprintf(stderr, "cutover: start-up failed: %s\n",
+                lua_tostring(L, -1));
+        lua_close(L);
+        return NULL;
+    }
+    return L;
+}
+
+void cutover_closestate(lua_State *L)
+{
+    if (L != NULL)
+        lua_close(L);
+}

@@ -1,0 +1,387 @@
+/*
+ * loop.c: the event loop.  Each host runs as a task (a Lua coroutine);
+ * a C primitive that must wait parks its task with the file descriptors
+ * and deadline it waits for, and the loop resumes it when poll() says so.
+ * All hosts thus run concurrently on one thread and one lua_State.
+ *
+ * SIGINT and SIGTERM set a counter and wake poll through a self-pipe;
+ * parked tasks are then resumed once so that each primitive can stop its
+ * work (kill a process, close a socket) and report "interrupted".
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cutover.h"
+
+enum task_state { TASK_RUNNABLE, TASK_RUNNING, TASK_PARKED };
+
+struct loop_task {
+    lua_State *co;
+    int ref;                  /* registry reference keeping co alive */
+    enum task_state state;
+    int first_resume_args;    /* arguments waiting for the first resume */
+    struct pollfd *fds;       /* owned by the primitive that parked */
+    int nfds;
+    double deadline;
+    unsigned interrupts_seen;
+};
+
+static struct loop_task **tasks;     /* owned here, each task too */
+static int task_count;
+static int task_cap;
+static struct loop_task *running;    /* the task being resumed, if any */
+static int loop_active;
+static volatile sig_atomic_t interrupt_count;
+static int wake_pipe[2] = {-1, -1};
+
+double loop_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+unsigned loop_interrupts(void)
+{
+    return (unsigned)interrupt_count;
+}
+
+static void loop_on_signal(int sig)
+{
+    int saved = errno;
+    char byte = 1;
+    ssize_t ignored;
+
+    (void)sig;
+    interrupt_count++;
+    ignored = write(wake_pipe[1], &byte, 1);
+    (void)ignored;
+    errno = saved;
+}
+
+static int timeout_ms(double deadline)
+{
+    double left;
+
+    if (deadline <= 0)
+        return -1;
+    left = deadline - loop_now();
+    if (left <= 0)
+        return 0;
+    if (left > 86400.0)
+        left = 86400.0;
+    return (int)(left * 1000.0) + 1;
+}
+
+int loop_can_park(lua_State *L)
+{
+    return running != NULL && running->co == L && lua_isyieldable(L);
+}
+
+int loop_park(lua_State *L, struct pollfd *fds, int nfds, double deadline,
+              lua_KContext ctx, lua_KFunction k)
+{
+    int i;
+
+    for (i = 0; i < nfds; i++)
+        fds[i].revents = 0;
+    running->fds = fds;
+    running->nfds = nfds;
+    running->deadline = deadline;
+    running->state = TASK_PARKED;
+    running->interrupts_seen = loop_interrupts();
+    return lua_yieldk(L, 0, ctx, k);
+}
+
+void loop_block(struct pollfd *fds, int nfds, double deadline)
+{
+    unsigned seen = loop_interrupts();
+    int i;
+    int n;
+
+    do {
+        for (i = 0; i < nfds; i++)
+            fds[i].revents = 0;
+        n = poll(fds, (nfds_t)nfds, timeout_ms(deadline));
+    } while (n < 0 && errno == EINTR && loop_interrupts() == seen);
+}
+
+/*
+ * loop.spawn(fn, ...) -> nothing
+ * Params on Lua stack: 1: function; 2...: its arguments.
+ * The task starts at the next turn of loop.run.
+ */
+static int loop_spawn(lua_State *L)
+{
+    int nargs = lua_gettop(L) - 1;
+    struct loop_task *t;
+    lua_State *co;
+
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    if (task_count == task_cap) {
+        int cap = task_cap == 0 ? 16 : task_cap * 2;
+        struct loop_task **grown = realloc(tasks, sizeof *tasks * cap);
+        if (grown == NULL)
+            return luaL_error(L, "loop.spawn: out of memory");
+        tasks = grown;
+        task_cap = cap;
+    }
+    t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return luaL_error(L, "loop.spawn: out of memory");
+    tasks[task_count] = t;  /* owned by tasks[] from here */
+    task_count++;
+    co = lua_newthread(L);
+    lua_insert(L, 1);                        /* co fn args... */
+    lua_xmove(L, co, nargs + 1);
+    t->co = co;
+    t->ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* pops co */
+    t->state = TASK_RUNNABLE;
+    t->first_resume_args = nargs;
+    return 0;
+}
+
+/* Resumes task i; returns 1 when it has finished. */
+static int loop_resume(lua_State *L, int i)
+{
+    struct loop_task *t = tasks[i];
+    int nargs = t->first_resume_args;
+    int nres = 0;
+    int status;
+
+    t->first_resume_args = 0;
+    t->state = TASK_RUNNING;
+    running = t;
+    status = lua_resume(t->co, L, nargs, &nres);
+    running = NULL;
+    if (status == LUA_YIELD) {
+        lua_pop(t->co, nres);
+        /* A plain coroutine.yield() just lets the others run. */
+        if (t->state == TASK_RUNNING)
+            t->state = TASK_RUNNABLE;
+        return 0;
+    }
+    if (status != LUA_OK) {
+        /* Tasks catch their own errors; this is a bug in cutover. */
+        const char *msg = lua_tostring(t->co, -1);
+        luaL_traceback(L, t->co, msg != NULL ? msg : "(error object)", 0);
+        lua_writestringerror("cutover: internal error in a task: %s\n",
+                             lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
+    t->ref = LUA_NOREF;
+    return 1;
+}
+
+/*
+ * loop.run([tick, interval]) -> true
+ * Runs every spawned task (and those they spawn) until all have finished.
+ * tick (optional) is called every interval seconds (default 0.25) while
+ * tasks remain, outside any task: it must not wait.  It does not keep
+ * the loop alive.
+ */
+static int loop_run(lua_State *L)
+{
+    struct pollfd *pfds = NULL;
+    int pfd_cap = 0;
+    int has_tick = lua_isfunction(L, 1);
+    double interval = luaL_optnumber(L, 2, 0.25);
+    double next_tick = loop_now() + interval;
+    int i;
+
+    if (loop_active)
+        return luaL_error(L, "loop.run: the loop is already running");
+    loop_active = 1;
+    while (task_count > 0) {
+        int total = 1;
+        int n = 0;
+        int parked = 0;
+        double deadline = 0;
+        unsigned interrupts;
+
+        /* Resume every runnable task; finished ones are removed. */
+        for (i = 0; i < task_count; i++) {
+            if (tasks[i]->state != TASK_RUNNABLE)
+                continue;
+            if (loop_resume(L, i)) {
+                free(tasks[i]);
+                tasks[i] = tasks[task_count - 1];
+                task_count--;
+                i--;
+            }
+        }
+        for (i = 0; i < task_count; i++) {
+            if (tasks[i]->state == TASK_PARKED) {
+                parked = 1;
+                total += tasks[i]->nfds;
+                if (tasks[i]->deadline > 0 &&
+                    (deadline <= 0 || tasks[i]->deadline < deadline))
+                    deadline = tasks[i]->deadline;
+            } else {
+                deadline = loop_now();  /* someone is runnable: no wait */
+            }
+        }
+        if (task_count == 0)
+            break;
+        if (has_tick && (deadline <= 0 || next_tick < deadline))
+            deadline = next_tick;
+        if (total > pfd_cap) {
+            struct pollfd *grown = realloc(pfds, sizeof *pfds * total * 2);
+            if (grown == NULL) {
+                free(pfds);
+                loop_active = 0;
+                return luaL_error(L, "loop.run: out of memory");
+            }
+            pfds = grown;
+            pfd_cap = total * 2;
+        }
+        pfds[n].fd = wake_pipe[0];
+        pfds[n].events = POLLIN;
+        n++;
+        for (i = 0; i < task_count; i++) {
+            if (tasks[i]->state != TASK_PARKED)
+                continue;
+            if (tasks[i]->nfds > 0)
+                memcpy(&pfds[n], tasks[i]->fds,
+                       sizeof *pfds * (size_t)tasks[i]->nfds);
+            n += tasks[i]->nfds;
+        }
+        if (parked) {
+            int rc = poll(pfds, (nfds_t)n, timeout_ms(deadline));
+            if (rc < 0 && errno != EINTR) {
+                free(pfds);
+                loop_active = 0;
+                return luaL_error(L, "loop.run: poll: %s", strerror(errno));
+            }
+            if (rc < 0)
+                for (i = 0; i < n; i++)
+                    pfds[i].revents = 0;
+        }
+        if (pfds[0].revents & POLLIN) {
+            char drain[64];
+            while (read(wake_pipe[0], drain, sizeof drain) > 0)
+                ;
+        }
+        if (has_tick && loop_now() >= next_tick) {
+            next_tick = loop_now() + interval;
+            lua_pushvalue(L, 1);
+            if (cutover_pcall(L, 0, 0) != LUA_OK) {
+                lua_writestringerror("cutover: internal error in tick: %s\n",
+                                     lua_tostring(L, -1));
+                lua_pop(L, 1);
+            }
+        }
+        /* Hand each parked task its results; wake those with news. */
+        interrupts = loop_interrupts();
+        n = 1;
+        for (i = 0; i < task_count; i++) {
+            struct loop_task *t = tasks[i];
+            int j;
+            int news = 0;
+            if (t->state != TASK_PARKED)
+                continue;
+            for (j = 0; j < t->nfds; j++) {
+                t->fds[j].revents = pfds[n + j].revents;
+                if (pfds[n + j].revents != 0)
+                    news = 1;
+            }
+            n += t->nfds;
+            if (t->deadline > 0 && loop_now() >= t->deadline)
+                news = 1;
+            if (interrupts != t->interrupts_seen)
+                news = 1;
+            if (news)
+                t->state = TASK_RUNNABLE;
+        }
+    }
+    free(pfds);
+    loop_active = 0;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int loop_sleep_k(lua_State *L, int status, lua_KContext ctx)
+{
+    double deadline = lua_tonumber(L, 2);
+
+    (void)status;
+    (void)ctx;
+    while (loop_now() < deadline &&
+           loop_interrupts() == (unsigned)lua_tointeger(L, 3)) {
+        if (loop_can_park(L))
+            return loop_park(L, NULL, 0, deadline, 0, loop_sleep_k);
+        loop_block(NULL, 0, deadline);
+    }
+    lua_pushboolean(L, loop_now() >= deadline);
+    return 1;
+}
+
+/*
+ * loop.sleep(seconds) -> true, or false when interrupted early
+ */
+static int loop_sleep(lua_State *L)
+{
+    double seconds = luaL_checknumber(L, 1);
+
+    lua_settop(L, 1);
+    lua_pushnumber(L, loop_now() + (seconds > 0 ? seconds : 0));
+    lua_pushinteger(L, loop_interrupts());
+    return loop_sleep_k(L, LUA_OK, 0);
+}
+
+/* loop.now() -> monotonic seconds */
+static int loop_lnow(lua_State *L)
+{
+    lua_pushnumber(L, loop_now());
+    return 1;
+}
+
+/* loop.interrupts() -> how many SIGINT/SIGTERM arrived */
+static int loop_linterrupts(lua_State *L)
+{
+    lua_pushinteger(L, loop_interrupts());
+    return 1;
+}
+
+/* loop.in_task() -> true when called from a task that may park */
+static int loop_in_task(lua_State *L)
+{
+    lua_pushboolean(L, loop_can_park(L));
+    return 1;
+}
+
+static const luaL_Reg loop_funcs[] = {
+    {"spawn", loop_spawn},
+    {"run", loop_run},
+    {"sleep", loop_sleep},
+    {"now", loop_lnow},
+    {"interrupts", loop_linterrupts},
+    {"in_task", loop_in_task},
+    {NULL, NULL}
+};
+
+int luaopen_cutover_loop(lua_State *L)
+{
+    struct sigaction sa;
+
+    if (wake_pipe[0] < 0) {
+        if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+            return luaL_error(L, "loop: pipe: %s", strerror(errno));
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = loop_on_signal;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = 0;  /* no SA_RESTART: poll must return */
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+    }
+    luaL_newlib(L, loop_funcs);
+    return 1;
+}

@@ -1,0 +1,118 @@
+/*
+ * sys.c: facts about the controller and its terminal.
+ */
+#include <errno.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cutover.h"
+
+/* sys.uname() -> {system=, node=, release=, machine=} */
+static int sys_uname(lua_State *L)
+{
+    struct utsname u;
+
+    if (uname(&u) != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, strerror(errno));
+        return 2;
+    }
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, u.sysname);
+    lua_setfield(L, -2, "system");
+    lua_pushstring(L, u.nodename);
+    lua_setfield(L, -2, "node");
+    lua_pushstring(L, u.release);
+    lua_setfield(L, -2, "release");
+    lua_pushstring(L, u.machine);
+    lua_setfield(L, -2, "machine");
+    return 1;
+}
+
+/* sys.user() -> name of the effective user, uid */
+static int sys_user(lua_State *L)
+{
+    struct passwd *pw = getpwuid(geteuid());
+
+    lua_pushstring(L, pw != NULL ? pw->pw_name : "unknown");
+    lua_pushinteger(L, geteuid());
+    return 2;
+}
+
+/* sys.isatty(fd) -> boolean */
+static int sys_isatty(lua_State *L)
+{
+    lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
+/* sys.columns(fd) -> terminal width or nil */
+static int sys_columns(lua_State *L)
+{
+    struct winsize ws;
+
+    if (ioctl((int)luaL_checkinteger(L, 1), TIOCGWINSZ, &ws) != 0 ||
+        ws.ws_col == 0)
+        return 0;
+    lua_pushinteger(L, ws.ws_col);
+    return 1;
+}
+
+/* sys.time() -> wall-clock seconds since the epoch, with fractions */
+static int sys_time(lua_State *L)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+/* sys.getpid() -> pid */
+static int sys_getpid(lua_State *L)
+{
+    lua_pushinteger(L, getpid());
+    return 1;
+}
+
+/* sys.write(fd, text) -> true: unbuffered, for progress lines */
+static int sys_write(lua_State *L)
+{
+    int fd = (int)luaL_checkinteger(L, 1);
+    size_t len;
+    const char *s = luaL_checklstring(L, 2, &len);
+
+    while (len > 0) {
+        ssize_t n = write(fd, s, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break;
+        s += n;
+        len -= (size_t)n;
+    }
+    lua_pushboolean(L, len == 0);
+    return 1;
+}
+
+static const luaL_Reg sys_funcs[] = {
+    {"uname", sys_uname},
+    {"user", sys_user},
+    {"isatty", sys_isatty},
+    {"columns", sys_columns},
+    {"time", sys_time},
+    {"getpid", sys_getpid},
+    {"write", sys_write},
+    {NULL, NULL}
+};
+
+int luaopen_cutover_sys(lua_State *L)
+{
+    luaL_newlib(L, sys_funcs);
+    return 1;
+}

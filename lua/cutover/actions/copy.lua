@@ -1,0 +1,34 @@
+-- copy: puts a file on the host from literal content or a controller file.
+local fs = require("cutover.core.fs")
+local util = require("cutover.util")
+local content = require("cutover.actions.content")
+
+return {
+    summary = "Write a file from literal content or from a file on the controller",
+    description = [[
+Makes `dest` hold exactly the given bytes: `content` (text in the
+playbook) or `src` (a file on the controller, relative to the playbook's
+folder).  The file is replaced atomically and only when its checksum
+differs; `mode` is applied when given (octal, e.g. '0644'), otherwise an
+existing file keeps its mode and a new one gets 0644.  With --diff the
+change is shown as a unified diff.]],
+    args = {
+        dest = { type = "path", required = true, doc = "file to write on the host" },
+        content = { type = "string", doc = "the file's content" },
+        src = { type = "path", doc = "controller file to copy (relative to the playbook)" },
+        mode = { type = "mode", doc = "permission bits, e.g. '0644'" },
+    },
+    one_of = { { "content", "src" } },
+    returns = content.RETURNS,
+    check_mode = "Exact: compares checksums and modes and reports the change it would make (with a diff under --diff); writes nothing.",
+    reads_files = function(args, dir) return args.src and { util.join_path(dir, args.src) } or {} end,
+    run = function(ctx, args)
+        local data = args.content
+        if args.src then
+            local err
+            data, err = fs.read(util.join_path(ctx.playbook_dir, args.src))
+            if not data then return { failed = true, msg = "src: " .. err } end
+        end
+        return content.ensure(ctx, args.dest, data, args.mode)
+    end,
+}

@@ -1,0 +1,36 @@
+-- actions: the registry.  Each action is one module in this folder that
+-- returns a table:
+--   summary, description   text for `cutover doc`
+--   args = { NAME = { type=, required=, default=, choices=, doc= } }
+--   free_form = "cmd"      a plain string value is this argument
+--   any_args = true        keys are free (set_fact)
+--   one_of = { {a, b} }    exactly one of these
+--   returns = { NAME = doc }
+--   check_mode = text      what --check does for this action
+--   controller = true      runs on the controller, not the host
+--   run(ctx, args) -> result table (see docs/architecture.md)
+local M = {}
+
+local NAMES = {
+    "assert", "command", "copy", "debug", "fail", "file", "set_fact",
+    "shell", "stat", "template", "wait_for",
+}
+local SET = {}
+for _, n in ipairs(NAMES) do SET[n] = true end
+
+function M.names() return NAMES end
+function M.exists(name) return SET[name] == true end
+
+local loaded = {}
+function M.get(name)
+    if not SET[name] then return nil end
+    local a = loaded[name]
+    if not a then
+        a = require("cutover.actions." .. name)
+        a.name = name
+        loaded[name] = a
+    end
+    return a
+end
+
+return M

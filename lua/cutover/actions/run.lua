@@ -1,0 +1,59 @@
+-- Shared by command and shell: creates/removes, check mode, the result.
+-- (Not an action: not listed in actions/init.lua.)
+local M = {}
+
+M.RETURNS = {
+    rc = "exit code (128 + N when killed by signal N)",
+    stdout = "standard output (capped; see stdout_truncated)",
+    stderr = "standard error (capped)",
+    stdout_lines = "stdout split into lines",
+    cmd = "what was run",
+    timed_out = "true when the timeout stopped it",
+    duration = "seconds",
+}
+
+function M.execute(ctx, args, what, display)
+    if args.creates then
+        local st = ctx.conn:stat(args.creates, true)
+        if st then return { changed = false, skipped = true, msg = args.creates .. " exists" } end
+    end
+    if args.removes then
+        local st = ctx.conn:stat(args.removes, true)
+        if not st then return { changed = false, skipped = true, msg = args.removes .. " does not exist" } end
+    end
+    if ctx.check then
+        return { unknown = true, msg = "would run: " .. display }
+    end
+    what.stdin = args.stdin
+    what.cwd = args.chdir
+    what.timeout = args.timeout
+    local r, err = ctx.conn:exec(what)
+    if not r then return { failed = true, rc = 127, msg = err, cmd = display } end
+    local lines = {}
+    for line in r.stdout:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    local result = {
+        changed = true, rc = r.rc, stdout = r.stdout, stderr = r.stderr,
+        stdout_lines = lines, cmd = display, duration = r.duration,
+        timed_out = r.timed_out, interrupted = r.interrupted,
+        stdout_truncated = r.stdout_truncated or nil,
+        stderr_truncated = r.stderr_truncated or nil,
+    }
+    result.stdout = result.stdout:gsub("\n$", "")
+    result.stderr = result.stderr:gsub("\n$", "")
+    if r.timed_out then
+        result.failed = true
+        result.msg = "timed out after " .. args.timeout .. "s"
+    elseif r.interrupted then
+        result.failed = true
+        result.msg = "interrupted"
+    elseif r.rc ~= 0 then
+        result.failed = true
+        result.msg = "exit code " .. r.rc
+    end
+    if r.stdout_truncated then
+        result.msg = (result.msg and result.msg .. "; " or "") .. "stdout cut at the output cap"
+    end
+    return result
+end
+
+return M

@@ -1,0 +1,302 @@
+-- cli: the command line.  Parses arguments, loads the playbook and
+-- inventory, and hands over to the runner.  Returns the exit code.
+local yaml = require("cutover.core.yaml")
+local playbook = require("cutover.playbook")
+local inventory = require("cutover.inventory")
+local actions = require("cutover.actions")
+local runner = require("cutover.runner")
+local docs = require("cutover.docs")
+local util = require("cutover.util")
+
+local M = {}
+
+M.VERSION = "0.1.0"
+
+local EXIT_CODES = [[
+Exit codes:
+  0    every host ok
+  1    one or more hosts failed or were unreachable
+  2    invalid input or usage; nothing ran
+  3    the run was refused as a whole for safety
+  4    parked at an approval gate, no host failed
+  70   internal error in cutover
+  130  interrupted (Ctrl-C or SIGTERM)]]
+
+local HELP = {
+    main = [[
+usage: cutover COMMAND [OPTIONS]
+
+Ordered, auditable change on servers: YAML playbooks, exact dry runs.
+
+Commands:
+  run PLAYBOOK       run a playbook (add --check for a dry run)
+  lint PLAYBOOK      load and validate a playbook; run nothing
+  modules            list the actions a step can use
+  doc ACTION         an action's arguments, results and check-mode behaviour
+
+Options:
+  -h, --help         help (also: cutover COMMAND --help)
+  --version          print the version
+
+]] .. EXIT_CODES,
+    run = [[
+usage: cutover run PLAYBOOK [OPTIONS]
+
+Runs PLAYBOOK's plays on the hosts they name.
+
+Options:
+  -i, --inventory FILE     inventory (Ansible YAML format); default: localhost
+  -e, --extra-vars NAME=VALUE | @FILE.yml | {yaml}
+                           variables with the highest precedence (repeatable)
+  -C, --check              dry run: change nothing, report what would change
+  -D, --diff               show file diffs and before/after state
+  -l, --limit PATTERN      only these hosts (groups, names, globs, !exclude, &and)
+  -t, --tags TAGS          only steps with one of these tags (comma-separated)
+      --skip-tags TAGS     leave out steps with these tags
+      --start-at STEP      start at this step (its id or name)
+      --format text|json   output: human text (default) or JSON events
+  -v, --verbose            more output (stdout of commands); repeatable
+  -h, --help               this help
+
+]] .. EXIT_CODES,
+    lint = [[
+usage: cutover lint PLAYBOOK [-i INVENTORY]
+
+Loads and validates PLAYBOOK (and INVENTORY) as `run` would, reporting
+every problem as FILE:LINE:COL: message.  Runs nothing.  Exit 0 when
+valid, 2 otherwise.]],
+    modules = [[
+usage: cutover modules
+
+Lists the actions a step can use, with a one-line summary each.]],
+    doc = [[
+usage: cutover doc ACTION [--format text|markdown]
+       cutover doc --all [--format text|markdown]
+
+Shows an action's arguments, return values and check-mode behaviour.]],
+}
+
+local function usage_error(msg, cmd)
+    io.stderr:write("cutover: " .. msg .. "\n")
+    io.stderr:write("Try 'cutover " .. (cmd and cmd .. " " or "") .. "--help'.\n")
+    return runner.EXIT_USAGE
+end
+
+-- Option specs: name -> { short, takes_value, repeat }
+local RUN_OPTS = {
+    inventory = { "i", true }, ["extra-vars"] = { "e", true, true },
+    check = { "C" }, diff = { "D" }, limit = { "l", true }, tags = { "t", true, true },
+    ["skip-tags"] = { nil, true, true }, ["start-at"] = { nil, true },
+    format = { nil, true }, verbose = { "v", false, true }, help = { "h" },
+}
+local LINT_OPTS = { inventory = { "i", true }, help = { "h" } }
+local DOC_OPTS = { all = {}, format = { nil, true }, help = { "h" } }
+local NO_OPTS = { help = { "h" } }
+
+-- Returns options, positional args | nil, message
+local function parse(args, spec)
+    local opts, pos = {}, {}
+    local short = {}
+    for name, s in pairs(spec) do if s[1] then short[s[1]] = name end end
+    local i = 1
+    local function put(name, value)
+        local s = spec[name]
+        if s[3] then
+            opts[name] = opts[name] or {}
+            table.insert(opts[name], value)
+        else
+            opts[name] = value
+        end
+    end
+    while i <= #args do
+        local a = args[i]
+        if a == "--" then
+            for j = i + 1, #args do pos[#pos + 1] = args[j] end
+            break
+        elseif a:sub(1, 2) == "--" then
+            local name, value = a:match("^%-%-([^=]+)=(.*)$")
+            name = name or a:sub(3)
+            local s = spec[name]
+            if not s then
+                local names = util.sorted_keys(spec)
+                return nil, "unknown option '--" .. name .. "'" .. util.did_you_mean(name, names)
+            end
+            if s[2] then
+                if value == nil then
+                    i = i + 1
+                    value = args[i]
+                    if value == nil then return nil, "option '--" .. name .. "' needs a value" end
+                end
+                put(name, value)
+            else
+                if value ~= nil then return nil, "option '--" .. name .. "' takes no value" end
+                put(name, true)
+            end
+        elseif a:sub(1, 1) == "-" and #a > 1 then
+            local j = 2
+            while j <= #a do
+                local c = a:sub(j, j)
+                local name = short[c]
+                if not name then return nil, "unknown option '-" .. c .. "'" end
+                if spec[name][2] then
+                    local value = a:sub(j + 1)
+                    if value == "" then
+                        i = i + 1
+                        value = args[i]
+                        if value == nil then return nil, "option '-" .. c .. "' needs a value" end
+                    end
+                    put(name, value)
+                    break
+                else
+                    put(name, true)
+                end
+                j = j + 1
+            end
+        else
+            pos[#pos + 1] = a
+        end
+        i = i + 1
+    end
+    return opts, pos
+end
+
+local function print_errors(errs)
+    for _, e in ipairs(errs) do io.stderr:write(e, "\n") end
+end
+
+-- -e values: NAME=VALUE (text), @FILE (YAML mapping), or inline YAML/JSON.
+local function extra_vars(list)
+    local out = {}
+    for _, e in ipairs(list or {}) do
+        local t
+        if e:sub(1, 1) == "@" then
+            local src, err = playbook.read_yaml(e:sub(2), "extra vars file")
+            if not src then return nil, err end
+            t = src.value
+            if type(t) ~= "table" or (next(t) ~= nil and util.is_list(t)) then
+                return nil, e:sub(2) .. ": extra vars must be a mapping of names to values"
+            end
+        elseif e:match("^%s*{") then
+            local v, err = yaml.load(e, "-e")
+            if v == nil then return nil, err end
+            if type(v) ~= "table" then return nil, "-e: expected a mapping" end
+            t = v
+        else
+            local name, value = e:match("^([%a_][%w_]*)=(.*)$")
+            if not name then
+                return nil, "-e '" .. e .. "': expected NAME=VALUE, @FILE.yml or a {mapping}"
+            end
+            t = { [name] = value }
+        end
+        for k, v in pairs(t) do out[k] = v end
+    end
+    return out
+end
+
+local function split_set(list)
+    if not list then return nil end
+    local set = {}
+    for _, item in ipairs(list) do
+        for t in item:gmatch("[^,]+") do set[util.trim(t)] = true end
+    end
+    return set
+end
+
+local function load_inventory(path)
+    if not path then return inventory.localhost() end
+    local inv, err = inventory.load(path)
+    if not inv then return nil, err end
+    return inv
+end
+
+local function cmd_run(args)
+    local o, pos = parse(args, RUN_OPTS)
+    if not o then return usage_error(pos, "run") end
+    if o.help then print(HELP.run); return 0 end
+    if #pos ~= 1 then return usage_error("run needs exactly one PLAYBOOK", "run") end
+    if o.format and o.format ~= "text" and o.format ~= "json" then
+        return usage_error("--format must be text or json", "run")
+    end
+    local book, errs = playbook.load(pos[1])
+    if not book then print_errors(errs); return runner.EXIT_USAGE end
+    local inv, ierr = load_inventory(o.inventory)
+    if not inv then print_errors({ ierr }); return runner.EXIT_USAGE end
+    local ev, eerr = extra_vars(o["extra-vars"])
+    if not ev then print_errors({ eerr }); return runner.EXIT_USAGE end
+    return runner.run(book, inv, {
+        check = o.check == true, diff = o.diff == true, limit = o.limit,
+        tags = split_set(o.tags), skip_tags = split_set(o["skip-tags"]),
+        start_at = o["start-at"], extra_vars = ev, format = o.format or "text",
+        verbose = o.verbose and #o.verbose or 0, version = M.VERSION,
+    })
+end
+
+local function cmd_lint(args)
+    local o, pos = parse(args, LINT_OPTS)
+    if not o then return usage_error(pos, "lint") end
+    if o.help then print(HELP.lint); return 0 end
+    if #pos ~= 1 then return usage_error("lint needs exactly one PLAYBOOK", "lint") end
+    local book, errs = playbook.load(pos[1])
+    if not book then print_errors(errs); return runner.EXIT_USAGE end
+    if o.inventory then
+        local inv, ierr = load_inventory(o.inventory)
+        if not inv then print_errors({ ierr }); return runner.EXIT_USAGE end
+    end
+    print(string.format("%s: ok (%d play%s, %d step%s)", pos[1], #book.plays,
+        #book.plays == 1 and "" or "s", book.step_count, book.step_count == 1 and "" or "s"))
+    return 0
+end
+
+local function cmd_modules(args)
+    local o, pos = parse(args, NO_OPTS)
+    if not o then return usage_error(pos, "modules") end
+    if o.help then print(HELP.modules); return 0 end
+    for _, name in ipairs(actions.names()) do
+        print(string.format("%-10s  %s", name, actions.get(name).summary))
+    end
+    return 0
+end
+
+local function cmd_doc(args)
+    local o, pos = parse(args, DOC_OPTS)
+    if not o then return usage_error(pos, "doc") end
+    if o.help then print(HELP.doc); return 0 end
+    local fmt = o.format or "text"
+    if fmt ~= "text" and fmt ~= "markdown" then return usage_error("--format must be text or markdown", "doc") end
+    local names = pos
+    if o.all then names = actions.names() end
+    if #names == 0 then return usage_error("doc needs an ACTION (see 'cutover modules')", "doc") end
+    for i, name in ipairs(names) do
+        if not actions.exists(name) then
+            return usage_error("no action '" .. name .. "'" .. util.did_you_mean(name, actions.names()), "doc")
+        end
+        if i > 1 then io.stdout:write("\n") end
+        io.stdout:write(docs.action(name, fmt))
+    end
+    return 0
+end
+
+local COMMANDS = { run = cmd_run, lint = cmd_lint, modules = cmd_modules, doc = cmd_doc }
+
+function M.main(argv)
+    local first = argv[1]
+    if first == nil or first == "-h" or first == "--help" or first == "help" then
+        if first == "help" and argv[2] and HELP[argv[2]] then print(HELP[argv[2]]); return 0 end
+        print(HELP.main)
+        return first == nil and runner.EXIT_USAGE or 0
+    end
+    if first == "--version" or first == "version" then
+        print("cutover " .. M.VERSION)
+        return 0
+    end
+    local cmd = COMMANDS[first]
+    if not cmd then
+        local names = util.sorted_keys(COMMANDS)
+        return usage_error("unknown command '" .. first .. "'" .. util.did_you_mean(first, names))
+    end
+    local rest = {}
+    for i = 2, #argv do rest[#rest + 1] = argv[i] end
+    return cmd(rest)
+end
+
+return M

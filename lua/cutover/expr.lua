@@ -1,0 +1,306 @@
+-- expr: playbook expressions.  `when:` and friends take a Lua expression;
+-- strings interpolate {{ lua expression }}.  Both run in a sandbox: no io,
+-- os, package, debug, load or require; library tables are read-only views;
+-- an instruction and a memory budget (enforced in core/sandbox.c); a name
+-- that is neither a helper nor a variable raises "undefined variable".
+--
+-- A variable whose value could not be known in check mode holds
+-- expr.UNKNOWN_VALUE; reading it raises an error object
+-- {unknowable = name} that the runner reports as "depends on NAME".
+local sandbox = require("cutover.core.sandbox")
+local json = require("cutover.core.json")
+local yaml_null = require("cutover.core.yaml").null
+
+local M = {}
+
+M.MAX_INSTRUCTIONS = 1000000
+M.MAX_BYTES = 64 * 1024 * 1024
+
+local unknown_mt = { __name = "unknowable" }
+M.UNKNOWN_VALUE = setmetatable({}, unknown_mt)
+
+function M.is_unknown(v)
+    return getmetatable(v) == unknown_mt
+end
+
+local function readonly(lib, name)
+    return setmetatable({}, {
+        __index = lib,
+        __newindex = function() error("'" .. name .. "' is read-only", 2) end,
+        __metatable = false,
+    })
+end
+
+-- The current scope; expressions never yield, so one at a time.
+local current
+
+local helpers = {}
+
+-- defined("name") -> true when the variable exists
+function helpers.defined(name)
+    local ok, v = pcall(current.get, current, name)
+    return ok and v ~= nil
+end
+
+-- var("name", default) -> the variable, or default when it does not exist
+function helpers.var(name, default)
+    local v = current:get(name)
+    if v == nil then return default end
+    return v
+end
+
+function helpers.len(v)
+    if type(v) == "table" then
+        local n = 0
+        for _ in pairs(v) do n = n + 1 end
+        return n
+    end
+    return #tostring(v)
+end
+
+function helpers.join(list, sep)
+    local parts = {}
+    for i, v in ipairs(list) do parts[i] = tostring(v) end
+    return table.concat(parts, sep or ",")
+end
+
+function helpers.split(s, sep)
+    local out = {}
+    sep = sep or ","
+    local start = 1
+    while true do
+        local i, j = s:find(sep, start, true)
+        if not i then out[#out + 1] = s:sub(start); break end
+        out[#out + 1] = s:sub(start, i - 1)
+        start = j + 1
+    end
+    return out
+end
+
+function helpers.lines(s)
+    local out = {}
+    for line in (s .. "\n"):gmatch("(.-)\r?\n") do out[#out + 1] = line end
+    if out[#out] == "" then out[#out] = nil end
+    return out
+end
+
+function helpers.contains(hay, needle)
+    if type(hay) == "string" then return hay:find(needle, 1, true) ~= nil end
+    for _, v in pairs(hay) do if v == needle then return true end end
+    return false
+end
+
+function helpers.keys(t)
+    local out = {}
+    for k in pairs(t) do out[#out + 1] = k end
+    table.sort(out, function(a, b) return tostring(a) < tostring(b) end)
+    return out
+end
+
+function helpers.trim(s)
+    return (tostring(s):gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+function helpers.startswith(s, p) return s:sub(1, #p) == p end
+function helpers.endswith(s, p) return p == "" or s:sub(-#p) == p end
+function helpers.to_json(v) return json.encode(v) end
+
+local safe = {
+    assert = assert, error = error, ipairs = ipairs, next = next,
+    pairs = pairs, select = select, tonumber = tonumber,
+    tostring = tostring, type = type,
+    math = readonly(math, "math"), string = readonly(string, "string"),
+    table = readonly(table, "table"), utf8 = readonly(utf8, "utf8"),
+    format = string.format,
+    null = yaml_null,
+}
+for k, v in pairs(helpers) do safe[k] = v end
+M.HELPERS = safe
+
+local env = setmetatable({}, {
+    __index = function(_, name)
+        local v = safe[name]
+        if v ~= nil then return v end
+        v = current:get(name)
+        if v == nil then error("undefined variable '" .. tostring(name) .. "'", 0) end
+        if getmetatable(v) == unknown_mt then
+            error(setmetatable({ unknowable = name }, {
+                __tostring = function() return "depends on '" .. name .. "', unknown in check mode" end,
+            }), 0)
+        end
+        return v
+    end,
+    __newindex = function(_, name)
+        error("cannot assign to '" .. tostring(name) .. "' in an expression", 0)
+    end,
+    __metatable = false,
+})
+
+local cache = {}
+
+-- Compiles an expression once; returns fn or nil, message.
+function M.compile(source)
+    local hit = cache[source]
+    if hit then
+        if hit.fn then return hit.fn end
+        return nil, hit.err
+    end
+    local fn, err = load("return (" .. source .. "\n)", "=expression", "t", env)
+    if not fn then
+        err = err:gsub("^expression:%d+: ", "")
+        cache[source] = { err = err }
+        return nil, err
+    end
+    cache[source] = { fn = fn }
+    return fn
+end
+
+-- Turns an error value into (message, unknowable-name-or-nil).
+local function describe(err)
+    if type(err) == "table" and err.unknowable then
+        return tostring(err), err.unknowable
+    end
+    err = tostring(err)
+    err = err:gsub("^expression:%d+: ", "")
+    if err == "not enough memory" then err = "memory limit exceeded" end
+    return err
+end
+
+-- Evaluates an expression in scope.
+-- Returns true, value | false, message, unknowable_name
+function M.eval(source, scope)
+    local fn, err = M.compile(source)
+    if not fn then return false, "bad expression '" .. source .. "': " .. err end
+    local saved = current
+    current = scope
+    local ok, v = sandbox.call(fn, M.MAX_INSTRUCTIONS, M.MAX_BYTES)
+    current = saved
+    if not ok then
+        local msg, unknown = describe(v)
+        return false, "'" .. source .. "': " .. msg, unknown
+    end
+    return true, v
+end
+
+function M.has_template(s)
+    return type(s) == "string" and s:find("{{", 1, true) ~= nil
+end
+
+-- Splits "a {{ x }} b" into parts; returns nil, message on an open {{.
+local function parse_template(s)
+    local parts, pos = {}, 1
+    while true do
+        local i = s:find("{{", pos, true)
+        if not i then
+            if pos <= #s then parts[#parts + 1] = { text = s:sub(pos) } end
+            return parts
+        end
+        local j = s:find("}}", i + 2, true)
+        if not j then return nil, "'{{' without a closing '}}'" end
+        -- "{{ {a=1} }}": extend to the last "}}" of a run of braces
+        while s:sub(j + 2, j + 2) == "}" do j = j + 1 end
+        if i > pos then parts[#parts + 1] = { text = s:sub(pos, i - 1) } end
+        local code = s:sub(i + 2, j - 1):match("^%s*(.-)%s*$")
+        if code == "" then return nil, "empty '{{ }}'" end
+        parts[#parts + 1] = { code = code }
+        pos = j + 2
+    end
+end
+
+local template_cache = {}
+
+-- Checks a template's syntax without evaluating it (lint).
+function M.check_template(s)
+    local parts, err = parse_template(s)
+    if not parts then return false, err end
+    for _, p in ipairs(parts) do
+        if p.code then
+            local _, cerr = M.compile(p.code)
+            if cerr then return false, "bad expression '" .. p.code .. "': " .. cerr end
+        end
+    end
+    return true
+end
+
+-- Renders a string.  A string that is exactly one {{ expr }} gives the
+-- expression's value as is (a list stays a list).
+-- Returns true, value | false, message, unknowable_name
+function M.render(s, scope)
+    if not M.has_template(s) then return true, s end
+    local parts = template_cache[s]
+    if not parts then
+        local err
+        parts, err = parse_template(s)
+        if not parts then return false, err end
+        template_cache[s] = parts
+    end
+    if #parts == 1 and parts[1].code then
+        return M.eval(parts[1].code, scope)
+    end
+    local out = {}
+    for i, p in ipairs(parts) do
+        if p.text then
+            out[i] = p.text
+        else
+            local ok, v, unknown = M.eval(p.code, scope)
+            if not ok then return false, v, unknown end
+            if v == nil then return false, "'" .. p.code .. "' is nil" end
+            if v == yaml_null then v = "" end
+            out[i] = type(v) == "table" and json.encode(v) or tostring(v)
+        end
+    end
+    return true, table.concat(out)
+end
+
+-- Renders every string inside a value (tables are copied, not changed).
+function M.render_value(v, scope, depth)
+    depth = depth or 0
+    if depth > 32 then return false, "value nested too deeply" end
+    if type(v) == "string" then return M.render(v, scope) end
+    if type(v) ~= "table" or getmetatable(v) == unknown_mt then return true, v end
+    local out = {}
+    for k, x in pairs(v) do
+        local ok, r, unknown = M.render_value(x, scope, depth + 1)
+        if not ok then return false, r, unknown end
+        out[k] = r
+    end
+    return true, out
+end
+
+-- A condition: a Lua expression, a boolean, or a list of conditions (all
+-- must hold).  A condition written as "{{ expr }}" is taken as expr.
+function M.condition(c, scope)
+    if type(c) == "boolean" then return true, c end
+    if type(c) == "table" then
+        for _, one in ipairs(c) do
+            local ok, v, unknown = M.condition(one, scope)
+            if not ok or not v then return ok, v, unknown end
+        end
+        return true, true
+    end
+    local src = tostring(c)
+    local inner = src:match("^%s*{{(.-)}}%s*$")
+    if inner then src = inner end
+    local ok, v, unknown = M.eval(src, scope)
+    if not ok then return false, v, unknown end
+    return true, v ~= nil and v ~= false and v ~= yaml_null
+end
+
+-- Lint helper: syntax of a condition without running it.
+function M.check_condition(c)
+    if type(c) == "boolean" then return true end
+    if type(c) == "table" then
+        for _, one in ipairs(c) do
+            local ok, err = M.check_condition(one)
+            if not ok then return ok, err end
+        end
+        return true
+    end
+    if type(c) ~= "string" then return false, "a condition must be an expression or a list of them" end
+    local inner = c:match("^%s*{{(.-)}}%s*$") or c
+    local _, err = M.compile(inner)
+    if err then return false, "bad expression '" .. inner .. "': " .. err end
+    return true
+end
+
+return M

@@ -1,0 +1,236 @@
+-- output: what the operator sees.  Two reporters with the same methods:
+-- text (a line per step and host, a recap; colour only on a terminal and
+-- without NO_COLOR) and json (one event per line, docs/json-events.md).
+local sys = require("cutover.core.sys")
+local json = require("cutover.core.json")
+local util = require("cutover.util")
+local diff = require("cutover.diff")
+
+local M = {}
+
+M.FORMAT_VERSION = 1
+
+local STATUS_COLOUR = {
+    ok = "32", changed = "33", skipped = "36", failed = "31",
+    unknown = "35", interrupted = "31", ignored = "33",
+}
+
+-- Status of a result table (see runner).
+function M.status(r)
+    if r.interrupted then return "interrupted" end
+    if r.failed and r.ignored then return "ignored" end
+    if r.failed then return "failed" end
+    if r.unknown then return "unknown" end
+    if r.skipped then return "skipped" end
+    if r.changed then return "changed" end
+    return "ok"
+end
+
+---------------------------------------------------------------- text
+
+local Text = {}
+Text.__index = Text
+
+function M.text(opts)
+    local tty = sys.isatty(1)
+    local nc = os.getenv("NO_COLOR")
+    local self = setmetatable({
+        verbose = opts.verbose or 0,
+        diff = opts.diff,
+        colour = tty and (nc == nil or nc == ""),
+        tty = tty,
+        live = nil,          -- the live line currently shown, if any
+        last_notice = 0,
+    }, Text)
+    return self
+end
+
+function Text:paint(code, s)
+    if not self.colour then return s end
+    return "\27[" .. code .. "m" .. s .. "\27[0m"
+end
+
+function Text:clear_live()
+    if self.live then
+        sys.write(1, "\r\27[K")
+        self.live = nil
+    end
+end
+
+function Text:out(s)
+    self:clear_live()
+    io.stdout:write(s, "\n")
+    io.stdout:flush()
+end
+
+local function indent(text, prefix)
+    return (prefix .. tostring(text):gsub("\n", "\n" .. prefix))
+end
+
+function Text:run_start(info)
+    local mode = info.check and " (check mode: nothing will be changed)" or ""
+    self:out(self:paint("1", "cutover " .. info.version .. ": " .. info.playbook .. mode))
+end
+
+function Text:warn(msg)
+    self:out(self:paint("33", "warning: " .. msg))
+end
+
+function Text:play_start(play, hosts)
+    self:out("")
+    self:out(self:paint("1", "PLAY " .. play.name) .. "  [" .. table.concat(hosts, ", ") .. "]")
+end
+
+function Text:step_start(host, step) end
+
+function Text:host_result(ev)
+    local r = ev.result
+    local status = M.status(r)
+    local name = ev.step_name
+    if ev.item_label then name = name .. " [" .. ev.item_label .. "]" end
+    if r.attempts and r.attempts > 1 then name = name .. " (" .. r.attempts .. " attempts)" end
+    local line = string.format("  %s %s  %s  %s",
+        self:paint(STATUS_COLOUR[status] or "0", string.format("%-11s", status)),
+        ev.host, name, self:paint("2", "(" .. util.format_duration(ev.duration) .. ")"))
+    self:out(line)
+    local msg = r.msg
+    if msg ~= nil and msg ~= "" and (status ~= "ok" or ev.action == "debug" or ev.action == "assert" or self.verbose > 0) then
+        if status ~= "changed" or self.verbose > 0 or ev.action == "debug" then
+            self:out(indent(msg, "      "))
+        end
+    end
+    if status == "failed" or status == "ignored" or self.verbose > 0 then
+        if r.stderr and r.stderr ~= "" then self:out(indent(r.stderr, "      stderr: ")) end
+        if self.verbose > 0 and r.stdout and r.stdout ~= "" then self:out(indent(r.stdout, "      stdout: ")) end
+    end
+    if self.diff and r.diff then
+        local text = diff.render(r.diff)
+        if text ~= "" then
+            text = text:gsub("\n$", "")
+            if self.colour then
+                text = text:gsub("[^\n]+", function(l)
+                    local c = l:sub(1, 1)
+                    if l:sub(1, 3) == "---" or l:sub(1, 3) == "+++" then return self:paint("1", l) end
+                    if c == "+" then return self:paint("32", l) end
+                    if c == "-" then return self:paint("31", l) end
+                    if c == "@" then return self:paint("36", l) end
+                    return l
+                end)
+            end
+            self:out(indent(text, "      "))
+        end
+    end
+end
+
+-- Called about once a second while steps run (see runner's ticker).
+function Text:tick(running, now)
+    local longest, who
+    for _, r in pairs(running) do
+        if not longest or r.started < longest.started then longest, who = r, r.host end
+    end
+    if not longest or now - longest.started < 1 then
+        self:clear_live()
+        return
+    end
+    local n = 0
+    for _ in pairs(running) do n = n + 1 end
+    local text = string.format("  ... %s on %s running for %s%s%s", longest.step, who,
+        util.format_duration(now - longest.started),
+        n > 1 and string.format(" (%d hosts busy)", n) or "",
+        longest.progress and (": " .. longest.progress) or "")
+    if self.tty then
+        sys.write(1, "\r\27[K" .. self:paint("2", text))
+        self.live = text
+    elseif now - self.last_notice >= 30 then
+        self.last_notice = now
+        self:out(text)
+    end
+end
+
+function Text:run_end(stats)
+    self:out("")
+    self:out(self:paint("1", "RECAP"))
+    local width = 4
+    for _, h in ipairs(stats.hosts) do width = math.max(width, #h) end
+    local cols = { "ok", "changed", "unknown", "skipped", "failed", "ignored" }
+    local header = string.format("  %-" .. width .. "s", "host")
+    for _, c in ipairs(cols) do header = header .. string.format("  %7s", c) end
+    self:out(header)
+    for _, h in ipairs(stats.hosts) do
+        local s = stats.per_host[h]
+        local row = string.format("  %-" .. width .. "s", h)
+        for _, c in ipairs(cols) do
+            local v = string.format("  %7d", s[c] or 0)
+            if (s[c] or 0) > 0 and STATUS_COLOUR[c] and c ~= "ok" then v = self:paint(STATUS_COLOUR[c], v) end
+            row = row .. v
+        end
+        if s.failed_at then row = row .. "  " .. self:paint("31", "failed at " .. s.failed_at) end
+        if s.unreachable then row = row .. "  " .. self:paint("31", "unreachable") end
+        if s.interrupted_at then row = row .. "  " .. self:paint("31", "interrupted at " .. s.interrupted_at) end
+        self:out(row)
+    end
+    if stats.check then
+        self:out("")
+        self:out("check mode: nothing was changed. " .. (stats.totals.changed or 0) ..
+            " change(s) predicted, " .. (stats.totals.unknown or 0) .. " result(s) unknowable before a real run.")
+    end
+    self:out(string.format("\nfinished in %s, exit code %d", util.format_duration(stats.duration), stats.exit_code))
+end
+
+---------------------------------------------------------------- json
+
+local Json = {}
+Json.__index = Json
+
+function M.json(opts)
+    return setmetatable({ diff = opts.diff }, Json)
+end
+
+function Json:emit(t)
+    t.v = M.FORMAT_VERSION
+    t.time = sys.time()
+    io.stdout:write(json.encode(t), "\n")
+    io.stdout:flush()
+end
+
+function Json:run_start(info)
+    self:emit({ event = "run_start", playbook = info.playbook, check = info.check,
+                version = info.version })
+end
+
+function Json:warn(msg) self:emit({ event = "warning", message = msg }) end
+
+function Json:play_start(play, hosts)
+    self:emit({ event = "play_start", play = play.name, hosts = setmetatable(hosts, { __jsontype = "array" }) })
+end
+
+function Json:step_start(host, step)
+    self:emit({ event = "step_start", host = host, step = step.id, name = step.name or step.id })
+end
+
+-- Fields of a result that go into events (the rest stays internal).
+local HIDDEN = { diff = true }
+
+function Json:host_result(ev)
+    local r = ev.result
+    local data = {}
+    for k, v in pairs(r) do if not HIDDEN[k] then data[k] = v end end
+    local d
+    if r.diff then d = diff.render(r.diff) end
+    self:emit({
+        event = "host_result", host = ev.host, step = ev.step_id, name = ev.step_name,
+        action = ev.action, status = M.status(r), changed = r.changed == true,
+        failed = r.failed == true and not r.ignored, ignored = r.ignored == true,
+        unknown = r.unknown == true, skipped = r.skipped == true,
+        item = ev.item_label, duration = ev.duration, diff = d, result = data,
+    })
+end
+
+function Json:tick() end
+
+function Json:run_end(stats)
+    self:emit({ event = "run_end", exit_code = stats.exit_code, duration = stats.duration,
+                hosts = stats.per_host, check = stats.check })
+end
+
+return M

@@ -1,0 +1,382 @@
+-- playbook: loads a playbook file and validates it completely before
+-- anything runs.  Every problem is reported as FILE:LINE:COL: message,
+-- naming the play or step; all problems are collected, not just the first.
+local yaml = require("cutover.core.yaml")
+local fs = require("cutover.core.fs")
+local expr = require("cutover.expr")
+local util = require("cutover.util")
+local actions = require("cutover.actions")
+local schema = require("cutover.schema")
+
+local M = {}
+
+M.MAX_BYTES = 8 * 1024 * 1024
+
+local PLAY_KEYS = { "name", "hosts", "vars", "steps", "handlers", "tags" }
+
+local STEP_KEYS = {
+    "name", "id", "when", "register", "loop", "loop_var", "until", "retries",
+    "delay", "failed_when", "changed_when", "ignore_errors", "check_mode",
+    "no_log", "tags", "notify", "run_once", "delegate_to", "block", "rescue",
+    "always", "vars",
+}
+local STEP_KEY_SET = {}
+for _, k in ipairs(STEP_KEYS) do STEP_KEY_SET[k] = true end
+
+-- A loaded YAML file: the value and where each part of it came from.
+local Source = {}
+Source.__index = Source
+
+function M.read_yaml(path, what)
+    local text, err = fs.read(path, M.MAX_BYTES)
+    if not text then
+        if err:find("larger than the limit", 1, true) then
+            return nil, path .. ": " .. (what or "file") .. " is larger than the limit of " .. M.MAX_BYTES .. " bytes"
+        end
+        return nil, err
+    end
+    local value, pos, keypos = yaml.load(text, path)
+    if value == nil then return nil, pos end
+    return setmetatable({ path = path, value = value, pos = pos, keypos = keypos }, Source)
+end
+
+local function fmt(path, packed)
+    if not packed then return path end
+    local line, col = yaml.unpack(packed)
+    return string.format("%s:%d:%d", path, line, col)
+end
+
+-- Position of a table, or of key k inside table t.
+function Source:at(t, k)
+    if k ~= nil then
+        local kp = self.keypos[t]
+        if kp and kp[k] then return fmt(self.path, kp[k]) end
+    end
+    return fmt(self.path, self.pos[t])
+end
+
+local function is_null(v) return v == yaml.null end
+
+local function step_label(step)
+    if type(step) ~= "table" then return "step" end
+    local n = step.name
+    if type(n) == "string" then return "step '" .. n .. "'" end
+    if type(step.id) == "string" then return "step '" .. step.id .. "'" end
+    for k in pairs(step) do
+        if type(k) == "string" and actions.exists(k) then return "'" .. k .. "' step" end
+    end
+    return "step"
+end
+
+local Loader = {}
+Loader.__index = Loader
+
+function Loader:err(where, msg)
+    self.errors[#self.errors + 1] = where .. ": " .. msg
+end
+
+local function as_list(v)
+    if v == nil or is_null(v) then return {} end
+    if type(v) == "table" then return v end
+    return { v }
+end
+
+function Loader:check_condition(src, t, key, label)
+    local v = t[key]
+    if v == nil then return end
+    local ok, err = expr.check_condition(v)
+    if not ok then self:err(src:at(t, key), label .. ": " .. key .. ": " .. err) end
+end
+
+-- Checks the {{ }} syntax of every string inside v.
+function Loader:check_templates(src, v, t, key, label, depth)
+    depth = depth or 0
+    if type(v) == "string" then
+        if expr.has_template(v) then
+            local ok, err = expr.check_template(v)
+            if not ok then self:err(src:at(t, key), label .. ": " .. err) end
+        end
+    elseif type(v) == "table" and depth < 32 then
+        for k, x in pairs(v) do self:check_templates(src, x, v, k, label, depth + 1) end
+    end
+end
+
+function Loader:step_id(step, label, src, t)
+    local id = step.id
+    if id ~= nil then
+        if type(id) ~= "string" or not id:match("^[%w][%w%-_%.]*$") then
+            self:err(src:at(t, "id"), label .. ": id must be letters, digits, '-', '_' or '.'")
+            return nil, true
+        end
+        return id, true
+    end
+    if type(step.name) == "string" then return util.slug(step.name), true end
+    return nil, false
+end
+
+function Loader:claim_id(id, explicit, where, label)
+    if not id then return end
+    local prev = self.ids[id]
+    if prev then
+        if explicit and prev.explicit then
+            self:err(where, label .. ": duplicate step id '" .. id .. "' (first used at " .. prev.where .. "); give one of them an 'id:'")
+            return id
+        end
+        local n = 2
+        while self.ids[id .. "-" .. n] do n = n + 1 end
+        id = id .. "-" .. n
+    end
+    self.ids[id] = { explicit = explicit, where = where }
+    return id
+end
+
+-- Normalises one step table; returns the step or nil.
+function Loader:step(src, t, inherited_tags, in_handlers)
+    local where = src:at(t)
+    if type(t) ~= "table" or util.is_list(t) and next(t) ~= nil then
+        self:err(where, "a step must be a mapping of keywords and one action")
+        return nil
+    end
+    local label = step_label(t)
+    local step = { where = where, raw = t, source = src }
+    local action_name
+    local had_unknown = false
+    for _, k in ipairs(util.sorted_keys(t)) do
+        if type(k) ~= "string" then
+            self:err(src:at(t, k), label .. ": keys must be text")
+        elseif STEP_KEY_SET[k] then
+            -- handled below
+        elseif actions.exists(k) then
+            if action_name then
+                self:err(src:at(t, k), label .. ": a step has one action, found '" .. action_name .. "' and '" .. k .. "'")
+            else
+                action_name = k
+            end
+        else
+            had_unknown = true
+            local all = util.copy(STEP_KEYS)
+            for _, a in ipairs(actions.names()) do all[#all + 1] = a end
+            self:err(src:at(t, k), label .. ": unknown keyword or action '" .. k .. "'" .. util.did_you_mean(k, all))
+        end
+    end
+
+    local function typed(key, check, want)
+        local v = t[key]
+        if v == nil then return nil end
+        if not check(v) then
+            self:err(src:at(t, key), label .. ": '" .. key .. "' must be " .. want)
+            return nil
+        end
+        return v
+    end
+    local function is_str(v) return type(v) == "string" end
+    local function is_bool(v) return type(v) == "boolean" end
+    local function is_bool_or_expr(v) return type(v) == "boolean" or type(v) == "string" end
+    local function is_count(v) return math.type(v) == "integer" and v >= 0 or expr.has_template(v) end
+    local function is_delay(v) return type(v) == "number" and v >= 0 or expr.has_template(v) end
+    local function is_str_list(v)
+        if type(v) == "string" then return true end
+        if type(v) ~= "table" or not util.is_list(v) then return false end
+        for _, x in ipairs(v) do if type(x) ~= "string" then return false end end
+        return true
+    end
+
+    step.name = typed("name", is_str, "text")
+    local id, explicit = self:step_id(t, label, src, t)
+    step.register = typed("register", function(v) return type(v) == "string" and v:match("^[%a_][%w_]*$") ~= nil end, "a variable name")
+    step.loop_var = typed("loop_var", function(v) return type(v) == "string" and v:match("^[%a_][%w_]*$") ~= nil end, "a variable name")
+    step.retries = typed("retries", is_count, "a whole number")
+    step.delay = typed("delay", is_delay, "a number of seconds")
+    step.ignore_errors = typed("ignore_errors", is_bool_or_expr, "true, false or an expression")
+    step.no_log = typed("no_log", is_bool, "true or false")
+    step.run_once = typed("run_once", is_bool, "true or false")
+    step.check_mode = typed("check_mode", is_bool, "true or false")
+    step.delegate_to = typed("delegate_to", is_str, "a host name")
+    step.notify = typed("notify", is_str_list, "a handler name or a list of them")
+    local tags = typed("tags", is_str_list, "a tag or a list of tags")
+    step.vars = typed("vars", function(v) return type(v) == "table" and (not util.is_list(v) or next(v) == nil) end, "a mapping")
+    if t.loop ~= nil then
+        if type(t.loop) == "table" or type(t.loop) == "string" and expr.has_template(t.loop) then
+            step.loop = t.loop
+        else
+            self:err(src:at(t, "loop"), label .. ": 'loop' must be a list or a '{{ }}' expression giving one")
+        end
+    end
+    if step.loop_var and t.loop == nil then
+        self:err(src:at(t, "loop_var"), label .. ": 'loop_var' needs 'loop'")
+    end
+    for _, key in ipairs({ "when", "failed_when", "changed_when", "until" }) do
+        if t[key] ~= nil and not (type(t[key]) == "string" or type(t[key]) == "boolean" or util.is_list(t[key])) then
+            self:err(src:at(t, key), label .. ": '" .. key .. "' must be an expression or a list of them")
+        else
+            self:check_condition(src, t, key, label)
+        end
+    end
+    if type(t.ignore_errors) == "string" then self:check_condition(src, t, "ignore_errors", label) end
+    step.when, step.failed_when, step.changed_when, step["until"] = t.when, t.failed_when, t.changed_when, t["until"]
+    if step["until"] ~= nil and step.retries == nil then step.retries = 3 end
+    if step.retries ~= nil and step["until"] == nil then
+        self:err(src:at(t, "retries"), label .. ": 'retries' needs 'until'")
+    end
+
+    step.tags = {}
+    for tag in pairs(inherited_tags) do step.tags[tag] = true end
+    for _, tag in ipairs(as_list(tags)) do step.tags[tag] = true end
+
+    local is_block = t.block ~= nil
+    if is_block then
+        if action_name then
+            self:err(src:at(t, action_name), label .. ": a block cannot also have an action ('" .. action_name .. "')")
+        end
+        step.block = self:steps(src, t, "block", step.tags, in_handlers)
+        step.rescue = self:steps(src, t, "rescue", step.tags, in_handlers)
+        step.always = self:steps(src, t, "always", step.tags, in_handlers)
+        for _, k in ipairs({ "register", "loop", "until", "failed_when", "changed_when" }) do
+            if t[k] ~= nil then self:err(src:at(t, k), label .. ": '" .. k .. "' does not apply to a block") end
+        end
+        if not id then id, explicit = "block", false end
+    else
+        for _, k in ipairs({ "rescue", "always" }) do
+            if t[k] ~= nil then self:err(src:at(t, k), label .. ": '" .. k .. "' needs 'block'") end
+        end
+        if not action_name then
+            if had_unknown then return nil end
+            self:err(where, label .. ": no action given" .. (t.name and "" or " (a step needs one action such as 'command:')"))
+            return nil
+        end
+        step.action = action_name
+        local args, errs = schema.normalize(actions.get(action_name), t[action_name])
+        for _, e in ipairs(errs) do self:err(src:at(t, action_name), label .. ": " .. action_name .. ": " .. e) end
+        step.args = args
+        self:check_templates(src, t[action_name], t, action_name, label)
+        if not id then
+            local hint = type(t[action_name]) == "string" and t[action_name] or ""
+            id = util.slug(action_name .. " " .. hint)
+            explicit = false
+        end
+    end
+    step.id = self:claim_id(id, explicit, where, label)
+    step.label = label
+    self:check_templates(src, t.name, t, "name", label)
+    if step.vars then self:check_templates(src, step.vars, t, "vars", label) end
+    if type(step.loop) == "table" then self:check_templates(src, step.loop, t, "loop", label) end
+    if step.notify then
+        for _, h in ipairs(as_list(step.notify)) do
+            self.notifies[#self.notifies + 1] = { name = h, where = src:at(t, "notify"), label = label }
+        end
+        step.notify = as_list(step.notify)
+    end
+    self.step_count = self.step_count + 1
+    return step
+end
+
+function Loader:steps(src, parent, key, tags, in_handlers)
+    local list = parent[key]
+    if list == nil or is_null(list) then return {} end
+    if type(list) ~= "table" or not util.is_list(list) then
+        self:err(src:at(parent, key), "'" .. key .. "' must be a list of steps")
+        return {}
+    end
+    local out = {}
+    for _, t in ipairs(list) do
+        local s = self:step(src, t, tags, in_handlers)
+        if s then out[#out + 1] = s end
+    end
+    return out
+end
+
+function Loader:play(src, t, index)
+    if type(t) ~= "table" or (util.is_list(t) and next(t) ~= nil) then
+        self:err(src:at(src.value, index), "play " .. index .. " must be a mapping with 'hosts' and 'steps'")
+        return nil
+    end
+    local label = type(t.name) == "string" and ("play '" .. t.name .. "'") or ("play " .. index)
+    local play = { index = index, where = src:at(t) }
+    for _, k in ipairs(util.sorted_keys(t)) do
+        local found = false
+        for _, pk in ipairs(PLAY_KEYS) do if pk == k then found = true end end
+        if not found then
+            local hint = util.did_you_mean(tostring(k), PLAY_KEYS)
+            if k == "tasks" then hint = " (cutover calls them 'steps')" end
+            self:err(src:at(t, k), label .. ": unknown play keyword '" .. tostring(k) .. "'" .. hint)
+        end
+    end
+    play.name = type(t.name) == "string" and t.name or ("play " .. index)
+    if t.hosts == nil then
+        self:err(play.where, label .. ": 'hosts' is required (a host, a group or 'all')")
+    elseif type(t.hosts) == "string" then
+        play.hosts = t.hosts
+    elseif type(t.hosts) == "table" and util.is_list(t.hosts) then
+        play.hosts = table.concat(t.hosts, ",")
+    else
+        self:err(src:at(t, "hosts"), label .. ": 'hosts' must be a pattern or a list of them")
+    end
+    if t.vars ~= nil and not is_null(t.vars) then
+        if type(t.vars) ~= "table" or (util.is_list(t.vars) and next(t.vars) ~= nil) then
+            self:err(src:at(t, "vars"), label .. ": 'vars' must be a mapping")
+        else
+            play.vars = t.vars
+            self:check_templates(src, t.vars, t, "vars", label)
+        end
+    end
+    play.vars = play.vars or {}
+    local tags = {}
+    for _, tag in ipairs(as_list(t.tags)) do tags[tag] = true end
+    if t.steps == nil then
+        self:err(play.where, label .. ": 'steps' is required")
+    end
+    play.steps = self:steps(src, t, "steps", tags, false)
+    play.handlers = self:steps(src, t, "handlers", tags, true)
+    return play
+end
+
+-- Loads and validates.  Returns playbook | nil, {messages}
+function M.load(path)
+    local src, err = M.read_yaml(path, "playbook")
+    if not src then return nil, { err } end
+    local self = setmetatable({ errors = {}, ids = {}, notifies = {}, step_count = 0 }, Loader)
+    local doc = src.value
+    local book = { path = path, dir = util.dirname(path), plays = {}, source = src }
+    if is_null(doc) then
+        return nil, { path .. ":1:1: the playbook is empty (expected a list of plays)" }
+    end
+    if type(doc) ~= "table" or not util.is_list(doc) or next(doc) == nil then
+        return nil, { src:at(type(doc) == "table" and doc or nil) .. ": a playbook is a list of plays (each with 'hosts' and 'steps')" }
+    end
+    for i, t in ipairs(doc) do
+        local play = self:play(src, t, i)
+        if play then book.plays[#book.plays + 1] = play end
+    end
+    -- notify must name a handler of the same play
+    for _, play in ipairs(book.plays) do
+        play.handler_names = {}
+        for _, h in ipairs(play.handlers) do
+            if h.name then play.handler_names[h.name] = h end
+            play.handler_names[h.id] = h
+        end
+    end
+    for _, n in ipairs(self.notifies) do
+        local found = false
+        for _, play in ipairs(book.plays) do
+            if play.handler_names[n.name] then found = true end
+        end
+        if not found then
+            self:err(n.where, n.label .. ": notify names no handler '" .. tostring(n.name) .. "'")
+        end
+    end
+    book.step_count = self.step_count
+    if #self.errors > 0 then
+        table.sort(self.errors, function(a, b)
+            local la, ca = a:match(":(%d+):(%d+):")
+            local lb, cb = b:match(":(%d+):(%d+):")
+            la, ca, lb, cb = tonumber(la) or 0, tonumber(ca) or 0, tonumber(lb) or 0, tonumber(cb) or 0
+            if la ~= lb then return la < lb end
+            if ca ~= cb then return ca < cb end
+            return a < b
+        end)
+        return nil, self.errors
+    end
+    return book
+end
+
+return M

@@ -1,0 +1,482 @@
+-- runner: runs a validated playbook.  Each host of a play runs as one
+-- task (a coroutine driven by core/loop.c); a host's steps run in order,
+-- hosts run side by side.  This file is policy only: conditions, loops,
+-- retries, blocks, handlers, tags, check mode; the actions do the work
+-- through the host's connection.
+local loop = require("cutover.core.loop")
+local sys = require("cutover.core.sys")
+local expr = require("cutover.expr")
+local vars = require("cutover.vars")
+local schema = require("cutover.schema")
+local actions = require("cutover.actions")
+local output = require("cutover.output")
+local connections = require("cutover.connection")
+local util = require("cutover.util")
+local json = require("cutover.core.json")
+
+local M = {}
+
+M.EXIT_OK = 0
+M.EXIT_FAILED = 1
+M.EXIT_USAGE = 2
+M.EXIT_REFUSED = 3
+M.EXIT_PARKED = 4
+M.EXIT_INTERRUPTED = 130
+
+local Run = {}
+Run.__index = Run
+
+local function interrupted() return loop.interrupts() > 0 end
+
+-- Tag selection: --tags picks steps carrying one of them ("always" always
+-- runs unless skipped; "never" only when asked for); --skip-tags drops.
+function Run:tags_allow(step)
+    local tags = step.tags
+    for t in pairs(self.opts.skip_tags or {}) do
+        if tags[t] then return false end
+    end
+    local want = self.opts.tags
+    if not want or next(want) == nil then return not tags.never end
+    if tags.always then return true end
+    if want.all and not tags.never then return true end
+    for t in pairs(want) do if tags[t] then return true end end
+    if want.untagged and next(tags) == nil then return true end
+    return false
+end
+
+function Run:report(hs, step, result, started, item_label)
+    local duration = loop.now() - started
+    local name = step.name and select(2, expr.render(step.name, hs.scope)) or step.id
+    if type(name) ~= "string" then name = step.name or step.id end
+    local shown = result
+    if step.no_log then
+        shown = { changed = result.changed, failed = result.failed, unknown = result.unknown,
+                  skipped = result.skipped, ignored = result.ignored,
+                  interrupted = result.interrupted,
+                  msg = "(output hidden: no_log)" }
+    end
+    self.reporter:host_result({ host = hs.name, step_id = step.id, step_name = name,
+                                action = step.action, result = shown,
+                                duration = duration, item_label = item_label })
+    local st = self.stats.per_host[hs.name]
+    local status = output.status(result)
+    st[status] = (st[status] or 0) + 1
+    self.stats.totals[status] = (self.stats.totals[status] or 0) + 1
+end
+
+-- Renders a step's arguments; raw arguments (expressions) are kept.
+local function render_args(action, args, scope)
+    local out = {}
+    for k, v in pairs(args) do
+        local spec = action.args and action.args[k]
+        if spec and spec.raw then
+            out[k] = v
+        else
+            local ok, r, unknown = expr.render_value(v, scope)
+            if not ok then return nil, r, unknown end
+            out[k] = r
+        end
+    end
+    return out
+end
+
+-- Runs an action once (with until/retries) and applies changed_when /
+-- failed_when.  Returns the result table.
+function Run:execute(hs, step, scope)
+    local action = actions.get(step.action)
+    local rendered, err, unknown = render_args(action, step.args, scope)
+    if not rendered then
+        if unknown then return { unknown = true, msg = err } end
+        return { failed = true, msg = err }
+    end
+    local args, errs = schema.check(action, rendered)
+    if #errs > 0 then
+        return { failed = true, msg = step.action .. ": " .. table.concat(errs, "; ") }
+    end
+    local check = self.opts.check
+    if step.check_mode == true then check = true end
+    if step.check_mode == false then check = false end
+    local running = self.running[hs.name]
+    local ctx = {
+        conn = hs.conn, check = check, diff = self.opts.diff, host = hs.name,
+        scope = scope, playbook_dir = self.book.dir, interrupted = interrupted,
+        progress = function(text) if running then running.progress = text end end,
+    }
+    if not action.controller and not hs.conn then
+        return { failed = true, unreachable = true, msg = hs.unreachable_msg }
+    end
+    local attempts = 0
+    local result
+    while true do
+        attempts = attempts + 1
+        local ok, r = xpcall(action.run, debug.traceback, ctx, args)
+        if not ok then
+            result = { failed = true, msg = "internal error in action '" .. step.action .. "': " .. tostring(r) }
+        else
+            result = r or {}
+        end
+        if result.changed == nil then result.changed = false end
+        if step["until"] == nil or result.unknown or check then break end
+        local probe = step.register and scope:with({ [step.register] = result, result = result })
+            or scope:with({ result = result })
+        local cok, done = expr.condition(step["until"], probe)
+        if not cok then result = { failed = true, msg = "until: " .. done }; break end
+        if done then break end
+        if attempts > (step.retries or 3) or interrupted() then
+            result.failed = true
+            result.msg = "still not true after " .. attempts .. " attempts: until " .. tostring(step["until"])
+            break
+        end
+        local delay = step.delay or 5
+        if type(delay) == "string" then
+            local dok, d = expr.render(delay, scope)
+            delay = dok and tonumber(d) or 5
+        end
+        if running then running.progress = "attempt " .. (attempts + 1) end
+        loop.sleep(delay)
+    end
+    if attempts > 1 then result.attempts = attempts end
+    if not result.unknown and (step.changed_when ~= nil or step.failed_when ~= nil) then
+        local probe = step.register and scope:with({ [step.register] = result, result = result })
+            or scope:with({ result = result })
+        if step.changed_when ~= nil then
+            local cok, v, unk = expr.condition(step.changed_when, probe)
+            if not cok then
+                if unk then result.unknown = true else result.failed = true end
+                result.msg = "changed_when: " .. v
+            else
+                result.changed = v
+            end
+        end
+        if step.failed_when ~= nil then
+            local fok, v, unk = expr.condition(step.failed_when, probe)
+            if not fok then
+                if unk then result.unknown = true else result.failed = true end
+                result.msg = "failed_when: " .. v
+            else
+                result.failed = v
+                if v and not result.msg then result.msg = "failed_when: " .. tostring(step.failed_when) end
+                if not v and result.rc and result.rc ~= 0 and result.msg == "exit code " .. result.rc then
+                    result.msg = nil
+                end
+            end
+        end
+    end
+    return result
+end
+
+-- One action step on one host: when, loop, register, notify, report.
+-- Returns false when the host must stop (a failure not ignored).
+function Run:action_step(hs, step)
+    local scope = hs.scope
+    if step.vars then
+        -- step vars sit just above play vars: below registered and extra vars
+        local layers = {}
+        for i, l in ipairs(hs.scope.layers) do
+            if l.is_play_vars then layers[#layers + 1] = { vars = step.vars } end
+            layers[#layers + 1] = l
+        end
+        scope = vars.new(hs.scope.specials, layers)
+    end
+    local started = loop.now()
+    self.running[hs.name] = { host = hs.name, step = step.name or step.id, started = started }
+    self.reporter:step_start(hs.name, step)
+
+    local function finish(result)
+        self.running[hs.name] = nil
+        return result
+    end
+
+    -- run_once: the first host runs it, the others take its result.
+    if step.run_once then
+        local shared = self.once[step]
+        if shared then
+            while not shared.done do loop.sleep(0.01) end
+            local r = util.copy(shared.result)
+            r.msg = (r.msg and r.msg .. " " or "") .. "(run once, on " .. shared.host .. ")"
+            if step.register then scope:set(step.register, r.unknown and expr.UNKNOWN_VALUE or shared.result) end
+            self:report(hs, step, r, started)
+            finish()
+            return not (r.failed and not r.ignored)
+        end
+        shared = { done = false, host = hs.name }
+        self.once[step] = shared
+    end
+
+    local items, item_label
+    if step.loop ~= nil then
+        local ok, v, unknown = expr.render_value(step.loop, scope)
+        local result
+        if not ok then
+            result = unknown and { unknown = true, msg = "loop: " .. v } or { failed = true, msg = "loop: " .. v }
+        elseif type(v) ~= "table" or not util.is_list(v) then
+            result = { failed = true, msg = "loop: expected a list, got " .. type(v) }
+        end
+        if result then
+            if step.register then scope:set(step.register, result.unknown and expr.UNKNOWN_VALUE or result) end
+            if step.run_once then self.once[step].result, self.once[step].done = result, true end
+            self:report(hs, step, result, started)
+            finish()
+            return not result.failed
+        end
+        items = v
+    end
+
+    local function one(item_scope)
+        if step.when ~= nil then
+            local ok, v, unknown = expr.condition(step.when, item_scope)
+            if not ok then
+                if unknown then return { unknown = true, msg = "when: " .. v } end
+                return { failed = true, msg = "when: " .. v }
+            end
+            if not v then return { skipped = true, changed = false } end
+        end
+        return self:execute(hs, step, item_scope)
+    end
+
+    local result
+    if items then
+        local results = {}
+        local agg = { changed = false, results = results }
+        local any_run = false
+        for i, item in ipairs(items) do
+            if interrupted() then agg.interrupted = true; agg.failed = true; break end
+            local item_started = loop.now()
+            local item_scope = scope:with({ [step.loop_var or "item"] = item, loop_index = i })
+            local r = one(item_scope)
+            r.item = item
+            results[i] = r
+            item_label = type(item) == "table" and json.encode(item) or tostring(item)
+            if #item_label > 60 then item_label = item_label:sub(1, 57) .. "..." end
+            if r.failed and step.ignore_errors then r.ignored = true end
+            self:report(hs, step, r, item_started, item_label)
+            if r.changed then agg.changed = true end
+            if r.failed then agg.failed = true end
+            if r.unknown then agg.unknown = true end
+            if not r.skipped then any_run = true end
+        end
+        if not any_run and #items > 0 then agg.skipped = true end
+        result = agg
+        if agg.failed then agg.msg = "one or more items failed" end
+    else
+        result = one(scope)
+        if result.failed and interrupted() then result.interrupted = true end
+    end
+
+    local ignored = false
+    if result.failed and step.ignore_errors ~= nil then
+        if type(step.ignore_errors) == "boolean" then ignored = step.ignore_errors
+        else
+            local ok, v = expr.condition(step.ignore_errors, scope)
+            ignored = ok and v
+        end
+        if ignored then result.ignored = true end
+    end
+    if step.register then
+        scope:set(step.register, result.unknown and not items and expr.UNKNOWN_VALUE or result)
+    end
+    if result.changed and step.notify and not result.failed then
+        for _, h in ipairs(step.notify) do hs.notified[h] = true end
+    end
+    if step.run_once then self.once[step].result, self.once[step].done = result, true end
+    if not items then self:report(hs, step, result, started) end
+    finish()
+    if result.interrupted then
+        self.stats.per_host[hs.name].interrupted_at = step.id
+        return false
+    end
+    if result.failed and not ignored then
+        self.stats.per_host[hs.name].failed_at = self.stats.per_host[hs.name].failed_at or step.id
+        if result.unreachable then self.stats.per_host[hs.name].unreachable = true end
+        return false
+    end
+    return true
+end
+
+-- Runs a list of steps; returns false when the host failed.
+function Run:steps(hs, list)
+    for _, step in ipairs(list) do
+        if not self:step(hs, step) then return false end
+    end
+    return true
+end
+
+function Run:step(hs, step)
+    if interrupted() then
+        if not self.stats.per_host[hs.name].interrupted_at then
+            self.stats.per_host[hs.name].interrupted_at = step.id
+        end
+        return false
+    end
+    if step.block then
+        if step.when ~= nil and hs.started then
+            local ok, v, unknown = expr.condition(step.when, hs.scope)
+            if not ok then
+                local r = unknown and { unknown = true, msg = "when: " .. v } or { failed = true, msg = "when: " .. v }
+                self:report(hs, step, r, loop.now())
+                if not unknown then
+                    self.stats.per_host[hs.name].failed_at = step.id
+                    return false
+                end
+                return true
+            end
+            if not v then return true end
+        end
+        local ok = self:steps(hs, step.block)
+        if not ok and not interrupted() and #step.rescue > 0 then
+            -- the failure is handled: the host carries on after rescue
+            hs.recovered = true
+            self.stats.per_host[hs.name].failed_at = nil
+            ok = self:steps(hs, step.rescue)
+        end
+        if not interrupted() then
+            local always_ok = self:steps(hs, step.always)
+            ok = ok and always_ok
+        end
+        return ok
+    end
+    if not hs.started then
+        if step.id == self.opts.start_at or step.name == self.opts.start_at then
+            hs.started = true
+        else
+            return true
+        end
+    end
+    if not self:tags_allow(step) then return true end
+    return self:action_step(hs, step)
+end
+
+function Run:host_facts(hs)
+    local u = sys.uname() or {}
+    local user = sys.user()
+    return {
+        hostname = u.node, system = u.system, kernel = u.release,
+        architecture = u.machine, user = user, connection = hs.conn and hs.conn.kind,
+    }
+end
+
+local function secret_table()
+    return setmetatable({}, {
+        __index = function(_, name)
+            error("secret '" .. tostring(name) .. "' is not set (the vault arrives in a later release)", 0)
+        end,
+    })
+end
+
+-- All hosts of one play.
+function Run:play(play)
+    local names, unknown = self.inventory:select(play.hosts)
+    for _, u in ipairs(unknown) do
+        self.reporter:warn("play '" .. play.name .. "': hosts pattern '" .. u .. "' matched no host")
+    end
+    local hosts = {}
+    for _, h in ipairs(names) do
+        if (not self.opts.limit or self.limit[h]) and not self.failed_hosts[h] then
+            hosts[#hosts + 1] = h
+        end
+    end
+    if #hosts == 0 then
+        self.reporter:warn("play '" .. play.name .. "': no hosts to run on")
+        return
+    end
+    self.reporter:play_start(play, hosts)
+    self.once = {}
+    for _, name in ipairs(hosts) do
+        loop.spawn(function()
+            local ok, err = xpcall(self.host_play, debug.traceback, self, play, name)
+            if not ok then
+                io.stderr:write("cutover: internal error on host " .. name .. ": " .. tostring(err) .. "\n")
+                self.failed_hosts[name] = true
+                self.stats.per_host[name].failed_at = "internal error"
+            end
+        end)
+    end
+    loop.run(function() self.reporter:tick(self.running, loop.now()) end, 0.25)
+    self.reporter:tick({}, loop.now())
+end
+
+function Run:host_state(name)
+    local hs = self.hosts[name]
+    if hs then return hs end
+    local h = self.inventory.hosts[name]
+    hs = { name = name, registered = {}, notified = {}, started = self.opts.start_at == nil }
+    local conn, err = connections.open(name, h.vars)
+    hs.conn = conn
+    hs.unreachable_msg = err
+    self.hosts[name] = hs
+    self.stats.per_host[name] = self.stats.per_host[name] or {}
+    self.stats.hosts[#self.stats.hosts + 1] = name
+    return hs
+end
+
+function Run:host_play(play, name)
+    local hs = self:host_state(name)
+    local h = self.inventory.hosts[name]
+    local layers = {
+        { vars = self.opts.extra_vars or {} },
+        { vars = hs.registered, literal = true, writable = true },
+        { vars = play.vars, is_play_vars = true },
+        { vars = h.vars },
+    }
+    for _, l in ipairs(self.inventory:group_layers(name)) do layers[#layers + 1] = l end
+    local specials = {
+        inventory_hostname = name,
+        secret = secret_table(),
+        check_mode = self.opts.check == true,
+    }
+    hs.scope = vars.new(specials, layers)
+    specials.facts = self:host_facts(hs)
+    hs.notified = {}
+    local ok = self:steps(hs, play.steps)
+    -- handlers run at the end of the play, in the order they are defined
+    if ok and not interrupted() then
+        for _, handler in ipairs(play.handlers) do
+            if hs.notified[handler.name] or hs.notified[handler.id] then
+                if not self:step(hs, handler) then ok = false; break end
+            end
+        end
+    end
+    if not ok then self.failed_hosts[name] = true end
+end
+
+-- Runs the playbook; returns the exit code.
+function M.run(book, inventory, opts)
+    local reporter = opts.format == "json" and output.json(opts) or output.text(opts)
+    local self = setmetatable({
+        book = book, inventory = inventory, opts = opts, reporter = reporter,
+        hosts = {}, failed_hosts = {}, running = {}, once = {}, limit = {},
+        stats = { per_host = {}, hosts = {}, totals = {}, check = opts.check },
+    }, Run)
+    if opts.limit then
+        local names, unknown = inventory:select(opts.limit)
+        for _, n in ipairs(names) do self.limit[n] = true end
+        if #names == 0 then
+            io.stderr:write("cutover: --limit '" .. opts.limit .. "' matches no host" ..
+                (#unknown > 0 and (" (unknown: " .. table.concat(unknown, ", ") .. ")") or "") .. "\n")
+            return M.EXIT_USAGE
+        end
+    end
+    local start = loop.now()
+    reporter:run_start({ playbook = book.path, check = opts.check, version = opts.version })
+    for _, play in ipairs(book.plays) do
+        if interrupted() then break end
+        self:play(play)
+    end
+    if opts.start_at then
+        local any = false
+        for _, hs in pairs(self.hosts) do if hs.started then any = true end end
+        if not any then
+            reporter:warn("--start-at '" .. opts.start_at .. "' matched no step; nothing ran")
+        end
+    end
+    for _, hs in pairs(self.hosts) do if hs.conn then hs.conn:close() end end
+    local code = M.EXIT_OK
+    if next(self.failed_hosts) then code = M.EXIT_FAILED end
+    if interrupted() then code = M.EXIT_INTERRUPTED end
+    self.stats.duration = loop.now() - start
+    self.stats.exit_code = code
+    reporter:run_end(self.stats)
+    return code
+end
+
+return M

@@ -1,0 +1,157 @@
+-- util: small helpers shared by the runner, the loader and the actions.
+local M = {}
+
+-- Edit distance, for "did you mean" suggestions.
+local function distance(a, b)
+    local prev, cur = {}, {}
+    for j = 0, #b do prev[j] = j end
+    for i = 1, #a do
+        cur[0] = i
+        for j = 1, #b do
+            local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+            cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+        end
+        prev, cur = cur, prev
+    end
+    return prev[#b]
+end
+
+-- " (did you mean 'x'?)" or "" when nothing is close.
+function M.did_you_mean(name, candidates)
+    local best, best_d
+    for _, c in ipairs(candidates) do
+        local d = distance(name, c)
+        if d <= math.max(1, #name // 3) and (not best_d or d < best_d) then
+            best, best_d = c, d
+        end
+    end
+    return best and (" (did you mean '" .. best .. "'?)") or ""
+end
+
+function M.sorted_keys(t)
+    local keys = {}
+    for k in pairs(t) do keys[#keys + 1] = k end
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    return keys
+end
+
+function M.copy(t)
+    local out = {}
+    for k, v in pairs(t) do out[k] = v end
+    return out
+end
+
+function M.deep_copy(v, seen)
+    if type(v) ~= "table" then return v end
+    seen = seen or {}
+    if seen[v] then return seen[v] end
+    local out = {}
+    seen[v] = out
+    for k, x in pairs(v) do out[k] = M.deep_copy(x, seen) end
+    return setmetatable(out, getmetatable(v))
+end
+
+-- A list is a table with keys exactly 1..n.
+function M.is_list(t)
+    if type(t) ~= "table" then return false end
+    local n = 0
+    for _ in pairs(t) do n = n + 1 end
+    return n == #t
+end
+
+-- "Copy the config file" -> "copy-the-config-file"
+function M.slug(s)
+    s = tostring(s):lower():gsub("[^%w]+", "-"):gsub("^%-+", "")
+    s = s:gsub("%-+$", "")
+    if #s > 60 then s = s:sub(1, 60):gsub("%-+$", "") end
+    return s ~= "" and s or "step"
+end
+
+function M.format_duration(seconds)
+    if seconds < 1 then return string.format("%dms", math.floor(seconds * 1000 + 0.5)) end
+    if seconds < 60 then return string.format("%.1fs", seconds) end
+    return string.format("%dm%02ds", math.floor(seconds / 60), math.floor(seconds % 60))
+end
+
+function M.dirname(path)
+    local d = path:match("^(.*)/[^/]*$")
+    if d == nil then return "." end
+    if d == "" then return "/" end
+    return d
+end
+
+function M.join_path(dir, name)
+    if name:sub(1, 1) == "/" then return name end
+    if dir == "." then return name end
+    return dir .. "/" .. name
+end
+
+-- Split a free-form command line into words: whitespace separates,
+-- single and double quotes group, backslash escapes outside single quotes.
+-- No expansion of any kind.  Returns nil, message on an open quote.
+function M.split_words(line)
+    local words, cur, i, n = {}, nil, 1, #line
+    while i <= n do
+        local c = line:sub(i, i)
+        if c:match("%s") then
+            if cur then words[#words + 1] = cur; cur = nil end
+        elseif c == "'" then
+            local j = line:find("'", i + 1, true)
+            if not j then return nil, "unclosed single quote" end
+            cur = (cur or "") .. line:sub(i + 1, j - 1)
+            i = j
+        elseif c == '"' then
+            local buf, j = {}, i + 1
+            while true do
+                if j > n then return nil, "unclosed double quote" end
+                local d = line:sub(j, j)
+                if d == '"' then break end
+                if d == "\\" and j < n and line:sub(j + 1, j + 1):match('["\\$`]') then
+                    j = j + 1; d = line:sub(j, j)
+                end
+                buf[#buf + 1] = d
+                j = j + 1
+            end
+            cur = (cur or "") .. table.concat(buf)
+            i = j
+        elseif c == "\\" and i < n then
+            cur = (cur or "") .. line:sub(i + 1, i + 1)
+            i = i + 1
+        else
+            cur = (cur or "") .. c
+        end
+        i = i + 1
+    end
+    if cur then words[#words + 1] = cur end
+    return words
+end
+
+-- Quote one word for /bin/sh.
+function M.sh_quote(s)
+    s = tostring(s)
+    if s ~= "" and not s:find("[^%w%-%./_=:@,+]") then return s end
+    return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- Mode from YAML: 0644 arrives as the integer 420 (YAML 1.1 octal);
+-- "0644" or "644" as text is read as octal; "u+x" forms are refused.
+function M.parse_mode(v)
+    if math.type(v) == "integer" then
+        if v < 0 or v > 4095 then return nil, "mode out of range" end
+        return v
+    end
+    if type(v) == "string" and v:match("^0?[0-7][0-7][0-7][0-7]?$") then
+        return tonumber(v, 8)
+    end
+    return nil, "mode must be octal digits such as '0644'"
+end
+
+function M.format_mode(m)
+    return string.format("%04o", m)
+end
+
+function M.trim(s)
+    return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+return M

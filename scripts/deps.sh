@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages cutover needs to build and to test.
+# Run as root on Debian 12.  Safe to run again.
+set -euo pipefail
+packages=(
+    build-essential cmake pkg-config
+    liblua5.4-dev libyaml-dev libssh2-1-dev libsqlite3-dev libsodium-dev
+    libjansson-dev
+    openssh-server openssh-client
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

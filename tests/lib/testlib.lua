@@ -1,0 +1,139 @@
+-- testlib: the small harness every Lua test uses.  Loaded with dofile by
+-- tests run through cutover_luatest, which passes:
+--   ... = CUTOVER_BINARY, TESTS_DIR
+-- A test file calls T.test(name, fn) for each case and T.done() at the end;
+-- T.done() raises (failing the ctest) when any case failed.
+local proc = require("cutover.core.proc")
+local fs = require("cutover.core.fs")
+local crypto = require("cutover.core.crypto")
+
+local T = { passed = 0, failed = 0, tmpdirs = {} }
+
+function T.setup(binary, tests_dir)
+    T.cutover = binary
+    T.dir = tests_dir
+    return T
+end
+
+local function show(v)
+    if type(v) == "string" then return string.format("%q", v) end
+    return tostring(v)
+end
+
+function T.eq(got, want, what)
+    if got ~= want then
+        error((what or "value") .. ": expected " .. show(want) .. ", got " .. show(got), 2)
+    end
+end
+
+function T.ok(cond, what)
+    if not cond then error((what or "condition") .. " does not hold", 2) end
+end
+
+function T.match(s, pattern, what)
+    if type(s) ~= "string" or not s:find(pattern) then
+        error((what or "text") .. ": " .. show(s) .. " does not match " .. show(pattern), 2)
+    end
+end
+
+function T.contains(s, needle, what)
+    if type(s) ~= "string" or not s:find(needle, 1, true) then
+        error((what or "text") .. ": " .. show(s) .. " does not contain " .. show(needle), 2)
+    end
+end
+
+function T.not_contains(s, needle, what)
+    if type(s) == "string" and s:find(needle, 1, true) then
+        error((what or "text") .. ": " .. show(s) .. " contains " .. show(needle), 2)
+    end
+end
+
+function T.test(name, fn)
+    local ok, err = xpcall(fn, debug.traceback)
+    if ok then
+        T.passed = T.passed + 1
+        print("ok - " .. name)
+    else
+        T.failed = T.failed + 1
+        print("not ok - " .. name .. "\n  " .. tostring(err):gsub("\n", "\n  "))
+    end
+end
+
+function T.done()
+    for _, d in ipairs(T.tmpdirs) do proc.run({ argv = { "rm", "-rf", d } }) end
+    print(string.format("%d passed, %d failed", T.passed, T.failed))
+    if T.failed > 0 then error(T.failed .. " test(s) failed", 0) end
+end
+
+-- A fresh temporary folder, removed by T.done().
+function T.tmpdir()
+    local base = os.getenv("TMPDIR") or "/tmp"
+    local d = base .. "/cutover-test-" .. crypto.random_hex(6)
+    assert(fs.mkdir(d, 448))
+    T.tmpdirs[#T.tmpdirs + 1] = d
+    return d
+end
+
+function T.write(path, content, mode)
+    assert(fs.write(path, content, mode))
+    return path
+end
+
+function T.read(path)
+    return fs.read(path)
+end
+
+-- Runs the cutover binary; returns {rc=, stdout=, stderr=}.
+-- opts: env, stdin, timeout (default 60 s).
+function T.run(args, opts)
+    opts = opts or {}
+    local argv = { T.cutover }
+    for _, a in ipairs(args) do argv[#argv + 1] = a end
+    local env = { NO_COLOR = "1" }
+    for k, v in pairs(opts.env or {}) do env[k] = v end
+    local r = assert(proc.run({ argv = argv, env = env, stdin = opts.stdin,
+                                timeout = opts.timeout or 60, cwd = opts.cwd }))
+    return r
+end
+
+function T.sh(cmd)
+    return assert(proc.run({ shell = cmd, timeout = 60 }))
+end
+
+-- Everything under dir: path -> "type mode size sha256" (links: target).
+function T.snapshot(dir)
+    local out = {}
+    local function walk(p, rel)
+        local st = fs.stat(p)
+        local key = rel == "" and "." or rel
+        if st.type == "file" then
+            out[key] = string.format("file %o %d %s %.9f", st.mode, st.size, fs.sha256(p), st.mtime)
+        elseif st.type == "directory" then
+            out[key] = string.format("dir %o %.9f", st.mode, st.mtime)
+            for _, n in ipairs(fs.list(p)) do walk(p .. "/" .. n, rel == "" and n or rel .. "/" .. n) end
+        else
+            out[key] = st.type .. string.format(" %o", st.mode)
+        end
+    end
+    walk(dir, "")
+    return out
+end
+
+function T.same_snapshot(a, b, what)
+    for k, v in pairs(a) do
+        if b[k] ~= v then error((what or "tree") .. ": " .. k .. " changed: " .. v .. " -> " .. tostring(b[k]), 2) end
+    end
+    for k, v in pairs(b) do
+        if a[k] == nil then error((what or "tree") .. ": " .. k .. " appeared: " .. v, 2) end
+    end
+end
+
+-- Parses --format json output into a list of events.
+function T.events(stdout)
+    local json = require("cutover.core.json")
+    local out = {}
+    for line in stdout:gmatch("[^\n]+") do out[#out + 1] = assert(json.decode(line)) end
+    return out
+end
+
+return T
