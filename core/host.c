@@ -132,6 +132,9 @@ static int host_setup(lua_State *L)
     int i;
 
     luaL_openlibs(L);
+    /* Most objects (parsed YAML, results) live short or for the whole
+     * run: the generational collector does far less work on them. */
+    lua_gc(L, LUA_GCGEN, 0, 0);
     /* Bytecode can be forged; nothing in cutover needs to dump functions. */
     lua_getglobal(L, "string");
     lua_pushnil(L);

@@ -130,6 +130,20 @@ function Loader:claim_id(id, explicit, where, label)
     return id
 end
 
+local function is_str(v) return type(v) == "string" end
+local function is_bool(v) return type(v) == "boolean" end
+local function is_bool_or_expr(v) return type(v) == "boolean" or type(v) == "string" end
+local function is_count(v) return math.type(v) == "integer" and v >= 0 or expr.has_template(v) end
+local function is_delay(v) return type(v) == "number" and v >= 0 or expr.has_template(v) end
+local function is_name(v) return type(v) == "string" and v:match("^[%a_][%w_]*$") ~= nil end
+local function is_mapping(v) return type(v) == "table" and (not util.is_list(v) or next(v) == nil) end
+local function is_str_list(v)
+    if type(v) == "string" then return true end
+    if type(v) ~= "table" or not util.is_list(v) then return false end
+    for _, x in ipairs(v) do if type(x) ~= "string" then return false end end
+    return true
+end
+
 -- Normalises one step table; returns the step or nil.
 function Loader:step(src, t, inherited_tags, in_handlers)
     local where = src:at(t)
@@ -169,22 +183,11 @@ function Loader:step(src, t, inherited_tags, in_handlers)
         end
         return v
     end
-    local function is_str(v) return type(v) == "string" end
-    local function is_bool(v) return type(v) == "boolean" end
-    local function is_bool_or_expr(v) return type(v) == "boolean" or type(v) == "string" end
-    local function is_count(v) return math.type(v) == "integer" and v >= 0 or expr.has_template(v) end
-    local function is_delay(v) return type(v) == "number" and v >= 0 or expr.has_template(v) end
-    local function is_str_list(v)
-        if type(v) == "string" then return true end
-        if type(v) ~= "table" or not util.is_list(v) then return false end
-        for _, x in ipairs(v) do if type(x) ~= "string" then return false end end
-        return true
-    end
 
     step.name = typed("name", is_str, "text")
     local id, explicit = self:step_id(t, label, src, t)
-    step.register = typed("register", function(v) return type(v) == "string" and v:match("^[%a_][%w_]*$") ~= nil end, "a variable name")
-    step.loop_var = typed("loop_var", function(v) return type(v) == "string" and v:match("^[%a_][%w_]*$") ~= nil end, "a variable name")
+    step.register = typed("register", is_name, "a variable name")
+    step.loop_var = typed("loop_var", is_name, "a variable name")
     step.retries = typed("retries", is_count, "a whole number")
     step.delay = typed("delay", is_delay, "a number of seconds")
     step.ignore_errors = typed("ignore_errors", is_bool_or_expr, "true, false or an expression")
@@ -194,7 +197,7 @@ function Loader:step(src, t, inherited_tags, in_handlers)
     step.delegate_to = typed("delegate_to", is_str, "a host name")
     step.notify = typed("notify", is_str_list, "a handler name or a list of them")
     local tags = typed("tags", is_str_list, "a tag or a list of tags")
-    step.vars = typed("vars", function(v) return type(v) == "table" and (not util.is_list(v) or next(v) == nil) end, "a mapping")
+    step.vars = typed("vars", is_mapping, "a mapping")
     if t.loop ~= nil then
         if type(t.loop) == "table" or type(t.loop) == "string" and expr.has_template(t.loop) then
             step.loop = t.loop

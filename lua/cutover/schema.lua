@@ -74,7 +74,11 @@ local function walk(action, raw, at_lint)
     elseif next(raw) ~= nil and util.is_list(raw) then
         return {}, { "takes a mapping of arguments, not a list" }
     end
-    local names = util.sorted_keys(action.args or {})
+    local names = action.arg_names
+    if not names then
+        names = util.sorted_keys(action.args or {})
+        action.arg_names = names
+    end
     for _, k in ipairs(util.sorted_keys(raw)) do
         local v = raw[k]
         local spec = action.args and action.args[k]

@@ -28,10 +28,15 @@ function M.did_you_mean(name, candidates)
     return best and (" (did you mean '" .. best .. "'?)") or ""
 end
 
+local function by_text(a, b) return tostring(a) < tostring(b) end
+
 function M.sorted_keys(t)
-    local keys = {}
-    for k in pairs(t) do keys[#keys + 1] = k end
-    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    local keys, all_strings = {}, true
+    for k in pairs(t) do
+        keys[#keys + 1] = k
+        if type(k) ~= "string" then all_strings = false end
+    end
+    if #keys > 1 then table.sort(keys, not all_strings and by_text or nil) end
     return keys
 end
 

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Local-connection benchmarks (issue: core runtime).  Prints:
+#   1. per-step overhead of cutover beyond the command's own cost:
+#      N `command: /bin/true` steps, minus N runs of /bin/true by
+#      bench/spawn_floor.c (posix_spawn + pipes + waitpid, nothing else),
+#      minus start-up, divided by N;
+#   2. the same for controller-only steps (set_fact), which run no process;
+#   3. `cutover lint` time for a generated 10,000-step playbook.
+# Each figure is the median of REPEAT runs.  Never run in CI.
+#
+# usage: bench/local.sh [path/to/cutover]   (default build/cutover)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${1:-build/cutover}
+steps=${STEPS:-1000}
+repeat=${REPEAT:-5}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+now() { date +%s.%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+gen() { # gen FILE N STEP_YAML
+    {
+        echo "- hosts: localhost"
+        echo "  steps:"
+        for ((i = 1; i <= $2; i++)); do
+            echo "    - name: step $i"
+            echo "      $3"
+        done
+    } > "$1"
+}
+
+gen "$work/true.yml" "$steps" "command: /bin/true"
+gen "$work/fact.yml" "$steps" "set_fact: {x: $((RANDOM))}"
+gen "$work/lint.yml" 10000 "command: /bin/echo hello"
+
+time_cmd() { # prints seconds for one run of "$@"
+    local t0 t1
+    t0=$(now); "$@" >/dev/null 2>&1; t1=$(now)
+    echo "$t1 - $t0" | bc -l
+}
+
+cc -O2 -o "$work/spawn_floor" bench/spawn_floor.c
+loop_true() { "$work/spawn_floor" "$steps" /bin/true; }
+
+echo "cutover local benchmarks ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores)"
+echo "binary: $bin ($("$bin" --version))"
+
+t_cut=$(for _ in $(seq "$repeat"); do time_cmd "$bin" run "$work/true.yml"; done | median)
+t_loop=$(for _ in $(seq "$repeat"); do time_cmd loop_true; done | median)
+t_fact=$(for _ in $(seq "$repeat"); do time_cmd "$bin" run "$work/fact.yml"; done | median)
+t_lint=$(for _ in $(seq "$repeat"); do time_cmd "$bin" lint "$work/lint.yml"; done | median)
+t_start=$(for _ in $(seq "$repeat"); do time_cmd "$bin" --version; done | median)
+
+awk -v n="$steps" -v c="$t_cut" -v l="$t_loop" -v f="$t_fact" -v s="$t_start" -v li="$t_lint" 'BEGIN {
+    printf "\n%-52s %10s\n", "measure", "value"
+    printf "%-52s %8.1f ms\n", "start-up (cutover --version)", s * 1000
+    printf "%-52s %8.1f ms\n", sprintf("run %d command: /bin/true steps", n), c * 1000
+    printf "%-52s %8.1f ms\n", sprintf("spawn_floor: %d x /bin/true (the floor)", n), l * 1000
+    printf "%-52s %8.3f ms   (goal < 1 ms)\n", "per-step overhead beyond the command", (c - l - s) / n * 1000
+    printf "%-52s %8.3f ms\n", sprintf("per controller-only step (set_fact, %d steps)", n), (f - s) / n * 1000
+    printf "%-52s %8.1f ms   (goal < 200 ms)\n", "lint of a 10,000-step playbook", li * 1000
+}'
