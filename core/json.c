@@ -127,6 +127,7 @@ static json_t *to_json(lua_State *L, int idx, int depth)
     const char *s;
 
     idx = lua_absindex(L, idx);
+    luaL_checkstack(L, 6, "json.encode: nesting too deep");
     if (depth > JSON_MAX_DEPTH)
         luaL_error(L, "json.encode: nesting deeper than %d (a cycle?)",
                    JSON_MAX_DEPTH);

@@ -1,0 +1,163 @@
+-- Units of the C modules: loop, proc, fs, json, net, crypto, sandbox.
+local binary, tests_dir = ...
+local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
+local loop = require("cutover.core.loop")
+local proc = require("cutover.core.proc")
+local fs = require("cutover.core.fs")
+local json = require("cutover.core.json")
+local net = require("cutover.core.net")
+local crypto = require("cutover.core.crypto")
+local sandbox = require("cutover.core.sandbox")
+
+T.test("proc.run: rc, stdout and stderr apart, stdin, cwd, env", function()
+    local d = T.tmpdir()
+    local r = assert(proc.run({ shell = "cat; echo err >&2; pwd; echo $FOO; exit 3",
+                                stdin = "in\n", cwd = d, env = { FOO = "bar" } }))
+    T.eq(r.rc, 3, "rc")
+    T.eq(r.stdout, "in\n" .. d .. "\nbar\n", "stdout")
+    T.eq(r.stderr, "err\n", "stderr")
+    T.eq(r.timed_out, false, "timed_out")
+end)
+
+T.test("proc.run: argv is passed without a shell", function()
+    local r = assert(proc.run({ argv = { "printf", "%s|", "a b", "$HOME", "*" } }))
+    T.eq(r.stdout, "a b|$HOME|*|", "stdout")
+end)
+
+T.test("proc.run: a missing program is an error, not a crash", function()
+    local r, err, code = proc.run({ argv = { "/nonexistent/prog" } })
+    T.eq(r, nil, "result")
+    T.eq(err, "cannot run '/nonexistent/prog': No such file or directory", "message")
+    T.eq(code, 2, "errno")
+end)
+
+T.test("proc.run: timeout kills the process group", function()
+    local d = T.tmpdir()
+    local t0 = loop.now()
+    local r = assert(proc.run({ shell = "sleep 30 & echo $! > " .. d .. "/pid; wait", timeout = 0.5 }))
+    T.ok(loop.now() - t0 < 5, "returned promptly")
+    T.eq(r.timed_out, true, "timed_out")
+    T.eq(r.rc, 128 + 15, "rc (SIGTERM)")
+    local pid = assert(T.read(d .. "/pid")):match("%d+")
+    -- gone, or a zombie waiting for its new parent to reap it
+    loop.sleep(0.2)
+    local stat = T.read("/proc/" .. pid .. "/stat")
+    local state = stat and stat:match("^%d+ %b() (%a)")
+    T.ok(state == nil or state == "Z", "the grandchild sleep was killed too (state " .. tostring(state) .. ")")
+end)
+
+T.test("proc.run: output is capped and says so", function()
+    local r = assert(proc.run({ shell = "head -c 100000 /dev/zero", max_output = 1000 }))
+    T.eq(#r.stdout, 1000, "kept bytes")
+    T.eq(r.stdout_truncated, true, "truncated flag")
+    T.eq(r.rc, 0, "rc")
+end)
+
+T.test("proc.run: large stdin and stdout do not deadlock", function()
+    local big = string.rep("0123456789", 200000)
+    local r = assert(proc.run({ argv = { "cat" }, stdin = big }))
+    T.eq(#r.stdout, #big, "all bytes back")
+end)
+
+T.test("loop: tasks run side by side", function()
+    local t0 = loop.now()
+    local order = {}
+    for i = 1, 5 do
+        loop.spawn(function()
+            local r = assert(proc.run({ argv = { "sleep", "0.3" } }))
+            order[#order + 1] = i .. ":" .. r.rc
+        end)
+    end
+    loop.spawn(function() loop.sleep(0.1); order[#order + 1] = "slept" end)
+    loop.run()
+    local took = loop.now() - t0
+    T.eq(#order, 6, "all finished")
+    T.eq(order[1], "slept", "the short sleep finished first")
+    T.ok(took < 1.2, "five 0.3 s processes took " .. took .. " s, not 1.5 s")
+end)
+
+T.test("loop: tick runs while tasks wait and does not keep the loop alive", function()
+    local ticks = 0
+    loop.spawn(function() loop.sleep(0.35) end)
+    local t0 = loop.now()
+    loop.run(function() ticks = ticks + 1 end, 0.1)
+    T.ok(ticks >= 2 and ticks <= 4, "ticks: " .. ticks)
+    T.ok(loop.now() - t0 < 0.6, "ended with the last task")
+end)
+
+T.test("fs: atomic write keeps or sets the mode, read caps size", function()
+    local d = T.tmpdir()
+    assert(fs.write(d .. "/f", "one", 384))
+    T.eq(fs.stat(d .. "/f").mode, 384, "mode 0600")
+    assert(fs.write(d .. "/f", "two"))
+    T.eq(fs.stat(d .. "/f").mode, 384, "mode kept")
+    T.eq(fs.read(d .. "/f"), "two", "content")
+    local names = fs.list(d)
+    T.eq(#names, 1, "no temporary file left")
+    local v, err = fs.read(d .. "/f", 2)
+    T.eq(v, nil, "over the cap")
+    T.contains(err, "larger than the limit", "message")
+    local _, err2, code = fs.read(d .. "/missing")
+    T.eq(code, 2, "ENOENT")
+    T.contains(err2, d .. "/missing: No such file or directory", "message names the path")
+end)
+
+T.test("fs: sha256 of a file equals crypto.sha256 of its content", function()
+    local d = T.tmpdir()
+    local content = string.rep("abc", 50000)
+    assert(fs.write(d .. "/f", content))
+    T.eq(fs.sha256(d .. "/f"), crypto.sha256(content), "digest")
+    T.eq(crypto.sha256(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "empty")
+end)
+
+T.test("json: round trip, sorted keys, arrays, invalid UTF-8 repaired", function()
+    T.eq(json.encode({ b = 1, a = { 1, 2, "x" }, c = true }), '{"a":[1,2,"x"],"b":1,"c":true}', "encode")
+    T.eq(json.encode(setmetatable({}, { __jsontype = "array" })), "[]", "empty array")
+    T.eq(json.encode({}), "{}", "empty object")
+    T.eq(json.encode("a\255b"), '"a\239\191\189b"', "bad byte becomes U+FFFD")
+    local v = assert(json.decode('{"a":[1,2.5,"s",null,false]}'))
+    T.eq(v.a[2], 2.5, "number")
+    T.eq(v.a[5], false, "false")
+    local bad, err = json.decode("{oops")
+    T.eq(bad, nil, "bad json")
+    T.contains(err, "line 1", "position")
+    local deep = {}
+    local cur = deep
+    for _ = 1, 100 do cur.x = {}; cur = cur.x end
+    local ok, e = pcall(json.encode, deep)
+    T.eq(ok, false, "too deep")
+    T.contains(e, "nesting deeper", "message")
+end)
+
+T.test("net.probe_tcp: refused and timed out are errors", function()
+    local ok, err = net.probe_tcp("127.0.0.1", 1, 2)
+    T.eq(ok, nil, "port 1 refused")
+    T.eq(err, "Connection refused", "message")
+end)
+
+T.test("sandbox: instruction budget, memory budget, nesting", function()
+    local ok, err = sandbox.call(function() while true do end end, 100000, 1 << 20)
+    T.eq(ok, false, "loop stopped")
+    T.contains(err, "instruction limit exceeded", "message")
+    ok, err = sandbox.call(function() return string.rep("x", 1 << 26) end, 100000, 1 << 20)
+    T.eq(ok, false, "allocation refused")
+    T.contains(err, "not enough memory", "message")
+    local r
+    ok, r = sandbox.call(function()
+        local inner_ok = sandbox.call(function() return 1 end, 1000, 1 << 20)
+        local x = 0
+        for i = 1, 10 do x = x + i end
+        return inner_ok and x
+    end, 100000, 1 << 20)
+    T.eq(ok, true, "nested call ok")
+    T.eq(r, 55, "nested result")
+    ok, err = sandbox.call(function()
+        sandbox.call(function() return 1 end, 1000, 1 << 20)
+        while true do end
+    end, 100000, 1 << 20)
+    T.eq(ok, false, "outer budget still enforced after an inner call")
+    T.contains(err, "instruction limit exceeded", "message")
+    T.eq(string.rep("y", 3), "yyy", "the host works afterwards")
+end)
+
+T.done()
