@@ -50,5 +50,6 @@ int luaopen_cutover_crypto(lua_State *L);
 int luaopen_cutover_sandbox(lua_State *L);
 int luaopen_cutover_sys(lua_State *L);
 int luaopen_cutover_net(lua_State *L);
+int luaopen_cutover_ssh(lua_State *L);
 
 #endif

@@ -120,7 +120,8 @@ static int write_all(int fd, const char *data, size_t len)
 /*
  * fs.write(path, content [, mode]) -> true | nil, message, errno
  * Atomic replace.  mode: permission bits; default keeps an existing
- * file's mode, or 0644 for a new file.
+ * file's mode, or 0644 for a new file.  An existing file's owner and
+ * group are kept when the process may set them.
  */
 static int fs_write(lua_State *L)
 {
@@ -133,9 +134,11 @@ static int fs_write(lua_State *L)
     struct stat st;
     char tmp[PATH_MAX];
     unsigned char rnd[6];
+    int exists;
     int err;
 
-    if (!has_mode && stat(path, &st) == 0)
+    exists = stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    if (!has_mode && exists)
         mode = st.st_mode & 07777;
     randombytes_buf(rnd, sizeof rnd);
     if (snprintf(tmp, sizeof tmp, "%s.cutover-%02x%02x%02x%02x%02x%02x",
@@ -146,8 +149,14 @@ static int fs_write(lua_State *L)
     *fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (*fd < 0)
         return fs_fail(L, path, errno);
-    if (write_all(*fd, content, len) != 0 || fchmod(*fd, mode) != 0 ||
-        fsync(*fd) != 0)
+    if (write_all(*fd, content, len) != 0)
+        goto undo;
+    /* The replacement keeps the owner of the file it replaces (best
+     * effort, as only root may give a file away); then the mode. */
+    if (exists && (st.st_uid != geteuid() || st.st_gid != getegid()) &&
+        fchown(*fd, st.st_uid, st.st_gid) != 0 && errno != EPERM)
+        goto undo;
+    if (fchmod(*fd, mode) != 0 || fsync(*fd) != 0)
         goto undo;
     close(*fd);
     *fd = -1;

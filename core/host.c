@@ -123,6 +123,7 @@ static const luaL_Reg host_c_modules[] = {
     {"cutover.core.sandbox", luaopen_cutover_sandbox},
     {"cutover.core.sys", luaopen_cutover_sys},
     {"cutover.core.net", luaopen_cutover_net},
+    {"cutover.core.ssh", luaopen_cutover_ssh},
     {NULL, NULL}
 };
 

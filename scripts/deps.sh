@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
     build-essential cmake pkg-config
     liblua5.4-dev libyaml-dev libssh2-1-dev libsqlite3-dev libsodium-dev
-    libjansson-dev
+    libjansson-dev libssl-dev
     openssh-server openssh-client
 )
 missing=()

@@ -56,6 +56,10 @@ Options:
       --start-at STEP      start at this step (its id or name)
       --format text|json   output: human text (default) or JSON events
   -v, --verbose            more output (stdout of commands); repeatable
+      --known-hosts FILE   known_hosts file for SSH hosts (default ~/.ssh/known_hosts)
+      --accept-new-host-keys
+                           trust and record the key of a host known_hosts has
+                           no line for (a changed key is always refused)
   -h, --help               this help
 
 ]] .. EXIT_CODES,
@@ -88,6 +92,7 @@ local RUN_OPTS = {
     check = { "C" }, diff = { "D" }, limit = { "l", true }, tags = { "t", true, true },
     ["skip-tags"] = { nil, true, true }, ["start-at"] = { nil, true },
     format = { nil, true }, verbose = { "v", false, true }, help = { "h" },
+    ["accept-new-host-keys"] = {}, ["known-hosts"] = { nil, true },
 }
 local LINT_OPTS = { inventory = { "i", true }, help = { "h" } }
 local DOC_OPTS = { all = {}, format = { nil, true }, help = { "h" } }
@@ -119,7 +124,8 @@ local function parse(args, spec)
             local s = spec[name]
             if not s then
                 local names = util.sorted_keys(spec)
-                return nil, "unknown option '--" .. name .. "'" .. util.did_you_mean(name, names)
+                for k, n in ipairs(names) do names[k] = "--" .. n end
+                return nil, "unknown option '--" .. name .. "'" .. util.did_you_mean("--" .. name, names)
             end
             if s[2] then
                 if value == nil then
@@ -228,6 +234,8 @@ local function cmd_run(args)
         tags = split_set(o.tags), skip_tags = split_set(o["skip-tags"]),
         start_at = o["start-at"], extra_vars = ev, format = o.format or "text",
         verbose = o.verbose and #o.verbose or 0, version = M.VERSION,
+        accept_new_host_keys = o["accept-new-host-keys"] == true,
+        known_hosts = o["known-hosts"],
     })
 end
 

@@ -62,6 +62,14 @@ function M.load(path)
     local errors = {}
     local function bad(t, k, msg) errors[#errors + 1] = src:at(t, k) .. ": " .. msg end
 
+    -- keys of a mapping in file order, so hosts run in inventory order
+    local function in_file_order(t)
+        local names = util.sorted_keys(t)
+        local kp = src.keypos[t] or {}
+        table.sort(names, function(a, b) return (kp[a] or 0) < (kp[b] or 0) end)
+        return names
+    end
+
     local function read_group(name, body, parent_t, parent_k)
         local g = inv:group(name)
         if body == nil or body == yaml_null then return end
@@ -109,7 +117,7 @@ function M.load(path)
             if type(children) ~= "table" or (next(children) ~= nil and util.is_list(children)) then
                 bad(body, "children", "group '" .. name .. "': 'children' must be a mapping of groups")
             else
-                for _, cn in ipairs(util.sorted_keys(children)) do
+                for _, cn in ipairs(in_file_order(children)) do
                     inv:group(cn).parents[name] = true
                     g.children[cn] = true
                     read_group(cn, children[cn], children, cn)
@@ -123,7 +131,7 @@ function M.load(path)
     if type(doc) ~= "table" or util.is_list(doc) then
         return nil, src:at(type(doc) == "table" and doc or nil) .. ": an inventory is a mapping of groups (usually 'all:')"
     end
-    for _, gname in ipairs(util.sorted_keys(doc)) do
+    for _, gname in ipairs(in_file_order(doc)) do
         read_group(gname, doc[gname], doc, gname)
         if gname ~= "all" then
             inv.groups[gname].parents.all = true

@@ -116,7 +116,7 @@ function Run:execute(hs, step, scope)
             result = r or {}
         end
         if result.changed == nil then result.changed = false end
-        if step["until"] == nil or result.unknown or check then break end
+        if step["until"] == nil or result.unknown or result.interrupted or check then break end
         local probe = step.register and scope:with({ [step.register] = result, result = result })
             or scope:with({ result = result })
         local cok, done = expr.condition(step["until"], probe)
@@ -134,6 +134,14 @@ function Run:execute(hs, step, scope)
         end
         if running then running.progress = "attempt " .. (attempts + 1) end
         loop.sleep(delay)
+        if interrupted() then
+            -- no further attempt: a program started now would not be
+            -- stopped by the interrupt that already arrived
+            result.failed, result.interrupted = true, true
+            result.msg = "interrupted while waiting to retry (after " .. attempts ..
+                (attempts == 1 and " attempt)" or " attempts)")
+            break
+        end
     end
     if attempts > 1 then result.attempts = attempts end
     if not result.unknown and (step.changed_when ~= nil or step.failed_when ~= nil) then
@@ -400,7 +408,14 @@ function Run:host_state(name)
     if hs then return hs end
     local h = self.inventory.hosts[name]
     hs = { name = name, registered = {}, notified = {}, started = self.opts.start_at == nil }
-    local conn, err = connections.open(name, h.vars)
+    -- connection settings may come from group vars (lowest first) too
+    local hostvars = {}
+    local groups = h.implicit and {} or self.inventory:group_layers(name)
+    for i = #groups, 1, -1 do
+        for k, v in pairs(groups[i].vars) do hostvars[k] = v end
+    end
+    for k, v in pairs(h.vars) do hostvars[k] = v end
+    local conn, err = connections.open(name, hostvars, self.opts)
     hs.conn = conn
     hs.unreachable_msg = err
     self.hosts[name] = hs
@@ -425,6 +440,22 @@ function Run:host_play(play, name)
         check_mode = self.opts.check == true,
     }
     hs.scope = vars.new(specials, layers)
+    if hs.conn and hs.conn.open then
+        -- connect before the first step, so an unreachable host is
+        -- reported as such and takes no part
+        local t0 = loop.now()
+        self.running[name] = { host = name, step = "connect", started = t0 }
+        local ok, err = hs.conn:open()
+        self.running[name] = nil
+        if not ok then
+            self:report(hs, { id = "connect", name = "connect", action = "connect" },
+                        { failed = true, unreachable = true, msg = err }, t0)
+            self.stats.per_host[name].failed_at = "connect"
+            self.stats.per_host[name].unreachable = true
+            self.failed_hosts[name] = true
+            return
+        end
+    end
     specials.facts = self:host_facts(hs)
     hs.notified = {}
     local ok = self:steps(hs, play.steps)
@@ -453,6 +484,23 @@ function M.run(book, inventory, opts)
         if #names == 0 then
             io.stderr:write("cutover: --limit '" .. opts.limit .. "' matches no host" ..
                 (#unknown > 0 and (" (unknown: " .. table.concat(unknown, ", ") .. ")") or "") .. "\n")
+            return M.EXIT_USAGE
+        end
+    end
+    if opts.start_at then
+        -- a misspelt --start-at must not look like a successful run
+        local found, names = false, {}
+        local function walk(list)
+            for _, s in ipairs(list or {}) do
+                if s.id == opts.start_at or s.name == opts.start_at then found = true end
+                names[#names + 1] = s.id
+                walk(s.block); walk(s.rescue); walk(s.always)
+            end
+        end
+        for _, play in ipairs(book.plays) do walk(play.steps); walk(play.handlers) end
+        if not found then
+            io.stderr:write("cutover: --start-at '" .. opts.start_at .. "' matches no step id or name" ..
+                util.did_you_mean(opts.start_at, names) .. "; nothing ran\n")
             return M.EXIT_USAGE
         end
     end

@@ -1,0 +1,331 @@
+/*
+ * knownhosts.c: OpenSSH known_hosts files, read and appended by cutover
+ * itself so that every decision is visible here: plain and hashed
+ * (|1|salt|hmac) host names, patterns with * ? and !negation, [host]:port
+ * for ports other than 22, @revoked lines (always refused) and
+ * @cert-authority lines (ignored: cutover does not do certificates).
+ *
+ * Fail closed: a line that cannot be parsed is skipped, never taken as a
+ * match; a host with no usable line is "unknown".
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sodium.h>
+
+#include "knownhosts.h"
+
+#define KH_MAX_LINE 16384
+#define KH_MAX_BLOB 8192
+
+/* Name as it appears in known_hosts: host, or [host]:port. */
+static void host_key_name(const char *host, int port, char *out, size_t cap)
+{
+    if (port == 22 || port <= 0)
+        snprintf(out, cap, "%s", host);
+    else
+        snprintf(out, cap, "[%s]:%d", host, port);
+}
+
+static void lower(char *s)
+{
+    for (; *s != '\0'; s++)
+        *s = (char)tolower((unsigned char)*s);
+}
+
+static int b64_decode(const char *in, size_t inlen, unsigned char *out,
+                      size_t cap, size_t *outlen)
+{
+    return sodium_base642bin(out, cap, in, inlen, NULL, outlen, NULL,
+                             sodium_base64_VARIANT_ORIGINAL);
+}
+
+/* |1|salt|hash: HMAC-SHA1(salt, name) == hash */
+static int hashed_match(const char *field, const char *name)
+{
+    char copy[1024];
+    char *salt_b64;
+    char *hash_b64;
+    unsigned char salt[256];
+    unsigned char hash[64];
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    size_t salt_len;
+    size_t hash_len;
+
+    size_t len = strlen(field);
+
+    if (len >= sizeof copy || strncmp(field, "|1|", 3) != 0)
+        return 0;
+    memcpy(copy, field + 3, len - 2);  /* with the terminating NUL */
+    salt_b64 = copy;
+    hash_b64 = strchr(copy, '|');
+    if (hash_b64 == NULL)
+        return 0;
+    *hash_b64++ = '\0';
+    if (b64_decode(salt_b64, strlen(salt_b64), salt, sizeof salt,
+                   &salt_len) != 0 ||
+        b64_decode(hash_b64, strlen(hash_b64), hash, sizeof hash,
+                   &hash_len) != 0)
+        return 0;
+    if (HMAC(EVP_sha1(), salt, (int)salt_len, (const unsigned char *)name,
+             strlen(name), mac, &maclen) == NULL)
+        return 0;
+    return maclen == hash_len && memcmp(mac, hash, hash_len) == 0;
+}
+
+/* OpenSSH patterns: '*' and '?' only; '[' is literal ([host]:port). */
+static int glob_match(const char *pat, const char *s)
+{
+    const char *star = NULL;
+    const char *resume = NULL;
+
+    while (*s != '\0') {
+        if (*pat == '*') {
+            star = pat++;
+            resume = s;
+        } else if (*pat == '?' || *pat == *s) {
+            pat++;
+            s++;
+        } else if (star != NULL) {
+            pat = star + 1;
+            s = ++resume;
+        } else {
+            return 0;
+        }
+    }
+    while (*pat == '*')
+        pat++;
+    return *pat == '\0';
+}
+
+/*
+ * Does the comma-separated pattern list match name?  A matching negated
+ * pattern wins over everything (as in OpenSSH).
+ */
+static int patterns_match(const char *list, const char *name)
+{
+    char pat[600];
+    const char *p = list;
+    int matched = 0;
+
+    while (*p != '\0') {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        const char *one = pat;
+        int negated;
+
+        if (len < sizeof pat) {
+            memcpy(pat, p, len);
+            pat[len] = '\0';
+            lower(pat);
+            negated = one[0] == '!';
+            if (negated)
+                one++;
+            if (glob_match(one, name)) {
+                if (negated)
+                    return 0;
+                matched = 1;
+            }
+        }
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return matched;
+}
+
+/* The key type named inside an SSH key blob ("ssh-ed25519"). */
+int kh_blob_type(const unsigned char *blob, size_t len, char *out,
+                 size_t cap)
+{
+    size_t n;
+
+    if (len < 4)
+        return -1;
+    n = (size_t)blob[0] << 24 | (size_t)blob[1] << 16 |
+        (size_t)blob[2] << 8 | blob[3];
+    if (n == 0 || n > len - 4 || n >= cap)
+        return -1;
+    memcpy(out, blob + 4, n);
+    out[n] = '\0';
+    return 0;
+}
+
+void kh_fingerprint(const unsigned char *blob, size_t len, char *out,
+                    size_t cap)
+{
+    unsigned char digest[crypto_hash_sha256_BYTES];
+    char b64[sodium_base64_ENCODED_LEN(crypto_hash_sha256_BYTES,
+             sodium_base64_VARIANT_ORIGINAL_NO_PADDING)];
+
+    crypto_hash_sha256(digest, blob, len);
+    sodium_bin2base64(b64, sizeof b64, digest, sizeof digest,
+                      sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+    snprintf(out, cap, "SHA256:%s", b64);
+}
+
+static void add_type(struct kh_result *res, const char *type)
+{
+    size_t used = strlen(res->types);
+    char padded[128];
+
+    snprintf(padded, sizeof padded, ",%s,", type);
+    {
+        char haystack[sizeof res->types + 2];
+        snprintf(haystack, sizeof haystack, ",%s,", res->types);
+        if (strstr(haystack, padded) != NULL)
+            return;
+    }
+    if (used + strlen(type) + 2 > sizeof res->types)
+        return;
+    if (used > 0)
+        strcat(res->types, ",");
+    strcat(res->types, type);
+}
+
+int kh_lookup(const char *path, const char *host, int port,
+              const unsigned char *blob, size_t bloblen,
+              struct kh_result *res)
+{
+    FILE *f;
+    char *line = NULL;
+    char name[600];
+    char key_type[128] = "";
+    size_t cap = 0;
+    ssize_t n;
+    int lineno = 0;
+    unsigned char *known = NULL;
+
+    memset(res, 0, sizeof *res);
+    res->status = KH_UNKNOWN;
+    host_key_name(host, port, name, sizeof name);
+    lower(name);
+    if (blob != NULL && kh_blob_type(blob, bloblen, key_type,
+                                     sizeof key_type) != 0)
+        return -1;
+    f = fopen(path, "r");
+    if (f == NULL)
+        return errno == ENOENT ? 0 : -1;
+    known = malloc(KH_MAX_BLOB);
+    if (known == NULL) {
+        fclose(f);
+        return -1;
+    }
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        char *fields[4];
+        char *p = line;
+        char *save = NULL;
+        int nf = 0;
+        int revoked = 0;
+        size_t known_len;
+
+        lineno++;
+        if (n > KH_MAX_LINE)
+            continue;
+        while (isspace((unsigned char)*p))
+            p++;
+        if (*p == '#' || *p == '\0')
+            continue;
+        for (char *tok = strtok_r(p, " \t\r\n", &save);
+             tok != NULL && nf < 4; tok = strtok_r(NULL, " \t\r\n", &save))
+            fields[nf++] = tok;
+        if (nf >= 1 && fields[0][0] == '@') {
+            if (strcmp(fields[0], "@revoked") == 0)
+                revoked = 1;
+            else
+                continue;  /* @cert-authority: not used by cutover */
+            memmove(fields, fields + 1, sizeof fields[0] * 3);
+            nf--;
+        }
+        if (nf < 3)
+            continue;
+        if (fields[0][0] == '|' ? !hashed_match(fields[0], name)
+                                : !patterns_match(fields[0], name))
+            continue;
+        if (b64_decode(fields[2], strlen(fields[2]), known, KH_MAX_BLOB,
+                       &known_len) != 0)
+            continue;
+        if (!revoked)
+            add_type(res, fields[1]);
+        if (blob == NULL || strcmp(fields[1], key_type) != 0)
+            continue;
+        if (known_len == bloblen && memcmp(known, blob, bloblen) == 0) {
+            if (revoked) {
+                res->status = KH_REVOKED;
+                res->line = lineno;
+                break;
+            }
+            res->status = KH_MATCH;
+            res->line = lineno;
+        } else if (res->status != KH_MATCH && !revoked) {
+            res->status = KH_CHANGED;
+            res->line = lineno;
+        }
+    }
+    /* A key that matches one line wins over an old line of the same type:
+     * OpenSSH accepts a host listed twice.  @revoked wins over all. */
+    free(line);
+    free(known);
+    fclose(f);
+    return 0;
+}
+
+int kh_append(const char *path, const char *host, int port,
+              const unsigned char *blob, size_t bloblen, char *err,
+              size_t errlen)
+{
+    char name[600];
+    char type[128];
+    char *b64;
+    size_t b64len = sodium_base64_ENCODED_LEN(bloblen,
+                                              sodium_base64_VARIANT_ORIGINAL);
+    int fd;
+    FILE *f;
+    int status = -1;
+
+    if (kh_blob_type(blob, bloblen, type, sizeof type) != 0) {
+        snprintf(err, errlen, "the server's host key is malformed");
+        return -1;
+    }
+    b64 = malloc(b64len);
+    if (b64 == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    sodium_bin2base64(b64, b64len, blob, bloblen,
+                      sodium_base64_VARIANT_ORIGINAL);
+    host_key_name(host, port, name, sizeof name);
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        goto done;
+    }
+    flock(fd, LOCK_EX);  /* several hosts may be accepted at once */
+    f = fdopen(fd, "a");
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        close(fd);
+        goto done;
+    }
+    fprintf(f, "%s %s %s\n", name, type, b64);
+    if (fflush(f) != 0 || fsync(fd) != 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        fclose(f);
+        goto done;
+    }
+    fclose(f);
+    status = 0;
+done:
+    free(b64);
+    return status;
+}

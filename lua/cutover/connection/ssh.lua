@@ -1,0 +1,217 @@
+-- connection.ssh: a POSIX host over SSH (core/ssh.c does the protocol and
+-- the host-key decision).  The same methods as connection.local, each
+-- built on one exec round trip; files travel on the command's stdin.
+--
+-- Exit status: libssh2 1.10 cannot tell "exit 0" from "no status", so
+-- every command runs as  ( CMD ) ; printf MARKER%d $? >&2  and the status
+-- is read from that last line of stderr.  A command whose marker never
+-- arrives (the session died, the server closed the channel) is a failure,
+-- never a silent 0.
+local ssh = require("cutover.core.ssh")
+local crypto = require("cutover.core.crypto")
+local loop = require("cutover.core.loop")
+local util = require("cutover.util")
+
+local Conn = {}
+Conn.__index = Conn
+
+local M = {}
+
+-- Handshakes in flight at once across all hosts (MaxStartups-friendly).
+M.max_handshakes = 8
+local handshakes = 0
+
+local MARKER = "__cutover_rc_" .. crypto.random_hex(6) .. "="
+
+-- settings: host, port, user, keys, agent, password, known_hosts,
+-- accept_new, timeout, max_output
+function M.new(name, settings)
+    return setmetatable({ name = name, kind = "ssh", settings = settings }, Conn)
+end
+
+local function q(s) return util.sh_quote(s) end
+
+-- Connects unless connected.  Returns true | nil, message, code.
+function Conn:open()
+    if self.session and self.session:alive() then return true end
+    if self.session then self.session:close(); self.session = nil end
+    while handshakes >= M.max_handshakes do loop.sleep(0.005) end
+    handshakes = handshakes + 1
+    local st = self.settings
+    local ok, session, fp_or_err, added_or_code = pcall(ssh.connect, {
+        host = st.host, port = st.port, user = st.user, keys = st.keys,
+        agent = st.agent, password = st.password, known_hosts = st.known_hosts,
+        accept_new = st.accept_new, timeout = st.timeout,
+    })
+    handshakes = handshakes - 1
+    if not ok then return nil, tostring(session), "error" end
+    if not session then return nil, fp_or_err, added_or_code end
+    self.session = session
+    self.fingerprint = fp_or_err
+    if added_or_code then self.host_key_added = true end
+    self.connects = (self.connects or 0) + 1
+    return true
+end
+
+-- Runs a shell command line; returns the proc-like result table.
+-- A session that was found dead before the command started is
+-- re-established once, transparently.
+function Conn:run(line, opts)
+    opts = opts or {}
+    local wrapped = "( " .. line .. "\n) ; printf '\\n" .. MARKER .. "%d\\n' \"$?\" >&2"
+    for attempt = 1, 2 do
+        local ok, err, code = self:open()
+        if not ok then return nil, err, code end
+        local r, rerr, rcode, phase = self.session:exec(wrapped, {
+            stdin = opts.stdin, timeout = opts.timeout,
+            max_output = opts.max_output or self.settings.max_output,
+        })
+        if r then
+            local pos = r.stderr:find("\n" .. MARKER, 1, true)
+            if pos then
+                r.rc = tonumber(r.stderr:match("(%d+)\n?$", pos)) or r.rc
+                r.stderr = r.stderr:sub(1, pos - 1)
+            elseif r.timed_out or r.interrupted then
+                r.rc = r.rc or -1
+            elseif r.stderr_truncated then
+                r.status_note = "exit status unknown: stderr was cut at the output cap"
+            else
+                return nil, self.name .. ": the command ended without an exit status (the session or channel was closed)", "connection"
+            end
+            return r
+        end
+        self.session = nil
+        if not (rcode == "connection" and (phase or 0) < 2 and attempt == 1) then
+            if rcode == "connection" then
+                return nil, rerr .. " (connection lost while the command ran; it may or may not have taken effect)", "connection"
+            end
+            return nil, rerr, rcode
+        end
+        -- dropped between steps: reconnect and run it (it never started)
+    end
+end
+
+-- opts: argv or shell, stdin, cwd, env, timeout, max_output
+function Conn:exec(opts)
+    local line
+    if opts.argv then
+        local words = {}
+        for i, a in ipairs(opts.argv) do words[i] = q(a) end
+        line = table.concat(words, " ")
+    else
+        line = opts.shell
+    end
+    if opts.env then
+        local parts = {}
+        for _, k in ipairs(util.sorted_keys(opts.env)) do
+            parts[#parts + 1] = k .. "=" .. q(opts.env[k])
+        end
+        line = "export " .. table.concat(parts, " ") .. "; " .. line
+    end
+    if opts.cwd then line = "cd " .. q(opts.cwd) .. " && " .. line end
+    return self:run(line, opts)
+end
+
+local ERRNO = { ["No such file or directory"] = 2, ["Not a directory"] = 20,
+                ["Permission denied"] = 13, ["Is a directory"] = 21,
+                ["File exists"] = 17 }
+
+local function fail_from(r, path, what)
+    local msg = util.trim(r.stderr ~= "" and r.stderr or (what .. " failed with exit code " .. r.rc))
+    local code
+    for text, n in pairs(ERRNO) do
+        if msg:find(text, 1, true) then code = n; msg = path .. ": " .. text end
+    end
+    return nil, msg, code or 5
+end
+
+function Conn:read_file(path, max)
+    local r, err, code = self:run("cat -- " .. q(path), { max_output = max and (max + 1) })
+    if not r then return nil, err, code end
+    if r.rc ~= 0 then return fail_from(r, path, "cat") end
+    if max and #r.stdout > max then
+        return nil, path .. ": file is larger than the limit of " .. max .. " bytes", 27
+    end
+    return r.stdout
+end
+
+local TYPES = { ["regular file"] = "file", ["regular empty file"] = "file",
+                directory = "directory", ["symbolic link"] = "link" }
+
+function Conn:stat(path, follow)
+    local r, err, code = self:run("stat " .. (follow and "-L " or "") ..
+        "-c '%F|%a|%s|%Y|%u|%g' -- " .. q(path))
+    if not r then return nil, err, code end
+    if r.rc ~= 0 then return fail_from(r, path, "stat") end
+    local ftype, mode, size, mtime, uid, gid = r.stdout:match("^([^|]*)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)")
+    if not ftype then return nil, path .. ": cannot read stat output: " .. r.stdout, 5 end
+    return { type = TYPES[ftype] or "other", mode = tonumber(mode, 8), size = tonumber(size),
+             mtime = tonumber(mtime), uid = tonumber(uid), gid = tonumber(gid) }
+end
+
+function Conn:sha256(path)
+    local r, err, code = self:run("sha256sum -- " .. q(path))
+    if not r then return nil, err, code end
+    if r.rc ~= 0 then return fail_from(r, path, "sha256sum") end
+    return r.stdout:match("^(%x+)")
+end
+
+-- Atomic on the host: a temporary file beside the target, then mv.
+function Conn:write_file(path, content, mode)
+    local chmod
+    if mode then
+        chmod = "chmod " .. string.format("%o", mode) .. ' "$t"'
+    else
+        chmod = "if [ -e " .. q(path) .. " ]; then chmod --reference=" .. q(path) ..
+            ' "$t"; else chmod 644 "$t"; fi'
+    end
+    local line = "umask 077; t=$(mktemp " .. q(path .. ".cutover-XXXXXX") .. ") && " ..
+        '{ cat > "$t" && ' .. chmod .. ' && mv -f "$t" ' .. q(path) .. '; } || { rm -f "$t"; exit 1; }'
+    local r, err, code = self:run(line, { stdin = content })
+    if not r then return nil, err, code end
+    if r.rc ~= 0 then return fail_from(r, path, "write") end
+    return true
+end
+
+function Conn:mkdir_p(path, mode)
+    local r, err, code = self:run("mkdir -p " .. (mode and ("-m " .. string.format("%o", mode) .. " ") or "") .. "-- " .. q(path))
+    if not r then return nil, err, code end
+    if r.rc ~= 0 then return fail_from(r, path, "mkdir") end
+    return true
+end
+
+function Conn:remove(path)
+    local r, err, code = self:run("rm -rf -- " .. q(path))
+    if not r then return nil, err, code end
+    if r.rc ~= 0 then return fail_from(r, path, "rm") end
+    return true
+end
+
+function Conn:chmod(path, mode)
+    local r, err, code = self:run("chmod " .. string.format("%o", mode) .. " -- " .. q(path))
+    if not r then return nil, err, code end
+    if r.rc ~= 0 then return fail_from(r, path, "chmod") end
+    return true
+end
+
+function Conn:touch(path)
+    local r, err, code = self:run("touch -- " .. q(path))
+    if not r then return nil, err, code end
+    if r.rc ~= 0 then return fail_from(r, path, "touch") end
+    return true
+end
+
+-- From the host itself (bash's /dev/tcp).
+function Conn:probe_tcp(host, port, timeout)
+    local r, err = self:run("timeout " .. math.max(1, math.ceil(timeout or 5)) ..
+        " bash -c " .. q("exec 3<>/dev/tcp/" .. host .. "/" .. port), {})
+    if not r then return nil, err end
+    if r.rc == 0 then return true end
+    return nil, "connection refused or timed out"
+end
+
+function Conn:close()
+    if self.session then self.session:close(); self.session = nil end
+end
+
+return M

@@ -1,0 +1,170 @@
+-- sshd: a throwaway OpenSSH server on loopback for tests.
+--   local S = dofile(tests_dir .. "/lib/sshd.lua")
+--   local srv = S.start(T, { address = "127.0.0.2" })   -- key auth as the current user
+--   ... srv.port, srv.key (private key path), srv.known_hosts (empty file),
+--       srv.host_pub (the host's ed25519 public key line) ...
+--   srv:stop()      (T.done() stops every server too)
+-- Each server has its own host keys, user key, authorized_keys, config and
+-- log in a temporary folder.  sshd runs as root (CI runs as root).  Logins
+-- are as the test user `cutover-test` (created on first use, shell
+-- /bin/sh, password field '*' so key logins work and password logins
+-- fail): root's own .bashrc can be slow and would dominate timings.
+-- Outside the folder only /run/sshd (OpenSSH's privilege separation) and
+-- that user are touched.  S.target(T, srv) gives a folder the user owns.
+local proc = require("cutover.core.proc")
+local net = require("cutover.core.net")
+local loop = require("cutover.core.loop")
+local fs = require("cutover.core.fs")
+
+local S = {}
+local running = {}
+
+S.USER = "cutover-test"
+
+local function sh(cmd)
+    local r = assert(proc.run({ shell = cmd, timeout = 60 }))
+    if r.rc ~= 0 then error("command failed (" .. r.rc .. "): " .. cmd .. "\n" .. r.stdout .. r.stderr, 2) end
+    return r.stdout
+end
+S.sh = sh
+
+local Server = {}
+Server.__index = Server
+
+-- opts: address (127.0.0.1), port (random), host_key_types ({"ed25519"}),
+--       user_key_type ("ed25519"), extra_config (text), password_auth
+function S.start(T, opts)
+    opts = opts or {}
+    local dir = T.tmpdir()
+    local self = setmetatable({ dir = dir, address = opts.address or "127.0.0.1" }, Server)
+    fs.mkdir("/run/sshd", 493)
+    S.ensure_user()
+    assert(fs.chmod(dir, 493))  -- sshd reads authorized_keys as the user
+    local host_keys = {}
+    for _, t in ipairs(opts.host_key_types or { "ed25519" }) do
+        sh(string.format("ssh-keygen -q -t %s -N '' -f %s/host_%s", t, dir, t))
+        host_keys[#host_keys + 1] = "HostKey " .. dir .. "/host_" .. t
+        self["host_pub_" .. t] = sh("cat " .. dir .. "/host_" .. t .. ".pub"):match("^(%S+ %S+)")
+    end
+    self.host_pub = self["host_pub_" .. (opts.host_key_types or { "ed25519" })[1]]
+    local ukt = opts.user_key_type or "ed25519"
+    local bits = ukt == "rsa" and " -b 2048" or ""
+    sh(string.format("ssh-keygen -q -t %s%s -N '' -f %s/user_key -C cutover-test", ukt, bits, dir))
+    sh(string.format("cp %s/user_key.pub %s/authorized_keys && chmod 644 %s/authorized_keys", dir, dir, dir))
+    self.key = dir .. "/user_key"
+    self.known_hosts = dir .. "/known_hosts"
+    assert(fs.write(self.known_hosts, "", 384))
+    self.user = S.USER
+    self.opts = opts
+    self.config = dir .. "/sshd_config"
+    self.host_keys = host_keys
+    self:write_config(opts.port or (20000 + math.random(0, 20000)))
+    self:launch()
+    running[#running + 1] = self
+    return self
+end
+
+function S.ensure_user()
+    if proc.run({ argv = { "id", "-u", S.USER } }).rc == 0 then return end
+    sh("useradd --create-home --shell /bin/sh " .. S.USER .. " && usermod -p '*' " .. S.USER)
+end
+
+-- A fresh folder the test user owns (for steps that write on the host).
+function S.target(T)
+    local d = T.tmpdir()
+    sh("chown " .. S.USER .. " " .. d)
+    return d
+end
+
+function Server:write_config(port)
+    self.port = port
+    local cfg = {
+        "Port " .. port,
+        "ListenAddress " .. self.address,
+        table.concat(self.host_keys, "\n"),
+        "PidFile " .. self.dir .. "/sshd.pid",
+        "AuthorizedKeysFile " .. self.dir .. "/authorized_keys",
+        "StrictModes no",
+        "UsePAM no",
+        "PermitRootLogin yes",
+        "PasswordAuthentication " .. (self.opts.password_auth and "yes" or "no"),
+        "KbdInteractiveAuthentication no",
+        "PubkeyAuthentication yes",
+        "LogLevel VERBOSE",
+        "MaxStartups 100:30:200",
+        "MaxSessions 50",
+        "Subsystem sftp internal-sftp",
+        self.opts.extra_config or "",
+    }
+    assert(fs.write(self.config, table.concat(cfg, "\n") .. "\n"))
+end
+
+-- Starts sshd (it daemonises) and waits until it accepts connections.
+function Server:launch()
+    for attempt = 1, 5 do
+        local r = assert(proc.run({ argv = { "/usr/sbin/sshd", "-f", self.config, "-E", self.dir .. "/sshd.log" }, timeout = 30 }))
+        if r.rc == 0 then
+            local deadline = loop.now() + 10
+            while loop.now() < deadline do
+                if net.probe_tcp(self.address, self.port, 1) then
+                    self.pid = (fs.read(self.dir .. "/sshd.pid") or ""):match("%d+")
+                    return
+                end
+                loop.sleep(0.05)
+            end
+            error("sshd did not start listening on " .. self.address .. ":" .. self.port)
+        end
+        -- most likely the port was taken: try another
+        self:write_config(20000 + math.random(0, 20000))
+    end
+    error("sshd would not start; see " .. self.dir .. "/sshd.log")
+end
+
+-- Stops the listener (existing sessions are separate processes).
+function Server:stop()
+    if self.pid then
+        proc.run({ argv = { "kill", self.pid } })
+        local deadline = loop.now() + 5
+        while loop.now() < deadline and net.probe_tcp(self.address, self.port, 0.2) do loop.sleep(0.05) end
+        self.pid = nil
+    end
+end
+
+-- Kills every sshd child serving a session of this server (the
+-- connections drop), leaving the listener up.
+function Server:kill_sessions()
+    proc.run({ shell = "pkill -KILL -f 'sshd: " .. self.user .. "' -P " .. (self.pid or "0") })
+end
+
+function Server:restart()
+    self:stop()
+    self:launch()
+end
+
+-- A known_hosts line for this server, as cutover would write it.
+function Server:known_line(pub)
+    local name = self.port == 22 and self.address or ("[" .. self.address .. "]:" .. self.port)
+    return name .. " " .. (pub or self.host_pub) .. "\n"
+end
+
+function Server:trust()
+    assert(fs.write(self.known_hosts, self:known_line(), 384))
+end
+
+function S.stop_all()
+    for _, s in ipairs(running) do s:stop() end
+    running = {}
+end
+
+-- Hook into T.done so servers never outlive the test.
+function S.install(T)
+    local done = T.done
+    T.done = function()
+        S.stop_all()
+        return done()
+    end
+end
+
+math.randomseed(os.time() + require("cutover.core.sys").getpid())
+
+return S
