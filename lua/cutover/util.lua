@@ -1,17 +1,22 @@
 -- util: small helpers shared by the runner, the loader and the actions.
 local M = {}
 
--- Edit distance, for "did you mean" suggestions.
+-- Edit distance, for "did you mean" suggestions.  Swapping two adjacent
+-- letters counts as one edit ("stpes" is one from "steps").
 local function distance(a, b)
-    local prev, cur = {}, {}
+    local older, prev, cur = {}, {}, {}
     for j = 0, #b do prev[j] = j end
     for i = 1, #a do
         cur[0] = i
         for j = 1, #b do
             local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
             cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a:sub(i, i) == b:sub(j - 1, j - 1)
+                and a:sub(i - 1, i - 1) == b:sub(j, j) then
+                cur[j] = math.min(cur[j], older[j - 2] + 1)
+            end
         end
-        prev, cur = cur, prev
+        older, prev, cur = prev, cur, older
     end
     return prev[#b]
 end
