@@ -78,6 +78,58 @@ static lua_Integer pack_mark(yaml_mark_t mark)
     return ((lua_Integer)mark.line + 1) << 20 | col;
 }
 
+/* The byte offset of character index in text (libyaml counts characters). */
+static size_t char_offset(const char *text, size_t len, size_t index)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        if (((unsigned char)text[i] & 0xC0) == 0x80)
+            continue;
+        if (index == 0)
+            return i;
+        index--;
+    }
+    return len;
+}
+
+/*
+ * The mark of byte offset in text; columns count characters, as libyaml's
+ * do.  With to_lead, an offset at a bad trailing byte moves back to the
+ * byte that started the UTF-8 sequence.
+ */
+static yaml_mark_t offset_mark(const char *text, size_t len, size_t offset,
+                               int to_lead)
+{
+    yaml_mark_t mark;
+    size_t line_start = 0;
+    size_t i;
+
+    if (offset > len)
+        offset = len;
+    if (to_lead) {
+        size_t p = offset;
+        while (p > 0 && offset - p < 2 &&
+               ((unsigned char)text[p - 1] & 0xC0) == 0x80)
+            p--;
+        if (p > 0 && (unsigned char)text[p - 1] >= 0xC0)
+            offset = p - 1;
+    }
+    memset(&mark, 0, sizeof mark);
+    for (i = 0; i < offset; i++) {
+        if (text[i] == '\n') {
+            mark.line++;
+            line_start = i + 1;
+        }
+    }
+    for (i = line_start; i < offset; i++) {
+        if (((unsigned char)text[i] & 0xC0) != 0x80)
+            mark.column++;
+    }
+    mark.index = offset;
+    return mark;
+}
+
 /* Raises nothing: pushes "NAME:LINE:COL: message" and returns 2 (nil, msg). */
 static int yaml_fail_at(lua_State *L, const char *name, yaml_mark_t mark,
                         const char *fmt, const char *detail)
@@ -139,6 +191,7 @@ static int parse_float(const char *s, size_t len, lua_Number *out)
 {
     const char *p = s;
     int digits = 0;
+    int fraction_or_exponent = 0;
     char *end;
 
     if (*p == '+' || *p == '-')
@@ -150,6 +203,7 @@ static int parse_float(const char *s, size_t len, lua_Number *out)
     }
     if (*p == '.') {
         p++;
+        fraction_or_exponent = 1;
         while (*p >= '0' && *p <= '9') {
             p++;
             digits++;
@@ -159,6 +213,7 @@ static int parse_float(const char *s, size_t len, lua_Number *out)
         return 0;
     if (*p == 'e' || *p == 'E') {
         p++;
+        fraction_or_exponent = 1;
         if (*p == '+' || *p == '-')
             p++;
         if (!(*p >= '0' && *p <= '9'))
@@ -166,7 +221,8 @@ static int parse_float(const char *s, size_t len, lua_Number *out)
         while (*p >= '0' && *p <= '9')
             p++;
     }
-    if (p != s + len)
+    /* Digits alone are an integer too big for one (or "09"): text. */
+    if (p != s + len || !fraction_or_exponent)
         return 0;
     *out = strtod(s, &end);
     return end == s + len;
@@ -255,12 +311,17 @@ static const char *yaml_store(lua_State *L, struct yaml_state *st,
             lua_pop(L, 1);
             return "%sa mapping key must be text";
         }
-        lua_tostring(L, -1);  /* numbers become their text */
+        lua_tostring(L, -1);  /* an alias to a number: its text */
         if (!fr->key_is_merge) {
             lua_pushvalue(L, -1);
             if (lua_rawget(L, base + SLOT_TABLE) != LUA_TNIL) {
-                lua_pop(L, 2);
-                return "duplicate key '%s'";
+                lua_Integer first;
+                lua_pushvalue(L, -2);
+                lua_rawget(L, base + SLOT_KEYPOS);
+                first = lua_tointeger(L, -1) >> 20;
+                /* the format stays on the stack until the call returns */
+                return lua_pushfstring(L, "duplicate key '%%s' (first at "
+                                       "line %d)", (int)first);
             }
             lua_pop(L, 1);
             lua_pushvalue(L, -1);
@@ -406,12 +467,30 @@ static int yaml_load(lua_State *L)
             const char *problem = st->parser.problem != NULL
                                       ? st->parser.problem
                                       : "malformed YAML";
-            if (st->parser.error == YAML_READER_ERROR)
-                mark.line = 0, mark.column = st->parser.problem_offset;
+            if (st->parser.error == YAML_READER_ERROR) {
+                /* Bad bytes: libyaml gives only an offset. */
+                mark = offset_mark(text, len, st->parser.problem_offset,
+                                   strstr(problem, "trailing") != NULL);
+                if (strstr(problem, "UTF-8") != NULL)
+                    return yaml_fail_at(L, name, mark, "the file is not "
+                                        "valid UTF-8 (%s)", problem);
+                return yaml_fail_at(L, name, mark, "YAML syntax error: %s",
+                                    problem);
+            }
+            if (strstr(problem, "cannot start any token") != NULL &&
+                text[char_offset(text, len, mark.index)] == '\t')
+                return yaml_fail_at(L, name, mark, "YAML syntax error: %s",
+                                    "a tab cannot start a token here "
+                                    "(indent YAML with spaces)");
             lua_pushfstring(L, "YAML syntax error: %s", problem);
-            if (st->parser.context != NULL) {
-                lua_pushfstring(L, " %s (line %d)", st->parser.context,
+            if (st->parser.context != NULL &&
+                st->parser.context_mark.line != mark.line) {
+                lua_pushfstring(L, " %s that starts at line %d",
+                                st->parser.context,
                                 (int)st->parser.context_mark.line + 1);
+                lua_concat(L, 2);
+            } else if (st->parser.context != NULL) {
+                lua_pushfstring(L, " %s", st->parser.context);
                 lua_concat(L, 2);
             }
             return yaml_fail_at(L, name, mark, "%s", lua_tostring(L, -1));
@@ -468,8 +547,10 @@ static int yaml_load(lua_State *L)
             }
             if (st->depth > 0 && st->frames[st->depth - 1].is_map &&
                 lua_isnil(L, st->frames[st->depth - 1].base + SLOT_KEY) &&
-                scalar && !lua_isstring(L, -1)) {
-                /* null / boolean key: use its text */
+                scalar && (ev->type == YAML_SCALAR_EVENT
+                               ? lua_type(L, -1) != LUA_TSTRING
+                               : !lua_isstring(L, -1))) {
+                /* null, boolean or number key: use its text as written */
                 lua_pop(L, 1);
                 if (ev->type == YAML_SCALAR_EVENT)
                     lua_pushlstring(L, (const char *)ev->data.scalar.value,

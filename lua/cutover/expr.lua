@@ -36,6 +36,15 @@ local current
 
 local helpers = {}
 
+-- Raises "NAME: argument I must be WANT, got TYPE" unless type(v) is one
+-- of the given types (numbers count as text where text is allowed).
+local function arg(fname, i, v, want, ...)
+    local tv = type(v)
+    for _, t in ipairs({ ... }) do if tv == t then return end end
+    if v == yaml_null then tv = "null" end
+    error(fname .. ": argument " .. i .. " must be " .. want .. ", got " .. tv, 0)
+end
+
 -- defined("name") -> true when the variable exists
 function helpers.defined(name)
     local ok, v = pcall(current.get, current, name)
@@ -50,6 +59,8 @@ function helpers.var(name, default)
 end
 
 function helpers.len(v)
+    if v == yaml_null then return 0 end
+    arg("len", 1, v, "text or a list", "table", "string", "number")
     if type(v) == "table" then
         local n = 0
         for _ in pairs(v) do n = n + 1 end
@@ -59,12 +70,18 @@ function helpers.len(v)
 end
 
 function helpers.join(list, sep)
+    arg("join", 1, list, "a list", "table")
+    if sep ~= nil then arg("join", 2, sep, "text", "string", "number") end
     local parts = {}
     for i, v in ipairs(list) do parts[i] = tostring(v) end
     return table.concat(parts, sep or ",")
 end
 
 function helpers.split(s, sep)
+    arg("split", 1, s, "text", "string", "number")
+    if sep ~= nil then arg("split", 2, sep, "text", "string", "number") end
+    if sep == "" then error("split: the separator is empty", 0) end
+    s = tostring(s)
     local out = {}
     sep = sep or ","
     local start = 1
@@ -78,6 +95,7 @@ function helpers.split(s, sep)
 end
 
 function helpers.lines(s)
+    arg("lines", 1, s, "text", "string", "number")
     local out = {}
     for line in (s .. "\n"):gmatch("(.-)\r?\n") do out[#out + 1] = line end
     if out[#out] == "" then out[#out] = nil end
@@ -85,12 +103,14 @@ function helpers.lines(s)
 end
 
 function helpers.contains(hay, needle)
+    arg("contains", 1, hay, "text or a list", "table", "string")
     if type(hay) == "string" then return hay:find(needle, 1, true) ~= nil end
     for _, v in pairs(hay) do if v == needle then return true end end
     return false
 end
 
 function helpers.keys(t)
+    arg("keys", 1, t, "a mapping", "table")
     local out = {}
     for k in pairs(t) do out[#out + 1] = k end
     table.sort(out, function(a, b) return tostring(a) < tostring(b) end)
@@ -98,11 +118,20 @@ function helpers.keys(t)
 end
 
 function helpers.trim(s)
+    arg("trim", 1, s, "text", "string", "number")
     return (tostring(s):gsub("^%s+", ""):gsub("%s+$", ""))
 end
 
-function helpers.startswith(s, p) return s:sub(1, #p) == p end
-function helpers.endswith(s, p) return p == "" or s:sub(-#p) == p end
+function helpers.startswith(s, p)
+    arg("startswith", 1, s, "text", "string")
+    arg("startswith", 2, p, "text", "string")
+    return s:sub(1, #p) == p
+end
+function helpers.endswith(s, p)
+    arg("endswith", 1, s, "text", "string")
+    arg("endswith", 2, p, "text", "string")
+    return p == "" or s:sub(-#p) == p
+end
 function helpers.to_json(v) return json.encode(v) end
 
 local safe = {
@@ -117,11 +146,24 @@ local safe = {
 for k, v in pairs(helpers) do safe[k] = v end
 M.HELPERS = safe
 
+-- Standard Lua names left out on purpose; a variable may still use one.
+local UNAVAILABLE = {}
+for _, n in ipairs({ "io", "os", "package", "require", "debug", "load",
+                     "loadstring", "dofile", "loadfile", "getmetatable",
+                     "setmetatable", "rawget", "rawset", "rawequal",
+                     "rawlen", "collectgarbage", "pcall", "xpcall",
+                     "coroutine", "print", "_G" }) do
+    UNAVAILABLE[n] = true
+end
+
 local env = setmetatable({}, {
     __index = function(_, name)
         local v = safe[name]
         if v ~= nil then return v end
         v = current:get(name)
+        if v == nil and UNAVAILABLE[name] then
+            error("'" .. name .. "' is not available in expressions", 0)
+        end
         if v == nil then error("undefined variable '" .. tostring(name) .. "'", 0) end
         if getmetatable(v) == unknown_mt then
             error(setmetatable({ unknowable = name }, {
@@ -138,6 +180,27 @@ local env = setmetatable({}, {
 
 local cache = {}
 
+-- Lua's syntax error without the "expression:N:" prefix, and without
+-- naming the ')' that compile() wraps around the source.
+local function tidy_syntax_error(err, source)
+    local line, msg = err:match("^expression:(%d+): (.*)$")
+    if not line then return err end
+    local last = select(2, source:gsub("\n", "")) + 1
+    if tonumber(line) > last then
+        -- reported at the wrapper's closing ')', after the source
+        if msg:find("^<eof> expected") then return "unbalanced ')'" end
+        if msg == "unexpected symbol near ')'" then
+            return "unexpected end of expression"
+        end
+        msg = msg:gsub(" near '%)'$", " at the end"):gsub(" near <eof>$", " at the end")
+        return msg
+    end
+    local tok = msg:match("^'%)' expected near '(.*)'$")
+    if tok == "=" then return "unexpected '=' (compare with '==')" end
+    if tok then return "unexpected '" .. tok .. "'" end
+    return msg
+end
+
 -- Compiles an expression once; returns fn or nil, message.
 function M.compile(source)
     local hit = cache[source]
@@ -147,7 +210,7 @@ function M.compile(source)
     end
     local fn, err = load("return (" .. source .. "\n)", "=expression", "t", env)
     if not fn then
-        err = err:gsub("^expression:%d+: ", "")
+        err = tidy_syntax_error(err, source)
         cache[source] = { err = err }
         return nil, err
     end
@@ -157,7 +220,8 @@ end
 
 -- Turns an error value into (message, unknowable-name-or-nil).
 local function describe(err)
-    if type(err) == "table" and err.unknowable then
+    -- getmetatable: expressions cannot set one, so cannot forge this
+    if type(err) == "table" and err.unknowable and getmetatable(err) then
         return tostring(err), err.unknowable
     end
     err = tostring(err)

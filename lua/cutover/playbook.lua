@@ -110,16 +110,19 @@ function Loader:step_id(step, label, src, t)
         end
         return id, true
     end
-    if type(step.name) == "string" then return util.slug(step.name), true end
+    if type(step.name) == "string" then return util.slug(step.name), true, true end
     return nil, false
 end
 
-function Loader:claim_id(id, explicit, where, label)
+function Loader:claim_id(id, explicit, where, label, from_name)
     if not id then return end
     local prev = self.ids[id]
     if prev then
-        if explicit and prev.explicit then
-            self:err(where, label .. ": duplicate step id '" .. id .. "' (first used at " .. prev.where .. "); give one of them an 'id:'")
+        if explicit and prev.explicit and from_name then
+            self:err(where, label .. ": its name gives the step id '" .. id .. "', already used at " .. prev.where .. "; rename the step or give it an 'id:'")
+            return id
+        elseif explicit and prev.explicit then
+            self:err(where, label .. ": duplicate step id '" .. id .. "' (first used at " .. prev.where .. "); step ids must be unique")
             return id
         end
         local n = 2
@@ -145,8 +148,9 @@ local function is_str_list(v)
 end
 
 -- Normalises one step table; returns the step or nil.
-function Loader:step(src, t, inherited_tags, in_handlers)
-    local where = src:at(t)
+-- at: the position of the item in its list (a scalar has none of its own)
+function Loader:step(src, t, inherited_tags, in_handlers, at)
+    local where = type(t) == "table" and src:at(t) or at or src.path
     if type(t) ~= "table" or util.is_list(t) and next(t) ~= nil then
         self:err(where, "a step must be a mapping of keywords and one action")
         return nil
@@ -185,8 +189,8 @@ function Loader:step(src, t, inherited_tags, in_handlers)
     end
 
     step.name = typed("name", is_str, "text")
-    local id, explicit = self:step_id(t, label, src, t)
-    step.register = typed("register", is_name, "a variable name")
+    local id, explicit, from_name = self:step_id(t, label, src, t)
+    step.register = typed("register", is_name, "a variable name (letters, digits and '_', not starting with a digit)")
     step.loop_var = typed("loop_var", is_name, "a variable name")
     step.retries = typed("retries", is_count, "a whole number")
     step.delay = typed("delay", is_delay, "a number of seconds")
@@ -231,9 +235,9 @@ function Loader:step(src, t, inherited_tags, in_handlers)
         if action_name then
             self:err(src:at(t, action_name), label .. ": a block cannot also have an action ('" .. action_name .. "')")
         end
-        step.block = self:steps(src, t, "block", step.tags, in_handlers)
-        step.rescue = self:steps(src, t, "rescue", step.tags, in_handlers)
-        step.always = self:steps(src, t, "always", step.tags, in_handlers)
+        step.block = self:steps(src, t, "block", step.tags, in_handlers, label)
+        step.rescue = self:steps(src, t, "rescue", step.tags, in_handlers, label)
+        step.always = self:steps(src, t, "always", step.tags, in_handlers, label)
         for _, k in ipairs({ "register", "loop", "until", "failed_when", "changed_when" }) do
             if t[k] ~= nil then self:err(src:at(t, k), label .. ": '" .. k .. "' does not apply to a block") end
         end
@@ -248,8 +252,13 @@ function Loader:step(src, t, inherited_tags, in_handlers)
             return nil
         end
         step.action = action_name
-        local args, errs = schema.normalize(actions.get(action_name), t[action_name])
-        for _, e in ipairs(errs) do self:err(src:at(t, action_name), label .. ": " .. action_name .. ": " .. e) end
+        local raw = t[action_name]
+        local args, errs, err_keys = schema.normalize(actions.get(action_name), raw)
+        for i, e in ipairs(errs) do
+            -- an error about one argument points at that argument
+            local k = type(raw) == "table" and err_keys and err_keys[i] or nil
+            self:err(k and src:at(raw, k) or src:at(t, action_name), label .. ": " .. action_name .. ": " .. e)
+        end
         step.args = args
         self:check_templates(src, t[action_name], t, action_name, label)
         if not id then
@@ -258,14 +267,15 @@ function Loader:step(src, t, inherited_tags, in_handlers)
             explicit = false
         end
     end
-    step.id = self:claim_id(id, explicit, where, label)
+    step.id = self:claim_id(id, explicit, where, label, from_name)
     step.label = label
     self:check_templates(src, t.name, t, "name", label)
     if step.vars then self:check_templates(src, step.vars, t, "vars", label) end
     if type(step.loop) == "table" then self:check_templates(src, step.loop, t, "loop", label) end
     if step.notify then
         for _, h in ipairs(as_list(step.notify)) do
-            self.notifies[#self.notifies + 1] = { name = h, where = src:at(t, "notify"), label = label }
+            self.notifies[#self.notifies + 1] = { name = h, where = src:at(t, "notify"), label = label,
+                                                  play = self.play_index }
         end
         step.notify = as_list(step.notify)
     end
@@ -273,16 +283,16 @@ function Loader:step(src, t, inherited_tags, in_handlers)
     return step
 end
 
-function Loader:steps(src, parent, key, tags, in_handlers)
+function Loader:steps(src, parent, key, tags, in_handlers, label)
     local list = parent[key]
     if list == nil or is_null(list) then return {} end
     if type(list) ~= "table" or not util.is_list(list) then
-        self:err(src:at(parent, key), "'" .. key .. "' must be a list of steps")
+        self:err(src:at(parent, key), (label and label .. ": " or "") .. "'" .. key .. "' must be a list of steps")
         return {}
     end
     local out = {}
-    for _, t in ipairs(list) do
-        local s = self:step(src, t, tags, in_handlers)
+    for i, t in ipairs(list) do
+        local s = self:step(src, t, tags, in_handlers, src:at(list, i))
         if s then out[#out + 1] = s end
     end
     return out
@@ -295,21 +305,26 @@ function Loader:play(src, t, index)
     end
     local label = type(t.name) == "string" and ("play '" .. t.name .. "'") or ("play " .. index)
     local play = { index = index, where = src:at(t) }
+    local suggested = {}
     for _, k in ipairs(util.sorted_keys(t)) do
         local found = false
         for _, pk in ipairs(PLAY_KEYS) do if pk == k then found = true end end
         if not found then
             local hint = util.did_you_mean(tostring(k), PLAY_KEYS)
             if k == "tasks" then hint = " (cutover calls them 'steps')" end
+            -- what was meant is not also reported missing
+            suggested[hint:match("'(.-)'") or ""] = true
             self:err(src:at(t, k), label .. ": unknown play keyword '" .. tostring(k) .. "'" .. hint)
         end
     end
     play.name = type(t.name) == "string" and t.name or ("play " .. index)
-    if t.hosts == nil then
+    if t.hosts == nil and suggested.hosts then
+        -- reported as a misspelt keyword
+    elseif t.hosts == nil then
         self:err(play.where, label .. ": 'hosts' is required (a host, a group or 'all')")
     elseif type(t.hosts) == "string" then
         play.hosts = t.hosts
-    elseif type(t.hosts) == "table" and util.is_list(t.hosts) then
+    elseif type(t.hosts) == "table" and util.is_list(t.hosts) and is_str_list(t.hosts) then
         play.hosts = table.concat(t.hosts, ",")
     else
         self:err(src:at(t, "hosts"), label .. ": 'hosts' must be a pattern or a list of them")
@@ -325,11 +340,12 @@ function Loader:play(src, t, index)
     play.vars = play.vars or {}
     local tags = {}
     for _, tag in ipairs(as_list(t.tags)) do tags[tag] = true end
-    if t.steps == nil then
+    if t.steps == nil and t.tasks == nil and not suggested.steps then
         self:err(play.where, label .. ": 'steps' is required")
     end
-    play.steps = self:steps(src, t, "steps", tags, false)
-    play.handlers = self:steps(src, t, "handlers", tags, true)
+    self.play_index = index
+    play.steps = self:steps(src, t, "steps", tags, false, label)
+    play.handlers = self:steps(src, t, "handlers", tags, true, label)
     return play
 end
 
@@ -344,7 +360,8 @@ function M.load(path)
         return nil, { path .. ":1:1: the playbook is empty (expected a list of plays)" }
     end
     if type(doc) ~= "table" or not util.is_list(doc) or next(doc) == nil then
-        return nil, { src:at(type(doc) == "table" and doc or nil) .. ": a playbook is a list of plays (each with 'hosts' and 'steps')" }
+        local at = type(doc) == "table" and src:at(doc) or path .. ":1:1"
+        return nil, { at .. ": a playbook is a list of plays (each with 'hosts' and 'steps')" }
     end
     for i, t in ipairs(doc) do
         local play = self:play(src, t, i)
@@ -358,13 +375,15 @@ function M.load(path)
             play.handler_names[h.id] = h
         end
     end
+    local by_index = {}
+    for _, play in ipairs(book.plays) do by_index[play.index] = play end
     for _, n in ipairs(self.notifies) do
-        local found = false
-        for _, play in ipairs(book.plays) do
-            if play.handler_names[n.name] then found = true end
-        end
-        if not found then
-            self:err(n.where, n.label .. ": notify names no handler '" .. tostring(n.name) .. "'")
+        local play = by_index[n.play]
+        if play and not play.handler_names[n.name] then
+            local names = {}
+            for _, h in ipairs(play.handlers) do names[#names + 1] = h.name or h.id end
+            self:err(n.where, n.label .. ": notify names no handler '" .. tostring(n.name) .. "' of this play"
+                .. util.did_you_mean(tostring(n.name), names))
         end
     end
     book.step_count = self.step_count

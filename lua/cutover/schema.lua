@@ -33,7 +33,7 @@ local function coerce(spec, v)
         if type(v) ~= "boolean" then return nil, "must be true or false" end
     elseif t == "mode" then
         local m, err = util.parse_mode(v)
-        if not m then return nil, err end
+        if not m then return nil, (err:gsub("^mode ", "")) end
         v = m
     elseif t == "list" then
         if type(v) ~= "table" then
@@ -62,6 +62,9 @@ end
 local function walk(action, raw, at_lint)
     local errs = {}
     local args = {}
+    -- keys[i]: the argument errs[i] is about; suggested: names offered
+    -- by "did you mean", which are then not reported missing as well
+    local keys, suggested = {}, {}
     if raw == nil or raw == yaml_null then
         raw = {}
     elseif type(raw) ~= "table" then
@@ -83,7 +86,11 @@ local function walk(action, raw, at_lint)
         local v = raw[k]
         local spec = action.args and action.args[k]
         if spec == nil and not action.any_args then
-            errs[#errs + 1] = "unknown argument '" .. tostring(k) .. "'" .. util.did_you_mean(tostring(k), names)
+            local hint = util.did_you_mean(tostring(k), names)
+            errs[#errs + 1] = "unknown argument '" .. tostring(k) .. "'" .. hint
+            keys[#errs] = k
+            local meant = hint:match("'(.-)'")
+            if meant then suggested[meant] = true end
         elseif spec == nil then
             args[k] = v
         elseif v == yaml_null then
@@ -94,6 +101,7 @@ local function walk(action, raw, at_lint)
             local c, why = coerce(spec, v)
             if c == nil and why then
                 errs[#errs + 1] = "argument '" .. k .. "' " .. why
+                keys[#errs] = k
             else
                 args[k] = c
             end
@@ -101,7 +109,7 @@ local function walk(action, raw, at_lint)
     end
     for _, k in ipairs(names) do
         local spec = action.args[k]
-        if spec.required and args[k] == nil then
+        if spec.required and args[k] == nil and not suggested[k] then
             errs[#errs + 1] = "missing required argument '" .. k .. "'"
         end
         if not at_lint and args[k] == nil and spec.default ~= nil then
@@ -111,7 +119,9 @@ local function walk(action, raw, at_lint)
     for _, group in ipairs(action.one_of or {}) do
         local present = {}
         for _, k in ipairs(group) do if raw[k] ~= nil and raw[k] ~= yaml_null then present[#present + 1] = k end end
-        if #present == 0 then
+        local meant = false
+        for _, k in ipairs(group) do meant = meant or suggested[k] == true end
+        if #present == 0 and not meant then
             errs[#errs + 1] = "needs one of '" .. table.concat(group, "', '") .. "'"
         elseif #present > 1 then
             errs[#errs + 1] = "takes only one of '" .. table.concat(present, "' and '") .. "'"
@@ -121,7 +131,7 @@ local function walk(action, raw, at_lint)
         local e = action.validate(args)
         if e then errs[#errs + 1] = e end
     end
-    return args, errs
+    return args, errs, keys
 end
 
 function M.normalize(action, raw) return walk(action, raw, true) end
