@@ -55,6 +55,7 @@ Options:
       --skip-tags TAGS     leave out steps with these tags
       --start-at STEP      start at this step (its id or name)
       --format text|json   output: human text (default) or JSON events
+  -f, --forks N            at most N hosts at once (default 50)
   -v, --verbose            more output (stdout of commands); repeatable
       --known-hosts FILE   known_hosts file for SSH hosts (default ~/.ssh/known_hosts)
       --accept-new-host-keys
@@ -93,6 +94,7 @@ local RUN_OPTS = {
     ["skip-tags"] = { nil, true, true }, ["start-at"] = { nil, true },
     format = { nil, true }, verbose = { "v", false, true }, help = { "h" },
     ["accept-new-host-keys"] = {}, ["known-hosts"] = { nil, true },
+    forks = { "f", true },
 }
 local LINT_OPTS = { inventory = { "i", true }, help = { "h" } }
 local DOC_OPTS = { all = {}, format = { nil, true }, help = { "h" } }
@@ -220,6 +222,9 @@ local function cmd_run(args)
     if not o then return usage_error(pos, "run") end
     if o.help then print(HELP.run); return 0 end
     if #pos ~= 1 then return usage_error("run needs exactly one PLAYBOOK", "run") end
+    if o.forks and not (math.tointeger(tonumber(o.forks)) and tonumber(o.forks) >= 1) then
+        return usage_error("--forks must be a whole number of at least 1", "run")
+    end
     if o.format and o.format ~= "text" and o.format ~= "json" then
         return usage_error("--format must be text or json", "run")
     end
@@ -235,6 +240,7 @@ local function cmd_run(args)
         start_at = o["start-at"], extra_vars = ev, format = o.format or "text",
         verbose = o.verbose and #o.verbose or 0, version = M.VERSION,
         accept_new_host_keys = o["accept-new-host-keys"] == true,
+        forks = o.forks and math.tointeger(tonumber(o.forks)),
         known_hosts = o["known-hosts"],
     })
 end

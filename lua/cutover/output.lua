@@ -167,6 +167,8 @@ function Text:run_end(stats)
         if s.failed_at then row = row .. "  " .. self:paint("31", "failed at " .. s.failed_at) end
         if s.unreachable then row = row .. "  " .. self:paint("31", "unreachable") end
         if s.interrupted_at then row = row .. "  " .. self:paint("31", "interrupted at " .. s.interrupted_at) end
+        if s.stopped_at then row = row .. "  " .. self:paint("31", "stopped at " .. s.stopped_at .. " (" .. s.stopped_why .. ")") end
+        if s.never_started then row = row .. "  " .. self:paint("33", "never started (" .. s.never_started .. ")") end
         self:out(row)
     end
     if stats.check then

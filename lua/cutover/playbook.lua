@@ -12,7 +12,10 @@ local M = {}
 
 M.MAX_BYTES = 8 * 1024 * 1024
 
-local PLAY_KEYS = { "name", "hosts", "vars", "steps", "handlers", "tags" }
+local PLAY_KEYS = { "name", "hosts", "vars", "steps", "handlers", "tags",
+                    "serial", "max_fail_percentage", "any_errors_fatal", "order" }
+
+local ORDERS = { "inventory", "reverse_inventory", "sorted", "reverse_sorted", "shuffle" }
 
 local STEP_KEYS = {
     "name", "id", "when", "register", "loop", "loop_var", "until", "retries",
@@ -338,6 +341,49 @@ function Loader:play(src, t, index)
         end
     end
     play.vars = play.vars or {}
+    -- rollout: serial is a count, "N%", or a list of them (batch sizes;
+    -- the last repeats)
+    if t.serial ~= nil then
+        local list = type(t.serial) == "table" and t.serial or { t.serial }
+        local ok = type(list) == "table" and #list > 0 and util.is_list(list)
+        for _, v in ipairs(ok and list or {}) do
+            local pct = type(v) == "string" and v:match("^(%d+)%%$")
+            if not ((math.type(v) == "integer" and v > 0) or (pct and tonumber(pct) > 0 and tonumber(pct) <= 100)) then
+                ok = false
+            end
+        end
+        if ok then
+            play.serial = list
+        else
+            self:err(src:at(t, "serial"), label .. ": 'serial' must be a host count, a percentage such as '25%', or a list of them")
+        end
+    end
+    if t.max_fail_percentage ~= nil then
+        local v = t.max_fail_percentage
+        if type(v) == "string" then v = tonumber((v:gsub("%%$", ""))) end
+        if type(v) ~= "number" or v < 0 or v > 100 then
+            self:err(src:at(t, "max_fail_percentage"), label .. ": 'max_fail_percentage' must be a number from 0 to 100")
+        else
+            play.max_fail_percentage = v
+        end
+    end
+    if t.any_errors_fatal ~= nil then
+        if type(t.any_errors_fatal) ~= "boolean" then
+            self:err(src:at(t, "any_errors_fatal"), label .. ": 'any_errors_fatal' must be true or false")
+        else
+            play.any_errors_fatal = t.any_errors_fatal
+        end
+    end
+    if t.order ~= nil then
+        local known = false
+        for _, o in ipairs(ORDERS) do if o == t.order then known = true end end
+        if not known then
+            self:err(src:at(t, "order"), label .. ": 'order' must be one of " .. table.concat(ORDERS, ", ") ..
+                util.did_you_mean(tostring(t.order), ORDERS))
+        else
+            play.order = t.order
+        end
+    end
     local tags = {}
     for _, tag in ipairs(as_list(t.tags)) do tags[tag] = true end
     if t.steps == nil and t.tasks == nil and not suggested.steps then

@@ -102,7 +102,17 @@ function Run:execute(hs, step, scope)
         scope = scope, playbook_dir = self.book.dir, interrupted = interrupted,
         progress = function(text) if running then running.progress = text end end,
     }
-    if not action.controller and not hs.conn then
+    if step.delegate_to ~= nil and not action.controller then
+        local dok, target, dunknown = expr.render(step.delegate_to, scope)
+        if not dok then
+            if dunknown then return { unknown = true, msg = "delegate_to: " .. target } end
+            return { failed = true, msg = "delegate_to: " .. target }
+        end
+        local conn, derr = self:delegate(tostring(target))
+        if not conn then return { failed = true, msg = derr } end
+        ctx.conn = conn
+        ctx.delegated_to = tostring(target)
+    elseif not action.controller and not hs.conn then
         return { failed = true, unreachable = true, msg = hs.unreachable_msg }
     end
     local attempts = 0
@@ -295,6 +305,9 @@ function Run:action_step(hs, step)
     end
     if result.failed and not ignored then
         self.stats.per_host[hs.name].failed_at = self.stats.per_host[hs.name].failed_at or step.id
+        if self.play_state and self.play_state.any_errors_fatal and (hs.in_rescue or 0) == 0 then
+            self.fatal = self.fatal or hs.name
+        end
         if result.unreachable then self.stats.per_host[hs.name].unreachable = true end
         return false
     end
@@ -316,6 +329,15 @@ function Run:step(hs, step)
         end
         return false
     end
+    if self.fatal and self.fatal ~= hs.name then
+        -- any_errors_fatal: another host failed; stop at this boundary
+        local st = self.stats.per_host[hs.name]
+        if not st.stopped_at then
+            st.stopped_at = step.id
+            st.stopped_why = "any_errors_fatal: " .. self.fatal .. " failed"
+        end
+        return false
+    end
     if step.block then
         if step.when ~= nil and hs.started then
             local ok, v, unknown = expr.condition(step.when, hs.scope)
@@ -330,7 +352,10 @@ function Run:step(hs, step)
             end
             if not v then return true end
         end
+        -- a failure that a rescue will handle is not fatal to the others
+        if #step.rescue > 0 then hs.in_rescue = (hs.in_rescue or 0) + 1 end
         local ok = self:steps(hs, step.block)
+        if #step.rescue > 0 then hs.in_rescue = hs.in_rescue - 1 end
         if not ok and not interrupted() and #step.rescue > 0 then
             -- the failure is handled: the host carries on after rescue
             hs.recovered = true
@@ -372,6 +397,88 @@ local function secret_table()
 end
 
 -- All hosts of one play.
+-- Hosts of a play in the order the play asks for.
+local function ordered(hosts, order)
+    local out = util.copy(hosts)
+    if order == "sorted" then table.sort(out)
+    elseif order == "reverse_sorted" then table.sort(out, function(a, b) return a > b end)
+    elseif order == "reverse_inventory" then
+        for i = 1, #out // 2 do out[i], out[#out - i + 1] = out[#out - i + 1], out[i] end
+    elseif order == "shuffle" then
+        for i = #out, 2, -1 do
+            local j = math.random(i)
+            out[i], out[j] = out[j], out[i]
+        end
+    end
+    return out
+end
+
+-- Batch sizes for `serial` (a count, "N%", or a list; the last repeats).
+local function batches(hosts, serial)
+    if not serial then return { hosts } end
+    local out, i, k = {}, 1, 1
+    while i <= #hosts do
+        local spec = serial[math.min(k, #serial)]
+        local size
+        if type(spec) == "string" then
+            size = math.max(1, math.floor(#hosts * tonumber(spec:match("%d+")) / 100))
+        else
+            size = spec
+        end
+        local batch = {}
+        for j = i, math.min(#hosts, i + size - 1) do batch[#batch + 1] = hosts[j] end
+        out[#out + 1] = batch
+        i = i + size
+        k = k + 1
+    end
+    return out
+end
+
+-- Runs one batch: at most `forks` hosts at once, one task per slot, each
+-- taking the next host of the batch.
+function Run:batch(play, hosts)
+    local next_host = 1
+    local forks = math.max(1, self.opts.forks or 50)
+    for _ = 1, math.min(forks, #hosts) do
+        loop.spawn(function()
+            while next_host <= #hosts do
+                local name = hosts[next_host]
+                next_host = next_host + 1
+                if self.abort then
+                    self:never_started(name, self.abort)
+                else
+                    self.active = (self.active or 0) + 1
+                    self.peak_active = math.max(self.peak_active or 0, self.active)
+                    local ok, err = xpcall(self.host_play, debug.traceback, self, play, name)
+                    self.active = self.active - 1
+                    if not ok then
+                        io.stderr:write("cutover: internal error on host " .. name .. ": " .. tostring(err) .. "\n")
+                        self.failed_hosts[name] = true
+                        self.stats.per_host[name].failed_at = "internal error"
+                    end
+                end
+            end
+        end)
+    end
+    loop.run(function() self.reporter:tick(self.running, loop.now()) end, 0.25)
+    self.reporter:tick({}, loop.now())
+end
+
+function Run:never_started(name, why)
+    self:host_stats(name).never_started = why
+end
+
+function Run:host_stats(name)
+    local st = self.stats.per_host[name]
+    if not st then
+        st = {}
+        self.stats.per_host[name] = st
+        self.stats.hosts[#self.stats.hosts + 1] = name
+    end
+    return st
+end
+
+-- All hosts of one play, batch by batch.
 function Run:play(play)
     local names, unknown = self.inventory:select(play.hosts)
     for _, u in ipairs(unknown) do
@@ -387,40 +494,87 @@ function Run:play(play)
         self.reporter:warn("play '" .. play.name .. "': no hosts to run on")
         return
     end
+    hosts = ordered(hosts, play.order)
     self.reporter:play_start(play, hosts)
-    self.once = {}
-    for _, name in ipairs(hosts) do
-        loop.spawn(function()
-            local ok, err = xpcall(self.host_play, debug.traceback, self, play, name)
-            if not ok then
-                io.stderr:write("cutover: internal error on host " .. name .. ": " .. tostring(err) .. "\n")
-                self.failed_hosts[name] = true
-                self.stats.per_host[name].failed_at = "internal error"
+    self.play_state = play
+    self.abort = nil
+    self.fatal = nil
+    local list = batches(hosts, play.serial)
+    for b, batch in ipairs(list) do
+        if interrupted() then
+            for _, name in ipairs(batch) do self:never_started(name, "interrupted") end
+        elseif self.abort then
+            for _, name in ipairs(batch) do self:never_started(name, self.abort) end
+        else
+            if #list > 1 then
+                self.reporter:warn(string.format("play '%s': batch %d of %d: %s", play.name, b, #list,
+                                                 table.concat(batch, ", ")))
             end
-        end)
+            self.once = {}
+            self:batch(play, batch)
+            local failed = 0
+            for _, name in ipairs(batch) do if self.failed_hosts[name] then failed = failed + 1 end end
+            if failed > 0 and not self.abort then
+                local pct = failed * 100 / #batch
+                if play.any_errors_fatal then
+                    self.abort = "stopped: any_errors_fatal after a failure in batch " .. b
+                elseif play.max_fail_percentage and pct > play.max_fail_percentage then
+                    self.abort = string.format("stopped: %d of %d hosts failed in batch %d (%.0f%%, more than max_fail_percentage %s%%)",
+                                               failed, #batch, b, pct, tostring(play.max_fail_percentage))
+                elseif failed == #batch and #list > 1 then
+                    self.abort = "stopped: every host of batch " .. b .. " failed"
+                end
+                if self.abort then self.reporter:warn("play '" .. play.name .. "': " .. self.abort) end
+            end
+        end
     end
-    loop.run(function() self.reporter:tick(self.running, loop.now()) end, 0.25)
-    self.reporter:tick({}, loop.now())
+    -- the run stops at a play whose rollout was stopped
+    if self.abort then self.stop_run = self.abort end
 end
 
-function Run:host_state(name)
-    local hs = self.hosts[name]
-    if hs then return hs end
+-- The connection a delegated step uses: its own pool, so a delegate's
+-- session is never the one its own host is using at that moment.
+function Run:delegate(name)
+    self.delegates = self.delegates or {}
+    local conn = self.delegates[name]
+    if conn then return conn end
     local h = self.inventory.hosts[name]
-    hs = { name = name, registered = {}, notified = {}, started = self.opts.start_at == nil }
-    -- connection settings may come from group vars (lowest first) too
+    if not h then
+        if name == "localhost" or name == "127.0.0.1" then
+            conn = connections.open(name, { ansible_connection = "local" }, self.opts)
+            self.delegates[name] = conn
+            return conn
+        end
+        return nil, "delegate_to: no host '" .. name .. "' in the inventory"
+    end
+    local err
+    conn, err = connections.open(name, self:connection_vars(name), self.opts)
+    if not conn then return nil, "delegate_to " .. name .. ": " .. err end
+    self.delegates[name] = conn
+    return conn
+end
+
+-- Variables that choose a host's connection: group vars, then host vars.
+function Run:connection_vars(name)
+    local h = self.inventory.hosts[name]
     local hostvars = {}
     local groups = h.implicit and {} or self.inventory:group_layers(name)
     for i = #groups, 1, -1 do
         for k, v in pairs(groups[i].vars) do hostvars[k] = v end
     end
     for k, v in pairs(h.vars) do hostvars[k] = v end
-    local conn, err = connections.open(name, hostvars, self.opts)
+    return hostvars
+end
+
+function Run:host_state(name)
+    local hs = self.hosts[name]
+    if hs then return hs end
+    hs = { name = name, registered = {}, notified = {}, started = self.opts.start_at == nil }
+    local conn, err = connections.open(name, self:connection_vars(name), self.opts)
     hs.conn = conn
     hs.unreachable_msg = err
     self.hosts[name] = hs
-    self.stats.per_host[name] = self.stats.per_host[name] or {}
-    self.stats.hosts[#self.stats.hosts + 1] = name
+    self:host_stats(name)
     return hs
 end
 
@@ -507,7 +661,7 @@ function M.run(book, inventory, opts)
     local start = loop.now()
     reporter:run_start({ playbook = book.path, check = opts.check, version = opts.version })
     for _, play in ipairs(book.plays) do
-        if interrupted() then break end
+        if interrupted() or self.stop_run then break end
         self:play(play)
     end
     if opts.start_at then
@@ -518,6 +672,7 @@ function M.run(book, inventory, opts)
         end
     end
     for _, hs in pairs(self.hosts) do if hs.conn then hs.conn:close() end end
+    for _, c in pairs(self.delegates or {}) do c:close() end
     local code = M.EXIT_OK
     if next(self.failed_hosts) then code = M.EXIT_FAILED end
     if interrupted() then code = M.EXIT_INTERRUPTED end

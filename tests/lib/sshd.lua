@@ -36,7 +36,7 @@ Server.__index = Server
 function S.start(T, opts)
     opts = opts or {}
     local dir = T.tmpdir()
-    local self = setmetatable({ dir = dir, address = opts.address or "127.0.0.1" }, Server)
+    local self = setmetatable({ dir = dir, address = opts.address or "127.0.0.1", T = T }, Server)
     fs.mkdir("/run/sshd", 493)
     S.ensure_user()
     assert(fs.chmod(dir, 493))  -- sshd reads authorized_keys as the user
@@ -133,7 +133,7 @@ end
 -- Kills every sshd child serving a session of this server (the
 -- connections drop), leaving the listener up.
 function Server:kill_sessions()
-    proc.run({ shell = "pkill -KILL -f 'sshd: " .. self.user .. "' -P " .. (self.pid or "0") })
+    proc.run({ shell = "pkill -KILL -f '[s]shd: " .. self.user .. "' -P " .. (self.pid or "0") })
 end
 
 function Server:restart()
@@ -149,6 +149,22 @@ end
 
 function Server:trust()
     assert(fs.write(self.known_hosts, self:known_line(), 384))
+end
+
+-- A second server of the same user with password logins on, and the
+-- user's password set to pw.
+function Server:enable_password(pw)
+    sh("echo " .. S.USER .. ":" .. "'" .. pw:gsub("'", "'\\''") .. "' | chpasswd")
+    return S.start(self.T, { password_auth = true, address = self.address })
+end
+
+-- A loopback port nothing listens on (checked just now).
+function S.closed_port()
+    for _ = 1, 100 do
+        local p = 20000 + math.random(0, 20000)
+        if not net.probe_tcp("127.0.0.1", p, 1) then return p end
+    end
+    error("no closed port found")
 end
 
 function S.stop_all()

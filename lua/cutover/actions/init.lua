@@ -12,8 +12,9 @@
 local M = {}
 
 local NAMES = {
-    "assert", "command", "copy", "debug", "fail", "file", "set_fact",
-    "shell", "stat", "template", "wait_for",
+    "assert", "command", "copy", "debug", "fail", "file", "reboot",
+    "set_fact", "shell", "stat", "template", "wait_for",
+    "wait_for_connection",
 }
 local SET = {}
 for _, n in ipairs(NAMES) do SET[n] = true end

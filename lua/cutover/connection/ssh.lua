@@ -57,6 +57,16 @@ end
 -- A session that was found dead before the command started is
 -- re-established once, transparently.
 function Conn:run(line, opts)
+    -- one command at a time per session (delegate_to shares connections)
+    while self.locked do loop.sleep(0.002) end
+    self.locked = true
+    local ok, r, err, code = pcall(self.run_unlocked, self, line, opts)
+    self.locked = false
+    if not ok then error(r, 0) end
+    return r, err, code
+end
+
+function Conn:run_unlocked(line, opts)
     opts = opts or {}
     local wrapped = "( " .. line .. "\n) ; printf '\\n" .. MARKER .. "%d\\n' \"$?\" >&2"
     for attempt = 1, 2 do

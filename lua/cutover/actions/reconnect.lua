@@ -1,0 +1,52 @@
+-- Shared by reboot and wait_for_connection: wait until a host answers a
+-- command again, optionally with a boot identity different from a given
+-- one.  (Not an action: not listed in actions/init.lua.)
+local loop = require("cutover.core.loop")
+local util = require("cutover.util")
+
+local M = {}
+
+-- Runs the identity command; returns its trimmed output or nil, message.
+function M.identity(conn, command, timeout)
+    local r, err = conn:exec({ shell = command, timeout = timeout })
+    if not r then return nil, err end
+    if r.rc ~= 0 then return nil, "'" .. command .. "' failed with exit code " .. r.rc .. ": " .. util.trim(r.stderr) end
+    local id = util.trim(r.stdout)
+    if id == "" then return nil, "'" .. command .. "' printed nothing" end
+    return id
+end
+
+-- Polls until the host answers (and, with `old_id`, answers with another
+-- identity).  Returns true, new_id, went_down | nil, message.
+function M.wait(ctx, opts)
+    local start = loop.now()
+    local went_down = false
+    local last_err
+    while true do
+        local elapsed = loop.now() - start
+        if elapsed >= opts.timeout then
+            if opts.old_id and not went_down then
+                return nil, string.format("the host did not go down within %ds (boot identity still %s)",
+                                          opts.timeout, opts.old_id)
+            end
+            return nil, string.format("the host did not come back within %ds (last error: %s)",
+                                      opts.timeout, last_err or "none")
+        end
+        if ctx.interrupted() then return nil, "interrupted" end
+        ctx.conn:close()
+        local id, err = M.identity(ctx.conn, opts.command, opts.connect_timeout)
+        if id and (not opts.old_id or id ~= opts.old_id) then
+            return true, id, went_down or (opts.old_id ~= nil)
+        end
+        if id then
+            ctx.progress(string.format("waiting for the host to go down (%ds)", math.floor(elapsed)))
+        else
+            went_down = true
+            last_err = err
+            ctx.progress(string.format("waiting for the host to come back (%ds): %s", math.floor(elapsed), err))
+        end
+        loop.sleep(opts.sleep)
+    end
+end
+
+return M

@@ -1,0 +1,192 @@
+-- SSH authentication and host keys, against a real sshd on loopback.
+local binary, tests_dir = ...
+local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
+local S = dofile(tests_dir .. "/lib/sshd.lua")
+S.install(T)
+
+local function inventory(dir, srv, extra)
+    return T.write(dir .. "/inv.yml", string.format([[
+all:
+  hosts:
+    web1:
+      ansible_host: %s
+      ansible_port: %d
+      ansible_user: %s
+%s]], srv.address, srv.port, srv.user, extra or ""))
+end
+
+local function book(dir)
+    return T.write(dir .. "/p.yml", [[
+- hosts: all
+  steps:
+    - id: who
+      command: id -un
+      register: who
+    - assert:
+        that: who.stdout == "cutover-test"
+]])
+end
+
+-- Runs with an empty HOME so no key of the machine's own is picked up.
+local function run(dir, args, env)
+    local all = { "run", dir .. "/p.yml", "-i", dir .. "/inv.yml" }
+    for _, a in ipairs(args or {}) do all[#all + 1] = a end
+    local e = { HOME = dir, SSH_AUTH_SOCK = "" }
+    for k, v in pairs(env or {}) do e[k] = v end
+    return T.run(all, { env = e, timeout = 60 })
+end
+
+local srv = S.start(T)
+local fingerprint = S.sh("ssh-keygen -lf " .. srv.dir .. "/host_ed25519.pub"):match("(SHA256:%S+)")
+
+T.test("unknown host: refused with its fingerprint and how to accept it; nothing runs", function()
+    local d = T.tmpdir()
+    inventory(d, srv, "      ansible_ssh_private_key_file: " .. srv.key .. "\n")
+    book(d)
+    local kh = d .. "/known_hosts"
+    local r = run(d, { "--known-hosts", kh })
+    T.eq(r.rc, 1, "exit code")
+    T.contains(r.stdout, "unknown host: its ssh-ed25519 key is " .. fingerprint, "fingerprint as ssh-keygen -l prints it")
+    T.contains(r.stdout, "--accept-new-host-keys", "how to accept")
+    T.match(r.stdout, "web1%s+0%s+0%s+0%s+0%s+1%s+0%s+failed at connect%s+unreachable", "recap")
+    T.eq(T.read(kh), nil, "known_hosts not created")
+end)
+
+T.test("--accept-new-host-keys records the key; the next run needs no flag", function()
+    local d = T.tmpdir()
+    inventory(d, srv, "      ansible_ssh_private_key_file: " .. srv.key .. "\n")
+    book(d)
+    local kh = d .. "/known_hosts"
+    local r = run(d, { "--known-hosts", kh, "--accept-new-host-keys" })
+    T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
+    T.eq(T.read(kh), srv:known_line(), "the line written")
+    r = run(d, { "--known-hosts", kh })
+    T.eq(r.rc, 0, "second run: " .. r.stdout)
+end)
+
+T.test("a hashed known_hosts line is honoured", function()
+    local d = T.tmpdir()
+    inventory(d, srv, "      ansible_ssh_private_key_file: " .. srv.key .. "\n")
+    book(d)
+    local kh = d .. "/known_hosts"
+    T.write(kh, srv:known_line())
+    S.sh("ssh-keygen -H -f " .. kh .. " 2>/dev/null; rm -f " .. kh .. ".old")
+    T.match(T.read(kh), "^|1|", "the line is hashed")
+    local r = run(d, { "--known-hosts", kh })
+    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+end)
+
+T.test("known_hosts holds only the host's ECDSA key: that type is asked for", function()
+    local two = S.start(T, { host_key_types = { "ed25519", "ecdsa" } })
+    local d = T.tmpdir()
+    inventory(d, two, "      ansible_ssh_private_key_file: " .. two.key .. "\n")
+    book(d)
+    local kh = T.write(d .. "/known_hosts", two:known_line(two.host_pub_ecdsa))
+    local r = run(d, { "--known-hosts", kh })
+    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    two:stop()
+end)
+
+T.test("changed host key: refused loudly, also with --accept-new-host-keys", function()
+    local d = T.tmpdir()
+    inventory(d, srv, "      ansible_ssh_private_key_file: " .. srv.key .. "\n")
+    book(d)
+    S.sh("ssh-keygen -q -t ed25519 -N '' -f " .. d .. "/other")
+    local other = S.sh("cat " .. d .. "/other.pub"):match("^(%S+ %S+)")
+    local kh = T.write(d .. "/known_hosts", "# comment\n" .. srv:known_line(other))
+    for _, extra in ipairs({ {}, { "--accept-new-host-keys" } }) do
+        local args = { "--known-hosts", kh }
+        for _, a in ipairs(extra) do args[#args + 1] = a end
+        local r = run(d, args)
+        T.eq(r.rc, 1, "exit code")
+        T.contains(r.stdout, "WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!", "loud")
+        T.contains(r.stdout, "now offers the ssh-ed25519 key " .. fingerprint, "new fingerprint")
+        T.contains(r.stdout, kh .. " line 2", "where the old key is")
+        T.eq(T.read(kh), "# comment\n" .. srv:known_line(other), "known_hosts untouched")
+    end
+end)
+
+T.test("@revoked key is refused", function()
+    local d = T.tmpdir()
+    inventory(d, srv, "      ansible_ssh_private_key_file: " .. srv.key .. "\n")
+    book(d)
+    local kh = T.write(d .. "/known_hosts", "@revoked " .. srv:known_line() .. srv:known_line())
+    local r = run(d, { "--known-hosts", kh })
+    T.eq(r.rc, 1, "exit code")
+    T.contains(r.stdout, "is marked @revoked", "message")
+end)
+
+T.test("a key the server does not accept is refused, naming what was tried", function()
+    local d = T.tmpdir()
+    S.sh("ssh-keygen -q -t ed25519 -N '' -f " .. d .. "/stranger")
+    inventory(d, srv, "      ansible_ssh_private_key_file: " .. d .. "/stranger\n")
+    book(d)
+    srv:trust()
+    local r = run(d, { "--known-hosts", srv.known_hosts })
+    T.eq(r.rc, 1, "exit code")
+    T.contains(r.stdout, "cutover-test@" .. srv.address .. ":" .. srv.port ..
+        ": authentication failed (server accepts: publickey; tried: key " .. d .. "/stranger)", "message")
+end)
+
+T.test("ssh-agent authentication", function()
+    local d = T.tmpdir()
+    inventory(d, srv)
+    book(d)
+    srv:trust()
+    local sock = d .. "/agent.sock"
+    local pid = S.sh("ssh-agent -a " .. sock .. " -s | sed -n 's/^SSH_AGENT_PID=\\([0-9]*\\).*/\\1/p'"):match("%d+")
+    local ok, err = pcall(function()
+        S.sh("SSH_AUTH_SOCK=" .. sock .. " ssh-add -q " .. srv.key)
+        local r = run(d, { "--known-hosts", srv.known_hosts }, { SSH_AUTH_SOCK = sock })
+        T.eq(r.rc, 0, "exit code: " .. r.stdout)
+        -- without the agent the same run fails: the key came from it
+        r = run(d, { "--known-hosts", srv.known_hosts })
+        T.eq(r.rc, 1, "without the agent")
+        T.contains(r.stdout, "authentication failed", "message")
+    end)
+    S.sh("kill " .. pid)
+    if not ok then error(err, 0) end
+end)
+
+T.test("RSA key refused by the server: the message explains libssh2's SHA-1", function()
+    local rsa = S.start(T, { user_key_type = "rsa" })
+    local d = T.tmpdir()
+    inventory(d, rsa, "      ansible_ssh_private_key_file: " .. rsa.key .. "\n")
+    book(d)
+    rsa:trust()
+    local r = run(d, { "--known-hosts", rsa.known_hosts })
+    T.eq(r.rc, 1, "exit code")
+    T.contains(r.stdout, "signs RSA keys only with SHA-1", "explanation")
+    T.contains(r.stdout, "ssh-keygen -t ed25519", "suggestion")
+    rsa:stop()
+end)
+
+T.test("password authentication (from the inventory); never printed", function()
+    local pw = srv:enable_password("s3cret pass&word")
+    local d = T.tmpdir()
+    inventory(d, pw, "      ansible_password: \"s3cret pass&word\"\n")
+    book(d)
+    pw:trust()
+    local r = run(d, { "--known-hosts", pw.known_hosts, "-v" })
+    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    T.not_contains(r.stdout .. r.stderr, "s3cret", "password not shown")
+    T.write(d .. "/inv.yml", (T.read(d .. "/inv.yml"):gsub("s3cret pass&word", "wrong")))
+    r = run(d, { "--known-hosts", pw.known_hosts })
+    T.eq(r.rc, 1, "wrong password")
+    T.contains(r.stdout, "tried: password", "message")
+    T.not_contains(r.stdout .. r.stderr, "wrong\"", "password not shown")
+    pw:stop()
+end)
+
+T.test("unreachable host (nothing listens): clear error, exit 1", function()
+    local d = T.tmpdir()
+    local closed = S.closed_port()
+    T.write(d .. "/inv.yml", "all:\n  hosts:\n    gone: { ansible_host: 127.0.0.1, ansible_port: " .. closed .. " }\n")
+    book(d)
+    local r = run(d, { "--known-hosts", d .. "/kh" })
+    T.eq(r.rc, 1, "exit code")
+    T.contains(r.stdout, "127.0.0.1:" .. closed .. ": Connection refused", "message")
+    T.match(r.stdout, "gone[^\n]*failed at connect%s+unreachable", "recap")
+end)
+
+T.done()

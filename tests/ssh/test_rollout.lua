@@ -1,0 +1,289 @@
+-- Multi-host runs over SSH: batches, failure thresholds, forks, dropped
+-- connections, reboots, delegate_to, run_once.  Several inventory hosts
+-- may point at one sshd; each host writes under its own folder.
+local binary, tests_dir = ...
+local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
+local S = dofile(tests_dir .. "/lib/sshd.lua")
+local H = dofile(tests_dir .. "/integration/common.lua")(T)
+local fs = require("cutover.core.fs")
+local loop = require("cutover.core.loop")
+local proc = require("cutover.core.proc")
+S.install(T)
+
+local srv = S.start(T)
+srv:trust()
+
+-- An inventory of n hosts h1..hn on srv (extra: more YAML per host).
+local function inventory(dir, n, extra)
+    local lines = { "all:", "  vars:", "    ansible_host: " .. srv.address,
+                    "    ansible_port: " .. srv.port, "    ansible_user: " .. srv.user,
+                    "    ansible_ssh_private_key_file: " .. srv.key, "  hosts:" }
+    for i = 1, n do
+        lines[#lines + 1] = "    h" .. i .. ":" .. ((extra and extra[i]) and (" " .. extra[i]) or " {}")
+    end
+    return T.write(dir .. "/inv.yml", table.concat(lines, "\n") .. "\n")
+end
+
+local function run(dir, args, opts)
+    local all = { "run", dir .. "/p.yml", "-i", dir .. "/inv.yml", "--known-hosts", srv.known_hosts }
+    for _, a in ipairs(args or {}) do all[#all + 1] = a end
+    opts = opts or {}
+    opts.env = opts.env or {}
+    opts.env.HOME = dir
+    opts.env.SSH_AUTH_SOCK = ""
+    return T.run(all, opts)
+end
+
+local function lines_of(path)
+    local out = {}
+    for l in (T.read(path) or ""):gmatch("[^\n]+") do out[#out + 1] = l end
+    return out
+end
+
+T.test("rolling batches: a failing host crosses max_fail_percentage, later batches never start", function()
+    local d = S.target(T)
+    inventory(d, 6)
+    T.write(d .. "/p.yml", string.format([[
+- hosts: all
+  serial: 2
+  max_fail_percentage: 0
+  steps:
+    - id: mark
+      shell: "echo {{ inventory_hostname }} >> %s/ran"
+    - id: break-h3
+      fail: { msg: "h3 is broken" }
+      when: inventory_hostname == "h3"
+    - id: after
+      shell: "echo {{ inventory_hostname }} >> %s/after"
+]], d, d))
+    local r, ev, res = H.run_json({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", srv.known_hosts },
+                                  { env = { HOME = d, SSH_AUTH_SOCK = "" } })
+    T.eq(r.rc, 1, "exit code")
+    local ran = lines_of(d .. "/ran")
+    table.sort(ran)
+    T.eq(table.concat(ran, " "), "h1 h2 h3 h4", "batches 1 and 2 ran")
+    local after = lines_of(d .. "/after")
+    table.sort(after)
+    T.eq(table.concat(after, " "), "h1 h2 h4", "h3 stopped at its failure")
+    local hosts = ev[#ev].hosts
+    T.eq(hosts.h3.failed_at, "break-h3", "h3 failed at")
+    T.contains(hosts.h5.never_started or "", "max_fail_percentage", "h5 never started")
+    T.contains(hosts.h6.never_started or "", "max_fail_percentage", "h6 never started")
+    local t = run(d)
+    T.match(t.stdout, "h3[^\n]*failed at break%-h3", "text recap: h3")
+    T.match(t.stdout, "h5[^\n]*never started %(stopped: 1 of 2 hosts failed in batch 2", "text recap: h5")
+end)
+
+T.test("serial as a percentage and a list; order: reverse_inventory", function()
+    local d = S.target(T)
+    inventory(d, 5)
+    T.write(d .. "/p.yml", string.format([[
+- hosts: all
+  serial: [1, "50%%"]
+  order: reverse_inventory
+  steps:
+    - shell: "echo {{ inventory_hostname }} >> %s/ran"
+]], d))
+    local r = run(d)
+    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    T.contains(r.stdout, "batch 1 of 3: h5\n", "first batch: one host")
+    T.contains(r.stdout, "batch 2 of 3: h4, h3\n", "then 50% of 5 = 2")
+    T.contains(r.stdout, "batch 3 of 3: h2, h1\n", "the rest")
+end)
+
+T.test("--forks caps hosts running at once", function()
+    local d = S.target(T)
+    inventory(d, 6)
+    T.write(d .. "/p.yml", string.format([[
+- hosts: all
+  steps:
+    - shell: "echo start >> %s/log; sleep 0.3; echo end >> %s/log"
+]], d, d))
+    local r = run(d, { "--forks", "2" })
+    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    local running, peak = 0, 0
+    for _, l in ipairs(lines_of(d .. "/log")) do
+        running = running + (l == "start" and 1 or -1)
+        peak = math.max(peak, running)
+    end
+    T.eq(peak, 2, "at most 2 at once, and 2 used")
+    local t0 = loop.now()
+    r = run(d, { "--forks", "6" })
+    T.eq(r.rc, 0, "exit code")
+    T.ok(loop.now() - t0 < 3, "six hosts in parallel")
+end)
+
+T.test("any_errors_fatal: the other hosts stop at the next step", function()
+    local d = S.target(T)
+    inventory(d, 3)
+    T.write(d .. "/p.yml", string.format([[
+- hosts: all
+  any_errors_fatal: true
+  steps:
+    - id: first
+      shell: "if [ {{ inventory_hostname }} = h2 ]; then exit 1; fi; sleep 0.5"
+    - id: second
+      shell: "echo {{ inventory_hostname }} >> %s/second"
+]], d))
+    local r = run(d)
+    T.eq(r.rc, 1, "exit code")
+    T.eq(T.read(d .. "/second"), nil, "no host reached the second step")
+    T.match(r.stdout, "h1[^\n]*stopped at second %(any_errors_fatal: h2 failed%)", "recap")
+end)
+
+T.test("the connection drops between steps: re-established transparently", function()
+    local d = S.target(T)
+    inventory(d, 1)
+    local marker = d .. "/killed"
+    T.write(d .. "/p.yml", string.format([[
+- hosts: all
+  steps:
+    - shell: "echo one >> %s/log"
+    - id: wait-for-the-kill
+      wait_for: { path: "%s", timeout: 20, sleep: 0.05 }
+      delegate_to: localhost
+    - shell: "echo two >> %s/log"
+]], d, marker, d))
+    -- once step 1 has run, kill the session's sshd; step 2 waits on the
+    -- controller for that, so step 3 finds the session dead
+    proc.run({ shell = string.format(
+        "(while ! grep -q one %s/log 2>/dev/null; do sleep 0.05; done; " ..
+        "pkill -KILL -f '[s]shd: %s'; touch %s) >/dev/null 2>&1 &", d, srv.user, marker) })
+    local r = run(d)
+    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    T.eq(table.concat(lines_of(d .. "/log"), " "), "one two", "every step ran once")
+end)
+
+T.test("the connection drops in the middle of a step: failure naming host and step", function()
+    local d = S.target(T)
+    inventory(d, 1)
+    T.write(d .. "/p.yml", string.format([[
+- hosts: all
+  steps:
+    - id: long
+      shell: "touch %s/started; sleep 20; touch %s/finished"
+    - id: never
+      shell: "touch %s/never"
+]], d, d, d))
+    proc.run({ shell = string.format(
+        "(while [ ! -e %s/started ]; do sleep 0.05; done; pkill -KILL -f '[s]shd: %s') >/dev/null 2>&1 &",
+        d, srv.user) })
+    local t0 = loop.now()
+    local r = run(d, {}, { timeout = 60 })
+    T.eq(r.rc, 1, "exit code")
+    T.ok(loop.now() - t0 < 15, "did not wait for the sleep")
+    T.match(r.stdout, "failed%s+h1%s+long", "the step failed")
+    T.contains(r.stdout, "connection lost while the command ran", "says why")
+    T.eq(fs.stat(d .. "/never"), nil, "no later step ran")
+    T.match(r.stdout, "h1[^\n]*failed at long", "recap")
+end)
+
+T.test("reboot: waits for the host to go down and come back with a new boot id", function()
+    local d = S.target(T)
+    inventory(d, 1)
+    T.write(d .. "/boot_id", "boot-1\n")
+    S.sh("chmod 644 " .. d .. "/boot_id")
+    -- a root helper plays the machine: on request it drops sshd for 2 s,
+    -- then comes back with a new boot id
+    local req = d .. "/reboot-request"
+    proc.run({ shell = string.format(
+        "(while [ ! -e %s ]; do sleep 0.05; done; kill %s; pkill -KILL -f '[s]shd: %s'; sleep 2; " ..
+        "echo boot-2 > %s/boot_id; /usr/sbin/sshd -f %s -E %s/sshd.log) >/dev/null 2>&1 &",
+        req, srv.pid, srv.user, d, srv.config, srv.dir) })
+    T.write(d .. "/p.yml", string.format([[
+- hosts: all
+  steps:
+    - id: restart
+      reboot:
+        reboot_command: "touch %s"
+        boot_id_command: "cat %s/boot_id"
+        reboot_timeout: 30
+        sleep: 0.2
+      register: rb
+    - assert:
+        that:
+          - rb.boot_id_before == "boot-1"
+          - rb.boot_id_after == "boot-2"
+          - rb.elapsed >= 2
+]], req, d))
+    local r = run(d, {}, { timeout = 90 })
+    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    T.match(r.stdout, "changed%s+h1%s+restart", "reboot changed")
+    -- sshd was restarted by the helper: record its new pid for cleanup
+    srv.pid = (T.read(srv.dir .. "/sshd.pid") or ""):match("%d+")
+end)
+
+T.test("reboot that never happens: fails saying the host did not go down", function()
+    local d = S.target(T)
+    inventory(d, 1)
+    T.write(d .. "/p.yml", [[
+- hosts: all
+  steps:
+    - reboot:
+        reboot_command: "true"
+        boot_id_command: "echo same"
+        reboot_timeout: 2
+        sleep: 0.2
+]])
+    local r = run(d)
+    T.eq(r.rc, 1, "exit code")
+    T.contains(r.stdout, "the host did not go down within 2s (boot identity still same)", "message")
+end)
+
+T.test("delegate_to localhost and to another host; run_once", function()
+    local d = S.target(T)
+    inventory(d, 3)
+    T.write(d .. "/p.yml", string.format([[
+- hosts: all
+  steps:
+    - id: on-controller
+      shell: "echo {{ inventory_hostname }} >> %s/controller"
+      delegate_to: localhost
+    - id: on-h1
+      shell: "echo from-{{ inventory_hostname }} >> %s/h1-log"
+      delegate_to: h1
+    - id: once
+      shell: "echo {{ inventory_hostname }} >> %s/once"
+      run_once: true
+]], d, d, d))
+    local r = run(d)
+    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    local c = lines_of(d .. "/controller")
+    table.sort(c)
+    T.eq(table.concat(c, " "), "h1 h2 h3", "each host's step ran on the controller")
+    local h = lines_of(d .. "/h1-log")
+    table.sort(h)
+    T.eq(table.concat(h, " "), "from-h1 from-h2 from-h3", "delegated to h1 with each host's variables")
+    T.eq(#lines_of(d .. "/once"), 1, "run_once ran once")
+end)
+
+T.test("copy, template, file and stat over SSH, with check mode exact", function()
+    local d = S.target(T)
+    inventory(d, 1)
+    T.write(d .. "/t.tmpl", "host={{ inventory_hostname }}\n")
+    T.write(d .. "/p.yml", string.format([[
+- hosts: all
+  steps:
+    - copy: { dest: "%s/f.txt", content: "hello\n", mode: "0640" }
+    - template: { src: t.tmpl, dest: "%s/t.txt" }
+    - file: { path: "%s/sub/dir", state: directory }
+    - stat: { path: "%s/f.txt" }
+      register: s
+    - assert:
+        that: s.stat.mode == "0640" and s.stat.size == 6
+      when: not check_mode
+]], d, d, d, d))
+    local before = T.snapshot(d)
+    local r = run(d, { "--check" })
+    T.eq(r.rc, 0, "check exit code: " .. r.stdout)
+    T.same_snapshot(before, T.snapshot(d), "check mode over ssh")
+    r = run(d)
+    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    T.eq(T.read(d .. "/f.txt"), "hello\n", "copy")
+    T.eq(T.read(d .. "/t.txt"), "host=h1\n", "template")
+    T.eq(fs.stat(d .. "/sub/dir").type, "directory", "file")
+    r = run(d)
+    T.match(r.stdout, "h1%s+%d+%s+0%s+0%s+0%s+0%s+0\n", "second run: nothing changed")
+end)
+
+T.done()
