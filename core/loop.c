@@ -29,10 +29,12 @@ struct loop_task {
     int nfds;
     double deadline;
     unsigned interrupts_seen;
+    int daemon;               /* does not keep loop.run going */
 };
 
 static struct loop_task **tasks;     /* owned here, each task too */
 static int task_count;
+static int daemon_count;    /* tasks that do not keep loop.run going */
 static int task_cap;
 static struct loop_task *running;    /* the task being resumed, if any */
 static int loop_active;
@@ -117,7 +119,7 @@ void loop_block(struct pollfd *fds, int nfds, double deadline)
  * Params on Lua stack: 1: function; 2...: its arguments.
  * The task starts at the next turn of loop.run.
  */
-static int loop_spawn(lua_State *L)
+static int spawn_task(lua_State *L, int daemon)
 {
     int nargs = lua_gettop(L) - 1;
     struct loop_task *t;
@@ -144,7 +146,25 @@ static int loop_spawn(lua_State *L)
     t->ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* pops co */
     t->state = TASK_RUNNABLE;
     t->first_resume_args = nargs;
+    t->daemon = daemon;
+    daemon_count += daemon;
     return 0;
+}
+
+static int loop_spawn(lua_State *L)
+{
+    return spawn_task(L, 0);
+}
+
+/*
+ * loop.spawn_daemon(fn, ...) -> nothing
+ * A background task (an SSH tunnel pump): it runs whenever loop.run
+ * runs, but loop.run returns once only such tasks remain; they carry on
+ * in the next loop.run.
+ */
+static int loop_spawn_daemon(lua_State *L)
+{
+    return spawn_task(L, 1);
 }
 
 /* Resumes task i; returns 1 when it has finished. */
@@ -199,7 +219,7 @@ static int loop_run(lua_State *L)
     if (loop_active)
         return luaL_error(L, "loop.run: the loop is already running");
     loop_active = 1;
-    while (task_count > 0) {
+    while (task_count > daemon_count) {
         int total = 1;
         int n = 0;
         int parked = 0;
@@ -211,6 +231,7 @@ static int loop_run(lua_State *L)
             if (tasks[i]->state != TASK_RUNNABLE)
                 continue;
             if (loop_resume(L, i)) {
+                daemon_count -= tasks[i]->daemon;
                 free(tasks[i]);
                 tasks[i] = tasks[task_count - 1];
                 task_count--;
@@ -228,7 +249,7 @@ static int loop_run(lua_State *L)
                 deadline = loop_now();  /* someone is runnable: no wait */
             }
         }
-        if (task_count == 0)
+        if (task_count == daemon_count)
             break;
         if (has_tick && (deadline <= 0 || next_tick < deadline))
             deadline = next_tick;
@@ -359,6 +380,7 @@ static int loop_in_task(lua_State *L)
 
 static const luaL_Reg loop_funcs[] = {
     {"spawn", loop_spawn},
+    {"spawn_daemon", loop_spawn_daemon},
     {"run", loop_run},
     {"sleep", loop_sleep},
     {"now", loop_lnow},

@@ -341,14 +341,28 @@ static char **build_envp(lua_State *L, int opts)
         lua_pop(L, 1);
     }
     envp = lua_newuserdatauv(L, sizeof *envp * (base + extra + 1), 0);
-    for (i = 0; i < base; i++)
-        envp[i] = environ[i];
-    for (i = 0; i < extra; i++) {
-        lua_rawgeti(L, list + 1, (lua_Integer)i + 1);
-        envp[base + i] = (char *)lua_tostring(L, -1);
-        lua_pop(L, 1);
+    {
+        size_t n = 0;
+        /* Inherited variables the caller sets again are left out: the
+         * first of two entries would win in the child. */
+        for (i = 0; i < base; i++) {
+            const char *eq = strchr(environ[i], '=');
+            int overridden = 0;
+            if (eq != NULL) {
+                lua_pushlstring(L, environ[i], (size_t)(eq - environ[i]));
+                overridden = lua_rawget(L, list) != LUA_TNIL;
+                lua_pop(L, 1);
+            }
+            if (!overridden)
+                envp[n++] = environ[i];
+        }
+        for (i = 0; i < extra; i++) {
+            lua_rawgeti(L, list + 1, (lua_Integer)i + 1);
+            envp[n++] = (char *)lua_tostring(L, -1);
+            lua_pop(L, 1);
+        }
+        envp[n] = NULL;
     }
-    envp[base + extra] = NULL;
     return envp;
 }
 

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include <libssh2.h>
+#include <libssh2_sftp.h>
 #include <sodium.h>
 
 #include "cutover.h"
@@ -40,6 +41,25 @@
 #define SSH_EXEC_MT "cutover.ssh.exec"
 #define SSH_DEFAULT_MAX_OUTPUT (8 * 1024 * 1024)
 #define SSH_MAX_KEYS 16
+
+#define SSH_MAX_TUNNELS 64
+#define SSH_TUNNEL_BUF 32768
+
+/* A direct-tcpip channel through this session, joined to one end of a
+ * socketpair whose other end another session uses as its socket. */
+struct ssh_tunnel {
+    LIBSSH2_CHANNEL *channel;     /* owned */
+    int fd;                       /* our end; owned */
+    char up[SSH_TUNNEL_BUF];      /* from fd, to the channel */
+    size_t up_len;
+    char down[SSH_TUNNEL_BUF];    /* from the channel, to fd */
+    size_t down_len;
+    int local_eof;
+    int sent_eof;
+    int channel_eof;
+    int shut;
+    int dead;
+};
 
 enum ssh_phase {
     PH_CONNECT, PH_HANDSHAKE, PH_HOSTKEY, PH_AUTHLIST, PH_AUTH_KEY,
@@ -65,6 +85,10 @@ struct ssh_session {
     char tried[512];              /* "key ~/.ssh/id_ed25519, agent, ..." */
     char host[256];
     int port;
+    struct ssh_tunnel *tunnels[SSH_MAX_TUNNELS];  /* owned */
+    int tunnel_count;
+    LIBSSH2_SFTP *sftp;           /* owned; NULL until first used */
+    int sftp_unavailable;         /* the server has no SFTP subsystem */
 };
 
 /* Stack slots of ssh.connect while it runs. */
@@ -72,7 +96,29 @@ enum { CONNECT_OPTS = 1, CONNECT_SESSION = 2 };
 
 static int ssh_ready;
 
-static void close_session(struct ssh_session *s) {
+static void free_tunnel(struct ssh_session *s, int i)
+{
+    struct ssh_tunnel *t = s->tunnels[i];
+
+    if (t->channel != NULL && s->session != NULL)
+        libssh2_channel_free(t->channel);
+    if (t->fd >= 0)
+        close(t->fd);
+    free(t);
+    s->tunnels[i] = s->tunnels[--s->tunnel_count];
+    s->tunnels[s->tunnel_count] = NULL;
+}
+
+static void close_session(struct ssh_session *s)
+{
+    while (s->tunnel_count > 0)
+        free_tunnel(s, s->tunnel_count - 1);
+    if (s->sftp != NULL && s->session != NULL) {
+        libssh2_session_set_blocking(s->session, 1);
+        libssh2_session_set_timeout(s->session, 1000);
+        libssh2_sftp_shutdown(s->sftp);
+    }
+    s->sftp = NULL;
     if (s->agent != NULL) {
         libssh2_agent_disconnect(s->agent);
         libssh2_agent_free(s->agent);
@@ -93,14 +139,16 @@ static void close_session(struct ssh_session *s) {
     s->phase = PH_DEAD;
 }
 
-static int session_gc(lua_State *L) {
+static int session_gc(lua_State *L)
+{
     struct ssh_session *s = luaL_checkudata(L, 1, SSH_SESSION_MT);
 
     close_session(s);
     return 0;
 }
 
-static void add_tried(struct ssh_session *s, const char *what) {
+static void add_tried(struct ssh_session *s, const char *what)
+{
     size_t used = strlen(s->tried);
 
     snprintf(s->tried + used, sizeof s->tried - used, "%s%s",
@@ -108,7 +156,8 @@ static void add_tried(struct ssh_session *s, const char *what) {
 }
 
 /* Sets up the pollfd for the directions libssh2 is blocked on. */
-static void prepare_wait(struct ssh_session *s, int dirs) {
+static void prepare_wait(struct ssh_session *s, int dirs)
+{
     s->pfd.fd = s->fd;
     s->pfd.events = 0;
     s->pfd.revents = 0;
@@ -148,7 +197,8 @@ static int fail(lua_State *L, struct ssh_session *s, const char *code,
     return 3;
 }
 
-static const char *last_error(struct ssh_session *s) {
+static const char *last_error(struct ssh_session *s)
+{
     char *msg = NULL;
 
     if (s->session == NULL)
@@ -158,7 +208,8 @@ static const char *last_error(struct ssh_session *s) {
 }
 
 /* Is this private key an RSA key?  (libssh2 1.10 signs RSA with SHA-1.) */
-static int key_is_rsa(const char *path) {
+static int key_is_rsa(const char *path)
+{
     char head[16384];
     FILE *f = fopen(path, "r");
     size_t n;
@@ -191,7 +242,8 @@ static int key_is_rsa(const char *path) {
     return rsa;
 }
 
-static const char *hostkey_prefs(const char *known_types) {
+static const char *hostkey_prefs(const char *known_types)
+{
     /* What libssh2 1.10 can verify, in OpenSSH's order. */
     static const char *all = "ssh-ed25519,ecdsa-sha2-nistp256,"
                              "ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,"
@@ -204,7 +256,8 @@ static int connect_step(lua_State *L, int status, lua_KContext ctx);
 /*
  * The connection state machine.  Stack: 1 options, 2 session userdata.
  */
-static int connect_step(lua_State *L, int status, lua_KContext ctx) {
+static int connect_step(lua_State *L, int status, lua_KContext ctx)
+{
     struct ssh_session *s = luaL_checkudata(L, CONNECT_SESSION,
                                             SSH_SESSION_MT);
     const char *user;
@@ -505,7 +558,8 @@ static int connect_step(lua_State *L, int status, lua_KContext ctx) {
  * fd: an already connected socket (a ProxyJump tunnel); owned by the
  * session from here on.
  */
-static int ssh_connect(lua_State *L) {
+static int ssh_connect(lua_State *L)
+{
     struct ssh_session *s;
     const char *host;
     lua_Integer port;
@@ -626,7 +680,8 @@ struct ssh_exec {
 /* Stack of exec: 1 session, 2 command, 3 options, 4 exec userdata. */
 enum { EXEC_SESSION = 1, EXEC_COMMAND = 2, EXEC_OPTS = 3, EXEC_UD = 4 };
 
-static void buf_add(struct ssh_buf *b, const char *data, size_t n) {
+static void buf_add(struct ssh_buf *b, const char *data, size_t n)
+{
     if (b->len + n > b->max) {
         b->truncated = 1;
         n = b->max - b->len;
@@ -652,7 +707,8 @@ static void buf_add(struct ssh_buf *b, const char *data, size_t n) {
     b->len += n;
 }
 
-static int exec_gc(lua_State *L) {
+static int exec_gc(lua_State *L)
+{
     struct ssh_exec *e = luaL_checkudata(L, 1, SSH_EXEC_MT);
 
     if (e->channel != NULL && e->s != NULL && e->s->session != NULL)
@@ -682,7 +738,8 @@ static int exec_fail(lua_State *L, struct ssh_exec *e, const char *code,
     return 4;
 }
 
-static int exec_step(lua_State *L, int status, lua_KContext ctx) {
+static int exec_step(lua_State *L, int status, lua_KContext ctx)
+{
     struct ssh_exec *e = luaL_checkudata(L, EXEC_UD, SSH_EXEC_MT);
     struct ssh_session *s = e->s;
     size_t cmd_len;
@@ -845,7 +902,8 @@ done:
  * code "connection": the session is gone (phase 0 or 1: the command was
  * never started, so it is safe to reconnect and run it again).
  */
-static int session_exec(lua_State *L) {
+static int session_exec(lua_State *L)
+{
     struct ssh_session *s = luaL_checkudata(L, 1, SSH_SESSION_MT);
     struct ssh_exec *e;
     lua_Integer max_output;
@@ -888,7 +946,8 @@ static int session_exec(lua_State *L) {
 }
 
 /* session:close() */
-static int session_close(lua_State *L) {
+static int session_close(lua_State *L)
+{
     struct ssh_session *s = luaL_checkudata(L, 1, SSH_SESSION_MT);
 
     close_session(s);
@@ -896,7 +955,8 @@ static int session_close(lua_State *L) {
 }
 
 /* session:alive() -> boolean (connected and authenticated) */
-static int session_alive(lua_State *L) {
+static int session_alive(lua_State *L)
+{
     struct ssh_session *s = luaL_checkudata(L, 1, SSH_SESSION_MT);
 
     lua_pushboolean(L, s->phase == PH_READY && s->session != NULL);
@@ -904,7 +964,8 @@ static int session_alive(lua_State *L) {
 }
 
 /* session:keepalive() -> seconds until the next one is due */
-static int session_keepalive(lua_State *L) {
+static int session_keepalive(lua_State *L)
+{
     struct ssh_session *s = luaL_checkudata(L, 1, SSH_SESSION_MT);
     int next = 0;
 
@@ -914,7 +975,371 @@ static int session_keepalive(lua_State *L) {
     return 1;
 }
 
+/* --------------------------------------------------------------- sftp */
+
+struct ssh_put {
+    LIBSSH2_SFTP_HANDLE *handle;  /* owned until closed */
+    struct ssh_session *s;        /* kept alive by the stack */
+    int phase;                    /* 0 init, 1 open, 2 write, 3 close */
+    size_t off;
+};
+
+#define SSH_PUT_MT "cutover.ssh.put"
+
+static int put_gc(lua_State *L)
+{
+    struct ssh_put *p = luaL_checkudata(L, 1, SSH_PUT_MT);
+
+    /* An unfinished upload: drop the session rather than guess. */
+    if (p->handle != NULL && p->s != NULL)
+        close_session(p->s);
+    p->handle = NULL;
+    return 0;
+}
+
+/* Stack of put: 1 session, 2 path, 3 content, 4 mode, 5 put userdata. */
+static int put_step(lua_State *L, int status, lua_KContext ctx)
+{
+    struct ssh_session *s = luaL_checkudata(L, 1, SSH_SESSION_MT);
+    size_t path_len;
+    const char *path = luaL_checklstring(L, 2, &path_len);
+    size_t len;
+    const char *content = luaL_checklstring(L, 3, &len);
+    long mode = (long)luaL_checkinteger(L, 4);
+    struct ssh_put *p = luaL_checkudata(L, 5, SSH_PUT_MT);
+    ssize_t n;
+    int rc;
+
+    (void)status;
+    (void)ctx;
+    for (;;) {
+        if (s->session == NULL || s->phase != PH_READY)
+            return fail(L, s, "connection", "%s: session closed", s->host);
+        if (loop_now() >= s->deadline)
+            return fail(L, s, "connection", "%s: timed out writing %s by "
+                        "SFTP", s->host, path);
+        switch (p->phase) {
+        case 0:
+            if (s->sftp == NULL) {
+                s->sftp = libssh2_sftp_init(s->session);
+                if (s->sftp == NULL) {
+                    if (libssh2_session_last_errno(s->session) ==
+                        LIBSSH2_ERROR_EAGAIN)
+                        goto wait;
+                    /* No SFTP subsystem: say so; the caller streams the
+                     * file over exec instead.  The session stays. */
+                    s->sftp_unavailable = 1;
+                    lua_pushnil(L);
+                    lua_pushfstring(L, "%s: no SFTP: %s", s->host,
+                                    last_error(s));
+                    lua_pushliteral(L, "nosftp");
+                    return 3;
+                }
+            }
+            p->phase = 1;
+            break;
+        case 1:
+            p->handle = libssh2_sftp_open_ex(s->sftp, path,
+                (unsigned)path_len,
+                LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC,
+                mode, LIBSSH2_SFTP_OPENFILE);
+            if (p->handle == NULL) {
+                unsigned long err;
+                if (libssh2_session_last_errno(s->session) ==
+                    LIBSSH2_ERROR_EAGAIN)
+                    goto wait;
+                err = libssh2_sftp_last_error(s->sftp);
+                lua_pushnil(L);
+                lua_pushfstring(L, "%s: %s", path,
+                    err == LIBSSH2_FX_NO_SUCH_FILE ? "No such file or directory"
+                    : err == LIBSSH2_FX_PERMISSION_DENIED ? "Permission denied"
+                    : "cannot open for writing");
+                lua_pushliteral(L, "sftp");
+                return 3;
+            }
+            p->phase = 2;
+            break;
+        case 2:
+            if (p->off >= len) {
+                p->phase = 3;
+                break;
+            }
+            n = libssh2_sftp_write(p->handle, content + p->off, len - p->off);
+            if (n == LIBSSH2_ERROR_EAGAIN)
+                goto wait;
+            if (n < 0)
+                return fail(L, s, "connection", "%s: writing %s by SFTP: "
+                            "%s", s->host, path, last_error(s));
+            p->off += (size_t)n;
+            break;
+        case 3:
+            rc = libssh2_sftp_close_handle(p->handle);
+            if (rc == LIBSSH2_ERROR_EAGAIN)
+                goto wait;
+            p->handle = NULL;
+            lua_pushboolean(L, rc == 0);
+            return 1;
+        }
+        continue;
+wait:
+        WAIT_OR_PARK(L, s, libssh2_session_block_directions(s->session),
+                     put_step);
+    }
+}
+
+/*
+ * session:sftp_put(path, content, mode [, timeout])
+ *   -> true | nil, message, code
+ * Writes content to path (created with mode, truncated if it exists) by
+ * SFTP.  code "nosftp": the server offers no SFTP; use exec instead.
+ * code "connection": the session is gone.
+ */
+static int session_sftp_put(lua_State *L)
+{
+    struct ssh_session *s = luaL_checkudata(L, 1, SSH_SESSION_MT);
+    struct ssh_put *p;
+
+    luaL_checkstring(L, 2);
+    luaL_checkstring(L, 3);
+    luaL_checkinteger(L, 4);
+    if (s->sftp_unavailable) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: no SFTP", s->host);
+        lua_pushliteral(L, "nosftp");
+        return 3;
+    }
+    if (s->busy)
+        return luaL_error(L, "ssh: session to %s is busy", s->host);
+    s->deadline = loop_now() + luaL_optnumber(L, 5, 300);
+    lua_settop(L, 4);
+    p = lua_newuserdatauv(L, sizeof *p, 0);  /* 5 */
+    memset(p, 0, sizeof *p);
+    p->s = s;
+    luaL_setmetatable(L, SSH_PUT_MT);
+    return put_step(L, LUA_OK, 0);
+}
+
+/* ------------------------------------------------------------ tunnels */
+
+/* Stack of tunnel: 1 session, 2 host, 3 port, 4 timeout. */
+static int tunnel_step(lua_State *L, int status, lua_KContext ctx)
+{
+    struct ssh_session *s = luaL_checkudata(L, 1, SSH_SESSION_MT);
+    const char *host = luaL_checkstring(L, 2);
+    int port = (int)luaL_checkinteger(L, 3);
+    LIBSSH2_CHANNEL *ch;
+    struct ssh_tunnel *t;
+    int sv[2];
+
+    (void)status;
+    (void)ctx;
+    for (;;) {
+        if (s->session == NULL || s->phase != PH_READY)
+            return fail(L, s, "unreachable", "%s: the jump host's session "
+                        "is closed", s->host);
+        if (loop_now() >= s->deadline)
+            return fail(L, s, "timeout", "%s: timed out opening a tunnel "
+                        "to %s:%d", s->host, host, port);
+        ch = libssh2_channel_direct_tcpip_ex(s->session, host, port,
+                                             "127.0.0.1", 22);
+        if (ch != NULL)
+            break;
+        if (libssh2_session_last_errno(s->session) != LIBSSH2_ERROR_EAGAIN) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "%s: the jump host refused a tunnel to "
+                            "%s:%d: %s", s->host, host, port,
+                            last_error(s));
+            lua_pushliteral(L, "unreachable");
+            return 3;
+        }
+        WAIT_OR_PARK(L, s, libssh2_session_block_directions(s->session),
+                     tunnel_step);
+    }
+    if (s->tunnel_count >= SSH_MAX_TUNNELS ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        libssh2_channel_free(ch);
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: cannot open another tunnel", s->host);
+        lua_pushliteral(L, "unreachable");
+        return 3;
+    }
+    t = calloc(1, sizeof *t);
+    if (t == NULL) {
+        libssh2_channel_free(ch);
+        close(sv[0]);
+        close(sv[1]);
+        return luaL_error(L, "ssh: out of memory");
+    }
+    t->channel = ch;
+    t->fd = sv[1];
+    fcntl(t->fd, F_SETFL, fcntl(t->fd, F_GETFL) | O_NONBLOCK);
+    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+    s->tunnels[s->tunnel_count++] = t;  /* owned by the session */
+    lua_pushinteger(L, sv[0]);          /* owned by the caller */
+    return 1;
+}
+
+/*
+ * session:tunnel(host, port [, timeout]) -> fd | nil, message, code
+ * Opens a direct-tcpip channel to host:port through this session (a
+ * ProxyJump) and returns a socket for ssh.connect{fd=}.  The bytes move
+ * only while session:pump() runs (in a daemon task).
+ */
+static int session_tunnel(lua_State *L)
+{
+    struct ssh_session *s = luaL_checkudata(L, 1, SSH_SESSION_MT);
+
+    luaL_checkstring(L, 2);
+    luaL_checkinteger(L, 3);
+    lua_settop(L, 4);
+    s->deadline = loop_now() + luaL_optnumber(L, 4, 30);
+    return tunnel_step(L, LUA_OK, 0);
+}
+
+/* Moves what it can for one tunnel; returns 1 when something moved. */
+static int pump_tunnel(struct ssh_tunnel *t)
+{
+    int moved = 0;
+    ssize_t n;
+
+    if (!t->local_eof && t->up_len < sizeof t->up) {
+        n = read(t->fd, t->up + t->up_len, sizeof t->up - t->up_len);
+        if (n > 0) {
+            t->up_len += (size_t)n;
+            moved = 1;
+        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+            t->local_eof = 1;
+        }
+    }
+    if (t->up_len > 0) {
+        n = libssh2_channel_write(t->channel, t->up, t->up_len);
+        if (n > 0) {
+            memmove(t->up, t->up + n, t->up_len - (size_t)n);
+            t->up_len -= (size_t)n;
+            moved = 1;
+        } else if (n != LIBSSH2_ERROR_EAGAIN) {
+            t->dead = 1;
+        }
+    }
+    if (t->local_eof && t->up_len == 0 && !t->sent_eof) {
+        int rc = libssh2_channel_send_eof(t->channel);
+        if (rc != LIBSSH2_ERROR_EAGAIN)
+            t->sent_eof = 1;
+    }
+    if (t->down_len < sizeof t->down) {
+        n = libssh2_channel_read(t->channel, t->down + t->down_len,
+                                 sizeof t->down - t->down_len);
+        if (n > 0) {
+            t->down_len += (size_t)n;
+            moved = 1;
+        } else if (n < 0 && n != LIBSSH2_ERROR_EAGAIN) {
+            t->dead = 1;
+        }
+    }
+    if (libssh2_channel_eof(t->channel))
+        t->channel_eof = 1;
+    if (t->down_len > 0) {
+        n = write(t->fd, t->down, t->down_len);
+        if (n > 0) {
+            memmove(t->down, t->down + n, t->down_len - (size_t)n);
+            t->down_len -= (size_t)n;
+            moved = 1;
+        } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            t->dead = 1;
+        }
+    }
+    if (t->channel_eof && t->down_len == 0 && !t->shut) {
+        shutdown(t->fd, SHUT_WR);
+        t->shut = 1;
+    }
+    return moved;
+}
+
+struct ssh_pump {
+    struct pollfd fds[1 + SSH_MAX_TUNNELS];
+};
+
+/* Stack of pump: 1 session, 2 pump userdata. */
+static int pump_step(lua_State *L, int status, lua_KContext ctx)
+{
+    struct ssh_session *s = luaL_checkudata(L, 1, SSH_SESSION_MT);
+    struct ssh_pump *p = lua_touserdata(L, 2);
+    int i;
+
+    (void)status;
+    (void)ctx;
+    for (;;) {
+        int moved = 0;
+        int n = 0;
+        int dirs;
+
+        if (s->session == NULL)
+            return 0;
+        for (i = 0; i < s->tunnel_count; i++) {
+            struct ssh_tunnel *t = s->tunnels[i];
+            moved |= pump_tunnel(t);
+            if (t->dead || (t->local_eof && t->channel_eof &&
+                            t->up_len == 0 && t->down_len == 0)) {
+                free_tunnel(s, i);
+                i--;
+            }
+        }
+        if (s->tunnel_count == 0)
+            return 0;
+        if (moved)
+            continue;
+        dirs = libssh2_session_block_directions(s->session);
+        p->fds[n].fd = s->fd;
+        p->fds[n].events = POLLIN |
+            ((dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND) ? POLLOUT : 0);
+        n++;
+        for (i = 0; i < s->tunnel_count; i++) {
+            struct ssh_tunnel *t = s->tunnels[i];
+            p->fds[n].fd = t->fd;
+            p->fds[n].events = 0;
+            if (!t->local_eof && t->up_len < sizeof t->up)
+                p->fds[n].events |= POLLIN;
+            if (t->down_len > 0)
+                p->fds[n].events |= POLLOUT;
+            n++;
+        }
+        /* libssh2 may hold data for a channel that another task's call
+         * read off the socket: look again soon even without news. */
+        if (loop_can_park(L))
+            return loop_park(L, p->fds, n, loop_now() + 0.05, 0, pump_step);
+        loop_block(p->fds, n, loop_now() + 0.05);
+    }
+}
+
+/*
+ * session:pump() -> nothing, when the last tunnel has closed
+ * Moves bytes between every tunnel of this session and its socket.
+ */
+static int session_pump(lua_State *L)
+{
+    struct ssh_pump *p;
+
+    luaL_checkudata(L, 1, SSH_SESSION_MT);
+    lua_settop(L, 1);
+    p = lua_newuserdatauv(L, sizeof *p, 0);  /* 2 */
+    memset(p, 0, sizeof *p);
+    return pump_step(L, LUA_OK, 0);
+}
+
+/* session:tunnels() -> number of open tunnels */
+static int session_tunnels(lua_State *L)
+{
+    struct ssh_session *s = luaL_checkudata(L, 1, SSH_SESSION_MT);
+
+    lua_pushinteger(L, s->tunnel_count);
+    return 1;
+}
+
 static const luaL_Reg session_methods[] = {
+    {"tunnel", session_tunnel},
+    {"sftp_put", session_sftp_put},
+    {"pump", session_pump},
+    {"tunnels", session_tunnels},
     {"exec", session_exec},
     {"close", session_close},
     {"alive", session_alive},
@@ -923,7 +1348,8 @@ static const luaL_Reg session_methods[] = {
 };
 
 /* ssh.fingerprint(base64_blob) -> "SHA256:..." (for tests and docs) */
-static int ssh_fingerprint(lua_State *L) {
+static int ssh_fingerprint(lua_State *L)
+{
     size_t len;
     const char *b64 = luaL_checklstring(L, 1, &len);
     unsigned char blob[8192];
@@ -944,7 +1370,8 @@ static const luaL_Reg ssh_funcs[] = {
     {NULL, NULL}
 };
 
-int luaopen_cutover_ssh(lua_State *L) {
+int luaopen_cutover_ssh(lua_State *L)
+{
     luaL_newmetatable(L, SSH_SESSION_MT);
     lua_pushcfunction(L, session_gc);
     lua_setfield(L, -2, "__gc");
@@ -952,6 +1379,10 @@ int luaopen_cutover_ssh(lua_State *L) {
     lua_setfield(L, -2, "__close");
     luaL_newlib(L, session_methods);
     lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, SSH_PUT_MT);
+    lua_pushcfunction(L, put_gc);
+    lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
     luaL_newmetatable(L, SSH_EXEC_MT);
     lua_pushcfunction(L, exec_gc);

@@ -5,10 +5,14 @@
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/ioctl.h>
+#include <termios.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #include "cutover.h"
 
@@ -100,7 +104,57 @@ static int sys_write(lua_State *L)
     return 1;
 }
 
+/*
+ * sys.read_secret(prompt) -> text | nil, message
+ * Asks on the controlling terminal with echo off (never on stdout, which
+ * may be a pipe); the newline is not part of the answer.  At most 4 KiB.
+ */
+static int sys_read_secret(lua_State *L)
+{
+    const char *prompt = luaL_checkstring(L, 1);
+    char buf[4096];
+    struct termios old;
+    struct termios quiet;
+    size_t len = 0;
+    int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
+    int restored = 0;
+    ssize_t ignored;
+
+    if (fd < 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "no terminal to ask on");
+        return 2;
+    }
+    ignored = write(fd, prompt, strlen(prompt));
+    if (tcgetattr(fd, &old) == 0) {
+        quiet = old;
+        quiet.c_lflag &= (tcflag_t)~(ECHO | ECHONL);
+        quiet.c_lflag |= ICANON;
+        tcsetattr(fd, TCSAFLUSH, &quiet);
+    } else {
+        restored = 1;
+    }
+    while (len < sizeof buf - 1) {
+        char c;
+        ssize_t n = read(fd, &c, 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || c == '\n')
+            break;
+        buf[len++] = c;
+    }
+    if (!restored)
+        tcsetattr(fd, TCSAFLUSH, &old);
+    ignored = write(fd, "\n", 1);
+    (void)ignored;
+    close(fd);
+    lua_pushlstring(L, buf, len);
+    sodium_memzero(buf, sizeof buf);
+    return 1;
+}
+
 static const luaL_Reg sys_funcs[] = {
+    {"read_secret", sys_read_secret},
     {"uname", sys_uname},
     {"user", sys_user},
     {"isatty", sys_isatty},

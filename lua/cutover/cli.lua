@@ -33,6 +33,7 @@ Commands:
   lint PLAYBOOK      load and validate a playbook; run nothing
   modules            list the actions a step can use
   doc ACTION         an action's arguments, results and check-mode behaviour
+  inventory          show an inventory: --list (JSON), --graph, --host HOST
 
 Options:
   -h, --help         help (also: cutover COMMAND --help)
@@ -45,22 +46,27 @@ usage: cutover run PLAYBOOK [OPTIONS]
 Runs PLAYBOOK's plays on the hosts they name.
 
 Options:
-  -i, --inventory FILE     inventory (Ansible YAML format); default: localhost
+  -i, --inventory FILE     inventory: YAML or INI file, a folder of them, or a
+                           host list "h1,h2,"; default: localhost
   -e, --extra-vars NAME=VALUE | @FILE.yml | {yaml}
                            variables with the highest precedence (repeatable)
   -C, --check              dry run: change nothing, report what would change
   -D, --diff               show file diffs and before/after state
-  -l, --limit PATTERN      only these hosts (groups, names, globs, !exclude, &and)
+  -l, --limit PATTERN      only these hosts (groups, names, globs, !exclude, &and;
+                           @FILE: one per line)
   -t, --tags TAGS          only steps with one of these tags (comma-separated)
       --skip-tags TAGS     leave out steps with these tags
       --start-at STEP      start at this step (its id or name)
       --format text|json   output: human text (default) or JSON events
   -f, --forks N            at most N hosts at once (default 50)
+  -k, --ask-pass           ask once for the SSH password (no echo), used for
+                           hosts without ansible_password
   -v, --verbose            more output (stdout of commands); repeatable
       --known-hosts FILE   known_hosts file for SSH hosts (default ~/.ssh/known_hosts)
       --accept-new-host-keys
                            trust and record the key of a host known_hosts has
                            no line for (a changed key is always refused)
+  -F, --ssh-config FILE    OpenSSH client config (default ~/.ssh/config if it exists)
   -h, --help               this help
 
 ]] .. EXIT_CODES,
@@ -74,6 +80,18 @@ valid, 2 otherwise.]],
 usage: cutover modules
 
 Lists the actions a step can use, with a one-line summary each.]],
+    inventory = [[
+usage: cutover inventory [-i INVENTORY] --list
+       cutover inventory [-i INVENTORY] --graph [GROUP]
+       cutover inventory [-i INVENTORY] --host HOST
+
+Loads INVENTORY as `run` would (YAML or INI file, folder, host list
+"h1,h2,", with group_vars/ and host_vars/) and shows it:
+  --list        JSON as ansible-inventory --list: _meta.hostvars, and each
+                group's hosts, vars and children
+  --graph       the group tree (from GROUP, default all)
+  --host HOST   one host's variables as JSON
+Without -i: localhost.  Exit 2 on an invalid inventory.]],
     doc = [[
 usage: cutover doc ACTION [--format text|markdown]
        cutover doc --all [--format text|markdown]
@@ -94,9 +112,12 @@ local RUN_OPTS = {
     ["skip-tags"] = { nil, true, true }, ["start-at"] = { nil, true },
     format = { nil, true }, verbose = { "v", false, true }, help = { "h" },
     ["accept-new-host-keys"] = {}, ["known-hosts"] = { nil, true },
+    ["ssh-config"] = { "F", true },
     forks = { "f", true },
+    ["ask-pass"] = { "k" },
 }
 local LINT_OPTS = { inventory = { "i", true }, help = { "h" } }
+local INVENTORY_OPTS = { inventory = { "i", true }, list = {}, graph = {}, host = { nil, true }, help = { "h" } }
 local DOC_OPTS = { all = {}, format = { nil, true }, help = { "h" } }
 local NO_OPTS = { help = { "h" } }
 
@@ -234,14 +255,30 @@ local function cmd_run(args)
     if not inv then print_errors({ ierr }); return runner.EXIT_USAGE end
     local ev, eerr = extra_vars(o["extra-vars"])
     if not ev then print_errors({ eerr }); return runner.EXIT_USAGE end
+    local ssh_password
+    if o["ask-pass"] then
+        local perr
+        ssh_password, perr = require("cutover.core.sys").read_secret("SSH password: ")
+        if not ssh_password then
+            return usage_error("--ask-pass: " .. perr .. " (the password is never read from arguments)", "run")
+        end
+    end
+    local limit, lerr = inventory.limit_pattern(o.limit)
+    if lerr then print_errors({ lerr }); return runner.EXIT_USAGE end
+    if o["ssh-config"] then
+        local sc, serr = require("cutover.ssh_config").load(o["ssh-config"])
+        if not sc then print_errors({ serr }); return runner.EXIT_USAGE end
+    end
     return runner.run(book, inv, {
-        check = o.check == true, diff = o.diff == true, limit = o.limit,
+        check = o.check == true, diff = o.diff == true, limit = limit,
         tags = split_set(o.tags), skip_tags = split_set(o["skip-tags"]),
         start_at = o["start-at"], extra_vars = ev, format = o.format or "text",
         verbose = o.verbose and #o.verbose or 0, version = M.VERSION,
         accept_new_host_keys = o["accept-new-host-keys"] == true,
         forks = o.forks and math.tointeger(tonumber(o.forks)),
+        ssh_password = ssh_password,
         known_hosts = o["known-hosts"],
+        ssh_config = o["ssh-config"],
     })
 end
 
@@ -290,7 +327,25 @@ local function cmd_doc(args)
     return 0
 end
 
-local COMMANDS = { run = cmd_run, lint = cmd_lint, modules = cmd_modules, doc = cmd_doc }
+local function cmd_inventory(args)
+    local o, pos = parse(args, INVENTORY_OPTS)
+    if not o then return usage_error(pos, "inventory") end
+    if o.help then print(HELP.inventory); return 0 end
+    local n = (o.list and 1 or 0) + (o.graph and 1 or 0) + (o.host and 1 or 0)
+    if n ~= 1 then return usage_error("inventory needs one of --list, --graph [GROUP] or --host HOST", "inventory") end
+    if #pos > (o.graph and 1 or 0) then return usage_error("unexpected argument '" .. pos[#pos] .. "'", "inventory") end
+    local inv, ierr = load_inventory(o.inventory)
+    if not inv then print_errors({ ierr }); return runner.EXIT_USAGE end
+    local text, err
+    if o.list then text = inv:list_json()
+    elseif o.graph then text, err = inv:graph(pos[1])
+    else text, err = inv:host_json(o.host) end
+    if not text then return usage_error(err, "inventory") end
+    io.stdout:write(text)
+    return 0
+end
+
+local COMMANDS = { run = cmd_run, lint = cmd_lint, modules = cmd_modules, doc = cmd_doc, inventory = cmd_inventory }
 
 function M.main(argv)
     local first = argv[1]

@@ -32,7 +32,8 @@ local Server = {}
 Server.__index = Server
 
 -- opts: address (127.0.0.1), port (random), host_key_types ({"ed25519"}),
---       user_key_type ("ed25519"), extra_config (text), password_auth
+--       user_key_type ("ed25519"), extra_config (text), password_auth,
+--       no_sftp (no SFTP subsystem), log_level (VERBOSE)
 function S.start(T, opts)
     opts = opts or {}
     local dir = T.tmpdir()
@@ -90,10 +91,10 @@ function Server:write_config(port)
         "PasswordAuthentication " .. (self.opts.password_auth and "yes" or "no"),
         "KbdInteractiveAuthentication no",
         "PubkeyAuthentication yes",
-        "LogLevel VERBOSE",
+        "LogLevel " .. (self.opts.log_level or "VERBOSE"),
         "MaxStartups 100:30:200",
         "MaxSessions 50",
-        "Subsystem sftp internal-sftp",
+        self.opts.no_sftp and "" or "Subsystem sftp internal-sftp",
         self.opts.extra_config or "",
     }
     assert(fs.write(self.config, table.concat(cfg, "\n") .. "\n"))
@@ -122,6 +123,10 @@ end
 
 -- Stops the listener (existing sessions are separate processes).
 function Server:stop()
+    -- also any listener started with this config by a test's own helper
+    -- (a simulated reboot), whatever its pid
+    proc.run({ argv = { "pkill", "-TERM", "-f", "^/usr/sbin/sshd -f " .. self.config .. " " } })
+    proc.run({ argv = { "pkill", "-TERM", "-f", "^sshd: /usr/sbin/sshd -f " .. self.config .. " " } })
     if self.pid then
         proc.run({ argv = { "kill", self.pid } })
         local deadline = loop.now() + 5
@@ -130,10 +135,17 @@ function Server:stop()
     end
 end
 
--- Kills every sshd child serving a session of this server (the
--- connections drop), leaving the listener up.
+-- A shell snippet that kills every process serving a session of this
+-- server (the listener's descendants), so the connections drop while the
+-- listener stays.  Only this server's sessions: tests run side by side
+-- with the same test user.
+function Server:kill_sessions_sh()
+    return string.format(
+        "for m in $(pgrep -P %s); do pkill -KILL -P $m; kill -KILL $m; done", self.pid)
+end
+
 function Server:kill_sessions()
-    proc.run({ shell = "pkill -KILL -f '[s]shd: " .. self.user .. "' -P " .. (self.pid or "0") })
+    proc.run({ shell = self:kill_sessions_sh() })
 end
 
 function Server:restart()

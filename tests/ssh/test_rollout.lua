@@ -148,7 +148,7 @@ T.test("the connection drops between steps: re-established transparently", funct
     -- controller for that, so step 3 finds the session dead
     proc.run({ shell = string.format(
         "(while ! grep -q one %s/log 2>/dev/null; do sleep 0.05; done; " ..
-        "pkill -KILL -f '[s]shd: %s'; touch %s) >/dev/null 2>&1 &", d, srv.user, marker) })
+        "%s; touch %s) >/dev/null 2>&1 &", d, srv:kill_sessions_sh(), marker) })
     local r = run(d)
     T.eq(r.rc, 0, "exit code: " .. r.stdout)
     T.eq(table.concat(lines_of(d .. "/log"), " "), "one two", "every step ran once")
@@ -166,8 +166,8 @@ T.test("the connection drops in the middle of a step: failure naming host and st
       shell: "touch %s/never"
 ]], d, d, d))
     proc.run({ shell = string.format(
-        "(while [ ! -e %s/started ]; do sleep 0.05; done; pkill -KILL -f '[s]shd: %s') >/dev/null 2>&1 &",
-        d, srv.user) })
+        "(while [ ! -e %s/started ]; do sleep 0.05; done; %s) >/dev/null 2>&1 &",
+        d, srv:kill_sessions_sh()) })
     local t0 = loop.now()
     local r = run(d, {}, { timeout = 60 })
     T.eq(r.rc, 1, "exit code")
@@ -187,9 +187,9 @@ T.test("reboot: waits for the host to go down and come back with a new boot id",
     -- then comes back with a new boot id
     local req = d .. "/reboot-request"
     proc.run({ shell = string.format(
-        "(while [ ! -e %s ]; do sleep 0.05; done; kill %s; pkill -KILL -f '[s]shd: %s'; sleep 2; " ..
+        "(while [ ! -e %s ]; do sleep 0.05; done; %s; kill %s; sleep 2; " ..
         "echo boot-2 > %s/boot_id; /usr/sbin/sshd -f %s -E %s/sshd.log) >/dev/null 2>&1 &",
-        req, srv.pid, srv.user, d, srv.config, srv.dir) })
+        req, srv:kill_sessions_sh(), srv.pid, d, srv.config, srv.dir) })
     T.write(d .. "/p.yml", string.format([[
 - hosts: all
   steps:

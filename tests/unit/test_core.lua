@@ -17,6 +17,8 @@ T.test("proc.run: rc, stdout and stderr apart, stdin, cwd, env", function()
     T.eq(r.stdout, "in\n" .. d .. "\nbar\n", "stdout")
     T.eq(r.stderr, "err\n", "stderr")
     T.eq(r.timed_out, false, "timed_out")
+    r = assert(proc.run({ shell = "echo $HOME; env | grep -c '^HOME='", env = { HOME = "/elsewhere" } }))
+    T.eq(r.stdout, "/elsewhere\n1\n", "env replaces an inherited variable")
 end)
 
 T.test("proc.run: argv is passed without a shell", function()

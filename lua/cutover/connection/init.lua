@@ -4,6 +4,7 @@
 -- SSH handshake happens at the host's first step (Conn:open()).
 local sys = require("cutover.core.sys")
 local fs = require("cutover.core.fs")
+local ssh_config = require("cutover.ssh_config")
 
 local M = {}
 
@@ -18,33 +19,96 @@ local function expand(path)
 end
 M.expand = expand
 
+-- The OpenSSH client config in force: opts.ssh_config (-F FILE), else
+-- ~/.ssh/config when it exists.  Read once per path.  Returns config |
+-- nil (none) | nil, "FILE:LINE: message".
+local ssh_configs = {}
+function M.ssh_config(opts)
+    local path = opts and opts.ssh_config
+    if not path then
+        path = home() .. "/.ssh/config"
+        if not fs.stat(path, true) then return nil end
+    end
+    if ssh_configs[path] == nil then
+        local cfg, err = ssh_config.load(path)
+        ssh_configs[path] = cfg or { error = err }
+    end
+    local c = ssh_configs[path]
+    if c.error then return nil, c.error end
+    return c
+end
+
 -- The SSH settings for a host, from its variables and the run's options.
+-- Inventory variables win over ~/.ssh/config (or -F), which wins over the
+-- defaults.  The config is looked up by ansible_host (else the inventory
+-- name), and its HostName applies to that name, as ssh would do.
+-- Returns settings | nil, message (a bad config file).
 function M.ssh_settings(name, v, opts)
     opts = opts or {}
+    local cfg, cerr = M.ssh_config(opts)
+    if cerr then return nil, cerr end
+    local target = tostring(v.ansible_host or v.ansible_ssh_host or name)
+    local iuser = v.ansible_user or v.ansible_ssh_user
+    local iport = v.ansible_port or v.ansible_ssh_port
+    local sc = cfg and cfg:lookup(target, { user = iuser, port = iport }) or {}
     local keys = {}
     local explicit = v.ansible_ssh_private_key_file or v.ansible_private_key_file
     if explicit then keys[#keys + 1] = expand(tostring(explicit)) end
+    if not explicit and sc.identity_files then
+        -- as ssh: configured identities that do not exist are skipped,
+        -- and the default ones are not added
+        explicit = true
+        for _, p in ipairs(sc.identity_files) do
+            if fs.stat(p, true) then keys[#keys + 1] = p end
+        end
+    end
     if not explicit then
         for _, k in ipairs({ "id_ed25519", "id_ecdsa", "id_rsa" }) do
             local p = home() .. "/.ssh/" .. k
             if fs.stat(p, true) then keys[#keys + 1] = p end
         end
     end
-    local user = v.ansible_user or v.ansible_ssh_user
+    local user = iuser or sc.user
     if user == nil then user = (sys.user()) end
     local sock = os.getenv("SSH_AUTH_SOCK")
+    local jump
+    -- a jump host from the inventory wins: cutover_proxy_jump, or -J /
+    -- -o ProxyJump= in ansible_ssh_common_args (Ansible's way)
+    local spec = v.cutover_proxy_jump
+    local common = v.ansible_ssh_common_args or v.ansible_ssh_extra_args
+    if spec == nil and type(common) == "string" then
+        spec = common:match("%-J%s*(%S+)") or common:match("ProxyJump=([^%s'\"]+)")
+    end
+    if type(spec) == "string" and spec ~= "none" then
+        local ju, jh, jp = spec:match("^([^@]+)@([^:]+):(%d+)$")
+        if not ju then ju, jh = spec:match("^([^@]+)@([^:]+)$") end
+        if not jh then jh, jp = spec:match("^([^@:]+):(%d+)$") end
+        if not jh then jh = spec:match("^([^@:]+)$") end
+        if not jh then return nil, "host " .. name .. ": cannot read the jump host '" .. spec .. "' (expected [user@]host[:port])" end
+        local jc = cfg and cfg:lookup(jh) or {}
+        jump = { host = jc.hostname or jh, port = math.tointeger(tonumber(jp)) or jc.port or 22,
+                 user = ju or jc.user or (sys.user()) }
+    elseif sc.proxy_jump then
+        -- the jump host is looked up in the config too, as ssh -J does
+        local pj = sc.proxy_jump
+        local jc = cfg:lookup(pj.host)
+        jump = { host = jc.hostname or pj.host, port = pj.port or jc.port or 22,
+                 user = pj.user or jc.user or (sys.user()) }
+    end
     return {
-        host = tostring(v.ansible_host or v.ansible_ssh_host or name),
-        port = math.tointeger(tonumber(v.ansible_port or v.ansible_ssh_port or 22)) or 22,
+        host = sc.hostname or target,
+        port = math.tointeger(tonumber(iport or sc.port or 22)) or 22,
         user = tostring(user),
         keys = keys,
         agent = sock ~= nil and sock ~= "" and v.cutover_ssh_agent ~= false,
-        password = v.ansible_password or v.ansible_ssh_pass,
+        password = v.ansible_password or v.ansible_ssh_pass or opts.ssh_password,
         known_hosts = expand(opts.known_hosts or v.ansible_ssh_known_hosts_file
             or v.cutover_known_hosts or (home() .. "/.ssh/known_hosts")),
         accept_new = opts.accept_new_host_keys == true,
         timeout = tonumber(v.ansible_timeout or v.ansible_ssh_timeout or 30) or 30,
         max_output = opts.max_output,
+        proxy_jump = jump,
+        sftp = v.cutover_sftp ~= false,
     }
 end
 
@@ -62,7 +126,9 @@ function M.open(name, hostvars, opts)
             return nil, "host " .. name .. ": ansible_shell_type '" .. tostring(shell) ..
                 "' is not supported yet (only sh; cmd arrives with the Windows support)"
         end
-        return require("cutover.connection.ssh").new(name, M.ssh_settings(name, hostvars, opts))
+        local settings, serr = M.ssh_settings(name, hostvars, opts)
+        if not settings then return nil, "host " .. name .. ": " .. serr end
+        return require("cutover.connection.ssh").new(name, settings)
     end
     return nil, "host " .. name .. ": unknown ansible_connection '" .. tostring(kind) .. "' (expected local or ssh)"
 end

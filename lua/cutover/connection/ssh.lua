@@ -31,17 +31,67 @@ end
 
 local function q(s) return util.sh_quote(s) end
 
+-- Jump hosts (ProxyJump), shared by every host that goes through them.
+local jumps = {}
+
+local function jump_for(st)
+    local pj = st.proxy_jump
+    local user = pj.user or st.user
+    local port = pj.port or 22
+    local key = user .. "@" .. pj.host .. ":" .. port
+    local j = jumps[key]
+    if not j then
+        j = M.new("jump host " .. key, {
+            host = pj.host, port = port, user = user, keys = st.keys,
+            agent = st.agent, known_hosts = st.known_hosts,
+            accept_new = st.accept_new, timeout = st.timeout,
+        })
+        jumps[key] = j
+    end
+    return j
+end
+
+-- A socket to the host through its jump host: a direct-tcpip channel,
+-- pumped by a background task.  Returns fd | nil, message, code.
+local function tunnel(st)
+    local j = jump_for(st)
+    while j.locked do loop.sleep(0.002) end
+    j.locked = true
+    local ok, err, code = j:open()
+    local fd
+    if ok then
+        fd, err, code = j.session:tunnel(st.host, st.port, st.timeout)
+        if fd and not j.pumping then
+            j.pumping = true
+            local session = j.session
+            loop.spawn_daemon(function()
+                pcall(session.pump, session)
+                j.pumping = false
+            end)
+        end
+    end
+    j.locked = false
+    if not fd then return nil, "via " .. j.name .. ": " .. tostring(err), code end
+    return fd
+end
+
 -- Connects unless connected.  Returns true | nil, message, code.
 function Conn:open()
     if self.session and self.session:alive() then return true end
     if self.session then self.session:close(); self.session = nil end
+    local st = self.settings
+    local fd
+    if st.proxy_jump then
+        local err, code
+        fd, err, code = tunnel(st)
+        if not fd then return nil, err, code end
+    end
     while handshakes >= M.max_handshakes do loop.sleep(0.005) end
     handshakes = handshakes + 1
-    local st = self.settings
     local ok, session, fp_or_err, added_or_code = pcall(ssh.connect, {
         host = st.host, port = st.port, user = st.user, keys = st.keys,
         agent = st.agent, password = st.password, known_hosts = st.known_hosts,
-        accept_new = st.accept_new, timeout = st.timeout,
+        accept_new = st.accept_new, timeout = st.timeout, fd = fd,
     })
     handshakes = handshakes - 1
     if not ok then return nil, tostring(session), "error" end
@@ -166,14 +216,47 @@ function Conn:sha256(path)
     return r.stdout:match("^(%x+)")
 end
 
--- Atomic on the host: a temporary file beside the target, then mv.
+-- Atomic on the host: a temporary file beside the target, then chmod
+-- (the given mode, or the old file's) and mv.  The content goes by SFTP
+-- when the host offers it (large buffers), otherwise on a command's
+-- stdin; `cutover_sftp: false` in the inventory says the host has none.
 function Conn:write_file(path, content, mode)
     local chmod
     if mode then
         chmod = "chmod " .. string.format("%o", mode) .. ' "$t"'
     else
         chmod = "if [ -e " .. q(path) .. " ]; then chmod --reference=" .. q(path) ..
-            ' "$t"; else chmod 644 "$t"; fi'
+            ' "$t"; chown --reference=' .. q(path) .. ' "$t" 2>/dev/null; else chmod 644 "$t"; fi'
+    end
+    if self.settings.sftp ~= false and not self.no_sftp then
+        local tmp = path .. ".cutover-" .. crypto.random_hex(6)
+        while self.locked do loop.sleep(0.002) end
+        self.locked = true
+        local ok, err, code = self:open()
+        if ok then
+            local pok, res, perr, pcode = pcall(self.session.sftp_put, self.session, tmp, content, 384)
+            if pok then
+                ok, err, code = res, perr, pcode
+            else
+                ok, err, code = nil, tostring(res), "error"
+            end
+        end
+        self.locked = false
+        if ok == true then
+            local r, rerr, rcode = self:run("t=" .. q(tmp) .. "; { " .. chmod .. " && mv -f \"$t\" " .. q(path) ..
+                '; } || { rm -f "$t"; exit 1; }')
+            if not r then return nil, rerr, rcode end
+            if r.rc ~= 0 then return fail_from(r, path, "write") end
+            return true
+        end
+        if code == "nosftp" then
+            self.no_sftp = true
+        elseif code == "connection" then
+            self.session = nil
+            return nil, err, code
+        else
+            return nil, (err or "SFTP write failed"):gsub("%.cutover%-%x+", ""), err and err:find("No such file") and 2 or 5
+        end
     end
     local line = "umask 077; t=$(mktemp " .. q(path .. ".cutover-XXXXXX") .. ") && " ..
         '{ cat > "$t" && ' .. chmod .. ' && mv -f "$t" ' .. q(path) .. '; } || { rm -f "$t"; exit 1; }'

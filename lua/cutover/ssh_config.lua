@@ -1,0 +1,319 @@
+-- ssh_config: the subset of the OpenSSH client configuration
+-- (~/.ssh/config, or the file given with -F) that cutover honours.
+--
+--   Host PATTERN...      globs (* ?), !negation; case-insensitive
+--   Match ...            the whole block is ignored (no warning)
+--   HostName NAME        %h (the name looked up) and %% tokens
+--   Port N
+--   User NAME
+--   IdentityFile PATH    several allowed (they accumulate); ~ and the
+--                        tokens %d %u %h %r %p %n %% are expanded
+--   ProxyJump [user@]host[:port] | none
+--   Include PATH...      relative paths are under ~/.ssh; globs
+--
+-- Keywords are case-insensitive; "Keyword value" and "Keyword=value"
+-- both work; values may be quoted ("..." or '...'); a # at the start of a
+-- word begins a comment.  As in OpenSSH, the first value obtained for a
+-- keyword wins (IdentityFile accumulates instead).  Any other keyword is
+-- ignored: OpenSSH has many, and most do not apply to cutover.
+--
+--   ssh_config.load(path [, {home=, user=}]) -> config | nil, "FILE:LINE: message"
+--   config:lookup(host [, {user=, port=}]) ->
+--       { hostname=, port=, user=, identity_files={...}, proxy_jump={host=, port=, user=} }
+--   (a field is nil when the configuration does not set it)
+local fs = require("cutover.core.fs")
+local sys = require("cutover.core.sys")
+
+local M = {}
+
+local Config = {}
+Config.__index = Config
+
+local MAX_DEPTH = 16          -- nested Include, as OpenSSH
+local MAX_FILE = 1024 * 1024
+
+-- keyword (lower case) -> canonical name
+local KNOWN = {
+    host = "Host", match = "Match", hostname = "HostName", port = "Port",
+    user = "User", identityfile = "IdentityFile", proxyjump = "ProxyJump",
+    include = "Include",
+}
+
+local TOKENS = {
+    hostname = { h = true, ["%"] = true },
+    identityfile = { d = true, u = true, h = true, r = true, p = true, n = true, ["%"] = true },
+}
+
+-- Splits the arguments of a line into words: quotes group and are
+-- removed, a backslash escapes the next character, an unquoted word
+-- starting with # ends the line.  Returns words | nil, message.
+local function split_words(s)
+    local words = {}
+    local i, n = 1, #s
+    while i <= n do
+        local c = s:sub(i, i)
+        if c:match("%s") then
+            i = i + 1
+        elseif c == "#" then
+            break
+        else
+            local buf = {}
+            while i <= n do
+                c = s:sub(i, i)
+                if c:match("%s") then break end
+                if c == '"' or c == "'" then
+                    local close = s:find(c, i + 1, true)
+                    if not close then return nil, "unterminated quote" end
+                    buf[#buf + 1] = s:sub(i + 1, close - 1)
+                    i = close + 1
+                elseif c == "\\" and i < n then
+                    buf[#buf + 1] = s:sub(i + 1, i + 1)
+                    i = i + 2
+                else
+                    buf[#buf + 1] = c
+                    i = i + 1
+                end
+            end
+            words[#words + 1] = table.concat(buf)
+        end
+    end
+    return words
+end
+
+local function glob_to_pattern(glob)
+    return "^" .. glob:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", ".*"):gsub("%?", ".") .. "$"
+end
+
+-- Host patterns: true when some positive pattern matches and no
+-- negated one does (a line of only negations matches nothing).
+local function host_matches(patterns, host)
+    host = host:lower()
+    local hit = false
+    for _, p in ipairs(patterns) do
+        local neg = p:sub(1, 1) == "!"
+        local pat = glob_to_pattern((neg and p:sub(2) or p):lower())
+        if host:match(pat) then
+            if neg then return false end
+            hit = true
+        end
+    end
+    return hit
+end
+M.host_matches = host_matches
+
+-- Paths matching a glob (wildcards * ? in any component), sorted.
+-- Names starting with "." are matched only by a pattern starting with ".".
+local function glob_paths(path)
+    if not path:find("[%*%?]") then
+        return fs.stat(path, true) and { path } or {}
+    end
+    local parts = {}
+    for p in path:gmatch("[^/]+") do parts[#parts + 1] = p end
+    local found = { path:sub(1, 1) == "/" and "" or "." }
+    for idx, part in ipairs(parts) do
+        local next_found = {}
+        for _, base in ipairs(found) do
+            local dir = base == "" and "/" or base
+            if part:find("[%*%?]") then
+                local pat = glob_to_pattern(part)
+                for _, name in ipairs(fs.list(dir) or {}) do
+                    if name:match(pat) and (name:sub(1, 1) ~= "." or part:sub(1, 1) == ".") then
+                        next_found[#next_found + 1] = base .. "/" .. name
+                    end
+                end
+            else
+                next_found[#next_found + 1] = base .. "/" .. part
+            end
+        end
+        if idx < #parts then
+            local dirs = {}
+            for _, p in ipairs(next_found) do
+                local st = fs.stat(p, true)
+                if st and st.type == "directory" then dirs[#dirs + 1] = p end
+            end
+            next_found = dirs
+        end
+        found = next_found
+    end
+    local out = {}
+    for _, p in ipairs(found) do
+        local st = fs.stat(p, true)
+        if st and st.type == "file" then
+            out[#out + 1] = (path:sub(1, 1) ~= "/" and p:sub(1, 2) == "./") and p:sub(3) or p
+        end
+    end
+    table.sort(out)
+    return out
+end
+
+-- "[user@]host[:port]" (or ssh://[user@]host[:port]) -> {host=, port=, user=}
+local function parse_jump(s)
+    s = s:gsub("^ssh://", "")
+    if s:find(",", 1, true) then return nil, "several hops are not supported (one [user@]host[:port])" end
+    local user, rest = s:match("^(.*)@([^@]*)$")
+    if not user then rest = s end
+    if user == "" then return nil, "empty user name in '" .. s .. "'" end
+    local host, port = rest:match("^%[([^%]]+)%]:?(%d*)$")
+    if not host then
+        host, port = rest:match("^([^:]+):(%d+)$")
+        if not host then
+            if rest:find(":", 1, true) and not rest:find(":.*:") then
+                return nil, "bad port in '" .. s .. "'"
+            end
+            host, port = rest, ""
+        end
+    end
+    if host == "" then return nil, "no host in '" .. s .. "'" end
+    local p
+    if port ~= "" then
+        p = math.tointeger(tonumber(port))
+        if not p or p < 1 or p > 65535 then return nil, "bad port in '" .. s .. "'" end
+    end
+    return { host = host, port = p, user = user }
+end
+
+local function check_tokens(s, allowed)
+    local i = 1
+    while true do
+        local at = s:find("%", i, true)
+        if not at then return true end
+        local t = s:sub(at + 1, at + 1)
+        if t == "" then return nil, "'%' at the end of '" .. s .. "'" end
+        if not allowed[t] then return nil, "unknown token '%" .. t .. "' in '" .. s .. "'" end
+        i = at + 2
+    end
+end
+
+-- Reads one file into cfg.entries.  conds: the Host pattern lists that
+-- must all match for the file's lines to apply (from enclosing blocks).
+local function read_file(cfg, path, conds, depth)
+    if depth > MAX_DEPTH then return nil, path .. ": Include nested more than " .. MAX_DEPTH .. " deep" end
+    local text, err = fs.read(path, MAX_FILE)
+    if not text then return nil, err end
+    local current = conds
+    local lineno = 0
+    for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+        lineno = lineno + 1
+        line = line:gsub("\r$", "")
+        local where = path .. ":" .. lineno .. ": "
+        local body = line:match("^%s*(.-)%s*$")
+        if body ~= "" and body:sub(1, 1) ~= "#" then
+            local kw, rest = body:match("^([^%s=]+)%s*=%s*(.*)$")
+            if not kw then kw, rest = body:match("^([^%s=]+)%s*(.*)$") end
+            if not kw then return nil, where .. "cannot read this line" end
+            local key = kw:lower()
+            local words, werr = split_words(rest)
+            if not words then return nil, where .. (KNOWN[key] and (KNOWN[key] .. ": " .. werr) or werr) end
+            local name = KNOWN[key]
+            if key == "host" then
+                if #words == 0 then return nil, where .. "Host needs at least one pattern" end
+                current = { table.unpack(conds) }
+                current[#current + 1] = words
+            elseif key == "match" then
+                -- Match blocks are not evaluated: everything up to the
+                -- next Host or Match is ignored
+                current = { table.unpack(conds) }
+                current[#current + 1] = false
+            elseif key == "include" then
+                if #words == 0 then return nil, where .. "Include needs a path" end
+                for _, w in ipairs(words) do
+                    local p = w
+                    if p:sub(1, 2) == "~/" then p = cfg.home .. p:sub(2)
+                    elseif p:sub(1, 1) ~= "/" then p = cfg.home .. "/.ssh/" .. p end
+                    for _, f in ipairs(glob_paths(p)) do
+                        local ok, ierr = read_file(cfg, f, current, depth + 1)
+                        if not ok then return nil, ierr end
+                    end
+                end
+            elseif name then
+                if #words == 0 then return nil, where .. name .. " needs a value" end
+                if #words > 1 then
+                    return nil, where .. name .. " takes one value, got " .. #words
+                end
+                local value = words[1]
+                if key == "port" then
+                    local p = value:match("^%d+$") and math.tointeger(tonumber(value))
+                    if not p or p < 1 or p > 65535 then
+                        return nil, where .. "Port must be a number from 1 to 65535, got '" .. value .. "'"
+                    end
+                    value = p
+                elseif key == "proxyjump" then
+                    if value:lower() == "none" then
+                        value = false
+                    else
+                        local j, jerr = parse_jump(value)
+                        if not j then return nil, where .. "ProxyJump: " .. jerr end
+                        value = j
+                    end
+                elseif TOKENS[key] then
+                    local ok, terr = check_tokens(value, TOKENS[key])
+                    if not ok then return nil, where .. name .. ": " .. terr end
+                end
+                cfg.entries[#cfg.entries + 1] = { key = key, value = value, conds = current }
+            end
+            -- any other keyword: ignored
+        end
+    end
+    return true
+end
+
+function M.load(path, opts)
+    opts = opts or {}
+    local cfg = setmetatable({
+        path = path, entries = {},
+        home = opts.home or os.getenv("HOME") or "/root",
+        local_user = opts.user or (sys.user()),
+    }, Config)
+    local ok, err = read_file(cfg, path, {}, 1)
+    if not ok then return nil, err end
+    return cfg
+end
+
+local function applies(conds, host)
+    for _, c in ipairs(conds) do
+        if c == false or not host_matches(c, host) then return false end
+    end
+    return true
+end
+
+local function expand_tokens(s, t)
+    return (s:gsub("%%(.)", function(c) return t[c] end))
+end
+
+-- The settings for host (the name as given: ansible_host, else the
+-- inventory name).  overrides: user= and port= that win over the file's
+-- (the inventory's), used for the %r and %p tokens.
+function Config:lookup(host, overrides)
+    overrides = overrides or {}
+    host = tostring(host)
+    local got, files = {}, {}
+    for _, e in ipairs(self.entries) do
+        if applies(e.conds, host) then
+            if e.key == "identityfile" then
+                files[#files + 1] = e.value
+            elseif got[e.key] == nil then
+                got[e.key] = e.value
+            end
+        end
+    end
+    local out = {}
+    if got.hostname then out.hostname = expand_tokens(got.hostname, { h = host, ["%"] = "%" }) end
+    out.port = got.port
+    out.user = got.user
+    if got.proxyjump then out.proxy_jump = got.proxyjump end
+    if #files > 0 then
+        local t = {
+            d = self.home, u = self.local_user, h = out.hostname or host, n = host,
+            r = overrides.user or out.user or self.local_user,
+            p = tostring(overrides.port or out.port or 22), ["%"] = "%",
+        }
+        out.identity_files = {}
+        for _, f in ipairs(files) do
+            if f:sub(1, 2) == "~/" or f == "~" then f = self.home .. f:sub(2) end
+            out.identity_files[#out.identity_files + 1] = expand_tokens(f, t)
+        end
+    end
+    return out
+end
+
+return M

@@ -1,0 +1,85 @@
+-- ProxyJump: hosts reached through a bastion with direct-tcpip channels.
+local binary, tests_dir = ...
+local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
+local S = dofile(tests_dir .. "/lib/sshd.lua")
+S.install(T)
+
+local bastion = S.start(T, { log_level = "DEBUG1" })
+local target = S.start(T, { address = "127.0.0.3" })
+
+local function setup(hostvars)
+    local d = S.target(T)
+    T.write(d .. "/kh", bastion:known_line() .. target:known_line())
+    -- one key for both servers: the target accepts the bastion's key too
+    S.sh("cat " .. bastion.dir .. "/user_key.pub >> " .. target.dir .. "/authorized_keys")
+    T.write(d .. "/inv.yml", string.format([[
+all:
+  vars:
+    ansible_host: %s
+    ansible_port: %d
+    ansible_user: %s
+    ansible_ssh_private_key_file: %s
+  hosts:
+%s]], target.address, target.port, target.user, bastion.key, hostvars))
+    T.write(d .. "/p.yml", string.format([[
+- hosts: all
+  steps:
+    - shell: "echo {{ inventory_hostname }} $SSH_CONNECTION >> %s/ran"
+    - copy: { dest: "%s/{{ inventory_hostname }}.txt", content: "through the bastion\n" }
+]], d, d))
+    return d
+end
+
+local function tunnels_in_log()
+    local n = 0
+    for _ in (T.read(bastion.dir .. "/sshd.log") or ""):gmatch("server_request_direct_tcpip") do n = n + 1 end
+    return n
+end
+
+T.test("cutover_proxy_jump and ansible_ssh_common_args -J / -o ProxyJump=", function()
+    local jump = string.format("%s@%s:%d", bastion.user, bastion.address, bastion.port)
+    local d = setup(string.format([[
+    h1: { cutover_proxy_jump: "%s" }
+    h2: { ansible_ssh_common_args: "-J %s" }
+    h3: { ansible_ssh_common_args: "-o ProxyJump=%s" }
+]], jump, jump, jump))
+    local before = tunnels_in_log()
+    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh" },
+                    { env = { HOME = d, SSH_AUTH_SOCK = "" } })
+    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    local ran = T.read(d .. "/ran")
+    for _, h in ipairs({ "h1", "h2", "h3" }) do
+        T.match(ran, h .. " 127%.0%.0%.%d+ %d+ " .. target.address:gsub("%.", "%%.") .. " " .. target.port, h .. " reached the target")
+        T.eq(T.read(d .. "/" .. h .. ".txt"), "through the bastion\n", h .. " file")
+    end
+    T.ok(tunnels_in_log() - before >= 3, "the bastion opened a direct-tcpip channel per host")
+end)
+
+T.test("ProxyJump from the SSH config (-F)", function()
+    local d = setup("    h1: {}\n")
+    T.write(d .. "/ssh_config", string.format([[
+Host bastion
+    HostName %s
+    Port %d
+    User %s
+Host %s
+    ProxyJump bastion
+]], bastion.address, bastion.port, bastion.user, target.address))
+    local before = tunnels_in_log()
+    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh", "-F", d .. "/ssh_config" },
+                    { env = { HOME = d, SSH_AUTH_SOCK = "" } })
+    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    T.eq(tunnels_in_log() - before, 1, "one tunnel")
+end)
+
+T.test("an unreachable bastion: the host is unreachable, saying via which jump host", function()
+    local closed = S.closed_port()
+    local d = setup(string.format("    h1: { cutover_proxy_jump: \"%s@127.0.0.1:%d\" }\n", bastion.user, closed))
+    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh" },
+                    { env = { HOME = d, SSH_AUTH_SOCK = "" } })
+    T.eq(r.rc, 1, "exit code")
+    T.contains(r.stdout, "via jump host " .. bastion.user .. "@127.0.0.1:" .. closed .. ": 127.0.0.1:" .. closed ..
+        ": Connection refused", "message")
+end)
+
+T.done()

@@ -1,0 +1,95 @@
+-- Files over SSH: SFTP where the host offers it, a command's stdin where
+-- it does not; idempotence by checksum; atomic replacement.
+local binary, tests_dir = ...
+local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
+local S = dofile(tests_dir .. "/lib/sshd.lua")
+local fs = require("cutover.core.fs")
+local crypto = require("cutover.core.crypto")
+S.install(T)
+
+-- 3 MiB with every byte value, CR/LF, NUL: binary-safe transfer
+local chunk = {}
+for i = 0, 255 do chunk[#chunk + 1] = string.char(i) end
+local blob = string.rep(table.concat(chunk), 3 * 4096)
+
+local function setup(srv, extra)
+    srv:trust()
+    local d = S.target(T)
+    T.write(d .. "/inv.yml", string.format([[
+all:
+  hosts:
+    h1:
+      ansible_host: %s
+      ansible_port: %d
+      ansible_user: %s
+      ansible_ssh_private_key_file: %s
+%s]], srv.address, srv.port, srv.user, srv.key, extra or ""))
+    T.write(d .. "/blob.bin", blob)
+    T.write(d .. "/p.yml", string.format([[
+- hosts: all
+  steps:
+    - id: big
+      copy: { src: blob.bin, dest: "%s/remote/blob.bin", mode: "0600" }
+    - id: small
+      copy: { dest: "%s/remote/small.txt", content: "a\nb\n" }
+]], d, d))
+    S.sh("mkdir " .. d .. "/remote && chown " .. S.USER .. " " .. d .. "/remote")
+    return d
+end
+
+local function run(srv, d, args)
+    local all = { "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", srv.known_hosts }
+    for _, a in ipairs(args or {}) do all[#all + 1] = a end
+    return T.run(all, { env = { HOME = d, SSH_AUTH_SOCK = "" }, timeout = 120 })
+end
+
+local function check_transfer(srv, d, via)
+    local r = run(srv, d)
+    T.eq(r.rc, 0, via .. ": exit code: " .. r.stdout)
+    T.eq(fs.sha256(d .. "/remote/blob.bin"), crypto.sha256(blob), via .. ": every byte arrived")
+    T.eq(fs.stat(d .. "/remote/blob.bin").mode, 384, via .. ": mode 0600")
+    T.eq(T.read(d .. "/remote/small.txt"), "a\nb\n", via .. ": small file")
+    T.eq(#fs.list(d .. "/remote"), 2, via .. ": no temporary file left")
+    -- unchanged: not sent again (the file's inode and mtime stay)
+    local before = T.snapshot(d .. "/remote")
+    r = run(srv, d)
+    T.eq(r.rc, 0, via .. ": second run")
+    T.match(r.stdout, "ok%s+h1%s+big", via .. ": big unchanged")
+    T.same_snapshot(before, T.snapshot(d .. "/remote"), via .. ": nothing rewritten")
+end
+
+T.test("SFTP where the host offers it", function()
+    local srv = S.start(T, { log_level = "DEBUG1" })
+    local d = setup(srv)
+    check_transfer(srv, d, "sftp")
+    T.contains(T.read(srv.dir .. "/sshd.log"), "subsystem 'sftp'", "SFTP was used")
+    srv:stop()
+end)
+
+T.test("a host without SFTP: the file goes on a command's stdin", function()
+    local srv = S.start(T, { no_sftp = true })
+    local d = setup(srv)
+    check_transfer(srv, d, "exec")
+    srv:stop()
+end)
+
+T.test("cutover_sftp: false declares a host without SFTP", function()
+    local srv = S.start(T, { log_level = "DEBUG1" })
+    local d = setup(srv, "      cutover_sftp: false\n")
+    check_transfer(srv, d, "declared")
+    T.not_contains(T.read(srv.dir .. "/sshd.log"), "subsystem 'sftp'", "SFTP not used")
+    srv:stop()
+end)
+
+T.test("writing into a missing folder fails with a clear error", function()
+    local srv = S.start(T)
+    local d = setup(srv)
+    T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - copy: { dest: \"" .. d ..
+        "/missing/f\", content: x }\n")
+    local r = run(srv, d)
+    T.eq(r.rc, 1, "exit code")
+    T.contains(r.stdout, d .. "/missing/f: No such file or directory", "message")
+    srv:stop()
+end)
+
+T.done()

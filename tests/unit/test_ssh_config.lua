@@ -1,0 +1,365 @@
+-- Unit: ~/.ssh/config: the keywords cutover honours, Host patterns and
+-- negation, first value wins, Include, tokens, errors; and how
+-- connection.ssh_settings combines it with inventory variables.
+local binary, tests_dir = ...
+local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
+local ssh_config = require("cutover.ssh_config")
+local connection = require("cutover.connection")
+local sys = require("cutover.core.sys")
+local fs = require("cutover.core.fs")
+
+local ME = (sys.user())
+local HOME = "/home/tester"
+
+local function mkdirs(path)
+    local p = ""
+    for part in path:gmatch("[^/]+") do
+        p = p .. "/" .. part
+        if not fs.stat(p) then assert(fs.mkdir(p, 448)) end
+    end
+end
+
+local function write(path, text)
+    mkdirs(path:match("^(.*)/[^/]*$"))
+    return T.write(path, text)
+end
+
+local function load(path, opts)
+    local cfg, err = ssh_config.load(path, opts or { home = HOME, user = "me" })
+    if not cfg then error("load " .. path .. ": " .. tostring(err), 2) end
+    return cfg
+end
+
+-- A lookup result as one line, fields in a fixed order.
+local function show(r)
+    local out = {}
+    out[#out + 1] = "hostname=" .. tostring(r.hostname)
+    out[#out + 1] = "port=" .. tostring(r.port)
+    out[#out + 1] = "user=" .. tostring(r.user)
+    out[#out + 1] = "ids=" .. (r.identity_files and table.concat(r.identity_files, ",") or "nil")
+    local j = r.proxy_jump
+    out[#out + 1] = "jump=" .. (j and (tostring(j.user) .. "@" .. j.host .. ":" .. tostring(j.port)) or "nil")
+    return table.concat(out, " ")
+end
+
+T.test("every keyword, and nil for what is not set", function()
+    local d = T.tmpdir()
+    local cfg = load(T.write(d .. "/config", [[
+# a comment
+Host db1
+    HostName 10.0.0.5
+    Port 2222
+    User deploy
+    IdentityFile ~/.ssh/id_db
+    IdentityFile /keys/second
+    ProxyJump admin@bastion.example.com:2200
+]]))
+    T.eq(show(cfg:lookup("db1")), "hostname=10.0.0.5 port=2222 user=deploy " ..
+        "ids=/home/tester/.ssh/id_db,/keys/second jump=admin@bastion.example.com:2200")
+    T.eq(show(cfg:lookup("other")), "hostname=nil port=nil user=nil ids=nil jump=nil")
+    T.eq(math.type(cfg:lookup("db1").port), "integer")
+end)
+
+T.test("syntax: case-insensitive keywords, Keyword=value, quotes, comments, unknown keywords", function()
+    local d = T.tmpdir()
+    local cfg = load(T.write(d .. "/config", "\z
+        HOST=a\n\z
+        \thostname = real-a # a comment\n\z
+        PORT=22\n\z
+        user \"john doe\"\n\z
+        identityfile \"~/my keys/id a\"\n\z
+        IdentityFile='/k/quoted'\n\z
+        StrictHostKeyChecking no\n\z
+        ProxyCommand ssh -W %h:%p gateway\n\z
+        ControlMaster auto\n\z
+        \n\z
+        host b\r\n\z
+        port 2200\r\n"))
+    T.eq(show(cfg:lookup("a")), "hostname=real-a port=22 user=john doe " ..
+        "ids=/home/tester/my keys/id a,/k/quoted jump=nil")
+    T.eq(show(cfg:lookup("b")), "hostname=nil port=2200 user=nil ids=nil jump=nil")
+end)
+
+T.test("Host patterns: globs, ?, several, negation, case", function()
+    local d = T.tmpdir()
+    local cfg = load(T.write(d .. "/config", [[
+Host web? !web9
+    User web-single
+Host *.example.com !bad.example.com
+    User example
+Host !only-negated
+    User never
+Host db1 db2
+    User db
+Host DB3
+    User db3
+Host *
+    User fallback
+]]))
+    local cases = {
+        { "web1", "web-single" }, { "web9", "fallback" }, { "web10", "fallback" },
+        { "a.example.com", "example" }, { "bad.example.com", "fallback" },
+        { "A.EXAMPLE.COM", "example" }, { "db2", "db" }, { "db3", "db3" },
+        { "only-negated", "fallback" }, { "x", "fallback" },
+    }
+    for _, c in ipairs(cases) do T.eq(cfg:lookup(c[1]).user, c[2], c[1]) end
+    T.eq(ssh_config.host_matches({ "!a" }, "b"), false)
+    T.eq(ssh_config.host_matches({ "a*", "!ab" }, "ac"), true)
+    T.eq(ssh_config.host_matches({ "a*", "!ab" }, "ab"), false)
+    T.eq(ssh_config.host_matches({ "a.b" }, "aXb"), false)
+end)
+
+T.test("the first value obtained wins; IdentityFile accumulates", function()
+    local d = T.tmpdir()
+    local cfg = load(T.write(d .. "/config", [[
+Host special
+    Port 1111
+    IdentityFile /k/special
+    ProxyJump none
+Host special
+    Port 9999
+    User second-block
+Host *
+    Port 22
+    User everyone
+    HostName %h.internal
+    IdentityFile /k/all
+    ProxyJump jump.example.com
+]]))
+    T.eq(show(cfg:lookup("special")), "hostname=special.internal port=1111 user=second-block " ..
+        "ids=/k/special,/k/all jump=nil")
+    T.eq(show(cfg:lookup("plain")), "hostname=plain.internal port=22 user=everyone " ..
+        "ids=/k/all jump=nil@jump.example.com:nil")
+end)
+
+T.test("Match blocks are ignored up to the next Host", function()
+    local d = T.tmpdir()
+    local cfg = load(T.write(d .. "/config", [[
+Match host a exec "true"
+    User from-match
+    Port 1
+Host a
+    Port 2
+Match all
+    User also-ignored
+    Include /nonexistent/*.conf
+Host *
+    User star
+]]))
+    T.eq(show(cfg:lookup("a")), "hostname=nil port=2 user=star ids=nil jump=nil")
+end)
+
+T.test("tokens: %h in HostName; %d %u %h %r %p %n %% in IdentityFile", function()
+    local d = T.tmpdir()
+    local cfg = load(T.write(d .. "/config", [[
+Host alias
+    HostName %h.example.com
+    User remote
+    Port 2022
+    IdentityFile %d/keys/%u-%r@%h:%p-%n-100%%
+Host noname
+    IdentityFile ~/.ssh/%h-%r
+]]))
+    T.eq(show(cfg:lookup("alias")), "hostname=alias.example.com port=2022 user=remote " ..
+        "ids=/home/tester/keys/me-remote@alias.example.com:2022-alias-100% jump=nil")
+    -- %r is the local user when nothing sets one; the inventory's user and
+    -- port (overrides) win for %r and %p
+    T.eq(show(cfg:lookup("noname")), "hostname=nil port=nil user=nil ids=/home/tester/.ssh/noname-me jump=nil")
+    T.eq(cfg:lookup("noname", { user = "inv" }).identity_files[1], "/home/tester/.ssh/noname-inv")
+    T.eq(cfg:lookup("alias", { user = "inv", port = 7 }).identity_files[1],
+        "/home/tester/keys/me-inv@alias.example.com:7-alias-100%")
+end)
+
+T.test("ProxyJump forms", function()
+    local d = T.tmpdir()
+    local cfg = load(T.write(d .. "/config", [[
+Host a
+    ProxyJump bastion
+Host b
+    ProxyJump ops@bastion:2200
+Host c
+    ProxyJump ssh://ops@bastion:2201
+Host d
+    ProxyJump [2001:db8::1]:2202
+Host e
+    ProxyJump NONE
+Host *
+    ProxyJump fallback
+]]))
+    T.eq(show(cfg:lookup("a")), "hostname=nil port=nil user=nil ids=nil jump=nil@bastion:nil")
+    T.eq(show(cfg:lookup("b")), "hostname=nil port=nil user=nil ids=nil jump=ops@bastion:2200")
+    T.eq(show(cfg:lookup("c")), "hostname=nil port=nil user=nil ids=nil jump=ops@bastion:2201")
+    T.eq(show(cfg:lookup("d")), "hostname=nil port=nil user=nil ids=nil jump=nil@2001:db8::1:2202")
+    T.eq(show(cfg:lookup("e")), "hostname=nil port=nil user=nil ids=nil jump=nil")
+    T.eq(show(cfg:lookup("z")), "hostname=nil port=nil user=nil ids=nil jump=nil@fallback:nil")
+end)
+
+T.test("Include: relative to ~/.ssh, globs, inside a Host block, missing files", function()
+    local home = T.tmpdir()
+    local cfgfile = write(home .. "/.ssh/config", [[
+Include conf.d/*.conf
+Host inner
+    Include inner.conf
+Host *
+    Include /nonexistent/file
+    Include ~/extra/*.conf
+    User star
+]])
+    write(home .. "/.ssh/conf.d/10-a.conf", "Host a\n    User from-10\n")
+    write(home .. "/.ssh/conf.d/20-a.conf", "Host a\n    User from-20\n    Port 2020\n")
+    write(home .. "/.ssh/conf.d/.hidden.conf", "Host a\n    Port 1\n")
+    write(home .. "/.ssh/conf.d/notes.txt", "Host a\n    Port 2\n")
+    -- included inside "Host inner": applies to inner only, even its Host *
+    write(home .. "/.ssh/inner.conf", "HostName inner.example.com\nHost *\n    Port 3333\n")
+    write(home .. "/extra/x.conf", "Host b\n    HostName b.example.com\n")
+    local cfg = load(cfgfile, { home = home, user = "me" })
+    T.eq(show(cfg:lookup("a")), "hostname=nil port=2020 user=from-10 ids=nil jump=nil")
+    T.eq(show(cfg:lookup("inner")), "hostname=inner.example.com port=3333 user=star ids=nil jump=nil")
+    T.eq(show(cfg:lookup("b")), "hostname=b.example.com port=nil user=star ids=nil jump=nil")
+    T.eq(show(cfg:lookup("c")), "hostname=nil port=nil user=star ids=nil jump=nil")
+    -- an error inside an included file names that file
+    write(home .. "/.ssh/conf.d/30-bad.conf", "Host x\n    Port none\n")
+    local _, err = ssh_config.load(cfgfile, { home = home, user = "me" })
+    T.eq(err, home .. "/.ssh/conf.d/30-bad.conf:2: Port must be a number from 1 to 65535, got 'none'")
+    -- a file that includes itself
+    local loop = write(home .. "/loop.conf", "Include " .. home .. "/loop.conf\n")
+    _, err = ssh_config.load(loop, { home = home, user = "me" })
+    T.eq(err, loop .. ": Include nested more than 16 deep")
+end)
+
+T.test("errors name FILE:LINE", function()
+    local d = T.tmpdir()
+    local cases = {
+        { "Host a\n  Port ssh\n", "2: Port must be a number from 1 to 65535, got 'ssh'" },
+        { "Port 70000\n", "1: Port must be a number from 1 to 65535, got '70000'" },
+        { "Port 0\n", "1: Port must be a number from 1 to 65535, got '0'" },
+        { "\nHost\n", "2: Host needs at least one pattern" },
+        { "HostName\n", "1: HostName needs a value" },
+        { "User a b\n", "1: User takes one value, got 2" },
+        { "IdentityFile /a /b\n", "1: IdentityFile takes one value, got 2" },
+        { "IdentityFile ~/.ssh/%x\n", "1: IdentityFile: unknown token '%x' in '~/.ssh/%x'" },
+        { "HostName %r.example.com\n", "1: HostName: unknown token '%r' in '%r.example.com'" },
+        { "HostName web%\n", "1: HostName: '%' at the end of 'web%'" },
+        { "User \"open\n", "1: User: unterminated quote" },
+        { "ProxyJump a,b\n", "1: ProxyJump: several hops are not supported (one [user@]host[:port])" },
+        { "ProxyJump a:port\n", "1: ProxyJump: bad port in 'a:port'" },
+        { "ProxyJump a:99999\n", "1: ProxyJump: bad port in 'a:99999'" },
+        { "ProxyJump @a\n", "1: ProxyJump: empty user name in '@a'" },
+        { "Include\n", "1: Include needs a path" },
+    }
+    for n, c in ipairs(cases) do
+        local f = T.write(d .. "/c" .. n, c[1])
+        local cfg, err = ssh_config.load(f, { home = d, user = "me" })
+        T.eq(cfg, nil, "case " .. n)
+        T.eq(err, f .. ":" .. c[2], "case " .. n)
+    end
+    local cfg, err = ssh_config.load(d .. "/missing")
+    T.eq(cfg, nil)
+    T.eq(err, d .. "/missing: No such file or directory")
+end)
+
+T.test("ssh_settings: inventory wins over ssh config, ssh config over defaults", function()
+    local d = T.tmpdir()
+    local key1 = T.write(d .. "/key1", "k")
+    local key3 = T.write(d .. "/key3", "k")
+    local conf = T.write(d .. "/ssh.conf", ([[
+Host db1
+    HostName 10.0.0.5
+    Port 2222
+    User cfg-user
+    IdentityFile @D@/key1
+    IdentityFile @D@/key2-missing
+    IdentityFile @D@/key3
+    ProxyJump bastion
+Host bastion
+    HostName 192.0.2.1
+    Port 2200
+    User jumper
+Host bastion2
+    HostName 192.0.2.2
+Host viajump2
+    ProxyJump op@bastion2
+]]):gsub("@D@", d))
+    local opts = { ssh_config = conf, known_hosts = d .. "/kh" }
+    local s = assert(connection.ssh_settings("db1", {}, opts))
+    T.eq(s.host, "10.0.0.5")
+    T.eq(s.port, 2222)
+    T.eq(s.user, "cfg-user")
+    T.eq(table.concat(s.keys, ","), key1 .. "," .. key3)
+    T.eq(s.proxy_jump.host, "192.0.2.1")
+    T.eq(s.proxy_jump.port, 2200)
+    T.eq(s.proxy_jump.user, "jumper")
+    -- inventory variables win
+    s = assert(connection.ssh_settings("db1", {
+        ansible_port = 22, ansible_user = "inv-user", ansible_ssh_private_key_file = d .. "/inv-key",
+    }, opts))
+    T.eq(s.host, "10.0.0.5")
+    T.eq(s.port, 22)
+    T.eq(s.user, "inv-user")
+    T.eq(table.concat(s.keys, ","), d .. "/inv-key")
+    -- the name looked up is ansible_host
+    s = assert(connection.ssh_settings("inventory-name", { ansible_host = "db1" }, opts))
+    T.eq(s.host, "10.0.0.5")
+    T.eq(s.port, 2222)
+    s = assert(connection.ssh_settings("db1", { ansible_host = "198.51.100.7" }, opts))
+    T.eq(s.host, "198.51.100.7")
+    T.eq(s.port, 22)
+    T.eq(s.user, ME)
+    T.eq(s.proxy_jump, nil)
+    -- a jump host with its own user, port from defaults, host from config
+    s = assert(connection.ssh_settings("viajump2", {}, opts))
+    T.eq(s.proxy_jump.host, "192.0.2.2")
+    T.eq(s.proxy_jump.port, 22)
+    T.eq(s.proxy_jump.user, "op")
+    T.eq(s.host, "viajump2")
+end)
+
+T.test("a bad ssh config: settings fail, the host cannot open, run -F exits 2", function()
+    local d = T.tmpdir()
+    local conf = T.write(d .. "/bad.conf", "Host *\n    Port nope\n")
+    local s, err = connection.ssh_settings("h", {}, { ssh_config = conf })
+    T.eq(s, nil)
+    T.eq(err, conf .. ":2: Port must be a number from 1 to 65535, got 'nope'")
+    local conn
+    conn, err = connection.open("h", { ansible_connection = "ssh" }, { ssh_config = conf })
+    T.eq(conn, nil)
+    T.eq(err, "host h: " .. conf .. ":2: Port must be a number from 1 to 65535, got 'nope'")
+    local book = T.write(d .. "/p.yml", ("- hosts: localhost\n  steps:\n    - shell: touch @T@/marker\n"):gsub("@T@", d))
+    local r = T.run({ "run", book, "-F", conf })
+    T.eq(r.rc, 2)
+    T.eq(r.stderr, conf .. ":2: Port must be a number from 1 to 65535, got 'nope'\n")
+    T.ok(not fs.stat(d .. "/marker"), "nothing ran")
+    r = T.run({ "run", book, "--ssh-config", d .. "/missing.conf" })
+    T.eq(r.rc, 2)
+    T.eq(r.stderr, d .. "/missing.conf: No such file or directory\n")
+    local good = T.write(d .. "/good.conf", "Host *\n    Port 2222\n")
+    r = T.run({ "run", book, "-F", good })
+    T.eq(r.rc, 0, r.stderr)
+    T.ok(fs.stat(d .. "/marker") ~= nil, "a local run with -F works")
+    r = T.run({ "run", "--help" })
+    T.contains(r.stdout, "  -F, --ssh-config FILE    OpenSSH client config (default ~/.ssh/config if it exists)\n")
+end)
+
+T.test("~/.ssh/config is read when -F is not given", function()
+    local home = T.tmpdir()
+    -- a broken ~/.ssh/config: its SSH hosts are unreachable with the
+    -- message, before any connection is tried; local hosts still run
+    -- (HOME is set through the shell: proc.run's env adds to the
+    -- environment, and the first HOME wins)
+    write(home .. "/.ssh/config", "Host 127.0.0.1\n    Port nope\n")
+    local book = T.write(home .. "/p.yml", ("- hosts: all\n  steps:\n    - shell: touch @T@/marker-{{ inventory_hostname }}\n"):gsub("@T@", home))
+    local inv = T.write(home .. "/hosts", "sshhost ansible_host=127.0.0.1\nlocal1 ansible_connection=local\n")
+    local r = T.sh("HOME=" .. home .. " NO_COLOR=1 " .. T.cutover .. " run " .. book .. " -i " .. inv ..
+        " --known-hosts " .. home .. "/kh --format json")
+    T.eq(r.rc, 1, r.stderr)
+    local msg
+    for _, e in ipairs(T.events(r.stdout)) do
+        if e.event == "host_result" and e.host == "sshhost" then msg = e.result.msg end
+    end
+    T.eq(msg, "host sshhost: " .. home .. "/.ssh/config:2: Port must be a number from 1 to 65535, got 'nope'")
+    T.ok(fs.stat(home .. "/marker-local1") ~= nil, "the local host ran")
+    T.ok(not fs.stat(home .. "/marker-sshhost"), "the ssh host did not")
+    T.ok(not fs.stat(home .. "/kh"), "no known_hosts was written")
+end)
+
+T.done()
