@@ -61,6 +61,8 @@ Options:
   -f, --forks N            at most N hosts at once (default 50)
   -k, --ask-pass           ask once for the SSH password (no echo), used for
                            hosts without ansible_password
+      --max-output SIZE    cap on each command's stdout and stderr (default
+                           8M); what goes past it is read and dropped
   -v, --verbose            more output (stdout of commands); repeatable
       --known-hosts FILE   known_hosts file for SSH hosts (default ~/.ssh/known_hosts)
       --accept-new-host-keys
@@ -115,6 +117,7 @@ local RUN_OPTS = {
     ["ssh-config"] = { "F", true },
     forks = { "f", true },
     ["ask-pass"] = { "k" },
+    ["max-output"] = { nil, true },
 }
 local LINT_OPTS = { inventory = { "i", true }, help = { "h" } }
 local INVENTORY_OPTS = { inventory = { "i", true }, list = {}, graph = {}, host = { nil, true }, help = { "h" } }
@@ -255,6 +258,14 @@ local function cmd_run(args)
     if not inv then print_errors({ ierr }); return runner.EXIT_USAGE end
     local ev, eerr = extra_vars(o["extra-vars"])
     if not ev then print_errors({ eerr }); return runner.EXIT_USAGE end
+    local max_output
+    if o["max-output"] then
+        local n, unit = tostring(o["max-output"]):match("^(%d+)([KkMmGg]?)$")
+        if not n then return usage_error("--max-output takes a size such as 65536, 512K or 8M", "run") end
+        local mult = ({ [""] = 1, k = 1024, m = 1024 * 1024, g = 1024 * 1024 * 1024 })[unit:lower()]
+        max_output = math.tointeger(tonumber(n) * mult)
+        if max_output < 1 then return usage_error("--max-output must be at least 1 byte", "run") end
+    end
     local ssh_password
     if o["ask-pass"] then
         local perr
@@ -277,6 +288,7 @@ local function cmd_run(args)
         accept_new_host_keys = o["accept-new-host-keys"] == true,
         forks = o.forks and math.tointeger(tonumber(o.forks)),
         ssh_password = ssh_password,
+        max_output = max_output,
         known_hosts = o["known-hosts"],
         ssh_config = o["ssh-config"],
     })

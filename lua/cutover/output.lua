@@ -99,6 +99,7 @@ function Text:host_result(ev)
             self:out(indent(msg, "      "))
         end
     end
+    if r.warning then self:out(self:paint("33", "      warning: " .. r.warning)) end
     if status == "failed" or status == "ignored" or self.verbose > 0 then
         if r.stderr and r.stderr ~= "" then self:out(indent(r.stderr, "      stderr: ")) end
         if self.verbose > 0 and r.stdout and r.stdout ~= "" then self:out(indent(r.stdout, "      stdout: ")) end

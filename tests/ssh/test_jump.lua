@@ -46,7 +46,7 @@ T.test("cutover_proxy_jump and ansible_ssh_common_args -J / -o ProxyJump=", func
     local before = tunnels_in_log()
     local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh" },
                     { env = { HOME = d, SSH_AUTH_SOCK = "" } })
-    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
     local ran = T.read(d .. "/ran")
     for _, h in ipairs({ "h1", "h2", "h3" }) do
         T.match(ran, h .. " 127%.0%.0%.%d+ %d+ " .. target.address:gsub("%.", "%%.") .. " " .. target.port, h .. " reached the target")
@@ -68,7 +68,7 @@ Host %s
     local before = tunnels_in_log()
     local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh", "-F", d .. "/ssh_config" },
                     { env = { HOME = d, SSH_AUTH_SOCK = "" } })
-    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
     T.eq(tunnels_in_log() - before, 1, "one tunnel")
 end)
 

@@ -85,7 +85,7 @@ T.test("serial as a percentage and a list; order: reverse_inventory", function()
     - shell: "echo {{ inventory_hostname }} >> %s/ran"
 ]], d))
     local r = run(d)
-    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
     T.contains(r.stdout, "batch 1 of 3: h5\n", "first batch: one host")
     T.contains(r.stdout, "batch 2 of 3: h4, h3\n", "then 50% of 5 = 2")
     T.contains(r.stdout, "batch 3 of 3: h2, h1\n", "the rest")
@@ -100,7 +100,7 @@ T.test("--forks caps hosts running at once", function()
     - shell: "echo start >> %s/log; sleep 0.3; echo end >> %s/log"
 ]], d, d))
     local r = run(d, { "--forks", "2" })
-    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
     local running, peak = 0, 0
     for _, l in ipairs(lines_of(d .. "/log")) do
         running = running + (l == "start" and 1 or -1)
@@ -150,7 +150,7 @@ T.test("the connection drops between steps: re-established transparently", funct
         "(while ! grep -q one %s/log 2>/dev/null; do sleep 0.05; done; " ..
         "%s; touch %s) >/dev/null 2>&1 &", d, srv:kill_sessions_sh(), marker) })
     local r = run(d)
-    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
     T.eq(table.concat(lines_of(d .. "/log"), " "), "one two", "every step ran once")
 end)
 
@@ -207,7 +207,7 @@ T.test("reboot: waits for the host to go down and come back with a new boot id",
           - rb.elapsed >= 2
 ]], req, d))
     local r = run(d, {}, { timeout = 90 })
-    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
     T.match(r.stdout, "changed%s+h1%s+restart", "reboot changed")
     -- sshd was restarted by the helper: record its new pid for cleanup
     srv.pid = (T.read(srv.dir .. "/sshd.pid") or ""):match("%d+")
@@ -247,7 +247,7 @@ T.test("delegate_to localhost and to another host; run_once", function()
       run_once: true
 ]], d, d, d))
     local r = run(d)
-    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
     local c = lines_of(d .. "/controller")
     table.sort(c)
     T.eq(table.concat(c, " "), "h1 h2 h3", "each host's step ran on the controller")
@@ -278,12 +278,82 @@ T.test("copy, template, file and stat over SSH, with check mode exact", function
     T.eq(r.rc, 0, "check exit code: " .. r.stdout)
     T.same_snapshot(before, T.snapshot(d), "check mode over ssh")
     r = run(d)
-    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
     T.eq(T.read(d .. "/f.txt"), "hello\n", "copy")
     T.eq(T.read(d .. "/t.txt"), "host=h1\n", "template")
     T.eq(fs.stat(d .. "/sub/dir").type, "directory", "file")
     r = run(d)
     T.match(r.stdout, "h1%s+%d+%s+0%s+0%s+0%s+0%s+0\n", "second run: nothing changed")
+end)
+
+T.test("a server that accepts TCP but never speaks SSH: the handshake times out", function()
+    local d = S.target(T)
+    local pf = d .. "/silent.port"
+    -- listens (the kernel completes connections) but never accepts or writes
+    local r = T.sh("perl -MIO::Socket::INET -e '" ..
+        "my $s = IO::Socket::INET->new(Listen => 50, LocalAddr => \"127.0.0.1\", LocalPort => 0) or die; " ..
+        "open(my $f, \">\", \"$ARGV[0].tmp\"); print $f $s->sockport; close $f; " ..
+        "rename(\"$ARGV[0].tmp\", $ARGV[0]); sleep 30' " .. pf .. " >/dev/null 2>&1 & echo $!")
+    local pid = r.stdout:match("%d+")
+    local port
+    for _ = 1, 100 do
+        port = (T.read(pf) or ""):match("^%d+$")
+        if port then break end
+        loop.sleep(0.05)
+    end
+    T.ok(port, "silent listener up")
+    T.write(d .. "/inv.yml", "all:\n  hosts:\n    mute: { ansible_host: 127.0.0.1, ansible_port: " .. port ..
+        ", ansible_timeout: 2 }\n")
+    T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - command: 'true'\n")
+    local t0 = loop.now()
+    local out = run(d)
+    T.sh("kill " .. pid)
+    T.eq(out.rc, 1, "exit code")
+    T.ok(loop.now() - t0 < 10, "gave up after the timeout")
+    T.contains(out.stdout, "127.0.0.1:" .. port .. ": timed out while in the SSH handshake", "message")
+end)
+
+T.test("Ctrl-C over SSH: the running step is interrupted, no host or step starts after", function()
+    local d = S.target(T)
+    inventory(d, 2)
+    T.write(d .. "/p.yml", string.format([[
+- hosts: all
+  serial: 1
+  steps:
+    - id: long
+      shell: "touch %s/started-{{ inventory_hostname }}; sleep 30"
+    - id: after
+      shell: "touch %s/after"
+]], d, d))
+    local t0 = loop.now()
+    local r = T.sh(string.format(
+        "HOME=%s SSH_AUTH_SOCK= NO_COLOR=1 %s run %s/p.yml -i %s/inv.yml --known-hosts %s > %s/out 2>&1 & pid=$!; " ..
+        "while [ ! -e %s/started-h1 ]; do sleep 0.05; done; kill -INT $pid; wait $pid; echo rc=$?",
+        d, T.cutover, d, d, srv.known_hosts, d, d))
+    T.eq(r.stdout, "rc=130\n", "exit code")
+    T.ok(loop.now() - t0 < 15, "stopped promptly")
+    local out = T.read(d .. "/out")
+    T.match(out, "interrupted%s+h1%s+long", "the step is reported as interrupted")
+    T.match(out, "h2[^\n]*never started %(interrupted%)", "h2 never started")
+    T.eq(fs.stat(d .. "/after"), nil, "no later step")
+    T.eq(fs.stat(d .. "/started-h2"), nil, "no later host")
+end)
+
+T.test("output over the cap is cut, with a warning, and the command still succeeds", function()
+    local d = S.target(T)
+    inventory(d, 1)
+    T.write(d .. "/p.yml", [[
+- hosts: all
+  steps:
+    - id: big
+      shell: "head -c 100000 /dev/zero | tr '\\0' x; echo done >&2"
+      register: big
+    - assert:
+        that: len(big.stdout) == 1024 and big.stdout_truncated and big.stderr == "done"
+]])
+    local r = run(d, { "--max-output", "1K" })
+    T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
+    T.contains(r.stdout, "warning: stdout cut at the output cap (--max-output)", "warning")
 end)
 
 T.done()

@@ -50,8 +50,9 @@ function M.execute(ctx, args, what, display)
         result.failed = true
         result.msg = "exit code " .. r.rc
     end
-    if r.stdout_truncated then
-        result.msg = (result.msg and result.msg .. "; " or "") .. "stdout cut at the output cap"
+    if r.stdout_truncated or r.stderr_truncated then
+        local which = r.stdout_truncated and (r.stderr_truncated and "stdout and stderr" or "stdout") or "stderr"
+        result.warning = which .. " cut at the output cap (--max-output); the rest was read and dropped"
     end
     return result
 end

@@ -118,7 +118,7 @@ function M.open(name, hostvars, opts)
         kind = (name == "localhost" or name == "127.0.0.1") and "local" or "ssh"
     end
     if kind == "local" then
-        return require("cutover.connection.local").new(name)
+        return require("cutover.connection.local").new(name, opts)
     end
     if kind == "ssh" or kind == "paramiko" or kind == "openssh" then
         local shell = hostvars.ansible_shell_type or "sh"

@@ -10,12 +10,18 @@ Local.__index = Local
 
 local M = {}
 
-function M.new(host)
-    return setmetatable({ host = host, kind = "local" }, Local)
+-- opts.max_output: the cap on each stream of a command (bytes)
+function M.new(host, opts)
+    return setmetatable({ host = host, kind = "local", max_output = opts and opts.max_output }, Local)
 end
 
 -- opts: argv = {...} or shell = "...", stdin, cwd, env, timeout, max_output
-function Local:exec(opts) return proc.run(opts) end
+function Local:exec(opts)
+    if opts.max_output == nil and self.max_output then
+        opts.max_output = self.max_output
+    end
+    return proc.run(opts)
+end
 function Local:read_file(path, max) return fs.read(path, max) end
 function Local:write_file(path, content, mode) return fs.write(path, content, mode) end
 function Local:stat(path, follow) return fs.stat(path, follow) end
