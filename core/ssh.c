@@ -109,15 +109,23 @@ static void free_tunnel(struct ssh_session *s, int i)
     s->tunnels[s->tunnel_count] = NULL;
 }
 
+/*
+ * Frees everything of a session without ever waiting on the peer: a
+ * best-effort goodbye, then the socket is shut down so that every further
+ * libssh2 write or read fails at once (libssh2 would otherwise wait for
+ * channel-close replies that a dead peer, or a tunnel whose pump is not
+ * running, never sends, and give up without freeing).
+ */
 static void close_session(struct ssh_session *s)
 {
     while (s->tunnel_count > 0)
         free_tunnel(s, s->tunnel_count - 1);
-    if (s->sftp != NULL && s->session != NULL) {
-        libssh2_session_set_blocking(s->session, 1);
-        libssh2_session_set_timeout(s->session, 1000);
+    if (s->session != NULL && s->phase == PH_READY)
+        libssh2_session_disconnect(s->session, "cutover done");
+    if (s->fd >= 0)
+        shutdown(s->fd, SHUT_RDWR);
+    if (s->sftp != NULL && s->session != NULL)
         libssh2_sftp_shutdown(s->sftp);
-    }
     s->sftp = NULL;
     if (s->agent != NULL) {
         libssh2_agent_disconnect(s->agent);
@@ -125,11 +133,6 @@ static void close_session(struct ssh_session *s)
         s->agent = NULL;
     }
     if (s->session != NULL) {
-        /* Best effort goodbye, then free without waiting on a dead peer. */
-        libssh2_session_set_timeout(s->session, 1000);
-        if (s->phase == PH_READY)
-            libssh2_session_disconnect(s->session, "cutover done");
-        libssh2_session_set_blocking(s->session, 1);
         libssh2_session_free(s->session);
         s->session = NULL;
     }
