@@ -130,7 +130,7 @@ static int sys_read_secret(lua_State *L)
         quiet = old;
         quiet.c_lflag &= (tcflag_t)~(ECHO | ECHONL);
         quiet.c_lflag |= ICANON;
-        tcsetattr(fd, TCSAFLUSH, &quiet);
+        tcsetattr(fd, TCSANOW, &quiet);  /* keep what was typed ahead */
     } else {
         restored = 1;
     }
@@ -144,7 +144,7 @@ static int sys_read_secret(lua_State *L)
         buf[len++] = c;
     }
     if (!restored)
-        tcsetattr(fd, TCSAFLUSH, &old);
+        tcsetattr(fd, TCSANOW, &old);
     ignored = write(fd, "\n", 1);
     (void)ignored;
     close(fd);

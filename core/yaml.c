@@ -254,6 +254,14 @@ static void push_scalar(lua_State *L, const yaml_event_t *ev)
         lua_pushlstring(L, s, len);
         return;
     }
+    /* Most plain scalars are ordinary words: only these first characters
+     * can start a null, boolean or number. */
+    if (strchr("~nNtTyYoOfF0123456789+-.", s[0]) == NULL || s[0] == '\0') {
+        if (s[0] != '\0') {
+            lua_pushlstring(L, s, len);
+            return;
+        }
+    }
     if (is_one_of(s, nulls))
         lua_pushlightuserdata(L, &yaml_null_marker);
     else if (is_one_of(s, trues))

@@ -356,4 +356,68 @@ T.test("output over the cap is cut, with a warning, and the command still succee
     T.contains(r.stdout, "warning: stdout cut at the output cap (--max-output)", "warning")
 end)
 
+T.test("a channel closed without an exit status is a failure, never exit 0", function()
+    -- OpenSSH's ChannelTimeout closes an idle session channel without
+    -- sending any exit status (libssh2 1.10 would report 0)
+    local quiet = S.start(T, { extra_config = "ChannelTimeout session:*=1" })
+    quiet:trust()
+    local d = S.target(T)
+    T.write(d .. "/inv.yml", string.format(
+        "all:\n  hosts:\n    h1: { ansible_host: %s, ansible_port: %d, ansible_user: %s, ansible_ssh_private_key_file: %s }\n",
+        quiet.address, quiet.port, quiet.user, quiet.key))
+    T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - id: idle\n      command: sleep 4\n")
+    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", quiet.known_hosts },
+                    { env = { HOME = d, SSH_AUTH_SOCK = "" } })
+    T.eq(r.rc, 1, "exit code: " .. r.stdout)
+    T.match(r.stdout, "failed%s+h1%s+idle", "the step failed")
+    T.contains(r.stdout, "ended without an exit status", "says why")
+    quiet:stop()
+end)
+
+T.test("wait_for_connection: waits while sshd is down, then goes on", function()
+    local d = S.target(T)
+    inventory(d, 1)
+    local req = d .. "/down-request"
+    proc.run({ shell = string.format(
+        "(while [ ! -e %s ]; do sleep 0.05; done; %s; kill %s; sleep 2; " ..
+        "/usr/sbin/sshd -f %s -E %s/sshd.log) >/dev/null 2>&1 &",
+        req, srv:kill_sessions_sh(), srv.pid, srv.config, srv.dir) })
+    T.write(d .. "/p.yml", string.format([[
+- hosts: all
+  steps:
+    - shell: "touch %s"
+    - command: "sleep 0.5"
+      ignore_errors: true
+    - id: back
+      wait_for_connection: { timeout: 30, sleep: 0.2 }
+      register: w
+    - assert:
+        that: w.elapsed > 0.5
+]], req))
+    local r = run(d, {}, { timeout = 90 })
+    srv.pid = (T.read(srv.dir .. "/sshd.pid") or ""):match("%d+")
+    T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
+    T.match(r.stdout, "ok%s+h1%s+back", "waited and came back")
+end)
+
+T.test("--ask-pass reads the password on the terminal, without echo", function()
+    local pw = srv:enable_password("tty pass word")
+    pw:trust()
+    local d = S.target(T)
+    T.write(d .. "/inv.yml", string.format(
+        "all:\n  hosts:\n    h1: { ansible_host: %s, ansible_port: %d, ansible_user: %s }\n",
+        pw.address, pw.port, pw.user))
+    T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - command: id -un\n")
+    -- script(1) gives cutover a terminal; the password is typed into it
+    -- once the prompt is up (typed earlier, the terminal would echo it)
+    local r = T.sh(string.format(
+        "cd %s && (sleep 1; printf 'tty pass word\\n') | HOME=%s SSH_AUTH_SOCK= NO_COLOR=1 script -qec " ..
+        "'%s run p.yml -i inv.yml --known-hosts %s -k' /dev/null; echo rc=$?",
+        d, d, T.cutover, pw.known_hosts))
+    T.contains(r.stdout, "SSH password:", "asked")
+    T.not_contains(r.stdout, "tty pass word", "no echo, never printed")
+    T.contains(r.stdout, "rc=0", "logged in with it: " .. r.stdout)
+    pw:stop()
+end)
+
 T.done()

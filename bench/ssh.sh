@@ -1,0 +1,344 @@
+#!/usr/bin/env bash
+# SSH benchmarks: the same workloads, in one invocation, with
+#   1. cutover,
+#   2. ansible-playbook (Debian's ansible-core), configured for speed:
+#      pipelining, ControlMaster with ControlPersist=60s, gather_facts:
+#      false, forks = number of hosts, interpreter discovery off,
+#   3. plain OpenSSH: one ControlMaster connection per host and a loop of
+#      `ssh` commands over it (the practical floor; hosts in parallel).
+# Workloads:
+#   (a) 20 `command: /bin/true` steps on 10 hosts
+#   (b) 50 `command: /bin/true` steps on 1 host
+#   (c) connect plus one step on 200 hosts (forks 200)
+# For each: wall time (median of REPEAT runs, default 3), the ratio to
+# cutover, and the controller's peak RSS (/usr/bin/time -f %M).  Every
+# timed run starts cold: no SSH connection survives from one run to the
+# next (Ansible's persisted masters are closed between runs), so every
+# tool pays its handshakes in every run.
+#
+# The hosts are throwaway sshd servers on loopback (127.0.0.2 ...), one
+# address per host, 16 addresses per sshd, all on one port, logging in as
+# a dedicated user (cutover-bench; see below).  Every tool verifies host
+# keys against the known_hosts file prepared here.  HOME is a temporary folder and
+# SSH_AUTH_SOCK is unset.  Runs as root (sshd).  Never run in CI.
+#
+# usage: bench/ssh.sh [path/to/cutover]   (default build/cutover)
+#   env: REPEAT (3), SKIP_ANSIBLE=1 (leave Ansible out), BENCH_USER
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=$(realpath "${1:-build/cutover}")
+repeat=${REPEAT:-3}
+# The login user.  Not the tests' `cutover-test`: tests/ssh/test_rollout.lua
+# runs `pkill -KILL -f '[s]shd: cutover-test'`, which drops every session of
+# that user on the machine, so a test run at the same time would break the
+# benchmark's connections.  Created the same way (shell /bin/sh, password
+# field '*'); BENCH_USER=cutover-test gives the tests' user.
+user=${BENCH_USER:-cutover-bench}
+nmax=200            # hosts for workload (c); (a) and (b) use the first ones
+per_sshd=16         # ListenAddress lines per sshd
+
+[[ -x "$bin" ]] || { echo "no cutover binary at $bin (build it, or pass its path)" >&2; exit 2; }
+[[ $(id -u) -eq 0 ]] || { echo "bench/ssh.sh runs sshd servers: run it as root" >&2; exit 2; }
+
+if (( $(ulimit -n) < 4096 )); then ulimit -n 4096; fi
+
+apt_install() { # apt_install PACKAGE...: quietly; returns apt-get's status
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1 ||
+        { apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1; }
+}
+[[ -x /usr/bin/time ]] || apt_install time || { echo "/usr/bin/time is missing and the 'time' package would not install" >&2; exit 2; }
+have_ansible=1
+if [[ -n "${SKIP_ANSIBLE:-}" ]]; then
+    have_ansible=0
+elif ! command -v ansible-playbook >/dev/null 2>&1; then
+    apt_install ansible-core || true
+    command -v ansible-playbook >/dev/null 2>&1 || have_ansible=0
+fi
+
+work=$(mktemp -d /tmp/cutover-bench.XXXXXX)
+chmod 755 "$work"              # sshd reads authorized_keys as the user
+mkdir -p "$work/home" "$work/cm" "$work/acp" "$work/logs"
+
+cleanup() {
+    set +e
+    # persisted ControlMasters (the ssh loop's and Ansible's), then the servers
+    local s
+    for s in "$work"/cm/* "$work"/acp/*/*; do
+        [[ -S "$s" ]] && ssh -S "$s" -O exit x >/dev/null 2>&1
+    done
+    for s in "$work"/sshd*/sshd.pid; do
+        [[ -f "$s" ]] && kill "$(cat "$s")" 2>/dev/null
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+export HOME=$work/home
+unset SSH_AUTH_SOCK
+export LANG=C.UTF-8 LC_ALL=C.UTF-8   # Ansible insists on a UTF-8 locale
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.6f", b - a}'; }
+median() { sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "nan"}'; }
+addr_of() { echo "127.0.0.$(($1 + 1))"; }          # host i (1-based) -> 127.0.0.(i+1)
+name_of() { printf 'h%03d' "$1"; }
+
+# --- servers ---------------------------------------------------------------
+mkdir -p /run/sshd
+id -u "$user" >/dev/null 2>&1 ||
+    { useradd --create-home --shell /bin/sh "$user" && usermod -p '*' "$user"; }
+ssh-keygen -q -t ed25519 -N '' -f "$work/host_ed25519" -C bench-host
+ssh-keygen -q -t ed25519 -N '' -f "$work/user_key" -C "$user"
+cp "$work/user_key.pub" "$work/authorized_keys"
+chmod 644 "$work/authorized_keys"
+key=$work/user_key
+kh=$work/known_hosts
+
+port_free() { [[ -z $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
+start_servers() { # start_servers PORT: sshd instances for hosts 1..nmax; 0 if all listen
+    local port=$1 k i first last cfg
+    for ((k = 0; k * per_sshd < nmax; k++)); do
+        first=$((k * per_sshd + 1)); last=$(((k + 1) * per_sshd)); ((last > nmax)) && last=$nmax
+        mkdir -p "$work/sshd$k"
+        cfg=$work/sshd$k/sshd_config
+        {
+            echo "Port $port"
+            for ((i = first; i <= last; i++)); do echo "ListenAddress $(addr_of "$i")"; done
+            echo "HostKey $work/host_ed25519"
+            echo "PidFile $work/sshd$k/sshd.pid"
+            echo "AuthorizedKeysFile $work/authorized_keys"
+            echo "StrictModes no"
+            echo "UsePAM no"
+            echo "PasswordAuthentication no"
+            echo "KbdInteractiveAuthentication no"
+            echo "PubkeyAuthentication yes"
+            echo "MaxStartups 300:30:500"
+            echo "MaxSessions 50"
+            echo "LogLevel ERROR"
+        } > "$cfg"
+        /usr/sbin/sshd -f "$cfg" -E "$work/sshd$k/sshd.log" || return 1
+    done
+    [[ $(ss -Hltn "sport = :$port" | wc -l) -eq $nmax ]]
+}
+stop_servers() {
+    local s
+    for s in "$work"/sshd*/sshd.pid; do [[ -f "$s" ]] && kill "$(cat "$s")" 2>/dev/null; done
+    rm -f "$work"/sshd*/sshd.pid
+    sleep 0.2
+}
+port=
+for _ in 1 2 3 4 5; do
+    p=$((20000 + RANDOM % 20000))
+    port_free "$p" || continue
+    if start_servers "$p"; then port=$p; break; fi
+    stop_servers
+done
+[[ -n $port ]] || { echo "could not start the sshd servers (see $work/sshd*/sshd.log)" >&2; exit 1; }
+
+hostkey=$(awk '{print $1, $2}' "$work/host_ed25519.pub")
+for ((i = 1; i <= nmax; i++)); do echo "[$(addr_of "$i")]:$port $hostkey"; done > "$kh"
+
+# --- inventories and playbooks -------------------------------------------
+inventory() { # inventory FILE N: hosts h001..hN, one address each (cutover and Ansible read it)
+    {
+        echo "all:"
+        echo "  vars:"
+        echo "    ansible_port: $port"
+        echo "    ansible_user: $user"
+        echo "    ansible_ssh_private_key_file: $key"
+        echo "  hosts:"
+        for ((i = 1; i <= $2; i++)); do echo "    $(name_of "$i"): {ansible_host: $(addr_of "$i")}"; done
+    } > "$1"
+}
+inventory "$work/inv1.yml" 1
+inventory "$work/inv10.yml" 10
+inventory "$work/inv200.yml" 200
+
+playbook() { # playbook FILE N cutover|ansible
+    local list=steps i
+    [[ $3 == ansible ]] && list=tasks
+    {
+        echo "- hosts: all"
+        [[ $3 == ansible ]] && echo "  gather_facts: false"
+        echo "  $list:"
+        for ((i = 1; i <= $2; i++)); do
+            echo "    - name: step $i"
+            echo "      command: /bin/true"
+        done
+    } > "$1"
+}
+for n in 1 20 50; do
+    playbook "$work/cut$n.yml" "$n" cutover
+    playbook "$work/ans$n.yml" "$n" ansible
+done
+
+# The key exchange cutover negotiates (libssh2 1.10); OpenSSH's default,
+# sntrup761x25519-sha512, costs ~80 ms of client CPU per connection, which
+# would dominate the 200-host figures of the other two tools.
+kex=curve25519-sha256
+
+cat > "$work/ansible.cfg" <<EOF
+[defaults]
+host_key_checking = True
+gathering = explicit
+interpreter_python = /usr/bin/python3
+retry_files_enabled = False
+nocolor = True
+local_tmp = $work/home/.ansible/tmp
+[ssh_connection]
+pipelining = True
+ssh_args = -o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile=$kh -o StrictHostKeyChecking=yes -o KexAlgorithms=$kex
+EOF
+export ANSIBLE_CONFIG=$work/ansible.cfg
+
+# --- the three tools -------------------------------------------------------
+# Each run_* prints "SECONDS RSS_KB" for one run, or fails with its log.
+fail_run() { echo "FAILED: $1 (exit $2); last lines of its output:" >&2; tail -20 "$3" >&2; }
+
+run_cutover() { # run_cutover PLAYBOOK INVENTORY FORKS
+    local log=$work/logs/cutover.log t0 t1 rc=0
+    t0=$(now)
+    /usr/bin/time -f %M -o "$work/rss" "$bin" run "$1" -i "$2" --forks "$3" --known-hosts "$kh" > "$log" 2>&1 || rc=$?
+    t1=$(now)
+    ((rc == 0)) || { fail_run "cutover run $1 -i $2" "$rc" "$log"; return 1; }
+    echo "$(elapsed "$t0" "$t1") $(tail -1 "$work/rss")"
+}
+
+acp_n=0
+run_ansible() { # run_ansible PLAYBOOK INVENTORY FORKS
+    local log=$work/logs/ansible.log t0 t1 rc=0 dir s
+    acp_n=$((acp_n + 1)); dir=$work/acp/$acp_n; mkdir -p "$dir"
+    t0=$(now)
+    ANSIBLE_SSH_CONTROL_PATH_DIR=$dir /usr/bin/time -f %M -o "$work/rss" \
+        ansible-playbook -i "$2" -f "$3" "$1" > "$log" 2>&1 || rc=$?
+    t1=$(now)
+    # close the persisted masters (untimed) so the next run starts cold
+    for s in "$dir"/*; do [[ -S "$s" ]] && { ssh -S "$s" -O exit x >/dev/null 2>&1 & }; done
+    wait
+    ((rc == 0)) || { fail_run "ansible-playbook -i $2 $1" "$rc" "$log"; return 1; }
+    echo "$(elapsed "$t0" "$t1") $(tail -1 "$work/rss")"
+}
+
+ssh_opts=(-o KexAlgorithms="$kex" -o BatchMode=yes -o IdentitiesOnly=yes -i "$key" -o UserKnownHostsFile="$kh"
+          -o StrictHostKeyChecking=yes -p "$port" -l "$user")
+ssh_host() { # ssh_host I STEPS [RSSFILE]: master, STEPS commands over it, close
+    local a cp j
+    a=$(addr_of "$1"); cp=$work/cm/$1
+    ssh "${ssh_opts[@]}" -o ControlMaster=yes -o ControlPath="$cp" -fN "$a" || return 1
+    for ((j = 0; j < $2; j++)); do ssh "${ssh_opts[@]}" -o ControlPath="$cp" "$a" /bin/true || return 1; done
+    if [[ -n ${3:-} ]]; then  # untimed RSS run: the master's peak, and one mux client's
+        local pid
+        pid=$(ssh -S "$cp" -O check x 2>&1 | sed -n 's/.*pid=\([0-9]*\).*/\1/p')
+        awk '/^VmHWM/ {print $2}' "/proc/$pid/status" > "$3.master"
+        /usr/bin/time -f %M -o "$3.client" ssh "${ssh_opts[@]}" -o ControlPath="$cp" "$a" /bin/true
+    fi
+    ssh -S "$cp" -O exit x 2>/dev/null
+}
+ssh_loop() { # ssh_loop HOSTS STEPS [RSSDIR]
+    local i rc=0
+    local pids=() p
+    for ((i = 1; i <= $1; i++)); do ssh_host "$i" "$2" ${3:+"$3/$i"} & pids+=($!); done
+    for p in "${pids[@]}"; do wait "$p" || rc=1; done
+    return $rc
+}
+run_ssh() { # run_ssh HOSTS STEPS
+    local t0 t1 rc=0
+    t0=$(now)
+    ssh_loop "$1" "$2" > "$work/logs/ssh.log" 2>&1 || rc=$?
+    t1=$(now)
+    ((rc == 0)) || { fail_run "ssh loop ($1 hosts, $2 steps)" "$rc" "$work/logs/ssh.log"; return 1; }
+    echo "$(elapsed "$t0" "$t1") -"
+}
+ssh_rss() { # ssh_rss HOSTS STEPS: KB, the masters' peaks plus one mux client per host
+    local d=$work/rss_ssh
+    rm -rf "$d"; mkdir -p "$d"
+    ssh_loop "$1" "$2" "$d" > "$work/logs/ssh.log" 2>&1 || { echo n/a; return; }
+    cat "$d"/*.master "$d"/*.client | awk '{s += $1} END {print s}'
+}
+
+measure() { # measure TOOL ARGS...: "median_seconds median_rss" over $repeat runs
+    local r out=$work/samples
+    : > "$out"
+    for ((r = 0; r < repeat; r++)); do "$@" >> "$out" || { echo "FAILED FAILED"; return 0; }; done
+    echo "$(awk '{print $1}' "$out" | median) $(awk '{print $2}' "$out" | median)"
+}
+
+# --- report --------------------------------------------------------------
+echo "cutover SSH benchmarks ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, REPEAT=$repeat)"
+echo "cutover: $bin ($("$bin" --version))"
+if ((have_ansible)); then
+    echo "ansible: $(ansible-playbook --version | head -1) (pipelining, ControlMaster auto, ControlPersist=60s, gather_facts: false, forks = hosts, strategy linear)"
+else
+    echo "ansible: skipped: ansible-playbook not available"
+fi
+echo "ssh:     $(ssh -V 2>&1) (one ControlMaster per host; hosts in parallel)"
+echo "kex:     $kex for all three (what cutover's libssh2 negotiates); host keys verified by all three"
+echo "hosts:   $nmax sshd listeners on 127.0.0.2-$(addr_of $nmax) port $port ($(( (nmax + per_sshd - 1) / per_sshd )) sshd processes), user $user"
+echo "times:   median wall time of $repeat cold runs (connections included); RSS: median peak RSS of the controller"
+echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) at start (servers and controllers share the $(nproc) cores)"
+
+# sanity: each tool once, 1 step on 1 host (also warms caches)
+run_cutover "$work/cut1.yml" "$work/inv1.yml" 1 > /dev/null
+((have_ansible)) && { run_ansible "$work/ans1.yml" "$work/inv1.yml" 1 > /dev/null || have_ansible=0; }
+run_ssh 1 1 > /dev/null
+
+row() { # row LABEL SECONDS RSS CUTOVER_SECONDS
+    awk -v l="$1" -v t="$2" -v m="$3" -v c="$4" 'BEGIN {
+        if (t !~ /^[0-9.]+$/) { printf "  %-26s %11s %10s\n", l, "FAILED", "-"; exit }
+        if (c !~ /^[0-9.]+$/ || c == 0) printf "  %-26s %9.3f s %10s   %s\n", l, t, "-", m
+        else printf "  %-26s %9.3f s %9.2fx   %s\n", l, t, t / c, m
+    }'
+}
+header() { printf "  %-26s %11s %10s   %s\n" "tool" "wall" "vs cutover" "peak RSS"; }
+
+declare -A T M
+workload() { # workload ID TITLE HOSTS STEPS
+    local id=$1 hosts=$3 steps=$4 r
+    echo
+    echo "($id) $2"
+    header
+    r=$(measure run_cutover "$work/cut$steps.yml" "$work/inv$hosts.yml" "$hosts")
+    T[$id.cut]=${r% *}; M[$id.cut]=${r#* }
+    row "cutover" "${T[$id.cut]}" "${M[$id.cut]} KB" "${T[$id.cut]}"
+    if ((have_ansible)); then
+        r=$(measure run_ansible "$work/ans$steps.yml" "$work/inv$hosts.yml" "$hosts")
+        T[$id.ans]=${r% *}; M[$id.ans]=${r#* }
+        row "ansible-playbook" "${T[$id.ans]}" "${M[$id.ans]} KB (largest process)" "${T[$id.cut]}"
+    else
+        printf "  %-26s skipped: ansible-playbook not available\n" "ansible-playbook"
+    fi
+    r=$(measure run_ssh "$hosts" "$steps")
+    T[$id.ssh]=${r% *}
+    M[$id.ssh]=$(ssh_rss "$hosts" "$steps")
+    local sl="${M[$id.ssh]}"; [[ $sl =~ ^[0-9]+$ ]] && sl="$sl KB (sum)"
+    row "ssh ControlMaster loop" "${T[$id.ssh]}" "$sl" "${T[$id.cut]}"
+}
+goal_ansible() { # goal_ansible ID
+    if ((have_ansible)); then
+        awk -v a="${T[$1.ans]}" -v c="${T[$1.cut]}" 'BEGIN {
+            printf "  goal: cutover >= 20x faster than Ansible:  %.1fx  %s\n", a / c, (a / c >= 20) ? "MET" : "NOT MET" }'
+    else
+        echo "  goal: cutover >= 20x faster than Ansible:  not measured (ansible-playbook not available)"
+    fi
+}
+
+workload a "20 command steps x 10 hosts" 10 20
+goal_ansible a
+workload b "50 command steps x 1 host" 1 50
+goal_ansible b
+awk -v c="${T[b.cut]}" -v s="${T[b.ssh]}" 'BEGIN {
+    printf "  goal: cutover within 1.5x of the ControlMaster floor:  %.2fx  %s\n", c / s, (c / s <= 1.5) ? "MET" : "NOT MET" }'
+workload c "connect + 1 command step x 200 hosts (forks 200)" 200 1
+r=$(measure run_cutover "$work/cut1.yml" "$work/inv1.yml" 1)
+rss1=${r#* }
+awk -v m="${M[c.cut]}" -v m1="$rss1" -v n="$nmax" 'BEGIN {
+    printf "  cutover peak RSS, same playbook on 1 host: %d KB\n", m1
+    printf "  goal: <= 128 KB controller memory per connected host:\n"
+    printf "    RSS%d / %d           = %7.1f KB per host  %s\n", n, n, m / n, (m / n <= 128) ? "MET" : "NOT MET"
+    printf "    (RSS%d - RSS1) / %d  = %7.1f KB per host  %s\n", n, n - 1, (m - m1) / (n - 1), ((m - m1) / (n - 1) <= 128) ? "MET" : "NOT MET"
+}'
+echo
+echo "ansible peak RSS is one process's (the largest: /usr/bin/time reports the maximum of the"
+echo "process tree, not its sum); ssh loop RSS is the ControlMasters' VmHWM plus one mux client per host"
+echo "(shared library pages counted once per process).  Load at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
