@@ -281,52 +281,7 @@ local function ini_value(name, raw, quoted)
 end
 M.ini_value = ini_value
 
--- Words of a host line, as a shell would split them: quotes group and are
--- removed, a backslash escapes the next character, a word starting with #
--- ends the line.  Returns { {text=, quoted=} ... } | nil, message.
-local function ini_words(s)
-    local words = {}
-    local i, n = 1, #s
-    while i <= n do
-        local c = s:sub(i, i)
-        if c:match("%s") then
-            i = i + 1
-        elseif c == "#" then
-            break
-        else
-            local buf, quoted = {}, false
-            while i <= n do
-                c = s:sub(i, i)
-                if c:match("%s") then break end
-                if c == '"' or c == "'" then
-                    local j, part = i + 1, {}
-                    while true do
-                        local d = s:sub(j, j)
-                        if d == "" then return nil, "unclosed quote " .. c end
-                        if d == c then break end
-                        if d == "\\" and c == '"' and j < n then
-                            j = j + 1
-                            d = s:sub(j, j)
-                        end
-                        part[#part + 1] = d
-                        j = j + 1
-                    end
-                    buf[#buf + 1] = table.concat(part)
-                    quoted = true
-                    i = j + 1
-                elseif c == "\\" and i < n then
-                    buf[#buf + 1] = s:sub(i + 1, i + 1)
-                    i = i + 2
-                else
-                    buf[#buf + 1] = c
-                    i = i + 1
-                end
-            end
-            words[#words + 1] = { text = table.concat(buf), quoted = quoted }
-        end
-    end
-    return words
-end
+local ini_words = util.config_words
 
 local function is_var_name(s) return s:match("^[%a_][%w_]*$") ~= nil end
 
@@ -747,9 +702,7 @@ function Inventory:group_layers(hostname)
     return layers
 end
 
-local function glob_to_pattern(glob)
-    return "^" .. glob:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", ".*"):gsub("%?", ".") .. "$"
-end
+local glob_to_pattern = util.glob_pattern
 
 -- Hosts matching one term (a name, a group, a glob, "all").
 function Inventory:match_term(term)

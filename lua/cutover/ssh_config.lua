@@ -23,6 +23,7 @@
 --   (a field is nil when the configuration does not set it)
 local fs = require("cutover.core.fs")
 local sys = require("cutover.core.sys")
+local util = require("cutover.util")
 
 local M = {}
 
@@ -44,45 +45,15 @@ local TOKENS = {
     identityfile = { d = true, u = true, h = true, r = true, p = true, n = true, ["%"] = true },
 }
 
--- Splits the arguments of a line into words: quotes group and are
--- removed, a backslash escapes the next character, an unquoted word
--- starting with # ends the line.  Returns words | nil, message.
+-- The arguments of a line as words (util.config_words, text only).
 local function split_words(s)
-    local words = {}
-    local i, n = 1, #s
-    while i <= n do
-        local c = s:sub(i, i)
-        if c:match("%s") then
-            i = i + 1
-        elseif c == "#" then
-            break
-        else
-            local buf = {}
-            while i <= n do
-                c = s:sub(i, i)
-                if c:match("%s") then break end
-                if c == '"' or c == "'" then
-                    local close = s:find(c, i + 1, true)
-                    if not close then return nil, "unterminated quote" end
-                    buf[#buf + 1] = s:sub(i + 1, close - 1)
-                    i = close + 1
-                elseif c == "\\" and i < n then
-                    buf[#buf + 1] = s:sub(i + 1, i + 1)
-                    i = i + 2
-                else
-                    buf[#buf + 1] = c
-                    i = i + 1
-                end
-            end
-            words[#words + 1] = table.concat(buf)
-        end
-    end
+    local words, err = util.config_words(s)
+    if not words then return nil, err end
+    for i, w in ipairs(words) do words[i] = w.text end
     return words
 end
 
-local function glob_to_pattern(glob)
-    return "^" .. glob:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", ".*"):gsub("%?", ".") .. "$"
-end
+local glob_to_pattern = util.glob_pattern
 
 -- Host patterns: true when some positive pattern matches and no
 -- negated one does (a line of only negations matches nothing).

@@ -164,4 +164,58 @@ function M.trim(s)
     return (s:gsub("^%s+", ""):gsub("%s+$", ""))
 end
 
+-- Words of a configuration line (INI inventory host lines, ssh_config):
+-- whitespace separates, ' and " group and are removed (inside "..." a
+-- backslash escapes the next character), a backslash outside quotes
+-- escapes the next character, a word starting with # ends the line.
+-- Returns { {text=, quoted=} ... } | nil, "unclosed quote X".
+function M.config_words(s)
+    local words = {}
+    local i, n = 1, #s
+    while i <= n do
+        local c = s:sub(i, i)
+        if c:match("%s") then
+            i = i + 1
+        elseif c == "#" then
+            break
+        else
+            local buf, quoted = {}, false
+            while i <= n do
+                c = s:sub(i, i)
+                if c:match("%s") then break end
+                if c == '"' or c == "'" then
+                    local j, part = i + 1, {}
+                    while true do
+                        local d = s:sub(j, j)
+                        if d == "" then return nil, "unclosed quote " .. c end
+                        if d == c then break end
+                        if d == "\\" and c == '"' and j < n then
+                            j = j + 1
+                            d = s:sub(j, j)
+                        end
+                        part[#part + 1] = d
+                        j = j + 1
+                    end
+                    buf[#buf + 1] = table.concat(part)
+                    quoted = true
+                    i = j + 1
+                elseif c == "\\" and i < n then
+                    buf[#buf + 1] = s:sub(i + 1, i + 1)
+                    i = i + 2
+                else
+                    buf[#buf + 1] = c
+                    i = i + 1
+                end
+            end
+            words[#words + 1] = { text = table.concat(buf), quoted = quoted }
+        end
+    end
+    return words
+end
+
+-- A shell-style glob ('*', '?') as an anchored Lua pattern.
+function M.glob_pattern(glob)
+    return "^" .. glob:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", ".*"):gsub("%?", ".") .. "$"
+end
+
 return M

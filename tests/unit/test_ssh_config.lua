@@ -240,7 +240,7 @@ T.test("errors name FILE:LINE", function()
         { "IdentityFile ~/.ssh/%x\n", "1: IdentityFile: unknown token '%x' in '~/.ssh/%x'" },
         { "HostName %r.example.com\n", "1: HostName: unknown token '%r' in '%r.example.com'" },
         { "HostName web%\n", "1: HostName: '%' at the end of 'web%'" },
-        { "User \"open\n", "1: User: unterminated quote" },
+        { "User \"open\n", "1: User: unclosed quote \"" },
         { "ProxyJump a,b\n", "1: ProxyJump: several hops are not supported (one [user@]host[:port])" },
         { "ProxyJump a:port\n", "1: ProxyJump: bad port in 'a:port'" },
         { "ProxyJump a:99999\n", "1: ProxyJump: bad port in 'a:99999'" },
