@@ -117,22 +117,25 @@ function Loader:step_id(step, label, src, t)
     return nil, false
 end
 
+-- where: a function giving the step's position (computed only for an
+-- error: formatting it for every step of a large playbook costs).
 function Loader:claim_id(id, explicit, where, label, from_name)
     if not id then return end
     local prev = self.ids[id]
     if prev then
-        if explicit and prev.explicit and from_name then
-            self:err(where, label .. ": its name gives the step id '" .. id .. "', already used at " .. prev.where .. "; rename the step or give it an 'id:'")
+        -- ids taken by name or id: the first one's where(); others: true
+        if explicit and prev ~= true and from_name then
+            self:err(where(), label .. ": its name gives the step id '" .. id .. "', already used at " .. prev() .. "; rename the step or give it an 'id:'")
             return id
-        elseif explicit and prev.explicit then
-            self:err(where, label .. ": duplicate step id '" .. id .. "' (first used at " .. prev.where .. "); step ids must be unique")
+        elseif explicit and prev ~= true then
+            self:err(where(), label .. ": duplicate step id '" .. id .. "' (first used at " .. prev() .. "); step ids must be unique")
             return id
         end
         local n = 2
         while self.ids[id .. "-" .. n] do n = n + 1 end
         id = id .. "-" .. n
     end
-    self.ids[id] = { explicit = explicit, where = where }
+    self.ids[id] = explicit and where or true
     return id
 end
 
@@ -151,15 +154,18 @@ local function is_str_list(v)
 end
 
 -- Normalises one step table; returns the step or nil.
--- at: the position of the item in its list (a scalar has none of its own)
-function Loader:step(src, t, inherited_tags, in_handlers, at)
-    local where = type(t) == "table" and src:at(t) or at or src.path
+-- list, index: where the step sits (a scalar step has no position of its own)
+function Loader:step(src, t, inherited_tags, in_handlers, list, index)
+    local function where()
+        if type(t) == "table" then return src:at(t) end
+        return list and src:at(list, index) or src.path
+    end
     if type(t) ~= "table" or util.is_list(t) and next(t) ~= nil then
-        self:err(where, "a step must be a mapping of keywords and one action")
+        self:err(where(), "a step must be a mapping of keywords and one action")
         return nil
     end
     local label = step_label(t)
-    local step = { where = where, raw = t, source = src }
+    local step = { raw = t, source = src }
     local action_name
     local had_unknown = false
     for _, k in ipairs(util.sorted_keys(t)) do
@@ -251,7 +257,7 @@ function Loader:step(src, t, inherited_tags, in_handlers, at)
         end
         if not action_name then
             if had_unknown then return nil end
-            self:err(where, label .. ": no action given" .. (t.name and "" or " (a step needs one action such as 'command:')"))
+            self:err(where(), label .. ": no action given" .. (t.name and "" or " (a step needs one action such as 'command:')"))
             return nil
         end
         step.action = action_name
@@ -295,7 +301,7 @@ function Loader:steps(src, parent, key, tags, in_handlers, label)
     end
     local out = {}
     for i, t in ipairs(list) do
-        local s = self:step(src, t, tags, in_handlers, src:at(list, i))
+        local s = self:step(src, t, tags, in_handlers, list, i)
         if s then out[#out + 1] = s end
     end
     return out
