@@ -31,6 +31,8 @@ S.sh = sh
 local Server = {}
 Server.__index = Server
 
+-- Ports are drawn from 20000-32000, below Linux's ephemeral range, so a
+-- test's listener never collides with another test's outgoing connection.
 -- opts: address (127.0.0.1), port (random), host_key_types ({"ed25519"}),
 --       user_key_type ("ed25519"), extra_config (text), password_auth,
 --       no_sftp (no SFTP subsystem), log_level (VERBOSE)
@@ -59,7 +61,7 @@ function S.start(T, opts)
     self.opts = opts
     self.config = dir .. "/sshd_config"
     self.host_keys = host_keys
-    self:write_config(opts.port or (20000 + math.random(0, 20000)))
+    self:write_config(opts.port or (20000 + math.random(0, 12000)))
     self:launch()
     running[#running + 1] = self
     return self
@@ -105,7 +107,7 @@ function Server:launch()
     for attempt = 1, 5 do
         local r = assert(proc.run({ argv = { "/usr/sbin/sshd", "-f", self.config, "-E", self.dir .. "/sshd.log" }, timeout = 30 }))
         if r.rc == 0 then
-            local deadline = loop.now() + 10
+            local deadline = loop.now() + 30
             while loop.now() < deadline do
                 if net.probe_tcp(self.address, self.port, 1) then
                     self.pid = (fs.read(self.dir .. "/sshd.pid") or ""):match("%d+")
@@ -113,10 +115,11 @@ function Server:launch()
                 end
                 loop.sleep(0.05)
             end
-            error("sshd did not start listening on " .. self.address .. ":" .. self.port)
+            error("sshd did not start listening on " .. self.address .. ":" .. self.port ..
+                  "; its log: " .. (fs.read(self.dir .. "/sshd.log") or "(none)"))
         end
         -- most likely the port was taken: try another
-        self:write_config(20000 + math.random(0, 20000))
+        self:write_config(20000 + math.random(0, 12000))
     end
     error("sshd would not start; see " .. self.dir .. "/sshd.log")
 end
@@ -173,7 +176,7 @@ end
 -- A loopback port nothing listens on (checked just now).
 function S.closed_port()
     for _ = 1, 100 do
-        local p = 20000 + math.random(0, 20000)
+        local p = 20000 + math.random(0, 12000)
         if not net.probe_tcp("127.0.0.1", p, 1) then return p end
     end
     error("no closed port found")
