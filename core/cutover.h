@@ -51,5 +51,7 @@ int luaopen_cutover_sandbox(lua_State *L);
 int luaopen_cutover_sys(lua_State *L);
 int luaopen_cutover_net(lua_State *L);
 int luaopen_cutover_ssh(lua_State *L);
+int luaopen_cutover_vault(lua_State *L);
+int luaopen_cutover_journal(lua_State *L);
 
 #endif

@@ -124,6 +124,8 @@ static const luaL_Reg host_c_modules[] = {
     {"cutover.core.sys", luaopen_cutover_sys},
     {"cutover.core.net", luaopen_cutover_net},
     {"cutover.core.ssh", luaopen_cutover_ssh},
+    {"cutover.core.vault", luaopen_cutover_vault},
+    {"cutover.core.journal", luaopen_cutover_journal},
     {NULL, NULL}
 };
 

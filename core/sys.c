@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
@@ -153,7 +154,36 @@ static int sys_read_secret(lua_State *L)
     return 1;
 }
 
+/*
+ * sys.alive(pid) -> true when a process with that pid exists (it may
+ * belong to another user); false when none does.
+ */
+static int sys_alive(lua_State *L)
+{
+    pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+
+    lua_pushboolean(L, pid > 0 && (kill(pid, 0) == 0 || errno == EPERM));
+    return 1;
+}
+
+/* sys.kill(pid, signal) -> true | nil, message (tests, fault injection) */
+static int sys_kill(lua_State *L)
+{
+    pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+    int sig = (int)luaL_checkinteger(L, 2);
+
+    if (kill(pid, sig) != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, strerror(errno));
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static const luaL_Reg sys_funcs[] = {
+    {"alive", sys_alive},
+    {"kill", sys_kill},
     {"read_secret", sys_read_secret},
     {"uname", sys_uname},
     {"user", sys_user},

@@ -7,6 +7,7 @@ local actions = require("cutover.actions")
 local runner = require("cutover.runner")
 local docs = require("cutover.docs")
 local util = require("cutover.util")
+local redact = require("cutover.redact")
 
 local M = {}
 
@@ -23,6 +24,37 @@ Exit codes:
   130  interrupted (Ctrl-C or SIGTERM)]]
 
 local HELP = {
+    history = [[
+usage: cutover history [--journal FILE] [--format text|json] [-n N]
+
+Lists the runs recorded in the journal, newest first.]],
+    show = [[
+usage: cutover show RUN [--journal FILE] [--format text|json]
+
+A run's timeline: each host's steps with status, duration and notes, and
+the run's events (resumes, approvals, steps marked done).]],
+    resume = [[
+usage: cutover resume [RUN] [--mark-done STEP]... [--retry STEP]...
+                      [--accept-changed] [--journal FILE] [--format text|json] [-v]
+
+Continues RUN (default: the latest unfinished run) with the variables,
+registered results and options it had.  Steps done before are not run
+again; hosts that finished are not touched.  A step that was in flight
+when the controller died runs again only when it is idempotent; otherwise
+its host stops and says what to check, and you decide:
+  --mark-done STEP   it took effect: record it as done and go on
+  --retry STEP       it did not: run it again
+A finished step whose definition changed since the run is refused
+(exit 3) unless --accept-changed.]],
+    unlock = [[
+usage: cutover unlock HOST [--journal FILE]
+
+Breaks the lock a run left on HOST, after checking that the controller
+that held it is gone.]],
+    abort = [[
+usage: cutover abort RUN [--journal FILE]
+
+Ends a parked, failed or interrupted run for good and unlocks its hosts.]],
     main = [[
 usage: cutover COMMAND [OPTIONS]
 
@@ -33,7 +65,13 @@ Commands:
   lint PLAYBOOK      load and validate a playbook; run nothing
   modules            list the actions a step can use
   doc ACTION         an action's arguments, results and check-mode behaviour
+  history            the runs recorded in the journal
+  show RUN           a run's timeline, host by host
+  resume [RUN]       continue an unfinished run
+  unlock HOST        break a lock whose controller is gone
+  abort RUN          end an unfinished run for good
   inventory          show an inventory: --list (JSON), --graph, --host HOST
+  vault              secrets for playbooks: set NAME, list, rm NAME
 
 Options:
   -h, --help         help (also: cutover COMMAND --help)
@@ -61,8 +99,13 @@ Options:
   -f, --forks N            at most N hosts at once (default 50)
   -k, --ask-pass           ask once for the SSH password (no echo), used for
                            hosts without ansible_password
+      --vault FILE         the secrets vault {{ secret.NAME }} reads (default
+                           $CUTOVER_VAULT, else $XDG_DATA_HOME/cutover/vault)
       --max-output SIZE    cap on each command's stdout and stderr (default
                            8M); what goes past it is read and dropped
+      --journal FILE       the run journal (default
+                           $XDG_STATE_HOME/cutover/journal.db)
+      --no-journal         record nothing (no resume, no host locks)
   -v, --verbose            more output (stdout of commands); repeatable
       --known-hosts FILE   known_hosts file for SSH hosts (default ~/.ssh/known_hosts)
       --accept-new-host-keys
@@ -94,6 +137,23 @@ Loads INVENTORY as `run` would (YAML or INI file, folder, host list
   --graph       the group tree (from GROUP, default all)
   --host HOST   one host's variables as JSON
 Without -i: localhost.  Exit 2 on an invalid inventory.]],
+    vault = [[
+usage: cutover vault set NAME [--vault FILE]
+       cutover vault list [--vault FILE]
+       cutover vault rm NAME [--vault FILE]
+
+The secrets playbooks read as {{ secret.NAME }}, encrypted at rest
+(Argon2id, XChaCha20-Poly1305; see docs/security.md).
+  set NAME    store a value: asked without echo on a terminal, else read
+              from stdin (one trailing newline dropped); creates the vault
+  list        the names, never the values
+  rm NAME     remove one
+NAME: letters, digits and _, not starting with a digit.  The vault:
+--vault FILE, else $CUTOVER_VAULT, else $XDG_DATA_HOME/cutover/vault.
+The passphrase: the first line of the file $CUTOVER_VAULT_PASSWORD_FILE
+names, else asked on the terminal (twice for a new vault).
+Exit 0 done, 1 wrong vault passphrase or a damaged or unwritable vault,
+2 usage (or nothing to ask the passphrase on).]],
     doc = [[
 usage: cutover doc ACTION [--format text|markdown]
        cutover doc --all [--format text|markdown]
@@ -102,7 +162,7 @@ Shows an action's arguments, return values and check-mode behaviour.]],
 }
 
 local function usage_error(msg, cmd)
-    io.stderr:write("cutover: " .. msg .. "\n")
+    io.stderr:write("cutover: " .. redact.text(msg) .. "\n")
     io.stderr:write("Try 'cutover " .. (cmd and cmd .. " " or "") .. "--help'.\n")
     return runner.EXIT_USAGE
 end
@@ -116,8 +176,9 @@ local RUN_OPTS = {
     ["accept-new-host-keys"] = {}, ["known-hosts"] = { nil, true },
     ["ssh-config"] = { "F", true },
     forks = { "f", true },
-    ["ask-pass"] = { "k" },
+    ["ask-pass"] = { "k" }, vault = { nil, true },
     ["max-output"] = { nil, true },
+    journal = { nil, true }, ["no-journal"] = {},
 }
 local LINT_OPTS = { inventory = { "i", true }, help = { "h" } }
 local INVENTORY_OPTS = { inventory = { "i", true }, list = {}, graph = {}, host = { nil, true }, help = { "h" } }
@@ -193,7 +254,7 @@ local function parse(args, spec)
 end
 
 local function print_errors(errs)
-    for _, e in ipairs(errs) do io.stderr:write(e, "\n") end
+    for _, e in ipairs(errs) do io.stderr:write(redact.text(e), "\n") end
 end
 
 -- -e values: NAME=VALUE (text), @FILE (YAML mapping), or inline YAML/JSON.
@@ -241,46 +302,55 @@ local function load_inventory(path)
     return inv
 end
 
-local function cmd_run(args)
-    local o, pos = parse(args, RUN_OPTS)
-    if not o then return usage_error(pos, "run") end
-    if o.help then print(HELP.run); return 0 end
-    if #pos ~= 1 then return usage_error("run needs exactly one PLAYBOOK", "run") end
-    if o.forks and not (math.tointeger(tonumber(o.forks)) and tonumber(o.forks) >= 1) then
-        return usage_error("--forks must be a whole number of at least 1", "run")
-    end
-    if o.format and o.format ~= "text" and o.format ~= "json" then
-        return usage_error("--format must be text or json", "run")
-    end
-    local book, errs = playbook.load(pos[1])
-    if not book then print_errors(errs); return runner.EXIT_USAGE end
+-- Options of `run` that decide what a run does; they are recorded in the
+-- journal so that `resume` continues with the same ones.
+local RECORDED = { "inventory", "limit", "tags", "skip-tags", "forks", "known-hosts",
+                   "accept-new-host-keys", "ssh-config", "max-output", "check", "diff" }
+
+local function file_digest(path)
+    if not path then return nil end
+    local ok, d = pcall(require("cutover.core.fs").sha256, path)
+    return ok and d or nil
+end
+
+-- Loads what a run needs from parsed options o and the playbook path.
+-- Returns book, inventory, runner options | nil, exit code.
+local function prepare_run(o, book_path, ev)
+    local book, errs = playbook.load(book_path)
+    if not book then print_errors(errs); return nil, runner.EXIT_USAGE end
     local inv, ierr = load_inventory(o.inventory)
-    if not inv then print_errors({ ierr }); return runner.EXIT_USAGE end
-    local ev, eerr = extra_vars(o["extra-vars"])
-    if not ev then print_errors({ eerr }); return runner.EXIT_USAGE end
+    if not inv then print_errors({ ierr }); return nil, runner.EXIT_USAGE end
     local max_output
     if o["max-output"] then
         local n, unit = tostring(o["max-output"]):match("^(%d+)([KkMmGg]?)$")
-        if not n then return usage_error("--max-output takes a size such as 65536, 512K or 8M", "run") end
+        if not n then return nil, usage_error("--max-output takes a size such as 65536, 512K or 8M", "run") end
         local mult = ({ [""] = 1, k = 1024, m = 1024 * 1024, g = 1024 * 1024 * 1024 })[unit:lower()]
         max_output = math.tointeger(tonumber(n) * mult)
-        if max_output < 1 then return usage_error("--max-output must be at least 1 byte", "run") end
+        if max_output < 1 then return nil, usage_error("--max-output must be at least 1 byte", "run") end
     end
     local ssh_password
     if o["ask-pass"] then
         local perr
         ssh_password, perr = require("cutover.core.sys").read_secret("SSH password: ")
         if not ssh_password then
-            return usage_error("--ask-pass: " .. perr .. " (the password is never read from arguments)", "run")
+            return nil, usage_error("--ask-pass: " .. perr .. " (the password is never read from arguments)", "run")
         end
     end
     local limit, lerr = inventory.limit_pattern(o.limit)
-    if lerr then print_errors({ lerr }); return runner.EXIT_USAGE end
+    if lerr then print_errors({ lerr }); return nil, runner.EXIT_USAGE end
     if o["ssh-config"] then
         local sc, serr = require("cutover.ssh_config").load(o["ssh-config"])
-        if not sc then print_errors({ serr }); return runner.EXIT_USAGE end
+        if not sc then print_errors({ serr }); return nil, runner.EXIT_USAGE end
     end
-    return runner.run(book, inv, {
+    local journal
+    if not o["no-journal"] then
+        local jerr
+        journal, jerr = require("cutover.journal").open(o.journal)
+        if not journal then print_errors({ "cutover: " .. jerr }); return nil, runner.EXIT_USAGE end
+    end
+    local record = {}
+    for _, k in ipairs(RECORDED) do record[k] = o[k] end
+    return book, inv, {
         check = o.check == true, diff = o.diff == true, limit = limit,
         tags = split_set(o.tags), skip_tags = split_set(o["skip-tags"]),
         start_at = o["start-at"], extra_vars = ev, format = o.format or "text",
@@ -291,7 +361,36 @@ local function cmd_run(args)
         max_output = max_output,
         known_hosts = o["known-hosts"],
         ssh_config = o["ssh-config"],
-    })
+        vault = o.vault,
+        journal = journal,
+        record_options = record,
+        playbook_digest = file_digest(book_path),
+        inventory_path = o.inventory,
+        inventory_digest = file_digest(o.inventory),
+    }
+end
+
+local function check_run_options(o, cmd)
+    if o.forks and not (math.tointeger(tonumber(o.forks)) and tonumber(o.forks) >= 1) then
+        return usage_error("--forks must be a whole number of at least 1", cmd)
+    end
+    if o.format and o.format ~= "text" and o.format ~= "json" then
+        return usage_error("--format must be text or json", cmd)
+    end
+end
+
+local function cmd_run(args)
+    local o, pos = parse(args, RUN_OPTS)
+    if not o then return usage_error(pos, "run") end
+    if o.help then print(HELP.run); return 0 end
+    if #pos ~= 1 then return usage_error("run needs exactly one PLAYBOOK", "run") end
+    local bad = check_run_options(o, "run")
+    if bad then return bad end
+    local ev, eerr = extra_vars(o["extra-vars"])
+    if not ev then print_errors({ eerr }); return runner.EXIT_USAGE end
+    local book, inv, opts = prepare_run(o, pos[1], ev)
+    if not book then return inv end
+    return runner.run(book, inv, opts)
 end
 
 local function cmd_lint(args)
@@ -357,7 +456,100 @@ local function cmd_inventory(args)
     return 0
 end
 
-local COMMANDS = { run = cmd_run, lint = cmd_lint, modules = cmd_modules, doc = cmd_doc, inventory = cmd_inventory }
+local JOURNAL_OPTS = { journal = { nil, true }, format = { nil, true }, help = { "h" },
+                       limit = { "n", true } }
+local RESUME_OPTS = {
+    journal = { nil, true }, format = { nil, true }, verbose = { "v", false, true },
+    help = { "h" }, ["mark-done"] = { nil, true, true }, retry = { nil, true, true },
+    ["accept-changed"] = {}, forks = { "f", true }, ["ask-pass"] = { "k" },
+    ["known-hosts"] = { nil, true }, ["accept-new-host-keys"] = {},
+}
+
+local function open_journal(o)
+    local j, err = require("cutover.journal").open(o.journal)
+    if not j then print_errors({ "cutover: " .. err }) end
+    return j
+end
+
+local function cmd_history(args)
+    local o, pos = parse(args, JOURNAL_OPTS)
+    if not o then return usage_error(pos, "history") end
+    if o.help then print(HELP.history); return 0 end
+    if #pos ~= 0 then return usage_error("history takes no arguments", "history") end
+    local j = open_journal(o)
+    if not j then return runner.EXIT_USAGE end
+    return require("cutover.history").history(j, o.format, o.limit and tonumber(o.limit))
+end
+
+local function cmd_show(args)
+    local o, pos = parse(args, JOURNAL_OPTS)
+    if not o then return usage_error(pos, "show") end
+    if o.help then print(HELP.show); return 0 end
+    if #pos ~= 1 then return usage_error("show needs a RUN id (see 'cutover history')", "show") end
+    local j = open_journal(o)
+    if not j then return runner.EXIT_USAGE end
+    return require("cutover.history").show(j, pos[1], o.format)
+end
+
+local function cmd_resume(args)
+    local o, pos = parse(args, RESUME_OPTS)
+    if not o then return usage_error(pos, "resume") end
+    if o.help then print(HELP.resume); return 0 end
+    if #pos > 1 then return usage_error("resume takes at most one RUN id", "resume") end
+    local bad = check_run_options(o, "resume")
+    if bad then return bad end
+    local j = open_journal(o)
+    if not j then return runner.EXIT_USAGE end
+    local function prepare(recorded, book_path, ev)
+        recorded.journal = o.journal
+        return prepare_run(recorded, book_path, ev)
+    end
+    return require("cutover.history").resume(j, pos[1], o, prepare)
+end
+
+local function cmd_unlock(args)
+    local o, pos = parse(args, JOURNAL_OPTS)
+    if not o then return usage_error(pos, "unlock") end
+    if o.help then print(HELP.unlock); return 0 end
+    if #pos ~= 1 then return usage_error("unlock needs a HOST", "unlock") end
+    local j = open_journal(o)
+    if not j then return runner.EXIT_USAGE end
+    return require("cutover.history").unlock(j, pos[1])
+end
+
+local function cmd_abort(args)
+    local o, pos = parse(args, JOURNAL_OPTS)
+    if not o then return usage_error(pos, "abort") end
+    if o.help then print(HELP.abort); return 0 end
+    if #pos ~= 1 then return usage_error("abort needs a RUN id", "abort") end
+    local j = open_journal(o)
+    if not j then return runner.EXIT_USAGE end
+    return require("cutover.history").abort(j, pos[1])
+end
+
+local COMMANDS = { history = cmd_history, show = cmd_show, resume = cmd_resume,
+                   unlock = cmd_unlock, abort = cmd_abort,
+                   run = cmd_run, lint = cmd_lint, modules = cmd_modules, doc = cmd_doc, inventory = cmd_inventory }
+
+local VAULT_OPTS = { vault = { nil, true }, help = { "h" } }
+
+-- cutover vault set NAME | list | rm NAME (the work: cutover.vault).
+local function cmd_vault(args)
+    local o, pos = parse(args, VAULT_OPTS)
+    if not o then return usage_error(pos, "vault") end
+    if o.help then print(HELP.vault); return 0 end
+    local want = ({ set = 2, list = 1, rm = 2 })[pos[1] or ""]
+    if not want then return usage_error("vault needs set NAME, list or rm NAME", "vault") end
+    if #pos ~= want then
+        return usage_error("usage: cutover vault " .. pos[1] .. (want == 2 and " NAME" or ""), "vault")
+    end
+    local vault = require("cutover.vault")
+    if pos[2] and not vault.valid_name(pos[2]) then
+        return usage_error("bad secret name '" .. pos[2] .. "': letters, digits and _, not starting with a digit", "vault")
+    end
+    return vault.command(pos[1], pos[2], o.vault)
+end
+COMMANDS.vault = cmd_vault
 
 function M.main(argv)
     local first = argv[1]

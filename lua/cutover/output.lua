@@ -1,10 +1,13 @@
 -- output: what the operator sees.  Two reporters with the same methods:
 -- text (a line per step and host, a recap; colour only on a terminal and
 -- without NO_COLOR) and json (one event per line, docs/json-events.md).
+-- Everything written passes through cutover.redact: secret values are
+-- shown as ******** (docs/security.md).
 local sys = require("cutover.core.sys")
 local json = require("cutover.core.json")
 local util = require("cutover.util")
 local diff = require("cutover.diff")
+local redact = require("cutover.redact")
 
 local M = {}
 
@@ -59,7 +62,7 @@ end
 
 function Text:out(s)
     self:clear_live()
-    io.stdout:write(s, "\n")
+    io.stdout:write(redact.text(s), "\n")
     io.stdout:flush()
 end
 
@@ -69,7 +72,8 @@ end
 
 function Text:run_start(info)
     local mode = info.check and " (check mode: nothing will be changed)" or ""
-    self:out(self:paint("1", "cutover " .. info.version .. ": " .. info.playbook .. mode))
+    self:out(self:paint("1", "cutover " .. info.version .. ": " .. info.playbook .. mode ..
+        (info.run and ("  [run " .. info.run .. "]") or "")))
 end
 
 function Text:warn(msg)
@@ -95,7 +99,7 @@ function Text:host_result(ev)
     self:out(line)
     local msg = r.msg
     if msg ~= nil and msg ~= "" and (status ~= "ok" or ev.action == "debug" or ev.action == "assert" or self.verbose > 0) then
-        if status ~= "changed" or self.verbose > 0 or ev.action == "debug" then
+        if status ~= "changed" or self.verbose > 0 or ev.action == "debug" or r.resumed then
             self:out(indent(msg, "      "))
         end
     end
@@ -140,7 +144,7 @@ function Text:tick(running, now)
         n > 1 and string.format(" (%d hosts busy)", n) or "",
         longest.progress and (": " .. longest.progress) or "")
     if self.tty then
-        sys.write(1, "\r\27[K" .. self:paint("2", text))
+        sys.write(1, "\r\27[K" .. self:paint("2", redact.text(text)))
         self.live = text
     elseif now - self.last_notice >= 30 then
         self.last_notice = now
@@ -192,13 +196,13 @@ end
 function Json:emit(t)
     t.v = M.FORMAT_VERSION
     t.time = sys.time()
-    io.stdout:write(json.encode(t), "\n")
+    io.stdout:write(redact.json_line(json.encode(redact.value(t))), "\n")
     io.stdout:flush()
 end
 
 function Json:run_start(info)
     self:emit({ event = "run_start", playbook = info.playbook, check = info.check,
-                version = info.version })
+                version = info.version, run = info.run })
 end
 
 function Json:warn(msg) self:emit({ event = "warning", message = msg }) end
@@ -233,7 +237,7 @@ function Json:tick() end
 
 function Json:run_end(stats)
     self:emit({ event = "run_end", exit_code = stats.exit_code, duration = stats.duration,
-                hosts = stats.per_host, check = stats.check })
+                hosts = stats.per_host, check = stats.check, run = stats.run })
 end
 
 return M

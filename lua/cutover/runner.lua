@@ -13,6 +13,12 @@ local output = require("cutover.output")
 local connections = require("cutover.connection")
 local util = require("cutover.util")
 local json = require("cutover.core.json")
+local crypto = require("cutover.core.crypto")
+local ok_redact, redact = pcall(require, "cutover.redact")
+local function redact_text(s)
+    if ok_redact and redact.text then return redact.text(s) end
+    return s
+end
 
 local M = {}
 
@@ -215,6 +221,7 @@ function Run:action_step(hs, step)
             if step.register then scope:set(step.register, r.unknown and expr.UNKNOWN_VALUE or shared.result) end
             self:report(hs, step, r, started)
             finish()
+            hs.last_result = r
             return not (r.failed and not r.ignored)
         end
         shared = { done = false, host = hs.name }
@@ -235,6 +242,7 @@ function Run:action_step(hs, step)
             if step.run_once then self.once[step].result, self.once[step].done = result, true end
             self:report(hs, step, result, started)
             finish()
+            hs.last_result = result
             return not result.failed
         end
         items = v
@@ -299,6 +307,7 @@ function Run:action_step(hs, step)
     if step.run_once then self.once[step].result, self.once[step].done = result, true end
     if not items then self:report(hs, step, result, started) end
     finish()
+    hs.last_result = result
     if result.interrupted then
         self.stats.per_host[hs.name].interrupted_at = step.id
         return false
@@ -312,6 +321,106 @@ function Run:action_step(hs, step)
         return false
     end
     return true
+end
+
+-- Statuses of a journaled step that count as done on resume.
+local DONE = { ok = true, changed = true, skipped = true, ignored = true, marked = true }
+
+-- A stable digest of a step's definition (its YAML, canonical JSON).
+local function step_digest(step)
+    if not step.digest then
+        step.digest = crypto.sha256(json.encode(step.raw or {}))
+    end
+    return step.digest
+end
+M.step_digest = step_digest
+
+-- The result fields kept in the journal (no diff text; secrets masked).
+local function journal_json(result)
+    local keep = {}
+    for k, v in pairs(result) do if k ~= "diff" then keep[k] = v end end
+    return redact_text(json.encode(keep))
+end
+
+-- Replays a step finished before a restart: its registered value,
+-- set_fact values and notifications, without touching the host.
+function Run:replay(hs, step, row)
+    local result = row.result and json.decode(row.result) or {}
+    if type(result) ~= "table" then result = {} end
+    if step.register then hs.scope:set(step.register, result) end
+    if step.action == "set_fact" and type(result.facts) == "table" then
+        for k, v in pairs(result.facts) do hs.scope:set(k, v) end
+    end
+    if result.changed and step.notify and not result.failed then
+        for _, h in ipairs(step.notify) do hs.notified[h] = true end
+    end
+    local shown = util.copy(result)
+    shown.msg = "done before the restart" .. (row.note and (": " .. row.note) or "")
+    shown.resumed = true
+    self:report(hs, step, shown, loop.now())
+    return true
+end
+
+-- A step with its journal rows around it: an intent before, the result
+-- after.  On resume, a step already done is replayed; one that was in
+-- flight runs again only when that is safe.
+function Run:journaled_step(hs, step)
+    local j = self.journal
+    local play = self.play_state.index
+    hs.occurrences = hs.occurrences or {}
+    local okey = play .. "\0" .. step.id
+    local n = (hs.occurrences[okey] or 0) + 1
+    hs.occurrences[okey] = n
+    local key = play .. "/" .. step.id .. "#" .. n
+    local action = actions.get(step.action)
+    local idempotent = action.idempotent == true or
+        ((step.action == "command" or step.action == "shell") and type(step.args) == "table" and
+         (step.args.creates ~= nil or step.args.removes ~= nil))
+    local row = self.resume and self.resume.done[hs.name] and self.resume.done[hs.name][key]
+    local note
+    if row and DONE[row.status] then
+        return self:replay(hs, step, row)
+    elseif row and (row.status == "running" or row.status == "interrupted") then
+        local r = self.resume
+        if r.mark_done[step.id] then
+            local seq = j:intent({ run = self.run_id, host = hs.name, play = play, step = step.id,
+                                   occurrence = n, name = step.name, action = step.action,
+                                   digest = step_digest(step), idempotent = idempotent })
+            local done = { changed = false, msg = "marked done by " .. (sys.user()) }
+            j:result(seq, "marked", false, journal_json(done), "marked done by " .. (sys.user()))
+            j:event(self.run_id, hs.name, "mark-done", step.id, nil)
+            return self:replay(hs, step, { result = row.result or json.encode(done), note = "marked done by the operator" })
+        elseif r.retry[step.id] then
+            note = "retried after a restart (--retry)"
+            j:event(self.run_id, hs.name, "retry", step.id, nil)
+        elseif not idempotent then
+            local msg = string.format(
+                "step '%s' was running on %s when the controller stopped, and it is not idempotent: " ..
+                "cutover will not run it again on its own. Check on %s whether it took effect, then run " ..
+                "'cutover resume %s --mark-done %s' (it did) or 'cutover resume %s --retry %s' (it did not).",
+                step.id, hs.name, hs.name, self.run_id, step.id, self.run_id, step.id)
+            self:report(hs, step, { failed = true, msg = msg }, loop.now())
+            local st = self.stats.per_host[hs.name]
+            st.failed_at = st.failed_at or step.id
+            st.attention = step.id
+            return false
+        else
+            note = "run again after a restart (idempotent)"
+        end
+    end
+    local seq = j:intent({ run = self.run_id, host = hs.name, play = play, step = step.id,
+                           occurrence = n, name = step.name, action = step.action,
+                           digest = step_digest(step), idempotent = idempotent })
+    hs.last_result = nil
+    local ok = self:action_step(hs, step)
+    local result = hs.last_result or { failed = not ok }
+    j:result(seq, output.status(result), result.changed == true, journal_json(result), note)
+    local fault = os.getenv("CUTOVER_FAULT")
+    if fault and fault == "kill-after:" .. step.id .. "@" .. hs.name then
+        -- tests: die exactly at this step boundary, as a crash would
+        sys.kill(sys.getpid(), 9)
+    end
+    return ok
 end
 
 -- Runs a list of steps; returns false when the host failed.
@@ -376,6 +485,7 @@ function Run:step(hs, step)
         end
     end
     if not self:tags_allow(step) then return true end
+    if self.journal then return self:journaled_step(hs, step) end
     return self:action_step(hs, step)
 end
 
@@ -388,12 +498,13 @@ function Run:host_facts(hs)
     }
 end
 
-local function secret_table()
-    return setmetatable({}, {
-        __index = function(_, name)
-            error("secret '" .. tostring(name) .. "' is not set (the vault arrives in a later release)", 0)
-        end,
-    })
+-- `secret.NAME`: one table per run, shared by its hosts; the vault is
+-- opened (and its passphrase asked) on the first read only.
+local function secret_table(run)
+    if not run.secret_table then
+        run.secret_table = require("cutover.vault").secret_table(run.opts.vault)
+    end
+    return run.secret_table
 end
 
 -- All hosts of one play.
@@ -486,7 +597,8 @@ function Run:play(play)
     end
     local hosts = {}
     for _, h in ipairs(names) do
-        if (not self.opts.limit or self.limit[h]) and not self.failed_hosts[h] then
+        if (not self.opts.limit or self.limit[h]) and not self.failed_hosts[h]
+            and not (self.resume and self.resume.finished[h]) then
             hosts[#hosts + 1] = h
         end
     end
@@ -590,7 +702,7 @@ function Run:host_play(play, name)
     for _, l in ipairs(self.inventory:group_layers(name)) do layers[#layers + 1] = l end
     local specials = {
         inventory_hostname = name,
-        secret = secret_table(),
+        secret = secret_table(self),
         check_mode = self.opts.check == true,
     }
     hs.scope = vars.new(specials, layers)
@@ -658,8 +770,49 @@ function M.run(book, inventory, opts)
             return M.EXIT_USAGE
         end
     end
+    -- The journal: a run record, locks on every host the run may touch.
+    local j = opts.journal
+    if j then
+        self.journal = j
+        self.resume = opts.resume
+        self.run_id = opts.resume and opts.resume.run.id or opts.run_id or require("cutover.journal").new_run_id()
+        local all, seen = {}, {}
+        for _, play in ipairs(book.plays) do
+            for _, h in ipairs((inventory:select(play.hosts))) do
+                if (not opts.limit or self.limit[h]) and not seen[h] then
+                    seen[h] = true
+                    all[#all + 1] = h
+                end
+            end
+        end
+        local ok, conflicts = j:lock(self.run_id, all)
+        if not ok then
+            for _, c in ipairs(conflicts) do
+                io.stderr:write(string.format(
+                    "cutover: host %s is locked by run %s (pid %s on %s, user %s)%s\n",
+                    c.host, c.run, tostring(c.pid), tostring(c.controller), tostring(c.os_user),
+                    c.alive and "; refusing to run" or
+                    ("; that controller is gone: resume it (cutover resume " .. c.run ..
+                     "), end it (cutover abort " .. c.run .. "), or break the lock (cutover unlock " .. c.host .. ")")))
+            end
+            return M.EXIT_REFUSED
+        end
+        if opts.resume then
+            j:run_status(self.run_id, "running", nil)
+            j:event(self.run_id, nil, "resume", nil, nil)
+        else
+            j:new_run({ id = self.run_id, command = opts.check and "check" or "run", playbook = book.path,
+                        playbook_digest = opts.playbook_digest, inventory = opts.inventory_path,
+                        inventory_digest = opts.inventory_digest,
+                        extra_vars = opts.extra_vars_record or opts.extra_vars,
+                        options = opts.record_options, version = opts.version })
+        end
+        for _, h in ipairs(all) do
+            if not (opts.resume and opts.resume.finished[h]) then j:host_status(self.run_id, h, "pending") end
+        end
+    end
     local start = loop.now()
-    reporter:run_start({ playbook = book.path, check = opts.check, version = opts.version })
+    reporter:run_start({ playbook = book.path, check = opts.check, version = opts.version, run = self.run_id })
     for _, play in ipairs(book.plays) do
         if interrupted() or self.stop_run then break end
         self:play(play)
@@ -678,6 +831,24 @@ function M.run(book, inventory, opts)
     if interrupted() then code = M.EXIT_INTERRUPTED end
     self.stats.duration = loop.now() - start
     self.stats.exit_code = code
+    if j then
+        for name, st in pairs(self.stats.per_host) do
+            local status = st.never_started and "pending"
+                or (st.interrupted_at and "interrupted")
+                or (st.attention and "attention")
+                or (self.failed_hosts[name] and "failed")
+                or "ok"
+            if not (opts.resume and opts.resume.finished[name]) then
+                j:host_status(self.run_id, name, status, st.failed_at or st.interrupted_at,
+                              st.never_started or st.stopped_why)
+            end
+        end
+        local status = opts.check and "check" or (code == M.EXIT_OK and "ok")
+            or (code == M.EXIT_INTERRUPTED and "interrupted") or "failed"
+        j:run_status(self.run_id, status, code)
+        j:unlock_run(self.run_id)
+        self.stats.run = self.run_id
+    end
     reporter:run_end(self.stats)
     return code
 end

@@ -89,7 +89,9 @@ function T.run(args, opts)
     opts = opts or {}
     local argv = { T.cutover }
     for _, a in ipairs(args) do argv[#argv + 1] = a end
-    local env = { NO_COLOR = "1" }
+    -- each test file has its own journal (runs lock their hosts there)
+    T.state = T.state or T.tmpdir()
+    local env = { NO_COLOR = "1", XDG_STATE_HOME = T.state }
     for k, v in pairs(opts.env or {}) do env[k] = v end
     local r = assert(proc.run({ argv = argv, env = env, stdin = opts.stdin,
                                 timeout = opts.timeout or 60, cwd = opts.cwd }))
@@ -97,7 +99,8 @@ function T.run(args, opts)
 end
 
 function T.sh(cmd)
-    return assert(proc.run({ shell = cmd, timeout = 60 }))
+    T.state = T.state or T.tmpdir()
+    return assert(proc.run({ shell = cmd, timeout = 60, env = { XDG_STATE_HOME = T.state } }))
 end
 
 -- Everything under dir: path -> "type mode size sha256" (links: target).

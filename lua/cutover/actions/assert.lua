@@ -17,6 +17,8 @@ is false.]],
     check_mode = "Runs as usual (it changes nothing); a condition that reads a result unknown in check mode makes the step unknown.",
     controller = true,
     read_only = true,
+    -- safe to run again after a restart: it converges, or only reads
+    idempotent = true,
     run = function(ctx, args)
         for _, c in ipairs(args.that) do
             local ok, v, unknown = expr.condition(c, ctx.scope)

@@ -22,6 +22,8 @@ change is shown as a unified diff.]],
     returns = content.RETURNS,
     check_mode = "Exact: compares checksums and modes and reports the change it would make (with a diff under --diff); writes nothing.",
     reads_files = function(args, dir) return args.src and { util.join_path(dir, args.src) } or {} end,
+    -- safe to run again after a restart: it converges, or only reads
+    idempotent = true,
     run = function(ctx, args)
         local data = args.content
         if args.src then

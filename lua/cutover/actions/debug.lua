@@ -16,6 +16,8 @@ expression whose value is printed (tables as JSON).]],
     check_mode = "Runs as usual.",
     controller = true,
     read_only = true,
+    -- safe to run again after a restart: it converges, or only reads
+    idempotent = true,
     run = function(ctx, args)
         if args.var then
             local ok, v, unknown = expr.eval(args.var, ctx.scope)

@@ -8,6 +8,8 @@ return {
     check_mode = "Runs as usual: fails in check mode too.",
     controller = true,
     read_only = true,
+    -- safe to run again after a restart: it converges, or only reads
+    idempotent = true,
     run = function(ctx, args)
         return { failed = true, msg = args.msg }
     end,

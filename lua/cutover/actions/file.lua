@@ -16,6 +16,8 @@ default) requires the file to exist and applies `mode`.]],
     },
     returns = { path = "the path", state = "the state asked for", mode = "resulting mode ('0755')" },
     check_mode = "Exact: stats the path and reports what would change (before/after state under --diff); changes nothing.",
+    -- safe to run again after a restart: it converges, or only reads
+    idempotent = true,
     run = function(ctx, args)
         local conn, path, state = ctx.conn, args.path, args.state
         local st, err, code = conn:stat(path)

@@ -11,6 +11,8 @@ when the step runs.]],
     check_mode = "Runs as usual: it only changes the controller's variables.",
     controller = true,
     read_only = true,
+    -- safe to run again after a restart: it converges, or only reads
+    idempotent = true,
     run = function(ctx, args)
         local names = {}
         for k, v in pairs(args) do

@@ -16,6 +16,8 @@ Never changes anything and never fails because the path is missing.]],
     returns = { stat = "table described above" },
     check_mode = "Runs as usual: a read-only probe.",
     read_only = true,
+    -- safe to run again after a restart: it converges, or only reads
+    idempotent = true,
     run = function(ctx, args)
         local st, err, code = ctx.conn:stat(args.path, args.follow)
         if not st then

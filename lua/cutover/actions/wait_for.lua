@@ -31,6 +31,8 @@ be gone (`state: absent`).  With `port`: waits for a TCP connection to
     returns = { elapsed = "seconds waited" },
     check_mode = "Checks once without waiting: reports ok when the condition already holds, otherwise unknown (\"would wait up to TIMEOUT s\").",
     read_only = true,
+    -- safe to run again after a restart: it converges, or only reads
+    idempotent = true,
     run = function(ctx, args)
         local state = args.state or (args.path and "present" or "started")
         local what

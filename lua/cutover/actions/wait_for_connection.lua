@@ -20,6 +20,8 @@ it waits.]],
     returns = { elapsed = "seconds waited" },
     check_mode = "Tries once without waiting: ok when the host answers now, otherwise unknown.",
     read_only = true,
+    -- safe to run again after a restart: it converges, or only reads
+    idempotent = true,
     run = function(ctx, args)
         local start = loop.now()
         if ctx.check then

@@ -1,0 +1,335 @@
+/*
+ * journal.c: the run journal, a SQLite database.  This file owns its
+ * format and its durability: WAL with synchronous=FULL (a committed step
+ * boundary survives a power cut or kill -9), a busy timeout so two
+ * controllers can share one journal, and the format version in
+ * PRAGMA user_version (a newer journal is refused, never misread).
+ * The schema is created here; lua/cutover/journal.lua holds the queries.
+ *
+ * db:exec(sql, ...) runs a statement with bound parameters; db:rows(sql,
+ * ...) returns the result rows as tables keyed by column name.  Values:
+ * nil -> NULL, booleans -> 0/1, integers, numbers, strings (text).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "cutover.h"
+
+#define JOURNAL_MT "cutover.journal"
+#define JOURNAL_FORMAT 1
+#define JOURNAL_BUSY_MS 10000
+
+struct journal {
+    sqlite3 *db;  /* owned; closed by __gc / close */
+};
+
+static const char *const journal_schema =
+    "CREATE TABLE IF NOT EXISTS runs ("
+    " id TEXT PRIMARY KEY, created REAL NOT NULL, updated REAL NOT NULL,"
+    " status TEXT NOT NULL, command TEXT, playbook TEXT,"
+    " playbook_digest TEXT, inventory TEXT, inventory_digest TEXT,"
+    " extra_vars TEXT, options TEXT, os_user TEXT, controller TEXT,"
+    " pid INTEGER, exit_code INTEGER, version TEXT);"
+    "CREATE TABLE IF NOT EXISTS run_hosts ("
+    " run TEXT NOT NULL REFERENCES runs(id), host TEXT NOT NULL,"
+    " status TEXT NOT NULL, failed_at TEXT, detail TEXT,"
+    " PRIMARY KEY (run, host));"
+    "CREATE TABLE IF NOT EXISTS steps ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " run TEXT NOT NULL REFERENCES runs(id), host TEXT NOT NULL,"
+    " play INTEGER NOT NULL, step TEXT NOT NULL, occurrence INTEGER NOT NULL,"
+    " name TEXT, action TEXT, digest TEXT, idempotent INTEGER,"
+    " status TEXT NOT NULL, changed INTEGER, started REAL, ended REAL,"
+    " result TEXT, note TEXT);"
+    "CREATE INDEX IF NOT EXISTS steps_by_run ON steps(run, host, seq);"
+    "CREATE TABLE IF NOT EXISTS locks ("
+    " host TEXT PRIMARY KEY, run TEXT NOT NULL, pid INTEGER,"
+    " controller TEXT, boot TEXT, os_user TEXT, since REAL);"
+    "CREATE TABLE IF NOT EXISTS events ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT, run TEXT NOT NULL,"
+    " host TEXT, kind TEXT NOT NULL, name TEXT, detail TEXT,"
+    " os_user TEXT, time REAL NOT NULL);";
+
+static int journal_gc(lua_State *L)
+{
+    struct journal *j = luaL_checkudata(L, 1, JOURNAL_MT);
+
+    if (j->db != NULL)
+        sqlite3_close_v2(j->db);
+    j->db = NULL;
+    return 0;
+}
+
+static struct journal *check_open(lua_State *L)
+{
+    struct journal *j = luaL_checkudata(L, 1, JOURNAL_MT);
+
+    if (j->db == NULL)
+        luaL_error(L, "attempt to use a closed journal");
+    return j;
+}
+
+static int fail_db(lua_State *L, sqlite3 *db, const char *what)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", what, sqlite3_errmsg(db));
+    lua_pushinteger(L, sqlite3_errcode(db));
+    return 3;
+}
+
+/*
+ * journal.open(path) -> db | nil, message, code
+ * Creates the file and schema when missing.  A journal of a newer format
+ * is refused with a message that says so.
+ */
+static int journal_open(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct journal *j;
+    sqlite3_stmt *stmt = NULL;
+    int version = 0;
+    char *err = NULL;
+    int rc;
+
+    j = lua_newuserdatauv(L, sizeof *j, 0);  /* before the resource */
+    j->db = NULL;
+    luaL_setmetatable(L, JOURNAL_MT);
+    rc = sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE |
+                         SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "journal %s: %s", path,
+                        j->db != NULL ? sqlite3_errmsg(j->db)
+                                      : sqlite3_errstr(rc));
+        lua_pushinteger(L, rc);
+        return 3;
+    }
+    sqlite3_busy_timeout(j->db, JOURNAL_BUSY_MS);
+    if (sqlite3_prepare_v2(j->db, "PRAGMA user_version", -1, &stmt, NULL)
+        != SQLITE_OK || sqlite3_step(stmt) != SQLITE_ROW) {
+        sqlite3_finalize(stmt);
+        return fail_db(L, j->db, path);
+    }
+    version = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    if (version > JOURNAL_FORMAT) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "journal %s has format %d; this cutover reads "
+                        "format %d and older: use a newer cutover (nothing "
+                        "was changed)", path, version, JOURNAL_FORMAT);
+        lua_pushinteger(L, 0);
+        return 3;
+    }
+    rc = sqlite3_exec(j->db,
+                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                      "PRAGMA foreign_keys=ON;", NULL, NULL, &err);
+    if (rc == SQLITE_OK && version == 0) {
+        char sql[64];
+        rc = sqlite3_exec(j->db, "BEGIN IMMEDIATE", NULL, NULL, &err);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(j->db, journal_schema, NULL, NULL, &err);
+        snprintf(sql, sizeof sql, "PRAGMA user_version=%d", JOURNAL_FORMAT);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(j->db, sql, NULL, NULL, &err);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(j->db, "COMMIT", NULL, NULL, &err);
+        else
+            sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    if (rc != SQLITE_OK) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "journal %s: %s", path,
+                        err != NULL ? err : sqlite3_errstr(rc));
+        lua_pushinteger(L, rc);
+        sqlite3_free(err);
+        return 3;
+    }
+    return 1;
+}
+
+/* Binds Lua values idx.. to the statement's parameters. */
+static void bind_params(lua_State *L, sqlite3_stmt *stmt, int first)
+{
+    int top = lua_gettop(L);
+    int i;
+
+    for (i = first; i <= top; i++) {
+        int p = i - first + 1;
+        switch (lua_type(L, i)) {
+        case LUA_TNIL:
+        case LUA_TNONE:
+            sqlite3_bind_null(stmt, p);
+            break;
+        case LUA_TBOOLEAN:
+            sqlite3_bind_int(stmt, p, lua_toboolean(L, i));
+            break;
+        case LUA_TNUMBER:
+            if (lua_isinteger(L, i))
+                sqlite3_bind_int64(stmt, p, lua_tointeger(L, i));
+            else
+                sqlite3_bind_double(stmt, p, lua_tonumber(L, i));
+            break;
+        case LUA_TSTRING: {
+            size_t len;
+            const char *s = lua_tolstring(L, i, &len);
+            sqlite3_bind_text(stmt, p, s, (int)len, SQLITE_TRANSIENT);
+            break;
+        }
+        default:
+            luaL_argerror(L, i, "journal values are nil, boolean, number "
+                          "or text");
+        }
+    }
+}
+
+/* A statement owned by a userdata while it runs (a Lua error finalises). */
+struct journal_stmt {
+    sqlite3_stmt *stmt;
+};
+
+static int stmt_gc(lua_State *L)
+{
+    struct journal_stmt *s = lua_touserdata(L, 1);
+
+    if (s != NULL && s->stmt != NULL)
+        sqlite3_finalize(s->stmt);
+    if (s != NULL)
+        s->stmt = NULL;
+    return 0;
+}
+
+static struct journal_stmt *prepare(lua_State *L, struct journal *j,
+                                    const char *sql, int *rc)
+{
+    struct journal_stmt *s = lua_newuserdatauv(L, sizeof *s, 0);
+
+    s->stmt = NULL;
+    luaL_setmetatable(L, JOURNAL_MT ".stmt");
+    *rc = sqlite3_prepare_v2(j->db, sql, -1, &s->stmt, NULL);
+    return s;
+}
+
+/*
+ * db:exec(sql, ...) -> changes, last_rowid | nil, message, code
+ */
+static int journal_exec(lua_State *L)
+{
+    struct journal *j = check_open(L);
+    const char *sql = luaL_checkstring(L, 2);
+    int nparams = lua_gettop(L) - 2;
+    struct journal_stmt *s;
+    int rc;
+
+    s = prepare(L, j, sql, &rc);          /* pushed on top */
+    if (rc != SQLITE_OK)
+        return fail_db(L, j->db, "journal");
+    lua_insert(L, 3);                      /* db sql stmt params... */
+    bind_params(L, s->stmt, 4);
+    (void)nparams;
+    rc = sqlite3_step(s->stmt);
+    sqlite3_finalize(s->stmt);
+    s->stmt = NULL;
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return fail_db(L, j->db, "journal");
+    lua_pushinteger(L, sqlite3_changes(j->db));
+    lua_pushinteger(L, (lua_Integer)sqlite3_last_insert_rowid(j->db));
+    return 2;
+}
+
+/*
+ * db:rows(sql, ...) -> { {column = value, ...}, ... } | nil, message, code
+ */
+static int journal_rows(lua_State *L)
+{
+    struct journal *j = check_open(L);
+    const char *sql = luaL_checkstring(L, 2);
+    struct journal_stmt *s;
+    lua_Integer n = 0;
+    int rc;
+    int cols;
+    int i;
+
+    s = prepare(L, j, sql, &rc);
+    if (rc != SQLITE_OK)
+        return fail_db(L, j->db, "journal");
+    lua_insert(L, 3);
+    bind_params(L, s->stmt, 4);
+    lua_settop(L, 3);
+    lua_newtable(L);                       /* 4: rows */
+    cols = sqlite3_column_count(s->stmt);
+    while ((rc = sqlite3_step(s->stmt)) == SQLITE_ROW) {
+        lua_createtable(L, 0, cols);
+        for (i = 0; i < cols; i++) {
+            switch (sqlite3_column_type(s->stmt, i)) {
+            case SQLITE_INTEGER:
+                lua_pushinteger(L, sqlite3_column_int64(s->stmt, i));
+                break;
+            case SQLITE_FLOAT:
+                lua_pushnumber(L, sqlite3_column_double(s->stmt, i));
+                break;
+            case SQLITE_TEXT:
+            case SQLITE_BLOB:
+                lua_pushlstring(L,
+                    (const char *)sqlite3_column_blob(s->stmt, i),
+                    (size_t)sqlite3_column_bytes(s->stmt, i));
+                break;
+            default:
+                lua_pushnil(L);
+                break;
+            }
+            lua_setfield(L, -2, sqlite3_column_name(s->stmt, i));
+        }
+        lua_rawseti(L, 4, ++n);
+    }
+    sqlite3_finalize(s->stmt);
+    s->stmt = NULL;
+    if (rc != SQLITE_DONE)
+        return fail_db(L, j->db, "journal");
+    return 1;
+}
+
+/* db:close() */
+static int journal_close(lua_State *L)
+{
+    return journal_gc(L);
+}
+
+/* journal.format() -> the format version this cutover writes */
+static int journal_format(lua_State *L)
+{
+    lua_pushinteger(L, JOURNAL_FORMAT);
+    return 1;
+}
+
+static const luaL_Reg journal_methods[] = {
+    {"exec", journal_exec},
+    {"rows", journal_rows},
+    {"close", journal_close},
+    {NULL, NULL}
+};
+
+static const luaL_Reg journal_funcs[] = {
+    {"open", journal_open},
+    {"format", journal_format},
+    {NULL, NULL}
+};
+
+int luaopen_cutover_journal(lua_State *L)
+{
+    luaL_newmetatable(L, JOURNAL_MT);
+    lua_pushcfunction(L, journal_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, journal_gc);
+    lua_setfield(L, -2, "__close");
+    luaL_newlib(L, journal_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, JOURNAL_MT ".stmt");
+    lua_pushcfunction(L, stmt_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    luaL_newlib(L, journal_funcs);
+    return 1;
+}

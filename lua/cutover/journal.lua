@@ -1,0 +1,205 @@
+-- journal: what every run did, in a SQLite file (core/journal.c owns the
+-- format and durability; this module holds the queries).  A step is
+-- written twice: an intent row before it starts (status "running") and
+-- its result after; a row still "running" after the controller died is a
+-- step that was in flight.  Locks on hosts live in the same file, so two
+-- controllers sharing a journal see each other.
+local core = require("cutover.core.journal")
+local fs = require("cutover.core.fs")
+local sys = require("cutover.core.sys")
+local crypto = require("cutover.core.crypto")
+local json = require("cutover.core.json")
+
+local M = {}
+
+local Journal = {}
+Journal.__index = Journal
+
+function M.default_path()
+    local state = os.getenv("XDG_STATE_HOME")
+    if not state or state == "" then
+        state = (os.getenv("HOME") or "/root") .. "/.local/state"
+    end
+    return state .. "/cutover/journal.db"
+end
+
+local function mkdir_p(dir)
+    local parts = {}
+    local p = dir
+    while p ~= "" and p ~= "/" and not fs.stat(p, true) do
+        table.insert(parts, 1, p)
+        p = p:match("^(.*)/[^/]*$") or ""
+    end
+    for _, d in ipairs(parts) do
+        local ok, err, code = fs.mkdir(d, 448)
+        if not ok and code ~= 17 then return nil, err end
+    end
+    return true
+end
+
+-- Opens (creating) the journal at path.  Returns journal | nil, message.
+function M.open(path)
+    path = path or M.default_path()
+    local dir = path:match("^(.*)/[^/]*$")
+    if dir and dir ~= "" then
+        local ok, err = mkdir_p(dir)
+        if not ok then return nil, "journal " .. path .. ": " .. err end
+    end
+    local db, err = core.open(path)
+    if not db then return nil, err end
+    fs.chmod(path, 384)  -- results may hold what only the operator should read
+    return setmetatable({ db = db, path = path }, Journal)
+end
+
+local function check(ok, ...)
+    if ok == nil then error("journal: " .. tostring((...)), 0) end
+    return ok, ...
+end
+
+function Journal:exec(sql, ...) return check(self.db:exec(sql, ...)) end
+function Journal:rows(sql, ...) return check(self.db:rows(sql, ...)) end
+
+-- The controller's boot, so a pid from an earlier boot is never taken
+-- for a live process.
+local boot_id
+function M.controller_boot()
+    if not boot_id then
+        boot_id = (fs.read("/proc/sys/kernel/random/boot_id") or ""):gsub("%s+", "")
+    end
+    return boot_id
+end
+
+function M.new_run_id()
+    return os.date("!%Y%m%d-%H%M%S") .. "-" .. crypto.random_hex(2)
+end
+
+-- fields: id, command, playbook, playbook_digest, inventory,
+-- inventory_digest, extra_vars (table), options (table), version
+function Journal:new_run(f)
+    local now = sys.time()
+    self:exec([[INSERT INTO runs (id, created, updated, status, command, playbook,
+        playbook_digest, inventory, inventory_digest, extra_vars, options, os_user,
+        controller, pid, version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)]],
+        f.id, now, now, "running", f.command, f.playbook, f.playbook_digest,
+        f.inventory, f.inventory_digest, json.encode(f.extra_vars or {}),
+        json.encode(f.options or {}), (sys.user()), (sys.uname() or {}).node,
+        sys.getpid(), f.version)
+    return f.id
+end
+
+function Journal:run_status(id, status, exit_code)
+    self:exec("UPDATE runs SET status = ?, exit_code = ?, updated = ?, pid = ? WHERE id = ?",
+              status, exit_code, sys.time(), sys.getpid(), id)
+end
+
+function Journal:host_status(run, host, status, failed_at, detail)
+    self:exec([[INSERT INTO run_hosts (run, host, status, failed_at, detail) VALUES (?,?,?,?,?)
+        ON CONFLICT(run, host) DO UPDATE SET status = excluded.status,
+        failed_at = excluded.failed_at, detail = excluded.detail]],
+        run, host, status, failed_at, detail)
+end
+
+-- f: run, host, play, step, occurrence, name, action, digest, idempotent
+function Journal:intent(f)
+    local _, seq = self:exec([[INSERT INTO steps (run, host, play, step, occurrence, name,
+        action, digest, idempotent, status, started) VALUES (?,?,?,?,?,?,?,?,?,?,?)]],
+        f.run, f.host, f.play, f.step, f.occurrence, f.name, f.action, f.digest,
+        f.idempotent and 1 or 0, "running", sys.time())
+    return seq
+end
+
+function Journal:result(seq, status, changed, result_json, note)
+    self:exec("UPDATE steps SET status = ?, changed = ?, ended = ?, result = ?, note = ? WHERE seq = ?",
+              status, changed and 1 or 0, sys.time(), result_json, note, seq)
+end
+
+function Journal:event(run, host, kind, name, detail)
+    self:exec("INSERT INTO events (run, host, kind, name, detail, os_user, time) VALUES (?,?,?,?,?,?,?)",
+              run, host, kind, name, detail, (sys.user()), sys.time())
+end
+
+function Journal:runs(limit)
+    return self:rows("SELECT * FROM runs ORDER BY created DESC, id DESC LIMIT ?", limit or 50)
+end
+
+function Journal:run(id)
+    return self:rows("SELECT * FROM runs WHERE id = ?", id)[1]
+end
+
+-- The latest run that is not finished (for `cutover resume` without id).
+function Journal:latest_unfinished()
+    return self:rows([[SELECT * FROM runs WHERE status NOT IN ('ok', 'aborted', 'check')
+        ORDER BY created DESC, id DESC LIMIT 1]])[1]
+end
+
+function Journal:steps(run, host)
+    if host then
+        return self:rows("SELECT * FROM steps WHERE run = ? AND host = ? ORDER BY seq", run, host)
+    end
+    return self:rows("SELECT * FROM steps WHERE run = ? ORDER BY seq", run)
+end
+
+function Journal:hosts(run)
+    return self:rows("SELECT * FROM run_hosts WHERE run = ? ORDER BY rowid", run)
+end
+
+function Journal:events(run)
+    return self:rows("SELECT * FROM events WHERE run = ? ORDER BY seq", run)
+end
+
+-- Is the process that holds a lock still there?  Only a holder on this
+-- controller, in this boot, can be checked; others count as alive.
+function M.holder_alive(lock)
+    local node = (sys.uname() or {}).node
+    if lock.controller ~= node then return true end
+    if lock.boot ~= M.controller_boot() then return false end
+    return lock.pid ~= nil and sys.alive(lock.pid)
+end
+
+-- Locks hosts for run, all or none.  Returns true | nil, conflicts
+-- (list of lock rows held by other runs, each with .alive).
+function Journal:lock(run, hosts)
+    self:exec("BEGIN IMMEDIATE")
+    local ok, res = pcall(function()
+        local conflicts = {}
+        for _, h in ipairs(hosts) do
+            local l = self:rows("SELECT * FROM locks WHERE host = ?", h)[1]
+            if l and l.run ~= run then
+                l.alive = M.holder_alive(l)
+                conflicts[#conflicts + 1] = l
+            end
+        end
+        if #conflicts > 0 then return conflicts end
+        local now = sys.time()
+        for _, h in ipairs(hosts) do
+            self:exec([[INSERT INTO locks (host, run, pid, controller, boot, os_user, since)
+                VALUES (?,?,?,?,?,?,?) ON CONFLICT(host) DO UPDATE SET pid = excluded.pid,
+                controller = excluded.controller, boot = excluded.boot, since = excluded.since]],
+                h, run, sys.getpid(), (sys.uname() or {}).node, M.controller_boot(), (sys.user()), now)
+        end
+        return nil
+    end)
+    if not ok then
+        self.db:exec("ROLLBACK")
+        error(res, 0)
+    end
+    self:exec("COMMIT")
+    if res then return nil, res end
+    return true
+end
+
+function Journal:unlock_run(run)
+    self:exec("DELETE FROM locks WHERE run = ?", run)
+end
+
+function Journal:lock_of(host)
+    return self:rows("SELECT * FROM locks WHERE host = ?", host)[1]
+end
+
+function Journal:unlock_host(host)
+    self:exec("DELETE FROM locks WHERE host = ?", host)
+end
+
+function Journal:close() self.db:close() end
+
+return M

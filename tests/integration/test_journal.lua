@@ -1,0 +1,221 @@
+-- The journal, resume, locks and abort, on the local connection, with
+-- real processes killed by SIGKILL.
+local binary, tests_dir = ...
+local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
+local json = require("cutover.core.json")
+local fs = require("cutover.core.fs")
+local loop = require("cutover.core.loop")
+
+-- Non-idempotent steps: each appends its name to a count file.
+local BOOK = [[
+- hosts: localhost
+  steps:
+    - id: s1
+      shell: "echo s1 >> %s/count; echo one"
+      register: first
+    - id: s2
+      shell: "echo s2 >> %s/count"
+    - id: s3
+      shell: "echo s3 >> %s/count; echo {{ first.stdout }}-seen > %s/registered"
+    - id: s4
+      shell: "echo s4 >> %s/count"
+]]
+
+local function setup()
+    local d = T.tmpdir()
+    T.write(d .. "/p.yml", BOOK:format(d, d, d, d, d))
+    return d
+end
+
+local function env(d, extra)
+    local e = { XDG_STATE_HOME = d .. "/state" }
+    for k, v in pairs(extra or {}) do e[k] = v end
+    return e
+end
+
+local function run(d, args, extra_env)
+    return T.run(args, { env = env(d, extra_env), timeout = 60 })
+end
+
+local function count(d) return T.read(d .. "/count") or "" end
+
+local function last_run(d)
+    local r = run(d, { "history", "--format", "json" })
+    local h = assert(json.decode(r.stdout))
+    return h.runs[1]
+end
+
+T.test("history and show list a run, its hosts and steps", function()
+    local d = setup()
+    local r = run(d, { "run", d .. "/p.yml" })
+    T.eq(r.rc, 0, "exit code")
+    local runrec = last_run(d)
+    T.eq(runrec.status, "ok", "status")
+    T.eq(runrec.hosts[1].host, "localhost", "host")
+    local s = run(d, { "show", runrec.id, "--format", "json" })
+    local v = assert(json.decode(s.stdout))
+    T.eq(#v.steps, 4, "four steps")
+    T.eq(v.steps[1].step, "s1", "first step")
+    T.eq(v.steps[1].status, "changed", "its status")
+    T.eq(v.steps[1].result.stdout, "one", "its result")
+    local text = run(d, { "show", runrec.id })
+    T.match(text.stdout, "host localhost: ok", "text timeline")
+    T.match(text.stdout, "changed%s+s4", "text steps")
+    T.eq(fs.stat(d .. "/state/cutover/journal.db").mode, 384, "journal is 0600")
+end)
+
+T.test("--no-journal records nothing", function()
+    local d = setup()
+    local r = run(d, { "run", d .. "/p.yml", "--no-journal" })
+    T.eq(r.rc, 0, "exit code")
+    T.eq(fs.stat(d .. "/state/cutover/journal.db"), nil, "no journal file")
+end)
+
+for _, k in ipairs({ "s1", "s2", "s3" }) do
+    T.test("SIGKILL after " .. k .. ", then resume: every step ran exactly once", function()
+        local d = setup()
+        local r = run(d, { "run", d .. "/p.yml" }, { CUTOVER_FAULT = "kill-after:" .. k .. "@localhost" })
+        T.eq(r.rc, 128 + 9, "killed")
+        local rec = last_run(d)
+        T.eq(rec.status, "running", "the journal says the run never ended")
+        r = run(d, { "resume" })
+        T.eq(r.rc, 0, "resume exit code: " .. r.stdout .. r.stderr)
+        T.contains(r.stdout, "done before the restart", "finished steps replayed")
+        T.eq(count(d), "s1\ns2\ns3\ns4\n", "each step once")
+        T.eq(T.read(d .. "/registered"), "one-seen\n", "registered value restored")
+        T.eq(last_run(d).status, "ok", "the run is now ok")
+        r = run(d, { "resume" })
+        T.eq(r.rc, 2, "nothing left to resume")
+    end)
+end
+
+-- Starts a run in the background that is SIGKILLed once the marker file
+-- exists (the step wrote it: a deterministic point in the middle).
+local function kill_mid(d, book_args)
+    local r = T.sh(string.format(
+        "XDG_STATE_HOME=%s/state %s run %s > %s/out 2>&1 & pid=$!; " ..
+        "while [ ! -e %s/marker ]; do sleep 0.02; done; kill -KILL $pid; wait $pid; echo rc=$?",
+        d, T.cutover, book_args, d, d))
+    T.eq(r.stdout, "rc=137\n", "killed in the middle of the step")
+end
+
+T.test("killed in the middle of a non-idempotent step: resume stops and asks, --mark-done goes on", function()
+    local d = T.tmpdir()
+    T.write(d .. "/p.yml", string.format([[
+- hosts: localhost
+  steps:
+    - id: s1
+      shell: "echo s1 >> %s/count"
+    - id: s2
+      shell: "echo s2 >> %s/count; touch %s/marker; sleep 30"
+    - id: s3
+      shell: "echo s3 >> %s/count"
+]], d, d, d, d))
+    kill_mid(d, d .. "/p.yml")
+    local r = run(d, { "resume" })
+    T.eq(r.rc, 1, "the host stops")
+    local id = last_run(d).id
+    T.contains(r.stdout, "step 's2' was running on localhost when the controller stopped", "says what happened")
+    T.contains(r.stdout, "cutover resume " .. id .. " --mark-done s2", "how to go on")
+    T.eq(count(d), "s1\ns2\n", "s2 not run again")
+    r = run(d, { "resume", id, "--mark-done", "s2" })
+    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    T.eq(count(d), "s1\ns2\ns3\n", "each step once")
+    local show = run(d, { "show", id })
+    T.match(show.stdout, "mark%-done%s+s2@localhost by", "the decision is recorded")
+end)
+
+T.test("killed in the middle: --retry runs the step again", function()
+    local d = T.tmpdir()
+    T.write(d .. "/p.yml", string.format([[
+- hosts: localhost
+  steps:
+    - id: s1
+      shell: "if [ ! -e %s/marker ]; then touch %s/marker; sleep 30; fi; echo s1 >> %s/count"
+    - id: s2
+      shell: "echo s2 >> %s/count"
+]], d, d, d, d))
+    kill_mid(d, d .. "/p.yml")
+    local r = run(d, { "resume", "--retry", "s1" })
+    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    T.eq(count(d), "s1\ns2\n", "s1 ran to its end once")
+end)
+
+T.test("an idempotent step in flight runs again without asking", function()
+    local d = T.tmpdir()
+    T.write(d .. "/p.yml", string.format([[
+- hosts: localhost
+  steps:
+    - id: file
+      copy: { dest: "%s/f", content: "x" }
+    - id: wait
+      wait_for: { path: "%s/never", timeout: 30 }
+      when: not defined("skip_wait")
+]], d, d))
+    local r = T.sh(string.format(
+        "XDG_STATE_HOME=%s/state %s run %s/p.yml > %s/out 2>&1 & pid=$!; " ..
+        "while [ ! -e %s/f ]; do sleep 0.02; done; sleep 0.3; kill -KILL $pid; wait $pid; echo rc=$?",
+        d, T.cutover, d, d, d))
+    T.eq(r.stdout, "rc=137\n", "killed while waiting")
+    T.write(d .. "/never", "")
+    r = run(d, { "resume" })
+    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    T.match(r.stdout, "ok%s+localhost%s+wait", "wait_for ran again")
+end)
+
+T.test("a finished step that changed: resume refuses (exit 3) unless --accept-changed", function()
+    local d = setup()
+    local r = run(d, { "run", d .. "/p.yml" }, { CUTOVER_FAULT = "kill-after:s2@localhost" })
+    T.eq(r.rc, 137, "killed")
+    T.write(d .. "/p.yml", (T.read(d .. "/p.yml"):gsub("echo s1 >>", "echo S1 >>")))
+    r = run(d, { "resume" })
+    T.eq(r.rc, 3, "refused")
+    T.contains(r.stderr, "step 's1' finished in run", "names the step")
+    T.contains(r.stderr, "--accept-changed", "how to go on")
+    T.eq(count(d), "s1\ns2\n", "nothing ran")
+    r = run(d, { "resume", "--accept-changed" })
+    T.eq(r.rc, 0, "accepted")
+    T.eq(count(d), "s1\ns2\ns3\ns4\n", "the rest ran once")
+end)
+
+T.test("locks: a second run on the same host is refused while the first runs; a dead holder is named and unlocked", function()
+    local d = T.tmpdir()
+    T.write(d .. "/slow.yml", string.format(
+        "- hosts: localhost\n  steps:\n    - shell: \"touch %s/marker; sleep 30\"\n", d))
+    T.write(d .. "/quick.yml", "- hosts: localhost\n  steps:\n    - command: 'true'\n")
+    local r = T.sh(string.format(
+        "export XDG_STATE_HOME=%s/state; %s run %s/slow.yml > %s/out 2>&1 & pid=$!; " ..
+        "while [ ! -e %s/marker ]; do sleep 0.02; done; " ..
+        "%s run %s/quick.yml > %s/second 2>&1; echo second=$?; kill -KILL $pid; wait $pid; " ..
+        "%s run %s/quick.yml > %s/third 2>&1; echo third=$?",
+        d, T.cutover, d, d, d, T.cutover, d, d, T.cutover, d, d))
+    T.contains(r.stdout, "second=3", "refused while running")
+    local first = last_run(d)
+    T.contains(T.read(d .. "/second"), "host localhost is locked by run ", "names the holder")
+    T.contains(T.read(d .. "/second"), "refusing to run", "live holder")
+    T.contains(r.stdout, "third=3", "still refused after the holder died")
+    T.contains(T.read(d .. "/third"), "that controller is gone", "dead holder detected")
+    T.contains(T.read(d .. "/third"), "cutover unlock localhost", "how to break it")
+    local u = run(d, { "unlock", "localhost" })
+    T.eq(u.rc, 0, "unlocked: " .. u.stdout .. u.stderr)
+    local q = run(d, { "run", d .. "/quick.yml" })
+    T.eq(q.rc, 0, "runs after unlock")
+    local a = run(d, { "abort", first.id })
+    T.eq(a.rc, 0, "abort: " .. a.stdout .. a.stderr)
+    local res = run(d, { "resume", first.id })
+    T.eq(res.rc, 2, "an aborted run is not resumed")
+    T.contains(res.stderr, "is aborted", "says so")
+end)
+
+T.test("a journal of a newer format is refused, not misread", function()
+    local d = T.tmpdir()
+    local journal = require("cutover.core.journal")
+    local db = assert(journal.open(d .. "/j.db"))
+    assert(db:exec("PRAGMA user_version = 99"))
+    db:close()
+    local r = run(d, { "history", "--journal", d .. "/j.db" })
+    T.eq(r.rc, 2, "exit code")
+    T.contains(r.stderr, "has format 99; this cutover reads format 1 and older", "message")
+end)
+
+T.done()
