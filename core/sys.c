@@ -181,7 +181,126 @@ static int sys_kill(lua_State *L)
     return 1;
 }
 
+/* State of a terminal question, owned by a userdata (closes the tty). */
+struct tty_ask {
+    int fd;
+    int secret;
+    struct termios old;
+    int restore;
+    struct pollfd pfd;
+    char buf[4096];
+    size_t len;
+};
+
+static void tty_ask_end(struct tty_ask *a)
+{
+    ssize_t ignored;
+
+    if (a->fd < 0)
+        return;
+    if (a->restore)
+        tcsetattr(a->fd, TCSANOW, &a->old);
+    if (a->secret) {
+        ignored = write(a->fd, "\n", 1);
+        (void)ignored;
+    }
+    close(a->fd);
+    a->fd = -1;
+    sodium_memzero(a->buf, sizeof a->buf);
+}
+
+static int tty_ask_gc(lua_State *L)
+{
+    tty_ask_end(luaL_checkudata(L, 1, "cutover.sys.tty"));
+    return 0;
+}
+
+/* Stack: 1 prompt, 2 secret, 3 ask userdata. */
+static int ask_step(lua_State *L, int status, lua_KContext ctx)
+{
+    struct tty_ask *a = luaL_checkudata(L, 3, "cutover.sys.tty");
+
+    (void)status;
+    (void)ctx;
+    for (;;) {
+        char c;
+        ssize_t n = read(a->fd, &c, 1);
+        if (n == 1) {
+            if (c == '\n') {
+                lua_pushlstring(L, a->buf, a->len);
+                tty_ask_end(a);
+                return 1;
+            }
+            if (a->len < sizeof a->buf - 1)
+                a->buf[a->len++] = c;
+            continue;
+        }
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) ||
+            loop_interrupts() != 0) {
+            tty_ask_end(a);
+            lua_pushnil(L);
+            lua_pushliteral(L, "no answer (end of input or interrupted)");
+            return 2;
+        }
+        a->pfd.fd = a->fd;
+        a->pfd.events = POLLIN;
+        if (loop_can_park(L))
+            return loop_park(L, &a->pfd, 1, 0, 0, ask_step);
+        loop_block(&a->pfd, 1, 0);
+    }
+}
+
+/*
+ * sys.ask(prompt, secret) -> answer | nil, message
+ * Asks on the controlling terminal (never stdout) and waits for a line
+ * without blocking the other hosts: the task parks on the terminal.  With
+ * secret, the answer is not echoed.
+ */
+static int sys_ask(lua_State *L)
+{
+    const char *prompt = luaL_checkstring(L, 1);
+    int secret = lua_toboolean(L, 2);
+    struct tty_ask *a;
+    ssize_t ignored;
+
+    lua_settop(L, 2);
+    a = lua_newuserdatauv(L, sizeof *a, 0);  /* 3, before the resource */
+    memset(a, 0, sizeof *a);
+    a->fd = -1;
+    luaL_setmetatable(L, "cutover.sys.tty");
+    a->fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+    if (a->fd < 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "no terminal to ask on");
+        return 2;
+    }
+    a->secret = secret;
+    if (secret && tcgetattr(a->fd, &a->old) == 0) {
+        struct termios quiet = a->old;
+        quiet.c_lflag &= (tcflag_t)~(ECHO | ECHONL);
+        quiet.c_lflag |= ICANON;
+        tcsetattr(a->fd, TCSANOW, &quiet);
+        a->restore = 1;
+    }
+    ignored = write(a->fd, prompt, strlen(prompt));
+    (void)ignored;
+    return ask_step(L, LUA_OK, 0);
+}
+
+/* sys.has_tty() -> true when a controlling terminal can be opened */
+static int sys_has_tty(lua_State *L)
+{
+    int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
+
+    lua_pushboolean(L, fd >= 0);
+    if (fd >= 0)
+        close(fd);
+    return 1;
+}
+
 static const luaL_Reg sys_funcs[] = {
+    {"ask", sys_ask},
+    {"has_tty", sys_has_tty},
     {"alive", sys_alive},
     {"kill", sys_kill},
     {"read_secret", sys_read_secret},
@@ -197,6 +316,10 @@ static const luaL_Reg sys_funcs[] = {
 
 int luaopen_cutover_sys(lua_State *L)
 {
+    luaL_newmetatable(L, "cutover.sys.tty");
+    lua_pushcfunction(L, tty_ask_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
     luaL_newlib(L, sys_funcs);
     return 1;
 }

@@ -324,8 +324,6 @@ int luaopen_cutover_vault(lua_State *L)
     lua_setfield(L, -2, "__close");
     lua_pushcfunction(L, vault_key_tostring);
     lua_setfield(L, -2, "__tostring");
-    lua_pushliteral(L, "vault key");
-    lua_setfield(L, -2, "__name");
     lua_pop(L, 1);
 
     luaL_newmetatable(L, VAULT_BUF_MT);                      /* mt */

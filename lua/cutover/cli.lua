@@ -45,7 +45,11 @@ its host stops and says what to check, and you decide:
   --mark-done STEP   it took effect: record it as done and go on
   --retry STEP       it did not: run it again
 A finished step whose definition changed since the run is refused
-(exit 3) unless --accept-changed.]],
+(exit 3) unless --accept-changed.
+
+Gates: --approve GATE (every host parked there), --approve GATE@HOST,
+--answer GATE=VALUE, --answer-stdin GATE (the value is read from stdin:
+use it for secrets), --non-interactive (park again instead of asking).]],
     unlock = [[
 usage: cutover unlock HOST [--journal FILE]
 
@@ -72,6 +76,9 @@ Commands:
   abort RUN          end an unfinished run for good
   inventory          show an inventory: --list (JSON), --graph, --host HOST
   vault              secrets for playbooks: set NAME, list, rm NAME
+  plan PLAYBOOK      dry run saved as a plan file (-o FILE) to review and apply
+  show-plan FILE     a saved plan, host by host, with its diffs
+  apply FILE         run a saved plan; stale hosts and changed inputs are refused
 
 Options:
   -h, --help         help (also: cutover COMMAND --help)
@@ -103,6 +110,10 @@ Options:
                            $CUTOVER_VAULT, else $XDG_DATA_HOME/cutover/vault)
       --max-output SIZE    cap on each command's stdout and stderr (default
                            8M); what goes past it is read and dropped
+      --approve GATE[@HOST] approve a gate in advance (repeatable)
+      --answer GATE=VALUE  answer a gate that asks for a value
+      --answer-stdin GATE  read a (secret) answer from stdin, never from arguments
+      --non-interactive    never ask: hosts park at gates (exit 4 when waiting)
       --journal FILE       the run journal (default
                            $XDG_STATE_HOME/cutover/journal.db)
       --no-journal         record nothing (no resume, no host locks)
@@ -154,6 +165,45 @@ The passphrase: the first line of the file $CUTOVER_VAULT_PASSWORD_FILE
 names, else asked on the terminal (twice for a new vault).
 Exit 0 done, 1 wrong vault passphrase or a damaged or unwritable vault,
 2 usage (or nothing to ask the passphrase on).]],
+    plan = [[
+usage: cutover plan PLAYBOOK [-i INVENTORY] [-e ...] [--limit PATTERN]
+                    [--tags T] [--skip-tags T] [-o FILE] [--format text|json]
+
+Runs PLAYBOOK in check mode (with diffs) and writes a plan: per host, each
+step's predicted status and diff, and digests of what the predictions rest
+on (the playbook, the inventory with its group_vars and host_vars, the
+extra vars, the files steps read, each host's predicted results).  Steps
+after a host's first result that check mode cannot know are decided at
+apply time.  Secret values are masked; the vault is never stored.
+  -o, --output FILE   the plan file (default: PLAYBOOK's name + .plan.json,
+                      in the current folder; written 0600)
+Other options as for `run` (-i, -e, --limit, --tags, --skip-tags, --vault,
+--forks, -k, --known-hosts, -F, --journal, --no-journal, -v).
+Exit codes as the check run's; no plan is written after exit 2, 3 or 130.
+See docs/plans.md.]],
+    ["show-plan"] = [[
+usage: cutover show-plan FILE [--format text|json]
+
+Renders a saved plan for review: its inputs, then per host the steps with
+their predicted status and diffs, and the steps decided at apply time.
+--format json prints the plan file as it is.]],
+    apply = [[
+usage: cutover apply FILE [--format text|json] [-v] [-D] [-e ...]
+
+Runs a saved plan with the plan's inventory, extra vars and options.
+Refuses the whole plan (exit 3, nothing run) when the playbook, the
+inventory or its vars, the extra vars, a file a step read, or the options
+(--limit/--tags/--skip-tags given here) changed since planning.  Then
+runs check mode again, quietly: a host whose predictions changed is
+refused as stale (naming the first step whose prediction changed), and
+the playbook runs for real on the other hosts, to its end.
+Exit: the real run's code when it is not 0; else 3 when a host was
+refused as stale; else 0.
+  -e                  extra vars (default: the plan's -e arguments; needed
+                      when the plan masked a secret value in them)
+Other options as for `run` (--vault, -k, --forks, --known-hosts, -F,
+--journal, --no-journal, --approve, --answer, --non-interactive).
+See docs/plans.md.]],
     doc = [[
 usage: cutover doc ACTION [--format text|markdown]
        cutover doc --all [--format text|markdown]
@@ -179,6 +229,9 @@ local RUN_OPTS = {
     ["ask-pass"] = { "k" }, vault = { nil, true },
     ["max-output"] = { nil, true },
     journal = { nil, true }, ["no-journal"] = {},
+    approve = { nil, true, true }, answer = { nil, true, true },
+    ["answer-stdin"] = { nil, true, true }, ["non-interactive"] = {},
+    vault = { nil, true },
 }
 local LINT_OPTS = { inventory = { "i", true }, help = { "h" } }
 local INVENTORY_OPTS = { inventory = { "i", true }, list = {}, graph = {}, host = { nil, true }, help = { "h" } }
@@ -305,7 +358,7 @@ end
 -- Options of `run` that decide what a run does; they are recorded in the
 -- journal so that `resume` continues with the same ones.
 local RECORDED = { "inventory", "limit", "tags", "skip-tags", "forks", "known-hosts",
-                   "accept-new-host-keys", "ssh-config", "max-output", "check", "diff" }
+                   "accept-new-host-keys", "ssh-config", "max-output", "check", "diff", "vault" }
 
 local function file_digest(path)
     if not path then return nil end
@@ -348,6 +401,19 @@ local function prepare_run(o, book_path, ev)
         journal, jerr = require("cutover.journal").open(o.journal)
         if not journal then print_errors({ "cutover: " .. jerr }); return nil, runner.EXIT_USAGE end
     end
+    -- gates: approvals and answers given on this command line
+    local approve, answers = {}, {}
+    for _, g in ipairs(o.approve or {}) do approve[g] = true end
+    for _, a in ipairs(o.answer or {}) do
+        local g, v = a:match("^([^=]+)=(.*)$")
+        if not g then return nil, usage_error("--answer takes GATE=VALUE", "run") end
+        answers[g] = v
+    end
+    for _, g in ipairs(o["answer-stdin"] or {}) do
+        local v = io.stdin:read("a") or ""
+        answers[g] = v:gsub("\r?\n$", "")
+    end
+    local interactive = not o["non-interactive"] and require("cutover.core.sys").has_tty()
     local record = {}
     for _, k in ipairs(RECORDED) do record[k] = o[k] end
     return book, inv, {
@@ -363,6 +429,7 @@ local function prepare_run(o, book_path, ev)
         ssh_config = o["ssh-config"],
         vault = o.vault,
         journal = journal,
+        approve = approve, answers = answers, interactive = interactive,
         record_options = record,
         playbook_digest = file_digest(book_path),
         inventory_path = o.inventory,
@@ -463,6 +530,8 @@ local RESUME_OPTS = {
     help = { "h" }, ["mark-done"] = { nil, true, true }, retry = { nil, true, true },
     ["accept-changed"] = {}, forks = { "f", true }, ["ask-pass"] = { "k" },
     ["known-hosts"] = { nil, true }, ["accept-new-host-keys"] = {},
+    approve = { nil, true, true }, answer = { nil, true, true },
+    ["answer-stdin"] = { nil, true, true }, ["non-interactive"] = {},
 }
 
 local function open_journal(o)
@@ -527,8 +596,68 @@ local function cmd_abort(args)
     return require("cutover.history").abort(j, pos[1])
 end
 
+-- Saved plans (the work: cutover.plan).
+local PLAN_OPTS = {
+    inventory = { "i", true }, ["extra-vars"] = { "e", true, true },
+    limit = { "l", true }, tags = { "t", true, true }, ["skip-tags"] = { nil, true, true },
+    output = { "o", true }, format = { nil, true }, verbose = { "v", false, true }, help = { "h" },
+    ["accept-new-host-keys"] = {}, ["known-hosts"] = { nil, true }, ["ssh-config"] = { "F", true },
+    forks = { "f", true }, ["ask-pass"] = { "k" }, vault = { nil, true }, ["max-output"] = { nil, true },
+    journal = { nil, true }, ["no-journal"] = {},
+}
+local APPLY_OPTS = {
+    ["extra-vars"] = { "e", true, true },
+    limit = { "l", true }, tags = { "t", true, true }, ["skip-tags"] = { nil, true, true },
+    format = { nil, true }, verbose = { "v", false, true }, diff = { "D" }, help = { "h" },
+    ["accept-new-host-keys"] = {}, ["known-hosts"] = { nil, true }, ["ssh-config"] = { "F", true },
+    forks = { "f", true }, ["ask-pass"] = { "k" }, vault = { nil, true }, ["max-output"] = { nil, true },
+    journal = { nil, true }, ["no-journal"] = {},
+    approve = { nil, true, true }, answer = { nil, true, true },
+    ["answer-stdin"] = { nil, true, true }, ["non-interactive"] = {},
+}
+local SHOW_PLAN_OPTS = { format = { nil, true }, help = { "h" } }
+
+local function plan_env()
+    return { prepare = prepare_run, extra_vars = extra_vars, version = M.VERSION }
+end
+
+local function cmd_plan(args)
+    local o, pos = parse(args, PLAN_OPTS)
+    if not o then return usage_error(pos, "plan") end
+    if o.help then print(HELP.plan); return 0 end
+    if #pos ~= 1 then return usage_error("plan needs exactly one PLAYBOOK", "plan") end
+    local bad = check_run_options(o, "plan")
+    if bad then return bad end
+    local ev, eerr = extra_vars(o["extra-vars"])
+    if not ev then print_errors({ eerr }); return runner.EXIT_USAGE end
+    o["non-interactive"] = true  -- a dry run never stops at a gate
+    return require("cutover.plan").plan(o, pos[1], ev, plan_env())
+end
+
+local function cmd_show_plan(args)
+    local o, pos = parse(args, SHOW_PLAN_OPTS)
+    if not o then return usage_error(pos, "show-plan") end
+    if o.help then print(HELP["show-plan"]); return 0 end
+    if #pos ~= 1 then return usage_error("show-plan needs exactly one plan FILE", "show-plan") end
+    if o.format and o.format ~= "text" and o.format ~= "json" then
+        return usage_error("--format must be text or json", "show-plan")
+    end
+    return require("cutover.plan").show(pos[1], o.format)
+end
+
+local function cmd_apply(args)
+    local o, pos = parse(args, APPLY_OPTS)
+    if not o then return usage_error(pos, "apply") end
+    if o.help then print(HELP.apply); return 0 end
+    if #pos ~= 1 then return usage_error("apply needs exactly one plan FILE", "apply") end
+    local bad = check_run_options(o, "apply")
+    if bad then return bad end
+    return require("cutover.plan").apply(pos[1], o, plan_env())
+end
+
 local COMMANDS = { history = cmd_history, show = cmd_show, resume = cmd_resume,
                    unlock = cmd_unlock, abort = cmd_abort,
+                   plan = cmd_plan, ["show-plan"] = cmd_show_plan, apply = cmd_apply,
                    run = cmd_run, lint = cmd_lint, modules = cmd_modules, doc = cmd_doc, inventory = cmd_inventory }
 
 local VAULT_OPTS = { vault = { nil, true }, help = { "h" } }

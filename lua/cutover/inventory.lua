@@ -23,7 +23,9 @@ local M = {}
 M.MAX_RANGE_HOSTS = 100000
 
 local function new()
-    local inv = setmetatable({ hosts = {}, groups = {}, order = {}, link_where = {} }, Inventory)
+    -- files_read: every file the inventory was built from, in the order
+    -- read (inventory files, group_vars, host_vars; saved plans digest them)
+    local inv = setmetatable({ hosts = {}, groups = {}, order = {}, link_where = {}, files_read = {} }, Inventory)
     inv:group("all")
     inv:group("ungrouped")
     inv.groups.all.children.ungrouped = true
@@ -443,6 +445,7 @@ end
 M.looks_ini = looks_ini
 
 local function load_file(inv, path, errors)
+    inv.files_read[#inv.files_read + 1] = path
     local text, err = fs.read(path, playbook.MAX_BYTES)
     if not text then
         if err:find("larger than the limit", 1, true) then
@@ -534,8 +537,9 @@ local function vars_files(dir, name)
     return {}
 end
 
-local function merge_vars_files(files, target, what, errors)
+local function merge_vars_files(files, target, what, errors, read)
     for _, p in ipairs(files) do
+        if read then read[#read + 1] = p end
         local src, err = playbook.read_yaml(p, what)
         if not src then
             errors[#errors + 1] = err
@@ -559,13 +563,15 @@ function Inventory:load_vars_dirs(basedir)
     local gst, hst = fs.stat(gdir, true), fs.stat(hdir, true)
     if gst and gst.type == "directory" then
         for _, name in ipairs(util.sorted_keys(self.groups)) do
-            merge_vars_files(vars_files(gdir, name), self.groups[name].vars, "group_vars file", errors)
+            merge_vars_files(vars_files(gdir, name), self.groups[name].vars, "group_vars file", errors,
+                             self.files_read)
         end
     end
     if hst and hst.type == "directory" then
         for _, name in ipairs(self.order) do
             if not self.hosts[name].implicit then
-                merge_vars_files(vars_files(hdir, name), self.hosts[name].vars, "host_vars file", errors)
+                merge_vars_files(vars_files(hdir, name), self.hosts[name].vars, "host_vars file", errors,
+                                 self.files_read)
             end
         end
     end

@@ -15,12 +15,13 @@ M.FORMAT_VERSION = 1
 
 local STATUS_COLOUR = {
     ok = "32", changed = "33", skipped = "36", failed = "31",
-    unknown = "35", interrupted = "31", ignored = "33",
+    unknown = "35", interrupted = "31", ignored = "33", parked = "34",
 }
 
 -- Status of a result table (see runner).
 function M.status(r)
     if r.interrupted then return "interrupted" end
+    if r.parked then return "parked" end
     if r.failed and r.ignored then return "ignored" end
     if r.failed then return "failed" end
     if r.unknown then return "unknown" end
@@ -59,6 +60,8 @@ function Text:clear_live()
         self.live = nil
     end
 end
+
+function Text:clear() self:clear_live() end
 
 function Text:out(s)
     self:clear_live()
@@ -174,12 +177,29 @@ function Text:run_end(stats)
         if s.interrupted_at then row = row .. "  " .. self:paint("31", "interrupted at " .. s.interrupted_at) end
         if s.stopped_at then row = row .. "  " .. self:paint("31", "stopped at " .. s.stopped_at .. " (" .. s.stopped_why .. ")") end
         if s.never_started then row = row .. "  " .. self:paint("33", "never started (" .. s.never_started .. ")") end
+        if s.parked_at then row = row .. "  " .. self:paint("34", "parked at gate " .. s.parked_gate) end
         self:out(row)
     end
     if stats.check then
         self:out("")
         self:out("check mode: nothing was changed. " .. (stats.totals.changed or 0) ..
             " change(s) predicted, " .. (stats.totals.unknown or 0) .. " result(s) unknowable before a real run.")
+    end
+    if stats.parked then
+        self:out("")
+        for _, gate in ipairs(util.sorted_keys(stats.parked)) do
+            local hosts = stats.parked[gate]
+            table.sort(hosts)
+            self:out(self:paint("34", "waiting at gate '" .. gate .. "': " .. table.concat(hosts, ", ")))
+            self:out("  approve every host parked there:  cutover resume " .. stats.run .. " --approve " .. gate)
+            self:out("  or one host:                      cutover resume " .. stats.run .. " --approve " .. gate .. "@" .. hosts[1])
+            self:out("  a gate that asks for a value:     cutover resume " .. stats.run .. " --answer " .. gate .. "=VALUE")
+            self:out("  a secret value (read from stdin): cutover resume " .. stats.run .. " --answer-stdin " .. gate)
+        end
+    elseif stats.run and stats.exit_code ~= 0 and not stats.check then
+        self:out("")
+        self:out("run " .. stats.run .. " did not finish; see 'cutover show " .. stats.run ..
+                 "', continue with 'cutover resume " .. stats.run .. "'")
     end
     self:out(string.format("\nfinished in %s, exit code %d", util.format_duration(stats.duration), stats.exit_code))
 end
@@ -234,10 +254,11 @@ function Json:host_result(ev)
 end
 
 function Json:tick() end
+function Json:clear() end
 
 function Json:run_end(stats)
     self:emit({ event = "run_end", exit_code = stats.exit_code, duration = stats.duration,
-                hosts = stats.per_host, check = stats.check, run = stats.run })
+                hosts = stats.per_host, check = stats.check, run = stats.run, parked = stats.parked })
 end
 
 return M

@@ -261,6 +261,14 @@ function Loader:step(src, t, inherited_tags, in_handlers, list, index)
             return nil
         end
         step.action = action_name
+        if action_name == "pause" and type(t.pause) == "table" and type(t.pause.gate) == "string" then
+            local g = t.pause.gate
+            if self.gates[g] then
+                self:err(src:at(t.pause, "gate"), label .. ": gate '" .. g .. "' is already used at " .. self.gates[g])
+            else
+                self.gates[g] = src:at(t.pause, "gate")
+            end
+        end
         local raw = t[action_name]
         local args, errs, err_keys = schema.normalize(actions.get(action_name), raw)
         for i, e in ipairs(errs) do
@@ -405,7 +413,7 @@ end
 function M.load(path)
     local src, err = M.read_yaml(path, "playbook")
     if not src then return nil, { err } end
-    local self = setmetatable({ errors = {}, ids = {}, notifies = {}, step_count = 0 }, Loader)
+    local self = setmetatable({ errors = {}, ids = {}, notifies = {}, gates = {}, step_count = 0 }, Loader)
     local doc = src.value
     local book = { path = path, dir = util.dirname(path), plays = {}, source = src }
     if is_null(doc) then

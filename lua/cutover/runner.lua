@@ -14,11 +14,7 @@ local connections = require("cutover.connection")
 local util = require("cutover.util")
 local json = require("cutover.core.json")
 local crypto = require("cutover.core.crypto")
-local ok_redact, redact = pcall(require, "cutover.redact")
-local function redact_text(s)
-    if ok_redact and redact.text then return redact.text(s) end
-    return s
-end
+local redact = require("cutover.redact")
 
 local M = {}
 
@@ -64,6 +60,11 @@ function Run:report(hs, step, result, started, item_label)
     self.reporter:host_result({ host = hs.name, step_id = step.id, step_name = name,
                                 action = step.action, result = shown,
                                 duration = duration, item_label = item_label })
+    if self.opts.on_result then
+        -- saved plans (cutover.plan): every result as it is reported
+        self.opts.on_result({ host = hs.name, step = step, step_name = name, result = result,
+                              item_label = item_label, play = self.play_state and self.play_state.index })
+    end
     local st = self.stats.per_host[hs.name]
     local status = output.status(result)
     st[status] = (st[status] or 0) + 1
@@ -107,6 +108,18 @@ function Run:execute(hs, step, scope)
         conn = hs.conn, check = check, diff = self.opts.diff, host = hs.name,
         scope = scope, playbook_dir = self.book.dir, interrupted = interrupted,
         progress = function(text) if running then running.progress = text end end,
+        -- a controller file an action reads (copy/template src): its
+        -- path and sha256 are recorded in the run (saved plans check them)
+        read_file = function(path)
+            local data, rerr = require("cutover.core.fs").read(path)
+            if data then
+                self.files_read = self.files_read or {}
+                self.files_read[path] = crypto.sha256(data)
+                if self.opts.on_file_read then self.opts.on_file_read(path, self.files_read[path]) end
+            end
+            return data, rerr
+        end,
+        gate = function(spec) return self:gate(hs, spec) end,
     }
     if step.delegate_to ~= nil and not action.controller then
         local dok, target, dunknown = expr.render(step.delegate_to, scope)
@@ -312,6 +325,12 @@ function Run:action_step(hs, step)
         self.stats.per_host[hs.name].interrupted_at = step.id
         return false
     end
+    if result.parked then
+        local st = self.stats.per_host[hs.name]
+        st.parked_at = step.id
+        st.parked_gate = result.gate
+        return false
+    end
     if result.failed and not ignored then
         self.stats.per_host[hs.name].failed_at = self.stats.per_host[hs.name].failed_at or step.id
         if self.play_state and self.play_state.any_errors_fatal and (hs.in_rescue or 0) == 0 then
@@ -321,6 +340,72 @@ function Run:action_step(hs, step)
         return false
     end
     return true
+end
+
+-- Approval gates.  Approved when: --approve GATE or GATE@HOST, an
+-- --answer for it, or an approval the journal recorded for this run.
+-- Otherwise asked on the terminal (one host at a time) or parked.
+function Run:gate(hs, spec)
+    local o = self.opts
+    local gate = spec.gate
+    local approve = o.approve or {}
+    local answer = o.answers and o.answers[gate]
+    local who = (sys.user())
+    local function approved(how, value)
+        if spec.choices and value ~= nil then
+            local okc = false
+            for _, c in ipairs(spec.choices) do if tostring(c) == value then okc = true end end
+            if not okc then
+                return { failed = true, gate = gate, msg = "gate '" .. gate .. "': '" ..
+                         (spec.secret and "********" or value) .. "' is not one of " ..
+                         table.concat(spec.choices, ", ") }
+            end
+        end
+        if spec.secret and value ~= nil and self.redact_register then self.redact_register(value) end
+        if self.journal then
+            self.journal:event(self.run_id, hs.name, "approve", gate,
+                               how .. (value ~= nil and not spec.secret and (": " .. value) or ""))
+        end
+        return { changed = false, approved = true, gate = gate, answer = value or "yes",
+                 approved_by = who, msg = "gate '" .. gate .. "' approved (" .. how .. ")" }
+    end
+    if answer ~= nil then return approved("answered on the command line by " .. who, answer) end
+    if approve[gate] or approve[gate .. "@" .. hs.name] then
+        return approved("--approve by " .. who, nil)
+    end
+    if o.interactive then
+        while self.prompting do loop.sleep(0.02) end
+        self.prompting = true
+        local text = string.format("\n[%s] gate '%s': %s%s ", hs.name, gate, spec.prompt,
+            spec.choices and (" (" .. table.concat(spec.choices, "/") .. ")") or " [yes/no]")
+        self.reporter:clear()
+        local got, err
+        for _ = 1, 3 do
+            got, err = sys.ask(text, spec.secret)
+            if got == nil then break end
+            got = util.trim(got)
+            if spec.choices then
+                local okc = false
+                for _, c in ipairs(spec.choices) do if tostring(c) == got then okc = true end end
+                if okc then break end
+                sys.write(2, "  answer one of: " .. table.concat(spec.choices, ", ") .. "\n")
+                got = nil
+            else
+                break
+            end
+        end
+        self.prompting = false
+        if got == nil then
+            return { failed = true, gate = gate, msg = "gate '" .. gate .. "': " .. (err or "no valid answer") }
+        end
+        if not spec.choices and not spec.secret and got:lower() ~= "yes" and got:lower() ~= "y" then
+            if self.journal then self.journal:event(self.run_id, hs.name, "refuse", gate, "by " .. who) end
+            return { failed = true, gate = gate, msg = "gate '" .. gate .. "' not approved by " .. who }
+        end
+        return approved("at the terminal by " .. who, (spec.choices or spec.secret) and got or nil)
+    end
+    return { parked = true, gate = gate, changed = false,
+             msg = "parked at gate '" .. gate .. "': " .. spec.prompt }
 end
 
 -- Statuses of a journaled step that count as done on resume.
@@ -339,7 +424,7 @@ M.step_digest = step_digest
 local function journal_json(result)
     local keep = {}
     for k, v in pairs(result) do if k ~= "diff" then keep[k] = v end end
-    return redact_text(json.encode(keep))
+    return redact.json_line(json.encode(redact.value(keep)))
 end
 
 -- Replays a step finished before a restart: its registered value,
@@ -378,6 +463,9 @@ function Run:journaled_step(hs, step)
          (step.args.creates ~= nil or step.args.removes ~= nil))
     local row = self.resume and self.resume.done[hs.name] and self.resume.done[hs.name][key]
     local note
+    if row and row.status == "parked" then
+        row = nil  -- the gate is asked again (approved now, or parks again)
+    end
     if row and DONE[row.status] then
         return self:replay(hs, step, row)
     elseif row and (row.status == "running" or row.status == "interrupted") then
@@ -624,8 +712,21 @@ function Run:play(play)
             end
             self.once = {}
             self:batch(play, batch)
-            local failed = 0
-            for _, name in ipairs(batch) do if self.failed_hosts[name] then failed = failed + 1 end end
+            local failed, parked = 0, {}
+            for _, name in ipairs(batch) do
+                local st = self.stats.per_host[name]
+                if st and st.parked_at then
+                    parked[#parked + 1] = name .. " at gate " .. st.parked_gate
+                elseif self.failed_hosts[name] then
+                    failed = failed + 1
+                end
+            end
+            if #parked > 0 and b < #list and not self.abort then
+                -- a rolling upgrade waits for its gate before going on
+                self.abort = "waiting: " .. table.concat(parked, ", ") ..
+                    " (later batches start when the run is resumed)"
+                self.reporter:warn("play '" .. play.name .. "': " .. self.abort)
+            end
             if failed > 0 and not self.abort then
                 local pct = failed * 100 / #batch
                 if play.any_errors_fatal then
@@ -827,6 +928,14 @@ function M.run(book, inventory, opts)
     for _, hs in pairs(self.hosts) do if hs.conn then hs.conn:close() end end
     for _, c in pairs(self.delegates or {}) do c:close() end
     local code = M.EXIT_OK
+    local parked = {}
+    for name, st in pairs(self.stats.per_host) do
+        if st.parked_at then
+            parked[#parked + 1] = name
+            self.failed_hosts[name] = nil
+        end
+    end
+    if #parked > 0 then code = M.EXIT_PARKED end
     if next(self.failed_hosts) then code = M.EXIT_FAILED end
     if interrupted() then code = M.EXIT_INTERRUPTED end
     self.stats.duration = loop.now() - start
@@ -834,6 +943,7 @@ function M.run(book, inventory, opts)
     if j then
         for name, st in pairs(self.stats.per_host) do
             local status = st.never_started and "pending"
+                or (st.parked_at and "parked")
                 or (st.interrupted_at and "interrupted")
                 or (st.attention and "attention")
                 or (self.failed_hosts[name] and "failed")
@@ -844,9 +954,20 @@ function M.run(book, inventory, opts)
             end
         end
         local status = opts.check and "check" or (code == M.EXIT_OK and "ok")
-            or (code == M.EXIT_INTERRUPTED and "interrupted") or "failed"
+            or (code == M.EXIT_INTERRUPTED and "interrupted")
+            or (code == M.EXIT_PARKED and "parked") or "failed"
         j:run_status(self.run_id, status, code)
-        j:unlock_run(self.run_id)
+        -- a parked run keeps its hosts until it is resumed or aborted
+        if status ~= "parked" then j:unlock_run(self.run_id) end
+        if #parked > 0 then
+            local gates = {}
+            for _, name in ipairs(parked) do
+                local g = self.stats.per_host[name].parked_gate
+                gates[g] = gates[g] or {}
+                table.insert(gates[g], name)
+            end
+            self.stats.parked = gates
+        end
         self.stats.run = self.run_id
     end
     reporter:run_end(self.stats)

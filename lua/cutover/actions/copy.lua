@@ -28,7 +28,8 @@ change is shown as a unified diff.]],
         local data = args.content
         if args.src then
             local err
-            data, err = fs.read(util.join_path(ctx.playbook_dir, args.src))
+            -- ctx.read_file records the file for saved plans
+            data, err = (ctx.read_file or fs.read)(util.join_path(ctx.playbook_dir, args.src))
             if not data then return { failed = true, msg = "src: " .. err } end
         end
         return content.ensure(ctx, args.dest, data, args.mode)

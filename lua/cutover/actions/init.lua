@@ -12,7 +12,7 @@
 local M = {}
 
 local NAMES = {
-    "assert", "command", "copy", "debug", "fail", "file", "reboot",
+    "assert", "command", "copy", "debug", "fail", "file", "pause", "reboot",
     "set_fact", "shell", "stat", "template", "wait_for",
     "wait_for_connection",
 }

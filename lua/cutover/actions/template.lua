@@ -23,7 +23,8 @@ copy does: atomically, only when the checksum differs.]],
     idempotent = true,
     run = function(ctx, args)
         local path = util.join_path(ctx.playbook_dir, args.src)
-        local text, err = fs.read(path)
+        -- ctx.read_file records the file for saved plans
+        local text, err = (ctx.read_file or fs.read)(path)
         if not text then return { failed = true, msg = "src: " .. err } end
         local out = {}
         -- Render line by line so an error can name the template's line.

@@ -1,0 +1,154 @@
+-- Approval gates: park (exit 4), approve from a second process, answers,
+-- advance approval, prompts on a terminal, locks held while parked.
+local binary, tests_dir = ...
+local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
+local json = require("cutover.core.json")
+
+local function setup(book, hosts)
+    local d = T.tmpdir()
+    local lines = { "all:", "  vars: { ansible_connection: local }", "  hosts:" }
+    for _, h in ipairs(hosts or { "a", "b" }) do lines[#lines + 1] = "    " .. h .. ": {}" end
+    T.write(d .. "/inv.yml", table.concat(lines, "\n") .. "\n")
+    T.write(d .. "/p.yml", book:gsub("@D@", d))
+    return d
+end
+
+local function cutover(d, args, opts)
+    opts = opts or {}
+    local all = {}
+    for _, a in ipairs(args) do all[#all + 1] = a end
+    if args[1] == "run" then
+        all[#all + 1] = "-i"
+        all[#all + 1] = d .. "/inv.yml"
+    end
+    opts.env = { XDG_STATE_HOME = d .. "/state" }
+    return T.run(all, opts)
+end
+
+local function log(d) return T.read(d .. "/log") or "" end
+
+local function sorted_lines(s)
+    local t = {}
+    for l in s:gmatch("[^\n]+") do t[#t + 1] = l end
+    table.sort(t)
+    return table.concat(t, " ")
+end
+
+local GATED = [[
+- hosts: all
+  steps:
+    - shell: "echo before-{{ inventory_hostname }} >> @D@/log"
+    - id: confirm
+      pause: { gate: go, prompt: "Proceed?" }
+    - shell: "echo after-{{ inventory_hostname }} >> @D@/log"
+]]
+
+T.test("without a terminal hosts park at the gate (exit 4); a second process approves", function()
+    local d = setup(GATED)
+    local r = cutover(d, { "run", d .. "/p.yml", "--non-interactive" })
+    T.eq(r.rc, 4, "parked")
+    T.match(r.stdout, "parked%s+a%s+confirm", "a parked")
+    T.match(r.stdout, "parked%s+b%s+confirm", "b parked")
+    local id = r.stdout:match("%[run (%S+)%]")
+    T.contains(r.stdout, "cutover resume " .. id .. " --approve go\n", "how to approve all")
+    T.contains(r.stdout, "--approve go@a", "how to approve one")
+    T.eq(sorted_lines(log(d)), "before-a before-b", "nothing after the gate ran")
+    r = cutover(d, { "resume", id, "--approve", "go@a", "--non-interactive" })
+    T.eq(r.rc, 4, "b still waits")
+    T.eq(sorted_lines(log(d)), "after-a before-a before-b", "a went on")
+    r = cutover(d, { "resume", "--approve", "go", "--non-interactive" })
+    T.eq(r.rc, 0, "done: " .. r.stdout)
+    T.eq(sorted_lines(log(d)), "after-a after-b before-a before-b", "each step once")
+    local show = json.decode(cutover(d, { "show", id, "--format", "json" }).stdout)
+    local approvals = {}
+    for _, e in ipairs(show.events) do
+        if e.kind == "approve" then
+            approvals[#approvals + 1] = e.name .. "@" .. e.host
+            T.ok(e.os_user ~= nil and e.time ~= nil, "who and when recorded")
+        end
+    end
+    table.sort(approvals)
+    T.eq(table.concat(approvals, " "), "go@a go@b", "each approval recorded")
+end)
+
+T.test("--approve on run approves in advance", function()
+    local d = setup(GATED)
+    local r = cutover(d, { "run", d .. "/p.yml", "--non-interactive", "--approve", "go" })
+    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    T.eq(sorted_lines(log(d)), "after-a after-b before-a before-b", "ran through")
+end)
+
+T.test("a parked run keeps its hosts locked; abort releases them", function()
+    local d = setup(GATED)
+    local r = cutover(d, { "run", d .. "/p.yml", "--non-interactive" })
+    T.eq(r.rc, 4, "parked")
+    local id = r.stdout:match("%[run (%S+)%]")
+    local other = cutover(d, { "run", d .. "/p.yml", "--non-interactive", "--approve", "go" })
+    T.eq(other.rc, 3, "refused while parked")
+    T.contains(other.stderr, "locked by run " .. id, "names the parked run")
+    T.eq(cutover(d, { "abort", id }).rc, 0, "abort")
+    other = cutover(d, { "run", d .. "/p.yml", "--non-interactive", "--approve", "go" })
+    T.eq(other.rc, 0, "runs after abort")
+end)
+
+T.test("choices and --answer: the answer is registered; a wrong one fails", function()
+    local d = setup([[
+- hosts: all
+  steps:
+    - id: colour
+      pause: { gate: colour, prompt: "Which colour?", choices: [red, blue] }
+      register: c
+    - shell: "echo {{ inventory_hostname }}-{{ c.answer }} >> @D@/log"
+]], { "a" })
+    local r = cutover(d, { "run", d .. "/p.yml", "--non-interactive" })
+    T.eq(r.rc, 4, "parked")
+    r = cutover(d, { "resume", "--answer", "colour=green", "--non-interactive" })
+    T.eq(r.rc, 1, "not a choice")
+    T.contains(r.stdout, "'green' is not one of red, blue", "message")
+    r = cutover(d, { "resume", "--answer", "colour=blue", "--non-interactive" })
+    T.eq(r.rc, 0, "exit code: " .. r.stdout)
+    T.eq(log(d), "a-blue\n", "the answer was used")
+end)
+
+T.test("serial: a parked host holds back the next batch until it is approved", function()
+    local d = setup([[
+- hosts: all
+  serial: 1
+  steps:
+    - shell: "echo before-{{ inventory_hostname }} >> @D@/log"
+    - pause: { gate: next, prompt: "Go on?" }
+    - shell: "echo after-{{ inventory_hostname }} >> @D@/log"
+]])
+    local r = cutover(d, { "run", d .. "/p.yml", "--non-interactive" })
+    T.eq(r.rc, 4, "parked")
+    T.match(r.stdout, "b[^\n]*never started %(waiting: a at gate next", "b waits for a")
+    T.eq(log(d), "before-a\n", "only a started")
+    r = cutover(d, { "resume", "--approve", "next@a", "--non-interactive" })
+    T.eq(r.rc, 4, "b now parks at its own gate")
+    T.eq(log(d), "before-a\nafter-a\nbefore-b\n", "a finished, b started")
+    r = cutover(d, { "resume", "--approve", "next", "--non-interactive" })
+    T.eq(r.rc, 0, "done")
+    T.eq(log(d), "before-a\nafter-a\nbefore-b\nafter-b\n", "in order, once each")
+end)
+
+T.test("on a terminal the operator is asked, one host at a time, naming it", function()
+    local d = setup(GATED)
+    -- script(1) gives cutover a terminal; answers arrive once asked
+    local r = T.sh(string.format(
+        "cd %s && (sleep 1; printf 'yes\\n'; sleep 1; printf 'no\\n') | XDG_STATE_HOME=%s/state NO_COLOR=1 " ..
+        "script -qec '%s run p.yml -i inv.yml' /dev/null; echo rc=$?",
+        d, d, T.cutover))
+    local out = r.stdout
+    local at_a = out:find("%[a%] gate 'go': Proceed%? %[yes/no%]")
+    local at_b = out:find("%[b%] gate 'go': Proceed%? %[yes/no%]")
+    T.ok(at_a and at_b, "both hosts asked by name: " .. out)
+    -- whichever host reached the gate first was asked first, and said yes
+    local first = at_a < at_b and "a" or "b"
+    local second = first == "a" and "b" or "a"
+    T.contains(out, "rc=1", "the second host was refused")
+    T.match(out, "gate 'go' not approved by", "says so")
+    T.eq(sorted_lines(log(d)), "after-" .. first .. " before-a before-b", "only the approved host went on")
+    T.match(out, "failed%s+" .. second .. "%s+confirm", "the other one failed at the gate")
+end)
+
+T.done()
