@@ -410,8 +410,9 @@ local function prepare_run(o, book_path, ev)
         answers[g] = v
     end
     for _, g in ipairs(o["answer-stdin"] or {}) do
-        local v = io.stdin:read("a") or ""
-        answers[g] = v:gsub("\r?\n$", "")
+        local v = (io.stdin:read("a") or ""):gsub("\r?\n$", "")
+        answers[g] = v
+        redact.register(v)  -- given for a secret: masked from the start
     end
     local interactive = not o["non-interactive"] and require("cutover.core.sys").has_tty()
     local record = {}

@@ -23,6 +23,8 @@ local STEP_KEYS = {
     "no_log", "tags", "notify", "run_once", "delegate_to", "block", "rescue",
     "always", "vars",
 }
+local CONDITION_KEYS = { "when", "failed_when", "changed_when", "until" }
+local BLOCK_ONLY_KEYS = { "rescue", "always" }
 local STEP_KEY_SET = {}
 for _, k in ipairs(STEP_KEYS) do STEP_KEY_SET[k] = true end
 
@@ -168,14 +170,18 @@ function Loader:step(src, t, inherited_tags, in_handlers, list, index)
     local step = { raw = t, source = src }
     local action_name
     local had_unknown = false
-    for _, k in ipairs(util.sorted_keys(t)) do
+    -- (errors are sorted by position at the end, so key order is free;
+    -- only two actions in one step need a stable order for the message)
+    local second_action
+    for k in pairs(t) do
         if type(k) ~= "string" then
             self:err(src:at(t, k), label .. ": keys must be text")
         elseif STEP_KEY_SET[k] then
             -- handled below
         elseif actions.exists(k) then
             if action_name then
-                self:err(src:at(t, k), label .. ": a step has one action, found '" .. action_name .. "' and '" .. k .. "'")
+                second_action = true
+                if k < action_name then action_name = k end
             else
                 action_name = k
             end
@@ -184,6 +190,15 @@ function Loader:step(src, t, inherited_tags, in_handlers, list, index)
             local all = util.copy(STEP_KEYS)
             for _, a in ipairs(actions.names()) do all[#all + 1] = a end
             self:err(src:at(t, k), label .. ": unknown keyword or action '" .. k .. "'" .. util.did_you_mean(k, all))
+        end
+    end
+
+    if second_action then
+        local names = {}
+        for k in pairs(t) do if type(k) == "string" and actions.exists(k) then names[#names + 1] = k end end
+        table.sort(names)
+        for i = 2, #names do
+            self:err(src:at(t, names[i]), label .. ": a step has one action, found '" .. names[1] .. "' and '" .. names[i] .. "'")
         end
     end
 
@@ -221,7 +236,7 @@ function Loader:step(src, t, inherited_tags, in_handlers, list, index)
     if step.loop_var and t.loop == nil then
         self:err(src:at(t, "loop_var"), label .. ": 'loop_var' needs 'loop'")
     end
-    for _, key in ipairs({ "when", "failed_when", "changed_when", "until" }) do
+    for _, key in ipairs(CONDITION_KEYS) do
         if t[key] ~= nil and not (type(t[key]) == "string" or type(t[key]) == "boolean" or util.is_list(t[key])) then
             self:err(src:at(t, key), label .. ": '" .. key .. "' must be an expression or a list of them")
         else
@@ -252,7 +267,7 @@ function Loader:step(src, t, inherited_tags, in_handlers, list, index)
         end
         if not id then id, explicit = "block", false end
     else
-        for _, k in ipairs({ "rescue", "always" }) do
+        for _, k in ipairs(BLOCK_ONLY_KEYS) do
             if t[k] ~= nil then self:err(src:at(t, k), label .. ": '" .. k .. "' needs 'block'") end
         end
         if not action_name then

@@ -361,7 +361,8 @@ function Run:gate(hs, spec)
                          table.concat(spec.choices, ", ") }
             end
         end
-        if spec.secret and value ~= nil and self.redact_register then self.redact_register(value) end
+        -- a secret answer is masked in all output from here on
+        if spec.secret and value ~= nil then redact.register(value) end
         if self.journal then
             self.journal:event(self.run_id, hs.name, "approve", gate,
                                how .. (value ~= nil and not spec.secret and (": " .. value) or ""))
@@ -496,13 +497,23 @@ function Run:journaled_step(hs, step)
             note = "run again after a restart (idempotent)"
         end
     end
-    local seq = j:intent({ run = self.run_id, host = hs.name, play = play, step = step.id,
-                           occurrence = n, name = step.name, action = step.action,
-                           digest = step_digest(step), idempotent = idempotent })
+    local intent = { run = self.run_id, host = hs.name, play = play, step = step.id,
+                     occurrence = n, name = step.name, action = step.action,
+                     digest = step_digest(step), idempotent = idempotent }
+    -- A step that only works on the controller changes nothing a crash
+    -- could leave half done: one row after it, not an intent before.
+    local seq = not action.controller and j:intent(intent) or nil
     hs.last_result = nil
     local ok = self:action_step(hs, step)
     local result = hs.last_result or { failed = not ok }
-    j:result(seq, output.status(result), result.changed == true, journal_json(result), note)
+    if seq then
+        j:result(seq, output.status(result), result.changed == true, journal_json(result), note)
+    else
+        j:exec("BEGIN")
+        seq = j:intent(intent)
+        j:result(seq, output.status(result), result.changed == true, journal_json(result), note)
+        j:exec("COMMIT")
+    end
     local fault = os.getenv("CUTOVER_FAULT")
     if fault and fault == "kill-after:" .. step.id .. "@" .. hs.name then
         -- tests: die exactly at this step boundary, as a crash would

@@ -82,8 +82,7 @@ local function walk(action, raw, at_lint)
         names = util.sorted_keys(action.args or {})
         action.arg_names = names
     end
-    for _, k in ipairs(util.sorted_keys(raw)) do
-        local v = raw[k]
+    for k, v in pairs(raw) do
         local spec = action.args and action.args[k]
         if spec == nil and not action.any_args then
             local hint = util.did_you_mean(tostring(k), names)

@@ -110,6 +110,29 @@ T.test("choices and --answer: the answer is registered; a wrong one fails", func
     T.eq(log(d), "a-blue\n", "the answer was used")
 end)
 
+T.test("a secret answer read from stdin is used and never shown or journaled", function()
+    local secret = "Gate P@ss \"&^<>| word"
+    local d = setup([[
+- hosts: all
+  steps:
+    - id: pw
+      pause: { gate: password, prompt: "The service password?", secret: true }
+      register: pw
+    - copy: { dest: "@D@/pw.txt", content: "{{ pw.answer }}" }
+    - command: { argv: [echo, "{{ pw.answer }}"] }
+]], { "a" })
+    local r = cutover(d, { "run", d .. "/p.yml", "--non-interactive" })
+    T.eq(r.rc, 4, "parked")
+    r = cutover(d, { "resume", "--answer-stdin", "password", "--non-interactive", "-v", "--format", "json" },
+                { stdin = secret .. "\n" })
+    T.eq(r.rc, 0, "exit code: " .. #r.stdout .. " bytes of output")
+    T.eq(T.read(d .. "/pw.txt"), secret, "the answer reached the step")
+    local everything = r.stdout .. r.stderr .. (T.read(d .. "/state/cutover/journal.db") or "") ..
+        (T.read(d .. "/state/cutover/journal.db-wal") or "")
+    T.ok(not everything:find(secret, 1, true), "the secret is nowhere in the output or journal")
+    T.contains(r.stdout, "********", "it is masked")
+end)
+
 T.test("serial: a parked host holds back the next batch until it is approved", function()
     local d = setup([[
 - hosts: all
