@@ -18,7 +18,7 @@
 #include "cutover.h"
 
 #define JOURNAL_MT "cutover.journal"
-#define JOURNAL_FORMAT 1
+#define JOURNAL_FORMAT 2
 #define JOURNAL_BUSY_MS 10000
 
 struct journal {
@@ -31,7 +31,7 @@ static const char *const journal_schema =
     " status TEXT NOT NULL, command TEXT, playbook TEXT,"
     " playbook_digest TEXT, inventory TEXT, inventory_digest TEXT,"
     " extra_vars TEXT, options TEXT, os_user TEXT, controller TEXT,"
-    " pid INTEGER, exit_code INTEGER, version TEXT);"
+    " pid INTEGER, exit_code INTEGER, version TEXT, sealed TEXT);"
     "CREATE TABLE IF NOT EXISTS run_hosts ("
     " run TEXT NOT NULL REFERENCES runs(id), host TEXT NOT NULL,"
     " status TEXT NOT NULL, failed_at TEXT, detail TEXT,"
@@ -42,7 +42,7 @@ static const char *const journal_schema =
     " play INTEGER NOT NULL, step TEXT NOT NULL, occurrence INTEGER NOT NULL,"
     " name TEXT, action TEXT, digest TEXT, idempotent INTEGER,"
     " status TEXT NOT NULL, changed INTEGER, started REAL, ended REAL,"
-    " result TEXT, note TEXT);"
+    " result TEXT, note TEXT, sealed TEXT);"
     "CREATE INDEX IF NOT EXISTS steps_by_run ON steps(run, host, seq);"
     "CREATE TABLE IF NOT EXISTS locks ("
     " host TEXT PRIMARY KEY, run TEXT NOT NULL, pid INTEGER,"
@@ -136,6 +136,15 @@ static int journal_open(lua_State *L)
         if (rc == SQLITE_OK)
             rc = sqlite3_exec(j->db, "COMMIT", NULL, NULL, &err);
         else
+            sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    if (rc == SQLITE_OK && version == 1) {
+        /* format 1 -> 2: sealed (encrypted) values of runs and steps */
+        rc = sqlite3_exec(j->db, "BEGIN IMMEDIATE;"
+                          "ALTER TABLE runs ADD COLUMN sealed TEXT;"
+                          "ALTER TABLE steps ADD COLUMN sealed TEXT;"
+                          "PRAGMA user_version=2; COMMIT;", NULL, NULL, &err);
+        if (rc != SQLITE_OK)
             sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
     }
     if (rc != SQLITE_OK) {

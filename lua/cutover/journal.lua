@@ -108,9 +108,15 @@ function Journal:intent(f)
     return seq
 end
 
-function Journal:result(seq, status, changed, result_json, note)
-    self:exec("UPDATE steps SET status = ?, changed = ?, ended = ?, result = ?, note = ? WHERE seq = ?",
-              status, changed and 1 or 0, sys.time(), result_json, note, seq)
+-- sealed: the unmasked result encrypted with the vault key, when the
+-- result holds a secret (result_json itself is always masked)
+function Journal:result(seq, status, changed, result_json, note, sealed)
+    self:exec("UPDATE steps SET status = ?, changed = ?, ended = ?, result = ?, note = ?, sealed = ? WHERE seq = ?",
+              status, changed and 1 or 0, sys.time(), result_json, note, sealed, seq)
+end
+
+function Journal:run_sealed(id, sealed)
+    self:exec("UPDATE runs SET sealed = ? WHERE id = ?", sealed, id)
 end
 
 function Journal:event(run, host, kind, name, detail)

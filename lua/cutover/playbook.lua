@@ -13,7 +13,8 @@ local M = {}
 M.MAX_BYTES = 8 * 1024 * 1024
 
 local PLAY_KEYS = { "name", "hosts", "vars", "steps", "handlers", "tags",
-                    "serial", "max_fail_percentage", "any_errors_fatal", "order" }
+                    "serial", "max_fail_percentage", "any_errors_fatal", "order",
+                    "vars_prompt" }
 
 local ORDERS = { "inventory", "reverse_inventory", "sorted", "reverse_sorted", "shuffle" }
 
@@ -370,6 +371,32 @@ function Loader:play(src, t, index)
         end
     end
     play.vars = play.vars or {}
+    -- vars_prompt: asked once at start; private (the default) means no
+    -- echo and masked everywhere
+    if t.vars_prompt ~= nil and not is_null(t.vars_prompt) then
+        local list = t.vars_prompt
+        if type(list) ~= "table" or not util.is_list(list) then
+            self:err(src:at(t, "vars_prompt"), label .. ": 'vars_prompt' must be a list of {name, prompt, private, default}")
+        else
+            play.vars_prompt = {}
+            for i, p in ipairs(list) do
+                if type(p) ~= "table" or type(p.name) ~= "string" or not p.name:match("^[%a_][%w_]*$") then
+                    self:err(src:at(list, i), label .. ": a vars_prompt entry needs a 'name' (a variable name)")
+                else
+                    for k in pairs(p) do
+                        if k ~= "name" and k ~= "prompt" and k ~= "private" and k ~= "default" then
+                            self:err(src:at(p, k), label .. ": vars_prompt: unknown key '" .. tostring(k) .. "'" ..
+                                util.did_you_mean(tostring(k), { "name", "prompt", "private", "default" }))
+                        end
+                    end
+                    play.vars_prompt[#play.vars_prompt + 1] = {
+                        name = p.name, prompt = type(p.prompt) == "string" and p.prompt or nil,
+                        private = p.private ~= false, default = p.default ~= yaml.null and p.default or nil,
+                    }
+                end
+            end
+        end
+    end
     -- rollout: serial is a count, "N%", or a list of them (batch sizes;
     -- the last repeats)
     if t.serial ~= nil then

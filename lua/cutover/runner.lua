@@ -421,17 +421,23 @@ local function step_digest(step)
 end
 M.step_digest = step_digest
 
--- The result fields kept in the journal (no diff text; secrets masked).
-local function journal_json(result)
+-- The result fields kept in the journal (no diff text; secrets masked),
+-- and, when masking changed them, the unmasked text sealed with the
+-- vault key so that a resumed run gets the real values back.
+function Run:journal_json(result)
     local keep = {}
     for k, v in pairs(result) do if k ~= "diff" then keep[k] = v end end
-    return redact.json_line(json.encode(redact.value(keep)))
+    local plain = json.encode(keep)
+    local masked = redact.json_line(json.encode(redact.value(keep)))
+    if masked ~= plain then return masked, self.secrets:seal(plain, self.run_id) end
+    return masked
 end
 
 -- Replays a step finished before a restart: its registered value,
 -- set_fact values and notifications, without touching the host.
 function Run:replay(hs, step, row)
-    local result = row.result and json.decode(row.result) or {}
+    local text = row.sealed and self.secrets:unseal(row.sealed, self.run_id) or row.result
+    local result = text and json.decode(text) or {}
     if type(result) ~= "table" then result = {} end
     if step.register then hs.scope:set(step.register, result) end
     if step.action == "set_fact" and type(result.facts) == "table" then
@@ -476,7 +482,7 @@ function Run:journaled_step(hs, step)
                                    occurrence = n, name = step.name, action = step.action,
                                    digest = step_digest(step), idempotent = idempotent })
             local done = { changed = false, msg = "marked done by " .. (sys.user()) }
-            j:result(seq, "marked", false, journal_json(done), "marked done by " .. (sys.user()))
+            j:result(seq, "marked", false, (self:journal_json(done)), "marked done by " .. (sys.user()))
             j:event(self.run_id, hs.name, "mark-done", step.id, nil)
             return self:replay(hs, step, { result = row.result or json.encode(done), note = "marked done by the operator" })
         elseif r.retry[step.id] then
@@ -506,12 +512,13 @@ function Run:journaled_step(hs, step)
     hs.last_result = nil
     local ok = self:action_step(hs, step)
     local result = hs.last_result or { failed = not ok }
+    local text, sealed = self:journal_json(result)
     if seq then
-        j:result(seq, output.status(result), result.changed == true, journal_json(result), note)
+        j:result(seq, output.status(result), result.changed == true, text, note, sealed)
     else
         j:exec("BEGIN")
         seq = j:intent(intent)
-        j:result(seq, output.status(result), result.changed == true, journal_json(result), note)
+        j:result(seq, output.status(result), result.changed == true, text, note, sealed)
         j:exec("COMMIT")
     end
     local fault = os.getenv("CUTOVER_FAULT")
@@ -597,14 +604,6 @@ function Run:host_facts(hs)
     }
 end
 
--- `secret.NAME`: one table per run, shared by its hosts; the vault is
--- opened (and its passphrase asked) on the first read only.
-local function secret_table(run)
-    if not run.secret_table then
-        run.secret_table = require("cutover.vault").secret_table(run.opts.vault)
-    end
-    return run.secret_table
-end
 
 -- All hosts of one play.
 -- Hosts of a play in the order the play asks for.
@@ -808,13 +807,14 @@ function Run:host_play(play, name)
     local layers = {
         { vars = self.opts.extra_vars or {} },
         { vars = hs.registered, literal = true, writable = true },
+        { vars = self.secrets.prompted, literal = true },
         { vars = play.vars, is_play_vars = true },
         { vars = h.vars },
     }
     for _, l in ipairs(self.inventory:group_layers(name)) do layers[#layers + 1] = l end
     local specials = {
         inventory_hostname = name,
-        secret = secret_table(self),
+        secret = self.secrets:table(),
         check_mode = self.opts.check == true,
     }
     hs.scope = vars.new(specials, layers)
@@ -882,6 +882,24 @@ function M.run(book, inventory, opts)
             return M.EXIT_USAGE
         end
     end
+    -- Secrets first: a run that cannot have what it needs never starts.
+    local sealed_any = false
+    if opts.resume and opts.journal then
+        sealed_any = opts.resume.run.sealed ~= nil or
+            opts.journal:rows("SELECT 1 FROM steps WHERE run = ? AND sealed IS NOT NULL LIMIT 1",
+                              opts.resume.run.id)[1] ~= nil
+    end
+    local secrets, serr = require("cutover.secrets").prepare(book, {
+        vault = opts.vault, interactive = opts.interactive, extra_vars = opts.extra_vars,
+        run_id = opts.resume and opts.resume.run.id, needs_key = sealed_any,
+        sealed_prompts = opts.resume and opts.resume.run.sealed,
+    })
+    if not secrets then
+        io.stderr:write("cutover: " .. redact.text(serr) .. "\n")
+        return M.EXIT_USAGE
+    end
+    self.secrets = secrets
+
     -- The journal: a run record, locks on every host the run may touch.
     local j = opts.journal
     if j then
@@ -921,6 +939,10 @@ function M.run(book, inventory, opts)
         end
         for _, h in ipairs(all) do
             if not (opts.resume and opts.resume.finished[h]) then j:host_status(self.run_id, h, "pending") end
+        end
+        if not opts.resume then
+            local sealed = secrets:sealed_prompts(self.run_id)
+            if sealed then j:run_sealed(self.run_id, sealed) end
         end
     end
     local start = loop.now()

@@ -294,37 +294,4 @@ function M.command(sub, name, explicit)
     return code
 end
 
--- The `secret` variable of a run: a read-only table that opens the vault
--- the first time a name is read (asking for the passphrase once), then
--- serves every host from memory.  Every value the vault holds is
--- registered for masking (cutover.redact) as soon as it is decrypted.
--- A run that reads no secret never opens the vault.
-function M.secret_table(explicit)
-    local state
-    local function open()
-        local path = M.path(explicit)
-        local v, err = M.open(explicit)
-        if not v then return { err = err, path = path } end
-        for _, value in pairs(v.values) do redact.register(value) end
-        local values = v.values
-        v.key:close()  -- the run only reads
-        return { values = values, path = path }
-    end
-    return setmetatable({}, {
-        __index = function(_, name)
-            if not state then state = open() end
-            if state.err then
-                error("secret '" .. tostring(name) .. "': " .. state.err, 0)
-            end
-            local value = state.values[name]
-            if value == nil then
-                error("secret '" .. tostring(name) .. "' is not in the vault " .. state.path, 0)
-            end
-            return value
-        end,
-        __newindex = function() error("'secret' is read-only", 0) end,
-        __metatable = false,
-    })
-end
-
 return M

@@ -110,7 +110,7 @@ T.test("choices and --answer: the answer is registered; a wrong one fails", func
     T.eq(log(d), "a-blue\n", "the answer was used")
 end)
 
-T.test("a secret answer read from stdin is used and never shown or journaled", function()
+T.test("a secret answer: needs a vault, is sealed in the journal, and a later resume has it", function()
     local secret = "Gate P@ss \"&^<>| word"
     local d = setup([[
 - hosts: all
@@ -118,19 +118,73 @@ T.test("a secret answer read from stdin is used and never shown or journaled", f
     - id: pw
       pause: { gate: password, prompt: "The service password?", secret: true }
       register: pw
+    - id: later
+      pause: { gate: later, prompt: "Go on?" }
     - copy: { dest: "@D@/pw.txt", content: "{{ pw.answer }}" }
     - command: { argv: [echo, "{{ pw.answer }}"] }
 ]], { "a" })
+    -- without a vault the run refuses to start: the answer could not be kept
     local r = cutover(d, { "run", d .. "/p.yml", "--non-interactive" })
-    T.eq(r.rc, 4, "parked")
-    r = cutover(d, { "resume", "--answer-stdin", "password", "--non-interactive", "-v", "--format", "json" },
-                { stdin = secret .. "\n" })
+    T.eq(r.rc, 2, "refused without a vault")
+    T.contains(r.stderr, "there is no vault at", "says why")
+    T.write(d .. "/pass", "vault pass\n")
+    local venv = { XDG_STATE_HOME = d .. "/state", CUTOVER_VAULT = d .. "/vault",
+                   CUTOVER_VAULT_PASSWORD_FILE = d .. "/pass" }
+    T.eq(T.run({ "vault", "set", "unused" }, { env = venv, stdin = "x\n" }).rc, 0, "vault created")
+    r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--non-interactive" }, { env = venv })
+    T.eq(r.rc, 4, "parked at the secret gate")
+    r = T.run({ "resume", "--answer-stdin", "password", "--non-interactive" }, { env = venv, stdin = secret .. "\n" })
+    T.eq(r.rc, 4, "parked at the next gate")
+    local out = r.stdout .. r.stderr
+    -- a new process: the answer comes back from the journal, unsealed
+    r = T.run({ "resume", "--approve", "later", "--non-interactive", "-v", "--format", "json" }, { env = venv })
     T.eq(r.rc, 0, "exit code: " .. #r.stdout .. " bytes of output")
-    T.eq(T.read(d .. "/pw.txt"), secret, "the answer reached the step")
-    local everything = r.stdout .. r.stderr .. (T.read(d .. "/state/cutover/journal.db") or "") ..
+    T.eq(T.read(d .. "/pw.txt"), secret, "the real answer reached the later step")
+    out = out .. r.stdout .. r.stderr
+    local everything = out .. (T.read(d .. "/state/cutover/journal.db") or "") ..
         (T.read(d .. "/state/cutover/journal.db-wal") or "")
     T.ok(not everything:find(secret, 1, true), "the secret is nowhere in the output or journal")
-    T.contains(r.stdout, "********", "it is masked")
+    T.contains(out, "********", "it is masked")
+end)
+
+T.test("vars_prompt: asked on a terminal (private: no echo, masked); -e answers it; no terminal refuses", function()
+    local d = setup([[
+- hosts: all
+  vars_prompt:
+    - name: release
+      prompt: "Release to install"
+      private: false
+      default: "2.4.1"
+    - name: token
+      prompt: "Deploy token"
+  steps:
+    - copy: { dest: "@D@/out.txt", content: "{{ release }} {{ token }}" }
+    - debug: { msg: "token is {{ token }}" }
+]], { "a" })
+    local r = cutover(d, { "run", d .. "/p.yml", "--non-interactive" })
+    T.eq(r.rc, 2, "refused without answers")
+    T.contains(r.stderr, "vars_prompt 'release' needs an answer and there is no terminal", "says which")
+    T.eq(T.read(d .. "/out.txt"), nil, "nothing ran")
+    r = cutover(d, { "run", d .. "/p.yml", "--non-interactive", "-e", "release=3.0", "-e", "token=tk-ABCDEF" })
+    T.eq(r.rc, 0, "answered with -e: " .. r.stdout .. r.stderr)
+    T.eq(T.read(d .. "/out.txt"), "3.0 tk-ABCDEF", "used")
+    -- on a terminal: the release defaults on an empty line; the token is
+    -- typed without echo and never shown.  The vault holds the token (a
+    -- private prompt is captured only sealed with its key).
+    T.write(d .. "/pass", "vault pass\n")
+    local venv = { XDG_STATE_HOME = d .. "/state2", CUTOVER_VAULT = d .. "/vault",
+                   CUTOVER_VAULT_PASSWORD_FILE = d .. "/pass" }
+    T.eq(T.run({ "vault", "set", "unused" }, { env = venv, stdin = "x\n" }).rc, 0, "vault created")
+    r = T.sh(string.format(
+        "cd %s && (sleep 1; printf '\\n'; sleep 1; printf 'tk-SECRET9\\n') | XDG_STATE_HOME=%s/state2 " ..
+        "CUTOVER_VAULT=%s/vault CUTOVER_VAULT_PASSWORD_FILE=%s/pass NO_COLOR=1 " ..
+        "script -qec '%s run p.yml -i inv.yml' /dev/null; echo rc=$?", d, d, d, d, T.cutover))
+    T.contains(r.stdout, "Release to install [2.4.1]:", "asked with its default")
+    T.contains(r.stdout, "Deploy token:", "asked for the token")
+    T.contains(r.stdout, "rc=0", "ran: " .. r.stdout)
+    T.eq(T.read(d .. "/out.txt"), "2.4.1 tk-SECRET9", "answers used")
+    T.ok(not r.stdout:find("tk-SECRET9", 1, true), "the private answer is never shown")
+    T.contains(r.stdout, "token is ********", "masked")
 end)
 
 T.test("serial: a parked host holds back the next batch until it is approved", function()

@@ -215,7 +215,7 @@ T.test("a journal of a newer format is refused, not misread", function()
     db:close()
     local r = run(d, { "history", "--journal", d .. "/j.db" })
     T.eq(r.rc, 2, "exit code")
-    T.contains(r.stderr, "has format 99; this cutover reads format 1 and older", "message")
+    T.contains(r.stderr, "has format 99; this cutover reads format 2 and older", "message")
 end)
 
 T.done()

@@ -158,12 +158,12 @@ T.test("no terminal and no passphrase file: a clear error; no secret used: no va
                                    "--vault", d .. "/broken.vault" },
                           env = bare, timeout = 60 }))
     T.eq(r.rc, 0, "run without secrets: " .. r.stderr)
-    -- a run that reads one without a way to ask fails that step, clearly
+    -- a run that reads one without a way to ask refuses to start, clearly
     book = H.book(d, "- hosts: localhost\n  steps:\n    - debug: { msg: '{{ secret.db_password }}' }\n", "s.yml")
     r = assert(proc.run({ argv = { "setsid", "-w", binary, "run", book, "--no-journal", "--vault", vault },
                           env = bare, timeout = 60 }))
-    T.eq(r.rc, 1, "run needing a secret")
-    has(r.stdout, "cannot ask for the vault passphrase")
+    T.eq(r.rc, 2, "run needing a secret: refused before anything ran")
+    has(r.stderr, "cannot ask for the vault passphrase")
 end)
 
 T.test("{{ secret.NAME }}: the value reaches the host; unknown names fail clearly", function()
@@ -175,18 +175,28 @@ T.test("{{ secret.NAME }}: the value reaches the host; unknown names fail clearl
     - copy: { dest: "@T@/target/pw.txt", content: "{{ secret.db_password }}" }
     - debug: { msg: "{{ secret.no_such }}" }
 ]])
+    -- a name the vault lacks, and no terminal to ask: refused at start
     local r = T.run({ "run", book, "--vault", vault }, { env = env })
-    T.eq(r.rc, 1, "rc")
-    T.ok(T.read(d .. "/target/pw.txt") == SIMPLE, "the file holds the value")
-    has(r.stdout, "secret 'no_such' is not in the vault " .. vault)
+    T.eq(r.rc, 2, "rc")
+    T.ok(T.read(d .. "/target/pw.txt") == nil, "nothing ran")
+    has(r.stderr, "secret no_such not in the vault " .. vault .. " and no terminal to ask")
     no_leak(r.stdout .. r.stderr, "run output")
-    -- wrong passphrase during a run: the step fails, saying so
+    book = H.book(d, [[
+- hosts: localhost
+  steps:
+    - copy: { dest: "@T@/target/pw.txt", content: "{{ secret.db_password }}" }
+]], "ok.yml")
+    r = T.run({ "run", book, "--vault", vault }, { env = env })
+    T.eq(r.rc, 0, "rc")
+    T.ok(T.read(d .. "/target/pw.txt") == SIMPLE, "the file holds the value")
+    no_leak(r.stdout .. r.stderr, "run output")
+    -- wrong passphrase: refused before anything runs, saying so
     T.write(d .. "/wrong", "nope\n")
     local env2 = util.copy(env)
     env2.CUTOVER_VAULT_PASSWORD_FILE = d .. "/wrong"
     r = T.run({ "run", book, "--vault", vault }, { env = env2 })
-    T.eq(r.rc, 1, "wrong passphrase")
-    has(r.stdout, "wrong vault passphrase")
+    T.eq(r.rc, 2, "wrong passphrase")
+    has(r.stderr, "wrong vault passphrase")
 end)
 
 local LEAKY = [[

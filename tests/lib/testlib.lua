@@ -91,7 +91,7 @@ function T.run(args, opts)
     for _, a in ipairs(args) do argv[#argv + 1] = a end
     -- each test file has its own journal (runs lock their hosts there)
     T.state = T.state or T.tmpdir()
-    local env = { NO_COLOR = "1", XDG_STATE_HOME = T.state }
+    local env = { NO_COLOR = "1", XDG_STATE_HOME = T.state, XDG_DATA_HOME = T.state .. "/data" }
     for k, v in pairs(opts.env or {}) do env[k] = v end
     local r = assert(proc.run({ argv = argv, env = env, stdin = opts.stdin,
                                 timeout = opts.timeout or 60, cwd = opts.cwd }))
@@ -100,7 +100,8 @@ end
 
 function T.sh(cmd)
     T.state = T.state or T.tmpdir()
-    return assert(proc.run({ shell = cmd, timeout = 60, env = { XDG_STATE_HOME = T.state } }))
+    return assert(proc.run({ shell = cmd, timeout = 60,
+                             env = { XDG_STATE_HOME = T.state, XDG_DATA_HOME = T.state .. "/data" } }))
 end
 
 -- Everything under dir: path -> "type mode size sha256" (links: target).

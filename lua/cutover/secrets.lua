@@ -1,0 +1,188 @@
+-- secrets: what a run needs before it starts.  The playbook is scanned
+-- for `secret.NAME` references, secret gates (`pause` with `secret:
+-- true`) and `vars_prompt`; the vault is opened once (if anything needs
+-- it), names it lacks are asked on the terminal without echo, and without
+-- a terminal the run refuses to start, saying what is missing.
+--
+-- Values captured during a run (secret gate answers, private prompts) are
+-- kept in the journal only sealed with the vault's key
+-- (XChaCha20-Poly1305, the run id as additional data), so a resumed run
+-- has them; when there is no vault yet, one is offered (on a terminal) or
+-- the run refuses to start.
+local core = require("cutover.core.vault")
+local sys = require("cutover.core.sys")
+local json = require("cutover.core.json")
+local vault = require("cutover.vault")
+local redact = require("cutover.redact")
+local util = require("cutover.util")
+
+local M = {}
+
+-- Walks every string and key of the playbook's YAML.
+local function scan(v, found, depth)
+    depth = depth or 0
+    if depth > 64 then return end
+    if type(v) == "string" then
+        for name in v:gmatch("secret%s*%.%s*([%a_][%w_]*)") do found.names[name] = true end
+        for name in v:gmatch("secret%s*%[%s*[\"']([%a_][%w_]*)[\"']%s*%]") do found.names[name] = true end
+    elseif type(v) == "table" then
+        if type(v.pause) == "table" and v.pause.secret == true then found.secret_gates = true end
+        for k, x in pairs(v) do
+            scan(k, found, depth + 1)
+            scan(x, found, depth + 1)
+        end
+    end
+end
+
+-- The prompts of every play: { {name=, prompt=, private=, default=} }
+local function prompts_of(book)
+    local out = {}
+    for _, play in ipairs(book.plays) do
+        for _, p in ipairs(play.vars_prompt or {}) do out[#out + 1] = p end
+    end
+    return out
+end
+
+local Secrets = {}
+Secrets.__index = Secrets
+
+-- opts: vault (path), interactive, extra_vars, run_id (for sealing),
+-- sealed_prompts (from a resumed run), resume (bool).
+-- Returns secrets | nil, message.
+function M.prepare(book, opts)
+    local found = { names = {} }
+    scan(book.source and book.source.value, found)
+    local prompts = prompts_of(book)
+    local self = setmetatable({ values = {}, prompted = {}, vault_path = vault.path(opts.vault) }, Secrets)
+    local private_prompts = false
+    for _, p in ipairs(prompts) do
+        if p.private and (opts.extra_vars or {})[p.name] == nil then private_prompts = true end
+    end
+    if not opts.interactive and not opts.sealed_prompts then
+        for _, p in ipairs(prompts) do
+            if (opts.extra_vars or {})[p.name] == nil then
+                return nil, "vars_prompt '" .. p.name .. "' needs an answer and there is no terminal: give it with -e " ..
+                    p.name .. "=VALUE" .. (p.private and " (or -e @FILE for a secret)" or "")
+            end
+        end
+    end
+    local needs_vault = next(found.names) ~= nil or found.secret_gates or private_prompts
+        or opts.sealed_prompts ~= nil or opts.needs_key
+    if not needs_vault and #prompts == 0 then return self end
+
+    -- the vault: opened once; created only with the operator's consent
+    if needs_vault then
+        local v, err, kind = vault.open(opts.vault)
+        if not v and kind == vault.E_MISSING then
+            local capture = found.secret_gates or private_prompts or opts.needs_key
+            if not opts.interactive then
+                if capture or next(found.names) then
+                    return nil, "this playbook " ..
+                        (capture and "captures secret values (a secret gate or a private prompt), which cutover keeps only encrypted with a vault key"
+                                  or "reads secrets") ..
+                        ", and there is no vault at " .. self.vault_path ..
+                        ". Create one first: cutover vault set NAME (with CUTOVER_VAULT_PASSWORD_FILE for unattended runs)"
+                end
+            else
+                local answer = sys.ask("There is no vault at " .. self.vault_path ..
+                    ". Create one now to keep this run's secrets? [yes/no] ", false)
+                if not answer or util.trim(answer):lower():sub(1, 1) ~= "y" then
+                    return nil, "no vault: the run needs one for its secrets; nothing ran"
+                end
+                v, err = vault.open(opts.vault, { create = true })
+                if not v then return nil, err end
+                local ok, serr = v:save()
+                if not ok then return nil, serr end
+            end
+        elseif not v then
+            return nil, err
+        end
+        if v then
+            self.vault = v
+            self.key = v.key  -- kept open for sealing captured values
+            for name, value in pairs(v.values) do
+                self.values[name] = value
+                redact.register(value)
+            end
+        end
+    end
+
+    -- names the vault lacks: asked now, never mid-run
+    local missing = {}
+    for _, name in ipairs(util.sorted_keys(found.names)) do
+        if self.values[name] == nil then missing[#missing + 1] = name end
+    end
+    if #missing > 0 then
+        if not opts.interactive then
+            return nil, "secret" .. (#missing > 1 and "s " or " ") .. table.concat(missing, ", ") ..
+                " not in the vault " .. self.vault_path .. " and no terminal to ask: add " ..
+                (#missing > 1 and "them" or "it") .. " with 'cutover vault set NAME'"
+        end
+        for _, name in ipairs(missing) do
+            local value = sys.ask("secret " .. name .. " (not in the vault; typed without echo): ", true)
+            if not value or value == "" then return nil, "secret " .. name .. ": no value given; nothing ran" end
+            self.values[name] = value
+            redact.register(value)
+        end
+    end
+
+    -- vars_prompt: -e wins; a resumed run has the sealed answers
+    local restored = {}
+    if opts.sealed_prompts and self.key then
+        local plain = self.key:decrypt(core.from_base64(opts.sealed_prompts) or "", opts.run_id)
+        restored = plain and json.decode(plain) or {}
+    end
+    for _, p in ipairs(prompts) do
+        local given = (opts.extra_vars or {})[p.name]
+        local value = given or restored[p.name]
+        if value == nil then
+            if not opts.interactive then
+                return nil, "vars_prompt '" .. p.name .. "' needs an answer and there is no terminal: give it with -e " ..
+                    p.name .. "=VALUE" .. (p.private and " (or -e @FILE for a secret)" or "")
+            end
+            local q = (p.prompt or p.name) .. (p.default ~= nil and (" [" .. tostring(p.default) .. "]") or "") .. ": "
+            value = sys.ask(q, p.private)
+            if value == nil then return nil, "vars_prompt '" .. p.name .. "': no answer; nothing ran" end
+            if value == "" and p.default ~= nil then value = tostring(p.default) end
+        end
+        if p.private then redact.register(tostring(value)) end
+        self.prompted[p.name] = value
+    end
+    return self
+end
+
+-- The prompted values, sealed for the journal (nil when there are none).
+function Secrets:sealed_prompts(run_id)
+    if next(self.prompted) == nil then return nil end
+    if not self.key then return nil end
+    return core.to_base64(self.key:encrypt(json.encode(self.prompted), run_id))
+end
+
+-- Seals text (a result holding a secret) for the journal, or nil.
+function Secrets:seal(text, run_id)
+    if not self.key then return nil end
+    return core.to_base64(self.key:encrypt(text, run_id))
+end
+
+function Secrets:unseal(b64, run_id)
+    if not self.key or not b64 then return nil end
+    return self.key:decrypt(core.from_base64(b64) or "", run_id)
+end
+
+-- The run's `secret` variable.
+function Secrets:table()
+    local values, path = self.values, self.vault_path
+    return setmetatable({}, {
+        __index = function(_, name)
+            local v = values[name]
+            if v == nil then
+                error("secret '" .. tostring(name) .. "' is not in the vault " .. path, 0)
+            end
+            return v
+        end,
+        __newindex = function() error("'secret' is read-only", 0) end,
+        __metatable = false,
+    })
+end
+
+return M
