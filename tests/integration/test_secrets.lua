@@ -258,6 +258,19 @@ T.test("secret leak: no value or encoding in anything cutover writes", function(
     r = T.run({ "run", book, "--check", "-D", "--vault", vault }, { env = env })
     written[#written + 1] = { "check stdout", r.stdout }
     written[#written + 1] = { "check stderr", r.stderr }
+    -- a saved plan, its review, and resume/show of the journal
+    r = T.run({ "plan", book, "--vault", vault, "-o", d .. "/state/leaky.plan.json" }, { env = env })
+    written[#written + 1] = { "plan stdout", r.stdout }
+    written[#written + 1] = { "plan stderr", r.stderr }
+    T.ok(T.read(d .. "/state/leaky.plan.json") ~= nil, "the plan was written: rc " .. r.rc .. " " .. r.stderr)
+    r = T.run({ "show-plan", d .. "/state/leaky.plan.json" }, { env = env })
+    written[#written + 1] = { "show-plan", r.stdout .. r.stderr }
+    r = T.run({ "history", "--format", "json" }, { env = env })
+    local runs = json.decode(r.stdout).runs
+    for _, run in ipairs(runs) do
+        local sh = T.run({ "show", run.id, "--format", "json" }, { env = env })
+        written[#written + 1] = { "show " .. run.id, sh.stdout .. sh.stderr }
+    end
     -- everything cutover left under its state and data folders
     for _, p in ipairs(files_under(d .. "/state", nil)) do
         written[#written + 1] = { p, T.read(p) }
