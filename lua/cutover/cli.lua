@@ -541,25 +541,27 @@ local function open_journal(o)
     return j
 end
 
-local function cmd_history(args)
-    local o, pos = parse(args, JOURNAL_OPTS)
-    if not o then return usage_error(pos, "history") end
-    if o.help then print(HELP.history); return 0 end
-    if #pos ~= 0 then return usage_error("history takes no arguments", "history") end
-    local j = open_journal(o)
-    if not j then return runner.EXIT_USAGE end
-    return require("cutover.history").history(j, o.format, o.limit and tonumber(o.limit))
+-- history, show, unlock, abort: parse, open the journal, hand over.
+local function journal_command(name, nargs, usage, fn)
+    return function(args)
+        local o, pos = parse(args, JOURNAL_OPTS)
+        if not o then return usage_error(pos, name) end
+        if o.help then print(HELP[name]); return 0 end
+        if #pos ~= nargs then return usage_error(usage, name) end
+        local j = open_journal(o)
+        if not j then return runner.EXIT_USAGE end
+        return fn(require("cutover.history"), j, o, pos)
+    end
 end
 
-local function cmd_show(args)
-    local o, pos = parse(args, JOURNAL_OPTS)
-    if not o then return usage_error(pos, "show") end
-    if o.help then print(HELP.show); return 0 end
-    if #pos ~= 1 then return usage_error("show needs a RUN id (see 'cutover history')", "show") end
-    local j = open_journal(o)
-    if not j then return runner.EXIT_USAGE end
-    return require("cutover.history").show(j, pos[1], o.format)
-end
+local cmd_history = journal_command("history", 0, "history takes no arguments",
+    function(h, j, o) return h.history(j, o.format, o.limit and tonumber(o.limit)) end)
+local cmd_show = journal_command("show", 1, "show needs a RUN id (see 'cutover history')",
+    function(h, j, o, pos) return h.show(j, pos[1], o.format) end)
+local cmd_unlock = journal_command("unlock", 1, "unlock needs a HOST",
+    function(h, j, _, pos) return h.unlock(j, pos[1]) end)
+local cmd_abort = journal_command("abort", 1, "abort needs a RUN id",
+    function(h, j, _, pos) return h.abort(j, pos[1]) end)
 
 local function cmd_resume(args)
     local o, pos = parse(args, RESUME_OPTS)
@@ -575,26 +577,6 @@ local function cmd_resume(args)
         return prepare_run(recorded, book_path, ev)
     end
     return require("cutover.history").resume(j, pos[1], o, prepare)
-end
-
-local function cmd_unlock(args)
-    local o, pos = parse(args, JOURNAL_OPTS)
-    if not o then return usage_error(pos, "unlock") end
-    if o.help then print(HELP.unlock); return 0 end
-    if #pos ~= 1 then return usage_error("unlock needs a HOST", "unlock") end
-    local j = open_journal(o)
-    if not j then return runner.EXIT_USAGE end
-    return require("cutover.history").unlock(j, pos[1])
-end
-
-local function cmd_abort(args)
-    local o, pos = parse(args, JOURNAL_OPTS)
-    if not o then return usage_error(pos, "abort") end
-    if o.help then print(HELP.abort); return 0 end
-    if #pos ~= 1 then return usage_error("abort needs a RUN id", "abort") end
-    local j = open_journal(o)
-    if not j then return runner.EXIT_USAGE end
-    return require("cutover.history").abort(j, pos[1])
 end
 
 -- Saved plans (the work: cutover.plan).
