@@ -506,6 +506,11 @@ function Run:journaled_step(hs, step)
     local intent = { run = self.run_id, host = hs.name, play = play, step = step.id,
                      occurrence = n, name = step.name, action = step.action,
                      digest = step_digest(step), idempotent = idempotent }
+    local fault = os.getenv("CUTOVER_FAULT")
+    if fault and fault == "kill-before:" .. step.id .. "@" .. hs.name then
+        -- tests: die at the boundary before this step, as a crash would
+        sys.kill(sys.getpid(), 9)
+    end
     -- A step that only works on the controller changes nothing a crash
     -- could leave half done: one row after it, not an intent before.
     local seq = not action.controller and j:intent(intent) or nil
@@ -521,7 +526,6 @@ function Run:journaled_step(hs, step)
         j:result(seq, output.status(result), result.changed == true, text, note, sealed)
         j:exec("COMMIT")
     end
-    local fault = os.getenv("CUTOVER_FAULT")
     if fault and fault == "kill-after:" .. step.id .. "@" .. hs.name then
         -- tests: die exactly at this step boundary, as a crash would
         sys.kill(sys.getpid(), 9)

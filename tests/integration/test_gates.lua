@@ -187,6 +187,27 @@ T.test("vars_prompt: asked on a terminal (private: no echo, masked); -e answers 
     T.contains(r.stdout, "token is ********", "masked")
 end)
 
+T.test("no vault and a secret gate on a terminal: cutover offers to create one", function()
+    local d = setup([[
+- hosts: all
+  steps:
+    - id: pw
+      pause: { gate: password, prompt: "Password?", secret: true }
+      register: pw
+    - copy: { dest: "@D@/pw.txt", content: "{{ pw.answer }}" }
+]], { "a" })
+    local r = T.sh(string.format(
+        "cd %s && (sleep 1; printf 'yes\\n'; sleep 1; printf 'vault pw\\n'; sleep 1; printf 'vault pw\\n'; " ..
+        "sleep 3; printf 'Typed S3cret\\n') | XDG_STATE_HOME=%s/state CUTOVER_VAULT=%s/new.vault NO_COLOR=1 " ..
+        "script -qec '%s run p.yml -i inv.yml' /dev/null; echo rc=$?", d, d, d, T.cutover))
+    T.contains(r.stdout, "There is no vault at " .. d .. "/new.vault. Create one now", "offered")
+    T.contains(r.stdout, "rc=0", "ran: " .. r.stdout)
+    T.ok(T.read(d .. "/new.vault") ~= nil, "the vault was created")
+    T.eq(T.read(d .. "/pw.txt"), "Typed S3cret", "the answer was used")
+    T.ok(not r.stdout:find("Typed S3cret", 1, true) and not r.stdout:find("vault pw", 1, true),
+         "neither the answer nor the passphrase was echoed")
+end)
+
 T.test("serial: a parked host holds back the next batch until it is approved", function()
     local d = setup([[
 - hosts: all

@@ -73,10 +73,11 @@ local function resume_until_done(d)
     error("resume did not finish")
 end
 
-for _, k in ipairs({ "s1", "s2", "s3" }) do
-    T.test("killed right after " .. k .. " on h1, resumed: each step once per host", function()
+-- every boundary of h1 (h2 is wherever it is when the controller dies)
+for _, k in ipairs({ "kill-before:s1", "kill-after:s1", "kill-after:s2", "kill-after:s3", "kill-after:s4" }) do
+    T.test("killed at " .. k .. " on h1, resumed: each step once per host", function()
         local d = setup(STEPS)
-        local r = cutover(d, { "run", d .. "/p.yml" }, { CUTOVER_FAULT = "kill-after:" .. k .. "@h1" })
+        local r = cutover(d, { "run", d .. "/p.yml" }, { CUTOVER_FAULT = k .. "@h1" })
         T.eq(r.rc, 137, "killed: " .. r.stdout .. r.stderr)
         resume_until_done(d)
         T.eq(count(d, "h1"), "s1\ns2\ns3\ns4\n", "h1")
