@@ -5,9 +5,10 @@
 -- stdout or stderr (output.lua, cli.lua), redact.text replaces each
 -- occurrence of a registered value, and of the encodings cutover itself
 -- produces of it, with "********":
---   the raw value; util.sh_quote(value); its JSON string escaping without
---   the quotes, once and twice (a JSON text inside a JSON string, such as
---   a loop item label); the JSON escaping of the sh-quoted form; and the
+--   the raw value; util.sh_quote(value); its cmd.exe command-line forms
+--   (windows.cmdline.encodings); its JSON string escaping without the
+--   quotes, once and twice (a JSON text inside a JSON string, such as a
+--   loop item label); the JSON escaping of the quoted forms; and the
 --   same for each line of a multi-line value (the text reporter indents
 --   each line, and diffs prefix them), without a trailing "\r".
 -- Occurrences that overlap are merged and masked as one.
@@ -53,6 +54,12 @@ local function add_forms(s)
     add(j)
     add(json_inner(j))
     add(json_inner(quoted))
+    -- the forms a cmd.exe command line gives it (windows.cmdline), and
+    -- their JSON escaping
+    for _, form in ipairs(require("cutover.windows.cmdline").encodings(s)) do
+        add(form)
+        add(json_inner(form))
+    end
 end
 
 -- Registers a secret value (text; numbers are taken as their text).

@@ -406,8 +406,8 @@ all:
     local e = k["remote2 mark"]
     T.eq(e.status, "failed")
     T.eq(e.result.unreachable, true)
-    T.eq(e.result.msg, "host remote2: ansible_shell_type 'fish' is not supported yet " ..
-         "(only sh; cmd arrives with the Windows support)")
+    T.eq(e.result.msg, "host remote2: ansible_shell_type 'fish' is not supported " ..
+         "(sh for POSIX hosts, cmd for Windows hosts)")
     T.eq(ev[#ev].hosts.remote2.unreachable, true)
     local t = T.run({ "run", book, "-i", inv, "--known-hosts", d .. "/kh" })
     T.eq(t.rc, 1)

@@ -166,11 +166,15 @@ function Server:trust()
     assert(fs.write(self.known_hosts, self:known_line(), 384))
 end
 
--- A second server of the same user with password logins on, and the
--- user's password set to pw.
-function Server:enable_password(pw)
-    sh("echo " .. S.USER .. ":" .. "'" .. pw:gsub("'", "'\\''") .. "' | chpasswd")
-    return S.start(self.T, { password_auth = true, address = self.address })
+-- A second server of the same user with password logins on.  Every test
+-- uses the one password S.PASSWORD (tests run side by side and share the
+-- test user, so they must not set different ones).
+S.PASSWORD = "s3cret pass&word"
+function Server:enable_password()
+    sh("echo " .. S.USER .. ":" .. "'" .. S.PASSWORD:gsub("'", "'\\''") .. "' | chpasswd")
+    local srv = S.start(self.T, { password_auth = true, address = self.address })
+    srv.password = S.PASSWORD
+    return srv
 end
 
 -- A loopback port nothing listens on (checked just now).

@@ -406,7 +406,7 @@ T.test("wait_for_connection: waits while sshd is down, then goes on", function()
 end)
 
 T.test("--ask-pass reads the password on the terminal, without echo", function()
-    local pw = srv:enable_password("tty pass word")
+    local pw = srv:enable_password()
     pw:trust()
     local d = S.target(T)
     T.write(d .. "/inv.yml", string.format(
@@ -416,11 +416,11 @@ T.test("--ask-pass reads the password on the terminal, without echo", function()
     -- script(1) gives cutover a terminal; the password is typed into it
     -- once the prompt is up (typed earlier, the terminal would echo it)
     local r = T.sh(string.format(
-        "cd %s && (sleep 1; printf 'tty pass word\\n') | HOME=%s SSH_AUTH_SOCK= NO_COLOR=1 script -qec " ..
+        "cd %s && (sleep 1; printf '%%s\\n' 's3cret pass&word') | HOME=%s SSH_AUTH_SOCK= NO_COLOR=1 script -qec " ..
         "'%s run p.yml -i inv.yml --known-hosts %s -k' /dev/null; echo rc=$?",
         d, d, T.cutover, pw.known_hosts))
     T.contains(r.stdout, "SSH password:", "asked")
-    T.not_contains(r.stdout, "tty pass word", "no echo, never printed")
+    T.not_contains(r.stdout, "s3cret", "no echo, never printed")
     T.contains(r.stdout, "rc=0", "logged in with it: " .. r.stdout)
     pw:stop()
 end)

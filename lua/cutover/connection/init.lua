@@ -122,12 +122,15 @@ function M.open(name, hostvars, opts)
     end
     if kind == "ssh" or kind == "paramiko" or kind == "openssh" then
         local shell = hostvars.ansible_shell_type or "sh"
-        if shell ~= "sh" then
+        if shell ~= "sh" and shell ~= "cmd" then
             return nil, "host " .. name .. ": ansible_shell_type '" .. tostring(shell) ..
-                "' is not supported yet (only sh; cmd arrives with the Windows support)"
+                "' is not supported (sh for POSIX hosts, cmd for Windows hosts)"
         end
         local settings, serr = M.ssh_settings(name, hostvars, opts)
         if not settings then return nil, "host " .. name .. ": " .. serr end
+        if shell == "cmd" then
+            return require("cutover.connection.windows").new(name, settings)
+        end
         return require("cutover.connection.ssh").new(name, settings)
     end
     return nil, "host " .. name .. ": unknown ansible_connection '" .. tostring(kind) .. "' (expected local or ssh)"

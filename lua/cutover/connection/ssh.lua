@@ -16,6 +16,7 @@ local Conn = {}
 Conn.__index = Conn
 
 local M = {}
+M.Conn = Conn
 
 -- Handshakes in flight at once across all hosts (MaxStartups-friendly).
 M.max_handshakes = 8
@@ -118,7 +119,11 @@ end
 
 function Conn:run_unlocked(line, opts)
     opts = opts or {}
-    local wrapped = "( " .. line .. "\n) ; printf '\\n" .. MARKER .. "%d\\n' \"$?\" >&2"
+    -- cmd.exe hosts: no in-band status is possible (%ERRORLEVEL% is not
+    -- expanded under `cmd /c`); the channel's exit status is all there is
+    local raw = self.settings.shell == "cmd"
+    local wrapped = raw and line or
+        ("( " .. line .. "\n) ; printf '\\n" .. MARKER .. "%d\\n' \"$?\" >&2")
     for attempt = 1, 2 do
         local ok, err, code = self:open()
         if not ok then return nil, err, code end
@@ -126,6 +131,9 @@ function Conn:run_unlocked(line, opts)
             stdin = opts.stdin, timeout = opts.timeout,
             max_output = opts.max_output or self.settings.max_output,
         })
+        if r and raw then
+            return r
+        end
         if r then
             local pos = r.stderr:find("\n" .. MARKER, 1, true)
             if pos then

@@ -1,0 +1,64 @@
+-- Fuzz entries: each takes the fuzzer's bytes and feeds them to the code
+-- that reads outside input, exactly as the runtime calls it.  Every entry
+-- must return normally; bad input is expected to give nil, message.
+local yaml = require("cutover.core.yaml")
+local fs = require("cutover.core.fs")
+local crypto = require("cutover.core.crypto")
+local expr = require("cutover.expr")
+local vars = require("cutover.vars")
+
+local T = {}
+
+-- A private scratch file per process (loaders take a path).
+local scratch = (os.getenv("TMPDIR") or "/tmp") .. "/cutover-fuzz-" .. crypto.random_hex(6)
+local function as_file(data, suffix)
+    local path = scratch .. (suffix or "")
+    assert(fs.write(path, data, 384))
+    return path
+end
+
+function T.yaml(data)
+    yaml.load(data, "fuzz.yml")
+    yaml.load(data, "fuzz.yml", { max_depth = 8, max_nodes = 1000 })
+end
+
+function T.playbook(data)
+    require("cutover.playbook").load(as_file(data, ".yml"))
+end
+
+function T.inventory_yaml(data)
+    require("cutover.inventory").load(as_file(data, ".yml"))
+end
+
+function T.inventory_ini(data)
+    require("cutover.inventory").load(as_file(data, ".ini"))
+end
+
+function T.ssh_config(data)
+    local cfg = require("cutover.ssh_config").load(as_file(data, ".conf"))
+    if cfg then cfg:lookup("web1.example") end
+end
+
+local scope = vars.new({ inventory_hostname = "h1" }, {
+    { vars = { x = 1, s = "text", list = { 1, 2, 3 }, map = { a = { b = "c" } } }, literal = true },
+})
+
+function T.expr(data)
+    -- as a condition and as a template, like when: and {{ }}
+    expr.condition(data, scope)
+    expr.render(data, scope)
+    expr.render("{{ " .. data .. " }}", scope)
+end
+
+-- The Windows output parsers, once they exist (issue 5).
+local ok_parse, wparse = pcall(require, "cutover.windows.parse")
+function T.windows(data)
+    if not ok_parse then return end
+    for _, name in ipairs({ "sc_qc", "sc_query", "sc_query_list", "sc_failure", "net_accounts",
+                            "net_statistics", "net_result", "net_use", "secedit_inf", "dumpel" }) do
+        local f = wparse[name]
+        if type(f) == "function" then f(data) end
+    end
+end
+
+return T
