@@ -1,11 +1,13 @@
 /*
- * net.c: TCP probes for wait_for (and later the mail-login checks).
- * Name resolution uses getaddrinfo and may block briefly; connecting
- * parks the task.
+ * net.c: TCP probes for wait_for (and later the mail-login checks), and
+ * loopback listeners for the lab's mail servers.  Name resolution uses
+ * getaddrinfo and may block briefly; connecting, accepting, reading and
+ * writing park the task.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -116,8 +118,380 @@ static int net_probe_tcp(lua_State *L)
     return probe_step(L, LUA_OK, 0);
 }
 
+/*
+ * Listening sockets and accepted streams (the lab's POP3/IMAP4 servers).
+ * Each socket is owned by a userdata created before the socket is made,
+ * so an error can never leak the descriptor; __gc and __close close it.
+ * accept, read_line and write park the task like probe_tcp.
+ */
+#define NET_LISTENER_MT "cutover.net.listener"
+#define NET_STREAM_MT "cutover.net.stream"
+#define NET_STREAM_BUF 8192     /* cap on one buffered line */
+
+struct net_listener {
+    int fd;
+    struct pollfd pfd;
+    double deadline;
+    unsigned interrupts;
+};
+
+struct net_stream {
+    int fd;
+    struct pollfd pfd;
+    double deadline;
+    unsigned interrupts;
+    size_t woff;                /* bytes of the pending write sent */
+    size_t len;                 /* bytes buffered in buf */
+    char buf[NET_STREAM_BUF];
+};
+
+static int net_listener_gc(lua_State *L)
+{
+    struct net_listener *l = luaL_checkudata(L, 1, NET_LISTENER_MT);
+
+    if (l->fd >= 0)
+        close(l->fd);
+    l->fd = -1;
+    return 0;
+}
+
+static int net_stream_gc(lua_State *L)
+{
+    struct net_stream *s = luaL_checkudata(L, 1, NET_STREAM_MT);
+
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
+    return 0;
+}
+
+static struct net_listener *check_listener(lua_State *L)
+{
+    struct net_listener *l = luaL_checkudata(L, 1, NET_LISTENER_MT);
+
+    if (l->fd < 0)
+        luaL_error(L, "attempt to use a closed socket");
+    return l;
+}
+
+static struct net_stream *check_stream(lua_State *L)
+{
+    struct net_stream *s = luaL_checkudata(L, 1, NET_STREAM_MT);
+
+    if (s->fd < 0)
+        luaL_error(L, "attempt to use a closed socket");
+    return s;
+}
+
+static struct net_stream *new_stream(lua_State *L)
+{
+    struct net_stream *s = lua_newuserdatauv(L, sizeof *s, 0);
+
+    s->fd = -1;
+    s->len = 0;
+    s->woff = 0;
+    luaL_setmetatable(L, NET_STREAM_MT);
+    return s;
+}
+
+/* Pushes nil and a message; returns 2 (the failure convention). */
+static int net_fail(lua_State *L, const char *msg)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, msg);
+    return 2;
+}
+
+/*
+ * net.listen(host, port) -> listener | nil, message
+ * Params on Lua stack: 1: numeric address (e.g. "127.0.0.1"), 2: port
+ * (0: any free port).  Returns a listening TCP socket (SO_REUSEADDR).
+ */
+static int net_listen(lua_State *L)
+{
+    const char *host = luaL_checkstring(L, 1);
+    lua_Integer port = luaL_checkinteger(L, 2);
+    struct addrinfo hints;
+    struct addrinfo *res = NULL;
+    struct net_listener *l;
+    char service[16];
+    int one = 1;
+    int rc;
+    int nret;
+
+    luaL_argcheck(L, port >= 0 && port <= 65535, 2, "invalid port");
+    l = lua_newuserdatauv(L, sizeof *l, 0);
+    l->fd = -1;
+    luaL_setmetatable(L, NET_LISTENER_MT);
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
+    snprintf(service, sizeof service, "%d", (int)port);
+    rc = getaddrinfo(host, service, &hints, &res);
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", host, gai_strerror(rc));
+        return 2;
+    }
+    l->fd = socket(res->ai_family, res->ai_socktype | SOCK_NONBLOCK |
+                   SOCK_CLOEXEC, res->ai_protocol);
+    if (l->fd < 0) {
+        nret = net_fail(L, strerror(errno));
+        goto free_res;
+    }
+    setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(l->fd, res->ai_addr, res->ai_addrlen) != 0 ||
+        listen(l->fd, 64) != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s:%d: %s", host, (int)port, strerror(errno));
+        nret = 2;
+        close(l->fd);
+        l->fd = -1;
+        goto free_res;
+    }
+    lua_pushvalue(L, 3);            /* the listener userdata */
+    nret = 1;
+free_res:
+    freeaddrinfo(res);
+    return nret;
+}
+
+/*
+ * listener:port() -> the bound port number
+ */
+static int listener_port(lua_State *L)
+{
+    struct net_listener *l = check_listener(L);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int port = 0;
+
+    if (getsockname(l->fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET)
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    lua_pushinteger(L, port);
+    return 1;
+}
+
+/* Stack: 1 listener, 2 timeout, 3 the stream userdata to fill. */
+static int accept_step(lua_State *L, int status, lua_KContext ctx)
+{
+    struct net_listener *l = check_listener(L);
+    struct net_stream *s = luaL_checkudata(L, 3, NET_STREAM_MT);
+    int fd;
+
+    (void)status;
+    (void)ctx;
+    for (;;) {
+        fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            s->fd = fd;
+            lua_settop(L, 3);
+            return 1;
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+            errno != ECONNABORTED)
+            return net_fail(L, strerror(errno));
+        if (loop_interrupts() != l->interrupts)
+            return net_fail(L, "interrupted");
+        if (loop_now() >= l->deadline)
+            return net_fail(L, "timed out");
+        l->pfd.fd = l->fd;
+        l->pfd.events = POLLIN;
+        if (loop_can_park(L))
+            return loop_park(L, &l->pfd, 1, l->deadline, 0, accept_step);
+        loop_block(&l->pfd, 1, l->deadline);
+    }
+}
+
+/*
+ * listener:accept([timeout]) -> stream | nil, message
+ * Params on Lua stack: 1: listener, 2: seconds (default 30).
+ * Waits (parking the task) for one connection; "timed out" and
+ * "interrupted" are the messages of an empty wait.
+ */
+static int listener_accept(lua_State *L)
+{
+    struct net_listener *l = check_listener(L);
+    lua_Number timeout = luaL_optnumber(L, 2, 30);
+
+    lua_settop(L, 2);
+    new_stream(L);
+    l->deadline = loop_now() + (timeout > 0 ? timeout : 0);
+    l->interrupts = loop_interrupts();
+    return accept_step(L, LUA_OK, 0);
+}
+
+/* listener:close() -> nothing (also __close) */
+static int listener_close(lua_State *L)
+{
+    return net_listener_gc(L);
+}
+
+/* Stack: 1 stream, 2 max line length, 3 timeout. */
+static int read_line_step(lua_State *L, int status, lua_KContext ctx)
+{
+    struct net_stream *s = check_stream(L);
+    size_t max = (size_t)lua_tointeger(L, 2);
+    char *nl;
+    size_t line;
+    ssize_t n;
+
+    (void)status;
+    (void)ctx;
+    for (;;) {
+        nl = memchr(s->buf, '\n', s->len);
+        if (nl != NULL) {
+            line = (size_t)(nl - s->buf);
+            if (line > 0 && s->buf[line - 1] == '\r')
+                lua_pushlstring(L, s->buf, line - 1);
+            else
+                lua_pushlstring(L, s->buf, line);
+            s->len -= line + 1;
+            memmove(s->buf, nl + 1, s->len);
+            if (line > max + 1)
+                return net_fail(L, "line too long");
+            return 1;
+        }
+        if (s->len > max + 1 || s->len == sizeof s->buf)
+            return net_fail(L, "line too long");
+        n = read(s->fd, s->buf + s->len, sizeof s->buf - s->len);
+        if (n > 0) {
+            s->len += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            return net_fail(L, "closed");
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return net_fail(L, strerror(errno));
+        if (loop_interrupts() != s->interrupts)
+            return net_fail(L, "interrupted");
+        if (loop_now() >= s->deadline)
+            return net_fail(L, "timed out");
+        s->pfd.fd = s->fd;
+        s->pfd.events = POLLIN;
+        if (loop_can_park(L))
+            return loop_park(L, &s->pfd, 1, s->deadline, 0, read_line_step);
+        loop_block(&s->pfd, 1, s->deadline);
+    }
+}
+
+/*
+ * stream:read_line([max, timeout]) -> line | nil, message
+ * Params on Lua stack: 1: stream, 2: longest line accepted (default and
+ * cap 8190 bytes), 3: seconds (default 30).  The line comes without its
+ * LF or CRLF.  Messages: "closed" (end of stream), "timed out",
+ * "interrupted", "line too long", or the system's.
+ */
+static int stream_read_line(lua_State *L)
+{
+    struct net_stream *s = check_stream(L);
+    lua_Integer max = luaL_optinteger(L, 2, NET_STREAM_BUF - 2);
+    lua_Number timeout = luaL_optnumber(L, 3, 30);
+
+    if (max < 1 || max > NET_STREAM_BUF - 2)
+        max = NET_STREAM_BUF - 2;
+    lua_settop(L, 1);
+    lua_pushinteger(L, max);
+    lua_pushnumber(L, timeout);
+    s->deadline = loop_now() + (timeout > 0 ? timeout : 0);
+    s->interrupts = loop_interrupts();
+    return read_line_step(L, LUA_OK, 0);
+}
+
+/* Stack: 1 stream, 2 data, 3 timeout. */
+static int write_step(lua_State *L, int status, lua_KContext ctx)
+{
+    struct net_stream *s = check_stream(L);
+    size_t len;
+    const char *data = lua_tolstring(L, 2, &len);
+    ssize_t n;
+
+    (void)status;
+    (void)ctx;
+    while (s->woff < len) {
+        n = send(s->fd, data + s->woff, len - s->woff, MSG_NOSIGNAL);
+        if (n > 0) {
+            s->woff += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+            errno != EINTR)
+            return net_fail(L, strerror(errno));
+        if (loop_interrupts() != s->interrupts)
+            return net_fail(L, "interrupted");
+        if (loop_now() >= s->deadline)
+            return net_fail(L, "timed out");
+        s->pfd.fd = s->fd;
+        s->pfd.events = POLLOUT;
+        if (loop_can_park(L))
+            return loop_park(L, &s->pfd, 1, s->deadline, 0, write_step);
+        loop_block(&s->pfd, 1, s->deadline);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/*
+ * stream:write(data [, timeout]) -> true | nil, message
+ * Params on Lua stack: 1: stream, 2: bytes, 3: seconds (default 30).
+ * Sends everything, parking while the peer is slow.
+ */
+static int stream_write(lua_State *L)
+{
+    struct net_stream *s = check_stream(L);
+    lua_Number timeout = luaL_optnumber(L, 3, 30);
+
+    luaL_checkstring(L, 2);
+    lua_settop(L, 2);
+    lua_pushnumber(L, timeout);
+    s->woff = 0;
+    s->deadline = loop_now() + (timeout > 0 ? timeout : 0);
+    s->interrupts = loop_interrupts();
+    return write_step(L, LUA_OK, 0);
+}
+
+/* stream:close() -> nothing (also __close) */
+static int stream_close(lua_State *L)
+{
+    return net_stream_gc(L);
+}
+
+static const luaL_Reg listener_methods[] = {
+    {"accept", listener_accept},
+    {"port", listener_port},
+    {"close", listener_close},
+    {NULL, NULL}
+};
+
+static const luaL_Reg stream_methods[] = {
+    {"read_line", stream_read_line},
+    {"write", stream_write},
+    {"close", stream_close},
+    {NULL, NULL}
+};
+
+/* Creates a metatable with __gc, __close and the methods in __index. */
+static void net_new_class(lua_State *L, const char *name,
+                          const luaL_Reg *methods, lua_CFunction gc)
+{
+    luaL_newmetatable(L, name);
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__close");
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}
+
 static const luaL_Reg net_funcs[] = {
     {"probe_tcp", net_probe_tcp},
+    {"listen", net_listen},
     {NULL, NULL}
 };
 
@@ -127,6 +501,8 @@ int luaopen_cutover_net(lua_State *L)
     lua_pushcfunction(L, net_probe_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
+    net_new_class(L, NET_LISTENER_MT, listener_methods, net_listener_gc);
+    net_new_class(L, NET_STREAM_MT, stream_methods, net_stream_gc);
     luaL_newlib(L, net_funcs);
     return 1;
 }

@@ -143,8 +143,11 @@ end
 -- listener stays.  Only this server's sessions: tests run side by side
 -- with the same test user.
 function Server:kill_sessions_sh()
+    -- every descendant of the listener, depth first: the monitor, the
+    -- session process, and what the session runs
     return string.format(
-        "for m in $(pgrep -P %s); do pkill -KILL -P $m; kill -KILL $m; done", self.pid)
+        "kt() { for c in $(pgrep -P $1); do kt $c; done; kill -KILL $1 2>/dev/null; }; " ..
+        "for m in $(pgrep -P %s); do kt $m; done", self.pid)
 end
 
 function Server:kill_sessions()

@@ -14,7 +14,8 @@ local M = {}
 local NAMES = {
     "assert", "command", "copy", "debug", "fail", "file", "pause", "reboot",
     "set_fact", "shell", "stat", "template", "wait_for",
-    "wait_for_connection",
+    "wait_for_connection", "win_eventlog", "win_facts", "win_reboot",
+    "win_service", "win_user_right",
 }
 local SET = {}
 for _, n in ipairs(NAMES) do SET[n] = true end

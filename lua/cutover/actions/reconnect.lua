@@ -19,6 +19,7 @@ end
 -- Polls until the host answers (and, with `old_id`, answers with another
 -- identity).  Returns true, new_id, went_down | nil, message.
 function M.wait(ctx, opts)
+    opts.old_id = opts.old_id or opts.old
     local start = loop.now()
     local went_down = false
     local last_err
@@ -34,7 +35,12 @@ function M.wait(ctx, opts)
         end
         if ctx.interrupted() then return nil, "interrupted" end
         ctx.conn:close()
-        local id, err = M.identity(ctx.conn, opts.command, opts.connect_timeout)
+        local id, err
+        if opts.identity then
+            id, err = opts.identity()
+        else
+            id, err = M.identity(ctx.conn, opts.command, opts.connect_timeout)
+        end
         if id and (not opts.old_id or id ~= opts.old_id) then
             return true, id, went_down or (opts.old_id ~= nil)
         end

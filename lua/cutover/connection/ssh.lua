@@ -144,7 +144,7 @@ function Conn:run_unlocked(line, opts)
             elseif r.stderr_truncated then
                 r.status_note = "exit status unknown: stderr was cut at the output cap"
             else
-                return nil, self.name .. ": the command ended without an exit status (the session or channel was closed)", "connection"
+                return nil, self.name .. ": the command ended without an exit status (the session or channel was closed; it may or may not have taken effect)", "connection"
             end
             return r
         end
