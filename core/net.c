@@ -460,6 +460,79 @@ static int stream_close(lua_State *L)
     return net_stream_gc(L);
 }
 
+/* Stack of connect: 1 host, 2 port, 3 timeout, 4 stream. */
+static int connect_step(lua_State *L, int status, lua_KContext ctx)
+{
+    struct net_stream *s = luaL_checkudata(L, 4, NET_STREAM_MT);
+    int err = 0;
+    socklen_t len = sizeof err;
+
+    (void)status;
+    (void)ctx;
+    for (;;) {
+        if (s->pfd.revents != 0) {
+            getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+            if (err != 0) {
+                close(s->fd);
+                s->fd = -1;
+                return net_fail(L, strerror(err));
+            }
+            lua_settop(L, 4);
+            return 1;
+        }
+        if (loop_interrupts() != s->interrupts)
+            return net_fail(L, "interrupted");
+        if (loop_now() >= s->deadline)
+            return net_fail(L, "timed out");
+        s->pfd.fd = s->fd;
+        s->pfd.events = POLLOUT;
+        if (loop_can_park(L))
+            return loop_park(L, &s->pfd, 1, s->deadline, 0, connect_step);
+        loop_block(&s->pfd, 1, s->deadline);
+    }
+}
+
+/*
+ * net.connect(host, port [, timeout]) -> stream | nil, message
+ * Params on Lua stack: 1: host, 2: port, 3: seconds (default 10).
+ * A TCP client stream (the same methods as an accepted one: read_line,
+ * write, close); connecting parks the task.
+ */
+static int net_connect(lua_State *L)
+{
+    const char *host = luaL_checkstring(L, 1);
+    lua_Integer port = luaL_checkinteger(L, 2);
+    lua_Number timeout = luaL_optnumber(L, 3, 10);
+    struct addrinfo hints;
+    struct addrinfo *res = NULL;
+    struct net_stream *s;
+    char service[16];
+    int rc;
+
+    lua_settop(L, 3);
+    s = new_stream(L);                       /* 4, before the socket */
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    snprintf(service, sizeof service, "%d", (int)port);
+    rc = getaddrinfo(host, service, &hints, &res);
+    if (rc != 0)
+        return net_fail(L, gai_strerror(rc));
+    s->fd = socket(res->ai_family, res->ai_socktype | SOCK_NONBLOCK |
+                   SOCK_CLOEXEC, res->ai_protocol);
+    if (s->fd < 0) {
+        freeaddrinfo(res);
+        return net_fail(L, strerror(errno));
+    }
+    rc = connect(s->fd, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    s->pfd.revents = rc == 0 ? POLLOUT : 0;
+    if (rc != 0 && errno != EINPROGRESS)
+        return net_fail(L, strerror(errno));
+    s->deadline = loop_now() + (timeout > 0 ? timeout : 0);
+    s->interrupts = loop_interrupts();
+    return connect_step(L, LUA_OK, 0);
+}
+
 static const luaL_Reg listener_methods[] = {
     {"accept", listener_accept},
     {"port", listener_port},
@@ -491,6 +564,7 @@ static void net_new_class(lua_State *L, const char *name,
 
 static const luaL_Reg net_funcs[] = {
     {"probe_tcp", net_probe_tcp},
+    {"connect", net_connect},
     {"listen", net_listen},
     {NULL, NULL}
 };

@@ -134,6 +134,13 @@ function Run:execute(hs, step, scope)
     elseif not action.controller and not hs.conn then
         return { failed = true, unreachable = true, msg = hs.unreachable_msg }
     end
+    -- In check mode, after a step whose effect cannot be known and that
+    -- changes what the host is (a reboot, a promotion: actions marked
+    -- `pivot`), what the host would answer is unknown too.
+    if check and hs.pivot and (not action.controller or action.probes_host) then
+        return { unknown = true, msg = "decided at apply time: follows '" .. hs.pivot ..
+                 "', which check mode cannot know" }
+    end
     local attempts = 0
     local result
     while true do
@@ -173,6 +180,7 @@ function Run:execute(hs, step, scope)
         end
     end
     if attempts > 1 then result.attempts = attempts end
+    if check and result.unknown and action.pivot then hs.pivot = step.id end
     if not result.unknown and (step.changed_when ~= nil or step.failed_when ~= nil) then
         local probe = step.register and scope:with({ [step.register] = result, result = result })
             or scope:with({ result = result })
@@ -285,7 +293,13 @@ function Run:action_step(hs, step)
             local r = one(item_scope)
             r.item = item
             results[i] = r
-            item_label = type(item) == "table" and json.encode(item) or tostring(item)
+            -- a table item is labelled by its name when it has one
+            if type(item) == "table" then
+                local nm = item.name or (type(item.config) == "table" and item.config.name) or item.id
+                item_label = nm ~= nil and tostring(nm) or json.encode(item)
+            else
+                item_label = tostring(item)
+            end
             if #item_label > 60 then item_label = item_label:sub(1, 57) .. "..." end
             if r.failed and step.ignore_errors then r.ignored = true end
             self:report(hs, step, r, item_started, item_label)
@@ -312,7 +326,8 @@ function Run:action_step(hs, step)
         if ignored then result.ignored = true end
     end
     if step.register then
-        scope:set(step.register, result.unknown and not items and expr.UNKNOWN_VALUE or result)
+        -- a loop with any item unknown in check mode is unknown as a whole
+        scope:set(step.register, result.unknown and expr.UNKNOWN_VALUE or result)
     end
     if result.changed and step.notify and not result.failed then
         for _, h in ipairs(step.notify) do hs.notified[h] = true end

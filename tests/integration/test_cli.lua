@@ -203,7 +203,7 @@ T.test("lint, modules, doc", function()
     local names = {}
     for line in r.stdout:gmatch("[^\n]+") do names[#names + 1] = line:match("^(%S+)%s%s+%S") end
     T.eq(table.concat(names, " "),
-         "assert command copy debug fail file pause reboot set_fact shell stat template wait_for wait_for_connection win_eventlog win_facts win_reboot win_service win_user_right")
+         "assert command copy dcpromo debug fail file mail_login pause reboot set_fact shell stat template wait_for wait_for_connection win_eventlog win_facts win_reboot win_rights win_service win_user_right")
 
     r = T.run({ "doc", "copy" })
     T.eq(r.rc, 0)
@@ -220,7 +220,7 @@ T.test("lint, modules, doc", function()
     T.eq(r.rc, 0)
     local n = 0
     for _ in r.stdout:gmatch("\nCheck mode:\n") do n = n + 1 end
-    T.eq(n, 19, "doc --all shows 19 actions")
+    T.eq(n, 22, "doc --all shows 22 actions")
     r = T.run({ "doc", "nope" })
     T.eq(r.rc, 2)
     T.contains(r.stderr, "no action 'nope'")

@@ -9,7 +9,8 @@ local fs = require("cutover.core.fs")
 local dir = tests_dir .. "/../playbooks"
 local books = {}
 for _, n in ipairs(assert(fs.list(dir))) do
-    if n:match("%.yml$") then books[#books + 1] = n end
+    -- the Windows playbook needs the lab: tests/lab covers it
+    if n:match("%.yml$") and n ~= "exchange55-dcpromo.yml" then books[#books + 1] = n end
 end
 table.sort(books)
 

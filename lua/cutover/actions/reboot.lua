@@ -28,6 +28,8 @@ reboot the controller).]],
         elapsed = "seconds from the reboot command until the host was back",
     },
     check_mode = "Unknowable: nothing is rebooted; the step and what depends on its result are decided at apply time.",
+    -- in check mode, what the host answers after this is unknown too
+    pivot = true,
     run = function(ctx, args)
         if ctx.conn.kind == "local" then
             return { failed = true, msg = "reboot is refused on the local connection: it would reboot the controller" }

@@ -16,6 +16,8 @@ Reads the boot time (`net statistics server`), runs `shutdown /L /R /T:0
     },
     returns = { boot_before = "boot time before", boot_after = "after", elapsed = "seconds" },
     check_mode = "Unknowable: nothing is rebooted; what follows is decided at apply time.",
+    -- in check mode, what the host answers after this is unknown too
+    pivot = true,
     run = function(ctx, args)
         if ctx.check then return { unknown = true, msg = "would reboot the host" } end
         local before, err = host.boot_id(ctx)
