@@ -8,7 +8,11 @@ local M = {}
 local function arg_line(name, spec)
     local bits = { spec.type or "any" }
     if spec.required then bits[#bits + 1] = "required" end
-    if spec.default ~= nil then bits[#bits + 1] = "default " .. tostring(spec.default) end
+    if spec.default ~= nil then
+        local d = spec.default
+        if type(d) == "table" then d = table.concat(d, ", ") end
+        bits[#bits + 1] = "default " .. tostring(d)
+    end
     if spec.choices then bits[#bits + 1] = "one of " .. table.concat(spec.choices, "/") end
     return name, table.concat(bits, ", "), spec.doc or ""
 end
