@@ -174,7 +174,15 @@ function M.resume(j, id, o, prepare)
         for _, x in ipairs(list or {}) do out[x] = true end
         return out
     end
-    opts.resume = { run = r, done = done, finished = finished,
+    -- hosts whose last step was in flight (maybe rebooting right now):
+    -- they connect when that step runs again, which waits for them
+    local inflight = {}
+    for host, rows in pairs(done) do
+        for _, row in pairs(rows) do
+            if row.status == "running" then inflight[host] = true end
+        end
+    end
+    opts.resume = { run = r, done = done, finished = finished, inflight = inflight,
                     mark_done = set(o["mark-done"]), retry = set(o.retry) }
     return runner.run(book, inv, opts)
 end

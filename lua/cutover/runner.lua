@@ -837,7 +837,7 @@ function Run:host_play(play, name)
         check_mode = self.opts.check == true,
     }
     hs.scope = vars.new(specials, layers)
-    if hs.conn and hs.conn.open then
+    if hs.conn and hs.conn.open and not (self.resume and self.resume.inflight and self.resume.inflight[name]) then
         -- connect before the first step, so an unreachable host is
         -- reported as such and takes no part
         local t0 = loop.now()
