@@ -1,0 +1,74 @@
+-- The Windows actions one by one against a lab host: check mode predicts
+-- exactly and changes nothing; the real run does what was predicted.
+local binary, tests_dir, lab_binary = ...
+local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
+local L = dofile(tests_dir .. "/lab/testlab.lua")
+local json = require("cutover.core.json")
+
+local lab = L.start(T, lab_binary, { hosts = 1, reboot = 1 })
+local INV = lab.dir .. "/inventory.yml"
+
+local function book(text)
+    local d = T.tmpdir()
+    T.write(d .. "/p.yml", text)
+    return d .. "/p.yml"
+end
+
+local function events(r)
+    local out = {}
+    for _, e in ipairs(T.events(r.stdout)) do
+        if e.event == "host_result" then out[e.step] = e end
+    end
+    return out
+end
+
+T.test("win_service and win_user_right: check mode predicts, the real run matches", function()
+    local p = book([[
+- hosts: all
+  steps:
+    - id: stop-imc
+      win_service: { name: MSExchangeIMC, state: stopped }
+    - id: grant
+      win_user_right: { right: SeBackupPrivilege, principal: Everyone }
+    - id: facts
+      win_facts:
+      register: f
+    - assert:
+        that: f.win.computer_name == "EXCH01" and not f.win.is_dc
+]])
+    local before = lab:file(1, "state.json")
+    local c = T.run({ "run", p, "-i", INV, "--check", "--format", "json" })
+    T.eq(c.rc, 0, "check: " .. c.stdout)
+    T.eq(lab:file(1, "state.json"), before, "check changed nothing")
+    local ce = events(c)
+    T.eq(ce["stop-imc"].status, "changed", "predicts the stop")
+    T.eq(ce["grant"].status, "changed", "predicts the grant")
+    local r = T.run({ "run", p, "-i", INV, "--format", "json" })
+    T.eq(r.rc, 0, "real: " .. r.stdout)
+    local re = events(r)
+    T.eq(re["stop-imc"].status, "changed", "stopped")
+    T.eq(re["grant"].status, "changed", "granted")
+    T.contains(lab:ssh(1, "sc query MSExchangeIMC").stdout, "STOPPED", "really stopped")
+    local again = events(T.run({ "run", p, "-i", INV, "--check", "--format", "json" }))
+    T.eq(again["stop-imc"].status, "ok", "nothing left to do")
+    T.eq(again["grant"].status, "ok", "the right is there")
+end)
+
+T.test("win_reboot: the host goes down and comes back with a new boot time", function()
+    local p = book([[
+- hosts: all
+  steps:
+    - id: reboot
+      win_reboot: { sleep: 0.2, reboot_timeout: 60 }
+      register: rb
+    - assert:
+        that: rb.boot_before ~= rb.boot_after
+]])
+    local c = T.run({ "run", p, "-i", INV, "--check" })
+    T.match(c.stdout, "unknown%s+exch01%s+reboot", "check: unknowable")
+    local r = T.run({ "run", p, "-i", INV }, { timeout = 120 })
+    T.eq(r.rc, 0, "rebooted: " .. r.stdout .. r.stderr)
+    T.match(r.stdout, "changed%s+exch01%s+reboot", "changed")
+end)
+
+T.done()
