@@ -121,7 +121,7 @@ function Run:execute(hs, step, scope)
         end,
         gate = function(spec) return self:gate(hs, spec) end,
     }
-    if step.delegate_to ~= nil and not action.controller then
+    if step.delegate_to ~= nil and (not action.controller or action.delegatable) then
         local dok, target, dunknown = expr.render(step.delegate_to, scope)
         if not dok then
             if dunknown then return { unknown = true, msg = "delegate_to: " .. target } end

@@ -71,4 +71,34 @@ T.test("win_reboot: the host goes down and comes back with a new boot time", fun
     T.match(r.stdout, "changed%s+exch01%s+reboot", "changed")
 end)
 
+T.test("mail_login from the controller and from a delegated host; a wrong password is refused", function()
+    local pw = lab.secrets.mailbox_test_password
+    local p = book([[
+- hosts: all
+  steps:
+    - id: direct
+      mail_login: { host: "{{ mail_host }}", pop3_port: "{{ pop3_port }}", imap_port: "{{ imap_port }}",
+                    user: "{{ mailbox_test_user }}", password: "{{ pw }}" }
+    - id: delegated
+      mail_login: { host: "{{ mail_host }}", pop3_port: "{{ pop3_port }}", imap_port: "{{ imap_port }}",
+                    user: "{{ mailbox_test_user }}", password: "{{ pw }}" }
+      delegate_to: localhost
+    - id: wrong
+      mail_login: { host: "{{ mail_host }}", pop3_port: "{{ pop3_port }}", imap_port: "{{ imap_port }}",
+                    user: "{{ mailbox_test_user }}", password: "not it" }
+      delegate_to: localhost
+      ignore_errors: true
+]])
+    T.write(p:gsub("p%.yml$", "pw.yml"), "pw: " .. json.encode(pw) .. "\n")
+    local r = T.run({ "run", p, "-i", INV, "-e", "@" .. p:gsub("p%.yml$", "pw.yml"), "--format", "json" })
+    T.eq(r.rc, 0, "exit code: " .. #r.stdout)
+    local e = events(r)
+    T.eq(e.direct.result.build, "5.5.2650", "build from the controller")
+    T.eq(e.delegated.result.build, "5.5.2650", "build from the delegated host")
+    T.eq(e.delegated.result.pop3.ok, true, "POP3 from the delegated host")
+    T.eq(e.delegated.result.imap4.ok, true, "IMAP4 from the delegated host")
+    T.eq(e.wrong.status, "ignored", "a wrong password is refused")
+    T.contains(e.wrong.result.msg, "Logon failure", "the server's answer")
+end)
+
 T.done()
