@@ -23,4 +23,20 @@ T.test("every action documents arguments, returns and check mode", function()
     end
 end)
 
+T.test("bash completion and the man page name every command of --help", function()
+    local help = T.run({ "--help" }).stdout
+    local completion = assert(T.read(tests_dir .. "/../scripts/completion.bash"))
+    local man = assert(T.read(tests_dir .. "/../docs/man/cutover.1"))
+    local commands = completion:match('local commands="([^"]*)"')
+    T.ok(commands ~= nil, "completion lists commands")
+    local n = 0
+    for line in help:match("Commands:\n(.-)\n\n"):gmatch("[^\n]+") do
+        local cmd = line:match("^%s%s([%w%-]+)")
+        n = n + 1
+        T.ok((" " .. commands .. " "):find(" " .. cmd .. " ", 1, true), "completion knows '" .. cmd .. "'")
+        T.ok(man:find(cmd, 1, true), "the man page names '" .. cmd .. "'")
+    end
+    T.ok(n >= 14, "found the commands in --help (" .. n .. ")")
+end)
+
 T.done()
