@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -283,6 +284,37 @@ static int set_nonblock(int fd)
  * Builds argv (and envp) as arrays of pointers into Lua strings held in
  * the options table; the arrays go in userdata so nothing leaks.
  */
+/* 0 if `prog` names an executable file, as posix_spawnp would find it,
+ * else an errno.  Checked before spawning because a failed exec is not
+ * reported by every spawn implementation (valgrind turns the vfork into
+ * a fork, and the child then just exits 127). */
+static int check_program(const char *prog)
+{
+    const char *path = getenv("PATH");
+    char candidate[4096];
+    int rc = ENOENT;
+
+    if (strchr(prog, '/') != NULL)
+        return access(prog, X_OK) == 0 ? 0 : errno;
+    if (path == NULL)
+        path = "/bin:/usr/bin";
+    while (*path != '\0') {
+        size_t dir_len = strcspn(path, ":");
+        int n = snprintf(candidate, sizeof candidate, "%.*s%s%s", (int)dir_len,
+                         path, dir_len > 0 ? "/" : "", prog);
+        if (n > 0 && (size_t)n < sizeof candidate) {
+            if (access(candidate, X_OK) == 0)
+                return 0;
+            if (errno == EACCES)
+                rc = EACCES;  /* found but not runnable: say so */
+        }
+        path += dir_len;
+        if (*path == ':')
+            path++;
+    }
+    return rc;
+}
+
 static const char **build_argv(lua_State *L, int opts, int *is_shell)
 {
     const char **argv;
@@ -412,6 +444,9 @@ static int proc_run(lua_State *L)
     argv = build_argv(L, 1, &is_shell);
     envp = build_envp(L, 1);
 
+    rc = check_program(argv[0]);
+    if (rc != 0)
+        goto spawn_failed;
     if (pipe2(in_pipe, O_CLOEXEC) != 0 || pipe2(out_pipe, O_CLOEXEC) != 0 ||
         pipe2(err_pipe, O_CLOEXEC) != 0) {
         rc = errno;

@@ -7,6 +7,7 @@ packages=(
     liblua5.4-dev libyaml-dev libssh2-1-dev libsqlite3-dev libsodium-dev
     libjansson-dev libssl-dev
     openssh-server openssh-client
+    valgrind clang libclang-rt-14-dev bc time
 )
 missing=()
 for p in "${packages[@]}"; do
