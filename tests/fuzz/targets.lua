@@ -61,4 +61,33 @@ function T.windows(data)
     end
 end
 
+-- The POP3/IMAP4 reply reader: the fuzzer's bytes are what the server
+-- says, served line by line through a canned stream with core.net's
+-- read_line contract (capped lines, then "closed").
+local mail = require("cutover.mail")
+local function canned_stream(data)
+    local pos = 1
+    return {
+        write = function() return true end,
+        close = function() end,
+        read_line = function(_, max)
+            if pos > #data then return nil, "closed" end
+            local nl = data:find("\n", pos, true)
+            if not nl then pos = #data + 1; return nil, "closed" end
+            local line = data:sub(pos, nl - 1)
+            pos = nl + 1
+            if #line > max + 1 then return nil, "line too long" end
+            return (line:gsub("\r$", ""))
+        end,
+    }
+end
+
+function T.mail(data)
+    mail.pop3(canned_stream(data), "CORP\\testuser", "pw", 1)
+    mail.imap4(canned_stream(data), "CORP\\testuser", "pw", 1)
+    local lines = mail.split_lines(data)
+    mail.pop3_transcript(lines)
+    mail.imap4_transcript(lines)
+end
+
 return T
