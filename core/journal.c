@@ -11,7 +11,9 @@
  * nil -> NULL, booleans -> 0/1, integers, numbers, strings (text).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -91,11 +93,18 @@ static int journal_open(lua_State *L)
     sqlite3_stmt *stmt = NULL;
     int version = 0;
     char *err = NULL;
+    int fd;
     int rc;
 
     j = lua_newuserdatauv(L, sizeof *j, 0);  /* before the resource */
     j->db = NULL;
     luaL_setmetatable(L, JOURNAL_MT);
+    /* Created 0600 here: SQLite gives the -wal and -shm files the mode
+     * of the database file, and results may hold what only the operator
+     * should read. */
+    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+    if (fd >= 0)
+        close(fd);
     rc = sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE |
                          SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
     if (rc != SQLITE_OK) {

@@ -403,6 +403,9 @@ int luaopen_cutover_loop(lua_State *L)
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
         signal(SIGPIPE, SIG_IGN);
+        /* over a file-size limit a write fails (EFBIG) and the journal
+         * reports it, instead of the process dying mid-step */
+        signal(SIGXFSZ, SIG_IGN);
     }
     luaL_newlib(L, loop_funcs);
     return 1;

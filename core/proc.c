@@ -464,6 +464,7 @@ static int proc_run(lua_State *L)
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGPIPE);
+    sigaddset(&sigs, SIGXFSZ);
     sigaddset(&sigs, SIGQUIT);
     posix_spawnattr_setsigdefault(&attr, &sigs);
     posix_spawnattr_setpgroup(&attr, 0);

@@ -42,7 +42,8 @@ registered results and options it had.  Steps done before are not run
 again; hosts that finished are not touched.  A step that was in flight
 when the controller died runs again only when it is idempotent; otherwise
 its host stops and says what to check, and you decide:
-  --mark-done STEP   it took effect: record it as done and go on
+  --mark-done STEP   it took effect: record it as done and go on (also for
+                     a step that failed after taking effect)
   --retry STEP       it did not: run it again
 A finished step whose definition changed since the run is refused
 (exit 3) unless --accept-changed.
@@ -681,7 +682,19 @@ function M.main(argv)
     end
     local rest = {}
     for i = 2, #argv do rest[#rest + 1] = argv[i] end
-    return cmd(rest)
+    -- A journal that cannot be read or written (a full disk, a size
+    -- limit) is the operator's to fix, not a crash: say so and stop.
+    local ok, code = xpcall(cmd, function(err)
+        if require("cutover.journal").is_write_error(err) then return err end
+        return debug.traceback(err, 2)
+    end, rest)
+    if ok then return code end
+    if require("cutover.journal").is_write_error(code) then
+        io.stderr:write("cutover: " .. tostring(code) .. "\n" ..
+            "  (is its disk full, or a file-size limit reached?  Nothing after this point was done.)\n")
+        return runner.EXIT_FAILED
+    end
+    error(code, 0)
 end
 
 return M

@@ -51,13 +51,25 @@ function M.open(path)
     return setmetatable({ db = db, path = path }, Journal)
 end
 
-local function check(ok, ...)
-    if ok == nil then error("journal: " .. tostring((...)), 0) end
+-- A failed read or write is raised as a table, so the runner can tell
+-- "the journal cannot be written" (a full disk, a file-size limit) from a
+-- bug, and stop the run cleanly.  tostring() gives the message.
+local WriteError = { __tostring = function(e) return e.msg end }
+
+function M.is_write_error(err)
+    return getmetatable(err) == WriteError
+end
+
+local function check(self, ok, ...)
+    if ok == nil then
+        local why = tostring((...)):gsub("^journal: ", "")
+        error(setmetatable({ msg = "journal " .. self.path .. ": " .. why, why = why }, WriteError), 0)
+    end
     return ok, ...
 end
 
-function Journal:exec(sql, ...) return check(self.db:exec(sql, ...)) end
-function Journal:rows(sql, ...) return check(self.db:rows(sql, ...)) end
+function Journal:exec(sql, ...) return check(self, self.db:exec(sql, ...)) end
+function Journal:rows(sql, ...) return check(self, self.db:rows(sql, ...)) end
 
 -- The controller's boot, so a pid from an earlier boot is never taken
 -- for a live process.

@@ -473,6 +473,11 @@ end
 -- flight runs again only when that is safe.
 function Run:journaled_step(hs, step)
     local j = self.journal
+    if self.journal_error then
+        -- another host found the journal unwritable: start nothing more
+        self:host_stats(hs.name).journal_step = step.id .. " (not started)"
+        error(self.journal_error, 0)
+    end
     local play = self.play_state.index
     hs.occurrences = hs.occurrences or {}
     local okey = play .. "\0" .. step.id
@@ -490,7 +495,10 @@ function Run:journaled_step(hs, step)
     end
     if row and DONE[row.status] then
         return self:replay(hs, step, row)
-    elseif row and (row.status == "running" or row.status == "interrupted") then
+    elseif row and (row.status == "running" or row.status == "interrupted" or
+                    (row.status == "failed" and self.resume.mark_done[step.id])) then
+        -- (a failed step marked done: it took effect though it failed, e.g.
+        -- a reboot whose host came back refusing the login)
         local r = self.resume
         if r.mark_done[step.id] then
             local seq = j:intent({ run = self.run_id, host = hs.name, play = play, step = step.id,
@@ -528,6 +536,7 @@ function Run:journaled_step(hs, step)
     end
     -- A step that only works on the controller changes nothing a crash
     -- could leave half done: one row after it, not an intent before.
+    self:host_stats(hs.name).journal_step = step.id
     local seq = not action.controller and j:intent(intent) or nil
     hs.last_result = nil
     local ok = self:action_step(hs, step)
@@ -679,7 +688,9 @@ function Run:batch(play, hosts)
                     self.peak_active = math.max(self.peak_active or 0, self.active)
                     local ok, err = xpcall(self.host_play, debug.traceback, self, play, name)
                     self.active = self.active - 1
-                    if not ok then
+                    if not ok and require("cutover.journal").is_write_error(err) then
+                        self:journal_broken(name, err)
+                    elseif not ok then
                         io.stderr:write("cutover: internal error on host " .. name .. ": " .. tostring(err) .. "\n")
                         self.failed_hosts[name] = true
                         self.stats.per_host[name].failed_at = "internal error"
@@ -690,6 +701,32 @@ function Run:batch(play, hosts)
     end
     loop.run(function() self.reporter:tick(self.running, loop.now()) end, 0.25)
     self.reporter:tick({}, loop.now())
+end
+
+-- The journal refused a write (a full disk, a file-size limit): nothing
+-- more may run unrecorded.  The host stops where it is, no host starts,
+-- and the run's record is left as a crash leaves it, so `cutover resume`
+-- takes it from there once there is room.
+function Run:journal_broken(name, err)
+    local st = self:host_stats(name)
+    local step = st.journal_step or "?"
+    self.failed_hosts[name] = true
+    st.failed_at = step
+    st.stopped_why = "the journal cannot be written"
+    if not self.journal_error then
+        self.journal_error = err
+        self.abort = "stopped: the journal cannot be written"
+        self.stop_run = self.abort
+        io.stderr:write(string.format(
+            "cutover: host %s, step '%s': %s\n" ..
+            "  The journal cannot be written (is its disk full, or a file-size limit reached?).\n" ..
+            "  The run stops: no further step starts on any host.  Steps already recorded are safe;\n" ..
+            "  '%s' may or may not have taken effect.  Make room, then: cutover resume %s\n",
+            name, step, tostring(err), step, self.run_id or ""))
+    else
+        io.stderr:write(string.format("cutover: host %s, step '%s': stopped, the journal cannot be written\n",
+                                      name, step))
+    end
 end
 
 function Run:never_started(name, why)
@@ -992,6 +1029,13 @@ function M.run(book, inventory, opts)
     if interrupted() then code = M.EXIT_INTERRUPTED end
     self.stats.duration = loop.now() - start
     self.stats.exit_code = code
+    if self.journal_error then
+        -- the run's end cannot be recorded either: it stays "running" with
+        -- this (soon dead) controller's pid, as after a crash
+        code = M.EXIT_FAILED
+        self.stats.exit_code = code
+        j = nil
+    end
     if j then
         for name, st in pairs(self.stats.per_host) do
             local status = st.never_started and "pending"

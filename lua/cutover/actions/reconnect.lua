@@ -8,13 +8,18 @@ local M = {}
 
 -- Runs the identity command; returns its trimmed output or nil, message.
 function M.identity(conn, command, timeout)
-    local r, err = conn:exec({ shell = command, timeout = timeout })
-    if not r then return nil, err end
+    local r, err, code = conn:exec({ shell = command, timeout = timeout })
+    if not r then return nil, err, code end
     if r.rc ~= 0 then return nil, "'" .. command .. "' failed with exit code " .. r.rc .. ": " .. util.trim(r.stderr) end
     local id = util.trim(r.stdout)
     if id == "" then return nil, "'" .. command .. "' printed nothing" end
     return id
 end
+
+-- Refusals that end the wait at once (a changed host key) or after a
+-- few in a row (authentication: an sshd may refuse while the machine is
+-- still starting, but not for long).
+M.AUTH_REFUSALS = 3
 
 -- Polls until the host answers (and, with `old_id`, answers with another
 -- identity).  Returns true, new_id, went_down | nil, message.
@@ -23,6 +28,7 @@ function M.wait(ctx, opts)
     local start = loop.now()
     local went_down = false
     local last_err
+    local auth_refusals = 0
     while true do
         local elapsed = loop.now() - start
         if elapsed >= opts.timeout then
@@ -35,11 +41,19 @@ function M.wait(ctx, opts)
         end
         if ctx.interrupted() then return nil, "interrupted" end
         ctx.conn:close()
-        local id, err
+        local id, err, code
         if opts.identity then
-            id, err = opts.identity()
+            id, err, code = opts.identity()
         else
-            id, err = M.identity(ctx.conn, opts.command, opts.connect_timeout)
+            id, err, code = M.identity(ctx.conn, opts.command, opts.connect_timeout)
+        end
+        if code == "hostkey" then
+            return nil, "the host came back with a host key cutover does not trust: " .. tostring(err)
+        end
+        auth_refusals = code == "auth" and auth_refusals + 1 or 0
+        if auth_refusals >= M.AUTH_REFUSALS then
+            return nil, string.format("the host came back but refused authentication %d times in a row: %s",
+                                      auth_refusals, tostring(err))
         end
         if id and (not opts.old_id or id ~= opts.old_id) then
             return true, id, went_down or (opts.old_id ~= nil)

@@ -7,6 +7,12 @@
 -- is read from that last line of stderr.  A command whose marker never
 -- arrives (the session died, the server closed the channel) is a failure,
 -- never a silent 0.
+--
+-- Timeouts: sshd starts each command in a session of its own, so the
+-- shell's pid is also its process group.  The wrapper reports that pid
+-- first (PIDMARK on stderr); when a command times out or is interrupted,
+-- cutover signals the whole group over a second channel (TERM, KILL 5 s
+-- later), so nothing is left running on the host.
 local ssh = require("cutover.core.ssh")
 local crypto = require("cutover.core.crypto")
 local loop = require("cutover.core.loop")
@@ -23,6 +29,7 @@ M.max_handshakes = 8
 local handshakes = 0
 
 local MARKER = "__cutover_rc_" .. crypto.random_hex(6) .. "="
+local PIDMARK = "__cutover_pid_" .. crypto.random_hex(6) .. "="
 
 -- settings: host, port, user, keys, agent, password, known_hosts,
 -- accept_new, timeout, max_output
@@ -123,7 +130,7 @@ function Conn:run_unlocked(line, opts)
     -- expanded under `cmd /c`); the channel's exit status is all there is
     local raw = self.settings.shell == "cmd"
     local wrapped = raw and line or
-        ("( " .. line .. "\n) ; printf '\\n" .. MARKER .. "%d\\n' \"$?\" >&2")
+        ("printf '" .. PIDMARK .. "%d\\n' \"$$\" >&2; ( " .. line .. "\n) ; printf '\\n" .. MARKER .. "%d\\n' \"$?\" >&2")
     for attempt = 1, 2 do
         local ok, err, code = self:open()
         if not ok then return nil, err, code end
@@ -135,6 +142,15 @@ function Conn:run_unlocked(line, opts)
             return r
         end
         if r then
+            local pid
+            if r.stderr:sub(1, #PIDMARK) == PIDMARK then
+                local nl = r.stderr:find("\n", 1, true) or #r.stderr
+                pid = tonumber(r.stderr:sub(#PIDMARK + 1, nl - 1))
+                r.stderr = r.stderr:sub(nl + 1)
+            end
+            if (r.timed_out or r.interrupted) and pid and pid > 1 then
+                self:stop_group(pid)
+            end
             local pos = r.stderr:find("\n" .. MARKER, 1, true)
             if pos then
                 r.rc = tonumber(r.stderr:match("(%d+)\n?$", pos)) or r.rc
@@ -157,6 +173,16 @@ function Conn:run_unlocked(line, opts)
         end
         -- dropped between steps: reconnect and run it (it never started)
     end
+end
+
+-- Stops a timed-out command's process group on the host (see the top).
+function Conn:stop_group(pid)
+    local g = "-" .. math.floor(pid)
+    self.session = nil  -- core/ssh.c dropped it with the timed-out channel
+    if not self:open() then return end
+    -- no "--": dash's kill refuses it; after -SIG a negative number is a group
+    self.session:exec("kill -TERM " .. g .. " 2>/dev/null; " ..
+        "(sleep 5; kill -KILL " .. g .. ") >/dev/null 2>&1 </dev/null &", { timeout = 10 })
 end
 
 -- opts: argv or shell, stdin, cwd, env, timeout, max_output
