@@ -165,6 +165,13 @@ end
 
 function P.sc(ctx)
     local args = ctx.args
+    -- fault injection for tests: `HOSTDIR/fault-sc-garbage` makes sc
+    -- print junk (and exit 0), as a broken or foreign sc.exe might
+    if fs.stat(ctx.dir .. "/fault-sc-garbage") then
+        ctx.line("\1\2SERVICE_NAME MSExchange", "        STATE  : ?? ??", "%%% \255\254 %%%",
+                 string.rep("#", 300))
+        return 0
+    end
     local verb = (args[1] or ""):lower()
     -- "sc \\SERVER verb ...": the local host's own name only
     if verb:match("^\\\\") then

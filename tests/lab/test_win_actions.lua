@@ -101,4 +101,28 @@ T.test("mail_login from the controller and from a delegated host; a wrong passwo
     T.contains(e.wrong.result.msg, "Logon failure", "the server's answer")
 end)
 
+T.test("garbage where sc output is expected: failure naming host and step, journal opens, resume finishes", function()
+    local p = book([[
+- hosts: all
+  steps:
+    - id: ensure-is
+      win_service: { name: MSExchangeIS, state: started }
+    - id: facts
+      win_facts:
+]])
+    local fault = lab.hosts[1].dir .. "/fault-sc-garbage"
+    T.write(fault, "")
+    local r = T.run({ "run", p, "-i", INV })
+    T.eq(r.rc, 1, "exit code: " .. r.stdout .. r.stderr)
+    T.match(r.stdout, "failed%s+exch01%s+ensure%-is", "names host and step")
+    T.match(r.stdout, "sc qc: line 1: unexpected line", "says which output it could not read, and where")
+    T.ok(not (r.stdout .. r.stderr):find("internal error", 1, true), "not an internal error")
+    local h = T.run({ "history" })
+    T.eq(h.rc, 0, "history opens the journal")
+    os.remove(fault)
+    local again = T.run({ "resume" })
+    T.eq(again.rc, 0, "resume finishes: " .. again.stdout .. again.stderr)
+    T.match(again.stdout, "exch01%s+facts", "the next step ran")
+end)
+
 T.done()
