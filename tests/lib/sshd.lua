@@ -105,12 +105,16 @@ end
 -- Starts sshd (it daemonises) and waits until it accepts connections.
 function Server:launch()
     for attempt = 1, 5 do
+        os.remove(self.dir .. "/sshd.pid")  -- a stale one would name a dead listener
         local r = assert(proc.run({ argv = { "/usr/sbin/sshd", "-f", self.config, "-E", self.dir .. "/sshd.log" }, timeout = 30 }))
         if r.rc == 0 then
             local deadline = loop.now() + 30
             while loop.now() < deadline do
-                if net.probe_tcp(self.address, self.port, 1) then
-                    self.pid = (fs.read(self.dir .. "/sshd.pid") or ""):match("%d+")
+                -- listening, and the pid file written (sshd writes it
+                -- after it binds: under load a probe can come first)
+                local pid = (fs.read(self.dir .. "/sshd.pid") or ""):match("%d+")
+                if pid and net.probe_tcp(self.address, self.port, 1) then
+                    self.pid = pid
                     return
                 end
                 loop.sleep(0.05)
