@@ -13,4 +13,13 @@ struct embedded_module {
 /* Terminated by an entry whose name is NULL. */
 extern const struct embedded_module cutover_embedded[];
 
+/* Registers each of `modules` in the package.preload table on top of the
+ * stack; with the environment variable `dev_env` set to a folder, they
+ * load from there instead (development).  Chunk names are
+ * "@CHUNK_DIR/PATH".  Defined in host.c. */
+struct lua_State;
+void cutover_preload_embedded(struct lua_State *L,
+                              const struct embedded_module *modules,
+                              const char *dev_env, const char *chunk_dir);
+
 #endif

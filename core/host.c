@@ -86,15 +86,16 @@ int cutover_pcall(lua_State *L, int nargs, int nresults)
 }
 
 /*
- * Preloader for an embedded module.
- * Params on Lua stack: 1: module name.  Upvalue 1: index into
- * cutover_embedded.  Returns the module's value, as require expects.
+ * Preloader for an embedded module (cutover's and the lab's).
+ * Params on Lua stack: 1: module name.  Upvalues: 1: the module (light
+ * userdata, static), 2: the variable naming a development folder to load
+ * it from instead, 3: the folder its chunk name shows.  Returns the
+ * module's value, as require expects.
  */
 static int host_load_embedded(lua_State *L)
 {
-    int index = (int)lua_tointeger(L, lua_upvalueindex(1));
-    const struct embedded_module *mod = &cutover_embedded[index];
-    const char *dev_dir = getenv("CUTOVER_LUA_DIR");
+    const struct embedded_module *mod = lua_touserdata(L, lua_upvalueindex(1));
+    const char *dev_dir = getenv(lua_tostring(L, lua_upvalueindex(2)));
     char chunkname[512];
     int status;
 
@@ -102,7 +103,8 @@ static int host_load_embedded(lua_State *L)
         lua_pushfstring(L, "%s/%s", dev_dir, mod->path);
         status = luaL_loadfilex(L, lua_tostring(L, -1), "t");
     } else {
-        snprintf(chunkname, sizeof chunkname, "@lua/%s", mod->path);
+        snprintf(chunkname, sizeof chunkname, "@%s/%s",
+                 lua_tostring(L, lua_upvalueindex(3)), mod->path);
         status = luaL_loadbufferx(L, mod->source, mod->length, chunkname,
                                   "t");
     }
@@ -111,6 +113,21 @@ static int host_load_embedded(lua_State *L)
     lua_pushvalue(L, 1);
     lua_call(L, 1, 1);
     return 1;
+}
+
+void cutover_preload_embedded(lua_State *L,
+                              const struct embedded_module *modules,
+                              const char *dev_env, const char *chunk_dir)
+{
+    int i;
+
+    for (i = 0; modules[i].name != NULL; i++) {
+        lua_pushlightuserdata(L, (void *)&modules[i]);
+        lua_pushstring(L, dev_env);
+        lua_pushstring(L, chunk_dir);
+        lua_pushcclosure(L, host_load_embedded, 3);
+        lua_setfield(L, -2, modules[i].name);
+    }
 }
 
 static const luaL_Reg host_c_modules[] = {
@@ -132,7 +149,6 @@ static const luaL_Reg host_c_modules[] = {
 static int host_setup(lua_State *L)
 {
     const luaL_Reg *reg;
-    int i;
 
     luaL_openlibs(L);
     /* Most objects (parsed YAML, results) live short or for the whole
@@ -157,11 +173,7 @@ static int host_setup(lua_State *L)
         lua_pushcfunction(L, reg->func);
         lua_setfield(L, -2, reg->name);
     }
-    for (i = 0; cutover_embedded[i].name != NULL; i++) {
-        lua_pushinteger(L, i);
-        lua_pushcclosure(L, host_load_embedded, 1);
-        lua_setfield(L, -2, cutover_embedded[i].name);
-    }
+    cutover_preload_embedded(L, cutover_embedded, "CUTOVER_LUA_DIR", "lua");
     lua_pop(L, 1);
     return 0;
 }

@@ -18,47 +18,13 @@
 extern const struct embedded_module lab_embedded[];
 int luaopen_lab_os(lua_State *L);
 
-/*
- * Preloader of one lab module.
- * Params on Lua stack: 1: module name.  Upvalue 1: index into
- * lab_embedded.  Returns the module's value.
- */
-static int lab_load(lua_State *L)
-{
-    int index = (int)lua_tointeger(L, lua_upvalueindex(1));
-    const struct embedded_module *mod = &lab_embedded[index];
-    const char *dev_dir = getenv("LAB_LUA_DIR");
-    char chunkname[512];
-    int status;
-
-    if (dev_dir != NULL && dev_dir[0] != '\0') {
-        lua_pushfstring(L, "%s/%s", dev_dir, mod->path);
-        status = luaL_loadfilex(L, lua_tostring(L, -1), "t");
-    } else {
-        snprintf(chunkname, sizeof chunkname, "@tests/%s", mod->path);
-        status = luaL_loadbufferx(L, mod->source, mod->length, chunkname,
-                                  "t");
-    }
-    if (status != LUA_OK)
-        return lua_error(L);
-    lua_pushvalue(L, 1);
-    lua_call(L, 1, 1);
-    return 1;
-}
-
 /* Registers lab.os and the lab modules in package.preload. */
 static int lab_setup(lua_State *L)
 {
-    int i;
-
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, luaopen_lab_os);
     lua_setfield(L, -2, "lab.os");
-    for (i = 0; lab_embedded[i].name != NULL; i++) {
-        lua_pushinteger(L, i);
-        lua_pushcclosure(L, lab_load, 1);
-        lua_setfield(L, -2, lab_embedded[i].name);
-    }
+    cutover_preload_embedded(L, lab_embedded, "LAB_LUA_DIR", "tests");
     lua_pop(L, 1);
     return 0;
 }
