@@ -88,6 +88,13 @@ function Text:play_start(play, hosts)
     self:out(self:paint("1", "PLAY " .. play.name) .. "  [" .. table.concat(hosts, ", ") .. "]")
 end
 
+function Text:batch_start(play, b, n, hosts)
+    self:out(self:paint("1", "play '" .. play.name .. "': batch " .. b .. " of " .. n .. ": ") ..
+             table.concat(hosts, ", "))
+end
+
+function Text:batch_end() end
+
 function Text:step_start(host, step) end
 
 function Text:host_result(ev)
@@ -229,6 +236,16 @@ function Json:warn(msg) self:emit({ event = "warning", message = msg }) end
 
 function Json:play_start(play, hosts)
     self:emit({ event = "play_start", play = play.name, hosts = setmetatable(hosts, { __jsontype = "array" }) })
+end
+
+function Json:batch_start(play, b, n, hosts)
+    self:emit({ event = "batch_start", play = play.name, batch = b, batches = n,
+                hosts = setmetatable(hosts, { __jsontype = "array" }) })
+end
+
+function Json:batch_end(play, b, n, failed, parked)
+    self:emit({ event = "batch_end", play = play.name, batch = b, batches = n, failed = failed,
+                parked = parked })
 end
 
 function Json:step_start(host, step)

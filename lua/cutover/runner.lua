@@ -772,12 +772,23 @@ function Run:play(play)
         elseif self.abort then
             for _, name in ipairs(batch) do self:never_started(name, self.abort) end
         else
-            if #list > 1 then
-                self.reporter:warn(string.format("play '%s': batch %d of %d: %s", play.name, b, #list,
-                                                 table.concat(batch, ", ")))
-            end
+            if #list > 1 then self.reporter:batch_start(play, b, #list, batch) end
             self.once = {}
             self:batch(play, batch)
+            if #list > 1 then
+                -- A rolling batch is done with its hosts for this play:
+                -- close their sessions so that sockets and memory stay
+                -- bounded by the batch size, not the inventory size (a
+                -- later play reconnects).  What stays per host is its
+                -- registered values and its recap counts.
+                for _, name in ipairs(batch) do
+                    local hs = self.hosts[name]
+                    if hs then
+                        if hs.conn then hs.conn:close() end
+                        hs.conn, hs.scope, hs.notified, hs.released = nil, nil, {}, true
+                    end
+                end
+            end
             local failed, parked = 0, {}
             for _, name in ipairs(batch) do
                 local st = self.stats.per_host[name]
@@ -787,6 +798,7 @@ function Run:play(play)
                     failed = failed + 1
                 end
             end
+            if #list > 1 then self.reporter:batch_end(play, b, #list, failed, #parked) end
             if #parked > 0 and b < #list and not self.abort then
                 -- a rolling upgrade waits for its gate before going on
                 self.abort = "waiting: " .. table.concat(parked, ", ") ..
@@ -847,6 +859,11 @@ end
 
 function Run:host_state(name)
     local hs = self.hosts[name]
+    if hs and hs.released then
+        -- released at the end of an earlier play's batch
+        hs.conn, hs.unreachable_msg = connections.open(name, self:connection_vars(name), self.opts)
+        hs.released = nil
+    end
     if hs then return hs end
     hs = { name = name, registered = {}, notified = {}, started = self.opts.start_at == nil }
     local conn, err = connections.open(name, self:connection_vars(name), self.opts)

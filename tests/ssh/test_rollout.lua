@@ -91,6 +91,56 @@ T.test("serial as a percentage and a list; order: reverse_inventory", function()
     T.contains(r.stdout, "batch 3 of 3: h2, h1\n", "the rest")
 end)
 
+T.test("rolling batches close their sessions: the controller's sockets do not grow", function()
+    local d = S.target(T)
+    inventory(d, 5)
+    -- each host counts, from the controller, the sockets cutover holds
+    -- while its own batch runs ($PPID of the local shell is cutover)
+    T.write(d .. "/p.yml", string.format([[
+- hosts: all
+  serial: 1
+  steps:
+    - shell: "echo first-{{ inventory_hostname }}"
+      register: first
+    - id: count
+      delegate_to: localhost
+      shell: "echo {{ inventory_hostname }} $(ls -l /proc/$PPID/fd | grep -c 'socket:') >> %s/sockets"
+# a later play reconnects, and still has the first play's registered values
+- hosts: all
+  serial: 2
+  steps:
+    - shell: "echo {{ first.stdout }} >> %s/second"
+]], d, d))
+    local r, ev = H.run_json({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", srv.known_hosts },
+                             { env = { HOME = d, SSH_AUTH_SOCK = "" } })
+    T.eq(r.rc, 0, "exit code: " .. r.stderr)
+    local counts = {}
+    for _, l in ipairs(lines_of(d .. "/sockets")) do
+        local host, n = l:match("^(h%d) (%d+)$")
+        T.ok(host, "line: " .. l)
+        counts[#counts + 1] = tonumber(n)
+    end
+    T.eq(#counts, 5, "every host counted")
+    T.ok(counts[1] >= 1, "batch 1 holds its host's socket: " .. counts[1])
+    for i = 2, 5 do
+        T.eq(counts[i], counts[1], "sockets during batch " .. i .. " (batch 1: " .. counts[1] .. ")")
+    end
+    local starts, ends = {}, {}
+    for _, e in ipairs(ev) do
+        if e.event == "batch_start" then starts[#starts + 1] = e end
+        if e.event == "batch_end" then ends[#ends + 1] = e end
+    end
+    local second = lines_of(d .. "/second")
+    table.sort(second)
+    T.eq(table.concat(second, " "), "first-h1 first-h2 first-h3 first-h4 first-h5", "second play ran on every host")
+    T.eq(#starts, 8, "batch_start events (5 + 3)")
+    T.eq(#ends, 8, "batch_end events")
+    T.eq(starts[3].batch, 3, "batch number")
+    T.eq(starts[3].batches, 5, "batch count")
+    T.eq(table.concat(starts[3].hosts, ","), "h3", "batch 3's hosts")
+    T.eq(ends[5].failed, 0, "no failure in the last batch")
+end)
+
 T.test("--forks caps hosts running at once", function()
     local d = S.target(T)
     inventory(d, 6)

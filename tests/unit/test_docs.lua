@@ -39,4 +39,21 @@ T.test("bash completion and the man page name every command of --help", function
     T.ok(n >= 14, "found the commands in --help (" .. n .. ")")
 end)
 
+T.test("the man page and bash completion name every option of run --help and resume --help", function()
+    local completion = assert(T.read(tests_dir .. "/../scripts/completion.bash"))
+    local man = assert(T.read(tests_dir .. "/../docs/man/cutover.1")):gsub("\\%-", "-")
+    local n = 0
+    for _, cmd in ipairs({ "run", "resume" }) do
+        local help = T.run({ cmd, "--help" }).stdout
+        for opt in help:gmatch("%-%-[%w][%w%-]*") do
+            if opt ~= "--help" then
+                n = n + 1
+                T.ok(man:find(opt, 1, true), "the man page names " .. cmd .. " " .. opt)
+                T.ok(completion:find(opt, 1, true), "completion knows " .. cmd .. " " .. opt)
+            end
+        end
+    end
+    T.ok(n >= 30, "found the options in --help (" .. n .. ")")
+end)
+
 T.done()
