@@ -203,6 +203,28 @@ static int net_fail(lua_State *L, const char *msg)
 }
 
 /*
+ * The shared end of the wait loops below, for a socket that is not ready
+ * yet.  An interrupt since `interrupts` or a passed deadline ends the wait:
+ * pushes nil and the message and returns 2.  Inside a task it parks until
+ * fd is ready for `events` and Lua resumes `k` instead (loop_park does not
+ * return).  Outside a task it blocks in poll and returns -1: go round again.
+ */
+static int wait_fd(lua_State *L, struct pollfd *pfd, int fd, short events,
+                   double deadline, unsigned interrupts, lua_KFunction k)
+{
+    if (loop_interrupts() != interrupts)
+        return net_fail(L, "interrupted");
+    if (loop_now() >= deadline)
+        return net_fail(L, "timed out");
+    pfd->fd = fd;
+    pfd->events = events;
+    if (loop_can_park(L))
+        return loop_park(L, pfd, 1, deadline, 0, k);
+    loop_block(pfd, 1, deadline);
+    return -1;
+}
+
+/*
  * net.listen(host, port) -> listener | nil, message
  * Params on Lua stack: 1: numeric address (e.g. "127.0.0.1"), 2: port
  * (0: any free port).  Returns a listening TCP socket (SO_REUSEADDR).
@@ -281,7 +303,7 @@ static int accept_step(lua_State *L, int status, lua_KContext ctx)
 {
     struct net_listener *l = check_listener(L);
     struct net_stream *s = luaL_checkudata(L, 3, NET_STREAM_MT);
-    int fd;
+    int fd, rc;
 
     (void)status;
     (void)ctx;
@@ -295,15 +317,9 @@ static int accept_step(lua_State *L, int status, lua_KContext ctx)
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
             errno != ECONNABORTED)
             return net_fail(L, strerror(errno));
-        if (loop_interrupts() != l->interrupts)
-            return net_fail(L, "interrupted");
-        if (loop_now() >= l->deadline)
-            return net_fail(L, "timed out");
-        l->pfd.fd = l->fd;
-        l->pfd.events = POLLIN;
-        if (loop_can_park(L))
-            return loop_park(L, &l->pfd, 1, l->deadline, 0, accept_step);
-        loop_block(&l->pfd, 1, l->deadline);
+        rc = wait_fd(L, &l->pfd, l->fd, POLLIN, l->deadline, l->interrupts, accept_step);
+        if (rc >= 0)
+            return rc;
     }
 }
 
@@ -339,6 +355,7 @@ static int read_line_step(lua_State *L, int status, lua_KContext ctx)
     char *nl;
     size_t line;
     ssize_t n;
+    int rc;
 
     (void)status;
     (void)ctx;
@@ -367,15 +384,9 @@ static int read_line_step(lua_State *L, int status, lua_KContext ctx)
             return net_fail(L, "closed");
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
             return net_fail(L, strerror(errno));
-        if (loop_interrupts() != s->interrupts)
-            return net_fail(L, "interrupted");
-        if (loop_now() >= s->deadline)
-            return net_fail(L, "timed out");
-        s->pfd.fd = s->fd;
-        s->pfd.events = POLLIN;
-        if (loop_can_park(L))
-            return loop_park(L, &s->pfd, 1, s->deadline, 0, read_line_step);
-        loop_block(&s->pfd, 1, s->deadline);
+        rc = wait_fd(L, &s->pfd, s->fd, POLLIN, s->deadline, s->interrupts, read_line_step);
+        if (rc >= 0)
+            return rc;
     }
 }
 
@@ -409,6 +420,7 @@ static int write_step(lua_State *L, int status, lua_KContext ctx)
     size_t len;
     const char *data = lua_tolstring(L, 2, &len);
     ssize_t n;
+    int rc;
 
     (void)status;
     (void)ctx;
@@ -421,15 +433,9 @@ static int write_step(lua_State *L, int status, lua_KContext ctx)
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
             errno != EINTR)
             return net_fail(L, strerror(errno));
-        if (loop_interrupts() != s->interrupts)
-            return net_fail(L, "interrupted");
-        if (loop_now() >= s->deadline)
-            return net_fail(L, "timed out");
-        s->pfd.fd = s->fd;
-        s->pfd.events = POLLOUT;
-        if (loop_can_park(L))
-            return loop_park(L, &s->pfd, 1, s->deadline, 0, write_step);
-        loop_block(&s->pfd, 1, s->deadline);
+        rc = wait_fd(L, &s->pfd, s->fd, POLLOUT, s->deadline, s->interrupts, write_step);
+        if (rc >= 0)
+            return rc;
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -464,7 +470,7 @@ static int stream_close(lua_State *L)
 static int connect_step(lua_State *L, int status, lua_KContext ctx)
 {
     struct net_stream *s = luaL_checkudata(L, 4, NET_STREAM_MT);
-    int err = 0;
+    int err = 0, rc;
     socklen_t len = sizeof err;
 
     (void)status;
@@ -480,15 +486,9 @@ static int connect_step(lua_State *L, int status, lua_KContext ctx)
             lua_settop(L, 4);
             return 1;
         }
-        if (loop_interrupts() != s->interrupts)
-            return net_fail(L, "interrupted");
-        if (loop_now() >= s->deadline)
-            return net_fail(L, "timed out");
-        s->pfd.fd = s->fd;
-        s->pfd.events = POLLOUT;
-        if (loop_can_park(L))
-            return loop_park(L, &s->pfd, 1, s->deadline, 0, connect_step);
-        loop_block(&s->pfd, 1, s->deadline);
+        rc = wait_fd(L, &s->pfd, s->fd, POLLOUT, s->deadline, s->interrupts, connect_step);
+        if (rc >= 0)
+            return rc;
     }
 }
 
