@@ -86,8 +86,9 @@ function M.show(j, id, fmt)
         print("")
         print("events:")
         for _, e in ipairs(events) do
-            print(string.format("  %s  %-10s %s%s by %s", when(e.time), e.kind, e.name or "",
-                e.host and ("@" .. e.host) or "", e.os_user or "?"))
+            local what = (e.name or "") .. (e.host and ("@" .. e.host) or "")
+            print(string.format("  %s  %-10s %sby %s", when(e.time), e.kind,
+                what ~= "" and (what .. " ") or "", e.os_user or "?"))
         end
     end
     return 0

@@ -108,7 +108,8 @@ function Text:host_result(ev)
         ev.host, name, self:paint("2", "(" .. util.format_duration(ev.duration) .. ")"))
     self:out(line)
     local msg = r.msg
-    if msg ~= nil and msg ~= "" and (status ~= "ok" or ev.action == "debug" or ev.action == "assert" or self.verbose > 0) then
+    if msg ~= nil and msg ~= "" and (status ~= "ok" or ev.action == "debug" or ev.action == "assert"
+                                     or self.verbose > 0 or r.resumed) then
         if status ~= "changed" or self.verbose > 0 or ev.action == "debug" or r.resumed then
             self:out(indent(msg, "      "))
         end
@@ -197,11 +198,19 @@ function Text:run_end(stats)
         for _, gate in ipairs(util.sorted_keys(stats.parked)) do
             local hosts = stats.parked[gate]
             table.sort(hosts)
+            local k = (stats.parked_kinds or {})[gate] or {}
+            local resume = "cutover resume " .. stats.run
             self:out(self:paint("34", "waiting at gate '" .. gate .. "': " .. table.concat(hosts, ", ")))
-            self:out("  approve every host parked there:  cutover resume " .. stats.run .. " --approve " .. gate)
-            self:out("  or one host:                      cutover resume " .. stats.run .. " --approve " .. gate .. "@" .. hosts[1])
-            self:out("  a gate that asks for a value:     cutover resume " .. stats.run .. " --answer " .. gate .. "=VALUE")
-            self:out("  a secret value (read from stdin): cutover resume " .. stats.run .. " --answer-stdin " .. gate)
+            if k.kind == "secret" then
+                self:out("  it asks for a secret (read from stdin):  " .. resume .. " --answer-stdin " .. gate)
+                self:out("  or on a terminal:                        " .. resume)
+            elseif k.kind == "choices" then
+                self:out("  answer one of " .. table.concat(k.choices, ", ") .. ":  " .. resume .. " --answer " .. gate .. "=" .. tostring(k.choices[1]))
+                self:out("  or on a terminal:  " .. resume)
+            else
+                self:out("  approve every host parked there:  " .. resume .. " --approve " .. gate)
+                self:out("  or one host:                      " .. resume .. " --approve " .. gate .. "@" .. hosts[1])
+            end
         end
     elseif stats.run and stats.exit_code ~= 0 and not stats.check then
         self:out("")

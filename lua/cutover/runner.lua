@@ -344,6 +344,8 @@ function Run:action_step(hs, step)
         local st = self.stats.per_host[hs.name]
         st.parked_at = step.id
         st.parked_gate = result.gate
+        st.parked_kind = result.gate_kind
+        st.parked_choices = result.choices
         return false
     end
     if result.failed and not ignored then
@@ -386,7 +388,10 @@ function Run:gate(hs, spec)
                  approved_by = who, msg = "gate '" .. gate .. "' approved (" .. how .. ")" }
     end
     if answer ~= nil then return approved("answered on the command line by " .. who, answer) end
-    if approve[gate] or approve[gate .. "@" .. hs.name] then
+    -- a gate with choices or a secret needs its value: --approve alone
+    -- does not answer it (it is asked, or the host parks, as without)
+    local needs_value = spec.choices ~= nil or spec.secret
+    if not needs_value and (approve[gate] or approve[gate .. "@" .. hs.name]) then
         return approved("--approve by " .. who, nil)
     end
     if o.interactive then
@@ -421,6 +426,8 @@ function Run:gate(hs, spec)
         return approved("at the terminal by " .. who, (spec.choices or spec.secret) and got or nil)
     end
     return { parked = true, gate = gate, changed = false,
+             gate_kind = spec.secret and "secret" or (spec.choices and "choices") or "approve",
+             choices = spec.choices,
              msg = "parked at gate '" .. gate .. "': " .. spec.prompt }
 end
 
@@ -1073,13 +1080,16 @@ function M.run(book, inventory, opts)
         -- a parked run keeps its hosts until it is resumed or aborted
         if status ~= "parked" then j:unlock_run(self.run_id) end
         if #parked > 0 then
-            local gates = {}
+            local gates, kinds = {}, {}
             for _, name in ipairs(parked) do
-                local g = self.stats.per_host[name].parked_gate
+                local st = self.stats.per_host[name]
+                local g = st.parked_gate
                 gates[g] = gates[g] or {}
                 table.insert(gates[g], name)
+                kinds[g] = { kind = st.parked_kind, choices = st.parked_choices }
             end
             self.stats.parked = gates
+            self.stats.parked_kinds = kinds
         end
         self.stats.run = self.run_id
     end

@@ -91,6 +91,27 @@ T.test("a parked run keeps its hosts locked; abort releases them", function()
     T.eq(other.rc, 0, "runs after abort")
 end)
 
+T.test("resume shows which steps were done before the restart, ok ones too", function()
+    local d = setup([[
+- hosts: all
+  steps:
+    - id: look
+      command: "true"
+      changed_when: false
+    - id: write
+      shell: "echo before >> @D@/log"
+    - id: confirm
+      pause: { gate: go, prompt: "Proceed?" }
+]], { "a" })
+    local r = cutover(d, { "run", d .. "/p.yml", "--non-interactive" })
+    T.eq(r.rc, 4, "parked")
+    r = cutover(d, { "resume", "--approve", "go", "--non-interactive" })
+    T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
+    T.match(r.stdout, "ok%s+a%s+look[^\n]*\n%s+done before the restart", "the ok step")
+    T.match(r.stdout, "changed%s+a%s+write[^\n]*\n%s+done before the restart", "the changed step")
+    T.eq(log(d), "before\n", "neither ran again")
+end)
+
 T.test("choices and --answer: the answer is registered; a wrong one fails", function()
     local d = setup([[
 - hosts: all
@@ -102,6 +123,12 @@ T.test("choices and --answer: the answer is registered; a wrong one fails", func
 ]], { "a" })
     local r = cutover(d, { "run", d .. "/p.yml", "--non-interactive" })
     T.eq(r.rc, 4, "parked")
+    T.contains(r.stdout, "answer one of red, blue:", "the hint names the choices")
+    T.contains(r.stdout, "--answer colour=red", "and the option")
+    T.ok(not r.stdout:find("--approve colour", 1, true), "no --approve hint for a gate that needs a value")
+    r = cutover(d, { "resume", "--approve", "colour", "--non-interactive" })
+    T.eq(r.rc, 4, "--approve alone does not answer a gate with choices")
+    T.eq(log(d), "", "nothing after the gate ran")
     r = cutover(d, { "resume", "--answer", "colour=green", "--non-interactive" })
     T.eq(r.rc, 1, "not a choice")
     T.contains(r.stdout, "'green' is not one of red, blue", "message")
