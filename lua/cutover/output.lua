@@ -157,7 +157,8 @@ function Text:tick(running, now)
     if self.tty then
         sys.write(1, "\r\27[K" .. self:paint("2", redact.text(text)))
         self.live = text
-    elseif now - self.last_notice >= 30 then
+    elseif now - longest.started >= 10 and now - self.last_notice >= 30 then
+        -- a log gets a line for a step that has run 10 s, then one every 30 s
         self.last_notice = now
         self:out(text)
     end

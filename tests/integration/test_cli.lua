@@ -442,4 +442,21 @@ T.test("SIGINT while an until loop waits to retry: no further attempt", function
     T.eq(hr.result.msg, "interrupted while waiting to retry (after 1 attempt)")
 end)
 
+T.test("without a terminal a long step gets a progress line after 10 s, a short one none", function()
+    local d = T.tmpdir()
+    local book = H.book(d, [[
+- hosts: localhost
+  steps:
+    - name: short
+      command: sleep 2
+    - name: long
+      command: sleep 11
+]], "slow.yml")
+    local r = T.run({ "run", book, "--no-journal" })
+    T.eq(r.rc, 0, "exit code: " .. r.stderr)
+    T.ok(not r.stdout:find("short on localhost running for", 1, true), "no line for a 2 s step")
+    local _, n = r.stdout:gsub("%.%.%. long on localhost running for 1%d", "")
+    T.eq(n, 1, "one line for the 11 s step: " .. r.stdout)
+end)
+
 T.done()
