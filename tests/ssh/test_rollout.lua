@@ -209,31 +209,40 @@ T.test("the connection drops between steps: re-established transparently", funct
     T.eq(table.concat(lines_of(d .. "/log"), " "), "one two", "every step ran once")
 end)
 
-T.test("the connection drops in the middle of a step: failure naming host and step", function()
+T.test("the connection drops in the middle of a step's output: failure naming host and step, journal opens, resume finishes", function()
     local d = S.target(T)
     inventory(d, 1)
+    -- the step streams output until the test "repairs" the host
     T.write(d .. "/p.yml", string.format([[
 - hosts: all
   steps:
     - id: long
-      shell: "touch %s/started; sleep 20; touch %s/finished"
+      shell: "touch %s/started; if [ -e %s/repaired ]; then echo fine; else while :; do echo output-line; sleep 0.01; done; fi"
     - id: never
       shell: "touch %s/never"
 ]], d, d, d))
     proc.run({ shell = string.format(
-        "(while [ ! -e %s/started ]; do sleep 0.05; done; %s; touch %s/killed) >/dev/null 2>&1 &",
+        "(while [ ! -e %s/started ]; do sleep 0.05; done; sleep 0.3; %s; touch %s/killed) >/dev/null 2>&1 &",
         d, srv:kill_sessions_sh(), d) })
     local t0 = loop.now()
     local r = run(d, {}, { timeout = 60 })
     T.eq(r.rc, 1, "exit code (killer ran: " .. tostring(fs.stat(d .. "/killed") ~= nil) ..
          "; listener " .. tostring(srv.pid) .. "): " .. r.stdout)
-    T.ok(loop.now() - t0 < 15, "did not wait for the sleep")
+    T.ok(loop.now() - t0 < 15, "did not wait for the command")
     T.match(r.stdout, "failed%s+h1%s+long", "the step failed")
     -- the session's processes die with it: the client sees either the
     -- connection drop or the channel close without a status
     T.contains(r.stdout, "it may or may not have taken effect", "says why")
     T.eq(fs.stat(d .. "/never"), nil, "no later step ran")
     T.match(r.stdout, "h1[^\n]*failed at long", "recap")
+    local env = { env = { HOME = d, SSH_AUTH_SOCK = "" }, timeout = 60 }
+    local h = T.run({ "history" }, env)
+    T.eq(h.rc, 0, "the journal opens: " .. h.stderr)
+    T.match(h.stdout, "failed", "the run is recorded as failed")
+    T.write(d .. "/repaired", "")
+    local again = T.run({ "resume" }, env)
+    T.eq(again.rc, 0, "resume finishes: " .. again.stdout .. again.stderr)
+    T.ok(fs.stat(d .. "/never") ~= nil, "the later step ran on resume")
 end)
 
 T.test("reboot: waits for the host to go down and come back with a new boot id", function()
