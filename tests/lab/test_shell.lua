@@ -300,14 +300,26 @@ T.test("concurrent sessions keep the state consistent (one lock per command)", f
     local proc = require("cutover.core.proc")
     local accounts = { "Administrators", "Everyone", "CORP\\admin", "CORP\\testuser", "Backup Operators", "Guests" }
     local sh = {}
-    for _, a in ipairs(accounts) do
+    local status = T.tmpdir() .. "/status"
+    for i, a in ipairs(accounts) do
+        -- each session's exit status and stderr, so that a failure says which
         sh[#sh + 1] = string.format(
             "(ssh -F /dev/null -o BatchMode=yes -o UserKnownHostsFile=%s/known_hosts -i %s/login_key " ..
-            "-p %d -l %s %s 'ntrights +r SeSystemtimePrivilege -u \"%s\"' >/dev/null) &",
-            lab.dir, lab.dir, lab.hosts[1].ssh_port, lab.hosts[1].user, lab.hosts[1].address, a)
+            "-p %d -l %s %s 'ntrights +r SeSystemtimePrivilege -u \"%s\"' >/dev/null 2>%s.%d.err; " ..
+            "echo \"%d $?\" >> %s) &",
+            lab.dir, lab.dir, lab.hosts[1].ssh_port, lab.hosts[1].user, lab.hosts[1].address, a,
+            status, i, i, status)
     end
     local r = proc.run({ shell = table.concat(sh, " ") .. " wait", timeout = 60 })
     T.eq(r.rc, 0, "sessions")
+    local codes = {}
+    for line in (T.read(status) or ""):gmatch("[^\n]+") do
+        local i, rc = line:match("^(%d+) (%d+)$")
+        codes[tonumber(i)] = tonumber(rc)
+    end
+    for i, a in ipairs(accounts) do
+        T.eq(codes[i], 0, "session " .. i .. " (" .. a .. "): " .. (T.read(status .. "." .. i .. ".err") or ""))
+    end
     lab:must(1, "secedit /export /cfg C:\\TEMP\\c.inf /areas USER_RIGHTS")
     local line = lab:must(1, "type C:\\TEMP\\c.inf").stdout:match("SeSystemtimePrivilege = ([^\r]*)")
     for _, sid in ipairs({ "S-1-5-32-544", "S-1-1-0", "-500", "-1108", "S-1-5-32-551", "S-1-5-32-546" }) do
