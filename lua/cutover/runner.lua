@@ -787,14 +787,19 @@ function Run:play(play)
                 -- close their sessions so that sockets and memory stay
                 -- bounded by the batch size, not the inventory size (a
                 -- later play reconnects).  What stays per host is its
-                -- registered values and its recap counts.
+                -- registered values and its recap counts (the step
+                -- occurrence counts are per play: this play is over for it).
                 for _, name in ipairs(batch) do
                     local hs = self.hosts[name]
                     if hs then
                         if hs.conn then hs.conn:close() end
                         hs.conn, hs.scope, hs.notified, hs.released = nil, nil, {}, true
+                        hs.occurrences, hs.last_result = nil, nil
                     end
                 end
+                -- a full collection between batches returns the batch's
+                -- garbage before the next one allocates (a few ms)
+                collectgarbage("collect")
             end
             local failed, parked = 0, {}
             for _, name in ipairs(batch) do
