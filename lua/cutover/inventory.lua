@@ -708,7 +708,7 @@ function Inventory:group_layers(hostname)
     return layers
 end
 
-local glob_to_pattern = util.glob_pattern
+local glob_match = util.glob_match
 
 -- Hosts matching one term (a name, a group, a glob, "all").
 function Inventory:match_term(term)
@@ -737,10 +737,9 @@ function Inventory:match_term(term)
         return out
     end
     if term:find("[%*%?]") then
-        local pat = glob_to_pattern(term)
-        for _, h in ipairs(self.order) do if h:match(pat) then out[h] = true end end
+        for _, h in ipairs(self.order) do if glob_match(term, h) then out[h] = true end end
         for g in pairs(self.groups) do
-            if g:match(pat) then for h in pairs(self:match_term(g)) do out[h] = true end end
+            if glob_match(term, g) then for h in pairs(self:match_term(g)) do out[h] = true end end
         end
     end
     return out

@@ -53,7 +53,7 @@ local function split_words(s)
     return words
 end
 
-local glob_to_pattern = util.glob_pattern
+local glob_match = util.glob_match
 
 -- Host patterns: true when some positive pattern matches and no
 -- negated one does (a line of only negations matches nothing).
@@ -62,8 +62,7 @@ local function host_matches(patterns, host)
     local hit = false
     for _, p in ipairs(patterns) do
         local neg = p:sub(1, 1) == "!"
-        local pat = glob_to_pattern((neg and p:sub(2) or p):lower())
-        if host:match(pat) then
+        if glob_match((neg and p:sub(2) or p):lower(), host) then
             if neg then return false end
             hit = true
         end
@@ -86,9 +85,8 @@ local function glob_paths(path)
         for _, base in ipairs(found) do
             local dir = base == "" and "/" or base
             if part:find("[%*%?]") then
-                local pat = glob_to_pattern(part)
                 for _, name in ipairs(fs.list(dir) or {}) do
-                    if name:match(pat) and (name:sub(1, 1) ~= "." or part:sub(1, 1) == ".") then
+                    if glob_match(part, name) and (name:sub(1, 1) ~= "." or part:sub(1, 1) == ".") then
                         next_found[#next_found + 1] = base .. "/" .. name
                     end
                 end
