@@ -36,20 +36,23 @@ end
 
 -- Include globs would walk the machine's real filesystem (slow, and not
 -- what is under test), so absolute paths are moved under a scratch root
--- holding two small files for an Include to find.
+-- holding two small files for an Include to find, and that root is also
+-- the home directory (~ and relative Includes).
 local ssh_root
 function T.ssh_config(data)
     if not ssh_root then
         ssh_root = scratch .. ".root"
         fs.mkdir(ssh_root, 448)
         fs.mkdir(ssh_root .. "/etc", 448)
+        fs.mkdir(ssh_root .. "/.ssh", 448)
+        assert(fs.write(ssh_root .. "/.ssh/c.conf", "Host db?\n  IdentityFile ~/.ssh/id_%h\n", 384))
         assert(fs.write(ssh_root .. "/etc/a.conf", "Host web*\n  Port 2222\n  User deploy\n", 384))
         assert(fs.write(ssh_root .. "/etc/b.conf", "Host *\n  ProxyJump bastion\nInclude " ..
                         ssh_root .. "/etc/a.conf\n", 384))
     end
     data = data:gsub("^/", ssh_root .. "/")
     data = data:gsub("([%s=,\"])/", "%1" .. ssh_root .. "/")
-    local cfg = require("cutover.ssh_config").load(as_file(data, ".conf"))
+    local cfg = require("cutover.ssh_config").load(as_file(data, ".conf"), { home = ssh_root, user = "fuzz" })
     if cfg then cfg:lookup("web1.example") end
 end
 
