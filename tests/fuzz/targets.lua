@@ -39,9 +39,26 @@ end
 -- holding two small files for an Include to find, and that root is also
 -- the home directory (~ and relative Includes).
 local ssh_root
+-- Only the scratch file and root are visible to the loader: a path can
+-- still leave the root after the rewrite (an escaped "\/", "..") and reach
+-- the real filesystem, or a device or FIFO that blocks.
+local function confine_fs()
+    local real = { stat = fs.stat, list = fs.list, read = fs.read }
+    local function inside(p)
+        if type(p) ~= "string" or p:find("/%.%.") then return false end
+        return p == ssh_root or p:sub(1, #ssh_root + 1) == ssh_root .. "/" or p:sub(1, #scratch) == scratch
+    end
+    for name, f in pairs(real) do
+        fs[name] = function(p, ...)
+            if inside(p) then return f(p, ...) end
+            return nil, p .. ": outside the fuzz root", "ENOENT"
+        end
+    end
+end
 function T.ssh_config(data)
     if not ssh_root then
         ssh_root = scratch .. ".root"
+        confine_fs()
         fs.mkdir(ssh_root, 448)
         fs.mkdir(ssh_root .. "/etc", 448)
         fs.mkdir(ssh_root .. "/.ssh", 448)
