@@ -109,7 +109,10 @@ function M.boot(st)
         s.state = "STOPPED"
     end
     st.net_use = {}
+    -- Stamped with the boot time, not "now": creating a lab and its first
+    -- boot may straddle a second, and the boot's own events belong to it.
     state.log_event(st, "system", {
+        time = st.boot_time,
         type = 4, category = 0, id = 6005, source = "EventLog",
         user = "N/A", description = "The Event log service was started." })
     if st.role ~= "SERVER" then state.apply_dc_policy(st) end

@@ -116,7 +116,10 @@ function Host:boot()
     do
         local lock, st = state.open(self.dir)
         if st.fresh then
+            -- the first boot happens at the KB's date, however long
+            -- after `create` the supervisor starts
             st.fresh = nil
+            st.clock_offset = state.EPOCH - os.time()
         else
             local now = state.now(st)
             if now < st.boot_time + 120 then

@@ -49,6 +49,15 @@ T.test("start wrote the inventory, known_hosts and secrets; status lists the hos
     T.match(r.stdout, "EXCH05  up%s+role SERVER")
 end)
 
+T.test("every host's first boot is at the KB's date, however late its supervisor started", function()
+    for i = 1, 5 do
+        T.contains(lab:must(i, "net statistics server").stdout,
+                   "Statistics since 5/18/2001 9:41 AM\r\n", "host " .. i)
+        T.match(lab:must(i, "dumpel -l system -e 6005").stdout, "^5/18/2001\t9:41:00 AM\t",
+                "host " .. i .. ": the boot's event")
+    end
+end)
+
 T.test("already-dc: a working DC; dcpromo refuses (a demotion would destroy Exchange)", function()
     T.contains(lab:must(1, "net accounts").stdout, "Computer role:                                        BACKUP")
     T.contains(pop3(1), "+OK User successfully logged on.", "mail works")
