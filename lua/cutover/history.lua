@@ -74,7 +74,9 @@ function M.show(j, id, fmt)
                 local dur = s.ended and s.started and util.format_duration(s.ended - s.started) or "-"
                 local msg = ""
                 local res = s.result and json.decode(s.result)
-                if type(res) == "table" and res.msg and s.status ~= "ok" and s.status ~= "changed" then
+                -- the message, unless it only repeats the note (mark-done)
+                if type(res) == "table" and res.msg and s.status ~= "ok" and s.status ~= "changed"
+                        and res.msg ~= s.note then
                     msg = "  " .. tostring(res.msg):gsub("\n.*", "")
                 end
                 print(string.format("  %s  %-11s %-36s %8s%s%s", when(s.started):sub(12), s.status,

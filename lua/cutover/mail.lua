@@ -24,9 +24,8 @@ local function ask(stream, line, timeout)
         local ok, err = stream:write(line .. "\r\n", timeout)
         if not ok then return nil, err end
     end
-    local reply, err = stream:read_line(M.MAX_LINE, timeout)
-    if not reply then return nil, err end
-    return (reply:gsub("\r$", ""))
+    -- read_line has already taken off the CRLF
+    return stream:read_line(M.MAX_LINE, timeout)
 end
 
 -- -> {ok, greeting, build, answer, msg}; closes the stream.

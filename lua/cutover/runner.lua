@@ -793,7 +793,7 @@ function Run:play(play)
                     local hs = self.hosts[name]
                     if hs then
                         if hs.conn then hs.conn:close() end
-                        hs.conn, hs.scope, hs.notified, hs.released = nil, nil, {}, true
+                        hs.conn, hs.scope, hs.released = nil, nil, true
                         hs.occurrences, hs.last_result = nil, nil
                     end
                 end

@@ -126,6 +126,18 @@ T.test("killed in the middle of a non-idempotent step: resume stops and asks, --
     T.eq(count(d), "s1\ns2\ns3\n", "each step once")
     local show = run(d, { "show", id })
     T.match(show.stdout, "mark%-done%s+s2@localhost by", "the decision is recorded")
+    local _, notes = show.stdout:gsub("marked done by", "")
+    T.eq(notes, 1, "the step's line says 'marked done' once: " .. show.stdout)
+    -- the events table: what (if any) starts in one column, then "by"
+    local events = show.stdout:match("\nevents:\n(.*)$")
+    local column
+    for line in events:gmatch("[^\n]+") do
+        local head = line:match("^(  %d+%-%d+%-%d+ %d+:%d+:%d+  %S+%s+)")
+        T.ok(head, "an event line: " .. line)
+        column = column or #head
+        T.eq(#head, column, "aligned: " .. line)
+    end
+    T.match(events, "  resume     by ", "an event without a step or host")
 end)
 
 T.test("killed in the middle: --retry runs the step again", function()
