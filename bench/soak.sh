@@ -28,12 +28,13 @@
 #        KEEP=1 (keep the work folder: logs, events, samples, journal)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 bin=$(realpath "${1:-build/cutover}")
 nhosts=${HOSTS:-500}
 serial=${SERIAL:-10%}
 forks=${FORKS:-50}
 nsteps=20
-user=${BENCH_USER:-cutover-bench}   # not the tests' user (see bench/ssh.sh)
+user=${BENCH_USER:-cutover-bench}   # not the tests' user (see bench/lib.sh)
 
 [[ -x "$bin" ]] || { echo "no cutover binary at $bin (build it, or pass its path)" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "bench/soak.sh creates a network namespace and runs sshd: run it as root" >&2; exit 2; }
@@ -42,10 +43,6 @@ user=${BENCH_USER:-cutover-bench}   # not the tests' user (see bench/ssh.sh)
 
 if [[ -z ${CUTOVER_SOAK_NS:-} ]]; then
     # Packages first: the namespace has no way out.
-    apt_install() {
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1 ||
-            { apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1; }
-    }
     [[ -x /usr/bin/time ]] || apt_install time || { echo "the 'time' package would not install" >&2; exit 2; }
     command -v unshare >/dev/null && command -v ip >/dev/null || apt_install util-linux iproute2 ||
         { echo "unshare (util-linux) and ip (iproute2) are needed" >&2; exit 2; }
@@ -54,7 +51,7 @@ if [[ -z ${CUTOVER_SOAK_NS:-} ]]; then
     if [[ -z ${SKIP_ANSIBLE:-} ]] && ! command -v ansible-playbook >/dev/null 2>&1; then
         apt_install ansible-core || true
     fi
-    exec unshare --net -- env CUTOVER_SOAK_NS=1 bash "$0" "$bin"
+    exec unshare --net -- env CUTOVER_SOAK_NS=1 bash bench/soak.sh "$bin"
 fi
 
 # --- inside the namespace ----------------------------------------------------
@@ -77,8 +74,7 @@ chmod 1777 "$work/done"          # the login user writes the markers
 sshd_pid=
 cleanup() {
     set +e
-    local s
-    for s in "$work"/cm/* "$work"/acp/*; do [[ -S "$s" ]] && ssh -S "$s" -O exit x >/dev/null 2>&1; done
+    close_masters "$work"/cm/* "$work"/acp/*
     [[ -n $sshd_pid ]] && kill "$sshd_pid" 2>/dev/null
     if [[ -n ${KEEP:-} ]]; then echo "kept: $work" >&2; else rm -rf "$work"; fi
 }
@@ -89,36 +85,18 @@ export HOME=$work/home
 unset SSH_AUTH_SOCK
 export LANG=C.UTF-8 LC_ALL=C.UTF-8
 
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b - a}'; }
 addr_of() { echo "127.1.$(($1 / 250)).$(($1 % 250 + 1))"; }
 name_of() { printf 'n%04d' "$1"; }
 
 # --- the server ----------------------------------------------------------------
-mkdir -p /run/sshd
-id -u "$user" >/dev/null 2>&1 ||
-    { useradd --create-home --shell /bin/sh "$user" && usermod -p '*' "$user"; }
-ssh-keygen -q -t ed25519 -N '' -f "$work/host_ed25519" -C soak-host
-ssh-keygen -q -t ed25519 -N '' -f "$work/user_key" -C "$user"
-cp "$work/user_key.pub" "$work/authorized_keys"
-chmod 644 "$work/authorized_keys"
+bench_login "$work" "$user"
 key=$work/user_key
 kh=$work/known_hosts
-cat > "$work/sshd_config" <<EOF
-Port 22
-ListenAddress 0.0.0.0
-HostKey $work/host_ed25519
-PidFile $work/sshd.pid
-AuthorizedKeysFile $work/authorized_keys
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-MaxStartups 1000:30:2000
-MaxSessions 100
-LogLevel ERROR
-EOF
+{
+    printf '%s\n' "Port 22" "ListenAddress 0.0.0.0" "PidFile $work/sshd.pid"
+    bench_sshd_settings "$work"
+    printf '%s\n' "MaxStartups 1000:30:2000" "MaxSessions 100"
+} > "$work/sshd_config"
 /usr/sbin/sshd -f "$work/sshd_config" -E "$work/sshd.log" ||
     { echo "sshd would not start: $(cat "$work/sshd.log")" >&2; exit 1; }
 for _ in $(seq 100); do [[ -s $work/sshd.pid ]] && break; sleep 0.05; done
@@ -159,20 +137,7 @@ if [[ $serial == *% ]]; then batch=$((nhosts * ${serial%\%} / 100)); else batch=
 ((batch < 1)) && batch=1
 nbatches=$(((nhosts + batch - 1) / batch))
 
-kex=curve25519-sha256   # what cutover's libssh2 negotiates; see bench/ssh.sh
-cat > "$work/ansible.cfg" <<EOF
-[defaults]
-host_key_checking = True
-gathering = explicit
-interpreter_python = /usr/bin/python3
-retry_files_enabled = False
-nocolor = True
-local_tmp = $work/home/.ansible/tmp
-[ssh_connection]
-pipelining = True
-ssh_args = -o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile=$kh -o StrictHostKeyChecking=yes -o KexAlgorithms=$kex
-EOF
-export ANSIBLE_CONFIG=$work/ansible.cfg
+bench_ansible_config "$work" "$kh"
 
 markers() { find "$work/done" -type f | wc -l; }
 clear_markers() { find "$work/done" -type f -delete; }
@@ -216,7 +181,7 @@ exec 3<&-
 rc=0; wait "$tpid" || rc=$?
 t1=$(now)
 wait "$spid" 2>/dev/null || true
-cut_time=$(elapsed "$t0" "$t1")
+cut_time=$(elapsed "$t0" "$t1" 3)
 cut_rss=$(tail -1 "$work/cut.rss")
 cut_markers=$(markers)
 ok_results=$(grep -c '"event":"host_result"' "$work/events.jsonl" || true)
@@ -265,7 +230,7 @@ if ((have_ansible)); then
     ANSIBLE_SSH_CONTROL_PATH_DIR=$work/acp /usr/bin/time -f %M -o "$work/ans.rss" \
         ansible-playbook -i "$work/inv.yml" -f "$forks" "$work/ans.yml" > "$work/logs/ansible.log" 2>&1 || rc=$?
     t1=$(now)
-    ans_time=$(elapsed "$t0" "$t1")
+    ans_time=$(elapsed "$t0" "$t1" 3)
     ((rc == 0)) || { echo "  ansible-playbook FAILED (exit $rc); last lines:"; tail -20 "$work/logs/ansible.log"; }
     echo "  wall $ans_time s ($(awk -v a="$ans_time" -v c="$cut_time" 'BEGIN {printf "%.1fx cutover", a / c}')), peak RSS $(tail -1 "$work/ans.rss") KB (largest process), exit $rc, markers $(markers) of $nhosts"
 else
@@ -275,8 +240,7 @@ fi
 # --- 3. OpenSSH loop --------------------------------------------------------------
 echo
 echo "(3) OpenSSH ControlMaster loop, batch by batch"
-ssh_opts=(-o KexAlgorithms="$kex" -o BatchMode=yes -o IdentitiesOnly=yes -i "$key" -o UserKnownHostsFile="$kh"
-          -o StrictHostKeyChecking=yes -l "$user")
+bench_ssh_opts "$key" "$kh" "$user"
 ssh_host() { # ssh_host I: master, 19 x true and the marker over it, close
     local a cp j n
     a=$(addr_of "$1"); n=$(name_of "$1"); cp=$work/cm/$1
@@ -298,7 +262,7 @@ for ((b = 0; b < nbatches; b++)); do
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 done
 t1=$(now)
-ssh_time=$(elapsed "$t0" "$t1")
+ssh_time=$(elapsed "$t0" "$t1" 3)
 echo "  wall $ssh_time s ($(awk -v a="$ssh_time" -v c="$cut_time" 'BEGIN {printf "%.2fx cutover", a / c}')), markers $(markers) of $nhosts"
 
 echo

@@ -26,13 +26,10 @@
 #   env: REPEAT (3), SKIP_ANSIBLE=1 (leave Ansible out), BENCH_USER
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 bin=$(realpath "${1:-build/cutover}")
 repeat=${REPEAT:-3}
-# The login user.  Not the tests' `cutover-test`: tests/ssh/test_rollout.lua
-# runs `pkill -KILL -f '[s]shd: cutover-test'`, which drops every session of
-# that user on the machine, so a test run at the same time would break the
-# benchmark's connections.  Created the same way (shell /bin/sh, password
-# field '*'); BENCH_USER=cutover-test gives the tests' user.
+# The login user: not the tests' (see bench_login in bench/lib.sh).
 user=${BENCH_USER:-cutover-bench}
 nmax=200            # hosts for workload (c); (a) and (b) use the first ones
 per_sshd=16         # ListenAddress lines per sshd
@@ -42,10 +39,6 @@ per_sshd=16         # ListenAddress lines per sshd
 
 if (( $(ulimit -n) < 4096 )); then ulimit -n 4096; fi
 
-apt_install() { # apt_install PACKAGE...: quietly; returns apt-get's status
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1 ||
-        { apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1; }
-}
 [[ -x /usr/bin/time ]] || apt_install time || { echo "/usr/bin/time is missing and the 'time' package would not install" >&2; exit 2; }
 have_ansible=1
 if [[ -n "${SKIP_ANSIBLE:-}" ]]; then
@@ -63,9 +56,7 @@ cleanup() {
     set +e
     # persisted ControlMasters (the ssh loop's and Ansible's), then the servers
     local s
-    for s in "$work"/cm/* "$work"/acp/*/*; do
-        [[ -S "$s" ]] && ssh -S "$s" -O exit x >/dev/null 2>&1
-    done
+    close_masters "$work"/cm/* "$work"/acp/*/*
     for s in "$work"/sshd*/sshd.pid; do
         [[ -f "$s" ]] && kill "$(cat "$s")" 2>/dev/null
     done
@@ -78,20 +69,12 @@ export HOME=$work/home
 unset SSH_AUTH_SOCK
 export LANG=C.UTF-8 LC_ALL=C.UTF-8   # Ansible insists on a UTF-8 locale
 
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.6f", b - a}'; }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "nan"}'; }
 addr_of() { echo "127.0.0.$(($1 + 1))"; }          # host i (1-based) -> 127.0.0.(i+1)
 name_of() { printf 'h%03d' "$1"; }
 
 # --- servers ---------------------------------------------------------------
-mkdir -p /run/sshd
-id -u "$user" >/dev/null 2>&1 ||
-    { useradd --create-home --shell /bin/sh "$user" && usermod -p '*' "$user"; }
-ssh-keygen -q -t ed25519 -N '' -f "$work/host_ed25519" -C bench-host
-ssh-keygen -q -t ed25519 -N '' -f "$work/user_key" -C "$user"
-cp "$work/user_key.pub" "$work/authorized_keys"
-chmod 644 "$work/authorized_keys"
+bench_login "$work" "$user"
 key=$work/user_key
 kh=$work/known_hosts
 
@@ -105,17 +88,10 @@ start_servers() { # start_servers PORT: sshd instances for hosts 1..nmax; 0 if a
         {
             echo "Port $port"
             for ((i = first; i <= last; i++)); do echo "ListenAddress $(addr_of "$i")"; done
-            echo "HostKey $work/host_ed25519"
             echo "PidFile $work/sshd$k/sshd.pid"
-            echo "AuthorizedKeysFile $work/authorized_keys"
-            echo "StrictModes no"
-            echo "UsePAM no"
-            echo "PasswordAuthentication no"
-            echo "KbdInteractiveAuthentication no"
-            echo "PubkeyAuthentication yes"
+            bench_sshd_settings "$work"
             echo "MaxStartups 300:30:500"
             echo "MaxSessions 50"
-            echo "LogLevel ERROR"
         } > "$cfg"
         /usr/sbin/sshd -f "$cfg" -E "$work/sshd$k/sshd.log" || return 1
     done
@@ -173,24 +149,7 @@ for n in 1 20 50; do
     playbook "$work/ans$n.yml" "$n" ansible
 done
 
-# The key exchange cutover negotiates (libssh2 1.10); OpenSSH's default,
-# sntrup761x25519-sha512, costs ~80 ms of client CPU per connection, which
-# would dominate the 200-host figures of the other two tools.
-kex=curve25519-sha256
-
-cat > "$work/ansible.cfg" <<EOF
-[defaults]
-host_key_checking = True
-gathering = explicit
-interpreter_python = /usr/bin/python3
-retry_files_enabled = False
-nocolor = True
-local_tmp = $work/home/.ansible/tmp
-[ssh_connection]
-pipelining = True
-ssh_args = -o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile=$kh -o StrictHostKeyChecking=yes -o KexAlgorithms=$kex
-EOF
-export ANSIBLE_CONFIG=$work/ansible.cfg
+bench_ansible_config "$work" "$kh"
 
 # --- the three tools -------------------------------------------------------
 # Each run_* prints "SECONDS RSS_KB" for one run, or fails with its log.
@@ -207,21 +166,19 @@ run_cutover() { # run_cutover PLAYBOOK INVENTORY FORKS
 
 acp_n=0
 run_ansible() { # run_ansible PLAYBOOK INVENTORY FORKS
-    local log=$work/logs/ansible.log t0 t1 rc=0 dir s
+    local log=$work/logs/ansible.log t0 t1 rc=0 dir
     acp_n=$((acp_n + 1)); dir=$work/acp/$acp_n; mkdir -p "$dir"
     t0=$(now)
     ANSIBLE_SSH_CONTROL_PATH_DIR=$dir /usr/bin/time -f %M -o "$work/rss" \
         ansible-playbook -i "$2" -f "$3" "$1" > "$log" 2>&1 || rc=$?
     t1=$(now)
     # close the persisted masters (untimed) so the next run starts cold
-    for s in "$dir"/*; do [[ -S "$s" ]] && { ssh -S "$s" -O exit x >/dev/null 2>&1 & }; done
-    wait
+    close_masters "$dir"/* || true
     ((rc == 0)) || { fail_run "ansible-playbook -i $2 $1" "$rc" "$log"; return 1; }
     echo "$(elapsed "$t0" "$t1") $(tail -1 "$work/rss")"
 }
 
-ssh_opts=(-o KexAlgorithms="$kex" -o BatchMode=yes -o IdentitiesOnly=yes -i "$key" -o UserKnownHostsFile="$kh"
-          -o StrictHostKeyChecking=yes -p "$port" -l "$user")
+bench_ssh_opts "$key" "$kh" "$user" "$port"
 ssh_host() { # ssh_host I STEPS [RSSFILE]: master, STEPS commands over it, close
     local a cp j
     a=$(addr_of "$1"); cp=$work/cm/$1
@@ -273,7 +230,7 @@ else
     echo "ansible: skipped: ansible-playbook not available"
 fi
 echo "ssh:     $(ssh -V 2>&1) (one ControlMaster per host; hosts in parallel)"
-echo "kex:     $kex for all three (what cutover's libssh2 negotiates); host keys verified by all three"
+echo "kex:     $BENCH_KEX for all three (what cutover's libssh2 negotiates); host keys verified by all three"
 echo "hosts:   $nmax sshd listeners on 127.0.0.2-$(addr_of $nmax) port $port ($(( (nmax + per_sshd - 1) / per_sshd )) sshd processes), user $user"
 echo "times:   median wall time of $repeat cold runs (connections included); RSS: median peak RSS of the controller"
 echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) at start (servers and controllers share the $(nproc) cores)"
