@@ -38,6 +38,11 @@ void loop_block(struct pollfd *fds, int nfds, double deadline);
 double loop_now(void);            /* monotonic seconds */
 unsigned loop_interrupts(void);   /* SIGINT/SIGTERM seen so far */
 
+/* sandbox.c: work done in C on behalf of sandboxed code (pattern
+ * matching) is charged here; raises "instruction limit exceeded" once the
+ * budget is spent.  Charges nothing outside a sandbox call. */
+void sandbox_spend(lua_State *L, lua_Integer instructions);
+
 /* utf8 sanitising for JSON and terminals (json.c). */
 void json_push_valid_utf8(lua_State *L, const char *s, size_t len);
 
@@ -48,6 +53,7 @@ int luaopen_cutover_fs(lua_State *L);
 int luaopen_cutover_json(lua_State *L);
 int luaopen_cutover_crypto(lua_State *L);
 int luaopen_cutover_sandbox(lua_State *L);
+int luaopen_cutover_pattern(lua_State *L);
 int luaopen_cutover_sys(lua_State *L);
 int luaopen_cutover_net(lua_State *L);
 int luaopen_cutover_ssh(lua_State *L);

@@ -138,6 +138,7 @@ static const luaL_Reg host_c_modules[] = {
     {"cutover.core.json", luaopen_cutover_json},
     {"cutover.core.crypto", luaopen_cutover_crypto},
     {"cutover.core.sandbox", luaopen_cutover_sandbox},
+    {"cutover.core.pattern", luaopen_cutover_pattern},
     {"cutover.core.sys", luaopen_cutover_sys},
     {"cutover.core.net", luaopen_cutover_net},
     {"cutover.core.ssh", luaopen_cutover_ssh},

@@ -7,10 +7,16 @@
  * The count hook raises once the budget is spent and keeps raising every
  * SANDBOX_STEP instructions after that, so a pcall inside the sandbox
  * (if one is ever exposed) cannot swallow the limit.
+ *
+ * The hook cannot see inside C functions.  String methods ("x:match(p)")
+ * are therefore switched, for the time of a sandbox call, to the table
+ * given to sandbox.strings (built in expr.lua with core/pattern.c's
+ * matcher, which charges its steps through sandbox_spend).
  */
 #include "cutover.h"
 
 #define SANDBOX_STEP 1000
+#define SANDBOX_STRINGS "cutover.sandbox.strings"
 
 static lua_Integer budget_left;
 
@@ -20,6 +26,35 @@ static void sandbox_hook(lua_State *L, lua_Debug *ar)
     budget_left -= SANDBOX_STEP;
     if (budget_left < 0)
         luaL_error(L, "instruction limit exceeded");
+}
+
+void sandbox_spend(lua_State *L, lua_Integer instructions)
+{
+    if (lua_gethook(L) != sandbox_hook)
+        return;
+    budget_left -= instructions;
+    if (budget_left < 0)
+        luaL_error(L, "instruction limit exceeded");
+}
+
+/*
+ * Sets the string metatable's __index to the value on top of the stack
+ * and leaves the previous __index there instead.  Nothing happens when no
+ * table was given to sandbox.strings (the old and new values are both
+ * the current one).
+ */
+static void swap_string_methods(lua_State *L)
+{
+    lua_pushliteral(L, "");
+    if (!lua_getmetatable(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_getfield(L, -1, "__index");     /* new "" mt old */
+    lua_pushvalue(L, -4);
+    lua_setfield(L, -3, "__index");
+    lua_replace(L, -4);                 /* old "" mt */
+    lua_pop(L, 2);
 }
 
 /*
@@ -41,11 +76,23 @@ static int sandbox_call(lua_State *L)
     lua_Integer outer_budget = budget_left;
     size_t outer_limit = cutover_mem_limit();
     size_t limit = cutover_mem_used() + (size_t)max_bytes;
+    int outermost = outer_hook != sandbox_hook;
     int status;
 
     luaL_checktype(L, 1, LUA_TFUNCTION);
     lua_remove(L, 2);
     lua_remove(L, 2);                       /* fn args... */
+    /* below fn: the string methods to restore afterwards (outermost only) */
+    if (outermost) {
+        lua_getfield(L, LUA_REGISTRYINDEX, SANDBOX_STRINGS);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            outermost = 0;
+        } else {
+            swap_string_methods(L);
+            lua_insert(L, 1);               /* old fn args... */
+        }
+    }
     if (outer_hook == sandbox_hook && outer_budget < max_instructions)
         max_instructions = outer_budget;
     if (outer_limit != 0 && outer_limit < limit)
@@ -54,6 +101,12 @@ static int sandbox_call(lua_State *L)
     lua_sethook(L, sandbox_hook, LUA_MASKCOUNT, SANDBOX_STEP);
     cutover_mem_set_limit(limit);
     status = lua_pcall(L, nargs, LUA_MULTRET, 0);
+    if (outermost) {
+        lua_pushvalue(L, 1);
+        swap_string_methods(L);
+        lua_pop(L, 1);
+        lua_remove(L, 1);
+    }
     cutover_mem_set_limit(outer_limit);
     if (outer_hook == sandbox_hook)
         budget_left = outer_budget - (max_instructions - budget_left);
@@ -63,8 +116,21 @@ static int sandbox_call(lua_State *L)
     return lua_gettop(L);
 }
 
+/*
+ * sandbox.strings(t): string methods use t's functions during sandbox
+ * calls (t: string's functions with bounded pattern matching).
+ */
+static int sandbox_strings(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, SANDBOX_STRINGS);
+    return 0;
+}
+
 static const luaL_Reg sandbox_funcs[] = {
     {"call", sandbox_call},
+    {"strings", sandbox_strings},
     {NULL, NULL}
 };
 

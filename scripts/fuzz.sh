@@ -10,7 +10,7 @@ seconds=${1:-30}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(yaml playbook inventory_yaml inventory_ini ssh_config expr windows mail)
+    targets=(yaml playbook inventory_yaml inventory_ini ssh_config expr windows mail pattern)
 fi
 command -v clang >/dev/null || apt-get install -y -qq clang >/dev/null
 dpkg-query -W -f='${Status}' libclang-rt-14-dev 2>/dev/null | grep -q "ok installed" ||

@@ -8,6 +8,7 @@
 -- expr.UNKNOWN_VALUE; reading it raises an error object
 -- {unknowable = name} that the runner reports as "depends on NAME".
 local sandbox = require("cutover.core.sandbox")
+local pattern = require("cutover.core.pattern")
 local json = require("cutover.core.json")
 local yaml_null = require("cutover.core.yaml").null
 
@@ -119,7 +120,11 @@ end
 
 function helpers.trim(s)
     arg("trim", 1, s, "text", "string", "number")
-    return (tostring(s):gsub("^%s+", ""):gsub("%s+$", ""))
+    s = tostring(s)
+    -- linear: "%s+$" alone would try every run of spaces to the end
+    local first = s:find("%S")
+    if not first then return "" end
+    return s:sub(first, s:match("^.*()%S"))
 end
 
 function helpers.startswith(s, p)
@@ -134,11 +139,19 @@ function helpers.endswith(s, p)
 end
 function helpers.to_json(v) return json.encode(v) end
 
+-- string's functions with pattern matching that charges the instruction
+-- budget (core/pattern.c); string methods ("x:match(p)") use them too
+-- during sandbox calls.
+local safe_string = {}
+for k, v in pairs(string) do safe_string[k] = v end
+for _, k in ipairs({ "find", "match", "gmatch", "gsub" }) do safe_string[k] = pattern[k] end
+sandbox.strings(safe_string)
+
 local safe = {
     assert = assert, error = error, ipairs = ipairs, next = next,
     pairs = pairs, select = select, tonumber = tonumber,
     tostring = tostring, type = type,
-    math = readonly(math, "math"), string = readonly(string, "string"),
+    math = readonly(math, "math"), string = readonly(safe_string, "string"),
     table = readonly(table, "table"), utf8 = readonly(utf8, "utf8"),
     format = string.format,
     null = yaml_null,

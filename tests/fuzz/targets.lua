@@ -124,4 +124,59 @@ function T.mail(data)
     mail.imap4_transcript(lines)
 end
 
+-- The sandbox's pattern matcher (core/pattern.c) against Lua's own: the
+-- first line is the pattern, the rest the subject.  Lua's matcher has no
+-- step limit, so they are compared only where that cannot take long (at
+-- most 3 quantifier characters, a short subject); a difference raises.
+-- Then the bounded matcher alone runs on the whole input in a sandbox
+-- call with the expressions' budget, where it must stop by itself.
+local pattern = require("cutover.core.pattern")
+local sandbox = require("cutover.core.sandbox")
+local function outcome(f, ...)
+    local r = table.pack(pcall(f, ...))
+    for i = 2, r.n do
+        if math.type(r[i]) then r[i] = math.type(r[i]) .. ":" .. r[i] end
+    end
+    if not r[1] then
+        -- the functions' names and Lua's " in pattern" are the only
+        -- differences allowed in a message; depth limits differ
+        r[2] = tostring(r[2]):gsub("'[%w.]*%.(%a+)'", "'%1'"):gsub(" in pattern", "")
+            :gsub(" in replacement string", "")
+        if r[2]:find("too complex", 1, true) then return "too complex" end
+    end
+    local parts = {}
+    for i = 1, r.n do parts[i] = tostring(r[i]) end
+    return table.concat(parts, "|")
+end
+local function gmatch_list(gm)
+    return function(s, p)
+        local out = {}
+        for a, b in gm(s, p) do
+            out[#out + 1] = tostring(a) .. "," .. tostring(b)
+            if #out > 100 then break end
+        end
+        return table.concat(out, ";")
+    end
+end
+local checks = {
+    { "find", string.find, pattern.find }, { "match", string.match, pattern.match },
+    { "gmatch", gmatch_list(string.gmatch), gmatch_list(pattern.gmatch) },
+    { "gsub", string.gsub, pattern.gsub, "<%0>" }, { "gsub", string.gsub, pattern.gsub, "%1" },
+}
+
+function T.pattern(data)
+    local p, s = data:match("^([^\n]*)\n?(.*)$")
+    local _, quantifiers = p:gsub("[*+?-]", "")
+    if quantifiers <= 3 and #s <= 64 and #p <= 32 then
+        for _, c in ipairs(checks) do
+            local a, b = outcome(c[2], s, p, c[4]), outcome(c[3], s, p, c[4])
+            if a ~= "too complex" and b ~= "too complex" and a ~= b then
+                error(string.format("%s(%q, %q): string gives %s, pattern gives %s", c[1], s, p, a, b))
+            end
+        end
+    end
+    sandbox.call(pattern.gsub, expr.MAX_INSTRUCTIONS, expr.MAX_BYTES, data, p, "%0")
+    sandbox.call(pattern.find, expr.MAX_INSTRUCTIONS, expr.MAX_BYTES, data, s)
+end
+
 return T
