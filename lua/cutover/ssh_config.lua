@@ -8,7 +8,7 @@
 --   User NAME
 --   IdentityFile PATH    several allowed (they accumulate); ~ and the
 --                        tokens %d %u %h %r %p %n %% are expanded
---   ProxyJump [user@]host[:port] | none
+--   ProxyJump [user@]host[:port][,...] | none   (up to MAX_HOPS hops)
 --   Include PATH...      relative paths are under ~/.ssh; globs
 --
 -- Keywords are case-insensitive; "Keyword value" and "Keyword=value"
@@ -19,7 +19,7 @@
 --
 --   ssh_config.load(path [, {home=, user=}]) -> config | nil, "FILE:LINE: message"
 --   config:lookup(host [, {user=, port=}]) ->
---       { hostname=, port=, user=, identity_files={...}, proxy_jump={host=, port=, user=} }
+--       { hostname=, port=, user=, identity_files={...}, proxy_jump={ {host=, port=, user=}, ... } }
 --   (a field is nil when the configuration does not set it)
 local fs = require("cutover.core.fs")
 local sys = require("cutover.core.sys")
@@ -116,9 +116,8 @@ local function glob_paths(path)
 end
 
 -- "[user@]host[:port]" (or ssh://[user@]host[:port]) -> {host=, port=, user=}
-local function parse_jump(s)
+local function parse_hop(s)
     s = s:gsub("^ssh://", "")
-    if s:find(",", 1, true) then return nil, "several hops are not supported (one [user@]host[:port])" end
     local user, rest = s:match("^(.*)@([^@]*)$")
     if not user then rest = s end
     if user == "" then return nil, "empty user name in '" .. s .. "'" end
@@ -139,6 +138,24 @@ local function parse_jump(s)
         if not p or p < 1 or p > 65535 then return nil, "bad port in '" .. s .. "'" end
     end
     return { host = host, port = p, user = user }
+end
+
+M.MAX_HOPS = 8
+
+-- A ProxyJump value, "hop[,hop...]" -> { hop, ... } in the order they
+-- are reached (as ssh -J: the first hop is connected to directly).
+function M.parse_jump(s)
+    local hops = {}
+    for part in (s .. ","):gmatch("([^,]*),") do
+        if part == "" then return nil, "empty hop in '" .. s .. "'" end
+        local hop, err = parse_hop(part)
+        if not hop then return nil, err end
+        hops[#hops + 1] = hop
+    end
+    if #hops > M.MAX_HOPS then
+        return nil, "more than " .. M.MAX_HOPS .. " hops in '" .. s .. "'"
+    end
+    return hops
 end
 
 local function check_tokens(s, allowed)
@@ -210,7 +227,7 @@ local function read_file(cfg, path, conds, depth)
                     if value:lower() == "none" then
                         value = false
                     else
-                        local j, jerr = parse_jump(value)
+                        local j, jerr = M.parse_jump(value)
                         if not j then return nil, where .. "ProxyJump: " .. jerr end
                         value = j
                     end

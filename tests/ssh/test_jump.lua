@@ -6,6 +6,7 @@ S.install(T)
 
 local bastion = S.start(T, { log_level = "DEBUG1" })
 local target = S.start(T, { address = "127.0.0.3" })
+local inner = S.start(T, { address = "127.0.0.4", log_level = "DEBUG1" })   -- a second hop
 
 local function setup(hostvars)
     local d = S.target(T)
@@ -30,9 +31,9 @@ all:
     return d
 end
 
-local function tunnels_in_log()
+local function tunnels_in_log(srv)
     local n = 0
-    for _ in (T.read(bastion.dir .. "/sshd.log") or ""):gmatch("server_request_direct_tcpip") do n = n + 1 end
+    for _ in (T.read((srv or bastion).dir .. "/sshd.log") or ""):gmatch("server_request_direct_tcpip") do n = n + 1 end
     return n
 end
 
@@ -70,6 +71,43 @@ Host %s
                     { env = { HOME = d, SSH_AUTH_SOCK = "" } })
     T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
     T.eq(tunnels_in_log() - before, 1, "one tunnel")
+end)
+
+T.test("two hops: bastion, then an inner bastion, then the target (ssh -J a,b)", function()
+    local d = setup("    h1: {}\n    h2: {}\n")
+    T.write(d .. "/kh", bastion:known_line() .. inner:known_line() .. target:known_line())
+    S.sh("cat " .. bastion.dir .. "/user_key.pub >> " .. inner.dir .. "/authorized_keys")
+    T.write(d .. "/ssh_config", string.format([[
+Host outer
+    HostName %s
+    Port %d
+Host %s
+    User %s
+    ProxyJump outer,%s:%d
+]], bastion.address, bastion.port, target.address, target.user, inner.address, inner.port))
+    local outer_before, inner_before = tunnels_in_log(bastion), tunnels_in_log(inner)
+    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh", "-F", d .. "/ssh_config" },
+                    { env = { HOME = d, SSH_AUTH_SOCK = "" } })
+    T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
+    local ran = T.read(d .. "/ran")
+    for _, h in ipairs({ "h1", "h2" }) do
+        T.match(ran, h .. " 127%.0%.0%.%d+ %d+ " .. target.address:gsub("%.", "%%.") .. " " .. target.port,
+                h .. " reached the target: " .. ran)
+        T.eq(T.read(d .. "/" .. h .. ".txt"), "through the bastion\n", h .. " file")
+    end
+    T.eq(tunnels_in_log(bastion) - outer_before, 1, "the outer bastion carried one tunnel: to the inner one")
+    T.eq(tunnels_in_log(inner) - inner_before, 2, "the inner bastion carried one per host")
+end)
+
+T.test("two hops, the second unreachable: the message names both", function()
+    local closed = S.closed_port()
+    local d = setup(string.format("    h1: { cutover_proxy_jump: \"%s@%s:%d,%s@127.0.0.1:%d\" }\n",
+        bastion.user, bastion.address, bastion.port, bastion.user, closed))
+    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh" },
+                    { env = { HOME = d, SSH_AUTH_SOCK = "" } })
+    T.eq(r.rc, 1, "exit code")
+    T.contains(r.stdout, "via jump host " .. bastion.user .. "@127.0.0.1:" .. closed .. ": via jump host " ..
+        bastion.user .. "@" .. bastion.address .. ":" .. bastion.port .. ": ", "message: " .. r.stdout)
 end)
 
 T.test("an unreachable bastion: the host is unreachable, saying via which jump host", function()

@@ -37,8 +37,11 @@ local function show(r)
     out[#out + 1] = "port=" .. tostring(r.port)
     out[#out + 1] = "user=" .. tostring(r.user)
     out[#out + 1] = "ids=" .. (r.identity_files and table.concat(r.identity_files, ",") or "nil")
-    local j = r.proxy_jump
-    out[#out + 1] = "jump=" .. (j and (tostring(j.user) .. "@" .. j.host .. ":" .. tostring(j.port)) or "nil")
+    local hops = {}
+    for i, j in ipairs(r.proxy_jump or {}) do
+        hops[i] = tostring(j.user) .. "@" .. j.host .. ":" .. tostring(j.port)
+    end
+    out[#out + 1] = "jump=" .. (r.proxy_jump and table.concat(hops, ",") or "nil")
     return table.concat(out, " ")
 end
 
@@ -266,7 +269,9 @@ T.test("errors name FILE:LINE", function()
         { "HostName %r.example.com\n", "1: HostName: unknown token '%r' in '%r.example.com'" },
         { "HostName web%\n", "1: HostName: '%' at the end of 'web%'" },
         { "User \"open\n", "1: User: unclosed quote \"" },
-        { "ProxyJump a,b\n", "1: ProxyJump: several hops are not supported (one [user@]host[:port])" },
+        { "ProxyJump a,,b\n", "1: ProxyJump: empty hop in 'a,,b'" },
+        { "ProxyJump a,b:x\n", "1: ProxyJump: bad port in 'b:x'" },
+        { "ProxyJump " .. string.rep("h,", 8) .. "h\n", "1: ProxyJump: more than 8 hops in '" .. string.rep("h,", 8) .. "h'" },
         { "ProxyJump a:port\n", "1: ProxyJump: bad port in 'a:port'" },
         { "ProxyJump a:99999\n", "1: ProxyJump: bad port in 'a:99999'" },
         { "ProxyJump @a\n", "1: ProxyJump: empty user name in '@a'" },
@@ -337,6 +342,39 @@ Host viajump2
     T.eq(s.proxy_jump.port, 22)
     T.eq(s.proxy_jump.user, "op")
     T.eq(s.host, "viajump2")
+end)
+
+T.test("several hops: each looked up in the config, each reached through the one before", function()
+    local d = T.tmpdir()
+    local conf = T.write(d .. "/config", [[
+Host far
+    ProxyJump first,op@second:2022
+Host first
+    HostName 192.0.2.1
+    User jumper
+Host second
+    HostName 192.0.2.2
+    Port 2200
+]])
+    local opts = { ssh_config = conf, known_hosts = d .. "/kh" }
+    local function chain(s)
+        local out, j = {}, s.proxy_jump
+        while j do
+            table.insert(out, 1, j.user .. "@" .. j.host .. ":" .. j.port)
+            j = j.proxy_jump
+        end
+        return table.concat(out, " -> ")
+    end
+    local s = assert(connection.ssh_settings("far", {}, opts))
+    T.eq(chain(s), "jumper@192.0.2.1:22 -> op@192.0.2.2:2022", "config: the explicit port and user win")
+    s = assert(connection.ssh_settings("x", { cutover_proxy_jump = "first,second" }, opts))
+    T.eq(chain(s), "jumper@192.0.2.1:22 -> " .. ME .. "@192.0.2.2:2200", "inventory")
+    s = assert(connection.ssh_settings("x", { ansible_ssh_common_args = "-J 'a,b:2'" }, opts))
+    T.eq(chain(s), ME .. "@a:22 -> " .. ME .. "@b:2", "-J with quotes")
+    s = assert(connection.ssh_settings("far", { cutover_proxy_jump = "none" }, opts))
+    T.eq(s.proxy_jump, nil, "none in the inventory overrides the config")
+    local _, err = connection.ssh_settings("x", { cutover_proxy_jump = "a,,b" }, opts)
+    T.eq(err, "cannot read the jump hosts 'a,,b': empty hop in 'a,,b'")
 end)
 
 T.test("a bad ssh config: settings fail, the host cannot open, run -F exits 2", function()

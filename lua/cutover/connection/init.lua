@@ -71,29 +71,29 @@ function M.ssh_settings(name, v, opts)
     local user = iuser or sc.user
     if user == nil then user = (sys.user()) end
     local sock = os.getenv("SSH_AUTH_SOCK")
-    local jump
-    -- a jump host from the inventory wins: cutover_proxy_jump, or -J /
-    -- -o ProxyJump= in ansible_ssh_common_args (Ansible's way)
+    -- jump hosts: from the inventory (cutover_proxy_jump, or -J / -o
+    -- ProxyJump= in ansible_ssh_common_args, Ansible's way), else from
+    -- the SSH config
+    local hops
     local spec = v.cutover_proxy_jump
     local common = v.ansible_ssh_common_args or v.ansible_ssh_extra_args
     if spec == nil and type(common) == "string" then
-        spec = common:match("%-J%s*(%S+)") or common:match("ProxyJump=([^%s'\"]+)")
+        spec = common:match("%-J%s*['\"]?([^%s'\"]+)") or common:match("ProxyJump=['\"]?([^%s'\"]+)")
     end
     if type(spec) == "string" and spec ~= "none" then
-        local ju, jh, jp = spec:match("^([^@]+)@([^:]+):(%d+)$")
-        if not ju then ju, jh = spec:match("^([^@]+)@([^:]+)$") end
-        if not jh then jh, jp = spec:match("^([^@:]+):(%d+)$") end
-        if not jh then jh = spec:match("^([^@:]+)$") end
-        if not jh then return nil, "host " .. name .. ": cannot read the jump host '" .. spec .. "' (expected [user@]host[:port])" end
-        local jc = cfg and cfg:lookup(jh) or {}
-        jump = { host = jc.hostname or jh, port = math.tointeger(tonumber(jp)) or jc.port or 22,
-                 user = ju or jc.user or (sys.user()) }
-    elseif sc.proxy_jump then
-        -- the jump host is looked up in the config too, as ssh -J does
-        local pj = sc.proxy_jump
-        local jc = cfg:lookup(pj.host)
-        jump = { host = jc.hostname or pj.host, port = pj.port or jc.port or 22,
-                 user = pj.user or jc.user or (sys.user()) }
+        local perr
+        hops, perr = ssh_config.parse_jump(spec)
+        if not hops then return nil, "cannot read the jump hosts '" .. spec .. "': " .. perr end
+    elseif spec == nil then
+        hops = sc.proxy_jump
+    end
+    -- Each hop is looked up in the config too, as ssh -J does, and is
+    -- reached through the hop before it: the chain ends at the last hop.
+    local jump
+    for _, hop in ipairs(hops or {}) do
+        local jc = cfg and cfg:lookup(hop.host) or {}
+        jump = { host = jc.hostname or hop.host, port = hop.port or jc.port or 22,
+                 user = hop.user or jc.user or (sys.user()), proxy_jump = jump }
     end
     return {
         host = sc.hostname or target,

@@ -39,20 +39,31 @@ end
 
 local function q(s) return util.sh_quote(s) end
 
--- Jump hosts (ProxyJump), shared by every host that goes through them.
+-- Jump hosts (ProxyJump), shared by every host that goes through them
+-- by the same route.  A hop's own proxy_jump is the hop before it, so a
+-- jump host opens like any host: through its tunnel, if it has one.
 local jumps = {}
+
+local function hop_name(pj, user)
+    return (pj.user or user) .. "@" .. pj.host .. ":" .. (pj.port or 22)
+end
 
 local function jump_for(st)
     local pj = st.proxy_jump
-    local user = pj.user or st.user
-    local port = pj.port or 22
-    local key = user .. "@" .. pj.host .. ":" .. port
+    local route = {}
+    local hop = pj
+    while hop do
+        table.insert(route, 1, hop_name(hop, st.user))
+        hop = hop.proxy_jump
+    end
+    local key = table.concat(route, ",")
     local j = jumps[key]
     if not j then
-        j = M.new("jump host " .. key, {
-            host = pj.host, port = port, user = user, keys = st.keys,
+        j = M.new("jump host " .. hop_name(pj, st.user), {
+            host = pj.host, port = pj.port or 22, user = pj.user or st.user, keys = st.keys,
             agent = st.agent, known_hosts = st.known_hosts,
             accept_new = st.accept_new, timeout = st.timeout,
+            proxy_jump = pj.proxy_jump,
         })
         jumps[key] = j
     end
