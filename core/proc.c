@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include "cutover.h"
 
 #define PROC_MT "cutover.proc"
+#define HELPER_MT "cutover.proc.helper"
 #define PROC_DEFAULT_MAX_OUTPUT (8 * 1024 * 1024)
 #define PROC_KILL_GRACE 3.0   /* seconds between SIGTERM and SIGKILL */
 #define PROC_DRAIN_GRACE 2.0  /* reading after exit, for daemonised kids */
@@ -508,8 +510,105 @@ spawn_failed:
     return 3;
 }
 
+/* A ProxyCommand's process: it lives as long as its SSH session. */
+struct proc_helper {
+    pid_t pid;            /* 0 once reaped */
+};
+
+/* helper:stop() -> nothing; also __gc.  The session is closed by then,
+ * so the helper has seen its socket close: SIGTERM, and SIGKILL if it
+ * has not gone at once (never a wait that holds up other hosts). */
+static int helper_stop(lua_State *L)
+{
+    struct proc_helper *h = luaL_checkudata(L, 1, HELPER_MT);
+    int status;
+
+    if (h->pid > 0) {
+        kill(-h->pid, SIGTERM);
+        if (waitpid(h->pid, &status, WNOHANG) == 0) {
+            kill(-h->pid, SIGKILL);
+            while (waitpid(h->pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        }
+        h->pid = 0;
+    }
+    return 0;
+}
+
+/*
+ * proc.connect_command(command) -> fd, helper | nil, message
+ * Runs `/bin/sh -c "exec COMMAND"` (an SSH ProxyCommand) with one end of
+ * a socket pair as its stdin and stdout, in its own process group; its
+ * stderr is the controller's, as with OpenSSH.  fd (nonblocking) belongs
+ * to the caller, for ssh.connect{fd=}; helper:stop() ends the process.
+ */
+static int proc_connect_command(lua_State *L)
+{
+    const char *command = luaL_checkstring(L, 1);
+    struct proc_helper *h;
+    int sv[2] = {-1, -1};
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    sigset_t sigs;
+    pid_t pid;
+    int rc;
+    const char *argv[4];
+
+    lua_pushfstring(L, "exec %s", command);     /* 2: kept alive for argv */
+    argv[0] = "/bin/sh";
+    argv[1] = "-c";
+    argv[2] = lua_tostring(L, 2);
+    argv[3] = NULL;
+    h = lua_newuserdatauv(L, sizeof *h, 0);     /* 3, before any resource */
+    h->pid = 0;
+    luaL_setmetatable(L, HELPER_MT);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        rc = errno;
+        goto failed;
+    }
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, sv[1], 0);
+    posix_spawn_file_actions_adddup2(&actions, sv[1], 1);
+    posix_spawnattr_init(&attr);
+    sigemptyset(&sigs);
+    posix_spawnattr_setsigmask(&attr, &sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGPIPE);
+    sigaddset(&sigs, SIGXFSZ);
+    sigaddset(&sigs, SIGQUIT);
+    posix_spawnattr_setsigdefault(&attr, &sigs);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
+                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    rc = posix_spawn(&pid, argv[0], &actions, &attr, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0)
+        goto failed;
+    h->pid = pid;                               /* owned by the helper */
+    close_fd(&sv[1]);
+    set_nonblock(sv[0]);
+    lua_pushinteger(L, sv[0]);                  /* owned by the caller */
+    lua_insert(L, -2);
+    return 2;
+
+failed:
+    close_fd(&sv[0]);
+    close_fd(&sv[1]);
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot start the ProxyCommand: %s", strerror(rc));
+    return 2;
+}
+
+static const luaL_Reg helper_methods[] = {
+    {"stop", helper_stop},
+    {NULL, NULL}
+};
+
 static const luaL_Reg proc_funcs[] = {
     {"run", proc_run},
+    {"connect_command", proc_connect_command},
     {NULL, NULL}
 };
 
@@ -520,6 +619,12 @@ int luaopen_cutover_proc(lua_State *L)
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, proc_gc);
     lua_setfield(L, -2, "__close");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, HELPER_MT);
+    luaL_newlib(L, helper_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, helper_stop);
+    lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
     luaL_newlib(L, proc_funcs);
     return 1;

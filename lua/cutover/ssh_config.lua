@@ -9,6 +9,9 @@
 --   IdentityFile PATH    several allowed (they accumulate); ~ and the
 --                        tokens %d %u %h %r %p %n %% are expanded
 --   ProxyJump [user@]host[:port][,...] | none   (up to MAX_HOPS hops)
+--   ProxyCommand CMD | none   the rest of the line; tokens %h %p %r %n %%
+--                        (expanded by the connection); the first of
+--                        ProxyJump and ProxyCommand obtained wins
 --   Include PATH...      relative paths are under ~/.ssh; globs
 --
 -- Keywords are case-insensitive; "Keyword value" and "Keyword=value"
@@ -19,7 +22,8 @@
 --
 --   ssh_config.load(path [, {home=, user=}]) -> config | nil, "FILE:LINE: message"
 --   config:lookup(host [, {user=, port=}]) ->
---       { hostname=, port=, user=, identity_files={...}, proxy_jump={ {host=, port=, user=}, ... } }
+--       { hostname=, port=, user=, identity_files={...}, proxy_jump={ {host=, port=, user=}, ... },
+--         proxy_command= }
 --   (a field is nil when the configuration does not set it)
 local fs = require("cutover.core.fs")
 local sys = require("cutover.core.sys")
@@ -37,13 +41,15 @@ local MAX_FILE = 1024 * 1024
 local KNOWN = {
     host = "Host", match = "Match", hostname = "HostName", port = "Port",
     user = "User", identityfile = "IdentityFile", proxyjump = "ProxyJump",
-    include = "Include",
+    proxycommand = "ProxyCommand", include = "Include",
 }
 
 local TOKENS = {
     hostname = { h = true, ["%"] = true },
     identityfile = { d = true, u = true, h = true, r = true, p = true, n = true, ["%"] = true },
+    proxycommand = { h = true, p = true, r = true, n = true, ["%"] = true },
 }
+M.PROXY_COMMAND_TOKENS = TOKENS.proxycommand
 
 -- The arguments of a line as words (util.config_words, text only).
 local function split_words(s)
@@ -188,7 +194,9 @@ local function read_file(cfg, path, conds, depth)
             if not kw then kw, rest = body:match("^([^%s=]+)%s*(.*)$") end
             if not kw then return nil, where .. "cannot read this line" end
             local key = kw:lower()
-            local words, werr = split_words(rest)
+            -- ProxyCommand's value is the rest of the line, for the shell
+            local words, werr
+            if key == "proxycommand" then words = { rest } else words, werr = split_words(rest) end
             if not words then return nil, where .. (KNOWN[key] and (KNOWN[key] .. ": " .. werr) or werr) end
             local name = KNOWN[key]
             if key == "host" then
@@ -223,6 +231,14 @@ local function read_file(cfg, path, conds, depth)
                         return nil, where .. "Port must be a number from 1 to 65535, got '" .. value .. "'"
                     end
                     value = p
+                elseif key == "proxycommand" then
+                    if value == "" then return nil, where .. "ProxyCommand needs a value" end
+                    if value:lower() == "none" then
+                        value = false
+                    else
+                        local ok, terr = check_tokens(value, TOKENS.proxycommand)
+                        if not ok then return nil, where .. "ProxyCommand: " .. terr end
+                    end
                 elseif key == "proxyjump" then
                     if value:lower() == "none" then
                         value = false
@@ -265,6 +281,8 @@ end
 local function expand_tokens(s, t)
     return (s:gsub("%%(.)", function(c) return t[c] end))
 end
+M.expand_tokens = expand_tokens
+M.check_tokens = check_tokens
 
 -- The settings for host (the name as given: ansible_host, else the
 -- inventory name).  overrides: user= and port= that win over the file's
@@ -277,6 +295,9 @@ function Config:lookup(host, overrides)
         if applies(e.conds, host) then
             if e.key == "identityfile" then
                 files[#files + 1] = e.value
+            elseif e.key == "proxyjump" or e.key == "proxycommand" then
+                -- as in OpenSSH, whichever of the two comes first wins
+                if got.proxy == nil then got.proxy = e end
             elseif got[e.key] == nil then
                 got[e.key] = e.value
             end
@@ -286,7 +307,10 @@ function Config:lookup(host, overrides)
     if got.hostname then out.hostname = expand_tokens(got.hostname, { h = host, ["%"] = "%" }) end
     out.port = got.port
     out.user = got.user
-    if got.proxyjump then out.proxy_jump = got.proxyjump end
+    if got.proxy and got.proxy.value then
+        if got.proxy.key == "proxyjump" then out.proxy_jump = got.proxy.value
+        else out.proxy_command = got.proxy.value end
+    end
     if #files > 0 then
         local t = {
             d = self.home, u = self.local_user, h = out.hostname or host, n = host,

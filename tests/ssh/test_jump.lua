@@ -10,6 +10,7 @@ local inner = S.start(T, { address = "127.0.0.4", log_level = "DEBUG1" })   -- a
 
 local function setup(hostvars)
     local d = S.target(T)
+    if type(hostvars) == "function" then hostvars = hostvars(d) end
     T.write(d .. "/kh", bastion:known_line() .. target:known_line())
     -- one key for both servers: the target accepts the bastion's key too
     S.sh("cat " .. bastion.dir .. "/user_key.pub >> " .. target.dir .. "/authorized_keys")
@@ -108,6 +109,50 @@ T.test("two hops, the second unreachable: the message names both", function()
     T.eq(r.rc, 1, "exit code")
     T.contains(r.stdout, "via jump host " .. bastion.user .. "@127.0.0.1:" .. closed .. ": via jump host " ..
         bastion.user .. "@" .. bastion.address .. ":" .. bastion.port .. ": ", "message: " .. r.stdout)
+end)
+
+-- OpenSSH's client as the ProxyCommand, the classic bastion set-up
+local function ssh_w(d)
+    return string.format("ssh -F /dev/null -i %s -o UserKnownHostsFile=%s/kh -o StrictHostKeyChecking=yes " ..
+        "-o BatchMode=yes -o IdentitiesOnly=yes -p %d -l %s -W %%h:%%p %s", bastion.key, d, bastion.port,
+        bastion.user, bastion.address)
+end
+
+-- ProxyCommand processes of this test (their argv names d/kh; "[=]" so
+-- that pgrep's own shell does not match)
+local function helpers_left(d)
+    return S.sh("pgrep -f -- 'UserKnownHostsFile[=]" .. d .. "/kh' || true")
+end
+
+T.test("ProxyCommand (ssh -W %h:%p) from the SSH config; the helper ends with the run", function()
+    local d = setup("    h1: {}\n    h2: {}\n")
+    T.write(d .. "/ssh_config", string.format("Host %s\n    ProxyCommand %s\n", target.address,
+        ssh_w(d)))
+    local before = tunnels_in_log()
+    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh", "-F", d .. "/ssh_config" },
+                    { env = { HOME = d, SSH_AUTH_SOCK = "" } })
+    T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
+    for _, h in ipairs({ "h1", "h2" }) do
+        T.eq(T.read(d .. "/" .. h .. ".txt"), "through the bastion\n", h .. " file")
+    end
+    T.eq(tunnels_in_log() - before, 2, "one ssh -W channel through the bastion per host")
+    T.eq(helpers_left(d), "", "no ProxyCommand process left")
+end)
+
+T.test("ProxyCommand from the inventory; one that fails says so", function()
+    local d = setup(function(d)
+        return string.format("    h1: { cutover_proxy_command: \"%s\" }\n" ..
+            "    h2: { ansible_ssh_common_args: '-o ProxyCommand=\"%s\"' }\n" ..
+            "    h3: { cutover_proxy_command: \"echo no route to %%h:%%p >&2; exit 3\" }\n", ssh_w(d), ssh_w(d))
+    end)
+    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh" },
+                    { env = { HOME = d, SSH_AUTH_SOCK = "" } })
+    T.eq(r.rc, 1, "h3 fails: " .. r.stdout .. r.stderr)
+    T.eq(T.read(d .. "/h1.txt"), "through the bastion\n", "h1")
+    T.eq(T.read(d .. "/h2.txt"), "through the bastion\n", "h2")
+    T.contains(r.stderr, "no route to " .. target.address .. ":" .. target.port .. "\n", "the helper's stderr, tokens expanded")
+    T.match(r.stdout, "h3  connect.-%(through a ProxyCommand; what it wrote is above%)", "h3's error")
+    T.eq(helpers_left(d), "", "no ProxyCommand process left")
 end)
 
 T.test("an unreachable bastion: the host is unreachable, saying via which jump host", function()

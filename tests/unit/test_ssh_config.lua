@@ -344,6 +344,46 @@ Host viajump2
     T.eq(s.host, "viajump2")
 end)
 
+T.test("ProxyCommand: the rest of the line, tokens expanded for the host; first of it and ProxyJump wins", function()
+    local d = T.tmpdir()
+    local conf = T.write(d .. "/config", [[
+Host cmd
+    HostName 10.0.0.9
+    Port 2200
+    ProxyCommand ssh -W %h:%p -l "jump user" bastion # not a comment for the shell
+    ProxyJump ignored
+Host jumpfirst
+    ProxyJump j1
+    ProxyCommand nc %h %p
+Host off
+    ProxyCommand none
+Host *
+    ProxyCommand nc -X connect -x proxy:3128 %h %p %% %r@%n
+]])
+    local opts = { ssh_config = conf, known_hosts = d .. "/kh" }
+    local s = assert(connection.ssh_settings("cmd", { ansible_user = "op" }, opts))
+    T.eq(s.proxy_command, 'ssh -W 10.0.0.9:2200 -l "jump user" bastion # not a comment for the shell', "expanded")
+    T.eq(s.proxy_jump, nil, "the later ProxyJump lost")
+    s = assert(connection.ssh_settings("jumpfirst", {}, opts))
+    T.eq(s.proxy_command, nil, "ProxyJump came first")
+    T.eq(s.proxy_jump.host, "j1")
+    s = assert(connection.ssh_settings("off", {}, opts))
+    T.eq(s.proxy_command, nil, "none")
+    s = assert(connection.ssh_settings("web", { ansible_host = "10.1.1.1", ansible_user = "me" }, opts))
+    T.eq(s.proxy_command, "nc -X connect -x proxy:3128 10.1.1.1 22 % me@10.1.1.1", "Host *")
+    s = assert(connection.ssh_settings("cmd", { cutover_proxy_command = "none" }, opts))
+    T.eq(s.proxy_command, nil, "none in the inventory")
+    s = assert(connection.ssh_settings("x", { ansible_ssh_common_args = "-o ProxyCommand='nc %h %p'" }, opts))
+    T.eq(s.proxy_command, "nc x 22", "from ansible_ssh_common_args")
+    local _, err = connection.ssh_settings("x", { cutover_proxy_command = "nc %h %q" }, opts)
+    T.eq(err, "ProxyCommand: unknown token '%q' in 'nc %h %q'")
+    _, err = connection.ssh_settings("x", { cutover_proxy_command = "nc %h %p", cutover_proxy_jump = "j" }, opts)
+    T.eq(err, "both a jump host and a ProxyCommand are set in the inventory; keep one")
+    local bad = T.write(d .. "/bad", "Host *\n    ProxyCommand nc %x\n")
+    _, err = connection.ssh_settings("x", {}, { ssh_config = bad })
+    T.eq(err, bad .. ":2: ProxyCommand: unknown token '%x' in 'nc %x'")
+end)
+
 T.test("several hops: each looked up in the config, each reached through the one before", function()
     local d = T.tmpdir()
     local conf = T.write(d .. "/config", [[

@@ -84,8 +84,27 @@ function M.ssh_settings(name, v, opts)
         local perr
         hops, perr = ssh_config.parse_jump(spec)
         if not hops then return nil, "cannot read the jump hosts '" .. spec .. "': " .. perr end
-    elseif spec == nil then
-        hops = sc.proxy_jump
+    end
+    -- a ProxyCommand: cutover_proxy_command, or -o ProxyCommand="..." in
+    -- ansible_ssh_common_args; "none" turns off the config's
+    local command = v.cutover_proxy_command
+    if command == nil and type(common) == "string" then
+        command = common:match("ProxyCommand=\"([^\"]*)\"") or common:match("ProxyCommand='([^']*)'")
+            or common:match("ProxyCommand=([^%s'\"]+)")
+    end
+    if hops and command ~= nil and command ~= "none" then
+        return nil, "both a jump host and a ProxyCommand are set in the inventory; keep one"
+    end
+    if spec == nil and command == nil then
+        hops, command = sc.proxy_jump, sc.proxy_command
+    end
+    if command == "none" or command == false then command = nil end
+    if command ~= nil then
+        if type(command) ~= "string" or command == "" then
+            return nil, "the ProxyCommand must be a command line, got " .. tostring(command)
+        end
+        local ok, terr = ssh_config.check_tokens(command, ssh_config.PROXY_COMMAND_TOKENS)
+        if not ok then return nil, "ProxyCommand: " .. terr end
     end
     -- Each hop is looked up in the config too, as ssh -J does, and is
     -- reached through the hop before it: the chain ends at the last hop.
@@ -95,9 +114,15 @@ function M.ssh_settings(name, v, opts)
         jump = { host = jc.hostname or hop.host, port = hop.port or jc.port or 22,
                  user = hop.user or jc.user or (sys.user()), proxy_jump = jump }
     end
+    local host = sc.hostname or target
+    local port = math.tointeger(tonumber(iport or sc.port or 22)) or 22
+    if command then
+        command = ssh_config.expand_tokens(command, {
+            h = host, p = tostring(port), r = tostring(user), n = target, ["%"] = "%" })
+    end
     return {
-        host = sc.hostname or target,
-        port = math.tointeger(tonumber(iport or sc.port or 22)) or 22,
+        host = host,
+        port = port,
         user = tostring(user),
         keys = keys,
         agent = sock ~= nil and sock ~= "" and v.cutover_ssh_agent ~= false,
@@ -108,6 +133,7 @@ function M.ssh_settings(name, v, opts)
         timeout = tonumber(v.ansible_timeout or v.ansible_ssh_timeout or 30) or 30,
         max_output = opts.max_output,
         proxy_jump = jump,
+        proxy_command = command,
         sftp = v.cutover_sftp ~= false,
     }
 end

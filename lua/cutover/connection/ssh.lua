@@ -16,6 +16,7 @@
 local ssh = require("cutover.core.ssh")
 local crypto = require("cutover.core.crypto")
 local loop = require("cutover.core.loop")
+local proc = require("cutover.core.proc")
 local util = require("cutover.util")
 
 local Conn = {}
@@ -97,13 +98,20 @@ end
 -- Connects unless connected.  Returns true | nil, message, code.
 function Conn:open()
     if self.session and self.session:alive() then return true end
-    if self.session then self.session:close(); self.session = nil end
+    self:close()
     local st = self.settings
     local fd
     if st.proxy_jump then
         local err, code
         fd, err, code = tunnel(st)
         if not fd then return nil, err, code end
+    elseif st.proxy_command then
+        -- the command's stdin and stdout are the connection (OpenSSH's
+        -- ProxyCommand); it ends with the session
+        local helper
+        fd, helper = proc.connect_command(st.proxy_command)
+        if not fd then return nil, helper, "unreachable" end
+        self.helper = helper
     end
     while handshakes >= M.max_handshakes do loop.sleep(0.005) end
     handshakes = handshakes + 1
@@ -113,8 +121,14 @@ function Conn:open()
         accept_new = st.accept_new, timeout = st.timeout, fd = fd,
     })
     handshakes = handshakes - 1
-    if not ok then return nil, tostring(session), "error" end
-    if not session then return nil, fp_or_err, added_or_code end
+    if not ok or not session then
+        local proxied = self.helper ~= nil
+        self:close()
+        if not ok then return nil, tostring(session), "error" end
+        -- its stderr is the controller's, as with OpenSSH
+        if proxied then fp_or_err = fp_or_err .. " (through a ProxyCommand; what it wrote is above)" end
+        return nil, fp_or_err, added_or_code
+    end
     self.session = session
     self.fingerprint = fp_or_err
     if added_or_code then self.host_key_added = true end
@@ -350,6 +364,7 @@ end
 
 function Conn:close()
     if self.session then self.session:close(); self.session = nil end
+    if self.helper then self.helper:stop(); self.helper = nil end
 end
 
 return M
