@@ -42,6 +42,20 @@ T.test("win_service and win_user_right: check mode predicts, the real run matche
     T.eq(lab:file(1, "state.json"), before, "check changed nothing")
     local ce = events(c)
     T.eq(ce["stop-imc"].status, "changed", "predicts the stop")
+    T.eq(ce["stop-imc"].diff, nil, "no diff without --diff")
+    local cd = events(T.run({ "run", p, "-i", INV, "--check", "--diff", "--format", "json" }))
+    T.eq(cd["stop-imc"].diff, "--- service MSExchangeIMC\n+++ service MSExchangeIMC\n@@ -1,3 +1,3 @@\n" ..
+         " account: CORP\\exchsvc\n password: (unchanged)\n-state: RUNNING\n+state: STOPPED\n", "--diff: the state")
+    local acct = T.run({ "run", book([[
+- hosts: all
+  steps:
+    - id: acct
+      win_service: { name: MSExchangeIMC, account: "CORP\\other", password: "Sekr1t-not-shown" }
+]]), "-i", INV, "--check", "--diff" })
+    T.eq(acct.rc, 0, "check: " .. acct.stdout)
+    T.contains((acct.stdout:gsub("\n      ", "\n")), "-account: CORP\\exchsvc\n-password: (unchanged)\n+account: CORP\\other\n" ..
+               "+password: (a new one is set)\n state: RUNNING\n", "--diff: the account")
+    T.ok(not (acct.stdout .. acct.stderr):find("Sekr1t", 1, true), "the password is not shown")
     T.eq(ce["grant"].status, "changed", "predicts the grant")
     local r = T.run({ "run", p, "-i", INV, "--format", "json" })
     T.eq(r.rc, 0, "real: " .. r.stdout)

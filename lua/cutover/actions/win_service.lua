@@ -23,7 +23,7 @@ unless `stop_dependents: true` (then `net stop /y` stops them first).]],
         stop_dependents = { type = "bool", default = false, doc = "net stop /y" },
     },
     returns = { config = "sc qc, parsed", status = "sc query, parsed", actions = "what was done" },
-    check_mode = "Exact for the state and the account name (read with sc); a given password is always reported as a change (it cannot be read back).",
+    check_mode = "Exact for the state and the account name (read with sc); a given password is always reported as a change (it cannot be read back). --diff shows the account and state before and after.",
     idempotent = true,
     run = function(ctx, args)
         if args.password then redact.register(args.password) end
@@ -33,12 +33,19 @@ unless `stop_dependents: true` (then `net stop /y` stops them first).]],
         if not status then return { failed = true, msg = serr } end
         local done = {}
         local result = { changed = false, config = config, status = status, actions = done }
+        -- --diff: the service as three lines, before and after (the
+        -- password is never shown: only that a new one is set)
+        local view = { account = config.start_name or "?", password = "(unchanged)",
+                       state = status.state_name or tostring(status.state) }
+        local wanted = { account = view.account, password = view.password, state = view.state }
         if args.account then
             local system = args.account:lower() == "localsystem"
             local same = (config.start_name or ""):lower() == args.account:lower()
             if not same or (args.password and not system) then
                 done[#done + 1] = "set the account to " .. args.account
                 result.changed = true
+                wanted.account = args.account
+                if args.password and not system then wanted.password = "(a new one is set)" end
                 if not ctx.check then
                     local argv = { "sc", "config", args.name, "obj=", args.account }
                     if not system then
@@ -64,6 +71,7 @@ unless `stop_dependents: true` (then `net stop /y` stops them first).]],
             if running ~= want then
                 done[#done + 1] = (want and "start" or "stop") .. " " .. args.name
                 result.changed = true
+                wanted.state = want and "RUNNING" or "STOPPED"
                 if not ctx.check then
                     local argv = { "net", want and "start" or "stop", args.name }
                     if not want and args.stop_dependents then argv[#argv + 1] = "/y" end
@@ -86,6 +94,12 @@ unless `stop_dependents: true` (then `net stop /y` stops them first).]],
             end
         end
         if ctx.check and result.changed then result.msg = "would " .. table.concat(done, "; ") end
+        if ctx.diff and result.changed then
+            local function text(t)
+                return string.format("account: %s\npassword: %s\nstate: %s\n", t.account, t.password, t.state)
+            end
+            result.diff = { path = "service " .. args.name, before = text(view), after = text(wanted) }
+        end
         return result
     end,
 }
