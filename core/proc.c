@@ -286,6 +286,27 @@ static int set_nonblock(int fd)
  * Builds argv (and envp) as arrays of pointers into Lua strings held in
  * the options table; the arrays go in userdata so nothing leaks.
  */
+/* A child in its own process group (so that stopping it stops all it
+ * started), with no signal blocked and the controller's handled signals
+ * back to their defaults. */
+static void init_spawn_attr(posix_spawnattr_t *attr)
+{
+    sigset_t sigs;
+
+    posix_spawnattr_init(attr);
+    sigemptyset(&sigs);
+    posix_spawnattr_setsigmask(attr, &sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGPIPE);
+    sigaddset(&sigs, SIGXFSZ);
+    sigaddset(&sigs, SIGQUIT);
+    posix_spawnattr_setsigdefault(attr, &sigs);
+    posix_spawnattr_setpgroup(attr, 0);
+    posix_spawnattr_setflags(attr, POSIX_SPAWN_SETPGROUP |
+                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+}
+
 /* 0 if `prog` names an executable file, as posix_spawnp would find it,
  * else an errno.  Checked before spawning because a failed exec is not
  * reported by every spawn implementation (valgrind turns the vfork into
@@ -418,7 +439,6 @@ static int proc_run(lua_State *L)
     int err_pipe[2] = {-1, -1};
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
-    sigset_t sigs;
     int is_shell;
     int rc;
     lua_Number timeout;
@@ -460,18 +480,7 @@ static int proc_run(lua_State *L)
     posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
     if (cwd != NULL)
         posix_spawn_file_actions_addchdir_np(&actions, cwd);
-    posix_spawnattr_init(&attr);
-    sigemptyset(&sigs);
-    posix_spawnattr_setsigmask(&attr, &sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGPIPE);
-    sigaddset(&sigs, SIGXFSZ);
-    sigaddset(&sigs, SIGQUIT);
-    posix_spawnattr_setsigdefault(&attr, &sigs);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
-                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    init_spawn_attr(&attr);
     p->started = loop_now();
     rc = posix_spawnp(&p->pid, argv[0], &actions, &attr,
                       (char *const *)argv, envp);
@@ -549,7 +558,6 @@ static int proc_connect_command(lua_State *L)
     int sv[2] = {-1, -1};
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
-    sigset_t sigs;
     pid_t pid;
     int rc;
     const char *argv[4];
@@ -569,18 +577,7 @@ static int proc_connect_command(lua_State *L)
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, sv[1], 0);
     posix_spawn_file_actions_adddup2(&actions, sv[1], 1);
-    posix_spawnattr_init(&attr);
-    sigemptyset(&sigs);
-    posix_spawnattr_setsigmask(&attr, &sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGPIPE);
-    sigaddset(&sigs, SIGXFSZ);
-    sigaddset(&sigs, SIGQUIT);
-    posix_spawnattr_setsigdefault(&attr, &sigs);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
-                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    init_spawn_attr(&attr);
     rc = posix_spawn(&pid, argv[0], &actions, &attr, (char *const *)argv, environ);
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
