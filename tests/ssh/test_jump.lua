@@ -124,10 +124,12 @@ local function helpers_left(d)
     return S.sh("pgrep -f -- 'UserKnownHostsFile[=]" .. d .. "/kh' || true")
 end
 
-T.test("ProxyCommand (ssh -W %h:%p) from the SSH config; the helper ends with the run", function()
+T.test("ProxyCommand (ssh -W %h:%p) from the SSH config; the helper ends with its session", function()
     local d = setup("    h1: {}\n    h2: {}\n")
-    T.write(d .. "/ssh_config", string.format("Host %s\n    ProxyCommand %s\n", target.address,
-        ssh_w(d)))
+    -- a helper that would outlive its connection (sleep after ssh -W
+    -- ends): only cutover stopping its process group ends it
+    T.write(d .. "/ssh_config", string.format("Host %s\n    ProxyCommand sh -c '%s; sleep 300'\n",
+        target.address, ssh_w(d)))
     local before = tunnels_in_log()
     local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh", "-F", d .. "/ssh_config" },
                     { env = { HOME = d, SSH_AUTH_SOCK = "" } })
