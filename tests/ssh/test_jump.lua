@@ -157,6 +157,30 @@ T.test("ProxyCommand from the inventory; one that fails says so", function()
     T.eq(helpers_left(d), "", "no ProxyCommand process left")
 end)
 
+T.test("a jump host reached through its own ProxyCommand in the SSH config", function()
+    local d = setup("    h1: {}\n")
+    T.write(d .. "/kh", bastion:known_line() .. inner:known_line() .. target:known_line())
+    S.sh("cat " .. bastion.dir .. "/user_key.pub >> " .. inner.dir .. "/authorized_keys")
+    -- the bastion is reached by ssh -W through the inner server
+    T.write(d .. "/ssh_config", string.format([[
+Host %s
+    User %s
+    ProxyJump jump
+Host jump
+    HostName %s
+    Port %d
+    ProxyCommand ssh -F /dev/null -i %s -o UserKnownHostsFile=%s/kh -o BatchMode=yes -p %d -l %s -W %%h:%%p %s
+]], target.address, target.user, bastion.address, bastion.port, bastion.key, d, inner.port, inner.user, inner.address))
+    local outer_before, inner_before = tunnels_in_log(bastion), tunnels_in_log(inner)
+    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh", "-F", d .. "/ssh_config" },
+                    { env = { HOME = d, SSH_AUTH_SOCK = "" } })
+    T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
+    T.eq(T.read(d .. "/h1.txt"), "through the bastion\n", "h1 file")
+    T.eq(tunnels_in_log(inner) - inner_before, 1, "the ProxyCommand's channel to the bastion")
+    T.eq(tunnels_in_log(bastion) - outer_before, 1, "the bastion's channel to the target")
+    T.eq(helpers_left(d), "", "no ProxyCommand process left")
+end)
+
 T.test("an unreachable bastion: the host is unreachable, saying via which jump host", function()
     local closed = S.closed_port()
     local d = setup(string.format("    h1: { cutover_proxy_jump: \"%s@127.0.0.1:%d\" }\n", bastion.user, closed))

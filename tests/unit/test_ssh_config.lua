@@ -384,6 +384,41 @@ Host *
     T.eq(err, bad .. ":2: ProxyCommand: unknown token '%x' in 'nc %x'")
 end)
 
+T.test("the first jump host's own ProxyJump or ProxyCommand in the config is followed, as ssh does", function()
+    local d = T.tmpdir()
+    local conf = T.write(d .. "/config", [[
+Host far
+    ProxyJump mid
+Host mid
+    HostName 192.0.2.5
+    ProxyJump edge
+Host edge
+    HostName 192.0.2.9
+    User e
+Host viacmd
+    ProxyJump cmdhop
+Host cmdhop
+    HostName 192.0.2.7
+    ProxyCommand nc -x proxy:1080 %h %p
+Host loop
+    ProxyJump loop2
+Host loop2
+    ProxyJump loop2
+]])
+    local opts = { ssh_config = conf, known_hosts = d .. "/kh" }
+    local s = assert(connection.ssh_settings("far", {}, opts))
+    T.eq(s.proxy_jump.host, "192.0.2.5", "the last hop")
+    T.eq(s.proxy_jump.proxy_jump.host, "192.0.2.9", "reached through its own jump host")
+    T.eq(s.proxy_jump.proxy_jump.user, "e")
+    T.eq(s.proxy_jump.proxy_jump.proxy_jump, nil, "which is reached directly")
+    s = assert(connection.ssh_settings("viacmd", {}, opts))
+    T.eq(s.proxy_jump.host, "192.0.2.7")
+    T.eq(s.proxy_jump.proxy_command, "nc -x proxy:1080 192.0.2.7 22", "the hop's ProxyCommand, for the hop")
+    T.eq(s.proxy_command, nil, "not the target's")
+    local _, err = connection.ssh_settings("loop", {}, opts)
+    T.eq(err, "the jump hosts' own ProxyJump settings nest more than 8 deep (a loop through 'loop2'?)")
+end)
+
 T.test("several hops: each looked up in the config, each reached through the one before", function()
     local d = T.tmpdir()
     local conf = T.write(d .. "/config", [[

@@ -38,6 +38,33 @@ function M.ssh_config(opts)
     return c
 end
 
+-- Jump hosts -> the chain's last hop, each hop's proxy_jump being the
+-- one before it.  Each hop is looked up in the config too, as ssh -J
+-- does; the first hop is reached as ssh would reach it, through its own
+-- ProxyJump or ProxyCommand in the config, if it has one.
+local function jump_chain(cfg, hops, depth)
+    local jump
+    for i, hop in ipairs(hops or {}) do
+        local jc = cfg and cfg:lookup(hop.host) or {}
+        local h = { host = jc.hostname or hop.host, port = hop.port or jc.port or 22,
+                    user = hop.user or jc.user or (sys.user()), proxy_jump = jump }
+        if i == 1 and jc.proxy_jump then
+            if depth >= ssh_config.MAX_HOPS then
+                return nil, "the jump hosts' own ProxyJump settings nest more than " ..
+                    ssh_config.MAX_HOPS .. " deep (a loop through '" .. hop.host .. "'?)"
+            end
+            local before, err = jump_chain(cfg, jc.proxy_jump, depth + 1)
+            if err then return nil, err end
+            h.proxy_jump = before
+        elseif i == 1 and jc.proxy_command then
+            h.proxy_command = ssh_config.expand_tokens(jc.proxy_command, {
+                h = h.host, p = tostring(h.port), r = tostring(h.user), n = hop.host, ["%"] = "%" })
+        end
+        jump = h
+    end
+    return jump
+end
+
 -- The SSH settings for a host, from its variables and the run's options.
 -- Inventory variables win over ~/.ssh/config (or -F), which wins over the
 -- defaults.  The config is looked up by ansible_host (else the inventory
@@ -106,14 +133,8 @@ function M.ssh_settings(name, v, opts)
         local ok, terr = ssh_config.check_tokens(command, ssh_config.PROXY_COMMAND_TOKENS)
         if not ok then return nil, "ProxyCommand: " .. terr end
     end
-    -- Each hop is looked up in the config too, as ssh -J does, and is
-    -- reached through the hop before it: the chain ends at the last hop.
-    local jump
-    for _, hop in ipairs(hops or {}) do
-        local jc = cfg and cfg:lookup(hop.host) or {}
-        jump = { host = jc.hostname or hop.host, port = hop.port or jc.port or 22,
-                 user = hop.user or jc.user or (sys.user()), proxy_jump = jump }
-    end
+    local jump, jerr = jump_chain(cfg, hops, 0)
+    if jerr then return nil, jerr end
     local host = sc.hostname or target
     local port = math.tointeger(tonumber(iport or sc.port or 22)) or 22
     if command then

@@ -55,6 +55,7 @@ local function jump_for(st)
     local hop = pj
     while hop do
         table.insert(route, 1, hop_name(hop, st.user))
+        if hop.proxy_command then table.insert(route, 1, "(" .. hop.proxy_command .. ")") end
         hop = hop.proxy_jump
     end
     local key = table.concat(route, ",")
@@ -64,7 +65,7 @@ local function jump_for(st)
             host = pj.host, port = pj.port or 22, user = pj.user or st.user, keys = st.keys,
             agent = st.agent, known_hosts = st.known_hosts,
             accept_new = st.accept_new, timeout = st.timeout,
-            proxy_jump = pj.proxy_jump,
+            proxy_jump = pj.proxy_jump, proxy_command = pj.proxy_command,
         })
         jumps[key] = j
     end
