@@ -282,10 +282,6 @@ static int set_nonblock(int fd)
     return flags < 0 ? -1 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
-/*
- * Builds argv (and envp) as arrays of pointers into Lua strings held in
- * the options table; the arrays go in userdata so nothing leaks.
- */
 /* A child in its own process group (so that stopping it stops all it
  * started), with no signal blocked and the controller's handled signals
  * back to their defaults. */
@@ -338,6 +334,10 @@ static int check_program(const char *prog)
     return rc;
 }
 
+/*
+ * Builds argv (and envp) as arrays of pointers into Lua strings held in
+ * the options table; the arrays go in userdata so nothing leaks.
+ */
 static const char **build_argv(lua_State *L, int opts, int *is_shell)
 {
     const char **argv;
@@ -524,21 +524,18 @@ struct proc_helper {
     pid_t pid;            /* 0 once reaped */
 };
 
-/* helper:stop() -> nothing; also __gc.  The session is closed by then,
- * so the helper has seen its socket close: SIGTERM, and SIGKILL if it
- * has not gone at once (never a wait that holds up other hosts). */
+/* helper:stop() -> nothing; also __gc.  Its session is closed by then,
+ * so nothing it could still do matters: SIGKILL to its process group,
+ * which dies at once, so the reaping wait holds up no other host. */
 static int helper_stop(lua_State *L)
 {
     struct proc_helper *h = luaL_checkudata(L, 1, HELPER_MT);
     int status;
 
     if (h->pid > 0) {
-        kill(-h->pid, SIGTERM);
-        if (waitpid(h->pid, &status, WNOHANG) == 0) {
-            kill(-h->pid, SIGKILL);
-            while (waitpid(h->pid, &status, 0) < 0 && errno == EINTR)
-                ;
-        }
+        kill(-h->pid, SIGKILL);
+        while (waitpid(h->pid, &status, 0) < 0 && errno == EINTR)
+            ;
         h->pid = 0;
     }
     return 0;

@@ -39,9 +39,8 @@ void sandbox_spend(lua_State *L, lua_Integer instructions)
 
 /*
  * Sets the string metatable's __index to the value on top of the stack
- * and leaves the previous __index there instead.  Nothing happens when no
- * table was given to sandbox.strings (the old and new values are both
- * the current one).
+ * and leaves the previous __index there instead (called again with that
+ * value, it restores it).
  */
 static void swap_string_methods(lua_State *L)
 {
