@@ -49,7 +49,6 @@ local TOKENS = {
     identityfile = { d = true, u = true, h = true, r = true, p = true, n = true, ["%"] = true },
     proxycommand = { h = true, p = true, r = true, n = true, ["%"] = true },
 }
-M.PROXY_COMMAND_TOKENS = TOKENS.proxycommand
 
 -- The arguments of a line as words (util.config_words, text only).
 local function split_words(s)
@@ -281,8 +280,17 @@ end
 local function expand_tokens(s, t)
     return (s:gsub("%%(.)", function(c) return t[c] end))
 end
-M.expand_tokens = expand_tokens
-M.check_tokens = check_tokens
+
+-- A ProxyCommand from elsewhere (the inventory): true | nil, message
+function M.check_proxy_command(command)
+    return check_tokens(command, TOKENS.proxycommand)
+end
+
+-- A ProxyCommand for one host: its tokens expanded (host: after
+-- HostName; name: the name looked up).
+function M.expand_proxy_command(command, host, port, user, name)
+    return expand_tokens(command, { h = host, p = tostring(port), r = tostring(user), n = name, ["%"] = "%" })
+end
 
 -- The settings for host (the name as given: ansible_host, else the
 -- inventory name).  overrides: user= and port= that win over the file's

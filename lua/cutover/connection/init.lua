@@ -57,8 +57,7 @@ local function jump_chain(cfg, hops, depth)
             if err then return nil, err end
             h.proxy_jump = before
         elseif i == 1 and jc.proxy_command then
-            h.proxy_command = ssh_config.expand_tokens(jc.proxy_command, {
-                h = h.host, p = tostring(h.port), r = tostring(h.user), n = hop.host, ["%"] = "%" })
+            h.proxy_command = ssh_config.expand_proxy_command(jc.proxy_command, h.host, h.port, h.user, hop.host)
         end
         jump = h
     end
@@ -119,28 +118,25 @@ function M.ssh_settings(name, v, opts)
         command = common:match("ProxyCommand=\"([^\"]*)\"") or common:match("ProxyCommand='([^']*)'")
             or common:match("ProxyCommand=([^%s'\"]+)")
     end
-    if hops and command ~= nil and command ~= "none" then
-        return nil, "both a jump host and a ProxyCommand are set in the inventory; keep one"
-    end
-    if spec == nil and command == nil then
-        hops, command = sc.proxy_jump, sc.proxy_command
-    end
-    if command == "none" or command == false then command = nil end
-    if command ~= nil then
+    if command == "none" then
+        command = false
+    elseif command ~= nil then
+        -- (the config's was checked when it was read)
         if type(command) ~= "string" or command == "" then
             return nil, "the ProxyCommand must be a command line, got " .. tostring(command)
         end
-        local ok, terr = ssh_config.check_tokens(command, ssh_config.PROXY_COMMAND_TOKENS)
+        local ok, terr = ssh_config.check_proxy_command(command)
         if not ok then return nil, "ProxyCommand: " .. terr end
+        if hops then return nil, "both a jump host and a ProxyCommand are set in the inventory; keep one" end
+    end
+    if spec == nil and command == nil then
+        hops, command = sc.proxy_jump, sc.proxy_command
     end
     local jump, jerr = jump_chain(cfg, hops, 0)
     if jerr then return nil, jerr end
     local host = sc.hostname or target
     local port = math.tointeger(tonumber(iport or sc.port or 22)) or 22
-    if command then
-        command = ssh_config.expand_tokens(command, {
-            h = host, p = tostring(port), r = tostring(user), n = target, ["%"] = "%" })
-    end
+    if command then command = ssh_config.expand_proxy_command(command, host, port, user, target) end
     return {
         host = host,
         port = port,
@@ -154,7 +150,7 @@ function M.ssh_settings(name, v, opts)
         timeout = tonumber(v.ansible_timeout or v.ansible_ssh_timeout or 30) or 30,
         max_output = opts.max_output,
         proxy_jump = jump,
-        proxy_command = command,
+        proxy_command = command or nil,
         sftp = v.cutover_sftp ~= false,
     }
 end
