@@ -11,12 +11,17 @@
 #include <poll.h>
 #include <stddef.h>
 
-/* host.c: the one lua_State and the way into it. */
+/* host.c: the one lua_State and the way into it.  NULL when the state
+ * cannot be made; cutover_bad_setting() then tells whether the cause was
+ * the user's setting (already reported on stderr). */
+#define CUTOVER_DEFAULT_MEMORY_MIB 4096
 lua_State *cutover_newstate(void);
+int cutover_bad_setting(void);
 void cutover_closestate(lua_State *L);
 /* lua_pcall with a traceback handler; the error, if any, is left on top. */
 int cutover_pcall(lua_State *L, int nargs, int nresults);
-/* Memory accounting used by the sandbox's memory limit. */
+/* Memory accounting used by the sandbox's memory limit; the limit starts
+ * at the controller's ceiling (CUTOVER_MEMORY_LIMIT). */
 size_t cutover_mem_used(void);
 void cutover_mem_set_limit(size_t limit); /* 0: no limit */
 size_t cutover_mem_limit(void);

@@ -9,6 +9,7 @@
  * the preloaders read the modules from that folder instead.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 
 static size_t mem_used;
 static size_t mem_limit;
+static int bad_setting;
 
 /* Counts every byte Lua holds so the sandbox can cap what it allocates. */
 static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -179,12 +181,49 @@ static int host_setup(lua_State *L)
     return 0;
 }
 
+/*
+ * The whole controller's memory ceiling (the sandbox's per-evaluation
+ * limits sit below it): CUTOVER_MEMORY_LIMIT in MiB, default 4096.  A run
+ * that keeps what expressions build (set_fact in a loop, registered
+ * output) stops with "not enough memory" instead of taking the machine.
+ * Returns 0 and says why on a value that is not a whole number >= 64.
+ */
+static size_t host_memory_cap(void)
+{
+    const char *text = getenv("CUTOVER_MEMORY_LIMIT");
+    char *end = NULL;
+    unsigned long long mib;
+
+    if (text == NULL || *text == '\0')
+        return (size_t)CUTOVER_DEFAULT_MEMORY_MIB << 20;
+    errno = 0;
+    mib = strtoull(text, &end, 10);
+    if (errno != 0 || *end != '\0' || text[0] == '-' || mib < 64 ||
+        mib > ((unsigned long long)SIZE_MAX >> 20)) {
+        fprintf(stderr, "cutover: CUTOVER_MEMORY_LIMIT must be a whole "
+                "number of MiB, 64 or more (got '%s')\n", text);
+        return 0;
+    }
+    return (size_t)mib << 20;
+}
+
+int cutover_bad_setting(void)
+{
+    return bad_setting;
+}
+
 lua_State *cutover_newstate(void)
 {
     lua_State *L;
+    size_t cap = host_memory_cap();
 
+    if (cap == 0) {
+        bad_setting = 1;
+        return NULL;
+    }
     if (sodium_init() < 0)
         return NULL;
+    mem_limit = cap;
     L = lua_newstate(host_alloc, NULL);
     if (L == NULL)
         return NULL;

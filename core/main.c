@@ -4,11 +4,13 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cutover.h"
 
 /* Exit code when the runtime itself fails (documented in docs/cli.md). */
 #define EXIT_INTERNAL 70
+#define EXIT_USAGE 2
 
 int main(int argc, char **argv)
 {
@@ -16,6 +18,8 @@ int main(int argc, char **argv)
     int status = EXIT_INTERNAL;
     int i;
 
+    if (L == NULL && cutover_bad_setting())
+        return EXIT_USAGE;
     if (L == NULL) {
         fprintf(stderr, "cutover: cannot create the Lua state\n");
         return EXIT_INTERNAL;
@@ -35,7 +39,13 @@ int main(int argc, char **argv)
     status = (int)luaL_optinteger(L, -1, 0);
     goto done;
 failed:
-    fprintf(stderr, "cutover: internal error: %s\n", lua_tostring(L, -1));
+    if (lua_type(L, -1) == LUA_TSTRING &&
+        strcmp(lua_tostring(L, -1), "not enough memory") == 0)
+        fprintf(stderr, "cutover: the controller reached its memory limit "
+                "(%zu MiB; CUTOVER_MEMORY_LIMIT sets it)\n",
+                cutover_mem_limit() >> 20);
+    else
+        fprintf(stderr, "cutover: internal error: %s\n", lua_tostring(L, -1));
 done:
     fflush(stdout);
     cutover_closestate(L);

@@ -40,8 +40,11 @@ function Scope:get(name)
                 error("variable '" .. name .. "' refers to itself", 0)
             end
             self.resolving[name] = true
-            local ok, r, unknown = expr.render_value(v, self)
+            -- pcall: a budget or interrupt raised inside must not leave
+            -- the name marked as resolving (a false "refers to itself")
+            local done, ok, r, unknown = pcall(expr.render_value, v, self)
             self.resolving[name] = nil
+            if not done then error(ok, 0) end
             if not ok then
                 if unknown then
                     error(setmetatable({ unknowable = unknown }, {

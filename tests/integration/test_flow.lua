@@ -526,4 +526,52 @@ all:
     T.eq(ev[#ev].hosts.good.failed_at, nil)
 end)
 
+-- Issue 10, item 4: the expression budget holds in a real run, and the
+-- controller as a whole has a memory ceiling.
+local fs = require("cutover.core.fs")
+T.test("item4: a loop over a templated variable stops at the budget in a run", function()
+    local d = T.tmpdir()
+    local book = H.book(d, [[
+- hosts: localhost
+  vars:
+    x: "{{ 1 }}"
+  steps:
+    - id: spin
+      when: "(function() local n = 0 for i = 1, 3e7 do n = n + x end return true end)()"
+      shell: "echo ran >> @T@/log"
+    - { id: after, shell: "echo after >> @T@/log" }
+]])
+    local r, _, res = H.run_json({ "run", book }, { timeout = 120 })
+    T.eq(r.rc, 1, "the host failed; " .. r.stderr)
+    local spin = H.by_key(res).spin
+    T.eq(spin.status, "failed", "the condition failed")
+    T.contains(spin.result.msg, "instruction limit exceeded", "named")
+    T.eq(fs.stat(d .. "/log"), nil, "nothing ran")
+end)
+
+T.test("item4: the controller's memory ceiling fails the step, not the process", function()
+    local d = T.tmpdir()
+    local book = H.book(d, [[
+- hosts: localhost
+  steps:
+    - set_fact: { a1: "{{ string.rep('a', 10 * 1024 * 1024) }}" }
+    - set_fact: { a2: "{{ string.rep('b', 10 * 1024 * 1024) }}" }
+    - set_fact: { a3: "{{ string.rep('c', 10 * 1024 * 1024) }}" }
+    - set_fact: { a4: "{{ string.rep('d', 10 * 1024 * 1024) }}" }
+    - set_fact: { a5: "{{ string.rep('e', 10 * 1024 * 1024) }}" }
+    - set_fact: { a6: "{{ string.rep('f', 10 * 1024 * 1024) }}" }
+    - set_fact: { a7: "{{ string.rep('g', 10 * 1024 * 1024) }}" }
+    - { id: after, shell: "echo after >> @T@/log" }
+]])
+    local r = T.run({ "run", book }, { env = { CUTOVER_MEMORY_LIMIT = "64" } })
+    T.eq(r.rc, 1, "a step failed, cleanly; " .. r.stderr)
+    T.contains(r.stdout, "memory limit exceeded", "said")
+    T.eq(fs.stat(d .. "/log"), nil, "the run stopped there")
+    r = T.run({ "run", book }, { env = { CUTOVER_MEMORY_LIMIT = "lots" } })
+    T.eq(r.rc, 2, "a bad setting is a usage error")
+    T.contains(r.stderr, "CUTOVER_MEMORY_LIMIT must be a whole number of MiB", "named")
+    r = T.run({ "run", book })
+    T.eq(r.rc, 0, "under the default ceiling both fit; " .. r.stderr)
+end)
+
 T.done()

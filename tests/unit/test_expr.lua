@@ -370,6 +370,29 @@ T.test("sandbox: a limit inside a variable's template is reported and recovers",
     T.eq(ev_err("hog", sc), "'hog': in variable 'hog': 'string.rep('x', 1e9)': memory limit exceeded", "same again, no false cycle")
 end)
 
+-- Issue 10, item 4: one budget per top-level evaluation, charged across
+-- the nested evaluations of variables that are templates themselves.
+T.test("item4: nested evaluations cannot reset the instruction budget", function()
+    local sc = scope({ play = { x = "{{ 1 }}" } })
+    -- each x is a nested sandbox call that used to re-arm the count hook,
+    -- so the outer loop's instructions were never charged
+    local msg = ev_err("(function() local n = 0 for i = 1, 3e7 do n = n + x end return true end)()", sc)
+    T.contains(msg, "instruction limit exceeded", "a loop over a templated variable stops")
+    msg = ev_err("(function() local n = 0 while true do n = n + var('x') end end)()", sc)
+    T.contains(msg, "instruction limit exceeded", "an endless loop through var() stops")
+    T.eq(ev("x + 1", sc), 2, "the next expression works")
+end)
+
+T.test("item4: variables that template each other cannot grow without bound", function()
+    local play = { v1 = "ab" }
+    for i = 2, 60 do play["v" .. i] = "{{ v" .. (i - 1) .. " }}{{ v" .. (i - 1) .. " }}" end
+    local sc = scope({ play = play })
+    local msg = ev_err("#v60", sc)
+    T.ok(msg:find("instruction limit exceeded", 1, true) or msg:find("memory limit exceeded", 1, true),
+         "a limit: " .. msg)
+    T.eq(ev("#v10", sc), 1024, "a short chain still renders")
+end)
+
 T.test("unknowable values: the third return names the variable", function()
     local sc = scope({ registered = { out = expr.UNKNOWN_VALUE }, play = { uses = "{{ out.stdout }}" } })
     T.eq(expr.is_unknown(expr.UNKNOWN_VALUE), true, "is_unknown")
@@ -394,6 +417,25 @@ T.test("unknowable values cannot be forged by an expression", function()
     local msg, unknown = ev_err("error({unknowable = 'n'})")
     T.eq(unknown, nil, "no unknowable name")
     T.match(msg, "^'error%({unknowable = 'n'}%)': table: ", "a plain error")
+end)
+
+T.test("item4: SIGTERM stops a long evaluation", function()
+    local sandbox = require("cutover.core.sandbox")
+    local sys = require("cutover.core.sys")
+    -- a helper process signals this one while it is inside a sandbox call
+    -- whose budget would let it run for minutes (last test: the signal
+    -- stays counted)
+    local before = loop.interrupts()
+    local helper = io.popen("sh -c 'sleep 1; kill -TERM " .. sys.getpid() .. "' &")
+    helper:close()
+    local ok, err = sandbox.call(function()
+        local n = 0
+        for i = 1, 2e10 do n = n + i end
+        return n
+    end, 1 << 50, 1 << 20)
+    T.eq(ok, false, "the evaluation was stopped")
+    T.contains(tostring(err), "interrupted", "by the signal, not the budget")
+    T.ok(loop.interrupts() > before, "the signal was seen")
 end)
 
 T.done()
