@@ -1,6 +1,6 @@
 -- The lab's cmd.exe and programs, driven over a real sshd with OpenSSH's
 -- ssh: outputs byte for byte against the contract's samples
--- (../shared/targets/windows2000-exchange55.md), cmd.exe parsing, and
+-- (tests/fixtures/windows2000-exchange55.md, a copy of ../shared/targets/), cmd.exe parsing, and
 -- cmd-args.json through the client's quoting and the lab's splitting.
 local _, tests_dir, lab_binary = ...
 local T = dofile(tests_dir .. "/lib/testlib.lua").setup(nil, tests_dir)
@@ -8,7 +8,7 @@ local L = dofile(tests_dir .. "/lab/testlab.lua")
 local json = require("cutover.core.json")
 
 local lab = L.start(T, lab_binary, { hosts = 1 })
-local contract = T.read(tests_dir .. "/../../shared/targets/windows2000-exchange55.md")
+local contract = T.read(tests_dir .. "/fixtures/windows2000-exchange55.md")
 
 -- A sample from the contract, as text with CRLF line ends; when the
 -- contract is at hand, the sample must be in it verbatim.
@@ -227,7 +227,7 @@ end)
 
 -- cmd-args.json: each string reaches a program intact (echoargs prints
 -- every argument it received on its own line).
-local args_file = T.read(tests_dir .. "/../../shared/targets/cmd-args.json")
+local args_file = T.read(tests_dir .. "/fixtures/cmd-args.json")
 local cases = args_file and json.decode(args_file) or { roundtrip = { "two words", 'quote"inside', "a&b" } }
 
 -- A reference quoting written here: CommandLineToArgvW quoting, then a

@@ -32,7 +32,7 @@ end
 -- ------------------------------------------------------------------
 -- cmd-args.json, read at test time
 
-local args_file = tests_dir .. "/../../shared/targets/cmd-args.json"
+local args_file = tests_dir .. "/fixtures/cmd-args.json"
 local cases = assert(json.decode(assert(fs.read(args_file))))
 
 T.test("cmd-args.json: every 'roundtrip' string reaches the program intact", function()

@@ -1,5 +1,5 @@
 -- Units of lua/cutover/windows/parse.lua: the contract's sample outputs
--- (copied verbatim from ../shared/targets/windows2000-exchange55.md,
+-- (copied verbatim from tests/fixtures/windows2000-exchange55.md,
 -- section 4, and given CRLF line endings as the host sends them), their
 -- variants, malformed text, and fuzz-like inputs that must never raise.
 local binary, tests_dir = ...
@@ -76,7 +76,7 @@ local DUMPEL = tabs([[
 ]])
 
 T.test("the samples are still the contract's", function()
-    local contract = fs.read(tests_dir .. "/../../shared/targets/windows2000-exchange55.md")
+    local contract = fs.read(tests_dir .. "/fixtures/windows2000-exchange55.md")
     T.ok(contract, "the contract is readable")
     T.contains(contract, SC_QC, "sc qc sample")
     T.contains(contract, SC_QUERY, "sc query sample")
