@@ -2,6 +2,7 @@
 -- inventory, and hands over to the runner.  Returns the exit code.
 local yaml = require("cutover.core.yaml")
 local playbook = require("cutover.playbook")
+local lint = require("cutover.lint")
 local inventory = require("cutover.inventory")
 local actions = require("cutover.actions")
 local runner = require("cutover.runner")
@@ -128,11 +129,15 @@ Options:
 
 ]] .. EXIT_CODES,
     lint = [[
-usage: cutover lint PLAYBOOK [-i INVENTORY]
+usage: cutover lint PLAYBOOK [-i INVENTORY] [-e NAME=VALUE | -e @FILE.yml]
 
 Loads and validates PLAYBOOK (and INVENTORY) as `run` would, reporting
-every problem as FILE:LINE:COL: message.  Runs nothing.  Exit 0 when
-valid, 2 otherwise.]],
+every problem as FILE:LINE:COL: message.  Runs nothing.  With an
+inventory it also checks that every play's hosts pattern matches a host
+and that every variable an expression reads is defined somewhere (play,
+block or step vars, vars_prompt, register, set_fact, loop variables, the
+inventory, -e), with "did you mean" for a near name.  Exit 0 when valid,
+2 otherwise.]],
     modules = [[
 usage: cutover modules
 
@@ -234,7 +239,7 @@ local RUN_OPTS = {
     ["answer-stdin"] = { nil, true, true }, ["non-interactive"] = {},
     vault = { nil, true },
 }
-local LINT_OPTS = { inventory = { "i", true }, help = { "h" } }
+local LINT_OPTS = { inventory = { "i", true }, ["extra-vars"] = { "e", true, true }, help = { "h" } }
 local INVENTORY_OPTS = { inventory = { "i", true }, list = {}, graph = {}, host = { nil, true }, help = { "h" } }
 local DOC_OPTS = { all = {}, format = { nil, true }, help = { "h" } }
 local NO_OPTS = { help = { "h" } }
@@ -472,6 +477,10 @@ local function cmd_lint(args)
     if o.inventory then
         local inv, ierr = load_inventory(o.inventory)
         if not inv then print_errors({ ierr }); return runner.EXIT_USAGE end
+        local extra, eerr = extra_vars(o["extra-vars"])
+        if not extra then return usage_error(eerr, "lint") end
+        local problems = lint.check(book, inv, extra)
+        if #problems > 0 then print_errors(problems); return runner.EXIT_USAGE end
     end
     print(string.format("%s: ok (%d play%s, %d step%s)", pos[1], #book.plays,
         #book.plays == 1 and "" or "s", book.step_count, book.step_count == 1 and "" or "s"))

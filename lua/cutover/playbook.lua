@@ -87,11 +87,21 @@ local function as_list(v)
     return { v }
 end
 
+-- Every expression and template, where it is (for lint's variable check).
+function Loader:record_use(kind, text, where, label)
+    self.uses[#self.uses + 1] = { kind = kind, text = text, where = where, label = label }
+end
+
 function Loader:check_condition(src, t, key, label)
     local v = t[key]
     if v == nil then return end
     local ok, err = expr.check_condition(v)
     if not ok then self:err(src:at(t, key), label .. ": " .. key .. ": " .. err) end
+    for _, c in ipairs(type(v) == "table" and v or { v }) do
+        if type(c) == "string" then
+            self:record_use("condition", c:match("^%s*{{(.-)}}%s*$") or c, src:at(t, key), label)
+        end
+    end
 end
 
 -- Checks the {{ }} syntax of every string inside v.
@@ -101,6 +111,7 @@ function Loader:check_templates(src, v, t, key, label, depth)
         if expr.has_template(v) then
             local ok, err = expr.check_template(v)
             if not ok then self:err(src:at(t, key), label .. ": " .. err) end
+            self:record_use("template", v, src:at(t, key), label)
         end
     elseif type(v) == "table" and depth < 32 then
         for k, x in pairs(v) do self:check_templates(src, x, v, k, label, depth + 1) end
@@ -286,6 +297,13 @@ function Loader:step(src, t, inherited_tags, in_handlers, list, index)
             end
         end
         local raw = t[action_name]
+        if action_name == "assert" and type(raw) == "table" and raw.that ~= nil then
+            for _, c in ipairs(type(raw.that) == "table" and raw.that or { raw.that }) do
+                if type(c) == "string" then
+                    self:record_use("condition", c:match("^%s*{{(.-)}}%s*$") or c, src:at(raw, "that"), label)
+                end
+            end
+        end
         local args, errs, err_keys = schema.normalize(actions.get(action_name), raw)
         for i, e in ipairs(errs) do
             -- an error about one argument points at that argument
@@ -357,8 +375,10 @@ function Loader:play(src, t, index)
         self:err(play.where, label .. ": 'hosts' is required (a host, a group or 'all')")
     elseif type(t.hosts) == "string" then
         play.hosts = t.hosts
+        play.hosts_where = src:at(t, "hosts")
     elseif type(t.hosts) == "table" and util.is_list(t.hosts) and is_str_list(t.hosts) then
         play.hosts = table.concat(t.hosts, ",")
+        play.hosts_where = src:at(t, "hosts")
     else
         self:err(src:at(t, "hosts"), label .. ": 'hosts' must be a pattern or a list of them")
     end
@@ -455,7 +475,8 @@ end
 function M.load(path)
     local src, err = M.read_yaml(path, "playbook")
     if not src then return nil, { err } end
-    local self = setmetatable({ errors = {}, ids = {}, notifies = {}, gates = {}, step_count = 0 }, Loader)
+    local self = setmetatable({ errors = {}, ids = {}, notifies = {}, gates = {}, step_count = 0,
+                                uses = {} }, Loader)
     local doc = src.value
     local book = { path = path, dir = util.dirname(path), plays = {}, source = src }
     if is_null(doc) then
@@ -489,6 +510,7 @@ function M.load(path)
         end
     end
     book.step_count = self.step_count
+    book.expression_uses = self.uses
     if #self.errors > 0 then
         table.sort(self.errors, function(a, b)
             local la, ca = a:match(":(%d+):(%d+):")

@@ -459,4 +459,60 @@ T.test("without a terminal a long step gets a progress line after 10 s, a short 
     T.eq(n, 1, "one line for the 11 s step: " .. r.stdout)
 end)
 
+-- Issue 10 (lint gap): with an inventory, lint checks that every play's
+-- hosts pattern matches, and every variable an expression reads exists.
+T.test("lint -i: hosts that match nothing and undefined variables", function()
+    local d = T.tmpdir()
+    T.write(d .. "/inv.yml", [[
+all:
+  hosts:
+    web1: { ansible_host: 127.0.0.1, app_port: 8080 }
+  children:
+    db:
+      hosts:
+        db1: { ansible_host: 127.0.0.2 }
+      vars: { pg_version: 15 }
+]])
+    T.write(d .. "/p.yml", [[
+- name: web
+  hosts: web*
+  vars:
+    package: nginx
+  steps:
+    - name: install
+      command: "apt-get install {{ pakage }}"
+    - name: check
+      command: "curl localhost:{{ app_port }}"
+      register: out
+    - name: verify
+      assert:
+        that:
+          - out.rc == 0
+          - pg_verison == 15
+      when: defined("x") and check_mode == false
+- name: mail
+  hosts: mail
+  steps:
+    - debug: { msg: "{{ inventory_hostname }} {{ item }}" }
+      loop: [1, 2]
+]])
+    local r = T.run({ "lint", d .. "/p.yml", "-i", d .. "/inv.yml" })
+    T.eq(r.rc, 2, "lint fails")
+    T.eq(r.stderr, d .. "/p.yml:7:7: step 'install': undefined variable 'pakage' (did you mean 'package'?)\n"
+        .. d .. "/p.yml:13:9: step 'verify': undefined variable 'pg_verison' (did you mean 'pg_version'?)\n"
+        .. d .. "/p.yml:18:3: play 'mail': hosts 'mail' matches no host of the inventory\n", "each named, in order")
+    r = T.run({ "lint", d .. "/p.yml", "-i", d .. "/inv.yml", "-e", "pakage=x", "-e", "pg_verison=1" })
+    T.eq(r.rc, 2, "-e defines names; the hosts pattern still matches nothing")
+    T.not_contains(r.stderr, "undefined variable", "-e names are defined")
+    r = T.run({ "lint", d .. "/p.yml" })
+    T.eq(r.rc, 0, "without an inventory: only the playbook's own checks; " .. r.stderr)
+end)
+
+T.test("lint -i: the shipped playbooks are clean against their inventories", function()
+    local d = T.tmpdir()
+    T.write(d .. "/inv.yml", "all:\n  hosts:\n    localhost: { ansible_connection: local }\n")
+    local r = T.run({ "lint", T.dir .. "/../playbooks/local-upgrade-demo.yml", "-i", d .. "/inv.yml" })
+    T.eq(r.rc, 0, r.stderr)
+end)
+
 T.done()

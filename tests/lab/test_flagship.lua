@@ -60,6 +60,11 @@ local function run_book(env, host, extra)
     return cutover(env, args)
 end
 
+T.test("lint with the lab's inventory: every host pattern and variable is known", function()
+    local r = cutover(vault(T.tmpdir()), { "lint", BOOK, "-i", INV })
+    T.eq(r.rc, 0, "clean: " .. r.stdout .. r.stderr)
+end)
+
 T.test("dry run: lists the changes, changes nothing, says what is decided at apply time", function()
     local env = vault(T.tmpdir())
     local before = lab:file(1, "state.json")
