@@ -1038,6 +1038,7 @@ function M.run(book, inventory, opts)
         vault = opts.vault, interactive = opts.interactive, extra_vars = opts.extra_vars,
         run_id = opts.resume and opts.resume.run.id, needs_key = sealed_any,
         sealed_prompts = opts.resume and opts.resume.run.sealed,
+        journaled = opts.journal ~= nil, extra_vars_secret = opts.extra_vars_secret,
     })
     if not secrets then
         io.stderr:write("cutover: " .. redact.text(serr) .. "\n")
@@ -1047,7 +1048,24 @@ function M.run(book, inventory, opts)
     if opts.resume and opts.journal then
         local code = self:open_sealed(opts.journal, opts.resume.run.id)
         if code then return code end
+        -- a secret extra var recorded only masked (no vault to seal it,
+        -- not from a file): never run with the mask in its place
+        local lost = {}
+        for k, v in pairs(opts.extra_vars or {}) do
+            if v == redact.MASK then lost[#lost + 1] = k end
+        end
+        if #lost > 0 then
+            table.sort(lost)
+            io.stderr:write("cutover: run " .. opts.resume.run.id .. ": extra var" .. (#lost > 1 and "s " or " ") ..
+                "'" .. table.concat(lost, "', '") .. "' held a secret that was recorded only masked " ..
+                "(no vault was open to seal it); refusing to resume with the mask in its place\n")
+            return M.EXIT_REFUSED
+        end
     end
+    -- what the journal and saved plans show of the extra vars: secret
+    -- ones masked (their real values are sealed with the run)
+    local ev_record, ev_secret = secrets:split_extra_vars(book, opts.extra_vars, opts.extra_vars_secret)
+    opts.extra_vars_masked = ev_record
 
     -- The journal: a run record, locks on every host the run may touch.
     local j = opts.journal
@@ -1083,14 +1101,14 @@ function M.run(book, inventory, opts)
             j:new_run({ id = self.run_id, command = opts.check and "check" or "run", playbook = book.path,
                         playbook_digest = opts.playbook_digest, inventory = opts.inventory_path,
                         inventory_digest = opts.inventory_digest,
-                        extra_vars = opts.extra_vars_record or opts.extra_vars,
+                        extra_vars = ev_record,
                         options = opts.record_options, version = opts.version })
         end
         for _, h in ipairs(all) do
             if not (opts.resume and opts.resume.finished[h]) then j:host_status(self.run_id, h, "pending") end
         end
         if not opts.resume then
-            local sealed = secrets:sealed_prompts(self.run_id)
+            local sealed = secrets:sealed_run(self.run_id, ev_secret)
             if sealed then j:run_sealed(self.run_id, sealed) end
         end
     end

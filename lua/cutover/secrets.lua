@@ -70,6 +70,26 @@ function M.prepare(book, opts)
     end
     local needs_vault = next(found.names) ~= nil or found.secret_gates or private_prompts
         or opts.sealed_prompts ~= nil or opts.needs_key
+    if not needs_vault and opts.journaled then
+        -- secret extra vars (-e @FILE, a private prompt answered with -e)
+        -- are sealed with the vault's key when there is a vault that
+        -- opens; without one they are recorded masked (and -e @FILE is
+        -- read again on resume), so a run never fails for want of it
+        local wants = next(opts.extra_vars_secret or {}) ~= nil
+        for _, p in ipairs(prompts) do
+            if p.private and (opts.extra_vars or {})[p.name] ~= nil then wants = true end
+        end
+        if wants and require("cutover.core.fs").stat(self.vault_path, true) then
+            local v = vault.open(opts.vault)
+            if v then
+                self.vault, self.key = v, v.key
+                for name, value in pairs(v.values) do
+                    self.values[name] = value
+                    redact.register(value)
+                end
+            end
+        end
+    end
     if not needs_vault and #prompts == 0 then return self end
 
     -- the vault: opened once; created only with the operator's consent
@@ -177,11 +197,40 @@ function M.prepare(book, opts)
     return self
 end
 
--- The prompted values, sealed for the journal (nil when there are none).
-function Secrets:sealed_prompts(run_id)
-    if next(self.prompted) == nil then return nil end
+-- The run's captured values sealed for the journal's runs.sealed: the
+-- prompted values and the secret extra vars (name -> real value), with
+-- the secret values among them.  nil when there is nothing to seal or no
+-- key.
+function Secrets:sealed_run(run_id, secret_extra)
+    if next(self.prompted) == nil and next(secret_extra or {}) == nil then return nil end
     if not self.key then return nil end
-    return core.to_base64(self.key:encrypt(json.encode(self.prompted), run_id))
+    local prompted = next(self.prompted) and self.prompted or setmetatable({}, { __jsontype = "object" })
+    local ev = next(secret_extra or {}) and secret_extra or setmetatable({}, { __jsontype = "object" })
+    local plain = json.encode({ prompted = prompted, extra_vars = ev })
+    return core.to_base64(self.key:encrypt(json.encode({ v = 2, prompted = prompted, extra_vars = ev,
+        secrets = setmetatable(redact.found_in(plain), { __jsontype = "array" }) }), run_id))
+end
+
+-- The extra vars to record in the journal's readable column, and the
+-- secret ones (name -> value) to seal: values from -e @FILE, values
+-- holding a registered secret (a vault value), answers to private
+-- prompts.  The record holds the mask in their place.
+function Secrets:split_extra_vars(book, ev, from_file)
+    local record, secret = {}, {}
+    local private = {}
+    for _, p in ipairs(prompts_of(book)) do if p.private then private[p.name] = true end end
+    for k, v in pairs(ev or {}) do
+        local masked = redact.value(v)
+        local holds = (from_file or {})[k] or private[k] or
+            (type(v) == "table" and json.encode(masked) ~= json.encode(v)) or masked ~= v and type(v) ~= "table"
+        if holds then
+            record[k] = redact.MASK
+            secret[k] = v
+        else
+            record[k] = v
+        end
+    end
+    return record, secret
 end
 
 -- Seals text (a result holding a secret) for the journal, or nil.

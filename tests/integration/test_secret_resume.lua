@@ -210,4 +210,127 @@ T.test("item6_unopenable_sealed_refuses: a recreated vault cannot open the seale
          "the run is left as it was")
 end)
 
+T.test("item6_unopenable_sealed_refuses: a private prompt's sealed answer that cannot be opened", function()
+    local d, env = setup([[
+- hosts: all
+  vars_prompt:
+    - name: token
+      prompt: "Deploy token"
+  steps:
+    - id: later
+      pause: { gate: later, prompt: "Go on?" }
+    - id: write
+      copy: { dest: "@D@/tok.txt", content: "{{ token }}" }
+]])
+    vault_set(d, env, "unused", "unused-value-1")
+    -- on a terminal the prompt is asked; without one -e answers it
+    local r = cutover(d, env, { "run", d .. "/p.yml", "--non-interactive", "-e", "token=Prompt-Tok-8811" })
+    T.eq(r.rc, 4, "parked: " .. r.stderr)
+    local id = run_id(r)
+    T.ok(fs.remove(d .. "/vault"), "vault removed")
+    vault_set(d, env, "unused", "unused-value-1")
+    r = cutover(d, env, { "resume", id, "--approve", "later", "--non-interactive" })
+    T.eq(r.rc, 3, "refused: " .. r.stderr)
+    T.contains(r.stderr, "token", "names the value")
+    T.eq(T.read(d .. "/tok.txt"), nil, "nothing deployed")
+end)
+
+------------------------------------------------------------------ item 7
+
+local EV_BOOK = [[
+- hosts: all
+  vars_prompt:
+    - name: token
+      prompt: "Deploy token"
+  steps:
+    - id: uses-vault
+      debug: { msg: "db {{ secret.dbpw }}" }
+    - id: later
+      pause: { gate: later, prompt: "Go on?" }
+    - id: write
+      copy: { dest: "@D@/ev.txt", content: "{{ file_token }}|{{ match }}|{{ token }}|{{ plain }}" }
+]]
+
+local FILE_TOKEN, VAULT_VAL, PROMPT_ANS = "File-Tok-55qA", "Vault-Val-x81B", "Prompt-Ans-3kC"
+
+T.test("item7_extra_vars_sealed: -e @FILE, -e matching a vault value and a private prompt's -e answer are sealed, not in clear", function()
+    local d, env = setup(EV_BOOK, { ["vars.yml"] = "file_token: " .. FILE_TOKEN .. "\n" })
+    vault_set(d, env, "dbpw", VAULT_VAL)
+    local args = { "-e", "@" .. d .. "/vars.yml", "-e", "match=" .. VAULT_VAL, "-e", "token=" .. PROMPT_ANS,
+                   "-e", "plain=visible-value" }
+    local all = { "run", d .. "/p.yml", "--non-interactive" }
+    for _, a in ipairs(args) do all[#all + 1] = a end
+    local r = cutover(d, env, all)
+    T.eq(r.rc, 4, "parked at the gate: " .. r.stderr)
+    local out = r.stdout .. r.stderr
+    local id = run_id(r)
+    local secrets = { FILE_TOKEN, VAULT_VAL, PROMPT_ANS }
+    no_leak(journal_bytes(d), secrets, "journal")
+    local show = cutover(d, env, { "show", id, "--format", "json" })
+    T.eq(show.rc, 0, "show")
+    no_leak(show.stdout, secrets, "cutover show --format json")
+    local ev = json.decode(show.stdout).run.extra_vars
+    T.eq(ev.file_token, "********", "the file's value is masked in the record")
+    T.eq(ev.match, "********", "a vault value is masked in the record")
+    T.eq(ev.token, "********", "a private prompt's answer is masked in the record")
+    T.eq(ev.plain, "visible-value", "other -e values stay readable")
+    -- resume has the real values back
+    r = cutover(d, env, { "resume", id, "--approve", "later", "--non-interactive" })
+    T.eq(r.rc, 0, "resume: " .. r.stderr)
+    out = out .. r.stdout .. r.stderr
+    same(T.read(d .. "/ev.txt"), FILE_TOKEN .. "|" .. VAULT_VAL .. "|" .. PROMPT_ANS .. "|visible-value",
+         "the real values were used after the resume")
+    no_leak(out, { VAULT_VAL, PROMPT_ANS }, "output")
+    no_leak(journal_bytes(d), secrets, "journal after the resume")
+end)
+
+T.test("item7_extra_vars_sealed: -e @FILE without a vault: masked in the journal, read again on resume", function()
+    local d, env = setup([[
+- hosts: all
+  steps:
+    - id: later
+      pause: { gate: later, prompt: "Go on?" }
+    - id: write
+      copy: { dest: "@D@/ev.txt", content: "{{ file_token }}" }
+]], { ["vars.yml"] = "file_token: " .. FILE_TOKEN .. "\n" })
+    local r = cutover(d, env, { "run", d .. "/p.yml", "--non-interactive", "-e", "@" .. d .. "/vars.yml" })
+    T.eq(r.rc, 4, "parked: " .. r.stderr)
+    local id = run_id(r)
+    no_leak(journal_bytes(d), { FILE_TOKEN }, "journal")
+    no_leak(cutover(d, env, { "show", id, "--format", "json" }).stdout, { FILE_TOKEN }, "show --format json")
+    r = cutover(d, env, { "resume", id, "--approve", "later", "--non-interactive" })
+    T.eq(r.rc, 0, "resume: " .. r.stderr)
+    same(T.read(d .. "/ev.txt"), FILE_TOKEN, "the file was read again")
+end)
+
+T.test("item7_extra_vars_sealed: saved plans mask secret -e values and do not hash them plainly", function()
+    local d, env = setup(EV_BOOK, { ["vars.yml"] = "file_token: " .. FILE_TOKEN .. "\n" })
+    vault_set(d, env, "dbpw", VAULT_VAL)
+    local ev_args = { "-e", "@" .. d .. "/vars.yml", "-e", "match=" .. VAULT_VAL, "-e", "token=" .. PROMPT_ANS,
+                      "-e", "plain=visible-value" }
+    local all = { "plan", d .. "/p.yml", "-o", d .. "/p.plan" }
+    for _, a in ipairs(ev_args) do all[#all + 1] = a end
+    local r = cutover(d, env, all)
+    T.ok(T.read(d .. "/p.plan") ~= nil, "plan written: " .. r.stderr)
+    local text = T.read(d .. "/p.plan")
+    no_leak(text, { FILE_TOKEN, VAULT_VAL, PROMPT_ANS }, "plan file")
+    local plan = json.decode(text)
+    T.eq(plan.extra_vars.values.file_token, "********", "file value masked")
+    T.eq(plan.extra_vars.values.plain, "visible-value", "plain value kept")
+    local ev = { file_token = FILE_TOKEN, match = VAULT_VAL, token = PROMPT_ANS, plain = "visible-value" }
+    T.ok(plan.extra_vars.sha256 ~= crypto.sha256(json.encode(ev)), "the digest is not a plain hash of the values")
+    -- apply with the same -e accepts the plan's digest
+    all = { "apply", d .. "/p.plan", "--non-interactive", "--approve", "later" }
+    for _, a in ipairs(ev_args) do all[#all + 1] = a end
+    r = cutover(d, env, all)
+    T.not_contains(r.stderr, "extra vars changed", "same extra vars accepted")
+    T.eq(r.rc, 0, "applied: " .. r.stderr)
+    -- a different value is noticed
+    all = { "apply", d .. "/p.plan", "--non-interactive", "--approve", "later", "-e", "@" .. d .. "/vars.yml",
+            "-e", "match=other", "-e", "token=" .. PROMPT_ANS, "-e", "plain=visible-value" }
+    r = cutover(d, env, all)
+    T.eq(r.rc, 3, "changed extra vars refused")
+    T.contains(r.stderr, "extra vars changed", "says why")
+end)
+
 T.done()
