@@ -316,12 +316,19 @@ local function print_errors(errs)
     for _, e in ipairs(errs) do io.stderr:write(redact.text(e), "\n") end
 end
 
+-- Where the values of a parsed -e table came from (weak keys): the
+-- names set by an -e @FILE (the way to pass a secret: they are kept in
+-- the journal only sealed or masked) and those files, absolute.
+local ev_origin = setmetatable({}, { __mode = "k" })
+
 -- -e values: NAME=VALUE (text), @FILE (YAML mapping), or inline YAML/JSON.
 local function extra_vars(list)
     local out = {}
+    local from_file, files = {}, {}
     for _, e in ipairs(list or {}) do
         local t
-        if e:sub(1, 1) == "@" then
+        local is_file = e:sub(1, 1) == "@"
+        if is_file then
             local src, err = playbook.read_yaml(e:sub(2), "extra vars file")
             if not src then return nil, err end
             t = src.value
@@ -340,8 +347,16 @@ local function extra_vars(list)
             end
             t = { [name] = value }
         end
-        for k, v in pairs(t) do out[k] = v end
+        if is_file then
+            local ok, abs = pcall(require("cutover.core.fs").realpath, e:sub(2))
+            files[#files + 1] = ok and abs or e:sub(2)
+        end
+        for k, v in pairs(t) do
+            out[k] = v
+            from_file[k] = is_file or nil
+        end
     end
+    ev_origin[out] = { from_file = from_file, files = files }
     return out
 end
 
@@ -423,10 +438,16 @@ local function prepare_run(o, book_path, ev)
     local interactive = not o["non-interactive"] and require("cutover.core.sys").has_tty()
     local record = {}
     for _, k in ipairs(RECORDED) do record[k] = o[k] end
+    local origin = ev_origin[ev]
+    if origin and #origin.files > 0 then
+        -- read again on resume for values that could not be sealed
+        record["extra-vars-files"] = origin.files
+    end
     return book, inv, {
         check = o.check == true, diff = o.diff == true, limit = limit,
         tags = split_set(o.tags), skip_tags = split_set(o["skip-tags"]),
         start_at = o["start-at"], extra_vars = ev, format = o.format or "text",
+        extra_vars_secret = origin and origin.from_file,
         verbose = o.verbose and #o.verbose or 0, version = M.VERSION,
         accept_new_host_keys = o["accept-new-host-keys"] == true,
         forks = o.forks and math.tointeger(tonumber(o.forks)),

@@ -7,6 +7,7 @@ local journal_mod = require("cutover.journal")
 local playbook = require("cutover.playbook")
 local runner = require("cutover.runner")
 local util = require("cutover.util")
+local redact = require("cutover.redact")
 
 local M = {}
 
@@ -129,6 +130,21 @@ function M.resume(j, id, o, prepare)
     local recorded = r.options and json.decode(r.options) or {}
     for k, v in pairs(o) do recorded[k] = v end
     local ev = r.extra_vars and json.decode(r.extra_vars) or {}
+    -- secret extra vars are recorded masked: the sealed copies come back
+    -- with the vault (cutover.secrets); without one, values from -e @FILE
+    -- are read from their files again
+    local masked = {}
+    for k, v in pairs(ev) do if v == redact.MASK then masked[k] = true end end
+    if next(masked) and type(recorded["extra-vars-files"]) == "table" then
+        for _, path in ipairs(recorded["extra-vars-files"]) do
+            local src = playbook.read_yaml(tostring(path), "extra vars file")
+            if src and type(src.value) == "table" then
+                for k, v in pairs(src.value) do
+                    if masked[k] then ev[k] = v end
+                end
+            end
+        end
+    end
     local book, inv, opts = prepare(recorded, r.playbook, ev)
     if not book then return inv end
 

@@ -161,7 +161,12 @@ local function files_digest(paths)
 end
 M.files_digest = files_digest
 
-local function extra_vars_digest(ev)
+-- The extra vars' digest.  With a salt (random, kept in the plan) it is
+-- not a plain hash of the values, which may hold a secret: a plain one
+-- would let anyone holding the plan test guesses against a table made in
+-- advance.  Plans written before the salt have none.
+local function extra_vars_digest(ev, salt)
+    if salt then return crypto.sha256("cutover-extra-vars\0" .. salt .. "\0" .. encode(ev or {})) end
     return crypto.sha256(encode(ev or {}))
 end
 
@@ -274,7 +279,7 @@ end
 
 -- Digest fields are hex written by cutover, not text from anywhere:
 -- they are not masked (masking one would only break apply).
-local DIGEST_KEYS = { sha256 = true, facts_sha256 = true }
+local DIGEST_KEYS = { sha256 = true, facts_sha256 = true, salt = true }
 
 local function mask_plan(v, depth)
     depth = depth or 0
@@ -321,15 +326,26 @@ function M.plan(o, book_path, ev, env)
         inv_meta = { path = o.inventory, sha256 = digest, files = array(files) }
     end
     local args = absolute_extra_args(o["extra-vars"])
+    local ev_salt = crypto.random_hex(16)
     local plan = build({
         version = env.version,
         playbook = { path = abs_book, sha256 = opts.playbook_digest or file_sha256(abs_book) },
         inventory = inv_meta,
-        extra_vars = { sha256 = extra_vars_digest(ev), values = mask_value(ev),
+        extra_vars = { sha256 = extra_vars_digest(ev, ev_salt), salt = ev_salt,
+                       values = mask_value(opts.extra_vars_masked or ev),
                        args = #args > 0 and array(args) or nil },
         options = run_options(o, opts.limit),
         check_exit_code = code,
     }, c)
+    -- the secret extra vars (-e @FILE, private prompts) are masked in the
+    -- plan file wherever a step put them, not only in extra_vars (values
+    -- under 4 characters only there: they would mask the plan's own words)
+    if redact and redact.register then
+        for k, v in pairs(opts.extra_vars_masked or {}) do
+            local real = ev[k]
+            if v == redact.MASK and type(real) == "string" and #real >= 4 then redact.register(real) end
+        end
+    end
     local out = o.output or default_output(book_path)
     local text = encode(mask_plan(plan))
     if redact and redact.json_line then text = redact.json_line(text) end
@@ -523,7 +539,7 @@ local function whole_plan_check(plan, o, env)
     local ev, eerr = env.extra_vars(args)
     if not ev then
         reasons[#reasons + 1] = "extra vars changed: " .. tostring(eerr)
-    elseif extra_vars_digest(ev) ~= ev_plan.sha256 then
+    elseif extra_vars_digest(ev, type(ev_plan.salt) == "string" and ev_plan.salt or nil) ~= ev_plan.sha256 then
         local hint = ""
         if not o["extra-vars"] and encode(ev_plan.args or {}):find("********", 1, true) then
             hint = " (the plan masks secret values: give apply the same -e options as plan)"

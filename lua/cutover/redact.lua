@@ -33,17 +33,23 @@ local find, sub = string.find, string.sub
 local registered = {}  -- value -> true
 local needles = {}     -- forms to look for, longest first
 local known = {}       -- needle -> true
+local origin = {}      -- needle -> list of the registered values it is a form of
 local count = 0
+local current          -- the value whose forms add() is adding
 
 local function json_inner(s)
     return sub(json.encode(s), 2, -2)
 end
 
 local function add(s)
-    if s ~= "" and not known[s] then
+    if s == "" then return end
+    if not known[s] then
         known[s] = true
         needles[#needles + 1] = s
+        origin[s] = {}
     end
+    local o = origin[s]
+    if o[#o] ~= current then o[#o + 1] = current end
 end
 
 local function add_forms(s)
@@ -67,6 +73,7 @@ function M.register(value)
     if type(value) == "number" then value = tostring(value) end
     if type(value) ~= "string" or value == "" or registered[value] then return end
     registered[value] = true
+    current = value
     add_forms(value)
     if find(value, "\n", 1, true) then
         for line in value:gmatch("[^\n]+") do
@@ -86,7 +93,24 @@ function M.active() return count > 0 end
 
 -- Forgets every registered value (tests).
 function M.reset()
-    registered, needles, known, count = {}, {}, {}, 0
+    registered, needles, known, origin, count = {}, {}, {}, {}, 0
+end
+
+-- The registered values that occur in s (in any of their forms), sorted:
+-- what a sealed journal row must bring back for masking on resume.
+function M.found_in(s)
+    if count == 0 or type(s) ~= "string" then return {} end
+    local set = {}
+    for i = 1, count do
+        local n = needles[i]
+        if find(s, n, 1, true) then
+            for _, v in ipairs(origin[n]) do set[v] = true end
+        end
+    end
+    local out = {}
+    for v in pairs(set) do out[#out + 1] = v end
+    table.sort(out)
+    return out
 end
 
 -- Spans sorted by start, overlapping or touching ones merged.

@@ -451,14 +451,69 @@ function Run:journal_json(result)
     for k, v in pairs(result) do if k ~= "diff" then keep[k] = v end end
     local plain = json.encode(keep)
     local masked = redact.json_line(json.encode(redact.value(keep)))
-    if masked ~= plain then return masked, self.secrets:seal(plain, self.run_id) end
+    if masked ~= plain then return masked, self.secrets:seal_result(plain, self.run_id) end
     return masked
+end
+
+-- The step of play number pi with id (for naming it in a message).
+local function find_step(book, pi, id)
+    local found
+    local function walk(list)
+        for _, s in ipairs(list or {}) do
+            if s.id == id then found = found or s end
+            walk(s.block); walk(s.rescue); walk(s.always)
+        end
+    end
+    local play = book.plays[pi]
+    if play then walk(play.steps); walk(play.handlers) end
+    return found
+end
+
+-- Resume: opens every sealed step result of the run before anything
+-- runs or prints, and registers the secrets in them for masking (a
+-- secret gate's answer is in no vault: without this, the replayed value
+-- would be printed in clear).  A row this vault's key cannot open (a
+-- recreated or another vault) refuses the resume: its masked copy would
+-- otherwise be replayed and deployed.  Returns nil | an exit code.
+function Run:open_sealed(j, run_id)
+    self.unsealed = {}
+    local rows = j:rows("SELECT seq, host, play, step, result, sealed FROM steps " ..
+                        "WHERE run = ? AND sealed IS NOT NULL ORDER BY seq", run_id)
+    local bad = {}
+    for _, row in ipairs(rows) do
+        local text, list = self.secrets:open_result(row.sealed, row.result, run_id)
+        if text then
+            self.unsealed[row.seq] = text
+            for _, v in ipairs(list) do redact.register(v) end
+        else
+            local s = find_step(self.book, row.play, row.step)
+            bad[#bad + 1] = "step '" .. row.step .. "' on " .. row.host ..
+                ((s and s.register) and (": its registered value '" .. s.register .. "'")
+                 or (s and s.action == "set_fact" and ": the facts it set") or ": its result")
+        end
+    end
+    if #bad == 0 then return nil end
+    for _, b in ipairs(bad) do
+        io.stderr:write("cutover: " .. redact.text(b) .. " is sealed and cannot be opened with the vault " ..
+                        tostring(self.secrets.vault_path) .. "\n")
+    end
+    io.stderr:write("cutover: refusing to resume run " .. run_id .. " with masked copies of sealed values " ..
+                    "(a recreated vault, or another one?); resume with the vault the run started with\n")
+    return M.EXIT_REFUSED
 end
 
 -- Replays a step finished before a restart: its registered value,
 -- set_fact values and notifications, without touching the host.
 function Run:replay(hs, step, row)
-    local text = row.sealed and self.secrets:unseal(row.sealed, self.run_id) or row.result
+    local text = row.result
+    if row.sealed then
+        -- opened (and its secrets registered) before the run started; a
+        -- masked copy is never used in its place
+        text = self.unsealed and self.unsealed[row.seq]
+        if not text then
+            error("step '" .. step.id .. "' on " .. hs.name .. ": its sealed result was not opened", 0)
+        end
+    end
     local result = text and json.decode(text) or {}
     if type(result) ~= "table" then result = {} end
     if step.register then hs.scope:set(step.register, result) end
@@ -512,9 +567,14 @@ function Run:journaled_step(hs, step)
                                    occurrence = n, name = step.name, action = step.action,
                                    digest = step_digest(step), idempotent = idempotent })
             local done = { changed = false, msg = "marked done by " .. (sys.user()) }
-            j:result(seq, "marked", false, (self:journal_json(done)), "marked done by " .. (sys.user()))
+            -- the marked row keeps the step's own result (masked, and
+            -- sealed when it holds a secret), so later resumes replay the
+            -- real values too
+            local text = row.result or (self:journal_json(done))
+            j:result(seq, "marked", false, text, "marked done by " .. (sys.user()), row.result and row.sealed or nil)
             j:event(self.run_id, hs.name, "mark-done", step.id, nil)
-            return self:replay(hs, step, { result = row.result or json.encode(done), note = "marked done by the operator" })
+            return self:replay(hs, step, { result = text, sealed = row.result and row.sealed or nil, seq = row.seq,
+                                           note = "marked done by the operator" })
         elseif r.retry[step.id] then
             note = "retried after a restart (--retry)"
             j:event(self.run_id, hs.name, "retry", step.id, nil)
@@ -974,16 +1034,38 @@ function M.run(book, inventory, opts)
             opts.journal:rows("SELECT 1 FROM steps WHERE run = ? AND sealed IS NOT NULL LIMIT 1",
                               opts.resume.run.id)[1] ~= nil
     end
-    local secrets, serr = require("cutover.secrets").prepare(book, {
+    local secrets, serr, scode = require("cutover.secrets").prepare(book, {
         vault = opts.vault, interactive = opts.interactive, extra_vars = opts.extra_vars,
         run_id = opts.resume and opts.resume.run.id, needs_key = sealed_any,
         sealed_prompts = opts.resume and opts.resume.run.sealed,
+        journaled = opts.journal ~= nil, extra_vars_secret = opts.extra_vars_secret,
     })
     if not secrets then
         io.stderr:write("cutover: " .. redact.text(serr) .. "\n")
-        return M.EXIT_USAGE
+        return scode or M.EXIT_USAGE
     end
     self.secrets = secrets
+    if opts.resume and opts.journal then
+        local code = self:open_sealed(opts.journal, opts.resume.run.id)
+        if code then return code end
+        -- a secret extra var recorded only masked (no vault to seal it,
+        -- not from a file): never run with the mask in its place
+        local lost = {}
+        for k, v in pairs(opts.extra_vars or {}) do
+            if v == redact.MASK then lost[#lost + 1] = k end
+        end
+        if #lost > 0 then
+            table.sort(lost)
+            io.stderr:write("cutover: run " .. opts.resume.run.id .. ": extra var" .. (#lost > 1 and "s " or " ") ..
+                "'" .. table.concat(lost, "', '") .. "' held a secret that was recorded only masked " ..
+                "(no vault was open to seal it); refusing to resume with the mask in its place\n")
+            return M.EXIT_REFUSED
+        end
+    end
+    -- what the journal and saved plans show of the extra vars: secret
+    -- ones masked (their real values are sealed with the run)
+    local ev_record, ev_secret = secrets:split_extra_vars(book, opts.extra_vars, opts.extra_vars_secret)
+    opts.extra_vars_masked = ev_record
 
     -- The journal: a run record, locks on every host the run may touch.
     local j = opts.journal
@@ -1019,14 +1101,14 @@ function M.run(book, inventory, opts)
             j:new_run({ id = self.run_id, command = opts.check and "check" or "run", playbook = book.path,
                         playbook_digest = opts.playbook_digest, inventory = opts.inventory_path,
                         inventory_digest = opts.inventory_digest,
-                        extra_vars = opts.extra_vars_record or opts.extra_vars,
+                        extra_vars = ev_record,
                         options = opts.record_options, version = opts.version })
         end
         for _, h in ipairs(all) do
             if not (opts.resume and opts.resume.finished[h]) then j:host_status(self.run_id, h, "pending") end
         end
         if not opts.resume then
-            local sealed = secrets:sealed_prompts(self.run_id)
+            local sealed = secrets:sealed_run(self.run_id, ev_secret)
             if sealed then j:run_sealed(self.run_id, sealed) end
         end
     end

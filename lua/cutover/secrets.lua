@@ -18,6 +18,8 @@ local util = require("cutover.util")
 
 local M = {}
 
+M.EXIT_REFUSED = 3
+
 -- Walks every string and key of the playbook's YAML.
 local function scan(v, found, depth)
     depth = depth or 0
@@ -68,6 +70,26 @@ function M.prepare(book, opts)
     end
     local needs_vault = next(found.names) ~= nil or found.secret_gates or private_prompts
         or opts.sealed_prompts ~= nil or opts.needs_key
+    if not needs_vault and opts.journaled then
+        -- secret extra vars (-e @FILE, a private prompt answered with -e)
+        -- are sealed with the vault's key when there is a vault that
+        -- opens; without one they are recorded masked (and -e @FILE is
+        -- read again on resume), so a run never fails for want of it
+        local wants = next(opts.extra_vars_secret or {}) ~= nil
+        for _, p in ipairs(prompts) do
+            if p.private and (opts.extra_vars or {})[p.name] ~= nil then wants = true end
+        end
+        if wants and require("cutover.core.fs").stat(self.vault_path, true) then
+            local v = vault.open(opts.vault)
+            if v then
+                self.vault, self.key = v, v.key
+                for name, value in pairs(v.values) do
+                    self.values[name] = value
+                    redact.register(value)
+                end
+            end
+        end
+    end
     if not needs_vault and #prompts == 0 then return self end
 
     -- the vault: opened once; created only with the operator's consent
@@ -128,9 +150,33 @@ function M.prepare(book, opts)
 
     -- vars_prompt: -e wins; a resumed run has the sealed answers
     local restored = {}
-    if opts.sealed_prompts and self.key then
-        local plain = self.key:decrypt(core.from_base64(opts.sealed_prompts) or "", opts.run_id)
-        restored = plain and json.decode(plain) or {}
+    if opts.sealed_prompts then
+        local plain = self:unseal(opts.sealed_prompts, opts.run_id)
+        local t = plain and json.decode(plain)
+        if type(t) ~= "table" then
+            -- never go on with the masked copies: they would be deployed
+            local names = {}
+            for _, p in ipairs(prompts) do names[#names + 1] = "vars_prompt '" .. p.name .. "'" end
+            for _, k in ipairs(util.sorted_keys(opts.extra_vars or {})) do
+                if opts.extra_vars[k] == redact.MASK then names[#names + 1] = "extra var '" .. k .. "'" end
+            end
+            return nil, "run " .. tostring(opts.run_id) .. ": the sealed values of this run (" ..
+                (#names > 0 and table.concat(names, ", ") or "its captured secrets") ..
+                ") cannot be opened with the vault " .. self.vault_path ..
+                " (a recreated vault, or another one?); refusing to resume with masked copies. " ..
+                "Resume with the vault the run started with", M.EXIT_REFUSED
+        end
+        if t.v == 2 then
+            restored = type(t.prompted) == "table" and t.prompted or {}
+            -- secret extra vars (-e @FILE, vault values, private prompts):
+            -- the journal's readable copy holds only masks
+            for k, v in pairs(type(t.extra_vars) == "table" and t.extra_vars or {}) do
+                if opts.extra_vars then opts.extra_vars[k] = v end
+            end
+            for _, v in ipairs(type(t.secrets) == "table" and t.secrets or {}) do redact.register(v) end
+        else
+            restored = t  -- the prompted answers alone (written before v2)
+        end
     end
     for _, p in ipairs(prompts) do
         local given = (opts.extra_vars or {})[p.name]
@@ -151,11 +197,40 @@ function M.prepare(book, opts)
     return self
 end
 
--- The prompted values, sealed for the journal (nil when there are none).
-function Secrets:sealed_prompts(run_id)
-    if next(self.prompted) == nil then return nil end
+-- The run's captured values sealed for the journal's runs.sealed: the
+-- prompted values and the secret extra vars (name -> real value), with
+-- the secret values among them.  nil when there is nothing to seal or no
+-- key.
+function Secrets:sealed_run(run_id, secret_extra)
+    if next(self.prompted) == nil and next(secret_extra or {}) == nil then return nil end
     if not self.key then return nil end
-    return core.to_base64(self.key:encrypt(json.encode(self.prompted), run_id))
+    local prompted = next(self.prompted) and self.prompted or setmetatable({}, { __jsontype = "object" })
+    local ev = next(secret_extra or {}) and secret_extra or setmetatable({}, { __jsontype = "object" })
+    local plain = json.encode({ prompted = prompted, extra_vars = ev })
+    return core.to_base64(self.key:encrypt(json.encode({ v = 2, prompted = prompted, extra_vars = ev,
+        secrets = setmetatable(redact.found_in(plain), { __jsontype = "array" }) }), run_id))
+end
+
+-- The extra vars to record in the journal's readable column, and the
+-- secret ones (name -> value) to seal: values from -e @FILE, values
+-- holding a registered secret (a vault value), answers to private
+-- prompts.  The record holds the mask in their place.
+function Secrets:split_extra_vars(book, ev, from_file)
+    local record, secret = {}, {}
+    local private = {}
+    for _, p in ipairs(prompts_of(book)) do if p.private then private[p.name] = true end end
+    for k, v in pairs(ev or {}) do
+        local masked = redact.value(v)
+        local holds = (from_file or {})[k] or private[k] or
+            (type(v) == "table" and json.encode(masked) ~= json.encode(v)) or masked ~= v and type(v) ~= "table"
+        if holds then
+            record[k] = redact.MASK
+            secret[k] = v
+        else
+            record[k] = v
+        end
+    end
+    return record, secret
 end
 
 -- Seals text (a result holding a secret) for the journal, or nil.
@@ -167,6 +242,47 @@ end
 function Secrets:unseal(b64, run_id)
     if not self.key or not b64 then return nil end
     return self.key:decrypt(core.from_base64(b64) or "", run_id)
+end
+
+-- A step result for the journal's sealed column: the unmasked result
+-- JSON and the secret values in it, so that a resumed run masks them
+-- again before it prints anything (a gate's answer, a vault value since
+-- removed from the vault).  Returns base64 | nil (no key).
+function Secrets:seal_result(plain, run_id)
+    return self:seal(json.encode({ v = 2, result = plain, secrets = setmetatable(redact.found_in(plain),
+        { __jsontype = "array" }) }), run_id)
+end
+
+-- Every string leaf of plain (a decoded result) that masked has
+-- differently: the secrets of a sealed row written before the secret
+-- list was kept (whole strings are registered: more is masked, never less).
+local function differing(plain, masked, out, depth)
+    if depth > 64 then return end
+    if type(plain) == "string" then
+        if plain ~= masked then out[#out + 1] = plain end
+    elseif type(plain) == "table" then
+        for k, v in pairs(plain) do
+            differing(v, type(masked) == "table" and masked[k] or nil, out, depth + 1)
+        end
+    end
+end
+
+-- Opens a sealed step result.  Returns the unmasked result JSON and the
+-- list of secret values in it | nil when this key cannot open it.
+function Secrets:open_result(b64, masked_text, run_id)
+    local text = self:unseal(b64, run_id)
+    if not text then return nil end
+    local t = json.decode(text)
+    if type(t) == "table" and t.v == 2 and type(t.result) == "string" then
+        local list = {}
+        for _, v in ipairs(type(t.secrets) == "table" and t.secrets or {}) do
+            if type(v) == "string" then list[#list + 1] = v end
+        end
+        return t.result, list
+    end
+    local list = {}
+    differing(t, masked_text and json.decode(masked_text), list, 0)
+    return text, list
 end
 
 -- The run's `secret` variable.
