@@ -117,20 +117,17 @@ function M.resume(j, id, o, prepare)
         io.stderr:write("cutover: run " .. r.id .. " is " .. r.status .. "; there is nothing to resume\n")
         return 2
     end
-    if r.pid and r.status == "running" and r.controller == (sys.uname() or {}).node and sys.alive(r.pid)
-        and r.pid ~= sys.getpid() then
-        local lock = j:rows("SELECT * FROM locks WHERE run = ? LIMIT 1", r.id)[1]
-        if lock and journal_mod.holder_alive(lock) then
-            io.stderr:write("cutover: run " .. r.id .. " is still running (pid " .. r.pid .. ")\n")
-            return 3
-        end
-    end
+    -- Claim the run before reading what it did: a second resume (or the
+    -- run itself, still going) is refused here, in one transaction.
+    local claimed, why, who = j:claim(r.id)
+    if not claimed then return M.refuse_claim(j, r.id, why, who) end
+    r = claimed
     -- the run's own options, with this invocation's output choices
     local recorded = r.options and json.decode(r.options) or {}
     for k, v in pairs(o) do recorded[k] = v end
     local ev = r.extra_vars and json.decode(r.extra_vars) or {}
     local book, inv, opts = prepare(recorded, r.playbook, ev)
-    if not book then return inv end
+    if not book then j:release_claim(r.id); return inv end
 
     -- the steps done before, by (play, step, occurrence); later rows win
     local done = {}
@@ -166,6 +163,7 @@ function M.resume(j, id, o, prepare)
         end
         io.stderr:write("cutover: refusing to resume: the playbook changed under the run " ..
                         "(use --accept-changed to continue with the new definitions)\n")
+        j:release_claim(r.id)
         return runner.EXIT_REFUSED
     end
     local finished = {}
@@ -187,44 +185,69 @@ function M.resume(j, id, o, prepare)
     end
     opts.resume = { run = r, done = done, finished = finished, inflight = inflight,
                     mark_done = set(o["mark-done"]), retry = set(o.retry) }
-    return runner.run(book, inv, opts)
+    local code = runner.run(book, inv, opts)
+    j:release_claim(r.id)
+    return code
 end
 
 function M.unlock(j, host)
-    local l = j:lock_of(host)
-    if not l then
+    local what, l = j:unlock_host(host)
+    if what == "free" then
         print("host " .. host .. " is not locked")
         return 0
-    end
-    if journal_mod.holder_alive(l) then
+    elseif what == "alive" then
         io.stderr:write(string.format("cutover: host %s is locked by run %s and its controller (pid %s on %s) is still there; not unlocking\n",
             host, l.run, tostring(l.pid), tostring(l.controller)))
         return 3
     end
-    j:unlock_host(host)
     j:event(l.run, host, "unlock", nil, "lock broken: its controller was gone")
     print(string.format("unlocked %s (held by run %s, whose controller pid %s is gone)", host, l.run, tostring(l.pid)))
     return 0
 end
 
-function M.abort(j, id)
-    local r = j:run(id)
-    if not r then
+-- The message and exit code for a run that could not be claimed.
+function M.refuse_claim(j, id, why, who)
+    if why == "missing" then
         io.stderr:write("cutover: no run '" .. id .. "' in " .. j.path .. "\n")
         return 2
+    elseif why == "finished" then
+        io.stderr:write(string.format("cutover: run %s is %s now (ended by pid %s on %s, user %s); refusing to resume it\n",
+            id, who.status, tostring(who.pid), tostring(who.controller), tostring(who.os_user)))
+    else
+        io.stderr:write(string.format("cutover: run %s is held by pid %s on %s (user %s), which is still running it; refusing to resume it\n",
+            id, tostring(who.pid), tostring(who.controller), tostring(who.os_user)))
     end
-    if r.status == "ok" or r.status == "aborted" then
-        io.stderr:write("cutover: run " .. id .. " is already " .. r.status .. "\n")
+    return runner.EXIT_REFUSED
+end
+
+function M.abort(j, id)
+    -- checked and done in one transaction: a resume starting meanwhile
+    -- either holds the run already (refused here) or finds it aborted
+    local why, who = j:transaction(function()
+        local r = j:run(id)
+        if not r then return "missing" end
+        if r.status == "ok" or r.status == "aborted" then return "finished", r end
+        for _, l in ipairs(j:rows("SELECT * FROM locks WHERE run = ?", id)) do
+            -- a run's claim is held while a process runs or resumes it
+            if (r.status == "running" or l.host == journal_mod.claim_key(id))
+                    and l.pid ~= sys.getpid() and journal_mod.holder_alive(l) then
+                return "alive", l
+            end
+        end
+        j:run_status(id, "aborted", r.exit_code)
+        j:unlock_run(id)
+        j:event(id, nil, "abort", nil, nil)
+    end)
+    if why == "missing" then
+        io.stderr:write("cutover: no run '" .. id .. "' in " .. j.path .. "\n")
         return 2
-    end
-    local lock = j:rows("SELECT * FROM locks WHERE run = ? LIMIT 1", id)[1]
-    if r.status == "running" and lock and journal_mod.holder_alive(lock) and lock.pid ~= sys.getpid() then
-        io.stderr:write("cutover: run " .. id .. " is still running (pid " .. tostring(lock.pid) .. "); stop it first\n")
+    elseif why == "finished" then
+        io.stderr:write("cutover: run " .. id .. " is already " .. who.status .. "\n")
+        return 2
+    elseif why == "alive" then
+        io.stderr:write("cutover: run " .. id .. " is still running (pid " .. tostring(who.pid) .. "); stop it first\n")
         return 3
     end
-    j:run_status(id, "aborted", r.exit_code)
-    j:unlock_run(id)
-    j:event(id, nil, "abort", nil, nil)
     print("run " .. id .. " aborted; its hosts are unlocked")
     return 0
 end

@@ -1081,9 +1081,8 @@ function M.run(book, inventory, opts)
         local status = opts.check and "check" or (code == M.EXIT_OK and "ok")
             or (code == M.EXIT_INTERRUPTED and "interrupted")
             or (code == M.EXIT_PARKED and "parked") or "failed"
-        j:run_status(self.run_id, status, code)
         -- a parked run keeps its hosts until it is resumed or aborted
-        if status ~= "parked" then j:unlock_run(self.run_id) end
+        j:finish_run(self.run_id, status, code, status == "parked")
         if #parked > 0 then
             local gates, kinds = {}, {}
             for _, name in ipairs(parked) do

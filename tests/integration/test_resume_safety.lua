@@ -1,0 +1,73 @@
+-- Safety of resume (issue 10): concurrent claims, the resume guard inside
+-- block/rescue, damaged journals, a changed playbook, per-host decisions,
+-- locks on machines.  Real processes, a real SQLite file, real signals.
+local binary, tests_dir = ...
+local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
+local json = require("cutover.core.json")
+
+local function env(d, extra)
+    local e = { XDG_STATE_HOME = d .. "/state" }
+    for k, v in pairs(extra or {}) do e[k] = v end
+    return e
+end
+
+local function run(d, args, extra_env, cwd)
+    return T.run(args, { env = env(d, extra_env), timeout = 60, cwd = cwd })
+end
+
+local function count(d, name) return T.read(d .. "/" .. (name or "count")) or "" end
+
+local function last_run(d)
+    local r = run(d, { "history", "--format", "json" })
+    local h = assert(json.decode(r.stdout), r.stdout .. r.stderr)
+    return h.runs[1]
+end
+
+-- Starts two cutover commands at the same moment (both wait for a start
+-- file, then exec), waits for both; returns their exit codes and output.
+local function together(d, a, b)
+    local function cmd(args, tag)
+        return string.format("( while [ ! -e %s/go ]; do sleep 0.005; done; exec %s %s ) > %s/%s.out 2>&1 & p%s=$!; ",
+            d, T.cutover, args, d, tag, tag)
+    end
+    local r = T.sh(string.format("export XDG_STATE_HOME=%s/state NO_COLOR=1; rm -f %s/go; %s%s" ..
+        "sleep 0.1; touch %s/go; wait $pa; echo a=$?; wait $pb; echo b=$?",
+        d, d, cmd(a, "a"), cmd(b, "b"), d))
+    return tonumber(r.stdout:match("a=(%d+)")), tonumber(r.stdout:match("b=(%d+)")),
+        T.read(d .. "/a.out") or "", T.read(d .. "/b.out") or ""
+end
+
+-- Item 2: two resumes of one crashed run, started together.
+T.test("safety 2: two resumes of the same crashed run started together: every step exactly once", function()
+    for trial = 1, 6 do
+        local d = T.tmpdir()
+        T.write(d .. "/p.yml", (string.format([[
+- hosts: localhost
+  steps:
+    - id: s1
+      shell: "echo s1 >> @D@/count"
+    - id: s2
+      shell: "echo s2 >> @D@/count; sleep 0.05"
+    - id: s3
+      shell: "echo s3 >> @D@/count; sleep 0.05"
+    - id: s4
+      shell: "echo s4 >> @D@/count"
+]]):gsub("@D@", d)))
+        local r = run(d, { "run", d .. "/p.yml" }, { CUTOVER_FAULT = "kill-after:s1@localhost" })
+        T.eq(r.rc, 137, "killed")
+        local id = last_run(d).id
+        local a, b, aout, bout = together(d, "resume " .. id, "resume " .. id)
+        T.eq(count(d), "s1\ns2\ns3\ns4\n", "trial " .. trial .. ": each step once (a=" .. tostring(a) ..
+             " b=" .. tostring(b) .. ")\n" .. aout .. "\n----\n" .. bout)
+        local codes = { a, b }
+        table.sort(codes)
+        T.eq(codes[1], 0, "trial " .. trial .. ": one resume ran")
+        T.eq(codes[2], 3, "trial " .. trial .. ": the other was refused (exit 3)")
+        local loser = a == 3 and aout or bout
+        T.contains(loser, "run " .. id, "the refusal names the run: " .. loser)
+        T.match(loser, "pid %d+", "with its pid: " .. loser)
+        T.eq(last_run(d).status, "ok", "the run ended ok")
+    end
+end)
+
+T.done()
