@@ -528,6 +528,9 @@ function Run:journaled_step(hs, step)
             local st = self.stats.per_host[hs.name]
             st.failed_at = st.failed_at or step.id
             st.attention = step.id
+            -- not a step failure: no rescue or always may run after it
+            -- (the run must stay resumable until the operator decides)
+            hs.halted = true
             return false
         else
             note = "run again after a restart (idempotent)"
@@ -573,6 +576,7 @@ function Run:steps(hs, list)
 end
 
 function Run:step(hs, step)
+    if hs.halted then return false end
     if interrupted() then
         if not self.stats.per_host[hs.name].interrupted_at then
             self.stats.per_host[hs.name].interrupted_at = step.id
@@ -606,6 +610,7 @@ function Run:step(hs, step)
         if #step.rescue > 0 then hs.in_rescue = (hs.in_rescue or 0) + 1 end
         local ok = self:steps(hs, step.block)
         if #step.rescue > 0 then hs.in_rescue = hs.in_rescue - 1 end
+        if hs.halted then return false end
         if not ok and not interrupted() and #step.rescue > 0 then
             -- the failure is handled: the host carries on after rescue
             hs.recovered = true

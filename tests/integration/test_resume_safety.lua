@@ -70,4 +70,55 @@ T.test("safety 2: two resumes of the same crashed run started together: every st
     end
 end)
 
+-- Starts a run in the background and SIGKILLs it once the marker file
+-- exists (a step wrote it: a deterministic point in the middle).
+local function kill_mid(d, book, marker)
+    local r = T.sh(string.format(
+        "XDG_STATE_HOME=%s/state %s run %s > %s/out 2>&1 & pid=$!; " ..
+        "while [ ! -e %s ]; do sleep 0.02; done; kill -KILL $pid; wait $pid; echo rc=$?",
+        d, T.cutover, book, d, marker or (d .. "/marker")))
+    T.eq(r.stdout, "rc=137\n", "killed in the middle of the step")
+end
+
+-- Item 9: the "will not run it again" stop is not a step failure that a
+-- rescue handles.
+T.test("safety 9: the resume guard inside block/rescue stops the host; rescue and always do not run; still resumable", function()
+    local d = T.tmpdir()
+    T.write(d .. "/p.yml", (([[
+- hosts: localhost
+  steps:
+    - id: s1
+      shell: "echo s1 >> @D@/count"
+    - id: guarded
+      block:
+        - id: s2
+          shell: "echo s2 >> @D@/count; touch @D@/marker; sleep 30"
+        - id: s3
+          shell: "echo s3 >> @D@/count"
+      rescue:
+        - id: r1
+          shell: "echo rescue >> @D@/count"
+      always:
+        - id: a1
+          shell: "echo always >> @D@/count"
+    - id: s4
+      shell: "echo s4 >> @D@/count"
+]]):gsub("@D@", d)))
+    kill_mid(d, d .. "/p.yml")
+    local id = last_run(d).id
+    local r = run(d, { "resume", id })
+    T.eq(r.rc, 1, "the host stops: " .. r.stdout .. r.stderr)
+    T.contains(r.stdout, "step 's2' was running on localhost when the controller stopped", "says why")
+    T.eq(count(d), "s1\ns2\n", "neither rescue nor always ran, nothing after")
+    local rec = last_run(d)
+    T.eq(rec.status, "failed", "the run is not ok")
+    T.eq(rec.hosts[1].status, "attention", "the host waits for a decision")
+    r = run(d, { "resume", id })
+    T.eq(r.rc, 1, "asks again")
+    T.eq(count(d), "s1\ns2\n", "still nothing ran")
+    r = run(d, { "resume", id, "--mark-done", "s2" })
+    T.eq(r.rc, 0, "goes on once decided: " .. r.stdout .. r.stderr)
+    T.eq(count(d), "s1\ns2\ns3\nalways\ns4\n", "the rest once, no rescue")
+end)
+
 T.done()
