@@ -636,6 +636,14 @@ local function cmd_apply(args)
     if #pos ~= 1 then return usage_error("apply needs exactly one plan FILE", "apply") end
     local bad = check_run_options(o, "apply")
     if bad then return bad end
+    if not o["no-journal"] then
+        -- a damaged journal is refused before anything runs
+        local j = open_journal(o)
+        if not j then return runner.EXIT_USAGE end
+        local ok = require("cutover.history").verified(j, "apply a plan with it")
+        j:close()
+        if not ok then return runner.EXIT_REFUSED end
+    end
     return require("cutover.plan").apply(pos[1], o, plan_env())
 end
 

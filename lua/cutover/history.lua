@@ -44,8 +44,22 @@ function M.history(j, fmt, limit)
     return 0
 end
 
+-- A damaged journal is not trusted to say what is done.
+local function verified(j, doing)
+    local ok, err = j:verify(doing)
+    if not ok then io.stderr:write("cutover: " .. err .. "\n") end
+    return ok
+end
+M.verified = verified
+
 function M.show(j, id, fmt)
-    local r = j:run(id)
+    -- the run of an unfinished run is what a resume would trust: check
+    -- the file first (also when the run cannot even be read)
+    local read, r = pcall(j.run, j, id)
+    if not read or (r and not journal_mod.FINISHED[r.status]) then
+        if not verified(j, "show run " .. id .. " from it") then return runner.EXIT_REFUSED end
+        if not read then error(r, 0) end
+    end
     if not r then
         io.stderr:write("cutover: no run '" .. id .. "' in " .. j.path .. "\n")
         return 2
@@ -99,6 +113,7 @@ end
 -- Builds the resume context and runs.  o: the resume command's options.
 -- prepare(o, book_path, extra_vars) -> book, inv, opts (the cli's).
 function M.resume(j, id, o, prepare)
+    if not verified(j, "resume a run from it") then return runner.EXIT_REFUSED end
     local r
     if id then
         r = j:run(id)

@@ -305,6 +305,16 @@ function Journal:unlock_host(host)
     end)
 end
 
+-- PRAGMA quick_check.  Returns true | nil, message (for the operator):
+-- a damaged journal cannot say which steps are done.
+function Journal:verify(doing)
+    local ok, why = self.db:quick_check()
+    if ok then return true end
+    return nil, string.format("journal %s is damaged (%s); refusing to %s. " ..
+        "Keep a copy of the file; 'sqlite3 %s .recover' may save what it holds",
+        self.path, why or "?", doing, self.path)
+end
+
 function Journal:close() self.db:close() end
 
 return M

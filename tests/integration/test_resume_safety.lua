@@ -121,4 +121,59 @@ T.test("safety 9: the resume guard inside block/rescue stops the host; rescue an
     T.eq(count(d), "s1\ns2\ns3\nalways\ns4\n", "the rest once, no rescue")
 end)
 
+-- Item 10: a damaged journal is not trusted.
+local function crashed_run(d)
+    T.write(d .. "/p.yml", (([[
+- hosts: localhost
+  steps:
+    - id: s1
+      shell: "echo s1 >> @D@/count"
+    - id: s2
+      shell: "echo s2 >> @D@/count"
+    - id: s3
+      shell: "echo s3 >> @D@/count"
+]]):gsub("@D@", d)))
+    local r = run(d, { "run", d .. "/p.yml" }, { CUTOVER_FAULT = "kill-after:s2@localhost" })
+    T.eq(r.rc, 137, "killed")
+    return last_run(d).id
+end
+
+-- Overwrites the header of the page that holds the steps table (after
+-- moving everything from the WAL into the main file).
+local function damage(path)
+    local core = require("cutover.core.journal")
+    local db = assert(core.open(path))
+    assert(db:rows("PRAGMA wal_checkpoint(TRUNCATE)"))
+    local size = assert(db:rows("PRAGMA page_size"))[1].page_size
+    local root = assert(db:rows("SELECT rootpage FROM sqlite_schema WHERE name = 'steps'"))[1].rootpage
+    db:close()
+    T.ok(root > 1, "the steps table has its own page")
+    local r = T.sh(string.format(
+        "printf 'garbage-garbage-garbage-garbage!' | dd of=%s bs=1 seek=%d conv=notrunc 2>/dev/null && echo done",
+        path, (root - 1) * size))
+    T.eq(r.stdout, "done\n", "damaged")
+end
+
+T.test("safety 10: a damaged journal is refused by resume, show and apply", function()
+    local d = T.tmpdir()
+    local id = crashed_run(d)
+    local path = d .. "/state/cutover/journal.db"
+    -- a plan to apply later, recorded before the damage
+    local p = run(d, { "plan", d .. "/p.yml", "-o", d .. "/plan.json", "--no-journal" })
+    T.eq(p.rc, 0, "plan: " .. p.stdout .. p.stderr)
+    damage(path)
+    local r = run(d, { "resume", id })
+    T.eq(r.rc, 3, "resume refused: " .. r.stdout .. r.stderr)
+    T.contains(r.stderr, "journal " .. path .. " is damaged", "names the file")
+    T.not_contains(r.stderr, "traceback", "no traceback")
+    T.eq(count(d), "s1\ns2\n", "nothing ran")
+    r = run(d, { "show", id })
+    T.eq(r.rc, 3, "show refused: " .. r.stdout .. r.stderr)
+    T.contains(r.stderr, "is damaged", "says why")
+    r = run(d, { "apply", d .. "/plan.json" })
+    T.eq(r.rc, 3, "apply refused: " .. r.stdout .. r.stderr)
+    T.contains(r.stderr, "is damaged", "says why")
+    T.eq(count(d), "s1\ns2\n", "still nothing ran")
+end)
+
 T.done()
