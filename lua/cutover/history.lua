@@ -172,7 +172,29 @@ function M.resume(j, id, o, prepare)
             end
         end
     end
-    if next(changed_steps) and not o["accept-changed"] then
+    -- the files the run rests on: its playbook, its inventory, and every
+    -- controller file a step read (templates, copy sources)
+    local changed_files = {}
+    if r.playbook_digest and opts.playbook_digest ~= r.playbook_digest then
+        changed_files[#changed_files + 1] = "playbook " .. tostring(r.playbook)
+    end
+    if r.inventory_digest and opts.inventory_digest ~= r.inventory_digest then
+        changed_files[#changed_files + 1] = "inventory " .. tostring(r.inventory)
+    end
+    local read = {}
+    for _, e in ipairs(j:events(r.id)) do
+        if e.kind == "file" and e.name then read[e.name] = e.detail end
+    end
+    for _, path in ipairs(util.sorted_keys(read)) do
+        local ok, now = pcall(require("cutover.core.fs").sha256, path)
+        if not ok or now ~= read[path] then
+            changed_files[#changed_files + 1] = "file " .. path .. (ok and "" or " (now missing)")
+        end
+    end
+    if (next(changed_steps) or #changed_files > 0) and not o["accept-changed"] then
+        for _, f in ipairs(changed_files) do
+            io.stderr:write("cutover: " .. f .. " changed since run " .. r.id .. " (its sha256 differs)\n")
+        end
         for _, k in ipairs(util.sorted_keys(changed_steps)) do
             io.stderr:write("cutover: step '" .. k .. "' finished in run " .. r.id .. " but " .. changed_steps[k] .. "\n")
         end

@@ -114,7 +114,13 @@ function Run:execute(hs, step, scope)
             local data, rerr = require("cutover.core.fs").read(path)
             if data then
                 self.files_read = self.files_read or {}
-                self.files_read[path] = crypto.sha256(data)
+                local digest = crypto.sha256(data)
+                if self.journal and self.files_read[path] ~= digest then
+                    -- resume compares it: a changed file is refused
+                    local rok, abs = pcall(require("cutover.core.fs").realpath, path)
+                    self.journal:event(self.run_id, nil, "file", rok and abs or path, digest)
+                end
+                self.files_read[path] = digest
                 if self.opts.on_file_read then self.opts.on_file_read(path, self.files_read[path]) end
             end
             return data, rerr
@@ -1021,7 +1027,8 @@ function M.run(book, inventory, opts)
             j:run_status(self.run_id, "running", nil)
             j:event(self.run_id, nil, "resume", nil, nil)
         else
-            j:new_run({ id = self.run_id, command = opts.check and "check" or "run", playbook = book.path,
+            j:new_run({ id = self.run_id, command = opts.check and "check" or "run",
+                        playbook = opts.playbook_path or book.path,
                         playbook_digest = opts.playbook_digest, inventory = opts.inventory_path,
                         inventory_digest = opts.inventory_digest,
                         extra_vars = opts.extra_vars_record or opts.extra_vars,

@@ -176,4 +176,81 @@ T.test("safety 10: a damaged journal is refused by resume, show and apply", func
     T.eq(count(d), "s1\ns2\n", "still nothing ran")
 end)
 
+-- Item 11: resume runs the run's own playbook and files, or refuses.
+local THREE = [[
+- hosts: localhost
+  steps:
+    - id: s1
+      shell: "echo s1 >> @D@/count"
+    - id: s2
+      shell: "echo s2 >> @D@/count"
+    - id: s3
+      shell: "echo s3 >> @D@/count"
+]]
+
+T.test("safety 11: resume from another folder runs the run's playbook (recorded absolute), not the one there", function()
+    local d = T.tmpdir()
+    T.sh("mkdir -p " .. d .. "/a " .. d .. "/b")
+    T.write(d .. "/a/p.yml", (THREE:gsub("@D@", d)))
+    T.write(d .. "/b/p.yml", (THREE:gsub("@D@", d):gsub("echo s2 >>", "echo WRONG >>")))
+    local r = run(d, { "run", "p.yml" }, { CUTOVER_FAULT = "kill-after:s1@localhost" }, d .. "/a")
+    T.eq(r.rc, 137, "killed")
+    local rec = last_run(d)
+    T.eq(rec.playbook, d .. "/a/p.yml", "the journal holds the absolute path")
+    r = run(d, { "resume", rec.id }, nil, d .. "/b")
+    T.eq(r.rc, 0, "resumed: " .. r.stdout .. r.stderr)
+    T.eq(count(d), "s1\ns2\ns3\n", "the run's own playbook ran")
+end)
+
+T.test("safety 11: an edited playbook, template or inventory is refused on resume (exit 3) unless --accept-changed", function()
+    local d = T.tmpdir()
+    T.write(d .. "/p.yml", (([[
+- hosts: localhost
+  steps:
+    - id: s1
+      template: { src: t.j2, dest: "@D@/out" }
+    - id: s2
+      shell: "echo s2 >> @D@/count"
+    - id: s3
+      shell: "echo {{ word }} >> @D@/count"
+]]):gsub("@D@", d)))
+    T.write(d .. "/t.j2", "one\n")
+    T.write(d .. "/inv.yml", "all:\n  hosts:\n    localhost: { ansible_connection: local, word: s3 }\n")
+    local function crash()
+        T.sh("rm -f " .. d .. "/count " .. d .. "/out")
+        local r = run(d, { "run", d .. "/p.yml", "-i", d .. "/inv.yml" }, { CUTOVER_FAULT = "kill-after:s2@localhost" })
+        T.eq(r.rc, 137, "killed")
+        return last_run(d).id
+    end
+    -- the playbook: a step that has not run yet is edited
+    local id = crash()
+    local orig = T.read(d .. "/p.yml")
+    T.write(d .. "/p.yml", orig .. "    - id: s4\n      shell: \"echo extra >> " .. d .. "/count\"\n")
+    local r = run(d, { "resume", id })
+    T.eq(r.rc, 3, "edited playbook refused: " .. r.stdout .. r.stderr)
+    T.contains(r.stderr, d .. "/p.yml", "names the playbook")
+    T.eq(count(d), "s2\n", "nothing ran")
+    r = run(d, { "resume", id, "--accept-changed" })
+    T.eq(r.rc, 0, "accepted: " .. r.stdout .. r.stderr)
+    T.eq(count(d), "s2\ns3\nextra\n", "went on with the new playbook")
+    T.write(d .. "/p.yml", orig)
+    -- a template a finished step read
+    id = crash()
+    T.write(d .. "/t.j2", "two\n")
+    r = run(d, { "resume", id })
+    T.eq(r.rc, 3, "edited template refused: " .. r.stdout .. r.stderr)
+    T.contains(r.stderr, d .. "/t.j2", "names the template")
+    T.eq(count(d), "s2\n", "nothing ran")
+    T.write(d .. "/t.j2", "one\n")
+    r = run(d, { "resume", id })
+    T.eq(r.rc, 0, "the same again: resumed: " .. r.stdout .. r.stderr)
+    -- the inventory
+    id = crash()
+    T.write(d .. "/inv.yml", "all:\n  hosts:\n    localhost: { ansible_connection: local, word: other }\n")
+    r = run(d, { "resume", id })
+    T.eq(r.rc, 3, "edited inventory refused: " .. r.stdout .. r.stderr)
+    T.contains(r.stderr, d .. "/inv.yml", "names the inventory")
+    T.eq(count(d), "s2\n", "nothing ran")
+end)
+
 T.done()
