@@ -308,6 +308,60 @@ static int journal_rows(lua_State *L)
     return 1;
 }
 
+/*
+ * db:quick_check() -> true | nil, message
+ * PRAGMA quick_check: the b-trees, pages and records are consistent.  A
+ * damaged journal must not be trusted to say which steps are done.  The
+ * message holds the first few problems SQLite reports, capped.
+ */
+#define QUICK_CHECK_ROWS 3  /* also the limit given to the pragma */
+#define QUICK_CHECK_MSG 512
+
+static int journal_quick_check(lua_State *L)
+{
+    struct journal *j = check_open(L);
+    struct journal_stmt *s;
+    char msg[QUICK_CHECK_MSG];
+    size_t used = 0;
+    int rows = 0;
+    int ok = 1;
+    int rc;
+
+    msg[0] = '\0';
+    s = prepare(L, j, "PRAGMA quick_check(3)", &rc);
+    if (rc != SQLITE_OK)
+        return fail_db(L, j->db, "quick_check");
+    while ((rc = sqlite3_step(s->stmt)) == SQLITE_ROW) {
+        const char *line = (const char *)sqlite3_column_text(s->stmt, 0);
+        if (line == NULL)
+            continue;
+        if (strcmp(line, "ok") == 0 && rows == 0)
+            break;
+        ok = 0;
+        if (rows++ < QUICK_CHECK_ROWS && used + 3 < sizeof msg) {
+            int n = snprintf(msg + used, sizeof msg - used, "%s%s",
+                             used > 0 ? "; " : "", line);
+            if (n > 0)
+                used += (size_t)n < sizeof msg - used ? (size_t)n
+                                                      : sizeof msg - used - 1;
+        }
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        /* the check itself could not read the file: damaged too */
+        ok = 0;
+        snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(j->db));
+    }
+    sqlite3_finalize(s->stmt);
+    s->stmt = NULL;
+    if (ok) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushnil(L);
+    lua_pushstring(L, msg);
+    return 2;
+}
+
 /* db:close() */
 static int journal_close(lua_State *L)
 {
@@ -324,6 +378,7 @@ static int journal_format(lua_State *L)
 static const luaL_Reg journal_methods[] = {
     {"exec", journal_exec},
     {"rows", journal_rows},
+    {"quick_check", journal_quick_check},
     {"close", journal_close},
     {NULL, NULL}
 };

@@ -47,7 +47,9 @@ its host stops and says what to check, and you decide:
                      a step that failed after taking effect)
   --retry STEP       it did not: run it again
 A finished step whose definition changed since the run is refused
-(exit 3) unless --accept-changed.
+(exit 3) unless --accept-changed; so is a change to the run's playbook,
+inventory or a file a step read (the journal holds their absolute paths
+and sha256, so resume reads the same files from any folder).
 
 Gates: --approve GATE (every host parked there), --approve GATE@HOST,
 --answer GATE=VALUE, --answer-stdin GATE (the value is read from stdin:
@@ -387,6 +389,26 @@ local function file_digest(path)
     return ok and d or nil
 end
 
+-- An existing file or folder as an absolute path (the journal records
+-- these, so `resume` from another folder reads the same files); anything
+-- else (a host list given to -i) as given.
+local function absolute(path)
+    if type(path) ~= "string" then return path end
+    local ok, p = pcall(require("cutover.core.fs").realpath, path)
+    return ok and p or path
+end
+M.absolute = absolute
+
+-- The inventory's digest: its file's sha256, or for a folder (or a file
+-- with group_vars/host_vars) one over every file it was built from.
+local function inventory_digest(path, inv)
+    local files = inv and inv.files_read or {}
+    if #files == 0 then return nil end
+    if #files == 1 and absolute(files[1]) == absolute(path) then return file_digest(path) end
+    return (require("cutover.plan").files_digest(files))
+end
+M.inventory_digest = inventory_digest
+
 -- Loads what a run needs from parsed options o and the playbook path.
 -- Returns book, inventory, runner options | nil, exit code.
 local function prepare_run(o, book_path, ev)
@@ -443,6 +465,9 @@ local function prepare_run(o, book_path, ev)
         -- read again on resume for values that could not be sealed
         record["extra-vars-files"] = origin.files
     end
+    for _, k in ipairs({ "inventory", "known-hosts", "ssh-config", "vault" }) do
+        record[k] = absolute(record[k])
+    end
     return book, inv, {
         check = o.check == true, diff = o.diff == true, limit = limit,
         tags = split_set(o.tags), skip_tags = split_set(o["skip-tags"]),
@@ -460,8 +485,9 @@ local function prepare_run(o, book_path, ev)
         approve = approve, answers = answers, interactive = interactive,
         record_options = record,
         playbook_digest = file_digest(book_path),
-        inventory_path = o.inventory,
-        inventory_digest = file_digest(o.inventory),
+        playbook_path = absolute(book_path),
+        inventory_path = absolute(o.inventory),
+        inventory_digest = inventory_digest(o.inventory, inv),
     }
 end
 
@@ -666,6 +692,14 @@ local function cmd_apply(args)
     if #pos ~= 1 then return usage_error("apply needs exactly one plan FILE", "apply") end
     local bad = check_run_options(o, "apply")
     if bad then return bad end
+    if not o["no-journal"] then
+        -- a damaged journal is refused before anything runs
+        local j = open_journal(o)
+        if not j then return runner.EXIT_USAGE end
+        local ok = require("cutover.history").verified(j, "apply a plan with it")
+        j:close()
+        if not ok then return runner.EXIT_REFUSED end
+    end
     return require("cutover.plan").apply(pos[1], o, plan_env())
 end
 

@@ -45,8 +45,22 @@ function M.history(j, fmt, limit)
     return 0
 end
 
+-- A damaged journal is not trusted to say what is done.
+local function verified(j, doing)
+    local ok, err = j:verify(doing)
+    if not ok then io.stderr:write("cutover: " .. err .. "\n") end
+    return ok
+end
+M.verified = verified
+
 function M.show(j, id, fmt)
-    local r = j:run(id)
+    -- the run of an unfinished run is what a resume would trust: check
+    -- the file first (also when the run cannot even be read)
+    local read, r = pcall(j.run, j, id)
+    if not read or (r and not journal_mod.FINISHED[r.status]) then
+        if not verified(j, "show run " .. id .. " from it") then return runner.EXIT_REFUSED end
+        if not read then error(r, 0) end
+    end
     if not r then
         io.stderr:write("cutover: no run '" .. id .. "' in " .. j.path .. "\n")
         return 2
@@ -100,6 +114,7 @@ end
 -- Builds the resume context and runs.  o: the resume command's options.
 -- prepare(o, book_path, extra_vars) -> book, inv, opts (the cli's).
 function M.resume(j, id, o, prepare)
+    if not verified(j, "resume a run from it") then return runner.EXIT_REFUSED end
     local r
     if id then
         r = j:run(id)
@@ -118,14 +133,11 @@ function M.resume(j, id, o, prepare)
         io.stderr:write("cutover: run " .. r.id .. " is " .. r.status .. "; there is nothing to resume\n")
         return 2
     end
-    if r.pid and r.status == "running" and r.controller == (sys.uname() or {}).node and sys.alive(r.pid)
-        and r.pid ~= sys.getpid() then
-        local lock = j:rows("SELECT * FROM locks WHERE run = ? LIMIT 1", r.id)[1]
-        if lock and journal_mod.holder_alive(lock) then
-            io.stderr:write("cutover: run " .. r.id .. " is still running (pid " .. r.pid .. ")\n")
-            return 3
-        end
-    end
+    -- Claim the run before reading what it did: a second resume (or the
+    -- run itself, still going) is refused here, in one transaction.
+    local claimed, why, who = j:claim(r.id)
+    if not claimed then return M.refuse_claim(j, r.id, why, who) end
+    r = claimed
     -- the run's own options, with this invocation's output choices
     local recorded = r.options and json.decode(r.options) or {}
     for k, v in pairs(o) do recorded[k] = v end
@@ -146,7 +158,7 @@ function M.resume(j, id, o, prepare)
         end
     end
     local book, inv, opts = prepare(recorded, r.playbook, ev)
-    if not book then return inv end
+    if not book then j:release_claim(r.id); return inv end
 
     -- the steps done before, by (play, step, occurrence); later rows win
     local done = {}
@@ -176,12 +188,35 @@ function M.resume(j, id, o, prepare)
             end
         end
     end
-    if next(changed_steps) and not o["accept-changed"] then
+    -- the files the run rests on: its playbook, its inventory, and every
+    -- controller file a step read (templates, copy sources)
+    local changed_files = {}
+    if r.playbook_digest and opts.playbook_digest ~= r.playbook_digest then
+        changed_files[#changed_files + 1] = "playbook " .. tostring(r.playbook)
+    end
+    if r.inventory_digest and opts.inventory_digest ~= r.inventory_digest then
+        changed_files[#changed_files + 1] = "inventory " .. tostring(r.inventory)
+    end
+    local read = {}
+    for _, e in ipairs(j:events(r.id)) do
+        if e.kind == "file" and e.name then read[e.name] = e.detail end
+    end
+    for _, path in ipairs(util.sorted_keys(read)) do
+        local ok, now = pcall(require("cutover.core.fs").sha256, path)
+        if not ok or now ~= read[path] then
+            changed_files[#changed_files + 1] = "file " .. path .. (ok and "" or " (now missing)")
+        end
+    end
+    if (next(changed_steps) or #changed_files > 0) and not o["accept-changed"] then
+        for _, f in ipairs(changed_files) do
+            io.stderr:write("cutover: " .. f .. " changed since run " .. r.id .. " (its sha256 differs)\n")
+        end
         for _, k in ipairs(util.sorted_keys(changed_steps)) do
             io.stderr:write("cutover: step '" .. k .. "' finished in run " .. r.id .. " but " .. changed_steps[k] .. "\n")
         end
         io.stderr:write("cutover: refusing to resume: the playbook changed under the run " ..
                         "(use --accept-changed to continue with the new definitions)\n")
+        j:release_claim(r.id)
         return runner.EXIT_REFUSED
     end
     local finished = {}
@@ -203,44 +238,69 @@ function M.resume(j, id, o, prepare)
     end
     opts.resume = { run = r, done = done, finished = finished, inflight = inflight,
                     mark_done = set(o["mark-done"]), retry = set(o.retry) }
-    return runner.run(book, inv, opts)
+    local code = runner.run(book, inv, opts)
+    j:release_claim(r.id)
+    return code
 end
 
 function M.unlock(j, host)
-    local l = j:lock_of(host)
-    if not l then
+    local what, l = j:unlock_host(host)
+    if what == "free" then
         print("host " .. host .. " is not locked")
         return 0
-    end
-    if journal_mod.holder_alive(l) then
+    elseif what == "alive" then
         io.stderr:write(string.format("cutover: host %s is locked by run %s and its controller (pid %s on %s) is still there; not unlocking\n",
             host, l.run, tostring(l.pid), tostring(l.controller)))
         return 3
     end
-    j:unlock_host(host)
     j:event(l.run, host, "unlock", nil, "lock broken: its controller was gone")
     print(string.format("unlocked %s (held by run %s, whose controller pid %s is gone)", host, l.run, tostring(l.pid)))
     return 0
 end
 
-function M.abort(j, id)
-    local r = j:run(id)
-    if not r then
+-- The message and exit code for a run that could not be claimed.
+function M.refuse_claim(j, id, why, who)
+    if why == "missing" then
         io.stderr:write("cutover: no run '" .. id .. "' in " .. j.path .. "\n")
         return 2
+    elseif why == "finished" then
+        io.stderr:write(string.format("cutover: run %s is %s now (ended by pid %s on %s, user %s); refusing to resume it\n",
+            id, who.status, tostring(who.pid), tostring(who.controller), tostring(who.os_user)))
+    else
+        io.stderr:write(string.format("cutover: run %s is held by pid %s on %s (user %s), which is still running it; refusing to resume it\n",
+            id, tostring(who.pid), tostring(who.controller), tostring(who.os_user)))
     end
-    if r.status == "ok" or r.status == "aborted" then
-        io.stderr:write("cutover: run " .. id .. " is already " .. r.status .. "\n")
+    return runner.EXIT_REFUSED
+end
+
+function M.abort(j, id)
+    -- checked and done in one transaction: a resume starting meanwhile
+    -- either holds the run already (refused here) or finds it aborted
+    local why, who = j:transaction(function()
+        local r = j:run(id)
+        if not r then return "missing" end
+        if r.status == "ok" or r.status == "aborted" then return "finished", r end
+        for _, l in ipairs(j:rows("SELECT * FROM locks WHERE run = ?", id)) do
+            -- a run's claim is held while a process runs or resumes it
+            if (r.status == "running" or l.host == journal_mod.claim_key(id))
+                    and l.pid ~= sys.getpid() and journal_mod.holder_alive(l) then
+                return "alive", l
+            end
+        end
+        j:run_status(id, "aborted", r.exit_code)
+        j:unlock_run(id)
+        j:event(id, nil, "abort", nil, nil)
+    end)
+    if why == "missing" then
+        io.stderr:write("cutover: no run '" .. id .. "' in " .. j.path .. "\n")
         return 2
-    end
-    local lock = j:rows("SELECT * FROM locks WHERE run = ? LIMIT 1", id)[1]
-    if r.status == "running" and lock and journal_mod.holder_alive(lock) and lock.pid ~= sys.getpid() then
-        io.stderr:write("cutover: run " .. id .. " is still running (pid " .. tostring(lock.pid) .. "); stop it first\n")
+    elseif why == "finished" then
+        io.stderr:write("cutover: run " .. id .. " is already " .. who.status .. "\n")
+        return 2
+    elseif why == "alive" then
+        io.stderr:write("cutover: run " .. id .. " is still running (pid " .. tostring(who.pid) .. "); stop it first\n")
         return 3
     end
-    j:run_status(id, "aborted", r.exit_code)
-    j:unlock_run(id)
-    j:event(id, nil, "abort", nil, nil)
     print("run " .. id .. " aborted; its hosts are unlocked")
     return 0
 end

@@ -174,36 +174,114 @@ function M.holder_alive(lock)
     return lock.pid ~= nil and sys.alive(lock.pid)
 end
 
--- Locks hosts for run, all or none.  Returns true | nil, conflicts
--- (list of lock rows held by other runs, each with .alive).
-function Journal:lock(run, hosts)
+-- Runs fn() inside one BEGIN IMMEDIATE transaction: what fn reads cannot
+-- change before what it writes is committed (two controllers sharing the
+-- journal wait for each other here, up to the busy timeout).  Returns
+-- what fn returns.
+function Journal:transaction(fn)
     self:exec("BEGIN IMMEDIATE")
-    local ok, res = pcall(function()
+    local res = table.pack(pcall(fn))
+    if not res[1] then
+        self.db:exec("ROLLBACK")
+        error(res[2], 0)
+    end
+    self:exec("COMMIT")
+    return table.unpack(res, 2, res.n)
+end
+
+-- The lock row that says which process is running (or resuming) a run.
+-- Host names are the other lock keys; a space cannot start a host name.
+local function claim_key(run) return " run " .. run end
+M.claim_key = claim_key
+
+local function mine(lock)
+    return lock.pid == sys.getpid() and lock.controller == (sys.uname() or {}).node
+        and lock.boot == M.controller_boot()
+end
+
+local function take(self, key, run, now)
+    self:exec([[INSERT INTO locks (host, run, pid, controller, boot, os_user, since)
+        VALUES (?,?,?,?,?,?,?) ON CONFLICT(host) DO UPDATE SET run = excluded.run, pid = excluded.pid,
+        controller = excluded.controller, boot = excluded.boot, os_user = excluded.os_user,
+        since = excluded.since]],
+        key, run, sys.getpid(), (sys.uname() or {}).node, M.controller_boot(), (sys.user()), now)
+end
+
+local FINISHED = { ok = true, aborted = true, check = true }
+M.FINISHED = FINISHED
+
+-- Claims run id for this process, atomically: in one transaction it
+-- checks that the run is unfinished and that no live process holds it
+-- (the run itself, or another resume), then takes the run's claim and
+-- moves the run's host locks to this process.  Returns the run row |
+-- nil, why ("missing", "finished" or "held"), the row that explains it
+-- (the run, or the holder's lock row).
+function Journal:claim(id)
+    return self:transaction(function()
+        local r = self:run(id)
+        if not r then return nil, "missing" end
+        if FINISHED[r.status] then return nil, "finished", r end
+        -- a run that recorded its end (parked, failed, ...) has no live
+        -- holder of its host locks; a "running" one may have
+        local sql = r.status == "running" and "SELECT * FROM locks WHERE run = ? ORDER BY host"
+            or "SELECT * FROM locks WHERE run = ? AND host = ?"
+        for _, l in ipairs(self:rows(sql, id, claim_key(id))) do
+            if not mine(l) and M.holder_alive(l) then return nil, "held", l end
+        end
+        local node = (sys.uname() or {}).node
+        if r.status == "running" and r.controller == node and r.pid ~= sys.getpid() and
+                r.pid and sys.alive(r.pid) and #self:rows("SELECT 1 FROM locks WHERE run = ?", id) == 0 then
+            -- a run without any lock (recorded by an older cutover)
+            return nil, "held", { run = id, pid = r.pid, controller = r.controller, os_user = r.os_user }
+        end
+        local now = sys.time()
+        take(self, claim_key(id), id, now)
+        self:exec("UPDATE locks SET pid = ?, controller = ?, boot = ? WHERE run = ?",
+                  sys.getpid(), node, M.controller_boot(), id)
+        return r
+    end)
+end
+
+-- Gives up this process's claim on a run (its host locks stay).
+function Journal:release_claim(id)
+    self:exec("DELETE FROM locks WHERE host = ? AND pid = ? AND boot = ?",
+              claim_key(id), sys.getpid(), M.controller_boot())
+end
+
+-- Locks hosts for run, all or none, with the run's claim.  Returns true |
+-- nil, conflicts (list of lock rows held by other runs, each with .alive).
+function Journal:lock(run, hosts)
+    local conflicts = self:transaction(function()
         local conflicts = {}
         for _, h in ipairs(hosts) do
             local l = self:rows("SELECT * FROM locks WHERE host = ?", h)[1]
-            if l and l.run ~= run then
+            if l and (l.run ~= run or (not mine(l) and M.holder_alive(l))) then
                 l.alive = M.holder_alive(l)
                 conflicts[#conflicts + 1] = l
             end
         end
         if #conflicts > 0 then return conflicts end
         local now = sys.time()
-        for _, h in ipairs(hosts) do
-            self:exec([[INSERT INTO locks (host, run, pid, controller, boot, os_user, since)
-                VALUES (?,?,?,?,?,?,?) ON CONFLICT(host) DO UPDATE SET pid = excluded.pid,
-                controller = excluded.controller, boot = excluded.boot, since = excluded.since]],
-                h, run, sys.getpid(), (sys.uname() or {}).node, M.controller_boot(), (sys.user()), now)
-        end
+        take(self, claim_key(run), run, now)
+        for _, h in ipairs(hosts) do take(self, h, run, now) end
         return nil
     end)
-    if not ok then
-        self.db:exec("ROLLBACK")
-        error(res, 0)
-    end
-    self:exec("COMMIT")
-    if res then return nil, res end
+    if conflicts then return nil, conflicts end
     return true
+end
+
+-- Records the end of a run and releases its locks in one transaction, so
+-- that a resume can never claim the run between the two.  keep_hosts: a
+-- parked run keeps its host locks (its claim goes: the process ends).
+function Journal:finish_run(id, status, exit_code, keep_hosts)
+    self:transaction(function()
+        self:run_status(id, status, exit_code)
+        if keep_hosts then
+            self:exec("DELETE FROM locks WHERE host = ?", claim_key(id))
+        else
+            self:exec("DELETE FROM locks WHERE run = ?", id)
+        end
+    end)
 end
 
 function Journal:unlock_run(run)
@@ -214,8 +292,27 @@ function Journal:lock_of(host)
     return self:rows("SELECT * FROM locks WHERE host = ?", host)[1]
 end
 
+-- Breaks host's lock if its holder is gone, atomically (a resume that
+-- takes the lock over meanwhile is seen).  Returns "unlocked", lock |
+-- "free" | "alive", lock.
 function Journal:unlock_host(host)
-    self:exec("DELETE FROM locks WHERE host = ?", host)
+    return self:transaction(function()
+        local l = self:lock_of(host)
+        if not l then return "free" end
+        if M.holder_alive(l) then return "alive", l end
+        self:exec("DELETE FROM locks WHERE host = ?", host)
+        return "unlocked", l
+    end)
+end
+
+-- PRAGMA quick_check.  Returns true | nil, message (for the operator):
+-- a damaged journal cannot say which steps are done.
+function Journal:verify(doing)
+    local ok, why = self.db:quick_check()
+    if ok then return true end
+    return nil, string.format("journal %s is damaged (%s); refusing to %s. " ..
+        "Keep a copy of the file; 'sqlite3 %s .recover' may save what it holds",
+        self.path, why or "?", doing, self.path)
 end
 
 function Journal:close() self.db:close() end

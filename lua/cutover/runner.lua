@@ -114,7 +114,13 @@ function Run:execute(hs, step, scope)
             local data, rerr = require("cutover.core.fs").read(path)
             if data then
                 self.files_read = self.files_read or {}
-                self.files_read[path] = crypto.sha256(data)
+                local digest = crypto.sha256(data)
+                if self.journal and self.files_read[path] ~= digest then
+                    -- resume compares it: a changed file is refused
+                    local rok, abs = pcall(require("cutover.core.fs").realpath, path)
+                    self.journal:event(self.run_id, nil, "file", rok and abs or path, digest)
+                end
+                self.files_read[path] = digest
                 if self.opts.on_file_read then self.opts.on_file_read(path, self.files_read[path]) end
             end
             return data, rerr
@@ -588,6 +594,9 @@ function Run:journaled_step(hs, step)
             local st = self.stats.per_host[hs.name]
             st.failed_at = st.failed_at or step.id
             st.attention = step.id
+            -- not a step failure: no rescue or always may run after it
+            -- (the run must stay resumable until the operator decides)
+            hs.halted = true
             return false
         else
             note = "run again after a restart (idempotent)"
@@ -633,6 +642,7 @@ function Run:steps(hs, list)
 end
 
 function Run:step(hs, step)
+    if hs.halted then return false end
     if interrupted() then
         if not self.stats.per_host[hs.name].interrupted_at then
             self.stats.per_host[hs.name].interrupted_at = step.id
@@ -666,6 +676,7 @@ function Run:step(hs, step)
         if #step.rescue > 0 then hs.in_rescue = (hs.in_rescue or 0) + 1 end
         local ok = self:steps(hs, step.block)
         if #step.rescue > 0 then hs.in_rescue = hs.in_rescue - 1 end
+        if hs.halted then return false end
         if not ok and not interrupted() and #step.rescue > 0 then
             -- the failure is handled: the host carries on after rescue
             hs.recovered = true
@@ -1098,7 +1109,8 @@ function M.run(book, inventory, opts)
             j:run_status(self.run_id, "running", nil)
             j:event(self.run_id, nil, "resume", nil, nil)
         else
-            j:new_run({ id = self.run_id, command = opts.check and "check" or "run", playbook = book.path,
+            j:new_run({ id = self.run_id, command = opts.check and "check" or "run",
+                        playbook = opts.playbook_path or book.path,
                         playbook_digest = opts.playbook_digest, inventory = opts.inventory_path,
                         inventory_digest = opts.inventory_digest,
                         extra_vars = ev_record,
@@ -1163,9 +1175,8 @@ function M.run(book, inventory, opts)
         local status = opts.check and "check" or (code == M.EXIT_OK and "ok")
             or (code == M.EXIT_INTERRUPTED and "interrupted")
             or (code == M.EXIT_PARKED and "parked") or "failed"
-        j:run_status(self.run_id, status, code)
         -- a parked run keeps its hosts until it is resumed or aborted
-        if status ~= "parked" then j:unlock_run(self.run_id) end
+        j:finish_run(self.run_id, status, code, status == "parked")
         if #parked > 0 then
             local gates, kinds = {}, {}
             for _, name in ipairs(parked) do
