@@ -28,6 +28,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <libssh2.h>
@@ -41,6 +42,8 @@
 #define SSH_EXEC_MT "cutover.ssh.exec"
 #define SSH_DEFAULT_MAX_OUTPUT (8 * 1024 * 1024)
 #define SSH_MAX_KEYS 16
+/* A private key is a few KiB (a 16384-bit RSA key, about 12 KiB). */
+#define SSH_MAX_KEY_FILE 65536
 
 #define SSH_MAX_TUNNELS 64
 #define SSH_TUNNEL_BUF 32768
@@ -243,6 +246,45 @@ static int key_is_rsa(const char *path)
     }
     free(raw);
     return rsa;
+}
+
+/*
+ * Why a key file cannot be used, or NULL when it is a regular file of at
+ * most SSH_MAX_KEY_FILE bytes.  libssh2 reads a key with a plain loop to
+ * end of file: /dev/zero never ends (100% CPU, deaf to signals), and
+ * opening a FIFO blocks until someone writes to it.  stat() (following
+ * links, as a key may be one) opens nothing, so the check cannot hang or
+ * disturb a device.
+ */
+static const char *key_file_problem(const char *path, char *why, size_t n)
+{
+    struct stat st;
+    const char *kind = NULL;
+
+    if (stat(path, &st) != 0)
+        return NULL;  /* missing: libssh2 reports it, the next key is tried */
+    if (S_ISCHR(st.st_mode))
+        kind = "a character device";
+    else if (S_ISBLK(st.st_mode))
+        kind = "a block device";
+    else if (S_ISFIFO(st.st_mode))
+        kind = "a FIFO";
+    else if (S_ISSOCK(st.st_mode))
+        kind = "a socket";
+    else if (S_ISDIR(st.st_mode))
+        kind = "a folder";
+    else if (!S_ISREG(st.st_mode))
+        kind = "a special file";
+    if (kind != NULL) {
+        snprintf(why, n, "it is %s, not a regular file", kind);
+        return why;
+    }
+    if (st.st_size > SSH_MAX_KEY_FILE) {
+        snprintf(why, n, "it is larger than %d bytes, too large for a "
+                 "private key", SSH_MAX_KEY_FILE);
+        return why;
+    }
+    return NULL;
 }
 
 static const char *hostkey_prefs(const char *known_types)
@@ -601,6 +643,23 @@ static int ssh_connect(lua_State *L)
     s->deadline = loop_now() + timeout;
     lua_getfield(L, 1, "keys");
     s->key_count = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
+    /* Every key file is checked before anything connects (see
+     * key_file_problem): a bad one is the user's error, said plainly. */
+    for (rc = 1; rc <= s->key_count; rc++) {
+        char why[160];
+        const char *path;
+        lua_rawgeti(L, -1, rc);
+        path = lua_tostring(L, -1);
+        if (path != NULL && key_file_problem(path, why, sizeof why)) {
+            if (given_fd >= 0)
+                close(given_fd);
+            lua_getfield(L, 1, "user");
+            return fail(L, s, "auth", "%s@%s:%d: cannot use the identity "
+                        "file %s: %s", lua_tostring(L, -1), host,
+                        (int)port, path, why);
+        }
+        lua_pop(L, 1);
+    }
     lua_pop(L, 1);
 
     if (!ssh_ready) {

@@ -45,9 +45,14 @@ end
 local function jump_chain(cfg, hops, depth)
     local jump
     for i, hop in ipairs(hops or {}) do
+        local ok, err = ssh_config.check_hostname(hop.host)
+        if not ok then return nil, "jump host: " .. err end
         local jc = cfg and cfg:lookup(hop.host) or {}
         local h = { host = jc.hostname or hop.host, port = hop.port or jc.port or 22,
                     user = hop.user or jc.user or (sys.user()), proxy_jump = jump }
+        ok, err = ssh_config.check_hostname(h.host)
+        if ok then ok, err = ssh_config.check_user(h.user) end
+        if not ok then return nil, "jump host " .. hop.host .. ": " .. err end
         if i == 1 and jc.proxy_jump then
             if depth >= ssh_config.MAX_HOPS then
                 return nil, "the jump hosts' own ProxyJump settings nest more than " ..
@@ -57,7 +62,8 @@ local function jump_chain(cfg, hops, depth)
             if err then return nil, err end
             h.proxy_jump = before
         elseif i == 1 and jc.proxy_command then
-            h.proxy_command = ssh_config.expand_proxy_command(jc.proxy_command, h.host, h.port, h.user, hop.host)
+            h.proxy_command, err = ssh_config.expand_proxy_command(jc.proxy_command, h.host, h.port, h.user, hop.host)
+            if not h.proxy_command then return nil, "jump host " .. hop.host .. ": " .. err end
         end
         jump = h
     end
@@ -76,6 +82,15 @@ function M.ssh_settings(name, v, opts)
     local target = tostring(v.ansible_host or v.ansible_ssh_host or name)
     local iuser = v.ansible_user or v.ansible_ssh_user
     local iport = v.ansible_port or v.ansible_ssh_port
+    -- names that could smuggle shell syntax into a ProxyCommand's tokens
+    -- are refused before anything is looked up or expanded (no real host
+    -- name, address or login has them)
+    local ok, uerr = ssh_config.check_hostname(target)
+    if ok and iuser ~= nil then ok, uerr = ssh_config.check_user(iuser) end
+    if not ok then return nil, uerr end
+    if iport ~= nil and not ssh_config.port_number(iport) then
+        return nil, "ansible_port must be a number from 1 to 65535, got '" .. tostring(iport) .. "'"
+    end
     local sc = cfg and cfg:lookup(target, { user = iuser, port = iport }) or {}
     local keys = {}
     local explicit = v.ansible_ssh_private_key_file or v.ansible_private_key_file
@@ -96,6 +111,9 @@ function M.ssh_settings(name, v, opts)
     end
     local user = iuser or sc.user
     if user == nil then user = (sys.user()) end
+    ok, uerr = ssh_config.check_user(user)
+    if ok and sc.hostname then ok, uerr = ssh_config.check_hostname(sc.hostname) end
+    if not ok then return nil, uerr end
     local sock = os.getenv("SSH_AUTH_SOCK")
     -- jump hosts: from the inventory (cutover_proxy_jump, or -J / -o
     -- ProxyJump= in ansible_ssh_common_args, Ansible's way), else from
@@ -135,8 +153,12 @@ function M.ssh_settings(name, v, opts)
     local jump, jerr = jump_chain(cfg, hops, 0)
     if jerr then return nil, jerr end
     local host = sc.hostname or target
-    local port = math.tointeger(tonumber(iport or sc.port or 22)) or 22
-    if command then command = ssh_config.expand_proxy_command(command, host, port, user, target) end
+    local port = ssh_config.port_number(iport or sc.port or 22)
+    if command then
+        local eerr
+        command, eerr = ssh_config.expand_proxy_command(command, host, port, user, target)
+        if not command then return nil, eerr end
+    end
     return {
         host = host,
         port = port,
