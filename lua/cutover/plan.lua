@@ -23,12 +23,12 @@ local M = {}
 M.FORMAT_VERSION = 1
 
 -- Secrets: every string written to a plan, or printed, goes through the
--- redaction module when there is one.
-local ok_redact, redact = pcall(require, "cutover.redact")
-if not ok_redact or type(redact) ~= "table" then redact = nil end
+-- redaction module.  Required plainly: if it cannot load, no plan is
+-- written at all (never one with secrets unmasked).
+local redact = require("cutover.redact")
 
 local function mask(s)
-    if redact and redact.text and type(s) == "string" then return redact.text(s) end
+    if type(s) == "string" then return redact.text(s) end
     return s
 end
 
@@ -332,7 +332,7 @@ function M.plan(o, book_path, ev, env)
     }, c)
     local out = o.output or default_output(book_path)
     local text = encode(mask_plan(plan))
-    if redact and redact.json_line then text = redact.json_line(text) end
+    text = redact.json_line(text)
     -- pretty, for review and diffs between plans
     local decoded = json.decode(text)
     if decoded then text = json.encode(decoded, true) end

@@ -328,6 +328,25 @@ T.test("plans never hold a secret value", function()
     T.eq(T.read(d .. "/h1/pw.txt"), "password=Sup3r-S3cret-Value\n", "applied with the real value")
 end)
 
+T.test("item 21: plan.lua fails closed when redaction cannot be loaded", function()
+    -- the reporters (and redact through them) are already loaded, as in
+    -- a run; then the redaction module breaks: loading plan must fail
+    -- instead of writing plans unmasked
+    for _, m in ipairs({ "output", "runner", "diff", "inventory", "util" }) do require("cutover." .. m) end
+    local saved_loaded, saved_preload = package.loaded["cutover.redact"], package.preload["cutover.redact"]
+    package.loaded["cutover.plan"] = nil
+    package.loaded["cutover.redact"] = nil
+    package.preload["cutover.redact"] = function() error("redaction is broken", 0) end
+    local ok, err = pcall(require, "cutover.plan")
+    package.loaded["cutover.redact"], package.preload["cutover.redact"] = saved_loaded, saved_preload
+    package.loaded["cutover.plan"] = nil
+    T.ok(not ok, "plan.lua loaded without its redaction")
+    T.contains(tostring(err), "redaction is broken", "the error is the redaction's")
+    -- and with redaction in place it loads and masks
+    local plan = require("cutover.plan")
+    T.eq(type(plan.apply), "function", "plan loads with redaction")
+end)
+
 T.test("usage errors", function()
     local r = T.run({ "apply" })
     T.eq(r.rc, 2, "apply without a file")
