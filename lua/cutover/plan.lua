@@ -46,7 +46,11 @@ local function mask_value(v, depth)
     return out
 end
 
-local function err_out(s) io.stderr:write(mask(s), "\n") end
+-- Text shown on a terminal: masked, then with control characters
+-- escaped (a plan's messages and diffs come from its hosts).
+local function shown(s) return output.escape(mask(s)) end
+
+local function err_out(s) io.stderr:write(shown(s), "\n") end
 
 local function array(t) return setmetatable(t, { __jsontype = "array" }) end
 
@@ -345,7 +349,7 @@ function M.plan(o, book_path, ev, env)
     local msg = string.format("plan written to %s: %d host%s, %d change%s predicted, %d step result%s decided at apply time",
         out, hosts, hosts == 1 and "" or "s", plan.totals.changes, plan.totals.changes == 1 and "" or "s",
         plan.totals.at_apply, plan.totals.at_apply == 1 and "" or "s")
-    if o.format == "json" then err_out(msg) else print(mask(msg)) end
+    if o.format == "json" then err_out(msg) else print(shown(msg)) end
     return code
 end
 
@@ -438,7 +442,7 @@ function M.show(path, format)
         end
         if #(h.steps or {}) == 0 then say("  (no steps)") end
     end
-    io.stdout:write(mask(table.concat(out, "\n")), "\n")
+    io.stdout:write(shown(table.concat(out, "\n")), "\n")
     return 0
 end
 
@@ -633,7 +637,7 @@ function M.apply(path, o, env)
         real.record_options.limit = real.limit
     end
     if o.format ~= "json" then
-        print(mask("apply " .. path .. ": " .. (#fresh <= 10 and table.concat(fresh, ", ") or (#fresh .. " hosts")) ..
+        print(shown("apply " .. path .. ": " .. (#fresh <= 10 and table.concat(fresh, ", ") or (#fresh .. " hosts")) ..
             (#stale > 0 and ("  (refused as stale: " .. #stale .. " host" .. (#stale == 1 and "" or "s") .. ")") or "")))
     end
     -- compare what the real run did with the plan, to say where it differed

@@ -442,6 +442,34 @@ T.test("SIGINT while an until loop waits to retry: no further attempt", function
     T.eq(hr.result.msg, "interrupted while waiting to retry (after 1 attempt)")
 end)
 
+T.test("item 14: terminal control sequences in remote output are escaped in text, verbatim in JSON", function()
+    local d = T.tmpdir()
+    -- ESC sequences (clear screen, window title ending in BEL), a lone
+    -- CR, a backspace, DEL, the C1 CSI as UTF-8 (U+009B) and as a raw
+    -- byte, next to text that must stay as it is (tab, UTF-8 letters)
+    T.write(d .. "/noise", "ok\27[2Jcleared\27]0;pwned\7\rover\8x\127 \194\155" .. "1m \155" .. "2K caf\195\169\tend\n")
+    local book = H.book(d, [[
+- hosts: localhost
+  steps:
+    - id: noisy
+      name: "noisy {{ 'n' }}"
+      shell: cat @T@/noise; cat @T@/noise >&2; exit 3
+]])
+    local r = T.run({ "run", book, "-v" })
+    T.eq(r.rc, 1, "the step fails (stderr: " .. r.stderr .. ")")
+    -- no C0 control but newline and tab, no DEL, no C1, no stray byte
+    local bad = r.stdout:find("[%z\1-\8\11-\31\127]") or r.stdout:find("\194[\128-\159]")
+        or not utf8.len(r.stdout)
+    T.ok(not bad, "no raw control character in the text output: " .. string.format("%q", r.stdout))
+    T.contains(r.stdout, [[ok\x1b[2Jcleared\x1b]0;pwned\x07\x0dover\x08x\x7f \x9b1m \x9b2K caf]] .. "\195\169\tend",
+               "escaped, UTF-8 and tab kept")
+    T.contains(r.stdout, "stderr: ok\\x1b[2J", "stderr escaped too")
+    -- JSON keeps the bytes (its encoder escapes them as \u001b)
+    local _, _, results = H.run_json({ "run", book })
+    T.eq(#results, 1, "one result")
+    T.contains(results[1].result.stdout, "ok\27[2Jcleared\27]0;pwned\7\rover\8x\127 \194\155", "verbatim in JSON")
+end)
+
 T.test("without a terminal a long step gets a progress line after 10 s, a short one none", function()
     local d = T.tmpdir()
     local book = H.book(d, [[

@@ -347,6 +347,27 @@ T.test("item 21: plan.lua fails closed when redaction cannot be loaded", functio
     T.eq(type(plan.apply), "function", "plan loads with redaction")
 end)
 
+T.test("item 14: show-plan escapes terminal control sequences in diffs and messages", function()
+    local d = setup([[
+- hosts: all
+  steps:
+    - id: noisy
+      copy: { dest: "{{ target }}/n.txt", content: "a\e[2Jb\rc\u009bd\n" }
+    - id: says
+      fail: { msg: "stop\e]0;title\a here" }
+]])
+    local r = T.run({ "plan", d .. "/p.yml", "-i", d .. "/inv.yml", "-o", d .. "/p.plan" })
+    T.eq(r.rc, 1, "plan (a step is predicted to fail; stderr: " .. r.stderr .. ")")
+    local s = T.run({ "show-plan", d .. "/p.plan" })
+    T.eq(s.rc, 0, "show-plan")
+    local bad = s.stdout:find("[%z\1-\8\11-\31\127]") or s.stdout:find("\194[\128-\159]") or not utf8.len(s.stdout)
+    T.ok(not bad, "no raw control character: " .. string.format("%q", s.stdout))
+    T.contains(s.stdout, [[+a\x1b[2Jb\x0dc\x9bd]], "the diff, escaped")
+    T.contains(s.stdout, [[stop\x1b]0;title\x07 here]], "the message, escaped")
+    local j = T.run({ "show-plan", d .. "/p.plan", "--format", "json" })
+    T.contains(j.stdout:lower(), [[\u001b[2j]], "JSON keeps it (as JSON escapes)")
+end)
+
 T.test("usage errors", function()
     local r = T.run({ "apply" })
     T.eq(r.rc, 2, "apply without a file")
