@@ -415,6 +415,41 @@ all:
     T.match(t.stdout, "remote2[^\n]*failed at mark%s+unreachable")
 end)
 
+T.test("item 16: a bad ansible_port or ansible_timeout is an error naming the host, never port 22", function()
+    local d = T.tmpdir()
+    local book = H.book(d, "- hosts: all\n  steps:\n    - shell: echo hi\n")
+    local cases = {
+        { "notanumber", "'notanumber'" }, { "[22, 23]", "a list" }, { "70000", "70000" },
+        { "0", "0" }, { "22.5", "22.5" }, { "-22", "-22" },
+    }
+    for _, c in ipairs(cases) do
+        local inv = T.write(d .. "/inv.yml", "all:\n  hosts:\n    web1: { ansible_host: 127.0.0.1, ansible_port: " ..
+                            c[1] .. " }\n")
+        local r = T.run({ "run", book, "-i", inv, "--known-hosts", d .. "/kh" })
+        T.eq(r.rc, 2, "exit code for ansible_port " .. c[1] .. " (stdout: " .. r.stdout .. ")")
+        T.contains(r.stderr, "host 'web1': ansible_port must be a port number from 1 to 65535, got " .. c[2],
+                   "message for " .. c[1])
+        T.not_contains(r.stderr, "traceback", "no traceback")
+    end
+    -- from a group, and the ssh_ spelling, and in an INI inventory
+    T.write(d .. "/inv.ini", "[web]\nweb2 ansible_host=127.0.0.1\n[web:vars]\nansible_ssh_port=http\n")
+    local r = T.run({ "run", book, "-i", d .. "/inv.ini", "--known-hosts", d .. "/kh" })
+    T.eq(r.rc, 2, "group var: exit code")
+    T.contains(r.stderr, "group 'web': ansible_ssh_port must be a port number from 1 to 65535, got 'http'", "group var")
+    local inv = T.write(d .. "/inv.yml", "all:\n  hosts:\n    web1: { ansible_host: 127.0.0.1, ansible_timeout: -1 }\n")
+    r = T.run({ "run", book, "-i", inv, "--known-hosts", d .. "/kh" })
+    T.eq(r.rc, 2, "ansible_timeout -1")
+    T.contains(r.stderr, "host 'web1': ansible_timeout must be a number of seconds more than 0, got -1", "timeout")
+    -- a template is not checked when loading; the host then fails with
+    -- the same words instead of connecting to port 22
+    inv = T.write(d .. "/inv.yml", "all:\n  hosts:\n    web1: { ansible_host: 127.0.0.1, ansible_port: '{{ p }}' }\n")
+    local _, _, res = H.run_json({ "run", book, "-i", inv, "--known-hosts", d .. "/kh", "-e", "p=22" })
+    T.eq(#res, 1, "one result")
+    T.eq(res[1].status, "failed", "the host fails")
+    T.contains(res[1].result.msg, "host web1: ansible_port must be a port number from 1 to 65535, got '{{ p }}'",
+               "runtime message")
+end)
+
 T.test("SIGINT while an until loop waits to retry: no further attempt", function()
     local d = T.tmpdir()
     local book = H.book(d, [[

@@ -5,6 +5,7 @@
 local sys = require("cutover.core.sys")
 local fs = require("cutover.core.fs")
 local ssh_config = require("cutover.ssh_config")
+local util = require("cutover.util")
 
 local M = {}
 
@@ -135,7 +136,12 @@ function M.ssh_settings(name, v, opts)
     local jump, jerr = jump_chain(cfg, hops, 0)
     if jerr then return nil, jerr end
     local host = sc.hostname or target
-    local port = math.tointeger(tonumber(iport or sc.port or 22)) or 22
+    local port, perr = util.port_number(iport ~= nil and (v.ansible_port ~= nil and "ansible_port" or "ansible_ssh_port")
+                                        or "the SSH config's Port", iport or sc.port or 22)
+    if not port then return nil, perr end
+    local tname = v.ansible_timeout ~= nil and "ansible_timeout" or "ansible_ssh_timeout"
+    local timeout, terr = util.seconds(tname, v.ansible_timeout or v.ansible_ssh_timeout or 30)
+    if not timeout then return nil, terr end
     if command then command = ssh_config.expand_proxy_command(command, host, port, user, target) end
     return {
         host = host,
@@ -147,7 +153,7 @@ function M.ssh_settings(name, v, opts)
         known_hosts = expand(opts.known_hosts or v.ansible_ssh_known_hosts_file
             or v.cutover_known_hosts or (home() .. "/.ssh/known_hosts")),
         accept_new = opts.accept_new_host_keys == true,
-        timeout = tonumber(v.ansible_timeout or v.ansible_ssh_timeout or 30) or 30,
+        timeout = timeout,
         max_output = opts.max_output,
         proxy_jump = jump,
         proxy_command = command or nil,
