@@ -299,6 +299,40 @@ function M.check_template(s)
     return true
 end
 
+-- A value an expression gives must be plain data (text, numbers,
+-- booleans, null, and tables of them), as variables, results, the journal
+-- and JSON output hold: a table that contains itself, a function or a
+-- coroutine is refused here with a clear message instead of failing later
+-- inside an encoder.  The same table twice (not a cycle) is fine.
+-- Returns nil | message.
+local function not_data(v, open, depth)
+    local t = type(v)
+    if t == "string" or t == "number" or t == "boolean" or t == "nil" or v == yaml_null then return nil end
+    if t ~= "table" then return "gives " .. (t == "function" and "a function" or ("a " .. t)) ..
+        ", not data (text, a number, a list or a mapping)" end
+    if getmetatable(v) == unknown_mt then return nil end
+    if open[v] then return "gives a table that contains itself (a cycle): variables hold plain data only" end
+    if depth >= 64 then return "gives a value nested more than 64 deep" end
+    open[v] = true
+    for k, x in pairs(v) do
+        local e = not_data(k, open, depth + 1) or not_data(x, open, depth + 1)
+        if e then return e end
+    end
+    open[v] = nil
+    return nil
+end
+
+-- Evaluates an expression whose value is kept or shown (a template, a
+-- debug var): as eval, and the value must be plain data.
+local function eval_data(code, scope)
+    local ok, v, unknown = M.eval(code, scope)
+    if not ok then return false, v, unknown end
+    local e = not_data(v, {}, 0)
+    if e then return false, "'" .. code .. "' " .. e end
+    return true, v
+end
+M.eval_data = eval_data
+
 -- Renders a string.  A string that is exactly one {{ expr }} gives the
 -- expression's value as is (a list stays a list).
 -- Returns true, value | false, message, unknowable_name
@@ -312,14 +346,14 @@ function M.render(s, scope)
         template_cache[s] = parts
     end
     if #parts == 1 and parts[1].code then
-        return M.eval(parts[1].code, scope)
+        return eval_data(parts[1].code, scope)
     end
     local out = {}
     for i, p in ipairs(parts) do
         if p.text then
             out[i] = p.text
         else
-            local ok, v, unknown = M.eval(p.code, scope)
+            local ok, v, unknown = eval_data(p.code, scope)
             if not ok then return false, v, unknown end
             if v == nil then return false, "'" .. p.code .. "' is nil" end
             if v == yaml_null then v = "" end
