@@ -450,6 +450,30 @@ T.test("item 16: a bad ansible_port or ansible_timeout is an error naming the ho
                "runtime message")
 end)
 
+T.test("item 16: a wrong vault passphrase exits 2 in every command, as documented", function()
+    local d = T.tmpdir()
+    local env = { CUTOVER_VAULT = d .. "/vault", CUTOVER_VAULT_PASSWORD_FILE = d .. "/pass" }
+    T.write(d .. "/pass", "the right one\n")
+    local r = T.run({ "vault", "set", "k" }, { env = env, stdin = "v4lue\n" })
+    T.eq(r.rc, 0, "vault set (stderr: " .. r.stderr .. ")")
+    local book = H.book(d, "- hosts: localhost\n  steps:\n    - debug: { msg: \"{{ secret.k }}\" }\n")
+    r = T.run({ "plan", book, "-o", d .. "/p.plan" }, { env = env })
+    T.eq(r.rc, 0, "plan with the right passphrase (stderr: " .. r.stderr .. ")")
+    T.write(d .. "/pass", "a wrong one\n")
+    local cmds = {
+        { "vault", "list" }, { "vault", "set", "k2" }, { "vault", "rm", "k" },
+        { "run", book }, { "run", book, "--check" }, { "plan", book, "-o", d .. "/q.plan" },
+        { "apply", d .. "/p.plan" },
+    }
+    for _, c in ipairs(cmds) do
+        r = T.run(c, { env = env, stdin = "x\n" })
+        local what = table.concat(c, " "):gsub(d, "D")
+        T.eq(r.rc, 2, what .. ": exit code (stderr: " .. r.stderr .. ")")
+        T.contains(r.stderr, "wrong vault passphrase (or a damaged vault file: " .. d .. "/vault)", what .. ": message")
+    end
+    T.ok(not H.exists(d .. "/q.plan"), "no plan written")
+end)
+
 T.test("SIGINT while an until loop waits to retry: no further attempt", function()
     local d = T.tmpdir()
     local book = H.book(d, [[
