@@ -32,6 +32,40 @@ local function readonly(lib, name)
     })
 end
 
+-- Read-only views of data (facts): reads, pairs, # and to_json see the
+-- data; an assignment raises.  frozen[view] is the data, so a value that
+-- leaves an expression is turned back into a plain copy (see eval_data).
+local frozen = setmetatable({}, { __mode = "k" })
+
+function M.freeze(data, name)
+    local view = setmetatable({}, {
+        __index = data,
+        __newindex = function(_, k)
+            error(name .. " are read-only (cannot set '" .. tostring(k) ..
+                  "'): use set_fact for your own variables", 2)
+        end,
+        __pairs = function() return next, data, nil end,
+        __len = function() return #data end,
+        __metatable = false,
+    })
+    frozen[view] = data
+    return view
+end
+
+-- A plain copy of v with every read-only view replaced by its data.
+local function thaw(v, seen)
+    if type(v) ~= "table" then return v end
+    if frozen[v] then v = frozen[v] end
+    seen = seen or {}
+    if seen[v] then return seen[v] end
+    local out = {}
+    seen[v] = out
+    for k, x in pairs(v) do out[thaw(k, seen)] = thaw(x, seen) end
+    local mt = getmetatable(v)
+    if mt ~= nil and mt ~= false then setmetatable(out, mt) end
+    return out
+end
+
 -- The current scope; expressions never yield, so one at a time.
 local current
 
@@ -137,7 +171,7 @@ function helpers.endswith(s, p)
     arg("endswith", 2, p, "text", "string")
     return p == "" or s:sub(-#p) == p
 end
-function helpers.to_json(v) return json.encode(v) end
+function helpers.to_json(v) return json.encode(thaw(v)) end
 
 -- string's functions with pattern matching that charges the instruction
 -- budget (core/pattern.c); string methods ("x:match(p)") use them too
@@ -299,6 +333,44 @@ function M.check_template(s)
     return true
 end
 
+-- A value an expression gives must be plain data (text, numbers,
+-- booleans, null, and tables of them), as variables, results, the journal
+-- and JSON output hold: a table that contains itself, a function or a
+-- coroutine is refused here with a clear message instead of failing later
+-- inside an encoder.  The same table twice (not a cycle) is fine.
+-- Returns nil | message.
+local function not_data(v, open, depth)
+    local t = type(v)
+    if t == "string" or t == "number" or t == "boolean" or t == "nil" or v == yaml_null then return nil end
+    if t ~= "table" then return "gives " .. (t == "function" and "a function" or ("a " .. t)) ..
+        ", not data (text, a number, a list or a mapping)" end
+    if getmetatable(v) == unknown_mt then return nil end
+    if frozen[v] then open.frozen_found = true end
+    if open[v] then return "gives a table that contains itself (a cycle): variables hold plain data only" end
+    if depth >= 64 then return "gives a value nested more than 64 deep" end
+    open[v] = true
+    for k, x in pairs(v) do
+        local e = not_data(k, open, depth + 1) or not_data(x, open, depth + 1)
+        if e then return e end
+    end
+    open[v] = nil
+    return nil
+end
+
+-- Evaluates an expression whose value is kept or shown (a template, a
+-- debug var): as eval, and the value must be plain data.
+local function eval_data(code, scope)
+    local ok, v, unknown = M.eval(code, scope)
+    if not ok then return false, v, unknown end
+    local open = {}
+    local e = not_data(v, open, 0)
+    local has_frozen = open.frozen_found
+    if e then return false, "'" .. code .. "' " .. e end
+    if has_frozen then v = thaw(v) end
+    return true, v
+end
+M.eval_data = eval_data
+
 -- Renders a string.  A string that is exactly one {{ expr }} gives the
 -- expression's value as is (a list stays a list).
 -- Returns true, value | false, message, unknowable_name
@@ -312,14 +384,14 @@ function M.render(s, scope)
         template_cache[s] = parts
     end
     if #parts == 1 and parts[1].code then
-        return M.eval(parts[1].code, scope)
+        return eval_data(parts[1].code, scope)
     end
     local out = {}
     for i, p in ipairs(parts) do
         if p.text then
             out[i] = p.text
         else
-            local ok, v, unknown = M.eval(p.code, scope)
+            local ok, v, unknown = eval_data(p.code, scope)
             if not ok then return false, v, unknown end
             if v == nil then return false, "'" .. p.code .. "' is nil" end
             if v == yaml_null then v = "" end

@@ -626,6 +626,28 @@ local function finish(inv, errors)
     end
 end
 
+-- Connection variables whose bad value would otherwise fall back to a
+-- default (port 22, a 30 s timeout): checked once everything is loaded,
+-- unless the value is a template (checked when the host connects).
+local CHECKED_VARS = {
+    ansible_port = util.port_number, ansible_ssh_port = util.port_number,
+    ansible_timeout = util.seconds, ansible_ssh_timeout = util.seconds,
+}
+
+local function check_values(inv, errors)
+    local function check(what, vars)
+        for _, k in ipairs(util.sorted_keys(CHECKED_VARS)) do
+            local v = vars[k]
+            if v ~= nil and v ~= yaml_null and not (type(v) == "string" and v:find("{{", 1, true)) then
+                local ok, err = CHECKED_VARS[k](k, v)
+                if not ok then errors[#errors + 1] = inv.path .. ": " .. what .. ": " .. err end
+            end
+        end
+    end
+    for _, g in ipairs(util.sorted_keys(inv.groups)) do check("group '" .. g .. "'", inv.groups[g].vars) end
+    for _, h in ipairs(inv.order) do check("host '" .. h .. "'", inv.hosts[h].vars) end
+end
+
 -- path: a YAML or INI file, a folder of them, or "h1,h2," (a text with a
 -- comma that is not a file).  Returns the inventory | nil, message(s).
 function M.load(path)
@@ -649,6 +671,7 @@ function M.load(path)
         local ok, err = inv:load_vars_dirs(basedir)
         if not ok then errors[#errors + 1] = err end
     end
+    if #errors == 0 then check_values(inv, errors) end
     if #errors > 0 then return nil, table.concat(errors, "\n") end
     return inv
 end

@@ -30,6 +30,54 @@ function M.status(r)
     return "ok"
 end
 
+---------------------------------------------------------------- escaping
+
+-- Text that came from a host (output, messages, names rendered from its
+-- values) must not drive the operator's terminal: a clear-screen or a
+-- carriage return could overwrite cutover's own status lines.  Every C0
+-- control but newline and tab, DEL, every C1 control (U+0080..U+009F) and
+-- every byte that is not part of valid UTF-8 is shown as \xNN.  A CR
+-- right before a newline (CRLF line ends) is dropped: it moves nothing
+-- that matters.  JSON events keep the text as it is (the encoder escapes
+-- controls as \u00NN).
+local function hex(c) return string.format("\\x%02x", c:byte()) end
+
+local function escape_high(run)
+    local out, i, n = {}, 1, #run
+    while i <= n do
+        local b = run:byte(i)
+        local len = b >= 0xF0 and b <= 0xF4 and 4 or b >= 0xE0 and 3 or b >= 0xC2 and b <= 0xDF and 2 or 0
+        local seq = len > 0 and run:sub(i, i + len - 1) or nil
+        local cp = seq and #seq == len and utf8.len(seq) == 1 and utf8.codepoint(seq)
+        if cp and cp >= 0x80 and cp <= 0x9F then
+            out[#out + 1] = string.format("\\x%02x", cp)
+            i = i + len
+        elseif cp then
+            out[#out + 1] = seq
+            i = i + len
+        else
+            out[#out + 1] = hex(run:sub(i, i))
+            i = i + 1
+        end
+    end
+    return table.concat(out)
+end
+
+function M.escape(s)
+    s = tostring(s)
+    if not s:find("[%z\1-\8\11-\31\127-\255]") then return s end
+    s = s:gsub("\r\n", "\n")
+    s = s:gsub("[%z\1-\8\11-\31\127]", hex)
+    s = s:gsub("[\128-\255]+", escape_high)
+    return s
+end
+
+-- Masked first (a secret is matched as it is), then escaped.
+local function esc(s)
+    if s == nil then return nil end
+    return M.escape(redact.text(tostring(s)))
+end
+
 ---------------------------------------------------------------- text
 
 local Text = {}
@@ -75,22 +123,22 @@ end
 
 function Text:run_start(info)
     local mode = info.check and " (check mode: nothing will be changed)" or ""
-    self:out(self:paint("1", "cutover " .. info.version .. ": " .. info.playbook .. mode ..
+    self:out(self:paint("1", "cutover " .. info.version .. ": " .. esc(info.playbook) .. mode ..
         (info.run and ("  [run " .. info.run .. "]") or "")))
 end
 
 function Text:warn(msg)
-    self:out(self:paint("33", "warning: " .. msg))
+    self:out(self:paint("33", "warning: " .. esc(msg)))
 end
 
 function Text:play_start(play, hosts)
     self:out("")
-    self:out(self:paint("1", "PLAY " .. play.name) .. "  [" .. table.concat(hosts, ", ") .. "]")
+    self:out(self:paint("1", "PLAY " .. esc(play.name)) .. "  [" .. esc(table.concat(hosts, ", ")) .. "]")
 end
 
 function Text:batch_start(play, b, n, hosts)
-    self:out(self:paint("1", "play '" .. play.name .. "': batch " .. b .. " of " .. n .. ": ") ..
-             table.concat(hosts, ", "))
+    self:out(self:paint("1", "play '" .. esc(play.name) .. "': batch " .. b .. " of " .. n .. ": ") ..
+             esc(table.concat(hosts, ", ")))
 end
 
 function Text:batch_end() end
@@ -100,27 +148,27 @@ function Text:step_start(host, step) end
 function Text:host_result(ev)
     local r = ev.result
     local status = M.status(r)
-    local name = ev.step_name
-    if ev.item_label then name = name .. " [" .. ev.item_label .. "]" end
+    local name = esc(ev.step_name)
+    if ev.item_label then name = name .. " [" .. esc(ev.item_label) .. "]" end
     if r.attempts and r.attempts > 1 then name = name .. " (" .. r.attempts .. " attempts)" end
     local line = string.format("  %s %s  %s  %s",
         self:paint(STATUS_COLOUR[status] or "0", string.format("%-11s", status)),
-        ev.host, name, self:paint("2", "(" .. util.format_duration(ev.duration) .. ")"))
+        esc(ev.host), name, self:paint("2", "(" .. util.format_duration(ev.duration) .. ")"))
     self:out(line)
     local msg = r.msg
     if msg ~= nil and msg ~= "" and (status ~= "ok" or ev.action == "debug" or ev.action == "assert"
                                      or self.verbose > 0 or r.resumed) then
         if status ~= "changed" or self.verbose > 0 or ev.action == "debug" or r.resumed then
-            self:out(indent(msg, "      "))
+            self:out(indent(esc(msg), "      "))
         end
     end
-    if r.warning then self:out(self:paint("33", "      warning: " .. r.warning)) end
+    if r.warning then self:out(self:paint("33", "      warning: " .. esc(r.warning))) end
     if status == "failed" or status == "ignored" or self.verbose > 0 then
-        if r.stderr and r.stderr ~= "" then self:out(indent(r.stderr, "      stderr: ")) end
-        if self.verbose > 0 and r.stdout and r.stdout ~= "" then self:out(indent(r.stdout, "      stdout: ")) end
+        if r.stderr and r.stderr ~= "" then self:out(indent(esc(r.stderr), "      stderr: ")) end
+        if self.verbose > 0 and r.stdout and r.stdout ~= "" then self:out(indent(esc(r.stdout), "      stdout: ")) end
     end
     if self.diff and r.diff then
-        local text = diff.render(r.diff)
+        local text = esc(diff.render(r.diff))
         if text ~= "" then
             text = text:gsub("\n$", "")
             if self.colour then
@@ -150,10 +198,10 @@ function Text:tick(running, now)
     end
     local n = 0
     for _ in pairs(running) do n = n + 1 end
-    local text = string.format("  ... %s on %s running for %s%s%s", longest.step, who,
+    local text = string.format("  ... %s on %s running for %s%s%s", esc(longest.step), esc(who),
         util.format_duration(now - longest.started),
         n > 1 and string.format(" (%d hosts busy)", n) or "",
-        longest.progress and (": " .. longest.progress) or "")
+        longest.progress and (": " .. esc(longest.progress)) or "")
     if self.tty then
         sys.write(1, "\r\27[K" .. self:paint("2", redact.text(text)))
         self.live = text
@@ -168,25 +216,25 @@ function Text:run_end(stats)
     self:out("")
     self:out(self:paint("1", "RECAP"))
     local width = 4
-    for _, h in ipairs(stats.hosts) do width = math.max(width, #h) end
+    for _, h in ipairs(stats.hosts) do width = math.max(width, #esc(h)) end
     local cols = { "ok", "changed", "unknown", "skipped", "failed", "ignored" }
     local header = string.format("  %-" .. width .. "s", "host")
     for _, c in ipairs(cols) do header = header .. string.format("  %7s", c) end
     self:out(header)
     for _, h in ipairs(stats.hosts) do
         local s = stats.per_host[h]
-        local row = string.format("  %-" .. width .. "s", h)
+        local row = string.format("  %-" .. width .. "s", esc(h))
         for _, c in ipairs(cols) do
             local v = string.format("  %7d", s[c] or 0)
             if (s[c] or 0) > 0 and STATUS_COLOUR[c] and c ~= "ok" then v = self:paint(STATUS_COLOUR[c], v) end
             row = row .. v
         end
-        if s.failed_at then row = row .. "  " .. self:paint("31", "failed at " .. s.failed_at) end
+        if s.failed_at then row = row .. "  " .. self:paint("31", "failed at " .. esc(s.failed_at)) end
         if s.unreachable then row = row .. "  " .. self:paint("31", "unreachable") end
-        if s.interrupted_at then row = row .. "  " .. self:paint("31", "interrupted at " .. s.interrupted_at) end
-        if s.stopped_at then row = row .. "  " .. self:paint("31", "stopped at " .. s.stopped_at .. " (" .. s.stopped_why .. ")") end
-        if s.never_started then row = row .. "  " .. self:paint("33", "never started (" .. s.never_started .. ")") end
-        if s.parked_at then row = row .. "  " .. self:paint("34", "parked at gate " .. s.parked_gate) end
+        if s.interrupted_at then row = row .. "  " .. self:paint("31", "interrupted at " .. esc(s.interrupted_at)) end
+        if s.stopped_at then row = row .. "  " .. self:paint("31", "stopped at " .. esc(s.stopped_at) .. " (" .. esc(s.stopped_why) .. ")") end
+        if s.never_started then row = row .. "  " .. self:paint("33", "never started (" .. esc(s.never_started) .. ")") end
+        if s.parked_at then row = row .. "  " .. self:paint("34", "parked at gate " .. esc(s.parked_gate)) end
         self:out(row)
     end
     if stats.check then

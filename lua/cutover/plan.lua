@@ -23,12 +23,12 @@ local M = {}
 M.FORMAT_VERSION = 1
 
 -- Secrets: every string written to a plan, or printed, goes through the
--- redaction module when there is one.
-local ok_redact, redact = pcall(require, "cutover.redact")
-if not ok_redact or type(redact) ~= "table" then redact = nil end
+-- redaction module.  Required plainly: if it cannot load, no plan is
+-- written at all (never one with secrets unmasked).
+local redact = require("cutover.redact")
 
 local function mask(s)
-    if redact and redact.text and type(s) == "string" then return redact.text(s) end
+    if type(s) == "string" then return redact.text(s) end
     return s
 end
 
@@ -46,7 +46,11 @@ local function mask_value(v, depth)
     return out
 end
 
-local function err_out(s) io.stderr:write(mask(s), "\n") end
+-- Text shown on a terminal: masked, then with control characters
+-- escaped (a plan's messages and diffs come from its hosts).
+local function shown(s) return output.escape(mask(s)) end
+
+local function err_out(s) io.stderr:write(shown(s), "\n") end
 
 local function array(t) return setmetatable(t, { __jsontype = "array" }) end
 
@@ -348,7 +352,7 @@ function M.plan(o, book_path, ev, env)
     end
     local out = o.output or default_output(book_path)
     local text = encode(mask_plan(plan))
-    if redact and redact.json_line then text = redact.json_line(text) end
+    text = redact.json_line(text)
     -- pretty, for review and diffs between plans
     local decoded = json.decode(text)
     if decoded then text = json.encode(decoded, true) end
@@ -361,11 +365,88 @@ function M.plan(o, book_path, ev, env)
     local msg = string.format("plan written to %s: %d host%s, %d change%s predicted, %d step result%s decided at apply time",
         out, hosts, hosts == 1 and "" or "s", plan.totals.changes, plan.totals.changes == 1 and "" or "s",
         plan.totals.at_apply, plan.totals.at_apply == 1 and "" or "s")
-    if o.format == "json" then err_out(msg) else print(mask(msg)) end
+    if o.format == "json" then err_out(msg) else print(shown(msg)) end
     return code
 end
 
 ---------------------------------------------------------------- reading
+
+-- The shape of a plan file: each field's type, checked before anything
+-- reads it, so that an edited or damaged plan is refused as bad input
+-- (exit 2) and never reaches the code as a number where a table was
+-- expected.  "?" marks a field that may be absent.
+local function is_array(v)
+    if type(v) ~= "table" then return false end
+    local n = 0
+    for _ in pairs(v) do n = n + 1 end
+    return n == #v
+end
+
+local SHAPE_FILE = { path = "string", sha256 = "string" }
+local SHAPE_STEP = {
+    ["play?"] = "number", id = "string", ["name?"] = "string", ["action?"] = "string", ["item?"] = "string",
+    status = "string", ["changed?"] = "boolean", ["diff?"] = "string", ["msg?"] = "string",
+    sha256 = "string", fields = { map = "string" }, ["at_apply?"] = "boolean",
+}
+local SHAPE = {
+    v = "number", ["cutover?"] = "string", ["created?"] = "string", ["user?"] = "string",
+    playbook = { fields = { path = "string", sha256 = "string" } },
+    ["inventory?"] = { fields = { path = "string", sha256 = "string", files = { list = { fields = SHAPE_FILE } } } },
+    extra_vars = { fields = { sha256 = "string", ["values?"] = { map = "any" }, ["args?"] = { list = "string" } } },
+    ["options?"] = { fields = { ["limit?"] = "string", ["tags?"] = { list = "string" },
+                                ["skip_tags?"] = { list = "string" } } },
+    ["files?"] = { list = { fields = SHAPE_FILE } },
+    ["check_exit_code?"] = "number",
+    hosts = { list = { fields = {
+        name = "string", facts_sha256 = "string", ["changes?"] = "number", ["at_apply?"] = "number",
+        steps = { list = { fields = SHAPE_STEP } },
+    } } },
+    ["totals?"] = { map = "number" },
+}
+
+local function kind_of(shape)
+    if type(shape) == "string" then return shape == "number" and "a number" or shape == "boolean"
+        and "true or false" or shape == "any" and "a value" or "text" end
+    if shape.list then return "a list" end
+    return "a mapping"
+end
+
+-- Returns nil | the first problem ("'hosts[1].name' must be text").
+local function check_shape(v, shape, where)
+    if type(shape) == "string" then
+        if shape == "any" or type(v) == shape then return nil end
+        return "'" .. where .. "' must be " .. kind_of(shape)
+    end
+    if type(v) ~= "table" or (shape.list and not is_array(v))
+            or (not shape.list and next(v) ~= nil and is_array(v)) then
+        return "'" .. where .. "' must be " .. kind_of(shape)
+    end
+    if shape.list then
+        for i, x in ipairs(v) do
+            local e = check_shape(x, shape.list, where .. "[" .. i .. "]")
+            if e then return e end
+        end
+    elseif shape.map then
+        for _, k in ipairs(util.sorted_keys(v)) do
+            if type(k) ~= "string" then return "'" .. where .. "' must be a mapping" end
+            local e = check_shape(v[k], shape.map, where .. "." .. k)
+            if e then return e end
+        end
+    else
+        for _, spec in ipairs(util.sorted_keys(shape.fields)) do
+            local name, optional = spec:gsub("%?$", "")
+            local x = v[name]
+            local path = where == "" and name or (where .. "." .. name)
+            if x == nil then
+                if optional == 0 then return "'" .. path .. "' must be " .. kind_of(shape.fields[spec]) end
+            else
+                local e = check_shape(x, shape.fields[spec], path)
+                if e then return e end
+            end
+        end
+    end
+    return nil
+end
 
 -- Reads a plan file.  Returns plan, text | nil, message.
 function M.read(path)
@@ -380,6 +461,8 @@ function M.read(path)
         return nil, string.format("%s: plan format version %s is newer than this cutover understands (%d); " ..
             "use the cutover that wrote it (%s)", path, tostring(plan.v), M.FORMAT_VERSION, tostring(plan.cutover))
     end
+    local bad = check_shape(plan, { fields = SHAPE }, "")
+    if bad then return nil, path .. ": not a valid cutover plan: " .. bad end
     return plan, text
 end
 
@@ -454,7 +537,7 @@ function M.show(path, format)
         end
         if #(h.steps or {}) == 0 then say("  (no steps)") end
     end
-    io.stdout:write(mask(table.concat(out, "\n")), "\n")
+    io.stdout:write(shown(table.concat(out, "\n")), "\n")
     return 0
 end
 
@@ -649,7 +732,7 @@ function M.apply(path, o, env)
         real.record_options.limit = real.limit
     end
     if o.format ~= "json" then
-        print(mask("apply " .. path .. ": " .. (#fresh <= 10 and table.concat(fresh, ", ") or (#fresh .. " hosts")) ..
+        print(shown("apply " .. path .. ": " .. (#fresh <= 10 and table.concat(fresh, ", ") or (#fresh .. " hosts")) ..
             (#stale > 0 and ("  (refused as stale: " .. #stale .. " host" .. (#stale == 1 and "" or "s") .. ")") or "")))
     end
     -- compare what the real run did with the plan, to say where it differed

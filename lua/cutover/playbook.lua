@@ -360,7 +360,12 @@ function Loader:play(src, t, index)
     for _, k in ipairs(util.sorted_keys(t)) do
         local found = false
         for _, pk in ipairs(PLAY_KEYS) do if pk == k then found = true end end
-        if not found then
+        if not found and (k == "import_playbook" or k == "include_playbook") then
+            -- not a play at all: 'hosts' and 'steps' are not missing
+            suggested.hosts, suggested.steps = true, true
+            self:err(src:at(t, k), label .. ": unknown keyword '" .. k .. "' (cutover does not import playbooks: " ..
+                "give each playbook its own 'cutover run', or copy its plays into this file)")
+        elseif not found then
             local hint = util.did_you_mean(tostring(k), PLAY_KEYS)
             if k == "tasks" then hint = " (cutover calls them 'steps')" end
             -- what was meant is not also reported missing

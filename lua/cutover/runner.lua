@@ -701,13 +701,25 @@ function Run:step(hs, step)
     return self:action_step(hs, step)
 end
 
+-- What is known of the host, read-only in expressions.  The local
+-- connection runs on the controller, so its uname and user are the
+-- host's; over SSH only what the connection itself knows (no remote fact
+-- gathering yet): never the controller's hostname or user.
 function Run:host_facts(hs)
-    local u = sys.uname() or {}
-    local user = sys.user()
-    return {
-        hostname = u.node, system = u.system, kernel = u.release,
-        architecture = u.machine, user = user, connection = hs.conn and hs.conn.kind,
-    }
+    local conn = hs.conn
+    local kind = conn and conn.kind
+    local facts
+    if kind == "local" or kind == nil then
+        local u = sys.uname() or {}
+        facts = {
+            name = hs.name, hostname = u.node, system = u.system, kernel = u.release,
+            architecture = u.machine, user = (sys.user()), connection = kind,
+        }
+    else
+        local st = conn.settings or {}
+        facts = { name = hs.name, address = st.host, port = st.port, user = st.user, connection = kind }
+    end
+    return expr.freeze(facts, "facts")
 end
 
 

@@ -26,8 +26,13 @@ local function coerce(spec, v)
         if type(v) == "string" and v:match("^%-?%d+$") then v = math.tointeger(tonumber(v)) end
         if math.type(v) ~= "integer" then return nil, "must be a whole number" end
     elseif t == "number" then
+        -- every number argument is a count of seconds: NaN, infinity or
+        -- a negative value would silently mean "no limit" or "no wait"
         if type(v) == "string" then v = tonumber(v) end
         if type(v) ~= "number" then return nil, "must be a number" end
+        if v ~= v or v == math.huge or v == -math.huge then return nil, "must be a finite number" end
+        if spec.positive and v <= 0 then return nil, "must be more than 0 seconds" end
+        if v < 0 then return nil, "must be 0 or more" end
     elseif t == "bool" then
         if type(v) == "string" and BOOL_WORDS[v:lower()] ~= nil then v = BOOL_WORDS[v:lower()] end
         if type(v) ~= "boolean" then return nil, "must be true or false" end

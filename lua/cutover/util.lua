@@ -238,4 +238,36 @@ function M.glob_match(glob, text)
     return g > gl
 end
 
+-- A value as an error message shows it: text quoted, tables by kind.
+function M.describe(v)
+    if type(v) == "string" then return "'" .. v .. "'" end
+    if type(v) == "table" then return (next(v) == nil or M.is_list(v)) and "a list" or "a mapping" end
+    if math.type(v) == "float" and v == math.floor(v) and v == v and math.abs(v) < 2^53 then
+        return tostring(math.tointeger(v))
+    end
+    return tostring(v)
+end
+
+-- Connection settings from inventory variables.  A bad value is an
+-- error, never a silent default (port 22, the default timeout).
+-- Returns the value | nil, message.
+function M.port_number(name, v)
+    local n = v
+    if type(n) == "string" and n:match("^%s*%d+%s*$") then n = tonumber(n) end
+    n = type(n) == "number" and math.tointeger(n) or nil
+    if not n or n < 1 or n > 65535 then
+        return nil, name .. " must be a port number from 1 to 65535, got " .. M.describe(v)
+    end
+    return n
+end
+
+function M.seconds(name, v)
+    local n = v
+    if type(n) == "string" then n = tonumber(n) end
+    if type(n) ~= "number" or n ~= n or n <= 0 or n == math.huge then
+        return nil, name .. " must be a number of seconds more than 0, got " .. M.describe(v)
+    end
+    return n
+end
+
 return M

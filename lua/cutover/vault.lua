@@ -250,8 +250,9 @@ local function read_value(name)
 end
 
 -- `cutover vault set NAME | list | rm NAME` (arguments checked by cli).
--- Returns the exit code: 0 done, 1 wrong passphrase or a vault that
--- cannot be read or written, 2 usage.
+-- Returns the exit code: 0 done, 1 a vault that cannot be read or
+-- written, 2 usage or a wrong passphrase (invalid input: nothing was
+-- done, as run, plan and apply say for it too).
 function M.command(sub, name, explicit)
     local v, err, kind = M.open(explicit, { create = sub == "set" })
     if not v then
@@ -260,7 +261,7 @@ function M.command(sub, name, explicit)
             return 0
         end
         say(err)
-        return kind == M.E_USAGE and 2 or 1
+        return (kind == M.E_USAGE or kind == M.E_PASSPHRASE) and 2 or 1
     end
     local code = 0
     if sub == "list" then

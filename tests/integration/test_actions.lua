@@ -549,4 +549,33 @@ T.test("template and copy errors: undefined variable names the line; missing src
     T.ok(not H.exists(d .. "/out") and not H.exists(d .. "/out2"))
 end)
 
+T.test("item 16: a cyclic or non-data value from an expression fails the step clearly (no traceback)", function()
+    local d = T.tmpdir()
+    local cases = {
+        { "set_fact: { a: \"{{ (function() local t = {} t.t = t return t end)() }}\" }", "contains itself" },
+        { "set_fact: { a: \"{{ { x = { (function() local t = {} t[1] = t return t end)() } } }}\" }", "contains itself" },
+        { "debug: { msg: \"x {{ (function() local t = {} t.t = t return t end)() }}\" }", "contains itself" },
+        { "set_fact: { a: \"{{ string.upper }}\" }", "a function" },
+        { "debug: { msg: \"{{ { f = string.upper } }}\" }", "a function" },
+        { "debug: { var: \"(function() local t = {} t.t = t return t end)()\" }", "contains itself" },
+    }
+    for i, c in ipairs(cases) do
+        local book = H.book(d, "- hosts: localhost\n  steps:\n    - id: bad\n      " .. c[1] ..
+                               "\n    - id: after\n      debug: { msg: after }\n", "p" .. i .. ".yml")
+        local r, _, res = H.run_json({ "run", book })
+        T.eq(r.rc, 1, "case " .. i .. ": exit code (stderr: " .. r.stderr .. ")")
+        T.not_contains(r.stderr, "traceback", "case " .. i .. ": no traceback")
+        T.not_contains(r.stderr, "internal error", "case " .. i .. ": not an internal error")
+        local k = H.by_key(res)
+        T.eq(k.bad and k.bad.status, "failed", "case " .. i .. ": the step fails")
+        T.contains(k.bad.result.msg, c[2], "case " .. i .. ": message")
+        T.eq(k.after, nil, "case " .. i .. ": the host stops")
+    end
+    -- the same table twice (not a cycle) is fine
+    local book = H.book(d, "- hosts: localhost\n  steps:\n    - set_fact: { a: \"{{ (function() " ..
+        "local t = {1} return { t, t } end)() }}\" }\n    - debug: { msg: \"{{ a[2][1] }}\" }\n", "ok.yml")
+    local r = T.run({ "run", book })
+    T.eq(r.rc, 0, "shared, not cyclic (stderr: " .. r.stderr .. ")")
+end)
+
 T.done()

@@ -415,6 +415,65 @@ all:
     T.match(t.stdout, "remote2[^\n]*failed at mark%s+unreachable")
 end)
 
+T.test("item 16: a bad ansible_port or ansible_timeout is an error naming the host, never port 22", function()
+    local d = T.tmpdir()
+    local book = H.book(d, "- hosts: all\n  steps:\n    - shell: echo hi\n")
+    local cases = {
+        { "notanumber", "'notanumber'" }, { "[22, 23]", "a list" }, { "70000", "70000" },
+        { "0", "0" }, { "22.5", "22.5" }, { "-22", "-22" },
+    }
+    for _, c in ipairs(cases) do
+        local inv = T.write(d .. "/inv.yml", "all:\n  hosts:\n    web1: { ansible_host: 127.0.0.1, ansible_port: " ..
+                            c[1] .. " }\n")
+        local r = T.run({ "run", book, "-i", inv, "--known-hosts", d .. "/kh" })
+        T.eq(r.rc, 2, "exit code for ansible_port " .. c[1] .. " (stdout: " .. r.stdout .. ")")
+        T.contains(r.stderr, "host 'web1': ansible_port must be a port number from 1 to 65535, got " .. c[2],
+                   "message for " .. c[1])
+        T.not_contains(r.stderr, "traceback", "no traceback")
+    end
+    -- from a group, and the ssh_ spelling, and in an INI inventory
+    T.write(d .. "/inv.ini", "[web]\nweb2 ansible_host=127.0.0.1\n[web:vars]\nansible_ssh_port=http\n")
+    local r = T.run({ "run", book, "-i", d .. "/inv.ini", "--known-hosts", d .. "/kh" })
+    T.eq(r.rc, 2, "group var: exit code")
+    T.contains(r.stderr, "group 'web': ansible_ssh_port must be a port number from 1 to 65535, got 'http'", "group var")
+    local inv = T.write(d .. "/inv.yml", "all:\n  hosts:\n    web1: { ansible_host: 127.0.0.1, ansible_timeout: -1 }\n")
+    r = T.run({ "run", book, "-i", inv, "--known-hosts", d .. "/kh" })
+    T.eq(r.rc, 2, "ansible_timeout -1")
+    T.contains(r.stderr, "host 'web1': ansible_timeout must be a number of seconds more than 0, got -1", "timeout")
+    -- a template is not checked when loading; the host then fails with
+    -- the same words instead of connecting to port 22
+    inv = T.write(d .. "/inv.yml", "all:\n  hosts:\n    web1: { ansible_host: 127.0.0.1, ansible_port: '{{ p }}' }\n")
+    local _, _, res = H.run_json({ "run", book, "-i", inv, "--known-hosts", d .. "/kh", "-e", "p=22" })
+    T.eq(#res, 1, "one result")
+    T.eq(res[1].status, "failed", "the host fails")
+    T.contains(res[1].result.msg, "host web1: ansible_port must be a port number from 1 to 65535, got '{{ p }}'",
+               "runtime message")
+end)
+
+T.test("item 16: a wrong vault passphrase exits 2 in every command, as documented", function()
+    local d = T.tmpdir()
+    local env = { CUTOVER_VAULT = d .. "/vault", CUTOVER_VAULT_PASSWORD_FILE = d .. "/pass" }
+    T.write(d .. "/pass", "the right one\n")
+    local r = T.run({ "vault", "set", "k" }, { env = env, stdin = "v4lue\n" })
+    T.eq(r.rc, 0, "vault set (stderr: " .. r.stderr .. ")")
+    local book = H.book(d, "- hosts: localhost\n  steps:\n    - debug: { msg: \"{{ secret.k }}\" }\n")
+    r = T.run({ "plan", book, "-o", d .. "/p.plan" }, { env = env })
+    T.eq(r.rc, 0, "plan with the right passphrase (stderr: " .. r.stderr .. ")")
+    T.write(d .. "/pass", "a wrong one\n")
+    local cmds = {
+        { "vault", "list" }, { "vault", "set", "k2" }, { "vault", "rm", "k" },
+        { "run", book }, { "run", book, "--check" }, { "plan", book, "-o", d .. "/q.plan" },
+        { "apply", d .. "/p.plan" },
+    }
+    for _, c in ipairs(cmds) do
+        r = T.run(c, { env = env, stdin = "x\n" })
+        local what = table.concat(c, " "):gsub(d, "D")
+        T.eq(r.rc, 2, what .. ": exit code (stderr: " .. r.stderr .. ")")
+        T.contains(r.stderr, "wrong vault passphrase (or a damaged vault file: " .. d .. "/vault)", what .. ": message")
+    end
+    T.ok(not H.exists(d .. "/q.plan"), "no plan written")
+end)
+
 T.test("SIGINT while an until loop waits to retry: no further attempt", function()
     local d = T.tmpdir()
     local book = H.book(d, [[
@@ -440,6 +499,34 @@ T.test("SIGINT while an until loop waits to retry: no further attempt", function
     end
     T.eq(hr.status, "interrupted")
     T.eq(hr.result.msg, "interrupted while waiting to retry (after 1 attempt)")
+end)
+
+T.test("item 14: terminal control sequences in remote output are escaped in text, verbatim in JSON", function()
+    local d = T.tmpdir()
+    -- ESC sequences (clear screen, window title ending in BEL), a lone
+    -- CR, a backspace, DEL, the C1 CSI as UTF-8 (U+009B) and as a raw
+    -- byte, next to text that must stay as it is (tab, UTF-8 letters)
+    T.write(d .. "/noise", "ok\27[2Jcleared\27]0;pwned\7\rover\8x\127 \194\155" .. "1m \155" .. "2K caf\195\169\tend\n")
+    local book = H.book(d, [[
+- hosts: localhost
+  steps:
+    - id: noisy
+      name: "noisy {{ 'n' }}"
+      shell: cat @T@/noise; cat @T@/noise >&2; exit 3
+]])
+    local r = T.run({ "run", book, "-v" })
+    T.eq(r.rc, 1, "the step fails (stderr: " .. r.stderr .. ")")
+    -- no C0 control but newline and tab, no DEL, no C1, no stray byte
+    local bad = r.stdout:find("[%z\1-\8\11-\31\127]") or r.stdout:find("\194[\128-\159]")
+        or not utf8.len(r.stdout)
+    T.ok(not bad, "no raw control character in the text output: " .. string.format("%q", r.stdout))
+    T.contains(r.stdout, [[ok\x1b[2Jcleared\x1b]0;pwned\x07\x0dover\x08x\x7f \x9b1m \x9b2K caf]] .. "\195\169\tend",
+               "escaped, UTF-8 and tab kept")
+    T.contains(r.stdout, "stderr: ok\\x1b[2J", "stderr escaped too")
+    -- JSON keeps the bytes (its encoder escapes them as \u001b)
+    local _, _, results = H.run_json({ "run", book })
+    T.eq(#results, 1, "one result")
+    T.contains(results[1].result.stdout, "ok\27[2Jcleared\27]0;pwned\7\rover\8x\127 \194\155", "verbatim in JSON")
 end)
 
 T.test("without a terminal a long step gets a progress line after 10 s, a short one none", function()

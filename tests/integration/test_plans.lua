@@ -74,6 +74,14 @@ local function apply(d, extra, format)
     return T.run(args)
 end
 
+-- True when no host's target folder holds a file.
+local function nothing_applied(d)
+    for _, h in ipairs(HOSTS) do
+        if #fs.list(d .. "/" .. h) > 0 then return false end
+    end
+    return true
+end
+
 local function host_of(p, name)
     for _, h in ipairs(p.hosts) do if h.name == name then return h end end
 end
@@ -326,6 +334,85 @@ T.test("plans never hold a secret value", function()
     local a = T.run({ "apply", d .. "/p.plan" }, { env = env })
     T.eq(a.rc, 0, "apply (stderr: " .. a.stderr .. ")")
     T.eq(T.read(d .. "/h1/pw.txt"), "password=Sup3r-S3cret-Value\n", "applied with the real value")
+end)
+
+T.test("item 21: plan.lua fails closed when redaction cannot be loaded", function()
+    -- the reporters (and redact through them) are already loaded, as in
+    -- a run; then the redaction module breaks: loading plan must fail
+    -- instead of writing plans unmasked
+    for _, m in ipairs({ "output", "runner", "diff", "inventory", "util" }) do require("cutover." .. m) end
+    local saved_loaded, saved_preload = package.loaded["cutover.redact"], package.preload["cutover.redact"]
+    package.loaded["cutover.plan"] = nil
+    package.loaded["cutover.redact"] = nil
+    package.preload["cutover.redact"] = function() error("redaction is broken", 0) end
+    local ok, err = pcall(require, "cutover.plan")
+    package.loaded["cutover.redact"], package.preload["cutover.redact"] = saved_loaded, saved_preload
+    package.loaded["cutover.plan"] = nil
+    T.ok(not ok, "plan.lua loaded without its redaction")
+    T.contains(tostring(err), "redaction is broken", "the error is the redaction's")
+    -- and with redaction in place it loads and masks
+    local plan = require("cutover.plan")
+    T.eq(type(plan.apply), "function", "plan loads with redaction")
+end)
+
+T.test("item 14: show-plan escapes terminal control sequences in diffs and messages", function()
+    local d = setup([[
+- hosts: all
+  steps:
+    - id: noisy
+      copy: { dest: "{{ target }}/n.txt", content: "a\e[2Jb\rc\u009bd\n" }
+    - id: says
+      fail: { msg: "stop\e]0;title\a here" }
+]])
+    local r = T.run({ "plan", d .. "/p.yml", "-i", d .. "/inv.yml", "-o", d .. "/p.plan" })
+    T.eq(r.rc, 1, "plan (a step is predicted to fail; stderr: " .. r.stderr .. ")")
+    local s = T.run({ "show-plan", d .. "/p.plan" })
+    T.eq(s.rc, 0, "show-plan")
+    local bad = s.stdout:find("[%z\1-\8\11-\31\127]") or s.stdout:find("\194[\128-\159]") or not utf8.len(s.stdout)
+    T.ok(not bad, "no raw control character: " .. string.format("%q", s.stdout))
+    T.contains(s.stdout, [[+a\x1b[2Jb\x0dc\x9bd]], "the diff, escaped")
+    T.contains(s.stdout, [[stop\x1b]0;title\x07 here]], "the message, escaped")
+    local j = T.run({ "show-plan", d .. "/p.plan", "--format", "json" })
+    T.contains(j.stdout:lower(), [[\u001b[2j]], "JSON keeps it (as JSON escapes)")
+end)
+
+T.test("item 16: a plan file with a field of the wrong type is refused with exit 2, not an internal error", function()
+    local d = setup()
+    local good = plan(d)
+    local function mutate(fn)
+        local p = json.decode(json.encode(good))
+        fn(p)
+        return p
+    end
+    local cases = {
+        { "extra_vars", function(p) p.extra_vars = 5 end },
+        { "extra_vars.values", function(p) p.extra_vars.values = "x" end },
+        { "extra_vars.args[1]", function(p) p.extra_vars.args = { 5 } end },
+        { "options", function(p) p.options = 5 end },
+        { "options.tags", function(p) p.options.tags = "a" end },
+        { "files", function(p) p.files = 5 end },
+        { "files[1].path", function(p) p.files[1].path = 5 end },
+        { "inventory", function(p) p.inventory = 5 end },
+        { "inventory.files[1]", function(p) p.inventory.files = { 5 } end },
+        { "playbook.path", function(p) p.playbook.path = 5 end },
+        { "hosts[1]", function(p) p.hosts[1] = 5 end },
+        { "hosts[2].name", function(p) p.hosts[2].name = { 1 } end },
+        { "hosts[1].steps", function(p) p.hosts[1].steps = 5 end },
+        { "hosts[1].steps[2]", function(p) p.hosts[1].steps[2] = "x" end },
+        { "hosts[1].steps[1].fields", function(p) p.hosts[1].steps[1].fields = 5 end },
+        { "hosts[3].steps[1].status", function(p) p.hosts[3].steps[1].status = false end },
+        { "check_exit_code", function(p) p.check_exit_code = "0" end },
+    }
+    for _, c in ipairs(cases) do
+        T.write(d .. "/bad.plan", json.encode(mutate(c[2])))
+        for _, cmd in ipairs({ "apply", "show-plan" }) do
+            local r = T.run({ cmd, d .. "/bad.plan" })
+            T.eq(r.rc, 2, cmd .. " with a bad " .. c[1] .. " (stderr: " .. r.stderr .. ")")
+            T.contains(r.stderr, d .. "/bad.plan: not a valid cutover plan: '" .. c[1] .. "' must be", cmd .. " " .. c[1])
+            T.not_contains(r.stderr, "traceback", cmd .. " " .. c[1] .. ": no traceback")
+        end
+    end
+    T.ok(nothing_applied(d), "nothing was applied")
 end)
 
 T.test("usage errors", function()

@@ -129,12 +129,12 @@ T.test("vault set, list, rm; --vault; exit codes", function()
     r = T.run({ "vault", "--help" }, { env = env })
     T.eq(r.rc, 0, "--help")
     has(r.stdout, "cutover vault set NAME")
-    -- wrong passphrase: exit 1 and says so
+    -- wrong passphrase: exit 2 (invalid input, as run says) and says so
     T.write(d .. "/wrong", "not the passphrase\n")
     env2 = util.copy(env)
     env2.CUTOVER_VAULT_PASSWORD_FILE = d .. "/wrong"
     r = T.run({ "vault", "list", "--vault", vault }, { env = env2 })
-    T.eq(r.rc, 1, "wrong passphrase rc")
+    T.eq(r.rc, 2, "wrong passphrase rc")
     has(r.stderr, "wrong vault passphrase")
     same(r.stdout, "")
 end)

@@ -94,8 +94,8 @@ T.test("shell injection through ProxyCommand tokens: %n, %r, %p and a jump host'
     -- %p: a port that is not a number is refused, not run (nor taken as 22)
     local p = "22;touch${IFS}" .. d .. "/Xp"
     for _, r in ipairs(run_both(d, "all:\n  hosts:\n    web:\n      ansible_host: 127.0.0.1\n      ansible_port: '" .. p .. "'\n")) do
-        T.eq(r.rc, 1, "%p: exit code: " .. r.stdout .. r.stderr)
-        T.contains(r.stdout, "host web: ansible_port must be a number from 1 to 65535, got '" .. p .. "'", "%p: message: " .. r.stdout)
+        T.eq(r.rc, 2, "%p: refused when the inventory loads: " .. r.stdout .. r.stderr)
+        T.contains(r.stderr, "host 'web': ansible_port must be a port number from 1 to 65535, got '" .. p .. "'", "%p: message: " .. r.stderr)
     end
     -- a jump host whose own ProxyCommand (from the SSH config) expands its %h
     local j = "op@j$(touch${IFS}" .. d .. "/Xj)"

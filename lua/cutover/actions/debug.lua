@@ -20,7 +20,7 @@ expression whose value is printed (tables as JSON).]],
     idempotent = true,
     run = function(ctx, args)
         if args.var then
-            local ok, v, unknown = expr.eval(args.var, ctx.scope)
+            local ok, v, unknown = expr.eval_data(args.var, ctx.scope)
             if not ok then
                 if unknown then return { unknown = true, msg = v } end
                 return { failed = true, msg = v }

@@ -19,6 +19,10 @@ when the step runs.]],
             if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then
                 return { failed = true, msg = "'" .. tostring(k) .. "' is not a valid variable name" }
             end
+            if ctx.scope.specials and ctx.scope.specials[k] ~= nil then
+                -- facts, inventory_hostname, ...: a set_fact would be shadowed
+                return { failed = true, msg = "'" .. k .. "' is set by cutover and cannot be changed" }
+            end
             ctx.scope:set(k, v)
             names[#names + 1] = k
         end

@@ -14,7 +14,7 @@ be gone (`state: absent`).  With `port`: waits for a TCP connection to
         port = { type = "int", doc = "TCP port" },
         host = { type = "string", default = "127.0.0.1", doc = "address for port checks" },
         state = { type = "string", choices = { "present", "absent", "started", "stopped" }, doc = "present/absent for paths, started/stopped for ports" },
-        timeout = { type = "number", default = 300, doc = "seconds before failing" },
+        timeout = { type = "number", positive = true, default = 300, doc = "seconds before failing" },
         delay = { type = "number", default = 0, doc = "seconds before the first check" },
         sleep = { type = "number", default = 1, doc = "seconds between checks" },
     },

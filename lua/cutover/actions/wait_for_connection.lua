@@ -11,10 +11,10 @@ Reconnects and runs a trivial command (`true`, or `probe_command`) every
 after an operation that drops the host for a while.  Shows progress while
 it waits.]],
     args = {
-        timeout = { type = "number", default = 600, doc = "seconds before failing" },
+        timeout = { type = "number", positive = true, default = 600, doc = "seconds before failing" },
         delay = { type = "number", default = 0, doc = "seconds before the first try" },
         sleep = { type = "number", default = 1, doc = "seconds between tries" },
-        connect_timeout = { type = "number", default = 10, doc = "seconds for each try" },
+        connect_timeout = { type = "number", positive = true, default = 10, doc = "seconds for each try" },
         probe_command = { type = "string", default = "true", doc = "command that must succeed" },
     },
     returns = { elapsed = "seconds waited" },

@@ -10,8 +10,8 @@ Reads the boot time (`net statistics server`), runs `shutdown /L /R /T:0
 /Y /C`, and reconnects until the host answers with a different boot time
 (a host that still answers with the old one has not gone down yet).]],
     args = {
-        reboot_timeout = { type = "number", default = 1800, doc = "seconds to go down and come back" },
-        connect_timeout = { type = "number", default = 10, doc = "seconds per reconnection try" },
+        reboot_timeout = { type = "number", positive = true, default = 1800, doc = "seconds to go down and come back" },
+        connect_timeout = { type = "number", positive = true, default = 10, doc = "seconds per reconnection try" },
         sleep = { type = "number", default = 2, doc = "seconds between tries" },
     },
     returns = { boot_before = "boot time before", boot_after = "after", elapsed = "seconds" },

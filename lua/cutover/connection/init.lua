@@ -5,6 +5,7 @@
 local sys = require("cutover.core.sys")
 local fs = require("cutover.core.fs")
 local ssh_config = require("cutover.ssh_config")
+local util = require("cutover.util")
 
 local M = {}
 
@@ -88,8 +89,10 @@ function M.ssh_settings(name, v, opts)
     local ok, uerr = ssh_config.check_hostname(target)
     if ok and iuser ~= nil then ok, uerr = ssh_config.check_user(iuser) end
     if not ok then return nil, uerr end
-    if iport ~= nil and not ssh_config.port_number(iport) then
-        return nil, "ansible_port must be a number from 1 to 65535, got '" .. tostring(iport) .. "'"
+    if iport ~= nil then
+        -- before the SSH config is looked up with it
+        local _, perr = util.port_number(v.ansible_port ~= nil and "ansible_port" or "ansible_ssh_port", iport)
+        if perr then return nil, perr end
     end
     local sc = cfg and cfg:lookup(target, { user = iuser, port = iport }) or {}
     local keys = {}
@@ -153,7 +156,12 @@ function M.ssh_settings(name, v, opts)
     local jump, jerr = jump_chain(cfg, hops, 0)
     if jerr then return nil, jerr end
     local host = sc.hostname or target
-    local port = ssh_config.port_number(iport or sc.port or 22)
+    local port, perr = util.port_number(iport ~= nil and (v.ansible_port ~= nil and "ansible_port" or "ansible_ssh_port")
+                                        or "the SSH config's Port", iport or sc.port or 22)
+    if not port then return nil, perr end
+    local tname = v.ansible_timeout ~= nil and "ansible_timeout" or "ansible_ssh_timeout"
+    local timeout, terr = util.seconds(tname, v.ansible_timeout or v.ansible_ssh_timeout or 30)
+    if not timeout then return nil, terr end
     if command then
         local eerr
         command, eerr = ssh_config.expand_proxy_command(command, host, port, user, target)
@@ -169,7 +177,7 @@ function M.ssh_settings(name, v, opts)
         known_hosts = expand(opts.known_hosts or v.ansible_ssh_known_hosts_file
             or v.cutover_known_hosts or (home() .. "/.ssh/known_hosts")),
         accept_new = opts.accept_new_host_keys == true,
-        timeout = tonumber(v.ansible_timeout or v.ansible_ssh_timeout or 30) or 30,
+        timeout = timeout,
         max_output = opts.max_output,
         proxy_jump = jump,
         proxy_command = command or nil,
