@@ -17,6 +17,11 @@
 #define CUTOVER_DEFAULT_MEMORY_MIB 4096
 lua_State *cutover_newstate(void);
 int cutover_bad_setting(void);
+/* A program's main: the state, then setup (may be NULL) in a protected
+ * call, then require(module).main(argv), whose result is the exit code.
+ * prog names the program in start-up and internal error messages. */
+int cutover_main(int argc, char **argv, const char *prog,
+                 lua_CFunction setup, const char *module);
 void cutover_closestate(lua_State *L);
 /* lua_pcall with a traceback handler; the error, if any, is left on top. */
 int cutover_pcall(lua_State *L, int nargs, int nresults);

@@ -242,3 +242,57 @@ void cutover_closestate(lua_State *L)
     if (L != NULL)
         lua_close(L);
 }
+
+/* Exit codes of the runtime itself (documented in docs/cli.md). */
+#define EXIT_USAGE 2
+#define EXIT_INTERNAL 70
+
+static int host_run_main(lua_State *L, int argc, char **argv,
+                         lua_CFunction setup, const char *module)
+{
+    int i;
+
+    if (setup != NULL) {
+        lua_pushcfunction(L, setup);
+        if (cutover_pcall(L, 0, 0) != LUA_OK)
+            return 0;
+    }
+    lua_getglobal(L, "require");
+    lua_pushstring(L, module);
+    if (cutover_pcall(L, 1, 1) != LUA_OK)
+        return 0;
+    lua_getfield(L, -1, "main");
+    lua_createtable(L, argc, 0);
+    for (i = 1; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i);
+    }
+    return cutover_pcall(L, 1, 1) == LUA_OK;
+}
+
+int cutover_main(int argc, char **argv, const char *prog,
+                 lua_CFunction setup, const char *module)
+{
+    lua_State *L = cutover_newstate();
+    int status = EXIT_INTERNAL;
+
+    if (L == NULL && cutover_bad_setting())
+        return EXIT_USAGE;
+    if (L == NULL) {
+        fprintf(stderr, "%s: cannot create the Lua state\n", prog);
+        return EXIT_INTERNAL;
+    }
+    if (host_run_main(L, argc, argv, setup, module))
+        status = (int)luaL_optinteger(L, -1, 0) & 255;
+    else if (lua_type(L, -1) == LUA_TSTRING &&
+             strcmp(lua_tostring(L, -1), "not enough memory") == 0)
+        fprintf(stderr, "%s: the controller reached its memory limit "
+                "(%zu MiB; CUTOVER_MEMORY_LIMIT sets it)\n", prog,
+                cutover_mem_limit() >> 20);
+    else
+        fprintf(stderr, "%s: internal error: %s\n", prog,
+                lua_tostring(L, -1));
+    fflush(stdout);
+    cutover_closestate(L);
+    return status;
+}

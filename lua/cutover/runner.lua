@@ -18,6 +18,11 @@ local redact = require("cutover.redact")
 
 local M = {}
 
+-- Called as step_boundary("before"|"after", step_id, host) around every
+-- journaled step when set.  Nothing in the product sets it: the test
+-- build cutover-faults (tests/faults) does, to crash at exact points.
+M.step_boundary = nil
+
 M.EXIT_OK = 0
 M.EXIT_FAILED = 1
 M.EXIT_USAGE = 2
@@ -605,11 +610,7 @@ function Run:journaled_step(hs, step)
     local intent = { run = self.run_id, host = hs.name, play = play, step = step.id,
                      occurrence = n, name = step.name, action = step.action,
                      digest = step_digest(step), idempotent = idempotent }
-    local fault = os.getenv("CUTOVER_FAULT")
-    if fault and fault == "kill-before:" .. step.id .. "@" .. hs.name then
-        -- tests: die at the boundary before this step, as a crash would
-        sys.kill(sys.getpid(), 9)
-    end
+    if M.step_boundary then M.step_boundary("before", step.id, hs.name) end
     -- A step that only works on the controller changes nothing a crash
     -- could leave half done: one row after it, not an intent before.
     self:host_stats(hs.name).journal_step = step.id
@@ -626,10 +627,7 @@ function Run:journaled_step(hs, step)
         j:result(seq, output.status(result), result.changed == true, text, note, sealed)
         j:exec("COMMIT")
     end
-    if fault and fault == "kill-after:" .. step.id .. "@" .. hs.name then
-        -- tests: die exactly at this step boundary, as a crash would
-        sys.kill(sys.getpid(), 9)
-    end
+    if M.step_boundary then M.step_boundary("after", step.id, hs.name) end
     return ok
 end
 

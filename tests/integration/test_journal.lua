@@ -233,4 +233,20 @@ T.test("a journal of a newer format is refused, not misread", function()
     T.contains(r.stderr, "has format 99; this cutover reads format 2 and older", "message")
 end)
 
+T.test("fault injection is not in the product: cutover ignores CUTOVER_FAULT", function()
+    local d = setup()
+    local proc = require("cutover.core.proc")
+    -- the shipped binary itself, not the test build T.run picks for faults
+    local r = assert(proc.run({ argv = { T.cutover, "run", d .. "/p.yml" }, timeout = 60,
+                                env = { NO_COLOR = "1", XDG_STATE_HOME = d .. "/state",
+                                        CUTOVER_FAULT = "kill-after:s1@localhost" } }))
+    T.eq(r.rc, 0, "not killed: " .. tostring(r.signal) .. " " .. r.stderr)
+    T.eq(count(d), "s1\ns2\ns3\ns4\n", "every step ran once")
+    -- and the test build does stop there
+    d = setup()
+    r = run(d, { "run", d .. "/p.yml" }, { CUTOVER_FAULT = "kill-after:s1@localhost" })
+    T.eq(r.signal, 9, "cutover-faults killed itself")
+    T.eq(count(d), "s1\n", "at the boundary after s1")
+end)
+
 T.done()

@@ -87,7 +87,12 @@ end
 -- opts: env, stdin, timeout (default 60 s).
 function T.run(args, opts)
     opts = opts or {}
-    local argv = { T.cutover }
+    -- crash points (CUTOVER_FAULT) exist only in the test build
+    local bin = T.cutover
+    if opts.env and opts.env.CUTOVER_FAULT then
+        bin = T.cutover:gsub("cutover$", "cutover-faults")
+    end
+    local argv = { bin }
     for _, a in ipairs(args) do argv[#argv + 1] = a end
     -- each test file has its own journal (runs lock their hosts there)
     T.state = T.state or T.tmpdir()
