@@ -10,6 +10,7 @@ local vars = require("cutover.vars")
 local schema = require("cutover.schema")
 local actions = require("cutover.actions")
 local output = require("cutover.output")
+local run_lib = require("cutover.actions.run")
 local connections = require("cutover.connection")
 local util = require("cutover.util")
 local json = require("cutover.core.json")
@@ -457,9 +458,36 @@ M.step_digest = step_digest
 -- The result fields kept in the journal (no diff text; secrets masked),
 -- and, when masking changed them, the unmasked text sealed with the
 -- vault key so that a resumed run gets the real values back.
-function Run:journal_json(result)
+-- Output kept in the journal for a step that registers nothing: its head
+-- and tail (what `show` and a post-mortem need); the whole is kept only
+-- where a registered value must be replayed on resume.
+M.JOURNAL_OUTPUT_KEEP = 32 * 1024
+
+local function head_and_tail(text)
+    local keep = M.JOURNAL_OUTPUT_KEEP
+    if type(text) ~= "string" or #text <= 2 * keep + 256 then return text end
+    return text:sub(1, keep) .. string.format("\n[... %d bytes not kept in the journal ...]\n", #text - 2 * keep)
+        .. text:sub(-keep)
+end
+
+local function elide_output(t)
+    t.stdout, t.stderr = head_and_tail(t.stdout), head_and_tail(t.stderr)
+end
+
+function Run:journal_json(result, registered)
     local keep = {}
     for k, v in pairs(result) do if k ~= "diff" then keep[k] = v end end
+    if not registered then
+        elide_output(keep)
+        if type(keep.results) == "table" then
+            local items = {}
+            for i, item in ipairs(keep.results) do
+                items[i] = type(item) == "table" and util.copy(item) or item
+                if type(items[i]) == "table" then elide_output(items[i]) end
+            end
+            keep.results = items
+        end
+    end
     local plain = json.encode(keep)
     local masked = redact.json_line(json.encode(redact.value(keep)))
     if masked ~= plain then return masked, self.secrets:seal_result(plain, self.run_id) end
@@ -527,6 +555,7 @@ function Run:replay(hs, step, row)
     end
     local result = text and json.decode(text) or {}
     if type(result) ~= "table" then result = {} end
+    run_lib.with_lines(result)
     if step.register then hs.scope:set(step.register, result) end
     if step.action == "set_fact" and type(result.facts) == "table" then
         for k, v in pairs(result.facts) do hs.scope:set(k, v) end
@@ -581,7 +610,7 @@ function Run:journaled_step(hs, step)
             -- the marked row keeps the step's own result (masked, and
             -- sealed when it holds a secret), so later resumes replay the
             -- real values too
-            local text = row.result or (self:journal_json(done))
+            local text = row.result or (self:journal_json(done, step.register ~= nil))
             j:result(seq, "marked", false, text, "marked done by " .. (sys.user()), row.result and row.sealed or nil)
             j:event(self.run_id, hs.name, "mark-done", step.id, nil)
             return self:replay(hs, step, { result = text, sealed = row.result and row.sealed or nil, seq = row.seq,
@@ -618,7 +647,7 @@ function Run:journaled_step(hs, step)
     hs.last_result = nil
     local ok = self:action_step(hs, step)
     local result = hs.last_result or { failed = not ok }
-    local text, sealed = self:journal_json(result)
+    local text, sealed = self:journal_json(result, step.register ~= nil)
     if seq then
         j:result(seq, output.status(result), result.changed == true, text, note, sealed)
     else
