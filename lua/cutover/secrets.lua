@@ -32,7 +32,8 @@ local function use(found, name, where)
 end
 
 -- Walks every string and key of v (YAML, variables) for secret.NAME.
-local function scan(v, found, where, depth)
+-- src: the playbook's Source, to name a use by FILE:LINE:COL.
+local function scan(v, found, where, depth, src)
     depth = depth or 0
     if depth > 64 then return end
     if type(v) == "string" then
@@ -41,8 +42,13 @@ local function scan(v, found, where, depth)
     elseif type(v) == "table" then
         if type(v.pause) == "table" and v.pause.secret == true then found.secret_gates = true end
         for k, x in pairs(v) do
-            scan(k, found, where, depth + 1)
-            scan(x, found, where, depth + 1)
+            local at = where
+            if src and type(x) == "string" then
+                local ok, pos = pcall(src.at, src, v, k)
+                if ok and type(pos) == "string" then at = pos end
+            end
+            scan(k, found, at, depth + 1, src)
+            scan(x, found, at, depth + 1, src)
         end
     end
 end
@@ -136,7 +142,8 @@ Secrets.__index = Secrets
 function M.prepare(book, opts)
     local found = { names = {} }
     -- every place a run can take a secret.NAME from, before it starts
-    scan(book.source and book.source.value, found, "playbook " .. tostring(book.path))
+    scan(book.source and book.source.value, found, "playbook " .. tostring(book.path), 0,
+         type(book.source) == "table" and book.source.at and book.source or nil)
     scan_templates(book, found)
     if opts.inventory then scan_inventory(opts.inventory, opts.hosts, found) end
     for k, v in pairs(opts.extra_vars or {}) do scan(v, found, "-e " .. tostring(k)) end
@@ -165,6 +172,10 @@ function M.prepare(book, opts)
         for _, p in ipairs(prompts) do
             if p.private and (opts.extra_vars or {})[p.name] ~= nil then wants = true end
         end
+        -- any other -e value may be a vault value (recorded masked if so):
+        -- looked at when the passphrase can be had without asking
+        local pf = os.getenv("CUTOVER_VAULT_PASSWORD_FILE")
+        if next(opts.extra_vars or {}) ~= nil and pf and pf ~= "" then wants = true end
         if wants and require("cutover.core.fs").stat(self.vault_path, true) then
             local v = vault.open(opts.vault)
             if v then
@@ -181,6 +192,14 @@ function M.prepare(book, opts)
     -- the vault: opened once; created only with the operator's consent
     if needs_vault then
         local v, err, kind = vault.open(opts.vault)
+        local resealing = opts.needs_key or opts.sealed_prompts ~= nil
+        if not v and resealing and (kind == vault.E_MISSING or kind == vault.E_PASSPHRASE) then
+            -- a resume whose sealed values this vault cannot open: never
+            -- go on with their masked copies (nor make a new vault)
+            return nil, "run " .. tostring(opts.run_id) .. " holds values sealed with its vault's key, " ..
+                "and they cannot be opened: " .. err .. "; refusing to resume with masked copies. " ..
+                "Resume with the vault the run started with", M.EXIT_REFUSED
+        end
         if not v and kind == vault.E_MISSING then
             local capture = found.secret_gates or private_prompts or opts.needs_key
             if not opts.interactive then

@@ -333,6 +333,50 @@ T.test("item7_extra_vars_sealed: saved plans mask secret -e values and do not ha
     T.contains(r.stderr, "extra vars changed", "says why")
 end)
 
+T.test("item6_unopenable_sealed_refuses: no vault, or a wrong passphrase, on resume: exit 3", function()
+    local answer = "Sealed-Ans-7rt"
+    local d, env = setup(GATE_BOOK)
+    vault_set(d, env, "unused", "unused-value-1")
+    local r = cutover(d, env, { "run", d .. "/p.yml", "--non-interactive", "--answer-stdin", "password" },
+                      { stdin = answer .. "\n" })
+    T.eq(r.rc, 4, "parked at the next gate")
+    local id = run_id(r)
+    T.write(d .. "/wrong", "not the passphrase\n")
+    r = cutover(d, env, { "resume", id, "--approve", "later", "--non-interactive" },
+                { env = { CUTOVER_VAULT_PASSWORD_FILE = d .. "/wrong" } })
+    T.eq(r.rc, 3, "wrong passphrase: refused: " .. r.stderr)
+    T.contains(r.stderr, "wrong vault passphrase", "says why")
+    r = cutover(d, env, { "resume", id, "--approve", "later", "--non-interactive" },
+                { env = { CUTOVER_VAULT = d .. "/no-such.vault" } })
+    T.eq(r.rc, 3, "no vault: refused: " .. r.stderr)
+    T.contains(r.stderr, "no vault at " .. d .. "/no-such.vault", "says why")
+    T.eq(T.read(d .. "/pw.txt"), nil, "nothing deployed")
+    -- with the right vault it goes on
+    r = cutover(d, env, { "resume", id, "--approve", "later", "--non-interactive" })
+    T.eq(r.rc, 0, "the right vault: " .. r.stderr)
+    same(T.read(d .. "/pw.txt"), answer, "the real answer")
+end)
+
+T.test("item7_extra_vars_sealed: -e holding a vault value when the playbook reads no secret", function()
+    local d, env = setup([[
+- hosts: all
+  steps:
+    - id: later
+      pause: { gate: later, prompt: "Go on?" }
+    - id: write
+      copy: { dest: "@D@/ev.txt", content: "{{ pw }}" }
+]])
+    vault_set(d, env, "dbpw", VAULT_VAL)
+    local r = cutover(d, env, { "run", d .. "/p.yml", "--non-interactive", "-e", "pw=" .. VAULT_VAL })
+    T.eq(r.rc, 4, "parked: " .. r.stderr)
+    local id = run_id(r)
+    no_leak(journal_bytes(d), { VAULT_VAL }, "journal")
+    no_leak(cutover(d, env, { "show", id, "--format", "json" }).stdout, { VAULT_VAL }, "show --format json")
+    r = cutover(d, env, { "resume", id, "--approve", "later", "--non-interactive" })
+    T.eq(r.rc, 0, "resume: " .. r.stderr)
+    same(T.read(d .. "/ev.txt"), VAULT_VAL, "the real value after the resume")
+end)
+
 ----------------------------------------------------------------- item 12
 
 -- Runs p.yml (first step writes @D@/first.txt) and expects a refusal
