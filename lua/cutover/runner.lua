@@ -1043,6 +1043,20 @@ function Run:host_play(play, name)
     if not ok then self.failed_hosts[name] = true end
 end
 
+-- Every host the run may touch (the plays' hosts within --limit).
+function Run:run_hosts()
+    local all, seen = {}, {}
+    for _, play in ipairs(self.book.plays) do
+        for _, h in ipairs((self.inventory:select(play.hosts))) do
+            if (not self.opts.limit or self.limit[h]) and not seen[h] then
+                seen[h] = true
+                all[#all + 1] = h
+            end
+        end
+    end
+    return all
+end
+
 -- Runs the playbook; returns the exit code.
 function M.run(book, inventory, opts)
     local reporter = opts.format == "json" and output.json(opts) or output.text(opts)
@@ -1089,6 +1103,7 @@ function M.run(book, inventory, opts)
         run_id = opts.resume and opts.resume.run.id, needs_key = sealed_any,
         sealed_prompts = opts.resume and opts.resume.run.sealed,
         journaled = opts.journal ~= nil, extra_vars_secret = opts.extra_vars_secret,
+        inventory = inventory, hosts = self:run_hosts(),
     })
     if not secrets then
         io.stderr:write("cutover: " .. redact.text(serr) .. "\n")
@@ -1123,15 +1138,7 @@ function M.run(book, inventory, opts)
         self.journal = j
         self.resume = opts.resume
         self.run_id = opts.resume and opts.resume.run.id or opts.run_id or require("cutover.journal").new_run_id()
-        local all, seen = {}, {}
-        for _, play in ipairs(book.plays) do
-            for _, h in ipairs((inventory:select(play.hosts))) do
-                if (not opts.limit or self.limit[h]) and not seen[h] then
-                    seen[h] = true
-                    all[#all + 1] = h
-                end
-            end
-        end
+        local all = self:run_hosts()
         local ok, conflicts = j:lock(self.run_id, all)
         if not ok then
             for _, c in ipairs(conflicts) do

@@ -20,18 +20,104 @@ local M = {}
 
 M.EXIT_REFUSED = 3
 
--- Walks every string and key of the playbook's YAML.
-local function scan(v, found, depth)
+-- Records that secret `name` is used at `where` (a few places kept).
+local function use(found, name, where)
+    local list = found.names[name]
+    if not list then
+        list = {}
+        found.names[name] = list
+    end
+    for _, w in ipairs(list) do if w == where then return end end
+    if #list < 3 then list[#list + 1] = where end
+end
+
+-- Walks every string and key of v (YAML, variables) for secret.NAME.
+-- src: the playbook's Source, to name a use by FILE:LINE:COL.
+local function scan(v, found, where, depth, src)
     depth = depth or 0
     if depth > 64 then return end
     if type(v) == "string" then
-        for name in v:gmatch("secret%s*%.%s*([%a_][%w_]*)") do found.names[name] = true end
-        for name in v:gmatch("secret%s*%[%s*[\"']([%a_][%w_]*)[\"']%s*%]") do found.names[name] = true end
+        for name in v:gmatch("secret%s*%.%s*([%a_][%w_]*)") do use(found, name, where) end
+        for name in v:gmatch("secret%s*%[%s*[\"']([%a_][%w_]*)[\"']%s*%]") do use(found, name, where) end
     elseif type(v) == "table" then
         if type(v.pause) == "table" and v.pause.secret == true then found.secret_gates = true end
         for k, x in pairs(v) do
-            scan(k, found, depth + 1)
-            scan(x, found, depth + 1)
+            local at = where
+            if src and type(x) == "string" then
+                local ok, pos = pcall(src.at, src, v, k)
+                if ok and type(pos) == "string" then at = pos end
+            end
+            scan(k, found, at, depth + 1, src)
+            scan(x, found, at, depth + 1, src)
+        end
+    end
+end
+
+-- "; NAME is used in WHERE" for each secret name found (for messages).
+local function where_used(found)
+    local out = {}
+    for _, name in ipairs(util.sorted_keys(found.names)) do
+        out[#out + 1] = "; " .. name .. " is used in " .. table.concat(found.names[name], ", ")
+    end
+    return table.concat(out)
+end
+
+-- Template files the steps render (a literal `src` of an action that
+-- renders files: `template`), line by line, so that a secret named only
+-- there is resolved before the run starts.  A `src` that is itself an
+-- expression cannot be known before the step runs.
+local function scan_templates(book, found)
+    local actions = require("cutover.actions")
+    local fs = require("cutover.core.fs")
+    local seen = {}
+    local function walk(list)
+        for _, step in ipairs(list or {}) do
+            local ok, action = pcall(actions.get, step.action)
+            local args = step.args
+            if ok and type(action) == "table" and action.renders_files and action.reads_files
+                    and type(args) == "table" then
+                local lok, paths = pcall(action.reads_files, args, book.dir or ".")
+                for _, path in ipairs(lok and type(paths) == "table" and paths or {}) do
+                    if type(path) == "string" and not path:find("{{", 1, true) and not seen[path] then
+                        seen[path] = true
+                        local text = fs.read(path)
+                        local n = 0
+                        for line in (text or ""):gmatch("[^\n]*") do
+                            n = n + 1
+                            scan(line, found, "template " .. path .. ":" .. n)
+                        end
+                    end
+                end
+            end
+            walk(step.block); walk(step.rescue); walk(step.always)
+        end
+    end
+    for _, play in ipairs(book.plays or {}) do
+        walk(play.steps)
+        walk(play.handlers)
+    end
+end
+
+-- The inventory variables of the hosts a run may touch (their own and
+-- their groups', group_vars and host_vars included).
+local function scan_inventory(inv, hosts, found)
+    local groups_seen = {}
+    for _, name in ipairs(hosts or {}) do
+        local h = inv.hosts[name]
+        if h then
+            for k, v in pairs(h.vars or {}) do
+                scan(v, found, "inventory variable '" .. tostring(k) .. "' of host " .. name)
+            end
+            if not h.implicit then
+                for g in pairs(inv:groups_of(name)) do
+                    if not groups_seen[g] and inv.groups[g] then
+                        groups_seen[g] = true
+                        for k, v in pairs(inv.groups[g].vars or {}) do
+                            scan(v, found, "inventory variable '" .. tostring(k) .. "' of group " .. g)
+                        end
+                    end
+                end
+            end
         end
     end
 end
@@ -49,11 +135,18 @@ local Secrets = {}
 Secrets.__index = Secrets
 
 -- opts: vault (path), interactive, extra_vars, run_id (for sealing),
--- sealed_prompts (from a resumed run), resume (bool).
+-- sealed_prompts (from a resumed run), resume (bool), inventory and
+-- hosts (the hosts the run may touch: their variables are scanned too),
+-- journaled, extra_vars_secret (names from -e @FILE).
 -- Returns secrets | nil, message.
 function M.prepare(book, opts)
     local found = { names = {} }
-    scan(book.source and book.source.value, found)
+    -- every place a run can take a secret.NAME from, before it starts
+    scan(book.source and book.source.value, found, "playbook " .. tostring(book.path), 0,
+         type(book.source) == "table" and book.source.at and book.source or nil)
+    scan_templates(book, found)
+    if opts.inventory then scan_inventory(opts.inventory, opts.hosts, found) end
+    for k, v in pairs(opts.extra_vars or {}) do scan(v, found, "-e " .. tostring(k)) end
     local prompts = prompts_of(book)
     local self = setmetatable({ values = {}, prompted = {}, vault_path = vault.path(opts.vault) }, Secrets)
     local private_prompts = false
@@ -79,6 +172,10 @@ function M.prepare(book, opts)
         for _, p in ipairs(prompts) do
             if p.private and (opts.extra_vars or {})[p.name] ~= nil then wants = true end
         end
+        -- any other -e value may be a vault value (recorded masked if so):
+        -- looked at when the passphrase can be had without asking
+        local pf = os.getenv("CUTOVER_VAULT_PASSWORD_FILE")
+        if next(opts.extra_vars or {}) ~= nil and pf and pf ~= "" then wants = true end
         if wants and require("cutover.core.fs").stat(self.vault_path, true) then
             local v = vault.open(opts.vault)
             if v then
@@ -95,6 +192,14 @@ function M.prepare(book, opts)
     -- the vault: opened once; created only with the operator's consent
     if needs_vault then
         local v, err, kind = vault.open(opts.vault)
+        local resealing = opts.needs_key or opts.sealed_prompts ~= nil
+        if not v and resealing and (kind == vault.E_MISSING or kind == vault.E_PASSPHRASE) then
+            -- a resume whose sealed values this vault cannot open: never
+            -- go on with their masked copies (nor make a new vault)
+            return nil, "run " .. tostring(opts.run_id) .. " holds values sealed with its vault's key, " ..
+                "and they cannot be opened: " .. err .. "; refusing to resume with masked copies. " ..
+                "Resume with the vault the run started with", M.EXIT_REFUSED
+        end
         if not v and kind == vault.E_MISSING then
             local capture = found.secret_gates or private_prompts or opts.needs_key
             if not opts.interactive then
@@ -103,7 +208,8 @@ function M.prepare(book, opts)
                         (capture and "captures secret values (a secret gate or a private prompt), which cutover keeps only encrypted with a vault key"
                                   or "reads secrets") ..
                         ", and there is no vault at " .. self.vault_path ..
-                        ". Create one first: cutover vault set NAME (with CUTOVER_VAULT_PASSWORD_FILE for unattended runs)"
+                        ". Create one first: cutover vault set NAME (with CUTOVER_VAULT_PASSWORD_FILE for unattended runs)" ..
+                        where_used(found)
                 end
             else
                 local answer = sys.ask("There is no vault at " .. self.vault_path ..
@@ -136,12 +242,18 @@ function M.prepare(book, opts)
     end
     if #missing > 0 then
         if not opts.interactive then
+            local used = {}
+            for _, name in ipairs(missing) do
+                used[#used + 1] = name .. " is used in " .. table.concat(found.names[name], ", ")
+            end
             return nil, "secret" .. (#missing > 1 and "s " or " ") .. table.concat(missing, ", ") ..
                 " not in the vault " .. self.vault_path .. " and no terminal to ask: add " ..
-                (#missing > 1 and "them" or "it") .. " with 'cutover vault set NAME'"
+                (#missing > 1 and "them" or "it") .. " with 'cutover vault set NAME' (" ..
+                table.concat(used, "; ") .. "); nothing ran"
         end
         for _, name in ipairs(missing) do
-            local value = sys.ask("secret " .. name .. " (not in the vault; typed without echo): ", true)
+            local value = sys.ask("secret " .. name .. " (not in the vault; used in " ..
+                table.concat(found.names[name], ", ") .. "; typed without echo): ", true)
             if not value or value == "" then return nil, "secret " .. name .. ": no value given; nothing ran" end
             self.values[name] = value
             redact.register(value)

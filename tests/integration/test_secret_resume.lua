@@ -333,4 +333,121 @@ T.test("item7_extra_vars_sealed: saved plans mask secret -e values and do not ha
     T.contains(r.stderr, "extra vars changed", "says why")
 end)
 
+T.test("item6_unopenable_sealed_refuses: no vault, or a wrong passphrase, on resume: exit 3", function()
+    local answer = "Sealed-Ans-7rt"
+    local d, env = setup(GATE_BOOK)
+    vault_set(d, env, "unused", "unused-value-1")
+    local r = cutover(d, env, { "run", d .. "/p.yml", "--non-interactive", "--answer-stdin", "password" },
+                      { stdin = answer .. "\n" })
+    T.eq(r.rc, 4, "parked at the next gate")
+    local id = run_id(r)
+    T.write(d .. "/wrong", "not the passphrase\n")
+    r = cutover(d, env, { "resume", id, "--approve", "later", "--non-interactive" },
+                { env = { CUTOVER_VAULT_PASSWORD_FILE = d .. "/wrong" } })
+    T.eq(r.rc, 3, "wrong passphrase: refused: " .. r.stderr)
+    T.contains(r.stderr, "wrong vault passphrase", "says why")
+    r = cutover(d, env, { "resume", id, "--approve", "later", "--non-interactive" },
+                { env = { CUTOVER_VAULT = d .. "/no-such.vault" } })
+    T.eq(r.rc, 3, "no vault: refused: " .. r.stderr)
+    T.contains(r.stderr, "no vault at " .. d .. "/no-such.vault", "says why")
+    T.eq(T.read(d .. "/pw.txt"), nil, "nothing deployed")
+    -- with the right vault it goes on
+    r = cutover(d, env, { "resume", id, "--approve", "later", "--non-interactive" })
+    T.eq(r.rc, 0, "the right vault: " .. r.stderr)
+    same(T.read(d .. "/pw.txt"), answer, "the real answer")
+end)
+
+T.test("item7_extra_vars_sealed: -e holding a vault value when the playbook reads no secret", function()
+    local d, env = setup([[
+- hosts: all
+  steps:
+    - id: later
+      pause: { gate: later, prompt: "Go on?" }
+    - id: write
+      copy: { dest: "@D@/ev.txt", content: "{{ pw }}" }
+]])
+    vault_set(d, env, "dbpw", VAULT_VAL)
+    local r = cutover(d, env, { "run", d .. "/p.yml", "--non-interactive", "-e", "pw=" .. VAULT_VAL })
+    T.eq(r.rc, 4, "parked: " .. r.stderr)
+    local id = run_id(r)
+    no_leak(journal_bytes(d), { VAULT_VAL }, "journal")
+    no_leak(cutover(d, env, { "show", id, "--format", "json" }).stdout, { VAULT_VAL }, "show --format json")
+    r = cutover(d, env, { "resume", id, "--approve", "later", "--non-interactive" })
+    T.eq(r.rc, 0, "resume: " .. r.stderr)
+    same(T.read(d .. "/ev.txt"), VAULT_VAL, "the real value after the resume")
+end)
+
+----------------------------------------------------------------- item 12
+
+-- Runs p.yml (first step writes @D@/first.txt) and expects a refusal
+-- before any step ran, naming the secret and where it is used.
+local function refused_before_start(d, env, args, name, where)
+    local all = { "run", d .. "/p.yml", "--non-interactive" }
+    for _, a in ipairs(args or {}) do all[#all + 1] = a end
+    local r = cutover(d, env, all)
+    T.eq(r.rc, 2, "refused before it started: " .. r.stdout .. r.stderr)
+    T.eq(T.read(d .. "/first.txt"), nil, "no step ran")
+    T.contains(r.stderr, name, "names the secret")
+    T.contains(r.stderr, where, "says where it is used")
+    return r
+end
+
+T.test("item12_secrets_resolved_before_start: a secret named only in a template file", function()
+    local d, env = setup([[
+- hosts: all
+  steps:
+    - id: first
+      copy: { dest: "@D@/first.txt", content: "ran" }
+    - id: render
+      template: { src: conf.j2, dest: "@D@/conf.txt" }
+]], { ["conf.j2"] = "user=app\npassword={{ secret.tpl_pw }}\n" })
+    vault_set(d, env, "other", "other-value-1")
+    refused_before_start(d, env, nil, "tpl_pw", d .. "/conf.j2:2")
+    -- once the vault has it, the run has it (the vault is opened for it)
+    vault_set(d, env, "tpl_pw", "Tpl-Secret-19z")
+    local r = cutover(d, env, { "run", d .. "/p.yml", "--non-interactive" })
+    T.eq(r.rc, 0, "runs: " .. r.stdout .. r.stderr)
+    same(T.read(d .. "/conf.txt"), "user=app\npassword=Tpl-Secret-19z\n", "rendered with the secret")
+    no_leak(r.stdout .. r.stderr, { "Tpl-Secret-19z" }, "output")
+end)
+
+T.test("item12_secrets_resolved_before_start: a secret named only in an inventory variable", function()
+    local d, env = setup([[
+- hosts: all
+  steps:
+    - id: first
+      copy: { dest: "@D@/first.txt", content: "ran" }
+    - id: use
+      copy: { dest: "@D@/inv.txt", content: "{{ db_pass }}" }
+]])
+    T.write(d .. "/inv.yml", "all:\n  vars: { ansible_connection: local }\n  hosts:\n" ..
+        "    a: { db_pass: \"{{ secret.inv_pw }}\" }\n")
+    vault_set(d, env, "other", "other-value-1")
+    refused_before_start(d, env, nil, "inv_pw", "inventory variable 'db_pass' of host a")
+    vault_set(d, env, "inv_pw", "Inv-Secret-22y")
+    local r = cutover(d, env, { "run", d .. "/p.yml", "--non-interactive" })
+    T.eq(r.rc, 0, "runs: " .. r.stdout .. r.stderr)
+    same(T.read(d .. "/inv.txt"), "Inv-Secret-22y", "the inventory variable had the secret")
+end)
+
+T.test("item12_secrets_resolved_before_start: a secret named only in -e, and in group_vars", function()
+    local d, env = setup([[
+- hosts: all
+  steps:
+    - id: first
+      copy: { dest: "@D@/first.txt", content: "ran" }
+    - id: use
+      copy: { dest: "@D@/ev.txt", content: "{{ pw }} {{ gv }}" }
+]])
+    fs.mkdir(d .. "/group_vars", 448)
+    T.write(d .. "/group_vars/all.yml", "gv: \"{{ secret.gv_pw }}\"\n")
+    vault_set(d, env, "gv_pw", "Group-Secret-4w")
+    refused_before_start(d, env, { "-e", "pw={{ secret.ev_pw }}" }, "ev_pw", "-e pw")
+    vault_set(d, env, "ev_pw", "Ev-Secret-31x")
+    T.ok(fs.remove(d .. "/first.txt") or true, "")
+    local r = cutover(d, env, { "run", d .. "/p.yml", "--non-interactive", "-e", "pw={{ secret.ev_pw }}" })
+    T.eq(r.rc, 0, "runs: " .. r.stdout .. r.stderr)
+    same(T.read(d .. "/ev.txt"), "Ev-Secret-31x Group-Secret-4w", "both secrets reached the step")
+end)
+
 T.done()

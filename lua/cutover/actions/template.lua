@@ -19,6 +19,8 @@ copy does: atomically, only when the checksum differs.]],
     returns = content.RETURNS,
     check_mode = "Exact, as copy: renders, compares checksums, writes nothing.",
     reads_files = function(args, dir) return { util.join_path(dir, args.src) } end,
+    -- its files hold {{ }}: the secrets they name are resolved before a run
+    renders_files = true,
     -- safe to run again after a restart: it converges, or only reads
     idempotent = true,
     run = function(ctx, args)
