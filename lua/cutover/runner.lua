@@ -509,11 +509,12 @@ function Run:journaled_step(hs, step)
     if row and DONE[row.status] then
         return self:replay(hs, step, row)
     elseif row and (row.status == "running" or row.status == "interrupted" or
-                    (row.status == "failed" and self.resume.mark_done[step.id])) then
+                    (row.status == "failed" and self.resume.mark_done[step.id .. "@" .. hs.name])) then
         -- (a failed step marked done: it took effect though it failed, e.g.
         -- a reboot whose host came back refusing the login)
         local r = self.resume
-        if r.mark_done[step.id] then
+        local decision = step.id .. "@" .. hs.name  -- per host (history.decisions)
+        if r.mark_done[decision] then
             local seq = j:intent({ run = self.run_id, host = hs.name, play = play, step = step.id,
                                    occurrence = n, name = step.name, action = step.action,
                                    digest = step_digest(step), idempotent = idempotent })
@@ -521,15 +522,15 @@ function Run:journaled_step(hs, step)
             j:result(seq, "marked", false, (self:journal_json(done)), "marked done by " .. (sys.user()))
             j:event(self.run_id, hs.name, "mark-done", step.id, nil)
             return self:replay(hs, step, { result = row.result or json.encode(done), note = "marked done by the operator" })
-        elseif r.retry[step.id] then
+        elseif r.retry[decision] then
             note = "retried after a restart (--retry)"
             j:event(self.run_id, hs.name, "retry", step.id, nil)
         elseif not idempotent then
             local msg = string.format(
                 "step '%s' was running on %s when the controller stopped, and it is not idempotent: " ..
                 "cutover will not run it again on its own. Check on %s whether it took effect, then run " ..
-                "'cutover resume %s --mark-done %s' (it did) or 'cutover resume %s --retry %s' (it did not).",
-                step.id, hs.name, hs.name, self.run_id, step.id, self.run_id, step.id)
+                "'cutover resume %s --mark-done %s@%s' (it did) or 'cutover resume %s --retry %s@%s' (it did not).",
+                step.id, hs.name, hs.name, self.run_id, step.id, hs.name, self.run_id, step.id, hs.name)
             self:report(hs, step, { failed = true, msg = msg }, loop.now())
             local st = self.stats.per_host[hs.name]
             st.failed_at = st.failed_at or step.id
