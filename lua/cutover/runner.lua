@@ -1012,15 +1012,32 @@ function M.run(book, inventory, opts)
                 end
             end
         end
-        local ok, conflicts = j:lock(self.run_id, all)
+        -- the machines too: two inventory names for one machine (one
+        -- address, port and user) must not run side by side
+        local keys, machine_of = {}, {}
+        for _, h in ipairs(all) do keys[#keys + 1] = h end
+        for _, h in ipairs(all) do
+            local m = connections.machine(h, self:connection_vars(h), opts)
+            if m then
+                local key = require("cutover.journal").machine_key(m)
+                if not machine_of[key] then keys[#keys + 1] = key end
+                machine_of[key] = machine_of[key] or { machine = m, hosts = {} }
+                table.insert(machine_of[key].hosts, h)
+            end
+        end
+        local ok, conflicts = j:lock(self.run_id, keys)
         if not ok then
             for _, c in ipairs(conflicts) do
+                local m = machine_of[c.host]
+                local what = m and string.format("machine %s (host %s here)", m.machine,
+                    table.concat(m.hosts, ", ")) or ("host " .. c.host)
                 io.stderr:write(string.format(
-                    "cutover: host %s is locked by run %s (pid %s on %s, user %s)%s\n",
-                    c.host, c.run, tostring(c.pid), tostring(c.controller), tostring(c.os_user),
+                    "cutover: %s is locked by run %s (pid %s on %s, user %s)%s\n",
+                    what, c.run, tostring(c.pid), tostring(c.controller), tostring(c.os_user),
                     c.alive and "; refusing to run" or
                     ("; that controller is gone: resume it (cutover resume " .. c.run ..
-                     "), end it (cutover abort " .. c.run .. "), or break the lock (cutover unlock " .. c.host .. ")")))
+                     "), end it (cutover abort " .. c.run .. "), or break the lock (cutover unlock " ..
+                     (m and m.machine or c.host) .. ")")))
             end
             return M.EXIT_REFUSED
         end

@@ -299,4 +299,47 @@ T.test("safety 8: --mark-done STEP@HOST and --retry STEP@HOST decide per host; u
     T.match(show.stdout, "retry%s+s2@h2 by", "h2's decision recorded")
 end)
 
+-- Item 19: locks cover machines, not only inventory names.
+T.test("safety 19: two inventory names for one machine are locked together (local, and loopback spellings over SSH)", function()
+    local d = T.tmpdir()
+    local port = 1  -- nothing listens: the run goes on without that host
+    T.write(d .. "/inv1.yml", string.format([[
+all:
+  hosts:
+    l1: { ansible_connection: local }
+    a: { ansible_host: localhost, ansible_port: %d, ansible_user: ops, ansible_timeout: 2 }
+]], port))
+    T.write(d .. "/slow.yml", (([[
+- hosts: all
+  steps:
+    - shell: "touch @D@/marker; sleep 30"
+      when: inventory_hostname == 'l1'
+]]):gsub("@D@", d)))
+    T.write(d .. "/quick.yml", "- hosts: all\n  steps:\n    - command: 'true'\n")
+    local cases = {
+        { "l2: { ansible_connection: local }", "local" },
+        { string.format("b: { ansible_host: '::ffff:127.0.0.1', ansible_port: %d, ansible_user: ops }", port),
+          "ops@127.0.0.1:" .. port },
+        { string.format("c: { ansible_host: 127.0.0.1, ansible_port: %d, ansible_user: ops }", port),
+          "ops@127.0.0.1:" .. port },
+    }
+    for i, c in ipairs(cases) do
+        T.write(d .. "/inv" .. (i + 1) .. ".yml", "all:\n  hosts:\n    " .. c[1] .. "\n")
+    end
+    local cmd = string.format("export XDG_STATE_HOME=%s/state NO_COLOR=1; %s run %s/slow.yml -i %s/inv1.yml > %s/out 2>&1 & pid=$!; " ..
+        "while [ ! -e %s/marker ]; do sleep 0.02; done; ", d, T.cutover, d, d, d, d)
+    for i = 1, #cases do
+        cmd = cmd .. string.format("%s run %s/quick.yml -i %s/inv%d.yml > %s/second%d 2>&1; echo second%d=$?; ",
+            T.cutover, d, d, i + 1, d, i, i)
+    end
+    cmd = cmd .. "kill -KILL $pid; wait $pid"
+    local r = T.sh(cmd)
+    for i, c in ipairs(cases) do
+        local out = T.read(d .. "/second" .. i) or ""
+        T.contains(r.stdout, "second" .. i .. "=3", c[1] .. ": refused: " .. out)
+        T.contains(out, c[2], c[1] .. ": names the machine: " .. out)
+        T.contains(out, "is locked by run ", c[1] .. ": names the holder: " .. out)
+    end
+end)
+
 T.done()
