@@ -35,7 +35,7 @@ usage: cutover show RUN [--journal FILE] [--format text|json]
 A run's timeline: each host's steps with status, duration and notes, and
 the run's events (resumes, approvals, steps marked done).]],
     resume = [[
-usage: cutover resume [RUN] [--mark-done STEP]... [--retry STEP]...
+usage: cutover resume [RUN] [--mark-done STEP|STEP@HOST]... [--retry STEP|STEP@HOST]...
                       [--accept-changed] [--journal FILE] [--format text|json] [-v]
 
 Continues RUN (default: the latest unfinished run) with the variables,
@@ -46,6 +46,9 @@ its host stops and says what to check, and you decide:
   --mark-done STEP   it took effect: record it as done and go on (also for
                      a step that failed after taking effect)
   --retry STEP       it did not: run it again
+STEP alone decides for every host where it was in flight or failed;
+STEP@HOST for one host.  An unknown step or host, a decision that decides
+nothing, or one given to both options is refused (exit 2).
 A finished step whose definition changed since the run is refused
 (exit 3) unless --accept-changed; so is a change to the run's playbook,
 inventory or a file a step read (the journal holds their absolute paths

@@ -111,6 +111,84 @@ function M.show(j, id, fmt)
     return 0
 end
 
+-- Statuses of a journaled step that an operator's decision applies to.
+local UNDECIDED = { running = true, interrupted = true, failed = true }
+
+-- The operator's --mark-done / --retry specs: STEP (every host where it
+-- was in flight or failed), STEP@HOST, STEP[INDEX]@HOST (one item of a
+-- loop).  Returns { ["mark-done"] = set, retry = set } of "STEP@HOST"
+-- (and "STEP[INDEX]@HOST") keys | nil, message (a usage error: an
+-- unknown step, host or item, a decision that decides nothing, or one
+-- given to both options).
+function M.decisions(r, host_rows, by_play, done, mark, retry)
+    local steps, names = {}, {}
+    for _, map in ipairs(by_play) do
+        for sid, s in pairs(map) do
+            if not steps[sid] then names[#names + 1] = sid end
+            steps[sid] = s
+        end
+    end
+    local hosts, host_names = {}, {}
+    for _, h in ipairs(host_rows) do
+        hosts[h.host] = true
+        host_names[#host_names + 1] = h.host
+    end
+    -- the hosts where step sid is undecided (in flight or failed)
+    local function undecided(sid, host)
+        for _, row in pairs(done[host] or {}) do
+            if row.step == sid and UNDECIDED[row.status] then return true end
+        end
+        return false
+    end
+    local out, given = { ["mark-done"] = {}, retry = {} }, {}
+    for _, which in ipairs({ { "mark-done", mark }, { "retry", retry } }) do
+        local opt, list = which[1], which[2]
+        for _, spec in ipairs(list or {}) do
+            local function bad(msg)
+                return nil, "cutover: --" .. opt .. " " .. spec .. ": " .. msg
+            end
+            local sid, host, index = spec, nil, nil
+            local at = spec:match("^.*()@")
+            if at and not steps[spec] then sid, host = spec:sub(1, at - 1), spec:sub(at + 1) end
+            local base, n = sid:match("^(.*)%[(%d+)%]$")
+            if base and not steps[sid] then sid, index = base, math.tointeger(tonumber(n)) end
+            if not steps[sid] then
+                table.sort(names)
+                return bad("no step '" .. sid .. "' in the playbook" .. util.did_you_mean(sid, names))
+            end
+            if host and not hosts[host] then
+                table.sort(host_names)
+                return bad("host '" .. host .. "' is not in run " .. r.id .. " (its hosts: " ..
+                           table.concat(host_names, ", ") .. ")" .. util.did_you_mean(host, host_names))
+            end
+            if index and steps[sid].loop == nil then
+                return bad("step '" .. sid .. "' has no loop, so no item " .. index)
+            end
+            local targets = {}
+            if host then
+                if undecided(sid, host) then targets[1] = host end
+            else
+                for _, h in ipairs(host_names) do
+                    if undecided(sid, h) then targets[#targets + 1] = h end
+                end
+            end
+            if #targets == 0 then
+                return bad("this decides nothing: step '" .. sid .. "' was neither in flight nor failed on " ..
+                           (host or "any host") .. " in run " .. r.id)
+            end
+            for _, h in ipairs(targets) do
+                local key = sid .. (index and ("[" .. index .. "]") or "") .. "@" .. h
+                if given[key] and given[key] ~= opt then
+                    return nil, "cutover: " .. key .. " is given to both --mark-done and --retry; decide once"
+                end
+                given[key] = opt
+                out[opt][key] = true
+            end
+        end
+    end
+    return out
+end
+
 -- Builds the resume context and runs.  o: the resume command's options.
 -- prepare(o, book_path, extra_vars) -> book, inv, opts (the cli's).
 function M.resume(j, id, o, prepare)
@@ -223,11 +301,6 @@ function M.resume(j, id, o, prepare)
     for _, h in ipairs(j:hosts(r.id)) do
         if h.status == "ok" then finished[h.host] = true end
     end
-    local function set(list)
-        local out = {}
-        for _, x in ipairs(list or {}) do out[x] = true end
-        return out
-    end
     -- hosts whose last step was in flight (maybe rebooting right now):
     -- they connect when that step runs again, which waits for them
     local inflight = {}
@@ -236,8 +309,14 @@ function M.resume(j, id, o, prepare)
             if row.status == "running" then inflight[host] = true end
         end
     end
+    local decided, derr = M.decisions(r, j:hosts(r.id), by_play, done, o["mark-done"], o.retry)
+    if not decided then
+        io.stderr:write(derr .. "\n")
+        j:release_claim(r.id)
+        return runner.EXIT_USAGE
+    end
     opts.resume = { run = r, done = done, finished = finished, inflight = inflight,
-                    mark_done = set(o["mark-done"]), retry = set(o.retry) }
+                    mark_done = decided["mark-done"], retry = decided.retry }
     local code = runner.run(book, inv, opts)
     j:release_claim(r.id)
     return code

@@ -194,6 +194,10 @@ end
 local function claim_key(run) return " run " .. run end
 M.claim_key = claim_key
 
+-- The lock row of a machine (connection.machine: "local@NODE",
+-- "USER@ADDRESS:PORT"), beside the host names'.
+function M.machine_key(machine) return " machine " .. machine end
+
 local function mine(lock)
     return lock.pid == sys.getpid() and lock.controller == (sys.uname() or {}).node
         and lock.boot == M.controller_boot()
@@ -298,9 +302,18 @@ end
 function Journal:unlock_host(host)
     return self:transaction(function()
         local l = self:lock_of(host)
+        if not l then
+            -- a machine, as the refusal names it (USER@ADDRESS:PORT)
+            host = M.machine_key(host)
+            l = self:lock_of(host)
+        end
         if not l then return "free" end
         if M.holder_alive(l) then return "alive", l end
         self:exec("DELETE FROM locks WHERE host = ?", host)
+        -- the machine locks the same gone process left (the journal does
+        -- not know which machine each name is; the name locks remain)
+        self:exec([[DELETE FROM locks WHERE run = ? AND pid IS ? AND boot IS ? AND substr(host, 1, 9) = ' machine ']],
+                  l.run, l.pid, l.boot)
         return "unlocked", l
     end)
 end

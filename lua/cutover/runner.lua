@@ -598,11 +598,12 @@ function Run:journaled_step(hs, step)
     if row and DONE[row.status] then
         return self:replay(hs, step, row)
     elseif row and (row.status == "running" or row.status == "interrupted" or
-                    (row.status == "failed" and self.resume.mark_done[step.id])) then
+                    (row.status == "failed" and self.resume.mark_done[step.id .. "@" .. hs.name])) then
         -- (a failed step marked done: it took effect though it failed, e.g.
         -- a reboot whose host came back refusing the login)
         local r = self.resume
-        if r.mark_done[step.id] then
+        local decision = step.id .. "@" .. hs.name  -- per host (history.decisions)
+        if r.mark_done[decision] then
             local seq = j:intent({ run = self.run_id, host = hs.name, play = play, step = step.id,
                                    occurrence = n, name = step.name, action = step.action,
                                    digest = step_digest(step), idempotent = idempotent })
@@ -615,15 +616,15 @@ function Run:journaled_step(hs, step)
             j:event(self.run_id, hs.name, "mark-done", step.id, nil)
             return self:replay(hs, step, { result = text, sealed = row.result and row.sealed or nil, seq = row.seq,
                                            note = "marked done by the operator" })
-        elseif r.retry[step.id] then
+        elseif r.retry[decision] then
             note = "retried after a restart (--retry)"
             j:event(self.run_id, hs.name, "retry", step.id, nil)
         elseif not idempotent then
             local msg = string.format(
                 "step '%s' was running on %s when the controller stopped, and it is not idempotent: " ..
                 "cutover will not run it again on its own. Check on %s whether it took effect, then run " ..
-                "'cutover resume %s --mark-done %s' (it did) or 'cutover resume %s --retry %s' (it did not).",
-                step.id, hs.name, hs.name, self.run_id, step.id, self.run_id, step.id)
+                "'cutover resume %s --mark-done %s@%s' (it did) or 'cutover resume %s --retry %s@%s' (it did not).",
+                step.id, hs.name, hs.name, self.run_id, step.id, hs.name, self.run_id, step.id, hs.name)
             self:report(hs, step, { failed = true, msg = msg }, loop.now())
             local st = self.stats.per_host[hs.name]
             st.failed_at = st.failed_at or step.id
@@ -1139,15 +1140,32 @@ function M.run(book, inventory, opts)
         self.resume = opts.resume
         self.run_id = opts.resume and opts.resume.run.id or opts.run_id or require("cutover.journal").new_run_id()
         local all = self:run_hosts()
-        local ok, conflicts = j:lock(self.run_id, all)
+        -- the machines too: two inventory names for one machine (one
+        -- address, port and user) must not run side by side
+        local keys, machine_of = {}, {}
+        for _, h in ipairs(all) do keys[#keys + 1] = h end
+        for _, h in ipairs(all) do
+            local m = connections.machine(h, self:connection_vars(h), opts)
+            if m then
+                local key = require("cutover.journal").machine_key(m)
+                if not machine_of[key] then keys[#keys + 1] = key end
+                machine_of[key] = machine_of[key] or { machine = m, hosts = {} }
+                table.insert(machine_of[key].hosts, h)
+            end
+        end
+        local ok, conflicts = j:lock(self.run_id, keys)
         if not ok then
             for _, c in ipairs(conflicts) do
+                local m = machine_of[c.host]
+                local what = m and string.format("machine %s (host %s here)", m.machine,
+                    table.concat(m.hosts, ", ")) or ("host " .. c.host)
                 io.stderr:write(string.format(
-                    "cutover: host %s is locked by run %s (pid %s on %s, user %s)%s\n",
-                    c.host, c.run, tostring(c.pid), tostring(c.controller), tostring(c.os_user),
+                    "cutover: %s is locked by run %s (pid %s on %s, user %s)%s\n",
+                    what, c.run, tostring(c.pid), tostring(c.controller), tostring(c.os_user),
                     c.alive and "; refusing to run" or
                     ("; that controller is gone: resume it (cutover resume " .. c.run ..
-                     "), end it (cutover abort " .. c.run .. "), or break the lock (cutover unlock " .. c.host .. ")")))
+                     "), end it (cutover abort " .. c.run .. "), or break the lock (cutover unlock " ..
+                     (m and m.machine or c.host) .. ")")))
             end
             return M.EXIT_REFUSED
         end

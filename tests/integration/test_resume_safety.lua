@@ -253,4 +253,93 @@ T.test("safety 11: an edited playbook, template or inventory is refused on resum
     T.eq(count(d), "s2\n", "nothing ran")
 end)
 
+-- Item 8: per-host decisions after a crash.
+T.test("safety 8: --mark-done STEP@HOST and --retry STEP@HOST decide per host; unknown or empty decisions are refused", function()
+    local d = T.tmpdir()
+    T.write(d .. "/inv.yml", "all:\n  vars: { ansible_connection: local }\n  hosts:\n    h1: {}\n    h2: {}\n")
+    T.write(d .. "/p.yml", (([[
+- hosts: all
+  steps:
+    - id: s1
+      shell: "echo s1 >> @D@/{{ inventory_hostname }}.count"
+    - id: s2
+      shell: "echo s2 >> @D@/{{ inventory_hostname }}.count; m=@D@/{{ inventory_hostname }}.marker; if [ ! -e $m ]; then touch $m; sleep 30; fi"
+    - id: s3
+      shell: "echo s3 >> @D@/{{ inventory_hostname }}.count"
+]]):gsub("@D@", d)))
+    local r = T.sh(string.format(
+        "XDG_STATE_HOME=%s/state %s run %s/p.yml -i %s/inv.yml > %s/out 2>&1 & pid=$!; " ..
+        "while [ ! -e %s/h1.marker ] || [ ! -e %s/h2.marker ]; do sleep 0.02; done; " ..
+        "kill -KILL $pid; wait $pid; echo rc=$?", d, T.cutover, d, d, d, d, d))
+    T.eq(r.stdout, "rc=137\n", "killed in the middle of s2 on both hosts")
+    local id = last_run(d).id
+    local function refused(args, want, what)
+        local all = { "resume", id }
+        for _, a in ipairs(args) do all[#all + 1] = a end
+        local res = run(d, all)
+        T.eq(res.rc, 2, what .. ": " .. res.stdout .. res.stderr)
+        T.contains(res.stderr, want, what .. ": the message")
+        T.eq(count(d, "h1.count") .. count(d, "h2.count"), "s1\ns2\ns1\ns2\n", what .. ": nothing ran")
+    end
+    refused({ "--mark-done", "s2@h9" }, "host 'h9'", "an unknown host")
+    refused({ "--mark-done", "s9@h1" }, "step 's9'", "an unknown step")
+    refused({ "--retry", "s9" }, "step 's9'", "an unknown step without host")
+    refused({ "--mark-done", "s1@h1" }, "s1@h1", "a step that finished decides nothing")
+    refused({ "--retry", "s3@h2" }, "s3@h2", "a step that never started decides nothing")
+    refused({ "--mark-done", "s2@h1", "--retry", "s2@h1" }, "s2@h1", "both decisions at once")
+    refused({ "--mark-done", "s2", "--retry", "s2@h2" }, "s2@h2", "both decisions through the plain form")
+    refused({ "--mark-done", "s2[1]@h1" }, "s2[1]@h1", "an item of a step that has no loop")
+    -- h1: s2 took effect; h2: it did not
+    r = run(d, { "resume", id, "--mark-done", "s2@h1", "--retry", "s2@h2" })
+    T.eq(r.rc, 0, "decided per host: " .. r.stdout .. r.stderr)
+    T.eq(count(d, "h1.count"), "s1\ns2\ns3\n", "h1: s2 marked done")
+    T.eq(count(d, "h2.count"), "s1\ns2\ns2\ns3\n", "h2: s2 run again")
+    local show = run(d, { "show", id })
+    T.match(show.stdout, "mark%-done%s+s2@h1 by", "h1's decision recorded")
+    T.match(show.stdout, "retry%s+s2@h2 by", "h2's decision recorded")
+end)
+
+-- Item 19: locks cover machines, not only inventory names.
+T.test("safety 19: two inventory names for one machine are locked together (local, and loopback spellings over SSH)", function()
+    local d = T.tmpdir()
+    local port = 1  -- nothing listens: the run goes on without that host
+    T.write(d .. "/inv1.yml", string.format([[
+all:
+  hosts:
+    l1: { ansible_connection: local }
+    a: { ansible_host: localhost, ansible_port: %d, ansible_user: ops, ansible_timeout: 2 }
+]], port))
+    T.write(d .. "/slow.yml", (([[
+- hosts: all
+  steps:
+    - shell: "touch @D@/marker; sleep 30"
+      when: inventory_hostname == 'l1'
+]]):gsub("@D@", d)))
+    T.write(d .. "/quick.yml", "- hosts: all\n  steps:\n    - command: 'true'\n")
+    local cases = {
+        { "l2: { ansible_connection: local }", "local" },
+        { string.format("b: { ansible_host: '::ffff:127.0.0.1', ansible_port: %d, ansible_user: ops }", port),
+          "ops@127.0.0.1:" .. port },
+        { string.format("c: { ansible_host: 127.0.0.1, ansible_port: %d, ansible_user: ops }", port),
+          "ops@127.0.0.1:" .. port },
+    }
+    for i, c in ipairs(cases) do
+        T.write(d .. "/inv" .. (i + 1) .. ".yml", "all:\n  hosts:\n    " .. c[1] .. "\n")
+    end
+    local cmd = string.format("export XDG_STATE_HOME=%s/state NO_COLOR=1; %s run %s/slow.yml -i %s/inv1.yml > %s/out 2>&1 & pid=$!; " ..
+        "while [ ! -e %s/marker ]; do sleep 0.02; done; ", d, T.cutover, d, d, d, d)
+    for i = 1, #cases do
+        cmd = cmd .. string.format("%s run %s/quick.yml -i %s/inv%d.yml > %s/second%d 2>&1; echo second%d=$?; ",
+            T.cutover, d, d, i + 1, d, i, i)
+    end
+    cmd = cmd .. "kill -KILL $pid; wait $pid"
+    local r = T.sh(cmd)
+    for i, c in ipairs(cases) do
+        local out = T.read(d .. "/second" .. i) or ""
+        T.contains(r.stdout, "second" .. i .. "=3", c[1] .. ": refused: " .. out)
+        T.contains(out, c[2], c[1] .. ": names the machine: " .. out)
+        T.contains(out, "is locked by run ", c[1] .. ": names the holder: " .. out)
+    end
+end)
+
 T.done()

@@ -67,8 +67,9 @@ local function resume_until_done(d)
         local step, host = r.stdout:match("step '(s%d)' was running on (h%d) when the controller stopped")
         T.ok(step, "resume stopped for a reason the operator can act on: " .. r.stdout .. r.stderr)
         local took = count(d, host):find(step .. "\n", 1, true) ~= nil
-        decided[#decided + 1] = took and "--mark-done" or "--retry"
-        decided[#decided + 1] = step
+        -- one decision per stop, for that host (a decision already
+        -- applied would decide nothing next time, and be refused)
+        decided = { took and "--mark-done" or "--retry", step .. "@" .. host }
     end
     error("resume did not finish")
 end

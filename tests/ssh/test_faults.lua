@@ -64,8 +64,9 @@ local function resume_until_done(d, took_effect)
         if r.rc == 0 then return r end
         local step, host = r.stdout:match("step '([%w_-]+)' was running on (h%d) when the controller stopped")
         T.ok(step, "resume stopped for a reason the operator can act on: " .. r.stdout .. r.stderr)
-        decided[#decided + 1] = took_effect(host, step) and "--mark-done" or "--retry"
-        decided[#decided + 1] = step
+        -- one decision per stop, for that host (a decision already
+        -- applied would decide nothing next time, and be refused)
+        decided = { took_effect(host, step) and "--mark-done" or "--retry", step .. "@" .. host }
     end
     error("resume did not finish")
 end

@@ -185,6 +185,48 @@ function M.ssh_settings(name, v, opts)
     }
 end
 
+-- An address as one spelling per machine where that is sure without
+-- asking DNS: lower case, no brackets or trailing dot, IPv4-mapped IPv6
+-- as IPv4, octets without leading zeros, and every loopback spelling
+-- (localhost, 127.0.0.0/8, ::1, ::ffff:127.x) as 127.0.0.1.
+local function normal_address(a)
+    a = tostring(a):lower():gsub("^%[(.*)%]$", "%1"):gsub("%.$", "")
+    a = a:gsub("^::ffff:(%d+%.%d+%.%d+%.%d+)$", "%1"):gsub("^0:0:0:0:0:ffff:(%d+%.%d+%.%d+%.%d+)$", "%1")
+    local q = { a:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$") }
+    if #q == 4 then
+        for i = 1, 4 do q[i] = tostring(math.tointeger(tonumber(q[i]))) end
+        a = table.concat(q, ".")
+        if q[1] == "127" then return "127.0.0.1" end
+    end
+    if a == "localhost" or a:match("%.localhost$") or a == "::1" or a == "0:0:0:0:0:0:0:1" then
+        return "127.0.0.1"
+    end
+    return a
+end
+M.normal_address = normal_address
+
+-- The machine a host's connection reaches, for the journal's locks:
+-- "local@CONTROLLER" for the local connection, "USER@ADDRESS:PORT" for
+-- SSH (with " via ..." and the jump host's, or " via ProxyCommand",
+-- since an address behind a jump host is on another network).  nil when
+-- the settings cannot be built (the host fails when it connects).
+function M.machine(name, hostvars, opts)
+    local kind = hostvars.ansible_connection
+    if kind == nil then
+        kind = (name == "localhost" or name == "127.0.0.1") and "local" or "ssh"
+    end
+    if kind == "local" then return "local@" .. tostring((sys.uname() or {}).node) end
+    local settings = M.ssh_settings(name, hostvars, opts)
+    if not settings then return nil end
+    local function key(h)
+        local k = tostring(h.user) .. "@" .. normal_address(h.host) .. ":" .. tostring(h.port)
+        if h.proxy_jump then return k .. " via " .. key(h.proxy_jump) end
+        if h.proxy_command then return k .. " via ProxyCommand" end
+        return k
+    end
+    return key(settings)
+end
+
 function M.open(name, hostvars, opts)
     local kind = hostvars.ansible_connection
     if kind == nil then
