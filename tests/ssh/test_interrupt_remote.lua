@@ -90,6 +90,19 @@ for _, sig in ipairs({ "INT", "TERM", "HUP" }) do
     end)
 end
 
+T.test("SIGINT with the hosts behind a jump host: the remote commands are stopped too", function()
+    local d = setup()
+    local jump = string.format("%s@%s:%d", srv.user, srv.address, srv.port)
+    local inv = T.read(d .. "/inv.yml"):gsub("ansible_ssh_private_key_file", "cutover_proxy_jump: \"" .. jump .. "\", ansible_ssh_private_key_file")
+    T.write(d .. "/inv.yml", inv)
+    local rc, out, t0, seen = run_and_signal(d, "INT")
+    T.eq(seen, "3\n", "the three remote commands were running when the signal went")
+    T.eq(rc, 130, "exit code: " .. out)
+    wait_past(t0)
+    T.eq(T.read(d .. "/F"), nil, "the remote commands never completed (F has no line)")
+    journal_says_interrupted(d, out)
+end)
+
 T.test("a remote command that ignores TERM gets KILL after the grace period", function()
     local d = setup(function(d) return "trap '' TERM; sleep 12; echo late >> " .. d .. "/F" end)
     local rc, out, t0, seen = run_and_signal(d, "INT")
