@@ -4,9 +4,10 @@
  * and deadline it waits for, and the loop resumes it when poll() says so.
  * All hosts thus run concurrently on one thread and one lua_State.
  *
- * SIGINT and SIGTERM set a counter and wake poll through a self-pipe;
- * parked tasks are then resumed once so that each primitive can stop its
- * work (kill a process, close a socket) and report "interrupted".
+ * SIGINT, SIGTERM and SIGHUP (unless ignored, as under nohup) set a
+ * counter and wake poll through a self-pipe; parked tasks are then
+ * resumed once so that each primitive can stop its work (kill a process,
+ * close a socket) and report "interrupted".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -402,6 +403,14 @@ int luaopen_cutover_loop(lua_State *L)
         sa.sa_flags = 0;  /* no SA_RESTART: poll must return */
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
+        /* a hang-up (the terminal or ssh session went away) stops the
+         * run like SIGTERM, unless it was ignored on purpose (nohup) */
+        {
+            struct sigaction old;
+            if (sigaction(SIGHUP, NULL, &old) == 0 &&
+                old.sa_handler != SIG_IGN)
+                sigaction(SIGHUP, &sa, NULL);
+        }
         signal(SIGPIPE, SIG_IGN);
         /* over a file-size limit a write fails (EFBIG) and the journal
          * reports it, instead of the process dying mid-step */

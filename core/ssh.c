@@ -92,6 +92,7 @@ struct ssh_session {
     int tunnel_count;
     LIBSSH2_SFTP *sftp;           /* owned; NULL until first used */
     int sftp_unavailable;         /* the server has no SFTP subsystem */
+    int ignore_interrupts;        /* connecting to stop a command (Ctrl-C) */
 };
 
 /* Stack slots of ssh.connect while it runs. */
@@ -324,7 +325,7 @@ static int connect_step(lua_State *L, int status, lua_KContext ctx)
                         s->phase == PH_CONNECT ? "connecting"
                         : s->phase == PH_HANDSHAKE ? "in the SSH handshake"
                         : "authenticating");
-        if (loop_interrupts() != 0)
+        if (loop_interrupts() != 0 && !s->ignore_interrupts)
             return fail(L, s, "interrupted", "%s: interrupted", s->host);
         switch (s->phase) {
         case PH_CONNECT: {
@@ -597,7 +598,7 @@ static int connect_step(lua_State *L, int status, lua_KContext ctx)
 
 /*
  * ssh.connect{host=, port=, user=, known_hosts=, accept_new=, keys={...},
- *             agent=, password=, timeout=, fd=}
+ *             agent=, password=, timeout=, fd=, ignore_interrupts=}
  *   -> session, fingerprint, host_key_added | nil, message, code
  * code: "unreachable", "timeout", "hostkey", "auth", "interrupted".
  * fd: an already connected socket (a ProxyJump tunnel); owned by the
@@ -637,7 +638,9 @@ static int ssh_connect(lua_State *L)
     known_hosts = luaL_checkstring(L, -1);
     lua_getfield(L, 1, "user");
     luaL_checkstring(L, -1);
-    lua_pop(L, 6);
+    lua_getfield(L, 1, "ignore_interrupts");
+    s->ignore_interrupts = lua_toboolean(L, -1);
+    lua_pop(L, 7);
     snprintf(s->host, sizeof s->host, "%s", host);
     s->port = (int)port;
     s->deadline = loop_now() + timeout;
@@ -737,6 +740,7 @@ struct ssh_exec {
     int timed_out;
     int interrupted;
     unsigned interrupts_at_start;
+    int uninterruptible;          /* the command that stops another one */
 };
 
 /* Stack of exec: 1 session, 2 command, 3 options, 4 exec userdata. */
@@ -827,7 +831,8 @@ static int exec_step(lua_State *L, int status, lua_KContext ctx)
             e->timed_out = 1;
             break;
         }
-        if (e->phase < 4 && loop_interrupts() != e->interrupts_at_start) {
+        if (e->phase < 4 && !e->uninterruptible &&
+            loop_interrupts() != e->interrupts_at_start) {
             e->interrupted = 1;
             break;
         }
@@ -934,11 +939,13 @@ done:
         libssh2_channel_free(e->channel);
         e->channel = NULL;
     } else {
-        /* Timed out or interrupted: the remote command may still run
-         * and its channel is in an unknown state; drop the session (the
-         * next step reconnects). */
+        /* Timed out or interrupted: the remote command may still run.
+         * The session stays up so that the caller can stop the command
+         * over a second channel at once (a new connection would be one
+         * more handshake, refused once the controller is interrupted);
+         * the caller closes it afterwards.  The channel is left to the
+         * session, which frees it when it closes. */
         e->channel = NULL;
-        close_session(s);
         lua_pushboolean(L, 1);
         lua_setfield(L, -2, e->timed_out ? "timed_out" : "interrupted");
     }
@@ -957,12 +964,17 @@ done:
 }
 
 /*
- * session:exec(command [, {stdin=, timeout=, max_output=}])
+ * session:exec(command [, {stdin=, timeout=, max_output=,
+ *                            uninterruptible=}])
  *   -> {rc=, signal=, stdout=, stderr=, stdout_truncated=,
  *       stderr_truncated=, timed_out=, interrupted=, duration=}
  *    | nil, message, code, phase
  * code "connection": the session is gone (phase 0 or 1: the command was
  * never started, so it is safe to reconnect and run it again).
+ * timed_out / interrupted: the session is left open for the caller to
+ * stop the command with another exec, and must then be closed.
+ * uninterruptible: SIGINT/SIGTERM do not stop this exec (the one that
+ * stops an interrupted command; its timeout bounds it).
  */
 static int session_exec(lua_State *L)
 {
@@ -1003,6 +1015,9 @@ static int session_exec(lua_State *L)
     e->started = loop_now();
     e->deadline = timeout > 0 ? e->started + timeout : 0;
     e->interrupts_at_start = loop_interrupts();
+    lua_getfield(L, 3, "uninterruptible");
+    e->uninterruptible = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     s->busy = 1;
     return exec_step(L, LUA_OK, 0);
 }

@@ -500,4 +500,28 @@ T.test("~/.ssh/config is read when -F is not given", function()
     T.ok(not fs.stat(home .. "/kh"), "no known_hosts was written")
 end)
 
+T.test("ProxyCommand token values: shell metacharacters refused before expansion (safety item 3)", function()
+    for _, bad in ipairs({ "a'b", "a\"b", "a`b", "a$b", "a\\b", "a;b", "a&b", "a<b", "a>b", "a|b", "a(b", "a)b",
+                           "a{b", "a}b", "a b", "a\tb", "a\nb", "a\0b", "-oX", "" }) do
+        T.ok(not ssh_config.check_hostname(bad), "host name " .. string.format("%q", bad) .. " refused")
+        T.eq(ssh_config.expand_proxy_command("nc %h %p", bad, 22, "u", "n"), nil, "%h " .. string.format("%q", bad))
+        T.eq(ssh_config.expand_proxy_command("nc %n %p", "h", 22, "u", bad), nil, "%n " .. string.format("%q", bad))
+    end
+    for _, good in ipairs({ "web01", "web-1.example.com", "10.0.0.1", "::1", "fe80::1%eth0", "under_score" }) do
+        T.ok(ssh_config.check_hostname(good), "host name " .. good .. " accepted")
+    end
+    for _, bad in ipairs({ "u$(x)", "u`x`", "u;x", "u|x", "u&x", "u'x", "u\"x", "u>x", "u x -oProxyCommand=y", "-l",
+                           "u\\", "u\nx", "u{x}" }) do
+        T.ok(not ssh_config.check_user(bad), "user " .. string.format("%q", bad) .. " refused")
+        T.eq(ssh_config.expand_proxy_command("ssh -l %r %h", "h", 22, bad, "n"), nil, "%r " .. string.format("%q", bad))
+    end
+    for _, good in ipairs({ "deploy", "CORP\\admin", "John Smith", "first.last@corp" }) do
+        T.ok(ssh_config.check_user(good), "user " .. good .. " accepted")
+    end
+    for _, bad in ipairs({ "22;x", "0", "65536", "x", "22 1" }) do
+        T.eq(ssh_config.expand_proxy_command("nc %h %p", "h", bad, "u", "n"), nil, "%p " .. bad)
+    end
+    T.eq(ssh_config.expand_proxy_command("nc %h %p %r %n %%", "h", "2222", "u", "n"), "nc h 2222 u n %")
+end)
+
 T.done()

@@ -82,6 +82,8 @@ function M.execute(ctx, args, what, display)
         result.failed = true
         result.msg = "exit code " .. r.rc
     end
+    -- a stopped command that could not be stopped on the host says so
+    if r.stop_note then result.msg = result.msg .. "; " .. r.stop_note end
     if r.stdout_truncated or r.stderr_truncated then
         local which = r.stdout_truncated and (r.stderr_truncated and "stdout and stderr" or "stdout") or "stderr"
         result.warning = which .. " cut at the output cap (--max-output); the rest was read and dropped"

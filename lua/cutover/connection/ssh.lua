@@ -8,11 +8,14 @@
 -- arrives (the session died, the server closed the channel) is a failure,
 -- never a silent 0.
 --
--- Timeouts: sshd starts each command in a session of its own, so the
--- shell's pid is also its process group.  The wrapper reports that pid
--- first (PIDMARK on stderr); when a command times out or is interrupted,
--- cutover signals the whole group over a second channel (TERM, KILL 5 s
--- later), so nothing is left running on the host.
+-- Timeouts and interrupts: sshd starts each command in a session of its
+-- own, so the shell's pid is also its process group.  The wrapper reports
+-- that pid first (PIDMARK on stderr); when a command times out or is
+-- interrupted (Ctrl-C, SIGTERM, SIGHUP), cutover signals the whole group
+-- over a second channel of the same session (TERM, then KILL after
+-- GRACE seconds) and waits for that to finish, so nothing is left
+-- running on the host when cutover exits.  cmd.exe hosts have no way to
+-- do this; the result says the command may still be running.
 local ssh = require("cutover.core.ssh")
 local crypto = require("cutover.core.crypto")
 local loop = require("cutover.core.loop")
@@ -28,6 +31,8 @@ M.Conn = Conn
 -- Handshakes in flight at once across all hosts (MaxStartups-friendly).
 M.max_handshakes = 8
 local handshakes = 0
+
+M.GRACE = 3   -- seconds between TERM and KILL for a stopped command
 
 local MARKER = "__cutover_rc_" .. crypto.random_hex(6) .. "="
 local PIDMARK = "__cutover_pid_" .. crypto.random_hex(6) .. "="
@@ -97,7 +102,8 @@ local function tunnel(st)
 end
 
 -- Connects unless connected.  Returns true | nil, message, code.
-function Conn:open()
+-- ignore_interrupts: connect even after Ctrl-C (to stop a command).
+function Conn:open(ignore_interrupts)
     if self.session and self.session:alive() then return true end
     self:close()
     local st = self.settings
@@ -120,6 +126,7 @@ function Conn:open()
         host = st.host, port = st.port, user = st.user, keys = st.keys,
         agent = st.agent, password = st.password, known_hosts = st.known_hosts,
         accept_new = st.accept_new, timeout = st.timeout, fd = fd,
+        ignore_interrupts = ignore_interrupts,
     })
     handshakes = handshakes - 1
     if not ok or not session then
@@ -165,6 +172,11 @@ function Conn:run_unlocked(line, opts)
             max_output = opts.max_output or self.settings.max_output,
         })
         if r and raw then
+            if r.timed_out or r.interrupted then
+                self:drop_session()
+                r.stop_note = "the command may still be running on " .. self.name ..
+                    " (a cmd.exe host offers cutover no way to stop it)"
+            end
             return r
         end
         if r then
@@ -174,8 +186,13 @@ function Conn:run_unlocked(line, opts)
                 pid = tonumber(r.stderr:sub(#PIDMARK + 1, nl - 1))
                 r.stderr = r.stderr:sub(nl + 1)
             end
-            if (r.timed_out or r.interrupted) and pid and pid > 1 then
-                self:stop_group(pid)
+            if r.timed_out or r.interrupted then
+                local stopped = pid and pid > 1 and self:stop_group(pid)
+                self:drop_session()
+                if not stopped then
+                    r.stop_note = "the command may still be running on " .. self.name ..
+                        (pid and " (stopping its process group failed)" or " (its process id never arrived)")
+                end
             end
             local pos = r.stderr:find("\n" .. MARKER, 1, true)
             if pos then
@@ -201,14 +218,37 @@ function Conn:run_unlocked(line, opts)
     end
 end
 
--- Stops a timed-out command's process group on the host (see the top).
+-- The session after a timed-out or interrupted command: its channel is
+-- in an unknown state, so it is closed (the next step reconnects).
+function Conn:drop_session()
+    if self.session then self.session:close() end
+    self.session = nil
+end
+
+-- Stops a timed-out or interrupted command's process group on the host
+-- (see the top): TERM, then KILL when it still runs GRACE seconds later,
+-- in one command that returns when the group is gone.  It runs on a
+-- second channel of the same session (the command's channel is left
+-- open), else on a new connection; a further Ctrl-C does not cut it
+-- short (its timeout bounds it).  Returns true when the group is gone.
 function Conn:stop_group(pid)
     local g = "-" .. math.floor(pid)
-    self.session = nil  -- core/ssh.c dropped it with the timed-out channel
-    if not self:open() then return end
-    -- no "--": dash's kill refuses it; after -SIG a negative number is a group
-    self.session:exec("kill -TERM " .. g .. " 2>/dev/null; " ..
-        "(sleep 5; kill -KILL " .. g .. ") >/dev/null 2>&1 </dev/null &", { timeout = 10 })
+    local ticks = math.floor(M.GRACE * 5)
+    -- no "--": dash's kill refuses it; after -SIG a negative number is a
+    -- group.  Steps of 0.2 s where sleep takes fractions, else of 1 s.
+    local script = "kill -TERM " .. g .. " 2>/dev/null || exit 0; i=0; " ..
+        "while kill -0 " .. g .. " 2>/dev/null; do " ..
+        "if [ $i -ge " .. ticks .. " ]; then kill -KILL " .. g .. " 2>/dev/null; exit 0; fi; " ..
+        "sleep 0.2 2>/dev/null || { sleep 1; i=$((i+4)); }; i=$((i+1)); done; exit 0"
+    local opts = { timeout = M.GRACE + 10, uninterruptible = true }
+    local r
+    if self.session and self.session:alive() then r = self.session:exec(script, opts) end
+    if not r then
+        self:drop_session()
+        if not self:open(true) then return false end
+        r = self.session:exec(script, opts)
+    end
+    return r ~= nil and not r.timed_out and r.rc == 0
 end
 
 -- opts: argv or shell, stdin, cwd, env, timeout, max_output
