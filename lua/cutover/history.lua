@@ -8,6 +8,7 @@ local playbook = require("cutover.playbook")
 local runner = require("cutover.runner")
 local util = require("cutover.util")
 local redact = require("cutover.redact")
+local output = require("cutover.output")
 
 local M = {}
 
@@ -83,7 +84,7 @@ function M.show(j, id, fmt)
     for _, h in ipairs(hosts) do
         print("")
         print(string.format("host %s: %s%s%s", h.host, h.status,
-            h.failed_at and (" at " .. h.failed_at) or "", h.detail and (" (" .. h.detail .. ")") or ""))
+            h.failed_at and (" at " .. h.failed_at) or "", h.detail and (" (" .. output.escape(h.detail) .. ")") or ""))
         for _, s in ipairs(steps) do
             if s.host == h.host then
                 local dur = s.ended and s.started and util.format_duration(s.ended - s.started) or "-"
@@ -92,7 +93,8 @@ function M.show(j, id, fmt)
                 -- the message, unless it only repeats the note (mark-done)
                 if type(res) == "table" and res.msg and s.status ~= "ok" and s.status ~= "changed"
                         and res.msg ~= s.note then
-                    msg = "  " .. tostring(res.msg):gsub("\n.*", "")
+                    -- remote text: escaped so it cannot drive the terminal
+                    msg = "  " .. output.escape((tostring(res.msg):gsub("\n.*", "")))
                 end
                 print(string.format("  %s  %-11s %-36s %8s%s%s", when(s.started):sub(12), s.status,
                     s.step, dur, s.note and ("  [" .. s.note .. "]") or "", msg))

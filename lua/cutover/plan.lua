@@ -228,6 +228,100 @@ local function quietly(fn)
     return r
 end
 
+---------------------------------------------------------------- binding
+
+-- What show-plan shows must be what apply checks.  Three checks bind
+-- them: the body digest (a plan edited after it was written, by hand or
+-- by accident, is refused before anything is shown or run); the plan's
+-- own consistency (counts and "decided at apply time" marks follow from
+-- its steps); and, at apply, every decided step's shown text (status,
+-- diff, message, names) against what the new check run shows now.  The
+-- digest is not a signature: whoever can write the plan can recompute it;
+-- the last check is what stops a plan that shows one change and applies
+-- another.
+
+-- sha256 over the plan without its body_sha256 field (sorted keys, compact).
+local function body_digest(p)
+    local saved = p.body_sha256
+    p.body_sha256 = nil
+    local d = crypto.sha256(json.encode(p))
+    p.body_sha256 = saved
+    return d
+end
+
+-- Returns nil | why the plan cannot be trusted as written.
+local function verify(plan)
+    if body_digest(plan) ~= plan.body_sha256 then
+        return "the plan file was changed after it was written (its body digest does not match)"
+    end
+    local total_changes, total_at_apply = 0, 0
+    for _, h in ipairs(plan.hosts) do
+        local steps = h.steps
+        local cut = cut_of(steps)
+        local undecided = UNDECIDED[(steps[cut] or {}).status] == true
+        local changes, at_apply = 0, 0
+        for i, st in ipairs(steps) do
+            local later = (i > cut or (i == cut and undecided))
+            if (st.at_apply == true) ~= later then
+                return "host " .. h.name .. ", step '" .. st.id .. "': marked " ..
+                    (later and "decided now" or "decided at apply time") .. " against its place in the plan"
+            end
+            if later then at_apply = at_apply + 1
+            elseif st.status == "changed" then changes = changes + 1 end
+        end
+        if (h.changes or 0) ~= changes then
+            return "host " .. h.name .. ": " .. tostring(h.changes or 0) .. " changes shown, its steps predict " .. changes
+        end
+        if (h.at_apply or 0) ~= at_apply then
+            return "host " .. h.name .. ": " .. tostring(h.at_apply or 0) .. " results shown as decided at apply time, " ..
+                "its steps have " .. at_apply
+        end
+        total_changes, total_at_apply = total_changes + changes, total_at_apply + at_apply
+    end
+    local t = plan.totals or {}
+    if (t.changes or total_changes) ~= total_changes or (t.at_apply or total_at_apply) ~= total_at_apply then
+        return "the totals shown do not add up to the hosts' counts"
+    end
+    return nil
+end
+
+-- Shown fields of a step entry, compared as the plan writes them.
+local SHOWN = { "id", "name", "action", "item", "status", "diff", "msg" }
+local SHOWN_WORDS = { id = "step id", name = "name", action = "action", item = "loop item",
+                      status = "status", diff = "diff", msg = "message" }
+
+-- For the hosts about to be applied: the first decided step whose shown
+-- text differs from what the new check run shows.  Returns nil | text.
+local function shown_mismatch(plan, c, fresh)
+    local by_name = {}
+    for _, h in ipairs(plan.hosts) do by_name[h.name] = h end
+    for _, name in ipairs(fresh) do
+        local now = c.hosts[name] or {}
+        for i, st in ipairs(by_name[name].steps) do
+            if st.at_apply then break end
+            local e = now[i]
+            if not e then return "host " .. name .. ", step '" .. st.id .. "': not reported by the new check run" end
+            for _, f in ipairs(SHOWN) do
+                local want = e[f] ~= nil and mask(tostring(e[f])) or nil
+                local have = st[f] ~= nil and tostring(st[f]) or nil
+                if want ~= have then
+                    return "host " .. name .. ", step '" .. st.id .. "': the " .. SHOWN_WORDS[f] ..
+                        " shown differs from what apply checks now"
+                end
+            end
+            if (st.changed == true) ~= (e.changed == true) then
+                return "host " .. name .. ", step '" .. st.id .. "': the changed flag shown differs from what apply checks now"
+            end
+        end
+    end
+    return nil
+end
+
+-- The extra vars as the plan shows them, normalised like a plan's text.
+local function shown_values(v)
+    return json.encode(json.decode(redact.json_line(encode(v or {}))) or {})
+end
+
 ---------------------------------------------------------------- plan
 
 local function default_output(book_path)
@@ -353,9 +447,12 @@ function M.plan(o, book_path, ev, env)
     local out = o.output or default_output(book_path)
     local text = encode(mask_plan(plan))
     text = redact.json_line(text)
-    -- pretty, for review and diffs between plans
-    local decoded = json.decode(text)
-    if decoded then text = json.encode(decoded, true) end
+    -- the body digest over everything else, as read back (so apply and
+    -- show-plan compute it from the same values); then pretty, for review
+    -- and diffs between plans
+    local decoded = assert(json.decode(text))
+    decoded.body_sha256 = body_digest(decoded)
+    text = json.encode(decoded, true)
     local ok, werr = fs.write(out, text .. "\n", 384)
     if not ok then
         err_out("cutover: cannot write the plan: " .. tostring(werr))
@@ -389,7 +486,7 @@ local SHAPE_STEP = {
     sha256 = "string", fields = { map = "string" }, ["at_apply?"] = "boolean",
 }
 local SHAPE = {
-    v = "number", ["cutover?"] = "string", ["created?"] = "string", ["user?"] = "string",
+    v = "number", body_sha256 = "string", ["cutover?"] = "string", ["created?"] = "string", ["user?"] = "string",
     playbook = { fields = { path = "string", sha256 = "string" } },
     ["inventory?"] = { fields = { path = "string", sha256 = "string", files = { list = { fields = SHAPE_FILE } } } },
     extra_vars = { fields = { sha256 = "string", ["values?"] = { map = "any" }, ["args?"] = { list = "string" } } },
@@ -481,6 +578,12 @@ end
 function M.show(path, format)
     local plan, text = M.read(path)
     if not plan then err_out("cutover: " .. text); return runner.EXIT_USAGE end
+    local why = verify(plan)
+    if why then
+        err_out("cutover: refusing to show the plan " .. path .. ": " .. why)
+        err_out("  make a new plan with 'cutover plan'")
+        return runner.EXIT_REFUSED
+    end
     if format == "json" then
         io.stdout:write(text)
         return 0
@@ -628,6 +731,8 @@ local function whole_plan_check(plan, o, env)
             hint = " (the plan masks secret values: give apply the same -e options as plan)"
         end
         reasons[#reasons + 1] = "extra vars changed" .. hint
+    elseif shown_values(mask_value(ev)) ~= shown_values(ev_plan.values) then
+        reasons[#reasons + 1] = "the extra vars shown differ from the ones apply uses"
     end
     for _, f in ipairs(plan.files or {}) do
         if file_sha256(f.path) ~= f.sha256 then
@@ -655,6 +760,13 @@ local function pattern_safe(name) return not name:find("[,:!&%*%?%[%]@]") and ut
 function M.apply(path, o, env)
     local plan, perr = M.read(path)
     if not plan then err_out("cutover: " .. perr); return runner.EXIT_USAGE end
+    local why = verify(plan)
+    if why then
+        err_out("cutover: refusing the plan " .. path .. ": nothing was run")
+        err_out("  " .. why)
+        err_out("  make a new plan with 'cutover plan'")
+        return runner.EXIT_REFUSED
+    end
     local reasons, ev = whole_plan_check(plan, o, env)
     if #reasons > 0 then
         err_out("cutover: refusing the plan " .. path .. ": nothing was run")
@@ -711,6 +823,13 @@ function M.apply(path, o, env)
             (s.step.name and s.step.name ~= s.step.id and (" (" .. s.step.name .. ")") or "") ..
             (s.step.item and (" [" .. s.step.item .. "]") or "")) or ""
         err_out("cutover: host " .. s.name .. " refused: the plan is stale" .. where .. ": " .. s.why)
+    end
+    local mismatch = shown_mismatch(plan, c, fresh)
+    if mismatch then
+        err_out("cutover: refusing the plan " .. path .. ": nothing was run")
+        err_out("  " .. mismatch .. " (the plan shows one change and would apply another)")
+        err_out("  make a new plan with 'cutover plan'")
+        return runner.EXIT_REFUSED
     end
     if #stale > 0 and #fresh == 0 then
         err_out("cutover: every host of the plan is stale; nothing was run. Make a new plan with 'cutover plan'.")

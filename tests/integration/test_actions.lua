@@ -578,4 +578,80 @@ T.test("item 16: a cyclic or non-data value from an expression fails the step cl
     T.eq(r.rc, 0, "shared, not cyclic (stderr: " .. r.stderr .. ")")
 end)
 
+T.test("item 17: --check as an unprivileged local user predicts Permission denied instead of a change", function()
+    -- the run itself as nobody (tests run as root): a folder nobody can
+    -- read the playbook from, a root-owned target, nobody's own state
+    local d = T.tmpdir()
+    assert(fs.chmod(d, 493))
+    local locked = d .. "/locked"
+    assert(fs.mkdir(locked, 493))
+    T.write(locked .. "/old.txt", "old\n", 420)
+    local state = d .. "/state"
+    assert(fs.mkdir(state, 448))
+    T.sh("chown 65534 " .. state)
+    local book = H.book(d, [[
+- hosts: localhost
+  steps:
+    - id: copy
+      copy: { dest: "@T@/locked/x", content: "x\n" }
+      ignore_errors: true
+    - id: template
+      template: { src: "@T@/t.j2", dest: "@T@/locked/t.conf" }
+      ignore_errors: true
+    - id: file
+      file: { path: "@T@/locked/old.txt", mode: "0600" }
+      ignore_errors: true
+    - id: own
+      copy: { dest: "@T@/state/mine", content: "x\n" }
+]])
+    T.write(d .. "/t.j2", "t\n", 420)
+    assert(fs.chmod(book, 420))
+    local function as_nobody(extra)
+        local r = T.sh("/usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups -- /usr/bin/env -i " ..
+            "PATH=/usr/bin:/bin HOME=" .. state .. " XDG_STATE_HOME=" .. state .. " XDG_DATA_HOME=" .. state ..
+            " NO_COLOR=1 " .. T.cutover .. " run " .. book .. " --format json " .. extra)
+        local results = {}
+        for line in r.stdout:gmatch("[^\n]+") do
+            local e = require("cutover.core.json").decode(line)
+            if e and e.event == "host_result" then results[#results + 1] = e end
+        end
+        return r, H.by_key(results)
+    end
+    local before = T.snapshot(locked)
+    local cr, check = as_nobody("--check")
+    T.eq(cr.rc, 0, "check exit code (stderr: " .. cr.stderr .. ")")
+    local rr, real = as_nobody("")
+    T.eq(rr.rc, 0, "real exit code (stderr: " .. rr.stderr .. ")")
+    T.same_snapshot(before, T.snapshot(locked), "nothing written")
+    for _, id in ipairs({ "copy", "template", "file", "own" }) do
+        T.ok(check[id] and real[id], id .. " in both runs")
+        T.eq(check[id].status, real[id].status, id .. ": check said " .. check[id].status .. " (" ..
+             tostring(check[id].result.msg) .. "), the real run " .. real[id].status)
+    end
+    T.eq(check.copy.status, "ignored", "copy: failure predicted")
+    T.contains(check.copy.result.msg, "would fail: " .. locked .. " is not writable by nobody", "copy: why")
+    T.contains(check.file.result.msg, "would fail: " .. locked .. "/old.txt is not owned by nobody", "file: why")
+    T.eq(check.own.status, "changed", "its own folder: a change")
+end)
+
+T.test("item 17: command previews show argv shell-quoted", function()
+    local d = T.tmpdir()
+    local book = H.book(d, [[
+- hosts: localhost
+  steps:
+    - id: argv
+      command: { argv: [bash, -c, "echo a && echo b", "it's", ""] }
+    - id: text
+      command: "printf '%s-' 'two words'"
+]])
+    local r, _, res = H.run_json({ "run", book, "--check" })
+    T.eq(r.rc, 0, "check (stderr: " .. r.stderr .. ")")
+    local k = H.by_key(res)
+    T.eq(k.argv.result.msg, [[would run: bash -c 'echo a && echo b' 'it'\''s' '']], "argv preview")
+    T.eq(k.text.result.msg, [[would run: printf '%s-' 'two words']], "text preview")
+    r, _, res = H.run_json({ "run", book })
+    T.eq(r.rc, 0, "real run")
+    T.eq(H.by_key(res).argv.result.cmd, [[bash -c 'echo a && echo b' 'it'\''s' '']], "cmd as run")
+end)
+
 T.done()

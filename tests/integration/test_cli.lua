@@ -523,6 +523,23 @@ T.test("item 14: terminal control sequences in remote output are escaped in text
     T.contains(r.stdout, [[ok\x1b[2Jcleared\x1b]0;pwned\x07\x0dover\x08x\x7f \x9b1m \x9b2K caf]] .. "\195\169\tend",
                "escaped, UTF-8 and tab kept")
     T.contains(r.stdout, "stderr: ok\\x1b[2J", "stderr escaped too")
+    -- and `cutover show` of a run whose stored message is remote output
+    local book2 = H.book(d, [[
+- hosts: localhost
+  steps:
+    - id: read
+      shell: cat @T@/noise
+      register: out
+    - id: report
+      fail: { msg: "{{ out.stdout }}" }
+]], "show.yml")
+    local r2 = T.run({ "run", book2 })
+    T.eq(r2.rc, 1, "the fail step fails")
+    local run_id = r2.stdout:match("%[run (%S+)%]")
+    local sh = T.run({ "show", run_id })
+    T.eq(sh.rc, 0, "show (stderr: " .. sh.stderr .. ")")
+    T.ok(not (sh.stdout:find("[%z\1-\8\11-\31\127]") or sh.stdout:find("\194[\128-\159]") or not utf8.len(sh.stdout)),
+         "no raw control character in show: " .. string.format("%q", sh.stdout))
     -- JSON keeps the bytes (its encoder escapes them as \u001b)
     local _, _, results = H.run_json({ "run", book })
     T.eq(#results, 1, "one result")

@@ -415,6 +415,76 @@ T.test("item 16: a plan file with a field of the wrong type is refused with exit
     T.ok(nothing_applied(d), "nothing was applied")
 end)
 
+-- The body digest as a forger would recompute it (the digest is not a
+-- signature; the checks at apply are what bind the text to the change).
+local function reseal(p)
+    local crypto = require("cutover.core.crypto")
+    p.body_sha256 = nil
+    p.body_sha256 = crypto.sha256(json.encode(json.decode(json.encode(p))))
+    return p
+end
+
+T.test("item 20: an edited plan is refused: show-plan and apply check the body digest", function()
+    local d = setup()
+    local p = plan(d)
+    T.eq(#p.body_sha256, 64, "the plan carries a body digest")
+    local s = T.run({ "show-plan", d .. "/p.plan" })
+    T.eq(s.rc, 0, "an untouched plan shows (stderr: " .. s.stderr .. ")")
+    -- the shown diff edited, nothing else
+    local text = T.read(d .. "/p.plan")
+    local edited = text:gsub("%+release 2%.4%.1 on h1", "+release 9.9.9 on h1", 1)
+    T.ok(edited ~= text, "edited")
+    T.write(d .. "/p.plan", edited)
+    local before = targets(d)
+    s = T.run({ "show-plan", d .. "/p.plan" })
+    T.eq(s.rc, 3, "show-plan refuses an edited plan")
+    T.contains(s.stderr, "the plan file was changed after it was written", "says why")
+    T.not_contains(s.stdout, "9.9.9", "the edited text is not shown")
+    local r = apply(d)
+    T.eq(r.rc, 3, "apply refuses it (stderr: " .. r.stderr .. ")")
+    T.contains(r.stderr, "the plan file was changed after it was written", "apply says why")
+    same_targets(before, targets(d))
+end)
+
+T.test("item 20: a resealed plan whose shown diff, status or values differ from the change is refused at apply", function()
+    local d = setup()
+    local good = plan(d)
+    local cases = {
+        { "diff", function(p)
+            local st = host_of(p, "h1").steps[2]
+            st.diff = st.diff:gsub("release 2%.4%.1", "release 9.9.9")
+        end, "host h1, step 'render': the diff shown differs" },
+        { "status", function(p)
+            local st = host_of(p, "h2").steps[1]
+            st.status, st.changed = "ok", false
+            host_of(p, "h2").changes = 2
+            p.totals.changes = p.totals.changes - 1
+        end, "host h2, step 'write-a': the status shown differs" },
+        { "msg", function(p) host_of(p, "h3").steps[3].msg = "harmless" end,
+          "host h3, step 'write-c': the message shown differs" },
+        { "count", function(p) host_of(p, "h1").changes = 0 end,
+          "host h1: 0 changes shown, its steps predict 3" },
+        { "values", function(p) p.extra_vars.values.release = "1.0" end,
+          "the extra vars shown differ from the ones apply uses" },
+    }
+    for _, c in ipairs(cases) do
+        local p = json.decode(json.encode(good))
+        c[2](p)
+        T.write(d .. "/p.plan", json.encode(reseal(p)))
+        local before = targets(d)
+        local r = apply(d)
+        T.eq(r.rc, 3, c[1] .. ": apply refuses (stderr: " .. r.stderr .. ")")
+        T.contains(r.stderr, c[3], c[1] .. ": says what")
+        T.contains(r.stderr, "nothing was run", c[1] .. ": nothing ran")
+        same_targets(before, targets(d))
+    end
+    -- the same plan, resealed without an edit, still applies
+    T.write(d .. "/p.plan", json.encode(reseal(json.decode(json.encode(good)))))
+    local r = apply(d)
+    T.eq(r.rc, 0, "an unedited plan applies (stderr: " .. r.stderr .. ")")
+    T.eq(T.read(d .. "/h1/app.conf"), "release 2.4.1 on h1\n", "applied")
+end)
+
 T.test("usage errors", function()
     local r = T.run({ "apply" })
     T.eq(r.rc, 2, "apply without a file")

@@ -84,4 +84,78 @@ T.test("item 18: facts over SSH describe the remote host, not the controller, an
     T.contains(res[1].result.msg, "'facts' is set by cutover and cannot be changed", "set_fact message")
 end)
 
+-- Steps that write where the sshd test user may not (a root-owned
+-- folder), one of each kind of write, and one it may.
+local LOCKED_BOOK = [[
+- hosts: all
+  steps:
+    - id: copy-new
+      copy: { dest: "@L@/new.txt", content: "x\n" }
+      ignore_errors: true
+    - id: copy-replace
+      copy: { dest: "@L@/old.txt", content: "changed\n" }
+      ignore_errors: true
+    - id: copy-mode
+      copy: { dest: "@L@/old.txt", content: "old\n", mode: "0600" }
+      ignore_errors: true
+    - id: template-new
+      template: { src: "@T@/t.j2", dest: "@L@/t.conf" }
+      ignore_errors: true
+    - id: dir-new
+      file: { path: "@L@/sub/deeper", state: directory }
+      ignore_errors: true
+    - id: dir-mode
+      file: { path: "@L@/dir", state: directory, mode: "0700" }
+      ignore_errors: true
+    - id: absent
+      file: { path: "@L@/old.txt", state: absent }
+      ignore_errors: true
+    - id: touch-new
+      file: { path: "@L@/touched", state: touch }
+      ignore_errors: true
+    - id: touch-old
+      file: { path: "@L@/old.txt", state: touch }
+      ignore_errors: true
+    - id: mode
+      file: { path: "@L@/old.txt", mode: "0600" }
+      ignore_errors: true
+    - id: no-parent
+      copy: { dest: "@O@/missing/x.txt", content: "x\n" }
+      ignore_errors: true
+    - id: own
+      copy: { dest: "@O@/mine.txt", content: "mine\n" }
+    - id: own-dir
+      file: { path: "@O@/a/b", state: directory }
+]]
+
+T.test("item 17: --check as an unprivileged login predicts the writes it may not make, exactly", function()
+    local d = T.tmpdir()
+    assert(require("cutover.core.fs").chmod(d, 493))
+    local locked = d .. "/locked"
+    S.sh("mkdir -m 755 " .. locked .. " " .. locked .. "/dir && printf 'old\\n' > " .. locked ..
+         "/old.txt && chmod 644 " .. locked .. "/old.txt")
+    local own = S.target(T)
+    T.write(d .. "/t.j2", "for {{ inventory_hostname }}\n")
+    local book = H.book(d, (LOCKED_BOOK:gsub("@L@", locked):gsub("@O@", own)))
+    local before = T.snapshot(locked)
+    local cr, check = run(d, book, { "--check" })
+    T.eq(cr.rc, 0, "check exit code (stderr: " .. cr.stderr .. ")")
+    T.same_snapshot(before, T.snapshot(locked), "check changed nothing")
+    local rr, real = run(d, book)
+    T.eq(rr.rc, 0, "real exit code (stderr: " .. rr.stderr .. ")")
+    T.same_snapshot(before, T.snapshot(locked), "the real run could not write either")
+    for _, id in ipairs({ "copy-new", "copy-replace", "copy-mode", "template-new", "dir-new", "dir-mode", "absent",
+                          "touch-new", "touch-old", "mode", "no-parent", "own", "own-dir" }) do
+        T.ok(check[id] and real[id], id .. " reported in both runs")
+        T.eq(check[id].status, real[id].status, id .. ": check said " .. check[id].status .. " (" ..
+             tostring(check[id].result.msg) .. "), the real run " .. real[id].status .. " (" ..
+             tostring(real[id].result.msg) .. ")")
+    end
+    T.eq(check["copy-new"].status, "ignored", "a failure is predicted")
+    T.contains(check["copy-new"].result.msg, "would fail: " .. locked .. " is not writable by " .. srv.user, "why")
+    T.contains(check["mode"].result.msg, "would fail: " .. locked .. "/old.txt is not owned by " .. srv.user, "chmod")
+    T.contains(check["no-parent"].result.msg, "would fail: " .. own .. "/missing does not exist", "no folder")
+    T.eq(check.own.status, "changed", "a write it may make is predicted as a change")
+end)
+
 T.done()

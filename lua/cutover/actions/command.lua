@@ -23,7 +23,7 @@ unless changed_when says otherwise; `creates`/`removes` make it skip.]],
     },
     one_of = { { "cmd", "argv" } },
     returns = run.RETURNS,
-    check_mode = "Unknowable: the program is not run and the step is reported as \"unknown in check mode\", except when `creates`/`removes` already decide that it would be skipped.",
+    check_mode = "Unknowable: the program is not run and the step is reported as \"unknown in check mode\", except when `creates`/`removes` already decide that it would be skipped. The preview (`would run: ...`, and `cmd`) shows the argv shell-quoted.",
     run = function(ctx, args)
         local argv = args.argv
         if args.cmd then
@@ -32,7 +32,12 @@ unless changed_when says otherwise; `creates`/`removes` make it skip.]],
             if not argv then return { failed = true, msg = "cmd: " .. err } end
             if #argv == 0 then return { failed = true, msg = "cmd is empty" } end
         end
-        for i, a in ipairs(argv) do argv[i] = tostring(a) end
-        return run.execute(ctx, args, { argv = argv }, table.concat(argv, " "))
+        local shown = {}
+        for i, a in ipairs(argv) do
+            argv[i] = tostring(a)
+            -- quoted as a shell would need it: the preview is what runs
+            shown[i] = util.sh_quote(argv[i])
+        end
+        return run.execute(ctx, args, { argv = argv }, table.concat(shown, " "))
     end,
 }

@@ -3,6 +3,7 @@
 -- (Not an action: not listed in actions/init.lua.)
 local crypto = require("cutover.core.crypto")
 local util = require("cutover.util")
+local probe = require("cutover.actions.probe")
 
 local M = {}
 
@@ -50,6 +51,9 @@ function M.ensure(ctx, dest, content, mode)
         result.diff = d
     end
     if ctx.check then
+        -- exact: a write the login user may not make is a predicted failure
+        local refused = probe.refusal(ctx, dest, content_changes and "write" or "owner")
+        if refused then return { failed = true, msg = refused, dest = dest, diff = result.diff } end
         result.msg = st and (content_changes and "would update content" or "would change mode") or "would create"
         return result
     end

@@ -1,5 +1,6 @@
 -- file: directories, removal, touch and modes.
 local util = require("cutover.util")
+local probe = require("cutover.actions.probe")
 
 return {
     summary = "Make a path a directory, a file with a mode, absent, or touched",
@@ -15,7 +16,7 @@ default) requires the file to exist and applies `mode`.]],
         mode = { type = "mode", doc = "permission bits, e.g. '0755'" },
     },
     returns = { path = "the path", state = "the state asked for", mode = "resulting mode ('0755')" },
-    check_mode = "Exact: stats the path and reports what would change (before/after state under --diff); changes nothing.",
+    check_mode = "Exact: stats the path and reports what would change (before/after state under --diff); changes nothing. A change the login user may not make (removing or creating in a folder it cannot write, a mode on a path it does not own) is predicted as the failure it would be.",
     -- safe to run again after a restart: it converges, or only reads
     idempotent = true,
     run = function(ctx, args)
@@ -35,7 +36,12 @@ default) requires the file to exist and applies `mode`.]],
             if not st then return result end
             result.changed = true
             diff("absent")
-            if ctx.check then result.msg = "would remove " .. before; return result end
+            if ctx.check then
+                local refused = probe.refusal(ctx, path, "write")
+                if refused then return { failed = true, msg = refused, path = path, diff = result.diff } end
+                result.msg = "would remove " .. before
+                return result
+            end
             local ok, rerr = conn:remove(path)
             if not ok then return { failed = true, msg = rerr } end
             return result
@@ -49,7 +55,12 @@ default) requires the file to exist and applies `mode`.]],
             result.changed = true
             diff("directory", args.mode or (st and st.mode) or 493)
             result.mode = util.format_mode(args.mode or (st and st.mode) or 493)
-            if ctx.check then result.msg = st and "would change mode" or "would create"; return result end
+            if ctx.check then
+                local refused = probe.refusal(ctx, path, st and "owner" or "mkdir")
+                if refused then return { failed = true, msg = refused, path = path, diff = result.diff } end
+                result.msg = st and "would change mode" or "would create"
+                return result
+            end
             if not st then
                 local ok, merr = conn:mkdir_p(path, args.mode or 493)
                 if not ok then return { failed = true, msg = merr } end
@@ -64,7 +75,15 @@ default) requires the file to exist and applies `mode`.]],
             if st and st.type == "directory" then return { failed = true, msg = path .. " is a directory" } end
             result.changed = true
             diff(st and "file (time updated)" or "file", args.mode)
-            if ctx.check then result.msg = st and "would update time" or "would create"; return result end
+            if ctx.check then
+                local refused = probe.refusal(ctx, path, st and "touch" or "write")
+                if not refused and args.mode and st and st.mode ~= args.mode then
+                    refused = probe.refusal(ctx, path, "owner")
+                end
+                if refused then return { failed = true, msg = refused, path = path, diff = result.diff } end
+                result.msg = st and "would update time" or "would create"
+                return result
+            end
             local ok, terr = conn:touch(path)
             if not ok then return { failed = true, msg = terr } end
             if args.mode and (not st or st.mode ~= args.mode) then conn:chmod(path, args.mode) end
@@ -78,7 +97,12 @@ default) requires the file to exist and applies `mode`.]],
             result.changed = true
             result.mode = util.format_mode(args.mode)
             diff("file", args.mode)
-            if ctx.check then result.msg = "would change mode"; return result end
+            if ctx.check then
+                local refused = probe.refusal(ctx, path, "owner")
+                if refused then return { failed = true, msg = refused, path = path, diff = result.diff } end
+                result.msg = "would change mode"
+                return result
+            end
             local ok, cerr = conn:chmod(path, args.mode)
             if not ok then return { failed = true, msg = cerr } end
         end

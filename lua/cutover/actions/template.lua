@@ -17,7 +17,7 @@ copy does: atomically, only when the checksum differs.]],
         mode = { type = "mode", doc = "permission bits, e.g. '0644'" },
     },
     returns = content.RETURNS,
-    check_mode = "Exact, as copy: renders, compares checksums, writes nothing.",
+    check_mode = "Exact, as copy: renders, compares checksums, writes nothing; a write the login user may not make is a predicted failure.",
     reads_files = function(args, dir) return { util.join_path(dir, args.src) } end,
     -- its files hold {{ }}: the secrets they name are resolved before a run
     renders_files = true,
