@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
@@ -156,13 +157,35 @@ static int sys_read_secret(lua_State *L)
 
 /*
  * sys.alive(pid) -> true when a process with that pid exists (it may
- * belong to another user); false when none does.
+ * belong to another user); false when none does, or when it is a zombie:
+ * a controller killed after its parent died is reparented to an init
+ * that may never reap it, and must not hold its run's locks forever.
  */
 static int sys_alive(lua_State *L)
 {
     pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+    int alive = pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+    char path[64];
+    char stat[512];
+    FILE *f;
 
-    lua_pushboolean(L, pid > 0 && (kill(pid, 0) == 0 || errno == EPERM));
+    if (alive) {
+        snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+        f = fopen(path, "re");
+        if (f != NULL) {
+            size_t n = fread(stat, 1, sizeof stat - 1, f);
+            const char *close_paren;
+
+            stat[n] = '\0';
+            fclose(f);
+            /* "PID (COMM) STATE ...": COMM may hold ')' itself */
+            close_paren = strrchr(stat, ')');
+            if (close_paren != NULL && close_paren[1] == ' ' &&
+                (close_paren[2] == 'Z' || close_paren[2] == 'X'))
+                alive = 0;
+        }
+    }
+    lua_pushboolean(L, alive);
     return 1;
 }
 

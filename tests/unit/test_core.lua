@@ -162,4 +162,24 @@ T.test("sandbox: instruction budget, memory budget, nesting", function()
     T.eq(string.rep("y", 3), "yyy", "the host works afterwards")
 end)
 
+T.test("sys.alive: a zombie is not alive (a killed controller nobody reaps holds no lock)", function()
+    local sys = require("cutover.core.sys")
+    local d = T.tmpdir()
+    -- the child exits at once; its parent then execs sleep, which never
+    -- reaps it: a zombie for 3 s
+    local r = proc.run({ shell = "(sh -c 'true & echo $! > " .. d .. "/pid; exec sleep 3') >/dev/null 2>&1 &" })
+    T.eq(r.rc, 0, "started")
+    local pid, state
+    for _ = 1, 100 do
+        pid = tonumber(T.read(d .. "/pid") or "")
+        local stat = pid and T.read("/proc/" .. pid .. "/stat")
+        state = stat and stat:match("%) (%u)")
+        if state == "Z" then break end
+        loop.sleep(0.02)
+    end
+    T.eq(state, "Z", "a zombie to look at")
+    T.eq(sys.alive(pid), false, "a zombie is not a live holder")
+    T.eq(sys.alive(sys.getpid()), true, "this process is alive")
+end)
+
 T.done()
