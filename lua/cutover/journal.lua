@@ -252,22 +252,28 @@ function Journal:release_claim(id)
               claim_key(id), sys.getpid(), M.controller_boot())
 end
 
--- Locks hosts for run, all or none, with the run's claim.  Returns true |
+-- Locks hosts for run, all or none, with the run's claim; also(), when
+-- given, runs in the same transaction (a new run records itself there, so
+-- no crash can leave locks of a run the journal does not know).  A lock
+-- of a run that was never recorded, whose holder is gone, is stale and
+-- taken over (no resume or abort could ever release it).  Returns true |
 -- nil, conflicts (list of lock rows held by other runs, each with .alive).
-function Journal:lock(run, hosts)
+function Journal:lock(run, hosts, also)
     local conflicts = self:transaction(function()
         local conflicts = {}
         for _, h in ipairs(hosts) do
             local l = self:rows("SELECT * FROM locks WHERE host = ?", h)[1]
             if l and (l.run ~= run or (not mine(l) and M.holder_alive(l))) then
                 l.alive = M.holder_alive(l)
-                conflicts[#conflicts + 1] = l
+                local orphan = l.run ~= run and not l.alive and self:run(l.run) == nil
+                if not orphan then conflicts[#conflicts + 1] = l end
             end
         end
         if #conflicts > 0 then return conflicts end
         local now = sys.time()
         take(self, claim_key(run), run, now)
         for _, h in ipairs(hosts) do take(self, h, run, now) end
+        if also then also() end
         return nil
     end)
     if conflicts then return nil, conflicts end

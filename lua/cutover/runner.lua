@@ -1153,7 +1153,20 @@ function M.run(book, inventory, opts)
                 table.insert(machine_of[key].hosts, h)
             end
         end
-        local ok, conflicts = j:lock(self.run_id, keys)
+        -- a new run is recorded (with its sealed values and its hosts) in
+        -- the transaction that takes its locks
+        local sealed = not opts.resume and secrets:sealed_run(self.run_id, ev_secret) or nil
+        local record_run = not opts.resume and function()
+            j:new_run({ id = self.run_id, command = opts.check and "check" or "run",
+                        playbook = opts.playbook_path or book.path,
+                        playbook_digest = opts.playbook_digest, inventory = opts.inventory_path,
+                        inventory_digest = opts.inventory_digest,
+                        extra_vars = ev_record,
+                        options = opts.record_options, version = opts.version })
+            if sealed then j:run_sealed(self.run_id, sealed) end
+            for _, h in ipairs(all) do j:host_status(self.run_id, h, "pending") end
+        end or nil
+        local ok, conflicts = j:lock(self.run_id, keys, record_run)
         if not ok then
             for _, c in ipairs(conflicts) do
                 local m = machine_of[c.host]
@@ -1172,20 +1185,9 @@ function M.run(book, inventory, opts)
         if opts.resume then
             j:run_status(self.run_id, "running", nil)
             j:event(self.run_id, nil, "resume", nil, nil)
-        else
-            j:new_run({ id = self.run_id, command = opts.check and "check" or "run",
-                        playbook = opts.playbook_path or book.path,
-                        playbook_digest = opts.playbook_digest, inventory = opts.inventory_path,
-                        inventory_digest = opts.inventory_digest,
-                        extra_vars = ev_record,
-                        options = opts.record_options, version = opts.version })
-        end
-        for _, h in ipairs(all) do
-            if not (opts.resume and opts.resume.finished[h]) then j:host_status(self.run_id, h, "pending") end
-        end
-        if not opts.resume then
-            local sealed = secrets:sealed_run(self.run_id, ev_secret)
-            if sealed then j:run_sealed(self.run_id, sealed) end
+            for _, h in ipairs(all) do
+                if not opts.resume.finished[h] then j:host_status(self.run_id, h, "pending") end
+            end
         end
     end
     local start = loop.now()

@@ -203,7 +203,7 @@ T.test("vars_prompt: asked on a terminal (private: no echo, masked); -e answers 
                    CUTOVER_VAULT_PASSWORD_FILE = d .. "/pass" }
     T.eq(T.run({ "vault", "set", "unused" }, { env = venv, stdin = "x\n" }).rc, 0, "vault created")
     r = T.sh(string.format(
-        "cd %s && (sleep 1; printf '\\n'; sleep 1; printf 'tk-SECRET9\\n') | XDG_STATE_HOME=%s/state2 " ..
+        "cd %s && (sleep 2; printf '\\n'; sleep 4; printf 'tk-SECRET9\\n') | XDG_STATE_HOME=%s/state2 " ..
         "CUTOVER_VAULT=%s/vault CUTOVER_VAULT_PASSWORD_FILE=%s/pass NO_COLOR=1 " ..
         "script -qec '%s run p.yml -i inv.yml' /dev/null; echo rc=$?", d, d, d, d, T.cutover))
     T.contains(r.stdout, "Release to install [2.4.1]:", "asked with its default")

@@ -249,4 +249,29 @@ T.test("fault injection is not in the product: cutover ignores CUTOVER_FAULT", f
     T.eq(count(d), "s1\n", "at the boundary after s1")
 end)
 
+T.test("a lock whose run was never recorded and whose holder is gone does not block", function()
+    -- a controller killed between taking its locks and recording its run
+    -- left exactly this (found by the crash campaign); nothing can resume
+    -- or abort a run that does not exist
+    local d = setup()
+    local r = run(d, { "run", d .. "/p.yml" })
+    T.eq(r.rc, 0, "a first run makes the journal: " .. r.stderr)
+    local journal = require("cutover.core.journal")
+    local db = assert(journal.open(d .. "/state/cutover/journal.db"))
+    local boot = T.read("/proc/sys/kernel/random/boot_id"):gsub("%s+$", "")
+    local node = T.sh("uname -n").stdout:gsub("%s+$", "")
+    -- a pid that is surely gone: a finished child's
+    local gone = tonumber(T.sh("sh -c 'echo $$'").stdout)
+    for _, key in ipairs({ "localhost", " run 20991231-000000-dead" }) do
+        assert(db:exec("INSERT OR REPLACE INTO locks (host, run, pid, controller, boot, os_user, since) " ..
+                       "VALUES ('" .. key .. "', '20991231-000000-dead', " .. gone .. ", '" .. node ..
+                       "', '" .. boot .. "', 'root', 0)"))
+    end
+    db:close()
+    T.write(d .. "/count", "")
+    r = run(d, { "run", d .. "/p.yml" })
+    T.eq(r.rc, 0, "the stale lock is taken over: " .. r.stderr)
+    T.eq(count(d), "s1\ns2\ns3\ns4\n", "the run ran")
+end)
+
 T.done()
