@@ -120,8 +120,12 @@ local LOCKED_BOOK = [[
       file: { path: "@L@/old.txt", mode: "0600" }
       ignore_errors: true
     - id: no-parent
-      copy: { dest: "@O@/missing/x.txt", content: "x\n" }
+      copy: { dest: "@L@/missing/x.txt", content: "x\n" }
       ignore_errors: true
+    - id: own-staged
+      file: { path: "@O@/staged", state: directory }
+    - id: own-in-staged
+      copy: { dest: "@O@/staged/x.txt", content: "x\n" }
     - id: own
       copy: { dest: "@O@/mine.txt", content: "mine\n" }
     - id: own-dir
@@ -145,7 +149,8 @@ T.test("item 17: --check as an unprivileged login predicts the writes it may not
     T.eq(rr.rc, 0, "real exit code (stderr: " .. rr.stderr .. ")")
     T.same_snapshot(before, T.snapshot(locked), "the real run could not write either")
     for _, id in ipairs({ "copy-new", "copy-replace", "copy-mode", "template-new", "dir-new", "dir-mode", "absent",
-                          "touch-new", "touch-old", "mode", "no-parent", "own", "own-dir" }) do
+                          "touch-new", "touch-old", "mode", "no-parent", "own", "own-dir", "own-staged",
+                          "own-in-staged" }) do
         T.ok(check[id] and real[id], id .. " reported in both runs")
         T.eq(check[id].status, real[id].status, id .. ": check said " .. check[id].status .. " (" ..
              tostring(check[id].result.msg) .. "), the real run " .. real[id].status .. " (" ..
@@ -154,7 +159,10 @@ T.test("item 17: --check as an unprivileged login predicts the writes it may not
     T.eq(check["copy-new"].status, "ignored", "a failure is predicted")
     T.contains(check["copy-new"].result.msg, "would fail: " .. locked .. " is not writable by " .. srv.user, "why")
     T.contains(check["mode"].result.msg, "would fail: " .. locked .. "/old.txt is not owned by " .. srv.user, "chmod")
-    T.contains(check["no-parent"].result.msg, "would fail: " .. own .. "/missing does not exist", "no folder")
+    T.contains(check["no-parent"].result.msg, "would fail: " .. locked .. " is not writable by " .. srv.user,
+               "a missing folder is judged by its nearest parent")
+    -- a folder an earlier step creates is not a predicted failure
+    T.eq(check["own-in-staged"].status, "changed", "a write into a folder staged by an earlier step")
     T.eq(check.own.status, "changed", "a write it may make is predicted as a change")
 end)
 

@@ -8,8 +8,11 @@ local M = {}
 
 -- How each write is made, and what it needs:
 --   write  a new or replaced file: written beside it and renamed, so its
---          folder must exist and be writable (so does a removal)
+--          folder must be writable (so must a removal's)
 --   mkdir  folders and their parents: the nearest existing one writable
+-- A folder that does not exist yet is judged by its nearest existing
+-- parent: an earlier step may create it (check mode creates nothing),
+-- and it could only do so where that parent is writable.
 --   owner  chmod: the file's owner (or root)
 --   touch  an existing file's time: write access or its owner
 local SCRIPT = [=[
@@ -17,12 +20,9 @@ p=$1; how=$2
 u=$(id -un 2>/dev/null || id -u)
 parent() { d=${1%/*}; [ "$d" = "$1" ] && d=.; [ -z "$d" ] && d=/; printf '%s' "$d"; }
 case $how in
-write)
-  d=$(parent "$p")
-  [ -d "$d" ] || { printf '%s does not exist\n' "$d"; exit 1; }
-  [ -w "$d" ] && [ -x "$d" ] || { printf '%s is not writable by %s\n' "$d" "$u"; exit 1; } ;;
-mkdir)
-  d=$p; while [ ! -e "$d" ]; do d=$(parent "$d"); done
+write|mkdir)
+  d=$p; [ "$how" = write ] && d=$(parent "$p")
+  while [ ! -e "$d" ]; do d=$(parent "$d"); done
   [ -d "$d" ] || { printf '%s is not a directory\n' "$d"; exit 1; }
   [ -w "$d" ] && [ -x "$d" ] || { printf '%s is not writable by %s\n' "$d" "$u"; exit 1; } ;;
 owner)
