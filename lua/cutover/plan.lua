@@ -731,8 +731,17 @@ local function whole_plan_check(plan, o, env)
             hint = " (the plan masks secret values: give apply the same -e options as plan)"
         end
         reasons[#reasons + 1] = "extra vars changed" .. hint
-    elseif shown_values(mask_value(ev)) ~= shown_values(ev_plan.values) then
-        reasons[#reasons + 1] = "the extra vars shown differ from the ones apply uses"
+    else
+        -- the digest above proved the values equal; what the plan shows
+        -- must be them too, but for the secret ones it masks whole (-e
+        -- @FILE values, vault values: docs/security.md), shown masked here
+        local shown = mask_value(ev)
+        for k, v in pairs(type(ev_plan.values) == "table" and ev_plan.values or {}) do
+            if v == redact.MASK and shown[k] ~= nil then shown[k] = redact.MASK end
+        end
+        if shown_values(shown) ~= shown_values(ev_plan.values) then
+            reasons[#reasons + 1] = "the extra vars shown differ from the ones apply uses"
+        end
     end
     for _, f in ipairs(plan.files or {}) do
         if file_sha256(f.path) ~= f.sha256 then
