@@ -145,9 +145,7 @@ function M.decisions(r, host_rows, by_play, done, mark, retry, items)
             if row.step == sid and UNDECIDED[row.status] then
                 if not index then return true end
                 local seen = (items or {})[host] and items[host][row.seq] or {}
-                local first = 1
-                while seen[first] do first = first + 1 end
-                if row.status ~= "failed" and index == first then return true end
+                if row.status ~= "failed" and index == journal_mod.loop_inflight(seen) then return true end
             end
         end
         return false

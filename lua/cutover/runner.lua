@@ -328,8 +328,9 @@ function Run:action_step(hs, step)
             if hs.halted then agg.failed = true; break end
             if hs.item_seq then
                 -- each item's end, so a resume knows where a loop stopped
+                local status = (r.failed and interrupted()) and "interrupted" or output.status(r)
                 self.journal:event(self.run_id, hs.name, "item", step.id, json.encode({
-                    seq = hs.item_seq, index = i, status = output.status(r), changed = r.changed == true }))
+                    seq = hs.item_seq, index = i, status = status, changed = r.changed == true }))
             end
             if r.changed then agg.changed = true end
             if r.failed then agg.failed = true end
@@ -459,7 +460,6 @@ function Run:gate(hs, spec)
              msg = "parked at gate '" .. gate .. "': " .. spec.prompt }
 end
 
-
 -- A stable digest of a step's definition (its YAML, canonical JSON).
 local function step_digest(step)
     if not step.digest then
@@ -565,8 +565,7 @@ function Run:journaled_step(hs, step)
             -- a loop stopped half-way: the items it finished are not run
             -- again; the one in flight is decided like a step (action_step)
             local items = (r.items and r.items[hs.name] or {})[row.seq] or {}
-            local first = 1
-            while items[first] do first = first + 1 end
+            local first = require("cutover.journal").loop_inflight(items)
             local ikey = step.id .. "[" .. first .. "]@" .. hs.name
             hs.resume_loop = { items = items, inflight = first, idempotent = idempotent,
                                mark = r.mark_done[ikey], retry = r.retry[decision] or r.retry[ikey] }
