@@ -225,6 +225,17 @@ function M.resume(j, id, o, prepare)
         io.stderr:write("cutover: run " .. r.id .. " is " .. r.status .. "; there is nothing to resume\n")
         return 2
     end
+    local fault = os.getenv("CUTOVER_FAULT")
+    local gate = fault and fault:match("^wait%-before%-claim:(.+)$")
+    if gate then
+        -- tests: stop between choosing the run and claiming it (bounded)
+        local fs = require("cutover.core.fs")
+        fs.write(gate .. ".waiting", "")
+        for _ = 1, 1500 do
+            if fs.stat(gate) then break end
+            require("cutover.core.loop").sleep(0.02)
+        end
+    end
     -- Claim the run before reading what it did: a second resume (or the
     -- run itself, still going) is refused here, in one transaction.
     local claimed, why, who = j:claim(r.id)

@@ -37,6 +37,17 @@ local function together(d, a, b)
         T.read(d .. "/a.out") or "", T.read(d .. "/b.out") or ""
 end
 
+local THREE_STEPS = [[
+- hosts: localhost
+  steps:
+    - id: s1
+      shell: "echo s1 >> @D@/count"
+    - id: s2
+      shell: "echo s2 >> @D@/count"
+    - id: s3
+      shell: "echo s3 >> @D@/count"
+]]
+
 -- Item 2: two resumes of one crashed run, started together.
 T.test("safety 2: two resumes of the same crashed run started together: every step exactly once", function()
     for trial = 1, 6 do
@@ -68,6 +79,26 @@ T.test("safety 2: two resumes of the same crashed run started together: every st
         T.match(loser, "pid %d+", "with its pid: " .. loser)
         T.eq(last_run(d).status, "ok", "the run ended ok")
     end
+end)
+
+T.test("safety 2: a resume that chose the run while it was unfinished, and finds it finished at claim time, is refused (exit 3)", function()
+    local d = T.tmpdir()
+    T.write(d .. "/p.yml", (THREE_STEPS:gsub("@D@", d)))
+    local r = run(d, { "run", d .. "/p.yml" }, { CUTOVER_FAULT = "kill-after:s1@localhost" })
+    T.eq(r.rc, 137, "killed")
+    local id = last_run(d).id
+    -- B stops between choosing the run and claiming it (a test hook) ...
+    r = T.sh(string.format(
+        "export XDG_STATE_HOME=%s/state NO_COLOR=1; CUTOVER_FAULT=wait-before-claim:%s/go %s resume > %s/b.out 2>&1 & b=$!; " ..
+        "n=0; while [ ! -e %s/go.waiting ] && [ $n -lt 1500 ]; do sleep 0.02; n=$((n+1)); done; " ..
+        -- ... while A resumes the run to its end
+        "%s resume %s > %s/a.out 2>&1; echo a=$?; touch %s/go; wait $b; echo b=$?",
+        d, d, T.cutover, d, d, T.cutover, id, d, d))
+    local bout = T.read(d .. "/b.out") or ""
+    T.contains(r.stdout, "a=0", "A finished the run: " .. (T.read(d .. "/a.out") or ""))
+    T.contains(r.stdout, "b=3", "B refused: " .. bout)
+    T.contains(bout, "run " .. id .. " is ok now (ended by pid ", "names who ended it: " .. bout)
+    T.eq(count(d), "s1\ns2\ns3\n", "each step once")
 end)
 
 -- Starts a run in the background and SIGKILLs it once the marker file
