@@ -47,8 +47,10 @@ its host stops and says what to check, and you decide:
                      a step that failed after taking effect)
   --retry STEP       it did not: run it again
 STEP alone decides for every host where it was in flight or failed;
-STEP@HOST for one host.  An unknown step or host, a decision that decides
-nothing, or one given to both options is refused (exit 2).
+STEP@HOST for one host; STEP[INDEX]@HOST for the item of a loop that was
+in flight (the items it finished are not run again).  An unknown step,
+host or item, a decision that decides nothing, or one given to both
+options is refused (exit 2).
 A finished step whose definition changed since the run is refused
 (exit 3) unless --accept-changed; so is a change to the run's playbook,
 inventory or a file a step read (the journal holds their absolute paths
@@ -408,7 +410,10 @@ local function inventory_digest(path, inv)
     local files = inv and inv.files_read or {}
     if #files == 0 then return nil end
     if #files == 1 and absolute(files[1]) == absolute(path) then return file_digest(path) end
-    return (require("cutover.plan").files_digest(files))
+    -- by absolute path: a resume from another folder gives the same
+    local abs = {}
+    for i, f in ipairs(files) do abs[i] = absolute(f) end
+    return (require("cutover.plan").files_digest(abs))
 end
 M.inventory_digest = inventory_digest
 

@@ -12,6 +12,11 @@ local output = require("cutover.output")
 
 local M = {}
 
+-- Called as before_claim(run_id) between choosing a run to resume and
+-- claiming it, when set.  Nothing in the product sets it: the test build
+-- cutover-faults (tests/faults) does, to widen that window on purpose.
+M.before_claim = nil
+
 local function when(t)
     if not t then return "-" end
     return os.date("%Y-%m-%d %H:%M:%S", math.floor(t))
@@ -101,10 +106,16 @@ function M.show(j, id, fmt)
             end
         end
     end
-    if #events > 0 then
+    -- the operator's events; where loops stopped and which files steps
+    -- read are for resume (and in --format json)
+    local shown = {}
+    for _, e in ipairs(events) do
+        if e.kind ~= "item" and e.kind ~= "file" then shown[#shown + 1] = e end
+    end
+    if #shown > 0 then
         print("")
         print("events:")
-        for _, e in ipairs(events) do
+        for _, e in ipairs(shown) do
             local what = (e.name or "") .. (e.host and ("@" .. e.host) or "")
             print(string.format("  %s  %-10s %sby %s", when(e.time), e.kind,
                 what ~= "" and (what .. " ") or "", e.os_user or "?"))
@@ -122,7 +133,7 @@ local UNDECIDED = { running = true, interrupted = true, failed = true }
 -- (and "STEP[INDEX]@HOST") keys | nil, message (a usage error: an
 -- unknown step, host or item, a decision that decides nothing, or one
 -- given to both options).
-function M.decisions(r, host_rows, by_play, done, mark, retry)
+function M.decisions(r, host_rows, by_play, done, mark, retry, items)
     local steps, names = {}, {}
     for _, map in ipairs(by_play) do
         for sid, s in pairs(map) do
@@ -135,10 +146,15 @@ function M.decisions(r, host_rows, by_play, done, mark, retry)
         hosts[h.host] = true
         host_names[#host_names + 1] = h.host
     end
-    -- the hosts where step sid is undecided (in flight or failed)
-    local function undecided(sid, host)
+    -- is step sid (or its loop's item index) undecided on host: in
+    -- flight or failed; for an item, the one its loop was running
+    local function undecided(sid, host, index)
         for _, row in pairs(done[host] or {}) do
-            if row.step == sid and UNDECIDED[row.status] then return true end
+            if row.step == sid and UNDECIDED[row.status] then
+                if not index then return true end
+                local seen = (items or {})[host] and items[host][row.seq] or {}
+                if row.status ~= "failed" and index == journal_mod.loop_inflight(seen) then return true end
+            end
         end
         return false
     end
@@ -168,22 +184,26 @@ function M.decisions(r, host_rows, by_play, done, mark, retry)
             end
             local targets = {}
             if host then
-                if undecided(sid, host) then targets[1] = host end
+                if undecided(sid, host, index) then targets[1] = host end
             else
                 for _, h in ipairs(host_names) do
-                    if undecided(sid, h) then targets[#targets + 1] = h end
+                    if undecided(sid, h, index) then targets[#targets + 1] = h end
                 end
             end
             if #targets == 0 then
-                return bad("this decides nothing: step '" .. sid .. "' was neither in flight nor failed on " ..
-                           (host or "any host") .. " in run " .. r.id)
+                return bad("this decides nothing: " .. (index and ("item " .. index .. " of ") or "") ..
+                           "step '" .. sid .. "' was " .. (index and "not in flight" or "neither in flight nor failed") ..
+                           " on " .. (host or "any host") .. " in run " .. r.id)
             end
             for _, h in ipairs(targets) do
                 local key = sid .. (index and ("[" .. index .. "]") or "") .. "@" .. h
-                if given[key] and given[key] ~= opt then
-                    return nil, "cutover: " .. key .. " is given to both --mark-done and --retry; decide once"
+                -- a step and an item of it on one host count as the same
+                local base = sid .. "@" .. h
+                if given[base] and given[base] ~= opt then
+                    return nil, "cutover: " .. key .. " is given to both --mark-done and --retry" ..
+                        (key ~= given[base .. "\0"] and (" (as " .. given[base .. "\0"] .. ")") or "") .. "; decide once"
                 end
-                given[key] = opt
+                given[base], given[base .. "\0"] = opt, key
                 out[opt][key] = true
             end
         end
@@ -213,6 +233,7 @@ function M.resume(j, id, o, prepare)
         io.stderr:write("cutover: run " .. r.id .. " is " .. r.status .. "; there is nothing to resume\n")
         return 2
     end
+    if M.before_claim then M.before_claim(r.id) end
     -- Claim the run before reading what it did: a second resume (or the
     -- run itself, still going) is refused here, in one transaction.
     local claimed, why, who = j:claim(r.id)
@@ -294,7 +315,7 @@ function M.resume(j, id, o, prepare)
         for _, k in ipairs(util.sorted_keys(changed_steps)) do
             io.stderr:write("cutover: step '" .. k .. "' finished in run " .. r.id .. " but " .. changed_steps[k] .. "\n")
         end
-        io.stderr:write("cutover: refusing to resume: the playbook changed under the run " ..
+        io.stderr:write("cutover: refusing to resume: the playbook or what it reads changed under the run " ..
                         "(use --accept-changed to continue with the new definitions)\n")
         j:release_claim(r.id)
         return runner.EXIT_REFUSED
@@ -311,14 +332,26 @@ function M.resume(j, id, o, prepare)
             if row.status == "running" then inflight[host] = true end
         end
     end
-    local decided, derr = M.decisions(r, j:hosts(r.id), by_play, done, o["mark-done"], o.retry)
+    -- where loops stopped: host -> intent seq -> item index -> its end
+    local items = {}
+    for _, e in ipairs(j:events(r.id)) do
+        if e.kind == "item" and e.host then
+            local ok, it = pcall(json.decode, e.detail or "")
+            if ok and type(it) == "table" and it.seq and it.index then
+                items[e.host] = items[e.host] or {}
+                items[e.host][it.seq] = items[e.host][it.seq] or {}
+                items[e.host][it.seq][it.index] = it
+            end
+        end
+    end
+    local decided, derr = M.decisions(r, j:hosts(r.id), by_play, done, o["mark-done"], o.retry, items)
     if not decided then
         io.stderr:write(derr .. "\n")
         j:release_claim(r.id)
         return runner.EXIT_USAGE
     end
     opts.resume = { run = r, done = done, finished = finished, inflight = inflight,
-                    mark_done = decided["mark-done"], retry = decided.retry }
+                    mark_done = decided["mark-done"], retry = decided.retry, items = items }
     local code = runner.run(book, inv, opts)
     j:release_claim(r.id)
     return code

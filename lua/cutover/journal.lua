@@ -194,6 +194,15 @@ end
 local function claim_key(run) return " run " .. run end
 M.claim_key = claim_key
 
+-- The item a loop was running when its run stopped, from the item ends
+-- it recorded (index -> {status, ...}): the first with no end, or one
+-- stopped by an interrupt.
+function M.loop_inflight(items)
+    local first = 1
+    while items[first] and items[first].status ~= "interrupted" do first = first + 1 end
+    return first
+end
+
 -- The lock row of a machine (connection.machine: "local@NODE",
 -- "USER@ADDRESS:PORT"), beside the host names'.
 function M.machine_key(machine) return " machine " .. machine end

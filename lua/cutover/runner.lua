@@ -222,6 +222,9 @@ function Run:execute(hs, step, scope)
     return result
 end
 
+-- Statuses of a journaled step that count as done on resume.
+local DONE = { ok = true, changed = true, skipped = true, ignored = true, marked = true }
+
 -- One action step on one host: when, loop, register, notify, report.
 -- Returns false when the host must stop (a failure not ignored).
 function Run:action_step(hs, step)
@@ -298,11 +301,24 @@ function Run:action_step(hs, step)
         local results = {}
         local agg = { changed = false, results = results }
         local any_run = false
+        local rl = hs.resume_loop
         for i, item in ipairs(items) do
             if interrupted() then agg.interrupted = true; agg.failed = true; break end
             local item_started = loop.now()
             local item_scope = scope:with({ [step.loop_var or "item"] = item, loop_index = i })
-            local r = one(item_scope)
+            local r
+            local done = rl and rl.items[i]
+            if done and DONE[done.status] then
+                r = { changed = done.changed == true, skipped = done.status == "skipped" or nil,
+                      msg = "done before the restart", resumed = true }
+            elseif rl and i == rl.inflight and rl.mark then
+                r = { changed = false, msg = "marked done by " .. (sys.user()) }
+                self.journal:event(self.run_id, hs.name, "mark-done", step.id .. "[" .. i .. "]", nil)
+            elseif rl and i == rl.inflight and not (rl.retry or rl.idempotent) then
+                r = { failed = true, msg = self:guard_stop(hs, step, i) }
+            else
+                r = one(item_scope)
+            end
             r.item = item
             results[i] = r
             -- a table item is labelled by its name when it has one
@@ -313,8 +329,15 @@ function Run:action_step(hs, step)
                 item_label = tostring(item)
             end
             if #item_label > 60 then item_label = item_label:sub(1, 57) .. "..." end
-            if r.failed and step.ignore_errors then r.ignored = true end
+            if r.failed and step.ignore_errors and not hs.halted then r.ignored = true end
             self:report(hs, step, r, item_started, item_label)
+            if hs.halted then agg.failed = true; break end
+            if hs.item_seq then
+                -- each item's end, so a resume knows where a loop stopped
+                local status = (r.failed and interrupted()) and "interrupted" or output.status(r)
+                self.journal:event(self.run_id, hs.name, "item", step.id, json.encode({
+                    seq = hs.item_seq, index = i, status = status, changed = r.changed == true }))
+            end
             if r.changed then agg.changed = true end
             if r.failed then agg.failed = true end
             if r.unknown then agg.unknown = true end
@@ -443,9 +466,6 @@ function Run:gate(hs, spec)
              msg = "parked at gate '" .. gate .. "': " .. spec.prompt }
 end
 
--- Statuses of a journaled step that count as done on resume.
-local DONE = { ok = true, changed = true, skipped = true, ignored = true, marked = true }
-
 -- A stable digest of a step's definition (its YAML, canonical JSON).
 local function step_digest(step)
     if not step.digest then
@@ -541,6 +561,25 @@ function Run:open_sealed(j, run_id)
     return M.EXIT_REFUSED
 end
 
+-- The resume guard: a non-idempotent step (or loop item, index) was in
+-- flight when the controller died.  Stops the host outside any
+-- block/rescue (not a step failure: no rescue or always may run after
+-- it, and the run stays resumable until the operator decides); returns
+-- the message saying what to check and how to decide.
+function Run:guard_stop(hs, step, index)
+    local what = index and string.format("item %d of step '%s'", index, step.id) or ("step '" .. step.id .. "'")
+    local spec = step.id .. (index and ("[" .. index .. "]") or "") .. "@" .. hs.name
+    local st = self.stats.per_host[hs.name]
+    st.failed_at = st.failed_at or step.id
+    st.attention = step.id
+    hs.halted = true
+    return string.format(
+        "%s was running on %s when the controller stopped, and it is not idempotent: " ..
+        "cutover will not run it again on its own. Check on %s whether it took effect, then run " ..
+        "'cutover resume %s --mark-done %s' (it did) or 'cutover resume %s --retry %s' (it did not).",
+        what, hs.name, hs.name, self.run_id, spec, self.run_id, spec)
+end
+
 -- Replays a step finished before a restart: its registered value,
 -- set_fact values and notifications, without touching the host.
 function Run:replay(hs, step, row)
@@ -616,22 +655,23 @@ function Run:journaled_step(hs, step)
             j:event(self.run_id, hs.name, "mark-done", step.id, nil)
             return self:replay(hs, step, { result = text, sealed = row.result and row.sealed or nil, seq = row.seq,
                                            note = "marked done by the operator" })
+        elseif step.loop ~= nil and row.status ~= "failed" then
+            -- a loop stopped half-way: the items it finished are not run
+            -- again; the one in flight is decided like a step (action_step)
+            local items = (r.items and r.items[hs.name] or {})[row.seq] or {}
+            local first = require("cutover.journal").loop_inflight(items)
+            local ikey = step.id .. "[" .. first .. "]@" .. hs.name
+            hs.resume_loop = { items = items, inflight = first, idempotent = idempotent,
+                               mark = r.mark_done[ikey], retry = r.retry[decision] or r.retry[ikey] }
+            if r.retry[decision] or r.retry[ikey] then
+                j:event(self.run_id, hs.name, "retry", r.retry[ikey] and (step.id .. "[" .. first .. "]") or step.id, nil)
+            end
+            note = "resumed in the middle of its loop"
         elseif r.retry[decision] then
             note = "retried after a restart (--retry)"
             j:event(self.run_id, hs.name, "retry", step.id, nil)
         elseif not idempotent then
-            local msg = string.format(
-                "step '%s' was running on %s when the controller stopped, and it is not idempotent: " ..
-                "cutover will not run it again on its own. Check on %s whether it took effect, then run " ..
-                "'cutover resume %s --mark-done %s@%s' (it did) or 'cutover resume %s --retry %s@%s' (it did not).",
-                step.id, hs.name, hs.name, self.run_id, step.id, hs.name, self.run_id, step.id, hs.name)
-            self:report(hs, step, { failed = true, msg = msg }, loop.now())
-            local st = self.stats.per_host[hs.name]
-            st.failed_at = st.failed_at or step.id
-            st.attention = step.id
-            -- not a step failure: no rescue or always may run after it
-            -- (the run must stay resumable until the operator decides)
-            hs.halted = true
+            self:report(hs, step, { failed = true, msg = self:guard_stop(hs, step) }, loop.now())
             return false
         else
             note = "run again after a restart (idempotent)"
@@ -646,7 +686,14 @@ function Run:journaled_step(hs, step)
     self:host_stats(hs.name).journal_step = step.id
     local seq = not action.controller and j:intent(intent) or nil
     hs.last_result = nil
+    hs.item_seq = seq
     local ok = self:action_step(hs, step)
+    hs.item_seq, hs.resume_loop = nil, nil
+    if hs.halted then
+        -- stopped at a loop item in flight: the step stays in flight
+        -- (its intent row "running") until the operator decides
+        return false
+    end
     local result = hs.last_result or { failed = not ok }
     local text, sealed = self:journal_json(result, step.register ~= nil)
     if seq then

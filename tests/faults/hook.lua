@@ -2,11 +2,26 @@
 -- build cutover-faults only (the product has no way to kill itself).
 -- CUTOVER_FAULT=kill-before:STEP@HOST or kill-after:STEP@HOST sends the
 -- process SIGKILL at that step boundary, exactly as a crash would.
+-- CUTOVER_FAULT=wait-before-claim:FILE makes a resume stop between
+-- choosing its run and claiming it: it writes FILE.waiting, then waits
+-- (30 s at most) until FILE exists.
 local runner = require("cutover.runner")
+local history = require("cutover.history")
 local sys = require("cutover.core.sys")
+local fs = require("cutover.core.fs")
+local loop = require("cutover.core.loop")
 
 local fault = os.getenv("CUTOVER_FAULT")
-if fault and fault ~= "" then
+local gate = fault and fault:match("^wait%-before%-claim:(.+)$")
+if gate then
+    history.before_claim = function()
+        fs.write(gate .. ".waiting", "")
+        for _ = 1, 1500 do
+            if fs.stat(gate) then break end
+            loop.sleep(0.02)
+        end
+    end
+elseif fault and fault ~= "" then
     runner.step_boundary = function(when, step, host)
         if fault == "kill-" .. when .. ":" .. step .. "@" .. host then
             sys.kill(sys.getpid(), 9)

@@ -37,6 +37,17 @@ local function together(d, a, b)
         T.read(d .. "/a.out") or "", T.read(d .. "/b.out") or ""
 end
 
+local THREE_STEPS = [[
+- hosts: localhost
+  steps:
+    - id: s1
+      shell: "echo s1 >> @D@/count"
+    - id: s2
+      shell: "echo s2 >> @D@/count"
+    - id: s3
+      shell: "echo s3 >> @D@/count"
+]]
+
 -- Item 2: two resumes of one crashed run, started together.
 T.test("safety 2: two resumes of the same crashed run started together: every step exactly once", function()
     for trial = 1, 6 do
@@ -68,6 +79,26 @@ T.test("safety 2: two resumes of the same crashed run started together: every st
         T.match(loser, "pid %d+", "with its pid: " .. loser)
         T.eq(last_run(d).status, "ok", "the run ended ok")
     end
+end)
+
+T.test("safety 2: a resume that chose the run while it was unfinished, and finds it finished at claim time, is refused (exit 3)", function()
+    local d = T.tmpdir()
+    T.write(d .. "/p.yml", (THREE_STEPS:gsub("@D@", d)))
+    local r = run(d, { "run", d .. "/p.yml" }, { CUTOVER_FAULT = "kill-after:s1@localhost" })
+    T.eq(r.rc, 137, "killed")
+    local id = last_run(d).id
+    -- B stops between choosing the run and claiming it (a test hook) ...
+    r = T.sh(string.format(
+        "export XDG_STATE_HOME=%s/state NO_COLOR=1; CUTOVER_FAULT=wait-before-claim:%s/go %s resume > %s/b.out 2>&1 & b=$!; " ..
+        "n=0; while [ ! -e %s/go.waiting ] && [ $n -lt 1500 ]; do sleep 0.02; n=$((n+1)); done; " ..
+        -- ... while A resumes the run to its end
+        "%s resume %s > %s/a.out 2>&1; echo a=$?; touch %s/go; wait $b; echo b=$?",
+        d, d, T.cutover, d, d, T.cutover, id, d, d))
+    local bout = T.read(d .. "/b.out") or ""
+    T.contains(r.stdout, "a=0", "A finished the run: " .. (T.read(d .. "/a.out") or ""))
+    T.contains(r.stdout, "b=3", "B refused: " .. bout)
+    T.contains(bout, "run " .. id .. " is ok now (ended by pid ", "names who ended it: " .. bout)
+    T.eq(count(d), "s1\ns2\ns3\n", "each step once")
 end)
 
 -- Starts a run in the background and SIGKILLs it once the marker file
@@ -193,7 +224,11 @@ T.test("safety 11: resume from another folder runs the run's playbook (recorded 
     T.sh("mkdir -p " .. d .. "/a " .. d .. "/b")
     T.write(d .. "/a/p.yml", (THREE:gsub("@D@", d)))
     T.write(d .. "/b/p.yml", (THREE:gsub("@D@", d):gsub("echo s2 >>", "echo WRONG >>")))
-    local r = run(d, { "run", "p.yml" }, { CUTOVER_FAULT = "kill-after:s1@localhost" }, d .. "/a")
+    -- an inventory folder, given relative too (its digest covers its files)
+    T.sh("mkdir -p " .. d .. "/a/inv/group_vars")
+    T.write(d .. "/a/inv/hosts.yml", "all:\n  hosts:\n    localhost: { ansible_connection: local }\n")
+    T.write(d .. "/a/inv/group_vars/all.yml", "colour: blue\n")
+    local r = run(d, { "run", "p.yml", "-i", "inv" }, { CUTOVER_FAULT = "kill-after:s1@localhost" }, d .. "/a")
     T.eq(r.rc, 137, "killed")
     local rec = last_run(d)
     T.eq(rec.playbook, d .. "/a/p.yml", "the journal holds the absolute path")
@@ -339,6 +374,38 @@ all:
         T.contains(r.stdout, "second" .. i .. "=3", c[1] .. ": refused: " .. out)
         T.contains(out, c[2], c[1] .. ": names the machine: " .. out)
         T.contains(out, "is locked by run ", c[1] .. ": names the holder: " .. out)
+    end
+end)
+
+T.test("safety 8: a loop stopped half-way: items done are not run again, the item in flight is decided with STEP[INDEX]@HOST", function()
+    for _, how in ipairs({ "--mark-done", "--retry" }) do
+        local d = T.tmpdir()
+        T.write(d .. "/p.yml", (([[
+- hosts: localhost
+  steps:
+    - id: s1
+      shell: "echo s1 >> @D@/count"
+    - id: s2
+      shell: "echo {{ item }} >> @D@/count; if [ {{ item }} = b ] && [ ! -e @D@/marker ]; then touch @D@/marker; sleep 30; fi"
+      loop: [a, b, c]
+    - id: s3
+      shell: "echo s3 >> @D@/count"
+]]):gsub("@D@", d)))
+        kill_mid(d, d .. "/p.yml")
+        local id = last_run(d).id
+        local r = run(d, { "resume", id })
+        T.eq(r.rc, 1, how .. ": the host stops at the item in flight: " .. r.stdout .. r.stderr)
+        T.contains(r.stdout, "--mark-done s2[2]@localhost", how .. ": names the item")
+        T.eq(count(d), "s1\na\nb\n", how .. ": nothing ran again")
+        r = run(d, { "resume", id, how, "s2[3]@localhost" })
+        T.eq(r.rc, 2, how .. ": an item not in flight decides nothing: " .. r.stdout .. r.stderr)
+        T.contains(r.stderr, "s2[3]@localhost", how .. ": names it")
+        r = run(d, { "resume", id, "--mark-done", "s2[2]@localhost", "--retry", "s2@localhost" })
+        T.eq(r.rc, 2, how .. ": the item and its step decided both ways: " .. r.stdout .. r.stderr)
+        r = run(d, { "resume", id, how, "s2[2]@localhost" })
+        T.eq(r.rc, 0, how .. ": decided: " .. r.stdout .. r.stderr)
+        T.eq(count(d), how == "--mark-done" and "s1\na\nb\nc\ns3\n" or "s1\na\nb\nb\nc\ns3\n",
+             how .. ": item a once, b as decided, c once")
     end
 end)
 
