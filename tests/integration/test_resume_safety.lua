@@ -93,7 +93,7 @@ T.test("safety 2: a resume that chose the run while it was unfinished, and finds
         "n=0; while [ ! -e %s/go.waiting ] && [ $n -lt 1500 ]; do sleep 0.02; n=$((n+1)); done; " ..
         -- ... while A resumes the run to its end
         "%s resume %s > %s/a.out 2>&1; echo a=$?; touch %s/go; wait $b; echo b=$?",
-        d, d, T.cutover, d, d, T.cutover, id, d, d))
+        d, d, (T.cutover:gsub("cutover$", "cutover-faults")), d, d, T.cutover, id, d, d))
     local bout = T.read(d .. "/b.out") or ""
     T.contains(r.stdout, "a=0", "A finished the run: " .. (T.read(d .. "/a.out") or ""))
     T.contains(r.stdout, "b=3", "B refused: " .. bout)
