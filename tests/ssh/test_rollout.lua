@@ -376,7 +376,7 @@ T.test("a server that accepts TCP but never speaks SSH: the handshake times out"
     local out = run(d)
     T.sh("kill " .. pid)
     T.eq(out.rc, 1, "exit code")
-    T.ok(loop.now() - t0 < 10, "gave up after the timeout")
+    T.ok(loop.now() - t0 < 30, "gave up after the timeout, not hung")
     T.contains(out.stdout, "127.0.0.1:" .. port .. ": timed out while in the SSH handshake", "message")
 end)
 
