@@ -26,6 +26,35 @@
 
 #define KH_MAX_LINE 16384
 #define KH_MAX_BLOB 8192
+#define KH_MAX_FILE (64L * 1024 * 1024)
+
+/*
+ * Opens a known_hosts file without ever blocking (a FIFO would block in
+ * open, /dev/zero would be read for ever): only a regular file of at
+ * most KH_MAX_FILE bytes is accepted.  Returns the fd, or -1 with errno
+ * set, or -1 with *problem set.
+ */
+static int open_regular(const char *path, int flags, const char **problem)
+{
+    struct stat st;
+    int fd = open(path, flags | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0600);
+
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size > KH_MAX_FILE) {
+        *problem = S_ISREG(st.st_mode) ? "larger than 64 MiB"
+                                       : "not a regular file";
+        close(fd);
+        return -1;
+    }
+    /* a regular file: back to ordinary blocking I/O */
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    return fd;
+}
 
 /* Name as it appears in known_hosts: host, or [host]:port. */
 static void host_key_name(const char *host, int port, char *out, size_t cap)
@@ -204,6 +233,7 @@ int kh_lookup(const char *path, const char *host, int port,
     size_t cap = 0;
     ssize_t n;
     int lineno = 0;
+    int fd;
     unsigned char *known = NULL;
 
     memset(res, 0, sizeof *res);
@@ -213,9 +243,14 @@ int kh_lookup(const char *path, const char *host, int port,
     if (blob != NULL && kh_blob_type(blob, bloblen, key_type,
                                      sizeof key_type) != 0)
         return -1;
-    f = fopen(path, "r");
-    if (f == NULL)
-        return errno == ENOENT ? 0 : -1;
+    fd = open_regular(path, O_RDONLY, &res->problem);
+    if (fd < 0)
+        return res->problem == NULL && errno == ENOENT ? 0 : -1;
+    f = fdopen(fd, "r");
+    if (f == NULL) {
+        close(fd);
+        return -1;
+    }
     known = malloc(KH_MAX_BLOB);
     if (known == NULL) {
         fclose(f);
@@ -305,10 +340,14 @@ int kh_append(const char *path, const char *host, int port,
     sodium_bin2base64(b64, b64len, blob, bloblen,
                       sodium_base64_VARIANT_ORIGINAL);
     host_key_name(host, port, name, sizeof name);
-    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        goto done;
+    {
+        const char *problem = NULL;
+        fd = open_regular(path, O_WRONLY | O_APPEND | O_CREAT, &problem);
+        if (fd < 0) {
+            snprintf(err, errlen, "%s: %s", path,
+                     problem != NULL ? problem : strerror(errno));
+            goto done;
+        }
     }
     flock(fd, LOCK_EX);  /* several hosts may be accepted at once */
     f = fdopen(fd, "a");

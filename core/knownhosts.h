@@ -14,9 +14,12 @@ struct kh_result {
     enum kh_status status;
     int line;          /* the deciding line, 1-based; 0 when none */
     char types[256];   /* key types known for the host, comma-separated */
+    const char *problem;  /* why the file was refused (-1), or NULL */
 };
 
-/* blob NULL: only fill res->types.  Returns -1 on an unreadable file. */
+/* blob NULL: only fill res->types.  Returns -1 on an unreadable file
+ * (errno, or res->problem for one that is not a regular file or is too
+ * large).  A missing file is an empty one. */
 int kh_lookup(const char *path, const char *host, int port,
               const unsigned char *blob, size_t bloblen,
               struct kh_result *res);

@@ -376,7 +376,8 @@ static int connect_step(lua_State *L, int status, lua_KContext ctx)
             if (kh_lookup(known_hosts, s->host, s->port,
                           (const unsigned char *)blob, len, &kh) != 0)
                 return fail(L, s, "hostkey", "%s: cannot read %s: %s",
-                            s->host, known_hosts, strerror(errno));
+                            s->host, known_hosts, kh.problem != NULL
+                            ? kh.problem : strerror(errno));
             lua_getfield(L, CONNECT_OPTS, "accept_new");
             accept_new = lua_toboolean(L, -1);
             lua_pop(L, 1);

@@ -109,6 +109,7 @@ function Server:launch()
         local r = assert(proc.run({ argv = { "/usr/sbin/sshd", "-f", self.config, "-E", self.dir .. "/sshd.log" }, timeout = 30 }))
         if r.rc == 0 then
             local deadline = loop.now() + 30
+            local taken = false
             while loop.now() < deadline do
                 -- listening, and the pid file written (sshd writes it
                 -- after it binds: under load a probe can come first)
@@ -117,10 +118,19 @@ function Server:launch()
                     self.pid = pid
                     return
                 end
+                -- the daemon found the port taken after it forked (its
+                -- exit status was 0): try another port
+                if (fs.read(self.dir .. "/sshd.log") or ""):find("Cannot bind any address", 1, true) then
+                    taken = true
+                    break
+                end
                 loop.sleep(0.05)
             end
-            error("sshd did not start listening on " .. self.address .. ":" .. self.port ..
-                  "; its log: " .. (fs.read(self.dir .. "/sshd.log") or "(none)"))
+            if not taken then
+                error("sshd did not start listening on " .. self.address .. ":" .. self.port ..
+                      "; its log: " .. (fs.read(self.dir .. "/sshd.log") or "(none)"))
+            end
+            os.remove(self.dir .. "/sshd.log")
         end
         -- most likely the port was taken: try another
         self:write_config(20000 + math.random(0, 12000))

@@ -50,4 +50,26 @@ all:
     end
 end)
 
+T.test("known_hosts that is a FIFO, a device or a folder: fail closed at once, never a hang", function()
+    -- (the same family as IdentityFile /dev/zero: a FIFO blocked cutover
+    -- in open() for ever.  /dev/zero, which grew getline's buffer without
+    -- end, is refused by the same check; it is not run here, so that a
+    -- regression cannot eat the machine's memory, and /dev/null stands
+    -- for the devices)
+    local d = S.target(T)
+    S.sh("mkfifo " .. d .. "/fifo_kh && mkdir " .. d .. "/dir_kh")
+    T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - shell: \"echo ran >> " .. d .. "/ran\"\n")
+    T.write(d .. "/inv.yml", string.format("all:\n  hosts:\n    h1: { ansible_host: %s, ansible_port: %d, " ..
+        "ansible_user: %s, ansible_ssh_private_key_file: %s }\n", srv.address, srv.port, srv.user, srv.key))
+    for _, kh in ipairs({ d .. "/fifo_kh", "/dev/null", d .. "/dir_kh" }) do
+        for _, accept in ipairs({ "", " --accept-new-host-keys" }) do
+            local r = T.sh(string.format("cd %s && HOME=%s SSH_AUTH_SOCK= NO_COLOR=1 XDG_STATE_HOME=%s/state " ..
+                "timeout -s KILL 30 %s run p.yml -i inv.yml --known-hosts %s%s", d, d, d, T.cutover, kh, accept))
+            T.eq(r.rc, 1, kh .. accept .. ": exit code (137: it hung): " .. r.stdout .. r.stderr)
+            T.contains(r.stdout, kh .. ": not a regular file", kh .. accept .. ": the message: " .. r.stdout)
+        end
+    end
+    T.eq(T.read(d .. "/ran"), nil, "nothing ran")
+end)
+
 T.done()
