@@ -81,6 +81,7 @@ local function trial(n)
     local log = { string.format("run killed after %.2fs: rc %s", kill, tostring(r.rc)) }
     local decisions = {}
     for round = 1, 12 do
+        if r.rc == 0 then break end  -- the run (or the last resume) finished
         -- a third of the resumes are killed too
         local rkill = (round <= 6 and math.random() < 0.33) and (0.05 + math.random() * 0.6) or nil
         local args = { "resume" }
@@ -89,9 +90,16 @@ local function trial(n)
         log[#log + 1] = string.format("resume %s%s: rc %s", table.concat(decisions, " "),
             rkill and string.format(" (killed after %.2fs)", rkill) or "", tostring(r.rc))
         if r.stderr:find("no unfinished run", 1, true) then
-            -- killed before the run was journaled: nothing ran; start again
-            r = cutover(d, { "run", d .. "/p.yml" }, rkill)
-            log[#log + 1] = "run again: rc " .. tostring(r.rc)
+            local h = cutover(d, { "history", "--format", "json" })
+            if h.stdout:find('"id"', 1, true) then
+                -- the run was recorded and has finished: nothing to do
+                r = { rc = 0, stdout = "", stderr = "" }
+            else
+                -- killed before the run was recorded: nothing ran (the run
+                -- and its locks are recorded in one transaction); start again
+                r = cutover(d, { "run", d .. "/p.yml" }, rkill)
+                log[#log + 1] = "run again: rc " .. tostring(r.rc)
+            end
         end
         if r.rc == 0 then break end
         decisions = {}
