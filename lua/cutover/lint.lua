@@ -10,6 +10,7 @@
 -- reports no false positive for a name that exists, only names that can
 -- exist nowhere (a typo, a variable that was renamed).
 local expr = require("cutover.expr")
+local playbook = require("cutover.playbook")
 local util = require("cutover.util")
 
 local M = {}
@@ -202,14 +203,7 @@ function M.check(book, inv, extra)
             end
         end
     end
-    table.sort(errors, function(a, b)
-        local la, ca = a:match(":(%d+):(%d+):")
-        local lb, cb = b:match(":(%d+):(%d+):")
-        la, ca, lb, cb = tonumber(la) or 0, tonumber(ca) or 0, tonumber(lb) or 0, tonumber(cb) or 0
-        if la ~= lb then return la < lb end
-        if ca ~= cb then return ca < cb end
-        return a < b
-    end)
+    playbook.sort_errors(errors)
     return errors
 end
 

@@ -476,6 +476,19 @@ function Loader:play(src, t, index)
     return play
 end
 
+-- Sorts "FILE:LINE:COL: message" errors by position (lint's too).
+function M.sort_errors(errors)
+    table.sort(errors, function(a, b)
+        local la, ca = a:match(":(%d+):(%d+):")
+        local lb, cb = b:match(":(%d+):(%d+):")
+        la, ca, lb, cb = tonumber(la) or 0, tonumber(ca) or 0, tonumber(lb) or 0, tonumber(cb) or 0
+        if la ~= lb then return la < lb end
+        if ca ~= cb then return ca < cb end
+        return a < b
+    end)
+    return errors
+end
+
 -- Loads and validates.  Returns playbook | nil, {messages}
 function M.load(path)
     local src, err = M.read_yaml(path, "playbook")
@@ -517,14 +530,7 @@ function M.load(path)
     book.step_count = self.step_count
     book.expression_uses = self.uses
     if #self.errors > 0 then
-        table.sort(self.errors, function(a, b)
-            local la, ca = a:match(":(%d+):(%d+):")
-            local lb, cb = b:match(":(%d+):(%d+):")
-            la, ca, lb, cb = tonumber(la) or 0, tonumber(ca) or 0, tonumber(lb) or 0, tonumber(cb) or 0
-            if la ~= lb then return la < lb end
-            if ca ~= cb then return ca < cb end
-            return a < b
-        end)
+        M.sort_errors(self.errors)
         return nil, self.errors
     end
     return book

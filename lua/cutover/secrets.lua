@@ -134,6 +134,16 @@ end
 local Secrets = {}
 Secrets.__index = Secrets
 
+-- Takes v as the run's vault: its values are read and masked, and its key
+-- is kept open for sealing captured values.
+function Secrets:use_vault(v)
+    self.vault, self.key = v, v.key
+    for name, value in pairs(v.values) do
+        self.values[name] = value
+        redact.register(value)
+    end
+end
+
 -- opts: vault (path), interactive, extra_vars, run_id (for sealing),
 -- sealed_prompts (from a resumed run), resume (bool), inventory and
 -- hosts (the hosts the run may touch: their variables are scanned too),
@@ -178,13 +188,7 @@ function M.prepare(book, opts)
         if next(opts.extra_vars or {}) ~= nil and pf and pf ~= "" then wants = true end
         if wants and require("cutover.core.fs").stat(self.vault_path, true) then
             local v = vault.open(opts.vault)
-            if v then
-                self.vault, self.key = v, v.key
-                for name, value in pairs(v.values) do
-                    self.values[name] = value
-                    redact.register(value)
-                end
-            end
+            if v then self:use_vault(v) end
         end
     end
     if not needs_vault and #prompts == 0 then return self end
@@ -225,14 +229,7 @@ function M.prepare(book, opts)
         elseif not v then
             return nil, err
         end
-        if v then
-            self.vault = v
-            self.key = v.key  -- kept open for sealing captured values
-            for name, value in pairs(v.values) do
-                self.values[name] = value
-                redact.register(value)
-            end
-        end
+        if v then self:use_vault(v) end
     end
 
     -- names the vault lacks: asked now, never mid-run
