@@ -253,6 +253,18 @@ env = setmetatable({}, {
 
 local cache = {}
 
+-- Lambdas ("s -> s.name") written as literals in some expression: only
+-- these compile, so text that comes from data (a command's output, a
+-- variable) is never run as code.
+local literal_lambdas = {}
+local function note_lambda(token)
+    local chunk = load("return " .. token, "=literal", "t", {})
+    if not chunk then return end
+    local ok, v = pcall(chunk)
+    if ok and type(v) == "string" then literal_lambdas[v] = true end
+end
+local function is_helper(n) return safe[n] ~= nil or late[n] ~= nil end
+
 -- Lua's syntax error without the "expression:N:" prefix, and without
 -- naming the ')' that compile() wraps around the source.
 local function tidy_syntax_error(err, source)
@@ -281,7 +293,7 @@ function M.compile(source)
         if hit.fn then return hit.fn end
         return nil, hit.err
     end
-    local code, rerr = expr_helpers.rewrite(source, function(n) return safe[n] ~= nil or late[n] ~= nil end)
+    local code, rerr = expr_helpers.rewrite(source, is_helper, note_lambda)
     if not code then
         cache[source] = { err = rerr }
         return nil, rerr
@@ -301,6 +313,10 @@ local lambda_cache = {}
 compile_lambda = function(src)
     local hit = lambda_cache[src]
     if hit then return hit.fn, hit.err end
+    if not literal_lambdas[src] then
+        return nil, "the lambda '" .. src .. "' is not written in the expression: a lambda must be a " ..
+            "literal there, never text from a variable or a result (that would run data as code)"
+    end
     local params, body = src:match("^%s*([%a_][%w_%s,]-)%s*%->(.*)$")
     local err
     local bad = not params
@@ -313,7 +329,7 @@ compile_lambda = function(src)
         local fn = M.compile(body)
         local code
         if fn then
-            code = expr_helpers.rewrite(body, function(n) return safe[n] ~= nil or late[n] ~= nil end)
+            code = expr_helpers.rewrite(body, is_helper, note_lambda)
             local chunk
             chunk, err = load("return function(" .. params .. ") return (" .. code .. "\n) end", "=lambda", "t", env)
             if chunk then hit = { fn = chunk() } end
@@ -334,7 +350,8 @@ local function describe(err)
         return tostring(err), err.unknowable
     end
     err = tostring(err)
-    err = err:gsub("^expression:%d+: ", "")
+    -- "expression:1: ", "lambda:1: ", or a helper's file when the budget ran out there
+    err = err:gsub("^[%w_%./-]+:%d+: ", "")
     if err == "not enough memory" then err = "memory limit exceeded" end
     return err
 end

@@ -675,9 +675,14 @@ local JINJA_FILTERS = {
 -- so x is evaluated by default itself (an undefined x gives d), and
 -- refuses Jinja's filter syntax "x | name" when name is a helper or a
 -- Jinja filter.  Strings and comments are copied untouched.
--- is_helper(name) -> true when name is a helper.  Returns code | nil, err.
-function M.rewrite(src, is_helper)
-    if not src:find("default", 1, true) and not src:find("|", 1, true) then return src end
+-- is_helper(name) -> true when name is a helper; on_lambda(token) is
+-- called with each string literal that holds "->" (a lambda written in
+-- the expression).  Returns code | nil, err.
+function M.rewrite(src, is_helper, on_lambda)
+    if not src:find("default", 1, true) and not src:find("|", 1, true) and
+            not src:find("->", 1, true) then
+        return src
+    end
     local out, i, n = {}, 1, #src
     local depth = 0
     local frames = {}   -- open default( calls: the depth inside their '('
@@ -701,6 +706,7 @@ function M.rewrite(src, is_helper)
             local _, e = src:find("]" .. long .. "]", i, true)
             e = e or n
             out[#out + 1] = src:sub(i, e)
+            if on_lambda and out[#out]:find("->", 1, true) then on_lambda(out[#out]) end
             i = e + 1
             last_sig = "s"
         elseif c == "'" or c == '"' then
@@ -712,6 +718,7 @@ function M.rewrite(src, is_helper)
                 else j = j + 1 end
             end
             out[#out + 1] = src:sub(i, j)
+            if on_lambda and out[#out]:find("->", 1, true) then on_lambda(out[#out]) end
             i = j + 1
             last_sig = "s"
         elseif c:match("[%a_]") then
