@@ -278,6 +278,17 @@ T.test("ipaddr basics", function()
     T.contains(err("ipaddr('10.0.0.1', 'host')"), "ipaddr: unknown query 'host'", "bad query")
 end)
 
+T.test("b64encode of a secret is masked in output like the secret", function()
+    local redact = require("cutover.redact")
+    redact.reset()
+    redact.register("hunter2-pw")
+    local b64 = ev("b64encode(pw)", scope({ pw = "hunter2-pw" }))
+    T.eq(b64, "aHVudGVyMi1wdw==", "encoded")
+    T.eq(redact.text("token " .. b64 .. " end"), "token ******** end", "masked")
+    T.eq(redact.text(require("cutover.core.json").encode({ msg = b64 })), '{"msg":"********"}', "masked in JSON")
+    redact.reset()
+end)
+
 T.test("helpers spend the one budget of the evaluation", function()
     local big = {}
     for i = 1, 200000 do big[i] = i end
