@@ -11,6 +11,7 @@ local sandbox = require("cutover.core.sandbox")
 local pattern = require("cutover.core.pattern")
 local json = require("cutover.core.json")
 local yaml_null = require("cutover.core.yaml").null
+local expr_helpers = require("cutover.expr_helpers")
 
 local M = {}
 
@@ -181,9 +182,27 @@ for k, v in pairs(string) do safe_string[k] = v end
 for _, k in ipairs({ "find", "match", "gmatch", "gsub" }) do safe_string[k] = pattern[k] end
 sandbox.strings(safe_string)
 
+local env, compile_lambda
+
+-- The helpers of lua/cutover/expr_helpers.lua.  default is looked up
+-- before variables (calls to it are rewritten at compile time); the
+-- others after them, so a variable named like one (map, count) keeps
+-- working as before.
+local late = expr_helpers.make({ arg = arg, thaw = thaw,
+                                 lambda = function(src) return compile_lambda(src) end })
+helpers.default = late.default
+late.default = nil
+-- select(n, ...) as in Lua; select(list, f) is filter
+local lua_select, filter = select, late.filter
+late.select = nil
+function helpers.select(n, ...)
+    if n == "#" or type(n) == "number" then return lua_select(n, ...) end
+    return filter(n, ...)
+end
+
 local safe = {
     assert = assert, error = error, ipairs = ipairs, next = next,
-    pairs = pairs, select = select, tonumber = tonumber,
+    pairs = pairs, tonumber = tonumber,
     tostring = tostring, type = type,
     math = readonly(math, "math"), string = readonly(safe_string, "string"),
     table = readonly(table, "table"), utf8 = readonly(utf8, "utf8"),
@@ -191,7 +210,13 @@ local safe = {
     null = yaml_null,
 }
 for k, v in pairs(helpers) do safe[k] = v end
-M.HELPERS = safe
+M.HELPERS = setmetatable({}, { __index = function(_, k) return safe[k] or late[k] end,
+    __pairs = function()
+        local all = {}
+        for k, v in pairs(late) do all[k] = v end
+        for k, v in pairs(safe) do all[k] = v end
+        return next, all, nil
+    end })
 
 -- Standard Lua names left out on purpose; a variable may still use one.
 local UNAVAILABLE = {}
@@ -203,11 +228,12 @@ for _, n in ipairs({ "io", "os", "package", "require", "debug", "load",
     UNAVAILABLE[n] = true
 end
 
-local env = setmetatable({}, {
+env = setmetatable({}, {
     __index = function(_, name)
         local v = safe[name]
         if v ~= nil then return v end
         v = current:get(name)
+        if v == nil then v = late[name] end
         if v == nil and UNAVAILABLE[name] then
             error("'" .. name .. "' is not available in expressions", 0)
         end
@@ -226,6 +252,18 @@ local env = setmetatable({}, {
 })
 
 local cache = {}
+
+-- Lambdas ("s -> s.name") written as literals in some expression: only
+-- these compile, so text that comes from data (a command's output, a
+-- variable) is never run as code.
+local literal_lambdas = {}
+local function note_lambda(token)
+    local chunk = load("return " .. token, "=literal", "t", {})
+    if not chunk then return end
+    local ok, v = pcall(chunk)
+    if ok and type(v) == "string" then literal_lambdas[v] = true end
+end
+local function is_helper(n) return safe[n] ~= nil or late[n] ~= nil end
 
 -- Lua's syntax error without the "expression:N:" prefix, and without
 -- naming the ')' that compile() wraps around the source.
@@ -255,7 +293,12 @@ function M.compile(source)
         if hit.fn then return hit.fn end
         return nil, hit.err
     end
-    local fn, err = load("return (" .. source .. "\n)", "=expression", "t", env)
+    local code, rerr = expr_helpers.rewrite(source, is_helper, note_lambda)
+    if not code then
+        cache[source] = { err = rerr }
+        return nil, rerr
+    end
+    local fn, err = load("return (" .. code .. "\n)", "=expression", "t", env)
     if not fn then
         err = tidy_syntax_error(err, source)
         cache[source] = { err = err }
@@ -265,6 +308,41 @@ function M.compile(source)
     return fn
 end
 
+-- "a, b -> expr": a function of a and b, compiled once.
+local lambda_cache = {}
+compile_lambda = function(src)
+    local hit = lambda_cache[src]
+    if hit then return hit.fn, hit.err end
+    if not literal_lambdas[src] then
+        return nil, "the lambda '" .. src .. "' is not written in the expression: a lambda must be a " ..
+            "literal there, never text from a variable or a result (that would run data as code)"
+    end
+    local params, body = src:match("^%s*([%a_][%w_%s,]-)%s*%->(.*)$")
+    local err
+    local bad = not params
+    for name in ((params or "") .. ","):gmatch("([^,]*),") do
+        if not name:match("^%s*[%a_][%w_]*%s*$") then bad = true end
+    end
+    if bad then
+        err = "bad lambda '" .. src .. "': write \"name -> expression\" or \"a, b -> expression\""
+    else
+        local fn = M.compile(body)
+        local code
+        if fn then
+            code = expr_helpers.rewrite(body, is_helper, note_lambda)
+            local chunk
+            chunk, err = load("return function(" .. params .. ") return (" .. code .. "\n) end", "=lambda", "t", env)
+            if chunk then hit = { fn = chunk() } end
+        else
+            err = select(2, M.compile(body))
+        end
+        if err then err = "bad lambda '" .. src .. "': " .. tostring(err):gsub("^lambda:%d+: ", "") end
+    end
+    hit = hit or { err = err }
+    lambda_cache[src] = hit
+    return hit.fn, hit.err
+end
+
 -- Turns an error value into (message, unknowable-name-or-nil).
 local function describe(err)
     -- getmetatable: expressions cannot set one, so cannot forge this
@@ -272,7 +350,8 @@ local function describe(err)
         return tostring(err), err.unknowable
     end
     err = tostring(err)
-    err = err:gsub("^expression:%d+: ", "")
+    -- "expression:1: ", "lambda:1: ", or a helper's file when the budget ran out there
+    err = err:gsub("^[%w_%./-]+:%d+: ", "")
     if err == "not enough memory" then err = "memory limit exceeded" end
     return err
 end

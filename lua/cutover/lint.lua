@@ -110,9 +110,24 @@ function M.free_names(code)
             if tokens[j] and tokens[j].text == "(" then names_from(j + 1) end
         end
     end
+    -- default(x, d): x may be undefined (docs/expressions.md)
+    for k, t in ipairs(tokens) do
+        local prev = tokens[k - 1]
+        if t.kind == "name" and t.text == "default" and tokens[k + 1] and tokens[k + 1].text == "(" and
+                not (prev and (prev.text == "." or prev.text == ":")) then
+            local depth, j = 0, k + 2
+            while tokens[j] and not (depth == 0 and (tokens[j].text == "," or tokens[j].text == ")")) do
+                local op = tokens[j].text
+                if op == "(" or op == "{" or op == "[" then depth = depth + 1
+                elseif op == ")" or op == "}" or op == "]" then depth = depth - 1 end
+                tokens[j].guarded = true
+                j = j + 1
+            end
+        end
+    end
     local out, seen = {}, {}
     for k, t in ipairs(tokens) do
-        if t.kind == "name" and not LUA_WORDS[t.text] and not declared[t.text] then
+        if t.kind == "name" and not LUA_WORDS[t.text] and not declared[t.text] and not t.guarded then
             local prev, nxt = tokens[k - 1], tokens[k + 1]
             local field = prev and prev.kind == "op" and (prev.text == "." or prev.text == ":")
             local key = nxt and nxt.kind == "op" and nxt.text == "=" and prev and

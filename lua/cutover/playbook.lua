@@ -311,6 +311,12 @@ function Loader:step(src, t, inherited_tags, in_handlers, list, index)
             self:err(k and src:at(raw, k) or src:at(t, action_name), label .. ": " .. action_name .. ": " .. e)
         end
         step.args = args
+        local action = actions.get(action_name)
+        if #errs == 0 and action.check_files then
+            for _, e in ipairs(action.check_files(args, util.dirname(src.path))) do
+                self:err(src:at(t, action_name), label .. ": " .. action_name .. ": " .. e)
+            end
+        end
         self:check_templates(src, t[action_name], t, action_name, label)
         if not id then
             local hint = type(t[action_name]) == "string" and t[action_name] or ""

@@ -10,7 +10,8 @@
 --   quotes, once and twice (a JSON text inside a JSON string, such as a
 --   loop item label); the JSON escaping of the quoted forms; and the
 --   same for each line of a multi-line value (the text reporter indents
---   each line, and diffs prefix them), without a trailing "\r".
+--   each line, and diffs prefix them), without a trailing "\r"; and its
+--   base64 (the b64encode expression helper).
 -- Occurrences that overlap are merged and masked as one.
 --
 -- Short values are masked too, even one character long: a leak is worse
@@ -60,6 +61,10 @@ local function add_forms(s)
     add(j)
     add(json_inner(j))
     add(json_inner(quoted))
+    -- what the b64encode expression helper gives (docs/expressions.md)
+    local b64 = require("cutover.core.vault").to_base64(s)
+    add(b64)
+    add(json_inner(b64))
     -- the forms a cmd.exe command line gives it (windows.cmdline), and
     -- their JSON escaping
     for _, form in ipairs(require("cutover.windows.cmdline").encodings(s)) do

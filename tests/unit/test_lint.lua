@@ -21,4 +21,11 @@ T.test("free names: what the expression declares itself is not read", function()
     T.eq(names("(function() local function f(x) return x + y end return f(1) end)()"), "y")
 end)
 
+T.test("free names: the first argument of default(x, d) may be undefined", function()
+    T.eq(names("default(app_version, fallback)"), "default fallback")
+    T.eq(names("default(a.b[c], d) .. e"), "default d e")
+    T.eq(names("x.default(y, z)"), "x y z", "a field named default is not the helper")
+    T.eq(names("default(f(p, q), r)"), "default r", "the whole first argument")
+end)
+
 T.done()
