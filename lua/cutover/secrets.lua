@@ -76,7 +76,9 @@ local function scan_templates(book, found)
             local args = step.args
             if ok and type(action) == "table" and action.renders_files and action.reads_files
                     and type(args) == "table" then
-                local lok, paths = pcall(action.reads_files, args, book.dir or ".")
+                local dir = book.dir or "."
+                if step.role_dir then dir = require("cutover.runner").files_dir(step, args, dir) end
+                local lok, paths = pcall(action.reads_files, args, dir)
                 for _, path in ipairs(lok and type(paths) == "table" and paths or {}) do
                     if type(path) == "string" and not path:find("{{", 1, true) and not seen[path] then
                         seen[path] = true
