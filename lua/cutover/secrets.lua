@@ -146,6 +146,10 @@ function M.prepare(book, opts)
     -- every place a run can take a secret.NAME from, before it starts
     scan(book.source and book.source.value, found, "playbook " .. tostring(book.path), 0,
          type(book.source) == "table" and book.source.at and book.source or nil)
+    -- the files it imports: steps files, roles, vars files
+    for _, src in ipairs(book.sources or {}) do
+        if src ~= book.source then scan(src.value, found, "file " .. tostring(src.path), 0, src) end
+    end
     scan_templates(book, found)
     if opts.inventory then scan_inventory(opts.inventory, opts.hosts, found) end
     for k, v in pairs(opts.extra_vars or {}) do scan(v, found, "-e " .. tostring(k)) end

@@ -278,4 +278,36 @@ T.test("a saved plan binds the imported steps file: apply refuses it edited", fu
     T.eq(T.read(d .. "/count"), nil, "nothing ran")
 end)
 
+T.test("a secret named only in an imported file or a vars file is resolved before anything runs", function()
+    local d = T.tmpdir()
+    T.sh("mkdir -p '" .. d .. "/home' '" .. d .. "/data' '" .. d .. "/state'")
+    T.write(d .. "/pass", "correct horse battery\n")
+    local env = { HOME = d .. "/home", XDG_DATA_HOME = d .. "/data", XDG_STATE_HOME = d .. "/state",
+                  PATH = os.getenv("PATH") or "/usr/bin:/bin", CUTOVER_VAULT_PASSWORD_FILE = d .. "/pass" }
+    local vault = d .. "/data/secrets.vault"
+    local value = "Zq9-imported-Secret"
+    T.eq(T.run({ "vault", "set", "db_pw", "--vault", vault }, { env = env, stdin = value .. "\n" }).rc, 0)
+    files(d, {
+        ["inc/a.yml"] = "- id: w\n  copy: { dest: '@T@/pw.txt', content: '{{ secret.db_pw }}' }\n",
+        ["vars/v.yml"] = "other: '{{ secret.no_such }}'\n",
+    })
+    local book = H.book(d, [[
+- hosts: localhost
+  vars_files: [vars/v.yml]
+  steps:
+    - { id: first, shell: "echo first >> @T@/log" }
+    - { name: imp, import_steps: inc/a.yml }
+    - { id: last, debug: { msg: "{{ other }}" } }
+]])
+    local r = T.run({ "run", book, "--vault", vault }, { env = env, timeout = 60 })
+    T.eq(r.rc, 2, "refused at start: " .. r.stderr)
+    T.contains(r.stderr, "secret no_such not in the vault " .. vault .. " and no terminal to ask")
+    T.eq(T.read(d .. "/log"), nil, "nothing ran")
+    T.write(d .. "/vars/v.yml", "other: plain\n")
+    r = T.run({ "run", book, "--vault", vault }, { env = env, timeout = 60 })
+    T.eq(r.rc, 0, "runs: " .. r.stderr)
+    T.eq(T.read(d .. "/pw.txt"), value)
+    T.not_contains(r.stdout .. r.stderr, value, "the value is not printed")
+end)
+
 T.done()
