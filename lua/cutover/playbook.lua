@@ -480,13 +480,15 @@ end
 -- Where a role lives: a path (with '/') from the playbook's folder, or a
 -- name looked up in roles/ beside the playbook, then in each folder of
 -- CUTOVER_ROLES_PATH (':'-separated).
-function Loader:find_role(name)
+function Loader:find_role(name, base)
     local tried = {}
     local candidates = {}
     if name:find("/", 1, true) then
-        candidates[1] = util.join_path(self.dir, name)
+        candidates[1] = util.join_path(base or self.dir, name)
     else
-        candidates[1] = util.join_path(self.dir, "roles/" .. name)
+        -- an imported playbook's own roles/ first
+        if base and base ~= self.dir then candidates[#candidates + 1] = util.join_path(base, "roles/" .. name) end
+        candidates[#candidates + 1] = util.join_path(self.dir, "roles/" .. name)
         for d in (os.getenv("CUTOVER_ROLES_PATH") or ""):gmatch("[^:]+") do
             candidates[#candidates + 1] = d .. "/" .. name
         end
@@ -508,8 +510,8 @@ end
 -- play), then steps/main.yml (or Ansible's tasks/main.yml) with the
 -- role's defaults and vars; its handlers join the play's.  Ids are under
 -- the current prefix.  Returns a list of steps or nil.
-function Loader:role_steps(name, where, label, tags, how, params)
-    local dir, tried = self:find_role(name)
+function Loader:role_steps(name, where, label, tags, how, params, base)
+    local dir, tried = self:find_role(name, base)
     if not dir then
         self:err(where, label .. ": role '" .. name .. "' not found (looked in " .. table.concat(tried, ", ") ..
             "; set CUTOVER_ROLES_PATH for other folders)")
@@ -529,6 +531,7 @@ function Loader:role_steps(name, where, label, tags, how, params)
     local meta_path = dir .. "/meta/main.yml"
     if exists(meta_path) then
         local msrc, merr = self:read(meta_path, "role meta file")
+        if msrc then msrc.role_meta = true end
         if not msrc then
             self:err(where, label .. ": " .. merr)
         elseif not is_null(msrc.value) then
@@ -595,7 +598,9 @@ function Loader:role_block(src, name, t, where, label, tags, params, how, id, ex
     local claimed = self:claim_id(id or util.slug(name), explicit, function() return where end, label, from_name)
     local saved = self.prefix
     self.prefix = claimed .. "."
-    local steps = self:role_steps(name, where, label, tags, how, params)
+    -- looked up beside the file naming it (a dependency: beside the playbook)
+    local base = src and not src.role_meta and util.dirname(src.path) or nil
+    local steps = self:role_steps(name, where, label, tags, how, params, base)
     self.prefix = saved
     if not steps then return nil end
     return { raw = t or { role = name, vars = params }, source = src, id = claimed, name = "role " .. name,

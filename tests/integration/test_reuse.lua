@@ -182,6 +182,17 @@ T.test("import_playbook brings in the plays of another file", function()
     T.eq(r.rc, 0, r.stderr)
     T.eq(ran(res), "base.s s base-2.s")
     T.eq(T.read(d .. "/log"), "base\nmain\nbase\n")
+    -- an imported playbook in another folder: its roles/, its vars_files
+    files(d, {
+        ["sub/site.yml"] = "- hosts: localhost\n  vars_files: [v.yml]\n  roles: [r]\n  steps: []\n",
+        ["sub/v.yml"] = "word: sub\n",
+        ["sub/roles/r/steps/main.yml"] = "- id: rs\n  shell: 'echo r-{{ word }} >> @T@/log2'\n",
+    })
+    book = H.book(d, "- import_playbook: sub/site.yml\n", "top.yml")
+    r, _, res = H.run_json({ "run", book, "--no-journal" })
+    T.eq(r.rc, 0, r.stderr)
+    T.eq(ran(res), "site.r.rs")
+    T.eq(T.read(d .. "/log2"), "r-sub\n")
 end)
 
 T.test("vars_files: read in order over play vars; lint -i knows their names and role defaults", function()
