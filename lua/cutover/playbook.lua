@@ -399,8 +399,10 @@ end
 
 -- An Ansible Vault file or value is refused with what to do instead.
 local function vault_hint(text_or_err)
-    if type(text_or_err) == "string" and (text_or_err:find("$ANSIBLE_VAULT", 1, true)
-            or text_or_err:find("'!vault'", 1, true)) then
+    -- (a whole encrypted file starts with its header; a !vault value is
+    -- refused by the YAML reader as an unknown tag)
+    if type(text_or_err) == "string" and (text_or_err:match("^%s*%$ANSIBLE_VAULT;")
+            or text_or_err:find("unsupported YAML tag '!vault'", 1, true)) then
         return "holds an Ansible Vault value, which cutover does not read: put the secret in cutover's " ..
                "vault ('cutover vault set NAME') and write {{ secret.NAME }} where it is used"
     end
