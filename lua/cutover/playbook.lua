@@ -550,7 +550,7 @@ function Loader:role_steps(name, where, label, tags, how, params, base)
                         self:err(dwhere, "role meta: a dependency is a role name or {role: NAME, vars: {...}}")
                     else
                         local dvars = type(d) == "table" and is_mapping(d.vars) and d.vars or nil
-                        local b = self:role_block(msrc, dname, nil, dwhere, "role '" .. dname .. "'", tags, dvars, "needed by role '" .. name .. "'")
+                        local b = self:role_block(msrc, dname, nil, dwhere, "role '" .. name .. "'", tags, dvars, "needed by role '" .. name .. "'")
                         if b then out[#out + 1] = b end
                     end
                 end
@@ -624,21 +624,21 @@ function Loader:reuse_step(src, t, inherited_tags, in_handlers, where)
     local target = t[kind]
     local is_role = kind:find("role", 1, true) ~= nil
     local is_include = kind:sub(1, 8) == "include_"
+    local label
+    if type(t.name) == "string" then label = "step '" .. t.name .. "'"
+    elseif type(t.id) == "string" then label = "step '" .. t.id .. "'"
+    else label = "'" .. kind .. "' step" end
     local role_name, params
     if is_role and type(target) == "table" and is_mapping(target) then
         role_name = target.name
         for k in pairs(target) do
             if k ~= "name" then
-                self:err(src:at(target, k), "step: " .. kind .. ": unknown key '" .. tostring(k) .. "' (give 'name', and 'vars' on the step)")
+                self:err(src:at(target, k), label .. ": " .. kind .. ": unknown key '" .. tostring(k) .. "' (give 'name', and 'vars' on the step)")
             end
         end
     elseif is_role then
         role_name = target
     end
-    local label
-    if type(t.name) == "string" then label = "step '" .. t.name .. "'"
-    elseif type(t.id) == "string" then label = "step '" .. t.id .. "'"
-    else label = "'" .. kind .. "' step" end
     local allowed = {}
     for _, k in ipairs(REUSE_KEYS) do allowed[k] = true end
     if is_include then for _, k in ipairs(INCLUDE_KEYS) do allowed[k] = true end end
@@ -961,7 +961,7 @@ function Loader:play(src, t, index)
                 else
                     local tg = util.copy(tags)
                     for _, x in ipairs(rtags) do tg[x] = true end
-                    local b = self:role_block(src, name, r, at, label .. ": role '" .. name .. "'", tg, params,
+                    local b = self:role_block(src, name, r, at, label, tg, params,
                                               "imported as a role", rid, rid ~= nil)
                     if b then
                         b.when = when

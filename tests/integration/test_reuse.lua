@@ -164,7 +164,7 @@ T.test("roles from CUTOVER_ROLES_PATH; a missing role is named with where it was
     T.eq(T.read(d .. "/log"), "r1\n")
     r = T.run({ "lint", book })
     T.eq(r.rc, 2)
-    T.eq(r.stderr, book .. ":2:11: play 1: role 'r1': role 'r1' not found (looked in " .. d ..
+    T.eq(r.stderr, book .. ":2:11: play 1: role 'r1' not found (looked in " .. d ..
         "/roles/r1; set CUTOVER_ROLES_PATH for other folders)\n")
 end)
 
