@@ -78,6 +78,14 @@ T.test("an error two imports deep names the file, line, column and the chain", f
         d .. "/inc/a.yml:4:3, imported at " .. book .. ":4:7)\n")
     r = T.run({ "run", book, "--no-journal" })
     T.eq(r.rc, 2, "run refuses it too")
+    -- the same through two includes (one looping)
+    T.write(d .. "/inc/c.yml", "- name: nested\n  include_steps: b.yml\n  loop: [1, 2]\n")
+    book = H.book(d, "- hosts: localhost\n  steps:\n    - { id: a, command: 'true' }\n" ..
+                     "    - name: outer\n      include_steps: inc/c.yml\n", "inc.yml")
+    r = T.run({ "lint", book })
+    T.eq(r.rc, 2, "invalid")
+    T.eq(r.stderr, d .. "/inc/b.yml:3:3: step 'deep': 'retries' needs 'until' (included at " ..
+        d .. "/inc/c.yml:2:3, included at " .. book .. ":5:7)\n")
 end)
 
 T.test("step ids do not move when unrelated steps are reordered", function()
