@@ -437,6 +437,10 @@ end
 function Loader:enter(path, where, how, label)
     local ok, abs = pcall(fs.realpath, path)
     abs = ok and abs or path
+    if abs == self.root_abs and how ~= "read" then
+        self:err(where, (label or "step") .. ": " .. path .. " imports itself (it is the playbook)")
+        return nil
+    end
     for _, c in ipairs(self.chain) do
         if c.abs == abs and how ~= "read" then
             self:err(where, (label or "step") .. ": " .. path .. " imports itself")
@@ -1034,7 +1038,8 @@ function M.load(path)
                                 defined = {}, role_chain = {}, play_count = 0, sources = { src } }, Loader)
     do
         local ok, abs = pcall(fs.realpath, path)
-        self.file_seen[ok and abs or path] = true
+        self.root_abs = ok and abs or path
+        self.file_seen[self.root_abs] = true
     end
     local doc = src.value
     local book = { path = path, dir = util.dirname(path), plays = {}, source = src }
