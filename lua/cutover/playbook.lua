@@ -472,6 +472,10 @@ function Loader:steps_file(path, where, how, label, tags, in_handlers)
     if not is_null(doc) then
         if type(doc) ~= "table" or not util.is_list(doc) then
             self:err(src:at(doc), "a steps file is a list of steps")
+        elseif type(doc[1]) == "table" and doc[1].hosts ~= nil and (doc[1].steps ~= nil or doc[1].roles ~= nil) then
+            -- not a pile of unknown-keyword errors for each play
+            self:err(src:at(doc), "this is a playbook (its entries have 'hosts'), not a list of steps: " ..
+                "bring it in with '- import_playbook: PATH' among the plays")
         else
             for i, t in ipairs(doc) do
                 local s = self:step(src, t, tags, in_handlers, doc, i)
