@@ -193,6 +193,23 @@ local function is_str_list(v)
     return true
 end
 
+-- Merges vars into every action step under steps; a step's own values
+-- win (a new table: the YAML as written, which the step digest hashes,
+-- is not touched).  field: "vars" or "defaults".
+local function push_vars(steps, v, field)
+    if not v or next(v) == nil then return end
+    for _, s in ipairs(steps or {}) do
+        if s.block then
+            push_vars(s.block, v, field); push_vars(s.rescue, v, field); push_vars(s.always, v, field)
+        else
+            local merged = {}
+            for k, x in pairs(v) do merged[k] = x end
+            for k, x in pairs(s[field] or {}) do merged[k] = x end
+            s[field] = merged
+        end
+    end
+end
+
 -- Normalises one step table; returns the step or nil.
 -- list, index: where the step sits (a scalar step has no position of its own)
 function Loader:step(src, t, inherited_tags, in_handlers, list, index)
@@ -304,6 +321,12 @@ function Loader:step(src, t, inherited_tags, in_handlers, list, index)
         step.block = self:steps(src, t, "block", step.tags, in_handlers, label)
         step.rescue = self:steps(src, t, "rescue", step.tags, in_handlers, label)
         step.always = self:steps(src, t, "always", step.tags, in_handlers, label)
+        -- the block's vars reach its steps (their own vars win)
+        if is_mapping(t.vars) then
+            push_vars(step.block, t.vars, "vars")
+            push_vars(step.rescue, t.vars, "vars")
+            push_vars(step.always, t.vars, "vars")
+        end
         for _, k in ipairs({ "register", "loop", "until", "failed_when", "changed_when" }) do
             if t[k] ~= nil then self:err(src:at(t, k), label .. ": '" .. k .. "' does not apply to a block") end
         end
@@ -362,23 +385,6 @@ function Loader:step(src, t, inherited_tags, in_handlers, list, index)
     end
     self.step_count = self.step_count + 1
     return step
-end
-
--- Merges vars into every action step under steps; a step's own values
--- win (a new table: the YAML as written, which the step digest hashes,
--- is not touched).  field: "vars" or "defaults".
-local function push_vars(steps, v, field)
-    if not v or next(v) == nil then return end
-    for _, s in ipairs(steps or {}) do
-        if s.block then
-            push_vars(s.block, v, field); push_vars(s.rescue, v, field); push_vars(s.always, v, field)
-        else
-            local merged = {}
-            for k, x in pairs(v) do merged[k] = x end
-            for k, x in pairs(s[field] or {}) do merged[k] = x end
-            s[field] = merged
-        end
-    end
 end
 
 -- Every file the playbook is built from (imports, roles, vars files),
@@ -694,6 +700,7 @@ function Loader:reuse_step(src, t, inherited_tags, in_handlers, where)
         self:err(src:at(t, "vars"), label .. ": 'vars' must be a mapping")
     elseif t.vars ~= nil then
         params = t.vars
+        step.vars = params  -- for its own when (its steps get them pushed)
         self:check_templates(src, t.vars, t, "vars", label)
     end
     local tags = as_list(t.tags)
@@ -972,7 +979,7 @@ function Loader:play(src, t, index)
                     local b = self:role_block(src, name, r, at, label, tg, params,
                                               "imported as a role", rid, rid ~= nil)
                     if b then
-                        b.when = when
+                        b.when, b.vars = when, params
                         role_steps[#role_steps + 1] = b
                     end
                 end

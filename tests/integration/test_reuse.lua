@@ -58,6 +58,10 @@ T.test("import_steps two levels deep, one file imported twice, include_steps wit
       include_steps: inc/each.yml
       loop: [z]
       when: false
+    - name: not either
+      import_steps: inc/each.yml
+      vars: { skip_it: true }
+      when: not skip_it
 ]])
     local r, _, res = H.run_json({ "run", book, "--no-journal" })
     T.eq(r.rc, 0, "exit code: " .. r.stderr)
@@ -327,6 +331,26 @@ T.test("a secret named only in an imported file or a vars file is resolved befor
     T.eq(r.rc, 0, "runs: " .. r.stderr)
     T.eq(T.read(d .. "/pw.txt"), value)
     T.not_contains(r.stdout .. r.stderr, value, "the value is not printed")
+end)
+
+T.test("a block's vars reach its steps and its when, as an import's do", function()
+    local d = T.tmpdir()
+    local book = H.book(d, [[
+- hosts: localhost
+  vars: { bv: play }
+  steps:
+    - block:
+        - { id: in, shell: "echo {{ bv }} >> @T@/log" }
+        - { id: own, shell: "echo {{ bv }} >> @T@/log", vars: { bv: step } }
+      rescue:
+        - { id: r, shell: "echo rescue >> @T@/log" }
+      vars: { bv: block }
+      when: bv == "block"
+    - { id: after, shell: "echo {{ bv }} >> @T@/log" }
+]])
+    local r = T.run({ "run", book, "--no-journal" })
+    T.eq(r.rc, 0, r.stdout .. r.stderr)
+    T.eq(T.read(d .. "/log"), "block\nstep\nplay\n")
 end)
 
 T.done()
