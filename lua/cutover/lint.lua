@@ -181,6 +181,9 @@ local function known_names(book, inv, extra)
     for n in pairs(expr.HELPERS) do names[n] = true end
     for n in pairs(extra or {}) do names[n] = true end
     playbook_names(book.source.value, names)
+    -- imported and included steps files, roles, vars files
+    for _, src in ipairs(book.sources or {}) do playbook_names(src.value, names) end
+    for n in pairs(book.defined_names or {}) do names[n] = true end
     for _, h in pairs(inv.hosts) do
         for n in pairs(h.vars or {}) do names[n] = true end
     end

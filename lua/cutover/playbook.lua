@@ -7,6 +7,7 @@ local expr = require("cutover.expr")
 local util = require("cutover.util")
 local actions = require("cutover.actions")
 local schema = require("cutover.schema")
+local crypto = require("cutover.core.crypto")
 
 local M = {}
 
@@ -14,7 +15,18 @@ M.MAX_BYTES = 8 * 1024 * 1024
 
 local PLAY_KEYS = { "name", "hosts", "vars", "steps", "handlers", "tags",
                     "serial", "max_fail_percentage", "any_errors_fatal", "order",
-                    "vars_prompt" }
+                    "vars_prompt", "vars_files", "roles" }
+
+-- Reuse: a step that brings in a steps file or a role.  Import is
+-- expanded in place (when/vars/tags apply to it as a block); include may
+-- also loop.  Both are read and checked when the playbook loads, so lint
+-- sees every error and the journal knows every file before anything runs.
+local REUSE_KINDS = { "import_steps", "include_steps", "import_role", "include_role" }
+local REUSE_KIND_SET = {}
+for _, k in ipairs(REUSE_KINDS) do REUSE_KIND_SET[k] = true end
+local REUSE_KEYS = { "name", "id", "tags", "vars", "when" }
+local INCLUDE_KEYS = { "loop", "loop_var" }
+local MAX_IMPORT_DEPTH = 16
 
 local ORDERS = { "inventory", "reverse_inventory", "sorted", "reverse_sorted", "shuffle" }
 
@@ -43,7 +55,8 @@ function M.read_yaml(path, what)
     end
     local value, pos, keypos = yaml.load(text, path)
     if value == nil then return nil, pos end
-    return setmetatable({ path = path, value = value, pos = pos, keypos = keypos }, Source)
+    return setmetatable({ path = path, value = value, pos = pos, keypos = keypos,
+                          digest = crypto.sha256(text), text = text }, Source)
 end
 
 local function fmt(path, packed)
@@ -77,8 +90,18 @@ end
 local Loader = {}
 Loader.__index = Loader
 
+-- An error inside an imported file also names the chain that imported it.
 function Loader:err(where, msg)
-    self.errors[#self.errors + 1] = where .. ": " .. msg
+    self.errors[#self.errors + 1] = where .. ": " .. msg .. self:chain_text()
+end
+
+function Loader:chain_text()
+    if #self.chain == 0 then return "" end
+    local parts = {}
+    for i = #self.chain, 1, -1 do
+        parts[#parts + 1] = self.chain[i].how .. " at " .. self.chain[i].where
+    end
+    return " (" .. table.concat(parts, ", ") .. ")"
 end
 
 local function as_list(v)
@@ -135,6 +158,9 @@ end
 -- error: formatting it for every step of a large playbook costs).
 function Loader:claim_id(id, explicit, where, label, from_name)
     if not id then return end
+    -- steps of an imported file or a role: under the import's id, so one
+    -- file brought in twice keeps its ids unique (and stable)
+    id = self.prefix .. id
     local prev = self.ids[id]
     if prev then
         -- ids taken by name or id: the first one's where(); others: true
@@ -167,6 +193,23 @@ local function is_str_list(v)
     return true
 end
 
+-- Merges vars into every action step under steps; a step's own values
+-- win (a new table: the YAML as written, which the step digest hashes,
+-- is not touched).  field: "vars" or "defaults".
+local function push_vars(steps, v, field)
+    if not v or next(v) == nil then return end
+    for _, s in ipairs(steps or {}) do
+        if s.block then
+            push_vars(s.block, v, field); push_vars(s.rescue, v, field); push_vars(s.always, v, field)
+        else
+            local merged = {}
+            for k, x in pairs(v) do merged[k] = x end
+            for k, x in pairs(s[field] or {}) do merged[k] = x end
+            s[field] = merged
+        end
+    end
+end
+
 -- Normalises one step table; returns the step or nil.
 -- list, index: where the step sits (a scalar step has no position of its own)
 function Loader:step(src, t, inherited_tags, in_handlers, list, index)
@@ -178,6 +221,10 @@ function Loader:step(src, t, inherited_tags, in_handlers, list, index)
         self:err(where(), "a step must be a mapping of keywords and one action")
         return nil
     end
+    for _, kind in ipairs(REUSE_KINDS) do
+        if t[kind] ~= nil then return self:reuse_step(src, t, inherited_tags, in_handlers, where) end
+    end
+    if t.meta ~= nil then return self:meta_step(src, t, inherited_tags, where) end
     local label = step_label(t)
     local step = { raw = t, source = src }
     local action_name
@@ -274,6 +321,12 @@ function Loader:step(src, t, inherited_tags, in_handlers, list, index)
         step.block = self:steps(src, t, "block", step.tags, in_handlers, label)
         step.rescue = self:steps(src, t, "rescue", step.tags, in_handlers, label)
         step.always = self:steps(src, t, "always", step.tags, in_handlers, label)
+        -- the block's vars reach its steps (their own vars win)
+        if is_mapping(t.vars) then
+            push_vars(step.block, t.vars, "vars")
+            push_vars(step.rescue, t.vars, "vars")
+            push_vars(step.always, t.vars, "vars")
+        end
         for _, k in ipairs({ "register", "loop", "until", "failed_when", "changed_when" }) do
             if t[k] ~= nil then self:err(src:at(t, k), label .. ": '" .. k .. "' does not apply to a block") end
         end
@@ -340,6 +393,400 @@ function Loader:step(src, t, inherited_tags, in_handlers, list, index)
     return step
 end
 
+-- Every file the playbook is built from (imports, roles, vars files),
+-- once each, with the sha256 of the text that was parsed.
+function Loader:read(path, what)
+    local src, err = M.read_yaml(path, what)
+    if not src then return nil, err end
+    local ok, abs = pcall(fs.realpath, path)
+    abs = ok and abs or path
+    if not self.file_seen[abs] then
+        self.file_seen[abs] = true
+        self.files[#self.files + 1] = { path = path, abs = abs, digest = src.digest }
+        self.sources[#self.sources + 1] = src
+    end
+    src.abs = abs
+    return src
+end
+
+-- An Ansible Vault file or value is refused with what to do instead.
+local function vault_hint(text_or_err)
+    -- (a whole encrypted file starts with its header; a !vault value is
+    -- refused by the YAML reader as an unknown tag)
+    if type(text_or_err) == "string" and (text_or_err:match("^%s*%$ANSIBLE_VAULT;")
+            or text_or_err:find("unsupported YAML tag '!vault'", 1, true)) then
+        return "holds an Ansible Vault value, which cutover does not read: put the secret in cutover's " ..
+               "vault ('cutover vault set NAME') and write {{ secret.NAME }} where it is used"
+    end
+end
+
+-- A YAML file of variables (vars_files, a role's defaults/ and vars/):
+-- a mapping, or nothing.  Returns the table or nil (error reported).
+function Loader:vars_file(path, where, label)
+    local text = fs.read(path, M.MAX_BYTES)
+    local hint = vault_hint(text)
+    if hint then self:err(where, label .. ": " .. path .. " " .. hint); return nil end
+    local src, err = self:read(path, "vars file")
+    if not src then
+        self:err(where, label .. ": " .. (vault_hint(err) and (path .. " " .. vault_hint(err)) or err))
+        return nil
+    end
+    if is_null(src.value) then return {} end
+    local pushed = self:enter(src.path, where, "read")
+    if not is_mapping(src.value) then
+        self:err(src:at(src.value), "a vars file is a mapping of variable names to values")
+        self:leave(pushed)
+        return nil
+    end
+    self:check_templates(src, src.value, nil, nil, "vars file " .. path)
+    for k in pairs(src.value) do self.defined[k] = true end
+    self:leave(pushed)
+    return src.value
+end
+
+-- The chain of imports: entering a file refuses a cycle and a depth
+-- beyond the cap.  Returns true when entered.
+function Loader:enter(path, where, how, label)
+    local ok, abs = pcall(fs.realpath, path)
+    abs = ok and abs or path
+    if abs == self.root_abs and how ~= "read" then
+        self:err(where, (label or "step") .. ": " .. path .. " imports itself (it is the playbook)")
+        return nil
+    end
+    for _, c in ipairs(self.chain) do
+        if c.abs == abs and how ~= "read" then
+            self:err(where, (label or "step") .. ": " .. path .. " imports itself")
+            return nil
+        end
+    end
+    if #self.chain >= MAX_IMPORT_DEPTH then
+        self:err(where, (label or "step") .. ": imports nested deeper than " .. MAX_IMPORT_DEPTH .. " levels")
+        return nil
+    end
+    self.chain[#self.chain + 1] = { abs = abs, where = where, how = how }
+    return true
+end
+
+function Loader:leave(entered)
+    if entered then self.chain[#self.chain] = nil end
+end
+
+-- The steps of a file (a list of steps, or nothing).
+function Loader:steps_file(path, where, how, label, tags, in_handlers)
+    local src, err = self:read(path, "steps file")
+    if not src then
+        self:err(where, label .. ": " .. err)
+        return nil
+    end
+    if not self:enter(path, where, how, label) then return nil end
+    local out = {}
+    local doc = src.value
+    if not is_null(doc) then
+        if type(doc) ~= "table" or not util.is_list(doc) then
+            self:err(src:at(doc), "a steps file is a list of steps")
+        elseif type(doc[1]) == "table" and doc[1].hosts ~= nil and (doc[1].steps ~= nil or doc[1].roles ~= nil) then
+            -- not a pile of unknown-keyword errors for each play
+            self:err(src:at(doc), "this is a playbook (its entries have 'hosts'), not a list of steps: " ..
+                "bring it in with '- import_playbook: PATH' among the plays")
+        else
+            for i, t in ipairs(doc) do
+                local s = self:step(src, t, tags, in_handlers, doc, i)
+                if s then out[#out + 1] = s end
+            end
+        end
+    end
+    self:leave(true)
+    return out
+end
+
+-- Where a role lives: a path (with '/') from the playbook's folder, or a
+-- name looked up in roles/ beside the playbook, then in each folder of
+-- CUTOVER_ROLES_PATH (':'-separated).
+function Loader:find_role(name, base)
+    local tried = {}
+    local candidates = {}
+    if name:find("/", 1, true) then
+        candidates[1] = util.join_path(base or self.dir, name)
+    else
+        -- an imported playbook's own roles/ first
+        if base and base ~= self.dir then candidates[#candidates + 1] = util.join_path(base, "roles/" .. name) end
+        candidates[#candidates + 1] = util.join_path(self.dir, "roles/" .. name)
+        for d in (os.getenv("CUTOVER_ROLES_PATH") or ""):gmatch("[^:]+") do
+            candidates[#candidates + 1] = d .. "/" .. name
+        end
+    end
+    for _, c in ipairs(candidates) do
+        local st = fs.stat(c)
+        if type(st) == "table" and st.type == "directory" then return c end
+        tried[#tried + 1] = c
+    end
+    return nil, tried
+end
+
+local function exists(path)
+    local st = fs.stat(path)
+    return type(st) == "table" and st.type == "file"
+end
+
+-- The steps of role `name`: its dependencies (meta/main.yml, each once a
+-- play), then steps/main.yml (or Ansible's tasks/main.yml) with the
+-- role's defaults and vars; its handlers join the play's.  Ids are under
+-- the current prefix.  Returns a list of steps or nil.
+function Loader:role_steps(name, where, label, tags, how, params, base)
+    local dir, tried = self:find_role(name, base)
+    if not dir then
+        self:err(where, label .. ": role '" .. name .. "' not found (looked in " .. table.concat(tried, ", ") ..
+            "; set CUTOVER_ROLES_PATH for other folders)")
+        return nil
+    end
+    local ok, abs = pcall(fs.realpath, dir)
+    abs = ok and abs or dir
+    for _, c in ipairs(self.role_chain) do
+        if c == abs then
+            self:err(where, label .. ": role '" .. name .. "' depends on itself")
+            return nil
+        end
+    end
+    self.role_chain[#self.role_chain + 1] = abs
+    local out = {}
+    -- dependencies first
+    local meta_path = dir .. "/meta/main.yml"
+    if exists(meta_path) then
+        local msrc, merr = self:read(meta_path, "role meta file")
+        if msrc then msrc.role_meta = true end
+        if not msrc then
+            self:err(where, label .. ": " .. merr)
+        elseif not is_null(msrc.value) then
+            local m = msrc.value
+            local deps = is_mapping(m) and m.dependencies
+            if not is_mapping(m) or (deps ~= nil and not is_null(deps) and
+                    (type(deps) ~= "table" or not util.is_list(deps))) then
+                self:err(is_mapping(m) and msrc:at(m, "dependencies") or msrc:at(m), "role meta: 'dependencies' must be a list of role names")
+            else
+                for i, d in ipairs(is_null(deps) and {} or deps or {}) do
+                    local dname = type(d) == "string" and d or (type(d) == "table" and (d.role or d.name))
+                    local dwhere = msrc:at(deps, i)
+                    if type(dname) ~= "string" then
+                        self:err(dwhere, "role meta: a dependency is a role name or {role: NAME, vars: {...}}")
+                    else
+                        local dvars = type(d) == "table" and is_mapping(d.vars) and d.vars or nil
+                        local b = self:role_block(msrc, dname, nil, dwhere, "role '" .. name .. "'", tags, dvars, "needed by role '" .. name .. "'")
+                        if b then out[#out + 1] = b end
+                    end
+                end
+            end
+        end
+    end
+    local defaults = exists(dir .. "/defaults/main.yml") and self:vars_file(dir .. "/defaults/main.yml", where, label) or nil
+    local rvars = exists(dir .. "/vars/main.yml") and self:vars_file(dir .. "/vars/main.yml", where, label) or nil
+    local steps_path = exists(dir .. "/steps/main.yml") and dir .. "/steps/main.yml" or
+                       exists(dir .. "/tasks/main.yml") and dir .. "/tasks/main.yml" or nil
+    local own = steps_path and self:steps_file(steps_path, where, how, label, tags, false) or {}
+    local function mark(list)
+        for _, s in ipairs(list) do
+            s.role_dir = s.role_dir or dir
+            if s.block then mark(s.block); mark(s.rescue); mark(s.always) end
+        end
+    end
+    mark(own)
+    -- nearest wins: the step's own vars, the vars the role was given,
+    -- the role's vars/, then (pushed later) the imports around it
+    push_vars(own, params, "vars")
+    push_vars(own, rvars, "vars")
+    push_vars(own, defaults, "defaults")
+    if exists(dir .. "/handlers/main.yml") and self.play_handlers then
+        local hs = self:steps_file(dir .. "/handlers/main.yml", where, how, label, tags, true) or {}
+        mark(hs)
+        push_vars(hs, params, "vars")
+        push_vars(hs, rvars, "vars")
+        push_vars(hs, defaults, "defaults")
+        for _, h in ipairs(hs) do self.play_handlers[#self.play_handlers + 1] = h end
+    end
+    self.role_chain[#self.role_chain] = nil
+    for _, s in ipairs(own) do out[#out + 1] = s end
+    return out
+end
+
+-- One use of a role as a block step (roles:, a dependency, or
+-- import_role/include_role).  t: the YAML that asked for it (or nil).
+-- A role already applied in this play with the same vars is not applied
+-- again (as `roles:` and dependencies do in Ansible).
+function Loader:role_block(src, name, t, where, label, tags, params, how, id, explicit, from_name, dedup)
+    if dedup ~= false then
+        local key = name .. "\0" .. require("cutover.core.json").encode(params or {})
+        if self.play_roles[key] then return nil end
+        self.play_roles[key] = true
+    end
+    local claimed = self:claim_id(id or util.slug(name), explicit, function() return where end, label, from_name)
+    local saved = self.prefix
+    self.prefix = claimed .. "."
+    -- looked up beside the file naming it (a dependency: beside the playbook)
+    local base = src and not src.role_meta and util.dirname(src.path) or nil
+    local steps = self:role_steps(name, where, label, tags, how, params, base)
+    self.prefix = saved
+    if not steps then return nil end
+    return { raw = t or { role = name, vars = params }, source = src, id = claimed, name = "role " .. name,
+             label = label, block = steps, rescue = {}, always = {}, tags = tags, reuse = "role", role = name }
+end
+
+-- import_steps / include_steps / import_role / include_role.
+function Loader:reuse_step(src, t, inherited_tags, in_handlers, where)
+    local kind
+    for _, k in ipairs(REUSE_KINDS) do
+        if t[k] ~= nil then
+            if kind then
+                self:err(src:at(t, k), "step: '" .. kind .. "' and '" .. k .. "' cannot be in one step")
+            else
+                kind = k
+            end
+        end
+    end
+    local target = t[kind]
+    local is_role = kind:find("role", 1, true) ~= nil
+    local is_include = kind:sub(1, 8) == "include_"
+    local label
+    if type(t.name) == "string" then label = "step '" .. t.name .. "'"
+    elseif type(t.id) == "string" then label = "step '" .. t.id .. "'"
+    else label = "'" .. kind .. "' step" end
+    local role_name, params
+    if is_role and type(target) == "table" and is_mapping(target) then
+        role_name = target.name
+        for k in pairs(target) do
+            if k ~= "name" then
+                self:err(src:at(target, k), label .. ": " .. kind .. ": unknown key '" .. tostring(k) .. "' (give 'name', and 'vars' on the step)")
+            end
+        end
+    elseif is_role then
+        role_name = target
+    end
+    local allowed = {}
+    for _, k in ipairs(REUSE_KEYS) do allowed[k] = true end
+    if is_include then for _, k in ipairs(INCLUDE_KEYS) do allowed[k] = true end end
+    allowed[kind] = true
+    for k in pairs(t) do
+        if type(k) == "string" and not allowed[k] and not REUSE_KIND_SET[k] then
+            local hint = ""
+            if (k == "loop" or k == "loop_var" or k == "with_items") and not is_include then
+                hint = " ('" .. kind .. "' is expanded when the playbook loads: use '" ..
+                       kind:gsub("^import_", "include_") .. "' to loop)"
+            else
+                local all = util.copy(REUSE_KEYS)
+                if is_include then for _, x in ipairs(INCLUDE_KEYS) do all[#all + 1] = x end end
+                hint = util.did_you_mean(k, all)
+            end
+            self:err(src:at(t, k), label .. ": '" .. k .. "' does not apply to " .. kind .. hint)
+        end
+    end
+    local file
+    if is_role then
+        if type(role_name) ~= "string" or role_name == "" then
+            self:err(src:at(t, kind), label .. ": " .. kind .. " takes a role name (or {name: ROLE})")
+            return nil
+        end
+        if expr.has_template(role_name) then
+            self:err(src:at(t, kind), label .. ": " .. kind .. ": the role name must be written out ({{ }} is not allowed: roles are read when the playbook loads)")
+            return nil
+        end
+    else
+        if type(target) ~= "string" or target == "" then
+            self:err(src:at(t, kind), label .. ": " .. kind .. " takes a file name")
+            return nil
+        end
+        if expr.has_template(target) then
+            self:err(src:at(t, kind), label .. ": " .. kind .. ": the file name must be written out ({{ }} is not allowed: steps files are read when the playbook loads)")
+            return nil
+        end
+        file = util.join_path(util.dirname(src.path), target)
+    end
+    local step = { raw = t, source = src, rescue = {}, always = {}, reuse = kind, file = file, role = role_name,
+                   label = label }
+    step.name = type(t.name) == "string" and t.name or nil
+    if t.name ~= nil and type(t.name) ~= "string" then self:err(src:at(t, "name"), label .. ": 'name' must be text") end
+    if t.vars ~= nil and not is_mapping(t.vars) then
+        self:err(src:at(t, "vars"), label .. ": 'vars' must be a mapping")
+    elseif t.vars ~= nil then
+        params = t.vars
+        step.vars = params  -- for its own when (its steps get them pushed)
+        self:check_templates(src, t.vars, t, "vars", label)
+    end
+    local tags = as_list(t.tags)
+    if not is_str_list(t.tags or {}) then
+        self:err(src:at(t, "tags"), label .. ": 'tags' must be a tag or a list of tags")
+        tags = {}
+    end
+    step.tags = {}
+    for tag in pairs(inherited_tags) do step.tags[tag] = true end
+    for _, tag in ipairs(tags) do step.tags[tag] = true end
+    if t.when ~= nil then
+        if not (type(t.when) == "string" or type(t.when) == "boolean" or util.is_list(t.when)) then
+            self:err(src:at(t, "when"), label .. ": 'when' must be an expression or a list of them")
+        else
+            self:check_condition(src, t, "when", label)
+            step.when = t.when
+        end
+    end
+    if t.loop ~= nil and is_include then
+        if type(t.loop) == "table" or type(t.loop) == "string" and expr.has_template(t.loop) then
+            step.include_loop = t.loop
+            if type(t.loop) == "table" then self:check_templates(src, t.loop, t, "loop", label) end
+        else
+            self:err(src:at(t, "loop"), label .. ": 'loop' must be a list or a '{{ }}' expression giving one")
+        end
+    end
+    if t.loop_var ~= nil and is_include then
+        if not is_name(t.loop_var) then
+            self:err(src:at(t, "loop_var"), label .. ": 'loop_var' must be a variable name")
+        elseif t.loop == nil then
+            self:err(src:at(t, "loop_var"), label .. ": 'loop_var' needs 'loop'")
+        else
+            step.loop_var = t.loop_var
+        end
+    end
+    local id, explicit, from_name = self:step_id(t, label, src, t)
+    if not id then id, explicit = util.slug(kind .. " " .. (role_name or target)), false end
+    local how = (is_include and "included" or "imported") .. (is_role and " as a role" or "")
+    local at = src:at(t, kind)
+    if is_role then
+        if t.id == nil and t.name == nil then id = util.slug(role_name) end
+        local b = self:role_block(src, role_name, t, at, label, step.tags, params, how, id, explicit, from_name, false)
+        if not b then return nil end
+        step.id, step.block = b.id, b.block
+    else
+        step.id = self:claim_id(id, explicit, function() return at end, label, from_name)
+        local saved = self.prefix
+        self.prefix = (step.id or "step") .. "."
+        step.block = self:steps_file(file, at, how, label, step.tags, in_handlers)
+        self.prefix = saved
+        if not step.block then return nil end
+        push_vars(step.block, params, "vars")
+    end
+    self.step_count = self.step_count + 1
+    return step
+end
+
+-- meta: flush_handlers runs the handlers notified so far, here.
+function Loader:meta_step(src, t, inherited_tags, where)
+    local label = type(t.name) == "string" and ("step '" .. t.name .. "'") or "'meta' step"
+    for k in pairs(t) do
+        if k ~= "meta" and k ~= "name" and k ~= "id" and k ~= "tags" then
+            self:err(src:at(t, k), label .. ": '" .. tostring(k) .. "' does not apply to meta")
+        end
+    end
+    if t.meta ~= "flush_handlers" then
+        self:err(src:at(t, "meta"), label .. ": meta: only 'flush_handlers' is supported" ..
+            util.did_you_mean(tostring(t.meta), { "flush_handlers" }))
+        return nil
+    end
+    local id, explicit, from_name = self:step_id(t, label, src, t)
+    local step = { raw = t, source = src, meta = "flush_handlers", name = type(t.name) == "string" and t.name or nil,
+                   label = label, tags = {} }
+    for tag in pairs(inherited_tags) do step.tags[tag] = true end
+    for _, tag in ipairs(is_str_list(t.tags or {}) and as_list(t.tags) or {}) do step.tags[tag] = true end
+    step.id = self:claim_id(id or "flush-handlers", explicit, where, label, from_name)
+    self.step_count = self.step_count + 1
+    return step
+end
+
 function Loader:steps(src, parent, key, tags, in_handlers, label)
     local list = parent[key]
     if list == nil or is_null(list) then return {} end
@@ -369,8 +816,8 @@ function Loader:play(src, t, index)
         if not found and (k == "import_playbook" or k == "include_playbook") then
             -- not a play at all: 'hosts' and 'steps' are not missing
             suggested.hosts, suggested.steps = true, true
-            self:err(src:at(t, k), label .. ": unknown keyword '" .. k .. "' (cutover does not import playbooks: " ..
-                "give each playbook its own 'cutover run', or copy its plays into this file)")
+            self:err(src:at(t, k), label .. ": '" .. k .. "' must be an entry of its own (- import_playbook: PATH), " ..
+                "not a keyword of a play" .. (k == "include_playbook" and " (cutover imports playbooks when it loads: write import_playbook)" or ""))
         elseif not found then
             local hint = util.did_you_mean(tostring(k), PLAY_KEYS)
             if k == "tasks" then hint = " (cutover calls them 'steps')" end
@@ -473,12 +920,84 @@ function Loader:play(src, t, index)
     end
     local tags = {}
     for _, tag in ipairs(as_list(t.tags)) do tags[tag] = true end
-    if t.steps == nil and t.tasks == nil and not suggested.steps then
+    if t.steps == nil and t.tasks == nil and t.roles == nil and not suggested.steps then
         self:err(play.where, label .. ": 'steps' is required")
     end
     self.play_index = index
+    self.play_handlers, self.play_roles = {}, {}
+    -- vars_files: read in order, each over the play's vars and the files
+    -- before it
+    if t.vars_files ~= nil and not is_null(t.vars_files) then
+        local list = t.vars_files
+        if type(list) == "string" then list = { list } end
+        if type(list) ~= "table" or not util.is_list(list) then
+            self:err(src:at(t, "vars_files"), label .. ": 'vars_files' must be a file name or a list of them")
+        else
+            local merged = util.copy(play.vars)
+            for i, f in ipairs(list) do
+                local at = type(t.vars_files) == "string" and src:at(t, "vars_files") or src:at(list, i)
+                if type(f) ~= "string" or f == "" then
+                    self:err(at, label .. ": vars_files: each entry is a file name")
+                elseif expr.has_template(f) then
+                    self:err(at, label .. ": vars_files: the file name must be written out ({{ }} is not allowed: " ..
+                        "vars files are read when the playbook loads)")
+                else
+                    local v = self:vars_file(util.join_path(util.dirname(src.path), f), at, label)
+                    for k, x in pairs(v or {}) do merged[k] = x end
+                end
+            end
+            play.vars = merged
+        end
+    end
+    -- roles: applied before the play's steps, each once
+    local role_steps = {}
+    if t.roles ~= nil and not is_null(t.roles) then
+        local list = t.roles
+        if type(list) ~= "table" or not util.is_list(list) then
+            self:err(src:at(t, "roles"), label .. ": 'roles' must be a list of role names")
+        else
+            for i, r in ipairs(list) do
+                local at = src:at(list, i)
+                local name, params, rtags, when, rid = r, nil, {}, nil, nil
+                if type(r) == "table" and is_mapping(r) then
+                    name = r.role or r.name
+                    for k in pairs(r) do
+                        if not ({ role = 1, name = 1, vars = 1, tags = 1, when = 1, id = 1 })[k] then
+                            self:err(src:at(r, k), label .. ": roles: unknown key '" .. tostring(k) .. "'" ..
+                                util.did_you_mean(tostring(k), { "role", "vars", "tags", "when", "id" }))
+                        end
+                    end
+                    if r.vars ~= nil and not is_mapping(r.vars) then
+                        self:err(src:at(r, "vars"), label .. ": roles: 'vars' must be a mapping")
+                    elseif r.vars ~= nil then
+                        params = r.vars
+                        self:check_templates(src, r.vars, r, "vars", label)
+                    end
+                    if r.when ~= nil then self:check_condition(src, r, "when", label); when = r.when end
+                    if r.id ~= nil then rid = self:step_id(r, label, src, r) end
+                    rtags = is_str_list(r.tags or {}) and as_list(r.tags) or {}
+                end
+                if type(name) ~= "string" or name == "" or expr.has_template(name) then
+                    self:err(at, label .. ": roles: each entry is a role name or {role: NAME, vars: {...}}")
+                else
+                    local tg = util.copy(tags)
+                    for _, x in ipairs(rtags) do tg[x] = true end
+                    local b = self:role_block(src, name, r, at, label, tg, params,
+                                              "imported as a role", rid, rid ~= nil)
+                    if b then
+                        b.when, b.vars = when, params
+                        role_steps[#role_steps + 1] = b
+                    end
+                end
+            end
+        end
+    end
     play.steps = self:steps(src, t, "steps", tags, false, label)
+    for i = #role_steps, 1, -1 do table.insert(play.steps, 1, role_steps[i]) end
+    local role_handlers = self.play_handlers
+    self.play_handlers = nil
     play.handlers = self:steps(src, t, "handlers", tags, true, label)
+    for _, h in ipairs(role_handlers) do play.handlers[#play.handlers + 1] = h end
     return play
 end
 
@@ -495,12 +1014,63 @@ function M.sort_errors(errors)
     return errors
 end
 
+-- The plays of a playbook file; `- import_playbook: FILE` entries bring
+-- in another playbook's plays in place (its step ids under the entry's
+-- id: given, or the file's name).
+function Loader:plays(src, doc, book)
+    for i, t in ipairs(doc) do
+        if type(t) == "table" and t.import_playbook ~= nil then
+            local at = src:at(t, "import_playbook")
+            local f = t.import_playbook
+            for k in pairs(t) do
+                if k ~= "import_playbook" and k ~= "id" and k ~= "name" then
+                    self:err(src:at(t, k), "import_playbook: '" .. tostring(k) .. "' does not apply " ..
+                        "(an imported playbook's plays keep their own hosts and vars)")
+                end
+            end
+            if type(f) ~= "string" or f == "" or expr.has_template(f) then
+                self:err(at, "import_playbook takes a file name, written out")
+            else
+                local path = util.join_path(util.dirname(src.path), f)
+                local isrc, ierr = self:read(path, "playbook")
+                if not isrc then
+                    self:err(at, "import_playbook: " .. ierr)
+                elseif self:enter(path, at, "imported", "import_playbook") then
+                    local idoc = isrc.value
+                    if type(idoc) ~= "table" or not util.is_list(idoc) or next(idoc) == nil then
+                        self:err(is_null(idoc) and (path .. ":1:1") or isrc:at(idoc),
+                            "a playbook is a list of plays (each with 'hosts' and 'steps')")
+                    else
+                        local id = type(t.id) == "string" and t.id or util.slug((f:match("([^/]+)$") or f):gsub("%.ya?ml$", ""))
+                        local claimed = self:claim_id(id, type(t.id) == "string", function() return at end, "import_playbook")
+                        local saved = self.prefix
+                        self.prefix = claimed .. "."
+                        self:plays(isrc, idoc, book)
+                        self.prefix = saved
+                    end
+                    self:leave(true)
+                end
+            end
+        else
+            self.play_count = self.play_count + 1
+            local play = self:play(src, t, self.play_count)
+            if play then book.plays[#book.plays + 1] = play end
+        end
+    end
+end
+
 -- Loads and validates.  Returns playbook | nil, {messages}
 function M.load(path)
     local src, err = M.read_yaml(path, "playbook")
     if not src then return nil, { err } end
     local self = setmetatable({ errors = {}, ids = {}, notifies = {}, gates = {}, step_count = 0,
-                                uses = {} }, Loader)
+                                uses = {}, chain = {}, prefix = "", files = {}, file_seen = {},
+                                defined = {}, role_chain = {}, play_count = 0, sources = { src } }, Loader)
+    do
+        local ok, abs = pcall(fs.realpath, path)
+        self.root_abs = ok and abs or path
+        self.file_seen[self.root_abs] = true
+    end
     local doc = src.value
     local book = { path = path, dir = util.dirname(path), plays = {}, source = src }
     if is_null(doc) then
@@ -510,10 +1080,8 @@ function M.load(path)
         local at = type(doc) == "table" and src:at(doc) or path .. ":1:1"
         return nil, { at .. ": a playbook is a list of plays (each with 'hosts' and 'steps')" }
     end
-    for i, t in ipairs(doc) do
-        local play = self:play(src, t, i)
-        if play then book.plays[#book.plays + 1] = play end
-    end
+    self.dir = book.dir
+    self:plays(src, doc, book)
     -- notify must name a handler of the same play
     for _, play in ipairs(book.plays) do
         play.handler_names = {}
@@ -535,6 +1103,10 @@ function M.load(path)
     end
     book.step_count = self.step_count
     book.expression_uses = self.uses
+    -- every other file the playbook is built from (journal, resume, lint)
+    book.files = self.files
+    book.defined_names = self.defined
+    book.sources = self.sources
     if #self.errors > 0 then
         M.sort_errors(self.errors)
         return nil, self.errors

@@ -93,6 +93,21 @@ local function render_args(action, args, scope)
     return out
 end
 
+-- Where a step's relative `src` is looked for: a role's step looks in
+-- the role's templates/ (template) or files/ (copy and others) first,
+-- then the role's folder; other steps in the playbook's folder.
+function M.files_dir(step, args, book_dir)
+    local dir = step.role_dir
+    if not dir or type(args) ~= "table" or type(args.src) ~= "string" then return book_dir end
+    local fs = require("cutover.core.fs")
+    local subs = step.action == "template" and { "templates", "files" } or { "files", "templates" }
+    for _, sub in ipairs(subs) do
+        local st = fs.stat(dir .. "/" .. sub .. "/" .. args.src)
+        if type(st) == "table" then return dir .. "/" .. sub end
+    end
+    return dir
+end
+
 -- Runs an action once (with until/retries) and applies changed_when /
 -- failed_when.  Returns the result table.
 function Run:execute(hs, step, scope)
@@ -112,7 +127,7 @@ function Run:execute(hs, step, scope)
     local running = self.running[hs.name]
     local ctx = {
         conn = hs.conn, check = check, diff = self.opts.diff, host = hs.name,
-        scope = scope, playbook_dir = self.book.dir, interrupted = interrupted,
+        scope = scope, playbook_dir = M.files_dir(step, args, self.book.dir), interrupted = interrupted,
         progress = function(text) if running then running.progress = text end end,
         -- a controller file an action reads (copy/template src): its
         -- path and sha256 are recorded in the run (saved plans check them)
@@ -227,17 +242,27 @@ local DONE = { ok = true, changed = true, skipped = true, ignored = true, marked
 
 -- One action step on one host: when, loop, register, notify, report.
 -- Returns false when the host must stop (a failure not ignored).
-function Run:action_step(hs, step)
-    local scope = hs.scope
-    if step.vars then
-        -- step vars sit just above play vars: below registered and extra vars
-        local layers = {}
-        for i, l in ipairs(hs.scope.layers) do
-            if l.is_play_vars then layers[#layers + 1] = { vars = step.vars } end
-            layers[#layers + 1] = l
+-- The scope a step sees: step vars (with those of the imports and roles
+-- around it) just above play vars, below registered and extra vars; the
+-- loop variables of the includes it runs in above them; a role's
+-- defaults below everything.
+function Run:scope_for(hs, step)
+    local items = hs.include_items
+    if not step.vars and not step.defaults and not (items and #items > 0) then return hs.scope end
+    local layers = {}
+    for _, l in ipairs(hs.scope.layers) do
+        if l.is_play_vars then
+            for i = #(items or {}), 1, -1 do layers[#layers + 1] = { vars = items[i], literal = true } end
+            if step.vars then layers[#layers + 1] = { vars = step.vars } end
         end
-        scope = vars.new(hs.scope.specials, layers)
+        layers[#layers + 1] = l
     end
+    if step.defaults then layers[#layers + 1] = { vars = step.defaults } end
+    return vars.new(hs.scope.specials, layers)
+end
+
+function Run:action_step(hs, step)
+    local scope = self:scope_for(hs, step)
     local started = loop.now()
     self.running[hs.name] = { host = hs.name, step = step.name or step.id, started = started }
     self.reporter:step_start(hs.name, step)
@@ -708,6 +733,73 @@ function Run:journaled_step(hs, step)
     return ok
 end
 
+-- include_steps / include_role with a loop: the included steps run once
+-- per item, with the item (and loop_index) in their scope; `when` is
+-- asked per item.
+function Run:include_loop(hs, step)
+    if not hs.started then
+        -- --start-at inside: walk the steps once to find the start
+        return self:steps(hs, step.block)
+    end
+    local scope = self:scope_for(hs, step)
+    local ok, v, unknown = expr.render_value(step.include_loop, scope)
+    local bad
+    if not ok then
+        bad = unknown and { unknown = true, msg = "loop: " .. v } or { failed = true, msg = "loop: " .. v }
+    elseif type(v) ~= "table" or not util.is_list(v) then
+        bad = { failed = true, msg = "loop: expected a list, got " .. type(v) }
+    end
+    if bad then
+        self:report(hs, step, bad, loop.now())
+        if bad.failed then
+            self.stats.per_host[hs.name].failed_at = step.id
+            return false
+        end
+        return true
+    end
+    hs.include_items = hs.include_items or {}
+    local result = true
+    for i, item in ipairs(v) do
+        local layer = { [step.loop_var or "item"] = item, loop_index = i }
+        hs.include_items[#hs.include_items + 1] = layer
+        local run_it = true
+        if step.when ~= nil then
+            local cok, cv, cunknown = expr.condition(step.when, self:scope_for(hs, step))
+            if not cok then
+                hs.include_items[#hs.include_items] = nil
+                self:report(hs, step, cunknown and { unknown = true, msg = "when: " .. cv }
+                            or { failed = true, msg = "when: " .. cv }, loop.now())
+                if not cunknown then
+                    self.stats.per_host[hs.name].failed_at = step.id
+                    return false
+                end
+                return true
+            end
+            run_it = cv
+        end
+        local one = (not run_it) or self:steps(hs, step.block)
+        hs.include_items[#hs.include_items] = nil
+        if not one then result = false; break end
+    end
+    return result
+end
+
+-- The handlers notified so far, in the order they are defined (at the
+-- end of the play, and at meta: flush_handlers).  Returns false when
+-- one failed.
+function Run:run_handlers(hs)
+    local play = hs.play
+    if not play then return true end
+    local ok = true
+    for _, handler in ipairs(play.handlers) do
+        if hs.notified[handler.name] or hs.notified[handler.id] then
+            if not self:step(hs, handler) then ok = false; break end
+        end
+    end
+    hs.notified = {}
+    return ok
+end
+
 -- Runs a list of steps; returns false when the host failed.
 function Run:steps(hs, list)
     for _, step in ipairs(list) do
@@ -733,9 +825,15 @@ function Run:step(hs, step)
         end
         return false
     end
+    if step.meta == "flush_handlers" then
+        -- the handlers notified so far run here, then are forgotten
+        if not hs.started or not self:tags_allow(step) then return true end
+        return self:run_handlers(hs)
+    end
+    if step.include_loop ~= nil then return self:include_loop(hs, step) end
     if step.block then
         if step.when ~= nil and hs.started then
-            local ok, v, unknown = expr.condition(step.when, hs.scope)
+            local ok, v, unknown = expr.condition(step.when, self:scope_for(hs, step))
             if not ok then
                 local r = unknown and { unknown = true, msg = "when: " .. v } or { failed = true, msg = "when: " .. v }
                 self:report(hs, step, r, loop.now())
@@ -1079,15 +1177,10 @@ function Run:host_play(play, name)
     end
     specials.facts = self:host_facts(hs)
     hs.notified = {}
+    hs.play = play
     local ok = self:steps(hs, play.steps)
     -- handlers run at the end of the play, in the order they are defined
-    if ok and not interrupted() then
-        for _, handler in ipairs(play.handlers) do
-            if hs.notified[handler.name] or hs.notified[handler.id] then
-                if not self:step(hs, handler) then ok = false; break end
-            end
-        end
-    end
+    if ok and not interrupted() then ok = self:run_handlers(hs) end
     if not ok then self.failed_hosts[name] = true end
 end
 
@@ -1107,6 +1200,11 @@ end
 
 -- Runs the playbook; returns the exit code.
 function M.run(book, inventory, opts)
+    -- the files the playbook is built from count as read (saved plans
+    -- bind them, as they bind a template's source)
+    if opts.on_file_read then
+        for _, f in ipairs(book.files or {}) do opts.on_file_read(f.abs, f.digest) end
+    end
     local reporter = opts.format == "json" and output.json(opts) or output.text(opts)
     local self = setmetatable({
         book = book, inventory = inventory, opts = opts, reporter = reporter,
@@ -1211,6 +1309,9 @@ function M.run(book, inventory, opts)
                         extra_vars = ev_record,
                         options = opts.record_options, version = opts.version })
             if sealed then j:run_sealed(self.run_id, sealed) end
+            -- the files the playbook is built from (imports, roles, vars
+            -- files): resume refuses when one changed
+            for _, f in ipairs(book.files or {}) do j:event(self.run_id, nil, "file", f.abs, f.digest) end
             for _, h in ipairs(all) do j:host_status(self.run_id, h, "pending") end
         end or nil
         local ok, conflicts = j:lock(self.run_id, keys, record_run)

@@ -76,7 +76,9 @@ local function scan_templates(book, found)
             local args = step.args
             if ok and type(action) == "table" and action.renders_files and action.reads_files
                     and type(args) == "table" then
-                local lok, paths = pcall(action.reads_files, args, book.dir or ".")
+                local dir = book.dir or "."
+                if step.role_dir then dir = require("cutover.runner").files_dir(step, args, dir) end
+                local lok, paths = pcall(action.reads_files, args, dir)
                 for _, path in ipairs(lok and type(paths) == "table" and paths or {}) do
                     if type(path) == "string" and not path:find("{{", 1, true) and not seen[path] then
                         seen[path] = true
@@ -154,6 +156,10 @@ function M.prepare(book, opts)
     -- every place a run can take a secret.NAME from, before it starts
     scan(book.source and book.source.value, found, "playbook " .. tostring(book.path), 0,
          type(book.source) == "table" and book.source.at and book.source or nil)
+    -- the files it imports: steps files, roles, vars files
+    for _, src in ipairs(book.sources or {}) do
+        if src ~= book.source then scan(src.value, found, "file " .. tostring(src.path), 0, src) end
+    end
     scan_templates(book, found)
     if opts.inventory then scan_inventory(opts.inventory, opts.hosts, found) end
     for k, v in pairs(opts.extra_vars or {}) do scan(v, found, "-e " .. tostring(k)) end
