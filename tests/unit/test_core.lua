@@ -166,11 +166,12 @@ T.test("sys.alive: a zombie is not alive (a killed controller nobody reaps holds
     local sys = require("cutover.core.sys")
     local d = T.tmpdir()
     -- the child exits at once; its parent then execs sleep, which never
-    -- reaps it: a zombie for 3 s
-    local r = proc.run({ shell = "(sh -c 'true & echo $! > " .. d .. "/pid; exec sleep 3') >/dev/null 2>&1 &" })
+    -- reaps it: a zombie until the sleeper ends (killed below)
+    local r = proc.run({ shell = "(sh -c 'true & echo $! > " .. d .. "/pid; echo $$ > " .. d ..
+                                 "/parent; exec sleep 60') >/dev/null 2>&1 &" })
     T.eq(r.rc, 0, "started")
     local pid, state
-    for _ = 1, 100 do
+    for _ = 1, 500 do
         pid = tonumber(T.read(d .. "/pid") or "")
         local stat = pid and T.read("/proc/" .. pid .. "/stat")
         state = stat and stat:match("%) (%u)")
@@ -180,6 +181,8 @@ T.test("sys.alive: a zombie is not alive (a killed controller nobody reaps holds
     T.eq(state, "Z", "a zombie to look at")
     T.eq(sys.alive(pid), false, "a zombie is not a live holder")
     T.eq(sys.alive(sys.getpid()), true, "this process is alive")
+    local parent = tonumber(T.read(d .. "/parent") or "")
+    if parent then sys.kill(parent, 9) end
 end)
 
 T.done()
