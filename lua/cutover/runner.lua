@@ -16,6 +16,7 @@ local util = require("cutover.util")
 local json = require("cutover.core.json")
 local crypto = require("cutover.core.crypto")
 local redact = require("cutover.redact")
+local diff = require("cutover.diff")
 
 local M = {}
 
@@ -696,6 +697,7 @@ function Run:journaled_step(hs, step)
     end
     local result = hs.last_result or { failed = not ok }
     local text, sealed = self:journal_json(result, step.register ~= nil)
+    local shown_diff = result.diff and redact.text(diff.render(result.diff)) or ""
     if seq then
         j:result(seq, output.status(result), result.changed == true, text, note, sealed)
     else
@@ -703,6 +705,10 @@ function Run:journaled_step(hs, step)
         seq = j:intent(intent)
         j:result(seq, output.status(result), result.changed == true, text, note, sealed)
         j:exec("COMMIT")
+    end
+    if shown_diff ~= "" then
+        -- the --diff text, masked, for `cutover report` (capped: a report is read by people)
+        j:event(self.run_id, hs.name, "diff", step.id, json.encode({ seq = seq, text = shown_diff:sub(1, 65536) }))
     end
     if M.step_boundary then M.step_boundary("after", step.id, hs.name) end
     return ok
@@ -938,6 +944,12 @@ function Run:play(play)
             for _, name in ipairs(batch) do self:never_started(name, self.abort) end
         else
             if #list > 1 then self.reporter:batch_start(play, b, #list, batch) end
+            if self.journal then
+                -- for the report's timeline; a failed write shows up at the next step
+                pcall(self.journal.event, self.journal, self.run_id, nil, "batch", play.name,
+                      json.encode({ play = self.play_state and self.play_state.index, batch = b, of = #list,
+                                    hosts = setmetatable(util.copy(batch), { __jsontype = "array" }) }))
+            end
             self.once = {}
             self:batch(play, batch)
             if #list > 1 then
@@ -1305,6 +1317,10 @@ function M.run(book, inventory, opts)
         self.stats.run = self.run_id
     end
     reporter:run_end(self.stats)
+    if opts.report and j then
+        local ok, err = require("cutover.report").write(j, self.run_id, opts.report, "html")
+        if not ok then io.stderr:write("cutover: " .. redact.text(err) .. "\n") end
+    end
     return code
 end
 
