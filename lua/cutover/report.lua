@@ -16,9 +16,14 @@ local output = require("cutover.output")
 local M = {}
 
 M.FORMAT_VERSION = 1
--- What a step's output contributes: its first lines, not all of it.
+-- What a step's output contributes: its first lines, not all of it.  A
+-- large run shares OUTPUT_BUDGET among its steps (at least HEAD_MIN
+-- bytes each), so 500 hosts x 20 steps stay a file a browser opens
+-- quickly; a failed step always gets the full head.
 M.HEAD_LINES = 12
 M.HEAD_BYTES = 2048
+M.HEAD_MIN = 120
+M.OUTPUT_BUDGET = 1024 * 1024
 M.DIFF_BYTES = 16 * 1024
 
 local function array(t) return setmetatable(t, { __jsontype = "array" }) end
@@ -28,7 +33,7 @@ local function masked(s)
     return output.escape(redact.text(tostring(s)))
 end
 
-local function head(s)
+local function head(s, bytes)
     if type(s) ~= "string" or s == "" then return nil end
     local out, n = {}, 0
     for line in (s .. "\n"):gmatch("([^\n]*)\n") do
@@ -37,7 +42,13 @@ local function head(s)
         out[#out + 1] = line
     end
     local text = table.concat(out, "\n")
-    if #text > M.HEAD_BYTES then text = text:sub(1, M.HEAD_BYTES) end
+    bytes = bytes or M.HEAD_BYTES
+    if #text > bytes then
+        -- cut on a character boundary
+        local cut = bytes
+        while cut > 0 and (text:byte(cut + 1) or 0) >= 0x80 and (text:byte(cut + 1) or 0) < 0xC0 do cut = cut - 1 end
+        text = text:sub(1, cut)
+    end
     if #text < #s:gsub("\n+$", "") then text = text .. "\n[...]" end
     return masked(text)
 end
@@ -100,18 +111,22 @@ function M.collect(j, id)
         index[name] = entry
     end
     local t0, t1 = r.created, r.updated
-    for _, s in ipairs(j:steps(id)) do
+    local rows_of_steps = j:steps(id)
+    local cap = math.max(M.HEAD_MIN, math.min(M.HEAD_BYTES, M.OUTPUT_BUDGET // math.max(#rows_of_steps, 1)))
+    for _, s in ipairs(rows_of_steps) do
         local h = index[s.host]
         if h then
             local res = decode(s.result)
             res = type(res) == "table" and res or {}
+            local bad = s.status == "failed" or s.status == "interrupted" or s.status == "ignored"
             local step = {
                 seq = s.seq, play = s.play, id = masked(s.step), name = masked(s.name or s.step),
                 action = s.action, status = s.status, changed = s.changed == 1,
                 started = s.started, ended = s.ended,
                 duration = s.started and s.ended and (s.ended - s.started) or nil,
                 note = masked(s.note), msg = head(res.msg ~= nil and tostring(res.msg) or nil),
-                stdout = head(res.stdout), stderr = head(res.stderr), diff = diffs[s.seq],
+                stdout = head(res.stdout, bad and M.HEAD_BYTES or cap),
+                stderr = head(res.stderr, bad and M.HEAD_BYTES or cap), diff = diffs[s.seq],
             }
             if step.diff and #step.diff > M.DIFF_BYTES then
                 step.diff = step.diff:sub(1, M.DIFF_BYTES) .. "\n[...]"
