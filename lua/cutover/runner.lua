@@ -866,6 +866,11 @@ function Run:batch(play, hosts)
                         self.failed_hosts[name] = true
                         self.stats.per_host[name].failed_at = "internal error"
                     end
+                    if self.reporter.host_end then
+                        local st = self.stats.per_host[name] or {}
+                        self.reporter:host_end(name, st.parked_at and "parked" or
+                            ((self.failed_hosts[name] or st.interrupted_at) and "failed") or "done")
+                    end
                 end
             end
         end)
