@@ -71,6 +71,7 @@ function Live:batch_start(b, n, now)
         self.batch_times[#self.batch_times + 1] = now - self.batch_started
     end
     self.batch, self.batches, self.batch_started = b, n, now
+    self.cached = nil  -- the next draw shows the new batch
 end
 
 function Live:host_end(name, status)
@@ -117,12 +118,16 @@ function Live:lines(now)
     -- the running hosts: as many as the rows allow, keeping a row for the
     -- log above and one for "and N more"
     local room = math.max(self.rows - #lines - 3, 0)
+    local hw = 0
+    for i = 1, math.min(#busy, room) do hw = math.max(hw, utf8.len(self.escape(busy[i].host)) or 0) end
     for i, r in ipairs(busy) do
         if i > room then
             lines[#lines + 1] = string.format("  ... and %d more running", #busy - room)
             break
         end
-        lines[#lines + 1] = string.format("  %s  %s  %s%s", self.escape(r.host), self.escape(r.step),
+        local host = self.escape(r.host)
+        host = host .. string.rep(" ", hw - (utf8.len(host) or hw))
+        lines[#lines + 1] = string.format("  %s  %s  %s%s", host, self.escape(r.step),
             util.format_duration(now - r.started), r.progress and ("  " .. self.escape(r.progress)) or "")
     end
     return lines

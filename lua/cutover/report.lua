@@ -192,7 +192,7 @@ local function timeline(d, out)
     local height = top + n * row + 24
     local function x(t) return string.format("%.1f", left + (t - d.t0) / span * width) end
     out[#out + 1] = string.format('<svg width="%d" height="%d" ' ..
-        'role="img" aria-label="timeline">', left + width + 10, height)
+        'role="img" aria-label="timeline">', left + width + 80, height)
     -- time axis: five ticks
     for i = 0, 4 do
         local t = d.t0 + span * i / 4
@@ -224,8 +224,8 @@ local function timeline(d, out)
         local first = b.hosts[1] and y_of[masked(b.hosts[1])]
         if first and (b.of or 1) > 1 then
             out[#out + 1] = string.format('<line class="batch" x1="0" x2="%d" y1="%d" y2="%d"/>',
-                left + width, first, first)
-            out[#out + 1] = string.format('<text x="%d" y="%d">batch %d/%d</text>', left + width - 70,
+                left + width + 80, first, first)
+            out[#out + 1] = string.format('<text x="%d" y="%d">batch %d/%d</text>', left + width + 6,
                 first + 10, b.batch or 0, b.of or 0)
         end
     end
@@ -287,7 +287,8 @@ function M.html(d)
     end
     local ctext = {}
     for _, k in ipairs(util.sorted_keys(counts)) do
-        ctext[#ctext + 1] = '<span class="' .. h(k) .. '">' .. counts[k] .. " " .. h(k) .. "</span>"
+        ctext[#ctext + 1] = '<span class="' .. h(k) .. '">' .. counts[k] .. " " ..
+                            h(k == "pending" and "never started" or k) .. "</span>"
     end
     out[#out + 1] = "<h2>Summary</h2>"
     kv(out, {

@@ -158,9 +158,24 @@ local ok_run, err = pcall(function()
     end)
 
     T.test("colour on a terminal, none with NO_COLOR", function()
-        start("colour", 100, 30, "", false)
-        local sgr = wait_for("colour", function() return capture("colour", true):find("\27%[1mPLAY rolling upgrade  batch") end,
-                             60, "a bold block header")
+        start("colour", 100, 40, "", false)
+        local sgr = wait_for("colour", function()
+            return capture("colour", true):find("\27%[1mPLAY rolling upgrade  batch")
+        end, 60, "a bold block header")
+        local out = os.getenv("CUTOVER_DOCS_SHOTS")
+        if out and out ~= "" then
+            -- the screenshot in docs/ (scripts/screenshots.sh): a frame
+            -- with hosts running a step, if one comes within 30 s
+            local shot
+            for _ = 1, 300 do
+                shot = capture("colour", true)
+                if shot:find("batch [2-5]/5") and shot:find("upgrade%-packages  [%d.]+m?s") then break end
+                loop.sleep(0.1)
+            end
+            local C = dofile(tests_dir .. "/lib/chromium.lua")(T)
+            T.write(d .. "/live.html", C.terminal_html(shot, "cutover live view"))
+            C.screenshot(d .. "/live.html", out .. "/live-view.png", 860, 760)
+        end
         tmux("kill-session", "-t", "colour")
         local plain = capture("main", true)
         T.not_contains(plain, "\27[1m", "NO_COLOR: no bold")

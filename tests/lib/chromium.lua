@@ -38,5 +38,41 @@ return function(T)
         return run({ "--dump-dom" }, "file://" .. html).stdout
     end
 
+    -- A terminal screen (tmux capture-pane -e: text with SGR colour
+    -- sequences) as an HTML page: dark background, monospace.
+    local COLOURS = { ["31"] = "#e05561", ["32"] = "#8cc265", ["33"] = "#d18f52", ["34"] = "#4aa5f0",
+                      ["35"] = "#c162de", ["36"] = "#42b3c2" }
+    function C.terminal_html(screen, title)
+        local out = { "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>", title or "terminal",
+                      "</title><style>body{margin:0;background:#1e1f22}pre{margin:0;padding:12px;",
+                      "font:14px/1.25 'DejaVu Sans Mono',monospace;color:#d7dae0}</style></head><body><pre>" }
+        local open = 0
+        local i = 1
+        while i <= #screen do
+            local a, b, codes = screen:find("^\27%[([%d;]*)m", i)
+            if a then
+                for _ = 1, open do out[#out + 1] = "</span>" end
+                open = 0
+                for code in (codes == "" and "0" or codes):gmatch("%d+") do
+                    local style = code == "1" and "font-weight:bold" or code == "2" and "opacity:.6"
+                        or COLOURS[code] and ("color:" .. COLOURS[code])
+                    if style then
+                        out[#out + 1] = '<span style="' .. style .. '">'
+                        open = open + 1
+                    end
+                end
+                i = b + 1
+            else
+                local c = screen:sub(i, i)
+                out[#out + 1] = c == "<" and "&lt;" or c == ">" and "&gt;" or c == "&" and "&amp;" or
+                                (c == "\27" and "" or c)
+                i = i + 1
+            end
+        end
+        for _ = 1, open do out[#out + 1] = "</span>" end
+        out[#out + 1] = "</pre></body></html>"
+        return table.concat(out)
+    end
+
     return C
 end
