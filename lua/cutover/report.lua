@@ -158,7 +158,7 @@ end
 local function dur(s) return s and util.format_duration(s) or "-" end
 
 -- The policy: the page may use its own inline styles and nothing else.
-M.CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; " ..
+M.CSP = "default-src 'none'; style-src 'unsafe-inline'; " ..
         "base-uri 'none'; form-action 'none'"
 
 local CSS = [[

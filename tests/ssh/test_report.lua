@@ -120,6 +120,12 @@ T.test("the report loads nothing: a strict CSP, no URL, no script", function()
     T.ok(html:find("<head>") < html:find("Content-Security-Policy", 1, true), "the policy is in the head")
     T.ok(html:find("Content-Security-Policy", 1, true) < html:find("<style>", 1, true), "before any style")
     T.contains(csp, "default-src 'none'", "everything not named is refused")
+    -- every directive refuses all but inline style: nothing can be fetched
+    for directive in csp:gmatch("[^;]+") do
+        local name, value = directive:match("^%s*(%S+)%s+(.-)%s*$")
+        T.ok(name ~= nil, "a directive: " .. directive)
+        T.eq(value, name == "style-src" and "'unsafe-inline'" or "'none'", "directive " .. name)
+    end
     T.not_contains(csp, "http", "no origin is allowed")
     T.not_contains(csp, "script-src", "no script is allowed")
     T.not_contains(html, "://", "no URL of any kind")
