@@ -170,6 +170,14 @@ function Live:draw(now, force)
         out[i] = i <= 1 and self.paint("1", l) or self.paint("2", l)
     end
     sys.write(1, table.concat(out, "\n"))
+    self.last_shown = now
+end
+
+-- After a log line: the block comes back at once unless it was drawn
+-- less than INTERVAL ago (a burst of lines then costs one redraw per
+-- interval, the tick's, not one per line).
+function Live:after_log(now)
+    if now - (self.last_shown or -1) >= M.INTERVAL then self:draw(now, false) end
 end
 
 function Live:tick(running, now)

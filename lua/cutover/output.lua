@@ -125,7 +125,7 @@ function Text:out(s)
     if self.block then self.block:erase() end
     io.stdout:write(redact.text(s), "\n")
     io.stdout:flush()
-    if self.block then self.block:draw(loop.now(), false) end
+    if self.block then self.block:after_log(loop.now()) end
 end
 
 local function indent(text, prefix)
