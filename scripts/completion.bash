@@ -18,7 +18,7 @@ _cutover() {
     local opts
     case "$cmd" in
         run|plan) opts="-i --inventory -e --extra-vars -C --check -D --diff -l --limit -t --tags --skip-tags --start-at --format -v --verbose -f --forks -k --ask-pass --max-output --journal --no-journal --report --known-hosts --accept-new-host-keys -F --ssh-config --vault --approve --answer --answer-stdin --non-interactive -o --output --help" ;;
-        resume) opts="--mark-done --retry --accept-changed --approve --answer --answer-stdin --non-interactive --journal --format -v --forks --help" ;;
+        resume) opts="--mark-done --retry --accept-changed --approve --answer --answer-stdin --non-interactive --journal --report --format -v --forks --help" ;;
         lint) opts="-i --inventory -e --extra-vars --help" ;;
         inventory) opts="-i --list --graph --host --help" ;;
         doc) opts="--all --format --help $(cutover modules 2>/dev/null | awk '{print $1}')" ;;

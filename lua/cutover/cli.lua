@@ -58,7 +58,8 @@ and sha256, so resume reads the same files from any folder).
 
 Gates: --approve GATE (every host parked there), --approve GATE@HOST,
 --answer GATE=VALUE, --answer-stdin GATE (the value is read from stdin:
-use it for secrets), --non-interactive (park again instead of asking).]],
+use it for secrets), --non-interactive (park again instead of asking).
+--report FILE.html writes the run's report when the resume ends.]],
     report = [[
 usage: cutover report RUN -o FILE.html [--format html|json] [--journal FILE]
 
@@ -612,6 +613,7 @@ local RESUME_OPTS = {
     ["known-hosts"] = { nil, true }, ["accept-new-host-keys"] = {},
     approve = { nil, true, true }, answer = { nil, true, true },
     ["answer-stdin"] = { nil, true, true }, ["non-interactive"] = {},
+    report = { nil, true },
 }
 
 local function open_journal(o)

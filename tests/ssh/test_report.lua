@@ -194,4 +194,18 @@ T.test("report: bad input is a usage error, never a traceback", function()
     T.eq(r.rc, 2, "--report needs the journal")
 end)
 
+T.test("resume --report: a run parked at its gate, approved at resume, reported", function()
+    local r = pass(d, { "--non-interactive" })
+    T.eq(r.rc, 4, "parked at the gate: " .. r.stdout .. r.stderr)
+    local id = last_run(d)
+    r = T.run({ "resume", id, "--approve", "restart", "--non-interactive", "--report", d .. "/resumed.html" },
+              { env = env(d), timeout = 120 })
+    T.eq(r.rc, 1, "web3 fails after the approval: " .. r.stdout .. r.stderr)
+    local html = T.read(d .. "/resumed.html")
+    T.ok(html ~= nil, "the report was written")
+    T.contains(html, "cutover run " .. id, "of the resumed run")
+    T.match(html, "<td>restart</td><td>web1</td><td class=\"ok\">approved</td><td>root</td>", "the approval at resume")
+    T.contains(html, "disk quota exceeded on web3", "the failure after it")
+end)
+
 T.done()
