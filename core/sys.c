@@ -69,6 +69,48 @@ static int sys_columns(lua_State *L)
     return 1;
 }
 
+/* sys.terminal_size(fd) -> columns, rows | nil */
+static int sys_terminal_size(lua_State *L)
+{
+    struct winsize ws;
+
+    if (ioctl((int)luaL_checkinteger(L, 1), TIOCGWINSZ, &ws) != 0 ||
+        ws.ws_col == 0 || ws.ws_row == 0)
+        return 0;
+    lua_pushinteger(L, ws.ws_col);
+    lua_pushinteger(L, ws.ws_row);
+    return 2;
+}
+
+/* SIGWINCH only bumps a counter: the live view polls it on its tick. */
+static volatile sig_atomic_t resize_count;
+
+static void on_winch(int sig)
+{
+    (void)sig;
+    resize_count++;
+}
+
+/* sys.resized() -> how many SIGWINCH so far (the first call installs the
+ * handler, with SA_RESTART so no system call sees EINTR for it) */
+static int sys_resized(lua_State *L)
+{
+    static int installed;
+
+    if (!installed) {
+        struct sigaction sa;
+
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_winch;
+        sa.sa_flags = SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGWINCH, &sa, NULL) == 0)
+            installed = 1;
+    }
+    lua_pushinteger(L, (lua_Integer)resize_count);
+    return 1;
+}
+
 /* sys.time() -> wall-clock seconds since the epoch, with fractions */
 static int sys_time(lua_State *L)
 {
@@ -331,6 +373,8 @@ static const luaL_Reg sys_funcs[] = {
     {"user", sys_user},
     {"isatty", sys_isatty},
     {"columns", sys_columns},
+    {"terminal_size", sys_terminal_size},
+    {"resized", sys_resized},
     {"time", sys_time},
     {"getpid", sys_getpid},
     {"write", sys_write},

@@ -5,7 +5,7 @@ _cutover() {
     cur=${COMP_WORDS[COMP_CWORD]}
     prev=${COMP_WORDS[COMP_CWORD-1]}
     cmd=${COMP_WORDS[1]}
-    local commands="run lint inventory modules doc plan show-plan apply history show resume unlock abort vault --help --version"
+    local commands="run lint inventory modules doc plan show-plan apply history show report resume unlock abort vault --help --version"
     if [ "$COMP_CWORD" -eq 1 ]; then
         COMPREPLY=($(compgen -W "$commands" -- "$cur"))
         return
@@ -17,8 +17,8 @@ _cutover() {
     esac
     local opts
     case "$cmd" in
-        run|plan) opts="-i --inventory -e --extra-vars -C --check -D --diff -l --limit -t --tags --skip-tags --start-at --format -v --verbose -f --forks -k --ask-pass --max-output --journal --no-journal --known-hosts --accept-new-host-keys -F --ssh-config --vault --approve --answer --answer-stdin --non-interactive -o --output --help" ;;
-        resume) opts="--mark-done --retry --accept-changed --approve --answer --answer-stdin --non-interactive --journal --format -v --forks --help" ;;
+        run|plan) opts="-i --inventory -e --extra-vars -C --check -D --diff -l --limit -t --tags --skip-tags --start-at --format -v --verbose -f --forks -k --ask-pass --max-output --journal --no-journal --report --known-hosts --accept-new-host-keys -F --ssh-config --vault --approve --answer --answer-stdin --non-interactive -o --output --help" ;;
+        resume) opts="--mark-done --retry --accept-changed --approve --answer --answer-stdin --non-interactive --journal --report --format -v --forks --help" ;;
         lint) opts="-i --inventory -e --extra-vars --help" ;;
         inventory) opts="-i --list --graph --host --help" ;;
         doc) opts="--all --format --help $(cutover modules 2>/dev/null | awk '{print $1}')" ;;

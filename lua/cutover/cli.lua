@@ -58,7 +58,16 @@ and sha256, so resume reads the same files from any folder).
 
 Gates: --approve GATE (every host parked there), --approve GATE@HOST,
 --answer GATE=VALUE, --answer-stdin GATE (the value is read from stdin:
-use it for secrets), --non-interactive (park again instead of asking).]],
+use it for secrets), --non-interactive (park again instead of asking).
+--report FILE.html writes the run's report when the resume ends.]],
+    report = [[
+usage: cutover report RUN -o FILE.html [--format html|json] [--journal FILE]
+
+Writes a run of the journal as one self-contained HTML file: the summary,
+a timeline (hosts down, time across, one bar per step), each host's steps
+with results, durations, output heads and diffs (from runs with --diff),
+gate approvals, and the hosts that failed or never started.  It loads
+nothing (no script, no fetch); secrets are masked.  -o - writes to stdout.]],
     unlock = [[
 usage: cutover unlock HOST [--journal FILE]
 
@@ -80,6 +89,7 @@ Commands:
   doc ACTION         an action's arguments, results and check-mode behaviour
   history            the runs recorded in the journal
   show RUN           a run's timeline, host by host
+  report RUN -o FILE a run as one self-contained HTML file (or --format json)
   resume [RUN]       continue an unfinished run
   unlock HOST        break a lock whose controller is gone
   abort RUN          end an unfinished run for good
@@ -126,6 +136,7 @@ Options:
       --journal FILE       the run journal (default
                            $XDG_STATE_HOME/cutover/journal.db)
       --no-journal         record nothing (no resume, no host locks)
+      --report FILE.html   at the end, write the run's report (cutover report)
   -v, --verbose            more output (stdout of commands); repeatable
       --known-hosts FILE   known_hosts file for SSH hosts (default ~/.ssh/known_hosts)
       --accept-new-host-keys
@@ -244,7 +255,7 @@ local RUN_OPTS = {
     journal = { nil, true }, ["no-journal"] = {},
     approve = { nil, true, true }, answer = { nil, true, true },
     ["answer-stdin"] = { nil, true, true }, ["non-interactive"] = {},
-    vault = { nil, true },
+    vault = { nil, true }, report = { nil, true },
 }
 local LINT_OPTS = { inventory = { "i", true }, ["extra-vars"] = { "e", true, true }, help = { "h" } }
 local INVENTORY_OPTS = { inventory = { "i", true }, list = {}, graph = {}, host = { nil, true }, help = { "h" } }
@@ -492,6 +503,7 @@ local function prepare_run(o, book_path, ev)
         journal = journal,
         approve = approve, answers = answers, interactive = interactive,
         record_options = record,
+        report = o.report,
         playbook_digest = file_digest(book_path),
         playbook_path = absolute(book_path),
         inventory_path = absolute(o.inventory),
@@ -515,6 +527,9 @@ local function cmd_run(args)
     if #pos ~= 1 then return usage_error("run needs exactly one PLAYBOOK", "run") end
     local bad = check_run_options(o, "run")
     if bad then return bad end
+    if o.report and o["no-journal"] then
+        return usage_error("--report reads the run from the journal: it cannot go with --no-journal", "run")
+    end
     local ev, eerr = extra_vars(o["extra-vars"])
     if not ev then print_errors({ eerr }); return runner.EXIT_USAGE end
     local book, inv, opts = prepare_run(o, pos[1], ev)
@@ -598,6 +613,7 @@ local RESUME_OPTS = {
     ["known-hosts"] = { nil, true }, ["accept-new-host-keys"] = {},
     approve = { nil, true, true }, answer = { nil, true, true },
     ["answer-stdin"] = { nil, true, true }, ["non-interactive"] = {},
+    report = { nil, true },
 }
 
 local function open_journal(o)
@@ -623,6 +639,27 @@ local cmd_history = journal_command("history", 0, "history takes no arguments",
     function(h, j, o) return h.history(j, o.format, o.limit and tonumber(o.limit)) end)
 local cmd_show = journal_command("show", 1, "show needs a RUN id (see 'cutover history')",
     function(h, j, o, pos) return h.show(j, pos[1], o.format) end)
+local REPORT_OPTS = { journal = { nil, true }, format = { nil, true }, output = { "o", true },
+                      help = { "h" } }
+
+local function cmd_report(args)
+    local o, pos = parse(args, REPORT_OPTS)
+    if not o then return usage_error(pos, "report") end
+    if o.help then print(HELP.report); return 0 end
+    if #pos ~= 1 then return usage_error("report needs exactly one RUN id (see 'cutover history')", "report") end
+    if not o.output then return usage_error("report needs -o FILE (- for stdout)", "report") end
+    local fmt = o.format or "html"
+    if fmt ~= "html" and fmt ~= "json" then return usage_error("--format must be html or json", "report") end
+    local j = open_journal(o)
+    if not j then return runner.EXIT_USAGE end
+    local ok, err = require("cutover.report").write(j, pos[1], o.output, fmt)
+    if not ok then
+        io.stderr:write("cutover: " .. err .. "\n")
+        return runner.EXIT_USAGE
+    end
+    return 0
+end
+
 local cmd_unlock = journal_command("unlock", 1, "unlock needs a HOST",
     function(h, j, _, pos) return h.unlock(j, pos[1]) end)
 local cmd_abort = journal_command("abort", 1, "abort needs a RUN id",
@@ -711,7 +748,7 @@ local function cmd_apply(args)
     return require("cutover.plan").apply(pos[1], o, plan_env())
 end
 
-local COMMANDS = { history = cmd_history, show = cmd_show, resume = cmd_resume,
+local COMMANDS = { history = cmd_history, show = cmd_show, report = cmd_report, resume = cmd_resume,
                    unlock = cmd_unlock, abort = cmd_abort,
                    plan = cmd_plan, ["show-plan"] = cmd_show_plan, apply = cmd_apply,
                    run = cmd_run, lint = cmd_lint, modules = cmd_modules, doc = cmd_doc, inventory = cmd_inventory }

@@ -110,7 +110,9 @@ function M.show(j, id, fmt)
     -- read are for resume (and in --format json)
     local shown = {}
     for _, e in ipairs(events) do
-        if e.kind ~= "item" and e.kind ~= "file" then shown[#shown + 1] = e end
+        if e.kind ~= "item" and e.kind ~= "file" and e.kind ~= "diff" and e.kind ~= "batch" then
+            shown[#shown + 1] = e
+        end
     end
     if #shown > 0 then
         print("")

@@ -8,6 +8,7 @@ local json = require("cutover.core.json")
 local util = require("cutover.util")
 local diff = require("cutover.diff")
 local redact = require("cutover.redact")
+local loop = require("cutover.core.loop")
 
 local M = {}
 
@@ -93,6 +94,11 @@ function M.text(opts)
         tty = tty,
         live = nil,          -- the live line currently shown, if any
         last_notice = 0,
+        -- the status block of multi-host runs (cutover.live): on a
+        -- terminal only
+        use_block = tty and os.getenv("TERM") ~= "dumb",
+        block = nil,
+        t0 = loop.now(),
     }, Text)
     return self
 end
@@ -109,12 +115,17 @@ function Text:clear_live()
     end
 end
 
-function Text:clear() self:clear_live() end
+function Text:clear()
+    self:clear_live()
+    if self.block then self.block:erase() end
+end
 
 function Text:out(s)
     self:clear_live()
+    if self.block then self.block:erase() end
     io.stdout:write(redact.text(s), "\n")
     io.stdout:flush()
+    if self.block then self.block:after_log(loop.now()) end
 end
 
 local function indent(text, prefix)
@@ -132,11 +143,19 @@ function Text:warn(msg)
 end
 
 function Text:play_start(play, hosts)
+    if self.use_block and #hosts > 1 then
+        if not self.block then
+            self.block = require("cutover.live").new(esc, function(c, t) return self:paint(c, t) end)
+            self.block:start(self.t0)
+        end
+        self.block:play_start(play.name, hosts)
+    end
     self:out("")
     self:out(self:paint("1", "PLAY " .. esc(play.name)) .. "  [" .. esc(table.concat(hosts, ", ")) .. "]")
 end
 
 function Text:batch_start(play, b, n, hosts)
+    if self.block then self.block:batch_start(b, n, loop.now()) end
     self:out(self:paint("1", "play '" .. esc(play.name) .. "': batch " .. b .. " of " .. n .. ": ") ..
              esc(table.concat(hosts, ", ")))
 end
@@ -145,9 +164,19 @@ function Text:batch_end() end
 
 function Text:step_start(host, step) end
 
+function Text:host_end(name, status)
+    if self.block then self.block:host_end(name, status) end
+end
+
 function Text:host_result(ev)
     local r = ev.result
     local status = M.status(r)
+    if self.block and self.verbose == 0 and (status == "ok" or status == "skipped") and not r.warning
+            and ev.action ~= "debug" and ev.action ~= "assert" and not r.resumed and not (self.diff and r.diff) then
+        -- under the live block, ok lines collapse into its counts
+        self.block:count(status)
+        return
+    end
     local name = esc(ev.step_name)
     if ev.item_label then name = name .. " [" .. esc(ev.item_label) .. "]" end
     if r.attempts and r.attempts > 1 then name = name .. " (" .. r.attempts .. " attempts)" end
@@ -188,6 +217,10 @@ end
 
 -- Called about once a second while steps run (see runner's ticker).
 function Text:tick(running, now)
+    if self.block then
+        self.block:tick(running, now)
+        return
+    end
     local longest, who
     for _, r in pairs(running) do
         if not longest or r.started < longest.started then longest, who = r, r.host end
@@ -213,6 +246,15 @@ function Text:tick(running, now)
 end
 
 function Text:run_end(stats)
+    if self.block then
+        local c = self.block.counts
+        self.block:erase()
+        self.block = nil
+        if (c.ok or 0) + (c.skipped or 0) > 0 then
+            self:out(self:paint("2", string.format("(%d ok and %d skipped step results not listed; -v lists them)",
+                c.ok or 0, c.skipped or 0)))
+        end
+    end
     self:out("")
     self:out(self:paint("1", "RECAP"))
     local width = 4

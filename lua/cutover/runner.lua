@@ -16,6 +16,7 @@ local util = require("cutover.util")
 local json = require("cutover.core.json")
 local crypto = require("cutover.core.crypto")
 local redact = require("cutover.redact")
+local diff = require("cutover.diff")
 
 local M = {}
 
@@ -721,6 +722,7 @@ function Run:journaled_step(hs, step)
     end
     local result = hs.last_result or { failed = not ok }
     local text, sealed = self:journal_json(result, step.register ~= nil)
+    local shown_diff = result.diff and redact.text(diff.render(result.diff)) or ""
     if seq then
         j:result(seq, output.status(result), result.changed == true, text, note, sealed)
     else
@@ -728,6 +730,10 @@ function Run:journaled_step(hs, step)
         seq = j:intent(intent)
         j:result(seq, output.status(result), result.changed == true, text, note, sealed)
         j:exec("COMMIT")
+    end
+    if shown_diff ~= "" then
+        -- the --diff text, masked, for `cutover report` (capped: a report is read by people)
+        j:event(self.run_id, hs.name, "diff", step.id, json.encode({ seq = seq, text = shown_diff:sub(1, 65536) }))
     end
     if M.step_boundary then M.step_boundary("after", step.id, hs.name) end
     return ok
@@ -958,6 +964,11 @@ function Run:batch(play, hosts)
                         self.failed_hosts[name] = true
                         self.stats.per_host[name].failed_at = "internal error"
                     end
+                    if self.reporter.host_end then
+                        local st = self.stats.per_host[name] or {}
+                        self.reporter:host_end(name, st.parked_at and "parked" or
+                            ((self.failed_hosts[name] or st.interrupted_at) and "failed") or "done")
+                    end
                 end
             end
         end)
@@ -1036,6 +1047,12 @@ function Run:play(play)
             for _, name in ipairs(batch) do self:never_started(name, self.abort) end
         else
             if #list > 1 then self.reporter:batch_start(play, b, #list, batch) end
+            if self.journal then
+                -- for the report's timeline; a failed write shows up at the next step
+                pcall(self.journal.event, self.journal, self.run_id, nil, "batch", play.name,
+                      json.encode({ play = self.play_state and self.play_state.index, batch = b, of = #list,
+                                    hosts = setmetatable(util.copy(batch), { __jsontype = "array" }) }))
+            end
             self.once = {}
             self:batch(play, batch)
             if #list > 1 then
@@ -1406,6 +1423,10 @@ function M.run(book, inventory, opts)
         self.stats.run = self.run_id
     end
     reporter:run_end(self.stats)
+    if opts.report and j then
+        local ok, err = require("cutover.report").write(j, self.run_id, opts.report, "html")
+        if not ok then io.stderr:write("cutover: " .. redact.text(err) .. "\n") end
+    end
     return code
 end
 

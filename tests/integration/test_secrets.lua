@@ -44,6 +44,9 @@ local function forms(value)
             out[#out + 1] = s
             out[#out + 1] = util.sh_quote(s)
             out[#out + 1] = json.encode(s):sub(2, -2)
+            -- as the HTML report would escape it
+            out[#out + 1] = (s:gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;",
+                                                   ['"'] = "&quot;", ["'"] = "&#39;" }))
         end
     end
     add(value)
@@ -235,7 +238,7 @@ T.test("secret leak: no value or encoding in anything cutover writes", function(
     local book = H.book(d, LEAKY)
     local written = {}
     -- text, with diffs and stdout
-    local r = T.run({ "run", book, "-D", "-v", "--vault", vault }, { env = env })
+    local r = T.run({ "run", book, "-D", "-v", "--vault", vault, "--report", d .. "/state/run-report.html" }, { env = env })
     T.eq(r.rc, 1, "text run fails at the end: " .. #r.stdout)
     has(r.stdout, "********", "text masks")
     has(r.stdout, "failed at fail", "text run went to the end")
@@ -270,6 +273,11 @@ T.test("secret leak: no value or encoding in anything cutover writes", function(
     for _, run in ipairs(runs) do
         local sh = T.run({ "show", run.id, "--format", "json" }, { env = env })
         written[#written + 1] = { "show " .. run.id, sh.stdout .. sh.stderr }
+        -- the run's report, HTML and JSON
+        local rep = T.run({ "report", run.id, "-o", "-" }, { env = env })
+        written[#written + 1] = { "report " .. run.id, rep.stdout .. rep.stderr }
+        rep = T.run({ "report", run.id, "--format", "json", "-o", "-" }, { env = env })
+        written[#written + 1] = { "report json " .. run.id, rep.stdout .. rep.stderr }
     end
     -- everything cutover left under its state and data folders
     for _, p in ipairs(files_under(d .. "/state", nil)) do
@@ -278,6 +286,8 @@ T.test("secret leak: no value or encoding in anything cutover writes", function(
     for _, p in ipairs(files_under(d .. "/data", vault)) do
         written[#written + 1] = { p, T.read(p) }
     end
+    T.ok(T.read(d .. "/state/run-report.html") ~= nil, "run --report wrote its report")
+    has(T.read(d .. "/state/run-report.html"), "********", "the report masks")
     for _, w in ipairs(written) do no_leak(w[2], w[1]) end
 end)
 

@@ -1,0 +1,95 @@
+-- cutover.report on a large journal written through cutover.journal:
+-- 500 hosts x 20 steps in batches of 50 stay under 5 MB; text from hosts
+-- is escaped (it cannot add markup or a script); a secret the process
+-- knows is masked even where a row held it unmasked.
+local binary, tests_dir = ...
+local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
+local journal = require("cutover.journal")
+local report = require("cutover.report")
+local redact = require("cutover.redact")
+local json = require("cutover.core.json")
+
+local HOSTS, STEPS, BATCH = 500, 20, 50
+
+local function big_journal(path)
+    local j = assert(journal.open(path))
+    local id = "20260101-000000-abcd"
+    j:new_run({ id = id, command = "run", playbook = "/srv/p.yml", playbook_digest = string.rep("a", 64),
+                inventory = "/srv/inv.yml", inventory_digest = string.rep("b", 64),
+                extra_vars = {}, options = { forks = "50" }, version = "test" })
+    local t = require("cutover.core.sys").time() - 200
+    j:exec("BEGIN")
+    for b = 0, HOSTS / BATCH - 1 do
+        local names = {}
+        for i = 1, BATCH do names[i] = string.format("host%03d.example.org", b * BATCH + i) end
+        j:event(id, nil, "batch", "rollout", json.encode({ play = 1, batch = b + 1, of = HOSTS / BATCH,
+                                                            hosts = setmetatable(names, { __jsontype = "array" }) }))
+        for i, name in ipairs(names) do
+            j:host_status(id, name, name == "host007.example.org" and "failed" or "ok",
+                          name == "host007.example.org" and "step-05" or nil, nil)
+            for s = 1, STEPS do
+                local seq = j:intent({ run = id, host = name, play = 1, step = string.format("step-%02d", s),
+                                       occurrence = 1, name = "step " .. s, action = "shell", digest = "d",
+                                       idempotent = false })
+                local lines = {}
+                for k = 1, 30 do lines[k] = "line " .. k .. " of the output of step " .. s end
+                local failed = name == "host007.example.org" and s == 5
+                local res = { changed = s % 3 == 0, stdout = table.concat(lines, "\n"),
+                              msg = failed and "<script>alert(1)</script> went wrong" or nil,
+                              stderr = failed and "token=hunter2-secret-value" or nil, failed = failed or nil }
+                j:exec("UPDATE steps SET started = ?, ended = ? WHERE seq = ?", t, t + 1.5, seq)
+                j:result(seq, failed and "failed" or (res.changed and "changed" or "ok"), res.changed,
+                         json.encode(res), nil, nil)
+                j:exec("UPDATE steps SET ended = ? WHERE seq = ?", t + 1.5, seq)
+                if failed then break end
+                t = t + 0.01
+            end
+            if i == 1 then j:event(id, name, "approve", "go", "--approve by tester") end
+        end
+    end
+    j:exec("COMMIT")
+    j:run_status(id, "failed", 1)
+    return j, id
+end
+
+local dir = T.tmpdir()
+local j, id = big_journal(dir .. "/journal.db")
+
+T.test("500 hosts x 20 steps: the report stays under 5 MB and names every host", function()
+    redact.register("hunter2-secret-value")
+    local path = (os.getenv("CUTOVER_REPORT_KEEP") or dir) .. "/big.html"
+    assert(report.write(j, id, path, "html"))
+    local html = assert(T.read(path))
+    T.ok(#html < 5 * 1024 * 1024, "under 5 MB: " .. #html .. " bytes")
+    for i = 1, HOSTS do
+        local name = string.format("host%03d.example.org", i)
+        T.ok(html:find(">" .. name .. "<", 1, true), "host " .. name .. " has its section")
+    end
+    -- the output heads: the first lines, not all 30
+    -- (T.ok, not T.contains: a failure must not print 4 MB)
+    local function has(needle) return html:find(needle, 1, true) ~= nil end
+    T.ok(has("line 1 of the output of step 20"), "the head of the output")
+    T.ok(not has("line 13 of the output"), "not past the head")
+    -- text from hosts is escaped
+    T.ok(not html:lower():find("<script", 1, true), "no script from a host's message")
+    T.ok(has("&lt;script&gt;alert(1)&lt;/script&gt; went wrong"), "the message, escaped")
+    -- a secret the process knows is masked, even where the row held it
+    T.ok(not has("hunter2-secret-value"), "the secret is not in the page")
+    T.ok(has("token=********"), "masked")
+    -- one bar per step in the timeline
+    local bars = select(2, html:gsub("<rect class=\"[a-z]+\" x=[^>]*><title>", ""))
+    T.eq(bars, HOSTS * STEPS - (STEPS - 5), "one bar per step run (host007 stopped at step 5)")
+    T.ok(has("batch 10/10"), "the last batch is marked")
+    redact.reset()
+end)
+
+T.test("report --format json: the same hosts and steps", function()
+    local d = assert(report.collect(j, id))
+    T.eq(#d.hosts, HOSTS, "hosts")
+    T.eq(#d.hosts[1].steps, STEPS, "steps of the first host")
+    T.eq(#d.batches, HOSTS / BATCH, "batches")
+    local text = report.json(d)
+    T.ok(json.decode(text).run.id == id, "decodes")
+end)
+
+T.done()
