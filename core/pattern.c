@@ -655,8 +655,8 @@ static int pattern_gsub(lua_State *L)
 }
 
 /*
- * pattern.lines(s [, skip_empty]) -> list: s split at "\n", a "\r" before
- * it dropped, and no empty last line ("a\n" is one line).  With
+ * pattern.lines(s [, skip_empty]) -> list: s split at "\n", a "\r" ending
+ * a line dropped, and no empty last line ("a\n" is one line).  With
  * skip_empty, empty lines are left out.  Linear, and charged to the
  * sandbox's budget per 64 bytes; the list itself counts against its
  * memory budget.
@@ -677,7 +677,7 @@ static int pattern_lines(lua_State *L)
         const char *stop = nl != NULL ? nl : end;
         size_t line_len = (size_t)(stop - at);
 
-        if (nl != NULL && line_len > 0 && at[line_len - 1] == '\r')
+        if (line_len > 0 && at[line_len - 1] == '\r')
             line_len--;
         if (line_len > 0 || !skip_empty) {
             lua_pushlstring(L, at, line_len);

@@ -132,10 +132,7 @@ end
 
 function helpers.lines(s)
     arg("lines", 1, s, "text", "string", "number")
-    local out = {}
-    for line in (s .. "\n"):gmatch("(.-)\r?\n") do out[#out + 1] = line end
-    if out[#out] == "" then out[#out] = nil end
-    return out
+    return pattern.lines(tostring(s))
 end
 
 function helpers.contains(hay, needle)
@@ -398,6 +395,16 @@ local function parse_template(s)
 end
 
 local template_cache = {}
+
+-- The code of every {{ }} in a template (lint's variable check); {} when
+-- the template does not parse (its error is the loader's).
+function M.template_codes(s)
+    local out = {}
+    for _, p in ipairs(parse_template(s) or {}) do
+        if p.code then out[#out + 1] = p.code end
+    end
+    return out
+end
 
 -- Checks a template's syntax without evaluating it (lint).
 function M.check_template(s)

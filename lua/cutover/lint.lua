@@ -141,20 +141,6 @@ function M.free_names(code)
     return out
 end
 
--- The code of every {{ }} in a template string.
-local function template_codes(s)
-    local out, pos = {}, 1
-    while true do
-        local i = s:find("{{", pos, true)
-        if not i then return out end
-        local j = s:find("}}", i + 2, true)
-        if not j then return out end
-        while s:sub(j + 2, j + 2) == "}" do j = j + 1 end
-        out[#out + 1] = s:sub(i + 2, j - 1)
-        pos = j + 2
-    end
-end
-
 -- Every name the playbook defines, walking its YAML as written.
 local function playbook_names(doc, names, depth)
     depth = depth or 0
@@ -209,7 +195,7 @@ function M.check(book, inv, extra)
     local candidates = util.sorted_keys(names)
     local reported = {}
     for _, use in ipairs(book.expression_uses or {}) do
-        local codes = use.kind == "template" and template_codes(use.text) or { use.text }
+        local codes = use.kind == "template" and expr.template_codes(use.text) or { use.text }
         for _, code in ipairs(codes) do
             for _, n in ipairs(M.free_names(code)) do
                 local key = use.where .. n

@@ -326,10 +326,7 @@ function M.check_user(value) return unsafe(tostring(value), "user name", USER_BA
 
 -- A port as given (a number or its text) -> integer | nil
 function M.port_number(value)
-    local p = math.tointeger(tonumber(value))
-    if type(value) == "string" and not value:match("^%s*%d+%s*$") then p = nil end
-    if not p or p < 1 or p > 65535 then return nil end
-    return p
+    return (util.port_number("port", value))
 end
 
 -- A ProxyCommand for one host: its tokens expanded (host: after
