@@ -167,8 +167,9 @@ T.test("sys.alive: a zombie is not alive (a killed controller nobody reaps holds
     local d = T.tmpdir()
     -- the child exits at once; its parent then execs sleep, which never
     -- reaps it: a zombie until the sleeper ends (killed below)
-    local r = proc.run({ shell = "(sh -c 'true & echo $! > " .. d .. "/pid; echo $$ > " .. d ..
-                                 "/parent; exec sleep 60') >/dev/null 2>&1 &" })
+    -- (setsid: out of proc.run's process group, which it stops on return)
+    local r = proc.run({ shell = "setsid sh -c 'true & echo $! > " .. d .. "/pid; echo $$ > " .. d ..
+                                 "/parent; exec sleep 60' >/dev/null 2>&1 &" })
     T.eq(r.rc, 0, "started")
     local pid, state
     for _ = 1, 500 do
