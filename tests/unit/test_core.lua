@@ -165,10 +165,11 @@ end)
 T.test("sys.alive: a zombie is not alive (a killed controller nobody reaps holds no lock)", function()
     local sys = require("cutover.core.sys")
     local d = T.tmpdir()
-    -- the child exits at once; its parent then execs sleep, which never
-    -- reaps it: a zombie until the sleeper ends (killed below)
-    -- (setsid: out of proc.run's process group, which it stops on return)
-    local r = proc.run({ shell = "setsid sh -c 'true & echo $! > " .. d .. "/pid; echo $$ > " .. d ..
+    -- the child exits after a second, once its parent has exec'd sleep,
+    -- which never reaps it (a shell could, before its exec): a zombie
+    -- until the sleeper ends (killed below).  setsid: out of proc.run's
+    -- process group, which it stops on return.
+    local r = proc.run({ shell = "setsid sh -c 'sleep 1 & echo $! > " .. d .. "/pid; echo $$ > " .. d ..
                                  "/parent; exec sleep 60' >/dev/null 2>&1 &" })
     T.eq(r.rc, 0, "started")
     local pid, state
