@@ -111,10 +111,9 @@ T.test("a command stalls past its timeout: failure naming host and step, then re
     - id: after
       shell: "echo after >> {{ dir }}/h1/count"
 ]])
-    local t0 = loop.now()
+    -- had it waited for the stalled command, the step would have ended ok
     local r = cutover(d, { "run", d .. "/p.yml" })
     T.eq(r.rc, 1, "exit code: " .. r.stdout .. r.stderr)
-    T.ok(loop.now() - t0 < 40, "did not wait for the stalled command")
     T.match(r.stdout, "failed%s+h1%s+stall", "names host and step")
     T.match(r.stdout, "timed out", "says it timed out")
     T.eq(count(d, "h1"), "before\n", "nothing after the stalled step ran")
@@ -161,19 +160,18 @@ T.test("authentication refused after a reboot: clear failure, journal opens, res
       reboot:
         reboot_command: "touch %s"
         boot_id_command: "cat %s/boot_id"
-        reboot_timeout: 20
+        reboot_timeout: 600
         connect_timeout: 2
         sleep: 0.2
     - id: after
       shell: "echo after >> {{ dir }}/h1/count"
 ]], req, d))
-    local t0 = loop.now()
+    -- reboot_timeout is past the harness's bound: waiting it out fails the run
     local r = cutover(d, { "run", d .. "/p.yml" })
     srv.pid = (T.read(srv.dir .. "/sshd.pid") or ""):match("%d+")
     T.eq(r.rc, 1, "exit code: " .. r.stdout .. r.stderr)
     T.match(r.stdout, "failed%s+h1%s+restart", "names host and step")
     T.match(r.stdout, "authentication", "says authentication was refused")
-    T.ok(loop.now() - t0 < 18, "did not wait out reboot_timeout on a refusal")
     T.eq(count(d, "h1"), "", "nothing after the reboot ran")
     local h = cutover(d, { "history" })
     T.eq(h.rc, 0, "history opens the journal")

