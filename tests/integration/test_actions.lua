@@ -485,7 +485,7 @@ T.test("wait_for: times out, and waits for a path created meanwhile", function()
     - id: late
       wait_for: { path: "@T@/late", timeout: 10, sleep: 0.1 }
       register: w
-    - { id: waited, assert: { that: w.elapsed > 0.5 and w.elapsed < 9 } }
+    - { id: waited, assert: { that: w.elapsed > 0.5 } }
     - id: gone
       wait_for: { path: "@T@/late", state: absent, timeout: 0.5, sleep: 0.1 }
 ]])
