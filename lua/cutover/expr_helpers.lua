@@ -13,6 +13,54 @@ local yaml_null = require("cutover.core.yaml").null
 
 local M = {}
 
+-- Regular-expression syntax Lua patterns do not have: raises a message
+-- naming what to write instead (also used by lineinfile and blockinfile).
+local REGEX_CLASSES = { d = "%d", D = "%D", w = "%w", W = "%W", s = "%s", S = "%S",
+                        b = "%f[%w] (word start) or %f[%W] (word end)", n = "\\n", t = "\\t" }
+function M.check_lua_pattern(fname, p)
+    local i = 1
+    while i <= #p do
+        local c = p:sub(i, i)
+        if c == "%" then
+            i = i + 2
+        elseif c == "\\" then
+            local n = p:sub(i + 1, i + 1)
+            local instead = REGEX_CLASSES[n] or ("%" .. n)
+            error(fname .. ": '\\" .. n .. "' is regular-expression syntax; these are Lua patterns: write '" ..
+                  instead .. "'", 0)
+        elseif c == "|" then
+            error(fname .. ": '|' (alternation) does not exist in Lua patterns: test each alternative " ..
+                  "(any({...}, \"p -> regex_search(s, p)\")) or use a set such as '[ab]'", 0)
+        elseif c == "(" and p:sub(i + 1, i + 1) == "?" then
+            error(fname .. ": '(?' groups are regular-expression syntax; Lua patterns have plain captures '(...)'", 0)
+        elseif c == "{" and p:sub(i):match("^{%d+,?%d*}") then
+            error(fname .. ": the repeat count '" .. p:sub(i):match("^{%d+,?%d*}") ..
+                  "' is regular-expression syntax; in a Lua pattern repeat the item ('%d%d%d' for '\\d{3}')", 0)
+        elseif (c == "*" or c == "+") and p:sub(i + 1, i + 1) == "?" then
+            error(fname .. ": '" .. c .. "?' (lazy repeat) is regular-expression syntax; write '-' " ..
+                  "(as in '.-')", 0)
+        elseif c == "[" then
+            -- a set: skip to its ']' (a ']' first is literal)
+            local j = i + 1
+            if p:sub(j, j) == "^" then j = j + 1 end
+            if p:sub(j, j) == "]" then j = j + 1 end
+            while j <= #p and p:sub(j, j) ~= "]" do
+                local d = p:sub(j, j)
+                if d == "%" then j = j + 1
+                elseif d == "\\" then
+                    local n = p:sub(j + 1, j + 1)
+                    error(fname .. ": '\\" .. n .. "' is regular-expression syntax; these are Lua patterns: write '" ..
+                          (REGEX_CLASSES[n] or ("%" .. n)) .. "'", 0)
+                end
+                j = j + 1
+            end
+            i = j + 1
+        else
+            i = i + 1
+        end
+    end
+end
+
 -- ctx: arg (type check), thaw (view -> plain data), lambda (source -> fn)
 function M.make(ctx)
     local arg, thaw = ctx.arg, ctx.thaw
@@ -300,53 +348,7 @@ function M.make(ctx)
         return out
     end
 
-    -- Regular-expression syntax Lua patterns do not have: the message
-    -- names what to write instead.
-    local REGEX_CLASSES = { d = "%d", D = "%D", w = "%w", W = "%W", s = "%s", S = "%S",
-                            b = "%f[%w] (word start) or %f[%W] (word end)", n = "\\n", t = "\\t" }
-    local function check_lua_pattern(fname, p)
-        local i = 1
-        while i <= #p do
-            local c = p:sub(i, i)
-            if c == "%" then
-                i = i + 2
-            elseif c == "\\" then
-                local n = p:sub(i + 1, i + 1)
-                local instead = REGEX_CLASSES[n] or ("%" .. n)
-                error(fname .. ": '\\" .. n .. "' is regular-expression syntax; these are Lua patterns: write '" ..
-                      instead .. "'", 0)
-            elseif c == "|" then
-                error(fname .. ": '|' (alternation) does not exist in Lua patterns: test each alternative " ..
-                      "(any({...}, \"p -> regex_search(s, p)\")) or use a set such as '[ab]'", 0)
-            elseif c == "(" and p:sub(i + 1, i + 1) == "?" then
-                error(fname .. ": '(?' groups are regular-expression syntax; Lua patterns have plain captures '(...)'", 0)
-            elseif c == "{" and p:sub(i):match("^{%d+,?%d*}") then
-                error(fname .. ": the repeat count '" .. p:sub(i):match("^{%d+,?%d*}") ..
-                      "' is regular-expression syntax; in a Lua pattern repeat the item ('%d%d%d' for '\\d{3}')", 0)
-            elseif (c == "*" or c == "+") and p:sub(i + 1, i + 1) == "?" then
-                error(fname .. ": '" .. c .. "?' (lazy repeat) is regular-expression syntax; write '-' " ..
-                      "(as in '.-')", 0)
-            elseif c == "[" then
-                -- a set: skip to its ']' (a ']' first is literal)
-                local j = i + 1
-                if p:sub(j, j) == "^" then j = j + 1 end
-                if p:sub(j, j) == "]" then j = j + 1 end
-                while j <= #p and p:sub(j, j) ~= "]" do
-                    local d = p:sub(j, j)
-                    if d == "%" then j = j + 1
-                    elseif d == "\\" then
-                        local n = p:sub(j + 1, j + 1)
-                        error(fname .. ": '\\" .. n .. "' is regular-expression syntax; these are Lua patterns: write '" ..
-                              (REGEX_CLASSES[n] or ("%" .. n)) .. "'", 0)
-                    end
-                    j = j + 1
-                end
-                i = j + 1
-            else
-                i = i + 1
-            end
-        end
-    end
+    local check_lua_pattern = M.check_lua_pattern
 
     -- regex_search(s, p): the first match of Lua pattern p in s (its
     -- capture when p has one, a list of captures when several), or nil.

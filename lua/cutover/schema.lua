@@ -131,7 +131,11 @@ local function walk(action, raw, at_lint)
             errs[#errs + 1] = "takes only one of '" .. table.concat(present, "' and '") .. "'"
         end
     end
-    if action.validate and #errs == 0 and not at_lint then
+    -- at lint, only when no value is a template (defaults are not applied
+    -- there: validate must read a missing argument as its default)
+    local has_template = false
+    for _, v in pairs(args) do has_template = has_template or templated(v) end
+    if action.validate and #errs == 0 and not (at_lint and has_template) then
         local e = action.validate(args)
         if e then errs[#errs + 1] = e end
     end

@@ -92,4 +92,36 @@ T.test("writing into a missing folder fails with a clear error", function()
     srv:stop()
 end)
 
+T.test("lineinfile and blockinfile over SSH: check predicts, the edit lands, the next run is ok", function()
+    for _, opts in ipairs({ {}, { no_sftp = true } }) do
+        local via = opts.no_sftp and "exec" or "sftp"
+        local srv = S.start(T, opts)
+        local d = setup(srv)
+        T.write(d .. "/remote/conf", "a=1\n#b=2\n", 420)
+        S.sh("chown " .. S.USER .. " " .. d .. "/remote/conf")
+        T.write(d .. "/p.yml", string.format([[
+- hosts: all
+  steps:
+    - id: b
+      lineinfile: { path: "%s/remote/conf", regexp: "^#?b=", line: "b=3" }
+    - id: blk
+      blockinfile: { path: "%s/remote/conf", block: "c=4", insertbefore: BOF }
+]], d, d))
+        local r = run(srv, d, { "--check" })
+        T.eq(r.rc, 0, via .. ": check")
+        T.match(r.stdout, "changed%s+h1%s+b", via .. ": check predicts b")
+        T.match(r.stdout, "changed%s+h1%s+blk", via .. ": check predicts blk")
+        T.eq(T.read(d .. "/remote/conf"), "a=1\n#b=2\n", via .. ": check wrote nothing")
+        r = run(srv, d)
+        T.eq(r.rc, 0, via .. ": run: " .. r.stdout)
+        T.eq(T.read(d .. "/remote/conf"),
+             "# BEGIN CUTOVER MANAGED BLOCK\nc=4\n# END CUTOVER MANAGED BLOCK\na=1\nb=3\n", via .. ": edited")
+        T.eq(#fs.list(d .. "/remote"), 1, via .. ": no temporary file left")
+        r = run(srv, d)
+        T.match(r.stdout, "ok%s+h1%s+b", via .. ": b unchanged")
+        T.match(r.stdout, "ok%s+h1%s+blk", via .. ": blk unchanged")
+        srv:stop()
+    end
+end)
+
 T.done()

@@ -12,7 +12,8 @@
 local M = {}
 
 local NAMES = {
-    "assert", "command", "copy", "dcpromo", "debug", "fail", "file", "mail_login", "pause", "reboot",
+    "assert", "blockinfile", "command", "copy", "dcpromo", "debug", "fail", "file", "lineinfile",
+    "mail_login", "pause", "reboot",
     "set_fact", "shell", "stat", "template", "wait_for",
     "wait_for_connection", "win_eventlog", "win_facts", "win_reboot", "win_rights",
     "win_service", "win_user_right",

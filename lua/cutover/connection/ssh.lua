@@ -325,8 +325,11 @@ function Conn:write_file(path, content, mode)
     if mode then
         chmod = "chmod " .. string.format("%o", mode) .. ' "$t"'
     else
+        -- keep the old file's owner and group where the login user may
+        -- (root may; another user only for its own groups): a refusal
+        -- must not fail the write
         chmod = "if [ -e " .. q(path) .. " ]; then chmod --reference=" .. q(path) ..
-            ' "$t"; chown --reference=' .. q(path) .. ' "$t" 2>/dev/null; else chmod 644 "$t"; fi'
+            ' "$t" && { chown --reference=' .. q(path) .. ' "$t" 2>/dev/null || :; }; else chmod 644 "$t"; fi'
     end
     if self.settings.sftp ~= false and not self.no_sftp then
         local tmp = path .. ".cutover-" .. crypto.random_hex(6)

@@ -1,0 +1,94 @@
+-- blockinfile: a block of lines between two marker lines, present or
+-- absent.  The edit is textedit.edit_block; the write is content.ensure.
+local textedit = require("cutover.actions.textedit")
+local content = require("cutover.actions.content")
+
+local DEFAULT_MARKER = "# {mark} CUTOVER MANAGED BLOCK"
+
+local function marker_line(args, mark)
+    local marker = args.marker or DEFAULT_MARKER
+    local i, j = marker:find("{mark}", 1, true)
+    return marker:sub(1, i - 1) .. mark .. marker:sub(j + 1)
+end
+
+local function validate(args)
+    if args.insertafter and args.insertbefore then return "takes only one of 'insertafter' and 'insertbefore'" end
+    local marker = args.marker or DEFAULT_MARKER
+    if not marker:find("{mark}", 1, true) then return "marker must contain '{mark}'" end
+    if marker:find("\n", 1, true) then return "marker must be one line" end
+    local b, e = args.marker_begin or "BEGIN", args.marker_end or "END"
+    if b == e then return "marker_begin and marker_end must differ" end
+    for _, k in ipairs({ "insertafter", "insertbefore" }) do
+        local p = args[k]
+        if p and not (k == "insertafter" and p == "EOF") and not (k == "insertbefore" and p == "BOF") then
+            local ok, err = textedit.check_pattern(k, p)
+            if not ok then return err end
+        end
+    end
+end
+
+return {
+    summary = "Keep a block of lines between two marker lines in a text file, or remove it",
+    description = [[
+The block sits between the lines `marker` gives with `{mark}` replaced by
+`marker_begin` and `marker_end` (default `# BEGIN CUTOVER MANAGED BLOCK`
+and `# END CUTOVER MANAGED BLOCK`; a file Ansible managed keeps its block
+with `marker: "# {mark} ANSIBLE MANAGED BLOCK"`).  With `state: present`
+(the default) an existing block is replaced by `block`; otherwise the block
+is inserted after the last line `insertafter` (a Lua pattern) matches,
+before the last line `insertbefore` matches (`BOF`: at the start), or at
+the end.  An empty `block`, or `state: absent`, removes the block and its
+markers.  A begin marker without its end marker (or the reverse) is an
+error naming the line, never a guess.  A missing file is created only
+with `create: true`.  Files over 8 MiB are refused.]],
+    args = {
+        path = { type = "path", required = true, doc = "the file on the host" },
+        block = { type = "string", default = "", doc = "the lines between the markers" },
+        marker = { type = "string", doc = "marker line template with {mark} (default '" .. DEFAULT_MARKER .. "')" },
+        marker_begin = { type = "string", default = "BEGIN", doc = "{mark} in the first marker" },
+        marker_end = { type = "string", default = "END", doc = "{mark} in the last marker" },
+        state = { type = "string", default = "present", choices = { "present", "absent" },
+                  doc = "whether the block is there" },
+        insertafter = { type = "string", doc = "Lua pattern (or EOF): insert after its last match" },
+        insertbefore = { type = "string", doc = "Lua pattern (or BOF): insert before its last match" },
+        create = { type = "bool", default = false, doc = "create the file when it is missing" },
+        mode = { type = "mode", doc = "permission bits, e.g. '0644'" },
+    },
+    validate = validate,
+    returns = content.RETURNS,
+    check_mode = "Exact: reads the file, computes the edit and reports it (with a diff under --diff); writes nothing. A write the login user may not make is predicted as the failure it would be.",
+    idempotent = true,
+    run = function(ctx, args)
+        local conn = ctx.conn
+        local st, err, code = conn:stat(args.path, true)
+        if not st and code ~= 2 then return { failed = true, msg = err } end
+        local text = ""
+        if not st then
+            if args.state == "absent" or args.block == "" then
+                return { changed = false, msg = args.path .. " does not exist" }
+            end
+            if not args.create then
+                return { failed = true, msg = args.path .. " does not exist (create: true creates it)" }
+            end
+        elseif st.type ~= "file" then
+            return { failed = true, msg = args.path .. " is a " .. st.type .. ", not a file" }
+        else
+            text, err = conn:read_file(args.path, textedit.MAX_FILE_BYTES)
+            if not text then return { failed = true, msg = err } end
+        end
+        local ok, new, msg = pcall(textedit.edit_block, text, {
+            block = args.block, state = args.state,
+            begin_marker = marker_line(args, args.marker_begin),
+            end_marker = marker_line(args, args.marker_end),
+            insertafter = args.insertafter, insertbefore = args.insertbefore })
+        if not ok then return { failed = true, msg = args.path .. ": " .. tostring(new) } end
+        if new == nil then return { failed = true, msg = args.path .. ": " .. msg } end
+        if st and new == text and (args.mode == nil or args.mode == st.mode) then
+            return { changed = false, msg = msg, dest = args.path }
+        end
+        local result = content.ensure(ctx, args.path, new, args.mode)
+        if not result.failed and result.changed and not ctx.check then result.msg = msg end
+        if result.changed and ctx.check then result.msg = "would change: " .. msg end
+        return result
+    end,
+}

@@ -1,0 +1,91 @@
+-- lineinfile: one line of a text file present (replacing the line a
+-- pattern selects) or absent.  The edit is textedit.edit_line; the write
+-- is content.ensure (atomic, idempotent by checksum, exact in check mode).
+local textedit = require("cutover.actions.textedit")
+local content = require("cutover.actions.content")
+
+local function validate(args)
+    local state = args.state or "present"
+    if args.regexp and args.search_string then return "takes only one of 'regexp' and 'search_string'" end
+    if args.insertafter and args.insertbefore then return "takes only one of 'insertafter' and 'insertbefore'" end
+    if args.backrefs and not args.regexp then return "backrefs needs 'regexp'" end
+    if state == "present" and args.line == nil then return "state present needs 'line'" end
+    if state == "absent" and args.line == nil and not args.regexp and not args.search_string then
+        return "state absent needs 'regexp', 'search_string' or 'line'"
+    end
+    if args.line and args.line:find("\n", 1, true) then
+        return "line must be one line (blockinfile writes several)"
+    end
+    if args.backrefs and args.line and args.line:match("\\%d") then
+        return "line: '" .. args.line:match("\\%d") .. "' is regular-expression syntax; write '%" ..
+            args.line:match("\\(%d)") .. "' for a capture of regexp"
+    end
+    for _, k in ipairs({ "regexp", "insertafter", "insertbefore" }) do
+        local p = args[k]
+        if p and not (k == "insertafter" and p == "EOF") and not (k == "insertbefore" and p == "BOF") then
+            local ok, err = textedit.check_pattern(k, p)
+            if not ok then return err end
+        end
+    end
+end
+
+return {
+    summary = "Make one line of a text file present (replacing a matched line) or absent",
+    description = [[
+With `state: present` (the default) the file holds `line`: the last line
+`regexp` (a Lua pattern) or `search_string` (plain text) selects is
+replaced by it (`firstmatch: true`: the first); when nothing is selected
+and `line` is not already in the file, it is inserted after the last line
+`insertafter` matches, before the last line `insertbefore` matches
+(`BOF`: at the start), or at the end.  `backrefs: true` fills `%1`..`%9`
+in `line` from regexp's captures and leaves the file alone when regexp
+matches nothing.  With `state: absent` every line selected by `regexp`,
+`search_string` or equal to `line` is removed.  A missing file is
+created only with `create: true` (mode `mode`, default 0644).  Patterns
+are Lua patterns, not regular expressions: `\d` is refused with the
+pattern to write instead (`%d`).  Files over 8 MiB are refused.]],
+    args = {
+        path = { type = "path", required = true, doc = "the file on the host" },
+        line = { type = "string", doc = "the line the file must hold (without newline)" },
+        regexp = { type = "string", doc = "Lua pattern selecting the line to replace or remove" },
+        search_string = { type = "string", doc = "plain text selecting the line to replace or remove" },
+        state = { type = "string", default = "present", choices = { "present", "absent" },
+                  doc = "whether the line is there" },
+        insertafter = { type = "string", doc = "Lua pattern (or EOF): insert after its last match" },
+        insertbefore = { type = "string", doc = "Lua pattern (or BOF): insert before its last match" },
+        firstmatch = { type = "bool", default = false, doc = "use the first match, not the last" },
+        backrefs = { type = "bool", default = false, doc = "fill %1..%9 in line from regexp's captures" },
+        create = { type = "bool", default = false, doc = "create the file when it is missing" },
+        mode = { type = "mode", doc = "permission bits, e.g. '0644'" },
+    },
+    validate = validate,
+    returns = content.RETURNS,
+    check_mode = "Exact: reads the file, computes the edit and reports it (with a diff under --diff); writes nothing. A write the login user may not make is predicted as the failure it would be.",
+    idempotent = true,
+    run = function(ctx, args)
+        local conn = ctx.conn
+        local st, err, code = conn:stat(args.path, true)
+        if not st and code ~= 2 then return { failed = true, msg = err } end
+        local text = ""
+        if not st then
+            if args.state == "absent" then return { changed = false, msg = args.path .. " does not exist" } end
+            if not args.create then
+                return { failed = true, msg = args.path .. " does not exist (create: true creates it)" }
+            end
+        elseif st.type ~= "file" then
+            return { failed = true, msg = args.path .. " is a " .. st.type .. ", not a file" }
+        else
+            text, err = conn:read_file(args.path, textedit.MAX_FILE_BYTES)
+            if not text then return { failed = true, msg = err } end
+        end
+        local ok, new, msg = pcall(textedit.edit_line, text, args)
+        if not ok then return { failed = true, msg = args.path .. ": " .. tostring(new) } end
+        if st and new == text and (args.mode == nil or args.mode == st.mode) then
+            return { changed = false, msg = msg, dest = args.path }
+        end
+        local result = content.ensure(ctx, args.path, new, args.mode)
+        if not result.failed and result.changed and not ctx.check then result.msg = msg end
+        if result.changed and ctx.check then result.msg = "would change: " .. msg end
+        return result
+    end,
+}
