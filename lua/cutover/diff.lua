@@ -109,6 +109,10 @@ function M.render(d)
         parts[#parts + 1] = string.format("%s: mode %s -> %s\n", d.path or "",
             d.before_mode or "(none)", d.after_mode)
     end
+    if d.after_owner and d.before_owner ~= d.after_owner then
+        parts[#parts + 1] = string.format("%s: owner %s -> %s\n", d.path or "",
+            d.before_owner or "(none)", d.after_owner)
+    end
     return table.concat(parts)
 end
 

@@ -18,6 +18,8 @@ local function validate(args)
     if marker:find("\n", 1, true) then return "marker must be one line" end
     local b, e = args.marker_begin or "BEGIN", args.marker_end or "END"
     if b == e then return "marker_begin and marker_end must differ" end
+    local verr = content.validate_args(args)
+    if verr then return verr end
     for _, k in ipairs({ "insertafter", "insertbefore" }) do
         local p = args[k]
         if p and not (k == "insertafter" and p == "EOF") and not (k == "insertbefore" and p == "BOF") then
@@ -40,7 +42,8 @@ before the last line `insertbefore` matches (`BOF`: at the start), or at
 the end.  An empty `block`, or `state: absent`, removes the block and its
 markers.  A begin marker without its end marker (or the reverse) is an
 error naming the line, never a guess.  A missing file is created only
-with `create: true`.  Files over 8 MiB are refused.]],
+with `create: true`.  Files over 8 MiB are refused.  `owner`, `group`,
+`validate` and `backup` work as in copy.]],
     args = {
         path = { type = "path", required = true, doc = "the file on the host" },
         block = { type = "string", default = "", doc = "the lines between the markers" },
@@ -53,6 +56,8 @@ with `create: true`.  Files over 8 MiB are refused.]],
         insertbefore = { type = "string", doc = "Lua pattern (or BOF): insert before its last match" },
         create = { type = "bool", default = false, doc = "create the file when it is missing" },
         mode = { type = "mode", doc = "permission bits, e.g. '0644'" },
+        owner = content.ARGS.owner, group = content.ARGS.group,
+        backup = content.ARGS.backup, validate = content.ARGS.validate,
     },
     validate = validate,
     returns = content.RETURNS,
@@ -83,10 +88,8 @@ with `create: true`.  Files over 8 MiB are refused.]],
             insertafter = args.insertafter, insertbefore = args.insertbefore })
         if not ok then return { failed = true, msg = args.path .. ": " .. tostring(new) } end
         if new == nil then return { failed = true, msg = args.path .. ": " .. msg } end
-        if st and new == text and (args.mode == nil or args.mode == st.mode) then
-            return { changed = false, msg = msg, dest = args.path }
-        end
-        local result = content.ensure(ctx, args.path, new, args.mode)
+        local result = content.ensure(ctx, args.path, new, args.mode, args)
+        if not result.changed and not result.failed then result.msg = msg end
         if not result.failed and result.changed and not ctx.check then result.msg = msg end
         if result.changed and ctx.check then result.msg = "would change: " .. msg end
         return result

@@ -20,6 +20,8 @@ local function validate(args)
         return "line: '" .. args.line:match("\\%d") .. "' is regular-expression syntax; write '%" ..
             args.line:match("\\(%d)") .. "' for a capture of regexp"
     end
+    local verr = content.validate_args(args)
+    if verr then return verr end
     for _, k in ipairs({ "regexp", "insertafter", "insertbefore" }) do
         local p = args[k]
         if p and not (k == "insertafter" and p == "EOF") and not (k == "insertbefore" and p == "BOF") then
@@ -43,7 +45,8 @@ matches nothing.  With `state: absent` every line selected by `regexp`,
 `search_string` or equal to `line` is removed.  A missing file is
 created only with `create: true` (mode `mode`, default 0644).  Patterns
 are Lua patterns, not regular expressions: `\d` is refused with the
-pattern to write instead (`%d`).  Files over 8 MiB are refused.]],
+pattern to write instead (`%d`).  Files over 8 MiB are refused.  `owner`, `group`,
+`validate` and `backup` work as in copy.]],
     args = {
         path = { type = "path", required = true, doc = "the file on the host" },
         line = { type = "string", doc = "the line the file must hold (without newline)" },
@@ -57,6 +60,8 @@ pattern to write instead (`%d`).  Files over 8 MiB are refused.]],
         backrefs = { type = "bool", default = false, doc = "fill %1..%9 in line from regexp's captures" },
         create = { type = "bool", default = false, doc = "create the file when it is missing" },
         mode = { type = "mode", doc = "permission bits, e.g. '0644'" },
+        owner = content.ARGS.owner, group = content.ARGS.group,
+        backup = content.ARGS.backup, validate = content.ARGS.validate,
     },
     validate = validate,
     returns = content.RETURNS,
@@ -80,10 +85,8 @@ pattern to write instead (`%d`).  Files over 8 MiB are refused.]],
         end
         local ok, new, msg = pcall(textedit.edit_line, text, args)
         if not ok then return { failed = true, msg = args.path .. ": " .. tostring(new) } end
-        if st and new == text and (args.mode == nil or args.mode == st.mode) then
-            return { changed = false, msg = msg, dest = args.path }
-        end
-        local result = content.ensure(ctx, args.path, new, args.mode)
+        local result = content.ensure(ctx, args.path, new, args.mode, args)
+        if not result.changed and not result.failed then result.msg = msg end
         if not result.failed and result.changed and not ctx.check then result.msg = msg end
         if result.changed and ctx.check then result.msg = "would change: " .. msg end
         return result

@@ -10,7 +10,8 @@ return {
 Reads `src` (relative to the playbook's folder), renders every
 `{{ expression }}` in it with the host's variables (the same sandboxed
 expressions as in playbooks), and writes the result to `dest` exactly as
-copy does: atomically, only when the checksum differs.  Blocks
+copy does: atomically, only when the checksum differs, with copy's
+`owner`, `group`, `validate` and `backup`.  Blocks
 `{% if c %}...{% elif c %}...{% else %}...{% end %}` and
 `{% for x in list %}...{% end %}` (`for k, v in pairs(t)`), comments
 `{# #}` and whitespace control (`{%-`, `-%}`) are available
@@ -20,7 +21,10 @@ playbook loads, naming the file, line and column.]],
         src = { type = "path", required = true, doc = "template file on the controller" },
         dest = { type = "path", required = true, doc = "file to write on the host" },
         mode = { type = "mode", doc = "permission bits, e.g. '0644'" },
+        owner = content.ARGS.owner, group = content.ARGS.group,
+        backup = content.ARGS.backup, validate = content.ARGS.validate,
     },
+    validate = content.validate_args,
     returns = content.RETURNS,
     check_mode = "Exact, as copy: renders, compares checksums, writes nothing; a write the login user may not make is a predicted failure.",
     reads_files = function(args, dir) return { util.join_path(dir, args.src) } end,
@@ -51,6 +55,6 @@ playbook loads, naming the file, line and column.]],
             if unknown then return { unknown = true, msg = msg } end
             return { failed = true, msg = msg }
         end
-        return content.ensure(ctx, args.dest, v, args.mode)
+        return content.ensure(ctx, args.dest, v, args.mode, args)
     end,
 }
