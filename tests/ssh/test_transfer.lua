@@ -124,4 +124,55 @@ T.test("lineinfile and blockinfile over SSH: check predicts, the edit lands, the
     end
 end)
 
+T.test("fetch: one folder per host, checked against the host's sha256; check writes nothing; flat; missing", function()
+    local srv = S.start(T)
+    srv:trust()
+    local d = setup(srv)
+    T.write(d .. "/inv.yml", string.format([[
+all:
+  vars: { ansible_host: %s, ansible_port: %d, ansible_user: %s, ansible_ssh_private_key_file: %s }
+  hosts: { h1: {}, h2: {} }
+]], srv.address, srv.port, srv.user, srv.key))
+    T.write(d .. "/remote/h1.log", "from h1\n")
+    T.write(d .. "/remote/h2.log", blob)
+    T.write(d .. "/p.yml", string.format([[
+- hosts: all
+  steps:
+    - id: logs
+      fetch: { src: "%s/remote/{{ inventory_hostname }}.log", dest: fetched }
+    - id: flat
+      fetch: { src: "%s/remote/{{ inventory_hostname }}.log", dest: "flat/{{ inventory_hostname }}-", flat: true }
+    - id: missing-ok
+      fetch: { src: "%s/remote/nope", dest: fetched, fail_on_missing: false }
+    - id: dotdot
+      fetch: { src: "%s/remote/../remote/h1.log", dest: fetched }
+      ignore_errors: true
+    - id: missing
+      fetch: { src: "%s/remote/nope", dest: fetched }
+      ignore_errors: true
+]], d, d, d, d, d))
+    local r = run(srv, d, { "--check" })
+    T.eq(r.rc, 0, "check: " .. r.stdout)
+    T.match(r.stdout, "changed%s+h1%s+logs", "check predicts the fetch")
+    T.eq(fs.stat(d .. "/fetched"), nil, "check wrote nothing")
+    r = run(srv, d)
+    T.eq(r.rc, 0, "run: " .. r.stdout)
+    T.eq(T.read(d .. "/fetched/h1" .. d .. "/remote/h1.log"), "from h1\n", "h1's file under h1")
+    T.eq(fs.sha256(d .. "/fetched/h2" .. d .. "/remote/h2.log"), crypto.sha256(blob), "h2's 3 MiB file, every byte")
+    T.eq(T.read(d .. "/flat/h1-"), "from h1\n", "flat")
+    T.match(r.stdout, "ignored%s+h1%s+dotdot", "'..' refused")
+    T.match(r.stdout, "has a '%.%.' part", "says why")
+    T.match(r.stdout, "does not exist on h1", "missing src names the host")
+    T.match(r.stdout, "ok%s+h1%s+missing%-ok", "fail_on_missing: false")
+    r = run(srv, d)
+    T.match(r.stdout, "ok%s+h1%s+logs", "unchanged: not fetched again")
+    T.match(r.stdout, "ok%s+h2%s+logs", "unchanged: not fetched again (h2)")
+    -- the controller's copy differs: fetched again
+    T.write(d .. "/fetched/h1" .. d .. "/remote/h1.log", "tampered")
+    r = run(srv, d)
+    T.match(r.stdout, "changed%s+h1%s+logs", "a differing copy is fetched again")
+    T.eq(T.read(d .. "/fetched/h1" .. d .. "/remote/h1.log"), "from h1\n", "restored")
+    srv:stop()
+end)
+
 T.done()

@@ -12,7 +12,7 @@
 local M = {}
 
 local NAMES = {
-    "assert", "blockinfile", "command", "copy", "dcpromo", "debug", "fail", "file", "lineinfile",
+    "assert", "blockinfile", "command", "copy", "dcpromo", "debug", "fail", "fetch", "file", "lineinfile",
     "mail_login", "pause", "reboot",
     "set_fact", "shell", "stat", "template", "wait_for",
     "wait_for_connection", "win_eventlog", "win_facts", "win_reboot", "win_rights",
