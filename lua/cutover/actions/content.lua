@@ -70,8 +70,8 @@ function M.ensure(ctx, dest, content, mode, opts)
     if st and st.type == "directory" then
         return { failed = true, msg = dest .. " is a directory" }
     end
-    local ids, iderr = owner.wanted(ctx, opts)
-    if iderr then return { failed = true, msg = dest .. ": " .. iderr } end
+    local ids, iderr, unknown = owner.wanted(ctx, opts)
+    if iderr then return { failed = not unknown, unknown = unknown and true or nil, msg = dest .. ": " .. iderr } end
     local old_content
     local content_changes = true
     if st then

@@ -94,8 +94,8 @@ resolved on the host, or numbers.]],
         local conn, path, state = ctx.conn, args.path, args.state
         local st, err, code = conn:stat(path)
         if not st and code ~= 2 then return { failed = true, msg = err } end
-        local ids, iderr = owner.wanted(ctx, args)
-        if iderr then return { failed = true, msg = path .. ": " .. iderr } end
+        local ids, iderr, unknown = owner.wanted(ctx, args)
+        if iderr then return { failed = not unknown, unknown = unknown and true or nil, msg = path .. ": " .. iderr } end
         local before = st and st.type or "absent"
         local result = { path = path, state = state, changed = false }
         local function diff(after_state, after_mode, before_state)

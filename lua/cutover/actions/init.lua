@@ -12,9 +12,10 @@
 local M = {}
 
 local NAMES = {
-    "assert", "blockinfile", "command", "copy", "dcpromo", "debug", "fail", "fetch", "file", "lineinfile",
+    "assert", "blockinfile", "command", "copy", "dcpromo", "debug", "fail", "fetch", "file", "group",
+    "lineinfile",
     "mail_login", "pause", "reboot",
-    "set_fact", "shell", "stat", "sysctl", "template", "wait_for",
+    "set_fact", "shell", "stat", "sysctl", "template", "user", "wait_for",
     "wait_for_connection", "win_eventlog", "win_facts", "win_reboot", "win_rights",
     "win_service", "win_user_right",
 }

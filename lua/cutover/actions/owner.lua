@@ -58,6 +58,8 @@ function M.wanted(ctx, args)
     if not r then return nil, err end
     if r.rc ~= 0 then
         local why = (r.stdout ~= "" and r.stdout or r.stderr):gsub("\n.*", "")
+        -- in check mode an earlier step may be about to create the user
+        if ctx.check and r.rc == 3 then return nil, why .. " yet", "unknown" end
         return nil, why
     end
     local uid, gid = r.stdout:match("^(%S+) (%S+)")
