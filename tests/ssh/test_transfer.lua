@@ -175,4 +175,29 @@ all:
     srv:stop()
 end)
 
+T.test("unarchive over SSH: the archive on tar's stdin, compared, unpacked, then ok", function()
+    local srv = S.start(T)
+    local d = setup(srv)
+    assert(fs.mkdir(d .. "/pack", 493))
+    T.write(d .. "/pack/blob.bin", blob)
+    T.write(d .. "/pack/small", "s\n")
+    S.sh("cd " .. d .. "/pack && tar -czf ../pack.tar.gz blob.bin small")
+    T.write(d .. "/p.yml", string.format([[
+- hosts: all
+  steps:
+    - id: unpack
+      unarchive: { src: pack.tar.gz, dest: "%s/remote" }
+]], d))
+    local r = run(srv, d, { "--check" })
+    T.match(r.stdout, "changed%s+h1%s+unpack", "check predicts")
+    T.eq(fs.stat(d .. "/remote/small"), nil, "check wrote nothing")
+    r = run(srv, d)
+    T.eq(r.rc, 0, "run: " .. r.stdout)
+    T.eq(fs.sha256(d .. "/remote/blob.bin"), crypto.sha256(blob), "every byte")
+    T.eq(fs.stat(d .. "/remote/small").uid, fs.stat(d .. "/remote").uid, "owned by the login user")
+    r = run(srv, d)
+    T.match(r.stdout, "ok%s+h1%s+unpack", "the next run is ok")
+    srv:stop()
+end)
+
 T.done()
