@@ -1034,6 +1034,7 @@ function Run:play(play)
         self.reporter:warn("play '" .. play.name .. "': no hosts to run on")
         return
     end
+    self:warn_unhonoured_vars(hosts)
     hosts = ordered(hosts, play.order)
     self.reporter:play_start(play, hosts)
     self.play_state = play
@@ -1128,6 +1129,30 @@ function Run:delegate(name)
     if not conn then return nil, "delegate_to " .. name .. ": " .. err end
     self.delegates[name] = conn
     return conn
+end
+
+-- One warning per run for each ansible_* variable of these hosts that
+-- cutover does not act on, naming it and a host that has it.
+function Run:warn_unhonoured_vars(hosts)
+    self.warned_vars = self.warned_vars or {}
+    local found, names = {}, {}
+    for _, h in ipairs(hosts) do
+        for k in pairs(self:connection_vars(h)) do
+            if type(k) == "string" and k:match("^ansible_") and not connections.HONOURED[k]
+                and not self.warned_vars[k] then
+                if not found[k] then found[k] = {}; names[#names + 1] = k end
+                table.insert(found[k], h)
+            end
+        end
+    end
+    table.sort(names)
+    for _, k in ipairs(names) do
+        self.warned_vars[k] = true
+        local on = found[k]
+        self.reporter:warn("inventory variable " .. k .. " (on " .. on[1] ..
+            (#on > 1 and (" and " .. (#on - 1) .. " more host(s)") or "") .. ") is not honoured by cutover: " ..
+            (connections.WHY_NOT_HONOURED[k] or "it is ignored"))
+    end
 end
 
 -- Variables that choose a host's connection: group vars, then host vars.

@@ -203,7 +203,7 @@ T.test("lint, modules, doc", function()
     local names = {}
     for line in r.stdout:gmatch("[^\n]+") do names[#names + 1] = line:match("^(%S+)%s%s+%S") end
     T.eq(table.concat(names, " "),
-         "assert command copy dcpromo debug fail file mail_login pause reboot set_fact shell stat template wait_for wait_for_connection win_eventlog win_facts win_reboot win_rights win_service win_user_right")
+         "assert blockinfile command copy dcpromo debug fail fetch file group lineinfile mail_login pause reboot set_fact shell stat sysctl template unarchive user wait_for wait_for_connection win_eventlog win_facts win_reboot win_rights win_service win_user_right")
 
     r = T.run({ "doc", "copy" })
     T.eq(r.rc, 0)
@@ -220,7 +220,7 @@ T.test("lint, modules, doc", function()
     T.eq(r.rc, 0)
     local n = 0
     for _ in r.stdout:gmatch("\nCheck mode:\n") do n = n + 1 end
-    T.eq(n, 22, "doc --all shows 22 actions")
+    T.eq(n, #names, "doc --all shows every action 'modules' lists")
     r = T.run({ "doc", "nope" })
     T.eq(r.rc, 2)
     T.contains(r.stderr, "no action 'nope'")
@@ -617,6 +617,32 @@ T.test("lint -i: the shipped playbooks are clean against their inventories", fun
     T.write(d .. "/inv.yml", "all:\n  hosts:\n    localhost: { ansible_connection: local }\n")
     local r = T.run({ "lint", T.dir .. "/../playbooks/local-upgrade-demo.yml", "-i", d .. "/inv.yml" })
     T.eq(r.rc, 0, r.stderr)
+end)
+
+T.test("an ansible_* inventory variable cutover does not act on is a warning, once per run", function()
+    local d = T.tmpdir()
+    T.write(d .. "/inv.yml", [[
+all:
+  vars: { ansible_python_interpreter: /usr/bin/python3 }
+  hosts:
+    localhost: { ansible_connection: local, ansible_become: true }
+    other: { ansible_connection: local, ansible_become: true, ansible_user: root }
+]])
+    T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - command: 'true'\n- hosts: all\n  steps:\n    - command: 'true'\n")
+    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml" })
+    T.eq(r.rc, 0, "exit")
+    local _, n = r.stdout:gsub("warning: inventory variable ansible_become ", "")
+    T.eq(n, 1, "one warning for ansible_become over two hosts and two plays")
+    T.contains(r.stdout, "warning: inventory variable ansible_become (on localhost and 1 more host(s)) is not honoured by cutover: become is not supported yet", "names it and why")
+    T.contains(r.stdout, "ansible_python_interpreter (on localhost and 1 more host(s)) is not honoured by cutover: cutover runs no Python on hosts", "group vars too")
+    T.not_contains(r.stdout, "ansible_connection", "an honoured one is not named")
+    T.not_contains(r.stdout, "ansible_user", "nor ansible_user")
+    local j = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--format", "json" })
+    local seen = 0
+    for _, e in ipairs(T.events(j.stdout)) do
+        if e.event == "warning" and e.message:find("ansible_become ", 1, true) then seen = seen + 1 end
+    end
+    T.eq(seen, 1, "one JSON warning event")
 end)
 
 T.done()

@@ -9,6 +9,30 @@ local util = require("cutover.util")
 
 local M = {}
 
+-- The ansible_* inventory variables cutover acts on.  A run warns once
+-- about each other one its hosts carry (an inventory brought from Ansible
+-- must not lose a setting silently).
+M.HONOURED = {}
+for _, k in ipairs({ "ansible_host", "ansible_ssh_host", "ansible_port", "ansible_ssh_port", "ansible_user",
+                     "ansible_ssh_user", "ansible_password", "ansible_ssh_pass", "ansible_private_key_file",
+                     "ansible_ssh_private_key_file", "ansible_ssh_common_args", "ansible_ssh_extra_args",
+                     "ansible_timeout", "ansible_ssh_timeout", "ansible_ssh_known_hosts_file",
+                     "ansible_connection", "ansible_shell_type" }) do
+    M.HONOURED[k] = true
+end
+
+-- Why some are not, where there is more to say than "ignored".
+M.WHY_NOT_HONOURED = {
+    ansible_python_interpreter = "cutover runs no Python on hosts",
+    ansible_become = "become is not supported yet (a step that needs root fails as the login user)",
+    ansible_become_user = "become is not supported yet",
+    ansible_become_method = "become is not supported yet",
+    ansible_become_password = "become is not supported yet",
+    ansible_become_pass = "become is not supported yet",
+    ansible_ssh_pipelining = "cutover sends each step on one channel already",
+    ansible_pipelining = "cutover sends each step on one channel already",
+}
+
 local function home()
     return os.getenv("HOME") or "/root"
 end
