@@ -267,11 +267,15 @@ function M.resume(j, id, o, prepare)
     local done = {}
     local changed_steps = {}
     local by_play = {}
+    local dynamic = {}
     for pi, play in ipairs(book.plays) do
         local map = {}
         local function walk(list)
             for _, s in ipairs(list or {}) do
                 map[s.id] = s
+                -- a file an include names with {{ }}: its steps are read
+                -- at run time (the file's own digest is checked below)
+                if s.dynamic_file then dynamic[#dynamic + 1] = s.id .. "." end
                 walk(s.block); walk(s.rescue); walk(s.always)
             end
         end
@@ -284,7 +288,13 @@ function M.resume(j, id, o, prepare)
         done[row.host][row.play .. "/" .. row.step .. "#" .. row.occurrence] = row
         if row.status ~= "running" and row.status ~= "failed" and row.status ~= "interrupted" then
             local s = by_play[row.play] and by_play[row.play][row.step]
-            if not s then
+            local in_dynamic = false
+            for _, p in ipairs(dynamic) do
+                if row.step:sub(1, #p) == p then in_dynamic = true end
+            end
+            if in_dynamic then
+                -- checked through the included file's digest
+            elseif not s then
                 changed_steps[row.step] = "no longer in the playbook"
             elseif runner.step_digest(s) ~= row.digest then
                 changed_steps[row.step] = "its definition changed since the run"

@@ -692,11 +692,17 @@ function Loader:reuse_step(src, t, inherited_tags, in_handlers, where)
             self:err(src:at(t, kind), label .. ": " .. kind .. " takes a file name")
             return nil
         end
-        if expr.has_template(target) then
-            self:err(src:at(t, kind), label .. ": " .. kind .. ": the file name must be written out ({{ }} is not allowed: steps files are read when the playbook loads)")
+        if expr.has_template(target) and not is_include then
+            self:err(src:at(t, kind), label .. ": " .. kind .. ": the file name must be written out ({{ }} is not allowed: " ..
+                "import_steps reads its file when the playbook loads; include_steps may name it with {{ }})")
             return nil
         end
-        file = util.join_path(util.dirname(src.path), target)
+        if expr.has_template(target) then
+            -- dynamic: the name is rendered per host when the step runs
+            self:check_templates(src, target, t, kind, label)
+        else
+            file = util.join_path(util.dirname(src.path), target)
+        end
     end
     local step = { raw = t, source = src, rescue = {}, always = {}, reuse = kind, file = file, role = role_name,
                    label = label }
@@ -751,6 +757,13 @@ function Loader:reuse_step(src, t, inherited_tags, in_handlers, where)
         local b = self:role_block(src, role_name, t, at, label, step.tags, params, how, id, explicit, from_name, false)
         if not b then return nil end
         step.id, step.block = b.id, b.block
+    elseif not file then
+        -- read when it runs (Runner:dynamic_steps, M.load_steps): what
+        -- it needs from here is kept on the step
+        step.id = self:claim_id(id, explicit, function() return at end, label, from_name)
+        step.dynamic_file, step.dynamic_base, step.in_handlers = target, util.dirname(src.path), in_handlers
+        step.dynamic_where, step.dynamic_chain = at, util.copy(self.chain)
+        step.vars = params and util.copy(params) or nil
     else
         step.id = self:claim_id(id, explicit, function() return at end, label, from_name)
         local saved = self.prefix
@@ -1057,6 +1070,37 @@ function Loader:plays(src, doc, book)
             if play then book.plays[#book.plays + 1] = play end
         end
     end
+end
+
+-- The steps of a file an include_steps names with {{ }}, read when the
+-- step runs (on one host).  step: the include step (its id prefixes the
+-- ids; its chain names where it was included); book: the playbook;
+-- handler_names: its play's handlers (notify is checked against them).
+-- Returns steps, files ({path, abs, digest} of every file read) or
+-- nil, {messages}.
+function M.load_steps(path, step, book, handler_names)
+    local self = setmetatable({ errors = {}, ids = {}, notifies = {}, gates = {}, step_count = 0,
+                                uses = {}, chain = util.copy(step.dynamic_chain or {}),
+                                prefix = step.id .. ".", files = {}, file_seen = {}, defined = {},
+                                role_chain = {}, play_count = 0, sources = {}, dir = book.dir,
+                                play_roles = {}, play_handlers = {} }, Loader)
+    do
+        local ok, abs = pcall(fs.realpath, book.path)
+        self.root_abs = ok and abs or book.path
+    end
+    local steps = self:steps_file(path, step.dynamic_where, "included", step.label, step.tags or {},
+                                  step.in_handlers) or {}
+    if #self.play_handlers > 0 then
+        self:err(step.dynamic_where, step.label .. ": " .. path .. " uses a role with handlers: a file " ..
+            "included by a {{ }} name cannot add handlers to the play (import the role in the play instead)")
+    end
+    for _, n in ipairs(self.notifies) do
+        if not (handler_names or {})[n.name] then
+            self:err(n.where, n.label .. ": notify names no handler '" .. tostring(n.name) .. "' of this play")
+        end
+    end
+    if #self.errors > 0 then return nil, M.sort_errors(self.errors) end
+    return steps, self.files
 end
 
 -- Loads and validates.  Returns playbook | nil, {messages}

@@ -92,6 +92,76 @@ T.test("an error two imports deep names the file, line, column and the chain", f
         d .. "/inc/c.yml:2:3, included at " .. book .. ":5:7)\n")
 end)
 
+T.test("include_steps with a templated file name: resolved per host at run time, journaled, clear errors", function()
+    local d = T.tmpdir()
+    files(d, {
+        ["inc/web.yml"] = "- id: w\n  shell: 'echo web-{{ inventory_hostname }}-{{ item }} >> @T@/log'\n",
+        ["inc/db.yml"] = "- id: d\n  shell: 'echo db-{{ inventory_hostname }}-{{ item }} >> @T@/log'\n",
+        ["inc/bad.yml"] = "- id: b\n  command: 'true'\n  retries: 2\n",
+        ["inv.yml"] = [[
+all:
+  vars: { ansible_connection: local }
+  hosts:
+    h1: { kind: web }
+    h2: { kind: db }
+]],
+    })
+    local book = H.book(d, [[
+- hosts: all
+  steps:
+    - name: per kind
+      include_steps: "inc/{{ kind }}.yml"
+      loop: [x, y]
+    - { id: after, shell: "echo after-{{ inventory_hostname }} >> @T@/log" }
+]])
+    local env = { XDG_STATE_HOME = d .. "/state" }
+    local r = T.run({ "lint", book, "-i", d .. "/inv.yml" })
+    T.eq(r.rc, 0, "lint accepts it: " .. r.stderr)
+    local _, _, res
+    r, _, res = H.run_json({ "run", book, "-i", d .. "/inv.yml", "--forks", "1" }, { env = env, timeout = 60 })
+    T.eq(r.rc, 0, "exit code: " .. r.stderr)
+    T.eq(T.read(d .. "/log"), "web-h1-x\nweb-h1-y\nafter-h1\ndb-h2-x\ndb-h2-y\nafter-h2\n")
+    local st = H.statuses(res, true)
+    T.eq(st["h1 per-kind.w"], "changed", "the step id is under the include's")
+    T.eq(st["h2 per-kind.d"], "changed")
+    -- the resolved files are in the journal: resume refuses an edited one
+    T.sh("rm -f " .. d .. "/log")
+    r = T.run({ "run", book, "-i", d .. "/inv.yml", "--forks", "1" },
+        { env = { XDG_STATE_HOME = d .. "/state", CUTOVER_FAULT = "kill-after:after@h1" }, timeout = 60 })
+    T.eq(r.rc, 137, "killed after h1: " .. r.stderr)
+    T.write(d .. "/inc/web.yml", T.read(d .. "/inc/web.yml") .. "# edited\n")
+    r = T.run({ "resume" }, { env = env, timeout = 60 })
+    T.eq(r.rc, 3, "refused: " .. r.stdout .. r.stderr)
+    T.contains(r.stderr, "cutover: file " .. require("cutover.core.fs").realpath(d .. "/inc/web.yml") ..
+               " changed since run", "names the included file")
+    T.write(d .. "/inc/web.yml", (T.read(d .. "/inc/web.yml"):gsub("# edited\n$", "")))
+    r = T.run({ "resume" }, { env = env, timeout = 60 })
+    T.eq(r.rc, 0, "resumed with the file as it was: " .. r.stderr)
+    T.eq(T.read(d .. "/log"), "web-h1-x\nweb-h1-y\nafter-h1\ndb-h2-x\ndb-h2-y\nafter-h2\n", "h1 not run again")
+    -- a file that is not there, a bad file, a template that fails: the
+    -- host fails naming the step, the host and the file
+    T.write(d .. "/inv.yml", "all:\n  vars: { ansible_connection: local }\n  hosts:\n" ..
+        "    h1: { kind: nope }\n    h2: { kind: bad }\n    h3: {}\n")
+    r, _, res = H.run_json({ "run", book, "-i", d .. "/inv.yml", "--no-journal" })
+    T.eq(r.rc, 1, "hosts failed: " .. r.stderr)
+    local by = H.by_key(res, true)
+    T.eq(by["h1 per-kind"].status, "failed")
+    T.contains(by["h1 per-kind"].result.msg, "include_steps: " .. d .. "/inc/nope.yml: ")
+    T.contains(by["h1 per-kind"].result.msg, "no such file")
+    T.eq(by["h2 per-kind"].status, "failed")
+    T.contains(by["h2 per-kind"].result.msg, d .. "/inc/bad.yml:3:3: step 'b': 'retries' needs 'until' (included at " ..
+        book .. ":4:7)")
+    T.eq(by["h3 per-kind"].status, "failed")
+    T.contains(by["h3 per-kind"].result.msg, "undefined variable 'kind'")
+    T.eq(by["h1 after"], nil, "the failed hosts went no further")
+    T.not_contains(r.stdout .. r.stderr, "traceback")
+    -- import_steps stays static: a template is refused when it loads
+    T.write(book, "- hosts: all\n  steps:\n    - import_steps: 'inc/{{ kind }}.yml'\n")
+    r = T.run({ "lint", book })
+    T.eq(r.rc, 2)
+    T.contains(r.stderr, "import_steps: the file name must be written out")
+end)
+
 T.test("step ids do not move when unrelated steps are reordered", function()
     local d = T.tmpdir()
     files(d, { ["inc/a.yml"] = "- command: 'true'\n- name: Second one\n  command: 'true'\n" })
