@@ -237,6 +237,53 @@ T.test("a role: dependencies first, defaults under vars, handlers, templates", f
     T.eq(T.read(d .. "/log"), "base\nafter\nrestarted-80\nbase\nrestarted-8080\n")
 end)
 
+T.test("include_role/import_role with tasks_from, vars_from, defaults_from, handlers_from", function()
+    local d = T.tmpdir()
+    files(d, {
+        ["roles/app/steps/main.yml"] = "- id: main\n  shell: 'echo main >> @T@/log'\n",
+        ["roles/app/tasks/setup.yml"] = "- id: setup\n  shell: 'echo setup-{{ level }}-{{ color }} >> @T@/log'\n  notify: alt handler\n",
+        ["roles/app/steps/check.yml"] = "- id: check\n  shell: 'echo check-{{ level }}-{{ color }} >> @T@/log'\n",
+        ["roles/app/tasks/check.yml"] = "- id: wrong\n  shell: 'echo tasks-not-steps >> @T@/log'\n",
+        ["roles/app/defaults/main.yml"] = "color: main-default\n",
+        ["roles/app/defaults/alt.yml"] = "color: alt-default\n",
+        ["roles/app/vars/main.yml"] = "level: main-vars\n",
+        ["roles/app/vars/prod.yml"] = "level: prod\n",
+        ["roles/app/handlers/main.yml"] = "- name: main handler\n  shell: 'echo main-handler >> @T@/log'\n",
+        ["roles/app/handlers/alt.yml"] = "- name: alt handler\n  shell: 'echo alt-handler >> @T@/log'\n",
+    })
+    local book = H.book(d, [[
+- hosts: localhost
+  steps:
+    - name: s
+      include_role: { name: app, tasks_from: setup, vars_from: prod.yml, defaults_from: alt, handlers_from: alt }
+    - name: c
+      import_role: { name: app, tasks_from: check.yml }
+]])
+    local r, _, res = H.run_json({ "run", book, "--no-journal" })
+    T.eq(r.rc, 0, "exit code: " .. r.stderr)
+    T.eq(ran(res), "s.setup c.check s.alt-handler")
+    T.eq(T.read(d .. "/log"), "setup-prod-alt-default\ncheck-main-vars-main-default\nalt-handler\n",
+         "tasks/ when steps/ has none; steps/ first; the other files from the named ones, main.yml otherwise")
+    -- a file the role does not have: named with the role, and where it was looked for
+    T.write(book, "- hosts: localhost\n  steps:\n    - name: s\n" ..
+        "      include_role: { name: app, tasks_from: nope, vars_from: gone.yml }\n")
+    r = T.run({ "lint", book })
+    T.eq(r.rc, 2, "invalid")
+    T.eq(r.stderr,
+        book .. ":4:7: step 's': role 'app': tasks_from 'nope': no such file (looked for " .. d ..
+        "/roles/app/steps/nope.yml, " .. d .. "/roles/app/tasks/nope.yml)\n" ..
+        book .. ":4:7: step 's': role 'app': vars_from 'gone.yml': no such file (looked for " .. d ..
+        "/roles/app/vars/gone.yml)\n")
+    -- a name that leaves the role's folder is refused
+    T.write(book, "- hosts: localhost\n  steps:\n    - name: s\n" ..
+        "      include_role: { name: app, tasks_from: ../../x, defaults_from: '{{ f }}' }\n")
+    r = T.run({ "lint", book })
+    T.eq(r.rc, 2, "invalid")
+    T.eq(r.stderr,
+        book .. ":4:34: step 's': include_role: tasks_from must be a file name of the role (no '/', no {{ }})\n" ..
+        book .. ":4:55: step 's': include_role: defaults_from must be a file name of the role (no '/', no {{ }})\n")
+end)
+
 T.test("roles from CUTOVER_ROLES_PATH; a missing role is named with where it was looked for", function()
     local d = T.tmpdir()
     files(d, { ["shared/r1/steps/main.yml"] = "- id: hello\n  shell: 'echo r1 >> @T@/log'\n" })
