@@ -345,12 +345,15 @@ function Loader:step(src, t, inherited_tags, in_handlers, list, index)
         end
         step.action = action_name
         if action_name == "pause" and type(t.pause) == "table" and type(t.pause.gate) == "string" then
-            local g = t.pause.gate
+            -- under the import's prefix, like a step id: one file or role
+            -- brought in twice has two gates, approved one at a time
+            local g = self.prefix .. t.pause.gate
             if self.gates[g] then
                 self:err(src:at(t.pause, "gate"), label .. ": gate '" .. g .. "' is already used at " .. self.gates[g])
             else
                 self.gates[g] = src:at(t.pause, "gate")
             end
+            step.gate_id = g
         end
         local raw = t[action_name]
         if action_name == "assert" and type(raw) == "table" and raw.that ~= nil then

@@ -147,7 +147,11 @@ function Run:execute(hs, step, scope)
             end
             return data, rerr
         end,
-        gate = function(spec) return self:gate(hs, spec) end,
+        gate = function(spec)
+            if step.gate_id then spec = util.copy(spec); spec.gate = step.gate_id end
+            return self:gate(hs, spec)
+        end,
+        gate_id = step.gate_id,
     }
     if step.delegate_to ~= nil and (not action.controller or action.delegatable) then
         local dok, target, dunknown = expr.render(step.delegate_to, scope)
