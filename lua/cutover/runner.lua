@@ -1414,6 +1414,11 @@ function M.run(book, inventory, opts)
             -- the files the playbook is built from (imports, roles, vars
             -- files): resume refuses when one changed
             for _, f in ipairs(book.files or {}) do j:event(self.run_id, nil, "file", f.abs, f.digest) end
+            -- cutover apply: which plan this run applies, and what it
+            -- predicted (for `cutover report`'s plan versus actual)
+            if opts.applied_plan then
+                j:event(self.run_id, nil, "plan", opts.applied_plan.file, opts.applied_plan.detail)
+            end
             for _, h in ipairs(all) do j:host_status(self.run_id, h, "pending") end
         end or nil
         local ok, conflicts = j:lock(self.run_id, keys, record_run)
