@@ -547,6 +547,21 @@ T.test("report of an applied plan: plan versus actual per host and step, differe
     T.contains(html, '<tr class="differs"><td>h2</td><td>shared</td><td class="changed">changed</td>' ..
         '<td class="ok">ok</td><td>planned a change, was ok</td></tr>')
     T.eq(select(2, html:gsub('<tr class="differs"><td>h%d</td><td>%a', "")), 1, "only that step is marked")
+    -- a host refused as stale: the report says so, and its steps were
+    -- planned but not run
+    r = T.run({ "plan", d .. "/p.yml", "-i", d .. "/inv.yml", "-o", d .. "/p2.plan" })
+    T.eq(r.rc, 0, "plan: " .. r.stderr)
+    T.write(d .. "/h2/same.txt", "hot-fixed\n")
+    r = T.run({ "apply", d .. "/p2.plan", "--forks", "1" })
+    T.eq(r.rc, 3, "h2 refused: " .. r.stderr)
+    id = r.stdout:match("%[run (%S+)%]")
+    p = json.decode(T.run({ "report", id, "--format", "json", "-o", "-" }).stdout).plan
+    T.eq(p.hosts[1].differences, 0, "h1 went as planned")
+    T.contains(p.hosts[2].stale, "refused as stale at step 'same': ")
+    T.eq(p.hosts[2].steps[1].difference, "planned but not run")
+    T.eq(p.differences, #p.hosts[2].steps)
+    html = T.run({ "report", id, "-o", "-" }).stdout
+    T.contains(html, '<tr class="differs"><td>h2</td><td colspan="3">-</td><td>refused as stale at step')
     -- a run that applied no plan says nothing of one
     r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml" })
     id = r.stdout:match("%[run (%S+)%]")
