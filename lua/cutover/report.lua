@@ -1,6 +1,7 @@
 -- report: one run of the journal as a self-contained HTML file (or the
 -- same data as JSON), for change boards and post-mortems.  Nothing in the
--- page loads anything: inline CSS and SVG, no script, and a
+-- page loads anything: inline CSS and SVG, one inline filter script
+-- allowed by its hash (the page reads fully without it), and a
 -- Content-Security-Policy that forbids every fetch, so it reads the same
 -- offline and from a mail attachment (docs/report.md).
 --
@@ -251,8 +252,34 @@ end
 
 local function dur(s) return s and util.format_duration(s) or "-" end
 
--- The policy: the page may use its own inline styles and nothing else.
+-- The one script: filters the host list by name and result (the page
+-- reads fully without it: the filter bar is hidden until it runs).  A
+-- "#q=TEXT&result=STATUS" fragment sets the filter when the page opens.
+-- It is fixed text (nothing of the run inside), allowed by its hash.
+M.FILTER_JS = [[
+(function(){var f=document.getElementById("filter");if(!f)return;
+var q=document.getElementById("filter-text"),s=document.getElementById("filter-result"),
+n=document.getElementById("filter-count"),all=document.querySelectorAll("details.host");
+function run(){var t=q.value.toLowerCase(),r=s.value,shown=0;
+for(var i=0;i<all.length;i++){var d=all[i];
+var ok=(!t||d.getAttribute("data-host").toLowerCase().indexOf(t)>=0)&&(!r||d.getAttribute("data-result")===r);
+d.hidden=!ok;if(ok)shown++;}
+n.textContent=shown+" of "+all.length+" hosts shown";}
+var h=location.hash.replace(/^#/,"").split("&");
+for(var i=0;i<h.length;i++){var kv=h[i].split("=");var v=decodeURIComponent(kv.slice(1).join("="));
+if(kv[0]==="q")q.value=v;if(kv[0]==="result")s.value=v;}
+q.addEventListener("input",run);s.addEventListener("change",run);f.hidden=false;run();})();
+]]
+
+local function hex_to_base64(hex)
+    local bin = hex:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)
+    return require("cutover.core.vault").to_base64(bin)
+end
+
+-- The policy: the page may use its own inline styles and the filter
+-- script (by its sha256, not 'unsafe-inline'), and nothing else.
 M.CSP = "default-src 'none'; style-src 'unsafe-inline'; " ..
+        "script-src 'sha256-" .. hex_to_base64(require("cutover.core.crypto").sha256(M.FILTER_JS)) .. "'; " ..
         "base-uri 'none'; form-action 'none'"
 
 local CSS = [[
@@ -500,12 +527,19 @@ function M.html(d)
         out[#out + 1] = "</table>"
     end
     if d.plan then plan_section(d.plan, out) end
-    -- per host
-    out[#out + 1] = "<h2>Hosts</h2>"
+    -- per host (the filter bar shows only when the script runs)
+    out[#out + 1] = '<h2 id="hosts">Hosts</h2>'
+    out[#out + 1] = '<p id="filter" hidden><label>host <input id="filter-text" type="search"></label> ' ..
+        '<label>result <select id="filter-result"><option value="">any</option>'
+    for _, k in ipairs(util.sorted_keys(counts)) do
+        out[#out + 1] = '<option value="' .. h(k) .. '">' .. h(k == "pending" and "never started" or k) .. "</option>"
+    end
+    out[#out + 1] = '</select></label> <span id="filter-count"></span></p>'
     for _, host in ipairs(d.hosts) do
         local problem = host.status ~= "ok"
-        out[#out + 1] = string.format('<details id="%s"%s><summary><b>%s</b> <span class="%s">%s</span>%s (%d steps)</summary>',
-            host.anchor, problem and " open" or "", h(host.name), h(host.status),
+        out[#out + 1] = string.format('<details class="host" id="%s" data-host="%s" data-result="%s"%s>' ..
+            '<summary><b>%s</b> <span class="%s">%s</span>%s (%d steps)</summary>',
+            host.anchor, h(host.name), h(host.status), problem and " open" or "", h(host.name), h(host.status),
             h(host.status == "pending" and "never started" or host.status),
             host.failed_at and (" at " .. h(host.failed_at)) or "", #host.steps)
         if #host.steps > 0 then
@@ -526,6 +560,7 @@ function M.html(d)
         out[#out + 1] = "</details>"
     end
     out[#out + 1] = "<p><small>Written by cutover from its journal. Secret values are shown as ********.</small></p>"
+    out[#out + 1] = "<script>" .. M.FILTER_JS .. "</script>"
     out[#out + 1] = "</body></html>\n"
     -- the whole page once more: a secret the run knows never survives
     return redact.text(table.concat(out, "\n"))
