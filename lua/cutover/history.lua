@@ -167,6 +167,23 @@ function M.decisions(r, host_rows, by_play, done, mark, retry, items)
             local function bad(msg)
                 return nil, "cutover: --" .. opt .. " " .. spec .. ": " .. msg
             end
+            -- a step of a file an include names with {{ }} is not in the
+            -- loaded playbook: the journal's rows under that include know it
+            local function journaled(id)
+                for _, p in ipairs(by_play.dynamic or {}) do
+                    if id:sub(1, #p) == p then
+                        for _, rows in pairs(done) do
+                            for _, row in pairs(rows) do
+                                if row.step == id then return true end
+                            end
+                        end
+                    end
+                end
+                return false
+            end
+            for _, cand in ipairs({ spec, (spec:match("^(.*)@") or spec), ((spec:match("^(.*)@") or spec):match("^(.*)%[%d+%]$")) }) do
+                if cand and not steps[cand] and journaled(cand) then steps[cand] = { dynamic = true, loop = true } end
+            end
             local sid, host, index = spec, nil, nil
             local at = spec:match("^.*()@")
             if at and not steps[spec] then sid, host = spec:sub(1, at - 1), spec:sub(at + 1) end
@@ -283,6 +300,7 @@ function M.resume(j, id, o, prepare)
         walk(play.handlers)
         by_play[pi] = map
     end
+    by_play.dynamic = dynamic
     for _, row in ipairs(j:steps(r.id)) do
         done[row.host] = done[row.host] or {}
         done[row.host][row.play .. "/" .. row.step .. "#" .. row.occurrence] = row

@@ -237,6 +237,32 @@ T.test("a role: dependencies first, defaults under vars, handlers, templates", f
     T.eq(T.read(d .. "/log"), "base\nafter\nrestarted-80\nbase\nrestarted-8080\n")
 end)
 
+T.test("a step of a {{ }}-named include in flight at a crash: the guard names it and --mark-done takes it", function()
+    local d = T.tmpdir()
+    files(d, { ["inc/slow.yml"] = "- id: s2\n  shell: 'echo s2 >> @T@/count; touch @T@/marker; sleep 30'\n" ..
+                                  "- id: s3\n  shell: 'echo s3 >> @T@/count'\n" })
+    local book = H.book(d, [[
+- hosts: localhost
+  vars: { which: slow }
+  steps:
+    - { id: s1, shell: "echo s1 >> @T@/count" }
+    - { name: dyn, include_steps: "inc/{{ which }}.yml" }
+    - { id: s4, shell: "echo s4 >> @T@/count" }
+]])
+    local r = T.sh(string.format(
+        "XDG_STATE_HOME=%s/state %s run %s > %s/out 2>&1 & pid=$!; n=0; " ..
+        "while [ ! -e %s/marker ] && [ $n -lt 1500 ]; do sleep 0.02; n=$((n+1)); done; kill -KILL $pid; wait $pid; echo rc=$?",
+        d, T.cutover, book, d, d))
+    T.eq(r.stdout, "rc=137\n", "killed in the middle of the step")
+    local env = { XDG_STATE_HOME = d .. "/state" }
+    r = T.run({ "resume" }, { env = env, timeout = 60 })
+    T.eq(r.rc, 1, "the guard stops the host: " .. r.stdout .. r.stderr)
+    T.contains(r.stdout .. r.stderr, "--mark-done dyn.s2@localhost")
+    r = T.run({ "resume", "--mark-done", "dyn.s2@localhost" }, { env = env, timeout = 60 })
+    T.eq(r.rc, 0, "marked done, the rest runs: " .. r.stdout .. r.stderr)
+    T.eq(T.read(d .. "/count"), "s1\ns2\ns3\ns4\n")
+end)
+
 T.test("include_role/import_role with tasks_from, vars_from, defaults_from, handlers_from", function()
     local d = T.tmpdir()
     files(d, {
