@@ -442,6 +442,16 @@ T.test("a saved plan binds the imported steps file: apply refuses it edited", fu
     T.eq(r.rc, 3, "refused: " .. r.stdout .. r.stderr)
     T.contains(r.stderr, require("cutover.core.fs").realpath(d .. "/inc/a.yml") .. " read by a step changed")
     T.eq(T.read(d .. "/count"), nil, "nothing ran")
+    -- the same for a file an include names with {{ }}: read by the plan's check run
+    files(d, { ["inc/b.yml"] = "- id: s3\n  shell: 'echo s3 >> @T@/count'\n" })
+    book = H.book(d, "- hosts: localhost\n  vars: { f: b }\n  steps:\n    - { name: dyn, include_steps: 'inc/{{ f }}.yml' }\n", "q.yml")
+    r = T.run({ "plan", book, "-o", d .. "/q.plan" }, { env = env, timeout = 60 })
+    T.eq(r.rc, 0, "plan: " .. r.stderr)
+    T.write(d .. "/inc/b.yml", T.read(d .. "/inc/b.yml") .. "# edited\n")
+    r = T.run({ "apply", d .. "/q.plan" }, { env = env, timeout = 60 })
+    T.eq(r.rc, 3, "refused: " .. r.stdout .. r.stderr)
+    T.contains(r.stderr, require("cutover.core.fs").realpath(d .. "/inc/b.yml") .. " read by a step changed")
+    T.eq(T.read(d .. "/count"), nil, "nothing ran")
 end)
 
 T.test("a secret named only in an imported file or a vars file is resolved before anything runs", function()
