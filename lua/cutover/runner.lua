@@ -762,6 +762,18 @@ function Run:dynamic_steps(hs, step)
     if (hs.dynamic_depth or 0) >= M.MAX_DYNAMIC_DEPTH then
         return fail("include_steps: includes nested deeper than " .. M.MAX_DYNAMIC_DEPTH .. " levels")
     end
+    -- the name may come from data (a registered result, a host's
+    -- variable): it stays inside the folder of the file naming it
+    local depth, escapes = 0, name:sub(1, 1) == "/" or name:find("[\0\n]") ~= nil
+    for seg in name:gmatch("[^/]+") do
+        if seg == ".." then depth = depth - 1 elseif seg ~= "." then depth = depth + 1 end
+        if depth < 0 then escapes = true end
+    end
+    if escapes then
+        return fail("include_steps: '" .. name .. "' (from '" .. step.dynamic_file .. "') leaves the folder of " ..
+            (step.source and step.source.path or "the file naming it") .. " (a name given by {{ }} must stay inside it: " ..
+            "no absolute path, no '..' above it)")
+    end
     local path = util.join_path(step.dynamic_base, name)
     self.dynamic = self.dynamic or {}
     local cache = self.dynamic[step] or {}

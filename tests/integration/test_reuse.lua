@@ -141,7 +141,7 @@ all:
     -- a file that is not there, a bad file, a template that fails: the
     -- host fails naming the step, the host and the file
     T.write(d .. "/inv.yml", "all:\n  vars: { ansible_connection: local }\n  hosts:\n" ..
-        "    h1: { kind: nope }\n    h2: { kind: bad }\n    h3: {}\n")
+        "    h1: { kind: nope }\n    h2: { kind: bad }\n    h3: {}\n    h4: { kind: ../../inc/web }\n")
     r, _, res = H.run_json({ "run", book, "-i", d .. "/inv.yml", "--no-journal" })
     T.eq(r.rc, 1, "hosts failed: " .. r.stderr)
     local by = H.by_key(res, true)
@@ -153,6 +153,10 @@ all:
         book .. ":4:7)")
     T.eq(by["h3 per-kind"].status, "failed")
     T.contains(by["h3 per-kind"].result.msg, "undefined variable 'kind'")
+    -- a name from data cannot leave the folder of the file naming it
+    T.eq(by["h4 per-kind"].status, "failed")
+    T.contains(by["h4 per-kind"].result.msg, "include_steps: 'inc/../../inc/web.yml' (from 'inc/{{ kind }}.yml') " ..
+        "leaves the folder of " .. book)
     T.eq(by["h1 after"], nil, "the failed hosts went no further")
     T.not_contains(r.stdout .. r.stderr, "traceback")
     -- import_steps stays static: a template is refused when it loads
