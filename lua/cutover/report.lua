@@ -213,9 +213,11 @@ function M.plan_versus_actual(rec, step_rows)
         local function add(g, row)
             local p = g and { status = g.items and combine(g.items) or g.status, at_apply = g.at_apply } or nil
             local diff_text = difference(p, row and row.status)
+            local name
+            if g then name = g.name or g.id else name = row.name or row.step end
             local entry = {
                 play = g and g.play or row.play, id = masked(g and g.id or row.step),
-                name = masked(g and g.name or row.name or row.step),
+                name = masked(name),
                 planned = p and p.status or nil, at_apply = p and p.at_apply or nil,
                 items = g and g.items and #g.items or nil,
                 actual = row and row.status or nil, difference = diff_text,
