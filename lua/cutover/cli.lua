@@ -67,7 +67,8 @@ Writes a run of the journal as one self-contained HTML file: the summary,
 a timeline (hosts down, time across, one bar per step), each host's steps
 with results, durations, output heads and diffs (from runs with --diff),
 gate approvals, and the hosts that failed or never started.  It loads
-nothing (no script, no fetch); secrets are masked.  -o - writes to stdout.]],
+nothing (no fetch; one inline filter script, allowed by its hash);
+secrets are masked.  -o - writes to stdout.]],
     unlock = [[
 usage: cutover unlock HOST [--journal FILE]
 

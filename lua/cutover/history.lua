@@ -167,6 +167,23 @@ function M.decisions(r, host_rows, by_play, done, mark, retry, items)
             local function bad(msg)
                 return nil, "cutover: --" .. opt .. " " .. spec .. ": " .. msg
             end
+            -- a step of a file an include names with {{ }} is not in the
+            -- loaded playbook: the journal's rows under that include know it
+            local function journaled(id)
+                for _, p in ipairs(by_play.dynamic or {}) do
+                    if id:sub(1, #p) == p then
+                        for _, rows in pairs(done) do
+                            for _, row in pairs(rows) do
+                                if row.step == id then return true end
+                            end
+                        end
+                    end
+                end
+                return false
+            end
+            for _, cand in ipairs({ spec, (spec:match("^(.*)@") or spec), ((spec:match("^(.*)@") or spec):match("^(.*)%[%d+%]$")) }) do
+                if cand and not steps[cand] and journaled(cand) then steps[cand] = { dynamic = true, loop = true } end
+            end
             local sid, host, index = spec, nil, nil
             local at = spec:match("^.*()@")
             if at and not steps[spec] then sid, host = spec:sub(1, at - 1), spec:sub(at + 1) end
@@ -267,11 +284,15 @@ function M.resume(j, id, o, prepare)
     local done = {}
     local changed_steps = {}
     local by_play = {}
+    local dynamic = {}
     for pi, play in ipairs(book.plays) do
         local map = {}
         local function walk(list)
             for _, s in ipairs(list or {}) do
                 map[s.id] = s
+                -- a file an include names with {{ }}: its steps are read
+                -- at run time (the file's own digest is checked below)
+                if s.dynamic_file then dynamic[#dynamic + 1] = s.id .. "." end
                 walk(s.block); walk(s.rescue); walk(s.always)
             end
         end
@@ -279,12 +300,19 @@ function M.resume(j, id, o, prepare)
         walk(play.handlers)
         by_play[pi] = map
     end
+    by_play.dynamic = dynamic
     for _, row in ipairs(j:steps(r.id)) do
         done[row.host] = done[row.host] or {}
         done[row.host][row.play .. "/" .. row.step .. "#" .. row.occurrence] = row
         if row.status ~= "running" and row.status ~= "failed" and row.status ~= "interrupted" then
             local s = by_play[row.play] and by_play[row.play][row.step]
-            if not s then
+            local in_dynamic = false
+            for _, p in ipairs(dynamic) do
+                if row.step:sub(1, #p) == p then in_dynamic = true end
+            end
+            if in_dynamic then
+                -- checked through the included file's digest
+            elseif not s then
                 changed_steps[row.step] = "no longer in the playbook"
             elseif runner.step_digest(s) ~= row.digest then
                 changed_steps[row.step] = "its definition changed since the run"

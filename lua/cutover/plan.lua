@@ -762,6 +762,29 @@ local function whole_plan_check(plan, o, env)
     return reasons, ev
 end
 
+-- What the journal keeps of an applied plan (JSON text, masked): the
+-- plan's identity, the hosts refused as stale, and per host each
+-- prediction's step, item, status and whether it was decided at apply
+-- time (no diffs or messages: the plan file has them).
+function M.applied_record(plan, path, stale)
+    local rec = { file = absolute(path), body_sha256 = plan.body_sha256, created = plan.created,
+                  user = plan.user, playbook_sha256 = plan.playbook and plan.playbook.sha256,
+                  stale = array({}), hosts = array({}) }
+    for _, st in ipairs(stale or {}) do
+        rec.stale[#rec.stale + 1] = { host = st.name, why = mask(st.why or ""),
+                                      step = st.step and st.step.id or nil }
+    end
+    for _, h in ipairs(plan.hosts or {}) do
+        local steps = array({})
+        for _, e in ipairs(h.steps or {}) do
+            steps[#steps + 1] = { play = e.play, id = e.id, name = e.name, item = e.item, status = e.status,
+                                  changed = e.changed, at_apply = e.at_apply }
+        end
+        rec.hosts[#rec.hosts + 1] = { name = h.name, steps = steps }
+    end
+    return redact.json_line(encode(redact.value(rec)))
+end
+
 -- Host names that cannot be excluded through a --limit pattern.
 local function pattern_safe(name) return not name:find("[,:!&%*%?%[%]@]") and util.trim(name) == name end
 
@@ -863,6 +886,10 @@ function M.apply(path, o, env)
         print(shown("apply " .. path .. ": " .. (#fresh <= 10 and table.concat(fresh, ", ") or (#fresh .. " hosts")) ..
             (#stale > 0 and ("  (refused as stale: " .. #stale .. " host" .. (#stale == 1 and "" or "s") .. ")") or "")))
     end
+    -- the journal records which plan this run applies and what it
+    -- predicted, per host and step (masked as the plan is): `cutover
+    -- report` shows plan versus actual from it
+    real.applied_plan = { file = absolute(path), detail = M.applied_record(plan, path, stale) }
     -- compare what the real run did with the plan, to say where it differed
     local rc = M.collector()
     real.on_result = rc.on_result

@@ -27,6 +27,9 @@ for _, k in ipairs(REUSE_KINDS) do REUSE_KIND_SET[k] = true end
 local REUSE_KEYS = { "name", "id", "tags", "vars", "when" }
 local INCLUDE_KEYS = { "loop", "loop_var" }
 local MAX_IMPORT_DEPTH = 16
+-- include_role/import_role NAME_from: the role's folders looked in
+local ROLE_FROM = { tasks = { "steps", "tasks" }, vars = { "vars" }, defaults = { "defaults" },
+                    handlers = { "handlers" } }
 
 local ORDERS = { "inventory", "reverse_inventory", "sorted", "reverse_sorted", "shuffle" }
 
@@ -342,12 +345,15 @@ function Loader:step(src, t, inherited_tags, in_handlers, list, index)
         end
         step.action = action_name
         if action_name == "pause" and type(t.pause) == "table" and type(t.pause.gate) == "string" then
-            local g = t.pause.gate
+            -- under the import's prefix, like a step id: one file or role
+            -- brought in twice has two gates, approved one at a time
+            local g = self.prefix .. t.pause.gate
             if self.gates[g] then
                 self:err(src:at(t.pause, "gate"), label .. ": gate '" .. g .. "' is already used at " .. self.gates[g])
             else
                 self.gates[g] = src:at(t.pause, "gate")
             end
+            step.gate_id = g
         end
         local raw = t[action_name]
         if action_name == "assert" and type(raw) == "table" and raw.that ~= nil then
@@ -532,7 +538,7 @@ end
 -- play), then steps/main.yml (or Ansible's tasks/main.yml) with the
 -- role's defaults and vars; its handlers join the play's.  Ids are under
 -- the current prefix.  Returns a list of steps or nil.
-function Loader:role_steps(name, where, label, tags, how, params, base)
+function Loader:role_steps(name, where, label, tags, how, params, base, from)
     local dir, tried = self:find_role(name, base)
     if not dir then
         self:err(where, label .. ": role '" .. name .. "' not found (looked in " .. table.concat(tried, ", ") ..
@@ -577,10 +583,27 @@ function Loader:role_steps(name, where, label, tags, how, params, base)
             end
         end
     end
-    local defaults = exists(dir .. "/defaults/main.yml") and self:vars_file(dir .. "/defaults/main.yml", where, label) or nil
-    local rvars = exists(dir .. "/vars/main.yml") and self:vars_file(dir .. "/vars/main.yml", where, label) or nil
-    local steps_path = exists(dir .. "/steps/main.yml") and dir .. "/steps/main.yml" or
-                       exists(dir .. "/tasks/main.yml") and dir .. "/tasks/main.yml" or nil
+    -- main.yml, or the file a *_from names (which must then exist)
+    local function role_file(what)
+        local given = from and from[what]
+        local file = given or "main.yml"
+        if given and not file:match("%.ya?ml$") then file = file .. ".yml" end
+        local tried = {}
+        for _, sub in ipairs(ROLE_FROM[what]) do
+            local p = dir .. "/" .. sub .. "/" .. file
+            if exists(p) then return p end
+            tried[#tried + 1] = p
+        end
+        if given then
+            self:err(where, label .. ": role '" .. name .. "': " .. what .. "_from '" .. given ..
+                "': no such file (looked for " .. table.concat(tried, ", ") .. ")")
+        end
+        return nil
+    end
+    local defaults_path, vars_path = role_file("defaults"), role_file("vars")
+    local steps_path, handlers_path = role_file("tasks"), role_file("handlers")
+    local defaults = defaults_path and self:vars_file(defaults_path, where, label) or nil
+    local rvars = vars_path and self:vars_file(vars_path, where, label) or nil
     local own = steps_path and self:steps_file(steps_path, where, how, label, tags, false) or {}
     local function mark(list)
         for _, s in ipairs(list) do
@@ -594,8 +617,8 @@ function Loader:role_steps(name, where, label, tags, how, params, base)
     push_vars(own, params, "vars")
     push_vars(own, rvars, "vars")
     push_vars(own, defaults, "defaults")
-    if exists(dir .. "/handlers/main.yml") and self.play_handlers then
-        local hs = self:steps_file(dir .. "/handlers/main.yml", where, how, label, tags, true) or {}
+    if handlers_path and self.play_handlers then
+        local hs = self:steps_file(handlers_path, where, how, label, tags, true) or {}
         mark(hs)
         push_vars(hs, params, "vars")
         push_vars(hs, rvars, "vars")
@@ -611,7 +634,7 @@ end
 -- import_role/include_role).  t: the YAML that asked for it (or nil).
 -- A role already applied in this play with the same vars is not applied
 -- again (as `roles:` and dependencies do in Ansible).
-function Loader:role_block(src, name, t, where, label, tags, params, how, id, explicit, from_name, dedup)
+function Loader:role_block(src, name, t, where, label, tags, params, how, id, explicit, from_name, dedup, from)
     if dedup ~= false then
         local key = name .. "\0" .. require("cutover.core.json").encode(params or {})
         if self.play_roles[key] then return nil end
@@ -622,7 +645,7 @@ function Loader:role_block(src, name, t, where, label, tags, params, how, id, ex
     self.prefix = claimed .. "."
     -- looked up beside the file naming it (a dependency: beside the playbook)
     local base = src and not src.role_meta and util.dirname(src.path) or nil
-    local steps = self:role_steps(name, where, label, tags, how, params, base)
+    local steps = self:role_steps(name, where, label, tags, how, params, base, from)
     self.prefix = saved
     if not steps then return nil end
     return { raw = t or { role = name, vars = params }, source = src, id = claimed, name = "role " .. name,
@@ -649,11 +672,24 @@ function Loader:reuse_step(src, t, inherited_tags, in_handlers, where)
     elseif type(t.id) == "string" then label = "step '" .. t.id .. "'"
     else label = "'" .. kind .. "' step" end
     local role_name, params
+    local from
     if is_role and type(target) == "table" and is_mapping(target) then
         role_name = target.name
-        for k in pairs(target) do
-            if k ~= "name" then
-                self:err(src:at(target, k), label .. ": " .. kind .. ": unknown key '" .. tostring(k) .. "' (give 'name', and 'vars' on the step)")
+        for k, v in pairs(target) do
+            local what = type(k) == "string" and k:match("^(%a+)_from$")
+            if what and ROLE_FROM[what] then
+                -- a file of the role's own folder, read when the playbook loads
+                if type(v) ~= "string" or v == "" or v:find("/", 1, true) or expr.has_template(v) or v:match("^%.") then
+                    self:err(src:at(target, k), label .. ": " .. kind .. ": " .. k ..
+                        " must be a file name of the role (no '/', no {{ }})")
+                else
+                    from = from or {}
+                    from[what] = v
+                end
+            elseif k ~= "name" then
+                self:err(src:at(target, k), label .. ": " .. kind .. ": unknown key '" .. tostring(k) ..
+                    "' (give 'name', 'tasks_from', 'vars_from', 'defaults_from', 'handlers_from'; and 'vars' on the step)" ..
+                    util.did_you_mean(tostring(k), { "name", "tasks_from", "vars_from", "defaults_from", "handlers_from" }))
             end
         end
     elseif is_role then
@@ -692,11 +728,17 @@ function Loader:reuse_step(src, t, inherited_tags, in_handlers, where)
             self:err(src:at(t, kind), label .. ": " .. kind .. " takes a file name")
             return nil
         end
-        if expr.has_template(target) then
-            self:err(src:at(t, kind), label .. ": " .. kind .. ": the file name must be written out ({{ }} is not allowed: steps files are read when the playbook loads)")
+        if expr.has_template(target) and not is_include then
+            self:err(src:at(t, kind), label .. ": " .. kind .. ": the file name must be written out ({{ }} is not allowed: " ..
+                "import_steps reads its file when the playbook loads; include_steps may name it with {{ }})")
             return nil
         end
-        file = util.join_path(util.dirname(src.path), target)
+        if expr.has_template(target) then
+            -- dynamic: the name is rendered per host when the step runs
+            self:check_templates(src, target, t, kind, label)
+        else
+            file = util.join_path(util.dirname(src.path), target)
+        end
     end
     local step = { raw = t, source = src, rescue = {}, always = {}, reuse = kind, file = file, role = role_name,
                    label = label }
@@ -748,9 +790,16 @@ function Loader:reuse_step(src, t, inherited_tags, in_handlers, where)
     local at = src:at(t, kind)
     if is_role then
         if t.id == nil and t.name == nil then id = util.slug(role_name) end
-        local b = self:role_block(src, role_name, t, at, label, step.tags, params, how, id, explicit, from_name, false)
+        local b = self:role_block(src, role_name, t, at, label, step.tags, params, how, id, explicit, from_name, false, from)
         if not b then return nil end
         step.id, step.block = b.id, b.block
+    elseif not file then
+        -- read when it runs (Runner:dynamic_steps, M.load_steps): what
+        -- it needs from here is kept on the step
+        step.id = self:claim_id(id, explicit, function() return at end, label, from_name)
+        step.dynamic_file, step.dynamic_base, step.in_handlers = target, util.dirname(src.path), in_handlers
+        step.dynamic_where, step.dynamic_chain = at, util.copy(self.chain)
+        step.vars = params and util.copy(params) or nil
     else
         step.id = self:claim_id(id, explicit, function() return at end, label, from_name)
         local saved = self.prefix
@@ -1057,6 +1106,37 @@ function Loader:plays(src, doc, book)
             if play then book.plays[#book.plays + 1] = play end
         end
     end
+end
+
+-- The steps of a file an include_steps names with {{ }}, read when the
+-- step runs (on one host).  step: the include step (its id prefixes the
+-- ids; its chain names where it was included); book: the playbook;
+-- handler_names: its play's handlers (notify is checked against them).
+-- Returns steps, files ({path, abs, digest} of every file read) or
+-- nil, {messages}.
+function M.load_steps(path, step, book, handler_names)
+    local self = setmetatable({ errors = {}, ids = {}, notifies = {}, gates = {}, step_count = 0,
+                                uses = {}, chain = util.copy(step.dynamic_chain or {}),
+                                prefix = step.id .. ".", files = {}, file_seen = {}, defined = {},
+                                role_chain = {}, play_count = 0, sources = {}, dir = book.dir,
+                                play_roles = {}, play_handlers = {} }, Loader)
+    do
+        local ok, abs = pcall(fs.realpath, book.path)
+        self.root_abs = ok and abs or book.path
+    end
+    local steps = self:steps_file(path, step.dynamic_where, "included", step.label, step.tags or {},
+                                  step.in_handlers) or {}
+    if #self.play_handlers > 0 then
+        self:err(step.dynamic_where, step.label .. ": " .. path .. " uses a role with handlers: a file " ..
+            "included by a {{ }} name cannot add handlers to the play (import the role in the play instead)")
+    end
+    for _, n in ipairs(self.notifies) do
+        if not (handler_names or {})[n.name] then
+            self:err(n.where, n.label .. ": notify names no handler '" .. tostring(n.name) .. "' of this play")
+        end
+    end
+    if #self.errors > 0 then return nil, M.sort_errors(self.errors) end
+    return steps, self.files
 end
 
 -- Loads and validates.  Returns playbook | nil, {messages}

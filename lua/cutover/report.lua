@@ -1,6 +1,7 @@
 -- report: one run of the journal as a self-contained HTML file (or the
 -- same data as JSON), for change boards and post-mortems.  Nothing in the
--- page loads anything: inline CSS and SVG, no script, and a
+-- page loads anything: inline CSS and SVG, one inline filter script
+-- allowed by its hash (the page reads fully without it), and a
 -- Content-Security-Policy that forbids every fetch, so it reads the same
 -- offline and from a mail attachment (docs/report.md).
 --
@@ -74,6 +75,7 @@ function M.collect(j, id)
         extra_vars = redact.value(decode(r.extra_vars) or {}),
     }
     local diffs, batches, events = {}, {}, {}
+    local applied
     for _, e in ipairs(j:events(id)) do
         if e.kind == "diff" then
             local d = decode(e.detail)
@@ -84,6 +86,8 @@ function M.collect(j, id)
                 b.time, b.play_name = e.time, masked(e.name)
                 batches[#batches + 1] = b
             end
+        elseif e.kind == "plan" then
+            applied = decode(e.detail)
         elseif e.kind ~= "item" and e.kind ~= "file" then
             events[#events + 1] = { kind = e.kind, host = masked(e.host), name = masked(e.name),
                                     detail = masked(e.detail), user = masked(e.os_user), time = e.time }
@@ -139,7 +143,100 @@ function M.collect(j, id)
     for _, e in ipairs(events) do if e.time > t1 then t1 = e.time end end
     for _, b in ipairs(batches) do b.hosts = array(b.hosts or {}) end
     return { v = M.FORMAT_VERSION, run = run, hosts = array(hosts), batches = array(batches),
-             events = array(events), t0 = t0, t1 = t1 }
+             events = array(events), t0 = t0, t1 = t1,
+             plan = type(applied) == "table" and M.plan_versus_actual(applied, rows_of_steps) or nil }
+end
+
+-- A loop's per-item predictions as one: what the step as a whole was
+-- predicted to do.
+local function combine(group)
+    local any = {}
+    for _, e in ipairs(group) do any[e.status or "?"] = true end
+    local st
+    if any.failed then st = "failed"
+    elseif any.changed then st = "changed"
+    elseif any.ok or any.ignored then st = "ok"
+    elseif any.skipped then st = "skipped"
+    else st = group[1].status end
+    return st
+end
+
+-- What differs between a prediction and what the run did (nil: nothing).
+local function difference(p, a)
+    if not a then return "planned but not run" end
+    if not p then return "not in the plan" end
+    if p.at_apply then return nil end
+    if p.status == a then return nil end
+    if p.status == "changed" and (a == "ok" or a == "skipped") then return "planned a change, was " .. a end
+    if (p.status == "ok" or p.status == "skipped") and a == "changed" then return "unplanned change" end
+    return "planned " .. tostring(p.status) .. ", was " .. tostring(a)
+end
+
+-- Plan versus actual for a run made by `cutover apply`: per host, each
+-- planned step (a loop's items taken together) beside the journal's
+-- result for the same play, step id and occurrence.
+function M.plan_versus_actual(rec, step_rows)
+    local actual = {}
+    for _, s in ipairs(step_rows) do
+        actual[s.host] = actual[s.host] or { by = {}, order = {} }
+        local key = s.play .. "/" .. s.step .. "#" .. (s.occurrence or 1)
+        local a = actual[s.host]
+        if not a.by[key] then a.order[#a.order + 1] = key end
+        a.by[key] = s  -- later rows (a resume) win
+    end
+    local stale = {}
+    for _, st in ipairs(rec.stale or {}) do if type(st) == "table" and st.host then stale[st.host] = st end end
+    local out = { file = masked(rec.file), body_sha256 = rec.body_sha256, created = masked(rec.created),
+                  user = masked(rec.user), hosts = array({}), differences = 0 }
+    for _, h in ipairs(type(rec.hosts) == "table" and rec.hosts or {}) do
+        local a = actual[h.name] or { by = {}, order = {} }
+        local host = { name = masked(h.name), steps = array({}), differences = 0 }
+        if stale[h.name] then
+            host.stale = masked("refused as stale" .. (stale[h.name].step and (" at step '" .. stale[h.name].step .. "'") or "") ..
+                                ": " .. tostring(stale[h.name].why or ""))
+        end
+        -- consecutive items of one step are one occurrence
+        local groups, seen = {}, {}
+        for _, e in ipairs(type(h.steps) == "table" and h.steps or {}) do
+            local last = groups[#groups]
+            if last and e.item ~= nil and last.id == e.id and last.play == e.play and last.items then
+                last.items[#last.items + 1] = e
+            else
+                local k = tostring(e.play) .. "/" .. tostring(e.id)
+                seen[k] = (seen[k] or 0) + 1
+                groups[#groups + 1] = { play = e.play, id = e.id, name = e.name, at_apply = e.at_apply,
+                                        key = k .. "#" .. seen[k], items = e.item ~= nil and { e } or nil,
+                                        status = e.status }
+            end
+        end
+        local used = {}
+        local function add(g, row)
+            local p = g and { status = g.items and combine(g.items) or g.status, at_apply = g.at_apply } or nil
+            local diff_text = difference(p, row and row.status)
+            local name
+            if g then name = g.name or g.id else name = row.name or row.step end
+            local entry = {
+                play = g and g.play or row.play, id = masked(g and g.id or row.step),
+                name = masked(name),
+                planned = p and p.status or nil, at_apply = p and p.at_apply or nil,
+                items = g and g.items and #g.items or nil,
+                actual = row and row.status or nil, difference = diff_text,
+            }
+            if diff_text then host.differences = host.differences + 1 end
+            host.steps[#host.steps + 1] = entry
+        end
+        for _, g in ipairs(groups) do
+            local row = a.by[g.key]
+            if row then used[g.key] = true end
+            add(g, row)
+        end
+        for _, k in ipairs(a.order) do
+            if not used[k] then add(nil, a.by[k]) end
+        end
+        out.differences = out.differences + host.differences
+        out.hosts[#out.hosts + 1] = host
+    end
+    return out
 end
 
 ---------------------------------------------------------------- HTML
@@ -157,8 +254,34 @@ end
 
 local function dur(s) return s and util.format_duration(s) or "-" end
 
--- The policy: the page may use its own inline styles and nothing else.
+-- The one script: filters the host list by name and result (the page
+-- reads fully without it: the filter bar is hidden until it runs).  A
+-- "#q=TEXT&result=STATUS" fragment sets the filter when the page opens.
+-- It is fixed text (nothing of the run inside), allowed by its hash.
+M.FILTER_JS = [[
+(function(){var f=document.getElementById("filter");if(!f)return;
+var q=document.getElementById("filter-text"),s=document.getElementById("filter-result"),
+n=document.getElementById("filter-count"),all=document.querySelectorAll("details.host");
+function run(){var t=q.value.toLowerCase(),r=s.value,shown=0;
+for(var i=0;i<all.length;i++){var d=all[i];
+var ok=(!t||d.getAttribute("data-host").toLowerCase().indexOf(t)>=0)&&(!r||d.getAttribute("data-result")===r);
+d.hidden=!ok;if(ok)shown++;}
+n.textContent=shown+" of "+all.length+" hosts shown";}
+var h=location.hash.replace(/^#/,"").split("&");
+for(var i=0;i<h.length;i++){var kv=h[i].split("=");var v=decodeURIComponent(kv.slice(1).join("="));
+if(kv[0]==="q")q.value=v;if(kv[0]==="result")s.value=v;}
+q.addEventListener("input",run);s.addEventListener("change",run);f.hidden=false;run();})();
+]]
+
+local function hex_to_base64(hex)
+    local bin = hex:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)
+    return require("cutover.core.vault").to_base64(bin)
+end
+
+-- The policy: the page may use its own inline styles and the filter
+-- script (by its sha256, not 'unsafe-inline'), and nothing else.
 M.CSP = "default-src 'none'; style-src 'unsafe-inline'; " ..
+        "script-src 'sha256-" .. hex_to_base64(require("cutover.core.crypto").sha256(M.FILTER_JS)) .. "'; " ..
         "base-uri 'none'; form-action 'none'"
 
 local CSS = [[
@@ -177,6 +300,7 @@ rect.ignored{fill:#e8c170}rect.running,rect.marked{fill:#999}
 svg text{font:11px sans-serif;fill:#333}
 details{margin:2px 0}summary{cursor:pointer}.diff{background:#fafafa;border-left:3px solid #f0a30a;padding-left:6px}
 .legend span{display:inline-block;margin-right:10px}
+tr.differs{background:#fff1c2}tr.differs td:last-child{font-weight:bold}
 ]]
 
 local LEGEND = { "ok", "changed", "failed", "skipped", "parked", "unknown", "interrupted" }
@@ -264,6 +388,48 @@ local function options_text(t)
         if v ~= false and v ~= nil and v ~= "" then parts[#parts + 1] = k .. "=" .. tostring(v) end
     end
     return #parts > 0 and table.concat(parts, "  ") or "-"
+end
+
+-- Plan versus actual: the differences first, then per host what went as
+-- planned (a count, to keep a large run's page small).
+local function plan_section(p, out)
+    out[#out + 1] = '<h2 id="plan">Plan versus actual</h2>'
+    out[#out + 1] = "<p>This run applied the plan " .. h(p.file) .. " (sha256 " .. h(p.body_sha256 or "-") ..
+        ", made " .. h(p.created or "-") .. " by " .. h(p.user or "?") .. "): <b>" .. p.differences ..
+        (p.differences == 1 and " difference" or " differences") .. "</b>.</p>"
+    local rows = {}
+    for _, host in ipairs(p.hosts) do
+        if host.stale then
+            rows[#rows + 1] = string.format('<tr class="differs"><td>%s</td><td colspan="3">-</td><td>%s</td></tr>',
+                h(host.name), h(host.stale))
+        end
+        for _, s in ipairs(host.steps) do
+            if s.difference then
+                rows[#rows + 1] = string.format('<tr class="differs"><td>%s</td><td>%s</td><td class="%s">%s</td>' ..
+                    '<td class="%s">%s</td><td>%s</td></tr>', h(host.name), h(s.name),
+                    h(s.planned or ""), h(s.planned and (s.planned .. (s.at_apply and " (at apply)" or "")) or "-"),
+                    h(s.actual or ""), h(s.actual or "not run"), h(s.difference))
+            end
+        end
+    end
+    if #rows > 0 then
+        out[#out + 1] = "<table><tr><th>host</th><th>step</th><th>planned</th><th>actual</th><th>difference</th></tr>"
+        for _, r in ipairs(rows) do out[#out + 1] = r end
+        out[#out + 1] = "</table>"
+    end
+    out[#out + 1] = "<details><summary>per host: steps as planned</summary><table>" ..
+        "<tr><th>host</th><th>as planned</th><th>decided at apply time</th><th>differences</th></tr>"
+    for _, host in ipairs(p.hosts) do
+        local same, at = 0, 0
+        for _, s in ipairs(host.steps) do
+            if not s.difference then
+                if s.at_apply then at = at + 1 else same = same + 1 end
+            end
+        end
+        out[#out + 1] = string.format('<tr%s><td>%s</td><td>%d</td><td>%d</td><td>%d</td></tr>',
+            host.differences > 0 and ' class="differs"' or "", h(host.name), same, at, host.differences)
+    end
+    out[#out + 1] = "</table></details>"
 end
 
 function M.html(d)
@@ -362,12 +528,20 @@ function M.html(d)
         end
         out[#out + 1] = "</table>"
     end
-    -- per host
-    out[#out + 1] = "<h2>Hosts</h2>"
+    if d.plan then plan_section(d.plan, out) end
+    -- per host (the filter bar shows only when the script runs)
+    out[#out + 1] = '<h2 id="hosts">Hosts</h2>'
+    out[#out + 1] = '<p id="filter" hidden><label>host <input id="filter-text" type="search"></label> ' ..
+        '<label>result <select id="filter-result"><option value="">any</option>'
+    for _, k in ipairs(util.sorted_keys(counts)) do
+        out[#out + 1] = '<option value="' .. h(k) .. '">' .. h(k == "pending" and "never started" or k) .. "</option>"
+    end
+    out[#out + 1] = '</select></label> <span id="filter-count"></span></p>'
     for _, host in ipairs(d.hosts) do
         local problem = host.status ~= "ok"
-        out[#out + 1] = string.format('<details id="%s"%s><summary><b>%s</b> <span class="%s">%s</span>%s (%d steps)</summary>',
-            host.anchor, problem and " open" or "", h(host.name), h(host.status),
+        out[#out + 1] = string.format('<details class="host" id="%s" data-host="%s" data-result="%s"%s>' ..
+            '<summary><b>%s</b> <span class="%s">%s</span>%s (%d steps)</summary>',
+            host.anchor, h(host.name), h(host.status), problem and " open" or "", h(host.name), h(host.status),
             h(host.status == "pending" and "never started" or host.status),
             host.failed_at and (" at " .. h(host.failed_at)) or "", #host.steps)
         if #host.steps > 0 then
@@ -388,6 +562,7 @@ function M.html(d)
         out[#out + 1] = "</details>"
     end
     out[#out + 1] = "<p><small>Written by cutover from its journal. Secret values are shown as ********.</small></p>"
+    out[#out + 1] = "<script>" .. M.FILTER_JS .. "</script>"
     out[#out + 1] = "</body></html>\n"
     -- the whole page once more: a secret the run knows never survives
     return redact.text(table.concat(out, "\n"))

@@ -147,7 +147,11 @@ function Run:execute(hs, step, scope)
             end
             return data, rerr
         end,
-        gate = function(spec) return self:gate(hs, spec) end,
+        gate = function(spec)
+            if step.gate_id then spec = util.copy(spec); spec.gate = step.gate_id end
+            return self:gate(hs, spec)
+        end,
+        gate_id = step.gate_id,
     }
     if step.delegate_to ~= nil and (not action.controller or action.delegatable) then
         local dok, target, dunknown = expr.render(step.delegate_to, scope)
@@ -739,13 +743,105 @@ function Run:journaled_step(hs, step)
     return ok
 end
 
+-- The steps of an include_steps whose file name is a template: rendered
+-- in the host's scope (with the include's loop item), read and checked
+-- as an imported file is, once per run and file, and journaled (resume
+-- and saved plans check it).  Returns the steps, or nil after reporting
+-- the failure (unknown in check mode: nil, true).
+M.MAX_DYNAMIC_DEPTH = 16
+function Run:dynamic_steps(hs, step)
+    local function fail(msg, unknown)
+        self:report(hs, step, unknown and { unknown = true, msg = msg } or { failed = true, msg = msg }, loop.now())
+        if not unknown then self.stats.per_host[hs.name].failed_at = step.id end
+        return nil, unknown
+    end
+    local ok, name, unknown = expr.render(step.dynamic_file, self:scope_for(hs, step))
+    if not ok then return fail("include_steps: the file name '" .. step.dynamic_file .. "': " .. name, unknown) end
+    name = tostring(name)
+    if name == "" then return fail("include_steps: the file name '" .. step.dynamic_file .. "' gave an empty name") end
+    if (hs.dynamic_depth or 0) >= M.MAX_DYNAMIC_DEPTH then
+        return fail("include_steps: includes nested deeper than " .. M.MAX_DYNAMIC_DEPTH .. " levels")
+    end
+    -- the name may come from data (a registered result, a host's
+    -- variable): it stays inside the folder of the file naming it
+    local depth, escapes = 0, name:sub(1, 1) == "/" or name:find("[\0\n]") ~= nil
+    for seg in name:gmatch("[^/]+") do
+        if seg == ".." then depth = depth - 1 elseif seg ~= "." then depth = depth + 1 end
+        if depth < 0 then escapes = true end
+    end
+    if escapes then
+        return fail("include_steps: '" .. name .. "' (from '" .. step.dynamic_file .. "') leaves the folder of " ..
+            (step.source and step.source.path or "the file naming it") .. " (a name given by {{ }} must stay inside it: " ..
+            "no absolute path, no '..' above it)")
+    end
+    local path = util.join_path(step.dynamic_base, name)
+    self.dynamic = self.dynamic or {}
+    local cache = self.dynamic[step] or {}
+    self.dynamic[step] = cache
+    local got = cache[path]
+    if not got then
+        local fs = require("cutover.core.fs")
+        local st = fs.stat(path)
+        if type(st) ~= "table" or st.type ~= "file" then
+            got = { err = "include_steps: " .. path .. ": no such file (from '" .. step.dynamic_file .. "')" }
+        else
+            local list, files = require("cutover.playbook").load_steps(path, step, self.book,
+                                                                      hs.play and hs.play.handler_names)
+            if not list then
+                got = { err = "include_steps: " .. path .. ": " .. table.concat(files, "; ") }
+            else
+                got = { steps = list }
+                for _, f in ipairs(files) do
+                    self.files_read = self.files_read or {}
+                    if self.files_read[f.abs] ~= f.digest then
+                        self.files_read[f.abs] = f.digest
+                        if self.journal then self.journal:event(self.run_id, nil, "file", f.abs, f.digest) end
+                        if self.opts.on_file_read then self.opts.on_file_read(f.abs, f.digest) end
+                    end
+                end
+                -- what the include carries reaches its steps (their own win)
+                local function push(list2, v, field)
+                    for _, s2 in ipairs(list2) do
+                        if s2.block then
+                            push(s2.block, v, field); push(s2.rescue, v, field); push(s2.always, v, field)
+                        else
+                            local merged = {}
+                            for k, x in pairs(v or {}) do merged[k] = x end
+                            for k, x in pairs(s2[field] or {}) do merged[k] = x end
+                            s2[field] = merged
+                        end
+                        s2.role_dir = s2.role_dir or step.role_dir
+                    end
+                end
+                push(list, step.vars, "vars")
+                push(list, step.defaults, "defaults")
+            end
+        end
+        cache[path] = got
+    end
+    if got.err then return fail(got.err) end
+    return got.steps
+end
+
+-- Runs the steps of an include (static or dynamic) once.
+function Run:include_body(hs, step)
+    if not step.dynamic_file then return self:steps(hs, step.block) end
+    local list, unknown = self:dynamic_steps(hs, step)
+    if not list then return unknown == true end
+    hs.dynamic_depth = (hs.dynamic_depth or 0) + 1
+    local ok = self:steps(hs, list)
+    hs.dynamic_depth = hs.dynamic_depth - 1
+    return ok
+end
+
 -- include_steps / include_role with a loop: the included steps run once
 -- per item, with the item (and loop_index) in their scope; `when` is
 -- asked per item.
 function Run:include_loop(hs, step)
     if not hs.started then
-        -- --start-at inside: walk the steps once to find the start
-        return self:steps(hs, step.block)
+        -- --start-at inside: walk the steps once to find the start (a
+        -- file named at run time is not looked into)
+        return step.dynamic_file ~= nil or self:steps(hs, step.block)
     end
     local scope = self:scope_for(hs, step)
     local ok, v, unknown = expr.render_value(step.include_loop, scope)
@@ -783,7 +879,7 @@ function Run:include_loop(hs, step)
             end
             run_it = cv
         end
-        local one = (not run_it) or self:steps(hs, step.block)
+        local one = (not run_it) or self:include_body(hs, step)
         hs.include_items[#hs.include_items] = nil
         if not one then result = false; break end
     end
@@ -837,7 +933,8 @@ function Run:step(hs, step)
         return self:run_handlers(hs)
     end
     if step.include_loop ~= nil then return self:include_loop(hs, step) end
-    if step.block then
+    if step.dynamic_file and not hs.started then return true end
+    if step.block or step.dynamic_file then
         if step.when ~= nil and hs.started then
             local ok, v, unknown = expr.condition(step.when, self:scope_for(hs, step))
             if not ok then
@@ -853,7 +950,7 @@ function Run:step(hs, step)
         end
         -- a failure that a rescue will handle is not fatal to the others
         if #step.rescue > 0 then hs.in_rescue = (hs.in_rescue or 0) + 1 end
-        local ok = self:steps(hs, step.block)
+        local ok = self:include_body(hs, step)
         if #step.rescue > 0 then hs.in_rescue = hs.in_rescue - 1 end
         if hs.halted then return false end
         if not ok and not interrupted() and #step.rescue > 0 then
@@ -1354,6 +1451,11 @@ function M.run(book, inventory, opts)
             -- the files the playbook is built from (imports, roles, vars
             -- files): resume refuses when one changed
             for _, f in ipairs(book.files or {}) do j:event(self.run_id, nil, "file", f.abs, f.digest) end
+            -- cutover apply: which plan this run applies, and what it
+            -- predicted (for `cutover report`'s plan versus actual)
+            if opts.applied_plan then
+                j:event(self.run_id, nil, "plan", opts.applied_plan.file, opts.applied_plan.detail)
+            end
             for _, h in ipairs(all) do j:host_status(self.run_id, h, "pending") end
         end or nil
         local ok, conflicts = j:lock(self.run_id, keys, record_run)

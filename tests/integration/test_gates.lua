@@ -276,4 +276,55 @@ T.test("on a terminal the operator is asked, one host at a time, naming it", fun
     T.match(out, "failed%s+" .. second .. "%s+confirm", "the other one failed at the gate")
 end)
 
+T.test("a file holding a gate imported twice, a role with a gate used twice: each gate its own id", function()
+    local d = setup([[
+- hosts: all
+  steps:
+    - { name: first, import_steps: inc/confirm.yml, vars: { word: one } }
+    - { name: second, import_steps: inc/confirm.yml, vars: { word: two } }
+    - { name: r1, include_role: { name: gated } }
+    - { name: r2, include_role: { name: gated } }
+]], { "a" })
+    T.sh("mkdir -p " .. d .. "/inc " .. d .. "/roles/gated/steps")
+    T.write(d .. "/inc/confirm.yml", "- id: ask\n  pause: { gate: go, prompt: 'Go?' }\n" ..
+        "- id: said\n  shell: 'echo {{ word }} >> " .. d .. "/log'\n")
+    T.write(d .. "/roles/gated/steps/main.yml", "- id: ask\n  pause: { gate: go, prompt: 'Role go?' }\n" ..
+        "- id: did\n  shell: 'echo role >> " .. d .. "/log'\n")
+    local r = cutover(d, { "run", d .. "/p.yml", "--non-interactive" })
+    T.eq(r.rc, 4, "parked at the first: " .. r.stdout .. r.stderr)
+    local id = r.stdout:match("%[run (%S+)%]")
+    T.contains(r.stdout, "--approve first.go\n", "the gate's id is under the import's")
+    T.eq(log(d), "", "nothing after the gate ran")
+    r = cutover(d, { "resume", id, "--approve", "go", "--non-interactive" })
+    T.eq(r.rc, 4, "the bare name approves neither")
+    T.eq(log(d), "")
+    r = cutover(d, { "resume", id, "--approve", "first.go", "--non-interactive" })
+    T.eq(r.rc, 4, "the second still waits: " .. r.stdout)
+    T.contains(r.stdout, "--approve second.go\n")
+    T.eq(log(d), "one\n", "approving one did not approve the other")
+    r = cutover(d, { "resume", id, "--approve", "second.go", "--non-interactive" })
+    T.eq(r.rc, 4, "the role's gate")
+    T.contains(r.stdout, "--approve r1.go\n")
+    T.eq(log(d), "one\ntwo\n")
+    r = cutover(d, { "resume", id, "--approve", "r1.go@a", "--non-interactive" })
+    T.eq(r.rc, 4, "the role's second use")
+    T.contains(r.stdout, "--approve r2.go\n")
+    r = cutover(d, { "resume", id, "--approve", "r2.go", "--non-interactive" })
+    T.eq(r.rc, 0, "done: " .. r.stdout .. r.stderr)
+    T.eq(log(d), "one\ntwo\nrole\nrole\n", "each step once")
+    local show = json.decode(cutover(d, { "show", id, "--format", "json" }).stdout)
+    local approvals = {}
+    for _, e in ipairs(show.events) do
+        if e.kind == "approve" then approvals[#approvals + 1] = e.name .. "@" .. e.host end
+    end
+    T.eq(table.concat(approvals, " "), "first.go@a second.go@a r1.go@a r2.go@a")
+    -- the same gate name twice in one file is still an error
+    T.write(d .. "/inc/confirm.yml", "- id: ask\n  pause: { gate: go, prompt: 'Go?' }\n" ..
+        "- id: ask2\n  pause: { gate: go, prompt: 'Go?' }\n")
+    r = cutover(d, { "lint", d .. "/p.yml" })
+    T.eq(r.rc, 2)
+    T.contains(r.stderr, d .. "/inc/confirm.yml:4:12: step 'ask2': gate 'first.go' is already used at " ..
+        d .. "/inc/confirm.yml:2:12")
+end)
+
 T.done()

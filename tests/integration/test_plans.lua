@@ -494,4 +494,80 @@ T.test("usage errors", function()
     T.eq(r.rc, 2, "missing plan file")
 end)
 
+T.test("report of an applied plan: plan versus actual per host and step, differences marked", function()
+    local d = T.tmpdir()
+    T.write(d .. "/inv.yml", ("all:\n  hosts:\n    h1: { ansible_connection: local, target: '@T@/h1' }\n" ..
+        "    h2: { ansible_connection: local, target: '@T@/h2' }\n"):gsub("@T@", d))
+    for _, h in ipairs({ "h1", "h2" }) do
+        fs.mkdir(d .. "/" .. h, 493)
+        T.write(d .. "/" .. h .. "/same.txt", "x\n")
+    end
+    -- 'shared' is one file for both hosts: the plan (and apply's re-check)
+    -- predicts a change on each, but h1 makes it first (one fork), so on
+    -- h2 it is already there: planned a change, was ok
+    T.write(d .. "/p.yml", ([[
+- hosts: all
+  steps:
+    - { id: mine, copy: { dest: "{{ target }}/mine.txt", content: "m\n" } }
+    - { id: shared, copy: { dest: "@T@/shared.txt", content: "s\n" } }
+    - { id: same, copy: { dest: "{{ target }}/same.txt", content: "x\n" } }
+    - { id: tick, shell: "echo tick >> {{ target }}/ticks" }
+    - { id: last, copy: { dest: "{{ target }}/last.txt", content: "l\n" } }
+]]):gsub("@T@", d))
+    local r = T.run({ "plan", d .. "/p.yml", "-i", d .. "/inv.yml", "-o", d .. "/p.plan" })
+    T.eq(r.rc, 0, "plan: " .. r.stderr)
+    r = T.run({ "apply", d .. "/p.plan", "--forks", "1" })
+    T.eq(r.rc, 0, "apply: " .. r.stdout .. r.stderr)
+    T.contains(r.stderr, "warning: host h2, step 'shared': planned changed, the real run: ok", "apply saw the race")
+    local id = r.stdout:match("%[run (%S+)%]")
+    T.ok(id, "run id in " .. r.stdout)
+    local jr = T.run({ "report", id, "--format", "json", "-o", "-" })
+    T.eq(jr.rc, 0, jr.stderr)
+    local data = json.decode(jr.stdout)
+    local p = data.plan
+    T.ok(type(p) == "table", "the report knows the plan it applied")
+    T.eq(p.file, fs.realpath(d .. "/p.plan"))
+    T.eq(p.body_sha256, json.decode(T.read(d .. "/p.plan")).body_sha256)
+    T.eq(p.differences, 1)
+    local got = {}
+    for _, h in ipairs(p.hosts) do
+        for _, s in ipairs(h.steps) do
+            got[#got + 1] = h.name .. " " .. s.id .. " " .. tostring(s.planned) .. (s.at_apply and "@apply" or "") ..
+                "->" .. tostring(s.actual) .. (s.difference and (" !" .. s.difference) or "")
+        end
+    end
+    T.eq(table.concat(got, "\n"), table.concat({
+        "h1 mine changed->changed", "h1 shared changed->changed", "h1 same ok->ok",
+        "h1 tick unknown@apply->changed", "h1 last changed@apply->changed",
+        "h2 mine changed->changed", "h2 shared changed->ok !planned a change, was ok", "h2 same ok->ok",
+        "h2 tick unknown@apply->changed", "h2 last changed@apply->changed" }, "\n"))
+    local html = T.run({ "report", id, "-o", "-" }).stdout
+    T.contains(html, '<h2 id="plan">Plan versus actual</h2>')
+    T.contains(html, "<b>1 difference</b>")
+    T.contains(html, '<tr class="differs"><td>h2</td><td>shared</td><td class="changed">changed</td>' ..
+        '<td class="ok">ok</td><td>planned a change, was ok</td></tr>')
+    T.eq(select(2, html:gsub('<tr class="differs"><td>h%d</td><td>%a', "")), 1, "only that step is marked")
+    -- a host refused as stale: the report says so, and its steps were
+    -- planned but not run
+    r = T.run({ "plan", d .. "/p.yml", "-i", d .. "/inv.yml", "-o", d .. "/p2.plan" })
+    T.eq(r.rc, 0, "plan: " .. r.stderr)
+    T.write(d .. "/h2/same.txt", "hot-fixed\n")
+    r = T.run({ "apply", d .. "/p2.plan", "--forks", "1" })
+    T.eq(r.rc, 3, "h2 refused: " .. r.stderr)
+    id = r.stdout:match("%[run (%S+)%]")
+    p = json.decode(T.run({ "report", id, "--format", "json", "-o", "-" }).stdout).plan
+    T.eq(p.hosts[1].differences, 0, "h1 went as planned")
+    T.contains(p.hosts[2].stale, "refused as stale at step 'same': ")
+    T.eq(p.hosts[2].steps[1].difference, "planned but not run")
+    T.eq(p.differences, #p.hosts[2].steps)
+    html = T.run({ "report", id, "-o", "-" }).stdout
+    T.contains(html, '<tr class="differs"><td>h2</td><td colspan="3">-</td><td>refused as stale at step')
+    -- a run that applied no plan says nothing of one
+    r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml" })
+    id = r.stdout:match("%[run (%S+)%]")
+    html = T.run({ "report", id, "-o", "-" }).stdout
+    T.not_contains(html, "Plan versus actual")
+    T.eq(json.decode(T.run({ "report", id, "--format", "json", "-o", "-" }).stdout).plan, nil)
+end)
+
 T.done()

@@ -92,6 +92,80 @@ T.test("an error two imports deep names the file, line, column and the chain", f
         d .. "/inc/c.yml:2:3, included at " .. book .. ":5:7)\n")
 end)
 
+T.test("include_steps with a templated file name: resolved per host at run time, journaled, clear errors", function()
+    local d = T.tmpdir()
+    files(d, {
+        ["inc/web.yml"] = "- id: w\n  shell: 'echo web-{{ inventory_hostname }}-{{ item }} >> @T@/log'\n",
+        ["inc/db.yml"] = "- id: d\n  shell: 'echo db-{{ inventory_hostname }}-{{ item }} >> @T@/log'\n",
+        ["inc/bad.yml"] = "- id: b\n  command: 'true'\n  retries: 2\n",
+        ["inv.yml"] = [[
+all:
+  vars: { ansible_connection: local }
+  hosts:
+    h1: { kind: web }
+    h2: { kind: db }
+]],
+    })
+    local book = H.book(d, [[
+- hosts: all
+  steps:
+    - name: per kind
+      include_steps: "inc/{{ kind }}.yml"
+      loop: [x, y]
+    - { id: after, shell: "echo after-{{ inventory_hostname }} >> @T@/log" }
+]])
+    local env = { XDG_STATE_HOME = d .. "/state" }
+    local r = T.run({ "lint", book, "-i", d .. "/inv.yml" })
+    T.eq(r.rc, 0, "lint accepts it: " .. r.stderr)
+    local _, _, res
+    r, _, res = H.run_json({ "run", book, "-i", d .. "/inv.yml", "--forks", "1" }, { env = env, timeout = 60 })
+    T.eq(r.rc, 0, "exit code: " .. r.stderr)
+    T.eq(T.read(d .. "/log"), "web-h1-x\nweb-h1-y\nafter-h1\ndb-h2-x\ndb-h2-y\nafter-h2\n")
+    local st = H.statuses(res, true)
+    T.eq(st["h1 per-kind.w"], "changed", "the step id is under the include's")
+    T.eq(st["h2 per-kind.d"], "changed")
+    -- the resolved files are in the journal: resume refuses an edited one
+    T.sh("rm -f " .. d .. "/log")
+    r = T.run({ "run", book, "-i", d .. "/inv.yml", "--forks", "1" },
+        { env = { XDG_STATE_HOME = d .. "/state", CUTOVER_FAULT = "kill-after:after@h1" }, timeout = 60 })
+    T.eq(r.rc, 137, "killed after h1: " .. r.stderr)
+    T.write(d .. "/inc/web.yml", T.read(d .. "/inc/web.yml") .. "# edited\n")
+    r = T.run({ "resume" }, { env = env, timeout = 60 })
+    T.eq(r.rc, 3, "refused: " .. r.stdout .. r.stderr)
+    T.contains(r.stderr, "cutover: file " .. require("cutover.core.fs").realpath(d .. "/inc/web.yml") ..
+               " changed since run", "names the included file")
+    T.write(d .. "/inc/web.yml", (T.read(d .. "/inc/web.yml"):gsub("# edited\n$", "")))
+    r = T.run({ "resume" }, { env = env, timeout = 60 })
+    T.eq(r.rc, 0, "resumed with the file as it was: " .. r.stderr)
+    T.eq(T.read(d .. "/log"), "web-h1-x\nweb-h1-y\nafter-h1\ndb-h2-x\ndb-h2-y\nafter-h2\n", "h1 not run again")
+    -- a file that is not there, a bad file, a template that fails: the
+    -- host fails naming the step, the host and the file
+    T.write(d .. "/inv.yml", "all:\n  vars: { ansible_connection: local }\n  hosts:\n" ..
+        "    h1: { kind: nope }\n    h2: { kind: bad }\n    h3: {}\n    h4: { kind: ../../inc/web }\n")
+    r, _, res = H.run_json({ "run", book, "-i", d .. "/inv.yml", "--no-journal" })
+    T.eq(r.rc, 1, "hosts failed: " .. r.stderr)
+    local by = H.by_key(res, true)
+    T.eq(by["h1 per-kind"].status, "failed")
+    T.contains(by["h1 per-kind"].result.msg, "include_steps: " .. d .. "/inc/nope.yml: ")
+    T.contains(by["h1 per-kind"].result.msg, "no such file")
+    T.eq(by["h2 per-kind"].status, "failed")
+    T.contains(by["h2 per-kind"].result.msg, d .. "/inc/bad.yml:3:3: step 'b': 'retries' needs 'until' (included at " ..
+        book .. ":4:7)")
+    T.eq(by["h3 per-kind"].status, "failed")
+    T.contains(by["h3 per-kind"].result.msg, "undefined variable 'kind'")
+    -- a name from data cannot leave the folder of the file naming it
+    T.eq(by["h4 per-kind"].status, "failed")
+    T.contains(by["h4 per-kind"].result.msg, "include_steps: 'inc/../../inc/web.yml' (from 'inc/{{ kind }}.yml') " ..
+        "leaves the folder of " .. book)
+    T.eq(by["h1 after"], nil, "the failed hosts went no further")
+    T.not_contains(r.stdout .. r.stderr, "traceback")
+    -- import_steps stays static: a template is refused when it loads
+    T.write(book, "- hosts: all\n  steps:\n    - import_steps: 'inc/{{ kind }}.yml'\n")
+    r = T.run({ "lint", book })
+    T.eq(r.rc, 2)
+    T.contains(r.stderr, "import_steps: the file name must be written out")
+end)
+
 T.test("step ids do not move when unrelated steps are reordered", function()
     local d = T.tmpdir()
     files(d, { ["inc/a.yml"] = "- command: 'true'\n- name: Second one\n  command: 'true'\n" })
@@ -165,6 +239,79 @@ T.test("a role: dependencies first, defaults under vars, handlers, templates", f
     T.eq(T.read(d .. "/app-8080.conf"), "port=8080 label=given\n", "play vars over defaults; given vars over role vars")
     T.eq(T.read(d .. "/data.txt"), "static\n", "copy from the role's files/")
     T.eq(T.read(d .. "/log"), "base\nafter\nrestarted-80\nbase\nrestarted-8080\n")
+end)
+
+T.test("a step of a {{ }}-named include in flight at a crash: the guard names it and --mark-done takes it", function()
+    local d = T.tmpdir()
+    files(d, { ["inc/slow.yml"] = "- id: s2\n  shell: 'echo s2 >> @T@/count; touch @T@/marker; sleep 30'\n" ..
+                                  "- id: s3\n  shell: 'echo s3 >> @T@/count'\n" })
+    local book = H.book(d, [[
+- hosts: localhost
+  vars: { which: slow }
+  steps:
+    - { id: s1, shell: "echo s1 >> @T@/count" }
+    - { name: dyn, include_steps: "inc/{{ which }}.yml" }
+    - { id: s4, shell: "echo s4 >> @T@/count" }
+]])
+    local r = T.sh(string.format(
+        "XDG_STATE_HOME=%s/state %s run %s > %s/out 2>&1 & pid=$!; n=0; " ..
+        "while [ ! -e %s/marker ] && [ $n -lt 1500 ]; do sleep 0.02; n=$((n+1)); done; kill -KILL $pid; wait $pid; echo rc=$?",
+        d, T.cutover, book, d, d))
+    T.eq(r.stdout, "rc=137\n", "killed in the middle of the step")
+    local env = { XDG_STATE_HOME = d .. "/state" }
+    r = T.run({ "resume" }, { env = env, timeout = 60 })
+    T.eq(r.rc, 1, "the guard stops the host: " .. r.stdout .. r.stderr)
+    T.contains(r.stdout .. r.stderr, "--mark-done dyn.s2@localhost")
+    r = T.run({ "resume", "--mark-done", "dyn.s2@localhost" }, { env = env, timeout = 60 })
+    T.eq(r.rc, 0, "marked done, the rest runs: " .. r.stdout .. r.stderr)
+    T.eq(T.read(d .. "/count"), "s1\ns2\ns3\ns4\n")
+end)
+
+T.test("include_role/import_role with tasks_from, vars_from, defaults_from, handlers_from", function()
+    local d = T.tmpdir()
+    files(d, {
+        ["roles/app/steps/main.yml"] = "- id: main\n  shell: 'echo main >> @T@/log'\n",
+        ["roles/app/tasks/setup.yml"] = "- id: setup\n  shell: 'echo setup-{{ level }}-{{ color }} >> @T@/log'\n  notify: alt handler\n",
+        ["roles/app/steps/check.yml"] = "- id: check\n  shell: 'echo check-{{ level }}-{{ color }} >> @T@/log'\n",
+        ["roles/app/tasks/check.yml"] = "- id: wrong\n  shell: 'echo tasks-not-steps >> @T@/log'\n",
+        ["roles/app/defaults/main.yml"] = "color: main-default\n",
+        ["roles/app/defaults/alt.yml"] = "color: alt-default\n",
+        ["roles/app/vars/main.yml"] = "level: main-vars\n",
+        ["roles/app/vars/prod.yml"] = "level: prod\n",
+        ["roles/app/handlers/main.yml"] = "- name: main handler\n  shell: 'echo main-handler >> @T@/log'\n",
+        ["roles/app/handlers/alt.yml"] = "- name: alt handler\n  shell: 'echo alt-handler >> @T@/log'\n",
+    })
+    local book = H.book(d, [[
+- hosts: localhost
+  steps:
+    - name: s
+      include_role: { name: app, tasks_from: setup, vars_from: prod.yml, defaults_from: alt, handlers_from: alt }
+    - name: c
+      import_role: { name: app, tasks_from: check.yml }
+]])
+    local r, _, res = H.run_json({ "run", book, "--no-journal" })
+    T.eq(r.rc, 0, "exit code: " .. r.stderr)
+    T.eq(ran(res), "s.setup c.check s.alt-handler")
+    T.eq(T.read(d .. "/log"), "setup-prod-alt-default\ncheck-main-vars-main-default\nalt-handler\n",
+         "tasks/ when steps/ has none; steps/ first; the other files from the named ones, main.yml otherwise")
+    -- a file the role does not have: named with the role, and where it was looked for
+    T.write(book, "- hosts: localhost\n  steps:\n    - name: s\n" ..
+        "      include_role: { name: app, tasks_from: nope, vars_from: gone.yml }\n")
+    r = T.run({ "lint", book })
+    T.eq(r.rc, 2, "invalid")
+    T.eq(r.stderr,
+        book .. ":4:7: step 's': role 'app': tasks_from 'nope': no such file (looked for " .. d ..
+        "/roles/app/steps/nope.yml, " .. d .. "/roles/app/tasks/nope.yml)\n" ..
+        book .. ":4:7: step 's': role 'app': vars_from 'gone.yml': no such file (looked for " .. d ..
+        "/roles/app/vars/gone.yml)\n")
+    -- a name that leaves the role's folder is refused
+    T.write(book, "- hosts: localhost\n  steps:\n    - name: s\n" ..
+        "      include_role: { name: app, tasks_from: ../../x, defaults_from: '{{ f }}' }\n")
+    r = T.run({ "lint", book })
+    T.eq(r.rc, 2, "invalid")
+    T.eq(r.stderr,
+        book .. ":4:34: step 's': include_role: tasks_from must be a file name of the role (no '/', no {{ }})\n" ..
+        book .. ":4:55: step 's': include_role: defaults_from must be a file name of the role (no '/', no {{ }})\n")
 end)
 
 T.test("roles from CUTOVER_ROLES_PATH; a missing role is named with where it was looked for", function()
@@ -298,6 +445,16 @@ T.test("a saved plan binds the imported steps file: apply refuses it edited", fu
     r = T.run({ "apply", d .. "/p.plan" }, { env = env, timeout = 60 })
     T.eq(r.rc, 3, "refused: " .. r.stdout .. r.stderr)
     T.contains(r.stderr, require("cutover.core.fs").realpath(d .. "/inc/a.yml") .. " read by a step changed")
+    T.eq(T.read(d .. "/count"), nil, "nothing ran")
+    -- the same for a file an include names with {{ }}: read by the plan's check run
+    files(d, { ["inc/b.yml"] = "- id: s3\n  shell: 'echo s3 >> @T@/count'\n" })
+    book = H.book(d, "- hosts: localhost\n  vars: { f: b }\n  steps:\n    - { name: dyn, include_steps: 'inc/{{ f }}.yml' }\n", "q.yml")
+    r = T.run({ "plan", book, "-o", d .. "/q.plan" }, { env = env, timeout = 60 })
+    T.eq(r.rc, 0, "plan: " .. r.stderr)
+    T.write(d .. "/inc/b.yml", T.read(d .. "/inc/b.yml") .. "# edited\n")
+    r = T.run({ "apply", d .. "/q.plan" }, { env = env, timeout = 60 })
+    T.eq(r.rc, 3, "refused: " .. r.stdout .. r.stderr)
+    T.contains(r.stderr, require("cutover.core.fs").realpath(d .. "/inc/b.yml") .. " read by a step changed")
     T.eq(T.read(d .. "/count"), nil, "nothing ran")
 end)
 

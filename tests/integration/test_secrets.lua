@@ -268,6 +268,17 @@ T.test("secret leak: no value or encoding in anything cutover writes", function(
     T.ok(T.read(d .. "/state/leaky.plan.json") ~= nil, "the plan was written: rc " .. r.rc .. " " .. r.stderr)
     r = T.run({ "show-plan", d .. "/state/leaky.plan.json" }, { env = env })
     written[#written + 1] = { "show-plan", r.stdout .. r.stderr }
+    -- the plan applied: its predictions (step names holding the secret)
+    -- go into the journal and the run's report (plan versus actual)
+    r = T.run({ "apply", d .. "/state/leaky.plan.json", "--vault", vault }, { env = env })
+    written[#written + 1] = { "apply stdout", r.stdout }
+    written[#written + 1] = { "apply stderr", r.stderr }
+    local applied = r.stdout:match("%[run (%S+)%]")
+    T.ok(applied, "the plan was applied: rc " .. r.rc .. " " .. r.stderr)
+    local arep = T.run({ "report", applied, "-o", "-" }, { env = env }).stdout
+    has(arep, "Plan versus actual", "the applied run's report compares with the plan")
+    arep = T.run({ "report", applied, "--format", "json", "-o", "-" }, { env = env }).stdout
+    has(json.decode(arep).plan and arep, "print ********", "a planned step's name is there, masked")
     r = T.run({ "history", "--format", "json" }, { env = env })
     local runs = json.decode(r.stdout).runs
     for _, run in ipairs(runs) do

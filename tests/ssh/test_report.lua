@@ -113,29 +113,57 @@ T.test("cutover report: every host, every step, the failure, the approval, in Ch
     T.eq(html:find("run --report", 1, true), nil, "no stray text")
 end)
 
-T.test("the report loads nothing: a strict CSP, no URL, no script", function()
+T.test("the report loads nothing: a strict CSP, no URL, one script allowed by its hash", function()
     local html = assert(T.read(d .. "/report.html"))
     local csp = html:match('<meta http%-equiv="Content%-Security%-Policy" content="([^"]*)">')
     T.ok(csp ~= nil, "a Content-Security-Policy meta tag")
     T.ok(html:find("<head>") < html:find("Content-Security-Policy", 1, true), "the policy is in the head")
     T.ok(html:find("Content-Security-Policy", 1, true) < html:find("<style>", 1, true), "before any style")
     T.contains(csp, "default-src 'none'", "everything not named is refused")
-    -- every directive refuses all but inline style: nothing can be fetched
+    -- one inline script, allowed by the sha256 of its text and nothing
+    -- else (no 'unsafe-inline' for scripts, no source)
+    local _, scripts = html:lower():gsub("<script", "")
+    T.eq(scripts, 1, "one script element")
+    local js = html:match("<script>(.-)</script>")
+    T.ok(js ~= nil, "an inline script without attributes")
+    local digest = require("cutover.core.crypto").sha256(js):gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)
+    local want = "'sha256-" .. require("cutover.core.vault").to_base64(digest) .. "'"
+    -- every directive refuses all but inline style and that script
+    local seen = {}
     for directive in csp:gmatch("[^;]+") do
         local name, value = directive:match("^%s*(%S+)%s+(.-)%s*$")
         T.ok(name ~= nil, "a directive: " .. directive)
-        T.eq(value, name == "style-src" and "'unsafe-inline'" or "'none'", "directive " .. name)
+        seen[name] = true
+        T.eq(value, name == "style-src" and "'unsafe-inline'" or name == "script-src" and want or "'none'",
+             "directive " .. name)
     end
+    T.ok(seen["script-src"], "script-src names the script's hash")
     T.not_contains(csp, "http", "no origin is allowed")
-    T.not_contains(csp, "script-src", "no script is allowed")
     T.not_contains(html, "://", "no URL of any kind")
-    T.not_contains(html:lower(), "<script", "no script")
+    T.not_contains(js, "fetch", "the script fetches nothing")
+    T.not_contains(js:lower(), "xmlhttprequest", "the script fetches nothing")
+    -- the page reads fully without the script: no host is hidden, the
+    -- filter bar is
+    T.not_contains(html, " hidden><summary>", "no host hidden in the file")
+    T.contains(html, '<p id="filter" hidden>', "the filter bar waits for the script")
     T.not_contains(html:lower(), "@import", "no CSS import")
     T.not_contains(html:lower(), "url(", "no CSS url()")
     T.not_contains(html:lower(), " src=", "no src attribute")
     -- Chromium keeps the policy
     local dom = C.dump_dom(d .. "/report.html")
     T.contains(dom, "default-src 'none'", "the DOM keeps the policy")
+    -- and runs the script under it (a wrong hash would block it): the
+    -- filter bar shows, and a fragment filters the hosts
+    T.contains(dom, '<p id="filter">', "the script ran: the filter bar shows")
+    T.contains(dom, "5 of 5 hosts shown")
+    dom = C.dump_dom(d .. "/report.html#result=failed")
+    T.contains(dom, "1 of 5 hosts shown", "filtered by result")
+    T.match(dom, '<details class="host" id="host%-%d" data%-host="web3" data%-result="failed" open="">', "web3 shown")
+    T.match(dom, '<details class="host" id="host%-%d" data%-host="web1" data%-result="ok" hidden="">', "web1 hidden")
+    dom = C.dump_dom(d .. "/report.html#q=WEB4")
+    T.contains(dom, "1 of 5 hosts shown", "filtered by name")
+    T.match(dom, 'data%-host="web4" data%-result="[^"]*"[^>]*><summary>', "web4 shown")
+    T.match(dom, 'data%-host="web2" data%-result="ok" hidden="">', "web2 hidden")
 end)
 
 T.test("the screenshot is not blank", function()

@@ -71,7 +71,9 @@ T.test("500 hosts x 20 steps: the report stays under 5 MB and names every host",
     T.ok(has("line 1 of the output of step 20"), "the head of the output")
     T.ok(not has("line 13 of the output"), "not past the head")
     -- text from hosts is escaped
-    T.ok(not html:lower():find("<script", 1, true), "no script from a host's message")
+    -- (the one script element is the report's own filter)
+    T.eq(select(2, html:lower():gsub("<script", "")), 1, "no script from a host's message")
+    T.ok(has("<script>" .. report.FILTER_JS .. "</script>"), "the one script is the filter")
     T.ok(has("&lt;script&gt;alert(1)&lt;/script&gt; went wrong"), "the message, escaped")
     -- a secret the process knows is masked, even where the row held it
     T.ok(not has("hunter2-secret-value"), "the secret is not in the page")
@@ -90,6 +92,58 @@ T.test("report --format json: the same hosts and steps", function()
     T.eq(#d.batches, HOSTS / BATCH, "batches")
     local text = report.json(d)
     T.ok(json.decode(text).run.id == id, "decodes")
+end)
+
+T.test("plan versus actual: every kind of difference, loops as one step, occurrences in order", function()
+    local rec = {
+        file = "/p.plan", body_sha256 = "x", created = "2026-12-05T09:00:00Z", user = "op",
+        stale = { { host = "h3", step = "a", why = "predicted changed, now ok" } },
+        hosts = {
+            { name = "h1", steps = {
+                { play = 1, id = "a", status = "changed", changed = true },          -- was ok
+                { play = 1, id = "b", status = "ok" },                               -- was changed
+                { play = 1, id = "c", status = "ok" },                               -- as planned
+                { play = 1, id = "l", item = "x", status = "ok" },                   -- a loop: one step
+                { play = 1, id = "l", item = "y", status = "changed", changed = true },
+                { play = 1, id = "h", status = "changed" },                          -- handler, twice
+                { play = 1, id = "h", status = "changed" },
+                { play = 1, id = "u", status = "unknown", at_apply = true },         -- decided at apply
+                { play = 1, id = "f", status = "ok", at_apply = true },              -- never ran
+            } },
+            { name = "h3", steps = { { play = 1, id = "a", status = "changed" } } },
+        },
+    }
+    local rows = {
+        { host = "h1", play = 1, step = "a", occurrence = 1, status = "ok" },
+        { host = "h1", play = 1, step = "b", occurrence = 1, status = "changed" },
+        { host = "h1", play = 1, step = "c", occurrence = 1, status = "ok" },
+        { host = "h1", play = 1, step = "l", occurrence = 1, status = "changed" },
+        { host = "h1", play = 1, step = "h", occurrence = 1, status = "changed" },
+        { host = "h1", play = 1, step = "h", occurrence = 2, status = "failed" },
+        { host = "h1", play = 1, step = "u", occurrence = 1, status = "changed" },
+        { host = "h1", play = 1, step = "extra", occurrence = 1, status = "ok" },
+    }
+    local p = report.plan_versus_actual(rec, rows)
+    local got = {}
+    for _, h in ipairs(p.hosts) do
+        for _, st in ipairs(h.steps) do
+            got[#got + 1] = h.name .. " " .. st.id .. " " .. tostring(st.planned) .. "->" .. tostring(st.actual) ..
+                " " .. tostring(st.difference)
+        end
+    end
+    T.eq(table.concat(got, "\n"), table.concat({
+        "h1 a changed->ok planned a change, was ok",
+        "h1 b ok->changed unplanned change",
+        "h1 c ok->ok nil",
+        "h1 l changed->changed nil",
+        "h1 h changed->changed nil",
+        "h1 h changed->failed planned changed, was failed",
+        "h1 u unknown->changed nil",
+        "h1 f ok->nil planned but not run",
+        "h1 extra nil->ok not in the plan",
+        "h3 a changed->nil planned but not run" }, "\n"))
+    T.eq(p.differences, 6)
+    T.eq(p.hosts[2].stale, "refused as stale at step 'a': predicted changed, now ok")
 end)
 
 T.done()
