@@ -529,13 +529,17 @@ T.test("report of an applied plan: plan versus actual per host and step, differe
     T.eq(p.file, fs.realpath(d .. "/p.plan"))
     T.eq(p.body_sha256, json.decode(T.read(d .. "/p.plan")).body_sha256)
     T.eq(p.differences, 1)
-    local got = {}
+    -- the plan lists hosts in the order the check run finished them
+    local per_host = {}
     for _, h in ipairs(p.hosts) do
+        local lines = {}
         for _, s in ipairs(h.steps) do
-            got[#got + 1] = h.name .. " " .. s.id .. " " .. tostring(s.planned) .. (s.at_apply and "@apply" or "") ..
+            lines[#lines + 1] = h.name .. " " .. s.id .. " " .. tostring(s.planned) .. (s.at_apply and "@apply" or "") ..
                 "->" .. tostring(s.actual) .. (s.difference and (" !" .. s.difference) or "")
         end
+        per_host[h.name] = table.concat(lines, "\n")
     end
+    local got = { per_host.h1, per_host.h2 }
     T.eq(table.concat(got, "\n"), table.concat({
         "h1 mine changed->changed", "h1 shared changed->changed", "h1 same ok->ok",
         "h1 tick unknown@apply->changed", "h1 last changed@apply->changed",
