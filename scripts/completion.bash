@@ -17,8 +17,8 @@ _cutover() {
     esac
     local opts
     case "$cmd" in
-        run|plan) opts="-i --inventory -e --extra-vars -C --check -D --diff -l --limit -t --tags --skip-tags --start-at --format -v --verbose -f --forks -k --ask-pass --max-output --journal --no-journal --report --known-hosts --accept-new-host-keys -F --ssh-config --vault --approve --answer --answer-stdin --non-interactive -o --output --help" ;;
-        resume) opts="--mark-done --retry --accept-changed --approve --answer --answer-stdin --non-interactive --journal --report --format -v --forks --help" ;;
+        run|plan) opts="-i --inventory -e --extra-vars -C --check -D --diff -l --limit -t --tags --skip-tags --start-at --format -v --verbose -f --forks -k --ask-pass -b --become --become-user -K --ask-become-pass --max-output --journal --no-journal --report --known-hosts --accept-new-host-keys -F --ssh-config --vault --approve --answer --answer-stdin --non-interactive -o --output --help" ;;
+        resume) opts="--mark-done --retry --accept-changed --approve --answer --answer-stdin --non-interactive --journal --report --format -v --forks -k --ask-pass -K --ask-become-pass --help" ;;
         lint) opts="-i --inventory -e --extra-vars --help" ;;
         inventory) opts="-i --list --graph --host --help" ;;
         doc) opts="--all --format --help $(cutover modules 2>/dev/null | awk '{print $1}')" ;;

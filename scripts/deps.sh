@@ -8,7 +8,7 @@ packages=(
     libjansson-dev libssl-dev
     openssh-server openssh-client
     valgrind clang libclang-rt-14-dev bc time
-    tmux chromium
+    tmux chromium sudo
 )
 missing=()
 for p in "${packages[@]}"; do

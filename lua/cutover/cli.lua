@@ -126,6 +126,10 @@ Options:
   -f, --forks N            at most N hosts at once (default 50)
   -k, --ask-pass           ask once for the SSH password (no echo), used for
                            hosts without ansible_password
+  -b, --become             run steps as another user (sudo; see docs/become.md)
+      --become-user USER   that user (default root)
+  -K, --ask-become-pass    ask once for the sudo password (no echo), used for
+                           hosts without ansible_become_password
       --vault FILE         the secrets vault {{ secret.NAME }} reads (default
                            $CUTOVER_VAULT, else $XDG_DATA_HOME/cutover/vault)
       --max-output SIZE    cap on each command's stdout and stderr (default
@@ -252,6 +256,7 @@ local RUN_OPTS = {
     ["ssh-config"] = { "F", true },
     forks = { "f", true },
     ["ask-pass"] = { "k" }, vault = { nil, true },
+    become = { "b" }, ["become-user"] = { nil, true }, ["ask-become-pass"] = { "K" },
     ["max-output"] = { nil, true },
     journal = { nil, true }, ["no-journal"] = {},
     approve = { nil, true, true }, answer = { nil, true, true },
@@ -397,7 +402,7 @@ end
 
 -- Options of `run` that decide what a run does; they are recorded in the
 -- journal so that `resume` continues with the same ones.
-local RECORDED = { "inventory", "limit", "tags", "skip-tags", "forks", "known-hosts",
+local RECORDED = { "inventory", "limit", "tags", "skip-tags", "forks", "known-hosts", "become", "become-user",
                    "accept-new-host-keys", "ssh-config", "max-output", "check", "diff", "vault" }
 
 local function file_digest(path)
@@ -452,6 +457,15 @@ local function prepare_run(o, book_path, ev)
             return nil, usage_error("--ask-pass: " .. perr .. " (the password is never read from arguments)", "run")
         end
     end
+    local become_password
+    if o["ask-become-pass"] then
+        local perr
+        become_password, perr = require("cutover.core.sys").read_secret("BECOME password: ")
+        if not become_password then
+            return nil, usage_error("--ask-become-pass: " .. perr .. " (the password is never read from arguments)", "run")
+        end
+        redact.register(become_password)
+    end
     local limit, lerr = inventory.limit_pattern(o.limit)
     if lerr then print_errors({ lerr }); return nil, runner.EXIT_USAGE end
     if o["ssh-config"] then
@@ -497,6 +511,7 @@ local function prepare_run(o, book_path, ev)
         accept_new_host_keys = o["accept-new-host-keys"] == true,
         forks = o.forks and math.tointeger(tonumber(o.forks)),
         ssh_password = ssh_password,
+        become = o.become == true or nil, become_user = o["become-user"], become_password = become_password,
         max_output = max_output,
         known_hosts = o["known-hosts"],
         ssh_config = o["ssh-config"],
@@ -610,7 +625,7 @@ local JOURNAL_OPTS = { journal = { nil, true }, format = { nil, true }, help = {
 local RESUME_OPTS = {
     journal = { nil, true }, format = { nil, true }, verbose = { "v", false, true },
     help = { "h" }, ["mark-done"] = { nil, true, true }, retry = { nil, true, true },
-    ["accept-changed"] = {}, forks = { "f", true }, ["ask-pass"] = { "k" },
+    ["accept-changed"] = {}, forks = { "f", true }, ["ask-pass"] = { "k" }, ["ask-become-pass"] = { "K" },
     ["known-hosts"] = { nil, true }, ["accept-new-host-keys"] = {},
     approve = { nil, true, true }, answer = { nil, true, true },
     ["answer-stdin"] = { nil, true, true }, ["non-interactive"] = {},
@@ -689,6 +704,7 @@ local PLAN_OPTS = {
     output = { "o", true }, format = { nil, true }, verbose = { "v", false, true }, help = { "h" },
     ["accept-new-host-keys"] = {}, ["known-hosts"] = { nil, true }, ["ssh-config"] = { "F", true },
     forks = { "f", true }, ["ask-pass"] = { "k" }, vault = { nil, true }, ["max-output"] = { nil, true },
+    become = { "b" }, ["become-user"] = { nil, true }, ["ask-become-pass"] = { "K" },
     journal = { nil, true }, ["no-journal"] = {},
 }
 local APPLY_OPTS = {
@@ -697,6 +713,7 @@ local APPLY_OPTS = {
     format = { nil, true }, verbose = { "v", false, true }, diff = { "D" }, help = { "h" },
     ["accept-new-host-keys"] = {}, ["known-hosts"] = { nil, true }, ["ssh-config"] = { "F", true },
     forks = { "f", true }, ["ask-pass"] = { "k" }, vault = { nil, true }, ["max-output"] = { nil, true },
+    become = { "b" }, ["become-user"] = { nil, true }, ["ask-become-pass"] = { "K" },
     journal = { nil, true }, ["no-journal"] = {},
     approve = { nil, true, true }, answer = { nil, true, true },
     ["answer-stdin"] = { nil, true, true }, ["non-interactive"] = {},

@@ -15,7 +15,12 @@ M.MAX_BYTES = 8 * 1024 * 1024
 
 local PLAY_KEYS = { "name", "hosts", "vars", "steps", "handlers", "tags",
                     "serial", "max_fail_percentage", "any_errors_fatal", "order",
-                    "vars_prompt", "vars_files", "roles" }
+                    "vars_prompt", "vars_files", "roles",
+                    "become", "become_user", "become_method", "become_flags" }
+
+-- become keywords: on a play, a block (reaching its steps) or a step
+local BECOME_KEYS = { "become", "become_user", "become_method", "become_flags" }
+local BECOME_METHODS = { sudo = true, su = true }
 
 -- Reuse: a step that brings in a steps file or a role.  Import is
 -- expanded in place (when/vars/tags apply to it as a block); include may
@@ -37,7 +42,7 @@ local STEP_KEYS = {
     "name", "id", "when", "register", "loop", "loop_var", "until", "retries",
     "delay", "failed_when", "changed_when", "ignore_errors", "check_mode",
     "no_log", "tags", "notify", "run_once", "delegate_to", "block", "rescue",
-    "always", "vars",
+    "always", "vars", "become", "become_user", "become_method", "become_flags",
 }
 local CONDITION_KEYS = { "when", "failed_when", "changed_when", "until" }
 local BLOCK_ONLY_KEYS = { "rescue", "always" }
@@ -213,6 +218,42 @@ local function push_vars(steps, v, field)
     end
 end
 
+-- Gives every action step under steps the become keywords of the block
+-- around it that it does not set itself.
+local function push_become(steps, from)
+    for _, s in ipairs(steps or {}) do
+        for _, k in ipairs(BECOME_KEYS) do
+            if s[k] == nil then s[k] = from[k] end
+        end
+        if s.block then push_become(s.block, s); push_become(s.rescue, s); push_become(s.always, s) end
+    end
+end
+
+-- Reads the become keywords of t into into (a step or a play).
+function Loader:become_keys(src, t, into, label)
+    if t.become ~= nil then
+        if type(t.become) == "boolean" or (type(t.become) == "string" and expr.has_template(t.become)) then
+            into.become = t.become
+        else
+            self:err(src:at(t, "become"), label .. ": 'become' must be true, false or a '{{ }}' expression")
+        end
+    end
+    for _, k in ipairs({ "become_user", "become_flags" }) do
+        if t[k] ~= nil then
+            if type(t[k]) == "string" and t[k] ~= "" then into[k] = t[k]
+            else self:err(src:at(t, k), label .. ": '" .. k .. "' must be text") end
+        end
+    end
+    if t.become_method ~= nil then
+        if BECOME_METHODS[t.become_method] or (type(t.become_method) == "string" and expr.has_template(t.become_method)) then
+            into.become_method = t.become_method
+        else
+            self:err(src:at(t, "become_method"), label .. ": 'become_method' must be sudo or su" ..
+                util.did_you_mean(tostring(t.become_method), { "sudo", "su" }))
+        end
+    end
+end
+
 -- Normalises one step table; returns the step or nil.
 -- list, index: where the step sits (a scalar step has no position of its own)
 function Loader:step(src, t, inherited_tags, in_handlers, list, index)
@@ -275,6 +316,7 @@ function Loader:step(src, t, inherited_tags, in_handlers, list, index)
     end
 
     step.name = typed("name", is_str, "text")
+    self:become_keys(src, t, step, label)
     local id, explicit, from_name = self:step_id(t, label, src, t)
     step.register = typed("register", is_name, "a variable name (letters, digits and '_', not starting with a digit)")
     step.loop_var = typed("loop_var", is_name, "a variable name")
@@ -324,6 +366,8 @@ function Loader:step(src, t, inherited_tags, in_handlers, list, index)
         step.block = self:steps(src, t, "block", step.tags, in_handlers, label)
         step.rescue = self:steps(src, t, "rescue", step.tags, in_handlers, label)
         step.always = self:steps(src, t, "always", step.tags, in_handlers, label)
+        -- the block's become keywords reach its steps (their own win)
+        push_become(step.block, step); push_become(step.rescue, step); push_become(step.always, step)
         -- the block's vars reach its steps (their own vars win)
         if is_mapping(t.vars) then
             push_vars(step.block, t.vars, "vars")
@@ -898,6 +942,7 @@ function Loader:play(src, t, index)
         end
     end
     play.vars = play.vars or {}
+    self:become_keys(src, t, play, label)
     -- vars_prompt: asked once at start; private (the default) means no
     -- echo and masked everywhere
     if t.vars_prompt ~= nil and not is_null(t.vars_prompt) then

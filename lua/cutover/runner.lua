@@ -109,6 +109,70 @@ function M.files_dir(step, args, book_dir)
     return dir
 end
 
+-- The user a step's commands run as: nil (the login user) or
+-- {user=, method=, flags=, password=}.  The step (with its blocks'
+-- keywords) wins over the play, the play over the host's variables
+-- (ansible_become, ansible_become_user, ...), those over the command
+-- line (-b, --become-user, -K).  nil, message when a value is bad.
+local BECOME_TRUE = { ["true"] = true, yes = true, on = true, ["1"] = true }
+local BECOME_FALSE = { ["false"] = true, no = true, off = true, ["0"] = true }
+function Run:become_for(hs, step, scope)
+    local play = hs.play or {}
+    local function var(name) return scope:get(name) end
+    local function pick(key, varnames, opt)
+        if step[key] ~= nil then return step[key], "step" end
+        if play[key] ~= nil then return play[key], "play" end
+        for _, n in ipairs(varnames) do
+            local v = var(n)
+            if v ~= nil then return v, n end
+        end
+        return opt, "command line"
+    end
+    local function value(v, what)
+        if type(v) == "string" and expr.has_template(v) then
+            local ok, r = expr.render(v, scope)
+            if not ok then return nil, what .. ": " .. tostring(r) end
+            return r
+        end
+        return v
+    end
+    local on, from = pick("become", { "ansible_become" }, self.opts.become)
+    local err
+    on, err = value(on, "become")
+    if err then return nil, err end
+    if type(on) == "string" then
+        if BECOME_TRUE[on:lower()] then on = true elseif BECOME_FALSE[on:lower()] then on = false end
+    end
+    if on ~= nil and type(on) ~= "boolean" then
+        return nil, "become (from " .. from .. ") must be true or false, not '" .. tostring(on) .. "'"
+    end
+    if not on then return nil end
+    local spec = {}
+    spec.user, err = value(pick("become_user", { "ansible_become_user" }, self.opts.become_user) or "root", "become_user")
+    if err then return nil, err end
+    spec.method, err = value(pick("become_method", { "ansible_become_method" }, nil) or "sudo", "become_method")
+    if err then return nil, err end
+    if spec.method ~= "sudo" and spec.method ~= "su" then
+        return nil, "become_method must be sudo or su, not '" .. tostring(spec.method) .. "'"
+    end
+    spec.flags, err = value(pick("become_flags", { "ansible_become_flags" }, nil), "become_flags")
+    if err then return nil, err end
+    local pw = var("ansible_become_password")
+    if pw == nil then pw = var("ansible_become_pass") end
+    if pw ~= nil then
+        pw, err = value(pw, "ansible_become_password")
+        if err then return nil, err end
+    else
+        pw = self.opts.become_password
+    end
+    if pw ~= nil then
+        pw = tostring(pw)
+        redact.register(pw)
+    end
+    spec.user, spec.password = tostring(spec.user), pw
+    return spec
+end
+
 -- Runs an action once (with until/retries) and applies changed_when /
 -- failed_when.  Returns the result table.
 function Run:execute(hs, step, scope)
@@ -166,6 +230,22 @@ function Run:execute(hs, step, scope)
     elseif not action.controller and not hs.conn then
         return { failed = true, unreachable = true, msg = hs.unreachable_msg }
     end
+    -- become: the host's commands (and file writes) run as that user for
+    -- this step; the connection asks become.lua how
+    local become_spec
+    if not action.controller and ctx.conn then
+        local berr
+        become_spec, berr = self:become_for(hs, step, scope)
+        if berr then return { failed = true, msg = berr } end
+        if become_spec and ctx.conn.kind ~= "ssh" then
+            local sys_user = ctx.conn.kind == "local" and sys.user() or nil
+            if sys_user ~= become_spec.user then
+                return { failed = true, msg = "become is for SSH hosts (POSIX); on the " .. tostring(ctx.conn.kind) ..
+                         " connection run cutover as " .. become_spec.user .. " instead" }
+            end
+            become_spec = nil
+        end
+    end
     -- In check mode, after a step whose effect cannot be known and that
     -- changes what the host is (a reboot, a promotion: actions marked
     -- `pivot`), what the host would answer is unknown too.
@@ -175,6 +255,7 @@ function Run:execute(hs, step, scope)
     end
     local attempts = 0
     local result
+    if become_spec then ctx.conn.become = become_spec end
     while true do
         attempts = attempts + 1
         local ok, r = xpcall(action.run, debug.traceback, ctx, args)
@@ -211,6 +292,7 @@ function Run:execute(hs, step, scope)
             break
         end
     end
+    if become_spec then ctx.conn.become = nil end
     if attempts > 1 then result.attempts = attempts end
     if check and result.unknown and action.pivot then hs.pivot = step.id end
     if not result.unknown and (step.changed_when ~= nil or step.failed_when ~= nil) then

@@ -625,22 +625,22 @@ T.test("an ansible_* inventory variable cutover does not act on is a warning, on
 all:
   vars: { ansible_python_interpreter: /usr/bin/python3 }
   hosts:
-    localhost: { ansible_connection: local, ansible_become: true }
-    other: { ansible_connection: local, ansible_become: true, ansible_user: root }
+    localhost: { ansible_connection: local, ansible_ssh_pipelining: true }
+    other: { ansible_connection: local, ansible_ssh_pipelining: true, ansible_user: root }
 ]])
     T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - command: 'true'\n- hosts: all\n  steps:\n    - command: 'true'\n")
     local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml" })
     T.eq(r.rc, 0, "exit")
-    local _, n = r.stdout:gsub("warning: inventory variable ansible_become ", "")
-    T.eq(n, 1, "one warning for ansible_become over two hosts and two plays")
-    T.contains(r.stdout, "warning: inventory variable ansible_become (on localhost and 1 more host(s)) is not honoured by cutover: become is not supported yet", "names it and why")
+    local _, n = r.stdout:gsub("warning: inventory variable ansible_ssh_pipelining ", "")
+    T.eq(n, 1, "one warning for ansible_ssh_pipelining over two hosts and two plays")
+    T.contains(r.stdout, "warning: inventory variable ansible_ssh_pipelining (on localhost and 1 more host(s)) is not honoured by cutover: cutover sends each step on one channel already", "names it and why")
     T.contains(r.stdout, "ansible_python_interpreter (on localhost and 1 more host(s)) is not honoured by cutover: cutover runs no Python on hosts", "group vars too")
     T.not_contains(r.stdout, "ansible_connection", "an honoured one is not named")
     T.not_contains(r.stdout, "ansible_user", "nor ansible_user")
     local j = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--format", "json" })
     local seen = 0
     for _, e in ipairs(T.events(j.stdout)) do
-        if e.event == "warning" and e.message:find("ansible_become ", 1, true) then seen = seen + 1 end
+        if e.event == "warning" and e.message:find("ansible_ssh_pipelining ", 1, true) then seen = seen + 1 end
     end
     T.eq(seen, 1, "one JSON warning event")
 end)

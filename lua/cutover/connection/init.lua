@@ -17,18 +17,15 @@ for _, k in ipairs({ "ansible_host", "ansible_ssh_host", "ansible_port", "ansibl
                      "ansible_ssh_user", "ansible_password", "ansible_ssh_pass", "ansible_private_key_file",
                      "ansible_ssh_private_key_file", "ansible_ssh_common_args", "ansible_ssh_extra_args",
                      "ansible_timeout", "ansible_ssh_timeout", "ansible_ssh_known_hosts_file",
-                     "ansible_connection", "ansible_shell_type" }) do
+                     "ansible_connection", "ansible_shell_type", "ansible_become", "ansible_become_user",
+                     "ansible_become_method", "ansible_become_flags", "ansible_become_password",
+                     "ansible_become_pass" }) do
     M.HONOURED[k] = true
 end
 
 -- Why some are not, where there is more to say than "ignored".
 M.WHY_NOT_HONOURED = {
     ansible_python_interpreter = "cutover runs no Python on hosts",
-    ansible_become = "become is not supported yet (a step that needs root fails as the login user)",
-    ansible_become_user = "become is not supported yet",
-    ansible_become_method = "become is not supported yet",
-    ansible_become_password = "become is not supported yet",
-    ansible_become_pass = "become is not supported yet",
     ansible_ssh_pipelining = "cutover sends each step on one channel already",
     ansible_pipelining = "cutover sends each step on one channel already",
 }

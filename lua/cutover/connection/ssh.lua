@@ -21,6 +21,7 @@ local crypto = require("cutover.core.crypto")
 local loop = require("cutover.core.loop")
 local proc = require("cutover.core.proc")
 local util = require("cutover.util")
+local become = require("cutover.connection.become")
 
 local Conn = {}
 Conn.__index = Conn
@@ -148,12 +149,25 @@ end
 -- A session that was found dead before the command started is
 -- re-established once, transparently.
 function Conn:run(line, opts)
+    -- a step with become: the line runs as that user (before the lock:
+    -- the first use probes sudo with commands of its own)
+    local marker
+    if self.become and not (opts and opts.no_become) then
+        if self.settings.shell == "cmd" then return nil, self.name .. ": become is for POSIX hosts", "become" end
+        local bline, bstdin, bmarker = become.wrap(self, self.become, self.settings.user, line, opts and opts.stdin)
+        if not bline then return nil, bstdin, "become" end
+        local o = {}
+        for k, v in pairs(opts or {}) do o[k] = v end
+        o.stdin = bstdin
+        line, opts, marker = bline, o, bmarker
+    end
     -- one command at a time per session (delegate_to shares connections)
     while self.locked do loop.sleep(0.002) end
     self.locked = true
     local ok, r, err, code = pcall(self.run_unlocked, self, line, opts)
     self.locked = false
     if not ok then error(r, 0) end
+    if r and marker then r.stderr = become.strip(r.stderr, marker) end
     return r, err, code
 end
 
@@ -331,7 +345,9 @@ function Conn:write_file(path, content, mode)
         chmod = "if [ -e " .. q(path) .. " ]; then chmod --reference=" .. q(path) ..
             ' "$t" && { chown --reference=' .. q(path) .. ' "$t" 2>/dev/null || :; }; else chmod 644 "$t"; fi'
     end
-    if self.settings.sftp ~= false and not self.no_sftp then
+    -- under become the file goes on the command's stdin, written by the
+    -- target user (SFTP would write as the login user)
+    if self.settings.sftp ~= false and not self.no_sftp and not self.become then
         local tmp = path .. ".cutover-" .. crypto.random_hex(6)
         while self.locked do loop.sleep(0.002) end
         self.locked = true
