@@ -53,6 +53,14 @@ unsigned loop_interrupts(void);   /* SIGINT/SIGTERM seen so far */
  * budget is spent.  Charges nothing outside a sandbox call. */
 void sandbox_spend(lua_State *L, lua_Integer instructions);
 
+/* net.c: pushes a TCP stream userdata (the class net.connect returns:
+ * read_line, write, close) that holds no socket yet; net_stream_adopt
+ * then gives it a connected non-blocking fd, which it owns from there on.
+ * For the listeners of the lab's mail servers (tests/lab/labos.c). */
+struct net_stream;
+struct net_stream *net_stream_push(lua_State *L);
+void net_stream_adopt(struct net_stream *s, int fd);
+
 /* utf8 sanitising for JSON and terminals (json.c). */
 void json_push_valid_utf8(lua_State *L, const char *s, size_t len);
 

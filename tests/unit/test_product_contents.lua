@@ -28,4 +28,16 @@ T.test("cmdparse (the tests' cmd.exe reference) is not embedded", function()
     T.ok(fs.stat(tests_dir .. "/lib/cmdparse.lua"), "tests/lib/cmdparse.lua exists")
 end)
 
+T.test("the lab's TCP listeners are in cutover-lab, not in cutover", function()
+    local net = require("cutover.core.net")
+    T.eq(net.listen, nil, "core.net.listen")
+    T.eq(type(net.connect), "function", "core.net.connect (mail_login uses it)")
+    T.eq(type(net.probe_tcp), "function", "core.net.probe_tcp")
+    local product = bytes(binary)
+    T.ok(not holds(product, "cutover.net.listener"),
+         "the cutover binary has no listener class")
+    T.ok(holds(bytes(lab_binary), "lab.os.listener"),
+         "the cutover-lab binary has the listener class")
+end)
+
 T.done()
