@@ -93,6 +93,10 @@ struct ssh_session {
     LIBSSH2_SFTP *sftp;           /* owned; NULL until first used */
     int sftp_unavailable;         /* the server has no SFTP subsystem */
     int ignore_interrupts;        /* connecting to stop a command (Ctrl-C) */
+    struct kh_host known;         /* the host's known_hosts lines; owned */
+    int known_unreadable;         /* kh_load failed: known_errno, _problem */
+    int known_errno;
+    const char *known_problem;
 };
 
 /* Stack slots of ssh.connect while it runs. */
@@ -143,6 +147,7 @@ static void close_session(struct ssh_session *s)
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
+    kh_host_free(&s->known);
     s->phase = PH_DEAD;
 }
 
@@ -373,11 +378,15 @@ static int connect_step(lua_State *L, int status, lua_KContext ctx)
             kh_fingerprint((const unsigned char *)blob, len, fp, sizeof fp);
             kh_blob_type((const unsigned char *)blob, len, keytype,
                          sizeof keytype);
-            if (kh_lookup(known_hosts, s->host, s->port,
-                          (const unsigned char *)blob, len, &kh) != 0)
+            if (s->known_unreadable)
                 return fail(L, s, "hostkey", "%s: cannot read %s: %s",
-                            s->host, known_hosts, kh.problem != NULL
-                            ? kh.problem : strerror(errno));
+                            s->host, known_hosts, s->known_problem != NULL
+                            ? s->known_problem : strerror(s->known_errno));
+            if (kh_decide(&s->known, (const unsigned char *)blob, len,
+                          &kh) != 0)
+                return fail(L, s, "hostkey", "%s: the server's host key "
+                            "is malformed", s->host);
+            kh_host_free(&s->known);  /* decided: not needed any more */
             lua_getfield(L, CONNECT_OPTS, "accept_new");
             accept_new = lua_toboolean(L, -1);
             lua_pop(L, 1);
@@ -616,7 +625,6 @@ static int ssh_connect(lua_State *L)
     char service[16];
     int rc;
     int given_fd;
-    struct kh_result kh;
     const char *known_hosts;
 
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -679,10 +687,17 @@ static int ssh_connect(lua_State *L)
                     "session", host);
     }
     libssh2_session_set_blocking(s->session, 0);
-    /* Ask for the key types known_hosts holds for this host. */
-    if (kh_lookup(known_hosts, host, (int)port, NULL, 0, &kh) == 0)
+    /* known_hosts is read once, here: the key types it holds for this
+     * host are asked for first, and the same lines decide the server's
+     * key after the handshake (an unreadable file is refused there). */
+    if (kh_load(known_hosts, host, (int)port, &s->known,
+                &s->known_problem) == 0) {
         libssh2_session_method_pref(s->session, LIBSSH2_METHOD_HOSTKEY,
-                                    hostkey_prefs(kh.types));
+                                    hostkey_prefs(s->known.types));
+    } else {
+        s->known_unreadable = 1;
+        s->known_errno = errno;
+    }
 
     if (given_fd >= 0) {
         s->fd = given_fd;
