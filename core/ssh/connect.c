@@ -1,27 +1,10 @@
 /*
- * ssh.c: SSH sessions with libssh2 in non-blocking mode, driven by the
- * loop: every libssh2 call that answers EAGAIN parks the host's task on
- * the session's socket (in the directions libssh2 asks for) and is
- * repeated, the same call, when the loop resumes it.
- *
- * Security decisions made here, not in Lua:
- *  - host keys fail closed: the server's key must match known_hosts;
- *    an unknown host is refused (unless the caller asked to trust new
- *    hosts, and then only a host with no line at all); a changed key is
- *    always refused; the key types known_hosts holds for the host are
- *    asked for first, so a host with an ed25519 line is not refused for
- *    offering ECDSA first;
- *  - passwords are used once and never copied into messages.
- *
- * libssh2 1.10 reports exit status 0 for a channel that closed without
- * one; exec returns `exit_status_received = false` when nothing but
- * that 0 is known (no exit-signal either), and the Lua side settles it
- * with an in-band status line for POSIX hosts.
+ * connect.c: ssh.connect and, for now, the rest of the module's step
+ * functions (see ssh_internal.h for the files of cutover.core.ssh).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,80 +14,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <libssh2.h>
-#include <libssh2_sftp.h>
 #include <sodium.h>
 
-#include "cutover.h"
-#include "knownhosts.h"
+#include "ssh_internal.h"
 
-#define SSH_SESSION_MT "cutover.ssh.session"
-#define SSH_EXEC_MT "cutover.ssh.exec"
 #define SSH_DEFAULT_MAX_OUTPUT (8 * 1024 * 1024)
-#define SSH_MAX_KEYS 16
 /* A private key is a few KiB (a 16384-bit RSA key, about 12 KiB). */
 #define SSH_MAX_KEY_FILE 65536
 
-#define SSH_MAX_TUNNELS 64
-#define SSH_TUNNEL_BUF 32768
-
-/* A direct-tcpip channel through this session, joined to one end of a
- * socketpair whose other end another session uses as its socket. */
-struct ssh_tunnel {
-    LIBSSH2_CHANNEL *channel;     /* owned */
-    int fd;                       /* our end; owned */
-    char up[SSH_TUNNEL_BUF];      /* from fd, to the channel */
-    size_t up_len;
-    char down[SSH_TUNNEL_BUF];    /* from the channel, to fd */
-    size_t down_len;
-    int local_eof;
-    int sent_eof;
-    int channel_eof;
-    int shut;
-    int dead;
-};
-
-enum ssh_phase {
-    PH_CONNECT, PH_HANDSHAKE, PH_HOSTKEY, PH_AUTHLIST, PH_AUTH_KEY,
-    PH_AUTH_AGENT, PH_AUTH_PASSWORD, PH_READY, PH_DEAD
-};
-
-struct ssh_session {
-    int fd;
-    LIBSSH2_SESSION *session;     /* owned; freed by __gc / close */
-    LIBSSH2_AGENT *agent;         /* owned */
-    struct libssh2_agent_publickey *agent_key;
-    enum ssh_phase phase;
-    struct pollfd pfd;
-    double deadline;
-    int busy;                     /* an exec is using the session */
-    int key_index;
-    int key_count;
-    int agent_tried;
-    int agent_keys;
-    int rsa_refused;
-    int password_tried;
-    char *auth_methods;           /* libssh2's, not owned */
-    char tried[512];              /* "key ~/.ssh/id_ed25519, agent, ..." */
-    char host[256];
-    int port;
-    struct ssh_tunnel *tunnels[SSH_MAX_TUNNELS];  /* owned */
-    int tunnel_count;
-    LIBSSH2_SFTP *sftp;           /* owned; NULL until first used */
-    int sftp_unavailable;         /* the server has no SFTP subsystem */
-    int ignore_interrupts;        /* connecting to stop a command (Ctrl-C) */
-    struct kh_host known;         /* the host's known_hosts lines; owned */
-    int known_unreadable;         /* kh_load failed: known_errno, _problem */
-    int known_errno;
-    const char *known_problem;
-};
-
-/* Stack slots of ssh.connect while it runs. */
-enum { CONNECT_OPTS = 1, CONNECT_SESSION = 2 };
-
 static int ssh_ready;
 
-static void free_tunnel(struct ssh_session *s, int i)
+void ssh_free_tunnel(struct ssh_session *s, int i)
 {
     struct ssh_tunnel *t = s->tunnels[i];
 
@@ -117,106 +37,12 @@ static void free_tunnel(struct ssh_session *s, int i)
     s->tunnels[s->tunnel_count] = NULL;
 }
 
-/*
- * Frees everything of a session without ever waiting on the peer: a
- * best-effort goodbye, then the socket is shut down so that every further
- * libssh2 write or read fails at once (libssh2 would otherwise wait for
- * channel-close replies that a dead peer, or a tunnel whose pump is not
- * running, never sends, and give up without freeing).
- */
-static void close_session(struct ssh_session *s)
-{
-    while (s->tunnel_count > 0)
-        free_tunnel(s, s->tunnel_count - 1);
-    if (s->session != NULL && s->phase == PH_READY)
-        libssh2_session_disconnect(s->session, "cutover done");
-    if (s->fd >= 0)
-        shutdown(s->fd, SHUT_RDWR);
-    if (s->sftp != NULL && s->session != NULL)
-        libssh2_sftp_shutdown(s->sftp);
-    s->sftp = NULL;
-    if (s->agent != NULL) {
-        libssh2_agent_disconnect(s->agent);
-        libssh2_agent_free(s->agent);
-        s->agent = NULL;
-    }
-    if (s->session != NULL) {
-        libssh2_session_free(s->session);
-        s->session = NULL;
-    }
-    if (s->fd >= 0)
-        close(s->fd);
-    s->fd = -1;
-    kh_host_free(&s->known);
-    s->phase = PH_DEAD;
-}
-
-static int session_gc(lua_State *L)
-{
-    struct ssh_session *s = luaL_checkudata(L, 1, SSH_SESSION_MT);
-
-    close_session(s);
-    return 0;
-}
-
 static void add_tried(struct ssh_session *s, const char *what)
 {
     size_t used = strlen(s->tried);
 
     snprintf(s->tried + used, sizeof s->tried - used, "%s%s",
              used > 0 ? ", " : "", what);
-}
-
-/* Sets up the pollfd for the directions libssh2 is blocked on. */
-static void prepare_wait(struct ssh_session *s, int dirs)
-{
-    s->pfd.fd = s->fd;
-    s->pfd.events = 0;
-    s->pfd.revents = 0;
-    if (dirs & LIBSSH2_SESSION_BLOCK_INBOUND)
-        s->pfd.events |= POLLIN;
-    if (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND)
-        s->pfd.events |= POLLOUT;
-    if (s->pfd.events == 0)
-        s->pfd.events = POLLIN;
-}
-
-/*
- * In a step function: wait until libssh2 can go on.  Parks the task (the
- * step function is resumed as continuation) or, outside a task, blocks
- * and falls through so the caller's loop goes round again.
- */
-#define WAIT_OR_PARK(L, s, dirs, k)                                      \
-    do {                                                                 \
-        prepare_wait((s), (dirs));                                       \
-        if (loop_can_park(L))                                            \
-            return loop_park((L), &(s)->pfd, 1, (s)->deadline, 0, (k));  \
-        loop_block(&(s)->pfd, 1, (s)->deadline);                         \
-    } while (0)
-
-static int fail(lua_State *L, struct ssh_session *s, const char *code,
-                const char *fmt, ...) {
-    char msg[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    close_session(s);
-    lua_pushnil(L);
-    lua_pushstring(L, msg);
-    lua_pushstring(L, code);
-    return 3;
-}
-
-static const char *last_error(struct ssh_session *s)
-{
-    char *msg = NULL;
-
-    if (s->session == NULL)
-        return "no session";
-    libssh2_session_last_error(s->session, &msg, NULL, 0);
-    return msg != NULL ? msg : "unknown error";
 }
 
 /* Is this private key an RSA key?  (libssh2 1.10 signs RSA with SHA-1.) */
@@ -325,13 +151,13 @@ static int connect_step(lua_State *L, int status, lua_KContext ctx)
 
     for (;;) {
         if (loop_now() >= s->deadline && s->phase != PH_READY)
-            return fail(L, s, "timeout", "%s:%d: timed out while %s",
+            return ssh_fail(L, s, "timeout", "%s:%d: timed out while %s",
                         s->host, s->port,
                         s->phase == PH_CONNECT ? "connecting"
                         : s->phase == PH_HANDSHAKE ? "in the SSH handshake"
                         : "authenticating");
         if (loop_interrupts() != 0 && !s->ignore_interrupts)
-            return fail(L, s, "interrupted", "%s: interrupted", s->host);
+            return ssh_fail(L, s, "interrupted", "%s: interrupted", s->host);
         switch (s->phase) {
         case PH_CONNECT: {
             int err = 0;
@@ -343,7 +169,7 @@ static int connect_step(lua_State *L, int status, lua_KContext ctx)
             }
             getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len);
             if (err != 0)
-                return fail(L, s, "unreachable", "%s:%d: %s", s->host,
+                return ssh_fail(L, s, "unreachable", "%s:%d: %s", s->host,
                             s->port, strerror(err));
             s->phase = PH_HANDSHAKE;
             break;
@@ -357,9 +183,9 @@ static int connect_step(lua_State *L, int status, lua_KContext ctx)
                 break;
             }
             if (rc != 0)
-                return fail(L, s, "unreachable",
+                return ssh_fail(L, s, "unreachable",
                             "%s:%d: SSH handshake failed: %s", s->host,
-                            s->port, last_error(s));
+                            s->port, ssh_last_error(s));
             s->phase = PH_HOSTKEY;
             break;
         case PH_HOSTKEY: {
@@ -373,18 +199,18 @@ static int connect_step(lua_State *L, int status, lua_KContext ctx)
             char err[512];
             int accept_new;
             if (blob == NULL)
-                return fail(L, s, "hostkey", "%s: the server sent no host "
+                return ssh_fail(L, s, "hostkey", "%s: the server sent no host "
                             "key", s->host);
             kh_fingerprint((const unsigned char *)blob, len, fp, sizeof fp);
             kh_blob_type((const unsigned char *)blob, len, keytype,
                          sizeof keytype);
             if (s->known_unreadable)
-                return fail(L, s, "hostkey", "%s: cannot read %s: %s",
+                return ssh_fail(L, s, "hostkey", "%s: cannot read %s: %s",
                             s->host, known_hosts, s->known_problem != NULL
                             ? s->known_problem : strerror(s->known_errno));
             if (kh_decide(&s->known, (const unsigned char *)blob, len,
                           &kh) != 0)
-                return fail(L, s, "hostkey", "%s: the server's host key "
+                return ssh_fail(L, s, "hostkey", "%s: the server's host key "
                             "is malformed", s->host);
             kh_host_free(&s->known);  /* decided: not needed any more */
             lua_getfield(L, CONNECT_OPTS, "accept_new");
@@ -393,12 +219,12 @@ static int connect_step(lua_State *L, int status, lua_KContext ctx)
             lua_pushstring(L, fp);
             lua_setfield(L, CONNECT_OPTS, "fingerprint");
             if (kh.status == KH_REVOKED)
-                return fail(L, s, "hostkey",
+                return ssh_fail(L, s, "hostkey",
                     "%s:%d: the host key %s (%s) is marked @revoked in %s "
                     "line %d; refusing to connect", s->host, s->port, fp,
                     keytype, known_hosts, kh.line);
             if (kh.status == KH_CHANGED)
-                return fail(L, s, "hostkey",
+                return ssh_fail(L, s, "hostkey",
                     "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@"
                     "@@@@\n"
                     "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!  "
@@ -418,13 +244,13 @@ static int connect_step(lua_State *L, int status, lua_KContext ctx)
                     known_hosts);
             if (kh.status == KH_UNKNOWN) {
                 if (kh.types[0] != '\0')
-                    return fail(L, s, "hostkey",
+                    return ssh_fail(L, s, "hostkey",
                         "%s:%d: known_hosts (%s) holds %s key(s) for this "
                         "host but the server offered %s %s; refusing",
                         s->host, s->port, known_hosts, kh.types, keytype,
                         fp);
                 if (!accept_new)
-                    return fail(L, s, "hostkey",
+                    return ssh_fail(L, s, "hostkey",
                         "%s:%d: unknown host: its %s key is %s and %s has "
                         "no line for it. Check the fingerprint out of band, "
                         "then run again with --accept-new-host-keys (or "
@@ -433,7 +259,7 @@ static int connect_step(lua_State *L, int status, lua_KContext ctx)
                 if (kh_append(known_hosts, s->host, s->port,
                               (const unsigned char *)blob, len, err,
                               sizeof err) != 0)
-                    return fail(L, s, "hostkey", "%s: cannot record the "
+                    return ssh_fail(L, s, "hostkey", "%s: cannot record the "
                                 "new host key: %s", s->host, err);
                 lua_pushboolean(L, 1);
                 lua_setfield(L, CONNECT_OPTS, "host_key_added");
@@ -456,8 +282,8 @@ static int connect_step(lua_State *L, int status, lua_KContext ctx)
                         connect_step);
                     break;
                 }
-                return fail(L, s, "unreachable", "%s: %s", s->host,
-                            last_error(s));
+                return ssh_fail(L, s, "unreachable", "%s: %s", s->host,
+                            ssh_last_error(s));
             }
             s->phase = PH_AUTH_KEY;
             break;
@@ -497,9 +323,9 @@ static int connect_step(lua_State *L, int status, lua_KContext ctx)
             if (rc == LIBSSH2_ERROR_SOCKET_SEND ||
                 rc == LIBSSH2_ERROR_SOCKET_DISCONNECT ||
                 rc == LIBSSH2_ERROR_SOCKET_RECV)
-                return fail(L, s, "unreachable", "%s: connection lost "
+                return ssh_fail(L, s, "unreachable", "%s: connection lost "
                             "while authenticating: %s", s->host,
-                            last_error(s));
+                            ssh_last_error(s));
             s->key_index++;
             break;
         }
@@ -568,12 +394,12 @@ static int connect_step(lua_State *L, int status, lua_KContext ctx)
                     "tried: %s)", user, s->host, s->port, s->auth_methods,
                     s->tried[0] != '\0' ? s->tried : "nothing");
                 if (s->rsa_refused)
-                    return fail(L, s, "auth", "%s. The server refused an "
+                    return ssh_fail(L, s, "auth", "%s. The server refused an "
                         "RSA key: this build's libssh2 (1.10) signs RSA "
                         "keys only with SHA-1 (ssh-rsa), which current "
                         "OpenSSH refuses. Use an ed25519 key "
                         "(ssh-keygen -t ed25519).", msg);
-                return fail(L, s, "auth", "%s", msg);
+                return ssh_fail(L, s, "auth", "%s", msg);
             }
             rc = libssh2_userauth_password_ex(s->session, user,
                                               (unsigned)strlen(user),
@@ -601,7 +427,7 @@ static int connect_step(lua_State *L, int status, lua_KContext ctx)
             lua_getfield(L, CONNECT_OPTS, "host_key_added");
             return 3;
         case PH_DEAD:
-            return fail(L, s, "closed", "%s: session closed", s->host);
+            return ssh_fail(L, s, "closed", "%s: session closed", s->host);
         }
     }
 }
@@ -614,7 +440,7 @@ static int connect_step(lua_State *L, int status, lua_KContext ctx)
  * fd: an already connected socket (a ProxyJump tunnel); owned by the
  * session from here on.
  */
-static int ssh_connect(lua_State *L)
+int ssh_connect(lua_State *L)
 {
     struct ssh_session *s;
     const char *host;
@@ -666,7 +492,7 @@ static int ssh_connect(lua_State *L)
             if (given_fd >= 0)
                 close(given_fd);
             lua_getfield(L, 1, "user");
-            return fail(L, s, "auth", "%s@%s:%d: cannot use the identity "
+            return ssh_fail(L, s, "auth", "%s@%s:%d: cannot use the identity "
                         "file %s: %s", lua_tostring(L, -1), host,
                         (int)port, path, why);
         }
@@ -683,7 +509,7 @@ static int ssh_connect(lua_State *L)
     if (s->session == NULL) {
         if (given_fd >= 0)
             close(given_fd);
-        return fail(L, s, "unreachable", "%s: cannot create an SSH "
+        return ssh_fail(L, s, "unreachable", "%s: cannot create an SSH "
                     "session", host);
     }
     libssh2_session_set_blocking(s->session, 0);
@@ -709,12 +535,12 @@ static int ssh_connect(lua_State *L)
     snprintf(service, sizeof service, "%d", (int)port);
     rc = getaddrinfo(host, service, &hints, &res);
     if (rc != 0)
-        return fail(L, s, "unreachable", "%s: %s", host, gai_strerror(rc));
+        return ssh_fail(L, s, "unreachable", "%s: %s", host, gai_strerror(rc));
     s->fd = socket(res->ai_family, res->ai_socktype | SOCK_NONBLOCK |
                    SOCK_CLOEXEC, res->ai_protocol);
     if (s->fd < 0) {
         freeaddrinfo(res);
-        return fail(L, s, "unreachable", "%s: socket: %s", host,
+        return ssh_fail(L, s, "unreachable", "%s: socket: %s", host,
                     strerror(errno));
     }
     {
@@ -725,7 +551,7 @@ static int ssh_connect(lua_State *L)
     rc = connect(s->fd, res->ai_addr, res->ai_addrlen);
     freeaddrinfo(res);
     if (rc != 0 && errno != EINPROGRESS)
-        return fail(L, s, "unreachable", "%s:%d: %s", host, (int)port,
+        return ssh_fail(L, s, "unreachable", "%s:%d: %s", host, (int)port,
                     strerror(errno));
     s->pfd.revents = rc == 0 ? POLLOUT : 0;
     if (rc == 0)
@@ -789,7 +615,7 @@ static void buf_add(struct ssh_buf *b, const char *data, size_t n)
     b->len += n;
 }
 
-static int exec_gc(lua_State *L)
+int ssh_exec_gc(lua_State *L)
 {
     struct ssh_exec *e = luaL_checkudata(L, 1, SSH_EXEC_MT);
 
@@ -812,7 +638,7 @@ static int exec_fail(lua_State *L, struct ssh_exec *e, const char *code,
     snprintf(text, sizeof text, "%s", msg);
     e->channel = NULL;  /* freed with the session */
     s->busy = 0;
-    close_session(s);
+    ssh_close_session(s);
     lua_pushnil(L);
     lua_pushfstring(L, "%s: %s", s->host, text);
     lua_pushstring(L, code);
@@ -859,7 +685,7 @@ static int exec_step(lua_State *L, int status, lua_KContext ctx)
                 if (libssh2_session_last_errno(s->session) ==
                     LIBSSH2_ERROR_EAGAIN)
                     goto wait;
-                return exec_fail(L, e, "connection", last_error(s));
+                return exec_fail(L, e, "connection", ssh_last_error(s));
             }
             e->phase = 1;
             break;
@@ -869,7 +695,7 @@ static int exec_step(lua_State *L, int status, lua_KContext ctx)
             if (rc == LIBSSH2_ERROR_EAGAIN)
                 goto wait;
             if (rc != 0)
-                return exec_fail(L, e, "connection", last_error(s));
+                return exec_fail(L, e, "connection", ssh_last_error(s));
             e->phase = 2;
             break;
         case 2:
@@ -900,7 +726,7 @@ static int exec_step(lua_State *L, int status, lua_KContext ctx)
                 if (n == LIBSSH2_ERROR_EAGAIN)
                     got_stdout_eagain = 1;
                 else if (n < 0)
-                    return exec_fail(L, e, "connection", last_error(s));
+                    return exec_fail(L, e, "connection", ssh_last_error(s));
                 break;
             }
             for (;;) {
@@ -911,7 +737,7 @@ static int exec_step(lua_State *L, int status, lua_KContext ctx)
                     continue;
                 }
                 if (n < 0 && n != LIBSSH2_ERROR_EAGAIN)
-                    return exec_fail(L, e, "connection", last_error(s));
+                    return exec_fail(L, e, "connection", ssh_last_error(s));
                 break;
             }
             if (libssh2_channel_eof(e->channel)) {
@@ -927,7 +753,7 @@ static int exec_step(lua_State *L, int status, lua_KContext ctx)
             if (rc == LIBSSH2_ERROR_EAGAIN)
                 goto wait;
             if (rc != 0)
-                return exec_fail(L, e, "connection", last_error(s));
+                return exec_fail(L, e, "connection", ssh_last_error(s));
             e->phase = 4;
             break;
         case 4:
@@ -992,7 +818,7 @@ done:
  * uninterruptible: SIGINT/SIGTERM do not stop this exec (the one that
  * stops an interrupted command; its timeout bounds it).
  */
-static int session_exec(lua_State *L)
+int ssh_session_exec(lua_State *L)
 {
     struct ssh_session *s = luaL_checkudata(L, 1, SSH_SESSION_MT);
     struct ssh_exec *e;
@@ -1038,36 +864,6 @@ static int session_exec(lua_State *L)
     return exec_step(L, LUA_OK, 0);
 }
 
-/* session:close() */
-static int session_close(lua_State *L)
-{
-    struct ssh_session *s = luaL_checkudata(L, 1, SSH_SESSION_MT);
-
-    close_session(s);
-    return 0;
-}
-
-/* session:alive() -> boolean (connected and authenticated) */
-static int session_alive(lua_State *L)
-{
-    struct ssh_session *s = luaL_checkudata(L, 1, SSH_SESSION_MT);
-
-    lua_pushboolean(L, s->phase == PH_READY && s->session != NULL);
-    return 1;
-}
-
-/* session:keepalive() -> seconds until the next one is due */
-static int session_keepalive(lua_State *L)
-{
-    struct ssh_session *s = luaL_checkudata(L, 1, SSH_SESSION_MT);
-    int next = 0;
-
-    if (s->phase == PH_READY && !s->busy)
-        libssh2_keepalive_send(s->session, &next);
-    lua_pushinteger(L, next);
-    return 1;
-}
-
 /* --------------------------------------------------------------- sftp */
 
 struct ssh_put {
@@ -1077,15 +873,13 @@ struct ssh_put {
     size_t off;
 };
 
-#define SSH_PUT_MT "cutover.ssh.put"
-
-static int put_gc(lua_State *L)
+int ssh_put_gc(lua_State *L)
 {
     struct ssh_put *p = luaL_checkudata(L, 1, SSH_PUT_MT);
 
     /* An unfinished upload: drop the session rather than guess. */
     if (p->handle != NULL && p->s != NULL)
-        close_session(p->s);
+        ssh_close_session(p->s);
     p->handle = NULL;
     return 0;
 }
@@ -1107,9 +901,9 @@ static int put_step(lua_State *L, int status, lua_KContext ctx)
     (void)ctx;
     for (;;) {
         if (s->session == NULL || s->phase != PH_READY)
-            return fail(L, s, "connection", "%s: session closed", s->host);
+            return ssh_fail(L, s, "connection", "%s: session closed", s->host);
         if (loop_now() >= s->deadline)
-            return fail(L, s, "connection", "%s: timed out writing %s by "
+            return ssh_fail(L, s, "connection", "%s: timed out writing %s by "
                         "SFTP", s->host, path);
         switch (p->phase) {
         case 0:
@@ -1124,7 +918,7 @@ static int put_step(lua_State *L, int status, lua_KContext ctx)
                     s->sftp_unavailable = 1;
                     lua_pushnil(L);
                     lua_pushfstring(L, "%s: no SFTP: %s", s->host,
-                                    last_error(s));
+                                    ssh_last_error(s));
                     lua_pushliteral(L, "nosftp");
                     return 3;
                 }
@@ -1161,8 +955,8 @@ static int put_step(lua_State *L, int status, lua_KContext ctx)
             if (n == LIBSSH2_ERROR_EAGAIN)
                 goto wait;
             if (n < 0)
-                return fail(L, s, "connection", "%s: writing %s by SFTP: "
-                            "%s", s->host, path, last_error(s));
+                return ssh_fail(L, s, "connection", "%s: writing %s by SFTP: "
+                            "%s", s->host, path, ssh_last_error(s));
             p->off += (size_t)n;
             break;
         case 3:
@@ -1187,7 +981,7 @@ wait:
  * SFTP.  code "nosftp": the server offers no SFTP; use exec instead.
  * code "connection": the session is gone.
  */
-static int session_sftp_put(lua_State *L)
+int ssh_session_sftp_put(lua_State *L)
 {
     struct ssh_session *s = luaL_checkudata(L, 1, SSH_SESSION_MT);
     struct ssh_put *p;
@@ -1228,10 +1022,10 @@ static int tunnel_step(lua_State *L, int status, lua_KContext ctx)
     (void)ctx;
     for (;;) {
         if (s->session == NULL || s->phase != PH_READY)
-            return fail(L, s, "unreachable", "%s: the jump host's session "
+            return ssh_fail(L, s, "unreachable", "%s: the jump host's session "
                         "is closed", s->host);
         if (loop_now() >= s->deadline)
-            return fail(L, s, "timeout", "%s: timed out opening a tunnel "
+            return ssh_fail(L, s, "timeout", "%s: timed out opening a tunnel "
                         "to %s:%d", s->host, host, port);
         ch = libssh2_channel_direct_tcpip_ex(s->session, host, port,
                                              "127.0.0.1", 22);
@@ -1241,7 +1035,7 @@ static int tunnel_step(lua_State *L, int status, lua_KContext ctx)
             lua_pushnil(L);
             lua_pushfstring(L, "%s: the jump host refused a tunnel to "
                             "%s:%d: %s", s->host, host, port,
-                            last_error(s));
+                            ssh_last_error(s));
             lua_pushliteral(L, "unreachable");
             return 3;
         }
@@ -1278,7 +1072,7 @@ static int tunnel_step(lua_State *L, int status, lua_KContext ctx)
  * ProxyJump) and returns a socket for ssh.connect{fd=}.  The bytes move
  * only while session:pump() runs (in a daemon task).
  */
-static int session_tunnel(lua_State *L)
+int ssh_session_tunnel(lua_State *L)
 {
     struct ssh_session *s = luaL_checkudata(L, 1, SSH_SESSION_MT);
 
@@ -1373,7 +1167,7 @@ static int pump_step(lua_State *L, int status, lua_KContext ctx)
             moved |= pump_tunnel(t);
             if (t->dead || (t->local_eof && t->channel_eof &&
                             t->up_len == 0 && t->down_len == 0)) {
-                free_tunnel(s, i);
+                ssh_free_tunnel(s, i);
                 i--;
             }
         }
@@ -1408,7 +1202,7 @@ static int pump_step(lua_State *L, int status, lua_KContext ctx)
  * session:pump() -> nothing, when the last tunnel has closed
  * Moves bytes between every tunnel of this session and its socket.
  */
-static int session_pump(lua_State *L)
+int ssh_session_pump(lua_State *L)
 {
     struct ssh_pump *p;
 
@@ -1420,67 +1214,10 @@ static int session_pump(lua_State *L)
 }
 
 /* session:tunnels() -> number of open tunnels */
-static int session_tunnels(lua_State *L)
+int ssh_session_tunnels(lua_State *L)
 {
     struct ssh_session *s = luaL_checkudata(L, 1, SSH_SESSION_MT);
 
     lua_pushinteger(L, s->tunnel_count);
-    return 1;
-}
-
-static const luaL_Reg session_methods[] = {
-    {"tunnel", session_tunnel},
-    {"sftp_put", session_sftp_put},
-    {"pump", session_pump},
-    {"tunnels", session_tunnels},
-    {"exec", session_exec},
-    {"close", session_close},
-    {"alive", session_alive},
-    {"keepalive", session_keepalive},
-    {NULL, NULL}
-};
-
-/* ssh.fingerprint(base64_blob) -> "SHA256:..." (for tests and docs) */
-static int ssh_fingerprint(lua_State *L)
-{
-    size_t len;
-    const char *b64 = luaL_checklstring(L, 1, &len);
-    unsigned char blob[8192];
-    size_t blob_len;
-    char fp[128];
-
-    if (sodium_base642bin(blob, sizeof blob, b64, len, NULL, &blob_len, NULL,
-                          sodium_base64_VARIANT_ORIGINAL) != 0)
-        return luaL_argerror(L, 1, "not base64");
-    kh_fingerprint(blob, blob_len, fp, sizeof fp);
-    lua_pushstring(L, fp);
-    return 1;
-}
-
-static const luaL_Reg ssh_funcs[] = {
-    {"connect", ssh_connect},
-    {"fingerprint", ssh_fingerprint},
-    {NULL, NULL}
-};
-
-int luaopen_cutover_ssh(lua_State *L)
-{
-    luaL_newmetatable(L, SSH_SESSION_MT);
-    lua_pushcfunction(L, session_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, session_gc);
-    lua_setfield(L, -2, "__close");
-    luaL_newlib(L, session_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
-    luaL_newmetatable(L, SSH_PUT_MT);
-    lua_pushcfunction(L, put_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
-    luaL_newmetatable(L, SSH_EXEC_MT);
-    lua_pushcfunction(L, exec_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
-    luaL_newlib(L, ssh_funcs);
     return 1;
 }
