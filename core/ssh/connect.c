@@ -221,14 +221,18 @@ int ssh_connect(lua_State *L)
     s->phase = PH_CONNECT;
     luaL_setmetatable(L, SSH_SESSION_MT);
 
+    /* A given socket is the session's at once: an error raised below
+     * (a bad option) closes it with the session's __gc, and so does every
+     * failure returned. */
+    lua_getfield(L, CONNECT_OPTS, "fd");
+    given_fd = (int)luaL_optinteger(L, -1, -1);
+    s->fd = given_fd;
     lua_getfield(L, CONNECT_OPTS, "host");
     snprintf(s->host, sizeof s->host, "%s", luaL_checkstring(L, -1));
     lua_getfield(L, CONNECT_OPTS, "port");
     s->port = (int)luaL_optinteger(L, -1, 22);
     lua_getfield(L, CONNECT_OPTS, "timeout");
     timeout = luaL_optnumber(L, -1, 30);
-    lua_getfield(L, CONNECT_OPTS, "fd");
-    given_fd = (int)luaL_optinteger(L, -1, -1);
     lua_getfield(L, CONNECT_OPTS, "known_hosts");
     luaL_checkstring(L, -1);
     lua_getfield(L, CONNECT_OPTS, "user");
@@ -237,9 +241,6 @@ int ssh_connect(lua_State *L)
     s->ignore_interrupts = lua_toboolean(L, -1);
     lua_pop(L, 7);
     s->deadline = loop_now() + timeout;
-    /* The given socket is the session's from here on: every failure
-     * below closes it with the session. */
-    s->fd = given_fd;
     rc = check_key_files(L, s);
     if (rc > 0)
         return rc;
