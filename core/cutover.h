@@ -61,9 +61,6 @@ struct net_stream;
 struct net_stream *net_stream_push(lua_State *L);
 void net_stream_adopt(struct net_stream *s, int fd);
 
-/* utf8 sanitising for JSON and terminals (json.c). */
-void json_push_valid_utf8(lua_State *L, const char *s, size_t len);
-
 int luaopen_cutover_yaml(lua_State *L);
 int luaopen_cutover_loop(lua_State *L);
 int luaopen_cutover_proc(lua_State *L);
