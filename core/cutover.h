@@ -31,6 +31,16 @@ size_t cutover_mem_used(void);
 void cutover_mem_set_limit(size_t limit); /* 0: no limit */
 size_t cutover_mem_limit(void);
 
+/* host.c: a socket handed from one module to another through Lua (a
+ * ProxyCommand's end, a ProxyJump tunnel's end) is a userdata that owns
+ * it, never a bare descriptor number: __gc closes it unless it was taken.
+ * cutover_socket_push pushes one that holds no socket yet and returns its
+ * slot (store the fd there at once); cutover_socket_take checks that idx
+ * is one, hands its fd to the caller (who owns it from then on) and
+ * leaves it empty: -1 when it held none. */
+int *cutover_socket_push(lua_State *L);
+int cutover_socket_take(lua_State *L, int idx);
+
 /* loop.c: waiting without blocking other hosts.
  *
  * A primitive that waits is written as one continuation function that

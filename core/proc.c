@@ -542,11 +542,12 @@ static int helper_stop(lua_State *L)
 }
 
 /*
- * proc.connect_command(command) -> fd, helper | nil, message
+ * proc.connect_command(command) -> socket, helper | nil, message
  * Runs `/bin/sh -c "exec COMMAND"` (an SSH ProxyCommand) with one end of
  * a socket pair as its stdin and stdout, in its own process group; its
- * stderr is the controller's, as with OpenSSH.  fd (nonblocking) belongs
- * to the caller, for ssh.connect{fd=}; helper:stop() ends the process.
+ * stderr is the controller's, as with OpenSSH.  socket (a userdata
+ * owning the other end, nonblocking) is for ssh.connect{fd=}, which
+ * takes it; dropped, it is closed.  helper:stop() ends the process.
  */
 static int proc_connect_command(lua_State *L)
 {
@@ -558,6 +559,7 @@ static int proc_connect_command(lua_State *L)
     pid_t pid;
     int rc;
     const char *argv[4];
+    int *slot;
 
     lua_pushfstring(L, "exec %s", command);     /* 2: kept alive for argv */
     argv[0] = "/bin/sh";
@@ -567,6 +569,7 @@ static int proc_connect_command(lua_State *L)
     h = lua_newuserdatauv(L, sizeof *h, 0);     /* 3, before any resource */
     h->pid = 0;
     luaL_setmetatable(L, HELPER_MT);
+    slot = cutover_socket_push(L);              /* 4 */
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         rc = errno;
         goto failed;
@@ -583,8 +586,8 @@ static int proc_connect_command(lua_State *L)
     h->pid = pid;                               /* owned by the helper */
     close_fd(&sv[1]);
     set_nonblock(sv[0]);
-    lua_pushinteger(L, sv[0]);                  /* owned by the caller */
-    lua_insert(L, -2);
+    *slot = sv[0];                              /* owned by the socket */
+    lua_insert(L, -2);                          /* socket, helper */
     return 2;
 
 failed:

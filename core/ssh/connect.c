@@ -203,8 +203,9 @@ static int open_socket(lua_State *L, struct ssh_session *s)
  *             agent=, password=, timeout=, fd=, ignore_interrupts=}
  *   -> session, fingerprint, host_key_added | nil, message, code
  * code: "unreachable", "timeout", "hostkey", "auth", "interrupted".
- * fd: an already connected socket (a ProxyJump tunnel); owned by the
- * session from here on.
+ * fd: an already connected socket (a ProxyJump tunnel's or a
+ * ProxyCommand's, as those return it: never a bare number); taken over
+ * by the session at once.
  */
 int ssh_connect(lua_State *L)
 {
@@ -225,7 +226,14 @@ int ssh_connect(lua_State *L)
      * (a bad option) closes it with the session's __gc, and so does every
      * failure returned. */
     lua_getfield(L, CONNECT_OPTS, "fd");
-    given_fd = (int)luaL_optinteger(L, -1, -1);
+    if (lua_isnil(L, -1))
+        given_fd = -1;
+    else if (lua_isuserdata(L, -1))
+        given_fd = cutover_socket_take(L, -1);
+    else
+        return luaL_error(L, "ssh.connect: fd must be a socket from "
+                          "proc.connect_command or session:tunnel, not %s",
+                          luaL_typename(L, -1));
     s->fd = given_fd;
     lua_getfield(L, CONNECT_OPTS, "host");
     snprintf(s->host, sizeof s->host, "%s", luaL_checkstring(L, -1));

@@ -34,6 +34,7 @@ static int tunnel_step(lua_State *L, int status, lua_KContext ctx)
     int port = (int)luaL_checkinteger(L, 3);
     LIBSSH2_CHANNEL *ch;
     struct ssh_tunnel *t;
+    int *slot;
     int sv[2];
 
     (void)status;
@@ -60,6 +61,7 @@ static int tunnel_step(lua_State *L, int status, lua_KContext ctx)
         WAIT_OR_PARK(L, s, libssh2_session_block_directions(s->session),
                      tunnel_step);
     }
+    slot = cutover_socket_push(L);  /* before the socket pair */
     if (s->tunnel_count >= SSH_MAX_TUNNELS ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         libssh2_channel_free(ch);
@@ -80,14 +82,15 @@ static int tunnel_step(lua_State *L, int status, lua_KContext ctx)
     fcntl(t->fd, F_SETFL, fcntl(t->fd, F_GETFL) | O_NONBLOCK);
     fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
     s->tunnels[s->tunnel_count++] = t;  /* owned by the session */
-    lua_pushinteger(L, sv[0]);          /* owned by the caller */
+    *slot = sv[0];                      /* owned by the socket on top */
     return 1;
 }
 
 /*
- * session:tunnel(host, port [, timeout]) -> fd | nil, message, code
+ * session:tunnel(host, port [, timeout]) -> socket | nil, message, code
  * Opens a direct-tcpip channel to host:port through this session (a
- * ProxyJump) and returns a socket for ssh.connect{fd=}.  The bytes move
+ * ProxyJump) and returns a socket (a userdata owning our end of it) for
+ * ssh.connect{fd=}.  The bytes move
  * only while session:pump() runs (in a daemon task).
  */
 int ssh_session_tunnel(lua_State *L)
