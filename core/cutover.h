@@ -71,6 +71,10 @@ struct net_stream;
 struct net_stream *net_stream_push(lua_State *L);
 void net_stream_adopt(struct net_stream *s, int fd);
 
+/* pattern.c: the one glob matcher ('*', '?'; whole text; bytes). */
+int cutover_glob_match(const char *glob, size_t glen, const char *text,
+                       size_t tlen);
+
 int luaopen_cutover_yaml(lua_State *L);
 int luaopen_cutover_loop(lua_State *L);
 int luaopen_cutover_proc(lua_State *L);

@@ -22,6 +22,7 @@
 #include <openssl/hmac.h>
 #include <sodium.h>
 
+#include "cutover.h"
 #include "knownhosts.h"
 
 #define KH_MAX_LINE 16384
@@ -112,31 +113,6 @@ static int hashed_match(const char *field, const char *name)
     return maclen == hash_len && memcmp(mac, hash, hash_len) == 0;
 }
 
-/* OpenSSH patterns: '*' and '?' only; '[' is literal ([host]:port). */
-static int glob_match(const char *pat, const char *s)
-{
-    const char *star = NULL;
-    const char *resume = NULL;
-
-    while (*s != '\0') {
-        if (*pat == '*') {
-            star = pat++;
-            resume = s;
-        } else if (*pat == '?' || *pat == *s) {
-            pat++;
-            s++;
-        } else if (star != NULL) {
-            pat = star + 1;
-            s = ++resume;
-        } else {
-            return 0;
-        }
-    }
-    while (*pat == '*')
-        pat++;
-    return *pat == '\0';
-}
-
 /*
  * Does the comma-separated pattern list match name?  A matching negated
  * pattern wins over everything (as in OpenSSH).
@@ -160,7 +136,8 @@ static int patterns_match(const char *list, const char *name)
             negated = one[0] == '!';
             if (negated)
                 one++;
-            if (glob_match(one, name)) {
+            /* OpenSSH patterns: '*' and '?' only ([ is literal) */
+            if (cutover_glob_match(one, strlen(one), name, strlen(name))) {
                 if (negated)
                     return 0;
                 matched = 1;
