@@ -31,6 +31,16 @@ size_t cutover_mem_used(void);
 void cutover_mem_set_limit(size_t limit); /* 0: no limit */
 size_t cutover_mem_limit(void);
 
+/* host.c: a socket handed from one module to another through Lua (a
+ * ProxyCommand's end, a ProxyJump tunnel's end) is a userdata that owns
+ * it, never a bare descriptor number: __gc closes it unless it was taken.
+ * cutover_socket_push pushes one that holds no socket yet and returns its
+ * slot (store the fd there at once); cutover_socket_take checks that idx
+ * is one, hands its fd to the caller (who owns it from then on) and
+ * leaves it empty: -1 when it held none. */
+int *cutover_socket_push(lua_State *L);
+int cutover_socket_take(lua_State *L, int idx);
+
 /* loop.c: waiting without blocking other hosts.
  *
  * A primitive that waits is written as one continuation function that
@@ -53,8 +63,17 @@ unsigned loop_interrupts(void);   /* SIGINT/SIGTERM seen so far */
  * budget is spent.  Charges nothing outside a sandbox call. */
 void sandbox_spend(lua_State *L, lua_Integer instructions);
 
-/* utf8 sanitising for JSON and terminals (json.c). */
-void json_push_valid_utf8(lua_State *L, const char *s, size_t len);
+/* net.c: pushes a TCP stream userdata (the class net.connect returns:
+ * read_line, write, close) that holds no socket yet; net_stream_adopt
+ * then gives it a connected non-blocking fd, which it owns from there on.
+ * For the listeners of the lab's mail servers (tests/lab/labos.c). */
+struct net_stream;
+struct net_stream *net_stream_push(lua_State *L);
+void net_stream_adopt(struct net_stream *s, int fd);
+
+/* pattern.c: the one glob matcher ('*', '?'; whole text; bytes). */
+int cutover_glob_match(const char *glob, size_t glen, const char *text,
+                       size_t tlen);
 
 int luaopen_cutover_yaml(lua_State *L);
 int luaopen_cutover_loop(lua_State *L);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lualib.h>
 #include <sodium.h>
@@ -295,4 +296,40 @@ int cutover_main(int argc, char **argv, const char *prog,
     fflush(stdout);
     cutover_closestate(L);
     return status;
+}
+
+#define SOCKET_MT "cutover.socket"
+
+static int socket_gc(lua_State *L)
+{
+    int *fd = luaL_checkudata(L, 1, SOCKET_MT);
+
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+    return 0;
+}
+
+int *cutover_socket_push(lua_State *L)
+{
+    int *fd = lua_newuserdatauv(L, sizeof *fd, 0);
+
+    *fd = -1;
+    if (luaL_newmetatable(L, SOCKET_MT)) {
+        lua_pushcfunction(L, socket_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, socket_gc);
+        lua_setfield(L, -2, "__close");
+    }
+    lua_setmetatable(L, -2);
+    return fd;
+}
+
+int cutover_socket_take(lua_State *L, int idx)
+{
+    int *slot = luaL_checkudata(L, idx, SOCKET_MT);
+    int fd = *slot;
+
+    *slot = -1;
+    return fd;
 }

@@ -49,7 +49,9 @@ static size_t utf8_seq(const unsigned char *s, size_t left)
     return need;
 }
 
-void json_push_valid_utf8(lua_State *L, const char *s, size_t len)
+/* Pushes s with each byte that starts no valid UTF-8 sequence replaced
+ * by U+FFFD (internal: json.c's own repair). */
+static void json_push_valid_utf8(lua_State *L, const char *s, size_t len)
 {
     const unsigned char *u = (const unsigned char *)s;
     luaL_Buffer b;

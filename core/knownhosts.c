@@ -22,6 +22,7 @@
 #include <openssl/hmac.h>
 #include <sodium.h>
 
+#include "cutover.h"
 #include "knownhosts.h"
 
 #define KH_MAX_LINE 16384
@@ -112,31 +113,6 @@ static int hashed_match(const char *field, const char *name)
     return maclen == hash_len && memcmp(mac, hash, hash_len) == 0;
 }
 
-/* OpenSSH patterns: '*' and '?' only; '[' is literal ([host]:port). */
-static int glob_match(const char *pat, const char *s)
-{
-    const char *star = NULL;
-    const char *resume = NULL;
-
-    while (*s != '\0') {
-        if (*pat == '*') {
-            star = pat++;
-            resume = s;
-        } else if (*pat == '?' || *pat == *s) {
-            pat++;
-            s++;
-        } else if (star != NULL) {
-            pat = star + 1;
-            s = ++resume;
-        } else {
-            return 0;
-        }
-    }
-    while (*pat == '*')
-        pat++;
-    return *pat == '\0';
-}
-
 /*
  * Does the comma-separated pattern list match name?  A matching negated
  * pattern wins over everything (as in OpenSSH).
@@ -160,7 +136,8 @@ static int patterns_match(const char *list, const char *name)
             negated = one[0] == '!';
             if (negated)
                 one++;
-            if (glob_match(one, name)) {
+            /* OpenSSH patterns: '*' and '?' only ([ is literal) */
+            if (cutover_glob_match(one, strlen(one), name, strlen(name))) {
                 if (negated)
                     return 0;
                 matched = 1;
@@ -203,49 +180,85 @@ void kh_fingerprint(const unsigned char *blob, size_t len, char *out,
     snprintf(out, cap, "SHA256:%s", b64);
 }
 
-static void add_type(struct kh_result *res, const char *type)
+/* Adds type to the comma-separated list (once; silently capped). */
+static void add_type(char *types, size_t cap, const char *type)
 {
-    size_t used = strlen(res->types);
-    char padded[128];
+    size_t used = strlen(types);
+    char padded[160];
+    char haystack[300];
 
     snprintf(padded, sizeof padded, ",%s,", type);
-    {
-        char haystack[sizeof res->types + 2];
-        snprintf(haystack, sizeof haystack, ",%s,", res->types);
-        if (strstr(haystack, padded) != NULL)
-            return;
-    }
-    if (used + strlen(type) + 2 > sizeof res->types)
+    snprintf(haystack, sizeof haystack, ",%s,", types);
+    if (strstr(haystack, padded) != NULL)
+        return;
+    if (used + strlen(type) + 2 > cap)
         return;
     if (used > 0)
-        strcat(res->types, ",");
-    strcat(res->types, type);
+        strcat(types, ",");
+    strcat(types, type);
 }
 
-int kh_lookup(const char *path, const char *host, int port,
-              const unsigned char *blob, size_t bloblen,
-              struct kh_result *res)
+/* Appends one line's key to h; -1 when out of memory. */
+static int add_entry(struct kh_host *h, const char *type,
+                     const unsigned char *blob, size_t len, int line,
+                     int revoked)
+{
+    struct kh_entry *e;
+
+    if (h->count == h->cap) {
+        size_t cap = h->cap == 0 ? 4 : h->cap * 2;
+        struct kh_entry *grown = realloc(h->entries, cap * sizeof *grown);
+        if (grown == NULL)
+            return -1;
+        h->entries = grown;
+        h->cap = cap;
+    }
+    e = &h->entries[h->count];
+    memset(e, 0, sizeof *e);
+    e->blob = malloc(len > 0 ? len : 1);
+    if (e->blob == NULL)
+        return -1;
+    memcpy(e->blob, blob, len);
+    e->len = len;
+    snprintf(e->type, sizeof e->type, "%s", type);
+    e->line = line;
+    e->revoked = revoked;
+    h->count++;
+    if (!revoked)
+        add_type(h->types, sizeof h->types, type);
+    return 0;
+}
+
+void kh_host_free(struct kh_host *h)
+{
+    size_t i;
+
+    for (i = 0; i < h->count; i++)
+        free(h->entries[i].blob);
+    free(h->entries);
+    memset(h, 0, sizeof *h);
+}
+
+int kh_load(const char *path, const char *host, int port, struct kh_host *h,
+            const char **problem)
 {
     FILE *f;
     char *line = NULL;
     char name[600];
-    char key_type[128] = "";
     size_t cap = 0;
     ssize_t n;
     int lineno = 0;
     int fd;
+    int status = 0;
     unsigned char *known = NULL;
 
-    memset(res, 0, sizeof *res);
-    res->status = KH_UNKNOWN;
+    memset(h, 0, sizeof *h);
+    *problem = NULL;
     host_key_name(host, port, name, sizeof name);
     lower(name);
-    if (blob != NULL && kh_blob_type(blob, bloblen, key_type,
-                                     sizeof key_type) != 0)
-        return -1;
-    fd = open_regular(path, O_RDONLY, &res->problem);
+    fd = open_regular(path, O_RDONLY, problem);
     if (fd < 0)
-        return res->problem == NULL && errno == ENOENT ? 0 : -1;
+        return *problem == NULL && errno == ENOENT ? 0 : -1;
     f = fdopen(fd, "r");
     if (f == NULL) {
         close(fd);
@@ -290,28 +303,50 @@ int kh_lookup(const char *path, const char *host, int port,
         if (b64_decode(fields[2], strlen(fields[2]), known, KH_MAX_BLOB,
                        &known_len) != 0)
             continue;
-        if (!revoked)
-            add_type(res, fields[1]);
-        if (blob == NULL || strcmp(fields[1], key_type) != 0)
+        if (add_entry(h, fields[1], known, known_len, lineno, revoked) != 0) {
+            errno = ENOMEM;
+            status = -1;
+            break;
+        }
+    }
+    free(line);
+    free(known);
+    fclose(f);
+    if (status != 0)
+        kh_host_free(h);
+    return status;
+}
+
+int kh_decide(const struct kh_host *h, const unsigned char *blob,
+              size_t bloblen, struct kh_result *res)
+{
+    char key_type[128];
+    size_t i;
+
+    memset(res, 0, sizeof *res);
+    res->status = KH_UNKNOWN;
+    snprintf(res->types, sizeof res->types, "%s", h->types);
+    if (kh_blob_type(blob, bloblen, key_type, sizeof key_type) != 0)
+        return -1;
+    for (i = 0; i < h->count; i++) {
+        const struct kh_entry *e = &h->entries[i];
+
+        if (strcmp(e->type, key_type) != 0)
             continue;
-        if (known_len == bloblen && memcmp(known, blob, bloblen) == 0) {
-            if (revoked) {
+        if (e->len == bloblen && memcmp(e->blob, blob, bloblen) == 0) {
+            res->line = e->line;
+            if (e->revoked) {
                 res->status = KH_REVOKED;
-                res->line = lineno;
                 break;
             }
             res->status = KH_MATCH;
-            res->line = lineno;
-        } else if (res->status != KH_MATCH && !revoked) {
+        } else if (res->status != KH_MATCH && !e->revoked) {
             res->status = KH_CHANGED;
-            res->line = lineno;
+            res->line = e->line;
         }
     }
     /* A key that matches one line wins over an old line of the same type:
      * OpenSSH accepts a host listed twice.  @revoked wins over all. */
-    free(line);
-    free(known);
-    fclose(f);
     return 0;
 }
 

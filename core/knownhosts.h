@@ -14,15 +14,36 @@ struct kh_result {
     enum kh_status status;
     int line;          /* the deciding line, 1-based; 0 when none */
     char types[256];   /* key types known for the host, comma-separated */
-    const char *problem;  /* why the file was refused (-1), or NULL */
 };
 
-/* blob NULL: only fill res->types.  Returns -1 on an unreadable file
- * (errno, or res->problem for one that is not a regular file or is too
- * large).  A missing file is an empty one. */
-int kh_lookup(const char *path, const char *host, int port,
-              const unsigned char *blob, size_t bloblen,
-              struct kh_result *res);
+/* The lines of a known_hosts file that name one host, read once per
+ * connection: kh_load before the handshake (the key types to ask for are
+ * h->types), kh_decide once the server's key is known. */
+struct kh_entry {
+    char type[128];        /* the key type written on the line */
+    unsigned char *blob;   /* the decoded key; owned */
+    size_t len;
+    int line;              /* 1-based */
+    int revoked;           /* an @revoked line */
+};
+
+struct kh_host {
+    struct kh_entry *entries;  /* owned; in file order */
+    size_t count;
+    size_t cap;
+    char types[256];   /* types of the usable lines, comma-separated */
+};
+
+/* Returns -1 on an unreadable file (errno, or *problem for one that is
+ * not a regular file or is too large).  A missing file is an empty one.
+ * h is always safe to kh_host_free afterwards. */
+int kh_load(const char *path, const char *host, int port, struct kh_host *h,
+            const char **problem);
+/* Which of KH_* the server's key is for the loaded lines; -1 when the
+ * key blob names no key type. */
+int kh_decide(const struct kh_host *h, const unsigned char *blob,
+              size_t bloblen, struct kh_result *res);
+void kh_host_free(struct kh_host *h);
 int kh_append(const char *path, const char *host, int port,
               const unsigned char *blob, size_t bloblen, char *err,
               size_t errlen);

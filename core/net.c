@@ -1,8 +1,9 @@
 /*
- * net.c: TCP probes for wait_for (and later the mail-login checks), and
- * loopback listeners for the lab's mail servers.  Name resolution uses
- * getaddrinfo and may block briefly; connecting, accepting, reading and
- * writing park the task.
+ * net.c: TCP probes for wait_for, and client streams for the mail-login
+ * checks.  Name resolution uses getaddrinfo and may block briefly;
+ * connecting, reading and writing park the task.  (The lab's mail
+ * servers listen and accept in tests/lab/labos.c, which wraps each
+ * accepted socket in this module's stream class: net_stream_push.)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -119,21 +120,13 @@ static int net_probe_tcp(lua_State *L)
 }
 
 /*
- * Listening sockets and accepted streams (the lab's POP3/IMAP4 servers).
- * Each socket is owned by a userdata created before the socket is made,
- * so an error can never leak the descriptor; __gc and __close close it.
- * accept, read_line and write park the task like probe_tcp.
+ * Client streams (mail_login), and the streams the lab's listeners
+ * accept.  Each socket is owned by a userdata created before the socket
+ * is made, so an error can never leak the descriptor; __gc and __close
+ * close it.  connect, read_line and write park the task like probe_tcp.
  */
-#define NET_LISTENER_MT "cutover.net.listener"
 #define NET_STREAM_MT "cutover.net.stream"
 #define NET_STREAM_BUF 8192     /* cap on one buffered line */
-
-struct net_listener {
-    int fd;
-    struct pollfd pfd;
-    double deadline;
-    unsigned interrupts;
-};
 
 struct net_stream {
     int fd;
@@ -145,16 +138,6 @@ struct net_stream {
     char buf[NET_STREAM_BUF];
 };
 
-static int net_listener_gc(lua_State *L)
-{
-    struct net_listener *l = luaL_checkudata(L, 1, NET_LISTENER_MT);
-
-    if (l->fd >= 0)
-        close(l->fd);
-    l->fd = -1;
-    return 0;
-}
-
 static int net_stream_gc(lua_State *L)
 {
     struct net_stream *s = luaL_checkudata(L, 1, NET_STREAM_MT);
@@ -163,15 +146,6 @@ static int net_stream_gc(lua_State *L)
         close(s->fd);
     s->fd = -1;
     return 0;
-}
-
-static struct net_listener *check_listener(lua_State *L)
-{
-    struct net_listener *l = luaL_checkudata(L, 1, NET_LISTENER_MT);
-
-    if (l->fd < 0)
-        luaL_error(L, "attempt to use a closed socket");
-    return l;
 }
 
 static struct net_stream *check_stream(lua_State *L)
@@ -222,129 +196,6 @@ static int wait_fd(lua_State *L, struct pollfd *pfd, int fd, short events,
         return loop_park(L, pfd, 1, deadline, 0, k);
     loop_block(pfd, 1, deadline);
     return -1;
-}
-
-/*
- * net.listen(host, port) -> listener | nil, message
- * Params on Lua stack: 1: numeric address (e.g. "127.0.0.1"), 2: port
- * (0: any free port).  Returns a listening TCP socket (SO_REUSEADDR).
- */
-static int net_listen(lua_State *L)
-{
-    const char *host = luaL_checkstring(L, 1);
-    lua_Integer port = luaL_checkinteger(L, 2);
-    struct addrinfo hints;
-    struct addrinfo *res = NULL;
-    struct net_listener *l;
-    char service[16];
-    int one = 1;
-    int rc;
-    int nret;
-
-    luaL_argcheck(L, port >= 0 && port <= 65535, 2, "invalid port");
-    l = lua_newuserdatauv(L, sizeof *l, 0);
-    l->fd = -1;
-    luaL_setmetatable(L, NET_LISTENER_MT);
-    memset(&hints, 0, sizeof hints);
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
-    snprintf(service, sizeof service, "%d", (int)port);
-    rc = getaddrinfo(host, service, &hints, &res);
-    if (rc != 0) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", host, gai_strerror(rc));
-        return 2;
-    }
-    l->fd = socket(res->ai_family, res->ai_socktype | SOCK_NONBLOCK |
-                   SOCK_CLOEXEC, res->ai_protocol);
-    if (l->fd < 0) {
-        nret = net_fail(L, strerror(errno));
-        goto free_res;
-    }
-    setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(l->fd, res->ai_addr, res->ai_addrlen) != 0 ||
-        listen(l->fd, 64) != 0) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s:%d: %s", host, (int)port, strerror(errno));
-        nret = 2;
-        close(l->fd);
-        l->fd = -1;
-        goto free_res;
-    }
-    lua_pushvalue(L, 3);            /* the listener userdata */
-    nret = 1;
-free_res:
-    freeaddrinfo(res);
-    return nret;
-}
-
-/*
- * listener:port() -> the bound port number
- */
-static int listener_port(lua_State *L)
-{
-    struct net_listener *l = check_listener(L);
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    int port = 0;
-
-    if (getsockname(l->fd, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET)
-            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        else if (ss.ss_family == AF_INET6)
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    }
-    lua_pushinteger(L, port);
-    return 1;
-}
-
-/* Stack: 1 listener, 2 timeout, 3 the stream userdata to fill. */
-static int accept_step(lua_State *L, int status, lua_KContext ctx)
-{
-    struct net_listener *l = check_listener(L);
-    struct net_stream *s = luaL_checkudata(L, 3, NET_STREAM_MT);
-    int fd, rc;
-
-    (void)status;
-    (void)ctx;
-    for (;;) {
-        fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-            s->fd = fd;
-            lua_settop(L, 3);
-            return 1;
-        }
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-            errno != ECONNABORTED)
-            return net_fail(L, strerror(errno));
-        rc = wait_fd(L, &l->pfd, l->fd, POLLIN, l->deadline, l->interrupts, accept_step);
-        if (rc >= 0)
-            return rc;
-    }
-}
-
-/*
- * listener:accept([timeout]) -> stream | nil, message
- * Params on Lua stack: 1: listener, 2: seconds (default 30).
- * Waits (parking the task) for one connection; "timed out" and
- * "interrupted" are the messages of an empty wait.
- */
-static int listener_accept(lua_State *L)
-{
-    struct net_listener *l = check_listener(L);
-    lua_Number timeout = luaL_optnumber(L, 2, 30);
-
-    lua_settop(L, 2);
-    new_stream(L);
-    l->deadline = loop_now() + (timeout > 0 ? timeout : 0);
-    l->interrupts = loop_interrupts();
-    return accept_step(L, LUA_OK, 0);
-}
-
-/* listener:close() -> nothing (also __close) */
-static int listener_close(lua_State *L)
-{
-    return net_listener_gc(L);
 }
 
 /* Stack: 1 stream, 2 max line length, 3 timeout. */
@@ -533,13 +384,6 @@ static int net_connect(lua_State *L)
     return connect_step(L, LUA_OK, 0);
 }
 
-static const luaL_Reg listener_methods[] = {
-    {"accept", listener_accept},
-    {"port", listener_port},
-    {"close", listener_close},
-    {NULL, NULL}
-};
-
 static const luaL_Reg stream_methods[] = {
     {"read_line", stream_read_line},
     {"write", stream_write},
@@ -562,10 +406,24 @@ static void net_new_class(lua_State *L, const char *name,
     lua_pop(L, 1);
 }
 
+/* For the lab's listeners (see cutover.h). */
+struct net_stream *net_stream_push(lua_State *L)
+{
+    /* the class may not exist yet: core.net need not be required first */
+    if (luaL_getmetatable(L, NET_STREAM_MT) == LUA_TNIL)
+        net_new_class(L, NET_STREAM_MT, stream_methods, net_stream_gc);
+    lua_pop(L, 1);
+    return new_stream(L);
+}
+
+void net_stream_adopt(struct net_stream *s, int fd)
+{
+    s->fd = fd;
+}
+
 static const luaL_Reg net_funcs[] = {
     {"probe_tcp", net_probe_tcp},
     {"connect", net_connect},
-    {"listen", net_listen},
     {NULL, NULL}
 };
 
@@ -575,7 +433,6 @@ int luaopen_cutover_net(lua_State *L)
     lua_pushcfunction(L, net_probe_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
-    net_new_class(L, NET_LISTENER_MT, listener_methods, net_listener_gc);
     net_new_class(L, NET_STREAM_MT, stream_methods, net_stream_gc);
     luaL_newlib(L, net_funcs);
     return 1;

@@ -1,6 +1,7 @@
 /*
  * pattern.c: Lua's string patterns (find, match, gmatch, gsub) with a
- * step count, for the expression sandbox.
+ * step count, for the expression sandbox; and the one glob matcher
+ * (glob_match, at the end).
  *
  * string.find and friends run in C, where the sandbox's instruction hook
  * cannot see them, so a pattern that backtracks over a long subject (a
@@ -688,7 +689,58 @@ static int pattern_lines(lua_State *L)
     return 1;
 }
 
+/*
+ * The one glob matcher (knownhosts.c's host patterns, and Lua's through
+ * pattern.glob_match): does text match glob as a whole?  '*' is any run
+ * of bytes, '?' one byte, every other byte itself (no classes, no
+ * escapes; '[' is literal, as in [host]:port).  Greedy, remembering only
+ * the last star: O(glen * tlen), never the exponential backtracking of
+ * a Lua pattern made from the glob.
+ */
+int cutover_glob_match(const char *glob, size_t glen, const char *text,
+                       size_t tlen)
+{
+    size_t g = 0;
+    size_t t = 0;
+    size_t star = 0;
+    size_t mark = 0;
+    int have_star = 0;
+
+    while (t < tlen) {
+        if (g < glen && glob[g] == '*') {
+            have_star = 1;
+            star = g++;
+            mark = t;
+        } else if (g < glen && (glob[g] == '?' || glob[g] == text[t])) {
+            g++;
+            t++;
+        } else if (have_star) {
+            /* let the last star take one more byte */
+            g = star + 1;
+            t = ++mark;
+        } else {
+            return 0;
+        }
+    }
+    while (g < glen && glob[g] == '*')
+        g++;
+    return g == glen;
+}
+
+/* pattern.glob_match(glob, text) -> boolean (see cutover_glob_match) */
+static int pattern_glob_match(lua_State *L)
+{
+    size_t glen;
+    size_t tlen;
+    const char *glob = luaL_checklstring(L, 1, &glen);
+    const char *text = luaL_checklstring(L, 2, &tlen);
+
+    lua_pushboolean(L, cutover_glob_match(glob, glen, text, tlen));
+    return 1;
+}
+
 static const luaL_Reg pattern_funcs[] = {
+    {"glob_match", pattern_glob_match},
     {"lines", pattern_lines},
     {"find", pattern_find},
     {"match", pattern_match},

@@ -188,6 +188,60 @@ static void push_result(lua_State *L, struct proc *p)
  * The wait loop; also the continuation after each park.
  * Stack: 1: options table, 2: the proc userdata.
  */
+/* Writes what stdin the pipe takes now; closes it once all is sent. */
+static void feed_stdin(struct proc *p, const char *data, size_t len)
+{
+    while (p->stdin_fd >= 0 && p->stdin_off < len) {
+        ssize_t w = write(p->stdin_fd, data + p->stdin_off,
+                          len - p->stdin_off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN)
+            break;
+        if (w < 0) {  /* EPIPE: the child does not read its input */
+            p->stdin_off = len;
+            break;
+        }
+        p->stdin_off += (size_t)w;
+    }
+    if (p->stdin_fd >= 0 && p->stdin_off >= len)
+        close_fd(&p->stdin_fd);
+}
+
+/* Fills p->fds with what to wait on; returns how many, and in *wake
+ * when to look again whatever happens (0: no time limit). */
+static int wait_set(struct proc *p, double now, double *wake)
+{
+    int n = 0;
+
+    *wake = 0;
+    if (p->kill_stage == 1)
+        *wake = p->kill_at;
+    else if (p->kill_stage == 0 && p->deadline > 0)
+        *wake = p->deadline;
+    if (p->reaped)
+        *wake = p->exited_at + PROC_DRAIN_GRACE;
+    if (p->out.fd >= 0) {
+        p->fds[n].fd = p->out.fd;
+        p->fds[n++].events = POLLIN;
+    }
+    if (p->err.fd >= 0) {
+        p->fds[n].fd = p->err.fd;
+        p->fds[n++].events = POLLIN;
+    }
+    if (p->stdin_fd >= 0) {
+        p->fds[n].fd = p->stdin_fd;
+        p->fds[n++].events = POLLOUT;
+    }
+    if (p->pidfd >= 0) {
+        p->fds[n].fd = p->pidfd;
+        p->fds[n++].events = POLLIN;
+    } else if (!p->reaped && (*wake <= 0 || *wake > now + 0.05)) {
+        *wake = now + 0.05;  /* no pidfd: look again soon */
+    }
+    return n;
+}
+
 static int proc_step(lua_State *L, int status, lua_KContext ctx)
 {
     struct proc *p = luaL_checkudata(L, 2, PROC_MT);
@@ -202,28 +256,14 @@ static int proc_step(lua_State *L, int status, lua_KContext ctx)
 
     for (;;) {
         double now = loop_now();
-        double wake = 0;
-        int n = 0;
+        double wake;
+        int n;
 
         if (p->out.fd >= 0 && stream_read(&p->out))
             close_fd(&p->out.fd);
         if (p->err.fd >= 0 && stream_read(&p->err))
             close_fd(&p->err.fd);
-        while (p->stdin_fd >= 0 && p->stdin_off < stdin_len) {
-            ssize_t w = write(p->stdin_fd, stdin_data + p->stdin_off,
-                              stdin_len - p->stdin_off);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0 && errno == EAGAIN)
-                break;
-            if (w < 0) {  /* EPIPE: the child does not read its input */
-                p->stdin_off = stdin_len;
-                break;
-            }
-            p->stdin_off += (size_t)w;
-        }
-        if (p->stdin_fd >= 0 && p->stdin_off >= stdin_len)
-            close_fd(&p->stdin_fd);
+        feed_stdin(p, stdin_data, stdin_len);
         proc_reap(p);
 
         if (p->reaped && p->out.fd < 0 && p->err.fd < 0)
@@ -242,31 +282,7 @@ static int proc_step(lua_State *L, int status, lua_KContext ctx)
             p->interrupted = 1;
             proc_signal(p, now);
         }
-        if (p->kill_stage == 1)
-            wake = p->kill_at;
-        else if (p->kill_stage == 0 && p->deadline > 0)
-            wake = p->deadline;
-        if (p->reaped)
-            wake = p->exited_at + PROC_DRAIN_GRACE;
-
-        if (p->out.fd >= 0) {
-            p->fds[n].fd = p->out.fd;
-            p->fds[n++].events = POLLIN;
-        }
-        if (p->err.fd >= 0) {
-            p->fds[n].fd = p->err.fd;
-            p->fds[n++].events = POLLIN;
-        }
-        if (p->stdin_fd >= 0) {
-            p->fds[n].fd = p->stdin_fd;
-            p->fds[n++].events = POLLOUT;
-        }
-        if (p->pidfd >= 0) {
-            p->fds[n].fd = p->pidfd;
-            p->fds[n++].events = POLLIN;
-        } else if (!p->reaped && (wake <= 0 || wake > now + 0.05)) {
-            wake = now + 0.05;  /* no pidfd: look again soon */
-        }
+        n = wait_set(p, now, &wake);
         if (loop_can_park(L))
             return loop_park(L, p->fds, n, wake, 0, proc_step);
         loop_block(p->fds, n, wake);
@@ -428,6 +444,30 @@ static char **build_envp(lua_State *L, int opts)
  * read.  result: rc, signal, stdout, stderr, stdout_truncated,
  * stderr_truncated, timed_out, interrupted, duration.
  */
+/* The options of proc.run that are not argv or env: stdin (kept as the
+ * userdata's uservalue), timeout, max_output; returns cwd (NULL: ours),
+ * which stays alive in the options table. */
+static const char *run_options(lua_State *L, struct proc *p,
+                               lua_Number *timeout)
+{
+    lua_Integer max_output;
+    const char *cwd;
+
+    lua_getfield(L, 1, "stdin");
+    if (!lua_isnil(L, -1))
+        luaL_checkstring(L, -1);
+    lua_setiuservalue(L, 2, 1);
+    lua_getfield(L, 1, "timeout");
+    *timeout = luaL_optnumber(L, -1, 0);
+    lua_getfield(L, 1, "max_output");
+    max_output = luaL_optinteger(L, -1, PROC_DEFAULT_MAX_OUTPUT);
+    lua_getfield(L, 1, "cwd");
+    cwd = luaL_optstring(L, -1, NULL);
+    lua_pop(L, 3);
+    p->out.max = p->err.max = max_output > 0 ? (size_t)max_output : 0;
+    return cwd;
+}
+
 static int proc_run(lua_State *L)
 {
     struct proc *p;
@@ -442,7 +482,6 @@ static int proc_run(lua_State *L)
     int is_shell;
     int rc;
     lua_Number timeout;
-    lua_Integer max_output;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
@@ -450,18 +489,7 @@ static int proc_run(lua_State *L)
     memset(p, 0, sizeof *p);
     p->pidfd = p->stdin_fd = p->out.fd = p->err.fd = -1;
     luaL_setmetatable(L, PROC_MT);
-    lua_getfield(L, 1, "stdin");
-    if (!lua_isnil(L, -1))
-        luaL_checkstring(L, -1);
-    lua_setiuservalue(L, 2, 1);
-    lua_getfield(L, 1, "timeout");
-    timeout = luaL_optnumber(L, -1, 0);
-    lua_getfield(L, 1, "max_output");
-    max_output = luaL_optinteger(L, -1, PROC_DEFAULT_MAX_OUTPUT);
-    lua_getfield(L, 1, "cwd");
-    cwd = luaL_optstring(L, -1, NULL);
-    lua_pop(L, 3);  /* cwd stays alive in the options table */
-    p->out.max = p->err.max = max_output > 0 ? (size_t)max_output : 0;
+    cwd = run_options(L, p, &timeout);
 
     argv = build_argv(L, 1, &is_shell);
     envp = build_envp(L, 1);
@@ -542,11 +570,12 @@ static int helper_stop(lua_State *L)
 }
 
 /*
- * proc.connect_command(command) -> fd, helper | nil, message
+ * proc.connect_command(command) -> socket, helper | nil, message
  * Runs `/bin/sh -c "exec COMMAND"` (an SSH ProxyCommand) with one end of
  * a socket pair as its stdin and stdout, in its own process group; its
- * stderr is the controller's, as with OpenSSH.  fd (nonblocking) belongs
- * to the caller, for ssh.connect{fd=}; helper:stop() ends the process.
+ * stderr is the controller's, as with OpenSSH.  socket (a userdata
+ * owning the other end, nonblocking) is for ssh.connect{fd=}, which
+ * takes it; dropped, it is closed.  helper:stop() ends the process.
  */
 static int proc_connect_command(lua_State *L)
 {
@@ -558,6 +587,7 @@ static int proc_connect_command(lua_State *L)
     pid_t pid;
     int rc;
     const char *argv[4];
+    int *slot;
 
     lua_pushfstring(L, "exec %s", command);     /* 2: kept alive for argv */
     argv[0] = "/bin/sh";
@@ -567,6 +597,7 @@ static int proc_connect_command(lua_State *L)
     h = lua_newuserdatauv(L, sizeof *h, 0);     /* 3, before any resource */
     h->pid = 0;
     luaL_setmetatable(L, HELPER_MT);
+    slot = cutover_socket_push(L);              /* 4 */
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         rc = errno;
         goto failed;
@@ -583,8 +614,8 @@ static int proc_connect_command(lua_State *L)
     h->pid = pid;                               /* owned by the helper */
     close_fd(&sv[1]);
     set_nonblock(sv[0]);
-    lua_pushinteger(L, sv[0]);                  /* owned by the caller */
-    lua_insert(L, -2);
+    *slot = sv[0];                              /* owned by the socket */
+    lua_insert(L, -2);                          /* socket, helper */
     return 2;
 
 failed:

@@ -215,28 +215,11 @@ end
 
 -- Whether text matches a shell-style glob as a whole: '*' any run of
 -- bytes, '?' one byte, everything else itself (no classes, no escapes).
-function M.glob_match(glob, text)
-    -- Greedy, remembering only the last star: O(#glob * #text).  (A Lua
-    -- pattern made from the glob backtracks without bound on many stars:
-    -- fuzzing found an ssh_config Include glob that ran for minutes.)
-    local g, t, gl, tl = 1, 1, #glob, #text
-    local star, mark = nil, 0
-    while t <= tl do
-        local c = glob:byte(g)
-        if c == 42 then                                  -- '*'
-            star, mark, g = g, t, g + 1
-        elseif c ~= nil and (c == 63 or c == text:byte(t)) then  -- '?' or the same byte
-            g, t = g + 1, t + 1
-        elseif star then                                 -- let the last star take one more byte
-            mark = mark + 1
-            g, t = star + 1, mark
-        else
-            return false
-        end
-    end
-    while glob:byte(g) == 42 do g = g + 1 end
-    return g > gl
-end
+-- The one matcher, in C (core/pattern.c), shared with known_hosts: O(#glob
+-- * #text), where a Lua pattern made from the glob backtracks without
+-- bound on many stars (fuzzing found an ssh_config Include glob that ran
+-- for minutes).
+M.glob_match = require("cutover.core.pattern").glob_match
 
 -- A value as an error message shows it: text quoted, tables by kind.
 function M.describe(v)

@@ -80,7 +80,7 @@ local function free_port(taken)
     for _ = 1, 200 do
         local p = 20000 + math.random(0, 12000)
         if not taken[p] and not net.probe_tcp(ADDRESS, p, 0.5) then
-            local l = net.listen(ADDRESS, p)
+            local l = los.listen(ADDRESS, p)
             if l then
                 l:close()
                 taken[p] = true

@@ -1,14 +1,20 @@
 /*
  * labos.c: lab.os, the operating-system glue of the simulated Windows
- * lab (tests/lab): state locks, background processes, reaping.  Policy
- * (what a host does) lives in the lab's Lua modules.
+ * lab (tests/lab): state locks, background processes, reaping, and the
+ * loopback TCP listeners of the lab's POP3/IMAP4 servers (cutover itself
+ * never listens).  Policy (what a host does) lives in the lab's Lua
+ * modules.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +22,7 @@
 #include "cutover.h"
 
 #define LAB_LOCK_MT "lab.os.lock"
+#define LAB_LISTENER_MT "lab.os.listener"
 #define LAB_MAX_ARGV 64
 
 /* An exclusive flock on a file, owned by a userdata. */
@@ -175,8 +182,177 @@ static int lab_getuid(lua_State *L)
     return 1;
 }
 
+/*
+ * Listening sockets.  The socket is owned by a userdata created before
+ * it is made, so an error can never leak the descriptor; __gc and
+ * __close close it.  accept parks the task; an accepted connection is a
+ * core.net stream (read_line, write, close).
+ */
+struct lab_listener {
+    int fd;
+    struct pollfd pfd;
+    double deadline;
+    unsigned interrupts;
+};
+
+static int lab_listener_gc(lua_State *L)
+{
+    struct lab_listener *l = luaL_checkudata(L, 1, LAB_LISTENER_MT);
+
+    if (l->fd >= 0)
+        close(l->fd);
+    l->fd = -1;
+    return 0;
+}
+
+static struct lab_listener *check_listener(lua_State *L)
+{
+    struct lab_listener *l = luaL_checkudata(L, 1, LAB_LISTENER_MT);
+
+    if (l->fd < 0)
+        luaL_error(L, "attempt to use a closed socket");
+    return l;
+}
+
+/*
+ * os.listen(host, port) -> listener | nil, message
+ * Params on Lua stack: 1: numeric address (e.g. "127.0.0.1"), 2: port
+ * (0: any free port).  Returns a listening TCP socket (SO_REUSEADDR).
+ */
+static int lab_listen(lua_State *L)
+{
+    const char *host = luaL_checkstring(L, 1);
+    lua_Integer port = luaL_checkinteger(L, 2);
+    struct addrinfo hints;
+    struct addrinfo *res = NULL;
+    struct lab_listener *l;
+    char service[16];
+    int one = 1;
+    int rc;
+    int nret;
+
+    luaL_argcheck(L, port >= 0 && port <= 65535, 2, "invalid port");
+    lua_settop(L, 2);
+    l = lua_newuserdatauv(L, sizeof *l, 0);  /* 3 */
+    l->fd = -1;
+    luaL_setmetatable(L, LAB_LISTENER_MT);
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
+    snprintf(service, sizeof service, "%d", (int)port);
+    rc = getaddrinfo(host, service, &hints, &res);
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", host, gai_strerror(rc));
+        return 2;
+    }
+    l->fd = socket(res->ai_family, res->ai_socktype | SOCK_NONBLOCK |
+                   SOCK_CLOEXEC, res->ai_protocol);
+    if (l->fd < 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, strerror(errno));
+        nret = 2;
+        goto free_res;
+    }
+    setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(l->fd, res->ai_addr, res->ai_addrlen) != 0 ||
+        listen(l->fd, 64) != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s:%d: %s", host, (int)port, strerror(errno));
+        nret = 2;
+        close(l->fd);
+        l->fd = -1;
+        goto free_res;
+    }
+    lua_pushvalue(L, 3);
+    nret = 1;
+free_res:
+    freeaddrinfo(res);
+    return nret;
+}
+
+/* listener:port() -> the bound port number */
+static int listener_port(lua_State *L)
+{
+    struct lab_listener *l = check_listener(L);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int port = 0;
+
+    if (getsockname(l->fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET)
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    lua_pushinteger(L, port);
+    return 1;
+}
+
+/* Stack: 1 listener, 2 timeout, 3 the stream userdata to fill. */
+static int accept_step(lua_State *L, int status, lua_KContext ctx)
+{
+    struct lab_listener *l = check_listener(L);
+    struct net_stream *s = lua_touserdata(L, 3);
+    const char *why = NULL;
+    int fd;
+
+    (void)status;
+    (void)ctx;
+    for (;;) {
+        fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            net_stream_adopt(s, fd);
+            lua_settop(L, 3);
+            return 1;
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+            errno != ECONNABORTED)
+            why = strerror(errno);
+        else if (loop_interrupts() != l->interrupts)
+            why = "interrupted";
+        else if (loop_now() >= l->deadline)
+            why = "timed out";
+        if (why != NULL) {
+            lua_pushnil(L);
+            lua_pushstring(L, why);
+            return 2;
+        }
+        l->pfd.fd = l->fd;
+        l->pfd.events = POLLIN;
+        if (loop_can_park(L))
+            return loop_park(L, &l->pfd, 1, l->deadline, 0, accept_step);
+        loop_block(&l->pfd, 1, l->deadline);
+    }
+}
+
+/*
+ * listener:accept([timeout]) -> stream | nil, message
+ * Params on Lua stack: 1: listener, 2: seconds (default 30).
+ * Waits (parking the task) for one connection; "timed out" and
+ * "interrupted" are the messages of an empty wait.
+ */
+static int listener_accept(lua_State *L)
+{
+    struct lab_listener *l = check_listener(L);
+    lua_Number timeout = luaL_optnumber(L, 2, 30);
+
+    lua_settop(L, 2);
+    net_stream_push(L);                      /* 3, before the socket */
+    l->deadline = loop_now() + (timeout > 0 ? timeout : 0);
+    l->interrupts = loop_interrupts();
+    return accept_step(L, LUA_OK, 0);
+}
+
 static const luaL_Reg lab_lock_methods[] = {
     {"unlock", lab_lock_gc},
+    {NULL, NULL}
+};
+
+static const luaL_Reg lab_listener_methods[] = {
+    {"accept", listener_accept},
+    {"port", listener_port},
+    {"close", lab_listener_gc},
     {NULL, NULL}
 };
 
@@ -187,6 +363,7 @@ static const luaL_Reg lab_os_funcs[] = {
     {"exe", lab_exe},
     {"umask", lab_umask},
     {"getuid", lab_getuid},
+    {"listen", lab_listen},
     {NULL, NULL}
 };
 
@@ -198,6 +375,14 @@ int luaopen_lab_os(lua_State *L)
     lua_pushcfunction(L, lab_lock_gc);
     lua_setfield(L, -2, "__close");
     luaL_newlib(L, lab_lock_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, LAB_LISTENER_MT);
+    lua_pushcfunction(L, lab_listener_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, lab_listener_gc);
+    lua_setfield(L, -2, "__close");
+    luaL_newlib(L, lab_listener_methods);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     luaL_newlib(L, lab_os_funcs);

@@ -4,7 +4,7 @@
 -- the password is right and the privileges of KB Q255269 are in place;
 -- a privilege failure (never a wrong password) logs event 13003.
 local loop = require("cutover.core.loop")
-local net = require("cutover.core.net")
+local los = require("lab.os")
 local state = require("lab.state")
 
 local M = {}
@@ -184,7 +184,7 @@ local function control(dir, cfg)
             local ls = {}
             for _, spec in ipairs({ { cfg.pop3_port, pop3 },
                                     { cfg.imap_port, imap } }) do
-                local l, err = net.listen(cfg.address, spec[1])
+                local l, err = los.listen(cfg.address, spec[1])
                 if not l then
                     io.stderr:write("lab mail: " .. err .. "\n")
                     break

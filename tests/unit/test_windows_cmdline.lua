@@ -1,10 +1,10 @@
 -- Units of lua/cutover/windows/cmdline.lua (building cmd.exe command
--- lines) against lua/cutover/windows/cmdparse.lua (the host side: cmd.exe
+-- lines) against tests/lib/cmdparse.lua (the host side: cmd.exe
 -- then CommandLineToArgvW), with the contract's cmd-args.json.
 local binary, tests_dir = ...
 local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
 local cmdline = require("cutover.windows.cmdline")
-local cmdparse = require("cutover.windows.cmdparse")
+local cmdparse = dofile(tests_dir .. "/lib/cmdparse.lua")
 local json = require("cutover.core.json")
 local fs = require("cutover.core.fs")
 

@@ -1,4 +1,4 @@
--- connection.ssh: a POSIX host over SSH (core/ssh.c does the protocol and
+-- connection.ssh: a POSIX host over SSH (core/ssh/ does the protocol and
 -- the host-key decision).  The same methods as connection.local, each
 -- built on one exec round trip; files travel on the command's stdin.
 --

@@ -30,7 +30,8 @@
 -- escape exists in `cmd /c`), line breaks (CR, LF: they end the command)
 -- and NUL.  Such values travel on stdin (`more > FILE`).
 --
--- The reverse, what the host does with a line, is windows.cmdparse.
+-- The reverse, what the host does with a line, is tests/lib/cmdparse.lua
+-- (the unit tests' reference; not shipped).
 local M = {}
 
 -- cmd.exe operator characters, escaped with ^ outside a quoted span.

@@ -1,8 +1,11 @@
--- windows.cmdparse: what a Windows host does with a command line that it
--- runs as `cmd.exe /c LINE`, as the contract describes it
+-- cmdparse (tests only): what a Windows host does with a command line
+-- that it runs as `cmd.exe /c LINE`, as the contract describes it
 -- (../shared/targets/windows2000-exchange55.md, sections 2 and 8).  The
--- reference for windows.cmdline's tests, and the parser of the simulated
--- lab host.
+-- reference that tests/unit/test_windows_cmdline.lua checks
+-- lua/cutover/windows/cmdline.lua against; it is not in the cutover
+-- binary.  The simulated lab host does not use it: the lab parses lines
+-- with its own lab.cmd (tests/lab/cmd.lua), written apart.
+-- Load it with dofile(tests_dir .. "/lib/cmdparse.lua").
 --
 --   1. %NAME% expansion (M.expand): case-insensitive, a defined variable
 --      is replaced, an undefined one is left as it is; no escape exists.
