@@ -84,7 +84,7 @@ function M.collect(j, id)
                 b.time, b.play_name = e.time, masked(e.name)
                 batches[#batches + 1] = b
             end
-        elseif e.kind ~= "item" and e.kind ~= "file" then
+        elseif e.kind ~= "item" and e.kind ~= "file" and e.kind ~= "facts" then
             events[#events + 1] = { kind = e.kind, host = masked(e.host), name = masked(e.name),
                                     detail = masked(e.detail), user = masked(e.os_user), time = e.time }
         end
