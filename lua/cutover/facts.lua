@@ -282,14 +282,16 @@ function M.parse(text, token, want)
     return f
 end
 
--- Gathers the facts of the host behind conn (one command) -> facts | nil, message.
+-- Gathers the facts of the host behind conn (one command) -> facts | nil,
+-- message, code (the connection's: "connection" when it was lost).
 function M.gather(conn, want)
     local token = "--cutover-facts-" .. crypto.random_hex(8) .. "--"
     local argv = { "/bin/sh", "-c", M.SCRIPT, "cutover-facts", token }
     if want.hardware then argv[#argv + 1] = "hardware" end
     if want.network then argv[#argv + 1] = "network" end
-    local r, err = conn:exec({ argv = argv, timeout = M.TIMEOUT, max_output = M.MAX_OUTPUT })
-    if not r then return nil, err end
+    local r, err, code = conn:exec({ argv = argv, timeout = M.TIMEOUT, max_output = M.MAX_OUTPUT })
+    if not r then return nil, err, code end
+    if r.interrupted then return nil, "interrupted while gathering facts" end
     if r.timed_out then return nil, "gathering facts timed out after " .. M.TIMEOUT .. " s" end
     if r.rc ~= 0 then
         return nil, "gathering facts: exit code " .. tostring(r.rc) .. ": " .. util.trim(r.stderr:sub(1, 400))

@@ -903,13 +903,16 @@ function Run:gather_facts(hs, play)
     end
     local t0 = loop.now()
     self.running[hs.name] = { host = hs.name, step = "gather facts", started = t0 }
-    local f, err = facts_mod.gather(conn, want)
+    local f, err, code = facts_mod.gather(conn, want)
     self.running[hs.name] = nil
     if not f then
-        self:report(hs, { id = "gather_facts", name = "gather facts", action = "gather_facts" },
-                    { failed = true, msg = tostring(err):find(hs.name, 1, true) and tostring(err)
-                                           or (hs.name .. ": " .. tostring(err)) }, t0)
-        self.stats.per_host[hs.name].failed_at = "gather_facts"
+        local lost = code == "connection" or nil
+        local result = { failed = true, unreachable = lost, interrupted = interrupted() or nil,
+                         msg = tostring(err):find(hs.name, 1, true) and tostring(err) or (hs.name .. ": " .. tostring(err)) }
+        self:report(hs, { id = "gather_facts", name = "gather facts", action = "gather_facts" }, result, t0)
+        local st = self.stats.per_host[hs.name]
+        if result.interrupted then st.interrupted_at = "gather_facts" else st.failed_at = "gather_facts" end
+        st.unreachable = lost
         self.failed_hosts[hs.name] = true
         return false
     end

@@ -243,6 +243,27 @@ T.test("a host that does not answer like a POSIX shell fails clearly, before any
     T.eq(r.rc, 0, "without gathering (stderr: " .. r.stderr .. ")")
 end)
 
+T.test("Ctrl-C while gathering: the host is interrupted (exit 130), no step runs", function()
+    local d = S.target(T)
+    -- every command on this server hangs: the gathering never answers
+    local slow = S.start(T, { extra_config = "ForceCommand touch " .. d .. "/gathering; sleep 30" })
+    slow:trust()
+    T.write(d .. "/inv.yml", string.format(
+        "all:\n  hosts:\n    h1: { ansible_host: %s, ansible_port: %d, ansible_user: %s, ansible_ssh_private_key_file: %s }\n",
+        slow.address, slow.port, slow.user, slow.key))
+    T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - id: first\n      debug: { msg: hi }\n")
+    local r = T.sh(string.format(
+        "HOME=%s SSH_AUTH_SOCK= NO_COLOR=1 %s run %s/p.yml -i %s/inv.yml --known-hosts %s > %s/out 2>&1 & pid=$!; " ..
+        "i=0; while [ ! -e %s/gathering ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; " ..
+        "kill -INT $pid; wait $pid; echo rc=$?",
+        d, T.cutover, d, d, slow.known_hosts, d, d))
+    T.eq(r.stdout, "rc=130\n", "exit code")
+    local out = T.read(d .. "/out")
+    T.match(out, "interrupted%s+h1%s+gather facts", "the gathering is reported interrupted")
+    T.not_contains(out, "first", "no step ran")
+    slow:stop()
+end)
+
 T.test("the local connection gathers only when the play asks", function()
     local d = T.tmpdir()
     local book = H.book(d, [[
