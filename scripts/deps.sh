@@ -9,6 +9,7 @@ packages=(
     openssh-server openssh-client
     valgrind clang libclang-rt-14-dev bc time
     tmux chromium sudo
+    qemu-system-x86 qemu-utils debootstrap e2fsprogs   # the VM lab (tests/vm)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -107,10 +107,10 @@ function M.show(j, id, fmt)
         end
     end
     -- the operator's events; where loops stopped and which files steps
-    -- read are for resume (and in --format json)
+    -- read are for resume, gathered facts for the record (all in --format json)
     local shown = {}
     for _, e in ipairs(events) do
-        if e.kind ~= "item" and e.kind ~= "file" and e.kind ~= "diff" and e.kind ~= "batch" then
+        if e.kind ~= "item" and e.kind ~= "file" and e.kind ~= "diff" and e.kind ~= "batch" and e.kind ~= "facts" then
             shown[#shown + 1] = e
         end
     end

@@ -16,7 +16,7 @@ local util = require("cutover.util")
 local M = {}
 
 -- Names the runner provides to every host (runner.lua, vars.lua).
-local SPECIALS = { "inventory_hostname", "secret", "check_mode", "facts",
+local SPECIALS = { "inventory_hostname", "secret", "check_mode", "facts", "ansible_facts",
                    "play_hosts", "loop_index", "item" }
 
 local LUA_WORDS = {}

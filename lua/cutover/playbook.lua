@@ -15,7 +15,7 @@ M.MAX_BYTES = 8 * 1024 * 1024
 
 local PLAY_KEYS = { "name", "hosts", "vars", "steps", "handlers", "tags",
                     "serial", "max_fail_percentage", "any_errors_fatal", "order",
-                    "vars_prompt", "vars_files", "roles",
+                    "vars_prompt", "vars_files", "roles", "gather_facts", "gather_subset",
                     "become", "become_user", "become_method", "become_flags" }
 
 -- become keywords: on a play, a block (reaching its steps) or a step
@@ -1000,6 +1000,29 @@ function Loader:play(src, t, index)
             self:err(src:at(t, "any_errors_fatal"), label .. ": 'any_errors_fatal' must be true or false")
         else
             play.any_errors_fatal = t.any_errors_fatal
+        end
+    end
+    -- remote facts (facts.lua): gather_facts true/false, gather_subset a
+    -- name or a list of names
+    if t.gather_facts ~= nil then
+        if type(t.gather_facts) ~= "boolean" then
+            self:err(src:at(t, "gather_facts"), label .. ": 'gather_facts' must be true or false")
+        else
+            play.gather_facts = t.gather_facts
+        end
+    end
+    if t.gather_subset ~= nil then
+        local list = type(t.gather_subset) == "string" and { t.gather_subset } or t.gather_subset
+        if type(list) ~= "table" or not util.is_list(list) or not is_str_list(list) or #list == 0 then
+            self:err(src:at(t, "gather_subset"), label .. ": 'gather_subset' must be a subset name or a list of them (" ..
+                table.concat(require("cutover.facts").SUBSETS, ", ") .. ")")
+        else
+            local _, serr = require("cutover.facts").resolve_subset(list)
+            if serr then
+                self:err(src:at(t, "gather_subset"), label .. ": " .. serr)
+            else
+                play.gather_subset = list
+            end
         end
     end
     if t.order ~= nil then

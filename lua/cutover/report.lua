@@ -88,7 +88,7 @@ function M.collect(j, id)
             end
         elseif e.kind == "plan" then
             applied = decode(e.detail)
-        elseif e.kind ~= "item" and e.kind ~= "file" then
+        elseif e.kind ~= "item" and e.kind ~= "file" and e.kind ~= "facts" then
             events[#events + 1] = { kind = e.kind, host = masked(e.host), name = masked(e.name),
                                     detail = masked(e.detail), user = masked(e.os_user), time = e.time }
         end

@@ -17,6 +17,7 @@ local json = require("cutover.core.json")
 local crypto = require("cutover.core.crypto")
 local redact = require("cutover.redact")
 local diff = require("cutover.diff")
+local facts_mod = require("cutover.facts")
 
 local M = {}
 
@@ -1059,10 +1060,54 @@ function Run:step(hs, step)
     return self:action_step(hs, step)
 end
 
+-- Remote facts (facts.lua, docs/facts.md): one round trip at the start
+-- of the host's first play that wants them, kept for the run (a later
+-- play gathers again only for subsets not yet read) and in the journal.
+-- POSIX SSH hosts gather unless the play says gather_facts: false; the
+-- local connection only when it says true; cmd.exe hosts never (win_facts).
+-- A host resumed with a step in flight is not contacted before that step
+-- (it may be rebooting), so it has no gathered facts.  Returns false when
+-- gathering failed (the host is reported failed).
+function Run:gather_facts(hs, play)
+    local conn = hs.conn
+    local kind = conn and conn.kind
+    local on = play.gather_facts
+    if on == nil then on = kind == "ssh" end
+    if not on or (kind ~= "ssh" and kind ~= "local") then return true end
+    if self.resume and self.resume.inflight and self.resume.inflight[hs.name] then return true end
+    local want = facts_mod.resolve_subset(play.gather_subset)
+    local have = hs.gathered
+    if have and (have.want.hardware or not want.hardware) and (have.want.network or not want.network) then
+        return true
+    end
+    local t0 = loop.now()
+    self.running[hs.name] = { host = hs.name, step = "gather facts", started = t0 }
+    local f, err, code = facts_mod.gather(conn, want)
+    self.running[hs.name] = nil
+    if not f then
+        local lost = code == "connection" or nil
+        local result = { failed = true, unreachable = lost, interrupted = interrupted() or nil,
+                         msg = tostring(err):find(hs.name, 1, true) and tostring(err) or (hs.name .. ": " .. tostring(err)) }
+        self:report(hs, { id = "gather_facts", name = "gather facts", action = "gather_facts" }, result, t0)
+        local st = self.stats.per_host[hs.name]
+        if result.interrupted then st.interrupted_at = "gather_facts" else st.failed_at = "gather_facts" end
+        st.unreachable = lost
+        self.failed_hosts[hs.name] = true
+        return false
+    end
+    hs.gathered = { want = want, facts = f }
+    if self.journal then
+        -- a failed write (a full disk) shows up, named, at the next step
+        pcall(self.journal.event, self.journal, self.run_id, hs.name, "facts", play.name,
+              redact.json_line(json.encode(redact.value(f))))
+    end
+    return true
+end
+
 -- What is known of the host, read-only in expressions.  The local
 -- connection runs on the controller, so its uname and user are the
--- host's; over SSH only what the connection itself knows (no remote fact
--- gathering yet): never the controller's hostname or user.
+-- host's; over SSH what the connection knows, and the gathered facts:
+-- never the controller's hostname or user.
 function Run:host_facts(hs)
     local conn = hs.conn
     local kind = conn and conn.kind
@@ -1077,7 +1122,10 @@ function Run:host_facts(hs)
         local st = conn.settings or {}
         facts = { name = hs.name, address = st.host, port = st.port, user = st.user, connection = kind }
     end
-    return expr.freeze(facts, "facts")
+    for k, v in pairs(hs.gathered and hs.gathered.facts or {}) do
+        if facts[k] == nil or k == "hostname" then facts[k] = v end
+    end
+    return facts_mod.freeze(facts, "facts")
 end
 
 
@@ -1396,7 +1444,9 @@ function Run:host_play(play, name)
             return
         end
     end
+    if not self:gather_facts(hs, play) then return end
     specials.facts = self:host_facts(hs)
+    specials.ansible_facts = specials.facts
     hs.notified = {}
     hs.play = play
     local ok = self:steps(hs, play.steps)

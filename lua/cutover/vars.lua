@@ -2,7 +2,8 @@
 --   loop variables (item / loop_var), extra vars (-e), registered results
 --   and set_fact, play vars, host vars, group vars (children before their
 --   parents), then nothing: an undefined name is an error in expressions.
--- Special names always win: inventory_hostname, facts, secret, play_hosts.
+-- Special names always win: inventory_hostname, facts (also ansible_facts),
+-- secret, play_hosts.
 -- Values from vars files, play vars and -e may hold {{ }} themselves; they
 -- are rendered when read, in the reader's scope.  Registered results and
 -- set_fact values are literal (command output is data, never template).

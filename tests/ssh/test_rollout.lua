@@ -149,6 +149,7 @@ T.test("--forks caps hosts running at once", function()
     local function book(n)
         T.write(d .. "/p.yml", string.format([[
 - hosts: all
+  gather_facts: false
   steps:
     - shell: "echo start >> %s/log; i=0; while [ $i -lt 400 ]; do s=$(grep -c start %s/log); e=$(grep -c end %s/log); [ $((s - e)) -ge %d ] && break; sleep 0.05; i=$((i + 1)); done; echo end >> %s/log"
 ]], d, d, d, n, d))
@@ -180,6 +181,7 @@ T.test("any_errors_fatal: the other hosts stop at the next step", function()
     T.write(d .. "/p.yml", string.format([[
 - hosts: all
   any_errors_fatal: true
+  gather_facts: false
   steps:
     - id: first
       shell: "if [ {{ inventory_hostname }} = h2 ]; then exit 1; fi; sleep 3"
@@ -435,7 +437,7 @@ T.test("a channel closed without an exit status is a failure, never exit 0", fun
     T.write(d .. "/inv.yml", string.format(
         "all:\n  hosts:\n    h1: { ansible_host: %s, ansible_port: %d, ansible_user: %s, ansible_ssh_private_key_file: %s }\n",
         quiet.address, quiet.port, quiet.user, quiet.key))
-    T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - id: idle\n      command: sleep 4\n")
+    T.write(d .. "/p.yml", "- hosts: all\n  gather_facts: false\n  steps:\n    - id: idle\n      command: sleep 4\n")
     local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", quiet.known_hosts },
                     { env = { HOME = d, SSH_AUTH_SOCK = "" } })
     T.eq(r.rc, 1, "exit code: " .. r.stdout)
