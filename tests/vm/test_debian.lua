@@ -147,4 +147,103 @@ T.test("check mode predicts exactly and touches nothing; the real run does it; a
     T.eq(H.count(recheck, "unknown"), 0, "and nothing unknown (creates decides the commands)")
 end)
 
+-- become with the real sudo of a real Debian, and systemd units: ops logs
+-- in, needs its password for sudo; plain has no sudo at all.
+local OPS_PASSWORD = (fs.read(IMAGE .. "/ops.password") or ""):gsub("%s+$", "")
+
+local function run_as(user, book_text, extra, host_vars)
+    local dir = T.tmpdir()
+    local invfile = T.write(dir .. "/inv.yml", string.format([[
+all:
+  hosts:
+    deb12:
+      ansible_host: 127.0.0.1
+      ansible_port: %d
+      ansible_user: %s
+      ansible_ssh_private_key_file: %s
+%s]], PORT, user, KEY, host_vars or ""))
+    local b = H.book(dir, book_text)
+    local args = { "run", b, "-i", invfile, "--known-hosts", KNOWN }
+    for _, a in ipairs(extra or {}) do args[#args + 1] = a end
+    local r, _, results = H.run_json(args, { env = { HOME = dir, SSH_AUTH_SOCK = "" }, timeout = 300 })
+    return r, results, H.by_key(results), dir
+end
+
+local UNIT_BOOK = [[
+- hosts: all
+  become: true
+  steps:
+    - id: unit_file
+      copy:
+        dest: /etc/systemd/system/cutover-demo.service
+        mode: "0644"
+        content: |
+          [Unit]
+          Description=cutover demo
+          [Service]
+          ExecStart=/bin/sleep infinity
+          [Install]
+          WantedBy=multi-user.target
+    - id: running
+      systemd: { name: cutover-demo, state: started, enabled: true, daemon_reload: true }
+    - id: whoami
+      command: id -un
+]]
+
+T.test("become: ops's sudo password; a systemd unit installed, enabled and started; then no change", function()
+    T.ok(#OPS_PASSWORD > 0, "the image keeps ops's password")
+    vm("systemctl disable --now cutover-demo 2>/dev/null; rm -f /etc/systemd/system/cutover-demo.service; systemctl daemon-reload")
+    local pw = "      ansible_become_password: '" .. OPS_PASSWORD .. "'\n"
+    local r, check, ck = run_as("ops", UNIT_BOOK, { "--check" }, pw)
+    T.eq(r.rc, 0, "check: " .. r.stderr)
+    T.eq(ck.unit_file.status, "changed", "check: the unit file (root-only /etc, probed as root)")
+    T.eq(ck.running.status, "unknown", "check: the unit is not there yet")
+    T.eq(vm("test -e /etc/systemd/system/cutover-demo.service && echo yes || echo no"), "no", "check wrote nothing")
+    local real, rk
+    r, real, rk = run_as("ops", UNIT_BOOK, nil, pw)
+    T.eq(r.rc, 0, "run: " .. r.stdout .. r.stderr)
+    H.check_predicts(check, real, "become check vs real:")
+    T.eq(rk.whoami.result.stdout, "root", "commands as root")
+    T.eq(vm("stat -c '%U %a' /etc/systemd/system/cutover-demo.service"), "root 644", "unit file owned by root")
+    T.eq(vm("systemctl is-active cutover-demo"), "active", "started")
+    T.eq(vm("systemctl is-enabled cutover-demo"), "enabled", "enabled")
+    T.not_contains(r.stdout .. r.stderr, OPS_PASSWORD, "the password is in no output")
+    local again
+    r, again = run_as("ops", UNIT_BOOK, nil, pw)
+    T.eq(H.count(again, "changed"), 1, "the next run changes only the command step")
+    r, again = run_as("ops", UNIT_BOOK, { "--check" }, pw)
+    T.eq(H.count(again, "changed") + H.count(again, "unknown"), 1, "check on the converged guest: only the command is unknown")
+    -- stopped and disabled
+    r, again, rk = run_as("ops", "- hosts: all\n  become: true\n  steps:\n    - id: off\n      service: { name: cutover-demo, state: stopped, enabled: false }\n", nil, pw)
+    T.eq(rk.off.status, "changed", "stopped")
+    T.eq(vm("systemctl is-active cutover-demo || true"), "inactive", "inactive")
+    T.eq(vm("systemctl is-enabled cutover-demo || true"), "disabled", "disabled")
+end)
+
+T.test("a unit that fails to start fails the step with its journal lines; wrong or missing sudo rights are clear errors", function()
+    local pw = "      ansible_become_password: '" .. OPS_PASSWORD .. "'\n"
+    local r, _, rk = run_as("ops", [[
+- hosts: all
+  become: true
+  steps:
+    - id: unit_file
+      copy:
+        dest: /etc/systemd/system/cutover-broken.service
+        content: "[Service]\nExecStart=/bin/sh -c 'echo broken-on-purpose; exit 3'\n"
+    - id: start
+      systemd: { name: cutover-broken, state: started, daemon_reload: true }
+]], nil, pw)
+    T.eq(r.rc, 1, "exit")
+    T.contains(rk.start.result.msg, "unit cutover-broken is failed", "says the unit failed")
+    T.contains(rk.start.result.msg, "broken-on-purpose", "with its journal lines")
+    vm("rm -f /etc/systemd/system/cutover-broken.service; systemctl reset-failed cutover-broken 2>/dev/null; systemctl daemon-reload")
+    local touch = "- hosts: all\n  become: true\n  steps:\n    - id: t\n      command: touch /root/cutover-should-not\n"
+    r, _, rk = run_as("ops", touch, nil, "      ansible_become_password: 'wrong-password'\n")
+    T.eq(rk.t.result.msg, "sudo: wrong password for ops on deb12", "wrong password")
+    r, _, rk = run_as("plain", touch, nil, "      ansible_become_password: 'anything'\n")
+    T.eq(r.rc, 1, "plain may not sudo")
+    T.contains(rk.t.result.msg, "sudo on deb12", "names the host")
+    T.eq(vm("test -e /root/cutover-should-not && echo yes || echo no"), "no", "nothing ran as root")
+end)
+
 T.done()

@@ -15,7 +15,7 @@ local NAMES = {
     "assert", "blockinfile", "command", "copy", "dcpromo", "debug", "fail", "fetch", "file", "group",
     "lineinfile",
     "mail_login", "pause", "reboot",
-    "set_fact", "shell", "stat", "sysctl", "template", "unarchive", "user", "wait_for",
+    "service", "set_fact", "shell", "stat", "sysctl", "systemd", "template", "unarchive", "user", "wait_for",
     "wait_for_connection", "win_eventlog", "win_facts", "win_reboot", "win_rights",
     "win_service", "win_user_right",
 }
