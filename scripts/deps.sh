@@ -9,6 +9,7 @@ packages=(
     openssh-server openssh-client
     valgrind clang libclang-rt-14-dev bc time
     tmux chromium
+    ansible-core
 )
 missing=()
 for p in "${packages[@]}"; do

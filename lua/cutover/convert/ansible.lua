@@ -528,6 +528,14 @@ function C:file_out(path, is_template)
     return rel
 end
 
+function C:has_template(v)
+    if type(v) == "string" then return v:find("{{", 1, true) ~= nil end
+    if type(v) == "table" then
+        for _, x in pairs(v) do if self:has_template(x) then return true end end
+    end
+    return false
+end
+
 function C:loop(src, t, step)
     local lp = t.loop
     local plugin
@@ -546,6 +554,28 @@ function C:loop(src, t, step)
         if not lua then error({ convert = err .. " in the loop" }, 0) end
         if plugin == "with_items" then lua = "flatten(" .. lua .. ", 1)" end
         step:put("loop", "{{ " .. lua .. " }}")
+    elseif type(lp) == "table" and plugin == "with_items" and self:has_template(lp) then
+        -- items that are lists after rendering are flattened too
+        local parts = {}
+        for i, x in ipairs(lp) do
+            if type(x) == "string" then
+                local inner = x:match("^{{(.*)}}$")
+                if inner and not inner:find("{{", 1, true) then
+                    local lua, err = jinja.expr(inner, self.jctx)
+                    if not lua then error({ convert = err .. " in the loop" }, 0) end
+                    parts[i] = lua
+                elseif x:find("{{", 1, true) then
+                    error({ convert = "a with_items item mixing text and {{ }}" }, 0)
+                else
+                    parts[i] = jinja.lua_string(x)
+                end
+            elseif type(x) == "number" or type(x) == "boolean" then
+                parts[i] = tostring(x)
+            else
+                error({ convert = "with_items of mappings or lists beside {{ }} items" }, 0)
+            end
+        end
+        step:put("loop", "{{ flatten({" .. table.concat(parts, ", ") .. "}, 1) }}")
     elseif type(lp) == "table" then
         local items = self:value(src, lp)
         if plugin == "with_items" then
@@ -1030,6 +1060,20 @@ function M.convert(path)
         error(out, 0)
     end
     for _, p in ipairs(c.late) do c.problems[#c.problems + 1] = p end
+    -- by file, then line and column
+    local function key(p)
+        local f, l, col = p:match("^(.-):(%d+):(%d+): ")
+        if not f then return p, 0, 0 end
+        return f, tonumber(l), tonumber(col)
+    end
+    table.sort(c.problems, function(a, b)
+        local fa, la, ca = key(a)
+        local fb, lb, cb = key(b)
+        if fa ~= fb then return fa < fb end
+        if la ~= lb then return la < lb end
+        if ca ~= cb then return ca < cb end
+        return a < b
+    end)
     return { playbook = out, files = c.files, problems = c.problems }
 end
 

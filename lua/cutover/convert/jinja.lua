@@ -80,7 +80,7 @@ local function lex(src)
             i = j + 1
         else
             local op = src:match("^//", i) or src:match("^[=!<>]=", i) or src:match("^%*%*", i)
-                or src:match("^[%+%-%*/%%~%(%)%[%]{}:,%.|<>]", i)
+                or src:match("^[%+%-%*/%%~%(%)%[%]{}:,%.|<>=]", i)
             if not op then return nil, "character '" .. c .. "'" end
             toks[#toks + 1] = { t = "op", v = op }
             i = i + #op
@@ -245,9 +245,14 @@ function P:args()
     if self:accept("op", ")") then return args end
     repeat
         if self:is("name") and self:peek(1).t == "op" and self:peek(1).v == "=" then
-            fail("keyword arguments (" .. self:peek().v .. "=...)")
+            local name = self:next().v
+            self:next()
+            args.kw = args.kw or {}
+            args.kw[name] = self:expr()
+        else
+            if args.kw then fail("a positional argument after a keyword argument") end
+            args[#args + 1] = self:expr()
         end
-        args[#args + 1] = self:expr()
     until not self:accept("op", ",")
     self:expect("op", ")")
     return args
@@ -404,6 +409,7 @@ end
 -- Filters: name -> function(emitter, node) giving Lua text.  One row each.
 local FILTERS = {}
 local function arity(node, lo, hi)
+    if node.args.kw then fail("'| " .. node.name .. "' with keyword arguments") end
     if #node.args < lo or #node.args > hi then
         fail("'| " .. node.name .. "' with " .. #node.args .. " argument(s)")
     end
@@ -476,6 +482,15 @@ FILTERS.replace = function(e, node)
 end
 FILTERS.map = function(e, node)
     local a = node.args
+    if a.kw then
+        local attr = a.kw.attribute
+        local n = 0
+        for _ in pairs(a.kw) do n = n + 1 end
+        if n == 1 and #a == 0 and attr and attr.k == "str" and attr.v:match("^[%a_][%w_]*$") and not LUA_KEYWORDS[attr.v] then
+            return "map(" .. e:emit(node.obj) .. ", " .. lua_string(attr.v) .. ")"
+        end
+        fail("'| map' with these keyword arguments")
+    end
     if #a == 2 and a[1].k == "str" and a[1].v == "attribute" and a[2].k == "str" and a[2].v:match("^[%a_][%w_]*$")
         and not LUA_KEYWORDS[a[2].v] then
         return "map(" .. e:emit(node.obj) .. ", " .. lua_string(a[2].v) .. ")"
@@ -485,6 +500,33 @@ FILTERS.map = function(e, node)
     end
     fail("'| map' other than map('attribute', 'name') or map('lower'/'upper'/'trim')")
 end
+
+-- selectattr / rejectattr: a filter with a lambda on the item's field
+local function attr_filter(helper)
+    return function(e, node)
+        local a = node.args
+        if a.kw or #a < 1 or a[1].k ~= "str" then fail("'| " .. node.name .. "' without an attribute name") end
+        local path = { k = "name", v = "x_" }
+        for part in a[1].v:gmatch("[^%.]+") do
+            if not part:match("^[%a_][%w_]*$") or LUA_KEYWORDS[part] then fail("'| " .. node.name .. "' of '" .. a[1].v .. "'") end
+            path = { k = "attr", obj = path, name = part }
+        end
+        local body
+        if #a == 1 then
+            body = e:truth(path)
+        elseif #a == 2 and a[2].k == "str" and a[2].v == "defined" then
+            body = "default(" .. e:emit(path) .. ", nil) ~= nil"
+        elseif #a == 3 and a[2].k == "str" and (a[2].v == "equalto" or a[2].v == "==" or a[2].v == "eq")
+            and (a[3].k == "str" or a[3].k == "num" or a[3].k == "boolv") then
+            body = e:emit(path) .. " == " .. e:emit(a[3])
+        else
+            fail("'| " .. node.name .. "' with this test")
+        end
+        return helper .. "(" .. e:emit(node.obj) .. ", " .. lua_string("x_ -> " .. body) .. ")"
+    end
+end
+FILTERS.selectattr = attr_filter("filter")
+FILTERS.rejectattr = attr_filter("reject")
 
 -- Tests (`x is NAME`): name -> function(emitter, node) giving Lua text.
 local TESTS = {}
@@ -576,6 +618,7 @@ function E:emit(node)
         if node.key.k == "neg" then fail("a negative index") end
         fail("an index that is not a literal ('" .. obj .. "[...]': a list counts from 0 in Jinja, from 1 in Lua)")
     end
+    if (k == "call" or k == "test") and node.args.kw then fail("keyword arguments") end
     if k == "call" then
         if node.fn.k == "attr" and METHODS[node.fn.name] then
             return METHODS[node.fn.name](self, node.fn.obj, node.args)
@@ -631,11 +674,16 @@ function E:bool_operand(node)
     return s
 end
 
-local function run(src, ctx, as_condition)
+-- mode: "value", "condition", or "text" (rendered into text: Jinja
+-- writes a boolean as True/False, Lua as true/false)
+local function run(src, ctx, mode)
     local ok, out = pcall(function()
         local tree = parse(src)
         local e = setmetatable({ ctx = ctx or {} }, E)
-        if as_condition then return e:cond(tree) end
+        if mode == "condition" then return e:cond(tree) end
+        if mode == "text" and e:is_bool(tree) then
+            return "(" .. e:emit(tree) .. ") and 'True' or 'False'"
+        end
         return e:emit(tree)
     end)
     if ok then return out end
@@ -643,11 +691,12 @@ local function run(src, ctx, as_condition)
     error(out, 0)
 end
 
-function M.expr(src, ctx) return run(src, ctx, false) end
+function M.expr(src, ctx) return run(src, ctx, "value") end
+function M.text_expr(src, ctx) return run(src, ctx, "text") end
 function M.condition(src, ctx)
     local inner = src:match("^%s*{{(.*)}}%s*$")
     if inner and not inner:find("{{", 1, true) then src = inner end
-    return run(src, ctx, true)
+    return run(src, ctx, "condition")
 end
 
 -- Escapes text so that cutover shows it literally (no {{ }} rendering).
@@ -659,6 +708,9 @@ end
 -- kept (with any '{%' or '{#' written so cutover shows it literally).
 function M.text(s, ctx)
     if not s:find("{[{%%#]") then return s end
+    -- one {{ }} and nothing else gives the value itself (a list, a boolean)
+    local whole = s:match("^{{(.*)}}$")
+    local alone = whole and not whole:find("{{", 1, true) and not whole:find("}}", 1, true)
     local out, i = {}, 1
     while true do
         local a = s:find("{[{%%#]", i)
@@ -672,7 +724,7 @@ function M.text(s, ctx)
         if not b then return nil, "'{{' without '}}'" end
         local inner = s:sub(a + 2, b - 1)
         if inner:sub(1, 1) == "-" or inner:sub(-1) == "-" then return nil, "whitespace control ('{{-') in a string" end
-        local lua, err = M.expr(inner, ctx)
+        local lua, err = (alone and M.expr or M.text_expr)(inner, ctx)
         if not lua then return nil, err .. " in '{{" .. inner .. "}}'" end
         out[#out + 1] = "{{ " .. lua .. " }}"
         i = b + 2
@@ -720,7 +772,7 @@ function M.template(text, ctx)
         if mark == "#" then
             out[#out + 1] = open_mark .. inner .. close_mark
         elseif mark == "{" then
-            local lua, err = M.expr(inner, ctx)
+            local lua, err = M.text_expr(inner, ctx)
             if lua then out[#out + 1] = open_mark .. " " .. lua .. " " .. close_mark
             else problem(a, err .. " in '{{" .. inner .. "}}'") end
         else
@@ -765,7 +817,7 @@ function M.template(text, ctx)
                     else problem(a, err .. " in '{% for " .. rest .. " %}'") end
                 end
             else
-                problem(a, "'{% " .. tostring(word or inner) .. " %}'")
+                problem(a, "'{% " .. tostring(word or inner) .. " %}' has no cutover equivalent")
             end
             out[#out + 1] = open_mark .. " " .. (emitted or "") .. " " .. close_mark
         end

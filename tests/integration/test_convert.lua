@@ -1,0 +1,180 @@
+-- Integration: `cutover convert ansible` on the real-world-shaped Ansible
+-- playbooks of tests/convert/NAME/ (site.yml, with roles, task files,
+-- vars files and templates beside it).  For each: the conversion exits
+-- as expected, its report is exactly the lines of expect.txt (FILE is
+-- relative to the fixture's folder), and `cutover lint` accepts the
+-- output.  The twins also run: ansible-playbook (local connection) on
+-- one temporary folder, the converted playbook with cutover on another,
+-- and the two trees must be the same (paths, types, modes, contents).
+-- ansible-playbook missing is a failure, never a skip (scripts/deps.sh
+-- installs ansible-core).
+local binary, tests_dir = ...
+local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
+local fs = require("cutover.core.fs")
+local proc = require("cutover.core.proc")
+
+local FIXTURES = {
+    { name = "webserver", twin = true },
+    { name = "role_layout", twin = true },
+    { name = "vars_files", twin = true },
+    { name = "block_rescue", twin = true },
+    { name = "loops", twin = true },
+    { name = "register_chain", twin = true },
+    { name = "database_user" },
+    { name = "users_keys" },
+    { name = "sysctl_tuning" },
+    { name = "rolling_restart" },
+    { name = "nginx_install" },
+    { name = "unsupported_jinja" },
+}
+
+local function lines_of(text)
+    local out = {}
+    for l in (text or ""):gmatch("[^\n]+") do out[#out + 1] = l end
+    return out
+end
+
+-- Converts fixture `name` into a fresh folder; returns the result, the
+-- output playbook path and the report lines (fixture folder removed).
+local function convert(name)
+    local dir = tests_dir .. "/convert/" .. name
+    local out = T.tmpdir() .. "/out/site.yml"
+    local r = T.run({ "convert", "ansible", dir .. "/site.yml", "-o", out })
+    local report = {}
+    for _, l in ipairs(lines_of(r.stderr)) do
+        if not l:match("^%d+ constructs? not converted") then
+            if l:sub(1, #dir + 1) == dir .. "/" then l = l:sub(#dir + 2) end
+            report[#report + 1] = l
+        end
+    end
+    return r, out, report, dir
+end
+
+-- path -> "type mode sha256" of every entry under dir, with the root
+-- folder's own path written as ROOT in contents.
+local function tree(dir)
+    local out = {}
+    local function walk(p, rel)
+        local st = assert(fs.stat(p))
+        if st.type == "directory" then
+            if rel ~= "" then out[rel] = string.format("dir %o", st.mode) end
+            for _, n in ipairs(fs.list(p)) do walk(p .. "/" .. n, rel == "" and n or rel .. "/" .. n) end
+        elseif st.type == "file" then
+            local data = assert(fs.read(p))
+            local parts, i = {}, 1
+            while true do
+                local a, b = data:find(dir, i, true)
+                if not a then parts[#parts + 1] = data:sub(i); break end
+                parts[#parts + 1] = data:sub(i, a - 1) .. "ROOT"
+                i = b + 1
+            end
+            out[rel] = string.format("file %o %s", st.mode, table.concat(parts))
+        else
+            out[rel] = st.type
+        end
+    end
+    walk(dir, "")
+    return out
+end
+
+local function same_tree(a, b, what)
+    local keys = {}
+    for k in pairs(a) do keys[#keys + 1] = k end
+    for k in pairs(b) do if a[k] == nil then keys[#keys + 1] = k end end
+    table.sort(keys)
+    for _, k in ipairs(keys) do
+        T.eq(b[k], a[k], what .. ": " .. k .. " (ansible's, then cutover's)")
+    end
+    return #keys
+end
+
+T.test("every fixture converts, reports exactly what it could not, and lints", function()
+    T.ok(#FIXTURES >= 10, "at least 10 playbooks")
+    for _, f in ipairs(FIXTURES) do
+        local r, out, report, dir = convert(f.name)
+        local want = lines_of(T.read(dir .. "/expect.txt") or "")
+        T.eq(r.rc, #want == 0 and 0 or 1, f.name .. ": exit code\n" .. r.stderr)
+        T.eq(table.concat(report, "\n"), table.concat(want, "\n"), f.name .. ": the report")
+        if #want > 0 then
+            T.contains(r.stderr, #want .. " construct" .. (#want == 1 and "" or "s") .. " not converted",
+                       f.name .. ": the count")
+        end
+        local l = T.run({ "lint", out })
+        T.eq(l.rc, 0, f.name .. ": lint of the output\n" .. l.stdout .. l.stderr)
+        -- every unconverted task is a fail step with its original text
+        local text = T.read(out)
+        for _, w in ipairs(want) do
+            if w:match(": the step fails instead$") then
+                local file, line = w:match("^([^:]+):(%d+):")
+                local body = ""
+                local function add(p)
+                    local t = T.read(p)
+                    if t then body = body .. t end
+                end
+                add(out)
+                for _, p in ipairs(lines_of(proc.run({ argv = { "find", out:match("^(.*)/"), "-name", "*.yml" } }).stdout)) do add(p) end
+                T.contains(body, file .. ":" .. line, f.name .. ": a fail step names " .. file .. ":" .. line)
+            end
+        end
+        T.ok(text:find("# converted from Ansible", 1, true) ~= nil, f.name .. ": output written")
+    end
+end)
+
+T.test("the twins end in the same state under ansible-playbook and cutover", function()
+    local which = proc.run({ shell = "command -v ansible-playbook" })
+    T.eq(which.rc, 0, "ansible-playbook is installed (scripts/deps.sh installs ansible-core)")
+    local ansible = which.stdout:gsub("%s+$", "")
+    -- one ansible-playbook run for all twins (its start-up is slow),
+    -- each playbook acting in its own folder of A; cutover's in B
+    local A, B, home = T.tmpdir(), T.tmpdir(), T.tmpdir()
+    local all, twins = {}, {}
+    for _, f in ipairs(FIXTURES) do
+        if f.twin then
+            local r, out, _, dir = convert(f.name)
+            T.eq(r.rc, 0, f.name .. ": converts completely\n" .. r.stderr)
+            twins[#twins + 1] = { name = f.name, out = out }
+            all[#all + 1] = "- import_playbook: " .. dir .. "/site.yml\n  vars: { root: " .. A .. "/" .. f.name .. " }\n"
+            T.ok(fs.mkdir(A .. "/" .. f.name, 493) and fs.mkdir(B .. "/" .. f.name, 493), "folders")
+        end
+    end
+    T.ok(#twins >= 3, "at least 3 twins")
+    T.write(home .. "/all.yml", table.concat(all))
+    local ar = assert(proc.run({
+        argv = { ansible, "-i", "localhost,", "-c", "local",
+                 "-e", "ansible_python_interpreter=/usr/bin/python3", home .. "/all.yml" },
+        env = { HOME = home, ANSIBLE_LOCAL_TEMP = home .. "/tmp", ANSIBLE_NOCOLOR = "1",
+                ANSIBLE_RETRY_FILES_ENABLED = "0", ANSIBLE_HOST_KEY_CHECKING = "0" },
+        timeout = 240 }))
+    T.eq(ar.rc, 0, "ansible-playbook\n" .. ar.stdout .. ar.stderr)
+    for _, t in ipairs(twins) do
+        local a, b = A .. "/" .. t.name, B .. "/" .. t.name
+        local cr = T.run({ "run", t.out, "-e", "root=" .. b, "--no-journal" })
+        T.eq(cr.rc, 0, t.name .. ": cutover run\n" .. cr.stdout .. cr.stderr)
+        local count = same_tree(tree(a), tree(b), t.name)
+        T.ok(count >= 3, t.name .. ": the playbook made files (" .. count .. ")")
+    end
+end)
+
+T.test("bad input: a missing playbook, invalid YAML, OUT beside the playbook", function()
+    local d = T.tmpdir()
+    local r = T.run({ "convert", "ansible", d .. "/nope.yml" })
+    T.eq(r.rc, 2, "missing file")
+    T.contains(r.stderr, d .. "/nope.yml", "names the file")
+    T.write(d .. "/bad.yml", "- hosts: all\n  tasks:\n    - name: x\n     command: y\n")
+    r = T.run({ "convert", "ansible", d .. "/bad.yml" })
+    T.eq(r.rc, 2, "invalid YAML")
+    T.match(r.stderr, "bad%.yml:4:%d+", "names file and line")
+    T.not_contains(r.stderr, "traceback", "no traceback")
+    T.write(d .. "/ok.yml", "- hosts: all\n  tasks:\n    - command: id\n")
+    r = T.run({ "convert", "ansible", d .. "/ok.yml", "-o", d .. "/out.yml" })
+    T.eq(r.rc, 2, "OUT in the playbook's folder is refused")
+    T.contains(r.stderr, "another folder", "says why")
+    T.ok(T.read(d .. "/out.yml") == nil, "nothing written")
+    r = T.run({ "convert", "ansible", d .. "/ok.yml" })
+    T.eq(r.rc, 0, r.stderr)
+    T.contains(r.stdout, "cmd: id", "printed without -o")
+    r = T.run({ "convert", "yaml", d .. "/ok.yml" })
+    T.eq(r.rc, 2, "unknown source format")
+end)
+
+T.done()
