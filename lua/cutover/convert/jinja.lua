@@ -296,8 +296,11 @@ function P:filters(e)
             local args = {}
             if self:accept("op", "(") then
                 args = self:args()
-            elseif self:is("num") or self:is("str") then
-                args = { self:primary() }
+            elseif self:is("num") or self:is("str") or self:is("op", "[") or self:is("op", "{")
+                or (self:is("name") and not ({ ["and"] = 1, ["or"] = 1, ["else"] = 1, ["if"] = 1,
+                                               ["is"] = 1, ["in"] = 1, ["not"] = 1 })[self:peek().v]) then
+                -- Jinja's `x is in list`, `x is divisibleby 3`: one argument
+                args = { self:postfix(self:primary()) }
             end
             e = { k = "test", name = name, obj = e, args = args, neg = neg }
         else
@@ -357,6 +360,15 @@ function E:is_bool(node)
     return false
 end
 
+-- the object of .field, [index] or a method: a literal needs parentheses
+-- in Lua ({a = 1}.a and 'x':upper() do not parse)
+function E:object(node)
+    local s = self:emit(node)
+    local k = node.k
+    if k == "name" or k == "attr" or k == "index" or k == "call" or k == "paren" then return s end
+    return "(" .. s .. ")"
+end
+
 function E:operand(node)
     local s = self:emit(node)
     if atomic(node) then return s end
@@ -380,17 +392,25 @@ function E:cond(node)
     if node.k == "bool" then
         return self:cond_operand(node.a) .. " " .. node.op .. " " .. self:cond_operand(node.b)
     end
-    if node.k == "not" then return "not " .. self:cond_operand(node.a) end
+    if node.k == "not" then return "not " .. self:not_operand(self:cond(node.a), node.a) end
     if node.k == "paren" then return "(" .. self:cond(node.a) .. ")" end
     return self:truth(node)
 end
 
+-- the operand of `not`, which binds tighter in Lua than == and the tests'
+-- comparisons: parenthesised unless it is one value
+local ONE_VALUE = { name = true, attr = true, index = true, call = true, paren = true, ["in"] = true,
+                    filter = true, boolv = true, num = true, str = true, none = true, list = true, dict = true }
+function E:not_operand(s, node)
+    if ONE_VALUE[node.k] then return s end
+    return "(" .. s .. ")"
+end
+
+-- an operand of and/or: comparisons, calls and `not` bind tighter in
+-- Lua too; only a nested and/or needs parentheses
 function E:cond_operand(node)
     local s = self:cond(node)
-    if node.k == "bool" or node.k == "cmp" or node.k == "in" or (node.k == "test" and node.neg) then
-        return "(" .. s .. ")"
-    end
-    if node.k == "not" then return "(" .. s .. ")" end
+    if node.k == "bool" then return "(" .. s .. ")" end
     return s
 end
 
@@ -446,7 +466,8 @@ FILTERS.join = function(e, node)
 end
 FILTERS.bool = function(e, node)
     arity(node, 0, 0)
-    return "contains({'1', 'true', 'yes', 'on', 'y', 't'}, lower(tostring(" .. e:emit(node.obj) .. ")))"
+    -- Ansible's bool filter: these texts (any case), 1 and true
+    return "contains({'1', 'true', 'yes', 'on'}, lower(tostring(" .. e:emit(node.obj) .. ")))"
 end
 FILTERS.int = function(e, node)
     arity(node, 0, 0)
@@ -459,11 +480,11 @@ end
 FILTERS.string = function(e, node) arity(node, 0, 0); return "tostring(" .. e:emit(node.obj) .. ")" end
 FILTERS.list = function(e, node) arity(node, 0, 0); return e:emit(node.obj) end
 FILTERS.mandatory = FILTERS.list
-FILTERS.first = function(e, node) arity(node, 0, 0); return e:operand(node.obj) .. "[1]" end
+FILTERS.first = function(e, node) arity(node, 0, 0); return e:object(node.obj) .. "[1]" end
 FILTERS.last = function(e, node)
     arity(node, 0, 0)
     if not simple_path(node.obj) then fail("'| last' of a computed value") end
-    local x = e:operand(node.obj)
+    local x = e:object(node.obj)
     return x .. "[#" .. x .. "]"
 end
 FILTERS.flatten = function(e, node)
@@ -603,12 +624,12 @@ function E:emit(node)
         return "{" .. table.concat(parts, ", ") .. "}"
     end
     if k == "attr" then
-        local obj = self:operand(node.obj)
+        local obj = self:object(node.obj)
         if node.name:match("^[%a_][%w_]*$") and not LUA_KEYWORDS[node.name] then return obj .. "." .. node.name end
         return obj .. "[" .. lua_string(node.name) .. "]"
     end
     if k == "index" then
-        local obj = self:operand(node.obj)
+        local obj = self:object(node.obj)
         local n = int_literal(node.key)
         if n then return obj .. "[" .. (n + 1) .. "]" end
         if node.key.k == "str" then
@@ -640,7 +661,7 @@ function E:emit(node)
     end
     if k == "cmp" then return self:operand(node.a) .. " " .. node.op .. " " .. self:operand(node.b) end
     if k == "in" then return "contains(" .. self:emit(node.b) .. ", " .. self:emit(node.a) .. ")" end
-    if k == "not" then return "not " .. self:bool_operand(node.a) end
+    if k == "not" then return "not " .. self:not_operand(self:cond(node.a), node.a) end
     if k == "bool" then
         if not (self:is_bool(node.a) and self:is_bool(node.b)) then
             -- in a condition, cond() handles it; as a value, Jinja gives
@@ -668,9 +689,7 @@ end
 
 function E:bool_operand(node)
     local s = self:cond(node)
-    if node.k == "bool" or node.k == "cmp" or node.k == "in" or node.k == "not" or node.k == "test" then
-        return "(" .. s .. ")"
-    end
+    if node.k == "bool" or node.k == "cmp" then return "(" .. s .. ")" end
     return s
 end
 
@@ -781,13 +800,16 @@ function M.template(text, ctx)
             -- stays); cutover drops a tag-only line whole.  They agree
             -- only for a tag at the start of its own line.
             local line_start = text:sub(1, a - 1):match("()[^\n]*$")
-            local before = text:sub(line_start, a - 1)
-            if not lstrip and before ~= "" then
-                if before:match("^[ \t]+$") then
+            local line_end = (text:find("\n", a, true) or (#text + 1)) - 1
+            local line_text = text:sub(line_start, line_end)
+            local only_tags = line_text:gsub("{%%.-%%}", ""):gsub("{#.-#}", ""):match("^%s*$") ~= nil
+            if only_tags then
+                local first = line_text:find("{[%%#]")
+                if line_start + first - 1 == a and first > 1 and line_text:sub(first + 2, first + 2) ~= "-" then
                     problem(a, "an indented '{% %}' tag (Ansible keeps the indentation, cutover drops the line): move it to the start of the line or write '{%-'")
-                elseif text:sub(b + 2, b + 2) == "\n" and not rstrip then
-                    problem(a, "a '{% %}' tag ending a line of text (Ansible drops the newline after it, cutover keeps it): write '-%}' or put the tag on its own line")
                 end
+            elseif text:sub(b + 2, b + 2) == "\n" and not rstrip then
+                problem(a, "a '{% %}' tag ending a line of text (Ansible drops the newline after it, cutover keeps it): write '-%}' or put the tag on its own line")
             end
             local word, rest = inner:match("^%s*([%a_]+)%s*(.-)%s*$")
             local emitted
