@@ -177,4 +177,38 @@ T.test("bad input: a missing playbook, invalid YAML, OUT beside the playbook", f
     T.eq(r.rc, 2, "unknown source format")
 end)
 
+T.test("nothing is read from or written outside the folders, nor over the Ansible files", function()
+    local d = T.tmpdir()
+    assert(fs.mkdir(d .. "/ans", 493)); assert(fs.mkdir(d .. "/ans/sub", 493)); assert(fs.mkdir(d .. "/out", 493))
+    T.write(d .. "/outside.yml", "a: 1\n")
+    T.write(d .. "/ans/sub/v.yml", "b: 2\n")
+    T.write(d .. "/ans/site.yml", table.concat({
+        "- hosts: localhost",
+        "  vars_files: [../outside.yml, sub/v.yml]",
+        "  tasks:",
+        "    - include_tasks: ../../etc/passwd",
+        "    - copy: { src: ../../../etc/hostname, dest: /tmp/x }",
+        "" }, "\n"))
+    -- a symlink in OUT's folder pointing into the Ansible tree
+    T.eq(proc.run({ argv = { "ln", "-s", d .. "/ans/sub", d .. "/out/sub" } }).rc, 0, "symlink")
+    local r = T.run({ "convert", "ansible", d .. "/ans/site.yml", "-o", d .. "/out/site.yml" })
+    T.eq(r.rc, 2, "refused: it would write through the link over an input\n" .. r.stderr)
+    T.contains(r.stderr, "would overwrite " .. d .. "/ans/sub/v.yml", "names the file")
+    T.eq(T.read(d .. "/ans/sub/v.yml"), "b: 2\n", "the input is untouched")
+    T.ok(T.read(d .. "/out/site.yml") == nil, "nothing written")
+    assert(fs.remove(d .. "/out/sub"))
+    r = T.run({ "convert", "ansible", d .. "/ans/site.yml", "-o", d .. "/out/site.yml" })
+    T.eq(r.rc, 1, r.stderr)
+    local p = d .. "/ans/site.yml"
+    T.contains(r.stderr, p .. ":2:3: vars file '../outside.yml' is outside the playbook's folder: left out", "vars file")
+    T.contains(r.stderr, p .. ":4:7: task: '" .. d .. "/ans/../../etc/passwd' is outside the playbook's folder: the step fails instead", "include")
+    T.contains(r.stderr, p .. ":5:7: task: source '../../../etc/hostname' is outside the playbook's folder: the step fails instead", "copy src")
+    local files = proc.run({ argv = { "find", d, "-type", "f" } }).stdout
+    local list = {}
+    for f in files:gmatch("[^\n]+") do list[#list + 1] = f:sub(#d + 2) end
+    table.sort(list)
+    T.eq(table.concat(list, " "), "ans/site.yml ans/sub/v.yml out/site.yml out/sub/v.yml outside.yml", "files written")
+    T.eq(T.run({ "lint", d .. "/out/site.yml" }).rc, 0, "lints")
+end)
+
 T.done()

@@ -115,6 +115,7 @@ function C:load(path, what)
     local src, err = playbook.read_yaml(path, what)
     if not src then bad(err) end
     self.sources[path] = src
+    self.inputs[fs.realpath(path) or path] = true
     return src
 end
 
@@ -509,6 +510,7 @@ function C:file_out(path, is_template)
     if self.files[rel] then return rel end
     local text, err = fs.read(path, playbook.MAX_BYTES)
     if not text then bad(err) end
+    self.inputs[fs.realpath(path) or path] = true
     if is_template then
         local out, problems = jinja.template(text, self.jctx)
         -- kept apart: a failing step drops the reports made inside it
@@ -1051,7 +1053,7 @@ end
 function M.convert(path)
     local c = setmetatable({
         path = path, base = path:match("^(.*)/[^/]*$") or ".", sources = {}, files = {}, problems = {},
-        ids = {}, roles = {}, bad_templates = {}, jctx = { bools = {} }, listen = {}, late = {},
+        ids = {}, roles = {}, bad_templates = {}, jctx = { bools = {} }, listen = {}, late = {}, inputs = {},
     }, C)
     if c.base == "" then c.base = "/" end
     local ok, out = pcall(function() return c:playbook_text(path) end)
@@ -1074,7 +1076,7 @@ function M.convert(path)
         if ca ~= cb then return ca < cb end
         return a < b
     end)
-    return { playbook = out, files = c.files, problems = c.problems }
+    return { playbook = out, files = c.files, problems = c.problems, inputs = c.inputs }
 end
 
 -- The command: returns the exit code.
@@ -1083,8 +1085,10 @@ function M.main(book, out_path)
     if not st then io.stderr:write("cutover: " .. book .. ": cannot read the playbook (no such file)\n"); return M.EXIT_BAD end
     if st.type ~= "file" then io.stderr:write("cutover: " .. book .. ": not a file\n"); return M.EXIT_BAD end
     local in_dir = normalize(absolute(book)):match("^(.*)/[^/]*$")
+    in_dir = fs.realpath(in_dir) or in_dir
     if out_path then
         local out_dir = normalize(absolute(out_path)):match("^(.*)/[^/]*$")
+        out_dir = fs.realpath(out_dir) or out_dir
         if out_dir == in_dir then
             io.stderr:write("cutover: " .. out_path .. ": write the conversion to another folder than the playbook's (" ..
                 in_dir .. "): it would overwrite the Ansible files\n")
@@ -1099,6 +1103,18 @@ function M.main(book, out_path)
     end
     if out_path then
         local out_dir = out_path:match("^(.*)/[^/]*$") or "."
+        -- never write over a file the conversion read (OUT inside the
+        -- Ansible tree, a symlink into it)
+        local targets = { out_path }
+        for rel, content in pairs(r.files) do if content then targets[#targets + 1] = out_dir .. "/" .. rel end end
+        for _, target in ipairs(targets) do
+            local real = fs.stat(target) and fs.realpath(target)
+            if real and r.inputs[real] then
+                io.stderr:write("cutover: " .. target .. ": would overwrite " .. real ..
+                    ", a file of the Ansible playbook: write the conversion to another folder\n")
+                return M.EXIT_BAD
+            end
+        end
         local okm, merr = mkdir_p(out_dir)
         if not okm then io.stderr:write("cutover: " .. merr .. "\n"); return M.EXIT_BAD end
         local okw, werr = fs.write(out_path, r.playbook)
