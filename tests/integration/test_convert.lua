@@ -177,6 +177,41 @@ T.test("bad input: a missing playbook, invalid YAML, OUT beside the playbook", f
     T.eq(r.rc, 2, "unknown source format")
 end)
 
+T.test("malformed playbooks: exit 2 with the position, or a fail step; never a traceback", function()
+    local d = T.tmpdir()
+    local cases = {
+        { "- 5\n", 2, "p.yml:1:1: play 1 must be a mapping" },
+        { "x: 1\n", 2, "p.yml: a playbook must be a list of plays" },
+        { "- hosts: all\n  tasks: hello\n", 2, "p.yml:2:3: 'tasks' must be a list of tasks" },
+        { "- hosts: all\n  tasks:\n    - block: [x]\n", 2, "p.yml:3:14: item 1 of 'block' must be a task (a mapping)" },
+        { "- hosts: all\n  vars: [1, 2]\n  tasks: []\n", 2, "p.yml:2:3: vars must be a mapping" },
+        { "- hosts: all\n  vars_prompt: [5]\n", 2, "p.yml:2:3: a vars_prompt entry must be a mapping" },
+        { "- import_playbook: 5\n", 2, "p.yml:1:3: import_playbook needs a file name" },
+        { "- hosts: all\n  roles: [nope]\n", 2, "role 'nope' not found" },
+        { "- hosts: all\n  tasks:\n    - include_tasks: missing.yml\n", 2, "p.yml:3:7: file not found" },
+        { "- hosts: all\n  tasks:\n    - command: x\n      notify: [1]\n", 1, "p.yml:3:7: task: notify of something that is not a handler name: the step fails instead" },
+        { "- hosts: all\n  tasks:\n    - command: [a]\n", 1, "p.yml:3:7: task: module arguments that are not a mapping" },
+        { "- hosts: all\n  tasks:\n    - name: [a]\n      command: x\n", 1, "a name that is not text" },
+        { "- hosts: all\n  tasks:\n    - copy: 7\n", 1, "module arguments that are not a mapping" },
+        { "- hosts: all\n  tasks:\n    - file: path=/x mode=u+rw\n", 1, "mode 'u+rw' (only octal modes convert)" },
+        { "- hosts: all\n  tasks:\n    - command: x\n      loop: 5\n", 1, "a loop over number" },
+        { "- hosts: all\n  tasks:\n    - name: 123\n      debug: msg=hi\n", 0, nil },
+    }
+    for i, c in ipairs(cases) do
+        local sub = d .. "/" .. i
+        assert(fs.mkdir(sub, 493))
+        T.write(sub .. "/p.yml", c[1])
+        local r = T.run({ "convert", "ansible", sub .. "/p.yml", "-o", sub .. "/out/p.yml" })
+        T.eq(r.rc, c[2], c[1] .. "\n" .. r.stderr)
+        if c[3] then T.contains(r.stderr, c[3], c[1]) end
+        T.not_contains(r.stderr, "traceback", c[1])
+        if c[2] ~= 2 then
+            local l = T.run({ "lint", sub .. "/out/p.yml" })
+            T.eq(l.rc, 0, c[1] .. ": the output lints\n" .. l.stderr)
+        end
+    end
+end)
+
 T.test("nothing is read from or written outside the folders, nor over the Ansible files", function()
     local d = T.tmpdir()
     assert(fs.mkdir(d .. "/ans", 493)); assert(fs.mkdir(d .. "/ans/sub", 493)); assert(fs.mkdir(d .. "/out", 493))

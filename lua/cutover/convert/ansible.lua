@@ -228,7 +228,8 @@ end
 -- is left out and reported.
 function C:vars(src, t, what)
     local m = Y.map()
-    if type(t) ~= "table" or t == yaml.null then return m end
+    if t == nil or t == yaml.null then return m end
+    if type(t) ~= "table" or not is_map_value(src, t) then bad(self:at(src, t) .. ": " .. (what or "vars") .. " must be a mapping") end
     for _, k in ipairs(ordered_keys(src, t)) do
         local v = t[k]
         if type(v) == "string" and v:match("^%$ANSIBLE_VAULT") or (type(v) == "table" and v.__ansible_vault) then
@@ -392,6 +393,7 @@ function C:module(src, t, mkey, ctx, step)
             given, free_order = kv, korder
         end
     elseif type(raw) == "table" and raw ~= yaml.null then
+        if not is_map_value(src, raw) then error({ convert = "module arguments that are not a mapping" }, 0) end
         for k, v in pairs(raw) do given[k] = v end
     elseif raw ~= nil and raw ~= yaml.null then
         error({ convert = "module arguments that are not a mapping" }, 0)
@@ -662,13 +664,19 @@ function C:step_body(src, t, ctx)
             else mkey = k end
         end
     end
+    if t.name == nil and ctx.handler and t.listen ~= nil then
+        -- a handler known only by its topic is named after it
+        local topic = type(t.listen) == "table" and t.listen[1] or t.listen
+        if type(topic) == "string" then step:put("name", topic) end
+    end
+    if type(t.name) == "table" then error({ convert = "a name that is not text" }, 0) end
     if t.name ~= nil then
         local ok, name = self:try(function() return self:value(src, t.name) end)
         if not ok then
             self:report(self:at(src, t, "name"), "name: " .. name .. ": kept as plain text")
             name = jinja.literal(tostring(t.name))
         end
-        step:put("name", name)
+        step:put("name", type(name) == "string" and name or tostring(name))
     end
     self:become(src, t)
     for _, k in ipairs(ordered_keys(src, t)) do
@@ -686,7 +694,7 @@ function C:step_body(src, t, ctx)
     if is_block then
         if mkey then error({ convert = "a block with a module" }, 0) end
         for _, part in ipairs({ "block", "rescue", "always" }) do
-            if t[part] ~= nil then step:put(part, self:steps(src, t[part], ctx)) end
+            if t[part] ~= nil then step:put(part, self:steps(src, t[part], ctx, t, part)) end
         end
     elseif not mkey then
         error({ convert = "no module" }, 0)
@@ -726,6 +734,7 @@ function C:step_body(src, t, ctx)
             elseif k == "notify" then
                 local names = {}
                 for _, n in ipairs(type(v) == "table" and v or { v }) do
+                    if type(n) ~= "string" then error({ convert = "notify of something that is not a handler name" }, 0) end
                     if self.listen[n] then
                         for _, h in ipairs(self.listen[n]) do names[#names + 1] = h end
                     else
@@ -757,11 +766,16 @@ function C:relative_back(rel, ctx)
     return table.concat(parts, "/")
 end
 
-function C:steps(src, list, ctx)
+function C:steps(src, list, ctx, parent, key)
     if list == nil or list == yaml.null then return {} end
-    if type(list) ~= "table" or is_map_value(src, list) then bad(self:at(src, list) .. ": expected a list of tasks") end
+    if type(list) ~= "table" or is_map_value(src, list) then
+        bad((parent and self:at(src, parent, key) or self:at(src, list)) .. ": '" .. (key or "tasks") .. "' must be a list of tasks")
+    end
     local out = {}
-    for _, t in ipairs(list) do out[#out + 1] = self:step(src, t, ctx) end
+    for i, t in ipairs(list) do
+        if type(t) ~= "table" then bad(self:at(src, list) .. ": item " .. i .. " of '" .. (key or "tasks") .. "' must be a task (a mapping)") end
+        out[#out + 1] = self:step(src, t, ctx)
+    end
     return out
 end
 
@@ -868,12 +882,15 @@ function C:vars_file(path, at)
 end
 
 function C:play(src, p, index)
-    if type(p) ~= "table" or not is_map_value(src, p) then bad(self:at(src, p) .. ": a play must be a mapping") end
+    if type(p) ~= "table" or not is_map_value(src, p) then
+        bad(self:at(src, type(p) == "table" and p or src.value) .. ": play " .. index .. " must be a mapping")
+    end
     local out = Y.map()
     local blockers = {}
     if p.import_playbook ~= nil then
         local f = p.import_playbook
-        if type(f) ~= "string" or f:find("{{", 1, true) then
+        if type(f) ~= "string" then bad(self:at(src, p, "import_playbook") .. ": import_playbook needs a file name") end
+        if f:find("{{", 1, true) then
             self:report(self:at(src, p, "import_playbook"), "import_playbook of a file name that is not written out: left out")
             return nil
         end
@@ -909,11 +926,15 @@ function C:play(src, p, index)
             else self:report(self:at(src, p, "vars_files"), "vars file '" .. f .. "' is outside the playbook's folder: left out") end
         end
     end
-    if p.vars ~= nil then out:put("vars", self:vars(src, p.vars)) end
+    if p.vars ~= nil then
+        if type(p.vars) ~= "table" or not is_map_value(src, p.vars) then bad(self:at(src, p, "vars") .. ": vars must be a mapping") end
+        out:put("vars", self:vars(src, p.vars))
+    end
     if #vfiles > 0 then out:put("vars_files", vfiles) end
     if p.vars_prompt ~= nil then
         local list = {}
         for _, q in ipairs(type(p.vars_prompt) == "table" and p.vars_prompt or {}) do
+            if type(q) ~= "table" or not is_map_value(src, q) then bad(self:at(src, p, "vars_prompt") .. ": a vars_prompt entry must be a mapping") end
             local m = Y.map()
             for _, k in ipairs(ordered_keys(src, q)) do
                 if k == "name" or k == "prompt" or k == "private" or k == "default" then m:put(k, self:value(src, q[k]))
@@ -972,10 +993,10 @@ function C:play(src, p, index)
         end
         role_refs[#role_refs + 1] = ref
     end
-    local handlers = self:steps(src, p.handlers, { out_dir = "", handler = true })
-    local pre = self:steps(src, p.pre_tasks, ctx)
-    local tasks = self:steps(src, p.tasks, ctx)
-    local post = self:steps(src, p.post_tasks, ctx)
+    local handlers = self:steps(src, p.handlers, { out_dir = "", handler = true }, p, "handlers")
+    local pre = self:steps(src, p.pre_tasks, ctx, p, "pre_tasks")
+    local tasks = self:steps(src, p.tasks, ctx, p, "tasks")
+    local post = self:steps(src, p.post_tasks, ctx, p, "post_tasks")
     for _, s in ipairs(pre) do steps[#steps + 1] = s end
     if #pre > 0 then
         steps[#steps + 1] = Y.map():put("meta", "flush_handlers")
