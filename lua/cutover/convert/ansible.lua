@@ -726,6 +726,11 @@ function C:step_body(src, t, ctx)
     for _, k in ipairs({ "when", "register", "notify", "ignore_errors", "changed_when", "failed_when", "until",
                          "retries", "delay", "tags", "no_log", "run_once", "delegate_to", "check_mode" }) do
         local v = t[k]
+        if (k == "retries" or k == "delay") and v ~= nil and t["until"] == nil then
+            -- without until Ansible does not retry; cutover refuses them
+            self:report(self:at(src, t, k), "'" .. k .. "' without 'until': left out (Ansible ignores it)")
+            v = nil
+        end
         if v ~= nil and v ~= yaml.null then
             if TASK_KEYWORDS[k] == "cond" then
                 step:put(k, cond_value(self, v))
@@ -953,7 +958,7 @@ function C:play(src, p, index)
             blockers[#blockers + 1] = { self:at(src, p, "connection"), "connection: " .. tostring(conn) }
         end
     end
-    for _, k in ipairs({ "environment", "remote_user", "strategy", "module_defaults", "port", "become_user" }) do
+    for _, k in ipairs({ "environment", "remote_user", "strategy", "module_defaults", "port", "become_user", "check_mode" }) do
         if p[k] ~= nil and not (k == "become_user" and (p[k] == "root" or p.become == false)) then
             blockers[#blockers + 1] = { self:at(src, p, k), "play '" .. k .. "'" }
         end
@@ -970,11 +975,15 @@ function C:play(src, p, index)
         steps[#steps + 1] = m
     end
     local role_refs = {}
+    -- Ansible applies roles after pre_tasks; cutover's roles: run before
+    -- the steps, so roles become import_role steps when something must
+    -- come first (pre_tasks, a blocker's fail step) or a role has when
+    local roles_as_steps = #steps > 0
     for _, r in ipairs(type(p.roles) == "table" and p.roles or {}) do
         local name = type(r) == "table" and (r.role or r.name) or r
         if type(name) ~= "string" or name:find("{{", 1, true) then bad(self:at(src, r) .. ": a role without a plain name") end
         self:role(name, src, type(r) == "table" and r or p, type(r) == "table" and "role" or "roles")
-        local ref = name
+        local ref, skip = name, false
         if type(r) == "table" then
             local m = Y.map():put("role", name)
             local vars = Y.map()
@@ -984,29 +993,35 @@ function C:play(src, p, index)
                     for _, vk in ipairs(rv._keys) do vars:put(vk, rv:get(vk)) end
                 elseif k == "tags" then m:put("tags", self:value(src, r.tags))
                 elseif k == "when" then
-                    self:report(self:at(src, r, k), "role 'when': not converted: the play fails at its start instead")
-                    steps[#steps + 1] = self:fail_step(src, r, "a role with 'when'")
+                    -- an import_role step may carry when (roles: may not)
+                    local ok, c = self:try(function() return cond_value(self, r.when) end)
+                    roles_as_steps = true
+                    if ok then m:put("when", c) else
+                        self:report(self:at(src, r, k), "role '" .. name .. "': " .. c .. ": the step fails instead")
+                        steps[#steps + 1] = self:fail_step(src, r, c)
+                        skip = true
+                    end
                 elseif k ~= "role" and k ~= "name" then vars:put(k, self:value(src, r[k])) end
             end
             if #vars._keys > 0 then m:put("vars", vars) end
             if m._keys[2] then ref = m end
         end
-        role_refs[#role_refs + 1] = ref
+        if not skip then role_refs[#role_refs + 1] = ref end
     end
     local handlers = self:steps(src, p.handlers, { out_dir = "", handler = true }, p, "handlers")
     local pre = self:steps(src, p.pre_tasks, ctx, p, "pre_tasks")
     local tasks = self:steps(src, p.tasks, ctx, p, "tasks")
     local post = self:steps(src, p.post_tasks, ctx, p, "post_tasks")
     for _, s in ipairs(pre) do steps[#steps + 1] = s end
-    if #pre > 0 then
-        steps[#steps + 1] = Y.map():put("meta", "flush_handlers")
-        -- roles run after pre_tasks: as import_role steps, in order
+    if #pre > 0 then steps[#steps + 1] = Y.map():put("meta", "flush_handlers") end
+    if #pre > 0 or roles_as_steps then
         for _, ref in ipairs(role_refs) do
             local m = Y.map()
             if type(ref) == "string" then m:put("import_role", ref) else
                 m:put("import_role", ref:get("role"))
-                if ref:get("vars") then m:put("vars", ref:get("vars")) end
-                if ref:get("tags") then m:put("tags", ref:get("tags")) end
+                for _, k in ipairs({ "vars", "tags", "when" }) do
+                    if ref:get(k) ~= nil then m:put(k, ref:get(k)) end
+                end
             end
             steps[#steps + 1] = m
         end
@@ -1030,7 +1045,7 @@ function C:play(src, p, index)
         if not known[k] then
             self:report(self:at(src, p, k), "play keyword '" .. tostring(k) .. "': left out")
         elseif k == "collections" or k == "fact_path" or k == "gather_subset" or k == "gather_timeout"
-            or k == "no_log" or k == "check_mode" or k == "diff" then
+            or k == "no_log" or k == "diff" then
             self:report(self:at(src, p, k), "play keyword '" .. k .. "': left out")
         end
     end
