@@ -177,6 +177,19 @@ T.test("bad input: a missing playbook, invalid YAML, OUT beside the playbook", f
     T.eq(r.rc, 2, "unknown source format")
 end)
 
+T.test("a playbook named relative to the working folder converts the same", function()
+    for _, name in ipairs({ "vars_files", "role_layout" }) do
+        local dir = tests_dir .. "/convert/" .. name
+        local a, b = T.tmpdir(), T.tmpdir()
+        local r1 = T.run({ "convert", "ansible", dir .. "/site.yml", "-o", a .. "/site.yml" })
+        local r2 = T.run({ "convert", "ansible", "site.yml", "-o", b .. "/site.yml" }, { cwd = dir })
+        T.eq(r2.rc, r1.rc, name .. ": same exit\n" .. r2.stderr)
+        T.eq(r2.rc, 0, name .. ": converts completely\n" .. r2.stderr)
+        local ta, tb = tree(a), tree(b)
+        T.ok(same_tree(ta, tb, name) >= 4, name .. ": files written")
+    end
+end)
+
 T.test("malformed playbooks: exit 2 with the position, or a fail step; never a traceback", function()
     local d = T.tmpdir()
     local cases = {

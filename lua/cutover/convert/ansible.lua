@@ -156,19 +156,29 @@ end
 
 -- Relative path of an input file below the playbook's folder (nil if
 -- outside it: such a file is never written by the conversion).
-function C:rel(path)
-    local base = self.base .. "/"
-    if path:sub(1, #base) == base then
-        local r = path:sub(#base + 1)
-        for part in r:gmatch("[^/]+") do if part == ".." then return nil end end
-        return r
+-- a path with "." parts dropped and "x/.." folded ("." for nothing)
+local function tidy(path)
+    local parts = {}
+    for p in path:gmatch("[^/]+") do
+        if p == ".." and #parts > 0 and parts[#parts] ~= ".." then parts[#parts] = nil
+        elseif p ~= "." then parts[#parts + 1] = p end
     end
+    local s = table.concat(parts, "/")
+    if path:sub(1, 1) == "/" then return "/" .. s end
+    return s == "" and "." or s
 end
 
-function C:emit_file(path, content)
-    local r = self:rel(path)
-    if not r then return nil end
-    self.files[r] = content
+function C:rel(path)
+    local p, b = tidy(path), tidy(self.base)
+    local r
+    if b == "." then
+        r = p
+    elseif p:sub(1, #b + 1) == b .. "/" then
+        r = p:sub(#b + 2)
+    elseif b == "/" and p:sub(1, 1) == "/" then
+        r = p:sub(2)
+    end
+    if not r or r == "." or r:sub(1, 1) == "/" or r == ".." or r:sub(1, 3) == "../" then return nil end
     return r
 end
 
@@ -760,17 +770,6 @@ function C:step_body(src, t, ctx)
     return step
 end
 
-function C:relative_back(rel, ctx)
-    if type(rel) ~= "string" then return nil end
-    local dir = ctx.out_dir or ""
-    local path = dir == "" and rel or (dir .. "/" .. rel)
-    local parts = {}
-    for p in path:gmatch("[^/]+") do
-        if p == ".." then parts[#parts] = nil elseif p ~= "." then parts[#parts + 1] = p end
-    end
-    return table.concat(parts, "/")
-end
-
 function C:steps(src, list, ctx, parent, key)
     if list == nil or list == yaml.null then return {} end
     if type(list) ~= "table" or is_map_value(src, list) then
@@ -796,7 +795,8 @@ function C:tasks_file(path, at, handler)
     local saved = self.ids
     self.ids = {}
     local out_dir = rel:match("^(.*)/[^/]*$") or ""
-    local ctx = { out_dir = out_dir, role_dir = path:match("^(.*/roles/[^/]+)/"), handler = handler }
+    local ctx = { out_dir = out_dir, role_dir = path:match("^(.*/roles/[^/]+)/") or path:match("^(roles/[^/]+)/"),
+                  handler = handler }
     local steps = self:steps(src, src.value, ctx)
     self.ids = saved
     self.files[rel] = Y.dump(steps, "# converted from Ansible by cutover convert ansible")
