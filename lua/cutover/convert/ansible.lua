@@ -490,7 +490,14 @@ function C:module(src, t, mkey, ctx, step)
         if type(dest) == "string" and dest:sub(-1) == "/" then args:put("dest", dest .. basename(s)) end
     end
     if mkey == "pause" then
+        -- a gate name is unique in a playbook: a repeated one gets a number
         local gate = util.slug(type(t.name) == "string" and t.name or ("pause " .. select(2, self:at(src, t))))
+        if self.gates[gate] then
+            local n = 2
+            while self.gates[gate .. "-" .. n] do n = n + 1 end
+            gate = gate .. "-" .. n
+        end
+        self.gates[gate] = true
         local m = Y.map():put("gate", gate)
         if args:get("prompt") then m:put("prompt", args:get("prompt")) end
         args = m
@@ -1089,7 +1096,7 @@ end
 function M.convert(path)
     local c = setmetatable({
         path = path, base = path:match("^(.*)/[^/]*$") or ".", sources = {}, files = {}, problems = {},
-        ids = {}, roles = {}, bad_templates = {}, jctx = { bools = {} }, listen = {}, late = {}, inputs = {},
+        ids = {}, roles = {}, bad_templates = {}, jctx = { bools = {} }, listen = {}, late = {}, inputs = {}, gates = {},
     }, C)
     if c.base == "" then c.base = "/" end
     local ok, out = pcall(function() return c:playbook_text(path) end)
