@@ -5,7 +5,7 @@ _cutover() {
     cur=${COMP_WORDS[COMP_CWORD]}
     prev=${COMP_WORDS[COMP_CWORD-1]}
     cmd=${COMP_WORDS[1]}
-    local commands="run lint inventory modules doc plan show-plan apply history show report resume unlock abort vault --help --version"
+    local commands="run lint inventory modules doc plan show-plan apply history show report resume unlock abort vault convert --help --version"
     if [ "$COMP_CWORD" -eq 1 ]; then
         COMPREPLY=($(compgen -W "$commands" -- "$cur"))
         return
@@ -24,6 +24,7 @@ _cutover() {
         doc) opts="--all --format --help $(cutover modules 2>/dev/null | awk '{print $1}')" ;;
         history|show|unlock|abort) opts="--journal --format --help" ;;
         vault) opts="set list rm --vault --help" ;;
+        convert) opts="ansible -o --output --help" ;;
         apply|show-plan) opts="--format -v --journal --approve --non-interactive --help" ;;
     esac
     COMPREPLY=($(compgen -W "$opts" -- "$cur"))

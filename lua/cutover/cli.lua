@@ -99,6 +99,7 @@ Commands:
   plan PLAYBOOK      dry run saved as a plan file (-o FILE) to review and apply
   show-plan FILE     a saved plan, host by host, with its diffs
   apply FILE         run a saved plan; stale hosts and changed inputs are refused
+  convert ansible PLAYBOOK [-o OUT]   an Ansible playbook as a cutover one
 
 Options:
   -h, --help         help (also: cutover COMMAND --help)
@@ -177,6 +178,17 @@ Loads INVENTORY as `run` would (YAML or INI file, folder, host list
   --graph       the group tree (from GROUP, default all)
   --host HOST   one host's variables as JSON
 Without -i: localhost.  Exit 2 on an invalid inventory.]],
+    convert = [[
+usage: cutover convert ansible PLAYBOOK [-o OUT]
+
+Converts an Ansible playbook, with its roles, task files, vars files and
+templates, to cutover.  With -o the playbook is written to OUT and the
+other files beside it (OUT's folder must not be the playbook's); without
+it the playbook is printed.  Every construct that could not be converted
+is listed on stderr as FILE:LINE:COL: what; a task that could not be is
+a `fail:` step holding its original text.  Exit 0 when everything
+converted, 1 when something did not, 2 for bad input (unreadable file,
+invalid YAML).  See docs/convert.md.]],
     vault = [[
 usage: cutover vault set NAME [--vault FILE]
        cutover vault list [--vault FILE]
@@ -790,6 +802,17 @@ local function cmd_vault(args)
     return vault.command(pos[1], pos[2], o.vault)
 end
 COMMANDS.vault = cmd_vault
+
+-- cutover convert ansible PLAYBOOK [-o OUT] (the work: cutover.convert.ansible)
+local CONVERT_OPTS = { output = { "o", true }, help = { "h" } }
+function COMMANDS.convert(args)
+    local o, pos = parse(args, CONVERT_OPTS)
+    if not o then return usage_error(pos, "convert") end
+    if o.help then print(HELP.convert); return 0 end
+    if pos[1] ~= "ansible" then return usage_error("convert needs a source format: convert ansible PLAYBOOK", "convert") end
+    if #pos ~= 2 then return usage_error("convert ansible needs exactly one PLAYBOOK", "convert") end
+    return require("cutover.convert.ansible").main(pos[2], o.output)
+end
 
 function M.main(argv)
     local first = argv[1]
