@@ -54,7 +54,138 @@ M.MODULES = {
                  values = { state = { "present", "absent", "started", "stopped" } } },
     wait_for_connection = { action = "wait_for_connection",
                             args = { timeout = "timeout", delay = "delay", sleep = "sleep", connect_timeout = "connect_timeout" } },
+    lineinfile = { action = "lineinfile",
+                   args = { path = "path", dest = "path", name = "path", line = "line", value = "line", regexp = "regexp",
+                            search_string = "search_string", state = "state", insertafter = "insertafter",
+                            insertbefore = "insertbefore", backrefs = "backrefs", create = "create", mode = "mode",
+                            owner = "owner", group = "group", firstmatch = "firstmatch", backup = "backup",
+                            validate = "validate" },
+                   values = { state = { "present", "absent" } },
+                   regex = { regexp = true, insertafter = "EOF", insertbefore = "BOF" } },
+    blockinfile = { action = "blockinfile",
+                    args = { path = "path", dest = "path", name = "path", block = "block", content = "block",
+                             marker = "marker", marker_begin = "marker_begin", marker_end = "marker_end",
+                             state = "state", insertafter = "insertafter", insertbefore = "insertbefore",
+                             create = "create", mode = "mode", owner = "owner", group = "group", backup = "backup",
+                             validate = "validate" },
+                    values = { state = { "present", "absent" } },
+                    regex = { insertafter = "EOF", insertbefore = "BOF" },
+                    -- Ansible's marker, so a file it manages keeps its block
+                    defaults = { marker = "# {mark} ANSIBLE MANAGED BLOCK" } },
+    user = { action = "user", args = { name = "name", state = "state", uid = "uid", group = "group", groups = "groups",
+                                       append = "append", shell = "shell", home = "home", create_home = "create_home",
+                                       createhome = "create_home", system = "system", comment = "comment",
+                                       password = "password", remove = "remove" },
+             values = { state = { "present", "absent" } } },
+    group = { action = "group", args = { name = "name", state = "state", gid = "gid", system = "system" },
+              values = { state = { "present", "absent" } } },
+    sysctl = { action = "sysctl", args = { name = "name", key = "name", value = "value", val = "value", state = "state",
+                                           sysctl_file = "sysctl_file", reload = "reload", ignoreerrors = "ignoreerrors" },
+               values = { state = { "present", "absent" } },
+               -- Ansible's default file (cutover's own is /etc/sysctl.d/99-cutover.conf)
+               defaults = { sysctl_file = "/etc/sysctl.conf" } },
+    fetch = { action = "fetch", args = { src = "src", dest = "dest", flat = "flat", fail_on_missing = "fail_on_missing" } },
+    unarchive = { action = "unarchive", args = { src = "src", dest = "dest", remote_src = "remote_src", creates = "creates",
+                                                 extra_opts = "extra_opts" } },
+    systemd = { action = "systemd", args = { name = "name", state = "state", enabled = "enabled", masked = "masked",
+                                             daemon_reload = "daemon_reload", daemon_reexec = nil },
+                values = { state = { "started", "stopped", "restarted", "reloaded" } } },
 }
+M.MODULES.service = { action = "service", args = M.MODULES.systemd.args, values = M.MODULES.systemd.values }
+M.MODULES.systemd_service = M.MODULES.systemd
+for _, k in ipairs({ "owner", "group", "backup", "validate" }) do
+    M.MODULES.copy.args[k] = k
+    M.MODULES.template.args[k] = k
+end
+for _, k in ipairs({ "owner", "group", "src", "force", "recurse" }) do M.MODULES.file.args[k] = k end
+M.MODULES.file.values.state = { "file", "directory", "absent", "touch", "link", "hard" }
+
+-- A Python regular expression as a Lua pattern, for the common subset
+-- (anchors, classes \s \d \w, sets, . * + ?, plain groups); nil, why for
+-- the rest (alternation, counted or lazy repeats, a repeated group, ...).
+function M.regex_to_lua(re)
+    local out, i, n = {}, 1, #re
+    local CLASS = { s = "%s", S = "%S", d = "%d", D = "%D", w = "[%w_]", W = "[^%w_]" }
+    local IN_SET = { s = "%s", S = "%S", d = "%d", D = "%D", w = "%w_" }
+    local depth, last_was_group = 0, false
+    while i <= n do
+        local c = re:sub(i, i)
+        local was_group = last_was_group
+        last_was_group = false
+        if c == "\\" then
+            local e = re:sub(i + 1, i + 1)
+            if CLASS[e] then out[#out + 1] = CLASS[e]
+            elseif e:match("%p") then out[#out + 1] = "%" .. e
+            else return nil, "the regular expression '\\" .. e .. "'" end
+            i = i + 2
+        elseif c == "[" then
+            local j = i + 1
+            local set = { "[" }
+            if re:sub(j, j) == "^" then set[#set + 1] = "^"; j = j + 1 end
+            if re:sub(j, j) == "]" then set[#set + 1] = "%]"; j = j + 1 end
+            while j <= n and re:sub(j, j) ~= "]" do
+                local d = re:sub(j, j)
+                if d == "\\" then
+                    local e = re:sub(j + 1, j + 1)
+                    if IN_SET[e] then set[#set + 1] = IN_SET[e]
+                    elseif e:match("%p") then set[#set + 1] = "%" .. e
+                    else return nil, "the regular expression '\\" .. e .. "' in a set" end
+                    j = j + 2
+                else
+                    if d == "%" then d = "%%" end
+                    set[#set + 1] = d
+                    j = j + 1
+                end
+            end
+            if j > n then return nil, "an unclosed '['" end
+            set[#set + 1] = "]"
+            out[#out + 1] = table.concat(set)
+            i = j + 1
+        elseif c == "(" then
+            if re:sub(i + 1, i + 1) == "?" then return nil, "a '(?' group" end
+            depth = depth + 1
+            out[#out + 1] = "("
+            i = i + 1
+        elseif c == ")" then
+            depth = depth - 1
+            if depth < 0 then return nil, "an unbalanced ')'" end
+            out[#out + 1] = ")"
+            last_was_group = true
+            i = i + 1
+        elseif c == "|" then
+            return nil, "alternation '|'"
+        elseif c == "{" and re:sub(i):match("^{%d*,?%d*}") then
+            return nil, "a counted repeat '" .. re:sub(i):match("^{%d*,?%d*}") .. "'"
+        elseif c == "*" or c == "+" or c == "?" then
+            if was_group then return nil, "a repeated group" end
+            if i == 1 then return nil, "a repeat with nothing before it" end
+            if re:sub(i + 1, i + 1) == "?" then
+                if c ~= "*" then return nil, "a lazy repeat '" .. c .. "?'" end
+                out[#out + 1] = "-"
+                i = i + 2
+            else
+                out[#out + 1] = c
+                i = i + 1
+            end
+        elseif c == "^" then
+            if i ~= 1 then return nil, "'^' inside the expression" end
+            out[#out + 1] = "^"
+            i = i + 1
+        elseif c == "$" then
+            if i ~= n then return nil, "'$' inside the expression" end
+            out[#out + 1] = "$"
+            i = i + 1
+        elseif c == "%" or c == "-" then
+            out[#out + 1] = "%" .. c
+            i = i + 1
+        else
+            out[#out + 1] = c
+            i = i + 1
+        end
+    end
+    if depth ~= 0 then return nil, "an unclosed '('" end
+    return table.concat(out)
+end
 
 -- Task keywords: how each one converts.
 --   same       copied (strings translated)        cond   a condition
@@ -444,6 +575,20 @@ function C:module(src, t, mkey, ctx, step)
                 local m = mode_text(v)
                 if not m then error({ convert = "mode '" .. tostring(v) .. "' (only octal modes convert)" }, 0) end
                 args:put("mode", m)
+            elseif row.regex and row.regex[k] and v ~= row.regex[k] then
+                if type(v) ~= "string" or v:find("{{", 1, true) then
+                    error({ convert = k .. " that is not a plain regular expression" }, 0)
+                end
+                local lua, why = M.regex_to_lua(v)
+                if not lua then error({ convert = k .. " '" .. v .. "': " .. why .. " has no Lua pattern equivalent" }, 0) end
+                args:put(to, lua)
+            elseif mkey:match("lineinfile$") and k == "line" and (given.backrefs == true or given.backrefs == "yes") then
+                if type(v) ~= "string" or v:find("{{", 1, true) then
+                    error({ convert = "a backrefs line with {{ }}" }, 0)
+                end
+                -- \1 and \g<1> become %1; a literal % is %%
+                local line = v:gsub("%%", "%%%%"):gsub("\\g<(%d)>", "%%%1"):gsub("\\(%d)", "%%%1")
+                args:put(to, line)
             elseif row.values and row.values[k] then
                 local okv = false
                 for _, x in ipairs(row.values[k]) do if x == v then okv = true end end
@@ -468,6 +613,9 @@ function C:module(src, t, mkey, ctx, step)
                 args:put(to, self:value(src, v))
             end
         end
+    end
+    for k, v in pairs(row.defaults or {}) do
+        if args:get(k) == nil then args:put(k, v) end
     end
     -- files: a relative src is looked up as Ansible does and converted
     if row.lookup and type(args:get("src")) == "string" then
@@ -634,21 +782,19 @@ local function cond_value(self, v)
     return lua
 end
 
--- become: run as root is left out and reported (cutover runs as the
--- login user: log in as root); another user would do something else.
-function C:become(src, t)
-    if t.become == nil and t.become_user == nil then return end
-    local user = t.become_user
-    if user ~= nil and user ~= "root" and t.become ~= false then
-        error({ convert = "become_user '" .. tostring(user) .. "' (cutover runs as the login user)" }, 0)
+-- become: the keywords carry over (docs/become.md); a method cutover does
+-- not have makes the step fail.
+function C:become(src, t, into)
+    if t.become == nil and t.become_user == nil and t.become_method == nil and t.become_flags == nil then return end
+    if t.become_method ~= nil and t.become_method ~= "sudo" and t.become_method ~= "su" then
+        error({ convert = "become_method '" .. tostring(t.become_method) .. "' (cutover has sudo and su)" }, 0)
     end
-    if t.become == true or (type(t.become) == "string") then
-        self:report(self:at(src, t, "become"), "become: left out (cutover runs as the login user: log in as root for this)")
+    if t.become ~= nil then
+        if type(t.become) == "boolean" then into:put("become", t.become)
+        else into:put("become", cond_value(self, t.become)) end
     end
-    for _, k in ipairs({ "become_method", "become_flags" }) do
-        if t[k] ~= nil and t.become ~= false then
-            self:report(self:at(src, t, k), k .. ": left out")
-        end
+    for _, k in ipairs({ "become_user", "become_method", "become_flags" }) do
+        if t[k] ~= nil then into:put(k, self:value(src, t[k])) end
     end
 end
 
@@ -695,7 +841,7 @@ function C:step_body(src, t, ctx)
         end
         step:put("name", type(name) == "string" and name or tostring(name))
     end
-    self:become(src, t)
+    self:become(src, t, step)
     for _, k in ipairs(ordered_keys(src, t)) do
         if TASK_KEYWORDS[k] == "drop" then self:report(self:at(src, t, k), "'" .. k .. "': left out") end
     end
@@ -957,7 +1103,7 @@ function C:play(src, p, index)
         out:put("vars_prompt", list)
     end
     -- play keywords cutover does not have
-    self:become(src, p)
+    self:become(src, p, out)
     local conn = p.connection
     if conn ~= nil then
         local h = p.hosts
@@ -965,8 +1111,8 @@ function C:play(src, p, index)
             blockers[#blockers + 1] = { self:at(src, p, "connection"), "connection: " .. tostring(conn) }
         end
     end
-    for _, k in ipairs({ "environment", "remote_user", "strategy", "module_defaults", "port", "become_user", "check_mode" }) do
-        if p[k] ~= nil and not (k == "become_user" and (p[k] == "root" or p.become == false)) then
+    for _, k in ipairs({ "environment", "remote_user", "strategy", "module_defaults", "port", "check_mode" }) do
+        if p[k] ~= nil then
             blockers[#blockers + 1] = { self:at(src, p, k), "play '" .. k .. "'" }
         end
     end
