@@ -64,34 +64,12 @@ with `create: true`.  Files over 8 MiB are refused.  `owner`, `group`,
     check_mode = "Exact: reads the file, computes the edit and reports it (with a diff under --diff); writes nothing. A write the login user may not make is predicted as the failure it would be.",
     idempotent = true,
     run = function(ctx, args)
-        local conn = ctx.conn
-        local st, err, code = conn:stat(args.path, true)
-        if not st and code ~= 2 then return { failed = true, msg = err } end
-        local text = ""
-        if not st then
-            if args.state == "absent" or args.block == "" then
-                return { changed = false, msg = args.path .. " does not exist" }
-            end
-            if not args.create then
-                return { failed = true, msg = args.path .. " does not exist (create: true creates it)" }
-            end
-        elseif st.type ~= "file" then
-            return { failed = true, msg = args.path .. " is a " .. st.type .. ", not a file" }
-        else
-            text, err = conn:read_file(args.path, textedit.MAX_FILE_BYTES)
-            if not text then return { failed = true, msg = err } end
-        end
-        local ok, new, msg = pcall(textedit.edit_block, text, {
-            block = args.block, state = args.state,
-            begin_marker = marker_line(args, args.marker_begin),
-            end_marker = marker_line(args, args.marker_end),
-            insertafter = args.insertafter, insertbefore = args.insertbefore })
-        if not ok then return { failed = true, msg = args.path .. ": " .. tostring(new) } end
-        if new == nil then return { failed = true, msg = args.path .. ": " .. msg } end
-        local result = content.ensure(ctx, args.path, new, args.mode, args)
-        if not result.changed and not result.failed then result.msg = msg end
-        if not result.failed and result.changed and not ctx.check then result.msg = msg end
-        if result.changed and ctx.check then result.msg = "would change: " .. msg end
-        return result
+        return textedit.apply(ctx, args, args.state == "absent" or args.block == "", function(text)
+            return textedit.edit_block(text, {
+                block = args.block, state = args.state,
+                begin_marker = marker_line(args, args.marker_begin),
+                end_marker = marker_line(args, args.marker_end),
+                insertafter = args.insertafter, insertbefore = args.insertbefore })
+        end)
     end,
 }

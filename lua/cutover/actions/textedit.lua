@@ -5,6 +5,7 @@
 -- bounded matcher as the expression helpers.  (Not an action.)
 local pattern = require("cutover.core.pattern")
 local helpers = require("cutover.expr_helpers")
+local content = require("cutover.actions.content")
 
 local M = {}
 
@@ -169,6 +170,34 @@ function M.edit_block(text, o)
     local new = join(out, ends_in_newline)
     if new == text then return text, "block already present" end
     return new, msg
+end
+
+-- The action around an edit, shared by lineinfile and blockinfile: reads
+-- args.path (a missing one is created only with args.create, and is
+-- nothing to do when absent_is_done), edits it with edit(text) -> new,
+-- message | nil, error, and writes it with content.ensure.
+function M.apply(ctx, args, absent_is_done, edit)
+    local conn = ctx.conn
+    local st, err, code = conn:stat(args.path, true)
+    if not st and code ~= 2 then return { failed = true, msg = err } end
+    local text = ""
+    if not st then
+        if absent_is_done then return { changed = false, msg = args.path .. " does not exist" } end
+        if not args.create then
+            return { failed = true, msg = args.path .. " does not exist (create: true creates it)" }
+        end
+    elseif st.type ~= "file" then
+        return { failed = true, msg = args.path .. " is a " .. st.type .. ", not a file" }
+    else
+        text, err = conn:read_file(args.path, M.MAX_FILE_BYTES)
+        if not text then return { failed = true, msg = err } end
+    end
+    local ok, new, msg = pcall(edit, text)
+    if not ok then return { failed = true, msg = args.path .. ": " .. tostring(new) } end
+    if new == nil then return { failed = true, msg = args.path .. ": " .. msg } end
+    local result = content.ensure(ctx, args.path, new, args.mode, args)
+    if not result.failed then result.msg = (result.changed and ctx.check and "would change: " or "") .. msg end
+    return result
 end
 
 return M
