@@ -103,6 +103,21 @@ return function(T)
         return n
     end
 
+    -- Each case {step text, message}: a playbook whose one step (id sN,
+    -- then the text) must be refused by `cutover lint` with exit 2, naming
+    -- the file, the line (4 unless given) and the step, and saying why.
+    function H.lint_refuses(dir, cases, line)
+        for i, c in ipairs(cases) do
+            local book = H.book(dir, "- hosts: localhost\n  steps:\n    - id: s" .. i .. "\n      " .. c[1] .. "\n",
+                                "lint-" .. i .. ".yml")
+            local r = T.run({ "lint", book })
+            T.eq(r.rc, 2, c[1] .. ": exit")
+            T.contains(r.stderr, book .. ":" .. (line or 4) .. ":", c[1] .. ": names file and line")
+            T.contains(r.stderr, "step 's" .. i .. "'", c[1] .. ": names the step")
+            T.contains(r.stderr, c[2], c[1] .. ": says why")
+        end
+    end
+
     function H.count(results, status)
         local n = 0
         for _, e in ipairs(results) do if e.status == status then n = n + 1 end end

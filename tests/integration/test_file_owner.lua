@@ -206,13 +206,7 @@ T.test("bad file arguments are refused at lint", function()
         { "file: { path: /x, state: hard, src: /y, mode: '0644' }", "mode does not apply to a hard link" },
         { "copy: { dest: /x, content: y, validate: 'visudo -c' }", "validate must contain %s" },
     }
-    for i, c in ipairs(cases) do
-        local book = H.book(d, "- hosts: localhost\n  steps:\n    - id: s" .. i .. "\n      " .. c[1] .. "\n", "b" .. i .. ".yml")
-        local r = T.run({ "lint", book })
-        T.eq(r.rc, 2, c[1] .. ": exit")
-        T.contains(r.stderr, book .. ":4:", c[1] .. ": file and line")
-        T.contains(r.stderr, c[2], c[1] .. ": says why")
-    end
+    H.lint_refuses(d, cases)
 end)
 
 T.done()

@@ -110,14 +110,7 @@ T.test("bad arguments are refused at lint, naming file, line and step", function
         { "blockinfile: { path: /x, block: 'a', marker: '# managed' }", "marker must contain '{mark}'" },
         { "blockinfile: { path: /x, block: 'a', marker_begin: X, marker_end: X }", "marker_begin and marker_end must differ" },
     }
-    for i, c in ipairs(cases) do
-        local book = H.book(d, "- hosts: localhost\n  steps:\n    - id: s" .. i .. "\n      " .. c[1] .. "\n", "b" .. i .. ".yml")
-        local r = T.run({ "lint", book })
-        T.eq(r.rc, 2, c[1] .. ": exit")
-        T.contains(r.stderr, book .. ":4:", c[1] .. ": names file and line")
-        T.contains(r.stderr, "step 's" .. i .. "'", c[1] .. ": names the step")
-        T.contains(r.stderr, c[2], c[1] .. ": says why")
-    end
+    H.lint_refuses(d, cases)
 end)
 
 T.done()

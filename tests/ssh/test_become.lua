@@ -136,15 +136,8 @@ end)
 
 T.test("bad become keywords at lint", function()
     local d = T.tmpdir()
-    for i, c in ipairs({ { "become: maybe", "'become' must be true, false" },
-                         { "become_method: doas", "'become_method' must be sudo or su" } }) do
-        local b = H.book(d, "- hosts: localhost\n  steps:\n    - id: s\n      command: 'true'\n      " .. c[1] .. "\n",
-                         "b" .. i .. ".yml")
-        local r = T.run({ "lint", b })
-        T.eq(r.rc, 2, c[1])
-        T.contains(r.stderr, b .. ":5:", c[1] .. ": file and line")
-        T.contains(r.stderr, c[2], c[1])
-    end
+    H.lint_refuses(d, { { "command: 'true'\n      become: maybe", "'become' must be true, false" },
+                        { "command: 'true'\n      become_method: doas", "'become_method' must be sudo or su" } }, 5)
 end)
 
 T.done()

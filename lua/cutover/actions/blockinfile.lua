@@ -12,21 +12,12 @@ local function marker_line(args, mark)
 end
 
 local function validate(args)
-    if args.insertafter and args.insertbefore then return "takes only one of 'insertafter' and 'insertbefore'" end
     local marker = args.marker or DEFAULT_MARKER
     if not marker:find("{mark}", 1, true) then return "marker must contain '{mark}'" end
     if marker:find("\n", 1, true) then return "marker must be one line" end
     local b, e = args.marker_begin or "BEGIN", args.marker_end or "END"
     if b == e then return "marker_begin and marker_end must differ" end
-    local verr = content.validate_args(args)
-    if verr then return verr end
-    for _, k in ipairs({ "insertafter", "insertbefore" }) do
-        local p = args[k]
-        if p and not (k == "insertafter" and p == "EOF") and not (k == "insertbefore" and p == "BOF") then
-            local ok, err = textedit.check_pattern(k, p)
-            if not ok then return err end
-        end
-    end
+    return textedit.check_args(args, { "insertafter", "insertbefore" })
 end
 
 return {
@@ -44,24 +35,16 @@ markers.  A begin marker without its end marker (or the reverse) is an
 error naming the line, never a guess.  A missing file is created only
 with `create: true`.  Files over 8 MiB are refused.  `owner`, `group`,
 `validate` and `backup` work as in copy.]],
-    args = {
-        path = { type = "path", required = true, doc = "the file on the host" },
+    args = textedit.args({
+        state_doc = "whether the block is there",
         block = { type = "string", default = "", doc = "the lines between the markers" },
         marker = { type = "string", doc = "marker line template with {mark} (default '" .. DEFAULT_MARKER .. "')" },
         marker_begin = { type = "string", default = "BEGIN", doc = "{mark} in the first marker" },
         marker_end = { type = "string", default = "END", doc = "{mark} in the last marker" },
-        state = { type = "string", default = "present", choices = { "present", "absent" },
-                  doc = "whether the block is there" },
-        insertafter = { type = "string", doc = "Lua pattern (or EOF): insert after its last match" },
-        insertbefore = { type = "string", doc = "Lua pattern (or BOF): insert before its last match" },
-        create = { type = "bool", default = false, doc = "create the file when it is missing" },
-        mode = { type = "mode", doc = "permission bits, e.g. '0644'" },
-        owner = content.ARGS.owner, group = content.ARGS.group,
-        backup = content.ARGS.backup, validate = content.ARGS.validate,
-    },
+    }),
     validate = validate,
     returns = content.RETURNS,
-    check_mode = "Exact: reads the file, computes the edit and reports it (with a diff under --diff); writes nothing. A write the login user may not make is predicted as the failure it would be.",
+    check_mode = textedit.CHECK_MODE,
     idempotent = true,
     run = function(ctx, args)
         return textedit.apply(ctx, args, args.state == "absent" or args.block == "", function(text)

@@ -7,7 +7,6 @@ local content = require("cutover.actions.content")
 local function validate(args)
     local state = args.state or "present"
     if args.regexp and args.search_string then return "takes only one of 'regexp' and 'search_string'" end
-    if args.insertafter and args.insertbefore then return "takes only one of 'insertafter' and 'insertbefore'" end
     if args.backrefs and not args.regexp then return "backrefs needs 'regexp'" end
     if state == "present" and args.line == nil then return "state present needs 'line'" end
     if state == "absent" and args.line == nil and not args.regexp and not args.search_string then
@@ -20,15 +19,7 @@ local function validate(args)
         return "line: '" .. args.line:match("\\%d") .. "' is regular-expression syntax; write '%" ..
             args.line:match("\\(%d)") .. "' for a capture of regexp"
     end
-    local verr = content.validate_args(args)
-    if verr then return verr end
-    for _, k in ipairs({ "regexp", "insertafter", "insertbefore" }) do
-        local p = args[k]
-        if p and not (k == "insertafter" and p == "EOF") and not (k == "insertbefore" and p == "BOF") then
-            local ok, err = textedit.check_pattern(k, p)
-            if not ok then return err end
-        end
-    end
+    return textedit.check_args(args, { "regexp", "insertafter", "insertbefore" })
 end
 
 return {
@@ -47,25 +38,17 @@ created only with `create: true` (mode `mode`, default 0644).  Patterns
 are Lua patterns, not regular expressions: `\d` is refused with the
 pattern to write instead (`%d`).  Files over 8 MiB are refused.  `owner`, `group`,
 `validate` and `backup` work as in copy.]],
-    args = {
-        path = { type = "path", required = true, doc = "the file on the host" },
+    args = textedit.args({
+        state_doc = "whether the line is there",
         line = { type = "string", doc = "the line the file must hold (without newline)" },
         regexp = { type = "string", doc = "Lua pattern selecting the line to replace or remove" },
         search_string = { type = "string", doc = "plain text selecting the line to replace or remove" },
-        state = { type = "string", default = "present", choices = { "present", "absent" },
-                  doc = "whether the line is there" },
-        insertafter = { type = "string", doc = "Lua pattern (or EOF): insert after its last match" },
-        insertbefore = { type = "string", doc = "Lua pattern (or BOF): insert before its last match" },
         firstmatch = { type = "bool", default = false, doc = "use the first match, not the last" },
         backrefs = { type = "bool", default = false, doc = "fill %1..%9 in line from regexp's captures" },
-        create = { type = "bool", default = false, doc = "create the file when it is missing" },
-        mode = { type = "mode", doc = "permission bits, e.g. '0644'" },
-        owner = content.ARGS.owner, group = content.ARGS.group,
-        backup = content.ARGS.backup, validate = content.ARGS.validate,
-    },
+    }),
     validate = validate,
     returns = content.RETURNS,
-    check_mode = "Exact: reads the file, computes the edit and reports it (with a diff under --diff); writes nothing. A write the login user may not make is predicted as the failure it would be.",
+    check_mode = textedit.CHECK_MODE,
     idempotent = true,
     run = function(ctx, args)
         return textedit.apply(ctx, args, args.state == "absent",

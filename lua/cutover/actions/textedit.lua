@@ -172,6 +172,40 @@ function M.edit_block(text, o)
     return new, msg
 end
 
+-- The arguments lineinfile and blockinfile share, with the action's own.
+function M.args(own)
+    local a = {
+        path = { type = "path", required = true, doc = "the file on the host" },
+        state = { type = "string", default = "present", choices = { "present", "absent" }, doc = own.state_doc },
+        insertafter = { type = "string", doc = "Lua pattern (or EOF): insert after its last match" },
+        insertbefore = { type = "string", doc = "Lua pattern (or BOF): insert before its last match" },
+        create = { type = "bool", default = false, doc = "create the file when it is missing" },
+        mode = { type = "mode", doc = "permission bits, e.g. '0644'" },
+        owner = content.ARGS.owner, group = content.ARGS.group,
+        backup = content.ARGS.backup, validate = content.ARGS.validate,
+    }
+    for k, v in pairs(own) do if k ~= "state_doc" then a[k] = v end end
+    return a
+end
+
+M.CHECK_MODE = "Exact: reads the file, computes the edit and reports it (with a diff under --diff); writes " ..
+    "nothing. A write the login user may not make is predicted as the failure it would be."
+
+-- Checks shared by both actions' validate: insertafter/insertbefore
+-- together, validate's %s, and each pattern argument in names.
+function M.check_args(args, names)
+    if args.insertafter and args.insertbefore then return "takes only one of 'insertafter' and 'insertbefore'" end
+    local verr = content.validate_args(args)
+    if verr then return verr end
+    for _, k in ipairs(names) do
+        local p = args[k]
+        if p and not (k == "insertafter" and p == "EOF") and not (k == "insertbefore" and p == "BOF") then
+            local ok, err = M.check_pattern(k, p)
+            if not ok then return err end
+        end
+    end
+end
+
 -- The action around an edit, shared by lineinfile and blockinfile: reads
 -- args.path (a missing one is created only with args.create, and is
 -- nothing to do when absent_is_done), edits it with edit(text) -> new,
