@@ -88,7 +88,7 @@ M.MODULES = {
     unarchive = { action = "unarchive", args = { src = "src", dest = "dest", remote_src = "remote_src", creates = "creates",
                                                  extra_opts = "extra_opts" } },
     systemd = { action = "systemd", args = { name = "name", state = "state", enabled = "enabled", masked = "masked",
-                                             daemon_reload = "daemon_reload", daemon_reexec = nil },
+                                             daemon_reload = "daemon_reload" },
                 values = { state = { "started", "stopped", "restarted", "reloaded" } } },
 }
 M.MODULES.service = { action = "service", args = M.MODULES.systemd.args, values = M.MODULES.systemd.values }
