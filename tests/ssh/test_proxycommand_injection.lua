@@ -38,7 +38,8 @@ end
 local function refused(results, host, value, what)
     for _, r in ipairs(results) do
         T.eq(r.rc, 1, what .. ": exit code (a host failed): " .. r.stdout .. r.stderr)
-        T.contains(r.stdout, "host " .. host .. ": ", what .. ": the error names the host: " .. r.stdout)
+        T.contains(r.stdout, "host " .. host .. ": ", what .. ": the error names the host: " .. r.stdout ..
+                   " (exit " .. tostring(r.rc) .. ", stderr: " .. r.stderr .. ")")
         T.contains(r.stdout, "'" .. value .. "'", what .. ": the error quotes the value: " .. r.stdout)
         T.contains(r.stdout, "shell metacharacter", what .. ": the error says why: " .. r.stdout)
         T.not_contains(r.stdout .. r.stderr, "traceback", what .. ": no traceback")
