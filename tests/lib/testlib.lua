@@ -48,7 +48,14 @@ function T.not_contains(s, needle, what)
     end
 end
 
+-- The end of a stream, at most n bytes, for a failure report.
+local function tail(s, n)
+    if #s <= n then return s end
+    return "[... " .. (#s - n) .. " bytes before]" .. s:sub(-n)
+end
+
 function T.test(name, fn)
+    T.last = nil
     local ok, err = xpcall(fn, debug.traceback)
     if ok then
         T.passed = T.passed + 1
@@ -56,6 +63,14 @@ function T.test(name, fn)
     else
         T.failed = T.failed + 1
         print("not ok - " .. name .. "\n  " .. tostring(err):gsub("\n", "\n  "))
+        -- what the case's last cutover run said: a failure seen once in
+        -- CI must carry enough to explain it
+        local r = T.last
+        if r then
+            print((("  last run: %s\n  exit %s%s\n  stdout: %s\n  stderr: %s"):format(
+                table.concat(r.argv, " "), tostring(r.rc), r.signal and (" (signal " .. r.signal .. ")") or "",
+                tail(r.stdout or "", 3000), tail(r.stderr or "", 2000)):gsub("\n", "\n  ")))
+        end
     end
 end
 
@@ -100,6 +115,7 @@ function T.run(args, opts)
     for k, v in pairs(opts.env or {}) do env[k] = v end
     local r = assert(proc.run({ argv = argv, env = env, stdin = opts.stdin,
                                 timeout = opts.timeout or 60, cwd = opts.cwd }))
+    T.last = { argv = args, rc = r.rc, signal = r.signal, stdout = r.stdout, stderr = r.stderr }
     return r
 end
 
