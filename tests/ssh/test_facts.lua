@@ -284,4 +284,36 @@ T.test("the local connection gathers only when the play asks", function()
     T.eq(k.asked.result.msg, sh("cat /proc/sys/kernel/random/boot_id") .. " " .. sh("id -un"), "gathered when asked")
 end)
 
+T.test("Ansible's injected names: ansible_distribution is ansible_facts.distribution; variables and connection settings win", function()
+    local d = T.tmpdir()
+    local book = H.book(d, [[
+- hosts: web1
+  vars:
+    ansible_kernel: "set by the play"
+  steps:
+    - id: injected
+      debug: { msg: "{{ ansible_distribution }}|{{ ansible_os_family }}|{{ ansible_hostname }}|{{ ansible_default_ipv4.address or '-' }}|{{ ansible_distribution_major_version }}" }
+    - id: vars_win
+      debug: { msg: "{{ ansible_kernel }}|{{ ansible_user }}|{{ ansible_port }}" }
+    - { id: n1, debug: { msg: "{{ ansible_name }}" }, ignore_errors: true }
+    - { id: n2, debug: { msg: "{{ ansible_connection }}" }, ignore_errors: true }
+    - { id: n3, debug: { msg: "{{ ansible_address }}" }, ignore_errors: true }
+    - { id: n4, debug: { msg: "{{ ansible_boot_id }}" }, ignore_errors: true }
+    - { id: n5, debug: { msg: "{{ ansible_nothing_such }}" }, ignore_errors: true }
+]])
+    local r, k = run(d, book)
+    T.eq(r.rc, 0, "exit code (stderr: " .. r.stderr .. ")")
+    local osr = os_release()
+    local want_dist = k["web1 injected"].result.msg:match("^([^|]*)")
+    T.ok(want_dist ~= "" and want_dist ~= "nil", "ansible_distribution is defined: " .. k["web1 injected"].result.msg)
+    T.eq(k["web1 injected"].result.msg:match("^[^|]*|[^|]*|([^|]*)"), sh("uname -n"):match("^[^.]*"), "ansible_hostname is the host's")
+    T.eq(k["web1 injected"].result.msg:match("([^|]*)$"), (osr.VERSION_ID or ""):match("^%d+") or "", "ansible_distribution_major_version")
+    T.eq(k["web1 vars_win"].result.msg, "set by the play|" .. srv.user .. "|" .. srv.port,
+         "a variable of that name wins; ansible_user and ansible_port stay the inventory's")
+    for i, n in ipairs({ "ansible_name", "ansible_connection", "ansible_address", "ansible_boot_id", "ansible_nothing_such" }) do
+        T.contains(k["web1 n" .. i].result.msg, "undefined variable '" .. n .. "'",
+                   "cutover-only facts and unknown names are not injected")
+    end
+end)
+
 T.done()
