@@ -91,7 +91,9 @@ M.MODULES = {
                                              daemon_reload = "daemon_reload" },
                 values = { state = { "started", "stopped", "restarted", "reloaded" } } },
 }
-M.MODULES.service = { action = "service", args = M.MODULES.systemd.args, values = M.MODULES.systemd.values }
+M.MODULES.service = { action = "service", args = { use = "use" },
+                      values = { state = M.MODULES.systemd.values.state, use = { "auto", "systemd", "sysvinit" } } }
+for k, v in pairs(M.MODULES.systemd.args) do M.MODULES.service.args[k] = v end
 M.MODULES.systemd_service = M.MODULES.systemd
 for _, k in ipairs({ "owner", "group", "backup", "validate" }) do
     M.MODULES.copy.args[k] = k
