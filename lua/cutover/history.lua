@@ -424,7 +424,7 @@ function M.abort(j, id)
         local r = j:run(id)
         if not r then return "missing" end
         if r.status == "ok" or r.status == "aborted" then return "finished", r end
-        for _, l in ipairs(j:rows("SELECT * FROM locks WHERE run = ?", id)) do
+        for _, l in ipairs(j:locks_of_run(id)) do
             -- a run's claim is held while a process runs or resumes it
             if (r.status == "running" or l.host == journal_mod.claim_key(id))
                     and l.pid ~= sys.getpid() and journal_mod.holder_alive(l) then

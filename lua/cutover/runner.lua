@@ -649,8 +649,7 @@ end
 -- otherwise be replayed and deployed.  Returns nil | an exit code.
 function Run:open_sealed(j, run_id)
     self.unsealed = {}
-    local rows = j:rows("SELECT seq, host, play, step, result, sealed FROM steps " ..
-                        "WHERE run = ? AND sealed IS NOT NULL ORDER BY seq", run_id)
+    local rows = j:sealed_steps(run_id)
     local bad = {}
     for _, row in ipairs(rows) do
         local text, list = self.secrets:open_result(row.sealed, row.result, run_id)
@@ -813,10 +812,8 @@ function Run:journaled_step(hs, step)
     if seq then
         j:result(seq, output.status(result), result.changed == true, text, note, sealed)
     else
-        j:exec("BEGIN")
-        seq = j:intent(intent)
-        j:result(seq, output.status(result), result.changed == true, text, note, sealed)
-        j:exec("COMMIT")
+        seq = j:intent_with_result(intent, output.status(result), result.changed == true,
+                                   text, note, sealed)
     end
     if shown_diff ~= "" then
         -- the --diff text, masked, for `cutover report` (capped: a report is read by people)
@@ -1512,8 +1509,7 @@ function M.run(book, inventory, opts)
     local sealed_any = false
     if opts.resume and opts.journal then
         sealed_any = opts.resume.run.sealed ~= nil or
-            opts.journal:rows("SELECT 1 FROM steps WHERE run = ? AND sealed IS NOT NULL LIMIT 1",
-                              opts.resume.run.id)[1] ~= nil
+            opts.journal:has_sealed_steps(opts.resume.run.id)
     end
     local secrets, serr, scode = require("cutover.secrets").prepare(book, {
         vault = opts.vault, interactive = opts.interactive, extra_vars = opts.extra_vars,
