@@ -2,6 +2,7 @@
 -- inventory, and hands over to the runner.  Returns the exit code.
 local yaml = require("cutover.core.yaml")
 local playbook = require("cutover.playbook")
+local source = require("cutover.load.source")
 local lint = require("cutover.lint")
 local inventory = require("cutover.inventory")
 local actions = require("cutover.actions")
@@ -365,7 +366,7 @@ local function extra_vars(list)
         local t
         local is_file = e:sub(1, 1) == "@"
         if is_file then
-            local src, err = playbook.read_yaml(e:sub(2), "extra vars file")
+            local src, err = source.read(e:sub(2), "extra vars file")
             if not src then return nil, err end
             t = src.value
             if type(t) ~= "table" or (next(t) ~= nil and util.is_list(t)) then

@@ -4,7 +4,7 @@
 local json = require("cutover.core.json")
 local sys = require("cutover.core.sys")
 local journal_mod = require("cutover.journal")
-local playbook = require("cutover.playbook")
+local source = require("cutover.load.source")
 local runner = require("cutover.runner")
 local util = require("cutover.util")
 local redact = require("cutover.redact")
@@ -269,7 +269,7 @@ function M.resume(j, id, o, prepare)
     for k, v in pairs(ev) do if v == redact.MASK then masked[k] = true end end
     if next(masked) and type(recorded["extra-vars-files"]) == "table" then
         for _, path in ipairs(recorded["extra-vars-files"]) do
-            local src = playbook.read_yaml(tostring(path), "extra vars file")
+            local src = source.read(tostring(path), "extra vars file")
             if src and type(src.value) == "table" then
                 for k, v in pairs(src.value) do
                     if masked[k] then ev[k] = v end

@@ -8,7 +8,7 @@
 -- win over the ones written in the inventory itself.
 -- Without -i the inventory is one host, localhost, on the local connection.
 -- Every error names FILE:LINE (INI) or FILE:LINE:COL (YAML).
-local playbook = require("cutover.playbook")
+local source = require("cutover.load.source")
 local util = require("cutover.util")
 local fs = require("cutover.core.fs")
 local json = require("cutover.core.json")
@@ -175,7 +175,7 @@ local function is_mapping(v)
 end
 
 local function load_yaml(inv, path, errors)
-    local src, err = playbook.read_yaml(path, "inventory")
+    local src, err = source.read(path, "inventory")
     if not src then errors[#errors + 1] = err; return end
     local function bad(t, k, msg) errors[#errors + 1] = src:at(t, k) .. ": " .. msg end
 
@@ -446,11 +446,8 @@ M.looks_ini = looks_ini
 
 local function load_file(inv, path, errors)
     inv.files_read[#inv.files_read + 1] = path
-    local text, err = fs.read(path, playbook.MAX_BYTES)
+    local text, err = source.read_text(path, "inventory")
     if not text then
-        if err:find("larger than the limit", 1, true) then
-            err = path .. ": inventory is larger than the limit of " .. playbook.MAX_BYTES .. " bytes"
-        end
         errors[#errors + 1] = err
         return
     end
@@ -540,7 +537,7 @@ end
 local function merge_vars_files(files, target, what, errors, read)
     for _, p in ipairs(files) do
         if read then read[#read + 1] = p end
-        local src, err = playbook.read_yaml(p, what)
+        local src, err = source.read(p, what)
         if not src then
             errors[#errors + 1] = err
         elseif src.value ~= yaml_null then
@@ -681,7 +678,7 @@ end
 function M.limit_pattern(limit)
     if type(limit) ~= "string" or limit:sub(1, 1) ~= "@" then return limit end
     local path = limit:sub(2)
-    local text, err = fs.read(path, playbook.MAX_BYTES)
+    local text, err = fs.read(path, source.MAX_BYTES)
     if not text then return nil, "--limit " .. err end
     local terms = {}
     for line in text:gmatch("[^\n]+") do
