@@ -1,7 +1,7 @@
 -- cli: the command line.  Parses arguments, loads the playbook and
 -- inventory, and hands over to the runner.  Returns the exit code.
 local yaml = require("cutover.core.yaml")
-local playbook = require("cutover.playbook")
+local playbook = require("cutover.load.playbook")
 local source = require("cutover.load.source")
 local lint = require("cutover.lint")
 local inventory = require("cutover.inventory")

@@ -7,7 +7,7 @@ local loop = require("cutover.core.loop")
 local sys = require("cutover.core.sys")
 local expr = require("cutover.expr")
 local vars = require("cutover.vars")
-local schema = require("cutover.schema")
+local schema = require("cutover.load.schema")
 local actions = require("cutover.actions")
 local output = require("cutover.output")
 local run_lib = require("cutover.actions.run")
@@ -865,7 +865,7 @@ function Run:dynamic_steps(hs, step)
         if type(st) ~= "table" or st.type ~= "file" then
             got = { err = "include_steps: " .. path .. ": no such file (from '" .. step.dynamic_file .. "')" }
         else
-            local list, files = require("cutover.playbook").load_steps(path, step, self.book,
+            local list, files = require("cutover.load.playbook").load_steps(path, step, self.book,
                                                                       hs.play and hs.play.handler_names)
             if not list then
                 got = { err = "include_steps: " .. path .. ": " .. table.concat(files, "; ") }

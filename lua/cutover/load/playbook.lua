@@ -1,4 +1,4 @@
--- playbook: loads a playbook file and validates it completely before
+-- load.playbook: loads a playbook file and validates it completely before
 -- anything runs.  Every problem is reported as FILE:LINE:COL: message,
 -- naming the play or step; all problems are collected, not just the first.
 local yaml = require("cutover.core.yaml")
@@ -6,7 +6,7 @@ local fs = require("cutover.core.fs")
 local expr = require("cutover.expr")
 local util = require("cutover.util")
 local actions = require("cutover.actions")
-local schema = require("cutover.schema")
+local schema = require("cutover.load.schema")
 local source = require("cutover.load.source")
 
 local M = {}
