@@ -9,7 +9,7 @@ local actions = require("cutover.actions")
 local runner = require("cutover.runner")
 local docs = require("cutover.docs")
 local util = require("cutover.util")
-local redact = require("cutover.redact")
+local redact = require("cutover.secrets.redact")
 
 local M = {}
 
@@ -786,7 +786,7 @@ local COMMANDS = { history = cmd_history, show = cmd_show, report = cmd_report, 
 
 local VAULT_OPTS = { vault = { nil, true }, help = { "h" } }
 
--- cutover vault set NAME | list | rm NAME (the work: cutover.vault).
+-- cutover vault set NAME | list | rm NAME (the work: cutover.secrets.vault).
 local function cmd_vault(args)
     local o, pos = parse(args, VAULT_OPTS)
     if not o then return usage_error(pos, "vault") end
@@ -796,7 +796,7 @@ local function cmd_vault(args)
     if #pos ~= want then
         return usage_error("usage: cutover vault " .. pos[1] .. (want == 2 and " NAME" or ""), "vault")
     end
-    local vault = require("cutover.vault")
+    local vault = require("cutover.secrets.vault")
     if pos[2] and not vault.valid_name(pos[2]) then
         return usage_error("bad secret name '" .. pos[2] .. "': letters, digits and _, not starting with a digit", "vault")
     end

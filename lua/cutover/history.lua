@@ -7,7 +7,7 @@ local journal_mod = require("cutover.journal")
 local source = require("cutover.load.source")
 local runner = require("cutover.runner")
 local util = require("cutover.util")
-local redact = require("cutover.redact")
+local redact = require("cutover.secrets.redact")
 local output = require("cutover.output")
 
 local M = {}

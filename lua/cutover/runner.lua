@@ -15,7 +15,7 @@ local connections = require("cutover.connection")
 local util = require("cutover.util")
 local json = require("cutover.core.json")
 local crypto = require("cutover.core.crypto")
-local redact = require("cutover.redact")
+local redact = require("cutover.secrets.redact")
 local diff = require("cutover.diff")
 local facts_mod = require("cutover.facts")
 
