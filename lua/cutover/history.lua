@@ -4,10 +4,10 @@
 local json = require("cutover.core.json")
 local sys = require("cutover.core.sys")
 local journal_mod = require("cutover.journal")
-local playbook = require("cutover.playbook")
+local source = require("cutover.load.source")
 local runner = require("cutover.runner")
 local util = require("cutover.util")
-local redact = require("cutover.redact")
+local redact = require("cutover.secrets.redact")
 local output = require("cutover.output")
 
 local M = {}
@@ -269,7 +269,7 @@ function M.resume(j, id, o, prepare)
     for k, v in pairs(ev) do if v == redact.MASK then masked[k] = true end end
     if next(masked) and type(recorded["extra-vars-files"]) == "table" then
         for _, path in ipairs(recorded["extra-vars-files"]) do
-            local src = playbook.read_yaml(tostring(path), "extra vars file")
+            local src = source.read(tostring(path), "extra vars file")
             if src and type(src.value) == "table" then
                 for k, v in pairs(src.value) do
                     if masked[k] then ev[k] = v end
@@ -424,7 +424,7 @@ function M.abort(j, id)
         local r = j:run(id)
         if not r then return "missing" end
         if r.status == "ok" or r.status == "aborted" then return "finished", r end
-        for _, l in ipairs(j:rows("SELECT * FROM locks WHERE run = ?", id)) do
+        for _, l in ipairs(j:locks_of_run(id)) do
             -- a run's claim is held while a process runs or resumes it
             if (r.status == "running" or l.host == journal_mod.claim_key(id))
                     and l.pid ~= sys.getpid() and journal_mod.holder_alive(l) then

@@ -10,7 +10,7 @@
 -- reports no false positive for a name that exists, only names that can
 -- exist nowhere (a typo, a variable that was renamed).
 local expr = require("cutover.expr")
-local playbook = require("cutover.playbook")
+local playbook = require("cutover.load.playbook")
 local util = require("cutover.util")
 
 local M = {}

@@ -1,13 +1,13 @@
 -- output: what the operator sees.  Two reporters with the same methods:
 -- text (a line per step and host, a recap; colour only on a terminal and
 -- without NO_COLOR) and json (one event per line, docs/json-events.md).
--- Everything written passes through cutover.redact: secret values are
+-- Everything written passes through cutover.secrets.redact: secret values are
 -- shown as ******** (docs/security.md).
 local sys = require("cutover.core.sys")
 local json = require("cutover.core.json")
 local util = require("cutover.util")
 local diff = require("cutover.diff")
-local redact = require("cutover.redact")
+local redact = require("cutover.secrets.redact")
 local loop = require("cutover.core.loop")
 
 local M = {}

@@ -25,7 +25,7 @@ M.FORMAT_VERSION = 1
 -- Secrets: every string written to a plan, or printed, goes through the
 -- redaction module.  Required plainly: if it cannot load, no plan is
 -- written at all (never one with secrets unmasked).
-local redact = require("cutover.redact")
+local redact = require("cutover.secrets.redact")
 
 local function mask(s)
     if type(s) == "string" then return redact.text(s) end

@@ -7,7 +7,7 @@ local loop = require("cutover.core.loop")
 local sys = require("cutover.core.sys")
 local expr = require("cutover.expr")
 local vars = require("cutover.vars")
-local schema = require("cutover.schema")
+local schema = require("cutover.load.schema")
 local actions = require("cutover.actions")
 local output = require("cutover.output")
 local run_lib = require("cutover.actions.run")
@@ -15,7 +15,7 @@ local connections = require("cutover.connection")
 local util = require("cutover.util")
 local json = require("cutover.core.json")
 local crypto = require("cutover.core.crypto")
-local redact = require("cutover.redact")
+local redact = require("cutover.secrets.redact")
 local diff = require("cutover.diff")
 local facts_mod = require("cutover.facts")
 
@@ -649,8 +649,7 @@ end
 -- otherwise be replayed and deployed.  Returns nil | an exit code.
 function Run:open_sealed(j, run_id)
     self.unsealed = {}
-    local rows = j:rows("SELECT seq, host, play, step, result, sealed FROM steps " ..
-                        "WHERE run = ? AND sealed IS NOT NULL ORDER BY seq", run_id)
+    local rows = j:sealed_steps(run_id)
     local bad = {}
     for _, row in ipairs(rows) do
         local text, list = self.secrets:open_result(row.sealed, row.result, run_id)
@@ -813,10 +812,8 @@ function Run:journaled_step(hs, step)
     if seq then
         j:result(seq, output.status(result), result.changed == true, text, note, sealed)
     else
-        j:exec("BEGIN")
-        seq = j:intent(intent)
-        j:result(seq, output.status(result), result.changed == true, text, note, sealed)
-        j:exec("COMMIT")
+        seq = j:intent_with_result(intent, output.status(result), result.changed == true,
+                                   text, note, sealed)
     end
     if shown_diff ~= "" then
         -- the --diff text, masked, for `cutover report` (capped: a report is read by people)
@@ -868,7 +865,7 @@ function Run:dynamic_steps(hs, step)
         if type(st) ~= "table" or st.type ~= "file" then
             got = { err = "include_steps: " .. path .. ": no such file (from '" .. step.dynamic_file .. "')" }
         else
-            local list, files = require("cutover.playbook").load_steps(path, step, self.book,
+            local list, files = require("cutover.load.playbook").load_steps(path, step, self.book,
                                                                       hs.play and hs.play.handler_names)
             if not list then
                 got = { err = "include_steps: " .. path .. ": " .. table.concat(files, "; ") }
@@ -1512,8 +1509,7 @@ function M.run(book, inventory, opts)
     local sealed_any = false
     if opts.resume and opts.journal then
         sealed_any = opts.resume.run.sealed ~= nil or
-            opts.journal:rows("SELECT 1 FROM steps WHERE run = ? AND sealed IS NOT NULL LIMIT 1",
-                              opts.resume.run.id)[1] ~= nil
+            opts.journal:has_sealed_steps(opts.resume.run.id)
     end
     local secrets, serr, scode = require("cutover.secrets").prepare(book, {
         vault = opts.vault, interactive = opts.interactive, extra_vars = opts.extra_vars,

@@ -8,7 +8,7 @@
 local yaml = require("cutover.core.yaml")
 local fs = require("cutover.core.fs")
 local util = require("cutover.util")
-local playbook = require("cutover.playbook")
+local source = require("cutover.load.source")
 local jinja = require("cutover.convert.jinja")
 local Y = require("cutover.convert.yaml_out")
 
@@ -245,7 +245,7 @@ end
 
 function C:load(path, what)
     if self.sources[path] then return self.sources[path] end
-    local src, err = playbook.read_yaml(path, what)
+    local src, err = source.read(path, what)
     if not src then bad(err) end
     self.sources[path] = src
     self.inputs[fs.realpath(path) or path] = true
@@ -677,7 +677,7 @@ function C:file_out(path, is_template)
     if not rel then return nil end
     self.last_file = rel
     if self.files[rel] then return rel end
-    local text, err = fs.read(path, playbook.MAX_BYTES)
+    local text, err = fs.read(path, source.MAX_BYTES)
     if not text then bad(err) end
     self.inputs[fs.realpath(path) or path] = true
     if is_template then
@@ -1318,7 +1318,7 @@ function M.main(book, out_path)
                 local okd, derr = mkdir_p(tdir)
                 if not okd then io.stderr:write("cutover: " .. derr .. "\n"); return M.EXIT_BAD end
                 if type(content) == "table" then
-                    local data, rerr = fs.read(content.copy, playbook.MAX_BYTES)
+                    local data, rerr = fs.read(content.copy, source.MAX_BYTES)
                     if not data then io.stderr:write("cutover: " .. rerr .. "\n"); return M.EXIT_BAD end
                     content = data
                 end

@@ -1,4 +1,4 @@
--- secrets: what a run needs before it starts.  The playbook is scanned
+-- secrets (secrets/init.lua): what a run needs before it starts.  The playbook is scanned
 -- for `secret.NAME` references, secret gates (`pause` with `secret:
 -- true`) and `vars_prompt`; the vault is opened once (if anything needs
 -- it), names it lacks are asked on the terminal without echo, and without
@@ -12,8 +12,8 @@
 local core = require("cutover.core.vault")
 local sys = require("cutover.core.sys")
 local json = require("cutover.core.json")
-local vault = require("cutover.vault")
-local redact = require("cutover.redact")
+local vault = require("cutover.secrets.vault")
+local redact = require("cutover.secrets.redact")
 local util = require("cutover.util")
 
 local M = {}

@@ -1,4 +1,4 @@
--- vault: the secrets vault file.  The cryptography is core/vault.c
+-- secrets.vault: the secrets vault file.  The cryptography is core/vault.c
 -- (Argon2id key derivation, XChaCha20-Poly1305); this file owns the
 -- format, where the vault lives, and how the passphrase is obtained.
 --
@@ -23,7 +23,7 @@ local fs = require("cutover.core.fs")
 local sys = require("cutover.core.sys")
 local json = require("cutover.core.json")
 local util = require("cutover.util")
-local redact = require("cutover.redact")
+local redact = require("cutover.secrets.redact")
 
 local M = {}
 
