@@ -125,6 +125,40 @@ function T.sh(cmd)
                              env = { XDG_STATE_HOME = T.state, XDG_DATA_HOME = T.state .. "/data" } }))
 end
 
+-- Runs a shell command line on a real terminal (script(1)) and answers
+-- its prompts: dialogue is a list of { "text to wait for", "typed line" }.
+-- Each line is typed only once its prompt shows (waiting up to 60 s), not
+-- after a guessed delay, so a slow machine cannot type ahead of a prompt.
+-- env: extra variables.  Returns { rc=, screen= } (what the terminal
+-- showed, echo included); a prompt that never came is an error naming it.
+function T.dialogue(dir, cmdline, dialogue, env)
+    T.state = T.state or T.tmpdir()
+    local q = function(x) return "'" .. x:gsub("'", "'\\''") .. "'" end
+    local lines = { "set -u", "cd " .. q(dir), "rm -f .tty.in .tty.out", "mkfifo .tty.in", ": > .tty.out",
+        "script -qfec " .. q(cmdline) .. " .tty.out < .tty.in > /dev/null 2>&1 &",
+        "spid=$!", "exec 3> .tty.in",
+        -- count: the prompt's n-th appearance (a prompt asked twice)
+        "wait_for() { i=0; while [ \"$(grep -cF -- \"$1\" .tty.out)\" -lt \"$2\" ]; do " ..
+        "i=$((i+1)); if [ $i -gt 600 ] || ! kill -0 $spid 2>/dev/null; then " ..
+        "echo \"NO PROMPT: $1\" >&2; break; fi; sleep 0.1; done; }" }
+    local seen = {}
+    for _, step in ipairs(dialogue) do
+        seen[step[1]] = (seen[step[1]] or 0) + 1
+        lines[#lines + 1] = "wait_for " .. q(step[1]) .. " " .. seen[step[1]] .. "; printf '%s\\n' " .. q(step[2]) .. " >&3"
+    end
+    lines[#lines + 1] = "exec 3>&-"
+    lines[#lines + 1] = "wait $spid; echo $? > .tty.rc"
+    local e = { NO_COLOR = "1", XDG_STATE_HOME = T.state, XDG_DATA_HOME = T.state .. "/data" }
+    for k, v in pairs(env or {}) do e[k] = v end
+    local r = assert(proc.run({ shell = table.concat(lines, "\n"), env = e, timeout = 300 }))
+    local screen = fs.read(dir .. "/.tty.out") or ""
+    local missing = r.stderr:match("NO PROMPT: ([^\n]*)")
+    if missing then
+        error("the prompt '" .. missing .. "' never showed; the terminal showed:\n" .. screen, 2)
+    end
+    return { rc = tonumber((fs.read(dir .. "/.tty.rc") or ""):match("%d+")), screen = screen }
+end
+
 -- Everything under dir: path -> "type mode size sha256" (links: target).
 function T.snapshot(dir)
     local out = {}
