@@ -50,7 +50,7 @@ end
 -- escaped (a plan's messages and diffs come from its hosts).
 local function shown(s) return output.escape(mask(s)) end
 
-local function err_out(s) io.stderr:write(shown(s), "\n") end
+local function err_out(s) output.note(shown(s)) end
 
 local function array(t) return setmetatable(t, { __jsontype = "array" }) end
 

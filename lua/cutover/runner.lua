@@ -665,11 +665,11 @@ function Run:open_sealed(j, run_id)
     end
     if #bad == 0 then return nil end
     for _, b in ipairs(bad) do
-        io.stderr:write("cutover: " .. redact.text(b) .. " is sealed and cannot be opened with the vault " ..
-                        tostring(self.secrets.vault_path) .. "\n")
+        output.error(b .. " is sealed and cannot be opened with the vault " ..
+                     tostring(self.secrets.vault_path))
     end
-    io.stderr:write("cutover: refusing to resume run " .. run_id .. " with masked copies of sealed values " ..
-                    "(a recreated vault, or another one?); resume with the vault the run started with\n")
+    output.error("refusing to resume run " .. run_id .. " with masked copies of sealed values " ..
+                 "(a recreated vault, or another one?); resume with the vault the run started with")
     return M.EXIT_REFUSED
 end
 
@@ -1184,7 +1184,7 @@ function Run:batch(play, hosts)
                     if not ok and require("cutover.journal").is_write_error(err) then
                         self:journal_broken(name, err)
                     elseif not ok then
-                        io.stderr:write("cutover: internal error on host " .. name .. ": " .. tostring(err) .. "\n")
+                        output.error("internal error on host " .. name .. ": " .. tostring(err))
                         self.failed_hosts[name] = true
                         self.stats.per_host[name].failed_at = "internal error"
                     end
@@ -1215,15 +1215,15 @@ function Run:journal_broken(name, err)
         self.journal_error = err
         self.abort = "stopped: the journal cannot be written"
         self.stop_run = self.abort
-        io.stderr:write(string.format(
-            "cutover: host %s, step '%s': %s\n" ..
+        output.error(string.format(
+            "host %s, step '%s': %s\n" ..
             "  The journal cannot be written (is its disk full, or a file-size limit reached?).\n" ..
             "  The run stops: no further step starts on any host.  Steps already recorded are safe;\n" ..
-            "  '%s' may or may not have taken effect.  Make room, then: cutover resume %s\n",
+            "  '%s' may or may not have taken effect.  Make room, then: cutover resume %s",
             name, step, tostring(err), step, self.run_id or ""))
     else
-        io.stderr:write(string.format("cutover: host %s, step '%s': stopped, the journal cannot be written\n",
-                                      name, step))
+        output.error(string.format("host %s, step '%s': stopped, the journal cannot be written",
+                                   name, step))
     end
 end
 
@@ -1483,8 +1483,8 @@ function M.run(book, inventory, opts)
         local names, unknown = inventory:select(opts.limit)
         for _, n in ipairs(names) do self.limit[n] = true end
         if #names == 0 then
-            io.stderr:write("cutover: --limit '" .. opts.limit .. "' matches no host" ..
-                (#unknown > 0 and (" (unknown: " .. table.concat(unknown, ", ") .. ")") or "") .. "\n")
+            output.error("--limit '" .. opts.limit .. "' matches no host" ..
+                (#unknown > 0 and (" (unknown: " .. table.concat(unknown, ", ") .. ")") or ""))
             return M.EXIT_USAGE
         end
     end
@@ -1500,8 +1500,8 @@ function M.run(book, inventory, opts)
         end
         for _, play in ipairs(book.plays) do walk(play.steps); walk(play.handlers) end
         if not found then
-            io.stderr:write("cutover: --start-at '" .. opts.start_at .. "' matches no step id or name" ..
-                util.did_you_mean(opts.start_at, names) .. "; nothing ran\n")
+            output.error("--start-at '" .. opts.start_at .. "' matches no step id or name" ..
+                util.did_you_mean(opts.start_at, names) .. "; nothing ran")
             return M.EXIT_USAGE
         end
     end
@@ -1519,7 +1519,7 @@ function M.run(book, inventory, opts)
         inventory = inventory, hosts = self:run_hosts(),
     })
     if not secrets then
-        io.stderr:write("cutover: " .. redact.text(serr) .. "\n")
+        output.error(serr)
         return scode or M.EXIT_USAGE
     end
     self.secrets = secrets
@@ -1534,9 +1534,9 @@ function M.run(book, inventory, opts)
         end
         if #lost > 0 then
             table.sort(lost)
-            io.stderr:write("cutover: run " .. opts.resume.run.id .. ": extra var" .. (#lost > 1 and "s " or " ") ..
+            output.error("run " .. opts.resume.run.id .. ": extra var" .. (#lost > 1 and "s " or " ") ..
                 "'" .. table.concat(lost, "', '") .. "' held a secret that was recorded only masked " ..
-                "(no vault was open to seal it); refusing to resume with the mask in its place\n")
+                "(no vault was open to seal it); refusing to resume with the mask in its place")
             return M.EXIT_REFUSED
         end
     end
@@ -1592,8 +1592,8 @@ function M.run(book, inventory, opts)
                 local m = machine_of[c.host]
                 local what = m and string.format("machine %s (host %s here)", m.machine,
                     table.concat(m.hosts, ", ")) or ("host " .. c.host)
-                io.stderr:write(string.format(
-                    "cutover: %s is locked by run %s (pid %s on %s, user %s)%s\n",
+                output.error(string.format(
+                    "%s is locked by run %s (pid %s on %s, user %s)%s",
                     what, c.run, tostring(c.pid), tostring(c.controller), tostring(c.os_user),
                     c.alive and "; refusing to run" or
                     ("; that controller is gone: resume it (cutover resume " .. c.run ..
@@ -1680,7 +1680,7 @@ function M.run(book, inventory, opts)
     reporter:run_end(self.stats)
     if opts.report and j then
         local ok, err = require("cutover.report").write(j, self.run_id, opts.report, "html")
-        if not ok then io.stderr:write("cutover: " .. redact.text(err) .. "\n") end
+        if not ok then output.error(err) end
     end
     return code
 end

@@ -4,6 +4,7 @@
 -- help.lua holds the help texts.
 local util = require("cutover.util")
 local runner = require("cutover.runner")
+local output = require("cutover.output")
 local options = require("cutover.cli.options")
 local help = require("cutover.cli.help")
 local history = require("cutover.cli.commands.history")
@@ -57,8 +58,8 @@ function M.main(argv)
     end, rest)
     if ok then return code end
     if require("cutover.journal").is_write_error(code) then
-        io.stderr:write("cutover: " .. tostring(code) .. "\n" ..
-            "  (is its disk full, or a file-size limit reached?  Nothing after this point was done.)\n")
+        output.error(tostring(code) .. "\n" ..
+            "  (is its disk full, or a file-size limit reached?  Nothing after this point was done.)")
         return runner.EXIT_FAILED
     end
     error(code, 0)

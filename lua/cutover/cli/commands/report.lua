@@ -1,6 +1,7 @@
 -- cutover report RUN -o FILE: a run as one HTML (or JSON) file
 -- (the work: cutover.report).
 local runner = require("cutover.runner")
+local output = require("cutover.output")
 local options = require("cutover.cli.options")
 local help = require("cutover.cli.help")
 
@@ -19,7 +20,7 @@ local function cmd_report(args)
     if not j then return runner.EXIT_USAGE end
     local ok, err = require("cutover.report").write(j, pos[1], o.output, fmt)
     if not ok then
-        io.stderr:write("cutover: " .. err .. "\n")
+        output.error(err)
         return runner.EXIT_USAGE
     end
     return 0
