@@ -5,7 +5,7 @@ local json = require("cutover.core.json")
 local sys = require("cutover.core.sys")
 local journal_mod = require("cutover.journal")
 local source = require("cutover.load.source")
-local runner = require("cutover.runner")
+local engine = require("cutover.engine")
 local util = require("cutover.util")
 local redact = require("cutover.secrets.redact")
 local output = require("cutover.output")
@@ -64,7 +64,7 @@ function M.show(j, id, fmt)
     -- the file first (also when the run cannot even be read)
     local read, r = pcall(j.run, j, id)
     if not read or (r and not journal_mod.FINISHED[r.status]) then
-        if not verified(j, "show run " .. id .. " from it") then return runner.EXIT_REFUSED end
+        if not verified(j, "show run " .. id .. " from it") then return engine.EXIT_REFUSED end
         if not read then error(r, 0) end
     end
     if not r then
@@ -233,7 +233,7 @@ end
 -- Builds the resume context and runs.  o: the resume command's options.
 -- prepare(o, book_path, extra_vars) -> book, inv, opts (the cli's).
 function M.resume(j, id, o, prepare)
-    if not verified(j, "resume a run from it") then return runner.EXIT_REFUSED end
+    if not verified(j, "resume a run from it") then return engine.EXIT_REFUSED end
     local r
     if id then
         r = j:run(id)
@@ -314,7 +314,7 @@ function M.resume(j, id, o, prepare)
                 -- checked through the included file's digest
             elseif not s then
                 changed_steps[row.step] = "no longer in the playbook"
-            elseif runner.step_digest(s) ~= row.digest then
+            elseif engine.step_digest(s) ~= row.digest then
                 changed_steps[row.step] = "its definition changed since the run"
             end
         end
@@ -348,7 +348,7 @@ function M.resume(j, id, o, prepare)
         output.error("refusing to resume: the playbook or what it reads changed under the run " ..
                      "(use --accept-changed to continue with the new definitions)")
         j:release_claim(r.id)
-        return runner.EXIT_REFUSED
+        return engine.EXIT_REFUSED
     end
     local finished = {}
     for _, h in ipairs(j:hosts(r.id)) do
@@ -378,11 +378,11 @@ function M.resume(j, id, o, prepare)
     if not decided then
         output.note(derr)
         j:release_claim(r.id)
-        return runner.EXIT_USAGE
+        return engine.EXIT_USAGE
     end
     opts.resume = { run = r, done = done, finished = finished, inflight = inflight,
                     mark_done = decided["mark-done"], retry = decided.retry, items = items }
-    local code = runner.run(book, inv, opts)
+    local code = engine.run(book, inv, opts)
     j:release_claim(r.id)
     return code
 end
@@ -414,7 +414,7 @@ function M.refuse_claim(j, id, why, who)
         output.error(string.format("run %s is held by pid %s on %s (user %s), which is still running it; refusing to resume it",
             id, tostring(who.pid), tostring(who.controller), tostring(who.os_user)))
     end
-    return runner.EXIT_REFUSED
+    return engine.EXIT_REFUSED
 end
 
 function M.abort(j, id)

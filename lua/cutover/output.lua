@@ -33,7 +33,7 @@ local STATUS_COLOUR = {
     unknown = "35", interrupted = "31", ignored = "33", parked = "34",
 }
 
--- Status of a result table (see runner).
+-- Status of a result table (see engine/step.lua).
 function M.status(r)
     if r.interrupted then return "interrupted" end
     if r.parked then return "parked" end

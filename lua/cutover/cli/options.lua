@@ -3,7 +3,7 @@
 -- from it, so an option means the same everywhere), and the usage
 -- errors every command reports the same way.
 local util = require("cutover.util")
-local runner = require("cutover.runner")
+local engine = require("cutover.engine")
 local output = require("cutover.output")
 
 local M = {}
@@ -56,7 +56,7 @@ M.APPLY = M.pick(names(CONNECT, GATES, { "extra-vars", "limit", "tags", "skip-ta
 function M.usage_error(msg, cmd)
     output.error(msg)
     output.note("Try 'cutover " .. (cmd and cmd .. " " or "") .. "--help'.")
-    return runner.EXIT_USAGE
+    return engine.EXIT_USAGE
 end
 
 -- Returns options, positional args | nil, message
