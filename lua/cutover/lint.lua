@@ -15,7 +15,7 @@ local util = require("cutover.util")
 
 local M = {}
 
--- Names the runner provides to every host (runner.lua, vars.lua).
+-- Names the runner provides to every host (engine/, vars.lua).
 local SPECIALS = { "inventory_hostname", "secret", "check_mode", "facts", "ansible_facts",
                    "play_hosts", "loop_index", "item" }
 

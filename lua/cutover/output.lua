@@ -14,12 +14,26 @@ local M = {}
 
 M.FORMAT_VERSION = 1
 
+-- A message for the operator that is no reporter event (a run refused
+-- before it starts, a journal that cannot be written, an internal error
+-- on one host): "cutover: MESSAGE" on stderr, in either format, secrets
+-- masked.  MESSAGE may hold further indented lines.
+function M.error(msg)
+    io.stderr:write("cutover: " .. redact.text(msg) .. "\n")
+end
+
+-- A line on stderr as it is (already FILE:LINE: ..., or a hint such as
+-- "Try 'cutover run --help'."), secrets masked.
+function M.note(line)
+    io.stderr:write(redact.text(line) .. "\n")
+end
+
 local STATUS_COLOUR = {
     ok = "32", changed = "33", skipped = "36", failed = "31",
     unknown = "35", interrupted = "31", ignored = "33", parked = "34",
 }
 
--- Status of a result table (see runner).
+-- Status of a result table (see engine/step.lua).
 function M.status(r)
     if r.interrupted then return "interrupted" end
     if r.parked then return "parked" end

@@ -340,7 +340,7 @@ T.test("item 21: plan.lua fails closed when redaction cannot be loaded", functio
     -- the reporters (and redact through them) are already loaded, as in
     -- a run; then the redaction module breaks: loading plan must fail
     -- instead of writing plans unmasked
-    for _, m in ipairs({ "output", "runner", "diff", "inventory", "util" }) do require("cutover." .. m) end
+    for _, m in ipairs({ "output", "engine", "diff", "inventory", "util" }) do require("cutover." .. m) end
     local saved_loaded, saved_preload = package.loaded["cutover.secrets.redact"], package.preload["cutover.secrets.redact"]
     package.loaded["cutover.plan"] = nil
     package.loaded["cutover.secrets.redact"] = nil

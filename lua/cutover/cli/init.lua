@@ -3,7 +3,8 @@
 -- apply share), prepare.lua turns options into what a run needs, and
 -- help.lua holds the help texts.
 local util = require("cutover.util")
-local runner = require("cutover.runner")
+local engine = require("cutover.engine")
+local output = require("cutover.output")
 local options = require("cutover.cli.options")
 local help = require("cutover.cli.help")
 local history = require("cutover.cli.commands.history")
@@ -36,7 +37,7 @@ function M.main(argv)
     if first == nil or first == "-h" or first == "--help" or first == "help" then
         if first == "help" and argv[2] and help.text[argv[2]] then print(help.text[argv[2]]); return 0 end
         print(help.text.main)
-        return first == nil and runner.EXIT_USAGE or 0
+        return first == nil and engine.EXIT_USAGE or 0
     end
     if first == "--version" or first == "version" then
         print("cutover " .. help.VERSION)
@@ -57,9 +58,9 @@ function M.main(argv)
     end, rest)
     if ok then return code end
     if require("cutover.journal").is_write_error(code) then
-        io.stderr:write("cutover: " .. tostring(code) .. "\n" ..
-            "  (is its disk full, or a file-size limit reached?  Nothing after this point was done.)\n")
-        return runner.EXIT_FAILED
+        output.error(tostring(code) .. "\n" ..
+            "  (is its disk full, or a file-size limit reached?  Nothing after this point was done.)")
+        return engine.EXIT_FAILED
     end
     error(code, 0)
 end

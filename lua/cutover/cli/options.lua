@@ -3,8 +3,8 @@
 -- from it, so an option means the same everywhere), and the usage
 -- errors every command reports the same way.
 local util = require("cutover.util")
-local redact = require("cutover.secrets.redact")
-local runner = require("cutover.runner")
+local engine = require("cutover.engine")
+local output = require("cutover.output")
 
 local M = {}
 
@@ -54,9 +54,9 @@ M.APPLY = M.pick(names(CONNECT, GATES, { "extra-vars", "limit", "tags", "skip-ta
 
 -- A usage mistake: the message and where to find help; exit 2.
 function M.usage_error(msg, cmd)
-    io.stderr:write("cutover: " .. redact.text(msg) .. "\n")
-    io.stderr:write("Try 'cutover " .. (cmd and cmd .. " " or "") .. "--help'.\n")
-    return runner.EXIT_USAGE
+    output.error(msg)
+    output.note("Try 'cutover " .. (cmd and cmd .. " " or "") .. "--help'.")
+    return engine.EXIT_USAGE
 end
 
 -- Returns options, positional args | nil, message
@@ -129,7 +129,7 @@ end
 
 -- Problems (already FILE:LINE: ...) on stderr, secrets masked.
 function M.print_errors(errs)
-    for _, e in ipairs(errs) do io.stderr:write(redact.text(e), "\n") end
+    for _, e in ipairs(errs) do output.note(e) end
 end
 
 -- --forks and --format of run, resume, plan and apply; nil | exit code.

@@ -6,7 +6,7 @@ local yaml = require("cutover.core.yaml")
 local playbook = require("cutover.load.playbook")
 local source = require("cutover.load.source")
 local inventory = require("cutover.inventory")
-local runner = require("cutover.runner")
+local engine = require("cutover.engine")
 local util = require("cutover.util")
 local redact = require("cutover.secrets.redact")
 local options = require("cutover.cli.options")
@@ -177,24 +177,24 @@ end
 -- Returns book, inventory, runner options | nil, exit code.
 function M.run(o, book_path, ev)
     local book, errs = playbook.load(book_path)
-    if not book then options.print_errors(errs); return nil, runner.EXIT_USAGE end
+    if not book then options.print_errors(errs); return nil, engine.EXIT_USAGE end
     local inv, ierr = M.load_inventory(o.inventory)
-    if not inv then options.print_errors({ ierr }); return nil, runner.EXIT_USAGE end
+    if not inv then options.print_errors({ ierr }); return nil, engine.EXIT_USAGE end
     local max_bytes, mcode = max_output(o)
     if mcode then return nil, mcode end
     local ssh_password, become_password = passwords(o)
     if ssh_password == false then return nil, become_password end
     local limit, lerr = inventory.limit_pattern(o.limit)
-    if lerr then options.print_errors({ lerr }); return nil, runner.EXIT_USAGE end
+    if lerr then options.print_errors({ lerr }); return nil, engine.EXIT_USAGE end
     if o["ssh-config"] then
         local sc, serr = require("cutover.ssh_config").load(o["ssh-config"])
-        if not sc then options.print_errors({ serr }); return nil, runner.EXIT_USAGE end
+        if not sc then options.print_errors({ serr }); return nil, engine.EXIT_USAGE end
     end
     local journal
     if not o["no-journal"] then
         local jerr
         journal, jerr = require("cutover.journal").open(o.journal)
-        if not journal then options.print_errors({ "cutover: " .. jerr }); return nil, runner.EXIT_USAGE end
+        if not journal then options.print_errors({ "cutover: " .. jerr }); return nil, engine.EXIT_USAGE end
     end
     local approve, answers = gate_answers(o)
     if not approve then return nil, answers end

@@ -77,7 +77,7 @@ local function scan_templates(book, found)
             if ok and type(action) == "table" and action.renders_files and action.reads_files
                     and type(args) == "table" then
                 local dir = book.dir or "."
-                if step.role_dir then dir = require("cutover.runner").files_dir(step, args, dir) end
+                if step.role_dir then dir = require("cutover.engine").files_dir(step, args, dir) end
                 local lok, paths = pcall(action.reads_files, args, dir)
                 for _, path in ipairs(lok and type(paths) == "table" and paths or {}) do
                     if type(path) == "string" and not path:find("{{", 1, true) and not seen[path] then

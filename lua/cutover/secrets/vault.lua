@@ -24,6 +24,7 @@ local sys = require("cutover.core.sys")
 local json = require("cutover.core.json")
 local util = require("cutover.util")
 local redact = require("cutover.secrets.redact")
+local output = require("cutover.output")
 
 local M = {}
 
@@ -217,9 +218,7 @@ end
 
 ---------------------------------------------------------------- commands
 
-local function say(msg)
-    io.stderr:write("cutover: ", redact.text(msg), "\n")
-end
+local function say(msg) output.error(msg) end
 
 -- The value for `vault set`: asked twice without echo on a terminal,
 -- else all of stdin less one trailing newline.  Returns text | nil, msg.

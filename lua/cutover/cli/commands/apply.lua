@@ -1,5 +1,5 @@
 -- cutover apply FILE: run a saved plan (the work: cutover.plan.apply).
-local runner = require("cutover.runner")
+local engine = require("cutover.engine")
 local options = require("cutover.cli.options")
 local help = require("cutover.cli.help")
 local prepare = require("cutover.cli.prepare")
@@ -14,10 +14,10 @@ local function cmd_apply(args)
     if not o["no-journal"] then
         -- a damaged journal is refused before anything runs
         local j = options.open_journal(o)
-        if not j then return runner.EXIT_USAGE end
+        if not j then return engine.EXIT_USAGE end
         local ok = require("cutover.history").verified(j, "apply a plan with it")
         j:close()
-        if not ok then return runner.EXIT_REFUSED end
+        if not ok then return engine.EXIT_REFUSED end
     end
     return require("cutover.plan").apply(pos[1], o, prepare.plan_env())
 end

@@ -1,6 +1,6 @@
 -- cutover history | show RUN | unlock HOST | abort RUN: the journal's
 -- commands (the work: cutover.history).
-local runner = require("cutover.runner")
+local engine = require("cutover.engine")
 local options = require("cutover.cli.options")
 local help = require("cutover.cli.help")
 
@@ -17,7 +17,7 @@ local function journal_command(name, nargs, usage, fn)
         if o.help then print(help.text[name]); return 0 end
         if #pos ~= nargs then return options.usage_error(usage, name) end
         local j = options.open_journal(o)
-        if not j then return runner.EXIT_USAGE end
+        if not j then return engine.EXIT_USAGE end
         return fn(require("cutover.history"), j, o, pos)
     end
 end

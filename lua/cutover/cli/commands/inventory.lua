@@ -1,6 +1,6 @@
 -- cutover inventory --list | --graph [GROUP] | --host HOST (the shapes:
 -- cutover.inventory.render).
-local runner = require("cutover.runner")
+local engine = require("cutover.engine")
 local options = require("cutover.cli.options")
 local help = require("cutover.cli.help")
 local prepare = require("cutover.cli.prepare")
@@ -15,7 +15,7 @@ local function cmd_inventory(args)
     if n ~= 1 then return options.usage_error("inventory needs one of --list, --graph [GROUP] or --host HOST", "inventory") end
     if #pos > (o.graph and 1 or 0) then return options.usage_error("unexpected argument '" .. pos[#pos] .. "'", "inventory") end
     local inv, ierr = prepare.load_inventory(o.inventory)
-    if not inv then options.print_errors({ ierr }); return runner.EXIT_USAGE end
+    if not inv then options.print_errors({ ierr }); return engine.EXIT_USAGE end
     local text, err
     if o.list then text = inv:list_json()
     elseif o.graph then text, err = inv:graph(pos[1])

@@ -1,6 +1,6 @@
 -- cutover plan PLAYBOOK -o FILE and show-plan FILE: saved check-mode
 -- predictions (the work: cutover.plan).
-local runner = require("cutover.runner")
+local engine = require("cutover.engine")
 local options = require("cutover.cli.options")
 local help = require("cutover.cli.help")
 local prepare = require("cutover.cli.prepare")
@@ -15,7 +15,7 @@ local function cmd_plan(args)
     local bad = options.check_run(o, "plan")
     if bad then return bad end
     local ev, eerr = prepare.extra_vars(o["extra-vars"])
-    if not ev then options.print_errors({ eerr }); return runner.EXIT_USAGE end
+    if not ev then options.print_errors({ eerr }); return engine.EXIT_USAGE end
     o["non-interactive"] = true  -- a dry run never stops at a gate
     return require("cutover.plan").plan(o, pos[1], ev, prepare.plan_env())
 end

@@ -1,6 +1,7 @@
 -- cutover report RUN -o FILE: a run as one HTML (or JSON) file
 -- (the work: cutover.report).
-local runner = require("cutover.runner")
+local engine = require("cutover.engine")
+local output = require("cutover.output")
 local options = require("cutover.cli.options")
 local help = require("cutover.cli.help")
 
@@ -16,11 +17,11 @@ local function cmd_report(args)
     local fmt = o.format or "html"
     if fmt ~= "html" and fmt ~= "json" then return options.usage_error("--format must be html or json", "report") end
     local j = options.open_journal(o)
-    if not j then return runner.EXIT_USAGE end
+    if not j then return engine.EXIT_USAGE end
     local ok, err = require("cutover.report").write(j, pos[1], o.output, fmt)
     if not ok then
-        io.stderr:write("cutover: " .. err .. "\n")
-        return runner.EXIT_USAGE
+        output.error(err)
+        return engine.EXIT_USAGE
     end
     return 0
 end

@@ -1,6 +1,6 @@
 -- cutover resume [RUN]: continue a run from the journal (the work:
 -- cutover.history.resume).
-local runner = require("cutover.runner")
+local engine = require("cutover.engine")
 local options = require("cutover.cli.options")
 local help = require("cutover.cli.help")
 local prepare = require("cutover.cli.prepare")
@@ -13,7 +13,7 @@ local function cmd_resume(args)
     local bad = options.check_run(o, "resume")
     if bad then return bad end
     local j = options.open_journal(o)
-    if not j then return runner.EXIT_USAGE end
+    if not j then return engine.EXIT_USAGE end
     local function prepare_recorded(recorded, book_path, ev)
         recorded.journal = o.journal
         return prepare.run(recorded, book_path, ev)

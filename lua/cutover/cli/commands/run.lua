@@ -1,5 +1,5 @@
--- cutover run PLAYBOOK [OPTIONS]: a run (the work: cutover.runner).
-local runner = require("cutover.runner")
+-- cutover run PLAYBOOK [OPTIONS]: a run (the work: cutover.engine).
+local engine = require("cutover.engine")
 local options = require("cutover.cli.options")
 local help = require("cutover.cli.help")
 local prepare = require("cutover.cli.prepare")
@@ -15,10 +15,10 @@ local function cmd_run(args)
         return options.usage_error("--report reads the run from the journal: it cannot go with --no-journal", "run")
     end
     local ev, eerr = prepare.extra_vars(o["extra-vars"])
-    if not ev then options.print_errors({ eerr }); return runner.EXIT_USAGE end
+    if not ev then options.print_errors({ eerr }); return engine.EXIT_USAGE end
     local book, inv, opts = prepare.run(o, pos[1], ev)
     if not book then return inv end
-    return runner.run(book, inv, opts)
+    return engine.run(book, inv, opts)
 end
 
 return cmd_run
