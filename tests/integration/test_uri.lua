@@ -205,6 +205,33 @@ T.test("TLS: a self-signed certificate fails clearly unless validate_certs: fals
     T.eq(by.unverified.result.json.status, "ok", "validate_certs: false reaches the server")
 end)
 
+T.test("a redirect to another protocol is refused; the host user's ~/.curlrc is not read", function()
+    local d = T.tmpdir()
+    T.write(d .. "/.curlrc", 'header = "X-Injected: from-curlrc"\n')
+    local book = H.book(d, string.format([[
+- hosts: localhost
+  steps:
+    - id: to-file
+      uri: { url: "%s/redirect?to=file:///etc/passwd", follow_redirects: all, return_content: true }
+      ignore_errors: true
+    - id: to-ftp
+      uri: { url: "%s/redirect?to=ftp://127.0.0.1:%d/x", follow_redirects: all }
+      ignore_errors: true
+    - id: echo
+      uri: { url: "%s/echo" }
+      register: e
+]], srv.base, srv.base, H.closed_port(), srv.base))
+    local r, _, res = H.run_json({ "run", book }, { env = { HOME = d } })
+    T.eq(r.rc, 0, "run: " .. r.stdout .. r.stderr)
+    local by = H.by_key(res)
+    T.eq(by["to-file"].status, "ignored", "the redirect to file:// fails")
+    T.not_contains(r.stdout, "root:x:0:0", "no local file read")
+    T.contains(by["to-file"].result.msg, "file", "says which protocol")
+    T.eq(by["to-ftp"].status, "ignored", "the redirect to ftp:// fails")
+    T.contains(by["to-ftp"].result.msg, 'Protocol "ftp" not supported or disabled', "refused before connecting")
+    T.eq(by.echo.result.json.headers["x-injected"], nil, "~/.curlrc ignored")
+end)
+
 T.test("no curl on the host: a clear error naming the host", function()
     local d = T.tmpdir()
     local book = H.book(d, "- hosts: localhost\n  steps:\n    - id: u\n      uri: { url: \"" .. srv.base .. "/json\" }\n")
