@@ -106,6 +106,27 @@ T.test("check mode: GET is sent (exact), POST is not and is reported as what it 
     T.contains(srv:log(), "POST /echo", "the real run sends it")
 end)
 
+T.test("a saved plan with a health check stays valid: per-response headers are not predictions", function()
+    local d = T.tmpdir()
+    local book = H.book(d, string.format([[
+- hosts: localhost
+  steps:
+    - id: health
+      uri: { url: "%s/json" }
+      register: h
+    - id: marker
+      copy: { dest: "@T@/marker", content: "n={{ h.json.n }}\n" }
+]], srv.base))
+    local r = T.run({ "plan", book, "-o", d .. "/p.plan" })
+    T.eq(r.rc, 0, "plan: " .. r.stdout .. r.stderr)
+    -- the server's Date header moves on a second
+    local t0 = os.time()
+    while os.time() == t0 do require("cutover.core.loop").sleep(0.05) end
+    r = T.run({ "apply", d .. "/p.plan" })
+    T.eq(r.rc, 0, "apply: " .. r.stdout .. r.stderr)
+    T.eq(T.read(d .. "/marker"), "n=3\n", "applied")
+end)
+
 T.test("until/retries: a health check that turns healthy on the third try; one that never does", function()
     local d = T.tmpdir()
     local key = crypto.random_hex(4)

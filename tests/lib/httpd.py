@@ -43,6 +43,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Test-Server", "cutover")
+        # per-response values, as real servers send (Date comes with
+        # send_response): they must not make a saved plan stale
+        self.send_header("X-Request-Id", os.urandom(8).hex())
+        self.send_header("Age", str(int(time.time()) % 1000))
         for k, v in (extra or {}).items():
             self.send_header(k, v)
         self.end_headers()

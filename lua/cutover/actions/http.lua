@@ -179,6 +179,18 @@ function M.curl_failure(host, rc, stderr)
     return msg
 end
 
+-- Response headers left out of results: secrets (Set-Cookie) and values
+-- that change with every response, which would make a saved plan's
+-- prediction stale although nothing on the host moved.
+local DROP = { ["set-cookie"] = true, ["set-cookie2"] = true, date = true, age = true, expires = true,
+               ["keep-alive"] = true, connection = true, ["cf-ray"] = true, ["x-runtime"] = true,
+               ["x-response-time"] = true, ["server-timing"] = true, traceparent = true, tracestate = true,
+               ["x-amz-id-2"] = true, nel = true, ["report-to"] = true }
+local function volatile(name)
+    return DROP[name] or name:find("request%-?id$") ~= nil or name:find("correlation%-?id$") ~= nil or
+        name:find("trace", 1, true) ~= nil
+end
+
 -- Parses the header blocks at the start of out: `finals` final
 -- responses (1xx interim answers and a proxy's CONNECT answer skipped).
 -- Returns the last block's headers (lowercase names) and where the body
@@ -201,8 +213,8 @@ local function parse_headers(out, finals, connect)
                 local n = 0
                 for line in block:gmatch("[^\r\n]+") do
                     local k, v = line:match("^([^:%s]+):%s*(.-)%s*$")
-                    if k and n < 100 then
-                        k = k:lower()
+                    if k then k = k:lower() end
+                    if k and n < 100 and not volatile(k) then
                         n = n + 1
                         last[k] = last[k] and (last[k] .. ", " .. v) or v
                     end
@@ -215,7 +227,7 @@ end
 
 -- Makes one request on the host.  Returns a table: status, url (after
 -- redirects), elapsed (s), redirects, headers (final response, lowercase
--- names, Set-Cookie left out), content (at most MAX_CONTENT bytes),
+-- names, Set-Cookie and per-response values left out), content (at most MAX_CONTENT bytes),
 -- truncated | nil, message.
 function M.request(ctx, req)
     local conn = ctx.conn
@@ -241,7 +253,6 @@ function M.request(ctx, req)
     local code, connect, redirects, elapsed, url = info:match("^(%d+) (%d+) (%d+) (%S+) (%S*)")
     if not code then return nil, "curl printed no status: " .. util.trim(before):sub(1, 300) end
     local headers, body_at = parse_headers(r.stdout, tonumber(redirects) + 1, connect ~= "000")
-    headers["set-cookie"] = nil
     local content = req.head and "" or r.stdout:sub(body_at)
     local truncated = r.stdout_truncated or #content > M.MAX_CONTENT
     if #content > M.MAX_CONTENT then content = content:sub(1, M.MAX_CONTENT) end

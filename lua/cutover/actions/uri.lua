@@ -126,14 +126,14 @@ A host without curl fails the step saying so (install curl, or use
         url = "the URL answered, after redirects (a password in it masked)",
         redirected = "whether redirects were followed",
         elapsed = "seconds the request took",
-        headers = "the final response's headers (lowercase names; Set-Cookie left out)",
+        headers = "the final response's headers (lowercase names; Set-Cookie and per-response values such as Date, Age, Expires and request or trace ids left out, so that a saved plan stays valid)",
         content_type = "its Content-Type", content_length = "its Content-Length",
         json = "the decoded body, when the response is JSON",
         content = "the body (return_content: true; at most 1 MiB)",
         content_truncated = "true when content was cut at 1 MiB",
         method = "the method sent",
     },
-    check_mode = "GET, HEAD and OPTIONS are sent (they only read), so the status, the json and what depends on them are exact. Other methods are not sent: the step is unknown, its message says what it would send (method, URL, body size), and what depends on its result is decided at apply time.",
+    check_mode = "GET, HEAD and OPTIONS are sent (they only read), so the status, the json and what depends on them are exact (`until` asks once in check mode, as for every action). Other methods are not sent: the step is unknown, its message says what it would send (method, URL, body size), and what depends on its result is decided at apply time.",
     run = function(ctx, args)
         if ctx.conn.kind == "windows" then return { failed = true, msg = "uri needs a POSIX host with curl" } end
         http.register_secrets(args)
