@@ -12,10 +12,10 @@
 local M = {}
 
 local NAMES = {
-    "assert", "blockinfile", "command", "copy", "dcpromo", "debug", "fail", "fetch", "file", "group",
+    "assert", "blockinfile", "command", "copy", "dcpromo", "debug", "fail", "fetch", "file", "get_url", "group",
     "lineinfile",
     "mail_login", "pause", "reboot",
-    "service", "set_fact", "shell", "stat", "sysctl", "systemd", "template", "unarchive", "user", "wait_for",
+    "service", "set_fact", "shell", "stat", "sysctl", "systemd", "template", "unarchive", "uri", "user", "wait_for",
     "wait_for_connection", "win_eventlog", "win_facts", "win_reboot", "win_rights",
     "win_service", "win_user_right",
 }

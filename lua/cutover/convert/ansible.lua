@@ -91,6 +91,25 @@ M.MODULES = {
                                              daemon_reload = "daemon_reload" },
                 values = { state = { "started", "stopped", "restarted", "reloaded" } } },
 }
+-- uri and get_url: the request is made on the host in both (Ansible's
+-- `user`/`password` are aliases of url_username/url_password)
+M.MODULES.uri = { action = "uri",
+                  args = { url = "url", method = "method", body = "body", body_format = "body_format",
+                           headers = "headers", status_code = "status_code", return_content = "return_content",
+                           timeout = "timeout", follow_redirects = "follow_redirects",
+                           validate_certs = "validate_certs", ca_path = "ca_path",
+                           url_username = "url_username", user = "url_username",
+                           url_password = "url_password", password = "url_password",
+                           force_basic_auth = "force_basic_auth" },
+                  values = { body_format = { "raw", "json", "form-urlencoded" },
+                             follow_redirects = { "safe", "all", "none", "yes", "no", true, false } } }
+M.MODULES.get_url = { action = "get_url",
+                      args = { url = "url", dest = "dest", checksum = "checksum", mode = "mode", owner = "owner",
+                               group = "group", force = "force", timeout = "timeout", headers = "headers",
+                               url_username = "url_username", username = "url_username",
+                               url_password = "url_password", password = "url_password",
+                               force_basic_auth = "force_basic_auth", validate_certs = "validate_certs",
+                               ca_path = "ca_path" } }
 M.MODULES.service = { action = "service", args = { use = "use" },
                       values = { state = M.MODULES.systemd.values.state, use = { "auto", "systemd", "sysvinit" } } }
 for k, v in pairs(M.MODULES.systemd.args) do M.MODULES.service.args[k] = v end
