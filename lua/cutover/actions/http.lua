@@ -9,7 +9,7 @@
 -- Only http and https are allowed, for redirects too.
 local crypto = require("cutover.core.crypto")
 local json = require("cutover.core.json")
-local redact = require("cutover.redact")
+local redact = require("cutover.secrets.redact")
 local vault = require("cutover.core.vault")
 local util = require("cutover.util")
 

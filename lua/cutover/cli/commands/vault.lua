@@ -4,7 +4,7 @@ local help = require("cutover.cli.help")
 
 local VAULT_OPTS = { vault = { nil, true }, help = { "h" } }
 
--- cutover vault set NAME | list | rm NAME (the work: cutover.vault).
+-- cutover vault set NAME | list | rm NAME (the work: cutover.secrets.vault).
 local function cmd_vault(args)
     local o, pos = options.parse(args, VAULT_OPTS)
     if not o then return options.usage_error(pos, "vault") end
