@@ -47,17 +47,13 @@ T.test("Debian version order", function()
     for _, c in ipairs(cases) do T.eq(apt.version_cmp(c[1], c[2]), c[3], c[1] .. " vs " .. c[2]) end
 end)
 
-T.test("dpkg's conffile messages: kept and replaced files", function()
+T.test("dpkg's conffile decisions, from the lines its log gained", function()
     local kept, replaced = apt.conffile_reports(table.concat({
-        "Setting up cutover-demod (1.1) ...",
-        "Configuration file '/etc/cutover-demod.conf'",
-        " ==> Modified (by you or by a script) since installation.",
-        " ==> Package distributor has shipped an updated version.",
-        " ==> Keeping old config file as default.",
-        "Configuration file '/etc/other.conf'",
-        " ==> Modified (by you or by a script) since installation.",
-        " ==> Package distributor has shipped an updated version.",
-        " ==> Installing new version of config file /etc/other.conf ...",
+        "2026-12-05 12:22:49 upgrade cutover-demod:all 1.0 1.1",
+        "2026-12-05 12:22:49 status half-configured cutover-demod:all 1.1",
+        "2026-12-05 12:22:50 conffile /etc/cutover-demod.conf keep",
+        "2026-12-05 12:22:50 conffile /etc/other.conf install",
+        "2026-12-05 12:22:51 status installed cutover-demod:all 1.1",
     }, "\n"))
     T.eq(table.concat(kept, ","), "/etc/cutover-demod.conf", "kept")
     T.eq(table.concat(replaced, ","), "/etc/other.conf", "replaced")

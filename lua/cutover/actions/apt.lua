@@ -214,14 +214,15 @@ local function apt_options(args, real_lock_timeout)
     return o
 end
 
--- Conffile messages of dpkg in apt-get's output: kept, replaced
-local function conffile_reports(out)
-    local kept, replaced, cur = {}, {}, nil
-    for line in out:gmatch("[^\n]+") do
-        local path = line:match("^Configuration file '(.+)'$")
-        if path then cur = path
-        elseif cur and line:find("Keeping old config file", 1, true) then kept[#kept + 1] = cur; cur = nil
-        elseif cur and line:find("Installing new", 1, true) then replaced[#replaced + 1] = cur; cur = nil end
+-- dpkg's decisions on conffiles, from the lines of /var/log/dpkg.log the
+-- run added ("DATE TIME conffile PATH keep|install"): kept, replaced.
+-- (With --force-confold dpkg prints nothing about them; its log says.)
+local function conffile_reports(log)
+    local kept, replaced = {}, {}
+    for line in log:gmatch("[^\n]+") do
+        local path, what = line:match(" conffile (%S+) (%a+)$")
+        if what == "keep" then kept[#kept + 1] = path
+        elseif what == "install" then replaced[#replaced + 1] = path end
     end
     return kept, replaced
 end
@@ -409,6 +410,11 @@ function M.run(ctx, args)
         local argv = { "apt-get" }
         if sim then argv[#argv + 1] = "-s" end
         for _, o in ipairs(apt_options(args, lock_left)) do argv[#argv + 1] = o end
+        if sim then
+            -- the plan shows downgrades and held packages; the checks
+            -- below refuse them by name (apt's own error names neither)
+            argv[#argv + 1] = "--allow-downgrades"; argv[#argv + 1] = "--allow-change-held-packages"
+        end
         if private_lists then
             argv[#argv + 1] = "-o"; argv[#argv + 1] = "Dir::State::Lists=" .. private_lists
         end
@@ -526,9 +532,13 @@ function M.run(ctx, args)
             result.lock_holder = holder
         end
         local argv = command(false, left)
+        local size = conn:exec({ shell = "stat -c %s /var/log/dpkg.log 2>/dev/null || echo 0", timeout = 60 })
+        size = size and tonumber(util.trim(size.stdout)) or 0
         local r, rerr = conn:exec({ argv = argv, env = ENV, timeout = 3600 })
         if not r then return fail(rerr) end
-        result.conffiles_kept, result.conffiles_replaced = conffile_reports(r.stdout .. "\n" .. r.stderr)
+        local log = conn:exec({ shell = "tail -c +" .. (size + 1) .. " /var/log/dpkg.log 2>/dev/null | grep ' conffile ' | head -n 1000; true",
+                                timeout = 60 })
+        result.conffiles_kept, result.conffiles_replaced = conffile_reports(log and log.stdout or "")
         if r.rc ~= 0 then
             return fail("apt-get " .. verb .. " on " .. host .. " (exit " .. r.rc .. "): " .. first_error(r))
         end
