@@ -26,7 +26,7 @@ M.EXIT_OK, M.EXIT_PARTIAL, M.EXIT_BAD = 0, 1, 2
 --   exprs       arguments that are bare Jinja expressions
 --   lookup      the role folder a relative `src` is found in
 --   any         every argument is a variable name (set_fact)
--- Adding an action later (apt, service, lineinfile...) is one row.
+-- Adding an action later is one row.
 M.MODULES = {
     command = { action = "command", free = "cmd", free_keys = { "chdir", "creates", "removes", "stdin" },
                 args = { cmd = "cmd", argv = "argv", chdir = "chdir", creates = "creates",
@@ -90,6 +90,17 @@ M.MODULES = {
     systemd = { action = "systemd", args = { name = "name", state = "state", enabled = "enabled", masked = "masked",
                                              daemon_reload = "daemon_reload" },
                 values = { state = { "started", "stopped", "restarted", "reloaded" } } },
+    apt = { action = "apt", args = { name = "name", pkg = "name", package = "name", state = "state",
+                                     update_cache = "update_cache", ["update-cache"] = "update_cache",
+                                     cache_valid_time = "cache_valid_time", upgrade = "upgrade",
+                                     autoremove = "autoremove", purge = "purge", allow_downgrade = "allow_downgrade",
+                                     allow_downgrades = "allow_downgrade", ["allow-downgrades"] = "allow_downgrade",
+                                     allow_change_held_packages = "allow_change_held_packages",
+                                     install_recommends = "install_recommends",
+                                     ["install-recommends"] = "install_recommends", lock_timeout = "lock_timeout" },
+            values = { state = { "present", "absent", "latest" } } },
+    package = { action = "package", args = { name = "name", state = "state", use = "use" },
+                values = { state = { "present", "absent", "latest" } } },
 }
 -- uri and get_url: the request is made on the host in both (Ansible's
 -- `user`/`password` are aliases of url_username/url_password)
