@@ -299,7 +299,7 @@ T.test("debian-rolling-upgrade.yml: the first failed host stops the rollout; che
     T.ok(rk.reboot.result.boot_id_after ~= rk.reboot.result.boot_id_before, "a new boot")
     T.ok(vm("cat /proc/sys/kernel/random/boot_id") ~= boot, "the guest has a new boot id")
     T.eq(rk.port_answers.status, "ok", "port answers")
-    T.eq(rk.health_url.status, "ok", "health URL fetched with curl on the guest")
+    T.eq(rk.health_url.status, "ok", "health URL fetched with uri (curl) on the guest")
     v = versions()
     T.eq(v["cutover-demo"] .. " " .. v["cutover-demod"], "1.1 1.1", "upgraded on the guest")
     T.eq(vm("systemctl is-active cutover-demod"), "active", "the service runs after the reboot")
