@@ -125,6 +125,8 @@ M.MODULES.service = { action = "service", args = { use = "use" },
                       values = { state = M.MODULES.systemd.values.state, use = { "auto", "systemd", "sysvinit" } } }
 for k, v in pairs(M.MODULES.systemd.args) do M.MODULES.service.args[k] = v end
 M.MODULES.systemd_service = M.MODULES.systemd
+M.MODULES.setup = { action = "setup", args = { gather_subset = "gather_subset" } }
+M.MODULES.gather_facts = { action = "gather_facts", args = { gather_subset = "gather_subset" } }
 for _, k in ipairs({ "owner", "group", "backup", "validate" }) do
     M.MODULES.copy.args[k] = k
     M.MODULES.template.args[k] = k

@@ -59,6 +59,47 @@ function Run:gather_facts(hs, play)
     return true
 end
 
+-- The gather_facts / setup action: the host's facts read again now,
+-- replacing what expressions see for the rest of its run.  Returns the
+-- step's result.
+function Run:refresh_facts(hs, subset)
+    local conn = hs.conn
+    local kind = conn and conn.kind
+    if kind ~= "ssh" and kind ~= "local" then
+        return { failed = true, msg = "gather_facts needs a POSIX host (SSH or local); " ..
+                 tostring(kind) .. " hosts have their own (win_facts)" }
+    end
+    local want, werr = facts_mod.resolve_subset(subset)
+    if not want then return { failed = true, msg = werr } end
+    local f, err, code = facts_mod.gather(conn, want)
+    if not f then
+        return { failed = true, unreachable = code == "connection" or nil, interrupted = interrupted() or nil,
+                 msg = tostring(err) }
+    end
+    -- what was read replaces what was known; facts of a subset not read
+    -- this time stay as they were (as Ansible's fact cache does)
+    local old = hs.gathered or { want = {}, facts = {} }
+    local merged, changed = util.copy(old.facts), {}
+    for k, v in pairs(f) do
+        if not util.deep_equal(v, merged[k]) then changed[#changed + 1] = k end
+        merged[k] = v
+    end
+    table.sort(changed)
+    hs.gathered = { want = { hardware = want.hardware or old.want.hardware, network = want.network or old.want.network },
+                    facts = merged }
+    local specials = hs.scope.specials
+    specials.facts = self:host_facts(hs)
+    specials.ansible_facts = specials.facts
+    if self.journal then
+        self.journal:event(self.run_id, hs.name, "facts", hs.play and hs.play.name or nil,
+                           redact.json_line(json.encode(redact.value(f))))
+    end
+    local names = { "min" }
+    if want.hardware then names[#names + 1] = "hardware" end
+    if want.network then names[#names + 1] = "network" end
+    return { changed = false, gathered = names, changed_facts = changed }
+end
+
 -- What is known of the host, read-only in expressions.  The local
 -- connection runs on the controller, so its uname and user are the
 -- host's; over SSH what the connection knows, and the gathered facts:

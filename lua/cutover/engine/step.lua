@@ -198,6 +198,8 @@ function Run:execute(hs, step, scope)
             return self:gate(hs, spec)
         end,
         gate_id = step.gate_id,
+        -- gather_facts/setup: read the host's facts again
+        refresh_facts = function(subset) return self:refresh_facts(hs, subset) end,
     }
     if step.delegate_to ~= nil and (not action.controller or action.delegatable) then
         local dok, target, dunknown = expr.render(step.delegate_to, scope)
