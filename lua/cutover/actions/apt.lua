@@ -70,45 +70,10 @@ local function validate(args)
     if args.allow_downgrade and state == "absent" then return "allow_downgrade goes with state present or latest" end
 end
 
--- Debian version order (epoch, upstream, revision; ~ sorts first).
-local function order(c)
-    if c == "~" then return -1 end
-    if c == "" then return 0 end
-    if c:match("%a") then return c:byte() end
-    return c:byte() + 256
-end
-local function cmp_part(a, b)
-    local i, j = 1, 1
-    while i <= #a or j <= #b do
-        -- the non-digit run
-        while (i <= #a and not a:sub(i, i):match("%d")) or (j <= #b and not b:sub(j, j):match("%d")) do
-            local ca = i <= #a and not a:sub(i, i):match("%d") and a:sub(i, i) or ""
-            local cb = j <= #b and not b:sub(j, j):match("%d") and b:sub(j, j) or ""
-            local oa, ob = order(ca), order(cb)
-            if oa ~= ob then return oa < ob and -1 or 1 end
-            if ca ~= "" then i = i + 1 end
-            if cb ~= "" then j = j + 1 end
-        end
-        local da = a:match("^%d*", i); local db = b:match("^%d*", j)
-        i, j = i + #da, j + #db
-        local na, nb = tonumber(da) or 0, tonumber(db) or 0
-        if na ~= nb then return na < nb and -1 or 1 end
-    end
-    return 0
-end
-local function split_version(v)
-    local epoch, rest = v:match("^(%d+):(.*)$")
-    rest = rest or v
-    local up, rev = rest:match("^(.*)%-([^%-]*)$")
-    return tonumber(epoch) or 0, up or rest, rev or ""
-end
+-- Debian version order (cutover.debversion); a version apt printed that
+-- does not parse counts as newer, never as a downgrade.
 local function version_cmp(a, b)
-    local ea, ua, ra = split_version(a)
-    local eb, ub, rb = split_version(b)
-    if ea ~= eb then return ea < eb and -1 or 1 end
-    local c = cmp_part(ua, ub)
-    if c ~= 0 then return c end
-    return cmp_part(ra, rb)
+    return require("cutover.debversion").compare(a, b) or 1
 end
 
 -- apt-get -s output -> list of { name, from, to, action }
