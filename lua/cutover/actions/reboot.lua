@@ -56,8 +56,10 @@ the local connection (it would reboot the controller).]],
         end
         -- down: from the last answer with the old identity (or the
         -- reboot command) to the first with the new one
+        -- (not rounded: rounded up, it came out longer than `elapsed`;
+        -- the message rounds)
         local back = loop.now()
-        local downtime = math.floor((back - math.max(start, last_old or start)) * 10 + 0.5) / 10
+        local downtime = back - math.max(start, last_old or start)
         if args.post_reboot_delay > 0 then loop.sleep(args.post_reboot_delay) end
         return { changed = true, rebooted = true, boot_id_before = before, boot_id_after = after,
                  elapsed = loop.now() - start, downtime = downtime,
