@@ -105,6 +105,17 @@ local function line_of(text, key)
     return (tostring(text or "")):match("\n?" .. key .. " ([^\n]*)")
 end
 
+-- Brings an existing dest's mode and owner in line (either may be nil:
+-- nothing to do).  Returns true | nil, message.
+local function settle(ctx, dest, mode, ids)
+    if mode then
+        local ok, err = ctx.conn:chmod(dest, mode)
+        if not ok then return nil, err end
+    end
+    if ids then return owner.apply(ctx, dest, ids) end
+    return true
+end
+
 return {
     summary = "Download a file on the host from an HTTP(S) URL, checksum verified",
     description = [[
@@ -218,14 +229,8 @@ in uri (secrets on curl's stdin, masked in all output).]],
                 result.msg = mode_changes and "would change mode" or "would change owner"
                 return result
             end
-            if mode_changes then
-                local ok, cerr = conn:chmod(dest, args.mode)
-                if not ok then return { failed = true, msg = cerr, dest = dest } end
-            end
-            if owner_changes then
-                local ok, oerr = owner.apply(ctx, dest, ids)
-                if not ok then return { failed = true, msg = oerr, dest = dest } end
-            end
+            local settled, serr = settle(ctx, dest, mode_changes and args.mode, owner_changes and ids)
+            if not settled then return { failed = true, msg = serr, dest = dest } end
             return result
         end
         local req = http.base_request(args)
@@ -316,14 +321,8 @@ in uri (secrets on curl's stdin, masked in all output).]],
             local owner_changes = owner.differs(st2, ids)
             result.mode = util.format_mode(args.mode or st2.mode)
             result.msg = "the download is identical to " .. dest
-            if mode_changes then
-                local ok, cerr = conn:chmod(dest, args.mode)
-                if not ok then return { failed = true, msg = cerr, dest = dest } end
-            end
-            if owner_changes then
-                local ok, oerr = owner.apply(ctx, dest, ids)
-                if not ok then return { failed = true, msg = oerr, dest = dest } end
-            end
+            local settled, serr = settle(ctx, dest, mode_changes and args.mode, owner_changes and ids)
+            if not settled then return { failed = true, msg = serr, dest = dest } end
             result.changed = mode_changes or owner_changes
             return result
         end
