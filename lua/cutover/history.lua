@@ -217,12 +217,13 @@ function M.decisions(r, host_rows, by_play, done, mark, retry, items)
             for _, h in ipairs(targets) do
                 local key = sid .. (index and ("[" .. index .. "]") or "") .. "@" .. h
                 -- a step and an item of it on one host count as the same
-                local base = sid .. "@" .. h
-                if given[base] and given[base] ~= opt then
+                local step_at = sid .. "@" .. h
+                if given[step_at] and given[step_at] ~= opt then
                     return nil, "cutover: " .. key .. " is given to both --mark-done and --retry" ..
-                        (key ~= given[base .. "\0"] and (" (as " .. given[base .. "\0"] .. ")") or "") .. "; decide once"
+                        (key ~= given[step_at .. "\0"] and (" (as " .. given[step_at .. "\0"] .. ")") or "") ..
+                        "; decide once"
                 end
-                given[base], given[base .. "\0"] = opt, key
+                given[step_at], given[step_at .. "\0"] = opt, key
                 out[opt][key] = true
             end
         end

@@ -90,7 +90,7 @@ function Live:lines(now)
         busy[#busy + 1] = r
         if self.hosts[name] == "waiting" then self.hosts[name] = "running" end
     end
-    for name, st in pairs(self.hosts) do
+    for _, st in pairs(self.hosts) do
         tally[st] = (tally[st] or 0) + 1
     end
     table.sort(busy, function(a, b)

@@ -176,7 +176,7 @@ end
 
 function Text:batch_end() end
 
-function Text:step_start(host, step) end
+function Text:step_start() end
 
 function Text:host_end(name, status)
     if self.block then self.block:host_end(name, status) end

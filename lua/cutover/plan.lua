@@ -80,10 +80,9 @@ local UNDECIDED = { unknown = true, parked = true, interrupted = true }
 local function entry(ev)
     local r = ev.result
     local status = output.status(r)
-    local fields, field_digests = {}, {}
+    local field_digests = {}
     for k, v in pairs(r) do
         if k ~= "diff" and not VOLATILE[k] and type(k) == "string" then
-            fields[k] = v
             field_digests[k] = crypto.sha256(encode(v))
         end
     end
@@ -735,11 +734,11 @@ local function whole_plan_check(plan, o, env)
         -- the digest above proved the values equal; what the plan shows
         -- must be them too, but for the secret ones it masks whole (-e
         -- @FILE values, vault values: docs/security.md), shown masked here
-        local shown = mask_value(ev)
+        local masked = mask_value(ev)
         for k, v in pairs(type(ev_plan.values) == "table" and ev_plan.values or {}) do
-            if v == redact.MASK and shown[k] ~= nil then shown[k] = redact.MASK end
+            if v == redact.MASK and masked[k] ~= nil then masked[k] = redact.MASK end
         end
-        if shown_values(shown) ~= shown_values(ev_plan.values) then
+        if shown_values(masked) ~= shown_values(ev_plan.values) then
             reasons[#reasons + 1] = "the extra vars shown differ from the ones apply uses"
         end
     end
@@ -841,8 +840,8 @@ function M.apply(path, o, env)
         if not now then
             stale[#stale + 1] = { name = h.name, why = "no result in the new check run" }
         elseif facts_digest(now) ~= h.facts_sha256 then
-            local s, why = first_difference(h.steps or {}, now)
-            stale[#stale + 1] = { name = h.name, step = s, why = why }
+            local s, diff_why = first_difference(h.steps or {}, now)
+            stale[#stale + 1] = { name = h.name, step = s, why = diff_why }
         else
             fresh[#fresh + 1] = h.name
         end

@@ -440,9 +440,9 @@ function M.run(ctx, args)
     if args.hold ~= nil then
         for _, n in ipairs(names) do
             local h = have[(n:gsub(":.*", ""))]
-            local held = h and h.held or false
-            if args.hold and not held then to_hold[#to_hold + 1] = n end
-            if args.hold == false and held then to_unhold[#to_unhold + 1] = n end
+            local is_held = h and h.held or false
+            if args.hold and not is_held then to_hold[#to_hold + 1] = n end
+            if args.hold == false and is_held then to_unhold[#to_unhold + 1] = n end
         end
     end
 

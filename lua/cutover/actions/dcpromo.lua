@@ -80,7 +80,7 @@ destroys Exchange (Q260698).]],
     run = function(ctx, args)
         redact.register(args.admin_password)
         redact.register(args.safe_mode_password)
-        local facts, err = host.facts(ctx)
+        local facts = host.facts(ctx)
         if not facts then
             -- resumed while the host reboots: wait until it answers
             local ok, f = reconnect.wait(ctx, {
@@ -88,6 +88,7 @@ destroys Exchange (Q260698).]],
                 identity = function() local x, e = host.facts(ctx); return x and "up", e end,
             })
             if not ok then return { failed = true, msg = f } end
+            local err
             facts, err = host.facts(ctx)
             if not facts then return { failed = true, msg = err } end
         end

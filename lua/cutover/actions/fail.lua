@@ -10,7 +10,7 @@ return {
     read_only = true,
     -- safe to run again after a restart: it converges, or only reads
     idempotent = true,
-    run = function(ctx, args)
+    run = function(_, args)
         return { failed = true, msg = args.msg }
     end,
 }

@@ -182,8 +182,9 @@ in uri (secrets on curl's stdin, masked in all output).]],
         end
         if st and st.type ~= "file" then return { failed = true, msg = dest .. " is a " .. st.type .. ", not a file" } end
         local result = { dest = dest, url = shown, changed = false, downloaded = false }
-        local algo, want, sum_url = "sha256", nil, nil
+        local algo, want = "sha256", nil
         if args.checksum and args.checksum ~= "" then
+            local sum_url
             algo, want, sum_url = parse_checksum(args.checksum)
             if sum_url then
                 local derr

@@ -14,7 +14,6 @@ when the step runs.]],
     -- safe to run again after a restart: it converges, or only reads
     idempotent = true,
     run = function(ctx, args)
-        local names = {}
         for k, v in pairs(args) do
             if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then
                 return { failed = true, msg = "'" .. tostring(k) .. "' is not a valid variable name" }
@@ -24,7 +23,6 @@ when the step runs.]],
                 return { failed = true, msg = "'" .. k .. "' is set by cutover and cannot be changed" }
             end
             ctx.scope:set(k, v)
-            names[#names + 1] = k
         end
         return { changed = false, facts = args }
     end,

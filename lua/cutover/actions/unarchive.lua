@@ -79,7 +79,8 @@ command line.  Controller archives over 256 MiB are refused.]],
         local kind, flag = tar_kind(args.src)
         local data
         if not args.remote_src then
-            local path, err = util.join_path(ctx.playbook_dir, args.src), nil
+            local path = util.join_path(ctx.playbook_dir, args.src)
+            local err
             local lst = fs.stat(path, true)
             if lst and lst.size > MAX_ARCHIVE_BYTES then
                 return { failed = true, msg = "src " .. path .. " is over the limit of " .. MAX_ARCHIVE_BYTES .. " bytes" }

@@ -16,7 +16,7 @@ is local to the host: it would be lost with the SAM on promotion), and
     check_mode = "Runs as usual: read-only.",
     read_only = true,
     idempotent = true,
-    run = function(ctx, args)
+    run = function(ctx)
         local facts, err = host.facts(ctx)
         if not facts then return { failed = true, msg = err } end
         local list, lerr = host.services(ctx)

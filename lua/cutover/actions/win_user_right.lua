@@ -2,7 +2,6 @@
 -- domain controller, durable in the Default Domain Controllers Policy.
 local host = require("cutover.windows.host")
 local parse = require("cutover.windows.parse")
-local cmdline = require("cutover.windows.cmdline")
 
 local DC_POLICY = "C:\\WINNT\\SYSVOL\\sysvol\\%s\\Policies\\{6AC1786C-016F-11D2-945F-00C04fB984F9}" ..
                   "\\MACHINE\\Microsoft\\Windows NT\\SecEdit\\GptTmpl.inf"

@@ -84,9 +84,9 @@ function M.parse(args, spec)
             name = name or a:sub(3)
             local s = spec[name]
             if not s then
-                local names = util.sorted_keys(spec)
-                for k, n in ipairs(names) do names[k] = "--" .. n end
-                return nil, "unknown option '--" .. name .. "'" .. util.did_you_mean("--" .. name, names)
+                local known = util.sorted_keys(spec)
+                for k, n in ipairs(known) do known[k] = "--" .. n end
+                return nil, "unknown option '--" .. name .. "'" .. util.did_you_mean("--" .. name, known)
             end
             if s[2] then
                 if value == nil then

@@ -80,8 +80,8 @@ local function jump_chain(cfg, hops, depth)
                 return nil, "the jump hosts' own ProxyJump settings nest more than " ..
                     ssh_config.MAX_HOPS .. " deep (a loop through '" .. hop.host .. "'?)"
             end
-            local before, err = jump_chain(cfg, jc.proxy_jump, depth + 1)
-            if err then return nil, err end
+            local before, jerr = jump_chain(cfg, jc.proxy_jump, depth + 1)
+            if jerr then return nil, jerr end
             h.proxy_jump = before
         elseif i == 1 and jc.proxy_command then
             h.proxy_command, err = ssh_config.expand_proxy_command(jc.proxy_command, h.host, h.port, h.user, hop.host)
@@ -167,8 +167,8 @@ function M.ssh_settings(name, v, opts)
         if type(command) ~= "string" or command == "" then
             return nil, "the ProxyCommand must be a command line, got " .. tostring(command)
         end
-        local ok, terr = ssh_config.check_proxy_command(command)
-        if not ok then return nil, "ProxyCommand: " .. terr end
+        local pc_ok, terr = ssh_config.check_proxy_command(command)
+        if not pc_ok then return nil, "ProxyCommand: " .. terr end
         if hops then return nil, "both a jump host and a ProxyCommand are set in the inventory; keep one" end
     end
     if spec == nil and command == nil then

@@ -26,8 +26,9 @@ end
 -- line, used as is), stdin, timeout, max_output.  cwd and env are not
 -- supported on cmd.exe hosts.
 function Win:exec(opts)
-    local line, err = opts.shell, nil
+    local line = opts.shell
     if opts.argv then
+        local err
         line, err = cmdline.build(opts.argv)
         if not line then return nil, self.name .. ": " .. err, "usage" end
     end

@@ -373,7 +373,7 @@ end
 
 -- Jinja strings in a value translated.  Raises {convert = msg} for the
 -- first part that cannot be; returns the ordered value.
-function C:value(src, v, at_t)
+function C:value(src, v)
     if type(v) == "string" then
         local out, err = jinja.text(v, self.jctx)
         if not out then error({ convert = err }, 0) end
@@ -383,11 +383,11 @@ function C:value(src, v, at_t)
     if type(v) ~= "table" or v == yaml.null then return v end
     if is_map_value(src, v) then
         local m = Y.map()
-        for _, k in ipairs(ordered_keys(src, v)) do m:put(k, self:value(src, v[k], v)) end
+        for _, k in ipairs(ordered_keys(src, v)) do m:put(k, self:value(src, v[k])) end
         return m
     end
     local l = {}
-    for i, x in ipairs(v) do l[i] = self:value(src, x, v) end
+    for i, x in ipairs(v) do l[i] = self:value(src, x) end
     return l
 end
 
@@ -507,7 +507,7 @@ end
 
 -- Takes creates=, chdir=... out of a command's free form.
 local function split_free(s, keys)
-    local extra, rest = {}, {}
+    local extra = {}
     local set = {}
     for _, k in ipairs(keys) do set[k] = true end
     -- only words written as key=value (no quotes, {{ }} allowed) are taken
@@ -552,7 +552,7 @@ function C:find_file(src_path, kind, ctx)
 end
 
 -- The action part of a task: returns action name, args | raises convert.
-function C:module(src, t, mkey, ctx, step)
+function C:module(src, t, mkey, ctx)
     local row = M.MODULES[strip_fqcn(mkey)]
     local raw = t[mkey]
     if not row then error({ convert = "module '" .. tostring(mkey) .. "' has no cutover action" }, 0) end
@@ -912,7 +912,7 @@ function C:step_body(src, t, ctx)
             self:role(name, src, t, mkey)
             step:put(m, name)
         else
-            local action, args = self:module(src, t, mkey, ctx, step)
+            local action, args = self:module(src, t, mkey, ctx)
             if action == "template" and self.bad_templates[self.last_file] then
                 error({ convert = "its template did not convert (see the template's lines above)" }, 0)
             end
@@ -1321,7 +1321,7 @@ function M.main(book, out_path)
     local r, err = M.convert(book)
     if not r then io.stderr:write("cutover: " .. err .. "\n"); return M.EXIT_BAD end
     local extra = 0
-    for rel, content in pairs(r.files) do
+    for _, content in pairs(r.files) do
         if content then extra = extra + 1 end
     end
     if out_path then

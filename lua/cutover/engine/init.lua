@@ -11,7 +11,6 @@
 -- gates; resume.lua: the journal around each step and resume;
 -- delegate.lua: delegate_to's connections.
 local loop = require("cutover.core.loop")
-local vars = require("cutover.vars")
 local output = require("cutover.output")
 local connections = require("cutover.connection")
 local util = require("cutover.util")

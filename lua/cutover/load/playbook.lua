@@ -231,7 +231,7 @@ function Loader:step(src, t, inherited_tags, in_handlers, list, index)
         return nil
     end
     for _, kind in ipairs(REUSE_KINDS) do
-        if t[kind] ~= nil then return self:reuse_step(src, t, inherited_tags, in_handlers, where) end
+        if t[kind] ~= nil then return self:reuse_step(src, t, inherited_tags, in_handlers) end
     end
     if t.meta ~= nil then return self:meta_step(src, t, inherited_tags, where) end
     local label = step_label(t)
@@ -597,15 +597,15 @@ function Loader:role_steps(name, where, label, tags, how, params, base, from)
         local given = from and from[what]
         local file = given or "main.yml"
         if given and not file:match("%.ya?ml$") then file = file .. ".yml" end
-        local tried = {}
+        local looked = {}
         for _, sub in ipairs(ROLE_FROM[what]) do
             local p = dir .. "/" .. sub .. "/" .. file
             if exists(p) then return p end
-            tried[#tried + 1] = p
+            looked[#looked + 1] = p
         end
         if given then
             self:err(where, label .. ": role '" .. name .. "': " .. what .. "_from '" .. given ..
-                "': no such file (looked for " .. table.concat(tried, ", ") .. ")")
+                "': no such file (looked for " .. table.concat(looked, ", ") .. ")")
         end
         return nil
     end
@@ -662,7 +662,7 @@ function Loader:role_block(src, name, t, where, label, tags, params, how, id, ex
 end
 
 -- import_steps / include_steps / import_role / include_role.
-function Loader:reuse_step(src, t, inherited_tags, in_handlers, where)
+function Loader:reuse_step(src, t, inherited_tags, in_handlers)
     local kind
     for _, k in ipairs(REUSE_KINDS) do
         if t[k] ~= nil then
@@ -710,7 +710,7 @@ function Loader:reuse_step(src, t, inherited_tags, in_handlers, where)
     allowed[kind] = true
     for k in pairs(t) do
         if type(k) == "string" and not allowed[k] and not REUSE_KIND_SET[k] then
-            local hint = ""
+            local hint
             if (k == "loop" or k == "loop_var" or k == "with_items") and not is_include then
                 hint = " ('" .. kind .. "' is expanded when the playbook loads: use '" ..
                        kind:gsub("^import_", "include_") .. "' to loop)"
@@ -1100,7 +1100,7 @@ end
 -- in another playbook's plays in place (its step ids under the entry's
 -- id: given, or the file's name).
 function Loader:plays(src, doc, book)
-    for i, t in ipairs(doc) do
+    for _, t in ipairs(doc) do
         if type(t) == "table" and t.import_playbook ~= nil then
             local at = src:at(t, "import_playbook")
             local f = t.import_playbook
