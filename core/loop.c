@@ -8,6 +8,11 @@
  * counter and wake poll through a self-pipe; parked tasks are then
  * resumed once so that each primitive can stop its work (kill a process,
  * close a socket) and report "interrupted".
+ *
+ * A task that waits for another task (a lock, a shared result) parks on a
+ * condition (loop.condition()) with no file descriptor; it runs again
+ * only when another task signals that condition, its deadline passes or
+ * an interrupt arrives, so no task polls a Lua flag in a sleep loop.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,7 +36,12 @@ struct loop_task {
     double deadline;
     unsigned interrupts_seen;
     int daemon;               /* does not keep loop.run going */
+    const void *waiting_on;   /* the condition parked on, or NULL */
+    int signalled;            /* 1: woken by its signal; -1: deadlock */
 };
+
+#define CONDITION_MT "cutover.loop.condition"
+
 
 static struct loop_task **tasks;     /* owned here, each task too */
 static int task_count;
@@ -168,6 +178,35 @@ static int loop_spawn_daemon(lua_State *L)
     return spawn_task(L, 1);
 }
 
+/*
+ * True when no task can make progress: every task is parked on a
+ * condition without a deadline, so none of them can ever be signalled.
+ */
+static int only_condition_waits(void)
+{
+    int i;
+
+    for (i = 0; i < task_count; i++) {
+        struct loop_task *t = tasks[i];
+        if (t->state != TASK_PARKED || t->nfds > 0 || t->deadline > 0 ||
+            t->waiting_on == NULL)
+            return 0;
+    }
+    return 1;
+}
+
+/* Wakes every condition waiter with signalled = -1: its wait raises. */
+static void release_deadlocked(void)
+{
+    int i;
+
+    for (i = 0; i < task_count; i++)
+        if (tasks[i]->waiting_on != NULL) {
+            tasks[i]->state = TASK_RUNNABLE;
+            tasks[i]->signalled = -1;
+        }
+}
+
 /* Resumes task i; returns 1 when it has finished. */
 static int loop_resume(lua_State *L, int i)
 {
@@ -252,6 +291,10 @@ static int loop_run(lua_State *L)
         }
         if (task_count == daemon_count)
             break;
+        if (parked && deadline <= 0 && only_condition_waits()) {
+            release_deadlocked();
+            deadline = loop_now();  /* they run now: no wait */
+        }
         if (has_tick && (deadline <= 0 || next_tick < deadline))
             deadline = next_tick;
         if (total > pfd_cap) {
@@ -379,7 +422,79 @@ static int loop_in_task(lua_State *L)
     return 1;
 }
 
+/*
+ * loop.condition() -> condition
+ * A condition tasks wait on until another task signals it.  Waiters
+ * re-check what they wait for when they wake (a signal, a timeout and an
+ * interrupt all wake them), as with any condition variable.
+ */
+static int loop_condition(lua_State *L)
+{
+    lua_newuserdatauv(L, 1, 0);  /* its address is its identity */
+    luaL_setmetatable(L, CONDITION_MT);
+    return 1;
+}
+
+/* Continuation of condition:wait, after the task was woken. */
+static int condition_wait_k(lua_State *L, int status, lua_KContext ctx)
+{
+    int signalled = running->signalled;
+
+    (void)status;
+    (void)ctx;
+    running->waiting_on = NULL;
+    running->signalled = 0;
+    if (signalled < 0)
+        return luaL_error(L, "condition:wait: every task waits on a "
+                          "condition that no task can signal (a deadlock)");
+    lua_pushboolean(L, signalled > 0);
+    return 1;
+}
+
+/*
+ * condition:wait([timeout]) -> true when signalled, false on timeout or
+ * interrupt.  Only a task can wait.
+ */
+static int condition_wait(lua_State *L)
+{
+    void *cond = luaL_checkudata(L, 1, CONDITION_MT);
+    double timeout = luaL_optnumber(L, 2, -1);
+
+    if (!loop_can_park(L))
+        return luaL_error(L, "condition:wait: only a task can wait");
+    running->waiting_on = cond;
+    running->signalled = 0;
+    return loop_park(L, NULL, 0, timeout >= 0 ? loop_now() + timeout : 0,
+                     0, condition_wait_k);
+}
+
+/* condition:signal() -> how many waiting tasks it woke (all of them) */
+static int condition_signal(lua_State *L)
+{
+    const void *cond = luaL_checkudata(L, 1, CONDITION_MT);
+    int woken = 0;
+    int i;
+
+    for (i = 0; i < task_count; i++) {
+        struct loop_task *t = tasks[i];
+        if (t->state == TASK_PARKED && t->waiting_on == cond) {
+            t->state = TASK_RUNNABLE;
+            t->signalled = 1;
+            woken++;
+        }
+    }
+    lua_pushinteger(L, woken);
+    return 1;
+}
+
+static const luaL_Reg condition_methods[] = {
+    {"wait", condition_wait},
+    {"signal", condition_signal},
+    {NULL, NULL}
+};
+
 static const luaL_Reg loop_funcs[] = {
+    {"condition", loop_condition},
     {"spawn", loop_spawn},
     {"spawn_daemon", loop_spawn_daemon},
     {"run", loop_run},
@@ -416,6 +531,11 @@ int luaopen_cutover_loop(lua_State *L)
          * reports it, instead of the process dying mid-step */
         signal(SIGXFSZ, SIG_IGN);
     }
+    if (luaL_newmetatable(L, CONDITION_MT)) {
+        luaL_newlib(L, condition_methods);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
     luaL_newlib(L, loop_funcs);
     return 1;
 }

@@ -85,6 +85,65 @@ T.test("loop: tick runs while tasks wait and does not keep the loop alive", func
     T.ok(ended, "ran until the last task ended")
 end)
 
+T.test("loop.condition: a signal wakes every waiter; nothing runs them before it", function()
+    local cond = loop.condition()
+    local log, woken = {}, nil
+    for i = 1, 2 do
+        loop.spawn(function()
+            log[#log + 1] = "wait" .. i
+            local got = cond:wait()
+            log[#log + 1] = "woke" .. i .. "=" .. tostring(got)
+        end)
+    end
+    loop.spawn(function()
+        loop.sleep(0.2)
+        log[#log + 1] = "signal"
+        woken = cond:signal()
+    end)
+    loop.run()
+    T.eq(table.concat(log, " "), "wait1 wait2 signal woke1=true woke2=true", "order")
+    T.eq(woken, 2, "signal says how many it woke")
+    T.eq(cond:signal(), 0, "no waiter left")
+end)
+
+T.test("loop.condition: a wait with a timeout ends false; a lock handed over by signals", function()
+    local cond = loop.condition()
+    local got
+    loop.spawn(function() got = cond:wait(0.1) end)
+    loop.run()
+    T.eq(got, false, "timed out")
+    -- the pattern the connection code uses: a flag guarded by a condition
+    local lock = { held = false, cond = loop.condition() }
+    local inside, most = 0, 0
+    for _ = 1, 5 do
+        loop.spawn(function()
+            while lock.held do lock.cond:wait() end
+            lock.held = true
+            inside = inside + 1
+            most = math.max(most, inside)
+            loop.sleep(0.01)
+            inside = inside - 1
+            lock.held = false
+            lock.cond:signal()
+        end)
+    end
+    loop.run()
+    T.eq(most, 1, "one holder at a time")
+    T.eq(inside, 0, "all done")
+end)
+
+T.test("loop.condition: waiting where nothing can signal raises; only tasks wait", function()
+    local cond = loop.condition()
+    local ok, err
+    loop.spawn(function() ok, err = pcall(cond.wait, cond) end)
+    loop.run()
+    T.eq(ok, false, "deadlock raises")
+    T.contains(tostring(err), "deadlock", "message")
+    local ok2, err2 = pcall(cond.wait, cond)
+    T.eq(ok2, false, "outside a task")
+    T.contains(tostring(err2), "only a task can wait", "message")
+end)
+
 T.test("fs: atomic write keeps or sets the mode, read caps size", function()
     local d = T.tmpdir()
     assert(fs.write(d .. "/f", "one", 384))

@@ -43,7 +43,9 @@ function Run:gate(hs, spec)
         return approved("--approve by " .. who, nil)
     end
     if o.interactive then
-        while self.prompting do loop.sleep(0.02) end
+        -- one prompt on the terminal at a time
+        self.prompt_turn = self.prompt_turn or loop.condition()
+        while self.prompting do self.prompt_turn:wait() end
         self.prompting = true
         local text = string.format("\n[%s] gate '%s': %s%s ", hs.name, gate, spec.prompt,
             spec.choices and (" (" .. table.concat(spec.choices, "/") .. ")") or " [yes/no]")
@@ -64,6 +66,7 @@ function Run:gate(hs, spec)
             end
         end
         self.prompting = false
+        self.prompt_turn:signal()
         if got == nil then
             return { failed = true, gate = gate, msg = "gate '" .. gate .. "': " .. (err or "no valid answer") }
         end

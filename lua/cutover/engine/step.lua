@@ -17,6 +17,13 @@ local Run = {}
 
 local function interrupted() return loop.interrupts() > 0 end
 
+-- run_once: the first host's result, handed to the hosts waiting for it.
+function Run:once_done(step, result)
+    local shared = self.once[step]
+    shared.result, shared.done = result, true
+    shared.cond:signal()
+end
+
 -- Tag selection: --tags picks steps carrying one of them ("always" always
 -- runs unless skipped; "never" only when asked for); --skip-tags drops.
 function Run:tags_allow(step)
@@ -130,7 +137,8 @@ function Run:become_for(hs, step, scope)
     end
     if not on then return nil end
     local spec = {}
-    spec.user, err = value(pick("become_user", { "ansible_become_user" }, self.opts.become_user) or "root", "become_user")
+    spec.user, err = value(pick("become_user", { "ansible_become_user" }, self.opts.become_user) or "root",
+        "become_user")
     if err then return nil, err end
     spec.method, err = value(pick("become_method", { "ansible_become_method" }, nil) or "sudo", "become_method")
     if err then return nil, err end
@@ -347,7 +355,7 @@ function Run:action_step(hs, step)
     if step.run_once then
         local shared = self.once[step]
         if shared then
-            while not shared.done do loop.sleep(0.01) end
+            while not shared.done do shared.cond:wait() end
             local r = util.copy(shared.result)
             r.msg = (r.msg and r.msg .. " " or "") .. "(run once, on " .. shared.host .. ")"
             if step.register then scope:set(step.register, r.unknown and expr.UNKNOWN_VALUE or shared.result) end
@@ -356,7 +364,7 @@ function Run:action_step(hs, step)
             hs.last_result = r
             return not (r.failed and not r.ignored)
         end
-        shared = { done = false, host = hs.name }
+        shared = { done = false, host = hs.name, cond = loop.condition() }
         self.once[step] = shared
     end
 
@@ -371,7 +379,7 @@ function Run:action_step(hs, step)
         end
         if result then
             if step.register then scope:set(step.register, result.unknown and expr.UNKNOWN_VALUE or result) end
-            if step.run_once then self.once[step].result, self.once[step].done = result, true end
+            if step.run_once then self:once_done(step, result) end
             self:report(hs, step, result, started)
             finish()
             hs.last_result = result
@@ -463,7 +471,7 @@ function Run:action_step(hs, step)
     if result.changed and step.notify and not result.failed then
         for _, h in ipairs(step.notify) do hs.notified[h] = true end
     end
-    if step.run_once then self.once[step].result, self.once[step].done = result, true end
+    if step.run_once then self:once_done(step, result) end
     if not items then self:report(hs, step, result, started) end
     finish()
     hs.last_result = result
