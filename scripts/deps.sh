@@ -12,6 +12,7 @@ packages=(
     qemu-system-x86 qemu-utils debootstrap e2fsprogs   # the VM lab (tests/vm)
     apt-utils python3   # the VM lab's package repository (apt-ftparchive; http.server, relay.py)
     ansible-core   # the converter's twin tests run real ansible-playbook
+    lua-check   # scripts/lint.sh (luacheck), first thing in scripts/test.sh
 )
 missing=()
 for p in "${packages[@]}"; do

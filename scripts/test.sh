@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
+bash scripts/lint.sh
 jobs=$(nproc)
 flaky=()
 # Runs ctest in build dir $1 with the rest as arguments.  A test that

@@ -254,7 +254,8 @@ function M.make(ctx)
             for _, x in ipairs(l) do
                 if type(x) == "table" and x ~= yaml_null and #x > 0 and (depth == nil or d < depth) then
                     walk(x, d + 1)
-                elseif not (type(x) == "table" and x ~= yaml_null and next(x) == nil and (depth == nil or d < depth)) then
+                elseif not (type(x) == "table" and x ~= yaml_null and next(x) == nil and (depth == nil or
+                    d < depth)) then
                     out[#out + 1] = x
                 end
             end
@@ -289,7 +290,8 @@ function M.make(ctx)
             local v = x
             if f then v = f(x) end
             if type(v) ~= "number" then
-                error(fname .. ": item " .. i .. " is " .. (v == yaml_null and "null" or type(v)) .. ", not a number", 0)
+                error(fname .. ": item " .. i .. " is " .. (v == yaml_null and "null" or type(v)) ..
+                    ", not a number", 0)
             end
             out[i] = v
         end
@@ -408,7 +410,8 @@ function M.make(ctx)
             if next(v) == nil then out[#out + 1] = (#out > 0 and "" or "") .. "{}"; return end
             local n = #v
             local is_list = n > 0
-            if is_list then for k in pairs(v) do if math.type(k) ~= "integer" or k < 1 or k > n then is_list = false end end end
+            if is_list then for k in pairs(v) do if math.type(k) ~= "integer" or k < 1 or
+                k > n then is_list = false end end end
             local items = {}
             if is_list then
                 for i = 1, n do items[i] = { "- ", v[i] } end
@@ -478,7 +481,8 @@ function M.make(ctx)
         if type(v) == "number" then v = tostring(v) end
         if type(v) ~= "string" then error(fname .. ": a version must be text, got " .. type(v), 0) end
         local ok, why = debversion.split(v)
-        if not ok then error(fname .. ": " .. (why == "the version is empty" and why or ("bad version '" .. v .. "': " .. why)), 0) end
+        if not ok then error(fname .. ": " .. (why == "the version is empty" and why or ("bad version '" .. v ..
+            "': " .. why)), 0) end
         return v
     end
     local OPS = {

@@ -181,7 +181,8 @@ function M.decisions(r, host_rows, by_play, done, mark, retry, items)
                 end
                 return false
             end
-            for _, cand in ipairs({ spec, (spec:match("^(.*)@") or spec), ((spec:match("^(.*)@") or spec):match("^(.*)%[%d+%]$")) }) do
+            for _, cand in ipairs({ spec, (spec:match("^(.*)@") or spec),
+                ((spec:match("^(.*)@") or spec):match("^(.*)%[%d+%]$")) }) do
                 if cand and not steps[cand] and journaled(cand) then steps[cand] = { dynamic = true, loop = true } end
             end
             local sid, host, index = spec, nil, nil
@@ -211,7 +212,8 @@ function M.decisions(r, host_rows, by_play, done, mark, retry, items)
             end
             if #targets == 0 then
                 return bad("this decides nothing: " .. (index and ("item " .. index .. " of ") or "") ..
-                           "step '" .. sid .. "' was " .. (index and "not in flight" or "neither in flight nor failed") ..
+                           "step '" .. sid .. "' was " .. (index and "not in flight" or
+                               "neither in flight nor failed") ..
                            " on " .. (host or "any host") .. " in run " .. r.id)
             end
             for _, h in ipairs(targets) do
@@ -394,7 +396,8 @@ function M.unlock(j, host)
         print("host " .. host .. " is not locked")
         return 0
     elseif what == "alive" then
-        output.error(string.format("host %s is locked by run %s and its controller (pid %s on %s) is still there; not unlocking",
+        output.error(string.format("host %s is locked by run %s and its controller (pid %s on %s) is still there; " ..
+            "not unlocking",
             host, l.run, tostring(l.pid), tostring(l.controller)))
         return 3
     end
@@ -412,7 +415,8 @@ function M.refuse_claim(j, id, why, who)
         output.error(string.format("run %s is %s now (ended by pid %s on %s, user %s); refusing to resume it",
             id, who.status, tostring(who.pid), tostring(who.controller), tostring(who.os_user)))
     else
-        output.error(string.format("run %s is held by pid %s on %s (user %s), which is still running it; refusing to resume it",
+        output.error(string.format("run %s is held by pid %s on %s (user %s), which is still running it; refusing " ..
+            "to resume it",
             id, tostring(who.pid), tostring(who.controller), tostring(who.os_user)))
     end
     return engine.EXIT_REFUSED

@@ -288,8 +288,10 @@ function Text:run_end(stats)
         if s.failed_at then row = row .. "  " .. self:paint("31", "failed at " .. esc(s.failed_at)) end
         if s.unreachable then row = row .. "  " .. self:paint("31", "unreachable") end
         if s.interrupted_at then row = row .. "  " .. self:paint("31", "interrupted at " .. esc(s.interrupted_at)) end
-        if s.stopped_at then row = row .. "  " .. self:paint("31", "stopped at " .. esc(s.stopped_at) .. " (" .. esc(s.stopped_why) .. ")") end
-        if s.never_started then row = row .. "  " .. self:paint("33", "never started (" .. esc(s.never_started) .. ")") end
+        if s.stopped_at then row = row .. "  " .. self:paint("31", "stopped at " .. esc(s.stopped_at) .. " (" ..
+            esc(s.stopped_why) .. ")") end
+        if s.never_started then row = row .. "  " .. self:paint("33", "never started (" .. esc(s.never_started) ..
+            ")") end
         if s.parked_at then row = row .. "  " .. self:paint("34", "parked at gate " .. esc(s.parked_gate)) end
         self:out(row)
     end
@@ -310,7 +312,8 @@ function Text:run_end(stats)
                 self:out("  it asks for a secret (read from stdin):  " .. resume .. " --answer-stdin " .. gate)
                 self:out("  or on a terminal:                        " .. resume)
             elseif k.kind == "choices" then
-                self:out("  answer one of " .. table.concat(k.choices, ", ") .. ":  " .. resume .. " --answer " .. gate .. "=" .. tostring(k.choices[1]))
+                self:out("  answer one of " .. table.concat(k.choices, ", ") .. ":  " .. resume .. " --answer " ..
+                    gate .. "=" .. tostring(k.choices[1]))
                 self:out("  or on a terminal:  " .. resume)
             else
                 self:out("  approve every host parked there:  " .. resume .. " --approve " .. gate)

@@ -269,10 +269,12 @@ local function verify(plan)
             elseif st.status == "changed" then changes = changes + 1 end
         end
         if (h.changes or 0) ~= changes then
-            return "host " .. h.name .. ": " .. tostring(h.changes or 0) .. " changes shown, its steps predict " .. changes
+            return "host " .. h.name .. ": " .. tostring(h.changes or 0) .. " changes shown, its steps predict " ..
+                changes
         end
         if (h.at_apply or 0) ~= at_apply then
-            return "host " .. h.name .. ": " .. tostring(h.at_apply or 0) .. " results shown as decided at apply time, " ..
+            return "host " .. h.name .. ": " .. tostring(h.at_apply or 0) ..
+                " results shown as decided at apply time, " ..
                 "its steps have " .. at_apply
         end
         total_changes, total_at_apply = total_changes + changes, total_at_apply + at_apply
@@ -309,7 +311,8 @@ local function shown_mismatch(plan, c, fresh)
                 end
             end
             if (st.changed == true) ~= (e.changed == true) then
-                return "host " .. name .. ", step '" .. st.id .. "': the changed flag shown differs from what apply checks now"
+                return "host " .. name .. ", step '" .. st.id ..
+                    "': the changed flag shown differs from what apply checks now"
             end
         end
     end
@@ -458,7 +461,8 @@ function M.plan(o, book_path, ev, env)
         return engine.EXIT_USAGE
     end
     local hosts = #plan.hosts
-    local msg = string.format("plan written to %s: %d host%s, %d change%s predicted, %d step result%s decided at apply time",
+    local msg = string.format("plan written to %s: %d host%s, %d change%s predicted, %d step result%s decided at " ..
+        "apply time",
         out, hosts, hosts == 1 and "" or "s", plan.totals.changes, plan.totals.changes == 1 and "" or "s",
         plan.totals.at_apply, plan.totals.at_apply == 1 and "" or "s")
     if o.format == "json" then err_out(msg) else print(shown(msg)) end
@@ -664,7 +668,8 @@ local function what_changed(old, new)
     for k, d in pairs(of) do if nf[k] ~= d then names[#names + 1] = k end end
     for k in pairs(nf) do if of[k] == nil then names[#names + 1] = k end end
     table.sort(names)
-    if #names > 0 then return "result field" .. (#names > 1 and "s " or " ") .. table.concat(names, ", ") .. " changed" end
+    if #names > 0 then return "result field" .. (#names > 1 and "s " or " ") .. table.concat(names, ", ") ..
+        " changed" end
     return "its prediction changed"
 end
 
@@ -700,7 +705,8 @@ local function whole_plan_check(plan, o, env)
     if type(inv) == "table" and inv.path then
         local loaded, ierr = inventory.load(inv.path)
         if not loaded then
-            reasons[#reasons + 1] = "inventory or its vars changed: " .. inv.path .. " no longer loads: " .. tostring(ierr)
+            reasons[#reasons + 1] = "inventory or its vars changed: " .. inv.path .. " no longer loads: " ..
+                tostring(ierr)
         else
             local digest, files = files_digest(loaded.files_read)
             if digest ~= inv.sha256 then
@@ -749,10 +755,12 @@ local function whole_plan_check(plan, o, env)
     end
     local po = plan.options or {}
     if o.limit and inventory.limit_pattern(o.limit) ~= po.limit then
-        reasons[#reasons + 1] = "options changed: --limit " .. o.limit .. " (the plan has " .. tostring(po.limit or "none") .. ")"
+        reasons[#reasons + 1] = "options changed: --limit " .. o.limit .. " (the plan has " ..
+            tostring(po.limit or "none") .. ")"
     end
     if o.tags and not same_list(tag_list(o.tags), po.tags) then
-        reasons[#reasons + 1] = "options changed: --tags (the plan has " .. (po.tags and table.concat(po.tags, ",") or "none") .. ")"
+        reasons[#reasons + 1] = "options changed: --tags (the plan has " .. (po.tags and table.concat(po.tags,
+            ",") or "none") .. ")"
     end
     if o["skip-tags"] and not same_list(tag_list(o["skip-tags"]), po.skip_tags) then
         reasons[#reasons + 1] = "options changed: --skip-tags (the plan has " ..
@@ -883,7 +891,8 @@ function M.apply(path, o, env)
     end
     if o.format ~= "json" then
         print(shown("apply " .. path .. ": " .. (#fresh <= 10 and table.concat(fresh, ", ") or (#fresh .. " hosts")) ..
-            (#stale > 0 and ("  (refused as stale: " .. #stale .. " host" .. (#stale == 1 and "" or "s") .. ")") or "")))
+            (#stale > 0 and ("  (refused as stale: " .. #stale .. " host" .. (#stale == 1 and "" or "s") ..
+                ")") or "")))
     end
     -- the journal records which plan this run applies and what it
     -- predicted, per host and step (masked as the plan is): `cutover

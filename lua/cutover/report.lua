@@ -192,7 +192,8 @@ function M.plan_versus_actual(rec, step_rows)
         local a = actual[h.name] or { by = {}, order = {} }
         local host = { name = masked(h.name), steps = array({}), differences = 0 }
         if stale[h.name] then
-            host.stale = masked("refused as stale" .. (stale[h.name].step and (" at step '" .. stale[h.name].step .. "'") or "") ..
+            host.stale = masked("refused as stale" .. (stale[h.name].step and (" at step '" .. stale[h.name].step ..
+                "'") or "") ..
                                 ": " .. tostring(stale[h.name].why or ""))
         end
         -- consecutive items of one step are one occurrence
@@ -476,7 +477,8 @@ function M.html(d)
         out[#out + 1] = '<span><svg width="10" height="10"><rect class="' .. k ..
                         '" width="10" height="10"/></svg> ' .. k .. "</span>"
     end
-    out[#out + 1] = '<span><svg width="10" height="10"><path class="gate" d="M5 0l5 5l-5 5l-5 -5z"/></svg> gate decision</span></p>'
+    out[#out + 1] = '<span><svg width="10" height="10"><path class="gate" d="M5 0l5 5l-5 5l-5 -5z"/></svg> gate ' ..
+        'decision</span></p>'
     timeline(d, out)
     -- gates
     local gates = {}
@@ -487,9 +489,11 @@ function M.html(d)
     if #gates == 0 then
         out[#out + 1] = "<p>No gate was decided in this run.</p>"
     else
-        out[#out + 1] = "<table><tr><th>gate</th><th>host</th><th>decision</th><th>who</th><th>when</th><th>how</th></tr>"
+        out[#out + 1] = "<table><tr><th>gate</th><th>host</th><th>decision</th><th>who</th><th>when</th>" ..
+            "<th>how</th></tr>"
         for _, e in ipairs(gates) do
-            out[#out + 1] = string.format('<tr><td>%s</td><td>%s</td><td class="%s">%s</td><td>%s</td><td>%s</td><td>%s</td></tr>',
+            out[#out + 1] = string.format('<tr><td>%s</td><td>%s</td><td ' ..
+                'class="%s">%s</td><td>%s</td><td>%s</td><td>%s</td></tr>',
                 h(e.name), h(e.host or "-"), e.kind == "approve" and "ok" or "failed",
                 e.kind == "approve" and "approved" or "refused", h(e.user), h(when(e.time)), h(e.detail))
         end
@@ -507,7 +511,8 @@ function M.html(d)
                 for _, s in ipairs(host.steps) do
                     if s.status == "failed" or s.status == "interrupted" then why = why or s.msg or s.stderr end
                 end
-                out[#out + 1] = string.format('<tr><td><a href="#%s">%s</a></td><td class="%s">%s</td><td>%s</td><td><pre>%s</pre></td></tr>',
+                out[#out + 1] = string.format('<tr><td><a href="#%s">%s</a></td><td ' ..
+                    'class="%s">%s</td><td>%s</td><td><pre>%s</pre></td></tr>',
                     host.anchor, h(host.name), h(host.status),
                     h(host.status == "pending" and "never started" or host.status),
                     h(host.failed_at or "-"), h(why or "-"))
@@ -521,7 +526,8 @@ function M.html(d)
         if e.kind ~= "approve" and e.kind ~= "refuse" then other[#other + 1] = e end
     end
     if #other > 0 then
-        out[#out + 1] = "<h2>Operator events</h2><table><tr><th>when</th><th>what</th><th>host</th><th>who</th><th>detail</th></tr>"
+        out[#out + 1] = "<h2>Operator " ..
+            "events</h2><table><tr><th>when</th><th>what</th><th>host</th><th>who</th><th>detail</th></tr>"
         for _, e in ipairs(other) do
             out[#out + 1] = string.format("<tr><td>%s</td><td>%s %s</td><td>%s</td><td>%s</td><td>%s</td></tr>",
                 h(when(e.time)), h(e.kind), h(e.name), h(e.host or "-"), h(e.user), h(e.detail))
@@ -549,11 +555,13 @@ function M.html(d)
             for _, s in ipairs(host.steps) do
                 local extra = {}
                 if s.note then extra[#extra + 1] = "<i>" .. h(s.note) .. "</i>" end
-                if s.msg and (s.status ~= "ok" or s.action == "debug") then extra[#extra + 1] = "<pre>" .. h(s.msg) .. "</pre>" end
+                if s.msg and (s.status ~= "ok" or s.action == "debug") then extra[#extra + 1] = "<pre>" ..
+                    h(s.msg) .. "</pre>" end
                 if s.stdout then extra[#extra + 1] = "<pre>stdout: " .. h(s.stdout) .. "</pre>" end
                 if s.stderr then extra[#extra + 1] = "<pre>stderr: " .. h(s.stderr) .. "</pre>" end
                 if s.diff then extra[#extra + 1] = '<pre class="diff">' .. h(s.diff) .. "</pre>" end
-                out[#out + 1] = string.format('<tr><td title="%s">%s</td><td class="%s">%s</td><td>%s</td><td>%s</td></tr>',
+                out[#out + 1] = string.format('<tr><td title="%s">%s</td><td ' ..
+                    'class="%s">%s</td><td>%s</td><td>%s</td></tr>',
                     h(s.action), h(s.name), h(s.status), h(s.status), h(dur(s.duration)), table.concat(extra))
             end
             out[#out + 1] = "</table>"

@@ -315,7 +315,8 @@ local function unsafe(value, what, bad, blanks)
     end
     if why then
         return nil, "refusing the " .. what .. " '" .. value .. "': " .. why ..
-            " (a ProxyCommand would hand it to the shell; OpenSSH also refuses host and user names with shell metacharacters)"
+            " (a ProxyCommand would hand it to the shell; OpenSSH also refuses host and user names with shell " ..
+                "metacharacters)"
     end
     return true
 end

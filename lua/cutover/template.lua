@@ -188,7 +188,8 @@ function M.parse(s)
                 if rest == "" then return nil, "'{% if %}' needs a condition", t.line, t.col end
                 local ok, e, l, c = check_code(rest, t.line, t.col)
                 if not ok then return nil, e, l, c end
-                if #stack > M.MAX_DEPTH then return nil, "blocks nested more than " .. M.MAX_DEPTH .. " deep", t.line, t.col end
+                if #stack > M.MAX_DEPTH then return nil, "blocks nested more than " .. M.MAX_DEPTH .. " deep",
+                    t.line, t.col end
                 local node = { kind = "if", branches = { { cond = rest, body = {}, line = t.line } },
                                line = t.line, col = t.col }
                 top.body[#top.body + 1] = node
@@ -207,7 +208,8 @@ function M.parse(s)
                 local n = top.node
                 if n.kind ~= "if" then return nil, "'{% else %}' outside an '{% if %}'", t.line, t.col end
                 if n.else_body then return nil, "a second '{% else %}'", t.line, t.col end
-                if rest ~= "" then return nil, "'{% else %}' takes no condition (write '{% elif " .. rest .. " %}')", t.line, t.col end
+                if rest ~= "" then return nil, "'{% else %}' takes no condition (write '{% elif " .. rest ..
+                    " %}')", t.line, t.col end
                 n.else_body = {}
                 top.body = n.else_body
             elseif kw == "for" then
@@ -227,7 +229,8 @@ function M.parse(s)
                 end
                 local ok, e, l, c = check_code(src, t.line, t.col)
                 if not ok then return nil, e, l, c end
-                if #stack > M.MAX_DEPTH then return nil, "blocks nested more than " .. M.MAX_DEPTH .. " deep", t.line, t.col end
+                if #stack > M.MAX_DEPTH then return nil, "blocks nested more than " .. M.MAX_DEPTH .. " deep",
+                    t.line, t.col end
                 local node = { kind = "for", a = a, b = b, src = src, mode = mode, body = {},
                                line = t.line, col = t.col }
                 top.body[#top.body + 1] = node
@@ -242,7 +245,8 @@ function M.parse(s)
                 if rest ~= "" then return nil, here .. " takes nothing after it", t.line, t.col end
                 stack[#stack] = nil
             elseif JINJA_ONLY[kw] then
-                return nil, here .. " is Jinja syntax that cutover templates do not have: " .. JINJA_ONLY[kw], t.line, t.col
+                return nil, here .. " is Jinja syntax that cutover templates do not have: " .. JINJA_ONLY[kw],
+                    t.line, t.col
             else
                 return nil, "unknown tag '{% " .. t.code .. " %}' (cutover templates have if, elif, else, for and end)",
                     t.line, t.col

@@ -61,7 +61,8 @@ local function validate(args)
     end
     if #names > 0 and up ~= "no" then return "takes 'name' or 'upgrade', not both (use two steps)" end
     if up ~= "no" and args.autoremove then
-        return "autoremove with upgrade: put 'autoremove: true' in a step of its own after it (so each is simulated exactly)"
+        return "autoremove with upgrade: put 'autoremove: true' in a step of its own after it (so each is " ..
+            "simulated exactly)"
     end
     if pinned and state ~= "present" then return "a version pin (name=version) goes with state present" end
     if args.purge and state ~= "absent" then return "purge goes with state absent" end
@@ -269,12 +270,14 @@ not.]],
         install_recommends = { type = "bool", doc = "install recommended packages (default: apt's setting)" },
         hold = { type = "bool", doc = "true: hold the packages (apt-mark hold); false: release them first" },
         conffiles = { type = "string", default = "keep", choices = { "keep", "replace" },
-                      doc = "a locally changed configuration file the new version also changes: keep it or replace it" },
+                      doc = "a locally changed configuration file the new version also changes: keep it or " ..
+                          "replace it" },
         lock_timeout = { type = "int", default = 120, doc = "seconds to wait for dpkg's lock" },
     },
     validate = validate,
     returns = {
-        packages = "every package changed (or, in check mode, that would be): name, action (install, upgrade, downgrade, remove, purge), from and to versions",
+        packages = "every package changed (or, in check mode, that would be): name, action (install, upgrade, " ..
+            "downgrade, remove, purge), from and to versions",
         held = "packages this step put on hold", unheld = "packages this step released",
         conffiles_kept = "configuration files kept as they were (the package's version is FILE.dpkg-dist)",
         conffiles_replaced = "configuration files replaced (the old one is FILE.dpkg-old)",
@@ -282,7 +285,10 @@ not.]],
         reboot_required = "whether /var/run/reboot-required exists after the step",
         reboot_required_pkgs = "the packages listed in /var/run/reboot-required.pkgs",
     },
-    check_mode = "Exact: the same apt-get -s simulation the real run carries out lists every package that would change, with versions; hold changes are read with dpkg-query. A cache update is made into a private copy of the package lists, so the prediction sees the updated lists and the host's own are untouched. A package that an earlier step's repository or update would make available is not seen.",
+    check_mode = "Exact: the same apt-get -s simulation the real run carries out lists every package that would " ..
+        "change, with versions; hold changes are read with dpkg-query. A cache update is made into a private copy " ..
+        "of the package lists, so the prediction sees the updated lists and the host's own are untouched. A " ..
+        "package that an earlier step's repository or update would make available is not seen.",
     idempotent = true,
     -- for the unit tests (not arguments or docs)
     parse_simulation = function(out) return parse_simulation(out) end,
@@ -329,10 +335,12 @@ function M.run(ctx, args)
             if private_lists then conn:exec({ argv = { "rm", "-rf", private_lists }, timeout = 60 }) end
             return fail("apt-get update on " .. host .. ": " .. first_error(r))
         end
-        if not ctx.check then conn:exec({ shell = "mkdir -p " .. q(util.dirname(STAMP)) .. " && touch " .. q(STAMP), timeout = 60 }) end
+        if not ctx.check then conn:exec({ shell = "mkdir -p " .. q(util.dirname(STAMP)) .. " && touch " .. q(STAMP),
+            timeout = 60 }) end
     end
     local function cleanup()
-        if private_lists then conn:exec({ argv = { "rm", "-rf", private_lists }, timeout = 60 }); private_lists = nil end
+        if private_lists then conn:exec({ argv = { "rm", "-rf", private_lists },
+            timeout = 60 }); private_lists = nil end
     end
 
     -- what dpkg has of the named packages
@@ -424,7 +432,8 @@ function M.run(ctx, args)
         local base = p.name:gsub(":.*", "")
         if p.action == "downgrade" then downgrades[#downgrades + 1] = p.name .. " " .. p.from .. " -> " .. p.to end
         local h = plan_have[base]
-        if h and h.held and not releasing[base] and not args.allow_change_held_packages then held[#held + 1] = p.name end
+        if h and h.held and not releasing[base] and not args.allow_change_held_packages then held[#held + 1] =
+            p.name end
     end
     if #downgrades > 0 and not args.allow_downgrade then
         return fail("on " .. host .. " this would downgrade " .. table.concat(downgrades, ", ") ..
@@ -501,7 +510,8 @@ function M.run(ctx, args)
         size = size and tonumber(util.trim(size.stdout)) or 0
         local r, rerr = conn:exec({ argv = argv, env = ENV, timeout = 3600 })
         if not r then return fail(rerr) end
-        local log = conn:exec({ shell = "tail -c +" .. (size + 1) .. " /var/log/dpkg.log 2>/dev/null | grep ' conffile ' | head -n 1000; true",
+        local log = conn:exec({ shell = "tail -c +" .. (size + 1) ..
+            " /var/log/dpkg.log 2>/dev/null | grep ' conffile ' | head -n 1000; true",
                                 timeout = 60 })
         result.conffiles_kept, result.conffiles_replaced = conffile_reports(log and log.stdout or "")
         if r.rc ~= 0 then
@@ -513,7 +523,8 @@ function M.run(ctx, args)
             local h = now[(p.name:gsub(":.*", ""))]
             local v = h and h.installed and h.version or nil
             if (p.action == "remove" or p.action == "purge") then
-                if v then return fail("apt-get " .. verb .. " on " .. host .. " left " .. p.name .. " " .. v .. " installed") end
+                if v then return fail("apt-get " .. verb .. " on " .. host .. " left " .. p.name .. " " .. v ..
+                    " installed") end
             elseif v ~= p.to then
                 return fail("apt-get " .. verb .. " on " .. host .. ": " .. p.name .. " is at " .. tostring(v) ..
                     ", the simulation said " .. tostring(p.to))

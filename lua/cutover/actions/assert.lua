@@ -14,7 +14,8 @@ is false.]],
         quiet = { type = "bool", default = false, doc = "no message on success" },
     },
     returns = { msg = "the message", evaluated = "the conditions checked" },
-    check_mode = "Runs as usual (it changes nothing); a condition that reads a result unknown in check mode makes the step unknown.",
+    check_mode = "Runs as usual (it changes nothing); a condition that reads a result unknown in check mode makes " ..
+        "the step unknown.",
     controller = true,
     read_only = true,
     -- safe to run again after a restart: it converges, or only reads

@@ -23,7 +23,9 @@ unless changed_when says otherwise; `creates`/`removes` make it skip.]],
     },
     one_of = { { "cmd", "argv" } },
     returns = run.RETURNS,
-    check_mode = "Unknowable: the program is not run and the step is reported as \"unknown in check mode\", except when `creates`/`removes` already decide that it would be skipped. The preview (`would run: ...`, and `cmd`) shows the argv shell-quoted.",
+    check_mode = "Unknowable: the program is not run and the step is reported as \"unknown in check mode\", " ..
+        "except when `creates`/`removes` already decide that it would be skipped. The preview (`would run: ...`, " ..
+        "and `cmd`) shows the argv shell-quoted.",
     run = function(ctx, args)
         local argv = args.argv
         if args.cmd then

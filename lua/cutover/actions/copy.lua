@@ -29,7 +29,10 @@ the change is shown as a unified diff.]],
     one_of = { { "content", "src" } },
     validate = content.validate_args,
     returns = content.RETURNS,
-    check_mode = "Exact: compares checksums and modes and reports the change it would make (with a diff under --diff); writes nothing. A change the login user may not make (a folder it cannot write, or whose nearest existing parent it cannot write; a file it does not own for a mode change) is predicted as the failure it would be, asked of the host with `test -w`.",
+    check_mode = "Exact: compares checksums and modes and reports the change it would make (with a diff under " ..
+        "--diff); writes nothing. A change the login user may not make (a folder it cannot write, or whose " ..
+        "nearest existing parent it cannot write; a file it does not own for a mode change) is predicted as the " ..
+        "failure it would be, asked of the host with `test -w`.",
     reads_files = function(args, dir) return args.src and { util.join_path(dir, args.src) } or {} end,
     -- safe to run again after a restart: it converges, or only reads
     idempotent = true,

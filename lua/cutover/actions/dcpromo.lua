@@ -64,15 +64,19 @@ destroys Exchange (Q260698).]],
         domain_netbios_name = { type = "string", required = true, doc = "CORP" },
         admin_user = { type = "string", required = true, doc = "a domain admin (admin)" },
         admin_password = { type = "string", required = true, doc = "its password (secret)" },
-        safe_mode_password = { type = "string", required = true, doc = "Directory Services Restore Mode password (secret)" },
-        answer_file = { type = "string", default = "C:\\TEMP\\cutover-dcpromo.txt", doc = "where the answer file goes" },
-        reboot_timeout = { type = "number", positive = true, default = 1800, doc = "seconds for the promotion's reboot" },
+        safe_mode_password = { type = "string", required = true, doc =
+            "Directory Services Restore Mode password (secret)" },
+        answer_file = { type = "string", default = "C:\\TEMP\\cutover-dcpromo.txt",
+            doc = "where the answer file goes" },
+        reboot_timeout = { type = "number", positive = true, default = 1800,
+            doc = "seconds for the promotion's reboot" },
         connect_timeout = { type = "number", positive = true, default = 10, doc = "seconds per reconnection try" },
         sleep = { type = "number", default = 2, doc = "seconds between tries" },
     },
     returns = { role = "the role after", boot_before = "boot time before", boot_after = "after",
                 elapsed = "seconds" },
-    check_mode = "Unknowable: nothing is promoted (a host that is already a domain controller is reported ok); the steps after it are decided at apply time.",
+    check_mode = "Unknowable: nothing is promoted (a host that is already a domain controller is reported ok); " ..
+        "the steps after it are decided at apply time.",
     -- safe after a restart: on a host already promoted it does nothing
     idempotent = true,
     -- in check mode, what the host answers after this is unknown too

@@ -46,7 +46,8 @@ unless `fail_on_missing: false`.  Files over 256 MiB are refused.]],
         fail_on_missing = { type = "bool", default = true, doc = "a missing src fails the step" },
     },
     returns = { dest = "the controller file", checksum = "sha256 of the file", size = "bytes" },
-    check_mode = "Exact: compares the host's sha256 with the controller's copy and reports whether it would fetch; writes nothing.",
+    check_mode = "Exact: compares the host's sha256 with the controller's copy and reports whether it would " ..
+        "fetch; writes nothing.",
     idempotent = true,
     run = function(ctx, args)
         local conn = ctx.conn
@@ -71,7 +72,8 @@ unless `fail_on_missing: false`.  Files over 256 MiB are refused.]],
         if not remote_sum then return { failed = true, msg = serr } end
         local result = { dest = dest, checksum = remote_sum, size = st.size, changed = false }
         local lst = fs.stat(dest)
-        if lst and lst.type ~= "file" then return { failed = true, msg = dest .. " on the controller is a " .. lst.type } end
+        if lst and lst.type ~= "file" then return { failed = true, msg = dest .. " on the controller is a " ..
+            lst.type } end
         if lst and fs.sha256(dest) == remote_sum then return result end
         result.changed = true
         if ctx.check then
@@ -81,7 +83,8 @@ unless `fail_on_missing: false`.  Files over 256 MiB are refused.]],
         local data, rerr = conn:read_file(args.src, MAX_FETCH_BYTES)
         if not data then return { failed = true, msg = rerr } end
         if crypto.sha256(data) ~= remote_sum then
-            return { failed = true, msg = args.src .. " changed during the transfer (its checksum differs); nothing written" }
+            return { failed = true, msg = args.src ..
+                " changed during the transfer (its checksum differs); nothing written" }
         end
         local ok, merr = localconn.new():mkdir_p(util.dirname(dest), 493)
         if not ok then return { failed = true, msg = merr } end

@@ -87,7 +87,11 @@ resolved on the host, or numbers.]],
     },
     validate = validate,
     returns = { path = "the path", state = "the state asked for", mode = "resulting mode ('0755')" },
-    check_mode = "Exact: stats the path (and for links, what stands there; for recurse, how many paths under it differ) and reports what would change (before/after state, mode and owner under --diff); changes nothing. A change the login user may not make (removing or creating in a folder it cannot write, a mode on a path it does not own, an owner change without root, a group it is not in) is predicted as the failure it would be.",
+    check_mode = "Exact: stats the path (and for links, what stands there; for recurse, how many paths under it " ..
+        "differ) and reports what would change (before/after state, mode and owner under --diff); changes " ..
+        "nothing. A change the login user may not make (removing or creating in a folder it cannot write, a mode " ..
+        "on a path it does not own, an owner change without root, a group it is not in) is predicted as the " ..
+        "failure it would be.",
     -- safe to run again after a restart: it converges, or only reads
     idempotent = true,
     run = function(ctx, args)
@@ -95,7 +99,8 @@ resolved on the host, or numbers.]],
         local st, err, code = conn:stat(path)
         if not st and code ~= 2 then return { failed = true, msg = err } end
         local ids, iderr, unknown = owner.wanted(ctx, args)
-        if iderr then return { failed = not unknown, unknown = unknown and true or nil, msg = path .. ": " .. iderr } end
+        if iderr then return { failed = not unknown, unknown = unknown and true or nil, msg = path .. ": " ..
+            iderr } end
         local before = st and st.type or "absent"
         local result = { path = path, state = state, changed = false }
         local function diff(after_state, after_mode, before_state)
@@ -161,7 +166,8 @@ resolved on the host, or numbers.]],
                     (kind == "link" and ("link to " .. target) or kind) .. "; force: true replaces it" }
             end
             if nosrc_soft and not args.force then
-                return { failed = true, msg = "src " .. args.src .. " does not exist; force: true makes a dangling link" }
+                return { failed = true, msg = "src " .. args.src ..
+                    " does not exist; force: true makes a dangling link" }
             end
             result.changed = true
             diff(what, nil, kind == "link" and ("link -> " .. target) or before)
@@ -238,7 +244,8 @@ resolved on the host, or numbers.]],
                 if not refused and args.mode and st and st.mode ~= args.mode then
                     refused = probe.refusal(ctx, path, "owner")
                 end
-                if not refused and st and ids and owner.differs(st, ids) then refused = owner.refusal(ctx, path, ids) end
+                if not refused and st and ids and owner.differs(st, ids) then refused = owner.refusal(ctx, path,
+                    ids) end
                 if refused then return { failed = true, msg = refused, path = path, diff = result.diff } end
                 result.msg = st and "would update time" or "would create"
                 return result

@@ -26,7 +26,8 @@ play's first gathering is.  `setup` is the same action.]],
         gathered = "the subsets read",
         changed_facts = "the names of the facts whose value is not what it was (sorted)",
     },
-    check_mode = "Runs as usual: it only reads the host (after a reboot or another step check mode cannot know, the result is unknown).",
+    check_mode = "Runs as usual: it only reads the host (after a reboot or another step check mode cannot know, " ..
+        "the result is unknown).",
     read_only = true,
     idempotent = true,
     run = function(ctx, args)

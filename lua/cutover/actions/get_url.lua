@@ -14,7 +14,8 @@ local ALGOS = { sha256 = 64, sha1 = 40, sha512 = 128, md5 = 32 }
 local function parse_checksum(s)
     local algo, rest = tostring(s):match("^(%w+):(.+)$")
     if not algo or not ALGOS[algo:lower()] then
-        return nil, "checksum must be ALGORITHM:HEX or ALGORITHM:URL with sha256, sha1, sha512 or md5 (e.g. sha256:9f86d0...)"
+        return nil, "checksum must be ALGORITHM:HEX or ALGORITHM:URL with sha256, sha1, sha512 or md5 (e.g. " ..
+            "sha256:9f86d0...)"
     end
     algo = algo:lower()
     if rest:match("^[hH][tT][tT][pP][sS]?://") then return algo, nil, rest end
@@ -145,7 +146,8 @@ in uri (secrets on curl's stdin, masked in all output).]],
         mode = { type = "mode", doc = "permission bits, e.g. '0644'" },
         owner = owner.ARGS.owner, group = owner.ARGS.group,
         force = { type = "bool", default = false, doc = "download again even when dest exists (without checksum)" },
-        timeout = { type = "number", positive = true, default = 10, doc = "seconds to connect, and of a stalled transfer" },
+        timeout = { type = "number", positive = true, default = 10, doc =
+            "seconds to connect, and of a stalled transfer" },
         headers = http.ARGS.headers,
         url_username = http.ARGS.url_username,
         url_password = http.ARGS.url_password,
@@ -160,7 +162,11 @@ in uri (secrets on curl's stdin, masked in all output).]],
         size = "bytes downloaded", mode = "permission bits, as text ('0644')",
         downloaded = "whether the file was downloaded in this run",
     },
-    check_mode = "Exact where it can be: dest present with a matching checksum, or present without checksum and force false, is ok (mode/owner changes predicted); otherwise the URL is asked with a HEAD request (it only reads): 200 predicts the download (changed), anything else makes the step unknown; dest present with force and no checksum is unknown (the download decides). A folder the user may not write is predicted as the failure it would be. Nothing is written.",
+    check_mode = "Exact where it can be: dest present with a matching checksum, or present without checksum and " ..
+        "force false, is ok (mode/owner changes predicted); otherwise the URL is asked with a HEAD request (it " ..
+        "only reads): 200 predicts the download (changed), anything else makes the step unknown; dest present " ..
+        "with force and no checksum is unknown (the download decides). A folder the user may not write is " ..
+        "predicted as the failure it would be. Nothing is written.",
     idempotent = true,
     run = function(ctx, args)
         local conn = ctx.conn
@@ -180,7 +186,8 @@ in uri (secrets on curl's stdin, masked in all output).]],
             if not st and code ~= 2 then return { failed = true, msg = tostring(err) } end
             if st and st.type == "directory" then return { failed = true, msg = dest .. " is a folder" } end
         end
-        if st and st.type ~= "file" then return { failed = true, msg = dest .. " is a " .. st.type .. ", not a file" } end
+        if st and st.type ~= "file" then return { failed = true, msg = dest .. " is a " .. st.type ..
+            ", not a file" } end
         local result = { dest = dest, url = shown, changed = false, downloaded = false }
         local algo, want = "sha256", nil
         if args.checksum and args.checksum ~= "" then
@@ -193,14 +200,16 @@ in uri (secrets on curl's stdin, masked in all output).]],
             end
         end
         local ids, iderr, unknown = owner.wanted(ctx, args)
-        if iderr then return { failed = not unknown, unknown = unknown and true or nil, msg = dest .. ": " .. iderr } end
+        if iderr then return { failed = not unknown, unknown = unknown and true or nil, msg = dest .. ": " ..
+            iderr } end
         -- dest present: is a download needed?
         local fetch = true
         if st then
             if want then
                 local r, serr = conn:exec({ argv = { algo .. "sum", "--", dest }, timeout = 300 })
                 if not r then return { failed = true, msg = serr } end
-                if r.rc ~= 0 then return { failed = true, msg = algo .. "sum " .. dest .. ": " .. util.trim(r.stderr) } end
+                if r.rc ~= 0 then return { failed = true, msg = algo .. "sum " .. dest .. ": " ..
+                    util.trim(r.stderr) } end
                 local have = r.stdout:match("^(%x+)")
                 fetch = have ~= want
                 if not fetch then result.checksum = have; result.msg = "checksum matches" end
@@ -287,8 +296,10 @@ in uri (secrets on curl's stdin, masked in all output).]],
         if not r then return { failed = true, msg = "GET " .. shown .. ": " .. tostring(xerr), dest = dest } end
         local out = r.stdout or ""
         local fail = { failed = true, dest = dest, url = shown }
-        if r.interrupted then fail.msg = "interrupted (the temporary file was removed)"; fail.interrupted = true; return fail end
-        if r.rc == 90 then fail.msg = "cannot create a temporary file beside " .. dest .. ": " .. util.trim(r.stderr); return fail end
+        if r.interrupted then fail.msg = "interrupted (the temporary file was removed)"; fail.interrupted =
+            true; return fail end
+        if r.rc == 90 then fail.msg = "cannot create a temporary file beside " .. dest .. ": " ..
+            util.trim(r.stderr); return fail end
         if r.rc == 91 then
             local crc = tonumber(line_of(out, "curl")) or -1
             fail.msg = "GET " .. shown .. ": " .. http.curl_failure(ctx.host, crc, r.stderr)
@@ -300,7 +311,8 @@ in uri (secrets on curl's stdin, masked in all output).]],
             local body = out:gsub("^status [^\n]*\n?", "")
             local start = http.excerpt(body)
             fail.status = tonumber(status)
-            fail.msg = "GET " .. shown .. ": status " .. status .. " (expected 200)" .. (start ~= "" and (": " .. start) or "") ..
+            fail.msg = "GET " .. shown .. ": status " .. status .. " (expected 200)" .. (start ~= "" and (": " ..
+                start) or "") ..
                 "; " .. dest .. " left as it was"
             return fail
         end
@@ -333,7 +345,8 @@ in uri (secrets on curl's stdin, masked in all output).]],
         if ctx.diff then
             result.diff = { path = dest,
                 before_state = st and (dest .. ": " .. st.size .. " bytes") or "absent",
-                after_state = "downloaded from " .. shown .. ", " .. tostring(size) .. " bytes, " .. algo .. " " .. tostring(digest) }
+                after_state = "downloaded from " .. shown .. ", " .. tostring(size) .. " bytes, " .. algo .. " " ..
+                    tostring(digest) }
         end
         return result
     end,

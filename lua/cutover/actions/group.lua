@@ -22,14 +22,16 @@ become once it exists).]],
     },
     validate = validate,
     returns = { gid = "the group's id", name = "the group" },
-    check_mode = "Exact: reads the group with getent and reports what groupadd, groupmod or groupdel would change; changes nothing.",
+    check_mode = "Exact: reads the group with getent and reports what groupadd, groupmod or groupdel would " ..
+        "change; changes nothing.",
     idempotent = true,
     run = function(ctx, args)
         local conn = ctx.conn
         local function run(argv)
             local r, err = conn:exec({ argv = argv, timeout = 120 })
             if not r then return nil, err end
-            if r.rc ~= 0 then return nil, argv[1] .. ": " .. ((r.stderr ~= "" and r.stderr or r.stdout):gsub("\n.*", "")) end
+            if r.rc ~= 0 then return nil, argv[1] .. ": " .. ((r.stderr ~= "" and r.stderr or r.stdout):gsub("\n.*",
+                "")) end
             return r
         end
         local r, err = run({ "/bin/sh", "-c", GETENT, "sh", args.name })
@@ -57,7 +59,8 @@ become once it exists).]],
         result.changed = true
         if ctx.diff then
             result.diff = { path = "group " .. args.name, before_state = gid and ("gid " .. gid) or "absent",
-                            after_state = args.state == "absent" and "absent" or ("gid " .. tostring(args.gid or "(new)")) }
+                            after_state = args.state == "absent" and "absent" or ("gid " ..
+                                tostring(args.gid or "(new)")) }
         end
         if ctx.check then return result end
         result.msg = nil

@@ -23,11 +23,15 @@ M.MAX_BODY = 64 * 1024
 
 M.ARGS = {
     url = { type = "string", required = true, doc = "http:// or https:// URL, requested from the host" },
-    headers = { type = "dict", default = {}, doc = "request headers (NAME: value); values of Authorization, Cookie and *token*/*key*/*secret* headers are masked in output" },
+    headers = { type = "dict", default = {},
+        doc = "request headers (NAME: value); values of Authorization, Cookie and *token*/*key*/*secret* headers " ..
+            "are masked in output" },
     url_username = { type = "string", doc = "user for HTTP authentication" },
     url_password = { type = "string", doc = "its password (sent to curl on stdin; masked in all output)" },
-    force_basic_auth = { type = "bool", default = false, doc = "send Basic credentials with the first request instead of waiting for the server's 401 challenge" },
-    validate_certs = { type = "bool", default = true, doc = "verify the server's TLS certificate (false: for test hosts only)" },
+    force_basic_auth = { type = "bool", default = false,
+        doc = "send Basic credentials with the first request instead of waiting for the server's 401 challenge" },
+    validate_certs = { type = "bool", default = true,
+        doc = "verify the server's TLS certificate (false: for test hosts only)" },
     ca_path = { type = "path", doc = "a CA bundle file on the host to verify the server against" },
 }
 

@@ -61,7 +61,8 @@ is masked in all output.]],
         timeout = { type = "number", positive = true, default = 15, doc = "seconds per connection and reply" },
     },
     returns = { pop3 = "{ok, build, greeting, answer}", imap4 = "the same", build = "the build both report" },
-    check_mode = "Runs as usual: a login changes nothing (a refused one is logged by the server as it would be anyway).",
+    check_mode = "Runs as usual: a login changes nothing (a refused one is logged by the server as it would be " ..
+        "anyway).",
     controller = true,
     probes_host = true,  -- what it reports depends on the host's state
     delegatable = true,  -- with delegate_to: from that (POSIX) host

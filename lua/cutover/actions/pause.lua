@@ -18,7 +18,8 @@ GATE`).  `--approve GATE` on `run` approves it in advance.  Every
 approval is recorded (gate, host, OS user, time) and shown by `cutover
 show`.  The registered result holds `answer`.]],
     args = {
-        gate = { type = "string", required = true, doc = "the gate's name (unique in its file; under the import's id in an imported file or role)" },
+        gate = { type = "string", required = true,
+            doc = "the gate's name (unique in its file; under the import's id in an imported file or role)" },
         prompt = { type = "string", default = "Continue?", doc = "what the operator is asked" },
         choices = { type = "list", doc = "the answers allowed" },
         secret = { type = "bool", default = false, doc = "the answer is secret: no echo, masked" },
@@ -31,7 +32,8 @@ show`.  The registered result holds `answer`.]],
     idempotent = true,
     run = function(ctx, args)
         if ctx.check then
-            return { unknown = true, msg = "would stop at gate '" .. (ctx.gate_id or args.gate) .. "': " .. args.prompt }
+            return { unknown = true, msg = "would stop at gate '" .. (ctx.gate_id or args.gate) .. "': " ..
+                args.prompt }
         end
         return ctx.gate(args)
     end,

@@ -17,9 +17,12 @@ command and every boot identity read run as the become user (sudo's
 password, when one is needed, on stdin as for any command).  Refused on
 the local connection (it would reboot the controller).]],
     args = {
-        reboot_command = { type = "string", default = "sleep 1 && shutdown -r now", doc = "command that reboots the host (it may drop the connection)" },
-        boot_id_command = { type = "string", default = "cat /proc/sys/kernel/random/boot_id", doc = "prints an identity that changes at every boot" },
-        reboot_timeout = { type = "number", positive = true, default = 600, doc = "seconds for the host to go down and come back" },
+        reboot_command = { type = "string", default = "sleep 1 && shutdown -r now",
+            doc = "command that reboots the host (it may drop the connection)" },
+        boot_id_command = { type = "string", default = "cat /proc/sys/kernel/random/boot_id",
+            doc = "prints an identity that changes at every boot" },
+        reboot_timeout = { type = "number", positive = true, default = 600,
+            doc = "seconds for the host to go down and come back" },
         connect_timeout = { type = "number", positive = true, default = 10, doc = "seconds for each reconnection try" },
         pre_reboot_delay = { type = "number", default = 0, doc = "seconds to wait before rebooting" },
         post_reboot_delay = { type = "number", default = 0, doc = "seconds to wait after the host is back" },
@@ -29,7 +32,8 @@ the local connection (it would reboot the controller).]],
         rebooted = "true once the host is back with a new boot identity",
         boot_id_before = "identity before the reboot", boot_id_after = "identity after",
         elapsed = "seconds from the reboot command until the host was back",
-        downtime = "seconds the host was down: from its last answer with the old identity (or the reboot command) to its first with the new one (to within `sleep`)",
+        downtime = "seconds the host was down: from its last answer with the old identity (or the reboot command) " ..
+            "to its first with the new one (to within `sleep`)",
     },
     check_mode = "Unknowable: nothing is rebooted; the step and what depends on its result are decided at apply time.",
     -- in check mode, what the host answers after this is unknown too

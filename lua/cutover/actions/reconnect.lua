@@ -10,7 +10,8 @@ local M = {}
 function M.identity(conn, command, timeout)
     local r, err, code = conn:exec({ shell = command, timeout = timeout })
     if not r then return nil, err, code end
-    if r.rc ~= 0 then return nil, "'" .. command .. "' failed with exit code " .. r.rc .. ": " .. util.trim(r.stderr) end
+    if r.rc ~= 0 then return nil, "'" .. command .. "' failed with exit code " .. r.rc .. ": " ..
+        util.trim(r.stderr) end
     local id = util.trim(r.stdout)
     if id == "" then return nil, "'" .. command .. "' printed nothing" end
     return id

@@ -99,7 +99,8 @@ local function sysv_run(ctx, args)
     end
     if ctx.diff then
         result.diff = { path = "service " .. name,
-                        before_state = (running and "running" or "stopped") .. ", " .. (enabled and "enabled" or "disabled"),
+                        before_state = (running and "running" or "stopped") .. ", " ..
+                            (enabled and "enabled" or "disabled"),
                         after_state = table.concat(verbs, ", ") }
     end
     if ctx.check then result.msg = "would " .. table.concat(verbs, ", "); return result end
@@ -150,7 +151,9 @@ link in runlevels 2 to 5).  After start or restart it waits up to 30 s for
 error on such a host.  `use` picks the manager; `auto` takes the gathered
 `service_mgr` fact, else checks for `/run/systemd/system`.]]
 service.returns = { status = "systemd: the unit's states (see systemd); sysvinit: manager, running, enabled" }
-service.check_mode = "Exact for started, stopped and enabled on both managers (systemd: systemctl show; sysvinit: the script's status and the rc links); restarted and reloaded are always predicted as changes. A service the host does not have yet is unknown."
+service.check_mode = "Exact for started, stopped and enabled on both managers (systemd: systemctl show; sysvinit: " ..
+    "the script's status and the rc links); restarted and reloaded are always predicted as changes. A service the " ..
+    "host does not have yet is unknown."
 service.run = function(ctx, args)
     local use, err = manager(ctx, args)
     if not use then return { failed = true, msg = err } end

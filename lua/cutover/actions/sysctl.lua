@@ -50,7 +50,8 @@ leave the file edit done and the step ok.]],
     validate = validate,
     returns = { value = "the running value after the step", file_changed = "whether the file changed",
                 running_changed = "whether the running value changed" },
-    check_mode = "Exact: computes the file edit (with a diff under --diff) and reads the running value; writes and sets nothing. A file the login user may not write is predicted as the failure it would be.",
+    check_mode = "Exact: computes the file edit (with a diff under --diff) and reads the running value; writes " ..
+        "and sets nothing. A file the login user may not write is predicted as the failure it would be.",
     idempotent = true,
     run = function(ctx, args)
         local conn = ctx.conn
@@ -101,7 +102,8 @@ leave the file edit done and the step ok.]],
                     result.diff.after_state = args.name .. " = " .. normal(args.value)
                 end
                 if not ctx.check then
-                    local w, werr = conn:exec({ argv = { "sysctl", "-w", args.name .. "=" .. args.value }, timeout = 60 })
+                    local w, werr = conn:exec({ argv = { "sysctl", "-w", args.name .. "=" .. args.value },
+                        timeout = 60 })
                     if not w then return { failed = true, msg = werr } end
                     if w.rc ~= 0 then
                         return { failed = true, msg = "sysctl -w " .. args.name .. ": " .. (w.stderr:gsub("\n.*", "")),

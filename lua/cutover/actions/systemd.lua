@@ -56,7 +56,9 @@ same on a systemd host, and drives init scripts where systemd does not run.]],
     },
     validate = validate,
     returns = { status = "ActiveState, SubState, UnitFileState and LoadState after the step" },
-    check_mode = "Exact for started, stopped, enabled and masked (read with systemctl show); restarted and reloaded are always predicted as changes. A unit the host does not have yet (an earlier step may install it) is unknown. daemon_reload is not run, so a unit file an earlier step would write is not seen.",
+    check_mode = "Exact for started, stopped, enabled and masked (read with systemctl show); restarted and " ..
+        "reloaded are always predicted as changes. A unit the host does not have yet (an earlier step may install " ..
+        "it) is unknown. daemon_reload is not run, so a unit file an earlier step would write is not seen.",
     idempotent = true,
     run = function(ctx, args)
         local conn, name = ctx.conn, args.name
@@ -124,7 +126,8 @@ same on a systemd host, and drives init scripts where systemd does not run.]],
                 if s.ActiveState == "active" then break end
                 if s.ActiveState == "failed" or waited >= ACTIVE_WAIT then
                     return { failed = true, status = s,
-                             msg = "unit " .. name .. " is " .. tostring(s.ActiveState) .. " (" .. tostring(s.SubState) ..
+                             msg = "unit " .. name .. " is " .. tostring(s.ActiveState) .. " (" ..
+                                 tostring(s.SubState) ..
                                  ")" .. (waited >= ACTIVE_WAIT and (" after " .. ACTIVE_WAIT .. " s") or "") ..
                                  journal_tail(conn, name) }
                 end

@@ -26,7 +26,8 @@ playbook loads, naming the file, line and column.]],
     },
     validate = content.validate_args,
     returns = content.RETURNS,
-    check_mode = "Exact, as copy: renders, compares checksums, writes nothing; a write the login user may not make is a predicted failure.",
+    check_mode = "Exact, as copy: renders, compares checksums, writes nothing; a write the login user may not " ..
+        "make is a predicted failure.",
     reads_files = function(args, dir) return { util.join_path(dir, args.src) } end,
     -- its files hold {{ }}: the secrets they name are resolved before a run
     renders_files = true,

@@ -63,7 +63,8 @@ command line.  Controller archives over 256 MiB are refused.]],
     end,
     reads_files = function(args, dir) return args.remote_src and {} or { util.join_path(dir, args.src) } end,
     returns = { dest = "the folder", src = "the archive" },
-    check_mode = "Exact for tar archives: `tar --diff` against the folder (the controller's archive on stdin), nothing written. A zip archive without `creates` is unknown.",
+    check_mode = "Exact for tar archives: `tar --diff` against the folder (the controller's archive on stdin), " ..
+        "nothing written. A zip archive without `creates` is unknown.",
     idempotent = true,
     run = function(ctx, args)
         local conn = ctx.conn
@@ -83,7 +84,8 @@ command line.  Controller archives over 256 MiB are refused.]],
             local err
             local lst = fs.stat(path, true)
             if lst and lst.size > MAX_ARCHIVE_BYTES then
-                return { failed = true, msg = "src " .. path .. " is over the limit of " .. MAX_ARCHIVE_BYTES .. " bytes" }
+                return { failed = true, msg = "src " .. path .. " is over the limit of " .. MAX_ARCHIVE_BYTES ..
+                    " bytes" }
             end
             -- ctx.read_file records the file for saved plans
             data, err = (ctx.read_file or fs.read)(path)

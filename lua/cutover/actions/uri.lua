@@ -13,7 +13,8 @@ local function status_codes(list, lint)
     for _, v in ipairs(list or {}) do
         if lint and type(v) == "string" and v:find("{{", 1, true) then v = 200 end
         local n = math.tointeger(tonumber(v))
-        if not n or n < 100 or n > 599 then return nil, "status_code must be HTTP status codes (100-599), not '" .. tostring(v) .. "'" end
+        if not n or n < 100 or n > 599 then return nil, "status_code must be HTTP status codes (100-599), not '" ..
+            tostring(v) .. "'" end
         out[#out + 1] = n
     end
     if #out == 0 then return nil, "status_code must name at least one status" end
@@ -65,7 +66,8 @@ local function validate(args)
     local body, berr = encode_body(args)
     if body == nil and berr then return berr end
     if body and #body > http.MAX_BODY then
-        return "body is " .. #body .. " bytes; uri sends at most " .. http.MAX_BODY .. " (use copy and a command for more)"
+        return "body is " .. #body .. " bytes; uri sends at most " .. http.MAX_BODY ..
+            " (use copy and a command for more)"
     end
     if body and body:find("\0", 1, true) then return "body must not hold NUL bytes" end
 end
@@ -110,10 +112,12 @@ A host without curl fails the step saying so (install curl, or use
         body_format = { type = "string", default = "raw", choices = { "raw", "json", "form-urlencoded" },
                         doc = "how body is encoded" },
         headers = http.ARGS.headers,
-        status_code = { type = "list", scalar_ok = true, default = { 200 }, doc = "the statuses that count as success (one or a list)" },
+        status_code = { type = "list", scalar_ok = true, default = { 200 },
+            doc = "the statuses that count as success (one or a list)" },
         return_content = { type = "bool", default = false, doc = "return the body as content" },
         timeout = { type = "number", positive = true, default = 30, doc = "seconds for the whole request" },
-        follow_redirects = { type = "any", default = "safe", doc = "safe (GET/HEAD/OPTIONS only), all, none (or true/false)" },
+        follow_redirects = { type = "any", default = "safe",
+            doc = "safe (GET/HEAD/OPTIONS only), all, none (or true/false)" },
         validate_certs = http.ARGS.validate_certs,
         ca_path = http.ARGS.ca_path,
         url_username = http.ARGS.url_username,
@@ -126,14 +130,18 @@ A host without curl fails the step saying so (install curl, or use
         url = "the URL answered, after redirects (a password in it masked)",
         redirected = "whether redirects were followed",
         elapsed = "seconds the request took",
-        headers = "the final response's headers (lowercase names; Set-Cookie and per-response values such as Date, Age, Expires and request or trace ids left out, so that a saved plan stays valid)",
+        headers = "the final response's headers (lowercase names; Set-Cookie and per-response values such as " ..
+            "Date, Age, Expires and request or trace ids left out, so that a saved plan stays valid)",
         content_type = "its Content-Type", content_length = "its Content-Length",
         json = "the decoded body, when the response is JSON",
         content = "the body (return_content: true; at most 1 MiB)",
         content_truncated = "true when content was cut at 1 MiB",
         method = "the method sent",
     },
-    check_mode = "GET, HEAD and OPTIONS are sent (they only read), so the status, the json and what depends on them are exact (`until` asks once in check mode, as for every action). Other methods are not sent: the step is unknown, its message says what it would send (method, URL, body size), and what depends on its result is decided at apply time.",
+    check_mode = "GET, HEAD and OPTIONS are sent (they only read), so the status, the json and what depends on " ..
+        "them are exact (`until` asks once in check mode, as for every action). Other methods are not sent: the " ..
+        "step is unknown, its message says what it would send (method, URL, body size), and what depends on its " ..
+        "result is decided at apply time.",
     run = function(ctx, args)
         if ctx.conn.kind == "windows" then return { failed = true, msg = "uri needs a POSIX host with curl" } end
         http.register_secrets(args)

@@ -55,7 +55,8 @@ Needs root on the host.]],
         state = { type = "string", default = "present", choices = { "present", "absent" }, doc = "whether it exists" },
         uid = { type = "int", doc = "its user id" },
         group = { type = "string", doc = "primary group (name or gid)" },
-        groups = { type = "list", scalar_ok = true, doc = "supplementary groups (a list, or names separated by commas)" },
+        groups = { type = "list", scalar_ok = true,
+            doc = "supplementary groups (a list, or names separated by commas)" },
         append = { type = "bool", default = false, doc = "add to groups instead of setting them exactly" },
         shell = { type = "string", doc = "login shell" },
         home = { type = "string", doc = "home folder" },
@@ -68,7 +69,8 @@ Needs root on the host.]],
     validate = validate,
     returns = { uid = "the user's id", name = "the user", home = "its home", shell = "its shell",
                 groups = "its supplementary groups" },
-    check_mode = "Exact: reads the account and reports every field useradd, usermod, chpasswd or userdel would change (the password only as changed, never its value); changes nothing.",
+    check_mode = "Exact: reads the account and reports every field useradd, usermod, chpasswd or userdel would " ..
+        "change (the password only as changed, never its value); changes nothing.",
     idempotent = true,
     run = function(ctx, args)
         local conn = ctx.conn
@@ -85,7 +87,8 @@ Needs root on the host.]],
             if not r then return nil, err end
             local pw, groups, hash = r.stdout:match("^(.-)\n%-%-\n(.-)\n?%-%-\n(.-)\n?$")
             if not pw or pw == "" then return false end
-            local name, _, uid, gid, gecos, home, shell = pw:match("^([^:]*):([^:]*):(%d+):(%d+):([^:]*):([^:]*):([^:\n]*)")
+            local name, _, uid, gid, gecos, home,
+                shell = pw:match("^([^:]*):([^:]*):(%d+):(%d+):([^:]*):([^:]*):([^:\n]*)")
             if not name then return nil, "cannot read getent passwd: " .. pw end
             local g = {}
             for x in (groups or ""):gmatch("%S+") do g[#g + 1] = x end
@@ -120,7 +123,8 @@ Needs root on the host.]],
                     end
                     return { failed = true, msg = "group '" .. args.group .. "' does not exist" }
                 end
-                if not have or have.gid ~= gid then opt("--gid", args.group); changes[#changes + 1] = "group " .. args.group end
+                if not have or have.gid ~= gid then opt("--gid", args.group); changes[#changes + 1] = "group " ..
+                    args.group end
             end
             if want_groups then
                 -- id -Gn: the primary group first, then the supplementary ones
@@ -136,7 +140,8 @@ Needs root on the host.]],
                 if #missing > 0 or extra then
                     if args.append and have then opts[#opts + 1] = "--append" end
                     opt("--groups", table.concat(want_groups, ","))
-                    changes[#changes + 1] = "groups " .. table.concat(want_groups, ",") .. (args.append and " (added)" or "")
+                    changes[#changes + 1] = "groups " .. table.concat(want_groups, ",") ..
+                        (args.append and " (added)" or "")
                 end
             end
             if args.shell and (not have or have.shell ~= args.shell) then
@@ -187,7 +192,8 @@ Needs root on the host.]],
         if result.password_changed then
             local ok = run({ "chpasswd", "-e" }, args.name .. ":" .. args.password .. "\n")
             -- the error text of chpasswd could hold the line: say only that it failed
-            if not ok then return { failed = true, msg = "chpasswd: setting the password of " .. args.name .. " failed" } end
+            if not ok then return { failed = true, msg = "chpasswd: setting the password of " .. args.name ..
+                " failed" } end
         end
         local now = read()
         if now then result.uid, result.home, result.shell, result.groups = now.uid, now.home, now.shell, now.groups end

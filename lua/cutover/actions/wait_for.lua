@@ -13,7 +13,8 @@ be gone (`state: absent`).  With `port`: waits for a TCP connection to
         path = { type = "path", doc = "path on the host" },
         port = { type = "int", doc = "TCP port" },
         host = { type = "string", default = "127.0.0.1", doc = "address for port checks" },
-        state = { type = "string", choices = { "present", "absent", "started", "stopped" }, doc = "present/absent for paths, started/stopped for ports" },
+        state = { type = "string", choices = { "present", "absent", "started", "stopped" },
+            doc = "present/absent for paths, started/stopped for ports" },
         timeout = { type = "number", positive = true, default = 300, doc = "seconds before failing" },
         delay = { type = "number", default = 0, doc = "seconds before the first check" },
         sleep = { type = "number", default = 1, doc = "seconds between checks" },
@@ -29,7 +30,8 @@ be gone (`state: absent`).  With `port`: waits for a TCP connection to
         if args.port and (args.port < 1 or args.port > 65535) then return "port must be 1 to 65535" end
     end,
     returns = { elapsed = "seconds waited" },
-    check_mode = "Checks once without waiting: reports ok when the condition already holds, otherwise unknown (\"would wait up to TIMEOUT s\").",
+    check_mode = "Checks once without waiting: reports ok when the condition already holds, otherwise unknown " ..
+        "(\"would wait up to TIMEOUT s\").",
     read_only = true,
     -- safe to run again after a restart: it converges, or only reads
     idempotent = true,

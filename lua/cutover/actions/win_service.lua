@@ -23,7 +23,8 @@ unless `stop_dependents: true` (then `net stop /y` stops them first).]],
         stop_dependents = { type = "bool", default = false, doc = "net stop /y" },
     },
     returns = { config = "sc qc, parsed", status = "sc query, parsed", actions = "what was done" },
-    check_mode = "Exact for the state and the account name (read with sc); a given password is always reported as a change (it cannot be read back). --diff shows the account and state before and after.",
+    check_mode = "Exact for the state and the account name (read with sc); a given password is always reported as " ..
+        "a change (it cannot be read back). --diff shows the account and state before and after.",
     idempotent = true,
     run = function(ctx, args)
         if args.password then redact.register(args.password) end
@@ -60,7 +61,8 @@ unless `stop_dependents: true` (then `net stop /y` stops them first).]],
                     local ok, ferr, failure = parse.sc_ok(r.stdout)
                     if r.rc ~= 0 or not ok then
                         return { failed = true, msg = "sc config " .. args.name .. ": " ..
-                                 (failure and (failure.code .. " " .. failure.message) or ferr or ("exit code " .. r.rc)) }
+                                 (failure and (failure.code .. " " .. failure.message) or ferr or ("exit code " ..
+                                     r.rc)) }
                     end
                 end
             end

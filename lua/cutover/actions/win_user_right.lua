@@ -29,7 +29,8 @@ otherwise presence is judged by name and a grant is always made.]],
     },
     returns = { before = "members of the right before", local_changed = "ntrights ran",
                 policy_changed = "the DC template was rewritten" },
-    check_mode = "Exact: reads the rights (and the DC template) and predicts; writes nothing, and removes the export file it used.",
+    check_mode = "Exact: reads the rights (and the DC template) and predicts; writes nothing, and removes the " ..
+        "export file it used.",
     idempotent = true,
     run = function(ctx, args)
         local rights, err = host.rights(ctx)
@@ -53,7 +54,8 @@ otherwise presence is judged by name and a grant is always made.]],
             if not facts then return { failed = true, msg = ferr } end
             if facts.is_dc then
                 if not args.domain then
-                    return { failed = true, msg = "the host is a domain controller: give 'domain' (the DNS name) to make the right durable" }
+                    return { failed = true, msg =
+                        "the host is a domain controller: give 'domain' (the DNS name) to make the right durable" }
                 end
                 local path = DC_POLICY:format(args.domain)
                 local data, derr = ctx.conn:read_file(path)
@@ -81,7 +83,8 @@ otherwise presence is judged by name and a grant is always made.]],
                         if not ok then return { failed = true, msg = wferr } end
                         local r, rerr = host.run(ctx, { "secedit", "/refreshpolicy", "machine_policy", "/enforce" })
                         if not r or r.rc ~= 0 then
-                            return { failed = true, msg = "secedit /refreshpolicy: " .. (rerr or (r.stdout .. r.stderr)) }
+                            return { failed = true, msg = "secedit /refreshpolicy: " .. (rerr or (r.stdout ..
+                                r.stderr)) }
                         end
                     end
                 end

@@ -126,7 +126,8 @@ local function passwords(o)
         local perr
         ssh_password, perr = require("cutover.core.sys").read_secret("SSH password: ")
         if not ssh_password then
-            return false, options.usage_error("--ask-pass: " .. perr .. " (the password is never read from arguments)", "run")
+            return false, options.usage_error("--ask-pass: " .. perr ..
+                " (the password is never read from arguments)", "run")
         end
     end
     local become_password
@@ -134,7 +135,8 @@ local function passwords(o)
         local perr
         become_password, perr = require("cutover.core.sys").read_secret("BECOME password: ")
         if not become_password then
-            return false, options.usage_error("--ask-become-pass: " .. perr .. " (the password is never read from arguments)", "run")
+            return false, options.usage_error("--ask-become-pass: " .. perr ..
+                " (the password is never read from arguments)", "run")
         end
         redact.register(become_password)
     end

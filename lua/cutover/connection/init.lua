@@ -177,7 +177,8 @@ function M.ssh_settings(name, v, opts)
     local jump, jerr = jump_chain(cfg, hops, 0)
     if jerr then return nil, jerr end
     local host = sc.hostname or target
-    local port, perr = util.port_number(iport ~= nil and (v.ansible_port ~= nil and "ansible_port" or "ansible_ssh_port")
+    local port, perr = util.port_number(iport ~= nil and (v.ansible_port ~= nil and "ansible_port" or
+        "ansible_ssh_port")
                                         or "the SSH config's Port", iport or sc.port or 22)
     if not port then return nil, perr end
     local tname = v.ansible_timeout ~= nil and "ansible_timeout" or "ansible_ssh_timeout"

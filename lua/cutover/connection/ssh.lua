@@ -177,7 +177,8 @@ function Conn:run_unlocked(line, opts)
     -- expanded under `cmd /c`); the channel's exit status is all there is
     local raw = self.settings.shell == "cmd"
     local wrapped = raw and line or
-        ("printf '" .. PIDMARK .. "%d\\n' \"$$\" >&2; ( " .. line .. "\n) ; printf '\\n" .. MARKER .. "%d\\n' \"$?\" >&2")
+        ("printf '" .. PIDMARK .. "%d\\n' \"$$\" >&2; ( " .. line .. "\n) ; printf '\\n" .. MARKER ..
+            "%d\\n' \"$?\" >&2")
     for attempt = 1, 2 do
         local ok, err, code = self:open()
         if not ok then return nil, err, code end
@@ -217,14 +218,16 @@ function Conn:run_unlocked(line, opts)
             elseif r.stderr_truncated then
                 r.status_note = "exit status unknown: stderr was cut at the output cap"
             else
-                return nil, self.name .. ": the command ended without an exit status (the session or channel was closed; it may or may not have taken effect)", "connection"
+                return nil, self.name .. ": the command ended without an exit status (the session or channel was " ..
+                    "closed; it may or may not have taken effect)", "connection"
             end
             return r
         end
         self.session = nil
         if not (rcode == "connection" and (phase or 0) < 2 and attempt == 1) then
             if rcode == "connection" then
-                return nil, rerr .. " (connection lost while the command ran; it may or may not have taken effect)", "connection"
+                return nil, rerr .. " (connection lost while the command ran; it may or may not have taken effect)",
+                    "connection"
             end
             return nil, rerr, rcode
         end
@@ -374,7 +377,8 @@ function Conn:write_file(path, content, mode)
             self.session = nil
             return nil, err, code
         else
-            return nil, (err or "SFTP write failed"):gsub("%.cutover%-%x+", ""), err and err:find("No such file") and 2 or 5
+            return nil, (err or "SFTP write failed"):gsub("%.cutover%-%x+", ""),
+                err and err:find("No such file") and 2 or 5
         end
     end
     local line = "umask 077; t=$(mktemp " .. q(path .. ".cutover-XXXXXX") .. ") && " ..
@@ -386,7 +390,8 @@ function Conn:write_file(path, content, mode)
 end
 
 function Conn:mkdir_p(path, mode)
-    local r, err, code = self:run("mkdir -p " .. (mode and ("-m " .. string.format("%o", mode) .. " ") or "") .. "-- " .. q(path))
+    local r, err, code = self:run("mkdir -p " .. (mode and ("-m " .. string.format("%o", mode) .. " ") or "") ..
+        "-- " .. q(path))
     if not r then return nil, err, code end
     if r.rc ~= 0 then return fail_from(r, path, "mkdir") end
     return true

@@ -41,21 +41,25 @@ M.MODULES = {
              values = { state = { "file", "directory", "absent", "touch" } } },
     stat = { action = "stat", args = { path = "path", follow = "follow", get_checksum = "checksum" } },
     assert = { action = "assert", conditions = { that = true },
-               args = { that = "that", fail_msg = "fail_msg", msg = "fail_msg", success_msg = "success_msg", quiet = "quiet" } },
+               args = { that = "that", fail_msg = "fail_msg", msg = "fail_msg", success_msg = "success_msg",
+                   quiet = "quiet" } },
     set_fact = { action = "set_fact", any = true },
     debug = { action = "debug", exprs = { var = true }, args = { msg = "msg", var = "var" } },
     fail = { action = "fail", args = { msg = "msg" } },
     pause = { action = "pause", args = { prompt = "prompt" } },
     reboot = { action = "reboot", args = { reboot_timeout = "reboot_timeout", connect_timeout = "connect_timeout",
-                                           pre_reboot_delay = "pre_reboot_delay", post_reboot_delay = "post_reboot_delay",
+                                           pre_reboot_delay = "pre_reboot_delay",
+                                               post_reboot_delay = "post_reboot_delay",
                                            reboot_command = "reboot_command", boot_time_command = "boot_id_command" } },
     wait_for = { action = "wait_for", args = { path = "path", port = "port", host = "host", state = "state",
                                                timeout = "timeout", delay = "delay", sleep = "sleep" },
                  values = { state = { "present", "absent", "started", "stopped" } } },
     wait_for_connection = { action = "wait_for_connection",
-                            args = { timeout = "timeout", delay = "delay", sleep = "sleep", connect_timeout = "connect_timeout" } },
+                            args = { timeout = "timeout", delay = "delay", sleep = "sleep",
+                                connect_timeout = "connect_timeout" } },
     lineinfile = { action = "lineinfile",
-                   args = { path = "path", dest = "path", name = "path", line = "line", value = "line", regexp = "regexp",
+                   args = { path = "path", dest = "path", name = "path", line = "line", value = "line",
+                       regexp = "regexp",
                             search_string = "search_string", state = "state", insertafter = "insertafter",
                             insertbefore = "insertbefore", backrefs = "backrefs", create = "create", mode = "mode",
                             owner = "owner", group = "group", firstmatch = "firstmatch", backup = "backup",
@@ -80,12 +84,15 @@ M.MODULES = {
     group = { action = "group", args = { name = "name", state = "state", gid = "gid", system = "system" },
               values = { state = { "present", "absent" } } },
     sysctl = { action = "sysctl", args = { name = "name", key = "name", value = "value", val = "value", state = "state",
-                                           sysctl_file = "sysctl_file", reload = "reload", ignoreerrors = "ignoreerrors" },
+                                           sysctl_file = "sysctl_file", reload = "reload",
+                                               ignoreerrors = "ignoreerrors" },
                values = { state = { "present", "absent" } },
                -- Ansible's default file (cutover's own is /etc/sysctl.d/99-cutover.conf)
                defaults = { sysctl_file = "/etc/sysctl.conf" } },
-    fetch = { action = "fetch", args = { src = "src", dest = "dest", flat = "flat", fail_on_missing = "fail_on_missing" } },
-    unarchive = { action = "unarchive", args = { src = "src", dest = "dest", remote_src = "remote_src", creates = "creates",
+    fetch = { action = "fetch", args = { src = "src", dest = "dest", flat = "flat",
+        fail_on_missing = "fail_on_missing" } },
+    unarchive = { action = "unarchive", args = { src = "src", dest = "dest", remote_src = "remote_src",
+        creates = "creates",
                                                  extra_opts = "extra_opts" } },
     systemd = { action = "systemd", args = { name = "name", state = "state", enabled = "enabled", masked = "masked",
                                              daemon_reload = "daemon_reload" },
@@ -404,15 +411,18 @@ end
 function C:vars(src, t, what)
     local m = Y.map()
     if t == nil or t == yaml.null then return m end
-    if type(t) ~= "table" or not is_map_value(src, t) then bad(self:at(src, t) .. ": " .. (what or "vars") .. " must be a mapping") end
+    if type(t) ~= "table" or not is_map_value(src, t) then bad(self:at(src, t) .. ": " .. (what or "vars") ..
+        " must be a mapping") end
     for _, k in ipairs(ordered_keys(src, t)) do
         local v = t[k]
         if type(v) == "string" and v:match("^%$ANSIBLE_VAULT") or (type(v) == "table" and v.__ansible_vault) then
-            self:report(self:at(src, t, k), "variable '" .. k .. "' is Ansible Vault data: left out (put it in cutover's vault)")
+            self:report(self:at(src, t, k), "variable '" .. k ..
+                "' is Ansible Vault data: left out (put it in cutover's vault)")
         else
             local ok, out = self:try(function() return self:value(src, v) end)
             if ok then m:put(k, out) else
-                self:report(self:at(src, t, k), (what or "variable") .. " '" .. tostring(k) .. "': " .. out .. ": left out")
+                self:report(self:at(src, t, k), (what or "variable") .. " '" .. tostring(k) .. "': " .. out ..
+                    ": left out")
             end
         end
     end
@@ -444,7 +454,8 @@ function C:fail_step(src, t, why, keep_name)
     -- a handler keeps its name: the steps that notify it still lint
     m:put("name", jinja.literal(((keep_name and name) and "" or "NOT CONVERTED: ") .. (name or where)))
     self:claim_name(m)
-    m:put("fail", Y.map():put("msg", jinja.literal("not converted from Ansible (" .. why .. "): " .. where .. "\n" .. text)))
+    m:put("fail", Y.map():put("msg", jinja.literal("not converted from Ansible (" .. why .. "): " .. where ..
+        "\n" .. text)))
     return m
 end
 
@@ -614,9 +625,11 @@ function C:module(src, t, mkey, ctx)
                     error({ convert = k .. " that is not a plain regular expression" }, 0)
                 end
                 local lua, why = M.regex_to_lua(v)
-                if not lua then error({ convert = k .. " '" .. v .. "': " .. why .. " has no Lua pattern equivalent" }, 0) end
+                if not lua then error({ convert = k .. " '" .. v .. "': " .. why ..
+                    " has no Lua pattern equivalent" }, 0) end
                 args:put(to, lua)
-            elseif mkey:match("lineinfile$") and k == "line" and (given.backrefs == true or given.backrefs == "yes") then
+            elseif mkey:match("lineinfile$") and k == "line" and (given.backrefs == true or
+                given.backrefs == "yes") then
                 if type(v) ~= "string" or v:find("{{", 1, true) then
                     error({ convert = "a backrefs line with {{ }}" }, 0)
                 end
@@ -655,8 +668,10 @@ function C:module(src, t, mkey, ctx)
     if row.lookup and type(args:get("src")) == "string" then
         local s = args:get("src")
         local path, st = self:find_file(s, row.lookup, ctx)
-        if not path then error({ convert = row.lookup:sub(1, -2) .. " source '" .. s .. "' not found or not a plain path" }, 0) end
-        if st.type ~= "file" then error({ convert = "source '" .. s .. "' is a " .. st.type .. " (only single files convert)" }, 0) end
+        if not path then error({ convert = row.lookup:sub(1, -2) .. " source '" .. s ..
+            "' not found or not a plain path" }, 0) end
+        if st.type ~= "file" then error({ convert = "source '" .. s .. "' is a " .. st.type ..
+            " (only single files convert)" }, 0) end
         local rel = self:file_out(path, row.action == "template")
         if not rel then error({ convert = "source '" .. s .. "' is outside the playbook's folder" }, 0) end
         -- cutover looks in a role's templates/ and files/ (then the
@@ -752,7 +767,8 @@ function C:loop(src, t, step)
     if lp == nil then return end
     if type(lp) == "string" then
         local inner = lp:match("^%s*{{(.*)}}%s*$")
-        if not inner or inner:find("{{", 1, true) then error({ convert = "a loop that is not one {{ }} expression" }, 0) end
+        if not inner or inner:find("{{", 1, true) then error({ convert =
+            "a loop that is not one {{ }} expression" }, 0) end
         local lua, err = jinja.expr(inner, self.jctx)
         if not lua then error({ convert = err .. " in the loop" }, 0) end
         if plugin == "with_items" then lua = "flatten(" .. lua .. ", 1)" end
@@ -798,7 +814,8 @@ function C:loop(src, t, step)
     if type(lc) == "table" then
         for _, k in ipairs(ordered_keys(src, lc)) do
             if k == "loop_var" then step:put("loop_var", lc[k])
-            elseif k == "label" then self:report(self:at(src, lc, k), "loop_control 'label': left out (output shows the item)")
+            elseif k == "label" then self:report(self:at(src, lc, k),
+                "loop_control 'label': left out (output shows the item)")
             else error({ convert = "loop_control '" .. k .. "'" }, 0) end
         end
     end
@@ -908,7 +925,8 @@ function C:step_body(src, t, ctx)
             if type(arg) == "table" then
                 for k in pairs(arg) do if k ~= "name" then error({ convert = mkey .. " '" .. k .. "'" }, 0) end end
             end
-            if type(name) ~= "string" or name:find("{{", 1, true) then error({ convert = mkey .. " without a plain name" }, 0) end
+            if type(name) ~= "string" or name:find("{{", 1, true) then error({ convert = mkey ..
+                " without a plain name" }, 0) end
             self:role(name, src, t, mkey)
             step:put(m, name)
         else
@@ -936,7 +954,8 @@ function C:step_body(src, t, ctx)
             elseif k == "notify" then
                 local names = {}
                 for _, n in ipairs(type(v) == "table" and v or { v }) do
-                    if type(n) ~= "string" then error({ convert = "notify of something that is not a handler name" }, 0) end
+                    if type(n) ~= "string" then error({ convert =
+                        "notify of something that is not a handler name" }, 0) end
                     if self.listen[n] then
                         for _, h in ipairs(self.listen[n]) do names[#names + 1] = h end
                     else
@@ -960,11 +979,13 @@ end
 function C:steps(src, list, ctx, parent, key)
     if list == nil or list == yaml.null then return {} end
     if type(list) ~= "table" or is_map_value(src, list) then
-        bad((parent and self:at(src, parent, key) or self:at(src, list)) .. ": '" .. (key or "tasks") .. "' must be a list of tasks")
+        bad((parent and self:at(src, parent, key) or self:at(src, list)) .. ": '" .. (key or "tasks") ..
+            "' must be a list of tasks")
     end
     local out = {}
     for i, t in ipairs(list) do
-        if type(t) ~= "table" then bad(self:at(src, list) .. ": item " .. i .. " of '" .. (key or "tasks") .. "' must be a task (a mapping)") end
+        if type(t) ~= "table" then bad(self:at(src, list) .. ": item " .. i .. " of '" .. (key or "tasks") ..
+            "' must be a task (a mapping)") end
         out[#out + 1] = self:step(src, t, ctx)
     end
     return out
@@ -993,7 +1014,8 @@ end
 function C:include(src, t, mkey, kind, ctx, step)
     local arg = t[mkey]
     local file = type(arg) == "table" and (arg.file or arg._raw_params) or arg
-    if type(file) ~= "string" or file:find("{{", 1, true) then error({ convert = mkey .. " of a file name that is not written out" }, 0) end
+    if type(file) ~= "string" or file:find("{{", 1, true) then error({ convert = mkey ..
+        " of a file name that is not written out" }, 0) end
     if type(arg) == "table" then
         for k in pairs(arg) do if k ~= "file" then error({ convert = mkey .. " '" .. k .. "'" }, 0) end end
     end
@@ -1027,7 +1049,8 @@ function C:role(name, src, t, key)
             local vsrc = self:load(p, "vars file")
             self:note_types(vsrc.value)
             local rel = self:rel(p)
-            if rel then self.files[rel] = Y.dump(self:vars(vsrc, vsrc.value), "# converted from Ansible by cutover convert ansible") end
+            if rel then self.files[rel] = Y.dump(self:vars(vsrc, vsrc.value),
+                "# converted from Ansible by cutover convert ansible") end
         end
     end
     local meta = yml("meta")
@@ -1052,7 +1075,8 @@ function C:role(name, src, t, key)
             end
         end
         local rel = self:rel(meta)
-        if rel then self.files[rel] = Y.dump(Y.map():put("dependencies", out), "# converted from Ansible by cutover convert ansible") end
+        if rel then self.files[rel] = Y.dump(Y.map():put("dependencies", out),
+            "# converted from Ansible by cutover convert ansible") end
     end
     for _, sub in ipairs({ "handlers", "tasks" }) do
         local p = yml(sub)
@@ -1083,14 +1107,16 @@ function C:play(src, p, index)
         local f = p.import_playbook
         if type(f) ~= "string" then bad(self:at(src, p, "import_playbook") .. ": import_playbook needs a file name") end
         if f:find("{{", 1, true) then
-            self:report(self:at(src, p, "import_playbook"), "import_playbook of a file name that is not written out: left out")
+            self:report(self:at(src, p, "import_playbook"),
+                "import_playbook of a file name that is not written out: left out")
             return nil
         end
         local dir = src.path:match("^(.*)/[^/]*$") or "."
         local path = util.join_path(dir, f)
         local rel = self:rel(path)
         if not rel then
-            self:report(self:at(src, p, "import_playbook"), "import_playbook '" .. f .. "' is outside the playbook's folder: left out")
+            self:report(self:at(src, p, "import_playbook"), "import_playbook '" .. f ..
+                "' is outside the playbook's folder: left out")
             return nil
         end
         if self.files[rel] == nil then
@@ -1098,7 +1124,8 @@ function C:play(src, p, index)
             self.files[rel] = false
             self.files[rel] = self:playbook_text(path)
         end
-        out:put("import_playbook", self:relative_to(rel, (src.path == self.path) and "" or (self:rel(src.path):match("^(.*)/") or "")))
+        out:put("import_playbook", self:relative_to(rel, (src.path == self.path) and "" or
+            (self:rel(src.path):match("^(.*)/") or "")))
         return out
     end
     for _, k in ipairs(PLAY_SAME) do
@@ -1115,18 +1142,21 @@ function C:play(src, p, index)
             local path = util.join_path(src.path:match("^(.*)/[^/]*$") or ".", f)
             local rel = self:vars_file(path, self:at(src, p, "vars_files"))
             if rel then vfiles[#vfiles + 1] = rel
-            else self:report(self:at(src, p, "vars_files"), "vars file '" .. f .. "' is outside the playbook's folder: left out") end
+            else self:report(self:at(src, p, "vars_files"), "vars file '" .. f ..
+                "' is outside the playbook's folder: left out") end
         end
     end
     if p.vars ~= nil then
-        if type(p.vars) ~= "table" or not is_map_value(src, p.vars) then bad(self:at(src, p, "vars") .. ": vars must be a mapping") end
+        if type(p.vars) ~= "table" or not is_map_value(src, p.vars) then bad(self:at(src, p, "vars") ..
+            ": vars must be a mapping") end
         out:put("vars", self:vars(src, p.vars))
     end
     if #vfiles > 0 then out:put("vars_files", vfiles) end
     if p.vars_prompt ~= nil then
         local list = {}
         for _, q in ipairs(type(p.vars_prompt) == "table" and p.vars_prompt or {}) do
-            if type(q) ~= "table" or not is_map_value(src, q) then bad(self:at(src, p, "vars_prompt") .. ": a vars_prompt entry must be a mapping") end
+            if type(q) ~= "table" or not is_map_value(src, q) then bad(self:at(src, p, "vars_prompt") ..
+                ": a vars_prompt entry must be a mapping") end
             local m = Y.map()
             for _, k in ipairs(ordered_keys(src, q)) do
                 if k == "name" or k == "prompt" or k == "private" or k == "default" then m:put(k, self:value(src, q[k]))
@@ -1168,7 +1198,8 @@ function C:play(src, p, index)
     local roles_as_steps = #steps > 0
     for _, r in ipairs(type(p.roles) == "table" and p.roles or {}) do
         local name = type(r) == "table" and (r.role or r.name) or r
-        if type(name) ~= "string" or name:find("{{", 1, true) then bad(self:at(src, r) .. ": a role without a plain name") end
+        if type(name) ~= "string" or name:find("{{", 1, true) then bad(self:at(src, r) ..
+            ": a role without a plain name") end
         self:role(name, src, type(r) == "table" and r or p, type(r) == "table" and "role" or "roles")
         local ref, skip = name, false
         if type(r) == "table" then
@@ -1276,7 +1307,8 @@ end
 function M.convert(path)
     local c = setmetatable({
         path = path, base = path:match("^(.*)/[^/]*$") or ".", sources = {}, files = {}, problems = {},
-        ids = {}, roles = {}, bad_templates = {}, jctx = { bools = {} }, listen = {}, late = {}, inputs = {}, gates = {},
+        ids = {}, roles = {}, bad_templates = {}, jctx = { bools = {} }, listen = {}, late = {}, inputs = {},
+            gates = {},
     }, C)
     if c.base == "" then c.base = "/" end
     local ok, out = pcall(function() return c:playbook_text(path) end)
@@ -1305,7 +1337,8 @@ end
 -- The command: returns the exit code.
 function M.main(book, out_path)
     local st = fs.stat(book)
-    if not st then io.stderr:write("cutover: " .. book .. ": cannot read the playbook (no such file)\n"); return M.EXIT_BAD end
+    if not st then io.stderr:write("cutover: " .. book ..
+        ": cannot read the playbook (no such file)\n"); return M.EXIT_BAD end
     if st.type ~= "file" then io.stderr:write("cutover: " .. book .. ": not a file\n"); return M.EXIT_BAD end
     local in_dir = normalize(absolute(book)):match("^(.*)/[^/]*$")
     in_dir = fs.realpath(in_dir) or in_dir
@@ -1313,7 +1346,8 @@ function M.main(book, out_path)
         local out_dir = normalize(absolute(out_path)):match("^(.*)/[^/]*$")
         out_dir = fs.realpath(out_dir) or out_dir
         if out_dir == in_dir then
-            io.stderr:write("cutover: " .. out_path .. ": write the conversion to another folder than the playbook's (" ..
+            io.stderr:write("cutover: " .. out_path ..
+                ": write the conversion to another folder than the playbook's (" ..
                 in_dir .. "): it would overwrite the Ansible files\n")
             return M.EXIT_BAD
         end
@@ -1361,7 +1395,8 @@ function M.main(book, out_path)
     else
         io.stdout:write(r.playbook)
         if extra > 0 then
-            io.stderr:write(string.format("cutover: note: %d more file%s (roles, task files, vars files, templates) are written only with -o OUT\n",
+            io.stderr:write(string.format("cutover: note: %d more file%s (roles, task files, vars files, " ..
+                "templates) are written only with -o OUT\n",
                 extra, extra == 1 and "" or "s"))
         end
     end

@@ -383,7 +383,8 @@ function E:truth(node)
              "compare it explicitly or add '| bool' or '| length > 0'")
     end
     local x = self:emit(node)
-    return string.format("(%s ~= false and %s ~= null and %s ~= 0 and %s ~= '' and not (type(%s) == 'table' and next(%s) == nil))",
+    return string.format("(%s ~= false and %s ~= null and %s ~= 0 and %s ~= '' and not (type(%s) == 'table' and " ..
+        "next(%s) == nil))",
         x, x, x, x, x, x)
 end
 
@@ -419,7 +420,8 @@ function E:name(v)
     local fact = v:match("^ansible_(.+)$")
     if fact and require("cutover.facts").ANSIBLE_NAMES[fact] then return "facts." .. fact end
     if v == "ansible_facts" then return v end
-    if fact then fail("'" .. v .. "' (an Ansible fact or magic variable cutover does not gather; its facts are in 'facts')") end
+    if fact then fail("'" .. v ..
+        "' (an Ansible fact or magic variable cutover does not gather; its facts are in 'facts')") end
     if LUA_KEYWORDS[v] then fail("the variable name '" .. v .. "' (a Lua keyword)") end
     return v
 end
@@ -509,7 +511,8 @@ FILTERS.map = function(e, node)
         local attr = a.kw.attribute
         local n = 0
         for _ in pairs(a.kw) do n = n + 1 end
-        if n == 1 and #a == 0 and attr and attr.k == "str" and attr.v:match("^[%a_][%w_]*$") and not LUA_KEYWORDS[attr.v] then
+        if n == 1 and #a == 0 and attr and attr.k == "str" and attr.v:match("^[%a_][%w_]*$") and
+            not LUA_KEYWORDS[attr.v] then
             return "map(" .. e:emit(node.obj) .. ", " .. lua_string(attr.v) .. ")"
         end
         fail("'| map' with these keyword arguments")
@@ -531,7 +534,8 @@ local function attr_filter(helper)
         if a.kw or #a < 1 or a[1].k ~= "str" then fail("'| " .. node.name .. "' without an attribute name") end
         local path = { k = "name", v = "x_" }
         for part in a[1].v:gmatch("[^%.]+") do
-            if not part:match("^[%a_][%w_]*$") or LUA_KEYWORDS[part] then fail("'| " .. node.name .. "' of '" .. a[1].v .. "'") end
+            if not part:match("^[%a_][%w_]*$") or LUA_KEYWORDS[part] then fail("'| " .. node.name .. "' of '" ..
+                a[1].v .. "'") end
             path = { k = "attr", obj = path, name = part }
         end
         local body
@@ -593,7 +597,8 @@ local METHODS = {
         return "endswith(" .. e:emit(obj) .. ", " .. e:emit(a[1]) .. ")" end,
     lower = function(e, obj, a) if #a ~= 0 then fail("lower() arguments") end return "lower(" .. e:emit(obj) .. ")" end,
     upper = function(e, obj, a) if #a ~= 0 then fail("upper() arguments") end return "upper(" .. e:emit(obj) .. ")" end,
-    strip = function(e, obj, a) if #a ~= 0 then fail("strip() with arguments") end return "trim(" .. e:emit(obj) .. ")" end,
+    strip = function(e, obj, a) if #a ~= 0 then fail("strip() with arguments") end return "trim(" .. e:emit(obj) ..
+        ")" end,
     split = function(e, obj, a)
         if #a ~= 1 then fail("split() without a separator (Python splits on white space)") end
         return "split(" .. e:emit(obj) .. ", " .. e:emit(a[1]) .. ")"
@@ -635,7 +640,8 @@ function E:emit(node)
         local n = int_literal(node.key)
         if n then return obj .. "[" .. (n + 1) .. "]" end
         if node.key.k == "str" then
-            if node.key.v:match("^[%a_][%w_]*$") and not LUA_KEYWORDS[node.key.v] then return obj .. "." .. node.key.v end
+            if node.key.v:match("^[%a_][%w_]*$") and not LUA_KEYWORDS[node.key.v] then return obj .. "." ..
+                node.key.v end
             return obj .. "[" .. lua_string(node.key.v) .. "]"
         end
         if node.key.k == "neg" then fail("a negative index") end
@@ -678,7 +684,8 @@ function E:emit(node)
     end
     if k == "arith" then
         if node.op == "+" then
-            local function numeric(x) return x.k == "num" or (x.k == "filter" and (x.name == "int" or x.name == "float" or x.name == "length" or x.name == "count")) end
+            local function numeric(x) return x.k == "num" or (x.k == "filter" and (x.name == "int" or
+                x.name == "float" or x.name == "length" or x.name == "count")) end
             if not (numeric(node.a) or numeric(node.b)) then
                 fail("'+' between values of unknown type (numbers add, text and lists join in Jinja)")
             end
@@ -808,16 +815,19 @@ function M.template(text, ctx)
             if only_tags then
                 local first = line_text:find("{[%%#]")
                 if line_start + first - 1 == a and first > 1 and line_text:sub(first + 2, first + 2) ~= "-" then
-                    problem(a, "an indented '{% %}' tag (Ansible keeps the indentation, cutover drops the line): move it to the start of the line or write '{%-'")
+                    problem(a, "an indented '{% %}' tag (Ansible keeps the indentation, cutover drops the line): " ..
+                        "move it to the start of the line or write '{%-'")
                 end
             elseif text:sub(b + 2, b + 2) == "\n" and not rstrip then
-                problem(a, "a '{% %}' tag ending a line of text (Ansible drops the newline after it, cutover keeps it): write '-%}' or put the tag on its own line")
+                problem(a, "a '{% %}' tag ending a line of text (Ansible drops the newline after it, cutover " ..
+                    "keeps it): write '-%}' or put the tag on its own line")
             end
             local word, rest = inner:match("^%s*([%a_]+)%s*(.-)%s*$")
             local emitted
             if word == "if" or word == "elif" then
                 local lua, err = M.condition(rest, ctx)
-                if lua then emitted = word .. " " .. lua else problem(a, err .. " in '{% " .. word .. " " .. rest .. " %}'") end
+                if lua then emitted = word .. " " .. lua else problem(a, err .. " in '{% " .. word .. " " .. rest ..
+                    " %}'") end
                 if word == "if" then stack[#stack + 1] = "if" end
             elseif word == "else" and rest == "" then
                 if stack[#stack] ~= "if" then problem(a, "'{% else %}' of a for loop (runs when the list is empty)") end

@@ -38,7 +38,8 @@ function Run:dynamic_steps(hs, step)
     end
     if escapes then
         return fail("include_steps: '" .. name .. "' (from '" .. step.dynamic_file .. "') leaves the folder of " ..
-            (step.source and step.source.path or "the file naming it") .. " (a name given by {{ }} must stay inside it: " ..
+            (step.source and step.source.path or "the file naming it") ..
+                " (a name given by {{ }} must stay inside it: " ..
             "no absolute path, no '..' above it)")
     end
     local path = util.join_path(step.dynamic_base, name)

@@ -42,7 +42,8 @@ function Run:gather_facts(hs, play)
     if not f then
         local lost = code == "connection" or nil
         local result = { failed = true, unreachable = lost, interrupted = interrupted() or nil,
-                         msg = tostring(err):find(hs.name, 1, true) and tostring(err) or (hs.name .. ": " .. tostring(err)) }
+                         msg = tostring(err):find(hs.name, 1, true) and tostring(err) or (hs.name .. ": " ..
+                             tostring(err)) }
         self:report(hs, { id = "gather_facts", name = "gather facts", action = "gather_facts" }, result, t0)
         local st = self.stats.per_host[hs.name]
         if result.interrupted then st.interrupted_at = "gather_facts" else st.failed_at = "gather_facts" end
@@ -85,7 +86,8 @@ function Run:refresh_facts(hs, subset)
         merged[k] = v
     end
     table.sort(changed)
-    hs.gathered = { want = { hardware = want.hardware or old.want.hardware, network = want.network or old.want.network },
+    hs.gathered = { want = { hardware = want.hardware or old.want.hardware,
+        network = want.network or old.want.network },
                     facts = merged }
     local specials = hs.scope.specials
     specials.facts = self:host_facts(hs)
@@ -318,7 +320,8 @@ function Run:play(play)
                 if play.any_errors_fatal then
                     self.abort = "stopped: any_errors_fatal after a failure in batch " .. b
                 elseif play.max_fail_percentage and pct > play.max_fail_percentage then
-                    self.abort = string.format("stopped: %d of %d hosts failed in batch %d (%.0f%%, more than max_fail_percentage %s%%)",
+                    self.abort = string.format("stopped: %d of %d hosts failed in batch %d (%.0f%%, more than " ..
+                        "max_fail_percentage %s%%)",
                                                failed, #batch, b, pct, tostring(play.max_fail_percentage))
                 elseif failed == #batch and #list > 1 then
                     self.abort = "stopped: every host of batch " .. b .. " failed"

@@ -214,7 +214,8 @@ function Run:journaled_step(hs, step)
             hs.resume_loop = { items = items, inflight = first, idempotent = idempotent,
                                mark = r.mark_done[ikey], retry = r.retry[decision] or r.retry[ikey] }
             if r.retry[decision] or r.retry[ikey] then
-                j:event(self.run_id, hs.name, "retry", r.retry[ikey] and (step.id .. "[" .. first .. "]") or step.id, nil)
+                j:event(self.run_id, hs.name, "retry", r.retry[ikey] and (step.id .. "[" .. first ..
+                    "]") or step.id, nil)
             end
             note = "resumed in the middle of its loop"
         elseif r.retry[decision] then

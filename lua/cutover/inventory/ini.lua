@@ -149,13 +149,15 @@ function M.load(inv, path, text, errors)
     for name, line in pairs(vars_refs) do
         if not existed[name] and not declared[name] then
             undefined[#undefined + 1] = { line, path .. ":" .. line .. ": section [" .. name ..
-                ":vars]: group '" .. name .. "' is not defined (no [" .. name .. "] or [" .. name .. ":children] section)" }
+                ":vars]: group '" .. name .. "' is not defined (no [" .. name .. "] or [" .. name ..
+                    ":children] section)" }
         end
     end
     for _, r in ipairs(child_refs) do
         if not existed[r.child] and not declared[r.child] then
             undefined[#undefined + 1] = { r.line, path .. ":" .. r.line .. ": [" .. r.parent ..
-                ":children]: group '" .. r.child .. "' is not defined (no [" .. r.child .. "] or [" .. r.child .. ":children] section)" }
+                ":children]: group '" .. r.child .. "' is not defined (no [" .. r.child .. "] or [" .. r.child ..
+                    ":children] section)" }
         end
     end
     for i, u in ipairs(undefined) do u[3] = i end

@@ -11,7 +11,8 @@ local M = {}
 
 -- What a folder inventory leaves out (as Ansible's defaults).
 local IGNORED_NAMES = { group_vars = true, host_vars = true, vars_plugins = true }
-local IGNORED_ENDINGS = { "~", ".orig", ".bak", ".retry", ".swp", ".pyc", ".pyo", ".cfg", ".md", ".txt", ".rst", ".rpm" }
+local IGNORED_ENDINGS = { "~", ".orig", ".bak", ".retry", ".swp", ".pyc", ".pyo", ".cfg", ".md", ".txt", ".rst",
+    ".rpm" }
 
 function M.ignored(name)
     if name:sub(1, 1) == "." or IGNORED_NAMES[name] then return true end

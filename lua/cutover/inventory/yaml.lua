@@ -38,7 +38,8 @@ function M.load(inv, path, errors)
         end
         for _, k in ipairs(util.sorted_keys(body)) do
             if not GROUP_KEYS[k] then
-                bad(body, k, "group '" .. name .. "': unknown key '" .. tostring(k) .. "' (expected hosts, vars or children)" ..
+                bad(body, k, "group '" .. name .. "': unknown key '" .. tostring(k) ..
+                    "' (expected hosts, vars or children)" ..
                     util.did_you_mean(tostring(k), { "hosts", "vars", "children" }))
             end
         end

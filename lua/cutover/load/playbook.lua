@@ -138,10 +138,12 @@ function Loader:claim_id(id, explicit, where, label, from_name)
     if prev then
         -- ids taken by name or id: the first one's where(); others: true
         if explicit and prev ~= true and from_name then
-            self:err(where(), label .. ": its name gives the step id '" .. id .. "', already used at " .. prev() .. "; rename the step or give it an 'id:'")
+            self:err(where(), label .. ": its name gives the step id '" .. id .. "', already used at " .. prev() ..
+                "; rename the step or give it an 'id:'")
             return id
         elseif explicit and prev ~= true then
-            self:err(where(), label .. ": duplicate step id '" .. id .. "' (first used at " .. prev() .. "); step ids must be unique")
+            self:err(where(), label .. ": duplicate step id '" .. id .. "' (first used at " .. prev() ..
+                "); step ids must be unique")
             return id
         end
         local n = 2
@@ -210,7 +212,8 @@ function Loader:become_keys(src, t, into, label)
         end
     end
     if t.become_method ~= nil then
-        if BECOME_METHODS[t.become_method] or (type(t.become_method) == "string" and expr.has_template(t.become_method)) then
+        if BECOME_METHODS[t.become_method] or (type(t.become_method) == "string" and
+            expr.has_template(t.become_method)) then
             into.become_method = t.become_method
         else
             self:err(src:at(t, "become_method"), label .. ": 'become_method' must be sudo or su" ..
@@ -266,7 +269,8 @@ function Loader:step(src, t, inherited_tags, in_handlers, list, index)
         for k in pairs(t) do if type(k) == "string" and actions.exists(k) then names[#names + 1] = k end end
         table.sort(names)
         for i = 2, #names do
-            self:err(src:at(t, names[i]), label .. ": a step has one action, found '" .. names[1] .. "' and '" .. names[i] .. "'")
+            self:err(src:at(t, names[i]), label .. ": a step has one action, found '" .. names[1] .. "' and '" ..
+                names[i] .. "'")
         end
     end
 
@@ -349,7 +353,8 @@ function Loader:step(src, t, inherited_tags, in_handlers, list, index)
         end
         if not action_name then
             if had_unknown then return nil end
-            self:err(where(), label .. ": no action given" .. (t.name and "" or " (a step needs one action such as 'command:')"))
+            self:err(where(), label .. ": no action given" .. (t.name and "" or
+                " (a step needs one action such as 'command:')"))
             return nil
         end
         step.action = action_name
@@ -576,7 +581,8 @@ function Loader:role_steps(name, where, label, tags, how, params, base, from)
             local deps = is_mapping(m) and m.dependencies
             if not is_mapping(m) or (deps ~= nil and not is_null(deps) and
                     (type(deps) ~= "table" or not util.is_list(deps))) then
-                self:err(is_mapping(m) and msrc:at(m, "dependencies") or msrc:at(m), "role meta: 'dependencies' must be a list of role names")
+                self:err(is_mapping(m) and msrc:at(m, "dependencies") or msrc:at(m),
+                    "role meta: 'dependencies' must be a list of role names")
             else
                 for i, d in ipairs(is_null(deps) and {} or deps or {}) do
                     local dname = type(d) == "string" and d or (type(d) == "table" and (d.role or d.name))
@@ -585,7 +591,8 @@ function Loader:role_steps(name, where, label, tags, how, params, base, from)
                         self:err(dwhere, "role meta: a dependency is a role name or {role: NAME, vars: {...}}")
                     else
                         local dvars = type(d) == "table" and is_mapping(d.vars) and d.vars or nil
-                        local b = self:role_block(msrc, dname, nil, dwhere, "role '" .. name .. "'", tags, dvars, "needed by role '" .. name .. "'")
+                        local b = self:role_block(msrc, dname, nil, dwhere, "role '" .. name .. "'", tags, dvars,
+                            "needed by role '" .. name .. "'")
                         if b then out[#out + 1] = b end
                     end
                 end
@@ -697,8 +704,10 @@ function Loader:reuse_step(src, t, inherited_tags, in_handlers)
                 end
             elseif k ~= "name" then
                 self:err(src:at(target, k), label .. ": " .. kind .. ": unknown key '" .. tostring(k) ..
-                    "' (give 'name', 'tasks_from', 'vars_from', 'defaults_from', 'handlers_from'; and 'vars' on the step)" ..
-                    util.did_you_mean(tostring(k), { "name", "tasks_from", "vars_from", "defaults_from", "handlers_from" }))
+                    "' (give 'name', 'tasks_from', 'vars_from', 'defaults_from', 'handlers_from'; and 'vars' on " ..
+                        "the step)" ..
+                    util.did_you_mean(tostring(k), { "name", "tasks_from", "vars_from", "defaults_from",
+                        "handlers_from" }))
             end
         end
     elseif is_role then
@@ -729,7 +738,8 @@ function Loader:reuse_step(src, t, inherited_tags, in_handlers)
             return nil
         end
         if expr.has_template(role_name) then
-            self:err(src:at(t, kind), label .. ": " .. kind .. ": the role name must be written out ({{ }} is not allowed: roles are read when the playbook loads)")
+            self:err(src:at(t, kind), label .. ": " .. kind ..
+                ": the role name must be written out ({{ }} is not allowed: roles are read when the playbook loads)")
             return nil
         end
     else
@@ -738,7 +748,8 @@ function Loader:reuse_step(src, t, inherited_tags, in_handlers)
             return nil
         end
         if expr.has_template(target) and not is_include then
-            self:err(src:at(t, kind), label .. ": " .. kind .. ": the file name must be written out ({{ }} is not allowed: " ..
+            self:err(src:at(t, kind), label .. ": " .. kind ..
+                ": the file name must be written out ({{ }} is not allowed: " ..
                 "import_steps reads its file when the playbook loads; include_steps may name it with {{ }})")
             return nil
         end
@@ -799,7 +810,8 @@ function Loader:reuse_step(src, t, inherited_tags, in_handlers)
     local at = src:at(t, kind)
     if is_role then
         if t.id == nil and t.name == nil then id = util.slug(role_name) end
-        local b = self:role_block(src, role_name, t, at, label, step.tags, params, how, id, explicit, from_name, false, from)
+        local b = self:role_block(src, role_name, t, at, label, step.tags, params, how, id, explicit, from_name,
+            false, from)
         if not b then return nil end
         step.id, step.block = b.id, b.block
     elseif not file then
@@ -875,7 +887,8 @@ function Loader:play(src, t, index)
             -- not a play at all: 'hosts' and 'steps' are not missing
             suggested.hosts, suggested.steps = true, true
             self:err(src:at(t, k), label .. ": '" .. k .. "' must be an entry of its own (- import_playbook: PATH), " ..
-                "not a keyword of a play" .. (k == "include_playbook" and " (cutover imports playbooks when it loads: write import_playbook)" or ""))
+                "not a keyword of a play" .. (k == "include_playbook" and
+                    " (cutover imports playbooks when it loads: write import_playbook)" or ""))
         elseif not found then
             local hint = util.did_you_mean(tostring(k), PLAY_KEYS)
             if k == "tasks" then hint = " (cutover calls them 'steps')" end
@@ -913,7 +926,8 @@ function Loader:play(src, t, index)
     if t.vars_prompt ~= nil and not is_null(t.vars_prompt) then
         local list = t.vars_prompt
         if type(list) ~= "table" or not util.is_list(list) then
-            self:err(src:at(t, "vars_prompt"), label .. ": 'vars_prompt' must be a list of {name, prompt, private, default}")
+            self:err(src:at(t, "vars_prompt"), label ..
+                ": 'vars_prompt' must be a list of {name, prompt, private, default}")
         else
             play.vars_prompt = {}
             for i, p in ipairs(list) do
@@ -948,14 +962,16 @@ function Loader:play(src, t, index)
         if ok then
             play.serial = list
         else
-            self:err(src:at(t, "serial"), label .. ": 'serial' must be a host count, a percentage such as '25%', or a list of them")
+            self:err(src:at(t, "serial"), label ..
+                ": 'serial' must be a host count, a percentage such as '25%', or a list of them")
         end
     end
     if t.max_fail_percentage ~= nil then
         local v = t.max_fail_percentage
         if type(v) == "string" then v = tonumber((v:gsub("%%$", ""))) end
         if type(v) ~= "number" or v < 0 or v > 100 then
-            self:err(src:at(t, "max_fail_percentage"), label .. ": 'max_fail_percentage' must be a number from 0 to 100")
+            self:err(src:at(t, "max_fail_percentage"), label ..
+                ": 'max_fail_percentage' must be a number from 0 to 100")
         else
             play.max_fail_percentage = v
         end
@@ -979,7 +995,8 @@ function Loader:play(src, t, index)
     if t.gather_subset ~= nil then
         local list = type(t.gather_subset) == "string" and { t.gather_subset } or t.gather_subset
         if type(list) ~= "table" or not util.is_list(list) or not is_str_list(list) or #list == 0 then
-            self:err(src:at(t, "gather_subset"), label .. ": 'gather_subset' must be a subset name or a list of them (" ..
+            self:err(src:at(t, "gather_subset"), label ..
+                ": 'gather_subset' must be a subset name or a list of them (" ..
                 table.concat(require("cutover.facts").SUBSETS, ", ") .. ")")
         else
             local _, serr = require("cutover.facts").resolve_subset(list)
@@ -1123,8 +1140,10 @@ function Loader:plays(src, doc, book)
                         self:err(is_null(idoc) and (path .. ":1:1") or isrc:at(idoc),
                             "a playbook is a list of plays (each with 'hosts' and 'steps')")
                     else
-                        local id = type(t.id) == "string" and t.id or util.slug((f:match("([^/]+)$") or f):gsub("%.ya?ml$", ""))
-                        local claimed = self:claim_id(id, type(t.id) == "string", function() return at end, "import_playbook")
+                        local id = type(t.id) == "string" and t.id or util.slug((f:match("([^/]+)$") or
+                            f):gsub("%.ya?ml$", ""))
+                        local claimed = self:claim_id(id, type(t.id) == "string", function() return at end,
+                            "import_playbook")
                         local saved = self.prefix
                         self.prefix = claimed .. "."
                         self:plays(isrc, idoc, book)

@@ -172,7 +172,8 @@ function M.prepare(book, opts)
     if not opts.interactive and not opts.sealed_prompts then
         for _, p in ipairs(prompts) do
             if (opts.extra_vars or {})[p.name] == nil then
-                return nil, "vars_prompt '" .. p.name .. "' needs an answer and there is no terminal: give it with -e " ..
+                return nil, "vars_prompt '" .. p.name ..
+                    "' needs an answer and there is no terminal: give it with -e " ..
                     p.name .. "=VALUE" .. (p.private and " (or -e @FILE for a secret)" or "")
             end
         end
@@ -215,10 +216,12 @@ function M.prepare(book, opts)
             if not opts.interactive then
                 if capture or next(found.names) then
                     return nil, "this playbook " ..
-                        (capture and "captures secret values (a secret gate or a private prompt), which cutover keeps only encrypted with a vault key"
+                        (capture and ("captures secret values (a secret gate or a private prompt), " ..
+                                      "which cutover keeps only encrypted with a vault key")
                                   or "reads secrets") ..
                         ", and there is no vault at " .. self.vault_path ..
-                        ". Create one first: cutover vault set NAME (with CUTOVER_VAULT_PASSWORD_FILE for unattended runs)" ..
+                        ". Create one first: cutover vault set NAME (with CUTOVER_VAULT_PASSWORD_FILE for " ..
+                            "unattended runs)" ..
                         where_used(found)
                 end
             else
@@ -298,7 +301,8 @@ function M.prepare(book, opts)
         local value = given or restored[p.name]
         if value == nil then
             if not opts.interactive then
-                return nil, "vars_prompt '" .. p.name .. "' needs an answer and there is no terminal: give it with -e " ..
+                return nil, "vars_prompt '" .. p.name ..
+                    "' needs an answer and there is no terminal: give it with -e " ..
                     p.name .. "=VALUE" .. (p.private and " (or -e @FILE for a secret)" or "")
             end
             local q = (p.prompt or p.name) .. (p.default ~= nil and (" [" .. tostring(p.default) .. "]") or "") .. ": "

@@ -12,7 +12,8 @@ local function cmd_doc(args)
     if not o then return options.usage_error(pos, "doc") end
     if o.help then print(help.text.doc); return 0 end
     local fmt = o.format or "text"
-    if fmt ~= "text" and fmt ~= "markdown" then return options.usage_error("--format must be text or markdown", "doc") end
+    if fmt ~= "text" and fmt ~= "markdown" then return options.usage_error("--format must be text or markdown",
+        "doc") end
     local names = pos
     if o.all then names = actions.names() end
     if #names == 0 then return options.usage_error("doc needs an ACTION (see 'cutover modules')", "doc") end

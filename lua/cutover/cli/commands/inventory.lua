@@ -12,8 +12,10 @@ local function cmd_inventory(args)
     if not o then return options.usage_error(pos, "inventory") end
     if o.help then print(help.text.inventory); return 0 end
     local n = (o.list and 1 or 0) + (o.graph and 1 or 0) + (o.host and 1 or 0)
-    if n ~= 1 then return options.usage_error("inventory needs one of --list, --graph [GROUP] or --host HOST", "inventory") end
-    if #pos > (o.graph and 1 or 0) then return options.usage_error("unexpected argument '" .. pos[#pos] .. "'", "inventory") end
+    if n ~= 1 then return options.usage_error("inventory needs one of --list, --graph [GROUP] or --host HOST",
+        "inventory") end
+    if #pos > (o.graph and 1 or 0) then return options.usage_error("unexpected argument '" .. pos[#pos] .. "'",
+        "inventory") end
     local inv, ierr = prepare.load_inventory(o.inventory)
     if not inv then options.print_errors({ ierr }); return engine.EXIT_USAGE end
     local text, err

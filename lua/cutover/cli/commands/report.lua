@@ -12,7 +12,8 @@ local function cmd_report(args)
     local o, pos = options.parse(args, REPORT_OPTS)
     if not o then return options.usage_error(pos, "report") end
     if o.help then print(help.text.report); return 0 end
-    if #pos ~= 1 then return options.usage_error("report needs exactly one RUN id (see 'cutover history')", "report") end
+    if #pos ~= 1 then return options.usage_error("report needs exactly one RUN id (see 'cutover history')",
+        "report") end
     if not o.output then return options.usage_error("report needs -o FILE (- for stdout)", "report") end
     local fmt = o.format or "html"
     if fmt ~= "html" and fmt ~= "json" then return options.usage_error("--format must be html or json", "report") end

@@ -16,7 +16,8 @@ local function cmd_vault(args)
     end
     local vault = require("cutover.secrets.vault")
     if pos[2] and not vault.valid_name(pos[2]) then
-        return options.usage_error("bad secret name '" .. pos[2] .. "': letters, digits and _, not starting with a digit", "vault")
+        return options.usage_error("bad secret name '" .. pos[2] ..
+            "': letters, digits and _, not starting with a digit", "vault")
     end
     return vault.command(pos[1], pos[2], o.vault)
 end
