@@ -56,6 +56,12 @@ int loop_park(lua_State *L, struct pollfd *fds, int nfds, double deadline,
               lua_KContext ctx, lua_KFunction k);
 void loop_block(struct pollfd *fds, int nfds, double deadline);
 double loop_now(void);            /* monotonic seconds */
+/* The task being resumed (NULL outside tasks), and a wake-up for a task
+ * parked on something another task's work can change (a buffer filled
+ * by a read made on a shared session): it runs again at the next turn.
+ * A task that is gone is ignored. */
+void *loop_current_task(void);
+void loop_wake(void *task);
 unsigned loop_interrupts(void);   /* SIGINT/SIGTERM seen so far */
 
 /* sandbox.c: work done in C on behalf of sandboxed code (pattern

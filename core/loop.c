@@ -112,6 +112,20 @@ int loop_park(lua_State *L, struct pollfd *fds, int nfds, double deadline,
     return lua_yieldk(L, 0, ctx, k);
 }
 
+void *loop_current_task(void)
+{
+    return running;
+}
+
+void loop_wake(void *task)
+{
+    int i;
+
+    for (i = 0; i < task_count; i++)
+        if (tasks[i] == task && tasks[i]->state == TASK_PARKED)
+            tasks[i]->state = TASK_RUNNABLE;
+}
+
 void loop_block(struct pollfd *fds, int nfds, double deadline)
 {
     unsigned seen = loop_interrupts();

@@ -13,6 +13,7 @@ packages=(
     apt-utils python3   # the VM lab's package repository (apt-ftparchive; http.server, relay.py)
     ansible-core   # the converter's twin tests run real ansible-playbook
     lua-check   # scripts/lint.sh (luacheck), first thing in scripts/test.sh
+    strace   # ssh.test_jump counts the controller's polls
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -80,6 +80,7 @@ struct ssh_session {
     int port;
     struct ssh_tunnel *tunnels[SSH_MAX_TUNNELS];  /* owned */
     int tunnel_count;
+    void *pump_task;      /* the parked pump task (loop_wake), or NULL */
     LIBSSH2_SFTP *sftp;           /* owned; NULL until first used */
     int sftp_unavailable;         /* the server has no SFTP subsystem */
     int ignore_interrupts;        /* connecting to stop a command (Ctrl-C) */

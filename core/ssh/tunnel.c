@@ -48,6 +48,10 @@ static int tunnel_step(lua_State *L, int status, lua_KContext ctx)
                         "to %s:%d", s->host, host, port);
         ch = libssh2_channel_direct_tcpip_ex(s->session, host, port,
                                              "127.0.0.1", 22);
+        /* that call read the socket, maybe packets of the tunnels the
+         * pump serves: wake it to take them */
+        if (s->pump_task != NULL)
+            loop_wake(s->pump_task);
         if (ch != NULL)
             break;
         if (libssh2_session_last_errno(s->session) != LIBSSH2_ERROR_EAGAIN) {
@@ -163,6 +167,24 @@ static int pump_tunnel(struct ssh_tunnel *t)
     return moved;
 }
 
+/* True when libssh2 holds data or an end of file for a tunnel that the
+ * last pass did not take: a read for one channel can queue packets for
+ * another that was already passed over. */
+static int pending_in_library(struct ssh_session *s)
+{
+    int i;
+
+    for (i = 0; i < s->tunnel_count; i++) {
+        struct ssh_tunnel *t = s->tunnels[i];
+        if (t->down_len < sizeof t->down &&
+            libssh2_poll_channel_read(t->channel, 0) > 0)
+            return 1;
+        if (!t->channel_eof && libssh2_channel_eof(t->channel))
+            return 1;
+    }
+    return 0;
+}
+
 struct ssh_pump {
     struct pollfd fds[1 + SSH_MAX_TUNNELS];
 };
@@ -176,6 +198,7 @@ static int pump_step(lua_State *L, int status, lua_KContext ctx)
 
     (void)status;
     (void)ctx;
+    s->pump_task = NULL;
     for (;;) {
         int moved = 0;
         int n = 0;
@@ -194,7 +217,7 @@ static int pump_step(lua_State *L, int status, lua_KContext ctx)
         }
         if (s->tunnel_count == 0)
             return 0;
-        if (moved)
+        if (moved || pending_in_library(s))
             continue;
         dirs = libssh2_session_block_directions(s->session);
         p->fds[n].fd = s->fd;
@@ -211,10 +234,13 @@ static int pump_step(lua_State *L, int status, lua_KContext ctx)
                 p->fds[n].events |= POLLOUT;
             n++;
         }
-        /* libssh2 may hold data for a channel that another task's call
-         * read off the socket: look again soon even without news. */
-        if (loop_can_park(L))
-            return loop_park(L, p->fds, n, loop_now() + 0.05, 0, pump_step);
+        /* Another task's call on this session (a new tunnel) may read
+         * a tunnel's data off the socket into libssh2: that call wakes
+         * us through pump_task, so no timer is needed. */
+        if (loop_can_park(L)) {
+            s->pump_task = loop_current_task();
+            return loop_park(L, p->fds, n, 0, 0, pump_step);
+        }
         loop_block(p->fds, n, loop_now() + 0.05);
     }
 }

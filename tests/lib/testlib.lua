@@ -107,7 +107,10 @@ function T.run(args, opts)
     if opts.env and opts.env.CUTOVER_FAULT then
         bin = T.cutover:gsub("cutover$", "cutover-faults")
     end
-    local argv = { bin }
+    -- opts.wrap: a command that runs cutover (strace, valgrind), as argv
+    local argv = {}
+    for _, a in ipairs(opts.wrap or {}) do argv[#argv + 1] = a end
+    argv[#argv + 1] = bin
     for _, a in ipairs(args) do argv[#argv + 1] = a end
     -- each test file has its own journal (runs lock their hosts there)
     T.state = T.state or T.tmpdir()

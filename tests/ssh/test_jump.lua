@@ -74,6 +74,32 @@ Host %s
     T.eq(tunnels_in_log() - before, 1, "one tunnel")
 end)
 
+T.test("an idle tunnel does not wake the controller: the pump waits for traffic, not a timer", function()
+    -- a 3 s step through the bastion, the controller traced: its polls
+    -- that end on a timeout are the live display's ticks (4 a second);
+    -- a pump that looked again every 50 ms would add about 60 more
+    local d = setup("    h1: {}\n")
+    T.write(d .. "/p.yml", [[
+- hosts: all
+  gather_facts: false
+  steps:
+    - command: sleep 3
+]])
+    local jump = string.format("%s@%s:%d", bastion.user, bastion.address, bastion.port)
+    T.write(d .. "/inv.yml", T.read(d .. "/inv.yml"):gsub("h1: {}", 'h1: { cutover_proxy_jump: "' .. jump .. '" }'))
+    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh" },
+                    { env = { HOME = d, SSH_AUTH_SOCK = "" },
+                      wrap = { "strace", "-f", "-qq", "-e", "trace=poll,ppoll", "-o", d .. "/strace" } })
+    T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
+    local polls, timed_out = 0, 0
+    for line in T.read(d .. "/strace"):gmatch("[^\n]+") do
+        if line:find("poll(", 1, true) then polls = polls + 1 end
+        if line:find("= 0 (Timeout)", 1, true) then timed_out = timed_out + 1 end
+    end
+    T.ok(polls > 0, "strace saw the controller's polls")
+    T.ok(timed_out < 30, "polls that ended on a timeout while the step slept 3 s: " .. timed_out)
+end)
+
 T.test("two hops: bastion, then an inner bastion, then the target (ssh -J a,b)", function()
     local d = setup("    h1: {}\n    h2: {}\n")
     T.write(d .. "/kh", bastion:known_line() .. inner:known_line() .. target:known_line())
