@@ -190,7 +190,8 @@ T.test("the controller killed during the promotion's reboot: resume finishes wit
         "export %s; %s run %s -i %s --limit exch07 --non-interactive --approve promote > %s/out 2>&1 & pid=$!; " ..
         "for i in $(seq 600); do grep -q '\"role\": *\"BACKUP\"' %s && break; sleep 0.05; done; " ..
         "kill -KILL $pid; wait $pid; echo rc=$?",
-        table.concat(envs, " "), T.cutover, BOOK, INV, d, statef))
+        -- the test build: the vault was made at the test cost (T.run)
+        table.concat(envs, " "), T.test_build, BOOK, INV, d, statef))
     T.eq(r.stdout, "rc=137\n", "killed: " .. (T.read(d .. "/out") or ""))
     -- resume: dcpromo finds the host promoted and does nothing; the run
     -- goes on to the SP3 gate
