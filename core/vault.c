@@ -9,6 +9,12 @@
  * passphrase of a stolen vault file costs an attacker the same.  The
  * salt (crypto_pwhash_SALTBYTES, random) is stored in the vault file.
  *
+ * Tests: "test", libsodium's minimum cost (1 pass over 8 KiB), for the
+ * suite's many vault opens.  Only a process whose main function called
+ * cutover_vault_allow_test_kdf (the test programs) may use it; asked for
+ * anywhere else, derive raises.  The vault's header records the cost
+ * (secrets/vault.lua), and the shipped binary refuses such a vault.
+ *
  * Encryption: XChaCha20-Poly1305 (crypto_aead_xchacha20poly1305_ietf)
  * with a fresh random 24-byte nonce on every call, so two encryptions
  * of the same text never look alike and a nonce is never reused under
@@ -41,10 +47,20 @@
 #define VAULT_SALT_BYTES crypto_pwhash_SALTBYTES
 #define VAULT_OPSLIMIT crypto_pwhash_OPSLIMIT_MODERATE
 #define VAULT_MEMLIMIT crypto_pwhash_MEMLIMIT_MODERATE
+#define VAULT_TEST_OPSLIMIT crypto_pwhash_OPSLIMIT_MIN
+#define VAULT_TEST_MEMLIMIT crypto_pwhash_MEMLIMIT_MIN
 /* Cap on what one call encrypts or decrypts. */
 #define VAULT_MAX_DATA ((size_t)64 * 1024 * 1024)
 
 static const char vault_damaged[] = "wrong passphrase or damaged data";
+
+/* Set only by cutover_vault_allow_test_kdf (test programs). */
+static int vault_test_kdf;
+
+void cutover_vault_allow_test_kdf(void)
+{
+    vault_test_kdf = 1;
+}
 
 /*
  * Secure memory owned by a userdata: data is sodium_malloc'd (or NULL)
@@ -138,9 +154,10 @@ static int vault_salt(lua_State *L)
 }
 
 /*
- * vault.derive(passphrase, salt) -> key | nil, message
+ * vault.derive(passphrase, salt [, kdf]) -> key | nil, message
  * Params on Lua stack: 1: passphrase (text, not empty); 2: salt (exactly
- * vault.SALT_BYTES bytes).
+ * vault.SALT_BYTES bytes); 3: optional cost, "moderate" (the default) or
+ * "test" (raises unless this is a test program: vault.TEST_KDF).
  * Returns on Lua stack: 1: a key userdata (methods encrypt, decrypt,
  * close), or nil and a message when Argon2id cannot get its memory.
  */
@@ -150,19 +167,26 @@ static int vault_derive(lua_State *L)
     size_t slen;
     const char *pass = luaL_checklstring(L, 1, &plen);
     const char *salt = luaL_checklstring(L, 2, &slen);
+    static const char *const kdfs[] = {"moderate", "test", NULL};
+    int test = luaL_checkoption(L, 3, "moderate", kdfs) == 1;
     struct vault_secure *key;
     const char *msg;
 
     luaL_argcheck(L, plen > 0, 1, "the passphrase is empty");
     luaL_argcheck(L, slen == VAULT_SALT_BYTES, 2, "a salt of the wrong size");
+    /* the security decision is here, not in the Lua that asks */
+    luaL_argcheck(L, !test || vault_test_kdf, 3, "the low-cost test key "
+                  "derivation is only in test builds");
     key = vault_newsecure(L, VAULT_KEY_MT);                  /* key */
     if (vault_alloc(key, VAULT_KEY_BYTES) != 0) {
         msg = "no secure memory for the vault key";
         goto failed;
     }
     if (crypto_pwhash(key->data, key->len, pass, plen,
-                      (const unsigned char *)salt, VAULT_OPSLIMIT,
-                      VAULT_MEMLIMIT, crypto_pwhash_ALG_ARGON2ID13) != 0) {
+                      (const unsigned char *)salt,
+                      test ? VAULT_TEST_OPSLIMIT : VAULT_OPSLIMIT,
+                      test ? VAULT_TEST_MEMLIMIT : VAULT_MEMLIMIT,
+                      crypto_pwhash_ALG_ARGON2ID13) != 0) {
         msg = "key derivation (Argon2id) ran out of memory";
         goto failed;
     }
@@ -339,5 +363,7 @@ int luaopen_cutover_vault(lua_State *L)
     lua_pushliteral(L, "argon2id13 opslimit=moderate memlimit=moderate, "
                     "xchacha20poly1305-ietf");
     lua_setfield(L, -2, "ALGORITHMS");
+    lua_pushboolean(L, vault_test_kdf);
+    lua_setfield(L, -2, "TEST_KDF");
     return 1;
 }

@@ -2,7 +2,10 @@
 -- (~/.ssh/config, or the file given with -F) that cutover honours.
 --
 --   Host PATTERN...      globs (* ?), !negation; case-insensitive
---   Match ...            the whole block is ignored (no warning)
+--   Match CRITERIA...    all, final, host, originalhost, user, localuser
+--                        (each may be negated with !; arguments are
+--                        comma-separated pattern lists); exec and any
+--                        other criterion are refused (FILE:LINE)
 --   HostName NAME        %h (the name looked up) and %% tokens
 --   Port N
 --   User NAME
@@ -17,8 +20,11 @@
 -- Keywords are case-insensitive; "Keyword value" and "Keyword=value"
 -- both work; values may be quoted ("..." or '...'); a # at the start of a
 -- word begins a comment.  As in OpenSSH, the first value obtained for a
--- keyword wins (IdentityFile accumulates instead).  Any other keyword is
--- ignored: OpenSSH has many, and most do not apply to cutover.
+-- keyword wins (IdentityFile accumulates instead, without duplicates).  A
+-- Match line is evaluated once, where it stands, against the settings
+-- obtained above it; a file with "Match final" is read a second time on
+-- top of the first pass's settings, final matching only then.  Any other
+-- keyword is ignored: OpenSSH has many, and most do not apply to cutover.
 --
 --   ssh_config.load(path [, {home=, user=}]) -> config | nil, "FILE:LINE: message"
 --   config:lookup(host [, {user=, port=}]) ->
@@ -175,8 +181,57 @@ local function check_tokens(s, allowed)
     end
 end
 
--- Reads one file into cfg.entries.  conds: the Host pattern lists that
--- must all match for the file's lines to apply (from enclosing blocks).
+local MATCH_KNOWN = { all = true, final = true, host = true,
+                      originalhost = true, user = true, localuser = true }
+
+-- A Match line's words -> { {name=, negate=, patterns=}, ..., final= }
+-- | nil, message.  As OpenSSH: every criterion must hold; "all" stands
+-- alone (after "final" at most).
+local function parse_match(words)
+    if #words == 0 then return nil, "Match needs criteria" end
+    local crit = { final = false }
+    local i = 1
+    while i <= #words do
+        local w = words[i]
+        local negate = w:sub(1, 1) == "!"
+        local name = (negate and w:sub(2) or w):lower()
+        if name == "exec" then
+            return nil, "Match exec is not supported: cutover does not run"
+                .. " commands from the SSH configuration (use Host or"
+                .. " Match host/user)"
+        elseif not MATCH_KNOWN[name] then
+            return nil, "Match " .. name .. " is not supported (cutover"
+                .. " evaluates all, final, host, originalhost, user and"
+                .. " localuser)"
+        end
+        local c = { name = name, negate = negate }
+        if name == "all" then
+            local before = #crit - (crit.final and 1 or 0)
+            if before > 0 or i < #words then
+                return nil, "Match all cannot be combined with other criteria"
+            end
+        elseif name == "final" then
+            crit.final = true
+        else
+            i = i + 1
+            local list = words[i]
+            if not list then
+                return nil, "Match " .. name .. " needs a pattern list"
+            end
+            c.patterns = {}
+            for p in (list .. ","):gmatch("([^,]*),") do
+                c.patterns[#c.patterns + 1] = p
+            end
+        end
+        crit[#crit + 1] = c
+        i = i + 1
+    end
+    return crit
+end
+
+-- Reads one file into cfg.entries.  conds: what must all hold for the
+-- file's lines to apply (from enclosing blocks): Host pattern lists, and
+-- Match lines ({match=criteria}, evaluated at their own entry).
 local function read_file(cfg, path, conds, depth)
     if depth > MAX_DEPTH then return nil, path .. ": Include nested more than " .. MAX_DEPTH .. " deep" end
     local text, err = fs.read(path, MAX_FILE)
@@ -203,10 +258,14 @@ local function read_file(cfg, path, conds, depth)
                 current = { table.unpack(conds) }
                 current[#current + 1] = words
             elseif key == "match" then
-                -- Match blocks are not evaluated: everything up to the
-                -- next Host or Match is ignored
+                local crit, merr = parse_match(words)
+                if not crit then return nil, where .. merr end
+                if crit.final then cfg.final_pass = true end
+                local m = { match = crit }
+                -- the line's own entry: evaluated there, in file order
+                cfg.entries[#cfg.entries + 1] = { key = "match", match = m }
                 current = { table.unpack(conds) }
-                current[#current + 1] = false
+                current[#current + 1] = m
             elseif key == "include" then
                 if #words == 0 then return nil, where .. "Include needs a path" end
                 for _, w in ipairs(words) do
@@ -270,11 +329,34 @@ function M.load(path, opts)
     return cfg
 end
 
-local function applies(conds, host)
+-- Does every condition hold?  Host lists match the name looked up; a
+-- Match holds as its own entry found it (matched[m]).
+local function applies(conds, host, matched)
     for _, c in ipairs(conds) do
-        if c == false or not host_matches(c, host) then return false end
+        if c.match then
+            if not matched[c] then return false end
+        elseif not host_matches(c, host) then
+            return false
+        end
     end
     return true
+end
+
+-- A Match pattern list: true when a pattern matches and no negated one
+-- does (host names case-insensitively, user names exactly).
+local function list_matches(patterns, value, fold)
+    if fold then value = value:lower() end
+    local hit = false
+    for _, p in ipairs(patterns) do
+        local neg = p:sub(1, 1) == "!"
+        if neg then p = p:sub(2) end
+        if fold then p = p:lower() end
+        if glob_match(p, value) then
+            if neg then return false end
+            hit = true
+        end
+    end
+    return hit
 end
 
 local function expand_tokens(s, t)
@@ -347,14 +429,46 @@ end
 -- The settings for host (the name as given: ansible_host, else the
 -- inventory name).  overrides: user= and port= that win over the file's
 -- (the inventory's), used for the %r and %p tokens.
-function Config:lookup(host, overrides)
-    overrides = overrides or {}
-    host = tostring(host)
-    local got, files = {}, {}
+-- As OpenSSH: host is the name after the HostName obtained so far, user
+-- the inventory's (as ssh -l), else the User obtained so far, else the
+-- local user.
+local function match_holds(self, crit, st, final)
+    for _, c in ipairs(crit) do
+        local r
+        if c.name == "all" then r = true
+        elseif c.name == "final" then r = final
+        elseif c.name == "host" then
+            local h = st.got.hostname and expand_tokens(st.got.hostname,
+                { h = st.host, ["%"] = "%" }) or st.host
+            r = list_matches(c.patterns, h, true)
+        elseif c.name == "originalhost" then
+            r = list_matches(c.patterns, st.host, true)
+        elseif c.name == "user" then
+            r = list_matches(c.patterns, tostring(st.overrides.user
+                or st.got.user or self.local_user), false)
+        else -- localuser
+            r = list_matches(c.patterns, tostring(self.local_user), false)
+        end
+        if c.negate then r = not r end
+        if not r then return false end
+    end
+    return true
+end
+
+-- One reading of the entries, on top of what st holds already.
+local function pass(self, st, final)
+    local got, files, host = st.got, st.files, st.host
+    local matched = {}
     for _, e in ipairs(self.entries) do
-        if applies(e.conds, host) then
+        if e.key == "match" then
+            matched[e.match] = match_holds(self, e.match.match, st, final)
+        elseif applies(e.conds, host, matched) then
             if e.key == "identityfile" then
-                files[#files + 1] = e.value
+                -- as OpenSSH, a file already listed is not added again
+                if not st.seen[e.value] then
+                    st.seen[e.value] = true
+                    files[#files + 1] = e.value
+                end
             elseif e.key == "proxyjump" or e.key == "proxycommand" then
                 -- as in OpenSSH, whichever of the two comes first wins
                 if got.proxy == nil then got.proxy = e end
@@ -363,6 +477,16 @@ function Config:lookup(host, overrides)
             end
         end
     end
+end
+
+function Config:lookup(host, overrides)
+    overrides = overrides or {}
+    host = tostring(host)
+    local st = { host = host, overrides = overrides, got = {}, files = {},
+                 seen = {} }
+    pass(self, st, false)
+    if self.final_pass then pass(self, st, true) end
+    local got, files = st.got, st.files
     local out = {}
     if got.hostname then out.hostname = expand_tokens(got.hostname, { h = host, ["%"] = "%" }) end
     out.port = got.port

@@ -1,8 +1,9 @@
 /*
  * faults_main.c: cutover-faults, the product with one test module more,
  * faults.hook (tests/faults/hook.lua), which sets the runner's step
- * boundary hook from CUTOVER_FAULT.  Only the tests run it; the shipped
- * binary cannot be told to kill itself.
+ * boundary hook from CUTOVER_FAULT, and the vault's low-cost key
+ * derivation for tests (core/vault.c).  Only the tests run it; the
+ * shipped binary cannot be told to kill itself or to weaken a vault.
  */
 #include "cutover.h"
 #include "embedded.h"
@@ -23,6 +24,9 @@ static int faults_setup(lua_State *L)
 
 int main(int argc, char **argv)
 {
+    /* the test build: vaults at the low test cost may be made and read
+     * (secrets/vault.lua: only with CUTOVER_TEST_VAULT_KDF=1) */
+    cutover_vault_allow_test_kdf();
     return cutover_main(argc, argv, "cutover-faults", faults_setup,
                         "cutover.cli");
 }

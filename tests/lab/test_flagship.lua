@@ -11,7 +11,6 @@ local L = dofile(tests_dir .. "/lab/testlab.lua")
 local json = require("cutover.core.json")
 local fs = require("cutover.core.fs")
 local proc = require("cutover.core.proc")
-local loop = require("cutover.core.loop")
 local util = require("cutover.util")
 local cmdline = require("cutover.windows.cmdline")
 
@@ -110,7 +109,8 @@ T.test("the real run: promote, park at the SP3 gate, reinstall, verify (contract
     lab:must(1, "secedit /refreshpolicy machine_policy /enforce")
     section7("after a policy refresh")
     lab:ssh(1, "shutdown /L /R /T:0 /Y /C")
-    loop.sleep(1.5)
+    -- down (for the lab's reboot_seconds), then up: no guessed sleep
+    T.ok(lab:wait_port(1, "ssh_port", false, 60), "down for the reboot")
     T.ok(lab:wait_port(1, "ssh_port", true, 60), "back after the reboot")
     T.ok(lab:wait_port(1, "pop3_port", true, 60), "mail back after the reboot")
     section7("after a reboot")
@@ -190,7 +190,8 @@ T.test("the controller killed during the promotion's reboot: resume finishes wit
         "export %s; %s run %s -i %s --limit exch07 --non-interactive --approve promote > %s/out 2>&1 & pid=$!; " ..
         "for i in $(seq 600); do grep -q '\"role\": *\"BACKUP\"' %s && break; sleep 0.05; done; " ..
         "kill -KILL $pid; wait $pid; echo rc=$?",
-        table.concat(envs, " "), T.cutover, BOOK, INV, d, statef))
+        -- the test build: the vault was made at the test cost (T.run)
+        table.concat(envs, " "), T.test_build, BOOK, INV, d, statef))
     T.eq(r.stdout, "rc=137\n", "killed: " .. (T.read(d .. "/out") or ""))
     -- resume: dcpromo finds the host promoted and does nothing; the run
     -- goes on to the SP3 gate

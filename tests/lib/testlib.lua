@@ -11,9 +11,18 @@ local T = { passed = 0, failed = 0, tmpdirs = {} }
 
 function T.setup(binary, tests_dir)
     T.cutover = binary
+    -- the test build: the product plus crash points (CUTOVER_FAULT) and
+    -- the vault's low-cost key derivation (CUTOVER_TEST_VAULT_KDF)
+    T.test_build = binary and binary:gsub("cutover$", "cutover-faults")
     T.dir = tests_dir
     return T
 end
+
+-- Argon2id at MODERATE takes 256 MiB and most of a second per vault
+-- open; runs given a vault passphrase file use the test build, whose
+-- vaults are made at the low test cost and say so in their header
+-- (docs/security.md).  The shipped cutover refuses such a vault, so a
+-- case that opens it with T.cutover must use T.test_build instead.
 
 local function show(v)
     if type(v) == "string" then return string.format("%q", v) end
@@ -99,13 +108,17 @@ function T.read(path)
 end
 
 -- Runs the cutover binary; returns {rc=, stdout=, stderr=}.
--- opts: env, stdin, timeout (default 60 s).
+-- opts: env, stdin, timeout (default 60 s), product (true: the shipped
+-- binary even for a vault run).
 function T.run(args, opts)
     opts = opts or {}
-    -- crash points (CUTOVER_FAULT) exist only in the test build
+    -- crash points (CUTOVER_FAULT) and the low-cost vault exist only in
+    -- the test build
     local bin = T.cutover
-    if opts.env and opts.env.CUTOVER_FAULT then
-        bin = T.cutover:gsub("cutover$", "cutover-faults")
+    local vault_run = opts.env and opts.env.CUTOVER_VAULT_PASSWORD_FILE
+        and not opts.product
+    if opts.env and opts.env.CUTOVER_FAULT or vault_run then
+        bin = T.test_build
     end
     -- opts.wrap: a command that runs cutover (strace, valgrind), as argv
     local argv = {}
@@ -115,6 +128,7 @@ function T.run(args, opts)
     -- each test file has its own journal (runs lock their hosts there)
     T.state = T.state or T.tmpdir()
     local env = { NO_COLOR = "1", XDG_STATE_HOME = T.state, XDG_DATA_HOME = T.state .. "/data" }
+    if vault_run then env.CUTOVER_TEST_VAULT_KDF = "1" end
     for k, v in pairs(opts.env or {}) do env[k] = v end
     local r = assert(proc.run({ argv = argv, env = env, stdin = opts.stdin,
                                 timeout = opts.timeout or 60, cwd = opts.cwd }))

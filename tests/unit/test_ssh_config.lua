@@ -7,6 +7,7 @@ local ssh_config = require("cutover.ssh_config")
 local connection = require("cutover.connection")
 local sys = require("cutover.core.sys")
 local fs = require("cutover.core.fs")
+local proc = require("cutover.core.proc")
 
 local ME = (sys.user())
 local HOME = "/home/tester"
@@ -135,21 +136,155 @@ Host *
         "ids=/k/all jump=nil@jump.example.com:nil")
 end)
 
-T.test("Match blocks are ignored up to the next Host", function()
+T.test("Match: host, originalhost, user, localuser, all; ! and comma lists", function()
     local d = T.tmpdir()
     local cfg = load(T.write(d .. "/config", [[
-Match host a exec "true"
-    User from-match
-    Port 1
-Host a
-    Port 2
+Match originalhost web1,web2 !localuser nobody
+    Port 2001
+Match host !web2,web* user me
+    IdentityFile /k/web-as-me
+Match originalhost db*,!db9
+    HostName %h.db.internal
+Match host *.db.internal
+    User dba
+Match user dba
+    Port 5432
+Match localuser me
+    IdentityFile /k/local-me
+Match localuser other
+    IdentityFile /k/local-other
+Match host only-negated !host x
+    User never
+Match host !*,!zz
+    User never-either
 Match all
-    User also-ignored
-    Include /nonexistent/*.conf
+    User fallback
+]]))
+    T.eq(show(cfg:lookup("web1")), "hostname=nil port=2001 user=fallback " ..
+        "ids=/k/web-as-me,/k/local-me jump=nil")
+    -- web2: originalhost matches, host !web2 excludes it
+    T.eq(show(cfg:lookup("web2")), "hostname=nil port=2001 user=fallback ids=/k/local-me jump=nil")
+    -- the inventory's user is the target user (as ssh -l)
+    T.eq(show(cfg:lookup("web1", { user = "deploy" })), "hostname=nil port=2001 user=fallback " ..
+        "ids=/k/local-me jump=nil")
+    -- host sees the HostName set above it; user sees the User set above it
+    T.eq(show(cfg:lookup("db1")), "hostname=db1.db.internal port=5432 user=dba ids=/k/local-me jump=nil")
+    T.eq(show(cfg:lookup("db9")), "hostname=nil port=nil user=fallback ids=/k/local-me jump=nil")
+    -- originalhost and host compare without case
+    T.eq(cfg:lookup("DB2").port, 5432, "DB2: port")
+    T.eq(cfg:lookup("DB2").user, "dba", "DB2: user")
+    local other = load(d .. "/config", { home = HOME, user = "other" })
+    T.eq(show(other:lookup("x")), "hostname=nil port=nil user=fallback ids=/k/local-other jump=nil")
+end)
+
+T.test("Match final: the file is read again, final matching only then, as ssh", function()
+    local d = T.tmpdir()
+    local cfg = load(T.write(d .. "/config", [[
+Host alias
+    HostName real.example
+Match final host real.example
+    User late
+Match !final
+    IdentityFile /k/first-pass
+Match final all
+    Port 2200
+    IdentityFile /k/first-pass
+    IdentityFile /k/final
 Host *
     User star
 ]]))
-    T.eq(show(cfg:lookup("a")), "hostname=nil port=2 user=star ids=nil jump=nil")
+    T.eq(show(cfg:lookup("alias")), "hostname=real.example port=2200 user=star " ..
+        "ids=/k/first-pass,/k/final jump=nil")
+    local plain = load(T.write(d .. "/plain", "Match !final\n  Port 1\nMatch all\n  Port 2\n"))
+    T.eq(plain:lookup("h").port, 1, "!final holds in the only pass")
+end)
+
+T.test("Match inside an Include in a Host block applies only to that block's hosts", function()
+    local d = T.tmpdir()
+    write(d .. "/.ssh/match.conf", "Match all\n    Port 3333\n")
+    local cfg = load(T.write(d .. "/config", "Host inc\n    Include match.conf\nHost *\n    Port 1\n"),
+                     { home = d, user = "me" })
+    T.eq(cfg:lookup("inc").port, 3333)
+    T.eq(cfg:lookup("other").port, 1)
+end)
+
+T.test("Match exec and unknown criteria are refused, naming FILE:LINE", function()
+    local d = T.tmpdir()
+    local exec = "Match exec is not supported: cutover does not run commands from the SSH " ..
+        "configuration (use Host or Match host/user)"
+    local unknown = " is not supported (cutover evaluates all, final, host, originalhost, user and localuser)"
+    local cases = {
+        { "Host a\nMatch host a exec \"true\"\n", "2: " .. exec },
+        { "Match !exec true\n", "1: " .. exec },
+        { "\nMatch tagged x\n", "2: Match tagged" .. unknown },
+        { "Match canonical host a\n", "1: Match canonical" .. unknown },
+        { "Match\n", "1: Match needs criteria" },
+        { "Match host\n", "1: Match host needs a pattern list" },
+        { "Match user a host\n", "1: Match host needs a pattern list" },
+        { "Match all host a\n", "1: Match all cannot be combined with other criteria" },
+        { "Match host a all\n", "1: Match all cannot be combined with other criteria" },
+    }
+    for n, c in ipairs(cases) do
+        local f = T.write(d .. "/m" .. n, c[1])
+        local cfg, err = ssh_config.load(f, { home = d, user = "me" })
+        T.eq(cfg, nil, "case " .. n)
+        T.eq(err, f .. ":" .. c[2], "case " .. n)
+    end
+    -- through the connection: the host cannot open
+    local conf = T.write(d .. "/exec.conf", "Match exec \"test -e /x\"\n    Port 2\n")
+    local s, err = connection.ssh_settings("h", {}, { ssh_config = conf })
+    T.eq(s, nil)
+    T.eq(err, conf .. ":1: " .. exec)
+end)
+
+-- ssh -G prints the settings ssh would use; a host configured only
+-- through Match must get the same ones from cutover.
+T.test("a host configured only through Match: the settings ssh -G gives", function()
+    local d = T.tmpdir()
+    local conf = T.write(d .. "/config", (([[
+Host gw-*
+    HostName %h.gateways.example
+Match host *.gateways.example !originalhost gw-9
+    Port 2022
+    IdentityFile @D@/gw_key
+Match originalhost app?,!app9 localuser @ME@
+    User deploy
+    HostName 10.1.2.3
+Match user deploy
+    Port 8022
+    IdentityFile @D@/deploy_key
+Match host 10.1.2.* user !root
+    IdentityFile @D@/subnet_key
+Match !originalhost app*,gw-* !final
+    User nobody-first
+Match final originalhost gw-1
+    User gw-final
+    IdentityFile @D@/final_key
+Match final host 10.1.2.3
+    Port 1
+    IdentityFile @D@/deploy_key
+]]):gsub("@D@", d):gsub("@ME@", ME)))
+    local cfg = load(conf, { home = os.getenv("HOME") or "/root", user = ME })
+    for _, host in ipairs({ "gw-1", "gw-9", "app1", "app9", "web", "APP2" }) do
+        local r = assert(proc.run({ argv = { "ssh", "-G", "-F", conf, host }, timeout = 30 }))
+        T.eq(r.rc, 0, "ssh -G " .. host .. ": " .. r.stderr)
+        local want = { identityfile = {} }
+        for line in r.stdout:gmatch("[^\n]+") do
+            local k, v = line:match("^(%S+) (.*)$")
+            if k == "identityfile" then want.identityfile[#want.identityfile + 1] = v
+            elseif k == "hostname" or k == "port" or k == "user" then want[k] = v end
+        end
+        local got = cfg:lookup(host)
+        T.eq(got.hostname or host:lower(), want.hostname, host .. ": hostname")
+        T.eq(tostring(got.port or 22), want.port, host .. ": port")
+        T.eq(got.user or ME, want.user, host .. ": user")
+        local wids = table.concat(want.identityfile, " ")
+        if got.identity_files then
+            T.eq(table.concat(got.identity_files, " "), wids, host .. ": identityfile")
+        else -- without an IdentityFile ssh -G lists its default keys
+            T.match(wids, "^~/%.ssh/id_", host .. ": default keys")
+        end
+    end
 end)
 
 T.test("tokens: %h in HostName; %d %u %h %r %p %n %% in IdentityFile", function()

@@ -79,7 +79,8 @@ T.test("core.vault: a wrong key, a changed byte, a short input fail", function()
 end)
 
 T.test("core.vault: a closed key raises and never shows its bytes", function()
-    local k = assert(core.derive("p", SALT))
+    -- (the low test cost: the key's life is the same at any cost)
+    local k = assert(core.derive("p", SALT, "test"))
     T.eq(tostring(k), "vault key")
     k:close()
     T.eq(tostring(k), "vault key (closed)")
@@ -87,7 +88,7 @@ T.test("core.vault: a closed key raises and never shows its bytes", function()
     raises(function() k:decrypt("x") end, "closed vault key", "decrypt after close")
     k:close()  -- twice is fine
     do
-        local scoped <close> = assert(core.derive("p", SALT))
+        local scoped <close> = assert(core.derive("p", SALT, "test"))
         T.ok(scoped:decrypt(scoped:encrypt("y")) == "y", "to-be-closed key works")
     end
 end)
@@ -253,6 +254,18 @@ T.test("redact: JSON events stay valid JSON", function()
         assert(json.decode(redact.json_line(s)), "valid after masking")
     end
     redact.reset()
+end)
+
+T.test("core.vault: the low test cost, in test programs only (this one is)", function()
+    T.eq(core.TEST_KDF, true, "cutover_luatest allows it")
+    local low = assert(core.derive("correct horse", SALT, "test"))
+    local sealed = low:encrypt("text")
+    T.eq(low:decrypt(sealed), "text", "round trip")
+    T.eq(KEY:decrypt(sealed), nil, "another key than MODERATE's")
+    T.eq(assert(core.derive("correct horse", SALT, "moderate")):decrypt(KEY:encrypt("x")), "x",
+         "moderate: the default")
+    raises(function() core.derive("p", SALT, "cheap") end, "invalid option", "an unknown cost")
+    low:close()
 end)
 
 T.done()

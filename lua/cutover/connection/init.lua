@@ -69,7 +69,7 @@ local function jump_chain(cfg, hops, depth)
     for i, hop in ipairs(hops or {}) do
         local ok, err = ssh_config.check_hostname(hop.host)
         if not ok then return nil, "jump host: " .. err end
-        local jc = cfg and cfg:lookup(hop.host) or {}
+        local jc = cfg and cfg:lookup(hop.host, { user = hop.user, port = hop.port }) or {}
         local h = { host = jc.hostname or hop.host, port = hop.port or jc.port or 22,
                     user = hop.user or jc.user or (sys.user()), proxy_jump = jump }
         ok, err = ssh_config.check_hostname(h.host)

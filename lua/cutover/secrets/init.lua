@@ -236,7 +236,7 @@ function M.prepare(book, opts)
                 if not ok then return nil, serr end
             end
         elseif not v then
-            return nil, err
+            return nil, err, kind == vault.E_UNSAFE and M.EXIT_REFUSED or nil
         end
         if v then self:use_vault(v) end
     end

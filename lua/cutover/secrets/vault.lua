@@ -3,8 +3,13 @@
 -- format, where the vault lives, and how the passphrase is obtained.
 --
 -- Format (version 1), two text lines:
---   cutover-vault 1 <salt, base64>
+--   cutover-vault 1 <salt, base64>[ kdf=test]
 --   <base64 of nonce .. ciphertext .. tag>
+-- " kdf=test": the key was derived at the low test cost (core/vault.c),
+-- which only a test build (cutover-faults, cutover_luatest) can do, and
+-- only with CUTOVER_TEST_VAULT_KDF=1.  The shipped cutover never makes
+-- such a vault and refuses to open one (E_UNSAFE, exit 3); older cutovers
+-- see a header they do not know.
 -- The ciphertext holds one JSON object NAME -> value (text).  The header
 -- line is authenticated with it (AEAD additional data), so a changed
 -- version or salt is detected as damage.  The salt is made when the
@@ -40,6 +45,7 @@ M.E_PASSPHRASE = "passphrase"  -- wrong passphrase or damaged data
 M.E_MISSING = "missing"        -- no vault file yet
 M.E_USAGE = "usage"            -- nothing to ask the passphrase on, etc.
 M.E_FILE = "file"              -- unreadable, not a vault, newer format
+M.E_UNSAFE = "unsafe"          -- a test build's low-cost vault
 
 function M.valid_name(name)
     return type(name) == "string" and name:match("^[%a_][%w_]*$") ~= nil
@@ -103,8 +109,14 @@ end
 local Vault = {}
 Vault.__index = Vault
 
-local function header_line(salt)
-    return M.MAGIC .. " " .. M.FORMAT .. " " .. core.to_base64(salt)
+local function header_line(salt, kdf)
+    return M.MAGIC .. " " .. M.FORMAT .. " " .. core.to_base64(salt) ..
+        (kdf == "test" and " kdf=test" or "")
+end
+
+-- New vaults at the test cost: a test build asked by the harness.
+local function use_test_kdf()
+    return core.TEST_KDF == true and os.getenv("CUTOVER_TEST_VAULT_KDF") == "1"
 end
 
 -- Parses and decrypts the file at path with pass.
@@ -116,7 +128,8 @@ function M.load(path, pass)
         return nil, err, M.E_FILE
     end
     local header, blob = text:match("^([^\n]*)\n([^\n]*)\n?$")
-    local magic, version, salt64 = (header or ""):match("^(%S+) (%d+) (%S+)$")
+    local magic, version, salt64, mark =
+        (header or ""):match("^(%S+) (%d+) (%S+)(.*)$")
     if magic ~= M.MAGIC then
         return nil, path .. ": not a cutover vault file", M.E_FILE
     end
@@ -126,10 +139,18 @@ function M.load(path, pass)
     end
     local salt = core.from_base64(salt64)
     local sealed = core.from_base64(blob)
-    if not salt or #salt ~= core.SALT_BYTES or not sealed then
+    if not salt or #salt ~= core.SALT_BYTES or not sealed
+        or (mark ~= "" and mark ~= " kdf=test") then
         return nil, path .. ": damaged vault file (bad header or data)", M.E_FILE
     end
-    local key, kerr = core.derive(pass, salt)
+    local kdf = mark == " kdf=test" and "test" or "moderate"
+    if kdf == "test" and not core.TEST_KDF then
+        return nil, path .. ": this vault was made by a test build with the" ..
+            " low-cost key derivation (kdf=test: a guess at its passphrase" ..
+            " costs almost nothing); refusing to use it. Make a new vault" ..
+            " with this cutover (cutover vault set NAME)", M.E_UNSAFE
+    end
+    local key, kerr = core.derive(pass, salt, kdf)
     if not key then return nil, kerr, M.E_FILE end
     local plain = key:decrypt(sealed, header)
     if not plain then
@@ -147,15 +168,18 @@ function M.load(path, pass)
             return nil, path .. ": damaged vault contents", M.E_FILE
         end
     end
-    return setmetatable({ path = path, key = key, salt = salt, values = values }, Vault)
+    return setmetatable({ path = path, key = key, salt = salt, kdf = kdf,
+                          values = values }, Vault)
 end
 
 -- A new, empty vault (not written until save).
 function M.new(path, pass)
     local salt = core.salt()
-    local key, err = core.derive(pass, salt)
+    local kdf = use_test_kdf() and "test" or "moderate"
+    local key, err = core.derive(pass, salt, kdf)
     if not key then return nil, err, M.E_FILE end
-    return setmetatable({ path = path, key = key, salt = salt, values = {}, new = true }, Vault)
+    return setmetatable({ path = path, key = key, salt = salt, kdf = kdf,
+                          values = {}, new = true }, Vault)
 end
 
 -- Opens the vault at the resolved path, asking for the passphrase.
@@ -203,7 +227,7 @@ function Vault:save()
         local ok, err = make_parents(self.path)
         if not ok then return nil, err end
     end
-    local header = header_line(self.salt)
+    local header = header_line(self.salt, self.kdf)
     local sealed = self.key:encrypt(json.encode(self.values), header)
     local ok, err = fs.write(self.path, header .. "\n" .. core.to_base64(sealed) .. "\n", 384)
     if not ok then return nil, err end
@@ -251,7 +275,7 @@ end
 -- `cutover vault set NAME | list | rm NAME` (arguments checked by cli).
 -- Returns the exit code: 0 done, 1 a vault that cannot be read or
 -- written, 2 usage or a wrong passphrase (invalid input: nothing was
--- done, as run, plan and apply say for it too).
+-- done, as run, plan and apply say for it too), 3 a test build's vault.
 function M.command(sub, name, explicit)
     local v, err, kind = M.open(explicit, { create = sub == "set" })
     if not v then
@@ -260,6 +284,7 @@ function M.command(sub, name, explicit)
             return 0
         end
         say(err)
+        if kind == M.E_UNSAFE then return 3 end
         return (kind == M.E_USAGE or kind == M.E_PASSPHRASE) and 2 or 1
     end
     local code = 0
