@@ -33,7 +33,8 @@ for i = 1, STEPS do
     -- a short sleep on either side of the append gives the kill a chance
     -- to land before, during and after the change
     BOOK[#BOOK + 1] = string.format(
-        "    - id: s%d\n      shell: \"sleep 0.0%d; echo s%d >> {{ dir }}/{{ inventory_hostname }}/count; sleep 0.0%d\"\n",
+        "    - id: s%d\n      shell: \"sleep 0.0%d; echo s%d >> {{ dir }}/{{ inventory_hostname }}/count; sleep " ..
+            "0.0%d\"\n",
         i, i % 10, i, (i * 3) % 10)
 end
 BOOK = table.concat(BOOK)
@@ -117,7 +118,8 @@ local function trial(n)
         if r.stderr:find("nothing to resume", 1, true) then break end
     end
     if r.rc ~= 0 and not (r.stderr or ""):find("nothing to resume", 1, true) then
-        return "trial " .. n .. ": did not finish: " .. table.concat(log, "; ") .. "\n" .. r.stdout:sub(-1500) .. r.stderr
+        return "trial " .. n .. ": did not finish: " .. table.concat(log, "; ") .. "\n" .. r.stdout:sub(-1500) ..
+            r.stderr
     end
     for _, h in ipairs(HOSTS) do
         local got = count(d, h)

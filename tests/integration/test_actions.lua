@@ -553,7 +553,8 @@ T.test("item 16: a cyclic or non-data value from an expression fails the step cl
     local d = T.tmpdir()
     local cases = {
         { "set_fact: { a: \"{{ (function() local t = {} t.t = t return t end)() }}\" }", "contains itself" },
-        { "set_fact: { a: \"{{ { x = { (function() local t = {} t[1] = t return t end)() } } }}\" }", "contains itself" },
+        { "set_fact: { a: \"{{ { x = { (function() local t = {} t[1] = t return t end)() } } }}\" }",
+            "contains itself" },
         { "debug: { msg: \"x {{ (function() local t = {} t.t = t return t end)() }}\" }", "contains itself" },
         { "set_fact: { a: \"{{ string.upper }}\" }", "a function" },
         { "debug: { msg: \"{{ { f = string.upper } }}\" }", "a function" },

@@ -46,7 +46,8 @@ T.test("exit 2 for a bad playbook or bad usage, and nothing ran", function()
       coppy: { dest: /tmp/x, content: y }
 ]], "invalid.yml")
     local cases = {
-        { { "run", invalid }, "invalid.yml:5:7: step 'broken': unknown keyword or action 'coppy' (did you mean 'copy'?)" },
+        { { "run", invalid }, "invalid.yml:5:7: step 'broken': unknown keyword or action 'coppy' (did you mean " ..
+            "'copy'?)" },
         { { "run" }, "run needs exactly one PLAYBOOK" },
         { { "run", good, good }, "run needs exactly one PLAYBOOK" },
         { { "run", good, "--format", "xml" }, "--format must be text or json" },
@@ -203,7 +204,10 @@ T.test("lint, modules, doc", function()
     local names = {}
     for line in r.stdout:gmatch("[^\n]+") do names[#names + 1] = line:match("^(%S+)%s%s+%S") end
     T.eq(table.concat(names, " "),
-         "apt assert blockinfile command copy dcpromo debug fail fetch file gather_facts get_url group lineinfile mail_login package pause reboot service set_fact setup shell stat sysctl systemd template unarchive uri user wait_for wait_for_connection win_eventlog win_facts win_reboot win_rights win_service win_user_right")
+         "apt assert blockinfile command copy dcpromo debug fail fetch file gather_facts get_url group lineinfile " ..
+             "mail_login package pause reboot service set_fact setup shell stat sysctl systemd template unarchive " ..
+             "uri user wait_for wait_for_connection win_eventlog win_facts win_reboot win_rights win_service " ..
+             "win_user_right")
 
     r = T.run({ "doc", "copy" })
     T.eq(r.rc, 0)
@@ -628,13 +632,16 @@ all:
     localhost: { ansible_connection: local, ansible_ssh_pipelining: true }
     other: { ansible_connection: local, ansible_ssh_pipelining: true, ansible_user: root }
 ]])
-    T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - command: 'true'\n- hosts: all\n  steps:\n    - command: 'true'\n")
+    T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - command: 'true'\n- hosts: all\n  steps:\n    - command: " ..
+        "'true'\n")
     local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml" })
     T.eq(r.rc, 0, "exit")
     local _, n = r.stdout:gsub("warning: inventory variable ansible_ssh_pipelining ", "")
     T.eq(n, 1, "one warning for ansible_ssh_pipelining over two hosts and two plays")
-    T.contains(r.stdout, "warning: inventory variable ansible_ssh_pipelining (on localhost and 1 more host(s)) is not honoured by cutover: cutover sends each step on one channel already", "names it and why")
-    T.contains(r.stdout, "ansible_python_interpreter (on localhost and 1 more host(s)) is not honoured by cutover: cutover runs no Python on hosts", "group vars too")
+    T.contains(r.stdout, "warning: inventory variable ansible_ssh_pipelining (on localhost and 1 more host(s)) is " ..
+        "not honoured by cutover: cutover sends each step on one channel already", "names it and why")
+    T.contains(r.stdout, "ansible_python_interpreter (on localhost and 1 more host(s)) is not honoured by " ..
+        "cutover: cutover runs no Python on hosts", "group vars too")
     T.not_contains(r.stdout, "ansible_connection", "an honoured one is not named")
     T.not_contains(r.stdout, "ansible_user", "nor ansible_user")
     local j = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--format", "json" })

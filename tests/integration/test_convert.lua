@@ -114,7 +114,8 @@ T.test("every fixture converts, reports exactly what it could not, and lints", f
                     if t then body = body .. t end
                 end
                 add(out)
-                for _, p in ipairs(lines_of(proc.run({ argv = { "find", out:match("^(.*)/"), "-name", "*.yml" } }).stdout)) do add(p) end
+                for _, p in ipairs(lines_of(proc.run({ argv = { "find", out:match("^(.*)/"), "-name",
+                    "*.yml" } }).stdout)) do add(p) end
                 T.contains(body, file .. ":" .. line, f.name .. ": a fail step names " .. file .. ":" .. line)
             end
         end
@@ -135,7 +136,8 @@ T.test("the twins end in the same state under ansible-playbook and cutover", fun
             local r, out, _, dir = convert(f.name)
             T.eq(r.rc, 0, f.name .. ": converts completely\n" .. r.stderr)
             twins[#twins + 1] = { name = f.name, out = out }
-            all[#all + 1] = "- import_playbook: " .. dir .. "/site.yml\n  vars: { root: " .. A .. "/" .. f.name .. " }\n"
+            all[#all + 1] = "- import_playbook: " .. dir .. "/site.yml\n  vars: { root: " .. A .. "/" .. f.name ..
+                " }\n"
             T.ok(fs.mkdir(A .. "/" .. f.name, 493) and fs.mkdir(B .. "/" .. f.name, 493), "folders")
         end
     end
@@ -204,8 +206,10 @@ T.test("malformed playbooks: exit 2 with the position, or a fail step; never a t
         { "- import_playbook: 5\n", 2, "p.yml:1:3: import_playbook needs a file name" },
         { "- hosts: all\n  roles: [nope]\n", 2, "role 'nope' not found" },
         { "- hosts: all\n  tasks:\n    - include_tasks: missing.yml\n", 2, "p.yml:3:7: file not found" },
-        { "- hosts: all\n  tasks:\n    - command: x\n      notify: [1]\n", 1, "p.yml:3:7: task: notify of something that is not a handler name: the step fails instead" },
-        { "- hosts: all\n  tasks:\n    - command: [a]\n", 1, "p.yml:3:7: task: module arguments that are not a mapping" },
+        { "- hosts: all\n  tasks:\n    - command: x\n      notify: [1]\n", 1,
+            "p.yml:3:7: task: notify of something that is not a handler name: the step fails instead" },
+        { "- hosts: all\n  tasks:\n    - command: [a]\n", 1,
+            "p.yml:3:7: task: module arguments that are not a mapping" },
         { "- hosts: all\n  tasks:\n    - name: [a]\n      command: x\n", 1, "a name that is not text" },
         { "- hosts: all\n  tasks:\n    - copy: 7\n", 1, "module arguments that are not a mapping" },
         { "- hosts: all\n  tasks:\n    - file: path=/x mode=u+rw\n", 1, "mode 'u+rw' (only octal modes convert)" },
@@ -250,9 +254,13 @@ T.test("nothing is read from or written outside the folders, nor over the Ansibl
     r = T.run({ "convert", "ansible", d .. "/ans/site.yml", "-o", d .. "/out/site.yml" })
     T.eq(r.rc, 1, r.stderr)
     local p = d .. "/ans/site.yml"
-    T.contains(r.stderr, p .. ":2:3: vars file '../outside.yml' is outside the playbook's folder: left out", "vars file")
-    T.contains(r.stderr, p .. ":4:7: task: '" .. d .. "/ans/../../etc/passwd' is outside the playbook's folder: the step fails instead", "include")
-    T.contains(r.stderr, p .. ":5:7: task: source '../../../etc/hostname' is outside the playbook's folder: the step fails instead", "copy src")
+    T.contains(r.stderr, p .. ":2:3: vars file '../outside.yml' is outside the playbook's folder: left out",
+        "vars file")
+    T.contains(r.stderr, p .. ":4:7: task: '" .. d ..
+        "/ans/../../etc/passwd' is outside the playbook's folder: the step fails instead", "include")
+    T.contains(r.stderr, p ..
+        ":5:7: task: source '../../../etc/hostname' is outside the playbook's folder: the step fails instead",
+        "copy src")
     local files = proc.run({ argv = { "find", d, "-type", "f" } }).stdout
     local list = {}
     for f in files:gmatch("[^\n]+") do list[#list + 1] = f:sub(#d + 2) end

@@ -75,9 +75,10 @@ T.test("state link: made, kept, retargeted only with force; a file or folder in 
       file: { path: "@T@/current", src: "@T@/target-b", state: link }
       ignore_errors: true
 ]], "p2.yml")
-    local r, _, res = H.run_json({ "run", book2 })
+    local _, _, res = H.run_json({ "run", book2 })
     T.eq(H.by_key(res).retarget.status, "ignored", "retarget without force")
-    T.contains(H.by_key(res).retarget.result.msg, "exists and is a link to " .. d .. "/target-a; force: true replaces it",
+    T.contains(H.by_key(res).retarget.result.msg, "exists and is a link to " .. d ..
+        "/target-a; force: true replaces it",
                "says what is there")
     T.eq(readlink(d .. "/current"), d .. "/target-a", "unchanged")
     local book3 = H.book(d, [[
@@ -131,8 +132,10 @@ T.test("owner and group by name and number, on files, folders and a whole tree",
     - id: new-dir
       file: { path: "@T@/new", state: directory, owner: nobody }
 ]], NOBODY))
-    local check = converge(d, book, { real = { ["file-owner"] = "changed", tree = "changed", ["new-dir"] = "changed" } })
-    T.contains(H.by_key(check)["file-owner"].diff, "owner 0:0 -> " .. NOBODY .. ":" .. NOGROUP, "the diff names the owner change")
+    local check = converge(d, book, { real = { ["file-owner"] = "changed", tree = "changed",
+        ["new-dir"] = "changed" } })
+    T.contains(H.by_key(check)["file-owner"].diff, "owner 0:0 -> " .. NOBODY .. ":" .. NOGROUP,
+        "the diff names the owner change")
     local st = fs.stat(d .. "/f")
     T.eq(st.uid .. ":" .. st.gid .. " " .. st.mode, NOBODY .. ":" .. NOGROUP .. " 384", "file")
     for _, p in ipairs({ "/tree", "/tree/sub", "/tree/sub/g" }) do
@@ -161,8 +164,10 @@ T.test("an unknown user or group: unknown in check mode (an earlier step may cre
         local _, _, res = H.run_json({ "run", book, mode })
         local by = H.by_key(res)
         local tail = mode and " yet" or ""
-        T.eq(by["bad-user"].result.msg, d .. "/f: user 'no-such-user-zz' does not exist" .. tail, "user " .. tostring(mode))
-        T.eq(by["bad-group"].result.msg, d .. "/g: group 'no-such-group-zz' does not exist" .. tail, "group " .. tostring(mode))
+        T.eq(by["bad-user"].result.msg, d .. "/f: user 'no-such-user-zz' does not exist" .. tail, "user " ..
+            tostring(mode))
+        T.eq(by["bad-group"].result.msg, d .. "/g: group 'no-such-group-zz' does not exist" .. tail, "group " ..
+            tostring(mode))
         T.eq(by["bad-user"].status, mode and "unknown" or "ignored", "status " .. tostring(mode))
     end
     T.eq(fs.stat(d .. "/g"), nil, "nothing written")
@@ -184,7 +189,8 @@ T.test("copy and template: owner, group, backup, and validate before the old fil
       template: { src: t.j2, dest: "@T@/t.out", owner: nobody, group: nogroup, validate: "grep -q world %s" }
 ]])
     local check = converge(d, book, { real = { good = "changed", bad = "ignored", templ = "changed" } })
-    T.contains(H.by_key(check).bad.result.msg, "would fail: validate 'grep -q ^good %s' refused the new content (exit 1)",
+    T.contains(H.by_key(check).bad.result.msg,
+        "would fail: validate 'grep -q ^good %s' refused the new content (exit 1)",
                "check predicts the refusal")
     T.eq(T.read(d .. "/sudoers"), "good new\n", "the good content, not the refused one")
     T.eq(H.mode(d .. "/sudoers"), "0440", "the mode kept")

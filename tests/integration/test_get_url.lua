@@ -131,8 +131,10 @@ end)
 T.test("bad arguments are refused at lint, naming the step", function()
     local d = T.tmpdir()
     H.lint_refuses(d, {
-        { "get_url: { url: 'http://x/a', dest: /tmp/a, checksum: 'sha256:abc' }", "checksum sha256:... must be 64 hex digits" },
-        { "get_url: { url: 'http://x/a', dest: /tmp/a, checksum: 'crc32:abcd' }", "checksum must be ALGORITHM:HEX or ALGORITHM:URL" },
+        { "get_url: { url: 'http://x/a', dest: /tmp/a, checksum: 'sha256:abc' }",
+            "checksum sha256:... must be 64 hex digits" },
+        { "get_url: { url: 'http://x/a', dest: /tmp/a, checksum: 'crc32:abcd' }",
+            "checksum must be ALGORITHM:HEX or ALGORITHM:URL" },
         { "get_url: { url: 'file:///etc/shadow', dest: /tmp/a }", "url must start with http:// or https://" },
         { "get_url: { url: 'http://x/a' }", "missing required argument 'dest'" },
         { "get_url: { url: 'http://x/a', dest: /tmp/a, mode: 'rw' }", "argument 'mode'" },

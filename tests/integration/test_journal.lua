@@ -4,7 +4,6 @@ local binary, tests_dir = ...
 local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
 local json = require("cutover.core.json")
 local fs = require("cutover.core.fs")
-local loop = require("cutover.core.loop")
 
 -- Non-idempotent steps: each appends its name to a count file.
 local BOOK = [[
@@ -193,7 +192,8 @@ T.test("a finished step that changed: resume refuses (exit 3) unless --accept-ch
     T.eq(count(d), "s1\ns2\ns3\ns4\n", "the rest ran once")
 end)
 
-T.test("locks: a second run on the same host is refused while the first runs; a dead holder is named and unlocked", function()
+T.test("locks: a second run on the same host is refused while the first runs; a dead holder is named and unlocked",
+    function()
     local d = T.tmpdir()
     T.write(d .. "/slow.yml", string.format(
         "- hosts: localhost\n  steps:\n    - shell: \"touch %s/marker; sleep 30\"\n", d))

@@ -101,14 +101,17 @@ end)
 T.test("bad arguments are refused at lint, naming file, line and step", function()
     local d = T.tmpdir()
     local cases = {
-        { "lineinfile: { path: /x, regexp: '^\\s*Port', line: 'Port 1' }", "regexp: '\\s' is regular-expression syntax" },
-        { "lineinfile: { path: /x, regexp: '^a', search_string: 'a', line: 'b' }", "takes only one of 'regexp' and 'search_string'" },
+        { "lineinfile: { path: /x, regexp: '^\\s*Port', line: 'Port 1' }",
+            "regexp: '\\s' is regular-expression syntax" },
+        { "lineinfile: { path: /x, regexp: '^a', search_string: 'a', line: 'b' }",
+            "takes only one of 'regexp' and 'search_string'" },
         { "lineinfile: { path: /x, line: 'b', backrefs: true }", "backrefs needs 'regexp'" },
         { "lineinfile: { path: /x, regexp: '^(a)', line: '\\1', backrefs: true }", "write '%1'" },
         { "lineinfile: { path: /x, regexp: '^a' }", "state present needs 'line'" },
         { "lineinfile: { path: /x, line: 'a', insertafter: '[' }", "insertafter: " },
         { "blockinfile: { path: /x, block: 'a', marker: '# managed' }", "marker must contain '{mark}'" },
-        { "blockinfile: { path: /x, block: 'a', marker_begin: X, marker_end: X }", "marker_begin and marker_end must differ" },
+        { "blockinfile: { path: /x, block: 'a', marker_begin: X, marker_end: X }",
+            "marker_begin and marker_end must differ" },
     }
     H.lint_refuses(d, cases)
 end)

@@ -110,7 +110,7 @@ local ok_run, err = pcall(function()
         local last = math.huge
         local n = 0
         for i = at + 2, #rows do
-            local host, step, took = rows[i]:match("^  (h%d+) +(%S+) +(%S+)$")
+            local host, _, took = rows[i]:match("^  (h%d+) +(%S+) +(%S+)$")
             if host then
                 n = n + 1
                 local t = seconds(took)

@@ -176,7 +176,8 @@ T.test("drift that changes a predicted status names both statuses", function()
     T.write(d .. "/h1/c.txt", "c blue\n")  -- now already right: ok instead of changed
     local r = apply(d)
     T.eq(r.rc, 3, "exit code")
-    T.contains(r.stderr, "host h1 refused: the plan is stale at step 'write-c': predicted changed, now ok", "status change")
+    T.contains(r.stderr, "host h1 refused: the plan is stale at step 'write-c': predicted changed, now ok",
+        "status change")
     T.eq(T.read(d .. "/h2/c.txt"), "c blue\n", "h2 applied")
 end)
 
@@ -220,7 +221,8 @@ end)
 T.test("an edited -e @FILE refuses the plan", function()
     local d = setup()
     T.write(d .. "/vars.yml", "release: '3.0'\n")
-    local r = T.run({ "plan", d .. "/p.yml", "-i", d .. "/inv.yml", "-e", "@" .. d .. "/vars.yml", "-o", d .. "/p.plan" })
+    local r = T.run({ "plan", d .. "/p.yml", "-i", d .. "/inv.yml", "-e", "@" .. d .. "/vars.yml", "-o", d ..
+        "/p.plan" })
     T.eq(r.rc, 0, "plan")
     T.write(d .. "/vars.yml", "release: '3.1'\n")
     r = apply(d)
@@ -341,7 +343,8 @@ T.test("item 21: plan.lua fails closed when redaction cannot be loaded", functio
     -- a run; then the redaction module breaks: loading plan must fail
     -- instead of writing plans unmasked
     for _, m in ipairs({ "output", "engine", "diff", "inventory", "util" }) do require("cutover." .. m) end
-    local saved_loaded, saved_preload = package.loaded["cutover.secrets.redact"], package.preload["cutover.secrets.redact"]
+    local saved_loaded, saved_preload = package.loaded["cutover.secrets.redact"],
+        package.preload["cutover.secrets.redact"]
     package.loaded["cutover.plan"] = nil
     package.loaded["cutover.secrets.redact"] = nil
     package.preload["cutover.secrets.redact"] = function() error("redaction is broken", 0) end
@@ -351,8 +354,8 @@ T.test("item 21: plan.lua fails closed when redaction cannot be loaded", functio
     T.ok(not ok, "plan.lua loaded without its redaction")
     T.contains(tostring(err), "redaction is broken", "the error is the redaction's")
     -- and with redaction in place it loads and masks
-    local plan = require("cutover.plan")
-    T.eq(type(plan.apply), "function", "plan loads with redaction")
+    local reloaded = require("cutover.plan")
+    T.eq(type(reloaded.apply), "function", "plan loads with redaction")
 end)
 
 T.test("item 14: show-plan escapes terminal control sequences in diffs and messages", function()
@@ -408,7 +411,8 @@ T.test("item 16: a plan file with a field of the wrong type is refused with exit
         for _, cmd in ipairs({ "apply", "show-plan" }) do
             local r = T.run({ cmd, d .. "/bad.plan" })
             T.eq(r.rc, 2, cmd .. " with a bad " .. c[1] .. " (stderr: " .. r.stderr .. ")")
-            T.contains(r.stderr, d .. "/bad.plan: not a valid cutover plan: '" .. c[1] .. "' must be", cmd .. " " .. c[1])
+            T.contains(r.stderr, d .. "/bad.plan: not a valid cutover plan: '" .. c[1] .. "' must be", cmd .. " " ..
+                c[1])
             T.not_contains(r.stderr, "traceback", cmd .. " " .. c[1] .. ": no traceback")
         end
     end
@@ -446,7 +450,8 @@ T.test("item 20: an edited plan is refused: show-plan and apply check the body d
     same_targets(before, targets(d))
 end)
 
-T.test("item 20: a resealed plan whose shown diff, status or values differ from the change is refused at apply", function()
+T.test("item 20: a resealed plan whose shown diff, status or values differ from the change is refused at apply",
+    function()
     local d = setup()
     local good = plan(d)
     local cases = {
@@ -534,7 +539,8 @@ T.test("report of an applied plan: plan versus actual per host and step, differe
     for _, h in ipairs(p.hosts) do
         local lines = {}
         for _, s in ipairs(h.steps) do
-            lines[#lines + 1] = h.name .. " " .. s.id .. " " .. tostring(s.planned) .. (s.at_apply and "@apply" or "") ..
+            lines[#lines + 1] = h.name .. " " .. s.id .. " " .. tostring(s.planned) ..
+                (s.at_apply and "@apply" or "") ..
                 "->" .. tostring(s.actual) .. (s.difference and (" !" .. s.difference) or "")
         end
         per_host[h.name] = table.concat(lines, "\n")

@@ -81,7 +81,8 @@ T.test("safety 2: two resumes of the same crashed run started together: every st
     end
 end)
 
-T.test("safety 2: a resume that chose the run while it was unfinished, and finds it finished at claim time, is refused (exit 3)", function()
+T.test("safety 2: a resume that chose the run while it was unfinished, and finds it finished at claim time, is " ..
+    "refused (exit 3)", function()
     local d = T.tmpdir()
     T.write(d .. "/p.yml", (THREE_STEPS:gsub("@D@", d)))
     local r = run(d, { "run", d .. "/p.yml" }, { CUTOVER_FAULT = "kill-after:s1@localhost" })
@@ -89,7 +90,8 @@ T.test("safety 2: a resume that chose the run while it was unfinished, and finds
     local id = last_run(d).id
     -- B stops between choosing the run and claiming it (a test hook) ...
     r = T.sh(string.format(
-        "export XDG_STATE_HOME=%s/state NO_COLOR=1; CUTOVER_FAULT=wait-before-claim:%s/go %s resume > %s/b.out 2>&1 & b=$!; " ..
+        "export XDG_STATE_HOME=%s/state NO_COLOR=1; CUTOVER_FAULT=wait-before-claim:%s/go %s resume > %s/b.out " ..
+            "2>&1 & b=$!; " ..
         "n=0; while [ ! -e %s/go.waiting ] && [ $n -lt 1500 ]; do sleep 0.02; n=$((n+1)); done; " ..
         -- ... while A resumes the run to its end
         "%s resume %s > %s/a.out 2>&1; echo a=$?; touch %s/go; wait $b; echo b=$?",
@@ -113,7 +115,8 @@ end
 
 -- Item 9: the "will not run it again" stop is not a step failure that a
 -- rescue handles.
-T.test("safety 9: the resume guard inside block/rescue stops the host; rescue and always do not run; still resumable", function()
+T.test("safety 9: the resume guard inside block/rescue stops the host; rescue and always do not run; still " ..
+    "resumable", function()
     local d = T.tmpdir()
     T.write(d .. "/p.yml", (([[
 - hosts: localhost
@@ -219,7 +222,8 @@ local THREE = [[
       shell: "echo s3 >> @D@/count"
 ]]
 
-T.test("safety 11: resume from another folder runs the run's playbook (recorded absolute), not the one there", function()
+T.test("safety 11: resume from another folder runs the run's playbook (recorded absolute), not the one there",
+    function()
     local d = T.tmpdir()
     T.sh("mkdir -p " .. d .. "/a " .. d .. "/b")
     T.write(d .. "/a/p.yml", (THREE:gsub("@D@", d)))
@@ -237,7 +241,8 @@ T.test("safety 11: resume from another folder runs the run's playbook (recorded 
     T.eq(count(d), "s1\ns2\ns3\n", "the run's own playbook ran")
 end)
 
-T.test("safety 11: an edited playbook, template or inventory is refused on resume (exit 3) unless --accept-changed", function()
+T.test("safety 11: an edited playbook, template or inventory is refused on resume (exit 3) unless --accept-changed",
+    function()
     local d = T.tmpdir()
     T.write(d .. "/p.yml", (([[
 - hosts: localhost
@@ -289,7 +294,8 @@ T.test("safety 11: an edited playbook, template or inventory is refused on resum
 end)
 
 -- Item 8: per-host decisions after a crash.
-T.test("safety 8: --mark-done STEP@HOST and --retry STEP@HOST decide per host; unknown or empty decisions are refused", function()
+T.test("safety 8: --mark-done STEP@HOST and --retry STEP@HOST decide per host; unknown or empty decisions are " ..
+    "refused", function()
     local d = T.tmpdir()
     T.write(d .. "/inv.yml", "all:\n  vars: { ansible_connection: local }\n  hosts:\n    h1: {}\n    h2: {}\n")
     T.write(d .. "/p.yml", (([[
@@ -335,7 +341,8 @@ T.test("safety 8: --mark-done STEP@HOST and --retry STEP@HOST decide per host; u
 end)
 
 -- Item 19: locks cover machines, not only inventory names.
-T.test("safety 19: two inventory names for one machine are locked together (local, and loopback spellings over SSH)", function()
+T.test("safety 19: two inventory names for one machine are locked together (local, and loopback spellings over " ..
+    "SSH)", function()
     local d = T.tmpdir()
     local port = 1  -- nothing listens: the run goes on without that host
     T.write(d .. "/inv1.yml", string.format([[
@@ -361,7 +368,8 @@ all:
     for i, c in ipairs(cases) do
         T.write(d .. "/inv" .. (i + 1) .. ".yml", "all:\n  hosts:\n    " .. c[1] .. "\n")
     end
-    local cmd = string.format("export XDG_STATE_HOME=%s/state NO_COLOR=1; %s run %s/slow.yml -i %s/inv1.yml > %s/out 2>&1 & pid=$!; " ..
+    local cmd = string.format("export XDG_STATE_HOME=%s/state NO_COLOR=1; %s run %s/slow.yml -i %s/inv1.yml > " ..
+        "%s/out 2>&1 & pid=$!; " ..
         "while [ ! -e %s/marker ]; do sleep 0.02; done; ", d, T.cutover, d, d, d, d)
     for i = 1, #cases do
         cmd = cmd .. string.format("%s run %s/quick.yml -i %s/inv%d.yml > %s/second%d 2>&1; echo second%d=$?; ",
@@ -377,7 +385,8 @@ all:
     end
 end)
 
-T.test("safety 8: a loop stopped half-way: items done are not run again, the item in flight is decided with STEP[INDEX]@HOST", function()
+T.test("safety 8: a loop stopped half-way: items done are not run again, the item in flight is decided with " ..
+    "STEP[INDEX]@HOST", function()
     for _, how in ipairs({ "--mark-done", "--retry" }) do
         local d = T.tmpdir()
         T.write(d .. "/p.yml", (([[

@@ -6,7 +6,6 @@
 local binary, tests_dir = ...
 local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
 local H = dofile(tests_dir .. "/integration/common.lua")(T)
-local json = require("cutover.core.json")
 
 local function ran(results)
     local ids = {}
@@ -117,7 +116,7 @@ all:
     local env = { XDG_STATE_HOME = d .. "/state" }
     local r = T.run({ "lint", book, "-i", d .. "/inv.yml" })
     T.eq(r.rc, 0, "lint accepts it: " .. r.stderr)
-    local _, _, res
+    local _, res
     r, _, res = H.run_json({ "run", book, "-i", d .. "/inv.yml", "--forks", "1" }, { env = env, timeout = 60 })
     T.eq(r.rc, 0, "exit code: " .. r.stderr)
     T.eq(T.read(d .. "/log"), "web-h1-x\nweb-h1-y\nafter-h1\ndb-h2-x\ndb-h2-y\nafter-h2\n")
@@ -255,7 +254,8 @@ T.test("a step of a {{ }}-named include in flight at a crash: the guard names it
 ]])
     local r = T.sh(string.format(
         "XDG_STATE_HOME=%s/state %s run %s > %s/out 2>&1 & pid=$!; n=0; " ..
-        "while [ ! -e %s/marker ] && [ $n -lt 1500 ]; do sleep 0.02; n=$((n+1)); done; kill -KILL $pid; wait $pid; echo rc=$?",
+        "while [ ! -e %s/marker ] && [ $n -lt 1500 ]; do sleep 0.02; n=$((n+1)); done; kill -KILL $pid; wait " ..
+            "$pid; echo rc=$?",
         d, T.cutover, book, d, d))
     T.eq(r.stdout, "rc=137\n", "killed in the middle of the step")
     local env = { XDG_STATE_HOME = d .. "/state" }
@@ -271,7 +271,8 @@ T.test("include_role/import_role with tasks_from, vars_from, defaults_from, hand
     local d = T.tmpdir()
     files(d, {
         ["roles/app/steps/main.yml"] = "- id: main\n  shell: 'echo main >> @T@/log'\n",
-        ["roles/app/tasks/setup.yml"] = "- id: setup\n  shell: 'echo setup-{{ level }}-{{ color }} >> @T@/log'\n  notify: alt handler\n",
+        ["roles/app/tasks/setup.yml"] =
+            "- id: setup\n  shell: 'echo setup-{{ level }}-{{ color }} >> @T@/log'\n  notify: alt handler\n",
         ["roles/app/steps/check.yml"] = "- id: check\n  shell: 'echo check-{{ level }}-{{ color }} >> @T@/log'\n",
         ["roles/app/tasks/check.yml"] = "- id: wrong\n  shell: 'echo tasks-not-steps >> @T@/log'\n",
         ["roles/app/defaults/main.yml"] = "color: main-default\n",
@@ -318,7 +319,8 @@ T.test("roles from CUTOVER_ROLES_PATH; a missing role is named with where it was
     local d = T.tmpdir()
     files(d, { ["shared/r1/steps/main.yml"] = "- id: hello\n  shell: 'echo r1 >> @T@/log'\n" })
     local book = H.book(d, "- hosts: localhost\n  roles: [r1]\n  steps: []\n")
-    local r = T.run({ "run", book, "--no-journal" }, { env = { CUTOVER_ROLES_PATH = "/nonexistent:" .. d .. "/shared" } })
+    local r = T.run({ "run", book, "--no-journal" }, { env = { CUTOVER_ROLES_PATH = "/nonexistent:" .. d ..
+        "/shared" } })
     T.eq(r.rc, 0, r.stderr)
     T.eq(T.read(d .. "/log"), "r1\n")
     r = T.run({ "lint", book })
@@ -420,7 +422,8 @@ T.test("resume refuses when an imported steps file, a role file or a vars file c
     - { id: s3, shell: "echo s3-{{ v }} >> @T@/count" }
 ]])
         local env = { XDG_STATE_HOME = d .. "/state" }
-        local r = T.run({ "run", book }, { env = { XDG_STATE_HOME = d .. "/state", CUTOVER_FAULT = "kill-after:s1@localhost" }, timeout = 60 })
+        local r = T.run({ "run", book }, { env = { XDG_STATE_HOME = d .. "/state",
+            CUTOVER_FAULT = "kill-after:s1@localhost" }, timeout = 60 })
         T.eq(r.rc, 137, "killed after s1: " .. r.stderr)
         T.write(d .. "/" .. edited, T.read(d .. "/" .. edited) .. "# edited\n")
         r = T.run({ "resume" }, { env = env, timeout = 60 })
@@ -448,7 +451,8 @@ T.test("a saved plan binds the imported steps file: apply refuses it edited", fu
     T.eq(T.read(d .. "/count"), nil, "nothing ran")
     -- the same for a file an include names with {{ }}: read by the plan's check run
     files(d, { ["inc/b.yml"] = "- id: s3\n  shell: 'echo s3 >> @T@/count'\n" })
-    book = H.book(d, "- hosts: localhost\n  vars: { f: b }\n  steps:\n    - { name: dyn, include_steps: 'inc/{{ f }}.yml' }\n", "q.yml")
+    book = H.book(d, "- hosts: localhost\n  vars: { f: b }\n  steps:\n    - { name: dyn, include_steps: 'inc/{{ f " ..
+        "}}.yml' }\n", "q.yml")
     r = T.run({ "plan", book, "-o", d .. "/q.plan" }, { env = env, timeout = 60 })
     T.eq(r.rc, 0, "plan: " .. r.stderr)
     T.write(d .. "/inc/b.yml", T.read(d .. "/inc/b.yml") .. "# edited\n")

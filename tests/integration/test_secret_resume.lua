@@ -187,7 +187,8 @@ end)
 
 ------------------------------------------------------------------ item 6
 
-T.test("item6_unopenable_sealed_refuses: a recreated vault cannot open the sealed answer: exit 3, no mask deployed", function()
+T.test("item6_unopenable_sealed_refuses: a recreated vault cannot open the sealed answer: exit 3, no mask deployed",
+    function()
     local answer = "Sealed-Ans-0pq"
     local d, env = setup(GATE_BOOK)
     vault_set(d, env, "unused", "unused-value-1")
@@ -253,7 +254,8 @@ local EV_BOOK = [[
 
 local FILE_TOKEN, VAULT_VAL, PROMPT_ANS = "File-Tok-55qA", "Vault-Val-x81B", "Prompt-Ans-3kC"
 
-T.test("item7_extra_vars_sealed: -e @FILE, -e matching a vault value and a private prompt's -e answer are sealed, not in clear", function()
+T.test("item7_extra_vars_sealed: -e @FILE, -e matching a vault value and a private prompt's -e answer are sealed, " ..
+    "not in clear", function()
     local d, env = setup(EV_BOOK, { ["vars.yml"] = "file_token: " .. FILE_TOKEN .. "\n" })
     vault_set(d, env, "dbpw", VAULT_VAL)
     local args = { "-e", "@" .. d .. "/vars.yml", "-e", "match=" .. VAULT_VAL, "-e", "token=" .. PROMPT_ANS,

@@ -238,7 +238,8 @@ T.test("secret leak: no value or encoding in anything cutover writes", function(
     local book = H.book(d, LEAKY)
     local written = {}
     -- text, with diffs and stdout
-    local r = T.run({ "run", book, "-D", "-v", "--vault", vault, "--report", d .. "/state/run-report.html" }, { env = env })
+    local r = T.run({ "run", book, "-D", "-v", "--vault", vault, "--report", d .. "/state/run-report.html" },
+        { env = env })
     T.eq(r.rc, 1, "text run fails at the end: " .. #r.stdout)
     has(r.stdout, "********", "text masks")
     has(r.stdout, "failed at fail", "text run went to the end")

@@ -111,7 +111,8 @@ T.test("sysvinit: check predicts exactly, the run starts and enables, the next r
     T.eq(o.again.rc, 0, "again: " .. o.again.stderr)
     T.eq(o.again.by.demo.changed, false, "a second run changes nothing")
     -- check only read the status; the run started it once; then status reads
-    T.eq(calls(d):gsub("status ", ""):gsub(" status", ""), "start", "the script was asked to start once, and otherwise only for its status")
+    T.eq(calls(d):gsub("status ", ""):gsub(" status", ""), "start",
+        "the script was asked to start once, and otherwise only for its status")
 end)
 
 T.test("sysvinit: stop and disable; restart always acts; reload the script lacks is a clear error", function()

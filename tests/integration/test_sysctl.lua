@@ -18,7 +18,8 @@ local function run_in_uts(dir, args)
         "'%s' %s --format json > %s/out.json 2> %s/err; echo rc=$?; cat /proc/sys/kernel/domainname",
         "test", T.cutover, table.concat(words, " "), dir, dir)
     local r = assert(proc.run({ argv = { "unshare", "--uts", "--", "/bin/sh", "-c", script }, timeout = 60,
-                                env = { NO_COLOR = "1", XDG_STATE_HOME = T.state, XDG_DATA_HOME = T.state .. "/data" } }))
+                                env = { NO_COLOR = "1", XDG_STATE_HOME = T.state, XDG_DATA_HOME = T.state ..
+                                    "/data" } }))
     T.eq(r.rc, 0, "unshare ran (needs root): " .. r.stderr)
     local rc = tonumber(r.stdout:match("rc=(%d+)"))
     local domain = r.stdout:match("rc=%d+\n(.-)\n$")
@@ -43,7 +44,8 @@ T.test("present: file line and running value; check predicts both and changes ne
     T.eq(domain, "before-test", "check mode set nothing")
     T.eq(T.read(d .. "/99.conf"), "# tuning\nkernel.domainname=old\nvm.swappiness = 10\n", "nor wrote the file")
     T.contains(check[1].diff, "+kernel.domainname = cutover-test", "the file diff")
-    T.contains(check[1].diff, "kernel.domainname = before-test -> kernel.domainname = cutover-test", "the running value")
+    T.contains(check[1].diff, "kernel.domainname = before-test -> kernel.domainname = cutover-test",
+        "the running value")
     local real
     rc, real, domain = run_in_uts(d, { "run", book })
     T.eq(rc, 0, "run exit")

@@ -53,7 +53,8 @@ T.test("an open block or Jinja-only syntax is refused at load with positions", f
     local cases = {
         { "line\n  {% for b in backends %}\n{{ b.host }}\n", "app.conf.tmpl:2:3: '{% for %}' is never closed" },
         { "{% if env %}\n{% include 'other.j2' %}\n{% end %}\n", "app.conf.tmpl:2:1: '{% include %}' is Jinja syntax" },
-        { "x = {{ env | upper }}\n", "app.conf.tmpl:1:5: bad expression 'env | upper': '| upper' is Jinja filter syntax" },
+        { "x = {{ env | upper }}\n",
+            "app.conf.tmpl:1:5: bad expression 'env | upper': '| upper' is Jinja filter syntax" },
     }
     for _, c in ipairs(cases) do
         local d = T.tmpdir()

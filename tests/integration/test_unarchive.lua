@@ -27,7 +27,8 @@ local function make_tree(d)
     T.sh("cd " .. d .. "/tree && tar -czf ../app.tar.gz app && tar -cJf ../app.tar.xz app && zip -qry ../app.zip app")
 end
 
-T.test("tar.gz from the controller: check predicts and writes nothing; unpacked; then ok; a drifted file restored", function()
+T.test("tar.gz from the controller: check predicts and writes nothing; unpacked; then ok; a drifted file restored",
+    function()
     local d = T.tmpdir()
     make_tree(d)
     assert(fs.mkdir(d .. "/dest", 493))
@@ -91,7 +92,8 @@ T.test("remote_src tar.xz, creates, zip, and the errors", function()
     T.eq(#fs.list(d .. "/c"), 1, "no copy of the zip left: " .. table.concat(fs.list(d .. "/c"), " "))
     T.contains(by["no-dest"].result.msg, "dest " .. d .. "/nope", "a missing dest named")
     T.contains(by["bad-archive"].result.msg, "tar --diff: ", "a bad archive says so")
-    local b2 = H.book(d, "- hosts: localhost\n  steps:\n    - id: s\n      unarchive: { src: x.rar, dest: /tmp }\n", "b.yml")
+    local b2 = H.book(d, "- hosts: localhost\n  steps:\n    - id: s\n      unarchive: { src: x.rar, dest: /tmp }\n",
+        "b.yml")
     r = T.run({ "lint", b2 })
     T.eq(r.rc, 2, "lint")
     T.contains(r.stderr, b2 .. ":4:", "file and line")

@@ -73,7 +73,8 @@ T.test("statuses, JSON, redirects, bodies and headers", function()
                              mismatch = "ignored", ["post-json"] = "changed", ["post-form"] = "changed", seen3 = "ok",
                              ["no-follow"] = "ok", head = "ok", seen4 = "ok" }, "run")
     local by = H.by_key(res)
-    T.eq(by.mismatch.result.msg, "GET " .. srv.base .. "/status/503: status 503 (expected 200): status 503: the body says why",
+    T.eq(by.mismatch.result.msg, "GET " .. srv.base ..
+        "/status/503: status 503 (expected 200): status 503: the body says why",
          "a status not expected: the status and the start of the body")
     T.eq(by.mismatch.result.status, 503, "the status is in the result")
 end)
@@ -97,9 +98,11 @@ T.test("check mode: GET is sent (exact), POST is not and is reported as what it 
     srv:clear_log()
     local r, _, res = H.run_json({ "run", book, "--check" })
     T.eq(r.rc, 0, "check: " .. r.stdout .. r.stderr)
-    H.expect_statuses(res, { health = "ok", ["uses-it"] = "ok", drain = "unknown", ["after-drain"] = "unknown" }, "check")
+    H.expect_statuses(res, { health = "ok", ["uses-it"] = "ok", drain = "unknown", ["after-drain"] = "unknown" },
+        "check")
     local by = H.by_key(res)
-    T.eq(by.drain.result.msg, "would send POST " .. srv.base .. "/echo with a 10-byte body (not sent in check mode)", "what it would send")
+    T.eq(by.drain.result.msg, "would send POST " .. srv.base ..
+        "/echo with a 10-byte body (not sent in check mode)", "what it would send")
     T.eq(srv:log(), "GET /json auth=no\n", "only the GET reached the server")
     r, _, res = H.run_json({ "run", book })
     T.eq(r.rc, 0, "run")
@@ -182,7 +185,8 @@ T.test("basic auth: the password is in no output, journal, command line or envir
     srv:clear_log()
     local r, _, res = H.run_json({ "run", book }, { env = { PATH = wrap .. ":" .. os.getenv("PATH") } })
     T.eq(r.rc, 0, "run: " .. r.stdout .. r.stderr)
-    H.expect_statuses(res, { login = "ok", challenge = "ok", echoed = "ok", wrong = "ignored", ["in-url"] = "ok" }, "run")
+    H.expect_statuses(res, { login = "ok", challenge = "ok", echoed = "ok", wrong = "ignored", ["in-url"] = "ok" },
+        "run")
     local by = H.by_key(res)
     T.contains(by.wrong.result.msg, "status 401 (expected 200)", "a refused login says so")
     T.contains(srv:log(), "GET /auth/ops/" .. hash .. " auth=no\nGET /auth/ops/" .. hash .. " auth=yes",
@@ -255,7 +259,8 @@ end)
 
 T.test("no curl on the host: a clear error naming the host", function()
     local d = T.tmpdir()
-    local book = H.book(d, "- hosts: localhost\n  steps:\n    - id: u\n      uri: { url: \"" .. srv.base .. "/json\" }\n")
+    local book = H.book(d, "- hosts: localhost\n  steps:\n    - id: u\n      uri: { url: \"" .. srv.base ..
+        "/json\" }\n")
     local r, _, res = H.run_json({ "run", book }, { env = { PATH = d } })
     T.eq(r.rc, 1, "a failed host")
     T.eq(H.by_key(res).u.result.msg, "GET " .. srv.base .. "/json: curl is not installed on localhost: install curl " ..
@@ -266,15 +271,20 @@ T.test("bad arguments are refused at lint, naming the step", function()
     local d = T.tmpdir()
     H.lint_refuses(d, {
         { "uri: { url: 'ftp://x/y' }", "url must start with http:// or https://" },
-        { "uri: { url: 'http://x/', status_code: [200, 99] }", "status_code must be HTTP status codes (100-599), not '99'" },
+        { "uri: { url: 'http://x/', status_code: [200, 99] }",
+            "status_code must be HTTP status codes (100-599), not '99'" },
         { "uri: { url: 'http://x/', method: 'GET /x' }", "method must be a word" },
-        { "uri: { url: 'http://x/', body_format: xml }", "argument 'body_format' must be one of raw, json, form-urlencoded" },
-        { "uri: { url: 'http://x/', follow_redirects: sometimes }", "follow_redirects must be safe, all, none, true or false" },
+        { "uri: { url: 'http://x/', body_format: xml }",
+            "argument 'body_format' must be one of raw, json, form-urlencoded" },
+        { "uri: { url: 'http://x/', follow_redirects: sometimes }",
+            "follow_redirects must be safe, all, none, true or false" },
         { "uri: { url: 'http://x/', url_password: p }", "url_password needs url_username" },
-        { "uri: { url: 'http://x/', headers: { 'Bad Name': v } }", "header name 'Bad Name' is not a valid HTTP header name" },
+        { "uri: { url: 'http://x/', headers: { 'Bad Name': v } }",
+            "header name 'Bad Name' is not a valid HTTP header name" },
         { "uri: { url: 'http://x/', body: { a: 1 } }", "a raw body must be text" },
         { "uri: { url: 'http://x/', timeout: 0 }", "argument 'timeout' must be more than 0 seconds" },
-        { "uri: { url: 'http://x/', bodyformat: json }", "unknown argument 'bodyformat' (did you mean 'body_format'?)" },
+        { "uri: { url: 'http://x/', bodyformat: json }",
+            "unknown argument 'bodyformat' (did you mean 'body_format'?)" },
     })
 end)
 

@@ -39,7 +39,8 @@ local function in_private_etc(d, steps)
         end
         local function f(ext) return ((T.read(d .. "/" .. l .. "." .. ext) or ""):gsub("\n$", "")) end
         out[l] = { rc = tonumber(f("rc")), results = results, passwd = f("passwd"), group = f("group"),
-                   shadow = f("shadow"), groups = f("groups"), home = f("home"), stdout = T.read(d .. "/" .. l .. ".json"),
+                   shadow = f("shadow"), groups = f("groups"), home = f("home"), stdout = T.read(d .. "/" .. l ..
+                       ".json"),
                    stderr = f("err") }
     end
     return out
@@ -109,7 +110,8 @@ T.test("group and user: check predicts, the run creates, the next run changes no
     T.eq(o.again.rc, 0, "again")
     T.eq(H.count(o.again.results, "changed"), 0, "the next run changes nothing")
     H.expect_statuses(o["check-modify"].results, { deploy = "changed" }, "check of modify")
-    T.eq(H.by_key(o["check-modify"].results).deploy.result.msg, "would set groups users (added), shell /bin/bash", "what it would do")
+    T.eq(H.by_key(o["check-modify"].results).deploy.result.msg, "would set groups users (added), shell /bin/bash",
+        "what it would do")
     T.eq(o["check-modify"].passwd, "deploy:x:4243:4242:Deploy bot:/home/deploy:/bin/sh", "check changed nothing")
     H.expect_statuses(o.modify.results, { deploy = "changed" }, "modify")
     T.eq(o.modify.passwd, "deploy:x:4243:4242:Deploy bot:/home/deploy:/bin/bash", "the shell changed")

@@ -251,7 +251,7 @@ local function wait_up(hosts, seconds)
     return true
 end
 
-local function launch(dir, hosts, exe)
+local function launch(_, hosts, exe)
     for _, h in ipairs(hosts) do
         fs.remove(h.dir .. "/run.json")
         fs.remove(h.dir .. "/reboot.request")
@@ -316,9 +316,9 @@ end
 
 local function cmd_start(o, fresh)
     local existing = read_lab(o.dir)
-    local hosts, lab
+    local hosts
     if existing and not fresh then
-        hosts, lab = host_dirs(o.dir)
+        hosts = host_dirs(o.dir)
         for _, h in ipairs(hosts) do
             if supervisor_pid(h.dir) then
                 return fail("the lab in %s is already running " ..
@@ -326,7 +326,8 @@ local function cmd_start(o, fresh)
             end
         end
     else
-        lab, hosts = create(o)
+        local _
+        _, hosts = create(o)
     end
     local ok, err = launch(o.dir, hosts, assert(los.exe()))
     if not ok then return fail("%s", err) end

@@ -40,7 +40,7 @@ function M.logon(dir, user, password, source)
     return ok
 end
 
-local function pop3(dir, s, name)
+local function pop3(dir, s, _)
     s:write("+OK Microsoft Exchange POP3 server version " .. BUILD ..
             " ready\r\n")
     local user, logged = nil, false

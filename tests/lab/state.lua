@@ -383,7 +383,7 @@ function M.to_utf16(text)
 end
 
 -- INF text of rights (the secedit export format, CRLF).
-function M.rights_inf(st, rights)
+function M.rights_inf(_, rights)
     local lines = { "[Unicode]", "Unicode=yes", "[Version]",
                     'signature="$CHICAGO$"', "Revision=1",
                     "[Privilege Rights]" }

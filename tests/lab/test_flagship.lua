@@ -10,7 +10,6 @@ local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
 local L = dofile(tests_dir .. "/lab/testlab.lua")
 local json = require("cutover.core.json")
 local fs = require("cutover.core.fs")
-local proc = require("cutover.core.proc")
 local util = require("cutover.util")
 local cmdline = require("cutover.windows.cmdline")
 
@@ -117,7 +116,8 @@ T.test("the real run: promote, park at the SP3 gate, reinstall, verify (contract
     T.eq(lab:file(1, "C/TEMP/cutover-dcpromo.txt"), nil, "no answer file left")
 end)
 
-T.test("preflight refusals change nothing: already a DC, local login, local service account, wrong password, no SP3 media", function()
+T.test("preflight refusals change nothing: already a DC, local login, local service account, wrong password, no " ..
+    "SP3 media", function()
     local cases = {
         { host = "exch02", i = 2, want = "is already a domain controller" },
         { host = "exch03", i = 3, want = "is local to EXCH03" },
@@ -229,7 +229,8 @@ T.test("no password, nor any encoding cutover makes of it, in anything cutover w
         for _, f in ipairs(cmdline.encodings(value)) do forms[#forms + 1] = f end
         for _, form in ipairs(forms) do
             for i, b in ipairs(blobs) do
-                T.ok(not b:find(form, 1, true), name .. " (a form of " .. #form .. " bytes) leaked in output/file #" .. i)
+                T.ok(not b:find(form, 1, true), name .. " (a form of " .. #form ..
+                    " bytes) leaked in output/file #" .. i)
             end
         end
     end

@@ -121,11 +121,13 @@ T.test("after the promotion: a DC, passwords scrubbed, services stopped with 106
     T.eq(r.rc, 2, "exit")
     T.eq(r.stderr, "System error 1068 has occurred.\r\n\r\nThe dependency service or group failed to start.\r\n")
     T.contains(lab:must(1, "dumpel -l system -e 7000").stdout,
-               "\t7000\tService Control Manager\tN/A\tEXCH01\tThe Microsoft Exchange System Attendant service failed to start")
+               "\t7000\tService Control Manager\tN/A\tEXCH01\tThe Microsoft Exchange System Attendant service " ..
+                   "failed to start")
     T.ok(not lab:listening(1, "pop3_port"), "no POP3 while the store is stopped")
     -- the DC policy template exists, with no SeServiceLogonRight member
     local tmpl = lab:must(1, 'type "C:\\WINNT\\SYSVOL\\sysvol\\corp.example\\Policies\\' ..
-                             '{6AC1786C-016F-11D2-945F-00C04fB984F9}\\MACHINE\\Microsoft\\Windows NT\\SecEdit\\GptTmpl.inf"').stdout
+                             '{6AC1786C-016F-11D2-945F-00C04fB984F9}\\MACHINE\\Microsoft\\Windows ' ..
+                                 'NT\\SecEdit\\GptTmpl.inf"').stdout
     T.contains(tmpl, "SeNetworkLogonRight = *S-1-5-32-544,*S-1-5-11,*S-1-5-9\r\n")
     T.contains(tmpl, "SeServiceLogonRight = \r\n")
 end)

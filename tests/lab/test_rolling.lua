@@ -39,7 +39,8 @@ T.test("serial 1: host one finishes, host two is refused untouched, host three n
     r = T.run({ "resume", "--approve", "sp3_reinstall", "--non-interactive" }, { env = env, timeout = 180 })
     T.eq(r.rc, 1, "the rollout stops at host two: " .. r.stdout .. r.stderr)
     T.match(r.stdout, "exch02[^\n]*failed at refuse%-password", "recap: host two refused")
-    T.match(r.stdout, "exch03[^\n]*never started %(stopped: 1 of 1 hosts failed in batch 2", "recap: host three never started")
+    T.match(r.stdout, "exch03[^\n]*never started %(stopped: 1 of 1 hosts failed in batch 2",
+        "recap: host three never started")
     T.contains(r.stdout, "does not verify", "why host two was refused")
     T.eq(assert(json.decode(lab:file(1, "state.json"))).role, "BACKUP", "host one promoted")
     local after2 = assert(json.decode(assert(fs.read(f2))))

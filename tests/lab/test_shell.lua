@@ -83,7 +83,8 @@ end)
 T.test("net stop: dependents prompt without /y; /y stops dependents first; edge cases", function()
     local r = lab:ssh(1, "net stop MSExchangeIS")
     T.eq(r.rc, 2, "exit")
-    T.contains(r.stdout, "The following services are dependent on the Microsoft Exchange Information Store service.\r\n")
+    T.contains(r.stdout, "The following services are dependent on the Microsoft Exchange Information Store " ..
+        "service.\r\n")
     T.contains(r.stdout, "Do you want to continue this operation? (Y/N) [N]:")
     T.match(lab:must(1, "sc query MSExchangeES").stdout, "4  RUNNING", "nothing stopped")
     r = lab:must(1, "net stop MSExchangeIS /y")
@@ -161,7 +162,8 @@ T.test("builtins: echo, ver, hostname, set, type, del, mkdir, if exist, exit /b"
     T.eq(lab:file(1, "C/TEMP/a/b/f.txt"), "hello\r\n", "file")
     T.eq(lab:must(1, "if exist c:\\temp\\A\\b\\F.TXT echo yes & echo also").stdout, "yes \r\nalso\r\n",
          "case-insensitive paths; the rest of the line is the body")
-    T.eq(lab:must(1, "if not exist C:\\TEMP\\a\\b\\f.txt echo no & echo body").stdout, "", "false condition skips the body")
+    T.eq(lab:must(1, "if not exist C:\\TEMP\\a\\b\\f.txt echo no & echo body").stdout, "",
+        "false condition skips the body")
     lab:must(1, "del C:\\TEMP\\a\\b\\f.txt")
     T.eq(lab:must(1, "if not exist C:\\TEMP\\a\\b\\f.txt echo gone").stdout, "gone\r\n")
     local r = lab:ssh(1, "exit /b 1060")

@@ -35,7 +35,8 @@ T.test("start wrote the inventory, known_hosts and secrets; status lists the hos
     T.contains(inv, "    ansible_shell_type: cmd\n")
     T.contains(inv, "    cutover_known_hosts: " .. lab.dir .. "/known_hosts\n")
     T.contains(inv, "    exch01:\n      ansible_host: 127.0.0.1\n      ansible_port: " .. lab.hosts[1].ssh_port ..
-               "\n      pop3_port: " .. lab.hosts[1].pop3_port .. "\n      imap_port: " .. lab.hosts[1].imap_port .. "\n")
+               "\n      pop3_port: " .. lab.hosts[1].pop3_port .. "\n      imap_port: " .. lab.hosts[1].imap_port ..
+                   "\n")
     T.contains(lab.start_output, lab.dir .. "/lab-secrets.txt", "where the secrets are")
     for _, k in ipairs({ "exchange_service_password", "domain_admin_password", "safe_mode_password",
                          "mailbox_test_password" }) do

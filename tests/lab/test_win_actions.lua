@@ -53,7 +53,8 @@ T.test("win_service and win_user_right: check mode predicts, the real run matche
       win_service: { name: MSExchangeIMC, account: "CORP\\other", password: "Sekr1t-not-shown" }
 ]]), "-i", INV, "--check", "--diff" })
     T.eq(acct.rc, 0, "check: " .. acct.stdout)
-    T.contains((acct.stdout:gsub("\n      ", "\n")), "-account: CORP\\exchsvc\n-password: (unchanged)\n+account: CORP\\other\n" ..
+    T.contains((acct.stdout:gsub("\n      ", "\n")),
+        "-account: CORP\\exchsvc\n-password: (unchanged)\n+account: CORP\\other\n" ..
                "+password: (a new one is set)\n state: RUNNING\n", "--diff: the account")
     T.ok(not (acct.stdout .. acct.stderr):find("Sekr1t", 1, true), "the password is not shown")
     T.eq(ce["grant"].status, "changed", "predicts the grant")

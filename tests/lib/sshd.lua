@@ -104,9 +104,10 @@ end
 
 -- Starts sshd (it daemonises) and waits until it accepts connections.
 function Server:launch()
-    for attempt = 1, 5 do
+    for _ = 1, 5 do
         os.remove(self.dir .. "/sshd.pid")  -- a stale one would name a dead listener
-        local r = assert(proc.run({ argv = { "/usr/sbin/sshd", "-f", self.config, "-E", self.dir .. "/sshd.log" }, timeout = 30 }))
+        local r = assert(proc.run({ argv = { "/usr/sbin/sshd", "-f", self.config, "-E", self.dir .. "/sshd.log" },
+            timeout = 30 }))
         if r.rc == 0 then
             local deadline = loop.now() + 30
             local taken = false

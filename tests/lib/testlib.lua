@@ -161,7 +161,8 @@ function T.dialogue(dir, cmdline, dialogue, env)
     local seen = {}
     for _, step in ipairs(dialogue) do
         seen[step[1]] = (seen[step[1]] or 0) + 1
-        lines[#lines + 1] = "wait_for " .. q(step[1]) .. " " .. seen[step[1]] .. "; printf '%s\\n' " .. q(step[2]) .. " >&3"
+        lines[#lines + 1] = "wait_for " .. q(step[1]) .. " " .. seen[step[1]] .. "; printf '%s\\n' " ..
+            q(step[2]) .. " >&3"
     end
     lines[#lines + 1] = "exec 3>&-"
     lines[#lines + 1] = "wait $spid; echo $? > .tty.rc"

@@ -46,7 +46,8 @@ T.test("unknown host: refused with its fingerprint and how to accept it; nothing
     local kh = d .. "/known_hosts"
     local r = run(d, { "--known-hosts", kh })
     T.eq(r.rc, 1, "exit code")
-    T.contains(r.stdout, "unknown host: its ssh-ed25519 key is " .. fingerprint, "fingerprint as ssh-keygen -l prints it")
+    T.contains(r.stdout, "unknown host: its ssh-ed25519 key is " .. fingerprint,
+        "fingerprint as ssh-keygen -l prints it")
     T.contains(r.stdout, "--accept-new-host-keys", "how to accept")
     T.match(r.stdout, "web1%s+0%s+0%s+0%s+0%s+1%s+0%s+failed at connect%s+unreachable", "recap")
     T.eq(T.read(kh), nil, "known_hosts not created")

@@ -19,7 +19,8 @@ end
 local done = T.done
 T.done = function() fs.remove(SUDOERS); return done() end
 
-local set_pw = assert(proc.run({ shell = "echo " .. S.USER .. ":'" .. S.PASSWORD:gsub("'", "'\\''") .. "' | chpasswd" }))
+local set_pw = assert(proc.run({ shell = "echo " .. S.USER .. ":'" .. S.PASSWORD:gsub("'", "'\\''") ..
+    "' | chpasswd" }))
 assert(set_pw.rc == 0, "chpasswd: " .. set_pw.stderr)
 
 local srv = S.start(T)
@@ -100,7 +101,8 @@ T.test("sudo with the password from the inventory: commands and files as root; c
     r, by = run(d)
     T.eq(by["root-file"].status, "ok", "the next run: unchanged (read as root)")
     -- the journal holds no password
-    local found = proc.run({ shell = "grep -rl --exclude=inv.yml -F -- '" .. S.PASSWORD:gsub("'", "'\\''") .. "' " .. d .. " " ..
+    local found = proc.run({ shell = "grep -rl --exclude=inv.yml -F -- '" .. S.PASSWORD:gsub("'", "'\\''") ..
+        "' " .. d .. " " ..
                                      (T.state or d) .. " 2>/dev/null" })
     T.eq(found.stdout, "", "no file under the test's folders holds the password")
 end)

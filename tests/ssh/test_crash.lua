@@ -98,7 +98,8 @@ T.test("killed in the middle of a step on both hosts, resumed with --mark-done",
       shell: "echo s3 >> {{ dir }}/{{ inventory_hostname }}/count"
 ]])
     local r = T.sh(string.format(
-        "export XDG_STATE_HOME=%s/state HOME=%s SSH_AUTH_SOCK=; %s run %s/p.yml -i %s/inv.yml --known-hosts %s > %s/out 2>&1 & " ..
+        "export XDG_STATE_HOME=%s/state HOME=%s SSH_AUTH_SOCK=; %s run %s/p.yml -i %s/inv.yml --known-hosts %s > " ..
+            "%s/out 2>&1 & " ..
         "pid=$!; while [ ! -e %s/h1/marker ] || [ ! -e %s/h2/marker ]; do sleep 0.02; done; " ..
         "kill -KILL $pid; wait $pid; echo rc=$?",
         d, d, T.cutover, d, d, srv.known_hosts, d, d, d))

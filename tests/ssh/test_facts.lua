@@ -116,14 +116,16 @@ T.test("facts over SSH are the host's own, as it reads itself, one gathering per
     -- boot, init, packages
     T.eq(f.boot_id, sh("cat /proc/sys/kernel/random/boot_id"), "boot_id")
     T.ok(f.uptime_seconds >= up0 and f.uptime_seconds <= up1,
-         "uptime " .. tostring(f.uptime_seconds) .. " within what was read before (" .. up0 .. ") and after (" .. up1 .. ")")
+         "uptime " .. tostring(f.uptime_seconds) .. " within what was read before (" .. up0 .. ") and after (" ..
+             up1 .. ")")
     local sd = rc("test -d /run/systemd/system")
     T.eq(f.service_mgr, sd == 0 and "systemd" or sh("cat /proc/1/comm"), "service_mgr")
     local apt = rc("command -v apt-get")
     if apt == 0 then T.eq(f.pkg_mgr, "apt", "pkg_mgr") end
     -- hardware
     T.eq(f.processor_vcpus, tonumber(sh("getconf _NPROCESSORS_ONLN")), "processor_vcpus")
-    T.eq(f.memtotal_mb, tonumber(sh("sed -n 's/^MemTotal: *\\([0-9]*\\) kB/\\1/p' /proc/meminfo")) // 1024, "memtotal_mb")
+    T.eq(f.memtotal_mb, tonumber(sh("sed -n 's/^MemTotal: *\\([0-9]*\\) kB/\\1/p' /proc/meminfo")) // 1024,
+        "memtotal_mb")
     local root
     for _, m in ipairs(f.mounts) do if m.mount == "/" then root = m end end
     T.ok(root, "the root file system is among the mounts")
@@ -138,7 +140,8 @@ T.test("facts over SSH are the host's own, as it reads itself, one gathering per
         local dev = sh("ip -4 route show default | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p' | head -n 1")
         if dev ~= "" then
             T.eq(f.default_ipv4.interface, dev, "default_ipv4.interface")
-            T.eq(f.default_ipv4.gateway, sh("ip -4 route show default | sed -n 's/.* via \\([^ ]*\\).*/\\1/p' | head -n 1"),
+            T.eq(f.default_ipv4.gateway,
+                sh("ip -4 route show default | sed -n 's/.* via \\([^ ]*\\).*/\\1/p' | head -n 1"),
                  "default_ipv4.gateway")
             local addr = sh("ip -o -4 addr show dev " .. dev .. " | awk '{print $4}' | head -n 1"):match("^[^/]+")
             T.eq(f.default_ipv4.address, addr, "default_ipv4.address")
@@ -237,7 +240,8 @@ T.test("a host that does not answer like a POSIX shell fails clearly, before any
     T.contains(k.gather_facts.result.msg, "odd1", "names the host")
     T.eq(k.first, nil, "no step ran")
     -- with gather_facts: false the same host runs its steps (the failure was the gathering)
-    local book2 = H.book(d, "- hosts: all\n  gather_facts: false\n  steps:\n    - id: first\n      debug: { msg: hi }\n", "b2.yml")
+    local book2 = H.book(d, "- hosts: all\n  gather_facts: false\n  steps:\n    - id: first\n      debug: { msg: " ..
+        "hi }\n", "b2.yml")
     r = H.run_json({ "run", book2, "-i", inv, "--known-hosts", odd.known_hosts },
                    { env = { HOME = d, SSH_AUTH_SOCK = "" }, timeout = 120 })
     T.eq(r.rc, 0, "without gathering (stderr: " .. r.stderr .. ")")
@@ -249,7 +253,8 @@ T.test("Ctrl-C while gathering: the host is interrupted (exit 130), no step runs
     local slow = S.start(T, { extra_config = "ForceCommand touch " .. d .. "/gathering; sleep 30" })
     slow:trust()
     T.write(d .. "/inv.yml", string.format(
-        "all:\n  hosts:\n    h1: { ansible_host: %s, ansible_port: %d, ansible_user: %s, ansible_ssh_private_key_file: %s }\n",
+        "all:\n  hosts:\n    h1: { ansible_host: %s, ansible_port: %d, ansible_user: %s, " ..
+            "ansible_ssh_private_key_file: %s }\n",
         slow.address, slow.port, slow.user, slow.key))
     T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - id: first\n      debug: { msg: hi }\n")
     local r = T.sh(string.format(
@@ -284,7 +289,8 @@ T.test("the local connection gathers only when the play asks", function()
     T.eq(k.asked.result.msg, sh("cat /proc/sys/kernel/random/boot_id") .. " " .. sh("id -un"), "gathered when asked")
 end)
 
-T.test("Ansible's injected names: ansible_distribution is ansible_facts.distribution; variables and connection settings win", function()
+T.test("Ansible's injected names: ansible_distribution is ansible_facts.distribution; variables and connection " ..
+    "settings win", function()
     local d = T.tmpdir()
     local book = H.book(d, [[
 - hosts: web1
@@ -306,11 +312,14 @@ T.test("Ansible's injected names: ansible_distribution is ansible_facts.distribu
     local osr = os_release()
     local want_dist = k["web1 injected"].result.msg:match("^([^|]*)")
     T.ok(want_dist ~= "" and want_dist ~= "nil", "ansible_distribution is defined: " .. k["web1 injected"].result.msg)
-    T.eq(k["web1 injected"].result.msg:match("^[^|]*|[^|]*|([^|]*)"), sh("uname -n"):match("^[^.]*"), "ansible_hostname is the host's")
-    T.eq(k["web1 injected"].result.msg:match("([^|]*)$"), (osr.VERSION_ID or ""):match("^%d+") or "", "ansible_distribution_major_version")
+    T.eq(k["web1 injected"].result.msg:match("^[^|]*|[^|]*|([^|]*)"), sh("uname -n"):match("^[^.]*"),
+        "ansible_hostname is the host's")
+    T.eq(k["web1 injected"].result.msg:match("([^|]*)$"), (osr.VERSION_ID or ""):match("^%d+") or "",
+        "ansible_distribution_major_version")
     T.eq(k["web1 vars_win"].result.msg, "set by the play|" .. srv.user .. "|" .. srv.port,
          "a variable of that name wins; ansible_user and ansible_port stay the inventory's")
-    for i, n in ipairs({ "ansible_name", "ansible_connection", "ansible_address", "ansible_boot_id", "ansible_nothing_such" }) do
+    for i, n in ipairs({ "ansible_name", "ansible_connection", "ansible_address", "ansible_boot_id",
+        "ansible_nothing_such" }) do
         T.contains(k["web1 n" .. i].result.msg, "undefined variable '" .. n .. "'",
                    "cutover-only facts and unknown names are not injected")
     end
@@ -337,7 +346,8 @@ T.test("gather_facts (and setup) mid-play reads the host again: facts, ansible_X
     local u1 = tonumber(k["web1 first"].result.msg)
     local u2, u3, hn, mem = k["web1 second"].result.msg:match("^(%S+) (%S+) (%S+) (%S+)$")
     T.ok(tonumber(mem), "facts of a subset not read again are kept: " .. k["web1 second"].result.msg)
-    T.ok(u1 and tonumber(u2) and tonumber(u2) > u1, "facts.uptime_seconds was read again: " .. tostring(u1) .. " -> " .. tostring(u2))
+    T.ok(u1 and tonumber(u2) and tonumber(u2) > u1, "facts.uptime_seconds was read again: " .. tostring(u1) ..
+        " -> " .. tostring(u2))
     T.eq(u3, u2, "ansible_uptime_seconds follows")
     T.eq(hn, sh("uname -n"):match("^[^.]*"), "the rest is still the host's")
     local again = k["web1 again"]
@@ -351,7 +361,8 @@ T.test("gather_facts (and setup) mid-play reads the host again: facts, ansible_X
     local ev = fact_events(run_id)
     T.eq(#ev, 3, "three gatherings journaled (the play's, gather_facts, setup)")
     -- check mode reads too (it changes nothing on the host)
-    local rc2, _, results = H.run_json({ "run", book, "--check", "-i", d .. "/inv.yml", "--known-hosts", srv.known_hosts },
+    local rc2, _, results = H.run_json({ "run", book, "--check", "-i", d .. "/inv.yml", "--known-hosts",
+        srv.known_hosts },
                                       { env = { HOME = d, SSH_AUTH_SOCK = "" }, timeout = 120 })
     T.eq(rc2.rc, 0, "check: " .. rc2.stderr)
     T.eq(H.by_key(results).again.status, "ok", "check mode gathers as well")

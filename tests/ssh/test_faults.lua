@@ -76,14 +76,15 @@ local function count(d, h) return T.read(d .. "/" .. h .. "/count") or "" end
 T.test("the journal's disk is full (RLIMIT_FSIZE): clear stop, journal opens, resume finishes", function()
     local steps = { "- hosts: all", "  steps:" }
     for i = 1, 40 do
-        steps[#steps + 1] = string.format('    - id: s%d\n      shell: "echo s%d >> {{ dir }}/{{ inventory_hostname }}/count"', i, i)
+        steps[#steps + 1] = string.format('    - id: s%d\n      shell: "echo s%d >> {{ dir }}/{{ ' ..
+            'inventory_hostname }}/count"', i, i)
     end
     local d = setup(2, table.concat(steps, "\n") .. "\n")
     -- ulimit -f counts 1024-byte blocks: room for the schema and a few steps
     local r = cutover(d, { "run", d .. "/p.yml" }, "ulimit -f 160;")
     T.eq(r.rc, 1, "exit code: " .. r.stdout .. r.stderr)
     T.ok(r.signal == nil or r.signal == 0, "not killed by SIGXFSZ")
-    local host, step = r.stderr:match("cutover: host (h%d), step '(s%d+)': journal ")
+    local host, _ = r.stderr:match("cutover: host (h%d), step '(s%d+)': journal ")
     T.ok(host, "names host and step: " .. r.stderr)
     T.contains(r.stderr, "disk full, or a file-size limit", "says what to look at")
     T.contains(r.stderr, "cutover resume ", "says how to go on")

@@ -86,14 +86,16 @@ T.test("as the login user: health check with until, basic auth, get_url; the pas
     local res
     r, res = run(d, { "-e", "unhealthy=2" })
     T.eq(r.rc, 0, "run: " .. r.stdout .. r.stderr)
-    H.expect_statuses(res, { who = "changed", health = "ok", login = "ok", download = "changed", ["bad-sum"] = "ignored" }, "run")
+    H.expect_statuses(res, { who = "changed", health = "ok", login = "ok", download = "changed",
+        ["bad-sum"] = "ignored" }, "run")
     local by = H.by_key(res)
     T.eq(by.who.result.stdout, S.USER, "the steps ran as the SSH user")
     T.eq(by.health.result.attempts, 2, "healthy on the second attempt (the first request was check mode's)")
     T.eq(fs.sha256(d .. "/pkg.bin"), SUM, "downloaded")
     local st = fs.stat(d .. "/pkg.bin")
     T.eq(st.mode, 384, "mode 0600")
-    T.eq(proc.run({ argv = { "id", "-u", S.USER } }).stdout, st.uid .. "\n", "owned by the SSH user: downloaded on the host")
+    T.eq(proc.run({ argv = { "id", "-u", S.USER } }).stdout, st.uid .. "\n",
+        "owned by the SSH user: downloaded on the host")
     T.contains(by["bad-sum"].result.msg, "checksum mismatch", "mismatch")
     T.eq(fs.stat(d .. "/other.bin"), nil, "nothing installed on a mismatch")
     for _, n in ipairs(fs.list(d)) do T.not_contains(n, ".cutover-", "no temporary file left") end
@@ -105,7 +107,8 @@ T.test("as the login user: health check with until, basic auth, get_url; the pas
     end
     T.not_contains(T.read(wrap .. "/env.log"), pw, "curl's environment")
     T.not_contains(r.stdout .. r.stderr, pw, "output")
-    local found = proc.run({ shell = "grep -rl --exclude=p.yml -F -- '" .. pw .. "' " .. T.state .. " " .. d .. " 2>/dev/null" })
+    local found = proc.run({ shell = "grep -rl --exclude=p.yml -F -- '" .. pw .. "' " .. T.state .. " " .. d ..
+        " 2>/dev/null" })
     T.eq(found.stdout, "", "no file but the playbook holds the password (the journal included)")
     r, res = run(d, { "-e", "unhealthy=0" })
     T.eq(H.by_key(res).download.status, "ok", "the next run changes nothing")

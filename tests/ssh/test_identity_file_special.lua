@@ -28,7 +28,8 @@ all:
     big: { ansible_host: 127.0.0.1, ansible_ssh_private_key_file: %s/big_key }
     good: { ansible_host: 127.0.0.1, ansible_ssh_private_key_file: %s }
 ]], srv.port, srv.user, d, d, srv.key))
-    T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - shell: \"echo {{ inventory_hostname }} >> " .. d .. "/ran\"\n")
+    T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - shell: \"echo {{ inventory_hostname }} >> " .. d ..
+        "/ran\"\n")
     local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "-F", d .. "/ssh_config",
                       "--known-hosts", d .. "/kh", "--format", "json" },
                     { env = { HOME = d, SSH_AUTH_SOCK = "" }, timeout = 40 })
@@ -37,7 +38,8 @@ all:
     T.eq(T.read(d .. "/ran"), "good\n", "only the host with a real key ran")
     local msgs = {}
     for _, e in ipairs(T.events(r.stdout)) do
-        if e.event == "host_result" and e.result and e.result.msg then msgs[e.host] = (msgs[e.host] or "") .. e.result.msg end
+        if e.event == "host_result" and e.result and e.result.msg then msgs[e.host] = (msgs[e.host] or "") ..
+            e.result.msg end
     end
     local want = {
         zero = "/dev/zero: it is a character device, not a regular file",

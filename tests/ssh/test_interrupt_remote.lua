@@ -85,7 +85,8 @@ for _, sig in ipairs({ "INT", "TERM", "HUP" }) do
         wait_past(t0)
         T.eq(T.read(d .. "/F"), nil, "the remote commands never completed (F has no line)")
         T.eq(T.read(d .. "/after"), nil, "no later step started")
-        T.eq(S.sh("pgrep -u " .. S.USER .. " -f 'late >> " .. d .. "/[F]' || true"), "", "nothing left running on the host")
+        T.eq(S.sh("pgrep -u " .. S.USER .. " -f 'late >> " .. d .. "/[F]' || true"), "",
+            "nothing left running on the host")
         journal_says_interrupted(d, out)
     end)
 end
@@ -93,7 +94,8 @@ end
 T.test("SIGINT with the hosts behind a jump host: the remote commands are stopped too", function()
     local d = setup()
     local jump = string.format("%s@%s:%d", srv.user, srv.address, srv.port)
-    local inv = T.read(d .. "/inv.yml"):gsub("ansible_ssh_private_key_file", "cutover_proxy_jump: \"" .. jump .. "\", ansible_ssh_private_key_file")
+    local inv = T.read(d .. "/inv.yml"):gsub("ansible_ssh_private_key_file", "cutover_proxy_jump: \"" .. jump ..
+        "\", ansible_ssh_private_key_file")
     T.write(d .. "/inv.yml", inv)
     local rc, out, t0, seen = run_and_signal(d, "INT")
     T.eq(seen, "3\n", "the three remote commands were running when the signal went")
@@ -117,12 +119,14 @@ T.test("a cmd.exe host: the output says plainly that the command may still be ru
     -- (the loopback sshd runs the raw line with /bin/sh; cutover treats
     -- the host as cmd.exe, which has no kill command to send)
     local d = setup()
-    local inv = T.read(d .. "/inv.yml"):gsub("ansible_ssh_private_key_file", "ansible_shell_type: cmd, ansible_ssh_private_key_file")
+    local inv = T.read(d .. "/inv.yml"):gsub("ansible_ssh_private_key_file",
+        "ansible_shell_type: cmd, ansible_ssh_private_key_file")
     T.write(d .. "/inv.yml", inv)
     local rc, out, t0 = run_and_signal(d, "INT")
     T.eq(rc, 130, "exit code: " .. out)
     for _, h in ipairs({ "h1", "h2", "h3" }) do
-        T.contains(out, "interrupted; the command may still be running on " .. h, "the warning for " .. h .. ": " .. out)
+        T.contains(out, "interrupted; the command may still be running on " .. h, "the warning for " .. h .. ": " ..
+            out)
     end
     wait_past(t0)
 end)

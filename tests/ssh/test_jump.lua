@@ -51,7 +51,8 @@ T.test("cutover_proxy_jump and ansible_ssh_common_args -J / -o ProxyJump=", func
     T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
     local ran = T.read(d .. "/ran")
     for _, h in ipairs({ "h1", "h2", "h3" }) do
-        T.match(ran, h .. " 127%.0%.0%.%d+ %d+ " .. target.address:gsub("%.", "%%.") .. " " .. target.port, h .. " reached the target")
+        T.match(ran, h .. " 127%.0%.0%.%d+ %d+ " .. target.address:gsub("%.", "%%.") .. " " .. target.port, h ..
+            " reached the target")
         T.eq(T.read(d .. "/" .. h .. ".txt"), "through the bastion\n", h .. " file")
     end
     T.ok(tunnels_in_log() - before >= 3, "the bastion opened a direct-tcpip channel per host")
@@ -68,7 +69,8 @@ Host %s
     ProxyJump bastion
 ]], bastion.address, bastion.port, bastion.user, target.address))
     local before = tunnels_in_log()
-    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh", "-F", d .. "/ssh_config" },
+    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh", "-F", d ..
+        "/ssh_config" },
                     { env = { HOME = d, SSH_AUTH_SOCK = "" } })
     T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
     T.eq(tunnels_in_log() - before, 1, "one tunnel")
@@ -113,7 +115,8 @@ Host %s
     ProxyJump outer,%s:%d
 ]], bastion.address, bastion.port, target.address, target.user, inner.address, inner.port))
     local outer_before, inner_before = tunnels_in_log(bastion), tunnels_in_log(inner)
-    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh", "-F", d .. "/ssh_config" },
+    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh", "-F", d ..
+        "/ssh_config" },
                     { env = { HOME = d, SSH_AUTH_SOCK = "" } })
     T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
     local ran = T.read(d .. "/ran")
@@ -157,7 +160,8 @@ T.test("ProxyCommand (ssh -W %h:%p) from the SSH config; the helper ends with it
     T.write(d .. "/ssh_config", string.format("Host %s\n    ProxyCommand sh -c '%s; sleep 300'\n",
         target.address, ssh_w(d)))
     local before = tunnels_in_log()
-    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh", "-F", d .. "/ssh_config" },
+    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh", "-F", d ..
+        "/ssh_config" },
                     { env = { HOME = d, SSH_AUTH_SOCK = "" } })
     T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
     for _, h in ipairs({ "h1", "h2" }) do
@@ -178,7 +182,8 @@ T.test("ProxyCommand from the inventory; one that fails says so", function()
     T.eq(r.rc, 1, "h3 fails: " .. r.stdout .. r.stderr)
     T.eq(T.read(d .. "/h1.txt"), "through the bastion\n", "h1")
     T.eq(T.read(d .. "/h2.txt"), "through the bastion\n", "h2")
-    T.contains(r.stderr, "no route to " .. target.address .. ":" .. target.port .. "\n", "the helper's stderr, tokens expanded")
+    T.contains(r.stderr, "no route to " .. target.address .. ":" .. target.port .. "\n",
+        "the helper's stderr, tokens expanded")
     T.match(r.stdout, "h3  connect.-%(through a ProxyCommand; what it wrote is above%)", "h3's error")
     T.eq(helpers_left(d), "", "no ProxyCommand process left")
 end)
@@ -198,7 +203,8 @@ Host jump
     ProxyCommand ssh -F /dev/null -i %s -o UserKnownHostsFile=%s/kh -o BatchMode=yes -p %d -l %s -W %%h:%%p %s
 ]], target.address, target.user, bastion.address, bastion.port, bastion.key, d, inner.port, inner.user, inner.address))
     local outer_before, inner_before = tunnels_in_log(bastion), tunnels_in_log(inner)
-    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh", "-F", d .. "/ssh_config" },
+    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh", "-F", d ..
+        "/ssh_config" },
                     { env = { HOME = d, SSH_AUTH_SOCK = "" } })
     T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
     T.eq(T.read(d .. "/h1.txt"), "through the bastion\n", "h1 file")

@@ -90,17 +90,21 @@ T.test("shell injection through ProxyCommand tokens: %n, %r, %p and a jump host'
     refused(run_both(d, "all:\n  hosts:\n    web:\n      ansible_host: 127.0.0.1\n      ansible_user: '" .. u3 .. "'\n",
         "Host *\n    ProxyCommand ssh -l %r -W %h:%p nowhere\n"), "web", u3, "%r with an option")
     -- the inventory's own ProxyCommand too
-    refused(run_both(d, "all:\n  hosts:\n    web:\n      ansible_host: 127.0.0.1\n      ansible_user: '" .. u .. "'\n" ..
+    refused(run_both(d, "all:\n  hosts:\n    web:\n      ansible_host: 127.0.0.1\n      ansible_user: '" .. u ..
+        "'\n" ..
         "      cutover_proxy_command: 'echo %r; nc %h %p'\n", "\n"), "web", u, "%r, cutover_proxy_command")
     -- %p: a port that is not a number is refused, not run (nor taken as 22)
     local p = "22;touch${IFS}" .. d .. "/Xp"
-    for _, r in ipairs(run_both(d, "all:\n  hosts:\n    web:\n      ansible_host: 127.0.0.1\n      ansible_port: '" .. p .. "'\n")) do
+    for _, r in ipairs(run_both(d,
+        "all:\n  hosts:\n    web:\n      ansible_host: 127.0.0.1\n      ansible_port: '" .. p .. "'\n")) do
         T.eq(r.rc, 2, "%p: refused when the inventory loads: " .. r.stdout .. r.stderr)
-        T.contains(r.stderr, "host 'web': ansible_port must be a port number from 1 to 65535, got '" .. p .. "'", "%p: message: " .. r.stderr)
+        T.contains(r.stderr, "host 'web': ansible_port must be a port number from 1 to 65535, got '" .. p .. "'",
+            "%p: message: " .. r.stderr)
     end
     -- a jump host whose own ProxyCommand (from the SSH config) expands its %h
     local j = "op@j$(touch${IFS}" .. d .. "/Xj)"
-    refused(run_both(d, "all:\n  hosts:\n    web:\n      ansible_host: 127.0.0.1\n      cutover_proxy_jump: '" .. j .. "'\n"),
+    refused(run_both(d, "all:\n  hosts:\n    web:\n      ansible_host: 127.0.0.1\n      cutover_proxy_jump: '" ..
+        j .. "'\n"),
         "web", "j$(touch${IFS}" .. d .. "/Xj)", "jump host")
     no_marker(d, "%n %r %p jump")
 end)
@@ -114,9 +118,11 @@ T.test("ProxyCommand tokens: ordinary names, addresses and users still work", fu
         "exec ssh -F /dev/null -i %s -o UserKnownHostsFile=%s/kh -o BatchMode=yes -p %%p -l %%r -W %%h:%%p %s'\n",
         srv.address, d, srv.key, d, srv.address))
     T.write(d .. "/inv.yml", string.format("all:\n  hosts:\n    web1:\n      ansible_host: web_1.example\n" ..
-        "      ansible_port: %d\n      ansible_user: %s\n      ansible_ssh_private_key_file: %s\n", srv.port, srv.user, srv.key))
+        "      ansible_port: %d\n      ansible_user: %s\n      ansible_ssh_private_key_file: %s\n", srv.port,
+            srv.user, srv.key))
     T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - shell: \"echo ran > " .. d .. "/ran\"\n")
-    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "-F", d .. "/ssh_config", "--known-hosts", d .. "/kh" },
+    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "-F", d .. "/ssh_config", "--known-hosts", d ..
+        "/kh" },
                     { env = { HOME = d, SSH_AUTH_SOCK = "" } })
     T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
     T.eq(T.read(d .. "/tokens"), string.format("%s %d %s web_1.example\n", srv.address, srv.port, srv.user), "tokens")

@@ -16,7 +16,8 @@ local SUDOERS = "/etc/sudoers.d/cutover-test-reboot"
 local done = T.done
 T.done = function() fs.remove(SUDOERS); return done() end
 
-local set_pw = assert(proc.run({ shell = "echo " .. S.USER .. ":'" .. S.PASSWORD:gsub("'", "'\\''") .. "' | chpasswd" }))
+local set_pw = assert(proc.run({ shell = "echo " .. S.USER .. ":'" .. S.PASSWORD:gsub("'", "'\\''") ..
+    "' | chpasswd" }))
 assert(set_pw.rc == 0, "chpasswd: " .. set_pw.stderr)
 assert(fs.write(SUDOERS, S.USER .. " ALL=(ALL) ALL\n", 288))
 local v = proc.run({ argv = { "visudo", "-cf", SUDOERS } })
@@ -25,7 +26,8 @@ assert(v.rc == 0, "sudoers drop-in valid: " .. v.stdout .. v.stderr)
 local srv = S.start(T)
 srv:trust()
 
-T.test("reboot with become: the command and the boot id run as root; the new boot id and the time down reported", function()
+T.test("reboot with become: the command and the boot id run as root; the new boot id and the time down reported",
+    function()
     local d = S.target(T)
     T.write(d .. "/inv.yml", string.format([[
 all:

@@ -67,10 +67,10 @@ end
 local d = S.target(T)
 inventory(d)
 book(d)
-local run_rc, run_out = nil, nil
+local run_out = nil
 T.test("run --report writes the report at the end of a real run", function()
     local r = pass(d, { "-D", "--approve", "restart", "--report", d .. "/run.html" })
-    run_rc, run_out = r.rc, r.stdout .. r.stderr
+    run_out = r.stdout .. r.stderr
     T.eq(r.rc, 1, "web3 failed: " .. run_out)
     local html = T.read(d .. "/run.html")
     T.ok(html ~= nil, "the report was written: " .. run_out)
@@ -126,7 +126,8 @@ T.test("the report loads nothing: a strict CSP, no URL, one script allowed by it
     T.eq(scripts, 1, "one script element")
     local js = html:match("<script>(.-)</script>")
     T.ok(js ~= nil, "an inline script without attributes")
-    local digest = require("cutover.core.crypto").sha256(js):gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)
+    local digest = require("cutover.core.crypto").sha256(js):gsub("%x%x", function(x) return string.char(tonumber(x,
+        16)) end)
     local want = "'sha256-" .. require("cutover.core.vault").to_base64(digest) .. "'"
     -- every directive refuses all but inline style and that script
     local seen = {}
@@ -174,7 +175,8 @@ T.test("the screenshot is not blank", function()
     T.write(d .. "/blank.html", "<!DOCTYPE html><html><body></body></html>")
     C.screenshot(d .. "/blank.html", d .. "/blank.png", 1280, 900)
     local blank = assert(T.read(d .. "/blank.png"))
-    T.ok(#img > 5 * #blank, string.format("the report draws something (%d bytes against a blank page's %d)", #img, #blank))
+    T.ok(#img > 5 * #blank, string.format("the report draws something (%d bytes against a blank page's %d)", #img,
+        #blank))
     local out = os.getenv("CUTOVER_DOCS_SHOTS")
     if out and out ~= "" then
         -- the screenshot in docs/ is made here (scripts/screenshots.sh)
@@ -198,7 +200,8 @@ T.test("report --format json: the same data", function()
     T.eq(#by.web5.steps, 0, "web5 ran nothing")
     local names = {}
     for _, s in ipairs(by.web1.steps) do names[#names + 1] = s.id end
-    T.eq(table.concat(names, " "), "prepare write-conf approve-restart break-web3 restart verify", "web1's steps in order")
+    T.eq(table.concat(names, " "), "prepare write-conf approve-restart break-web3 restart verify",
+        "web1's steps in order")
     T.contains(by.web1.steps[2].diff or "", "+new-setting-web1", "the diff in JSON")
     -- batch 3 never started (the failure in batch 2 stopped the play)
     T.eq(#data.batches, 2, "two batches started")

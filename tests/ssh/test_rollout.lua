@@ -56,7 +56,7 @@ T.test("rolling batches: a failing host crosses max_fail_percentage, later batch
     - id: after
       shell: "echo {{ inventory_hostname }} >> %s/after"
 ]], d, d))
-    local r, ev, res = H.run_json({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", srv.known_hosts },
+    local r, ev, _ = H.run_json({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", srv.known_hosts },
                                   { env = { HOME = d, SSH_AUTH_SOCK = "" } })
     T.eq(r.rc, 1, "exit code")
     local ran = lines_of(d .. "/ran")
@@ -220,7 +220,8 @@ T.test("the connection drops between steps: re-established transparently", funct
     T.eq(table.concat(lines_of(d .. "/log"), " "), "one two", "every step ran once")
 end)
 
-T.test("the connection drops in the middle of a step's output: failure naming host and step, journal opens, resume finishes", function()
+T.test("the connection drops in the middle of a step's output: failure naming host and step, journal opens, " ..
+    "resume finishes", function()
     local d = S.target(T)
     inventory(d, 1)
     -- the step streams output until the test "repairs" the host
@@ -438,7 +439,8 @@ T.test("a channel closed without an exit status is a failure, never exit 0", fun
     quiet:trust()
     local d = S.target(T)
     T.write(d .. "/inv.yml", string.format(
-        "all:\n  hosts:\n    h1: { ansible_host: %s, ansible_port: %d, ansible_user: %s, ansible_ssh_private_key_file: %s }\n",
+        "all:\n  hosts:\n    h1: { ansible_host: %s, ansible_port: %d, ansible_user: %s, " ..
+            "ansible_ssh_private_key_file: %s }\n",
         quiet.address, quiet.port, quiet.user, quiet.key))
     T.write(d .. "/p.yml", "- hosts: all\n  gather_facts: false\n  steps:\n    - id: idle\n      command: sleep 4\n")
     local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", quiet.known_hosts },

@@ -80,7 +80,8 @@ T.test("item 18: facts over SSH describe the remote host, not the controller, an
     T.eq(lr.rc, 1, "locally too")
     T.contains(lr.stdout, "facts are read-only", "local message")
     -- set_fact cannot replace it either (it was silently ignored)
-    local book3 = H.book(d, "- hosts: localhost\n  steps:\n    - id: replace\n      set_fact: { facts: { user: root } }\n",
+    local book3 = H.book(d, "- hosts: localhost\n  steps:\n    - id: replace\n      set_fact: { facts: { user: " ..
+        "root } }\n",
                          "replace.yml")
     local _, _, res = H.run_json({ "run", book3 })
     T.eq(res[1].status, "failed", "set_fact facts fails")

@@ -10,7 +10,6 @@ local jinja = require("cutover.convert.jinja")
 local expr = require("cutover.expr")
 local vars = require("cutover.vars")
 local json = require("cutover.core.json")
-local fs = require("cutover.core.fs")
 local proc = require("cutover.core.proc")
 
 local VARS_JSON = [==[{
@@ -214,17 +213,21 @@ T.test("what is not understood is refused with the reason, never guessed", funct
 end)
 
 T.test("templates: the subset converts, the rest is reported with positions", function()
-    local out, problems = jinja.template("{# c #}\n{% for u in users %}\n{% if u.admin == true %}\n{{ u.name | upper }}\n{% elif u.name == 'bob' %}\nbob\n{% else %}\n-\n{% endif %}\n{% endfor %}\n")
+    local out, problems = jinja.template("{# c #}\n{% for u in users %}\n{% if u.admin == true %}\n{{ u.name | " ..
+        "upper }}\n{% elif u.name == 'bob' %}\nbob\n{% else %}\n-\n{% endif %}\n{% endfor %}\n")
     T.eq(#problems, 0, "no problems")
-    T.eq(out, "{# c #}\n{% for u in users %}\n{% if u.admin == true %}\n{{ upper(u.name) }}\n{% elif u.name == 'bob' %}\nbob\n{% else %}\n-\n{% end %}\n{% end %}\n", "converted")
+    T.eq(out, "{# c #}\n{% for u in users %}\n{% if u.admin == true %}\n{{ upper(u.name) }}\n{% elif u.name == " ..
+        "'bob' %}\nbob\n{% else %}\n-\n{% end %}\n{% end %}\n", "converted")
     local tree = assert(require("cutover.template").parse(out))
     local ok, text = require("cutover.template").render(tree, scope())
     T.ok(ok, tostring(text))
     T.eq(text, "ALICE\nbob\nCAROL\n", "rendered")
-    local _, ps = jinja.template("a\n{% set x = 1 %}\n  {% if x %}\nb {% if y %}c{% endif %}\n{{ x | to_nice_yaml }}\n{% for k, v in d.items() %}{% endfor %}\n{% if z %}\n")
+    local _, ps = jinja.template("a\n{% set x = 1 %}\n  {% if x %}\nb {% if y %}c{% endif %}\n{{ x | to_nice_yaml " ..
+        "}}\n{% for k, v in d.items() %}{% endfor %}\n{% if z %}\n")
     local got = {}
     for _, p in ipairs(ps) do got[#got + 1] = p.line .. ":" .. p.col end
-    T.eq(table.concat(got, " "), "2:1 3:3 4:14 5:1 6:1", "positions of set, indented tag, tag ending text, filter, items()")
+    T.eq(table.concat(got, " "), "2:1 3:3 4:14 5:1 6:1",
+        "positions of set, indented tag, tag ending text, filter, items()")
     _, ps = jinja.template("{% if z %}\nx\n")
     T.eq(#ps, 1, "unclosed")
     T.contains(ps[1].msg, "never closed", "unclosed block")

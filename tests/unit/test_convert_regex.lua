@@ -42,7 +42,8 @@ end)
 T.test("the translation matches what Python's re.search matches", function()
     local subjects = { "PermitRootLogin yes", "#PermitRootLogin no", "  PermitRootLogin x", "Port 22", "Port 22x",
                        "key=value", "=x", "max-connections = 10%", "net.ipv4.ip_forward = 1", "netxipv4.ip_forward",
-                       "127.0.0.1 localhost", "listen 80; listen 443;", "server_name a; # server_name", "# server_name" }
+                       "127.0.0.1 localhost", "listen 80; listen 443;", "server_name a; # server_name",
+                           "# server_name" }
     local pats = {}
     for _, c in ipairs(CASES) do pats[#pats + 1] = c[1] end
     local r = assert(proc.run({ argv = { "python3", "-c", [==[

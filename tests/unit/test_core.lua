@@ -62,7 +62,7 @@ end)
 
 T.test("loop: tasks run side by side", function()
     local order = {}
-    for i = 1, 5 do
+    for _ = 1, 5 do
         loop.spawn(function()
             order[#order + 1] = "start"
             local r = assert(proc.run({ argv = { "sleep", "1" } }))

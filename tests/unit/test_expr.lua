@@ -120,7 +120,8 @@ T.test("render: nil in text is an error; errors name the expression", function()
     ok, msg = expr.render("x {{  }}", S)
     T.eq(msg, "empty '{{ }}'", "empty template")
     T.eq(expr.check_template("a {{ n + }}"), false, "check_template: bad")
-    T.eq(select(2, expr.check_template("a {{ n + }}")), "bad expression 'n +': unexpected end of expression", "check_template message")
+    T.eq(select(2, expr.check_template("a {{ n + }}")), "bad expression 'n +': unexpected end of expression",
+        "check_template message")
     T.eq(expr.check_template("a {{ n + 1 }} {{ name }}"), true, "check_template: good")
 end)
 
@@ -157,7 +158,8 @@ T.test("condition: expressions, booleans, lists mean all, {{ }} accepted", funct
     T.eq(ok, false, "an error in a list")
     T.eq(msg, "'nope': undefined variable 'nope'", "message")
     T.eq(expr.check_condition({ "n ==", "x" }), false, "check_condition: bad")
-    T.eq(select(2, expr.check_condition("n ==")), "bad expression 'n ==': unexpected end of expression", "check_condition message")
+    T.eq(select(2, expr.check_condition("n ==")), "bad expression 'n ==': unexpected end of expression",
+        "check_condition message")
     T.eq(select(2, expr.check_condition(5)), "a condition must be an expression or a list of them", "a number")
 end)
 
@@ -173,7 +175,8 @@ T.test("variables: template values are rendered lazily, in the reader's scope", 
     -- an error inside a variable's template is not raised when unused
     local sc3 = scope({ play = { broken = "{{ nope }}", fine = 1 } })
     T.eq(ev("fine", sc3), 1, "unused broken variable")
-    T.eq(ev_err("broken", sc3), "'broken': in variable 'broken': 'nope': undefined variable 'nope'", "used broken variable")
+    T.eq(ev_err("broken", sc3), "'broken': in variable 'broken': 'nope': undefined variable 'nope'",
+        "used broken variable")
     -- registered values are literal: never rendered
     local sc4 = scope({ registered = { out = { stdout = "{{ n }}" } }, play = { n = 1 } })
     T.eq(ev("out.stdout", sc4), "{{ n }}", "registered output is data")
@@ -262,7 +265,8 @@ T.test("helpers: contains, keys, trim, startswith, endswith, to_json", function(
     T.eq(ev("contains(list, 'b')"), true, "list item")
     T.eq(ev("contains(list, 'z')"), false, "no list item")
     T.eq(ev("contains(map, 2)"), true, "mapping value")
-    T.eq(ev_err("contains(nil, 1)"), "'contains(nil, 1)': contains: argument 1 must be text or a list, got nil", "contains nil")
+    T.eq(ev_err("contains(nil, 1)"), "'contains(nil, 1)': contains: argument 1 must be text or a list, got nil",
+        "contains nil")
     T.eq(ev("join(keys({b = 1, a = 2, c = 3}))"), "a,b,c", "keys sorted")
     T.eq(ev_err("keys(5)"), "'keys(5)': keys: argument 1 must be a mapping, got number", "keys number")
     T.eq(ev("trim(text)"), "padded", "trim")
@@ -275,7 +279,8 @@ T.test("helpers: contains, keys, trim, startswith, endswith, to_json", function(
     T.eq(ev("endswith('foobar', 'foo')"), false, "not endswith")
     T.eq(ev("endswith('foo', '')"), true, "empty suffix")
     T.eq(ev("endswith('ar', 'bar')"), false, "suffix longer than text")
-    T.eq(ev_err("startswith(5, 'a')"), "'startswith(5, 'a')': startswith: argument 1 must be text, got number", "startswith number")
+    T.eq(ev_err("startswith(5, 'a')"), "'startswith(5, 'a')': startswith: argument 1 must be text, got number",
+        "startswith number")
     T.eq(ev("to_json(map)"), '{"x":1,"y":2}', "to_json")
 end)
 
@@ -361,10 +366,13 @@ T.test("sandbox: a huge table build hits a limit", function()
 end)
 
 T.test("sandbox: a limit inside a variable's template is reported and recovers", function()
-    local sc = scope({ play = { hog = "{{ string.rep('x', 1e9) }}", spin = "{{ (function() while true do end end)() }}" } })
+    local sc = scope({ play = { hog = "{{ string.rep('x', 1e9) }}", spin =
+        "{{ (function() while true do end end)() }}" } })
     T.eq(ev_err("hog", sc), "'hog': in variable 'hog': 'string.rep('x', 1e9)': memory limit exceeded", "memory")
-    T.eq(ev_err("spin", sc), "'spin': in variable 'spin': '(function() while true do end end)()': instruction limit exceeded", "instructions")
-    T.eq(ev_err("hog", sc), "'hog': in variable 'hog': 'string.rep('x', 1e9)': memory limit exceeded", "same again, no false cycle")
+    T.eq(ev_err("spin", sc), "'spin': in variable 'spin': '(function() while true do end end)()': instruction " ..
+        "limit exceeded", "instructions")
+    T.eq(ev_err("hog", sc), "'hog': in variable 'hog': 'string.rep('x', 1e9)': memory limit exceeded",
+        "same again, no false cycle")
 end)
 
 -- Issue 10, item 4: one budget per top-level evaluation, charged across

@@ -44,8 +44,8 @@ T.test("a SIGKILLed test leaves no process behind, not even a setsid daemon", fu
     T.ok(s ~= nil and s ~= "Z", "the daemon runs (state " .. tostring(s) .. ")")
     proc.run({ argv = { "kill", "-KILL", tostring(tester) } })
     local gone = wait_for(function()
-        local s = state_of(daemon)
-        return s == nil or s == "Z"
+        local now = state_of(daemon)
+        return now == nil or now == "Z"
     end)
     if not gone then proc.run({ argv = { "kill", "-KILL", tostring(daemon) } }) end
     T.ok(gone, "the daemon was stopped once its test was killed")

@@ -269,7 +269,8 @@ T.test("host ranges: numbers with padding, steps, letters, several; ports", func
     end
     local bad = {
         { "web[01:03", "unclosed range in 'web[01:03' (expected [START:END])" },
-        { "web[01:3]", "bad range [01:3] in 'web[01:3]': a zero-padded START and END must have the same number of digits" },
+        { "web[01:3]", "bad range [01:3] in 'web[01:3]': a zero-padded START and END must have the same number of " ..
+            "digits" },
         { "web[3:1]", "bad range [3:1] in 'web[3:1]': START is after END" },
         { "web[1:]", "bad range [1:] in 'web[1:]': no END" },
         { "web[1]", "bad range [1] in 'web[1]' (expected [START:END] or [START:END:STEP])" },
@@ -415,7 +416,8 @@ T.test("a folder inventory: files merged in name order, junk skipped", function(
     -- an error in one file of the folder
     write(d .. "/inv/05-bad.ini", "[web:varz]\n")
     local _, err = inventory.load(d .. "/inv")
-    T.eq(err, d .. "/inv/05-bad.ini:1: section [web:varz]: unknown type 'varz' (expected children or vars) (did you mean 'vars'?)")
+    T.eq(err, d .. "/inv/05-bad.ini:1: section [web:varz]: unknown type 'varz' (expected children or vars) (did " ..
+        "you mean 'vars'?)")
 end)
 
 T.test("a host list: -i 'h1,h2,' with ports", function()
@@ -491,7 +493,8 @@ T.test("INI errors: exact FILE:LINE messages, exit 2, nothing runs", function()
     local d = T.tmpdir()
     local cases = {
         { "[web]\nweb[01:03\n", "2: unclosed range in 'web[01:03' (expected [START:END])" },
-        { "[web:varz]\nx=1\n", "1: section [web:varz]: unknown type 'varz' (expected children or vars) (did you mean 'vars'?)" },
+        { "[web:varz]\nx=1\n", "1: section [web:varz]: unknown type 'varz' (expected children or vars) (did you " ..
+            "mean 'vars'?)" },
         { "[web]\nw1\n[web:vars]\n# c\nnovalue\n", "5: [web:vars]: expected NAME=VALUE, got 'novalue'" },
         { "[web]\nw1\n[web:vars]\n1x=2\n", "4: [web:vars]: bad variable name '1x' in '1x=2'" },
         { "[web]\nw1\n[web:vars]\na='open\n", "4: [web:vars]: unclosed quote ' in 'a='open'" },
@@ -503,8 +506,10 @@ T.test("INI errors: exact FILE:LINE messages, exit 2, nothing runs", function()
         { "[web\nw1\n", "1: bad section header '[web' (expected [GROUP], [GROUP:vars] or [GROUP:children])" },
         { "[web] x\n", "1: bad section header '[web] x' (expected [GROUP], [GROUP:vars] or [GROUP:children])" },
         { "[a b]\n", "1: bad section header '[a b]' (expected [GROUP], [GROUP:vars] or [GROUP:children])" },
-        { "[web]\nw1\n[app:vars]\nx=1\n", "3: section [app:vars]: group 'app' is not defined (no [app] or [app:children] section)" },
-        { "[prod:children]\nweb\ndb\n[web]\nw1\n", "3: [prod:children]: group 'db' is not defined (no [db] or [db:children] section)" },
+        { "[web]\nw1\n[app:vars]\nx=1\n",
+            "3: section [app:vars]: group 'app' is not defined (no [app] or [app:children] section)" },
+        { "[prod:children]\nweb\ndb\n[web]\nw1\n",
+            "3: [prod:children]: group 'db' is not defined (no [db] or [db:children] section)" },
         { "[prod:children]\nweb db\n", "2: [prod:children]: expected one group name per line, got 'web db'" },
         { "[a:children]\nb\n[b:children]\na\n", "4: group 'a' is its own ancestor (a > b > a)" },
         { "[a:children]\na\n", "2: [a:children]: a group cannot be its own child" },
@@ -540,7 +545,8 @@ T.test("YAML errors: ranges, cycles, positions", function()
     local f = T.write(d .. "/a.yml", "web:\n  hosts:\n    \"web[1:3\":\n")
     local _, err = inventory.load(f)
     T.eq(err, f .. ":3:5: group 'web': unclosed range in 'web[1:3' (expected [START:END])")
-    f = T.write(d .. "/b.yml", "all:\n  children:\n    a:\n      children:\n        b:\n          children:\n            a:\n")
+    f = T.write(d .. "/b.yml",
+        "all:\n  children:\n    a:\n      children:\n        b:\n          children:\n            a:\n")
     _, err = inventory.load(f)
     T.eq(err, f .. ":7:13: group 'a' is its own ancestor (a > b > a)")
     f = T.write(d .. "/c.yml", "web:\n  hostz:\n    w1:\n")
@@ -609,7 +615,8 @@ T.test("cutover inventory --list, --graph, --host through the binary", function(
 ]])
     local usage = {
         { { "inventory", "-i", inv }, "cutover: inventory needs one of --list, --graph [GROUP] or --host HOST\n" },
-        { { "inventory", "-i", inv, "--list", "--graph" }, "cutover: inventory needs one of --list, --graph [GROUP] or --host HOST\n" },
+        { { "inventory", "-i", inv, "--list", "--graph" },
+            "cutover: inventory needs one of --list, --graph [GROUP] or --host HOST\n" },
         { { "inventory", "-i", inv, "--list", "extra" }, "cutover: unexpected argument 'extra'\n" },
         { { "inventory", "-i", inv, "--graph", "prd" }, "cutover: no group 'prd' (did you mean 'prod'?)\n" },
         { { "inventory", "-i", inv, "--host", "web1" }, "cutover: no host 'web1' (did you mean 'web01'?)\n" },

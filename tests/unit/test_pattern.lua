@@ -8,7 +8,6 @@ local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
 local pattern = require("cutover.core.pattern")
 local expr = require("cutover.expr")
 local vars = require("cutover.vars")
-local loop = require("cutover.core.loop")
 
 -- Lua's messages that name the same fault in other words, or that this
 -- matcher gives at another depth ("too complex" depends on how deep

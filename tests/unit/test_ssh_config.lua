@@ -406,7 +406,8 @@ T.test("errors name FILE:LINE", function()
         { "User \"open\n", "1: User: unclosed quote \"" },
         { "ProxyJump a,,b\n", "1: ProxyJump: empty hop in 'a,,b'" },
         { "ProxyJump a,b:x\n", "1: ProxyJump: bad port in 'b:x'" },
-        { "ProxyJump " .. string.rep("h,", 8) .. "h\n", "1: ProxyJump: more than 8 hops in '" .. string.rep("h,", 8) .. "h'" },
+        { "ProxyJump " .. string.rep("h,", 8) .. "h\n", "1: ProxyJump: more than 8 hops in '" .. string.rep("h,",
+            8) .. "h'" },
         { "ProxyJump a:port\n", "1: ProxyJump: bad port in 'a:port'" },
         { "ProxyJump a:99999\n", "1: ProxyJump: bad port in 'a:99999'" },
         { "ProxyJump @a\n", "1: ProxyJump: empty user name in '@a'" },
@@ -597,7 +598,8 @@ T.test("a bad ssh config: settings fail, the host cannot open, run -F exits 2", 
     conn, err = connection.open("h", { ansible_connection = "ssh" }, { ssh_config = conf })
     T.eq(conn, nil)
     T.eq(err, "host h: " .. conf .. ":2: Port must be a number from 1 to 65535, got 'nope'")
-    local book = T.write(d .. "/p.yml", ("- hosts: localhost\n  steps:\n    - shell: touch @T@/marker\n"):gsub("@T@", d))
+    local book = T.write(d .. "/p.yml",
+        ("- hosts: localhost\n  steps:\n    - shell: touch @T@/marker\n"):gsub("@T@", d))
     local r = T.run({ "run", book, "-F", conf })
     T.eq(r.rc, 2)
     T.eq(r.stderr, conf .. ":2: Port must be a number from 1 to 65535, got 'nope'\n")
@@ -620,7 +622,8 @@ T.test("~/.ssh/config is read when -F is not given", function()
     -- (HOME is set through the shell: proc.run's env adds to the
     -- environment, and the first HOME wins)
     write(home .. "/.ssh/config", "Host 127.0.0.1\n    Port nope\n")
-    local book = T.write(home .. "/p.yml", ("- hosts: all\n  steps:\n    - shell: touch @T@/marker-{{ inventory_hostname }}\n"):gsub("@T@", home))
+    local book = T.write(home .. "/p.yml",
+        ("- hosts: all\n  steps:\n    - shell: touch @T@/marker-{{ inventory_hostname }}\n"):gsub("@T@", home))
     local inv = T.write(home .. "/hosts", "sshhost ansible_host=127.0.0.1\nlocal1 ansible_connection=local\n")
     local r = T.sh("HOME=" .. home .. " NO_COLOR=1 " .. T.cutover .. " run " .. book .. " -i " .. inv ..
         " --known-hosts " .. home .. "/kh --format json")

@@ -63,7 +63,8 @@ echo "not reached"
 ]])
     T.eq(r.rc, 7, "the failing stage's status")
     T.not_contains(r.stdout, "not reached")
-    T.match(r.stderr, "stage times:\n  ok +%d+%.%d s +%d+:%d%d *\n  broken +%d+%.%d s +%d+:%d%d +FAILED %(exit 7%)\n  total ")
+    T.match(r.stderr, "stage times:\n  ok +%d+%.%d s +%d+:%d%d *\n  broken +%d+%.%d s +%d+:%d%d +FAILED %(exit " ..
+        "7%)\n  total ")
     -- a function stage stops at its first failing command, as without
     -- stage (set -e holds inside it)
     r = bash([[

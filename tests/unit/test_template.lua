@@ -43,7 +43,8 @@ T.test("for over lists and mappings, nested", function()
     T.eq(render("{% for i, u in ipairs(users) %}{{ i }}={{ u }} {% endfor %}"), "1=ann 2=bob ", "ipairs")
     T.eq(render("{% for k, v in pairs(ports) %}{{ k }}:{{ v }};{% end %}"), "http:80;https:443;", "pairs sorted")
     T.eq(render("{% for k in pairs(ports) %}{{ k }} {% end %}"), "http https ", "keys")
-    T.eq(render("{% for g in groups %}{{ g.name }}:{% for h in g.hosts %}{% if h == 'w2' %}*{% end %}{{ h }},{% end %};{% end %}"),
+    T.eq(render("{% for g in groups %}{{ g.name }}:{% for h in g.hosts %}{% if h == 'w2' %}*{% end %}{{ h }},{% " ..
+        "end %};{% end %}"),
          "web:w1,*w2,;db:;", "nested for and if")
     T.eq(render("{% for u in none %}x{% end %}"), "", "null: no iteration")
     T.eq(render("{% for u in users %}{% end %}{{ users[1] }}"), "ann", "the loop variable does not leak")
@@ -94,14 +95,16 @@ T.test("errors name the line and column", function()
     msg, line, col = perr("a {{ n")
     T.eq(msg, "'{{' without a closing '}}'", "open {{"); T.eq(col, 3, "column")
     T.eq(perr("{# x"), "'{#' without a closing '#}'", "open comment")
-    T.eq(perr("{% for in users %}{% end %}"), "'{% for %}' must be 'for x in list' or 'for k, v in pairs(t)'", "bad for")
+    T.eq(perr("{% for in users %}{% end %}"), "'{% for %}' must be 'for x in list' or 'for k, v in pairs(t)'",
+        "bad for")
     T.contains(perr("{% frobnicate %}"), "unknown tag '{% frobnicate %}'", "unknown tag")
     local deep = string.rep("{% if true %}", 70) .. string.rep("{% end %}", 70)
     T.contains(perr(deep), "nested more than 64 deep", "depth")
 end)
 
 T.test("Jinja-only syntax is an error naming it", function()
-    T.contains(perr("{% macro f() %}x{% endmacro %}"), "'{% macro %}' is Jinja syntax that cutover templates do not have", "macro")
+    T.contains(perr("{% macro f() %}x{% endmacro %}"),
+        "'{% macro %}' is Jinja syntax that cutover templates do not have", "macro")
     T.contains(perr("{% include 'x.j2' %}"), "'{% include %}' is Jinja syntax", "include")
     T.contains(perr("{% block body %}{% endblock %}"), "'{% block %}' is Jinja syntax", "block")
     T.contains(perr("{% set x = 1 %}"), "'{% set %}' is Jinja syntax", "set")

@@ -99,7 +99,8 @@ T.test("blockinfile: inserted at the end, after, before or at BOF; then replaced
     local same, msg = block("a\n# BEGIN M\nx\n# END M\n", { block = "x\n" })
     T.eq(same, "a\n# BEGIN M\nx\n# END M\n", "same block: unchanged")
     T.eq(msg, "block already present", "message")
-    T.eq(block("a", { block = "x" }), "a\n# BEGIN M\nx\n# END M\n", "no final newline: the block starts on its own line")
+    T.eq(block("a", { block = "x" }), "a\n# BEGIN M\nx\n# END M\n",
+        "no final newline: the block starts on its own line")
 end)
 
 T.test("blockinfile: absent or an empty block removes it with its markers", function()

@@ -121,7 +121,8 @@ T.test("build: refusals of the program and of non-text", function()
     T.eq(err({ '"prog"' }), "argument 1 (the program) holds '\"', which cmd.exe would take as a quote")
     T.eq(err({ "a&b" }), "argument 1 (the program) holds '&', which cmd.exe would take as an operator")
     T.eq(err({ "a=b" }), "argument 1 (the program) holds '=', which cmd.exe takes as the end of a command name")
-    T.eq(err({ "%COMSPEC%" }), "argument 1 (the program) holds '%', which cmd.exe would expand: pass it on stdin instead")
+    T.eq(err({ "%COMSPEC%" }),
+        "argument 1 (the program) holds '%', which cmd.exe would expand: pass it on stdin instead")
     T.eq(err({ "prog", {} }), "argument 2 is a table, not text")
     T.eq(err({ "prog", true }), "argument 2 is a boolean, not text")
     T.eq(err({ "prog", 1.5 }), "argument 2 is a non-integer number")
@@ -187,7 +188,8 @@ end)
 
 T.test("write_stdin_to: the more > FILE idiom", function()
     T.eq(cmdline.write_stdin_to("C:\\TEMP\\answer.txt"), "more > C:\\TEMP\\answer.txt")
-    T.eq(cmdline.write_stdin_to("C:\\WINNT\\SYSVOL\\sysvol\\corp.example\\Policies\\{6AC1786C-016F-11D2-945F-00C04fB984F9}"
+    T.eq(cmdline.write_stdin_to("C:\\WINNT\\SYSVOL\\sysvol\\corp.example\\Policies\\" ..
+        "{6AC1786C-016F-11D2-945F-00C04fB984F9}"
         .. "\\MACHINE\\Microsoft\\Windows NT\\SecEdit\\GptTmpl.inf"),
         'more > "C:\\WINNT\\SYSVOL\\sysvol\\corp.example\\Policies\\{6AC1786C-016F-11D2-945F-00C04fB984F9}'
         .. '\\MACHINE\\Microsoft\\Windows NT\\SecEdit\\GptTmpl.inf"')
@@ -284,7 +286,7 @@ T.test("cmdparse.expand: %NAME%", function()
 end)
 
 T.test("cmdparse.split_args: CommandLineToArgvW rules", function()
-    local cases = {
+    local split_cases = {
         { "", {} },
         { "   ", {} },
         { "a b\tc", { "a", "b", "c" } },
@@ -300,7 +302,7 @@ T.test("cmdparse.split_args: CommandLineToArgvW rules", function()
         { [["unclosed span]], { "unclosed span" } },
         { [[trailing\]], { "trailing\\" } },
     }
-    for _, c in ipairs(cases) do same_list(cmdparse.split_args(c[1]), c[2], "split of " .. show(c[1])) end
+    for _, c in ipairs(split_cases) do same_list(cmdparse.split_args(c[1]), c[2], "split of " .. show(c[1])) end
 end)
 
 T.test("cmdparse.parse: quotes, carets, operators, redirections", function()

@@ -138,6 +138,7 @@ T.test("sc qc: trailing spaces, tabs, blank lines, no header", function()
 end)
 
 T.test("sc qc: several dependencies, LocalSystem, demand start", function()
+    -- luacheck: push ignore 613 (the tool's output ends lines in spaces)
     local text = crlf([[
 [SC] GetServiceConfig SUCCESS
 
@@ -153,6 +154,7 @@ SERVICE_NAME: MSExchangeIMC
                            : MSExchangeMTA  
         SERVICE_START_NAME : CORP\exchsvc
 ]])
+    -- luacheck: pop
     local r = assert(parse.sc_qc(text))
     same_list(r.dependencies, { "MSExchangeIS", "MSExchangeMTA" }, "dependencies")
     T.eq(r.start_name, "CORP\\exchsvc")
@@ -546,6 +548,7 @@ More help is available by typing NET HELPMSG 3521.
     T.eq(r.message, "The Microsoft Exchange Directory service is not started.")
     same_list(r.services, { "Microsoft Exchange Directory" }, "services")
 
+    -- luacheck: push ignore 613 (the tool's output ends lines in spaces)
     r = assert(parse.net_service(crlf([[
 The following services are dependent on the Microsoft Exchange Directory service.
 Stopping the Microsoft Exchange Directory service will also stop these services.
@@ -555,6 +558,7 @@ Stopping the Microsoft Exchange Directory service will also stop these services.
 
 Do you want to continue this operation? (Y/N) [N]: 
 ]])))
+    -- luacheck: pop
     T.eq(r.ok, false)
     T.eq(r.status, "dependents")
     same_list(r.services, { "Microsoft Exchange Information Store", "Microsoft Exchange Message Transfer Agent" },
@@ -634,6 +638,7 @@ T.test("secedit INF: the contract's sample as UTF-16LE with a BOM, and as ASCII"
     T.eq(parse.secedit_inf, parse.inf, "alias")
 end)
 
+-- luacheck: push ignore 613 (the tool's output ends lines in spaces)
 local GPTTMPL = crlf([[
 [Unicode]
 Unicode=yes
@@ -651,6 +656,7 @@ SeRestorePrivilege = Administrators,CORP\exchsvc
 MACHINE\System\CurrentControlSet\Services\NTDS\Parameters\LDAPServerIntegrity=4,1
 [Group Membership]
 ]])
+-- luacheck: pop
 
 T.test("secedit INF: DC policy template, empty rights, names, unknown sections", function()
     local doc = assert(parse.inf(utf16le(GPTTMPL, true)))
@@ -662,7 +668,8 @@ T.test("secedit INF: DC policy template, empty rights, names, unknown sections",
                                   "SeInteractiveLogonRight", "SeRestorePrivilege" }, "order")
     T.eq(#doc.sections, 5)
     T.eq(doc.sections[4].name, "Registry Values")
-    T.eq(doc.sections[4].entries[1].key, "MACHINE\\System\\CurrentControlSet\\Services\\NTDS\\Parameters\\LDAPServerIntegrity")
+    T.eq(doc.sections[4].entries[1].key,
+        "MACHINE\\System\\CurrentControlSet\\Services\\NTDS\\Parameters\\LDAPServerIntegrity")
     T.eq(doc.sections[4].entries[1].value, "4,1")
     T.eq(doc.sections[5].name, "Group Membership")
     T.eq(#doc.sections[5].entries, 0)
@@ -724,7 +731,8 @@ T.test("write_inf: a new document, refusals", function()
 end)
 
 T.test("secedit INF: non-ASCII names decode from UTF-16LE", function()
-    local doc = assert(parse.inf(utf16le("[Privilege Rights]\r\nSeTcbPrivilege = CORP\\Ren\195\169,CORP\\\240\159\152\128\r\n", true)))
+    local doc = assert(parse.inf(utf16le("[Privilege Rights]\r\nSeTcbPrivilege = " ..
+        "CORP\\Ren\195\169,CORP\\\240\159\152\128\r\n", true)))
     same_list(doc.rights.SeTcbPrivilege, { "CORP\\Ren\195\169", "CORP\\\240\159\152\128" }, "tcb")
     -- a lone surrogate becomes U+FFFD
     doc = assert(parse.inf("\255\254[\0a\0]\0\r\0\n\0k\0=\0\0\216"))
@@ -767,7 +775,8 @@ T.test("dumpel: several lines, blank lines, tabs in the description, spaces", fu
         .. tabs("5/18/2001<TAB>10:05:00 PM<TAB>1<TAB>0<TAB>7000<TAB>Service Control Manager<TAB>N/A<TAB>EXCH01"
         .. "<TAB>The MSExchangeIS service failed to start<TAB>logon failure  \r\n")
         .. tabs("5/18/2001<TAB>10:06:00 PM<TAB>4<TAB>0<TAB>6005<TAB>EventLog<TAB>N/A<TAB>EXCH01\r\n")
-        .. "5/19/2001 1:02:03 AM 1 4 13003 MSExchangeIMAP4 N/A EXCH01 A required privilege is not held by the client\r\n"
+        .. "5/19/2001 1:02:03 AM 1 4 13003 MSExchangeIMAP4 N/A EXCH01 A required privilege is not held by the " ..
+            "client\r\n"
     local list = assert(parse.dumpel(text))
     T.eq(#list, 4)
     T.eq(list[2].source, "Service Control Manager")
@@ -812,7 +821,8 @@ local PARSERS = { "sc_qc", "sc_query", "sc_query_list", "sc_failure", "sc_ok", "
 local function must_not_raise(data, label)
     for _, name in ipairs(PARSERS) do
         local ok, r, msg = pcall(parse[name], data)
-        if not ok then error(name .. " raised on " .. label .. " " .. string.format("%q", data) .. ": " .. tostring(r), 2) end
+        if not ok then error(name .. " raised on " .. label .. " " .. string.format("%q", data) .. ": " ..
+            tostring(r), 2) end
         if r == nil and name ~= "sc_failure" and name ~= "system_error" and name ~= "not_recognized"
             and name ~= "parse_datetime" then
             T.eq(type(msg), "string", name .. " message on " .. label)
@@ -829,7 +839,8 @@ local SAMPLES = {
     crlf(SC_QC), crlf(SC_QUERY), SC_LIST, SC_1060, NET_ACCOUNTS, NET_STATISTICS, crlf(DUMPEL),
     crlf(SECEDIT), utf16le(crlf(SECEDIT), true), GPTTMPL, utf16le(GPTTMPL, true),
     "System error 1069 has occurred.\r\n\r\nThe service did not start due to a logon failure.\r\n",
-    "The following services are dependent on the X service.\r\n  A\r\nDo you want to continue this operation? (Y/N) [N]:\r\n",
+    "The following services are dependent on the X service.\r\n  A\r\nDo you want to continue this operation? " ..
+        "(Y/N) [N]:\r\n",
 }
 
 T.test("fuzz: every truncation of every sample", function()

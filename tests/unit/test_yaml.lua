@@ -310,15 +310,18 @@ T.test("node limit: opts.max_nodes counts aliases expanded", function()
     local text = "a: &a [1, 2, 3]\nb: [*a, *a, *a]\n"
     T.eq(type((load_ok(text, { max_nodes = 20 }))), "table", "20 is enough")
     T.eq(load_err(text, { max_nodes = 19 }),
-         "t.yml:2:13: document too large: more than 19 nodes with aliases expanded (alias expansion limit)", "19 is not")
+         "t.yml:2:13: document too large: more than 19 nodes with aliases expanded (alias expansion limit)",
+             "19 is not")
 end)
 
 T.test("errors: syntax errors are nil, 'NAME:L:C: message'", function()
     T.eq(load_err("a: [1, 2\n", nil),
-         "t.yml:2:1: YAML syntax error: did not find expected ',' or ']' while parsing a flow sequence that starts at line 1",
+         "t.yml:2:1: YAML syntax error: did not find expected ',' or ']' while parsing a flow sequence that " ..
+             "starts at line 1",
          "unclosed flow sequence")
     T.eq(load_err("a: 'x\n"),
-         "t.yml:2:1: YAML syntax error: found unexpected end of stream while scanning a quoted scalar that starts at line 1",
+         "t.yml:2:1: YAML syntax error: found unexpected end of stream while scanning a quoted scalar that starts " ..
+             "at line 1",
          "unclosed quote")
     T.eq(load_err("a:\n\t- 1\n"),
          "t.yml:2:1: YAML syntax error: a tab cannot start a token here (indent YAML with spaces)", "tab")
@@ -339,7 +342,8 @@ end)
 
 T.test("multiple documents are refused; one explicit document is fine", function()
     T.eq(load_err("a: 1\n---\nb: 2\n"), "t.yml:2:1: only one YAML document per file is supported", "two documents")
-    T.eq(load_err("---\na: 1\n---\n"), "t.yml:3:1: only one YAML document per file is supported", "empty second document")
+    T.eq(load_err("---\na: 1\n---\n"), "t.yml:3:1: only one YAML document per file is supported",
+        "empty second document")
     local v = load_ok("---\na: 1\n...\n")
     T.eq(v.a, 1, "--- a ... is one document")
 end)
