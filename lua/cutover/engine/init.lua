@@ -7,8 +7,9 @@
 -- init.lua: a run (checks before it starts, secrets, locks, the plays,
 -- the exit code); play.lua: hosts, batches, forks, facts; block.lua:
 -- lists of steps, blocks, includes, handlers; step.lua: one step (when,
--- loop, until, changed_when, failed_when, become); gate.lua: approval
--- gates; resume.lua: the journal around each step and resume;
+-- loop, run_once, register, notify); action.lua: its action once (the
+-- arguments, become, until, changed_when, failed_when); gate.lua:
+-- approval gates; resume.lua: the journal around each step and resume;
 -- delegate.lua: delegate_to's connections.
 local loop = require("cutover.core.loop")
 local output = require("cutover.output")
@@ -39,17 +40,18 @@ Run.__index = Run
 
 -- A run's methods, by part of the folder.
 local step_part = require("cutover.engine.step")
+local action_part = require("cutover.engine.action")
 local resume_part = require("cutover.engine.resume")
 local block_part = require("cutover.engine.block")
 local gate_part = require("cutover.engine.gate")
 local play_part = require("cutover.engine.play")
 local delegate_part = require("cutover.engine.delegate")
-for _, part in ipairs({ step_part, gate_part, resume_part, block_part, play_part, delegate_part }) do
+for _, part in ipairs({ step_part, action_part, gate_part, resume_part, block_part, play_part, delegate_part }) do
     for k, f in pairs(part.methods) do Run[k] = f end
 end
 
 -- Parts other modules and tests use by these names.
-M.files_dir = step_part.files_dir
+M.files_dir = action_part.files_dir
 M.step_digest = resume_part.step_digest
 M.JOURNAL_OUTPUT_KEEP = resume_part.JOURNAL_OUTPUT_KEEP
 M.MAX_DYNAMIC_DEPTH = block_part.MAX_DYNAMIC_DEPTH
