@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -254,6 +255,127 @@ static int loop_resume(lua_State *L, int i)
     return 1;
 }
 
+/* Resumes every runnable task; finished ones are removed. */
+static void resume_runnable(lua_State *L)
+{
+    int i;
+
+    for (i = 0; i < task_count; i++) {
+        if (tasks[i]->state != TASK_RUNNABLE)
+            continue;
+        if (loop_resume(L, i)) {
+            daemon_count -= tasks[i]->daemon;
+            free(tasks[i]);
+            tasks[i] = tasks[task_count - 1];
+            task_count--;
+            i--;
+        }
+    }
+}
+
+/*
+ * When poll must return: the earliest deadline of the parked tasks, now
+ * when a task is runnable, 0 for no deadline.  *parked: whether any task
+ * is parked; *total: the pollfds needed (the wake pipe's included).
+ */
+static double earliest_deadline(int *parked, int *total)
+{
+    double deadline = 0;
+    int i;
+
+    *parked = 0;
+    *total = 1;
+    for (i = 0; i < task_count; i++) {
+        if (tasks[i]->state == TASK_PARKED) {
+            *parked = 1;
+            *total += tasks[i]->nfds;
+            if (tasks[i]->deadline > 0 &&
+                (deadline <= 0 || tasks[i]->deadline < deadline))
+                deadline = tasks[i]->deadline;
+        } else {
+            deadline = loop_now();  /* someone is runnable: no wait */
+        }
+    }
+    return deadline;
+}
+
+/* Room for total pollfds (twice that, to grow rarely); -1 when out of
+ * memory (the old array is kept for the caller to free). */
+static int grow_pollfds(struct pollfd **pfds, int *cap, int total)
+{
+    struct pollfd *grown;
+
+    if (total <= *cap)
+        return 0;
+    grown = realloc(*pfds, sizeof **pfds * total * 2);
+    if (grown == NULL)
+        return -1;
+    *pfds = grown;
+    *cap = total * 2;
+    return 0;
+}
+
+/* The wake pipe, then each parked task's descriptors; returns the count. */
+static int fill_pollfds(struct pollfd *pfds)
+{
+    int n = 0;
+    int i;
+
+    pfds[n].fd = wake_pipe[0];
+    pfds[n].events = POLLIN;
+    n++;
+    for (i = 0; i < task_count; i++) {
+        if (tasks[i]->state != TASK_PARKED)
+            continue;
+        if (tasks[i]->nfds > 0)
+            memcpy(&pfds[n], tasks[i]->fds,
+                   sizeof *pfds * (size_t)tasks[i]->nfds);
+        n += tasks[i]->nfds;
+    }
+    return n;
+}
+
+/* Calls the tick function (at index 1) outside any task; an error in it
+ * is reported, not raised. */
+static void run_tick(lua_State *L)
+{
+    lua_pushvalue(L, 1);
+    if (cutover_pcall(L, 0, 0) != LUA_OK) {
+        lua_writestringerror("cutover: internal error in tick: %s\n",
+                             lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+}
+
+/* Hands each parked task its results; wakes those with news (a ready
+ * descriptor, a deadline passed, an interrupt they have not seen). */
+static void wake_tasks_with_news(const struct pollfd *pfds)
+{
+    unsigned interrupts = loop_interrupts();
+    int n = 1;
+    int i;
+
+    for (i = 0; i < task_count; i++) {
+        struct loop_task *t = tasks[i];
+        int j;
+        int news = 0;
+        if (t->state != TASK_PARKED)
+            continue;
+        for (j = 0; j < t->nfds; j++) {
+            t->fds[j].revents = pfds[n + j].revents;
+            if (pfds[n + j].revents != 0)
+                news = 1;
+        }
+        n += t->nfds;
+        if (t->deadline > 0 && loop_now() >= t->deadline)
+            news = 1;
+        if (interrupts != t->interrupts_seen)
+            news = 1;
+        if (news)
+            t->state = TASK_RUNNABLE;
+    }
+}
+
 /*
  * loop.run([tick, interval]) -> true
  * Runs every spawned task (and those they spawn) until all have finished.
@@ -268,41 +390,20 @@ static int loop_run(lua_State *L)
     int has_tick = lua_isfunction(L, 1);
     double interval = luaL_optnumber(L, 2, 0.25);
     double next_tick = loop_now() + interval;
-    int i;
+    char failure[160] = "";
 
     if (loop_active)
         return luaL_error(L, "loop.run: the loop is already running");
     loop_active = 1;
     while (task_count > daemon_count) {
-        int total = 1;
-        int n = 0;
-        int parked = 0;
-        double deadline = 0;
-        unsigned interrupts;
+        int parked;
+        int total;
+        int n;
+        int i;
+        double deadline;
 
-        /* Resume every runnable task; finished ones are removed. */
-        for (i = 0; i < task_count; i++) {
-            if (tasks[i]->state != TASK_RUNNABLE)
-                continue;
-            if (loop_resume(L, i)) {
-                daemon_count -= tasks[i]->daemon;
-                free(tasks[i]);
-                tasks[i] = tasks[task_count - 1];
-                task_count--;
-                i--;
-            }
-        }
-        for (i = 0; i < task_count; i++) {
-            if (tasks[i]->state == TASK_PARKED) {
-                parked = 1;
-                total += tasks[i]->nfds;
-                if (tasks[i]->deadline > 0 &&
-                    (deadline <= 0 || tasks[i]->deadline < deadline))
-                    deadline = tasks[i]->deadline;
-            } else {
-                deadline = loop_now();  /* someone is runnable: no wait */
-            }
-        }
+        resume_runnable(L);
+        deadline = earliest_deadline(&parked, &total);
         if (task_count == daemon_count)
             break;
         if (parked && deadline <= 0 && only_condition_waits()) {
@@ -311,33 +412,16 @@ static int loop_run(lua_State *L)
         }
         if (has_tick && (deadline <= 0 || next_tick < deadline))
             deadline = next_tick;
-        if (total > pfd_cap) {
-            struct pollfd *grown = realloc(pfds, sizeof *pfds * total * 2);
-            if (grown == NULL) {
-                free(pfds);
-                loop_active = 0;
-                return luaL_error(L, "loop.run: out of memory");
-            }
-            pfds = grown;
-            pfd_cap = total * 2;
+        if (grow_pollfds(&pfds, &pfd_cap, total) != 0) {
+            snprintf(failure, sizeof failure, "out of memory");
+            break;
         }
-        pfds[n].fd = wake_pipe[0];
-        pfds[n].events = POLLIN;
-        n++;
-        for (i = 0; i < task_count; i++) {
-            if (tasks[i]->state != TASK_PARKED)
-                continue;
-            if (tasks[i]->nfds > 0)
-                memcpy(&pfds[n], tasks[i]->fds,
-                       sizeof *pfds * (size_t)tasks[i]->nfds);
-            n += tasks[i]->nfds;
-        }
+        n = fill_pollfds(pfds);
         if (parked) {
             int rc = poll(pfds, (nfds_t)n, timeout_ms(deadline));
             if (rc < 0 && errno != EINTR) {
-                free(pfds);
-                loop_active = 0;
-                return luaL_error(L, "loop.run: poll: %s", strerror(errno));
+                snprintf(failure, sizeof failure, "poll: %s", strerror(errno));
+                break;
             }
             if (rc < 0)
                 for (i = 0; i < n; i++)
@@ -350,38 +434,14 @@ static int loop_run(lua_State *L)
         }
         if (has_tick && loop_now() >= next_tick) {
             next_tick = loop_now() + interval;
-            lua_pushvalue(L, 1);
-            if (cutover_pcall(L, 0, 0) != LUA_OK) {
-                lua_writestringerror("cutover: internal error in tick: %s\n",
-                                     lua_tostring(L, -1));
-                lua_pop(L, 1);
-            }
+            run_tick(L);
         }
-        /* Hand each parked task its results; wake those with news. */
-        interrupts = loop_interrupts();
-        n = 1;
-        for (i = 0; i < task_count; i++) {
-            struct loop_task *t = tasks[i];
-            int j;
-            int news = 0;
-            if (t->state != TASK_PARKED)
-                continue;
-            for (j = 0; j < t->nfds; j++) {
-                t->fds[j].revents = pfds[n + j].revents;
-                if (pfds[n + j].revents != 0)
-                    news = 1;
-            }
-            n += t->nfds;
-            if (t->deadline > 0 && loop_now() >= t->deadline)
-                news = 1;
-            if (interrupts != t->interrupts_seen)
-                news = 1;
-            if (news)
-                t->state = TASK_RUNNABLE;
-        }
+        wake_tasks_with_news(pfds);
     }
     free(pfds);
     loop_active = 0;
+    if (failure[0] != '\0')
+        return luaL_error(L, "loop.run: %s", failure);
     lua_pushboolean(L, 1);
     return 1;
 }

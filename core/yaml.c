@@ -413,6 +413,247 @@ static int apply_merges(lua_State *L, struct yaml_frame *fr)
     return 0;
 }
 
+/* What one yaml.load call carries from event to event: the input, its
+ * limits, the node count so far, and the stack indexes of its tables. */
+struct yaml_load {
+    struct yaml_state *st;
+    const char *text;
+    size_t len;
+    const char *name;
+    lua_Integer max_depth;
+    lua_Integer max_nodes;
+    lua_Integer nodes;
+    int documents;
+    int done;
+    int root, pos, keypos, anchors, anchor_sizes;
+};
+
+/* The parser refused the text: its problem, at the right place. */
+static int load_syntax_error(lua_State *L, struct yaml_load *ld)
+{
+    struct yaml_state *st = ld->st;
+    yaml_mark_t mark = st->parser.problem_mark;
+    const char *problem = st->parser.problem != NULL ? st->parser.problem
+                                                     : "malformed YAML";
+
+    if (st->parser.error == YAML_READER_ERROR) {
+        /* Bad bytes: libyaml gives only an offset. */
+        mark = offset_mark(ld->text, ld->len, st->parser.problem_offset,
+                           strstr(problem, "trailing") != NULL);
+        if (strstr(problem, "UTF-8") != NULL)
+            return yaml_fail_at(L, ld->name, mark, "the file is not "
+                                "valid UTF-8 (%s)", problem);
+        return yaml_fail_at(L, ld->name, mark, "YAML syntax error: %s",
+                            problem);
+    }
+    if (strstr(problem, "cannot start any token") != NULL &&
+        ld->text[char_offset(ld->text, ld->len, mark.index)] == '\t')
+        return yaml_fail_at(L, ld->name, mark, "YAML syntax error: %s",
+                            "a tab cannot start a token here "
+                            "(indent YAML with spaces)");
+    lua_pushfstring(L, "YAML syntax error: %s", problem);
+    if (st->parser.context != NULL &&
+        st->parser.context_mark.line != mark.line) {
+        lua_pushfstring(L, " %s that starts at line %d",
+                        st->parser.context,
+                        (int)st->parser.context_mark.line + 1);
+        lua_concat(L, 2);
+    } else if (st->parser.context != NULL) {
+        lua_pushfstring(L, " %s", st->parser.context);
+        lua_concat(L, 2);
+    }
+    return yaml_fail_at(L, ld->name, mark, "%s", lua_tostring(L, -1));
+}
+
+static int load_too_many(lua_State *L, struct yaml_load *ld)
+{
+    return yaml_fail_at(L, ld->name, ld->st->event.start_mark,
+                        "document too large: more than %s nodes with "
+                        "aliases expanded (alias expansion limit)",
+                        lua_pushfstring(L, "%d", (int)ld->max_nodes));
+}
+
+/* A scalar or an alias: its value stored in the collection around it.
+ * Returns 0, or the results of a failure (nil, message). */
+static int load_scalar(lua_State *L, struct yaml_load *ld, yaml_event_t *ev,
+                       lua_Integer here)
+{
+    struct yaml_state *st = ld->st;
+    int merge = 0;
+    int scalar = 1;
+    const char *err;
+
+    if (++ld->nodes > ld->max_nodes)
+        return load_too_many(L, ld);
+    if (ev->type == YAML_ALIAS_EVENT) {
+        const char *a = (const char *)ev->data.alias.anchor;
+        lua_getfield(L, ld->anchor_sizes, a);
+        if (lua_isnil(L, -1))
+            return yaml_fail_at(L, ld->name, ev->start_mark,
+                                "unknown alias '*%s'", a);
+        ld->nodes += lua_tointeger(L, -1) - 1;
+        lua_pop(L, 1);
+        if (ld->nodes > ld->max_nodes)
+            return load_too_many(L, ld);
+        lua_getfield(L, ld->anchors, a);
+        scalar = !lua_istable(L, -1);
+    } else {
+        const char *tag = (const char *)ev->data.scalar.tag;
+        const char *anchor;
+        if (tag != NULL && strncmp(tag, "tag:yaml.org,2002:", 18) != 0)
+            return yaml_fail_at(L, ld->name, ev->start_mark,
+                                "unsupported YAML tag '%s'", tag);
+        push_scalar(L, ev);
+        merge = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+                strcmp((const char *)ev->data.scalar.value, "<<") == 0;
+        anchor = (const char *)ev->data.scalar.anchor;
+        if (anchor != NULL) {
+            lua_pushvalue(L, -1);
+            lua_setfield(L, ld->anchors, anchor);
+            lua_pushinteger(L, 1);
+            lua_setfield(L, ld->anchor_sizes, anchor);
+        }
+    }
+    if (st->depth > 0 && st->frames[st->depth - 1].is_map &&
+        lua_isnil(L, st->frames[st->depth - 1].base + SLOT_KEY) &&
+        scalar && (ev->type == YAML_SCALAR_EVENT
+                       ? lua_type(L, -1) != LUA_TSTRING
+                       : !lua_isstring(L, -1))) {
+        /* null, boolean or number key: use its text as written */
+        lua_pop(L, 1);
+        if (ev->type == YAML_SCALAR_EVENT)
+            lua_pushlstring(L, (const char *)ev->data.scalar.value,
+                            ev->data.scalar.length);
+        else
+            lua_pushstring(L, (const char *)ev->data.alias.anchor);
+    }
+    err = yaml_store(L, st, ld->root, here, scalar, merge);
+    if (err != NULL)
+        return yaml_fail_at(L, ld->name, ev->start_mark, err,
+                            ev->type == YAML_SCALAR_EVENT
+                                ? (const char *)ev->data.scalar.value
+                                : "");
+    return 0;
+}
+
+/* A mapping or sequence starts: a new frame (its table, keypos, key,
+ * merges and anchor slots) on the stack.  Returns 0, or the results of
+ * a failure. */
+static int load_collection_start(lua_State *L, struct yaml_load *ld,
+                                 yaml_event_t *ev, lua_Integer here)
+{
+    struct yaml_state *st = ld->st;
+    struct yaml_frame *fr;
+    const char *anchor;
+    const char *tag = ev->type == YAML_MAPPING_START_EVENT
+        ? (const char *)ev->data.mapping_start.tag
+        : (const char *)ev->data.sequence_start.tag;
+
+    if (tag != NULL && strncmp(tag, "tag:yaml.org,2002:", 18) != 0)
+        return yaml_fail_at(L, ld->name, ev->start_mark,
+                            "unsupported YAML tag '%s'", tag);
+    if (++ld->nodes > ld->max_nodes)
+        return load_too_many(L, ld);
+    if (st->depth > 0 && st->frames[st->depth - 1].is_map &&
+        lua_isnil(L, st->frames[st->depth - 1].base + SLOT_KEY))
+        return yaml_fail_at(L, ld->name, ev->start_mark,
+                            "%scomplex mapping keys are not "
+                            "supported", "");
+    if (st->depth >= ld->max_depth)
+        return yaml_fail_at(L, ld->name, ev->start_mark,
+                            "nesting deeper than %s levels",
+                            lua_pushfstring(L, "%d", (int)ld->max_depth));
+    fr = &st->frames[st->depth++];
+    fr->is_map = ev->type == YAML_MAPPING_START_EVENT;
+    fr->count = 0;
+    fr->key_is_merge = 0;
+    fr->nodes_at_start = ld->nodes;
+    lua_newtable(L);
+    fr->base = lua_gettop(L);
+    lua_pushvalue(L, -1);
+    lua_pushinteger(L, here);
+    lua_rawset(L, ld->pos);
+    lua_newtable(L);                    /* keypos */
+    lua_pushvalue(L, fr->base);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, ld->keypos);
+    lua_pushnil(L);                     /* key */
+    lua_pushnil(L);                     /* merges */
+    anchor = fr->is_map
+        ? (const char *)ev->data.mapping_start.anchor
+        : (const char *)ev->data.sequence_start.anchor;
+    if (anchor != NULL)
+        lua_pushstring(L, anchor);
+    else
+        lua_pushnil(L);
+    return 0;
+}
+
+/* A mapping or sequence ends: merges applied, its anchor recorded, its
+ * frame popped and its table stored in the collection around it.
+ * Returns 0, or the results of a failure. */
+static int load_collection_end(lua_State *L, struct yaml_load *ld,
+                               yaml_event_t *ev)
+{
+    struct yaml_state *st = ld->st;
+    struct yaml_frame *fr = &st->frames[st->depth - 1];
+    lua_Integer start_pos;
+    int base = fr->base;
+    const char *err;
+
+    if (fr->is_map && apply_merges(L, fr) != 0)
+        return yaml_fail_at(L, ld->name, ev->start_mark,
+                            "%sa merge key '<<' needs a mapping or "
+                            "a list of mappings", "");
+    if (!lua_isnil(L, base + SLOT_ANCHOR)) {
+        lua_pushvalue(L, base + SLOT_TABLE);
+        lua_setfield(L, ld->anchors, lua_tostring(L, base + SLOT_ANCHOR));
+        lua_pushinteger(L, ld->nodes - fr->nodes_at_start + 1);
+        lua_setfield(L, ld->anchor_sizes,
+                     lua_tostring(L, base + SLOT_ANCHOR));
+    }
+    lua_pushvalue(L, base + SLOT_TABLE);
+    lua_rawget(L, ld->pos);
+    start_pos = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_settop(L, base);                /* just the table */
+    st->depth--;
+    err = yaml_store(L, st, ld->root, start_pos, 0, 0);
+    if (err != NULL)
+        return yaml_fail_at(L, ld->name, ev->start_mark, err, "");
+    return 0;
+}
+
+/* One parser event.  Returns 0, or the results of a failure. */
+static int load_event(lua_State *L, struct yaml_load *ld, yaml_event_t *ev)
+{
+    lua_Integer here = pack_mark(ev->start_mark);
+
+    luaL_checkstack(L, SLOTS_PER_FRAME + 8, "yaml: nesting too deep");
+    switch (ev->type) {
+    case YAML_STREAM_END_EVENT:
+        ld->done = 1;
+        return 0;
+    case YAML_DOCUMENT_START_EVENT:
+        if (++ld->documents > 1)
+            return yaml_fail_at(L, ld->name, ev->start_mark,
+                                "%sonly one YAML document per file is "
+                                "supported", "");
+        return 0;
+    case YAML_SCALAR_EVENT:
+    case YAML_ALIAS_EVENT:
+        return load_scalar(L, ld, ev, here);
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT:
+        return load_collection_start(L, ld, ev, here);
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT:
+        return load_collection_end(L, ld, ev);
+    default:
+        return 0;
+    }
+}
+
 /*
  * yaml.load(text, name [, opts]) -> value, pos, keypos | nil, message
  * Params on Lua stack: 1: YAML text; 2: name used in messages (a path);
@@ -422,27 +663,24 @@ static int apply_merges(lua_State *L, struct yaml_frame *fr)
  */
 static int yaml_load(lua_State *L)
 {
-    size_t len;
-    const char *text = luaL_checklstring(L, 1, &len);
-    const char *name = luaL_checkstring(L, 2);
-    lua_Integer max_depth = YAML_DEFAULT_MAX_DEPTH;
-    lua_Integer max_nodes = YAML_DEFAULT_MAX_NODES;
-    lua_Integer nodes = 0;
-    int documents = 0;
-    int done = 0;
-    int root, pos, keypos, anchors, anchor_sizes;
+    struct yaml_load ld;
     struct yaml_state *st;
-    const char *err;
+    int failed;
 
+    memset(&ld, 0, sizeof ld);
+    ld.text = luaL_checklstring(L, 1, &ld.len);
+    ld.name = luaL_checkstring(L, 2);
+    ld.max_depth = YAML_DEFAULT_MAX_DEPTH;
+    ld.max_nodes = YAML_DEFAULT_MAX_NODES;
     if (lua_istable(L, 3)) {
         lua_getfield(L, 3, "max_depth");
-        max_depth = luaL_optinteger(L, -1, max_depth);
+        ld.max_depth = luaL_optinteger(L, -1, ld.max_depth);
         lua_getfield(L, 3, "max_nodes");
-        max_nodes = luaL_optinteger(L, -1, max_nodes);
+        ld.max_nodes = luaL_optinteger(L, -1, ld.max_nodes);
         lua_pop(L, 2);
     }
-    luaL_argcheck(L, max_depth > 0 && max_depth <= YAML_HARD_MAX_DEPTH, 3,
-                  "max_depth out of range");
+    luaL_argcheck(L, ld.max_depth > 0 && ld.max_depth <= YAML_HARD_MAX_DEPTH,
+                  3, "max_depth out of range");
     lua_settop(L, 2);
 
     st = lua_newuserdatauv(L, sizeof *st, 0);  /* 3 */
@@ -451,218 +689,36 @@ static int yaml_load(lua_State *L)
     if (!yaml_parser_initialize(&st->parser))
         return luaL_error(L, "yaml: cannot initialise the parser");
     st->parser_ready = 1;
-    yaml_parser_set_input_string(&st->parser, (const unsigned char *)text,
-                                 len);
+    yaml_parser_set_input_string(&st->parser,
+                                 (const unsigned char *)ld.text, ld.len);
+    ld.st = st;
 
     lua_pushlightuserdata(L, &yaml_null_marker);
-    root = lua_gettop(L);                       /* 4 */
+    ld.root = lua_gettop(L);                    /* 4 */
     lua_newtable(L);
-    pos = lua_gettop(L);                        /* 5 */
+    ld.pos = lua_gettop(L);                     /* 5 */
     lua_newtable(L);
-    keypos = lua_gettop(L);                     /* 6 */
+    ld.keypos = lua_gettop(L);                  /* 6 */
     lua_newtable(L);
-    anchors = lua_gettop(L);                    /* 7 */
+    ld.anchors = lua_gettop(L);                 /* 7 */
     lua_newtable(L);
-    anchor_sizes = lua_gettop(L);               /* 8 */
+    ld.anchor_sizes = lua_gettop(L);            /* 8 */
 
-    while (!done) {
-        yaml_event_t *ev = &st->event;
-        lua_Integer here;
-        const char *anchor = NULL;
-
-        if (!yaml_parser_parse(&st->parser, ev)) {
-            yaml_mark_t mark = st->parser.problem_mark;
-            const char *problem = st->parser.problem != NULL
-                                      ? st->parser.problem
-                                      : "malformed YAML";
-            if (st->parser.error == YAML_READER_ERROR) {
-                /* Bad bytes: libyaml gives only an offset. */
-                mark = offset_mark(text, len, st->parser.problem_offset,
-                                   strstr(problem, "trailing") != NULL);
-                if (strstr(problem, "UTF-8") != NULL)
-                    return yaml_fail_at(L, name, mark, "the file is not "
-                                        "valid UTF-8 (%s)", problem);
-                return yaml_fail_at(L, name, mark, "YAML syntax error: %s",
-                                    problem);
-            }
-            if (strstr(problem, "cannot start any token") != NULL &&
-                text[char_offset(text, len, mark.index)] == '\t')
-                return yaml_fail_at(L, name, mark, "YAML syntax error: %s",
-                                    "a tab cannot start a token here "
-                                    "(indent YAML with spaces)");
-            lua_pushfstring(L, "YAML syntax error: %s", problem);
-            if (st->parser.context != NULL &&
-                st->parser.context_mark.line != mark.line) {
-                lua_pushfstring(L, " %s that starts at line %d",
-                                st->parser.context,
-                                (int)st->parser.context_mark.line + 1);
-                lua_concat(L, 2);
-            } else if (st->parser.context != NULL) {
-                lua_pushfstring(L, " %s", st->parser.context);
-                lua_concat(L, 2);
-            }
-            return yaml_fail_at(L, name, mark, "%s", lua_tostring(L, -1));
-        }
+    while (!ld.done) {
+        if (!yaml_parser_parse(&st->parser, &st->event))
+            return load_syntax_error(L, &ld);
         st->event_ready = 1;
-        here = pack_mark(ev->start_mark);
-        luaL_checkstack(L, SLOTS_PER_FRAME + 8, "yaml: nesting too deep");
-
-        switch (ev->type) {
-        case YAML_STREAM_END_EVENT:
-            done = 1;
-            break;
-        case YAML_DOCUMENT_START_EVENT:
-            if (++documents > 1)
-                return yaml_fail_at(L, name, ev->start_mark,
-                                    "%sonly one YAML document per file is "
-                                    "supported", "");
-            break;
-        case YAML_SCALAR_EVENT:
-        case YAML_ALIAS_EVENT: {
-            int merge = 0;
-            int scalar = 1;
-            if (++nodes > max_nodes)
-                goto too_many;
-            if (ev->type == YAML_ALIAS_EVENT) {
-                const char *a = (const char *)ev->data.alias.anchor;
-                lua_getfield(L, anchor_sizes, a);
-                if (lua_isnil(L, -1))
-                    return yaml_fail_at(L, name, ev->start_mark,
-                                        "unknown alias '*%s'", a);
-                nodes += lua_tointeger(L, -1) - 1;
-                lua_pop(L, 1);
-                if (nodes > max_nodes)
-                    goto too_many;
-                lua_getfield(L, anchors, a);
-                scalar = !lua_istable(L, -1);
-            } else {
-                const char *tag = (const char *)ev->data.scalar.tag;
-                if (tag != NULL && strncmp(tag, "tag:yaml.org,2002:", 18)
-                                       != 0)
-                    return yaml_fail_at(L, name, ev->start_mark,
-                                        "unsupported YAML tag '%s'", tag);
-                push_scalar(L, ev);
-                merge = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-                        strcmp((const char *)ev->data.scalar.value, "<<")
-                            == 0;
-                anchor = (const char *)ev->data.scalar.anchor;
-                if (anchor != NULL) {
-                    lua_pushvalue(L, -1);
-                    lua_setfield(L, anchors, anchor);
-                    lua_pushinteger(L, 1);
-                    lua_setfield(L, anchor_sizes, anchor);
-                }
-            }
-            if (st->depth > 0 && st->frames[st->depth - 1].is_map &&
-                lua_isnil(L, st->frames[st->depth - 1].base + SLOT_KEY) &&
-                scalar && (ev->type == YAML_SCALAR_EVENT
-                               ? lua_type(L, -1) != LUA_TSTRING
-                               : !lua_isstring(L, -1))) {
-                /* null, boolean or number key: use its text as written */
-                lua_pop(L, 1);
-                if (ev->type == YAML_SCALAR_EVENT)
-                    lua_pushlstring(L, (const char *)ev->data.scalar.value,
-                                    ev->data.scalar.length);
-                else
-                    lua_pushstring(L, (const char *)ev->data.alias.anchor);
-            }
-            err = yaml_store(L, st, root, here, scalar, merge);
-            if (err != NULL)
-                return yaml_fail_at(L, name, ev->start_mark, err,
-                                    ev->type == YAML_SCALAR_EVENT
-                                        ? (const char *)ev->data.scalar.value
-                                        : "");
-            break;
-        }
-        case YAML_SEQUENCE_START_EVENT:
-        case YAML_MAPPING_START_EVENT: {
-            struct yaml_frame *fr;
-            const char *tag = ev->type == YAML_MAPPING_START_EVENT
-                ? (const char *)ev->data.mapping_start.tag
-                : (const char *)ev->data.sequence_start.tag;
-            if (tag != NULL && strncmp(tag, "tag:yaml.org,2002:", 18) != 0)
-                return yaml_fail_at(L, name, ev->start_mark,
-                                    "unsupported YAML tag '%s'", tag);
-            if (++nodes > max_nodes)
-                goto too_many;
-            if (st->depth > 0 && st->frames[st->depth - 1].is_map &&
-                lua_isnil(L, st->frames[st->depth - 1].base + SLOT_KEY))
-                return yaml_fail_at(L, name, ev->start_mark,
-                                    "%scomplex mapping keys are not "
-                                    "supported", "");
-            if (st->depth >= max_depth)
-                return yaml_fail_at(L, name, ev->start_mark,
-                                    "nesting deeper than %s levels",
-                                    lua_pushfstring(L, "%d",
-                                                    (int)max_depth));
-            fr = &st->frames[st->depth++];
-            fr->is_map = ev->type == YAML_MAPPING_START_EVENT;
-            fr->count = 0;
-            fr->key_is_merge = 0;
-            fr->nodes_at_start = nodes;
-            lua_newtable(L);
-            fr->base = lua_gettop(L);
-            lua_pushvalue(L, -1);
-            lua_pushinteger(L, here);
-            lua_rawset(L, pos);
-            lua_newtable(L);                    /* keypos */
-            lua_pushvalue(L, fr->base);
-            lua_pushvalue(L, -2);
-            lua_rawset(L, keypos);
-            lua_pushnil(L);                     /* key */
-            lua_pushnil(L);                     /* merges */
-            anchor = fr->is_map
-                ? (const char *)ev->data.mapping_start.anchor
-                : (const char *)ev->data.sequence_start.anchor;
-            if (anchor != NULL)
-                lua_pushstring(L, anchor);
-            else
-                lua_pushnil(L);
-            break;
-        }
-        case YAML_SEQUENCE_END_EVENT:
-        case YAML_MAPPING_END_EVENT: {
-            struct yaml_frame *fr = &st->frames[st->depth - 1];
-            lua_Integer start_pos;
-            int base = fr->base;
-            if (fr->is_map && apply_merges(L, fr) != 0)
-                return yaml_fail_at(L, name, ev->start_mark,
-                                    "%sa merge key '<<' needs a mapping or "
-                                    "a list of mappings", "");
-            if (!lua_isnil(L, base + SLOT_ANCHOR)) {
-                lua_pushvalue(L, base + SLOT_TABLE);
-                lua_setfield(L, anchors, lua_tostring(L, base + SLOT_ANCHOR));
-                lua_pushinteger(L, nodes - fr->nodes_at_start + 1);
-                lua_setfield(L, anchor_sizes,
-                             lua_tostring(L, base + SLOT_ANCHOR));
-            }
-            lua_pushvalue(L, base + SLOT_TABLE);
-            lua_rawget(L, pos);
-            start_pos = lua_tointeger(L, -1);
-            lua_pop(L, 1);
-            lua_settop(L, base);                /* just the table */
-            st->depth--;
-            err = yaml_store(L, st, root, start_pos, 0, 0);
-            if (err != NULL)
-                return yaml_fail_at(L, name, ev->start_mark, err, "");
-            break;
-        }
-        default:
-            break;
-        }
-        yaml_event_delete(ev);
+        /* a failure leaves the event for the state's __gc to delete */
+        failed = load_event(L, &ld, &st->event);
+        if (failed)
+            return failed;
+        yaml_event_delete(&st->event);
         st->event_ready = 0;
     }
-    lua_pushvalue(L, root);
-    lua_pushvalue(L, pos);
-    lua_pushvalue(L, keypos);
+    lua_pushvalue(L, ld.root);
+    lua_pushvalue(L, ld.pos);
+    lua_pushvalue(L, ld.keypos);
     return 3;
-
-too_many:
-    return yaml_fail_at(L, name, st->event.start_mark,
-                        "document too large: more than %s nodes with "
-                        "aliases expanded (alias expansion limit)",
-                        lua_pushfstring(L, "%d", (int)max_nodes));
 }
 
 /*

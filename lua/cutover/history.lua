@@ -129,13 +129,8 @@ end
 -- Statuses of a journaled step that an operator's decision applies to.
 local UNDECIDED = { running = true, interrupted = true, failed = true }
 
--- The operator's --mark-done / --retry specs: STEP (every host where it
--- was in flight or failed), STEP@HOST, STEP[INDEX]@HOST (one item of a
--- loop).  Returns { ["mark-done"] = set, retry = set } of "STEP@HOST"
--- (and "STEP[INDEX]@HOST") keys | nil, message (a usage error: an
--- unknown step, host or item, a decision that decides nothing, or one
--- given to both options).
-function M.decisions(r, host_rows, by_play, done, mark, retry, items)
+-- Every step of the playbook by id, and the ids (for "did you mean").
+local function steps_by_id(by_play)
     local steps, names = {}, {}
     for _, map in ipairs(by_play) do
         for sid, s in pairs(map) do
@@ -143,80 +138,111 @@ function M.decisions(r, host_rows, by_play, done, mark, retry, items)
             steps[sid] = s
         end
     end
+    return steps, names
+end
+
+-- is step sid (or its loop's item index) undecided on host: in flight
+-- or failed; for an item, the one its loop was running
+local function undecided(done, items, sid, host, index)
+    for _, row in pairs(done[host] or {}) do
+        if row.step == sid and UNDECIDED[row.status] then
+            if not index then return true end
+            local seen = (items or {})[host] and items[host][row.seq] or {}
+            if row.status ~= "failed" and index == journal_mod.loop_inflight(seen) then return true end
+        end
+    end
+    return false
+end
+
+-- a step of a file an include names with {{ }} is not in the loaded
+-- playbook: the journal's rows under that include know it
+local function journaled_dynamic(by_play, done, id)
+    for _, p in ipairs(by_play.dynamic or {}) do
+        if id:sub(1, #p) == p then
+            for _, rows in pairs(done) do
+                for _, row in pairs(rows) do
+                    if row.step == id then return true end
+                end
+            end
+        end
+    end
+    return false
+end
+
+-- A decision's STEP, HOST and INDEX (the last two nil when not given).
+-- A step id may itself hold '@' or '[N]': the longest known id wins.
+local function parse_spec(spec, steps, by_play, done)
+    for _, cand in ipairs({ spec, (spec:match("^(.*)@") or spec),
+        ((spec:match("^(.*)@") or spec):match("^(.*)%[%d+%]$")) }) do
+        if cand and not steps[cand] and journaled_dynamic(by_play, done, cand) then
+            steps[cand] = { dynamic = true, loop = true }
+        end
+    end
+    local sid, host, index = spec, nil, nil
+    local at = spec:match("^.*()@")
+    if at and not steps[spec] then sid, host = spec:sub(1, at - 1), spec:sub(at + 1) end
+    local base, n = sid:match("^(.*)%[(%d+)%]$")
+    if base and not steps[sid] then sid, index = base, math.tointeger(tonumber(n)) end
+    return sid, host, index
+end
+
+-- What one decision names: { sid =, index =, hosts = the hosts where it
+-- is undecided }; nil and the problem when it names an unknown step, host or item, or decides
+-- nothing.
+local function decision_targets(c, spec)
+    local sid, host, index = parse_spec(spec, c.steps, c.by_play, c.done)
+    if not c.steps[sid] then
+        table.sort(c.names)
+        return nil, "no step '" .. sid .. "' in the playbook" .. util.did_you_mean(sid, c.names)
+    end
+    if host and not c.hosts[host] then
+        table.sort(c.host_names)
+        return nil, "host '" .. host .. "' is not in run " .. c.run.id .. " (its hosts: " ..
+                   table.concat(c.host_names, ", ") .. ")" .. util.did_you_mean(host, c.host_names)
+    end
+    if index and c.steps[sid].loop == nil then
+        return nil, "step '" .. sid .. "' has no loop, so no item " .. index
+    end
+    local targets = {}
+    if host then
+        if undecided(c.done, c.items, sid, host, index) then targets[1] = host end
+    else
+        for _, h in ipairs(c.host_names) do
+            if undecided(c.done, c.items, sid, h, index) then targets[#targets + 1] = h end
+        end
+    end
+    if #targets == 0 then
+        return nil, "this decides nothing: " .. (index and ("item " .. index .. " of ") or "") ..
+                   "step '" .. sid .. "' was " .. (index and "not in flight" or
+                       "neither in flight nor failed") ..
+                   " on " .. (host or "any host") .. " in run " .. c.run.id
+    end
+    return { sid = sid, index = index, hosts = targets }
+end
+
+-- The operator's --mark-done / --retry specs: STEP (every host where it
+-- was in flight or failed), STEP@HOST, STEP[INDEX]@HOST (one item of a
+-- loop).  Returns { ["mark-done"] = set, retry = set } of "STEP@HOST"
+-- (and "STEP[INDEX]@HOST") keys | nil, message (a usage error: an
+-- unknown step, host or item, a decision that decides nothing, or one
+-- given to both options).
+function M.decisions(r, host_rows, by_play, done, mark, retry, items)
+    local steps, names = steps_by_id(by_play)
     local hosts, host_names = {}, {}
     for _, h in ipairs(host_rows) do
         hosts[h.host] = true
         host_names[#host_names + 1] = h.host
     end
-    -- is step sid (or its loop's item index) undecided on host: in
-    -- flight or failed; for an item, the one its loop was running
-    local function undecided(sid, host, index)
-        for _, row in pairs(done[host] or {}) do
-            if row.step == sid and UNDECIDED[row.status] then
-                if not index then return true end
-                local seen = (items or {})[host] and items[host][row.seq] or {}
-                if row.status ~= "failed" and index == journal_mod.loop_inflight(seen) then return true end
-            end
-        end
-        return false
-    end
+    local c = { run = r, steps = steps, names = names, hosts = hosts, host_names = host_names,
+                by_play = by_play, done = done, items = items }
     local out, given = { ["mark-done"] = {}, retry = {} }, {}
     for _, which in ipairs({ { "mark-done", mark }, { "retry", retry } }) do
         local opt, list = which[1], which[2]
         for _, spec in ipairs(list or {}) do
-            local function bad(msg)
-                return nil, "cutover: --" .. opt .. " " .. spec .. ": " .. msg
-            end
-            -- a step of a file an include names with {{ }} is not in the
-            -- loaded playbook: the journal's rows under that include know it
-            local function journaled(id)
-                for _, p in ipairs(by_play.dynamic or {}) do
-                    if id:sub(1, #p) == p then
-                        for _, rows in pairs(done) do
-                            for _, row in pairs(rows) do
-                                if row.step == id then return true end
-                            end
-                        end
-                    end
-                end
-                return false
-            end
-            for _, cand in ipairs({ spec, (spec:match("^(.*)@") or spec),
-                ((spec:match("^(.*)@") or spec):match("^(.*)%[%d+%]$")) }) do
-                if cand and not steps[cand] and journaled(cand) then steps[cand] = { dynamic = true, loop = true } end
-            end
-            local sid, host, index = spec, nil, nil
-            local at = spec:match("^.*()@")
-            if at and not steps[spec] then sid, host = spec:sub(1, at - 1), spec:sub(at + 1) end
-            local base, n = sid:match("^(.*)%[(%d+)%]$")
-            if base and not steps[sid] then sid, index = base, math.tointeger(tonumber(n)) end
-            if not steps[sid] then
-                table.sort(names)
-                return bad("no step '" .. sid .. "' in the playbook" .. util.did_you_mean(sid, names))
-            end
-            if host and not hosts[host] then
-                table.sort(host_names)
-                return bad("host '" .. host .. "' is not in run " .. r.id .. " (its hosts: " ..
-                           table.concat(host_names, ", ") .. ")" .. util.did_you_mean(host, host_names))
-            end
-            if index and steps[sid].loop == nil then
-                return bad("step '" .. sid .. "' has no loop, so no item " .. index)
-            end
-            local targets = {}
-            if host then
-                if undecided(sid, host, index) then targets[1] = host end
-            else
-                for _, h in ipairs(host_names) do
-                    if undecided(sid, h, index) then targets[#targets + 1] = h end
-                end
-            end
-            if #targets == 0 then
-                return bad("this decides nothing: " .. (index and ("item " .. index .. " of ") or "") ..
-                           "step '" .. sid .. "' was " .. (index and "not in flight" or
-                               "neither in flight nor failed") ..
-                           " on " .. (host or "any host") .. " in run " .. r.id)
-            end
-            for _, h in ipairs(targets) do
+            local d, problem = decision_targets(c, spec)
+            if not d then return nil, "cutover: --" .. opt .. " " .. spec .. ": " .. problem end
+            local sid, index = d.sid, d.index
+            for _, h in ipairs(d.hosts) do
                 local key = sid .. (index and ("[" .. index .. "]") or "") .. "@" .. h
                 -- a step and an item of it on one host count as the same
                 local step_at = sid .. "@" .. h
@@ -233,41 +259,35 @@ function M.decisions(r, host_rows, by_play, done, mark, retry, items)
     return out
 end
 
--- Builds the resume context and runs.  o: the resume command's options.
--- prepare(o, book_path, extra_vars) -> book, inv, opts (the cli's).
-function M.resume(j, id, o, prepare)
-    if not verified(j, "resume a run from it") then return engine.EXIT_REFUSED end
+-- The run to resume: the one named, else the latest unfinished one.
+-- Returns the run, or nil and the exit code (the error said).
+local function run_to_resume(j, id)
     local r
     if id then
         r = j:run(id)
         if not r then
             output.error("no run '" .. id .. "' in " .. j.path)
-            return 2
+            return nil, 2
         end
     else
         r = j:latest_unfinished()
         if not r then
             output.error("no unfinished run in " .. j.path)
-            return 2
+            return nil, 2
         end
     end
     if r.status == "ok" or r.status == "aborted" or r.status == "check" then
         output.error("run " .. r.id .. " is " .. r.status .. "; there is nothing to resume")
-        return 2
+        return nil, 2
     end
-    if M.before_claim then M.before_claim(r.id) end
-    -- Claim the run before reading what it did: a second resume (or the
-    -- run itself, still going) is refused here, in one transaction.
-    local claimed, why, who = j:claim(r.id)
-    if not claimed then return M.refuse_claim(j, r.id, why, who) end
-    r = claimed
-    -- the run's own options, with this invocation's output choices
-    local recorded = r.options and json.decode(r.options) or {}
-    for k, v in pairs(o) do recorded[k] = v end
+    return r
+end
+
+-- The run's extra vars.  Secret ones are recorded masked: the sealed
+-- copies come back with the vault (cutover.secrets); without one,
+-- values from -e @FILE are read from their files again.
+local function recorded_extra_vars(r, recorded)
     local ev = r.extra_vars and json.decode(r.extra_vars) or {}
-    -- secret extra vars are recorded masked: the sealed copies come back
-    -- with the vault (cutover.secrets); without one, values from -e @FILE
-    -- are read from their files again
     local masked = {}
     for k, v in pairs(ev) do if v == redact.MASK then masked[k] = true end end
     if next(masked) and type(recorded["extra-vars-files"]) == "table" then
@@ -280,12 +300,12 @@ function M.resume(j, id, o, prepare)
             end
         end
     end
-    local book, inv, opts = prepare(recorded, r.playbook, ev)
-    if not book then j:release_claim(r.id); return inv end
+    return ev
+end
 
-    -- the steps done before, by (play, step, occurrence); later rows win
-    local done = {}
-    local changed_steps = {}
+-- The playbook's steps by play index and id; by_play.dynamic: the id
+-- prefixes of the steps an include with a {{ }} file name reads.
+local function steps_by_play(book)
     local by_play = {}
     local dynamic = {}
     for pi, play in ipairs(book.plays) do
@@ -304,13 +324,22 @@ function M.resume(j, id, o, prepare)
         by_play[pi] = map
     end
     by_play.dynamic = dynamic
+    return by_play
+end
+
+-- the steps done before, by (play, step, occurrence); later rows win.
+-- Also returns the finished steps that are gone from the playbook or
+-- defined differently now (id -> why).
+local function journaled_steps(j, r, by_play)
+    local done = {}
+    local changed_steps = {}
     for _, row in ipairs(j:steps(r.id)) do
         done[row.host] = done[row.host] or {}
         done[row.host][row.play .. "/" .. row.step .. "#" .. row.occurrence] = row
         if row.status ~= "running" and row.status ~= "failed" and row.status ~= "interrupted" then
             local s = by_play[row.play] and by_play[row.play][row.step]
             local in_dynamic = false
-            for _, p in ipairs(dynamic) do
+            for _, p in ipairs(by_play.dynamic) do
                 if row.step:sub(1, #p) == p then in_dynamic = true end
             end
             if in_dynamic then
@@ -322,8 +351,13 @@ function M.resume(j, id, o, prepare)
             end
         end
     end
-    -- the files the run rests on: its playbook, its inventory, and every
-    -- controller file a step read (templates, copy sources)
+    return done, changed_steps
+end
+
+-- the files the run rests on that changed since: its playbook, its
+-- inventory, and every controller file a step read (templates, copy
+-- sources)
+local function changed_files_of(j, r, opts)
     local changed_files = {}
     if r.playbook_digest and opts.playbook_digest ~= r.playbook_digest then
         changed_files[#changed_files + 1] = "playbook " .. tostring(r.playbook)
@@ -341,31 +375,23 @@ function M.resume(j, id, o, prepare)
             changed_files[#changed_files + 1] = "file " .. path .. (ok and "" or " (now missing)")
         end
     end
-    if (next(changed_steps) or #changed_files > 0) and not o["accept-changed"] then
-        for _, f in ipairs(changed_files) do
-            output.error(f .. " changed since run " .. r.id .. " (its sha256 differs)")
-        end
-        for _, k in ipairs(util.sorted_keys(changed_steps)) do
-            output.error("step '" .. k .. "' finished in run " .. r.id .. " but " .. changed_steps[k])
-        end
-        output.error("refusing to resume: the playbook or what it reads changed under the run " ..
-                     "(use --accept-changed to continue with the new definitions)")
-        j:release_claim(r.id)
-        return engine.EXIT_REFUSED
+    return changed_files
+end
+
+-- Says what changed under the run and that resume refuses.
+local function refuse_changed(r, changed_files, changed_steps)
+    for _, f in ipairs(changed_files) do
+        output.error(f .. " changed since run " .. r.id .. " (its sha256 differs)")
     end
-    local finished = {}
-    for _, h in ipairs(j:hosts(r.id)) do
-        if h.status == "ok" then finished[h.host] = true end
+    for _, k in ipairs(util.sorted_keys(changed_steps)) do
+        output.error("step '" .. k .. "' finished in run " .. r.id .. " but " .. changed_steps[k])
     end
-    -- hosts whose last step was in flight (maybe rebooting right now):
-    -- they connect when that step runs again, which waits for them
-    local inflight = {}
-    for host, rows in pairs(done) do
-        for _, row in pairs(rows) do
-            if row.status == "running" then inflight[host] = true end
-        end
-    end
-    -- where loops stopped: host -> intent seq -> item index -> its end
+    output.error("refusing to resume: the playbook or what it reads changed under the run " ..
+                 "(use --accept-changed to continue with the new definitions)")
+end
+
+-- where loops stopped: host -> intent seq -> item index -> its end
+local function loop_items(j, r)
     local items = {}
     for _, e in ipairs(j:events(r.id)) do
         if e.kind == "item" and e.host then
@@ -377,6 +403,55 @@ function M.resume(j, id, o, prepare)
             end
         end
     end
+    return items
+end
+
+-- The hosts that finished the run, and those whose last step was in
+-- flight (maybe rebooting right now): they connect when that step runs
+-- again, which waits for them.
+local function finished_and_inflight(j, r, done)
+    local finished = {}
+    for _, h in ipairs(j:hosts(r.id)) do
+        if h.status == "ok" then finished[h.host] = true end
+    end
+    local inflight = {}
+    for host, rows in pairs(done) do
+        for _, row in pairs(rows) do
+            if row.status == "running" then inflight[host] = true end
+        end
+    end
+    return finished, inflight
+end
+
+-- Builds the resume context and runs.  o: the resume command's options.
+-- prepare(o, book_path, extra_vars) -> book, inv, opts (the cli's).
+function M.resume(j, id, o, prepare)
+    if not verified(j, "resume a run from it") then return engine.EXIT_REFUSED end
+    local r, code = run_to_resume(j, id)
+    if not r then return code end
+    if M.before_claim then M.before_claim(r.id) end
+    -- Claim the run before reading what it did: a second resume (or the
+    -- run itself, still going) is refused here, in one transaction.
+    local claimed, why, who = j:claim(r.id)
+    if not claimed then return M.refuse_claim(j, r.id, why, who) end
+    r = claimed
+    -- the run's own options, with this invocation's output choices
+    local recorded = r.options and json.decode(r.options) or {}
+    for k, v in pairs(o) do recorded[k] = v end
+    local ev = recorded_extra_vars(r, recorded)
+    local book, inv, opts = prepare(recorded, r.playbook, ev)
+    if not book then j:release_claim(r.id); return inv end
+
+    local by_play = steps_by_play(book)
+    local done, changed_steps = journaled_steps(j, r, by_play)
+    local changed_files = changed_files_of(j, r, opts)
+    if (next(changed_steps) or #changed_files > 0) and not o["accept-changed"] then
+        refuse_changed(r, changed_files, changed_steps)
+        j:release_claim(r.id)
+        return engine.EXIT_REFUSED
+    end
+    local finished, inflight = finished_and_inflight(j, r, done)
+    local items = loop_items(j, r)
     local decided, derr = M.decisions(r, j:hosts(r.id), by_play, done, o["mark-done"], o.retry, items)
     if not decided then
         output.note(derr)
@@ -385,7 +460,7 @@ function M.resume(j, id, o, prepare)
     end
     opts.resume = { run = r, done = done, finished = finished, inflight = inflight,
                     mark_done = decided["mark-done"], retry = decided.retry, items = items }
-    local code = engine.run(book, inv, opts)
+    code = engine.run(book, inv, opts)
     j:release_claim(r.id)
     return code
 end

@@ -795,26 +795,18 @@ end
 -- Host names that cannot be excluded through a --limit pattern.
 local function pattern_safe(name) return not name:find("[,:!&%*%?%[%]@]") and util.trim(name) == name end
 
--- cutover apply FILE: o (parsed options), env.
-function M.apply(path, o, env)
-    local plan, perr = M.read(path)
-    if not plan then err_out("cutover: " .. perr); return engine.EXIT_USAGE end
-    local why = verify(plan)
-    if why then
-        err_out("cutover: refusing the plan " .. path .. ": nothing was run")
-        err_out("  " .. why)
-        err_out("  make a new plan with 'cutover plan'")
-        return engine.EXIT_REFUSED
-    end
-    local reasons, ev = whole_plan_check(plan, o, env)
-    if #reasons > 0 then
-        err_out("cutover: refusing the plan " .. path .. ": nothing was run")
-        for _, r in ipairs(reasons) do err_out("  " .. r) end
-        err_out("  make a new plan with 'cutover plan'")
-        return engine.EXIT_REFUSED
-    end
+-- "refusing the plan PATH: nothing was run", then each line indented.
+local function refuse_plan(path, lines)
+    err_out("cutover: refusing the plan " .. path .. ": nothing was run")
+    for _, l in ipairs(lines) do err_out("  " .. l) end
+    return engine.EXIT_REFUSED
+end
+
+-- The run's options: what the plan was made with (inventory, limit,
+-- tags), with this invocation's output, connection and journal choices.
+local function apply_options(plan, o)
     local po = plan.options or {}
-    local ro = {
+    return {
         inventory = plan.inventory and plan.inventory.path or nil,
         limit = po.limit, tags = po.tags, ["skip-tags"] = po.skip_tags,
         format = o.format, verbose = o.verbose, diff = o.diff,
@@ -825,22 +817,23 @@ function M.apply(path, o, env)
         approve = o.approve, answer = o.answer, ["answer-stdin"] = o["answer-stdin"],
         ["non-interactive"] = o["non-interactive"],
     }
-    local book, inv, opts = env.prepare(ro, plan.playbook.path, ev)
-    if not book then return inv end
-    if opts.playbook_digest ~= plan.playbook.sha256 then
-        err_out("cutover: refusing the plan " .. path .. ": nothing was run")
-        err_out("  playbook changed: " .. plan.playbook.path)
-        return engine.EXIT_REFUSED
-    end
-    -- check mode again, quietly, without the journal: the facts of each host
+end
+
+-- check mode again, quietly, without the journal: the facts of each
+-- host.  Returns the collector and the check run's exit code.
+local function check_again(book, inv, opts)
     local c = M.collector()
     local chk = util.copy(opts)
     chk.check, chk.diff, chk.journal = true, true, nil
     chk.interactive = false
     chk.on_result, chk.on_file_read = c.on_result, c.on_file_read
     local ccode = quietly(function() return engine.run(book, inv, chk) end)
-    if ccode == engine.EXIT_USAGE or ccode == engine.EXIT_INTERRUPTED then return ccode end
-    -- stale hosts
+    return c, ccode
+end
+
+-- The plan's hosts whose facts moved since (stale: {name, step, why},
+-- also hosts the plan does not have) and the others (fresh: names).
+local function stale_hosts(plan, c)
     local planned, stale, fresh = {}, {}, {}
     for _, h in ipairs(plan.hosts) do
         planned[h.name] = true
@@ -863,45 +856,32 @@ function M.apply(path, o, env)
             (s.step.item and (" [" .. s.step.item .. "]") or "")) or ""
         err_out("cutover: host " .. s.name .. " refused: the plan is stale" .. where .. ": " .. s.why)
     end
-    local mismatch = shown_mismatch(plan, c, fresh)
-    if mismatch then
-        err_out("cutover: refusing the plan " .. path .. ": nothing was run")
-        err_out("  " .. mismatch .. " (the plan shows one change and would apply another)")
-        err_out("  make a new plan with 'cutover plan'")
-        return engine.EXIT_REFUSED
-    end
-    if #stale > 0 and #fresh == 0 then
-        err_out("cutover: every host of the plan is stale; nothing was run. Make a new plan with 'cutover plan'.")
-        return engine.EXIT_REFUSED
-    end
+    return stale, fresh
+end
+
+-- The real run's options: the stale hosts left out by --limit.  nil
+-- when a stale host's name cannot be left out by a pattern.
+local function without_stale(opts, plan, stale)
     local real = util.copy(opts)
-    if #stale > 0 then
-        local parts = { po.limit or "all,localhost" }
-        for _, s in ipairs(stale) do
-            if not pattern_safe(s.name) then
-                err_out("cutover: host name '" .. s.name .. "' cannot be left out by a --limit pattern; " ..
-                        "refusing the plan. Make a new plan with --limit.")
-                return engine.EXIT_REFUSED
-            end
-            parts[#parts + 1] = "!" .. s.name
+    if #stale == 0 then return real end
+    local parts = { (plan.options or {}).limit or "all,localhost" }
+    for _, s in ipairs(stale) do
+        if not pattern_safe(s.name) then
+            err_out("cutover: host name '" .. s.name .. "' cannot be left out by a --limit pattern; " ..
+                    "refusing the plan. Make a new plan with --limit.")
+            return nil
         end
-        real.limit = table.concat(parts, ",")
-        real.record_options = util.copy(opts.record_options or {})
-        real.record_options.limit = real.limit
+        parts[#parts + 1] = "!" .. s.name
     end
-    if o.format ~= "json" then
-        print(shown("apply " .. path .. ": " .. (#fresh <= 10 and table.concat(fresh, ", ") or (#fresh .. " hosts")) ..
-            (#stale > 0 and ("  (refused as stale: " .. #stale .. " host" .. (#stale == 1 and "" or "s") ..
-                ")") or "")))
-    end
-    -- the journal records which plan this run applies and what it
-    -- predicted, per host and step (masked as the plan is): `cutover
-    -- report` shows plan versus actual from it
-    real.applied_plan = { file = absolute(path), detail = M.applied_record(plan, path, stale) }
-    -- compare what the real run did with the plan, to say where it differed
-    local rc = M.collector()
-    real.on_result = rc.on_result
-    local code = engine.run(book, inv, real)
+    real.limit = table.concat(parts, ",")
+    real.record_options = util.copy(opts.record_options or {})
+    real.record_options.limit = real.limit
+    return real
+end
+
+-- Warns where the real run's status differed from the plan's (up to
+-- a host's first step decided at apply time, or where the steps part).
+local function warn_differences(plan, fresh, rc)
     local by_name = {}
     for _, h in ipairs(plan.hosts) do by_name[h.name] = h end
     for _, name in ipairs(fresh) do
@@ -916,6 +896,52 @@ function M.apply(path, o, env)
             end
         end
     end
+end
+
+-- cutover apply FILE: o (parsed options), env.
+function M.apply(path, o, env)
+    local plan, perr = M.read(path)
+    if not plan then err_out("cutover: " .. perr); return engine.EXIT_USAGE end
+    local why = verify(plan)
+    if why then return refuse_plan(path, { why, "make a new plan with 'cutover plan'" }) end
+    local reasons, ev = whole_plan_check(plan, o, env)
+    if #reasons > 0 then
+        reasons[#reasons + 1] = "make a new plan with 'cutover plan'"
+        return refuse_plan(path, reasons)
+    end
+    local book, inv, opts = env.prepare(apply_options(plan, o), plan.playbook.path, ev)
+    if not book then return inv end
+    if opts.playbook_digest ~= plan.playbook.sha256 then
+        return refuse_plan(path, { "playbook changed: " .. plan.playbook.path })
+    end
+    local c, ccode = check_again(book, inv, opts)
+    if ccode == engine.EXIT_USAGE or ccode == engine.EXIT_INTERRUPTED then return ccode end
+    local stale, fresh = stale_hosts(plan, c)
+    local mismatch = shown_mismatch(plan, c, fresh)
+    if mismatch then
+        return refuse_plan(path, { mismatch .. " (the plan shows one change and would apply another)",
+                                   "make a new plan with 'cutover plan'" })
+    end
+    if #stale > 0 and #fresh == 0 then
+        err_out("cutover: every host of the plan is stale; nothing was run. Make a new plan with 'cutover plan'.")
+        return engine.EXIT_REFUSED
+    end
+    local real = without_stale(opts, plan, stale)
+    if not real then return engine.EXIT_REFUSED end
+    if o.format ~= "json" then
+        print(shown("apply " .. path .. ": " .. (#fresh <= 10 and table.concat(fresh, ", ") or (#fresh .. " hosts")) ..
+            (#stale > 0 and ("  (refused as stale: " .. #stale .. " host" .. (#stale == 1 and "" or "s") ..
+                ")") or "")))
+    end
+    -- the journal records which plan this run applies and what it
+    -- predicted, per host and step (masked as the plan is): `cutover
+    -- report` shows plan versus actual from it
+    real.applied_plan = { file = absolute(path), detail = M.applied_record(plan, path, stale) }
+    -- compare what the real run did with the plan, to say where it differed
+    local rc = M.collector()
+    real.on_result = rc.on_result
+    local code = engine.run(book, inv, real)
+    warn_differences(plan, fresh, rc)
     if code ~= engine.EXIT_OK then return code end
     if #stale > 0 then
         err_out("cutover: " .. #stale .. " host" .. (#stale == 1 and " was" or "s were") ..

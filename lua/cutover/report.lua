@@ -62,18 +62,9 @@ end
 
 ---------------------------------------------------------------- data
 
--- The run `id` of journal j as plain data | nil, message.
-function M.collect(j, id)
-    local r = j:run(id)
-    if not r then return nil, "no run '" .. id .. "' in " .. j.path end
-    local run = {
-        id = r.id, status = r.status, exit_code = r.exit_code, command = r.command,
-        user = masked(r.os_user), controller = masked(r.controller), started = r.created,
-        updated = r.updated, playbook = masked(r.playbook), playbook_digest = r.playbook_digest,
-        inventory = masked(r.inventory), inventory_digest = r.inventory_digest,
-        version = r.version, options = redact.value(decode(r.options) or {}),
-        extra_vars = redact.value(decode(r.extra_vars) or {}),
-    }
+-- The run's events: the --diff texts by step row, the batches, the
+-- operator's events (approvals, resumes, ...), and the applied plan.
+local function run_events(j, id)
     local diffs, batches, events = {}, {}, {}
     local applied
     for _, e in ipairs(j:events(id)) do
@@ -93,7 +84,12 @@ function M.collect(j, id)
                                     detail = masked(e.detail), user = masked(e.os_user), time = e.time }
         end
     end
-    -- hosts in the order they ran: batch by batch, then the rest as listed
+    return diffs, batches, events, applied
+end
+
+-- The run's hosts in the order they ran: batch by batch, then the rest
+-- as listed.  Returns them, and each by its name.
+local function hosts_in_order(j, id, batches)
     local rows, by_name, order = j:hosts(id), {}, {}
     for _, h in ipairs(rows) do by_name[h.host] = h end
     local placed = {}
@@ -114,6 +110,23 @@ function M.collect(j, id)
         entry.anchor = "host-" .. #hosts
         index[name] = entry
     end
+    return hosts, index
+end
+
+-- The run `id` of journal j as plain data | nil, message.
+function M.collect(j, id)
+    local r = j:run(id)
+    if not r then return nil, "no run '" .. id .. "' in " .. j.path end
+    local run = {
+        id = r.id, status = r.status, exit_code = r.exit_code, command = r.command,
+        user = masked(r.os_user), controller = masked(r.controller), started = r.created,
+        updated = r.updated, playbook = masked(r.playbook), playbook_digest = r.playbook_digest,
+        inventory = masked(r.inventory), inventory_digest = r.inventory_digest,
+        version = r.version, options = redact.value(decode(r.options) or {}),
+        extra_vars = redact.value(decode(r.extra_vars) or {}),
+    }
+    local diffs, batches, events, applied = run_events(j, id)
+    local hosts, index = hosts_in_order(j, id, batches)
     local t0, t1 = r.created, r.updated
     local rows_of_steps = j:steps(id)
     local cap = math.max(M.HEAD_MIN, math.min(M.HEAD_BYTES, M.OUTPUT_BUDGET // math.max(#rows_of_steps, 1)))
@@ -433,16 +446,9 @@ local function plan_section(p, out)
     out[#out + 1] = "</table></details>"
 end
 
-function M.html(d)
-    local out = {}
-    local r = d.run
-    out[#out + 1] = '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-    out[#out + 1] = '<meta http-equiv="Content-Security-Policy" content="' .. M.CSP .. '">'
-    out[#out + 1] = '<meta name="referrer" content="no-referrer">'
-    out[#out + 1] = "<title>cutover run " .. h(r.id) .. "</title><style>" .. CSS .. "</style></head><body>"
-    out[#out + 1] = "<h1>cutover run " .. h(r.id) .. ': <span class="' .. h(r.status) .. '">' .. h(r.status) ..
-                    "</span> (exit code " .. h(r.exit_code or "-") .. ")</h1>"
-    -- counts
+-- The hosts by status: counts, the ones that failed (or stopped) and
+-- the ones that never started.
+local function host_counts(d)
     local counts, failed, never = {}, {}, {}
     for _, host in ipairs(d.hosts) do
         counts[host.status] = (counts[host.status] or 0) + 1
@@ -452,6 +458,11 @@ function M.html(d)
             never[#never + 1] = host
         end
     end
+    return counts, failed, never
+end
+
+local function summary_section(d, counts, out)
+    local r = d.run
     local ctext = {}
     for _, k in ipairs(util.sorted_keys(counts)) do
         ctext[#ctext + 1] = '<span class="' .. h(k) .. '">' .. counts[k] .. " " ..
@@ -471,6 +482,9 @@ function M.html(d)
         { "hosts", #d.hosts .. ": " .. table.concat(ctext, ", ") },
         { "cutover", h(r.version or "-") },
     })
+end
+
+local function timeline_section(d, out)
     out[#out + 1] = "<h2>Timeline</h2>"
     out[#out + 1] = '<p class="legend">'
     for _, k in ipairs(LEGEND) do
@@ -480,7 +494,9 @@ function M.html(d)
     out[#out + 1] = '<span><svg width="10" height="10"><path class="gate" d="M5 0l5 5l-5 5l-5 -5z"/></svg> gate ' ..
         'decision</span></p>'
     timeline(d, out)
-    -- gates
+end
+
+local function gates_section(d, out)
     local gates = {}
     for _, e in ipairs(d.events) do
         if e.kind == "approve" or e.kind == "refuse" then gates[#gates + 1] = e end
@@ -488,54 +504,89 @@ function M.html(d)
     out[#out + 1] = '<h2 id="gates">Gate approvals</h2>'
     if #gates == 0 then
         out[#out + 1] = "<p>No gate was decided in this run.</p>"
-    else
-        out[#out + 1] = "<table><tr><th>gate</th><th>host</th><th>decision</th><th>who</th><th>when</th>" ..
-            "<th>how</th></tr>"
-        for _, e in ipairs(gates) do
-            out[#out + 1] = string.format('<tr><td>%s</td><td>%s</td><td ' ..
-                'class="%s">%s</td><td>%s</td><td>%s</td><td>%s</td></tr>',
-                h(e.name), h(e.host or "-"), e.kind == "approve" and "ok" or "failed",
-                e.kind == "approve" and "approved" or "refused", h(e.user), h(when(e.time)), h(e.detail))
-        end
-        out[#out + 1] = "</table>"
+        return
     end
-    -- failures and hosts that never started
+    out[#out + 1] = "<table><tr><th>gate</th><th>host</th><th>decision</th><th>who</th><th>when</th>" ..
+        "<th>how</th></tr>"
+    for _, e in ipairs(gates) do
+        out[#out + 1] = string.format('<tr><td>%s</td><td>%s</td><td ' ..
+            'class="%s">%s</td><td>%s</td><td>%s</td><td>%s</td></tr>',
+            h(e.name), h(e.host or "-"), e.kind == "approve" and "ok" or "failed",
+            e.kind == "approve" and "approved" or "refused", h(e.user), h(when(e.time)), h(e.detail))
+    end
+    out[#out + 1] = "</table>"
+end
+
+-- failures and hosts that never started
+local function problems_section(failed, never, out)
     out[#out + 1] = '<h2 id="problems">Failed and never started</h2>'
     if #failed + #never == 0 then
         out[#out + 1] = "<p>Every host finished.</p>"
-    else
-        out[#out + 1] = "<table><tr><th>host</th><th>status</th><th>at step</th><th>why</th></tr>"
-        for _, list in ipairs({ failed, never }) do
-            for _, host in ipairs(list) do
-                local why = host.detail
-                for _, s in ipairs(host.steps) do
-                    if s.status == "failed" or s.status == "interrupted" then why = why or s.msg or s.stderr end
-                end
-                out[#out + 1] = string.format('<tr><td><a href="#%s">%s</a></td><td ' ..
-                    'class="%s">%s</td><td>%s</td><td><pre>%s</pre></td></tr>',
-                    host.anchor, h(host.name), h(host.status),
-                    h(host.status == "pending" and "never started" or host.status),
-                    h(host.failed_at or "-"), h(why or "-"))
-            end
-        end
-        out[#out + 1] = "</table>"
+        return
     end
-    -- other operator events (resumes, decisions)
+    out[#out + 1] = "<table><tr><th>host</th><th>status</th><th>at step</th><th>why</th></tr>"
+    for _, list in ipairs({ failed, never }) do
+        for _, host in ipairs(list) do
+            local why = host.detail
+            for _, s in ipairs(host.steps) do
+                if s.status == "failed" or s.status == "interrupted" then why = why or s.msg or s.stderr end
+            end
+            out[#out + 1] = string.format('<tr><td><a href="#%s">%s</a></td><td ' ..
+                'class="%s">%s</td><td>%s</td><td><pre>%s</pre></td></tr>',
+                host.anchor, h(host.name), h(host.status),
+                h(host.status == "pending" and "never started" or host.status),
+                h(host.failed_at or "-"), h(why or "-"))
+        end
+    end
+    out[#out + 1] = "</table>"
+end
+
+-- other operator events (resumes, decisions)
+local function operator_section(d, out)
     local other = {}
     for _, e in ipairs(d.events) do
         if e.kind ~= "approve" and e.kind ~= "refuse" then other[#other + 1] = e end
     end
-    if #other > 0 then
-        out[#out + 1] = "<h2>Operator " ..
-            "events</h2><table><tr><th>when</th><th>what</th><th>host</th><th>who</th><th>detail</th></tr>"
-        for _, e in ipairs(other) do
-            out[#out + 1] = string.format("<tr><td>%s</td><td>%s %s</td><td>%s</td><td>%s</td><td>%s</td></tr>",
-                h(when(e.time)), h(e.kind), h(e.name), h(e.host or "-"), h(e.user), h(e.detail))
+    if #other == 0 then return end
+    out[#out + 1] = "<h2>Operator " ..
+        "events</h2><table><tr><th>when</th><th>what</th><th>host</th><th>who</th><th>detail</th></tr>"
+    for _, e in ipairs(other) do
+        out[#out + 1] = string.format("<tr><td>%s</td><td>%s %s</td><td>%s</td><td>%s</td><td>%s</td></tr>",
+            h(when(e.time)), h(e.kind), h(e.name), h(e.host or "-"), h(e.user), h(e.detail))
+    end
+    out[#out + 1] = "</table>"
+end
+
+-- One host: its steps with their results and output.
+local function host_details(host, out)
+    local problem = host.status ~= "ok"
+    out[#out + 1] = string.format('<details class="host" id="%s" data-host="%s" data-result="%s"%s>' ..
+        '<summary><b>%s</b> <span class="%s">%s</span>%s (%d steps)</summary>',
+        host.anchor, h(host.name), h(host.status), problem and " open" or "", h(host.name), h(host.status),
+        h(host.status == "pending" and "never started" or host.status),
+        host.failed_at and (" at " .. h(host.failed_at)) or "", #host.steps)
+    if #host.steps > 0 then
+        out[#out + 1] = "<table><tr><th>step</th><th>result</th><th>duration</th><th>output</th></tr>"
+        for _, s in ipairs(host.steps) do
+            local extra = {}
+            if s.note then extra[#extra + 1] = "<i>" .. h(s.note) .. "</i>" end
+            if s.msg and (s.status ~= "ok" or s.action == "debug") then extra[#extra + 1] = "<pre>" ..
+                h(s.msg) .. "</pre>" end
+            if s.stdout then extra[#extra + 1] = "<pre>stdout: " .. h(s.stdout) .. "</pre>" end
+            if s.stderr then extra[#extra + 1] = "<pre>stderr: " .. h(s.stderr) .. "</pre>" end
+            if s.diff then extra[#extra + 1] = '<pre class="diff">' .. h(s.diff) .. "</pre>" end
+            out[#out + 1] = string.format('<tr><td title="%s">%s</td><td ' ..
+                'class="%s">%s</td><td>%s</td><td>%s</td></tr>',
+                h(s.action), h(s.name), h(s.status), h(s.status), h(dur(s.duration)), table.concat(extra))
         end
         out[#out + 1] = "</table>"
     end
-    if d.plan then plan_section(d.plan, out) end
-    -- per host (the filter bar shows only when the script runs)
+    if host.detail then out[#out + 1] = "<p>" .. h(host.detail) .. "</p>" end
+    out[#out + 1] = "</details>"
+end
+
+-- per host (the filter bar shows only when the script runs)
+local function hosts_section(d, counts, out)
     out[#out + 1] = '<h2 id="hosts">Hosts</h2>'
     out[#out + 1] = '<p id="filter" hidden><label>host <input id="filter-text" type="search"></label> ' ..
         '<label>result <select id="filter-result"><option value="">any</option>'
@@ -543,32 +594,26 @@ function M.html(d)
         out[#out + 1] = '<option value="' .. h(k) .. '">' .. h(k == "pending" and "never started" or k) .. "</option>"
     end
     out[#out + 1] = '</select></label> <span id="filter-count"></span></p>'
-    for _, host in ipairs(d.hosts) do
-        local problem = host.status ~= "ok"
-        out[#out + 1] = string.format('<details class="host" id="%s" data-host="%s" data-result="%s"%s>' ..
-            '<summary><b>%s</b> <span class="%s">%s</span>%s (%d steps)</summary>',
-            host.anchor, h(host.name), h(host.status), problem and " open" or "", h(host.name), h(host.status),
-            h(host.status == "pending" and "never started" or host.status),
-            host.failed_at and (" at " .. h(host.failed_at)) or "", #host.steps)
-        if #host.steps > 0 then
-            out[#out + 1] = "<table><tr><th>step</th><th>result</th><th>duration</th><th>output</th></tr>"
-            for _, s in ipairs(host.steps) do
-                local extra = {}
-                if s.note then extra[#extra + 1] = "<i>" .. h(s.note) .. "</i>" end
-                if s.msg and (s.status ~= "ok" or s.action == "debug") then extra[#extra + 1] = "<pre>" ..
-                    h(s.msg) .. "</pre>" end
-                if s.stdout then extra[#extra + 1] = "<pre>stdout: " .. h(s.stdout) .. "</pre>" end
-                if s.stderr then extra[#extra + 1] = "<pre>stderr: " .. h(s.stderr) .. "</pre>" end
-                if s.diff then extra[#extra + 1] = '<pre class="diff">' .. h(s.diff) .. "</pre>" end
-                out[#out + 1] = string.format('<tr><td title="%s">%s</td><td ' ..
-                    'class="%s">%s</td><td>%s</td><td>%s</td></tr>',
-                    h(s.action), h(s.name), h(s.status), h(s.status), h(dur(s.duration)), table.concat(extra))
-            end
-            out[#out + 1] = "</table>"
-        end
-        if host.detail then out[#out + 1] = "<p>" .. h(host.detail) .. "</p>" end
-        out[#out + 1] = "</details>"
-    end
+    for _, host in ipairs(d.hosts) do host_details(host, out) end
+end
+
+function M.html(d)
+    local out = {}
+    local r = d.run
+    out[#out + 1] = '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+    out[#out + 1] = '<meta http-equiv="Content-Security-Policy" content="' .. M.CSP .. '">'
+    out[#out + 1] = '<meta name="referrer" content="no-referrer">'
+    out[#out + 1] = "<title>cutover run " .. h(r.id) .. "</title><style>" .. CSS .. "</style></head><body>"
+    out[#out + 1] = "<h1>cutover run " .. h(r.id) .. ': <span class="' .. h(r.status) .. '">' .. h(r.status) ..
+                    "</span> (exit code " .. h(r.exit_code or "-") .. ")</h1>"
+    local counts, failed, never = host_counts(d)
+    summary_section(d, counts, out)
+    timeline_section(d, out)
+    gates_section(d, out)
+    problems_section(failed, never, out)
+    operator_section(d, out)
+    if d.plan then plan_section(d.plan, out) end
+    hosts_section(d, counts, out)
     out[#out + 1] = "<p><small>Written by cutover from its journal. Secret values are shown as ********.</small></p>"
     out[#out + 1] = "<script>" .. M.FILTER_JS .. "</script>"
     out[#out + 1] = "</body></html>\n"

@@ -241,8 +241,10 @@ function Run:host_stats(name)
     return st
 end
 
--- All hosts of one play, batch by batch.
-function Run:play(play)
+-- The play's hosts that run: within --limit, not failed in an earlier
+-- play, not finished before a resume.  Warns about patterns matching
+-- nothing.
+function Run:play_hosts(play)
     local names, unknown = self.inventory:select(play.hosts)
     for _, u in ipairs(unknown) do
         self.reporter:warn("play '" .. play.name .. "': hosts pattern '" .. u .. "' matched no host")
@@ -254,6 +256,81 @@ function Run:play(play)
             hosts[#hosts + 1] = h
         end
     end
+    return hosts
+end
+
+-- A rolling batch is done with its hosts for this play: close their
+-- sessions so that sockets and memory stay bounded by the batch size,
+-- not the inventory size (a later play reconnects).  What stays per host
+-- is its registered values and its recap counts (the step occurrence
+-- counts are per play: this play is over for it).
+function Run:release_batch(batch)
+    for _, name in ipairs(batch) do
+        local hs = self.hosts[name]
+        if hs then
+            if hs.conn then hs.conn:close() end
+            hs.conn, hs.scope, hs.released = nil, nil, true
+            hs.occurrences, hs.last_result = nil, nil
+        end
+    end
+    -- a full collection between batches returns the batch's
+    -- garbage before the next one allocates (a few ms)
+    collectgarbage("collect")
+end
+
+-- After batch b of n: whether later batches start.  Hosts parked at a
+-- gate hold them back; failures stop the rollout as the play says
+-- (any_errors_fatal, max_fail_percentage, a whole batch failed).
+function Run:judge_batch(play, batch, b, n)
+    local failed, parked = 0, {}
+    for _, name in ipairs(batch) do
+        local st = self.stats.per_host[name]
+        if st and st.parked_at then
+            parked[#parked + 1] = name .. " at gate " .. st.parked_gate
+        elseif self.failed_hosts[name] then
+            failed = failed + 1
+        end
+    end
+    if n > 1 then self.reporter:batch_end(play, b, n, failed, #parked) end
+    if #parked > 0 and b < n and not self.abort then
+        -- a rolling upgrade waits for its gate before going on
+        self.abort = "waiting: " .. table.concat(parked, ", ") ..
+            " (later batches start when the run is resumed)"
+        self.reporter:warn("play '" .. play.name .. "': " .. self.abort)
+    end
+    if failed > 0 and not self.abort then
+        local pct = failed * 100 / #batch
+        if play.any_errors_fatal then
+            self.abort = "stopped: any_errors_fatal after a failure in batch " .. b
+        elseif play.max_fail_percentage and pct > play.max_fail_percentage then
+            self.abort = string.format("stopped: %d of %d hosts failed in batch %d (%.0f%%, more than " ..
+                "max_fail_percentage %s%%)",
+                                       failed, #batch, b, pct, tostring(play.max_fail_percentage))
+        elseif failed == #batch and n > 1 then
+            self.abort = "stopped: every host of batch " .. b .. " failed"
+        end
+        if self.abort then self.reporter:warn("play '" .. play.name .. "': " .. self.abort) end
+    end
+end
+
+-- Batch b of n: its hosts run, then the rollout is judged.
+function Run:run_batch(play, batch, b, n)
+    if n > 1 then self.reporter:batch_start(play, b, n, batch) end
+    if self.journal then
+        -- for the report's timeline; a failed write shows up at the next step
+        pcall(self.journal.event, self.journal, self.run_id, nil, "batch", play.name,
+              json.encode({ play = self.play_state and self.play_state.index, batch = b, of = n,
+                            hosts = setmetatable(util.copy(batch), { __jsontype = "array" }) }))
+    end
+    self.once = {}
+    self:batch(play, batch)
+    if n > 1 then self:release_batch(batch) end
+    self:judge_batch(play, batch, b, n)
+end
+
+-- All hosts of one play, batch by batch.
+function Run:play(play)
+    local hosts = self:play_hosts(play)
     if #hosts == 0 then
         self.reporter:warn("play '" .. play.name .. "': no hosts to run on")
         return
@@ -271,63 +348,7 @@ function Run:play(play)
         elseif self.abort then
             for _, name in ipairs(batch) do self:never_started(name, self.abort) end
         else
-            if #list > 1 then self.reporter:batch_start(play, b, #list, batch) end
-            if self.journal then
-                -- for the report's timeline; a failed write shows up at the next step
-                pcall(self.journal.event, self.journal, self.run_id, nil, "batch", play.name,
-                      json.encode({ play = self.play_state and self.play_state.index, batch = b, of = #list,
-                                    hosts = setmetatable(util.copy(batch), { __jsontype = "array" }) }))
-            end
-            self.once = {}
-            self:batch(play, batch)
-            if #list > 1 then
-                -- A rolling batch is done with its hosts for this play:
-                -- close their sessions so that sockets and memory stay
-                -- bounded by the batch size, not the inventory size (a
-                -- later play reconnects).  What stays per host is its
-                -- registered values and its recap counts (the step
-                -- occurrence counts are per play: this play is over for it).
-                for _, name in ipairs(batch) do
-                    local hs = self.hosts[name]
-                    if hs then
-                        if hs.conn then hs.conn:close() end
-                        hs.conn, hs.scope, hs.released = nil, nil, true
-                        hs.occurrences, hs.last_result = nil, nil
-                    end
-                end
-                -- a full collection between batches returns the batch's
-                -- garbage before the next one allocates (a few ms)
-                collectgarbage("collect")
-            end
-            local failed, parked = 0, {}
-            for _, name in ipairs(batch) do
-                local st = self.stats.per_host[name]
-                if st and st.parked_at then
-                    parked[#parked + 1] = name .. " at gate " .. st.parked_gate
-                elseif self.failed_hosts[name] then
-                    failed = failed + 1
-                end
-            end
-            if #list > 1 then self.reporter:batch_end(play, b, #list, failed, #parked) end
-            if #parked > 0 and b < #list and not self.abort then
-                -- a rolling upgrade waits for its gate before going on
-                self.abort = "waiting: " .. table.concat(parked, ", ") ..
-                    " (later batches start when the run is resumed)"
-                self.reporter:warn("play '" .. play.name .. "': " .. self.abort)
-            end
-            if failed > 0 and not self.abort then
-                local pct = failed * 100 / #batch
-                if play.any_errors_fatal then
-                    self.abort = "stopped: any_errors_fatal after a failure in batch " .. b
-                elseif play.max_fail_percentage and pct > play.max_fail_percentage then
-                    self.abort = string.format("stopped: %d of %d hosts failed in batch %d (%.0f%%, more than " ..
-                        "max_fail_percentage %s%%)",
-                                               failed, #batch, b, pct, tostring(play.max_fail_percentage))
-                elseif failed == #batch and #list > 1 then
-                    self.abort = "stopped: every host of batch " .. b .. " failed"
-                end
-                if self.abort then self.reporter:warn("play '" .. play.name .. "': " .. self.abort) end
-            end
+            self:run_batch(play, batch, b, #list)
         end
     end
     -- the run stops at a play whose rollout was stopped

@@ -159,92 +159,82 @@ function Run:replay(hs, step, row)
     return true
 end
 
--- A step with its journal rows around it: an intent before, the result
--- after.  On resume, a step already done is replayed; one that was in
--- flight runs again only when that is safe.
-function Run:journaled_step(hs, step)
-    local j = self.journal
-    if self.journal_error then
-        -- another host found the journal unwritable: start nothing more
-        self:host_stats(hs.name).journal_step = step.id .. " (not started)"
-        error(self.journal_error, 0)
-    end
+-- This step's occurrence on the host in this play (a step an include
+-- runs twice occurs twice): the number and the key of its journal row.
+function Run:occurrence(hs, step)
     local play = self.play_state.index
     hs.occurrences = hs.occurrences or {}
     local okey = play .. "\0" .. step.id
     local n = (hs.occurrences[okey] or 0) + 1
     hs.occurrences[okey] = n
-    local key = play .. "/" .. step.id .. "#" .. n
-    local action = actions.get(step.action)
-    local idempotent = action.idempotent == true or
+    return n, play .. "/" .. step.id .. "#" .. n
+end
+
+-- Whether running the step again after a crash is safe: its action
+-- says so, or a command guarded by creates/removes.
+local function step_idempotent(step, action)
+    return action.idempotent == true or
         ((step.action == "command" or step.action == "shell") and type(step.args) == "table" and
          (step.args.creates ~= nil or step.args.removes ~= nil))
-    local row = self.resume and self.resume.done[hs.name] and self.resume.done[hs.name][key]
-    local note
-    if row and row.status == "parked" then
-        row = nil  -- the gate is asked again (approved now, or parks again)
+end
+
+-- A step in flight at the crash (or failed) that the operator marked
+-- done: recorded as marked, then replayed like a finished step.
+function Run:mark_step_done(hs, step, row, intent)
+    local j = self.journal
+    local seq = j:intent(intent)
+    local done = { changed = false, msg = "marked done by " .. (sys.user()) }
+    -- the marked row keeps the step's own result (masked, and
+    -- sealed when it holds a secret), so later resumes replay the
+    -- real values too
+    local text = row.result or (self:journal_json(done, step.register ~= nil))
+    j:result(seq, "marked", false, text, "marked done by " .. (sys.user()), row.result and row.sealed or nil)
+    j:event(self.run_id, hs.name, "mark-done", step.id, nil)
+    return self:replay(hs, step, { result = text, sealed = row.result and row.sealed or nil, seq = row.seq,
+                                   note = "marked done by the operator" })
+end
+
+-- A loop stopped half-way: the items it finished are not run again;
+-- the one in flight is decided like a step (action_step).
+function Run:resume_loop_midway(hs, step, row, idempotent)
+    local r = self.resume
+    local decision = step.id .. "@" .. hs.name
+    local items = (r.items and r.items[hs.name] or {})[row.seq] or {}
+    local first = require("cutover.journal").loop_inflight(items)
+    local ikey = step.id .. "[" .. first .. "]@" .. hs.name
+    hs.resume_loop = { items = items, inflight = first, idempotent = idempotent,
+                       mark = r.mark_done[ikey], retry = r.retry[decision] or r.retry[ikey] }
+    if r.retry[decision] or r.retry[ikey] then
+        self.journal:event(self.run_id, hs.name, "retry", r.retry[ikey] and (step.id .. "[" .. first ..
+            "]") or step.id, nil)
     end
-    if row and DONE[row.status] then
-        return self:replay(hs, step, row)
-    elseif row and (row.status == "running" or row.status == "interrupted" or
-                    (row.status == "failed" and self.resume.mark_done[step.id .. "@" .. hs.name])) then
-        -- (a failed step marked done: it took effect though it failed, e.g.
-        -- a reboot whose host came back refusing the login)
-        local r = self.resume
-        local decision = step.id .. "@" .. hs.name  -- per host (history.decisions)
-        if r.mark_done[decision] then
-            local seq = j:intent({ run = self.run_id, host = hs.name, play = play, step = step.id,
-                                   occurrence = n, name = step.name, action = step.action,
-                                   digest = step_digest(step), idempotent = idempotent })
-            local done = { changed = false, msg = "marked done by " .. (sys.user()) }
-            -- the marked row keeps the step's own result (masked, and
-            -- sealed when it holds a secret), so later resumes replay the
-            -- real values too
-            local text = row.result or (self:journal_json(done, step.register ~= nil))
-            j:result(seq, "marked", false, text, "marked done by " .. (sys.user()), row.result and row.sealed or nil)
-            j:event(self.run_id, hs.name, "mark-done", step.id, nil)
-            return self:replay(hs, step, { result = text, sealed = row.result and row.sealed or nil, seq = row.seq,
-                                           note = "marked done by the operator" })
-        elseif step.loop ~= nil and row.status ~= "failed" then
-            -- a loop stopped half-way: the items it finished are not run
-            -- again; the one in flight is decided like a step (action_step)
-            local items = (r.items and r.items[hs.name] or {})[row.seq] or {}
-            local first = require("cutover.journal").loop_inflight(items)
-            local ikey = step.id .. "[" .. first .. "]@" .. hs.name
-            hs.resume_loop = { items = items, inflight = first, idempotent = idempotent,
-                               mark = r.mark_done[ikey], retry = r.retry[decision] or r.retry[ikey] }
-            if r.retry[decision] or r.retry[ikey] then
-                j:event(self.run_id, hs.name, "retry", r.retry[ikey] and (step.id .. "[" .. first ..
-                    "]") or step.id, nil)
-            end
-            note = "resumed in the middle of its loop"
-        elseif r.retry[decision] then
-            note = "retried after a restart (--retry)"
-            j:event(self.run_id, hs.name, "retry", step.id, nil)
-        elseif not idempotent then
-            self:report(hs, step, { failed = true, msg = self:guard_stop(hs, step) }, loop.now())
-            return false
-        else
-            note = "run again after a restart (idempotent)"
-        end
+end
+
+-- On resume, a step that was in flight (or failed and is marked done):
+-- marked done, resumed mid-loop, retried, run again when idempotent,
+-- or stopped.  Returns true and the step's return value when it is
+-- settled here, else false and the note its journal row gets.
+function Run:resume_inflight(hs, step, row, intent)
+    local r = self.resume
+    local decision = step.id .. "@" .. hs.name  -- per host (history.decisions)
+    if r.mark_done[decision] then
+        return true, self:mark_step_done(hs, step, row, intent)
+    elseif step.loop ~= nil and row.status ~= "failed" then
+        self:resume_loop_midway(hs, step, row, intent.idempotent)
+        return false, "resumed in the middle of its loop"
+    elseif r.retry[decision] then
+        self.journal:event(self.run_id, hs.name, "retry", step.id, nil)
+        return false, "retried after a restart (--retry)"
+    elseif not intent.idempotent then
+        self:report(hs, step, { failed = true, msg = self:guard_stop(hs, step) }, loop.now())
+        return true, false
     end
-    local intent = { run = self.run_id, host = hs.name, play = play, step = step.id,
-                     occurrence = n, name = step.name, action = step.action,
-                     digest = step_digest(step), idempotent = idempotent }
-    if engine.step_boundary then engine.step_boundary("before", step.id, hs.name) end
-    -- A step that only works on the controller changes nothing a crash
-    -- could leave half done: one row after it, not an intent before.
-    self:host_stats(hs.name).journal_step = step.id
-    local seq = not action.controller and j:intent(intent) or nil
-    hs.last_result = nil
-    hs.item_seq = seq
-    local ok = self:action_step(hs, step)
-    hs.item_seq, hs.resume_loop = nil, nil
-    if hs.halted then
-        -- stopped at a loop item in flight: the step stays in flight
-        -- (its intent row "running") until the operator decides
-        return false
-    end
+    return false, "run again after a restart (idempotent)"
+end
+
+-- The step's result row (and its --diff text) after it ran.
+function Run:record_step_result(hs, step, intent, seq, note, ok)
+    local j = self.journal
     local result = hs.last_result or { failed = not ok }
     local text, sealed = self:journal_json(result, step.register ~= nil)
     local shown_diff = result.diff and redact.text(diff.render(result.diff)) or ""
@@ -258,6 +248,52 @@ function Run:journaled_step(hs, step)
         -- the --diff text, masked, for `cutover report` (capped: a report is read by people)
         j:event(self.run_id, hs.name, "diff", step.id, json.encode({ seq = seq, text = shown_diff:sub(1, 65536) }))
     end
+end
+
+-- A step with its journal rows around it: an intent before, the result
+-- after.  On resume, a step already done is replayed; one that was in
+-- flight runs again only when that is safe.
+function Run:journaled_step(hs, step)
+    if self.journal_error then
+        -- another host found the journal unwritable: start nothing more
+        self:host_stats(hs.name).journal_step = step.id .. " (not started)"
+        error(self.journal_error, 0)
+    end
+    local n, key = self:occurrence(hs, step)
+    local action = actions.get(step.action)
+    local intent = { run = self.run_id, host = hs.name, play = self.play_state.index, step = step.id,
+                     occurrence = n, name = step.name, action = step.action,
+                     digest = step_digest(step), idempotent = step_idempotent(step, action) }
+    local row = self.resume and self.resume.done[hs.name] and self.resume.done[hs.name][key]
+    local note
+    if row and row.status == "parked" then
+        row = nil  -- the gate is asked again (approved now, or parks again)
+    end
+    if row and DONE[row.status] then
+        return self:replay(hs, step, row)
+    elseif row and (row.status == "running" or row.status == "interrupted" or
+                    (row.status == "failed" and self.resume.mark_done[step.id .. "@" .. hs.name])) then
+        -- (a failed step marked done: it took effect though it failed, e.g.
+        -- a reboot whose host came back refusing the login)
+        local settled, value = self:resume_inflight(hs, step, row, intent)
+        if settled then return value end
+        note = value
+    end
+    if engine.step_boundary then engine.step_boundary("before", step.id, hs.name) end
+    -- A step that only works on the controller changes nothing a crash
+    -- could leave half done: one row after it, not an intent before.
+    self:host_stats(hs.name).journal_step = step.id
+    local seq = not action.controller and self.journal:intent(intent) or nil
+    hs.last_result = nil
+    hs.item_seq = seq
+    local ok = self:action_step(hs, step)
+    hs.item_seq, hs.resume_loop = nil, nil
+    if hs.halted then
+        -- stopped at a loop item in flight: the step stays in flight
+        -- (its intent row "running") until the operator decides
+        return false
+    end
+    self:record_step_result(hs, step, intent, seq, note, ok)
     if engine.step_boundary then engine.step_boundary("after", step.id, hs.name) end
     return ok
 end
