@@ -4,6 +4,10 @@ local crypto = require("cutover.core.crypto")
 local probe = require("cutover.actions.probe")
 local owner = require("cutover.actions.owner")
 
+-- Check mode, a src missing now while an earlier step would change the
+-- host: it may be made before this step runs for real.
+local NOT_YET = "now (an earlier step would change the host and may create it; the run fails if it does not)"
+
 -- $1 path, $2 src, $3 kind (link|hard): what stands at path now.
 -- Prints "same", "absent", "nosrc" or "other TYPE TARGET".
 local LINK_STATE = [=[
@@ -91,7 +95,8 @@ resolved on the host, or numbers.]],
         "differ) and reports what would change (before/after state, mode and owner under --diff); changes " ..
         "nothing. A change the login user may not make (removing or creating in a folder it cannot write, a mode " ..
         "on a path it does not own, an owner change without root, a group it is not in) is predicted as the " ..
-        "failure it would be.",
+        "failure it would be. A link whose src is missing (without force) is unknown when an earlier step of the " ..
+        "run would change the host (it may create the src), else the failure it would be.",
     -- safe to run again after a restart: it converges, or only reads
     idempotent = true,
     run = function(ctx, args)
@@ -143,6 +148,10 @@ resolved on the host, or numbers.]],
             if not r then return { failed = true, msg = lerr } end
             local nosrc_soft = r.stdout:find("nosrc-soft", 1, true) ~= nil
             local now = r.stdout:gsub("nosrc%-soft\n", ""):gsub("\n$", "")
+            if now == "nosrc" and ctx.check and ctx.earlier_change then
+                return { unknown = true, path = path, state = state,
+                         msg = "src " .. args.src .. " does not exist " .. NOT_YET }
+            end
             if now == "nosrc" then
                 return { failed = true, msg = "src " .. args.src .. " does not exist (a hard link needs its file)" }
             end
@@ -166,6 +175,10 @@ resolved on the host, or numbers.]],
                     (kind == "link" and ("link to " .. target) or kind) .. "; force: true replaces it" }
             end
             if nosrc_soft and not args.force then
+                if ctx.check and ctx.earlier_change then
+                    return { unknown = true, path = path, state = state,
+                             msg = "src " .. args.src .. " does not exist " .. NOT_YET }
+                end
                 return { failed = true, msg = "src " .. args.src ..
                     " does not exist; force: true makes a dangling link" }
             end

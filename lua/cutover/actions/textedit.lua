@@ -189,7 +189,9 @@ function M.args(own)
 end
 
 M.CHECK_MODE = "Exact: reads the file, computes the edit and reports it (with a diff under --diff); writes " ..
-    "nothing. A write the login user may not make is predicted as the failure it would be."
+    "nothing. A write the login user may not make is predicted as the failure it would be. A missing file " ..
+    "(without create) is unknown when an earlier step of the run would change the host (a package or a copy " ..
+    "may put it there), else the failure it would be."
 
 -- Checks shared by both actions' validate: insertafter/insertbefore
 -- together, validate's %s, and each pattern argument in names.
@@ -218,6 +220,11 @@ function M.apply(ctx, args, absent_is_done, edit)
     if not st then
         if absent_is_done then return { changed = false, msg = args.path .. " does not exist" } end
         if not args.create then
+            if ctx.check and ctx.earlier_change then
+                -- a package or a copy before this step may put it there
+                return { unknown = true, msg = args.path .. " does not exist now (an earlier step would change " ..
+                         "the host and may create it; the run fails if it does not)" }
+            end
             return { failed = true, msg = args.path .. " does not exist (create: true creates it)" }
         end
     elseif st.type ~= "file" then

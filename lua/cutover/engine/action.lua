@@ -116,8 +116,12 @@ end
 -- What an action's run() gets besides its arguments: the connection,
 -- check mode, the scope, and hooks back into the run.
 function Run:action_context(hs, step, scope, args, check, running)
+    local seen = self.stats.per_host[hs.name] or {}
     return {
         conn = hs.conn, check = check, diff = self.opts.diff, host = hs.name,
+        -- check mode: an earlier step of the run would change this host (or
+        -- could not tell), so a path missing now may be there for real
+        earlier_change = check and ((seen.changed or 0) + (seen.unknown or 0)) > 0,
         scope = scope, playbook_dir = files_dir(step, args, self.book.dir), interrupted = interrupted,
         progress = function(text) if running then running.progress = text end end,
         -- a controller file an action reads (copy/template src): its

@@ -162,8 +162,13 @@ function Run:run_handlers(hs)
     if not play then return true end
     local ok = true
     for _, handler in ipairs(play.handlers) do
-        if hs.notified[handler.name] or hs.notified[handler.id] then
+        local by = hs.notified[handler.name] or hs.notified[handler.id]
+        if hs.notified[handler.name] == true or hs.notified[handler.id] == true then
             if not self:step(hs, handler) then ok = false; break end
+        elseif by and not hs.halted and self:tags_allow(handler) then
+            -- check mode: notified only by a step whose result is unknown
+            self:report(hs, handler, { unknown = true, msg = "notified by '" .. by .. "', whose result " ..
+                "check mode cannot know: it runs if that step changes" }, loop.now())
         end
     end
     hs.notified = {}

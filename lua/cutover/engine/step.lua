@@ -267,6 +267,10 @@ function Run:action_step(hs, step)
     end
     if result.changed and step.notify and not result.failed then
         for _, h in ipairs(step.notify) do hs.notified[h] = true end
+    elseif result.unknown and step.notify then
+        -- check mode: it may notify for real; the handler is then unknown
+        -- (a notification by a change wins: the handler is predicted)
+        for _, h in ipairs(step.notify) do hs.notified[h] = hs.notified[h] or step.id end
     end
     if step.run_once then self:once_done(step, result) end
     if not items then self:report(hs, step, result, started) end

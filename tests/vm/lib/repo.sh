@@ -12,6 +12,11 @@
 #   cutover-slow 1.0        a postinst that holds dpkg's lock until
 #                           /run/cutover-slow.release exists (at most SLOW
 #                           seconds, default 300)
+#   cutover-web 1.0         a static HTTP server (a perl-base script, the
+#                           image has no python) run as www-data by
+#                           cutover-web.service; its conffile
+#                           /etc/cutover-web/cutover-web.conf names the port
+#                           and the folder it serves
 # Usage: repo.sh OUT [SLOW]
 set -euo pipefail
 out=${1:?usage: repo.sh OUT [SLOW]}
@@ -98,6 +103,71 @@ mkdir -p "$work/cutover-slow-1.0/DEBIAN"
 printf '#!/bin/sh\ntouch /run/cutover-slow.started\ni=0\nwhile [ ! -e /run/cutover-slow.release ] && [ $i -lt %s ]; do sleep 1; i=$((i+1)); done\n' \
     "$slow" >"$work/cutover-slow-1.0/DEBIAN/postinst"
 pkg cutover-slow 1.0 ""
+
+# cutover-web: the small web server of the converged-host test
+# (tests/vm/test_converge.lua).  perl-base is Essential, so IO::Socket is
+# on every Debian; one connection at a time, GET and HEAD of files under
+# root, a request that stalls is dropped after 10 s.
+r=$work/cutover-web-1.0
+mkdir -p "$r/etc/cutover-web" "$r/lib/systemd/system" "$r/usr/sbin" "$r/var/www/cutover-web" "$r/DEBIAN"
+printf '# cutover-web: the port it listens on and the folder it serves\nport=8080\nroot=/var/www/cutover-web\n' \
+    >"$r/etc/cutover-web/cutover-web.conf"
+echo /etc/cutover-web/cutover-web.conf >"$r/DEBIAN/conffiles"
+printf 'cutover-web default page\n' >"$r/var/www/cutover-web/index.html"
+cat >"$r/usr/sbin/cutover-webd" <<'PERL'
+#!/usr/bin/perl
+# cutover-webd: serves the files under `root` on `port` (both read from
+# /etc/cutover-web/cutover-web.conf at start)
+use strict;
+use warnings;
+use IO::Socket::INET;
+my %c = (port => 8080, root => '/var/www/cutover-web');
+open(my $cf, '<', '/etc/cutover-web/cutover-web.conf') or die "cutover-webd: configuration: $!\n";
+while (<$cf>) { $c{$1} = $2 if /^\s*(\w+)\s*=\s*(.*?)\s*$/ }
+close $cf;
+my $srv = IO::Socket::INET->new(LocalAddr => '0.0.0.0', LocalPort => $c{port}, Listen => 16,
+                                ReuseAddr => 1, Proto => 'tcp') or die "cutover-webd: port $c{port}: $!\n";
+$| = 1;
+print "cutover-webd: serving $c{root} on port $c{port}\n";
+$SIG{PIPE} = 'IGNORE';
+while (my $k = $srv->accept) {
+    my $req = eval {
+        local $SIG{ALRM} = sub { die "timeout\n" };
+        alarm 10;
+        my $line = <$k> // '';
+        while (my $h = <$k>) { last if $h =~ /^\r?\n$/ }
+        alarm 0;
+        $line;
+    };
+    if (!defined $req) { close $k; next }
+    my ($method, $path) = $req =~ m{^(GET|HEAD) (/[^ ?#]*)};
+    my ($code, $body, $type) = (404, "not found\n", 'text/plain');
+    if (!defined $method) {
+        ($code, $body) = (405, "GET or HEAD only\n");
+    } elsif ($path !~ m{/\.\.(/|$)}) {
+        $path .= 'index.html' if $path =~ m{/$};
+        if (open(my $f, '<', $c{root} . $path)) {
+            local $/;
+            $body = <$f> // '';
+            close $f;
+            ($code, $type) = (200, $path =~ /\.html$/ ? 'text/html' : 'text/plain');
+        }
+    }
+    my %why = (200 => 'OK', 404 => 'Not Found', 405 => 'Method Not Allowed');
+    print $k "HTTP/1.0 $code $why{$code}\r\nContent-Type: $type\r\nContent-Length: " . length($body) .
+        "\r\nConnection: close\r\n\r\n" . (defined $method && $method eq 'HEAD' ? '' : $body);
+    close $k;
+}
+PERL
+chmod 755 "$r/usr/sbin/cutover-webd"
+printf '[Unit]\nDescription=cutover VM lab web server\n\n[Service]\nExecStart=/usr/sbin/cutover-webd\nUser=www-data\nGroup=www-data\n\n[Install]\nWantedBy=multi-user.target\n' \
+    >"$r/lib/systemd/system/cutover-web.service"
+printf '#!/bin/sh\nset -e\nif [ "$1" = configure ] && [ -d /run/systemd/system ]; then\n    systemctl daemon-reload\n    systemctl enable cutover-web.service >/dev/null 2>&1\n    systemctl restart cutover-web.service\nfi\n' \
+    >"$r/DEBIAN/postinst"
+printf '#!/bin/sh\nset -e\nif [ "$1" = remove ] && [ -d /run/systemd/system ]; then\n    systemctl disable --now cutover-web.service >/dev/null 2>&1 || true\nfi\n' \
+    >"$r/DEBIAN/prerm"
+printf '#!/bin/sh\nset -e\nif [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi\n' >"$r/DEBIAN/postrm"
+pkg cutover-web 1.0 ""
 
 cd "$out"
 apt-ftparchive packages . >Packages
