@@ -24,7 +24,8 @@ local function vm(cmd, ok_codes)
     local r = assert(proc.run({ argv = { "ssh", "-p", tostring(PORT), "-i", KEY, "-o", "IdentitiesOnly=yes",
         "-o", "UserKnownHostsFile=" .. KNOWN, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
         "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR", "root@127.0.0.1", cmd }, timeout = 180 }))
-    if r.rc ~= 0 and not ok_codes then error("on the VM (" .. r.rc .. "): " .. cmd .. "\n" .. r.stdout .. r.stderr, 2) end
+    if r.rc ~= 0 and not ok_codes then error("on the VM (" .. r.rc .. "): " .. cmd .. "\n" .. r.stdout .. r.stderr,
+        2) end
     return (r.stdout:gsub("\n$", ""))
 end
 
@@ -72,7 +73,8 @@ end
 local function snapshot()
     return vm("sha256sum /var/lib/dpkg/status; ls -l --time-style=+%s /var/lib/apt/lists | sha256sum; " ..
         "apt-mark showhold; for f in /etc/cutover-demod.conf /etc/cutover-demod.conf.dpkg-dist " ..
-        "/usr/share/cutover-demo/version /usr/share/cutover-demo-lib/version /lib/systemd/system/cutover-demod.service " ..
+        "/usr/share/cutover-demo/version /usr/share/cutover-demo-lib/version " ..
+            "/lib/systemd/system/cutover-demod.service " ..
         "/var/run/reboot-required; do if [ -e $f ]; then sha256sum $f; else echo \"$f absent\"; fi; done; " ..
         "systemctl is-active cutover-demod || true")
 end
@@ -103,7 +105,8 @@ T.test("a pinned install with update_cache: check (with a private copy of the li
     T.eq(r.rc, 0, "check: " .. r.stdout .. r.stderr)
     T.eq(snapshot(), before, "check mode changed nothing (dpkg status, apt lists, files)")
     T.eq(ck.install.status, "changed", "check: a change")
-    T.eq(plan_text(ck.install.result), "cutover-demo install nil->1.0\ncutover-demod install nil->1.0", "check: the plan")
+    T.eq(plan_text(ck.install.result), "cutover-demo install nil->1.0\ncutover-demod install nil->1.0",
+        "check: the plan")
     T.eq(ck.install.result.cache_updated, true, "check: the lists would be updated")
     local real, rk
     r, real, rk = run(step)
@@ -192,7 +195,8 @@ T.test("hold, a held package refused, released and downgraded, then removed with
     T.eq(vm("apt-mark showhold"), "", "no hold left")
     T.eq(versions()["cutover-demo"], "1.0", "1.0 on the guest")
 
-    step = "    - id: rm\n      apt: { name: [cutover-demod, cutover-demo-lib, cutover-never-installed], state: absent, purge: true }\n"
+    step = "    - id: rm\n      apt: { name: [cutover-demod, cutover-demo-lib, cutover-never-installed], state: " ..
+        "absent, purge: true }\n"
     r, check, ck = run(step, { "--check" })
     T.eq(plan_text(ck.rm.result), "cutover-demo-lib purge 1.0->nil\ncutover-demod purge 1.1->nil", "check: purges")
     r, real, rk = run(step)
@@ -257,10 +261,12 @@ all:
 end
 
 T.test("debian-rolling-upgrade.yml: the first failed host stops the rollout; check shows the plan and " ..
-       "changes nothing; the run upgrades, restarts, reboots into a new boot and checks health; then no change", function()
+       "changes nothing; the run upgrades, restarts, reboots into a new boot and checks health; then no change",
+           function()
     -- the starting point: 1.0 of both, the service running, no reboot pending
     vm("rm -f /var/run/reboot-required /var/run/reboot-required.pkgs /etc/cutover-demod.conf.dpkg-dist; " ..
-       "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades cutover-demo=1.0 cutover-demod=1.0 >/dev/null 2>&1; " ..
+       "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades cutover-demo=1.0 " ..
+           "cutover-demod=1.0 >/dev/null 2>&1; " ..
        "rm -f /var/run/reboot-required /var/run/reboot-required.pkgs")
     local v = versions()
     T.eq(v["cutover-demo"] .. " " .. v["cutover-demod"], "1.0 1.0", "the starting point")
@@ -286,8 +292,8 @@ T.test("debian-rolling-upgrade.yml: the first failed host stops the rollout; che
     T.eq(ck["restart [cutover-demod]"].status, "changed", "check: the restart")
     T.eq(ck.reboot.status, "skipped", "check: no reboot pending yet (a postinst asks for it during the run)")
 
-    local real, rk
-    r, real, rk = rolling({ "--approve", "upgrade" })
+    local _, rk
+    r, _, rk = rolling({ "--approve", "upgrade" })
     T.eq(r.rc, 0, "run: " .. r.stdout .. r.stderr)
     T.eq(plan_text(rk.upgrade.result), plan_text(ck.plan.result), "the real upgrade did exactly the plan")
     for key, e in pairs(H.by_key(check)) do

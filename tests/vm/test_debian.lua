@@ -96,8 +96,10 @@ T.test("facts are the guest's: Debian 12, its hostname, boot id and address", fu
     T.eq(f.user_id, "root", "login user")
     T.eq(f.processor_vcpus, tonumber(vm("nproc")), "cpus")
     T.eq(f.memtotal_mb, tonumber(vm("sed -n 's/^MemTotal: *\\([0-9]*\\) kB/\\1/p' /proc/meminfo")) // 1024, "memory")
-    T.eq(f.default_ipv4.interface, vm("ip -4 route show default | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p'"), "default interface")
-    T.eq(f.default_ipv4.address, vm("ip -o -4 addr show dev " .. f.default_ipv4.interface .. " | awk '{print $4}'"):match("^[^/]+"),
+    T.eq(f.default_ipv4.interface, vm("ip -4 route show default | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p'"),
+        "default interface")
+    T.eq(f.default_ipv4.address, vm("ip -o -4 addr show dev " .. f.default_ipv4.interface ..
+        " | awk '{print $4}'"):match("^[^/]+"),
          "default address")
     T.eq(f.default_ipv4.gateway, vm("ip -4 route show default | sed -n 's/.* via \\([^ ]*\\).*/\\1/p'"), "gateway")
     local root
@@ -192,7 +194,8 @@ local UNIT_BOOK = [[
 
 T.test("become: ops's sudo password; a systemd unit installed, enabled and started; then no change", function()
     T.ok(#OPS_PASSWORD > 0, "the image keeps ops's password")
-    vm("systemctl disable --now cutover-demo 2>/dev/null; rm -f /etc/systemd/system/cutover-demo.service; systemctl daemon-reload")
+    vm("systemctl disable --now cutover-demo 2>/dev/null; rm -f /etc/systemd/system/cutover-demo.service; " ..
+        "systemctl daemon-reload")
     local pw = "      ansible_become_password: '" .. OPS_PASSWORD .. "'\n"
     local r, check, ck = run_as("ops", UNIT_BOOK, { "--check" }, pw)
     T.eq(r.rc, 0, "check: " .. r.stderr)
@@ -212,15 +215,19 @@ T.test("become: ops's sudo password; a systemd unit installed, enabled and start
     r, again = run_as("ops", UNIT_BOOK, nil, pw)
     T.eq(H.count(again, "changed"), 1, "the next run changes only the command step")
     r, again = run_as("ops", UNIT_BOOK, { "--check" }, pw)
-    T.eq(H.count(again, "changed") + H.count(again, "unknown"), 1, "check on the converged guest: only the command is unknown")
+    T.eq(H.count(again, "changed") + H.count(again, "unknown"), 1,
+        "check on the converged guest: only the command is unknown")
     -- stopped and disabled
-    r, again, rk = run_as("ops", "- hosts: all\n  become: true\n  steps:\n    - id: stop-it\n      service: { name: cutover-demo, state: stopped, enabled: false }\n", nil, pw)
+    r, again, rk = run_as("ops",
+        "- hosts: all\n  become: true\n  steps:\n    - id: stop-it\n      service: { name: cutover-demo, state: " ..
+            "stopped, enabled: false }\n", nil, pw)
     T.eq(rk["stop-it"].status, "changed", "stopped")
     T.eq(vm("systemctl is-active cutover-demo || true"), "inactive", "inactive")
     T.eq(vm("systemctl is-enabled cutover-demo || true"), "disabled", "disabled")
 end)
 
-T.test("a unit that fails to start fails the step with its journal lines; wrong or missing sudo rights are clear errors", function()
+T.test("a unit that fails to start fails the step with its journal lines; wrong or missing sudo rights are clear " ..
+    "errors", function()
     local pw = "      ansible_become_password: '" .. OPS_PASSWORD .. "'\n"
     local r, _, rk = run_as("ops", [[
 - hosts: all
@@ -236,7 +243,8 @@ T.test("a unit that fails to start fails the step with its journal lines; wrong 
     T.eq(r.rc, 1, "exit")
     T.contains(rk.start.result.msg, "unit cutover-broken is failed", "says the unit failed")
     T.contains(rk.start.result.msg, "broken-on-purpose", "with its journal lines")
-    vm("rm -f /etc/systemd/system/cutover-broken.service; systemctl reset-failed cutover-broken 2>/dev/null; systemctl daemon-reload")
+    vm("rm -f /etc/systemd/system/cutover-broken.service; systemctl reset-failed cutover-broken 2>/dev/null; " ..
+        "systemctl daemon-reload")
     local touch = "- hosts: all\n  become: true\n  steps:\n    - id: t\n      command: touch /root/cutover-should-not\n"
     r, _, rk = run_as("ops", touch, nil, "      ansible_become_password: 'wrong-password'\n")
     T.eq(rk.t.result.msg, "sudo: wrong password for ops on deb12", "wrong password")
