@@ -197,7 +197,7 @@ function M.unified(before, after, name_a, name_b)
     return table.concat(out, "\n") .. "\n"
 end
 
--- Renders a result's diff table (see actions/content.lua, file.lua).
+-- Renders a result's diff table (see actions/lib/content.lua, actions/file.lua).
 function M.render(d)
     local parts = {}
     if d.before ~= nil or d.after ~= nil then

@@ -1,8 +1,8 @@
--- lineinfile's and blockinfile's edit (lua/cutover/actions/textedit.lua):
+-- lineinfile's and blockinfile's edit (lua/cutover/actions/lib/textedit.lua):
 -- a pure function of the file's text, so every case is exact.
 local binary, tests_dir = ...
 local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
-local E = require("cutover.actions.textedit")
+local E = require("cutover.actions.lib.textedit")
 
 local function line(text, o)
     o.state = o.state or "present"

@@ -1,7 +1,7 @@
 -- blockinfile: a block of lines between two marker lines, present or
 -- absent.  The edit is textedit.edit_block; the write is content.ensure.
-local textedit = require("cutover.actions.textedit")
-local content = require("cutover.actions.content")
+local textedit = require("cutover.actions.lib.textedit")
+local content = require("cutover.actions.lib.content")
 
 local DEFAULT_MARKER = "# {mark} CUTOVER MANAGED BLOCK"
 

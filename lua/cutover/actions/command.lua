@@ -1,6 +1,6 @@
 -- command: runs a program with arguments, no shell in between.
 local util = require("cutover.util")
-local run = require("cutover.actions.run")
+local run = require("cutover.actions.lib.run")
 
 return {
     summary = "Run a program with arguments, without a shell",

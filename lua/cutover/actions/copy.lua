@@ -1,7 +1,7 @@
 -- copy: puts a file on the host from literal content or a controller file.
 local fs = require("cutover.core.fs")
 local util = require("cutover.util")
-local content = require("cutover.actions.content")
+local content = require("cutover.actions.lib.content")
 
 return {
     summary = "Write a file from literal content or from a file on the controller",

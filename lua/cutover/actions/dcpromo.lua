@@ -1,7 +1,7 @@
 -- dcpromo: promotes a Windows 2000 member server to an additional domain
 -- controller of an existing domain, and waits until it is back as one.
 local host = require("cutover.windows.host")
-local reconnect = require("cutover.actions.reconnect")
+local reconnect = require("cutover.actions.lib.reconnect")
 local redact = require("cutover.secrets.redact")
 local util = require("cutover.util")
 local loop = require("cutover.core.loop")

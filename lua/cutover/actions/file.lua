@@ -1,8 +1,8 @@
 -- file: directories, removal, touch, links, modes, owner and group.
 local util = require("cutover.util")
 local crypto = require("cutover.core.crypto")
-local probe = require("cutover.actions.probe")
-local owner = require("cutover.actions.owner")
+local probe = require("cutover.actions.lib.probe")
+local owner = require("cutover.actions.lib.owner")
 
 -- Check mode, a src missing now while an earlier step would change the
 -- host: it may be made before this step runs for real.

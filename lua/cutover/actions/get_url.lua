@@ -1,11 +1,11 @@
 -- get_url: downloads a file on the host (curl there, through the host's
 -- connection) into a private temporary file beside dest, verifies it,
 -- and installs it atomically with its mode, owner and group.  The request
--- is built by actions/http.lua (secrets on curl's stdin); owner and group
--- are resolved by actions/owner.lua, check-mode refusals by probe.lua.
-local http = require("cutover.actions.http")
-local owner = require("cutover.actions.owner")
-local probe = require("cutover.actions.probe")
+-- is built by actions/lib/http.lua (secrets on curl's stdin); owner and group
+-- are resolved by actions/lib/owner.lua, check-mode refusals by probe.lua.
+local http = require("cutover.actions.lib.http")
+local owner = require("cutover.actions.lib.owner")
+local probe = require("cutover.actions.lib.probe")
 local util = require("cutover.util")
 
 local ALGOS = { sha256 = 64, sha1 = 40, sha512 = 128, md5 = 32 }

@@ -12,14 +12,11 @@
 local M = {}
 
 local NAMES = {
-    "apt", "assert", "blockinfile", "command", "copy", "dcpromo", "debug", "fail", "fetch", "file", "gather_facts",
-        "get_url", "group",
-    "lineinfile",
-    "mail_login", "package", "pause", "reboot",
-    "service", "set_fact", "setup", "shell", "stat", "sysctl", "systemd", "template", "unarchive", "uri", "user",
-        "wait_for",
-    "wait_for_connection", "win_eventlog", "win_facts", "win_reboot", "win_rights",
-    "win_service", "win_user_right",
+    "apt", "assert", "blockinfile", "command", "copy", "dcpromo", "debug", "fail", "fetch", "file",
+    "gather_facts", "get_url", "group", "lineinfile", "mail_login", "package", "pause", "reboot",
+    "service", "set_fact", "setup", "shell", "stat", "sysctl", "systemd", "template", "unarchive",
+    "uri", "user", "wait_for", "wait_for_connection", "win_eventlog", "win_facts", "win_reboot",
+    "win_rights", "win_service", "win_user_right",
 }
 local SET = {}
 for _, n in ipairs(NAMES) do SET[n] = true end

@@ -1,8 +1,8 @@
 -- lineinfile: one line of a text file present (replacing the line a
 -- pattern selects) or absent.  The edit is textedit.edit_line; the write
 -- is content.ensure (atomic, idempotent by checksum, exact in check mode).
-local textedit = require("cutover.actions.textedit")
-local content = require("cutover.actions.content")
+local textedit = require("cutover.actions.lib.textedit")
+local content = require("cutover.actions.lib.content")
 
 local function validate(args)
     local state = args.state or "present"

@@ -1,6 +1,6 @@
 -- reboot: reboots the host and waits until it is back with a new boot.
 local loop = require("cutover.core.loop")
-local reconnect = require("cutover.actions.reconnect")
+local reconnect = require("cutover.actions.lib.reconnect")
 
 return {
     summary = "Reboot the host and wait until it is back with a new boot identity",

@@ -1,5 +1,5 @@
 -- shell: runs a command line through /bin/sh.
-local run = require("cutover.actions.run")
+local run = require("cutover.actions.lib.run")
 
 return {
     summary = "Run a command line through /bin/sh",

@@ -2,8 +2,8 @@
 -- reload) set in the running kernel.  The file edit is lineinfile's
 -- (textedit.edit_line through content.ensure); the running value is read
 -- with `sysctl -n` and set with `sysctl -w` for this key alone.
-local textedit = require("cutover.actions.textedit")
-local content = require("cutover.actions.content")
+local textedit = require("cutover.actions.lib.textedit")
+local content = require("cutover.actions.lib.content")
 
 local function validate(args)
     local state = args.state or "present"

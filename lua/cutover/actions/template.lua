@@ -2,7 +2,7 @@
 local fs = require("cutover.core.fs")
 local util = require("cutover.util")
 local template = require("cutover.template")
-local content = require("cutover.actions.content")
+local content = require("cutover.actions.lib.content")
 
 return {
     summary = "Render a template file on the controller and write it to the host",

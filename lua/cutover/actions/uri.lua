@@ -1,8 +1,8 @@
 -- uri: one HTTP(S) request made from the host (curl on the host, through
 -- its connection), checked against the expected status codes.  The
--- request itself is built by actions/http.lua (secrets on curl's stdin).
+-- request itself is built by actions/lib/http.lua (secrets on curl's stdin).
 local json = require("cutover.core.json")
-local http = require("cutover.actions.http")
+local http = require("cutover.actions.lib.http")
 local util = require("cutover.util")
 
 -- Methods that only read: sent in check mode too.

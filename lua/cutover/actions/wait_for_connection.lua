@@ -1,7 +1,7 @@
 -- wait_for_connection: waits until the host accepts a connection and
 -- runs a command.
 local loop = require("cutover.core.loop")
-local reconnect = require("cutover.actions.reconnect")
+local reconnect = require("cutover.actions.lib.reconnect")
 
 return {
     summary = "Wait until the host accepts a connection and runs a command",

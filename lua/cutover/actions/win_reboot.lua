@@ -1,6 +1,6 @@
 -- win_reboot: reboots a Windows host and waits for its new boot.
 local host = require("cutover.windows.host")
-local reconnect = require("cutover.actions.reconnect")
+local reconnect = require("cutover.actions.lib.reconnect")
 local loop = require("cutover.core.loop")
 
 return {

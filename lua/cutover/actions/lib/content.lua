@@ -4,8 +4,8 @@
 -- actions/init.lua.)
 local crypto = require("cutover.core.crypto")
 local util = require("cutover.util")
-local probe = require("cutover.actions.probe")
-local owner = require("cutover.actions.owner")
+local probe = require("cutover.actions.lib.probe")
+local owner = require("cutover.actions.lib.owner")
 
 local M = {}
 

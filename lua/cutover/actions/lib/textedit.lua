@@ -5,7 +5,7 @@
 -- bounded matcher as the expression helpers.  (Not an action.)
 local pattern = require("cutover.core.pattern")
 local helpers = require("cutover.expr_helpers")
-local content = require("cutover.actions.content")
+local content = require("cutover.actions.lib.content")
 
 local M = {}
 
