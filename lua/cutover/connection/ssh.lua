@@ -32,6 +32,20 @@ M.Conn = Conn
 -- Handshakes in flight at once across all hosts (MaxStartups-friendly).
 M.max_handshakes = 8
 local handshakes = 0
+local handshake_done = loop.condition()
+
+-- A lock tasks take in turn (a session runs one command at a time): a
+-- waiter parks on the holder's condition until unlock signals it.
+local function lock(holder)
+    holder.unlocked = holder.unlocked or loop.condition()
+    while holder.locked do holder.unlocked:wait() end
+    holder.locked = true
+end
+
+local function unlock(holder)
+    holder.locked = false
+    if holder.unlocked then holder.unlocked:signal() end
+end
 
 M.GRACE = 3   -- seconds between TERM and KILL for a stopped command
 
@@ -82,8 +96,7 @@ end
 -- pumped by a background task.  Returns fd | nil, message, code.
 local function tunnel(st)
     local j = jump_for(st)
-    while j.locked do loop.sleep(0.002) end
-    j.locked = true
+    lock(j)
     local ok, err, code = j:open()
     local fd
     if ok then
@@ -97,7 +110,7 @@ local function tunnel(st)
             end)
         end
     end
-    j.locked = false
+    unlock(j)
     if not fd then return nil, "via " .. j.name .. ": " .. tostring(err), code end
     return fd
 end
@@ -121,7 +134,7 @@ function Conn:open(ignore_interrupts)
         if not fd then return nil, helper, "unreachable" end
         self.helper = helper
     end
-    while handshakes >= M.max_handshakes do loop.sleep(0.005) end
+    while handshakes >= M.max_handshakes do handshake_done:wait() end
     handshakes = handshakes + 1
     local ok, session, fp_or_err, added_or_code = pcall(ssh.connect, {
         host = st.host, port = st.port, user = st.user, keys = st.keys,
@@ -130,6 +143,7 @@ function Conn:open(ignore_interrupts)
         ignore_interrupts = ignore_interrupts,
     })
     handshakes = handshakes - 1
+    handshake_done:signal()
     if not ok or not session then
         local proxied = self.helper ~= nil
         self:close()
@@ -162,10 +176,9 @@ function Conn:run(line, opts)
         line, opts, marker = bline, o, bmarker
     end
     -- one command at a time per session (delegate_to shares connections)
-    while self.locked do loop.sleep(0.002) end
-    self.locked = true
+    lock(self)
     local ok, r, err, code = pcall(self.run_unlocked, self, line, opts)
-    self.locked = false
+    unlock(self)
     if not ok then error(r, 0) end
     if r and marker then r.stderr = become.strip(r.stderr, marker) end
     return r, err, code
@@ -352,8 +365,7 @@ function Conn:write_file(path, content, mode)
     -- target user (SFTP would write as the login user)
     if self.settings.sftp ~= false and not self.no_sftp and not self.become then
         local tmp = path .. ".cutover-" .. crypto.random_hex(6)
-        while self.locked do loop.sleep(0.002) end
-        self.locked = true
+        lock(self)
         local ok, err, code = self:open()
         if ok then
             local pok, res, perr, pcode = pcall(self.session.sftp_put, self.session, tmp, content, 384)
@@ -363,7 +375,7 @@ function Conn:write_file(path, content, mode)
                 ok, err, code = nil, tostring(res), "error"
             end
         end
-        self.locked = false
+        unlock(self)
         if ok == true then
             local r, rerr, rcode = self:run("t=" .. q(tmp) .. "; { " .. chmod .. " && mv -f \"$t\" " .. q(path) ..
                 '; } || { rm -f "$t"; exit 1; }')
