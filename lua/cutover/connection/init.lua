@@ -180,6 +180,11 @@ function M.ssh_settings(name, v, opts)
     local port, perr = util.port_number(iport ~= nil and (v.ansible_port ~= nil and "ansible_port" or "ansible_ssh_port")
                                         or "the SSH config's Port", iport or sc.port or 22)
     if not port then return nil, perr end
+    local session = v.cutover_session
+    if session == "true" or session == "false" then session = session == "true" end
+    if session ~= nil and type(session) ~= "boolean" then
+        return nil, "cutover_session must be true or false, got " .. tostring(session)
+    end
     local tname = v.ansible_timeout ~= nil and "ansible_timeout" or "ansible_ssh_timeout"
     local timeout, terr = util.seconds(tname, v.ansible_timeout or v.ansible_ssh_timeout or 30)
     if not timeout then return nil, terr end
@@ -203,6 +208,7 @@ function M.ssh_settings(name, v, opts)
         proxy_jump = jump,
         proxy_command = command or nil,
         sftp = v.cutover_sftp ~= false,
+        session = session ~= false,
     }
 end
 

@@ -1,0 +1,278 @@
+-- Issue 13: the persistent remote runner (connection/session.lua) on a
+-- real loopback sshd.  Each check runs through connection.ssh as the
+-- runner does: frames no output can forge, binary output, stdin, the
+-- output cap, isolation between steps, signals, timeouts that stop the
+-- step's process group, and a session shell killed (SIGKILL) between
+-- steps and in the middle of one.
+local binary, tests_dir = ...
+local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
+local S = dofile(tests_dir .. "/lib/sshd.lua")
+local proc = require("cutover.core.proc")
+local fs = require("cutover.core.fs")
+local crypto = require("cutover.core.crypto")
+local sshconn = require("cutover.connection.ssh")
+local _, session = pcall(require, "cutover.connection.session")  -- absent before issue 13
+S.install(T)
+
+local srv = S.start(T)
+srv:trust()
+
+local warnings = {}
+sshconn.on_warning = function(msg) warnings[#warnings + 1] = msg end
+
+local function conn(extra)
+    local st = { host = srv.address, port = srv.port, user = srv.user, keys = { srv.key },
+                 agent = false, known_hosts = srv.known_hosts, timeout = 30 }
+    for k, v in pairs(extra or {}) do st[k] = v end
+    return sshconn.new("h1", st)
+end
+
+local function sh(c, cmd, opts)
+    local o = { shell = cmd }
+    for k, v in pairs(opts or {}) do o[k] = v end
+    return c:exec(o)
+end
+
+local function ok(c, cmd, opts)
+    local r, err = sh(c, cmd, opts)
+    assert(r, "exec failed: " .. tostring(err))
+    return r
+end
+
+-- What runs a step: the session shell (comm "sh") or sshd itself.
+local function parent(c)
+    return (ok(c, "cat /proc/$PPID/comm").stdout:gsub("%s+$", ""))
+end
+
+T.test("steps run in the session: one shell parents every step; cutover_session: false uses a channel each", function()
+    local c = conn()
+    T.eq(parent(c), "sh", "the session shell runs the step")
+    local p1 = ok(c, "echo $PPID").stdout
+    local p2 = ok(c, "echo $PPID").stdout
+    T.eq(p1, p2, "the same session shell for both steps")
+    T.ok(c.session_runner ~= nil, "a runner is open")
+    c:close()
+    local off = conn({ session = false })
+    T.eq(parent(off), "sshd", "cutover_session: false: sshd starts each command")
+    T.eq(off.session_runner, nil, "no runner")
+    off:close()
+end)
+
+T.test("exit codes and signals are what sh -c gives locally", function()
+    local c = conn()
+    for _, cmd in ipairs({ "true", "exit 3", "false", "kill -TERM $$", "kill -INT $$", "kill -KILL $$",
+                           "exec sh -c 'exit 7'", "set -e; false; echo not-here" }) do
+        local local_rc = proc.run({ shell = cmd, timeout = 10 }).rc
+        local r = ok(c, cmd)
+        T.eq(r.rc, local_rc, "rc of " .. cmd)
+    end
+    T.eq(ok(c, "echo still").stdout, "still\n", "the session outlives every one of them")
+    T.eq(parent(c), "sh", "still the session")
+    c:close()
+end)
+
+T.test("frame forgery: output shaped like frames, boundaries and random bytes comes back as data", function()
+    local c = conn()
+    local token = c.session_runner and c.session_runner.token
+    local fake = "X 1 0 100\necho injected\n" .. "0123456789abcdef01234567 R 0 0 0 0 0\n" ..
+        "%s P 1\n%s R 0 3 0 3 0\n%s E\n%s K 1\n"
+    local cmd = "printf '" .. fake .. "' fake fake fake fake; printf '" .. fake .. "' x x x x >&2"
+    local r = ok(c, cmd)
+    T.eq(r.rc, 0, "rc")
+    T.eq(r.stdout, (fake:format("fake", "fake", "fake", "fake")), "stdout verbatim")
+    T.eq(r.stderr, (fake:format("x", "x", "x", "x")), "stderr verbatim")
+    -- random bytes, NULs and lines without an end
+    local d = S.target(T)
+    local blob = crypto.random_bytes and crypto.random_bytes(200000) or nil
+    if not blob then
+        S.sh("head -c 200000 /dev/urandom > " .. d .. "/blob && chmod 644 " .. d .. "/blob")
+        blob = T.read(d .. "/blob")
+    else
+        T.write(d .. "/blob", blob, 420)
+    end
+    local b = ok(c, "cat " .. d .. "/blob; cat " .. d .. "/blob >&2")
+    T.eq(#b.stdout, #blob, "binary stdout length")
+    T.ok(b.stdout == blob, "binary stdout exact")
+    T.ok(b.stderr == blob, "binary stderr exact")
+    T.eq(ok(c, "printf 'no newline at the end'").stdout, "no newline at the end", "partial last line")
+    T.eq(ok(c, "printf 'a\\000b'").stdout, "a\0b", "a NUL byte")
+    T.ok(token == nil or c.session_runner.token == token, "the same session throughout")
+    T.eq(#warnings, 0, "no warning: " .. table.concat(warnings, "; "))
+    c:close()
+end)
+
+T.test("a step that writes into the session's own channel fails clearly and the host goes on per channel", function()
+    warnings = {}
+    local c = conn()
+    T.eq(parent(c), "sh", "session on")
+    -- a step that forges a whole reply straight into every pipe of the
+    -- session shell (its stdin, and the stdout the controller reads)
+    local r, err = sh(c, "for f in /proc/$PPID/fd/*; do case $(readlink $f) in pipe:*) " ..
+        "printf 'X 1 0 9\\necho forged\\nbogus R 0 0 0 0 0\\nbogus E\\n' > $f;; esac; done; echo done")
+    T.eq(r, nil, "no result is taken from a forged reply")
+    T.contains(tostring(err), "may or may not have taken effect", "the rule for a step whose end is unknown")
+    T.eq(parent(c), "sshd", "later steps: one channel each")
+    T.eq(#warnings, 1, "one warning")
+    T.contains(warnings[1] or "", "h1: the persistent session is not available", "the warning names the host")
+    c:close()
+end)
+
+T.test("stdin: bytes in exactly, a step that reads to the end or not at all", function()
+    local c = conn()
+    local data = "line one\nline two\0with a NUL\n\255\254 and no newline"
+    T.ok(ok(c, "cat", { stdin = data }).stdout == data, "stdin echoed exactly")
+    local big = string.rep("0123456789abcdef", 65536) .. "tail"
+    local r = ok(c, "wc -c; cat >/dev/null", { stdin = big })
+    T.eq(tonumber(r.stdout:match("%d+")), #big, "1 MiB of stdin")
+    T.eq(ok(c, "echo ignored").stdout, "ignored\n", "a step that does not read it")
+    T.eq(ok(c, "cat").stdout, "", "no stdin: at its end at once")
+    T.eq(ok(c, "read x; echo \"[$x]\"", { stdin = "X Y\n" }).stdout, "[X Y]\n", "read from stdin")
+    T.eq(parent(c), "sh", "still the session")
+    c:close()
+end)
+
+T.test("output over the cap is cut and flagged, per stream", function()
+    local c = conn({ max_output = 1000 })
+    local r = ok(c, "head -c 5000 /dev/zero; head -c 999 /dev/zero >&2")
+    T.eq(#r.stdout, 1000, "stdout cut at the cap")
+    T.eq(r.stdout_truncated, true, "stdout flagged")
+    T.eq(#r.stderr, 999, "stderr under the cap")
+    T.eq(r.stderr_truncated, false, "stderr not flagged")
+    local big = ok(c, "head -c 3000000 /dev/zero", { max_output = 4000000 })
+    T.eq(#big.stdout, 3000000, "3 MB under a larger cap")
+    T.eq(ok(c, "echo next").stdout, "next\n", "the next step")
+    c:close()
+end)
+
+T.test("isolation: cd, export, umask, traps, set -e, exec, exit and a closed stdout stay in their step", function()
+    local c = conn()
+    local home = ok(c, "pwd").stdout
+    local mask = ok(c, "umask").stdout
+    ok(c, "cd /tmp; export LEAK=1; LEAK2=2; umask 077; trap 'echo trapped' EXIT; set -e; alias ls=false")
+    local r = ok(c, "pwd; echo ${LEAK-unset} ${LEAK2-unset}; umask")
+    T.eq(r.stdout, home .. "unset unset\n" .. mask, "nothing leaked")
+    T.eq(ok(c, "exec echo replaced").stdout, "replaced\n", "exec")
+    T.eq(ok(c, "exit 4").rc, 4, "exit")
+    local closed = ok(c, "exec >&- 2>&-; sleep 0.1; exit 5")
+    T.eq(closed.rc, 5, "a step that closes stdout and stderr")
+    T.eq(ok(c, "echo after").stdout, "after\n", "the session still answers")
+    T.eq(parent(c), "sh", "and it is still the session")
+    c:close()
+end)
+
+T.test("a step that leaves a daemon behind does not hold the session", function()
+    local c = conn()
+    local d = S.target(T)
+    -- the daemon keeps the step's stdout and stderr open for 60 s; the
+    -- step's timeout (20 s) would end it if the session waited for it
+    local r = ok(c, "sh -c 'sleep 60; echo late' & echo $$", { timeout = 20 })
+    T.eq(r.timed_out, nil, "not timed out")
+    local pgid = tonumber(r.stdout:match("^(%d+)\n$"))
+    T.ok(pgid, "the step's own output: " .. r.stdout)
+    T.ok(proc.run({ argv = { "pgrep", "-g", tostring(pgid) } }).stdout ~= "", "the daemon still runs")
+    local r2 = ok(c, "echo second")
+    T.eq(r2.stdout, "second\n", "the next step's output is its own")
+    S.sh("kill -KILL -" .. pgid)
+    c:close()
+end)
+
+T.test("timeout: the step's process group is stopped, the session stays", function()
+    local c = conn()
+    local d = S.target(T)
+    local r = ok(c, "echo $$; sh -c 'sleep 60; echo late' & sleep 60", { timeout = 1 })
+    T.eq(r.timed_out, true, "timed out")
+    T.eq(r.stop_note, nil, "stopped: " .. tostring(r.stop_note))
+    local pgid = tonumber(r.stdout:match("^(%d+)\n$"))
+    T.ok(pgid, "what it wrote before it was stopped: " .. r.stdout)
+    local left = proc.run({ argv = { "pgrep", "-g", tostring(pgid) } })
+    T.eq(left.stdout, "", "nothing of its process group still runs")
+    T.eq(ok(c, "echo after").stdout, "after\n", "the next step runs")
+    T.eq(parent(c), "sh", "in the session")
+    c:close()
+end)
+
+T.test("the session shell killed between steps: a warning, then one channel per step", function()
+    warnings = {}
+    local c = conn()
+    T.eq(parent(c), "sh", "session on")
+    local pid = c.session_runner.pid
+    T.ok(pid and pid > 1, "the session shell's pid")
+    S.sh("kill -KILL " .. pid)
+    -- the kill is seen at the next step: never started, so it runs
+    local r = ok(c, "echo ran")
+    T.eq(r.stdout, "ran\n", "the step ran once")
+    T.eq(#warnings, 1, "one warning")
+    T.contains(warnings[1] or "", "one SSH channel per step", "the warning says what happens now")
+    T.eq(parent(c), "sshd", "per channel from now on")
+    c:close()
+end)
+
+T.test("the session shell killed while a step runs: the step fails as 'may or may not', the host goes on", function()
+    warnings = {}
+    local c = conn()
+    local d = S.target(T)
+    T.eq(parent(c), "sh", "session on")
+    local r, err, code = sh(c, "echo before > " .. d .. "/mark; kill -KILL $PPID; sleep 1; echo after >> " .. d .. "/mark")
+    T.eq(r, nil, "no result")
+    T.eq(code, "connection", "code")
+    T.contains(tostring(err), "it may or may not have taken effect", "message: " .. tostring(err))
+    T.eq(ok(c, "echo next").stdout, "next\n", "the next step runs")
+    T.eq(#warnings, 1, "one warning")
+    c:close()
+end)
+
+-- become: one sudo per connection and user, its password sent once
+local SUDOERS = "/etc/sudoers.d/cutover-test-session"
+local done = T.done
+T.done = function() fs.remove(SUDOERS); return done() end
+
+local function set_sudoers(line)
+    assert(fs.write(SUDOERS, line .. "\n", 288))
+    local v = proc.run({ argv = { "visudo", "-cf", SUDOERS } })
+    T.eq(v.rc, 0, "sudoers drop-in valid: " .. v.stdout .. v.stderr)
+end
+
+T.test("become: one sudo for the whole run per user (password once), steps as root, timeouts stopped as root", function()
+    assert(proc.run({ shell = "echo " .. S.USER .. ":'" .. S.PASSWORD:gsub("'", "'\\''") .. "' | chpasswd" }).rc == 0)
+    for _, rule in ipairs({ S.USER .. " ALL=(ALL) ALL", S.USER .. " ALL=(ALL) NOPASSWD: ALL" }) do
+        set_sudoers(rule)
+        warnings = {}
+        local c = conn()
+        c.become = { user = "root", method = "sudo", password = S.PASSWORD }
+        local a = ok(c, "id -u; echo $PPID; cat /proc/$PPID/comm")
+        local b = ok(c, "id -u; echo $PPID; cat /proc/$PPID/comm", { stdin = "x" })
+        T.eq(a.stdout:match("^(%d+)\n"), "0", rule .. ": as root")
+        T.eq(a.stdout:match("\n(%d+)\n"), b.stdout:match("\n(%d+)\n"), rule .. ": one session shell (one sudo) for both")
+        T.eq(a.stdout:match("\n(%a+)\n$"), "sh", rule .. ": started by the session, not by a sudo of its own")
+        T.not_contains(a.stderr .. b.stderr, "cutover-sudo-", rule .. ": no prompt in stderr")
+        T.eq(ok(c, "cat", { stdin = "in\0put" }).stdout, "in\0put", rule .. ": the step's stdin is its own")
+        -- a root step that times out is stopped (as root)
+        local r = ok(c, "echo $$; sleep 60", { timeout = 1 })
+        T.eq(r.timed_out, true, rule .. ": timed out")
+        T.eq(r.stop_note, nil, rule .. ": stopped: " .. tostring(r.stop_note))
+        local pg = r.stdout:match("^(%d+)")
+        T.eq(proc.run({ argv = { "pgrep", "-g", pg or "0" } }).stdout, "", rule .. ": its group is gone")
+        c.become = nil
+        T.eq(ok(c, "id -un").stdout, S.USER .. "\n", rule .. ": without become, the login user again")
+        T.eq(#warnings, 0, rule .. ": no warning: " .. table.concat(warnings, "; "))
+        c:close()
+    end
+    fs.remove(SUDOERS)
+end)
+
+T.test("the bootstrap runs under dash and under bash", function()
+    for _, interp in ipairs({ "/bin/dash", "/bin/bash", "/bin/sh" }) do
+        if fs.stat(interp) then
+            if type(session) ~= "table" then error("no connection.session module") end
+            session.SHELL = interp
+            local c = conn()
+            T.eq(ok(c, "echo hi; echo err >&2; exit 2").stdout, "hi\n", interp .. ": stdout")
+            T.eq(ok(c, "cat", { stdin = "x\0y" }).stdout, "x\0y", interp .. ": stdin")
+            T.ok(c.session_runner ~= nil and not c.no_session, interp .. ": the session ran it")
+            c:close()
+        end
+    end
+    session.SHELL = "/bin/sh"
+end)
+
+T.done()
