@@ -9,6 +9,7 @@ local fs = require("cutover.core.fs")
 local sys = require("cutover.core.sys")
 local crypto = require("cutover.core.crypto")
 local json = require("cutover.core.json")
+local loop = require("cutover.core.loop")
 
 local M = {}
 
@@ -68,7 +69,67 @@ local function check(self, ok, ...)
     return ok, ...
 end
 
-function Journal:exec(sql, ...) return check(self, self.db:exec(sql, ...)) end
+function Journal:exec(sql, ...)
+    -- a transaction of its own ends the group's first (they do not nest)
+    if sql:find("^%s*BEGIN") then
+        self:flush()
+        self.in_tx = true
+    elseif sql:find("^%s*COMMIT") or sql:find("^%s*ROLLBACK") then
+        self.in_tx = nil
+    end
+    return check(self, self.db:exec(sql, ...))
+end
+
+-- Group commit (issue 13).  A step's intent must be durable before the
+-- step starts and its result before the next one starts, but with steps
+-- of about a millisecond two fsyncs per step per host would dominate.
+-- So, inside the loop's tasks, an intent or result joins the open group
+-- transaction and its task waits for the end of the loop's turn
+-- (loop.yield): every host that wrote in that turn is committed by one
+-- COMMIT (one WAL fsync), by the first of them to resume, before any of
+-- them goes on.  Outside a task (tests, history, resume's own writes)
+-- each write commits at once, as before.  M.commits counts COMMITs of
+-- group transactions and M.group_writes the writes they held (bench).
+M.commits = 0
+M.group_writes = 0
+
+function Journal:flush()
+    if not self.group_gen then return end
+    local gen = self.group_gen
+    self.group_gen = nil
+    self.group_done = gen
+    local ok, err = self.db:exec("COMMIT")
+    if ok == nil then
+        self.db:exec("ROLLBACK")
+        self.group_failed = { gen = gen, err = err }
+        check(self, nil, err)
+    end
+    M.commits = M.commits + 1
+end
+
+local function durable(self, fn, ...)
+    if not loop.in_task() or self.no_group or self.in_tx then return fn(self, ...) end
+    if not self.group_gen then
+        check(self, self.db:exec("BEGIN IMMEDIATE"))
+        self.group_next = (self.group_next or 0) + 1
+        self.group_gen = self.group_next
+    end
+    local gen = self.group_gen
+    local res = table.pack(pcall(fn, self, ...))
+    if not res[1] then
+        -- a failed write: the group is not to be committed half done
+        if self.group_gen == gen then
+            self.group_gen = nil
+            self.db:exec("ROLLBACK")
+        end
+        error(res[2], 0)
+    end
+    M.group_writes = M.group_writes + 1
+    loop.yield()
+    if self.group_gen == gen then self:flush() end
+    if self.group_failed and self.group_failed.gen == gen then check(self, nil, self.group_failed.err) end
+    return table.unpack(res, 2, res.n)
+end
 function Journal:rows(sql, ...) return check(self, self.db:rows(sql, ...)) end
 
 -- The controller's boot, so a pid from an earlier boot is never taken
@@ -112,7 +173,7 @@ function Journal:host_status(run, host, status, failed_at, detail)
 end
 
 -- f: run, host, play, step, occurrence, name, action, digest, idempotent
-function Journal:intent(f)
+local function intent(self, f)
     local _, seq = self:exec([[INSERT INTO steps (run, host, play, step, occurrence, name,
         action, digest, idempotent, status, started) VALUES (?,?,?,?,?,?,?,?,?,?,?)]],
         f.run, f.host, f.play, f.step, f.occurrence, f.name, f.action, f.digest,
@@ -122,9 +183,15 @@ end
 
 -- sealed: the unmasked result encrypted with the vault key, when the
 -- result holds a secret (result_json itself is always masked)
-function Journal:result(seq, status, changed, result_json, note, sealed)
+local function result(self, seq, status, changed, result_json, note, sealed)
     self:exec("UPDATE steps SET status = ?, changed = ?, ended = ?, result = ?, note = ?, sealed = ? WHERE seq = ?",
               status, changed and 1 or 0, sys.time(), result_json, note, sealed, seq)
+end
+
+-- Durable when it returns (group commit inside tasks, see above).
+function Journal:intent(f) return durable(self, intent, f) end
+function Journal:result(seq, status, changed, result_json, note, sealed)
+    return durable(self, result, seq, status, changed, result_json, note, sealed)
 end
 
 function Journal:run_sealed(id, sealed)
@@ -182,6 +249,7 @@ function Journal:transaction(fn)
     self:exec("BEGIN IMMEDIATE")
     local res = table.pack(pcall(fn))
     if not res[1] then
+        self.in_tx = nil
         self.db:exec("ROLLBACK")
         error(res[2], 0)
     end
@@ -343,6 +411,9 @@ function Journal:verify(doing)
         self.path, why or "?", doing, self.path)
 end
 
-function Journal:close() self.db:close() end
+function Journal:close()
+    self:flush()
+    self.db:close()
+end
 
 return M

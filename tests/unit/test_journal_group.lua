@@ -1,0 +1,90 @@
+-- Unit (issue 13): the journal's group commit.  Hosts that write their
+-- step intents (or results) in the same turn of the loop share one
+-- COMMIT, and none of them goes on before it: a second connection to
+-- the same SQLite file (which sees committed rows only) already finds
+-- every row when the writer's call returns.  Real SQLite file, real
+-- loop tasks.
+local binary, tests_dir = ...
+local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
+local journal = require("cutover.journal")
+local core = require("cutover.core.journal")
+local loop = require("cutover.core.loop")
+
+local function open()
+    local path = T.tmpdir() .. "/journal.db"
+    local j = assert(journal.open(path))
+    local id = journal.new_run_id()
+    j:new_run({ id = id, command = "run", playbook = "p.yml" })
+    return j, path, id
+end
+
+local function count_rows(path, sql)
+    local other = assert(core.open(path))
+    local rows = assert(other:rows(sql))
+    other:close()
+    return #rows
+end
+
+T.test("10 hosts' intents in one turn: one commit, every row durable before any host goes on", function()
+    local j, path, id = open()
+    local c0 = journal.commits
+    local seen = {}
+    for h = 1, 10 do
+        loop.spawn(function()
+            j:intent({ run = id, host = "h" .. h, play = 1, step = "s1", occurrence = 1,
+                       name = "s1", action = "command", digest = "d", idempotent = false })
+            -- what another process would find now, had we crashed here
+            seen[h] = count_rows(path, "SELECT seq FROM steps WHERE host = 'h" .. h .. "'")
+        end)
+    end
+    loop.run()
+    T.eq(journal.commits - c0, 1, "one COMMIT for the ten intents")
+    for h = 1, 10 do T.eq(seen[h], 1, "h" .. h .. "'s intent was committed before it went on") end
+    j:close()
+end)
+
+T.test("steps of 5 hosts x 4 steps: at most one commit per loop turn, every result durable", function()
+    local j, path, id = open()
+    local c0 = journal.commits
+    local turns = 0
+    for h = 1, 5 do
+        loop.spawn(function()
+            for s = 1, 4 do
+                local seq = j:intent({ run = id, host = "h" .. h, play = 1, step = "s" .. s, occurrence = 1,
+                                       name = "s" .. s, action = "command", digest = "d", idempotent = false })
+                j:result(seq, "ok", false, "{}", nil, nil)
+                T.eq(count_rows(path, "SELECT seq FROM steps WHERE host = 'h" .. h ..
+                    "' AND step = 's" .. s .. "' AND status = 'ok'"), 1, "h" .. h .. " s" .. s .. " durable")
+            end
+        end)
+    end
+    loop.run(function() turns = turns + 1 end, 0.0001)
+    local commits = journal.commits - c0
+    T.ok(commits <= 8, "40 writes in at most 8 commits (2 per step, hosts together): " .. commits)
+    T.eq(count_rows(path, "SELECT seq FROM steps WHERE status = 'ok'"), 20, "all 20 results")
+    j:close()
+end)
+
+T.test("outside a task each write commits at once (as before)", function()
+    local j, path, id = open()
+    local c0 = journal.commits
+    local seq = j:intent({ run = id, host = "h", play = 1, step = "s", occurrence = 1, name = "s",
+                           action = "command", digest = "d", idempotent = false })
+    T.eq(count_rows(path, "SELECT seq FROM steps"), 1, "visible at once")
+    j:result(seq, "ok", false, "{}")
+    T.eq(journal.commits - c0, 0, "no group transaction")
+    -- an explicit transaction inside a task is left alone (the runner's
+    -- controller-only steps write intent and result in one)
+    loop.spawn(function()
+        j:exec("BEGIN")
+        local s2 = j:intent({ run = id, host = "h", play = 1, step = "t", occurrence = 1, name = "t",
+                              action = "debug", digest = "d", idempotent = false })
+        j:result(s2, "ok", false, "{}")
+        j:exec("COMMIT")
+    end)
+    loop.run()
+    T.eq(count_rows(path, "SELECT seq FROM steps"), 2, "the explicit transaction committed")
+    j:close()
+end)
+
+T.done()
