@@ -212,6 +212,9 @@ T.test("the session shell killed while a step runs: the step fails as 'may or ma
     local c = conn()
     local d = S.target(T)
     T.eq(parent(c), "sh", "session on")
+    -- the session's private folder: where the step's stdout goes
+    local folder = ok(c, "readlink /proc/$$/fd/1").stdout:match("^(/.+)/o%d+\n$")
+    T.ok(folder and fs.stat(folder), "the private folder: " .. tostring(folder))
     local r, err, code = sh(c, "echo before > " .. d .. "/mark; kill -KILL $PPID; sleep 1; echo after >> " .. d .. "/mark")
     T.eq(r, nil, "no result")
     T.eq(code, "connection", "code")
@@ -219,6 +222,12 @@ T.test("the session shell killed while a step runs: the step fails as 'may or ma
     T.eq(ok(c, "echo next").stdout, "next\n", "the next step runs")
     T.eq(#warnings, 1, "one warning")
     c:close()
+    -- SIGKILL ran no trap: its private folder was left; the next session
+    -- of the user removes it
+    local c2 = conn()
+    T.eq(parent(c2), "sh", "a new session")
+    T.ok(folder and not fs.stat(folder), "the killed session's folder is gone")
+    c2:close()
 end)
 
 -- become: one sudo per connection and user, its password sent once

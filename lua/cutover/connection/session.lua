@@ -36,6 +36,10 @@
 -- reads through stdio and could take bytes of the next request, so it
 -- is never used on the pipe.  Output files are sent with head -c / dd of
 -- a regular file, where reading ahead cannot matter.
+--
+-- The private folder holds the session shell's pid: a session that was
+-- killed (SIGKILL runs no trap) leaves its folder, and the next session
+-- of that user on the host removes the folders whose shell is gone.
 local crypto = require("cutover.core.crypto")
 
 local M = {}
@@ -69,6 +73,13 @@ case $d in
 esac
 [ -n "$d" ] || { printf '%s N %s\n' "$T" 'no private temporary folder'; return 0; }
 trap 'rm -rf "$d"' EXIT
+echo $$ > "$d/pid"
+for o in "${d%/*}"/cutover-session.*/pid; do
+[ -f "$o" ] && [ -O "$o" ] && [ "$o" != "$d/pid" ] || continue
+p=
+read -r p < "$o" 2>/dev/null
+[ -n "$p" ] && kill -0 "$p" 2>/dev/null || rm -rf "${o%/pid}"
+done
 trap 'exit 129' HUP
 trap 'exit 141' PIPE
 trap 'exit 143' TERM
@@ -105,7 +116,7 @@ else
 [ "$ne" -gt 0 ] && dd if="$d/e$n" bs="$ne" count=1 2>/dev/null
 fi
 printf '%s E\n' "$T"
-if [ $((n % 32)) = 0 ] || [ $(($1 + $3 + b)) -gt 65536 ]; then rm -f "$d"/[eio]*; fi
+if [ $((n % 32)) = 0 ] || [ $(($1 + $3 + b)) -gt 65536 ]; then rm -f "$d"/[eio][0-9]*; fi
 done
 exit 0
 }
