@@ -103,7 +103,7 @@ set -- $(wc -c < "$f")
 fi
 setsid /bin/sh -c 'printf "%s P %s\n" "$1" "$$" >&3 || exit 126; exec 3>&-; exec "$0" -c "$2"' "$S" "$T" "$x" 3>&1 < "$f" > "$d/o$n" 2> "$d/e$n"
 r=$?
-set -- $(wc -c "$d/o$n" "$d/e$n")
+if [ -s "$d/o$n" ] || [ -s "$d/e$n" ]; then set -- $(wc -c "$d/o$n" "$d/e$n"); else set -- 0 - 0 -; fi
 no=$1 ne=$3
 [ "$no" -gt "$c" ] && no=$c
 [ "$ne" -gt "$c" ] && ne=$c
