@@ -400,12 +400,20 @@ static int loop_yield(lua_State *L)
     return 0;
 }
 
+/* loop.tasks() -> how many tasks (daemons not counted) the loop holds */
+static int loop_tasks(lua_State *L)
+{
+    lua_pushinteger(L, task_count - daemon_count);
+    return 1;
+}
+
 static const luaL_Reg loop_funcs[] = {
     {"spawn", loop_spawn},
     {"spawn_daemon", loop_spawn_daemon},
     {"run", loop_run},
     {"sleep", loop_sleep},
     {"yield", loop_yield},
+    {"tasks", loop_tasks},
     {"now", loop_lnow},
     {"interrupts", loop_linterrupts},
     {"in_task", loop_in_task},

@@ -108,7 +108,10 @@ function Journal:flush()
 end
 
 local function durable(self, fn, ...)
-    if not loop.in_task() or self.no_group or self.in_tx then return fn(self, ...) end
+    -- one host alone has nobody to share a commit with: each write
+    -- commits at once, as before (and holds no transaction open across
+    -- a turn of the loop)
+    if not loop.in_task() or self.no_group or self.in_tx or loop.tasks() < 2 then return fn(self, ...) end
     if not self.group_gen then
         check(self, self.db:exec("BEGIN IMMEDIATE"))
         self.group_next = (self.group_next or 0) + 1
