@@ -45,6 +45,7 @@ struct ssh_shell {
     size_t want_len;
     size_t want_have;
     size_t sent;                  /* send: bytes written so far */
+    size_t line_max;              /* recv_line: the longest line taken */
     double deadline;
     unsigned interrupts_at_start;
     int uninterruptible;
@@ -253,11 +254,12 @@ static int shell_send(lua_State *L)
 static int shell_recv_k(lua_State *L, int status, lua_KContext ctx)
 {
     struct ssh_shell *h = shell_check(L);
-    size_t max = (size_t)ctx;
+    size_t max = h->line_max;  /* not ctx: a park resumes with ctx 0 */
     const char *stop;
     long got;
 
     (void)status;
+    (void)ctx;
     for (;;) {
         if (h->s->session == NULL)
             return shell_fail(L, h, "connection", "session closed");
@@ -316,7 +318,8 @@ static int shell_recv_line(lua_State *L)
     shell_begin(L, h);
     free(h->want);
     h->want = NULL;
-    return shell_recv_k(L, LUA_OK, (lua_KContext)max);
+    h->line_max = (size_t)max;
+    return shell_recv_k(L, LUA_OK, 0);
 }
 
 /* sh:recv(n [, opts]) -> exactly n bytes | nil, message, code */

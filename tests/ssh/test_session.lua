@@ -58,6 +58,28 @@ T.test("steps run in the session: one shell parents every step; cutover_session:
     off:close()
 end)
 
+T.test("the cutover binary runs a play's steps in the session (hosts as tasks); cutover_session: false does not", function()
+    for _, off in ipairs({ false, true }) do
+        local d = S.target(T)
+        local inv = "all:\n  vars: { ansible_host: " .. srv.address .. ", ansible_port: " .. srv.port ..
+            ", ansible_user: " .. srv.user .. ", ansible_ssh_private_key_file: " .. srv.key ..
+            (off and ", cutover_session: false" or "") .. " }\n  hosts:\n"
+        for i = 1, 3 do inv = inv .. "    h" .. i .. ": {}\n" end
+        T.write(d .. "/inv.yml", inv)
+        T.write(d .. "/p.yml", "- hosts: all\n  steps:\n" ..
+            "    - shell: \"cat /proc/$PPID/comm > " .. d .. "/{{ inventory_hostname }}.a\"\n" ..
+            "    - shell: \"echo $PPID > " .. d .. "/{{ inventory_hostname }}.b; echo $PPID >> " .. d .. "/{{ inventory_hostname }}.b\"\n")
+        local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", srv.known_hosts },
+            { env = { HOME = d, SSH_AUTH_SOCK = "", XDG_STATE_HOME = d .. "/state" }, timeout = 120 })
+        T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
+        T.not_contains(r.stdout .. r.stderr, "warning", "no fallback warning")
+        for i = 1, 3 do
+            T.eq(T.read(d .. "/h" .. i .. ".a"), off and "sshd\n" or "sh\n",
+                 "h" .. i .. (off and ": sshd starts the command" or ": the session shell starts the step"))
+        end
+    end
+end)
+
 T.test("exit codes and signals are what sh -c gives locally", function()
     local c = conn()
     for _, cmd in ipairs({ "true", "exit 3", "false", "kill -TERM $$", "kill -INT $$", "kill -KILL $$",

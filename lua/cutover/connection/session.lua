@@ -78,7 +78,7 @@ for o in "${d%/*}"/cutover-session.*/pid; do
 [ -f "$o" ] && [ -O "$o" ] && [ "$o" != "$d/pid" ] || continue
 p=
 read -r p < "$o" 2>/dev/null
-[ -n "$p" ] && kill -0 "$p" 2>/dev/null || rm -rf "${o%/pid}"
+[ -n "$p" ] && ! kill -0 "$p" 2>/dev/null && rm -rf "${o%/pid}"
 done
 trap 'exit 129' HUP
 trap 'exit 141' PIPE
