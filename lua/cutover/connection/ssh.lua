@@ -355,6 +355,14 @@ function Conn:run_session(line, opts, as)
         self:close_runners()
     else
         self:give_up_session(err, runner)
+        if code == "eof" then
+            -- the server closed the session's channel (a ChannelTimeout,
+            -- a killed shell): as for a channel of its own; the
+            -- connection may be going too, so the next step reconnects
+            self:drop_session()
+            return nil, self.name .. ": the command ended without an exit status (the session or channel " ..
+                "was closed; it may or may not have taken effect)", "connection", true
+        end
     end
     return nil, tostring(err) .. " (connection lost while the command ran; it may or may not have taken effect)",
         "connection", true
