@@ -147,6 +147,9 @@ T.test("stdin: bytes in exactly, a step that reads to the end or not at all", fu
     local r = ok(c, "wc -c; cat >/dev/null", { stdin = big })
     T.eq(tonumber(r.stdout:match("%d+")), #big, "1 MiB of stdin")
     T.eq(ok(c, "echo ignored").stdout, "ignored\n", "a step that does not read it")
+    T.eq(ok(c, "echo ignored", { stdin = big }).stdout, "ignored\n", "a step that leaves 1 MiB of stdin unread")
+    T.eq(ok(c, "head -c 3", { stdin = big }).stdout, "012", "a step that reads 3 bytes of 1 MiB")
+    T.eq(ok(c, "cat", { stdin = "next" }).stdout, "next", "the next step's stdin is its own")
     T.eq(ok(c, "cat").stdout, "", "no stdin: at its end at once")
     T.eq(ok(c, "read x; echo \"[$x]\"", { stdin = "X Y\n" }).stdout, "[X Y]\n", "read from stdin")
     T.eq(parent(c), "sh", "still the session")
@@ -270,8 +273,10 @@ T.test("become: one sudo for the whole run per user (password once), steps as ro
         warnings = {}
         local c = conn()
         c.become = { user = "root", method = "sudo", password = S.PASSWORD }
-        local a = ok(c, "id -u; echo $PPID; cat /proc/$PPID/comm")
-        local b = ok(c, "id -u; echo $PPID; cat /proc/$PPID/comm", { stdin = "x" })
+        -- (the process group of the step's parent: with stdin, that parent
+        -- is a subshell of the session shell, in its process group)
+        local a = ok(c, "id -u; awk '{print $5}' /proc/$PPID/stat; cat /proc/$PPID/comm")
+        local b = ok(c, "id -u; awk '{print $5}' /proc/$PPID/stat; cat /proc/$PPID/comm", { stdin = "x" })
         T.eq(a.stdout:match("^(%d+)\n"), "0", rule .. ": as root")
         T.eq(a.stdout:match("\n(%d+)\n"), b.stdout:match("\n(%d+)\n"), rule .. ": one session shell (one sudo) for both")
         T.eq(a.stdout:match("\n(%a+)\n$"), "sh", rule .. ": started by the session, not by a sudo of its own")
@@ -288,6 +293,47 @@ T.test("become: one sudo for the whole run per user (password once), steps as ro
         T.eq(#warnings, 0, rule .. ": no warning: " .. table.concat(warnings, "; "))
         c:close()
     end
+    fs.remove(SUDOERS)
+end)
+
+-- The folders the sessions of this host use (the test runs as root, so
+-- it can read every one), and whether any file in them holds s.
+local function staged(s)
+    local found = {}
+    for _, dir in ipairs({ "/tmp" }) do
+        local r = proc.run({ argv = { "sh", "-c", "grep -rlF -e \"$1\" " .. dir .. "/cutover-session.* 2>/dev/null; true",
+                                      "sh", s } })
+        for f in r.stdout:gmatch("[^\n]+") do found[#found + 1] = f end
+    end
+    return found
+end
+
+T.test("H1: sudo's password is never written to a file on the host (probe, become session, per-step sudo, SIGKILL)", function()
+    assert(proc.run({ shell = "echo " .. S.USER .. ":'" .. S.PASSWORD:gsub("'", "'\\''") .. "' | chpasswd" }).rc == 0)
+    set_sudoers(S.USER .. " ALL=(ALL) ALL")
+    warnings = {}
+    local c = conn()
+    T.eq(parent(c), "sh", "the login session is on")
+    local folder = ok(c, "readlink /proc/$$/fd/1").stdout:match("^(/.+)/o%d+\n$")
+    T.ok(folder, "the login session's private folder")
+    c.become = { user = "root", method = "sudo", password = S.PASSWORD }
+    -- the first step as root probes sudo with the password (login session)
+    T.eq(ok(c, "id -u").stdout, "0\n", "as root")
+    T.eq(ok(c, "id -u", { stdin = "step input" }).stdout, "0\n", "as root, with stdin")
+    T.eq(#staged(S.PASSWORD), 0, "no file holds the password after the probe: " .. table.concat(staged(S.PASSWORD), " "))
+    -- sudo once per step (the become session turned off): the password
+    -- goes ahead of the step's stdin, through the login session
+    c.no_become_session = { ["root\0"] = true }
+    T.eq(ok(c, "cat", { stdin = "own input" }).stdout, "own input", "per-step sudo: the step's stdin is its own")
+    T.eq(#staged(S.PASSWORD), 0, "no file holds the password after per-step sudo: " .. table.concat(staged(S.PASSWORD), " "))
+    -- SIGKILL of the login session in the middle of a step: no trap runs,
+    -- its folder stays until the next session; still no password in it
+    c.become = nil
+    local r = sh(c, "kill -KILL $PPID; sleep 1")
+    T.eq(r, nil, "the killed session gives no result")
+    T.ok(fs.stat(folder), "the killed session's folder is left: " .. folder)
+    T.eq(#staged(S.PASSWORD), 0, "no file holds the password after a SIGKILL: " .. table.concat(staged(S.PASSWORD), " "))
+    c:close()
     fs.remove(SUDOERS)
 end)
 

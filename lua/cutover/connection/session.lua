@@ -22,8 +22,10 @@
 -- reply that lost its place (the session is then given up).
 --
 -- Each step runs in a child process of its own (setsid: its own process
--- group and session), stdin from the request's bytes (a file) or
--- /dev/null, through the login shell ($SHELL -c, as sshd would run it),
+-- group and session), stdin from the request's bytes (piped straight
+-- from the request stream, never staged in a file: they may hold sudo's
+-- password; what the step leaves unread is drained after it ends, so the
+-- next request keeps its place) or /dev/null, through the login shell ($SHELL -c, as sshd would run it),
 -- so nothing it does to its shell (cd, export, traps, set -e, exec, exit,
 -- reading stdin to the end) reaches the next step.
 --
@@ -32,7 +34,8 @@
 -- it never reads ahead); stdin data, when a step has any, is read by
 -- GNU `head -c N` (reads at most what is left of N, one buffer at a time)
 -- where head is GNU's, else by `dd bs=1 count=N` (POSIX, exact, one byte
--- per read: slow, only for hosts without GNU coreutils).  busybox head
+-- per read: slow, only for hosts without GNU coreutils); either pipes
+-- into the step.  busybox head
 -- reads through stdio and could take bytes of the next request, so it
 -- is never used on the pipe.  Output files are sent with head -c / dd of
 -- a regular file, where reading ahead cannot matter.
@@ -94,15 +97,18 @@ if [ "$i" = 0 ]; then x=$l; else x=$x$nl$l; fi
 i=$((i+1))
 done
 n=$((n+1))
-f=/dev/null
 if [ "$b" -gt 0 ]; then
-f=$d/i$n
-if [ -n "$G" ]; then head -c "$b" > "$f"; else dd bs=1 count="$b" of="$f" 2>/dev/null; fi
-set -- $(wc -c < "$f")
-[ "$1" = "$b" ] || exit 1
-fi
-setsid /bin/sh -c 'printf "%s P %s\n" "$1" "$$" >&3 || exit 126; exec 3>&-; exec "$0" -c "$2"' "$S" "$T" "$x" 3>&1 < "$f" > "$d/o$n" 2> "$d/e$n"
+if [ -n "$G" ]; then head -c "$b"; else dd bs=1 count="$b" 2>/dev/null; fi | {
+setsid /bin/sh -c 'printf "%s P %s\n" "$1" "$$" >&3 || exit 126; exec 3>&-; exec "$0" -c "$2"' "$S" "$T" "$x" 3>&1 > "$d/o$n" 2> "$d/e$n"
 r=$?
+cat > /dev/null
+exit $r
+}
+r=$?
+else
+setsid /bin/sh -c 'printf "%s P %s\n" "$1" "$$" >&3 || exit 126; exec 3>&-; exec "$0" -c "$2"' "$S" "$T" "$x" 3>&1 < /dev/null > "$d/o$n" 2> "$d/e$n"
+r=$?
+fi
 if [ -s "$d/o$n" ] || [ -s "$d/e$n" ]; then set -- $(wc -c "$d/o$n" "$d/e$n"); else set -- 0 - 0 -; fi
 no=$1 ne=$3
 [ "$no" -gt "$c" ] && no=$c
@@ -116,7 +122,7 @@ else
 [ "$ne" -gt 0 ] && dd if="$d/e$n" bs="$ne" count=1 2>/dev/null
 fi
 printf '%s E\n' "$T"
-if [ $((n % 32)) = 0 ] || [ $(($1 + $3 + b)) -gt 65536 ]; then rm -f "$d"/[eio][0-9]*; fi
+if [ $((n % 32)) = 0 ] || [ $(($1 + $3)) -gt 65536 ]; then rm -f "$d"/[eo][0-9]*; fi
 done
 exit 0
 }
@@ -184,14 +190,22 @@ local function count_lines(s)
     return n
 end
 
--- Sends one step.  true | nil, message, code; a failure means the
--- request was not received whole, so the step never started.
-function Runner:send(line, stdin, cap)
+-- Sends one step.  true | nil, message, code, started: a failure with
+-- started false means the command's lines were not received whole, so
+-- the step never started.  Its stdin is piped into the step as it
+-- arrives (the step starts before the last byte is in): a failure while
+-- sending stdin leaves started true.  opts (for the stdin): timeout,
+-- uninterruptible; a step that does not read its stdin may hold it up
+-- until it ends.
+function Runner:send(line, stdin, cap, opts)
     stdin = stdin or ""
     local ok, err, code = self.sh:send("X " .. count_lines(line) .. " " .. #stdin .. " " ..
-        math.floor(cap) .. "\n" .. line .. "\n" .. stdin, { uninterruptible = true, timeout = 60 })
-    if not ok then self.dead = true end
-    return ok, err, code
+        math.floor(cap) .. "\n" .. line .. "\n", { uninterruptible = true, timeout = 60 })
+    if not ok then self.dead = true; return nil, err, code, false end
+    if stdin == "" then return true end
+    ok, err, code = self.sh:send(stdin, opts or {})
+    if not ok then self.dead = true; return nil, err, code, true end
+    return true
 end
 
 -- After send: the step's pid.  opts: timeout, uninterruptible.

@@ -306,27 +306,41 @@ function Conn:run_session(line, opts, as)
         if err then self.session = nil; return nil, err, code, false end
         return false
     end
+    local t0 = loop.now()
+    local deadline = opts.timeout and opts.timeout > 0 and (t0 + opts.timeout) or nil
+    local function left() return deadline and math.max(0.001, deadline - loop.now()) or nil end
+    local in_stdin
     ok, err, code = runner:ready()
-    if ok then ok, err, code = runner:send(line, opts.stdin, opts.max_output or self.settings.max_output or session_runner.DEFAULT_CAP) end
-    if not ok then
-        -- the request was not received whole: the step never started
+    if ok then
+        ok, err, code, in_stdin = runner:send(line, opts.stdin,
+            opts.max_output or self.settings.max_output or session_runner.DEFAULT_CAP, { timeout = left() })
+    end
+    if not ok and not in_stdin then
+        -- the command's lines were not received whole: the step never started
         if code == "connection" then self.session = nil; self:close_runners(); return nil, err, code, false end
         self:give_up_session(err, runner)
         return false
     end
-    local t0 = loop.now()
-    local deadline = opts.timeout and opts.timeout > 0 and (t0 + opts.timeout) or nil
-    local function left() return deadline and math.max(0.001, deadline - loop.now()) or nil end
     local pid, r
-    pid, err, code = runner:started({ timeout = left() })
-    if not pid and code == "eof" then
+    if not ok then
+        -- its stdin was cut short: the step may be running (it started on
+        -- the lines); a timeout or Ctrl-C stops it below, with its pid
+        -- if that came (the session itself is given up: it waits for the
+        -- rest of those bytes)
+        if code == "timeout" or code == "interrupted" then
+            pid = runner:started({ timeout = 5, uninterruptible = true })
+        end
+    else
+        pid, err, code = runner:started({ timeout = left() })
+    end
+    if ok and not pid and code == "eof" then
         -- the remote shell ended with no P line: the step writes that
         -- line before it runs, and what it wrote comes through before the
         -- end (the connection is up), so it never started
         self:give_up_session(err, runner)
         return false
     end
-    if pid then r, err, code = runner:result({ timeout = left() }, t0) end
+    if ok and pid then r, err, code = runner:result({ timeout = left() }, t0) end
     if r then return r end
     if code == "timeout" or code == "interrupted" then
         -- stop its process group (over a second channel, as the step's
