@@ -118,15 +118,25 @@ local function durable(self, fn, ...)
         self.group_gen = self.group_next
     end
     local gen = self.group_gen
-    local res = table.pack(pcall(fn, self, ...))
+    -- each write in a savepoint of its own: a write that fails undoes
+    -- itself only, and the writes of the other hosts in the group stand
+    local sp_ok, sp_err = self.db:exec("SAVEPOINT cutover_write")
+    local res = sp_ok == nil and { false, sp_err } or table.pack(pcall(fn, self, ...))
     if not res[1] then
-        -- a failed write: the group is not to be committed half done
-        if self.group_gen == gen then
+        local undone = sp_ok ~= nil and self.db:exec("ROLLBACK TO cutover_write") ~= nil
+            and self.db:exec("RELEASE cutover_write") ~= nil
+        if not undone and self.group_gen == gen then
+            -- SQLite rolled the whole transaction back (a full disk, an
+            -- I/O error): the group's other writes are gone too, so every
+            -- host of the group fails, none goes on with a lost intent
             self.group_gen = nil
             self.db:exec("ROLLBACK")
+            self.group_failed = { gen = gen, err = type(res[2]) == "table" and res[2].why or tostring(res[2]) }
         end
+        if type(res[2]) == "string" then check(self, nil, res[2]) end
         error(res[2], 0)
     end
+    check(self, self.db:exec("RELEASE cutover_write"))
     M.group_writes = M.group_writes + 1
     loop.yield()
     if self.group_gen == gen then self:flush() end

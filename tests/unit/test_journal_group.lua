@@ -87,4 +87,42 @@ T.test("outside a task each write commits at once (as before)", function()
     j:close()
 end)
 
+for _, how in ipairs({ "ABORT", "ROLLBACK" }) do
+T.test("H2: one host's failed write in a group never leaves another host going on with a rolled-back intent (" ..
+       how .. ")", function()
+    local j, path, id = open()
+    -- a real SQLite failure for one host's INSERT only (as a full disk
+    -- or a file-size limit would fail the write that meets it): ABORT
+    -- undoes that statement, ROLLBACK the whole open transaction (what
+    -- SQLite may do on a full disk or an I/O error)
+    j:exec("CREATE TRIGGER fail_h2 BEFORE INSERT ON steps WHEN NEW.host = 'h2' " ..
+           "BEGIN SELECT RAISE(" .. how .. ", 'simulated write failure'); END")
+    local got, errs = {}, {}
+    for h = 1, 4 do
+        loop.spawn(function()
+            local ok, seq = pcall(j.intent, j, { run = id, host = "h" .. h, play = 1, step = "s1", occurrence = 1,
+                                                 name = "s1", action = "command", digest = "d", idempotent = false })
+            if ok then got[h] = seq else errs[h] = seq end
+        end)
+    end
+    loop.run()
+    T.ok(errs[2] ~= nil and journal.is_write_error(errs[2]), "h2's own write fails as a WriteError: " .. tostring(errs[2]))
+    for h = 1, 4 do
+        if got[h] then
+            -- a host that goes on must have its own intent durable, at the
+            -- seq it was given
+            T.eq(count_rows(path, "SELECT seq FROM steps WHERE seq = " .. math.floor(got[h]) ..
+                " AND host = 'h" .. h .. "'"), 1, "h" .. h .. " went on: its intent is durable at seq " .. got[h])
+        else
+            T.ok(journal.is_write_error(errs[h]), "h" .. h .. " failed with a WriteError: " .. tostring(errs[h]))
+        end
+    end
+    -- the journal is usable afterwards (no transaction left open)
+    local seq = j:intent({ run = id, host = "h9", play = 1, step = "s2", occurrence = 1, name = "s2",
+                           action = "command", digest = "d", idempotent = false })
+    T.eq(count_rows(path, "SELECT seq FROM steps WHERE seq = " .. math.floor(seq)), 1, "a later write commits")
+    j:close()
+end)
+end
+
 T.done()
