@@ -76,6 +76,11 @@ function Journal:exec(sql, ...)
         self.in_tx = true
     elseif sql:find("^%s*COMMIT") or sql:find("^%s*ROLLBACK") then
         self.in_tx = nil
+    elseif self.group_gen and not self.in_group_write and not self.in_tx and not sql:find("^%s*SELECT") then
+        -- any other write (an event, a host's status) is durable when it
+        -- returns too: the open group is committed first, so the write
+        -- commits on its own and never waits in (or is lost with) the group
+        self:flush()
     end
     return check(self, self.db:exec(sql, ...))
 end
@@ -121,7 +126,9 @@ local function durable(self, fn, ...)
     -- each write in a savepoint of its own: a write that fails undoes
     -- itself only, and the writes of the other hosts in the group stand
     local sp_ok, sp_err = self.db:exec("SAVEPOINT cutover_write")
+    self.in_group_write = true
     local res = sp_ok == nil and { false, sp_err } or table.pack(pcall(fn, self, ...))
+    self.in_group_write = nil
     if not res[1] then
         local undone = sp_ok ~= nil and self.db:exec("ROLLBACK TO cutover_write") ~= nil
             and self.db:exec("RELEASE cutover_write") ~= nil

@@ -125,4 +125,28 @@ T.test("H2: one host's failed write in a group never leaves another host going o
 end)
 end
 
+T.test("H3: a write of another kind made while a group is open is durable when it returns", function()
+    local j, path, id = open()
+    local seen = {}
+    -- h1's intent opens a group and waits for the end of the turn; in
+    -- that same turn h2 writes a loop item's end event and its status
+    loop.spawn(function()
+        j:intent({ run = id, host = "h1", play = 1, step = "s1", occurrence = 1, name = "s1",
+                   action = "command", digest = "d", idempotent = false })
+    end)
+    loop.spawn(function()
+        j:event(id, "h2", "item", "s1", '{"index":1}')
+        -- what a resume would find, had the controller been killed here
+        seen.event = count_rows(path, "SELECT seq FROM events WHERE host = 'h2' AND kind = 'item'")
+        j:host_status(id, "h2", "failed", "s1", "x")
+        seen.status = count_rows(path, "SELECT host FROM run_hosts WHERE run = '" .. id .. "' AND host = 'h2'")
+    end)
+    loop.spawn(function() end)   -- a third task: group commit is on
+    loop.run()
+    T.eq(seen.event, 1, "the item event was committed before j:event returned")
+    T.eq(seen.status, 1, "the host status was committed before j:host_status returned")
+    T.eq(count_rows(path, "SELECT seq FROM steps WHERE host = 'h1'"), 1, "h1's intent is durable too")
+    j:close()
+end)
+
 T.done()
