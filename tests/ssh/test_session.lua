@@ -255,6 +255,35 @@ T.test("the session shell killed while a step runs: the step fails as 'may or ma
     c2:close()
 end)
 
+T.test("M3: the clean-up of killed sessions' folders removes only the user's own real folders", function()
+    local tag = crypto.random_hex(4)
+    local u = S.USER
+    local A = "/tmp/cutover-session.tA" .. tag     -- not the user's: root's, world-writable
+    local B = "/tmp/cutover-session.tB" .. tag     -- a symlink to a folder of the user's
+    local Bt = "/tmp/cutover-victim-" .. tag
+    local C = "/tmp/cutover-session.tC" .. tag     -- the user's own, its shell gone: removed
+    local E = "/tmp/cutover-session.tE" .. tag     -- the user's own, pid not written yet: kept
+    local dead = "999999999"                        -- above any pid_max: no such process
+    local r = proc.run({ shell = table.concat({
+        "set -e",
+        "mkdir -m 0777 " .. A, "echo " .. dead .. " > " .. A .. "/pid", "touch " .. A .. "/victim",
+        "chown " .. u .. " " .. A .. "/pid " .. A .. "/victim",
+        "mkdir -m 0700 " .. Bt, "echo " .. dead .. " > " .. Bt .. "/pid", "touch " .. Bt .. "/victim",
+        "chown -R " .. u .. " " .. Bt, "ln -s " .. Bt .. " " .. B,
+        "mkdir -m 0700 " .. C, "echo " .. dead .. " > " .. C .. "/pid", "chown -R " .. u .. " " .. C,
+        "mkdir -m 0700 " .. E, ": > " .. E .. "/pid", "touch " .. E .. "/o1", "chown -R " .. u .. " " .. E,
+    }, "\n") })
+    T.eq(r.rc, 0, "planted: " .. r.stderr)
+    local c = conn()
+    T.eq(parent(c), "sh", "a new session (its start runs the clean-up)")
+    c:close()
+    T.ok(fs.stat(A .. "/victim"), "a folder the user does not own is left alone")
+    T.ok(fs.stat(Bt .. "/victim"), "a symlinked folder is not followed")
+    T.ok(not fs.stat(C), "the user's own folder of a dead session is removed")
+    T.ok(fs.stat(E .. "/o1"), "a folder whose pid file is still empty is left alone")
+    proc.run({ argv = { "rm", "-rf", A, B, Bt, C, E } })
+end)
+
 -- become: one sudo per connection and user, its password sent once
 local SUDOERS = "/etc/sudoers.d/cutover-test-session"
 local done = T.done

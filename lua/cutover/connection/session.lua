@@ -40,9 +40,12 @@
 -- is never used on the pipe.  Output files are sent with head -c / dd of
 -- a regular file, where reading ahead cannot matter.
 --
--- The private folder holds the session shell's pid: a session that was
+-- The private folder holds the session shell's pid (written to a temp
+-- name, then renamed: never read half written): a session that was
 -- killed (SIGKILL runs no trap) leaves its folder, and the next session
--- of that user on the host removes the folders whose shell is gone.
+-- of that user on the host removes the folders whose shell is gone:
+-- only real folders (no symlink) the user owns, holding a pid file that
+-- is no symlink, the user's, and a number.
 local crypto = require("cutover.core.crypto")
 
 local M = {}
@@ -76,12 +79,13 @@ case $d in
 esac
 [ -n "$d" ] || { printf '%s N %s\n' "$T" 'no private temporary folder'; return 0; }
 trap 'rm -rf "$d"' EXIT
-echo $$ > "$d/pid"
-for o in "${d%/*}"/cutover-session.*/pid; do
-[ -f "$o" ] && [ -O "$o" ] && [ "$o" != "$d/pid" ] || continue
+echo $$ > "$d/p" && mv -f "$d/p" "$d/pid" || { printf '%s N %s\n' "$T" 'cannot write in the private folder'; return 0; }
+for o in "${d%/*}"/cutover-session.*; do
+[ "$o" != "$d" ] && [ -d "$o" ] && [ ! -h "$o" ] && [ -O "$o" ] && [ -f "$o/pid" ] && [ ! -h "$o/pid" ] && [ -O "$o/pid" ] || continue
 p=
-read -r p < "$o" 2>/dev/null
-[ -n "$p" ] && ! kill -0 "$p" 2>/dev/null && rm -rf "${o%/pid}"
+read -r p < "$o/pid" 2>/dev/null
+case $p in ''|*[!0-9]*) continue;; esac
+kill -0 "$p" 2>/dev/null || rm -rf "$o"
 done
 trap 'exit 129' HUP
 trap 'exit 141' PIPE
