@@ -381,4 +381,31 @@ T.test("the bootstrap runs under dash and under bash", function()
     session.SHELL = "/bin/sh"
 end)
 
+-- (last: the SIGINT it sends this process stays counted, and a connect
+-- after an interrupt is refused)
+T.test("M4: Ctrl-C or a timeout while the session starts: the step is not run, no fallback to a channel", function()
+    local sys = require("cutover.core.sys")
+    local d = S.target(T)
+    -- a session shell slow to start: its bootstrap answers after 4 s
+    session.SHELL = "sleep 4; exec /bin/sh"
+    local ok_, e = pcall(function()
+        warnings = {}
+        local c = conn({ timeout = 1 })
+        local r, err = sh(c, "echo ran >> " .. d .. "/m1")
+        T.ok(r == nil or r.timed_out, "timeout: no result of a step that ran: " .. tostring(err))
+        T.eq(T.read(d .. "/m1"), nil, "timeout: the step never ran")
+        T.eq(#warnings, 0, "timeout: no fallback: " .. table.concat(warnings, "; "))
+        c:close()
+        local c2 = conn()
+        proc.run({ shell = "(sleep 1; kill -INT " .. sys.getpid() .. ") >/dev/null 2>&1 &" })
+        r, err = sh(c2, "echo ran >> " .. d .. "/m2")
+        T.ok(r == nil or r.interrupted, "Ctrl-C: no result of a step that ran: " .. tostring(err))
+        T.eq(T.read(d .. "/m2"), nil, "Ctrl-C: the step never ran")
+        T.eq(#warnings, 0, "Ctrl-C: no fallback: " .. table.concat(warnings, "; "))
+        c2:close()
+    end)
+    session.SHELL = "/bin/sh"
+    if not ok_ then error(e, 0) end
+end)
+
 T.done()

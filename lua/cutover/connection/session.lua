@@ -150,7 +150,7 @@ function M.open(session, host, timeout, o)
     local ok
     ok, err, code = sh:send((o.preamble or "") .. M.BOOT .. "__cutover_session " .. token ..
         (o.shell and (" " .. o.shell) or "") .. "\n", { timeout = timeout })
-    if not ok then return nil, err, code end
+    if not ok then sh:close(); return nil, err, code end
     local line
     line, err, code = sh:recv_line(M.LINE_MAX, { timeout = timeout })
     if not line then

@@ -231,8 +231,16 @@ function Conn:runner(as)
         return r
     end
     if code == "connection" then return nil, err, code end
+    if code == "timeout" or code == "interrupted" then return nil, M.not_started(self.name, err, code), code end
     self:give_up_session(err)
     return nil
+end
+
+-- A session start cut short by its timeout or a Ctrl-C: the step is not
+-- run at all (no fallback to a channel of its own after a Ctrl-C).
+function M.not_started(name, err, code)
+    return name .. ": the persistent session did not start (" ..
+        (code == "interrupted" and "interrupted" or tostring(err)) .. "); the step was not run"
 end
 
 function Conn:become_runner(spec)
@@ -257,6 +265,7 @@ function Conn:become_runner(spec)
         return r
     end
     if code == "connection" then return nil, err, code end
+    if code == "timeout" or code == "interrupted" then return nil, M.not_started(self.name, err, code), code end
     self.no_become_session[key] = true
     M.on_warning(self.name .. ": no persistent session as " .. spec.user .. " (" .. tostring(err) ..
         "); running sudo once per step as that user")
@@ -303,6 +312,11 @@ function Conn:run_session(line, opts, as)
     local runner
     runner, err, code = self:runner(as)
     if not runner then
+        if code == "timeout" or code == "interrupted" then
+            -- the half-open session channel is in an unknown state
+            self:drop_session()
+            return nil, err, code, false
+        end
         if err then self.session = nil; return nil, err, code, false end
         return false
     end
