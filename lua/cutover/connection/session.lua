@@ -51,6 +51,9 @@ local crypto = require("cutover.core.crypto")
 local M = {}
 
 M.DEFAULT_CAP = 8 * 1024 * 1024
+-- The most one stream of a reply may carry (sh:recv's limit in
+-- core/ssh/shell.c): a larger cap is sent as this.
+M.MAX_CAP = 256 * 1024 * 1024
 -- The interpreter of the bootstrap (tests run it under bash too).
 M.SHELL = "/bin/sh"
 M.LINE_MAX = 1024
@@ -203,8 +206,9 @@ end
 -- until it ends.
 function Runner:send(line, stdin, cap, opts)
     stdin = stdin or ""
+    self.cap = math.min(math.floor(cap), M.MAX_CAP)
     local ok, err, code = self.sh:send("X " .. count_lines(line) .. " " .. #stdin .. " " ..
-        math.floor(cap) .. "\n" .. line .. "\n", { uninterruptible = true, timeout = 60 })
+        self.cap .. "\n" .. line .. "\n", { uninterruptible = true, timeout = 60 })
     if not ok then self.dead = true; return nil, err, code, false end
     if stdin == "" then return true end
     ok, err, code = self.sh:send(stdin, opts or {})
@@ -224,6 +228,13 @@ function Runner:result(opts, started_at)
     local rest, err, code = self:frame("R", opts)
     if not rest then return nil, err, code end
     local rc, so, se, no, ne = rest:match("^(%d+) (%d+) (%d+) (%d+) (%d+)$")
+    -- the bytes sent are at most the cap asked for and the stream's size:
+    -- any other count is a reply that lost its place
+    local cap = self.cap or M.MAX_CAP
+    if rc and (tonumber(no) > cap or tonumber(ne) > cap or tonumber(no) > tonumber(so)
+               or tonumber(ne) > tonumber(se)) then
+        rc = nil
+    end
     if not rc then
         self.dead = true
         return nil, self.host .. ": the session's reply lost its place", "protocol"
