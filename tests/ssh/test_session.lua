@@ -296,6 +296,34 @@ T.test("M3: the clean-up of killed sessions' folders removes only the user's own
     proc.run({ argv = { "rm", "-rf", A, B, Bt, C, E } })
 end)
 
+T.test("M2: a step that removes the session's private folder: the next step runs once, as never started", function()
+    warnings = {}
+    local c = conn()
+    local d = S.target(T)
+    local folder = ok(c, "readlink /proc/$$/fd/1").stdout:match("^(/.+)/o%d+\n$")
+    T.ok(folder, "the private folder")
+    -- (what a clean-up step such as rm -rf /tmp/* does to it)
+    T.eq(ok(c, "rm -rf " .. folder).rc, 0, "the step that removes it")
+    local r, err = sh(c, "echo ran >> " .. d .. "/m; echo ran")
+    T.ok(r, "the next step has a result, not 'may or may not': " .. tostring(err))
+    T.eq(r and r.stdout, "ran\n", "its output")
+    T.eq(T.read(d .. "/m"), "ran\n", "it ran exactly once")
+    T.eq(ok(c, "echo after").stdout, "after\n", "the host goes on")
+    T.eq(parent(c), "sh", "in the session (its folder made again)")
+    -- its path taken by something else: the session cannot make it again;
+    -- the step never started there, so it runs (once) on a channel
+    folder = ok(c, "readlink /proc/$$/fd/1").stdout:match("^(/.+)/o%d+\n$")
+    T.eq(ok(c, "rm -rf " .. folder .. " && ln -s /tmp " .. folder).rc, 0, "the folder replaced by a symlink")
+    r, err = sh(c, "echo ran >> " .. d .. "/m2; echo ran")
+    T.ok(r, "a result: " .. tostring(err))
+    T.eq(T.read(d .. "/m2"), "ran\n", "it ran exactly once")
+    T.eq(#warnings, 1, "one warning: " .. table.concat(warnings, "; "))
+    T.contains(warnings[1] or "", "private folder is gone", "the warning says why")
+    T.eq(parent(c), "sshd", "one channel per step from then on")
+    os.remove(folder)
+    c:close()
+end)
+
 -- become: one sudo per connection and user, its password sent once
 local SUDOERS = "/etc/sudoers.d/cutover-test-session"
 local done = T.done

@@ -13,6 +13,9 @@
 --   T N <reason>     this host cannot run the session (the caller falls
 --                    back to one channel per step)
 --   T P <pid>        the step started; pid is its process group
+--   T N <reason>     (instead of P) the step was not started, the
+--                    session ends (its private folder is gone: a step
+--                    removed it and it could not be made again)
 --   T R <rc> <stdout size> <stderr size> <stdout sent> <stderr sent>
 --                    then exactly the two counts of bytes, then
 --   T E              end of the reply
@@ -104,6 +107,9 @@ if [ "$i" = 0 ]; then x=$l; else x=$x$nl$l; fi
 i=$((i+1))
 done
 n=$((n+1))
+if ! { [ -d "$d" ] && [ ! -h "$d" ] && [ -O "$d" ]; }; then
+mkdir -m 700 "$d" 2>/dev/null && echo $$ > "$d/p" && mv -f "$d/p" "$d/pid" || { printf '%s N %s\n' "$T" 'the private folder is gone'; exit 0; }
+fi
 if [ "$b" -gt 0 ]; then
 if [ -n "$G" ]; then head -c "$b"; else dd bs=1 count="$b" 2>/dev/null; fi | {
 setsid /bin/sh -c 'printf "%s P %s\n" "$1" "$$" >&3 || exit 126; exec 3>&-; exec "$0" -c "$2"' "$S" "$T" "$x" 3>&1 > "$d/o$n" 2> "$d/e$n"
@@ -129,7 +135,7 @@ else
 [ "$ne" -gt 0 ] && dd if="$d/e$n" bs="$ne" count=1 2>/dev/null
 fi
 printf '%s E\n' "$T"
-if [ $((n % 32)) = 0 ] || [ $(($1 + $3)) -gt 65536 ]; then rm -f "$d"/[eo][0-9]*; fi
+if [ $((n % 32)) = 0 ] || [ $(($1 + $3)) -gt 65536 ]; then [ -h "$d" ] || rm -f "$d"/[eo][0-9]*; fi
 done
 exit 0
 }
@@ -184,6 +190,12 @@ function Runner:frame(kind, opts)
     local line, err, code = self.sh:recv_line(M.LINE_MAX, opts)
     if not line then return nil, err, code end
     local k, rest = line:match("^" .. self.token .. " (%u) ?(.*)$")
+    if k == "N" and kind == "P" then
+        -- the session could not start the step (its private folder was
+        -- removed and could not be made again): it never started
+        self.dead = true
+        return nil, self.host .. ": " .. rest, "notstarted"
+    end
     if k ~= kind then
         self.dead = true
         return nil, self.host .. ": the session's reply lost its place", "protocol"

@@ -347,7 +347,7 @@ function Conn:run_session(line, opts, as)
     else
         pid, err, code = runner:started({ timeout = left() })
     end
-    if ok and not pid and code == "eof" then
+    if ok and not pid and (code == "eof" or code == "notstarted") then
         -- the remote shell ended with no P line: the step writes that
         -- line before it runs, and what it wrote comes through before the
         -- end (the connection is up), so it never started
