@@ -324,6 +324,22 @@ T.test("M2: a step that removes the session's private folder: the next step runs
     c:close()
 end)
 
+T.test("M2: output a left-behind process keeps rewriting is sent as one snapshot (the reply keeps its place)", function()
+    warnings = {}
+    local c = conn()
+    for i = 1, 4 do
+        -- the step ends at once; the process it leaves truncates and
+        -- rewrites the step's stdout file 3000 times while the session
+        -- measures and sends it
+        local r, err = sh(c, "(j=0; while [ $j -lt 3000 ]; do printf '%065536d' 0 > /dev/stdout; j=$((j+1)); done) & echo started")
+        T.ok(r, "step " .. i .. ": a result: " .. tostring(err))
+        T.ok(r and r.stdout:sub(1, 8) == "started\n" or (r and r.stdout:match("^0*$")), "step " .. i .. ": output is one state of the file")
+    end
+    T.eq(#warnings, 0, "no reply lost its place: " .. table.concat(warnings, "; "))
+    T.eq(parent(c), "sh", "still the session")
+    c:close()
+end)
+
 -- become: one sudo per connection and user, its password sent once
 local SUDOERS = "/etc/sudoers.d/cutover-test-session"
 local done = T.done

@@ -20,7 +20,9 @@
 --                    then exactly the two counts of bytes, then
 --   T E              end of the reply
 -- The step's own output never travels outside the counted bytes (it goes
--- to files in a private 0700 folder, sent once the step has ended), so
+-- to files in a private 0700 folder, sent once the step has ended, from
+-- a snapshot of at most cap+1 bytes taken first: a process the step left
+-- behind may go on rewriting its files, never the snapshot), so
 -- nothing a command prints can pass for a frame; the token catches a
 -- reply that lost its place (the session is then given up).
 --
@@ -122,20 +124,30 @@ else
 setsid /bin/sh -c 'printf "%s P %s\n" "$1" "$$" >&3 || exit 126; exec 3>&-; exec "$0" -c "$2"' "$S" "$T" "$x" 3>&1 < /dev/null > "$d/o$n" 2> "$d/e$n"
 r=$?
 fi
-if [ -s "$d/o$n" ] || [ -s "$d/e$n" ]; then set -- $(wc -c "$d/o$n" "$d/e$n"); else set -- 0 - 0 -; fi
-no=$1 ne=$3
+so=0 se=0
+if [ -s "$d/o$n" ] || [ -s "$d/e$n" ]; then
+k=$((c+1))
+if [ -n "$G" ]; then head -c "$k" "$d/o$n" > "$d/O"; head -c "$k" "$d/e$n" > "$d/E"
+else dd if="$d/o$n" of="$d/O" bs="$k" count=1 2>/dev/null; dd if="$d/e$n" of="$d/E" bs="$k" count=1 2>/dev/null; fi
+set -- $(wc -c "$d/O" "$d/E" 2>/dev/null)
+case "$1 $3" in *[!0-9\ ]*|' '*|*' ') ;; *) so=$1 se=$3;; esac
+fi
+no=$so ne=$se
 [ "$no" -gt "$c" ] && no=$c
 [ "$ne" -gt "$c" ] && ne=$c
-printf '%s R %s %s %s %s %s\n' "$T" "$r" "$1" "$3" "$no" "$ne"
-if [ -n "$G" ]; then
-[ "$no" -gt 0 ] && head -c "$no" "$d/o$n"
-[ "$ne" -gt 0 ] && head -c "$ne" "$d/e$n"
+printf '%s R %s %s %s %s %s\n' "$T" "$r" "$so" "$se" "$no" "$ne"
+if [ $((no + ne)) -gt 0 ]; then
+if [ "$no" = "$so" ] && [ "$ne" = "$se" ]; then cat "$d/O" "$d/E"
+elif [ -n "$G" ]; then
+[ "$no" -gt 0 ] && head -c "$no" "$d/O"
+[ "$ne" -gt 0 ] && head -c "$ne" "$d/E"
 else
-[ "$no" -gt 0 ] && dd if="$d/o$n" bs="$no" count=1 2>/dev/null
-[ "$ne" -gt 0 ] && dd if="$d/e$n" bs="$ne" count=1 2>/dev/null
+[ "$no" -gt 0 ] && dd if="$d/O" bs="$no" count=1 2>/dev/null
+[ "$ne" -gt 0 ] && dd if="$d/E" bs="$ne" count=1 2>/dev/null
+fi
 fi
 printf '%s E\n' "$T"
-if [ $((n % 32)) = 0 ] || [ $(($1 + $3)) -gt 65536 ]; then [ -h "$d" ] || rm -f "$d"/[eo][0-9]*; fi
+if [ $((n % 32)) = 0 ] || [ $((so + se)) -gt 65536 ]; then [ -h "$d" ] || rm -f "$d"/[eo][0-9]*; fi
 done
 exit 0
 }
