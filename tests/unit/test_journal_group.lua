@@ -149,4 +149,36 @@ T.test("H3: a write of another kind made while a group is open is durable when i
     j:close()
 end)
 
+T.test("H3: kill -9 right after a loop item's end event written while a group is open: the event survives", function()
+    local proc = require("cutover.core.proc")
+    local j, path, id = open()
+    j:close()
+    local d = T.tmpdir()
+    -- a child controller: h1's intent opens a group and waits for the end
+    -- of the turn; in that turn h2 records its item's end, and the
+    -- process is killed (SIGKILL) the moment that call returns
+    T.write(d .. "/child.lua", [==[
+local path, id = ...
+local journal = require("cutover.journal")
+local loop = require("cutover.core.loop")
+local sys = require("cutover.core.sys")
+local j = assert(journal.open(path))
+loop.spawn(function()
+    j:intent({ run = id, host = "h1", play = 1, step = "s1", occurrence = 1, name = "s1",
+               action = "command", digest = "d", idempotent = false })
+end)
+loop.spawn(function()
+    j:event(id, "h2", "item", "s1", '{"index":2}')
+    sys.kill(sys.getpid(), 9)
+end)
+loop.spawn(function() end)
+loop.run()
+]==])
+    local luatest = T.cutover:gsub("cutover$", "cutover_luatest")
+    local r = proc.run({ argv = { luatest, d .. "/child.lua", path, id }, timeout = 60 })
+    T.ok(r.rc ~= 0, "the child was killed: rc " .. tostring(r.rc) .. " " .. tostring(r.stderr))
+    T.eq(count_rows(path, "SELECT seq FROM events WHERE host = 'h2' AND kind = 'item'"), 1,
+         "the item's end event is in the journal after the kill")
+end)
+
 T.done()
