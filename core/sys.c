@@ -169,7 +169,8 @@ static int sys_read_secret(lua_State *L)
         lua_pushliteral(L, "no terminal to ask on");
         return 2;
     }
-    ignored = write(fd, prompt, strlen(prompt));
+    /* echo off before the prompt shows: what is typed the moment it
+     * appears must not be echoed */
     if (tcgetattr(fd, &old) == 0) {
         quiet = old;
         quiet.c_lflag &= (tcflag_t)~(ECHO | ECHONL);
@@ -178,6 +179,7 @@ static int sys_read_secret(lua_State *L)
     } else {
         restored = 1;
     }
+    ignored = write(fd, prompt, strlen(prompt));
     while (len < sizeof buf - 1) {
         char c;
         ssize_t n = read(fd, &c, 1);

@@ -10,6 +10,7 @@ packages=(
     valgrind clang libclang-rt-14-dev bc time
     tmux chromium sudo
     qemu-system-x86 qemu-utils debootstrap e2fsprogs   # the VM lab (tests/vm)
+    apt-utils python3   # the VM lab's package repository (apt-ftparchive; http.server, relay.py)
     ansible-core   # the converter's twin tests run real ansible-playbook
 )
 missing=()

@@ -471,56 +471,15 @@ function M.make(ctx)
         return d
     end
 
-    -- Debian version order (dpkg's): [epoch:]upstream[-revision].
+    -- Debian version order (dpkg's): [epoch:]upstream[-revision]
+    -- (cutover.debversion, shared with the apt action).
+    local debversion = require("cutover.debversion")
     local function parse_version(fname, v)
         if type(v) == "number" then v = tostring(v) end
         if type(v) ~= "string" then error(fname .. ": a version must be text, got " .. type(v), 0) end
-        local s = v:match("^%s*(.-)%s*$")
-        if s == "" then error(fname .. ": the version is empty", 0) end
-        local epoch, rest = 0, s
-        local e, r = s:match("^(%d+):(.*)$")
-        if e then
-            epoch, rest = tonumber(e), r
-        elseif s:find(":", 1, true) then
-            error(fname .. ": bad version '" .. v .. "': the epoch before ':' must be a number", 0)
-        end
-        local up, rev = rest:match("^(.*)%-([^-]*)$")
-        if not up then up, rev = rest, "" end
-        if up == "" or not up:match("^%d") then
-            error(fname .. ": bad version '" .. v .. "': the upstream version must start with a digit", 0)
-        end
-        if up:find("[^%w.+~:-]") or rev:find("[^%w.+~]") then
-            error(fname .. ": bad version '" .. v .. "': only letters, digits and . + ~ - : are allowed", 0)
-        end
-        return epoch, up, rev
-    end
-    local function order(c)
-        if c == "~" then return -1 end
-        if c == "" then return 0 end
-        if c:match("%a") then return c:byte() end
-        return c:byte() + 256
-    end
-    local function compare_part(a, b)
-        local i, j = 1, 1
-        while i <= #a or j <= #b do
-            -- the non-digit prefix, character by character
-            while (i <= #a and not a:sub(i, i):match("%d")) or (j <= #b and not b:sub(j, j):match("%d")) do
-                local ca = (i <= #a and not a:sub(i, i):match("%d")) and a:sub(i, i) or ""
-                local cb = (j <= #b and not b:sub(j, j):match("%d")) and b:sub(j, j) or ""
-                local oa, ob = order(ca), order(cb)
-                if oa ~= ob then return oa < ob and -1 or 1 end
-                if ca ~= "" then i = i + 1 end
-                if cb ~= "" then j = j + 1 end
-            end
-            -- the digits, as a number (compared as text without leading zeros)
-            local da = a:match("^%d*", i)
-            local db = b:match("^%d*", j)
-            i, j = i + #da, j + #db
-            da, db = da:gsub("^0+", ""), db:gsub("^0+", "")
-            if #da ~= #db then return #da < #db and -1 or 1 end
-            if da ~= db then return da < db and -1 or 1 end
-        end
-        return 0
+        local ok, why = debversion.split(v)
+        if not ok then error(fname .. ": " .. (why == "the version is empty" and why or ("bad version '" .. v .. "': " .. why)), 0) end
+        return v
     end
     local OPS = {
         ["<"] = function(c) return c < 0 end, lt = function(c) return c < 0 end,
@@ -535,14 +494,7 @@ function M.make(ctx)
     -- version_compare(a, b) -> -1 | 0 | 1; version_compare(a, op, b) -> bool
     function H.version_compare(a, op, b)
         if b == nil then b, op = op, nil end
-        local ea, ua, ra = parse_version("version_compare", a)
-        local eb, ub, rb = parse_version("version_compare", b)
-        local c
-        if ea ~= eb then c = ea < eb and -1 or 1
-        else
-            c = compare_part(ua, ub)
-            if c == 0 then c = compare_part(ra, rb) end
-        end
+        local c = debversion.compare(parse_version("version_compare", a), parse_version("version_compare", b))
         if op == nil then return c end
         local f = OPS[op]
         if not f then

@@ -12,6 +12,19 @@ local expr = require("cutover.expr")
 local M = {}
 
 M.SUBSETS = { "all", "min", "hardware", "network" }
+
+-- The gathered facts Ansible has under the same name (ansible_X in an
+-- Ansible playbook is facts.X here; the converter reads this list).
+-- Per-interface facts (ansible_eth0) depend on the host and are not here.
+M.ANSIBLE_NAMES = {}
+for n in ([[system nodename hostname fqdn domain kernel kernel_version architecture
+    machine os_family distribution distribution_version distribution_major_version
+    distribution_release user_id user_uid user_gid user_dir uptime_seconds
+    service_mgr pkg_mgr memtotal_mb memfree_mb swaptotal_mb swapfree_mb
+    processor_vcpus processor_nproc mounts interfaces default_ipv4 default_ipv6
+    all_ipv4_addresses all_ipv6_addresses]]):gmatch("%S+") do
+    M.ANSIBLE_NAMES[n] = true
+end
 M.MAX_OUTPUT = 512 * 1024
 M.TIMEOUT = 60
 

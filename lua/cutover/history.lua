@@ -4,10 +4,10 @@
 local json = require("cutover.core.json")
 local sys = require("cutover.core.sys")
 local journal_mod = require("cutover.journal")
-local playbook = require("cutover.playbook")
-local runner = require("cutover.runner")
+local source = require("cutover.load.source")
+local engine = require("cutover.engine")
 local util = require("cutover.util")
-local redact = require("cutover.redact")
+local redact = require("cutover.secrets.redact")
 local output = require("cutover.output")
 
 local M = {}
@@ -54,7 +54,7 @@ end
 -- A damaged journal is not trusted to say what is done.
 local function verified(j, doing)
     local ok, err = j:verify(doing)
-    if not ok then io.stderr:write("cutover: " .. err .. "\n") end
+    if not ok then output.error(err) end
     return ok
 end
 M.verified = verified
@@ -64,11 +64,11 @@ function M.show(j, id, fmt)
     -- the file first (also when the run cannot even be read)
     local read, r = pcall(j.run, j, id)
     if not read or (r and not journal_mod.FINISHED[r.status]) then
-        if not verified(j, "show run " .. id .. " from it") then return runner.EXIT_REFUSED end
+        if not verified(j, "show run " .. id .. " from it") then return engine.EXIT_REFUSED end
         if not read then error(r, 0) end
     end
     if not r then
-        io.stderr:write("cutover: no run '" .. id .. "' in " .. j.path .. "\n")
+        output.error("no run '" .. id .. "' in " .. j.path)
         return 2
     end
     local hosts = j:hosts(id)
@@ -233,23 +233,23 @@ end
 -- Builds the resume context and runs.  o: the resume command's options.
 -- prepare(o, book_path, extra_vars) -> book, inv, opts (the cli's).
 function M.resume(j, id, o, prepare)
-    if not verified(j, "resume a run from it") then return runner.EXIT_REFUSED end
+    if not verified(j, "resume a run from it") then return engine.EXIT_REFUSED end
     local r
     if id then
         r = j:run(id)
         if not r then
-            io.stderr:write("cutover: no run '" .. id .. "' in " .. j.path .. "\n")
+            output.error("no run '" .. id .. "' in " .. j.path)
             return 2
         end
     else
         r = j:latest_unfinished()
         if not r then
-            io.stderr:write("cutover: no unfinished run in " .. j.path .. "\n")
+            output.error("no unfinished run in " .. j.path)
             return 2
         end
     end
     if r.status == "ok" or r.status == "aborted" or r.status == "check" then
-        io.stderr:write("cutover: run " .. r.id .. " is " .. r.status .. "; there is nothing to resume\n")
+        output.error("run " .. r.id .. " is " .. r.status .. "; there is nothing to resume")
         return 2
     end
     if M.before_claim then M.before_claim(r.id) end
@@ -269,7 +269,7 @@ function M.resume(j, id, o, prepare)
     for k, v in pairs(ev) do if v == redact.MASK then masked[k] = true end end
     if next(masked) and type(recorded["extra-vars-files"]) == "table" then
         for _, path in ipairs(recorded["extra-vars-files"]) do
-            local src = playbook.read_yaml(tostring(path), "extra vars file")
+            local src = source.read(tostring(path), "extra vars file")
             if src and type(src.value) == "table" then
                 for k, v in pairs(src.value) do
                     if masked[k] then ev[k] = v end
@@ -314,7 +314,7 @@ function M.resume(j, id, o, prepare)
                 -- checked through the included file's digest
             elseif not s then
                 changed_steps[row.step] = "no longer in the playbook"
-            elseif runner.step_digest(s) ~= row.digest then
+            elseif engine.step_digest(s) ~= row.digest then
                 changed_steps[row.step] = "its definition changed since the run"
             end
         end
@@ -340,15 +340,15 @@ function M.resume(j, id, o, prepare)
     end
     if (next(changed_steps) or #changed_files > 0) and not o["accept-changed"] then
         for _, f in ipairs(changed_files) do
-            io.stderr:write("cutover: " .. f .. " changed since run " .. r.id .. " (its sha256 differs)\n")
+            output.error(f .. " changed since run " .. r.id .. " (its sha256 differs)")
         end
         for _, k in ipairs(util.sorted_keys(changed_steps)) do
-            io.stderr:write("cutover: step '" .. k .. "' finished in run " .. r.id .. " but " .. changed_steps[k] .. "\n")
+            output.error("step '" .. k .. "' finished in run " .. r.id .. " but " .. changed_steps[k])
         end
-        io.stderr:write("cutover: refusing to resume: the playbook or what it reads changed under the run " ..
-                        "(use --accept-changed to continue with the new definitions)\n")
+        output.error("refusing to resume: the playbook or what it reads changed under the run " ..
+                     "(use --accept-changed to continue with the new definitions)")
         j:release_claim(r.id)
-        return runner.EXIT_REFUSED
+        return engine.EXIT_REFUSED
     end
     local finished = {}
     for _, h in ipairs(j:hosts(r.id)) do
@@ -376,13 +376,13 @@ function M.resume(j, id, o, prepare)
     end
     local decided, derr = M.decisions(r, j:hosts(r.id), by_play, done, o["mark-done"], o.retry, items)
     if not decided then
-        io.stderr:write(derr .. "\n")
+        output.note(derr)
         j:release_claim(r.id)
-        return runner.EXIT_USAGE
+        return engine.EXIT_USAGE
     end
     opts.resume = { run = r, done = done, finished = finished, inflight = inflight,
                     mark_done = decided["mark-done"], retry = decided.retry, items = items }
-    local code = runner.run(book, inv, opts)
+    local code = engine.run(book, inv, opts)
     j:release_claim(r.id)
     return code
 end
@@ -393,7 +393,7 @@ function M.unlock(j, host)
         print("host " .. host .. " is not locked")
         return 0
     elseif what == "alive" then
-        io.stderr:write(string.format("cutover: host %s is locked by run %s and its controller (pid %s on %s) is still there; not unlocking\n",
+        output.error(string.format("host %s is locked by run %s and its controller (pid %s on %s) is still there; not unlocking",
             host, l.run, tostring(l.pid), tostring(l.controller)))
         return 3
     end
@@ -405,16 +405,16 @@ end
 -- The message and exit code for a run that could not be claimed.
 function M.refuse_claim(j, id, why, who)
     if why == "missing" then
-        io.stderr:write("cutover: no run '" .. id .. "' in " .. j.path .. "\n")
+        output.error("no run '" .. id .. "' in " .. j.path)
         return 2
     elseif why == "finished" then
-        io.stderr:write(string.format("cutover: run %s is %s now (ended by pid %s on %s, user %s); refusing to resume it\n",
+        output.error(string.format("run %s is %s now (ended by pid %s on %s, user %s); refusing to resume it",
             id, who.status, tostring(who.pid), tostring(who.controller), tostring(who.os_user)))
     else
-        io.stderr:write(string.format("cutover: run %s is held by pid %s on %s (user %s), which is still running it; refusing to resume it\n",
+        output.error(string.format("run %s is held by pid %s on %s (user %s), which is still running it; refusing to resume it",
             id, tostring(who.pid), tostring(who.controller), tostring(who.os_user)))
     end
-    return runner.EXIT_REFUSED
+    return engine.EXIT_REFUSED
 end
 
 function M.abort(j, id)
@@ -424,7 +424,7 @@ function M.abort(j, id)
         local r = j:run(id)
         if not r then return "missing" end
         if r.status == "ok" or r.status == "aborted" then return "finished", r end
-        for _, l in ipairs(j:rows("SELECT * FROM locks WHERE run = ?", id)) do
+        for _, l in ipairs(j:locks_of_run(id)) do
             -- a run's claim is held while a process runs or resumes it
             if (r.status == "running" or l.host == journal_mod.claim_key(id))
                     and l.pid ~= sys.getpid() and journal_mod.holder_alive(l) then
@@ -436,13 +436,13 @@ function M.abort(j, id)
         j:event(id, nil, "abort", nil, nil)
     end)
     if why == "missing" then
-        io.stderr:write("cutover: no run '" .. id .. "' in " .. j.path .. "\n")
+        output.error("no run '" .. id .. "' in " .. j.path)
         return 2
     elseif why == "finished" then
-        io.stderr:write("cutover: run " .. id .. " is already " .. who.status .. "\n")
+        output.error("run " .. id .. " is already " .. who.status)
         return 2
     elseif why == "alive" then
-        io.stderr:write("cutover: run " .. id .. " is still running (pid " .. tostring(who.pid) .. "); stop it first\n")
+        output.error("run " .. id .. " is still running (pid " .. tostring(who.pid) .. "); stop it first")
         return 3
     end
     print("run " .. id .. " aborted; its hosts are unlocked")

@@ -214,6 +214,37 @@ function Journal:result(seq, status, changed, result_json, note, sealed)
     return durable(self, result, seq, status, changed, result_json, note, sealed)
 end
 
+-- A controller-side step (no intent row before it ran): its intent and
+-- result in one transaction, so no reader sees it half written.
+-- Returns its seq.
+function Journal:intent_with_result(f, status, changed, result_json, note, sealed)
+    -- (a transaction of its own: Journal:exec commits an open group first)
+    self:exec("BEGIN")
+    local ok, seq = pcall(function()
+        local s = intent(self, f)
+        result(self, s, status, changed, result_json, note, sealed)
+        return s
+    end)
+    if not ok then
+        self.in_tx = nil
+        self.db:exec("ROLLBACK")
+        error(seq, 0)
+    end
+    self:exec("COMMIT")
+    return seq
+end
+
+-- The step rows of a run that carry a sealed (encrypted) result, in order.
+function Journal:sealed_steps(run)
+    return self:rows("SELECT seq, host, play, step, result, sealed FROM steps " ..
+                     "WHERE run = ? AND sealed IS NOT NULL ORDER BY seq", run)
+end
+
+function Journal:has_sealed_steps(run)
+    return self:rows("SELECT 1 FROM steps WHERE run = ? AND sealed IS NOT NULL LIMIT 1",
+                     run)[1] ~= nil
+end
+
 function Journal:run_sealed(id, sealed)
     self:exec("UPDATE runs SET sealed = ? WHERE id = ?", sealed, id)
 end
@@ -393,6 +424,10 @@ end
 
 function Journal:unlock_run(run)
     self:exec("DELETE FROM locks WHERE run = ?", run)
+end
+
+function Journal:locks_of_run(run)
+    return self:rows("SELECT * FROM locks WHERE run = ?", run)
 end
 
 function Journal:lock_of(host)

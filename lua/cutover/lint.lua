@@ -10,12 +10,12 @@
 -- reports no false positive for a name that exists, only names that can
 -- exist nowhere (a typo, a variable that was renamed).
 local expr = require("cutover.expr")
-local playbook = require("cutover.playbook")
+local playbook = require("cutover.load.playbook")
 local util = require("cutover.util")
 
 local M = {}
 
--- Names the runner provides to every host (runner.lua, vars.lua).
+-- Names the runner provides to every host (engine/, vars.lua).
 local SPECIALS = { "inventory_hostname", "secret", "check_mode", "facts", "ansible_facts",
                    "play_hosts", "loop_index", "item" }
 

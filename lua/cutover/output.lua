@@ -1,25 +1,39 @@
 -- output: what the operator sees.  Two reporters with the same methods:
 -- text (a line per step and host, a recap; colour only on a terminal and
 -- without NO_COLOR) and json (one event per line, docs/json-events.md).
--- Everything written passes through cutover.redact: secret values are
+-- Everything written passes through cutover.secrets.redact: secret values are
 -- shown as ******** (docs/security.md).
 local sys = require("cutover.core.sys")
 local json = require("cutover.core.json")
 local util = require("cutover.util")
 local diff = require("cutover.diff")
-local redact = require("cutover.redact")
+local redact = require("cutover.secrets.redact")
 local loop = require("cutover.core.loop")
 
 local M = {}
 
 M.FORMAT_VERSION = 1
 
+-- A message for the operator that is no reporter event (a run refused
+-- before it starts, a journal that cannot be written, an internal error
+-- on one host): "cutover: MESSAGE" on stderr, in either format, secrets
+-- masked.  MESSAGE may hold further indented lines.
+function M.error(msg)
+    io.stderr:write("cutover: " .. redact.text(msg) .. "\n")
+end
+
+-- A line on stderr as it is (already FILE:LINE: ..., or a hint such as
+-- "Try 'cutover run --help'."), secrets masked.
+function M.note(line)
+    io.stderr:write(redact.text(line) .. "\n")
+end
+
 local STATUS_COLOUR = {
     ok = "32", changed = "33", skipped = "36", failed = "31",
     unknown = "35", interrupted = "31", ignored = "33", parked = "34",
 }
 
--- Status of a result table (see runner).
+-- Status of a result table (see engine/step.lua).
 function M.status(r)
     if r.interrupted then return "interrupted" end
     if r.parked then return "parked" end

@@ -12,7 +12,7 @@ local fs = require("cutover.core.fs")
 local json = require("cutover.core.json")
 local crypto = require("cutover.core.crypto")
 local sys = require("cutover.core.sys")
-local runner = require("cutover.runner")
+local engine = require("cutover.engine")
 local output = require("cutover.output")
 local diff = require("cutover.diff")
 local inventory = require("cutover.inventory")
@@ -25,7 +25,7 @@ M.FORMAT_VERSION = 1
 -- Secrets: every string written to a plan, or printed, goes through the
 -- redaction module.  Required plainly: if it cannot load, no plan is
 -- written at all (never one with secrets unmasked).
-local redact = require("cutover.redact")
+local redact = require("cutover.secrets.redact")
 
 local function mask(s)
     if type(s) == "string" then return redact.text(s) end
@@ -50,7 +50,7 @@ end
 -- escaped (a plan's messages and diffs come from its hosts).
 local function shown(s) return output.escape(mask(s)) end
 
-local function err_out(s) io.stderr:write(shown(s), "\n") end
+local function err_out(s) output.note(shown(s)) end
 
 local function array(t) return setmetatable(t, { __jsontype = "array" }) end
 
@@ -413,8 +413,8 @@ function M.plan(o, book_path, ev, env)
     local c = M.collector()
     opts.on_result = c.on_result
     opts.on_file_read = c.on_file_read
-    local code = runner.run(book, inv, opts)
-    if code == runner.EXIT_USAGE or code == runner.EXIT_REFUSED or code == runner.EXIT_INTERRUPTED then
+    local code = engine.run(book, inv, opts)
+    if code == engine.EXIT_USAGE or code == engine.EXIT_REFUSED or code == engine.EXIT_INTERRUPTED then
         err_out("cutover: no plan written (the check run ended with exit code " .. code .. ")")
         return code
     end
@@ -456,7 +456,7 @@ function M.plan(o, book_path, ev, env)
     local ok, werr = fs.write(out, text .. "\n", 384)
     if not ok then
         err_out("cutover: cannot write the plan: " .. tostring(werr))
-        return runner.EXIT_USAGE
+        return engine.EXIT_USAGE
     end
     local hosts = #plan.hosts
     local msg = string.format("plan written to %s: %d host%s, %d change%s predicted, %d step result%s decided at apply time",
@@ -577,12 +577,12 @@ end
 -- cutover show-plan FILE [--format json]
 function M.show(path, format)
     local plan, text = M.read(path)
-    if not plan then err_out("cutover: " .. text); return runner.EXIT_USAGE end
+    if not plan then err_out("cutover: " .. text); return engine.EXIT_USAGE end
     local why = verify(plan)
     if why then
         err_out("cutover: refusing to show the plan " .. path .. ": " .. why)
         err_out("  make a new plan with 'cutover plan'")
-        return runner.EXIT_REFUSED
+        return engine.EXIT_REFUSED
     end
     if format == "json" then
         io.stdout:write(text)
@@ -791,20 +791,20 @@ local function pattern_safe(name) return not name:find("[,:!&%*%?%[%]@]") and ut
 -- cutover apply FILE: o (parsed options), env.
 function M.apply(path, o, env)
     local plan, perr = M.read(path)
-    if not plan then err_out("cutover: " .. perr); return runner.EXIT_USAGE end
+    if not plan then err_out("cutover: " .. perr); return engine.EXIT_USAGE end
     local why = verify(plan)
     if why then
         err_out("cutover: refusing the plan " .. path .. ": nothing was run")
         err_out("  " .. why)
         err_out("  make a new plan with 'cutover plan'")
-        return runner.EXIT_REFUSED
+        return engine.EXIT_REFUSED
     end
     local reasons, ev = whole_plan_check(plan, o, env)
     if #reasons > 0 then
         err_out("cutover: refusing the plan " .. path .. ": nothing was run")
         for _, r in ipairs(reasons) do err_out("  " .. r) end
         err_out("  make a new plan with 'cutover plan'")
-        return runner.EXIT_REFUSED
+        return engine.EXIT_REFUSED
     end
     local po = plan.options or {}
     local ro = {
@@ -823,7 +823,7 @@ function M.apply(path, o, env)
     if opts.playbook_digest ~= plan.playbook.sha256 then
         err_out("cutover: refusing the plan " .. path .. ": nothing was run")
         err_out("  playbook changed: " .. plan.playbook.path)
-        return runner.EXIT_REFUSED
+        return engine.EXIT_REFUSED
     end
     -- check mode again, quietly, without the journal: the facts of each host
     local c = M.collector()
@@ -831,8 +831,8 @@ function M.apply(path, o, env)
     chk.check, chk.diff, chk.journal = true, true, nil
     chk.interactive = false
     chk.on_result, chk.on_file_read = c.on_result, c.on_file_read
-    local ccode = quietly(function() return runner.run(book, inv, chk) end)
-    if ccode == runner.EXIT_USAGE or ccode == runner.EXIT_INTERRUPTED then return ccode end
+    local ccode = quietly(function() return engine.run(book, inv, chk) end)
+    if ccode == engine.EXIT_USAGE or ccode == engine.EXIT_INTERRUPTED then return ccode end
     -- stale hosts
     local planned, stale, fresh = {}, {}, {}
     for _, h in ipairs(plan.hosts) do
@@ -861,11 +861,11 @@ function M.apply(path, o, env)
         err_out("cutover: refusing the plan " .. path .. ": nothing was run")
         err_out("  " .. mismatch .. " (the plan shows one change and would apply another)")
         err_out("  make a new plan with 'cutover plan'")
-        return runner.EXIT_REFUSED
+        return engine.EXIT_REFUSED
     end
     if #stale > 0 and #fresh == 0 then
         err_out("cutover: every host of the plan is stale; nothing was run. Make a new plan with 'cutover plan'.")
-        return runner.EXIT_REFUSED
+        return engine.EXIT_REFUSED
     end
     local real = util.copy(opts)
     if #stale > 0 then
@@ -874,7 +874,7 @@ function M.apply(path, o, env)
             if not pattern_safe(s.name) then
                 err_out("cutover: host name '" .. s.name .. "' cannot be left out by a --limit pattern; " ..
                         "refusing the plan. Make a new plan with --limit.")
-                return runner.EXIT_REFUSED
+                return engine.EXIT_REFUSED
             end
             parts[#parts + 1] = "!" .. s.name
         end
@@ -893,7 +893,7 @@ function M.apply(path, o, env)
     -- compare what the real run did with the plan, to say where it differed
     local rc = M.collector()
     real.on_result = rc.on_result
-    local code = runner.run(book, inv, real)
+    local code = engine.run(book, inv, real)
     local by_name = {}
     for _, h in ipairs(plan.hosts) do by_name[h.name] = h end
     for _, name in ipairs(fresh) do
@@ -908,11 +908,11 @@ function M.apply(path, o, env)
             end
         end
     end
-    if code ~= runner.EXIT_OK then return code end
+    if code ~= engine.EXIT_OK then return code end
     if #stale > 0 then
         err_out("cutover: " .. #stale .. " host" .. (#stale == 1 and " was" or "s were") ..
                 " refused as stale (exit 3); make a new plan for " .. (#stale == 1 and "it" or "them"))
-        return runner.EXIT_REFUSED
+        return engine.EXIT_REFUSED
     end
     return code
 end

@@ -11,7 +11,7 @@
 local json = require("cutover.core.json")
 local fs = require("cutover.core.fs")
 local util = require("cutover.util")
-local redact = require("cutover.redact")
+local redact = require("cutover.secrets.redact")
 local output = require("cutover.output")
 
 local M = {}

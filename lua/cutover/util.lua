@@ -51,6 +51,19 @@ function M.copy(t)
     return out
 end
 
+-- Whether two values are the same, tables compared by content.
+function M.deep_equal(a, b)
+    if a == b then return true end
+    if type(a) ~= "table" or type(b) ~= "table" then return false end
+    for k, v in pairs(a) do
+        if not M.deep_equal(v, b[k]) then return false end
+    end
+    for k in pairs(b) do
+        if a[k] == nil then return false end
+    end
+    return true
+end
+
 function M.deep_copy(v, seen)
     if type(v) ~= "table" then return v end
     seen = seen or {}

@@ -3,7 +3,7 @@
 --   and set_fact, play vars, host vars, group vars (children before their
 --   parents), then nothing: an undefined name is an error in expressions.
 -- Special names always win: inventory_hostname, facts (also ansible_facts),
--- secret, play_hosts.
+-- secret, play_hosts.  Below everything: ansible_X for a gathered fact X.
 -- Values from vars files, play vars and -e may hold {{ }} themselves; they
 -- are rendered when read, in the reader's scope.  Registered results and
 -- set_fact values are literal (command output is data, never template).
@@ -57,8 +57,21 @@ function Scope:get(name)
             return r
         end
     end
+    -- Ansible's injected fact names (ansible_distribution is
+    -- ansible_facts.distribution), below every variable; never the
+    -- connection's names (ansible_user, ansible_port, ansible_host are
+    -- inventory settings, and facts.user is cutover's own)
+    local facts = self.specials.facts
+    if facts ~= nil and name:sub(1, 8) == "ansible_" and not M.NOT_INJECTED[name:sub(9)] then
+        return facts[name:sub(9)]
+    end
     return nil
 end
+
+-- Facts that have no ansible_<name> variable (docs/facts.md).
+M.NOT_INJECTED = { name = true, connection = true, user = true, address = true,
+                   port = true, host = true, os_release = true, boot_id = true,
+                   gather_subset = true, facts_truncated = true }
 
 -- Writes into the first layer marked `writable` (registered / set_fact).
 function Scope:set(name, value)

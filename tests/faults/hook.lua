@@ -5,7 +5,7 @@
 -- CUTOVER_FAULT=wait-before-claim:FILE makes a resume stop between
 -- choosing its run and claiming it: it writes FILE.waiting, then waits
 -- (30 s at most) until FILE exists.
-local runner = require("cutover.runner")
+local engine = require("cutover.engine")
 local history = require("cutover.history")
 local sys = require("cutover.core.sys")
 local fs = require("cutover.core.fs")
@@ -22,7 +22,7 @@ if gate then
         end
     end
 elseif fault and fault ~= "" then
-    runner.step_boundary = function(when, step, host)
+    engine.step_boundary = function(when, step, host)
         if fault == "kill-" .. when .. ":" .. step .. "@" .. host then
             sys.kill(sys.getpid(), 9)
         end

@@ -23,7 +23,7 @@ function T.yaml(data)
 end
 
 function T.playbook(data)
-    require("cutover.playbook").load(as_file(data, ".yml"))
+    require("cutover.load.playbook").load(as_file(data, ".yml"))
 end
 
 function T.inventory_yaml(data)

@@ -203,7 +203,7 @@ T.test("lint, modules, doc", function()
     local names = {}
     for line in r.stdout:gmatch("[^\n]+") do names[#names + 1] = line:match("^(%S+)%s%s+%S") end
     T.eq(table.concat(names, " "),
-         "assert blockinfile command copy dcpromo debug fail fetch file group lineinfile mail_login pause reboot service set_fact shell stat sysctl systemd template unarchive user wait_for wait_for_connection win_eventlog win_facts win_reboot win_rights win_service win_user_right")
+         "apt assert blockinfile command copy dcpromo debug fail fetch file gather_facts get_url group lineinfile mail_login package pause reboot service set_fact setup shell stat sysctl systemd template unarchive uri user wait_for wait_for_connection win_eventlog win_facts win_reboot win_rights win_service win_user_right")
 
     r = T.run({ "doc", "copy" })
     T.eq(r.rc, 0)

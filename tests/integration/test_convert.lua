@@ -26,6 +26,7 @@ local FIXTURES = {
     { name = "rolling_restart" },
     { name = "nginx_install" },
     { name = "unsupported_jinja" },
+    { name = "http_checks" },
     { name = "ssh_site" },  -- its twin runs over SSH: tests/ssh/test_convert_twin.lua
 }
 

@@ -202,16 +202,13 @@ T.test("vars_prompt: asked on a terminal (private: no echo, masked); -e answers 
     local venv = { XDG_STATE_HOME = d .. "/state2", CUTOVER_VAULT = d .. "/vault",
                    CUTOVER_VAULT_PASSWORD_FILE = d .. "/pass" }
     T.eq(T.run({ "vault", "set", "unused" }, { env = venv, stdin = "x\n" }).rc, 0, "vault created")
-    r = T.sh(string.format(
-        "cd %s && (sleep 2; printf '\\n'; sleep 4; printf 'tk-SECRET9\\n') | XDG_STATE_HOME=%s/state2 " ..
-        "CUTOVER_VAULT=%s/vault CUTOVER_VAULT_PASSWORD_FILE=%s/pass NO_COLOR=1 " ..
-        "script -qec '%s run p.yml -i inv.yml' /dev/null; echo rc=$?", d, d, d, d, T.cutover))
-    T.contains(r.stdout, "Release to install [2.4.1]:", "asked with its default")
-    T.contains(r.stdout, "Deploy token:", "asked for the token")
-    T.contains(r.stdout, "rc=0", "ran: " .. r.stdout)
+    local t = T.dialogue(d, T.cutover .. " run p.yml -i inv.yml",
+        { { "Release to install [2.4.1]:", "" }, { "Deploy token:", "tk-SECRET9" } },
+        { XDG_STATE_HOME = d .. "/state2", CUTOVER_VAULT = d .. "/vault", CUTOVER_VAULT_PASSWORD_FILE = d .. "/pass" })
+    T.eq(t.rc, 0, "ran: " .. t.screen)
     T.eq(T.read(d .. "/out.txt"), "2.4.1 tk-SECRET9", "answers used")
-    T.ok(not r.stdout:find("tk-SECRET9", 1, true), "the private answer is never shown")
-    T.contains(r.stdout, "token is ********", "masked")
+    T.ok(not t.screen:find("tk-SECRET9", 1, true), "the private answer is never shown")
+    T.contains(t.screen, "token is ********", "masked")
 end)
 
 T.test("no vault and a secret gate on a terminal: cutover offers to create one", function()
@@ -223,15 +220,15 @@ T.test("no vault and a secret gate on a terminal: cutover offers to create one",
       register: pw
     - copy: { dest: "@D@/pw.txt", content: "{{ pw.answer }}" }
 ]], { "a" })
-    local r = T.sh(string.format(
-        "cd %s && (sleep 1; printf 'yes\\n'; sleep 1; printf 'vault pw\\n'; sleep 1; printf 'vault pw\\n'; " ..
-        "sleep 3; printf 'Typed S3cret\\n') | XDG_STATE_HOME=%s/state CUTOVER_VAULT=%s/new.vault NO_COLOR=1 " ..
-        "script -qec '%s run p.yml -i inv.yml' /dev/null; echo rc=$?", d, d, d, T.cutover))
-    T.contains(r.stdout, "There is no vault at " .. d .. "/new.vault. Create one now", "offered")
-    T.contains(r.stdout, "rc=0", "ran: " .. r.stdout)
+    local t = T.dialogue(d, T.cutover .. " run p.yml -i inv.yml",
+        { { "Create one now", "yes" }, { "New vault passphrase for", "vault pw" },
+          { "Same passphrase again:", "vault pw" }, { "Password?", "Typed S3cret" } },
+        { XDG_STATE_HOME = d .. "/state", CUTOVER_VAULT = d .. "/new.vault" })
+    T.contains(t.screen, "There is no vault at " .. d .. "/new.vault. Create one now", "offered")
+    T.eq(t.rc, 0, "ran: " .. t.screen)
     T.ok(T.read(d .. "/new.vault") ~= nil, "the vault was created")
     T.eq(T.read(d .. "/pw.txt"), "Typed S3cret", "the answer was used")
-    T.ok(not r.stdout:find("Typed S3cret", 1, true) and not r.stdout:find("vault pw", 1, true),
+    T.ok(not t.screen:find("Typed S3cret", 1, true) and not t.screen:find("vault pw", 1, true),
          "neither the answer nor the passphrase was echoed")
 end)
 
@@ -259,11 +256,10 @@ end)
 T.test("on a terminal the operator is asked, one host at a time, naming it", function()
     local d = setup(GATED)
     -- script(1) gives cutover a terminal; answers arrive once asked
-    local r = T.sh(string.format(
-        "cd %s && (sleep 1; printf 'yes\\n'; sleep 1; printf 'no\\n') | XDG_STATE_HOME=%s/state NO_COLOR=1 " ..
-        "script -qec '%s run p.yml -i inv.yml' /dev/null; echo rc=$?",
-        d, d, T.cutover))
-    local out = r.stdout
+    local t = T.dialogue(d, T.cutover .. " run p.yml -i inv.yml",
+        { { "gate 'go': Proceed? [yes/no]", "yes" }, { "gate 'go': Proceed? [yes/no]", "no" } },
+        { XDG_STATE_HOME = d .. "/state" })
+    local out = t.screen .. "rc=" .. tostring(t.rc)
     local at_a = out:find("%[a%] gate 'go': Proceed%? %[yes/no%]")
     local at_b = out:find("%[b%] gate 'go': Proceed%? %[yes/no%]")
     T.ok(at_a and at_b, "both hosts asked by name: " .. out)

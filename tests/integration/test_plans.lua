@@ -340,13 +340,13 @@ T.test("item 21: plan.lua fails closed when redaction cannot be loaded", functio
     -- the reporters (and redact through them) are already loaded, as in
     -- a run; then the redaction module breaks: loading plan must fail
     -- instead of writing plans unmasked
-    for _, m in ipairs({ "output", "runner", "diff", "inventory", "util" }) do require("cutover." .. m) end
-    local saved_loaded, saved_preload = package.loaded["cutover.redact"], package.preload["cutover.redact"]
+    for _, m in ipairs({ "output", "engine", "diff", "inventory", "util" }) do require("cutover." .. m) end
+    local saved_loaded, saved_preload = package.loaded["cutover.secrets.redact"], package.preload["cutover.secrets.redact"]
     package.loaded["cutover.plan"] = nil
-    package.loaded["cutover.redact"] = nil
-    package.preload["cutover.redact"] = function() error("redaction is broken", 0) end
+    package.loaded["cutover.secrets.redact"] = nil
+    package.preload["cutover.secrets.redact"] = function() error("redaction is broken", 0) end
     local ok, err = pcall(require, "cutover.plan")
-    package.loaded["cutover.redact"], package.preload["cutover.redact"] = saved_loaded, saved_preload
+    package.loaded["cutover.secrets.redact"], package.preload["cutover.secrets.redact"] = saved_loaded, saved_preload
     package.loaded["cutover.plan"] = nil
     T.ok(not ok, "plan.lua loaded without its redaction")
     T.contains(tostring(err), "redaction is broken", "the error is the redaction's")

@@ -48,7 +48,14 @@ function T.not_contains(s, needle, what)
     end
 end
 
+-- The end of a stream, at most n bytes, for a failure report.
+local function tail(s, n)
+    if #s <= n then return s end
+    return "[... " .. (#s - n) .. " bytes before]" .. s:sub(-n)
+end
+
 function T.test(name, fn)
+    T.last = nil
     local ok, err = xpcall(fn, debug.traceback)
     if ok then
         T.passed = T.passed + 1
@@ -56,6 +63,14 @@ function T.test(name, fn)
     else
         T.failed = T.failed + 1
         print("not ok - " .. name .. "\n  " .. tostring(err):gsub("\n", "\n  "))
+        -- what the case's last cutover run said: a failure seen once in
+        -- CI must carry enough to explain it
+        local r = T.last
+        if r then
+            print((("  last run: %s\n  exit %s%s\n  stdout: %s\n  stderr: %s"):format(
+                table.concat(r.argv, " "), tostring(r.rc), r.signal and (" (signal " .. r.signal .. ")") or "",
+                tail(r.stdout or "", 3000), tail(r.stderr or "", 2000)):gsub("\n", "\n  ")))
+        end
     end
 end
 
@@ -100,6 +115,7 @@ function T.run(args, opts)
     for k, v in pairs(opts.env or {}) do env[k] = v end
     local r = assert(proc.run({ argv = argv, env = env, stdin = opts.stdin,
                                 timeout = opts.timeout or 60, cwd = opts.cwd }))
+    T.last = { argv = args, rc = r.rc, signal = r.signal, stdout = r.stdout, stderr = r.stderr }
     return r
 end
 
@@ -107,6 +123,40 @@ function T.sh(cmd)
     T.state = T.state or T.tmpdir()
     return assert(proc.run({ shell = cmd, timeout = 60,
                              env = { XDG_STATE_HOME = T.state, XDG_DATA_HOME = T.state .. "/data" } }))
+end
+
+-- Runs a shell command line on a real terminal (script(1)) and answers
+-- its prompts: dialogue is a list of { "text to wait for", "typed line" }.
+-- Each line is typed only once its prompt shows (waiting up to 60 s), not
+-- after a guessed delay, so a slow machine cannot type ahead of a prompt.
+-- env: extra variables.  Returns { rc=, screen= } (what the terminal
+-- showed, echo included); a prompt that never came is an error naming it.
+function T.dialogue(dir, cmdline, dialogue, env)
+    T.state = T.state or T.tmpdir()
+    local q = function(x) return "'" .. x:gsub("'", "'\\''") .. "'" end
+    local lines = { "set -u", "cd " .. q(dir), "rm -f .tty.in .tty.out", "mkfifo .tty.in", ": > .tty.out",
+        "script -qfec " .. q(cmdline) .. " .tty.out < .tty.in > /dev/null 2>&1 &",
+        "spid=$!", "exec 3> .tty.in",
+        -- count: the prompt's n-th appearance (a prompt asked twice)
+        "wait_for() { i=0; while [ \"$(grep -cF -- \"$1\" .tty.out)\" -lt \"$2\" ]; do " ..
+        "i=$((i+1)); if [ $i -gt 600 ] || ! kill -0 $spid 2>/dev/null; then " ..
+        "echo \"NO PROMPT: $1\" >&2; break; fi; sleep 0.1; done; }" }
+    local seen = {}
+    for _, step in ipairs(dialogue) do
+        seen[step[1]] = (seen[step[1]] or 0) + 1
+        lines[#lines + 1] = "wait_for " .. q(step[1]) .. " " .. seen[step[1]] .. "; printf '%s\\n' " .. q(step[2]) .. " >&3"
+    end
+    lines[#lines + 1] = "exec 3>&-"
+    lines[#lines + 1] = "wait $spid; echo $? > .tty.rc"
+    local e = { NO_COLOR = "1", XDG_STATE_HOME = T.state, XDG_DATA_HOME = T.state .. "/data" }
+    for k, v in pairs(env or {}) do e[k] = v end
+    local r = assert(proc.run({ shell = table.concat(lines, "\n"), env = e, timeout = 300 }))
+    local screen = fs.read(dir .. "/.tty.out") or ""
+    local missing = r.stderr:match("NO PROMPT: ([^\n]*)")
+    if missing then
+        error("the prompt '" .. missing .. "' never showed; the terminal showed:\n" .. screen, 2)
+    end
+    return { rc = tonumber((fs.read(dir .. "/.tty.rc") or ""):match("%d+")), screen = screen }
 end
 
 -- Everything under dir: path -> "type mode size sha256" (links: target).

@@ -284,4 +284,101 @@ T.test("the local connection gathers only when the play asks", function()
     T.eq(k.asked.result.msg, sh("cat /proc/sys/kernel/random/boot_id") .. " " .. sh("id -un"), "gathered when asked")
 end)
 
+T.test("Ansible's injected names: ansible_distribution is ansible_facts.distribution; variables and connection settings win", function()
+    local d = T.tmpdir()
+    local book = H.book(d, [[
+- hosts: web1
+  vars:
+    ansible_kernel: "set by the play"
+  steps:
+    - id: injected
+      debug: { msg: "{{ ansible_distribution }}|{{ ansible_os_family }}|{{ ansible_hostname }}|{{ ansible_default_ipv4.address or '-' }}|{{ ansible_distribution_major_version }}" }
+    - id: vars_win
+      debug: { msg: "{{ ansible_kernel }}|{{ ansible_user }}|{{ ansible_port }}" }
+    - { id: n1, debug: { msg: "{{ ansible_name }}" }, ignore_errors: true }
+    - { id: n2, debug: { msg: "{{ ansible_connection }}" }, ignore_errors: true }
+    - { id: n3, debug: { msg: "{{ ansible_address }}" }, ignore_errors: true }
+    - { id: n4, debug: { msg: "{{ ansible_boot_id }}" }, ignore_errors: true }
+    - { id: n5, debug: { msg: "{{ ansible_nothing_such }}" }, ignore_errors: true }
+]])
+    local r, k = run(d, book)
+    T.eq(r.rc, 0, "exit code (stderr: " .. r.stderr .. ")")
+    local osr = os_release()
+    local want_dist = k["web1 injected"].result.msg:match("^([^|]*)")
+    T.ok(want_dist ~= "" and want_dist ~= "nil", "ansible_distribution is defined: " .. k["web1 injected"].result.msg)
+    T.eq(k["web1 injected"].result.msg:match("^[^|]*|[^|]*|([^|]*)"), sh("uname -n"):match("^[^.]*"), "ansible_hostname is the host's")
+    T.eq(k["web1 injected"].result.msg:match("([^|]*)$"), (osr.VERSION_ID or ""):match("^%d+") or "", "ansible_distribution_major_version")
+    T.eq(k["web1 vars_win"].result.msg, "set by the play|" .. srv.user .. "|" .. srv.port,
+         "a variable of that name wins; ansible_user and ansible_port stay the inventory's")
+    for i, n in ipairs({ "ansible_name", "ansible_connection", "ansible_address", "ansible_boot_id", "ansible_nothing_such" }) do
+        T.contains(k["web1 n" .. i].result.msg, "undefined variable '" .. n .. "'",
+                   "cutover-only facts and unknown names are not injected")
+    end
+end)
+
+T.test("gather_facts (and setup) mid-play reads the host again: facts, ansible_X and the journal follow", function()
+    local d = T.tmpdir()
+    local book = H.book(d, [[
+- hosts: web1
+  steps:
+    - id: first
+      debug: { msg: "{{ facts.uptime_seconds }}" }
+    - command: sleep 1.2
+    - id: again
+      gather_facts: { gather_subset: min }
+      register: g
+    - id: second
+      debug: { msg: "{{ facts.uptime_seconds }} {{ ansible_uptime_seconds }} {{ facts.hostname }} {{ facts.memtotal_mb }}" }
+    - id: alias
+      setup: {}
+]])
+    local r, k, run_id = run(d, book)
+    T.eq(r.rc, 0, "exit code (stderr: " .. r.stderr .. ")")
+    local u1 = tonumber(k["web1 first"].result.msg)
+    local u2, u3, hn, mem = k["web1 second"].result.msg:match("^(%S+) (%S+) (%S+) (%S+)$")
+    T.ok(tonumber(mem), "facts of a subset not read again are kept: " .. k["web1 second"].result.msg)
+    T.ok(u1 and tonumber(u2) and tonumber(u2) > u1, "facts.uptime_seconds was read again: " .. tostring(u1) .. " -> " .. tostring(u2))
+    T.eq(u3, u2, "ansible_uptime_seconds follows")
+    T.eq(hn, sh("uname -n"):match("^[^.]*"), "the rest is still the host's")
+    local again = k["web1 again"]
+    T.eq(again.status, "ok", "reading is never a change")
+    T.eq(table.concat(again.result.gathered, ","), "min", "the subset asked")
+    local names = " " .. table.concat(again.result.changed_facts, " ") .. " "
+    T.contains(names, " uptime_seconds ", "uptime changed")
+    T.ok(not names:find(" hostname ", 1, true) and not names:find(" memtotal_mb ", 1, true),
+         "the hostname did not change; hardware facts were not read again: " .. names)
+    T.eq(k["web1 alias"].status, "ok", "setup is the same action")
+    local ev = fact_events(run_id)
+    T.eq(#ev, 3, "three gatherings journaled (the play's, gather_facts, setup)")
+    -- check mode reads too (it changes nothing on the host)
+    local rc2, _, results = H.run_json({ "run", book, "--check", "-i", d .. "/inv.yml", "--known-hosts", srv.known_hosts },
+                                      { env = { HOME = d, SSH_AUTH_SOCK = "" }, timeout = 120 })
+    T.eq(rc2.rc, 0, "check: " .. rc2.stderr)
+    T.eq(H.by_key(results).again.status, "ok", "check mode gathers as well")
+end)
+
+T.test("gather_facts: a bad subset is refused at lint, naming the step; delegating it is refused", function()
+    local d = T.tmpdir()
+    local book = H.book(d, [[
+- hosts: web1
+  steps:
+    - id: bad
+      gather_facts: { gather_subset: [disks] }
+]])
+    local r = T.run({ "lint", book })
+    T.eq(r.rc, 2, "lint refuses")
+    T.contains(r.stdout .. r.stderr, "step 'bad'", "names the step")
+    T.contains(r.stdout .. r.stderr, "unknown gather_subset 'disks'", "says what")
+    book = H.book(d, [[
+- hosts: web1
+  steps:
+    - id: del
+      gather_facts: {}
+      delegate_to: localhost
+]])
+    local rr, k = run(d, book)
+    T.eq(rr.rc, 1, "fails")
+    T.contains(k["web1 del"].result.msg, "cannot be delegated", "says why")
+end)
+
 T.done()

@@ -70,7 +70,8 @@ local UNSUPPORTED = {
     { "a + b", "'+' between values of unknown type" },
     { "end", "Lua keyword" },
     { "name | regex_replace('a', 'b')", "'| regex_replace'" },
-    { "ansible_distribution", "Ansible fact" },
+    { "ansible_local", "Ansible fact" },
+    { "ansible_eth0.ipv4.address", "Ansible fact" },
     { "x is match('a')", "'is match'" },
     { "ports | default(1, true)", "default(x, true)" },
     { "1 < x < 3", "chained comparisons" },
@@ -197,6 +198,10 @@ T.test("readable translations", function()
     T.eq(jinja.expr("x | default('1.0')"), "default(x, '1.0')", "default")
     T.eq(jinja.condition("x is not defined"), "not (defined('x'))", "is not defined")
     T.eq(jinja.expr("ansible_check_mode"), "check_mode", "renamed")
+    T.eq(jinja.expr("ansible_distribution"), "facts.distribution", "a gathered fact")
+    T.eq(jinja.expr("ansible_user_id"), "facts.user_id", "the login user, as gathered")
+    T.eq(jinja.expr("ansible_default_ipv4.address"), "facts.default_ipv4.address", "a nested fact")
+    T.eq(jinja.expr("ansible_facts.os_family"), "ansible_facts.os_family", "ansible_facts is the same table")
 end)
 
 T.test("what is not understood is refused with the reason, never guessed", function()

@@ -279,7 +279,7 @@ T.test("ipaddr basics", function()
 end)
 
 T.test("b64encode of a secret is masked in output like the secret", function()
-    local redact = require("cutover.redact")
+    local redact = require("cutover.secrets.redact")
     redact.reset()
     redact.register("hunter2-pw")
     local b64 = ev("b64encode(pw)", scope({ pw = "hunter2-pw" }))

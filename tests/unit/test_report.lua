@@ -6,7 +6,7 @@ local binary, tests_dir = ...
 local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
 local journal = require("cutover.journal")
 local report = require("cutover.report")
-local redact = require("cutover.redact")
+local redact = require("cutover.secrets.redact")
 local json = require("cutover.core.json")
 
 local HOSTS, STEPS, BATCH = 500, 20, 50

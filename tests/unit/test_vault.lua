@@ -1,5 +1,5 @@
 -- Units of the vault: core/vault.c (cutover.core.vault), the vault file
--- (cutover.vault) and masking (cutover.redact).  Failure messages never
+-- (cutover.secrets.vault) and masking (cutover.secrets.redact).  Failure messages never
 -- show a secret value: lengths and digests only.
 local binary, tests_dir = ...
 local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
@@ -7,8 +7,8 @@ local core = require("cutover.core.vault")
 local fs = require("cutover.core.fs")
 local json = require("cutover.core.json")
 local crypto = require("cutover.core.crypto")
-local vault = require("cutover.vault")
-local redact = require("cutover.redact")
+local vault = require("cutover.secrets.vault")
+local redact = require("cutover.secrets.redact")
 local util = require("cutover.util")
 
 -- Fails without showing the value: its length and digest instead.

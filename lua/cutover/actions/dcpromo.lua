@@ -2,7 +2,7 @@
 -- controller of an existing domain, and waits until it is back as one.
 local host = require("cutover.windows.host")
 local reconnect = require("cutover.actions.reconnect")
-local redact = require("cutover.redact")
+local redact = require("cutover.secrets.redact")
 local util = require("cutover.util")
 local loop = require("cutover.core.loop")
 

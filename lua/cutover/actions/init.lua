@@ -12,10 +12,10 @@
 local M = {}
 
 local NAMES = {
-    "assert", "blockinfile", "command", "copy", "dcpromo", "debug", "fail", "fetch", "file", "group",
+    "apt", "assert", "blockinfile", "command", "copy", "dcpromo", "debug", "fail", "fetch", "file", "gather_facts", "get_url", "group",
     "lineinfile",
-    "mail_login", "pause", "reboot",
-    "service", "set_fact", "shell", "stat", "sysctl", "systemd", "template", "unarchive", "user", "wait_for",
+    "mail_login", "package", "pause", "reboot",
+    "service", "set_fact", "setup", "shell", "stat", "sysctl", "systemd", "template", "unarchive", "uri", "user", "wait_for",
     "wait_for_connection", "win_eventlog", "win_facts", "win_reboot", "win_rights",
     "win_service", "win_user_right",
 }

@@ -1,6 +1,6 @@
 -- mail_login: a real POP3 and IMAP4 login, from the controller.
 local net = require("cutover.core.net")
-local redact = require("cutover.redact")
+local redact = require("cutover.secrets.redact")
 local mail = require("cutover.mail")
 
 local function pop3(host, port, user, password, timeout)

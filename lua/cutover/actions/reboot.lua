@@ -11,8 +11,11 @@ The host counts as back only when it answers with a boot identity that
 differs from the one before: a host that still answers with the old one
 has not gone down yet, never "came back".  Fails after `reboot_timeout`
 seconds.  A connection dropped by the reboot command itself is expected.
-Shows progress while it waits.  Refused on the local connection (it would
-reboot the controller).]],
+Shows progress while it waits.  The result gives the new identity and
+the time the host was down (`downtime`).  With `become` the reboot
+command and every boot identity read run as the become user (sudo's
+password, when one is needed, on stdin as for any command).  Refused on
+the local connection (it would reboot the controller).]],
     args = {
         reboot_command = { type = "string", default = "sleep 1 && shutdown -r now", doc = "command that reboots the host (it may drop the connection)" },
         boot_id_command = { type = "string", default = "cat /proc/sys/kernel/random/boot_id", doc = "prints an identity that changes at every boot" },
@@ -26,6 +29,7 @@ reboot the controller).]],
         rebooted = "true once the host is back with a new boot identity",
         boot_id_before = "identity before the reboot", boot_id_after = "identity after",
         elapsed = "seconds from the reboot command until the host was back",
+        downtime = "seconds the host was down: from its last answer with the old identity (or the reboot command) to its first with the new one (to within `sleep`)",
     },
     check_mode = "Unknowable: nothing is rebooted; the step and what depends on its result are decided at apply time.",
     -- in check mode, what the host answers after this is unknown too
@@ -42,7 +46,7 @@ reboot the controller).]],
         ctx.progress("rebooting")
         -- The command may not return (the connection drops): that is fine.
         ctx.conn:exec({ shell = args.reboot_command, timeout = math.max(5, args.connect_timeout) })
-        local ok, after = reconnect.wait(ctx, {
+        local ok, after, _, last_old = reconnect.wait(ctx, {
             command = args.boot_id_command, old_id = before, timeout = args.reboot_timeout,
             sleep = args.sleep, connect_timeout = args.connect_timeout,
         })
@@ -50,8 +54,15 @@ reboot the controller).]],
             return { failed = true, changed = true, msg = after, boot_id_before = before,
                      elapsed = loop.now() - start }
         end
+        -- down: from the last answer with the old identity (or the
+        -- reboot command) to the first with the new one
+        -- (not rounded: rounded up, it came out longer than `elapsed`;
+        -- the message rounds)
+        local back = loop.now()
+        local downtime = back - math.max(start, last_old or start)
         if args.post_reboot_delay > 0 then loop.sleep(args.post_reboot_delay) end
         return { changed = true, rebooted = true, boot_id_before = before, boot_id_after = after,
-                 elapsed = loop.now() - start }
+                 elapsed = loop.now() - start, downtime = downtime,
+                 msg = "back with boot id " .. after .. " after " .. string.format("%.1f", downtime) .. " s down" }
     end,
 }

@@ -22,13 +22,15 @@ end
 M.AUTH_REFUSALS = 3
 
 -- Polls until the host answers (and, with `old_id`, answers with another
--- identity).  Returns true, new_id, went_down | nil, message.
+-- identity).  Returns true, new_id, went_down, last_old | nil, message;
+-- last_old: loop.now() when the old identity last answered (nil: never).
 function M.wait(ctx, opts)
     opts.old_id = opts.old_id or opts.old
     local start = loop.now()
     local went_down = false
     local last_err
     local auth_refusals = 0
+    local last_old
     while true do
         local elapsed = loop.now() - start
         if elapsed >= opts.timeout then
@@ -56,9 +58,10 @@ function M.wait(ctx, opts)
                                       auth_refusals, tostring(err))
         end
         if id and (not opts.old_id or id ~= opts.old_id) then
-            return true, id, went_down or (opts.old_id ~= nil)
+            return true, id, went_down or (opts.old_id ~= nil), last_old
         end
         if id then
+            last_old = loop.now()
             ctx.progress(string.format("waiting for the host to go down (%ds)", math.floor(elapsed)))
         else
             went_down = true

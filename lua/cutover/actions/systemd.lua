@@ -1,6 +1,6 @@
 -- systemd: a unit's state (started, stopped, restarted, reloaded),
 -- whether it starts at boot, and whether it is masked, through systemctl
--- on the host.  `service` is the same action under Ansible's other name.
+-- on the host.  `service` (service.lua) uses it on systemd hosts.
 local util = require("cutover.util")
 
 -- Seconds a start or restart may take to reach "active".
@@ -44,8 +44,8 @@ that fails to start fails the step with its last journal lines.
 change).  `enabled` enables or disables it at boot (a static unit cannot
 be enabled: an error), `masked` masks or unmasks it.  `daemon_reload: true`
 runs `systemctl daemon-reload` first (needed after a unit file changed; not
-counted as a change).  Needs root for changes (become).  `service` is the
-same action.]],
+counted as a change).  Needs root for changes (become).  `service` does the
+same on a systemd host, and drives init scripts where systemd does not run.]],
     args = {
         name = { type = "string", required = true, doc = "the unit (nginx or nginx.service)" },
         state = { type = "string", choices = { "started", "stopped", "restarted", "reloaded" },

@@ -1,7 +1,7 @@
 -- win_service: a Windows service's account and state.
 local host = require("cutover.windows.host")
 local parse = require("cutover.windows.parse")
-local redact = require("cutover.redact")
+local redact = require("cutover.secrets.redact")
 
 return {
     summary = "Read a Windows service; set its account and password; start or stop it",

@@ -36,10 +36,10 @@ local handshakes = 0
 
 M.GRACE = 3   -- seconds between TERM and KILL for a stopped command
 
--- Where a connection's warnings go (the runner points it at its
--- reporter); by default, stderr.
+-- Where a connection's warnings go (the engine points it at its
+-- reporter); by default, stderr through output.lua (masked).
 function M.on_warning(msg)
-    io.stderr:write("warning: " .. msg .. "\n")
+    require("cutover.output").note("warning: " .. msg)
 end
 
 local MARKER = "__cutover_rc_" .. crypto.random_hex(6) .. "="

@@ -8,7 +8,7 @@
 local yaml = require("cutover.core.yaml")
 local fs = require("cutover.core.fs")
 local util = require("cutover.util")
-local playbook = require("cutover.playbook")
+local source = require("cutover.load.source")
 local jinja = require("cutover.convert.jinja")
 local Y = require("cutover.convert.yaml_out")
 
@@ -26,7 +26,7 @@ M.EXIT_OK, M.EXIT_PARTIAL, M.EXIT_BAD = 0, 1, 2
 --   exprs       arguments that are bare Jinja expressions
 --   lookup      the role folder a relative `src` is found in
 --   any         every argument is a variable name (set_fact)
--- Adding an action later (apt, service, lineinfile...) is one row.
+-- Adding an action later is one row.
 M.MODULES = {
     command = { action = "command", free = "cmd", free_keys = { "chdir", "creates", "removes", "stdin" },
                 args = { cmd = "cmd", argv = "argv", chdir = "chdir", creates = "creates",
@@ -90,9 +90,43 @@ M.MODULES = {
     systemd = { action = "systemd", args = { name = "name", state = "state", enabled = "enabled", masked = "masked",
                                              daemon_reload = "daemon_reload" },
                 values = { state = { "started", "stopped", "restarted", "reloaded" } } },
+    apt = { action = "apt", args = { name = "name", pkg = "name", package = "name", state = "state",
+                                     update_cache = "update_cache", ["update-cache"] = "update_cache",
+                                     cache_valid_time = "cache_valid_time", upgrade = "upgrade",
+                                     autoremove = "autoremove", purge = "purge", allow_downgrade = "allow_downgrade",
+                                     allow_downgrades = "allow_downgrade", ["allow-downgrades"] = "allow_downgrade",
+                                     allow_change_held_packages = "allow_change_held_packages",
+                                     install_recommends = "install_recommends",
+                                     ["install-recommends"] = "install_recommends", lock_timeout = "lock_timeout" },
+            values = { state = { "present", "absent", "latest" } } },
+    package = { action = "package", args = { name = "name", state = "state", use = "use" },
+                values = { state = { "present", "absent", "latest" } } },
 }
-M.MODULES.service = { action = "service", args = M.MODULES.systemd.args, values = M.MODULES.systemd.values }
+-- uri and get_url: the request is made on the host in both (Ansible's
+-- `user`/`password` are aliases of url_username/url_password)
+M.MODULES.uri = { action = "uri",
+                  args = { url = "url", method = "method", body = "body", body_format = "body_format",
+                           headers = "headers", status_code = "status_code", return_content = "return_content",
+                           timeout = "timeout", follow_redirects = "follow_redirects",
+                           validate_certs = "validate_certs", ca_path = "ca_path",
+                           url_username = "url_username", user = "url_username",
+                           url_password = "url_password", password = "url_password",
+                           force_basic_auth = "force_basic_auth" },
+                  values = { body_format = { "raw", "json", "form-urlencoded" },
+                             follow_redirects = { "safe", "all", "none", "yes", "no", true, false } } }
+M.MODULES.get_url = { action = "get_url",
+                      args = { url = "url", dest = "dest", checksum = "checksum", mode = "mode", owner = "owner",
+                               group = "group", force = "force", timeout = "timeout", headers = "headers",
+                               url_username = "url_username", username = "url_username",
+                               url_password = "url_password", password = "url_password",
+                               force_basic_auth = "force_basic_auth", validate_certs = "validate_certs",
+                               ca_path = "ca_path" } }
+M.MODULES.service = { action = "service", args = { use = "use" },
+                      values = { state = M.MODULES.systemd.values.state, use = { "auto", "systemd", "sysvinit" } } }
+for k, v in pairs(M.MODULES.systemd.args) do M.MODULES.service.args[k] = v end
 M.MODULES.systemd_service = M.MODULES.systemd
+M.MODULES.setup = { action = "setup", args = { gather_subset = "gather_subset" } }
+M.MODULES.gather_facts = { action = "gather_facts", args = { gather_subset = "gather_subset" } }
 for _, k in ipairs({ "owner", "group", "backup", "validate" }) do
     M.MODULES.copy.args[k] = k
     M.MODULES.template.args[k] = k
@@ -243,7 +277,7 @@ end
 
 function C:load(path, what)
     if self.sources[path] then return self.sources[path] end
-    local src, err = playbook.read_yaml(path, what)
+    local src, err = source.read(path, what)
     if not src then bad(err) end
     self.sources[path] = src
     self.inputs[fs.realpath(path) or path] = true
@@ -675,7 +709,7 @@ function C:file_out(path, is_template)
     if not rel then return nil end
     self.last_file = rel
     if self.files[rel] then return rel end
-    local text, err = fs.read(path, playbook.MAX_BYTES)
+    local text, err = fs.read(path, source.MAX_BYTES)
     if not text then bad(err) end
     self.inputs[fs.realpath(path) or path] = true
     if is_template then
@@ -1316,7 +1350,7 @@ function M.main(book, out_path)
                 local okd, derr = mkdir_p(tdir)
                 if not okd then io.stderr:write("cutover: " .. derr .. "\n"); return M.EXIT_BAD end
                 if type(content) == "table" then
-                    local data, rerr = fs.read(content.copy, playbook.MAX_BYTES)
+                    local data, rerr = fs.read(content.copy, source.MAX_BYTES)
                     if not data then io.stderr:write("cutover: " .. rerr .. "\n"); return M.EXIT_BAD end
                     content = data
                 end

@@ -25,13 +25,12 @@ local RENAMED = {
     ansible_system = "facts.system",
     ansible_kernel = "facts.kernel",
     ansible_architecture = "facts.architecture",
-    ansible_user_id = "facts.user",
     ansible_managed = "'Ansible managed'",  -- Ansible's default text
 }
 local NO_EQUIVALENT = {
     hostvars = true, groups = true, group_names = true, play_hosts = true,
     omit = true, lookup = true, query = true, q = true, range = true,
-    loop = true, ansible_facts = true, environment = true, vars = true,
+    loop = true, environment = true, vars = true,
     now = true, undef = true, namespace = true, lipsum = true, dict = true,
     cycler = true, joiner = true,
 }
@@ -417,7 +416,10 @@ end
 function E:name(v)
     if RENAMED[v] then return RENAMED[v] end
     if NO_EQUIVALENT[v] then fail("'" .. v .. "' (Ansible has it, cutover does not)") end
-    if v:match("^ansible_") then fail("'" .. v .. "' (an Ansible fact or magic variable; cutover's facts are in 'facts')") end
+    local fact = v:match("^ansible_(.+)$")
+    if fact and require("cutover.facts").ANSIBLE_NAMES[fact] then return "facts." .. fact end
+    if v == "ansible_facts" then return v end
+    if fact then fail("'" .. v .. "' (an Ansible fact or magic variable cutover does not gather; its facts are in 'facts')") end
     if LUA_KEYWORDS[v] then fail("the variable name '" .. v .. "' (a Lua keyword)") end
     return v
 end

@@ -248,7 +248,7 @@ function M.more_content(data)
 end
 
 -- Every text under which a value can appear in a command line that
--- M.build made, for secret masking (cutover.redact: register each):
+-- M.build made, for secret masking (cutover.secrets.redact: register each):
 --   the value itself; its C runtime form (M.quote_arg); its form on the
 --   line (M.encode_arg); the last two without their outer quotes, and
 --   the C runtime form's inside with trailing backslashes not doubled

@@ -20,7 +20,7 @@ dir=$cache_root/$recipe
 
 # --- the recipe ---------------------------------------------------------
 suite=bookworm
-packages=systemd-sysv,dbus,udev,openssh-server,sudo,linux-image-amd64,initramfs-tools,iproute2,procps,kmod
+packages=systemd-sysv,dbus,udev,openssh-server,sudo,linux-image-amd64,initramfs-tools,iproute2,procps,kmod,curl
 hostname=cutover-vm
 domain=lab.test
 image_size=3G

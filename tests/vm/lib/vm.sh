@@ -11,7 +11,9 @@
 # CMD sees CUTOVER_VM_PORT, CUTOVER_VM_KEY (client key),
 # CUTOVER_VM_KNOWN_HOSTS, CUTOVER_VM_IMAGE (the image folder: ops.password
 # ...), CUTOVER_VM_STATE (the boot's folder: serial.log, overlay) and
-# CUTOVER_VM_BOOT_SECONDS.  The cached image is never written: every boot
+# CUTOVER_VM_BOOT_SECONDS, and CUTOVER_VM_REPO_PORT: the guest's connections
+# to http://10.0.2.100/ reach 127.0.0.1:CUTOVER_VM_REPO_PORT on this machine
+# (the tests' package repository serves there).  The cached image is never written: every boot
 # has its own copy-on-write overlay.  Needs root (the image build) and qemu.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -60,8 +62,14 @@ boot() {
     if [ -z "$BOOT_TIMEOUT" ]; then
         if [ "$acc" = kvm ]; then BOOT_TIMEOUT=120; else BOOT_TIMEOUT=420; fi
     fi
-    local start attempt
+    local start attempt repo_port py
     start=$(date +%s)
+    # The lab's package repository: 10.0.2.100:80 in the guest, relayed by
+    # relay.py (one per connection) to a loopback port here.  restrict=on
+    # lets only such explicit forwards through (10.0.2.2 itself is closed).
+    repo_port=$(free_port) || { say "no free loopback port"; return 1; }
+    echo "$repo_port" >"$st/repo-port"
+    py=/usr/bin/python3; [ -x "$py" ] || py=$(command -v python3)
     for attempt in 1 2 3; do
         port=$(free_port) || { say "no free loopback port"; return 1; }
         echo "$port" >"$st/port"
@@ -70,7 +78,7 @@ boot() {
             -kernel "$image/vmlinuz" -initrd "$image/initrd.img"
             -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet"
             -drive "file=$st/overlay.qcow2,if=virtio,format=qcow2"
-            -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$port-:22"
+            -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$port-:22,guestfwd=tcp:10.0.2.100:80-cmd:$py $here/relay.py $repo_port"
             -device virtio-net-pci,netdev=n0
             -display none -serial "file:$st/serial.log" -monitor none
             -pidfile "$st/qemu.pid")
@@ -142,6 +150,8 @@ with-vm)
     trap 'exit 130' INT
     boot "$st" 0
     export CUTOVER_VM_PORT CUTOVER_VM_KEY CUTOVER_VM_KNOWN_HOSTS CUTOVER_VM_IMAGE CUTOVER_VM_STATE CUTOVER_VM_BOOT_SECONDS
+    export CUTOVER_VM_REPO_PORT
+    CUTOVER_VM_REPO_PORT=$(cat "$st/repo-port")
     CUTOVER_VM_PORT=$(cat "$st/port")
     CUTOVER_VM_IMAGE=$(cat "$st/image")
     CUTOVER_VM_KEY=$CUTOVER_VM_IMAGE/id_ed25519
@@ -163,6 +173,7 @@ up)
     boot "$st" 1
     # shellcheck disable=SC2046
     echo "ssh $(ssh_args "$st") root@127.0.0.1"
+    echo "package repository: the guest's http://10.0.2.100/ is 127.0.0.1:$(cat "$st/repo-port") here (serve a folder there)"
     echo "users: root (key), ops (key; sudo password in $(cat "$st/image")/ops.password), plain (key, no sudo)"
     ;;
 down)

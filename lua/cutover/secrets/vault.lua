@@ -1,4 +1,4 @@
--- vault: the secrets vault file.  The cryptography is core/vault.c
+-- secrets.vault: the secrets vault file.  The cryptography is core/vault.c
 -- (Argon2id key derivation, XChaCha20-Poly1305); this file owns the
 -- format, where the vault lives, and how the passphrase is obtained.
 --
@@ -23,7 +23,8 @@ local fs = require("cutover.core.fs")
 local sys = require("cutover.core.sys")
 local json = require("cutover.core.json")
 local util = require("cutover.util")
-local redact = require("cutover.redact")
+local redact = require("cutover.secrets.redact")
+local output = require("cutover.output")
 
 local M = {}
 
@@ -217,9 +218,7 @@ end
 
 ---------------------------------------------------------------- commands
 
-local function say(msg)
-    io.stderr:write("cutover: ", redact.text(msg), "\n")
-end
+local function say(msg) output.error(msg) end
 
 -- The value for `vault set`: asked twice without echo on a terminal,
 -- else all of stdin less one trailing newline.  Returns text | nil, msg.

@@ -1,4 +1,4 @@
--- playbook: loads a playbook file and validates it completely before
+-- load.playbook: loads a playbook file and validates it completely before
 -- anything runs.  Every problem is reported as FILE:LINE:COL: message,
 -- naming the play or step; all problems are collected, not just the first.
 local yaml = require("cutover.core.yaml")
@@ -6,12 +6,10 @@ local fs = require("cutover.core.fs")
 local expr = require("cutover.expr")
 local util = require("cutover.util")
 local actions = require("cutover.actions")
-local schema = require("cutover.schema")
-local crypto = require("cutover.core.crypto")
+local schema = require("cutover.load.schema")
+local source = require("cutover.load.source")
 
 local M = {}
-
-M.MAX_BYTES = 8 * 1024 * 1024
 
 local PLAY_KEYS = { "name", "hosts", "vars", "steps", "handlers", "tags",
                     "serial", "max_fail_percentage", "any_errors_fatal", "order",
@@ -48,39 +46,6 @@ local CONDITION_KEYS = { "when", "failed_when", "changed_when", "until" }
 local BLOCK_ONLY_KEYS = { "rescue", "always" }
 local STEP_KEY_SET = {}
 for _, k in ipairs(STEP_KEYS) do STEP_KEY_SET[k] = true end
-
--- A loaded YAML file: the value and where each part of it came from.
-local Source = {}
-Source.__index = Source
-
-function M.read_yaml(path, what)
-    local text, err = fs.read(path, M.MAX_BYTES)
-    if not text then
-        if err:find("larger than the limit", 1, true) then
-            return nil, path .. ": " .. (what or "file") .. " is larger than the limit of " .. M.MAX_BYTES .. " bytes"
-        end
-        return nil, err
-    end
-    local value, pos, keypos = yaml.load(text, path)
-    if value == nil then return nil, pos end
-    return setmetatable({ path = path, value = value, pos = pos, keypos = keypos,
-                          digest = crypto.sha256(text), text = text }, Source)
-end
-
-local function fmt(path, packed)
-    if not packed then return path end
-    local line, col = yaml.unpack(packed)
-    return string.format("%s:%d:%d", path, line, col)
-end
-
--- Position of a table, or of key k inside table t.
-function Source:at(t, k)
-    if k ~= nil then
-        local kp = self.keypos[t]
-        if kp and kp[k] then return fmt(self.path, kp[k]) end
-    end
-    return fmt(self.path, self.pos[t])
-end
 
 local function is_null(v) return v == yaml.null end
 
@@ -446,7 +411,7 @@ end
 -- Every file the playbook is built from (imports, roles, vars files),
 -- once each, with the sha256 of the text that was parsed.
 function Loader:read(path, what)
-    local src, err = M.read_yaml(path, what)
+    local src, err = source.read(path, what)
     if not src then return nil, err end
     local ok, abs = pcall(fs.realpath, path)
     abs = ok and abs or path
@@ -473,7 +438,7 @@ end
 -- A YAML file of variables (vars_files, a role's defaults/ and vars/):
 -- a mapping, or nothing.  Returns the table or nil (error reported).
 function Loader:vars_file(path, where, label)
-    local text = fs.read(path, M.MAX_BYTES)
+    local text = fs.read(path, source.MAX_BYTES)
     local hint = vault_hint(text)
     if hint then self:err(where, label .. ": " .. path .. " " .. hint); return nil end
     local src, err = self:read(path, "vars file")
@@ -1209,7 +1174,7 @@ end
 
 -- Loads and validates.  Returns playbook | nil, {messages}
 function M.load(path)
-    local src, err = M.read_yaml(path, "playbook")
+    local src, err = source.read(path, "playbook")
     if not src then return nil, { err } end
     local self = setmetatable({ errors = {}, ids = {}, notifies = {}, gates = {}, step_count = 0,
                                 uses = {}, chain = {}, prefix = "", files = {}, file_seen = {},

@@ -1,4 +1,4 @@
--- secrets: what a run needs before it starts.  The playbook is scanned
+-- secrets (secrets/init.lua): what a run needs before it starts.  The playbook is scanned
 -- for `secret.NAME` references, secret gates (`pause` with `secret:
 -- true`) and `vars_prompt`; the vault is opened once (if anything needs
 -- it), names it lacks are asked on the terminal without echo, and without
@@ -12,8 +12,8 @@
 local core = require("cutover.core.vault")
 local sys = require("cutover.core.sys")
 local json = require("cutover.core.json")
-local vault = require("cutover.vault")
-local redact = require("cutover.redact")
+local vault = require("cutover.secrets.vault")
+local redact = require("cutover.secrets.redact")
 local util = require("cutover.util")
 
 local M = {}
@@ -77,7 +77,7 @@ local function scan_templates(book, found)
             if ok and type(action) == "table" and action.renders_files and action.reads_files
                     and type(args) == "table" then
                 local dir = book.dir or "."
-                if step.role_dir then dir = require("cutover.runner").files_dir(step, args, dir) end
+                if step.role_dir then dir = require("cutover.engine").files_dir(step, args, dir) end
                 local lok, paths = pcall(action.reads_files, args, dir)
                 for _, path in ipairs(lok and type(paths) == "table" and paths or {}) do
                     if type(path) == "string" and not path:find("{{", 1, true) and not seen[path] then

@@ -1,4 +1,4 @@
--- schema: checks an action's arguments against the spec the action
+-- load.schema: checks an action's arguments against the spec the action
 -- declares (args, free_form, any_args, one_of).  normalize() runs at lint
 -- time on the raw YAML value and skips values that are templates;
 -- check() runs again on the rendered values just before the action.

@@ -1,7 +1,7 @@
--- redact: masks secret values in everything cutover prints.
+-- secrets.redact: masks secret values in everything cutover prints.
 --
 -- Every value read from the vault during a run is registered here
--- (cutover.vault does it when it decrypts).  Before any text reaches
+-- (cutover.secrets.vault does it when it decrypts).  Before any text reaches
 -- stdout or stderr (output.lua, cli.lua), redact.text replaces each
 -- occurrence of a registered value, and of the encodings cutover itself
 -- produces of it, with "********":

@@ -1,0 +1,538 @@
+-- apt: Debian packages through apt-get on the host.  Every change is
+-- first simulated with `apt-get -s`; the simulation's list (every package
+-- installed, upgraded, downgraded or removed, dependencies included) is
+-- the check-mode prediction and the plan the real run carries out, so the
+-- two cannot disagree.  `package` dispatches here on the host's package
+-- manager (actions/package.lua).
+local util = require("cutover.util")
+local loop = require("cutover.core.loop")
+
+local q = util.sh_quote
+
+-- Runs non-interactive, in the C locale (apt's messages are parsed)
+local ENV = { DEBIAN_FRONTEND = "noninteractive", APT_LISTCHANGES_FRONTEND = "none", LC_ALL = "C" }
+local LISTS = "/var/lib/apt/lists"
+local STAMP = "/var/lib/apt/periodic/update-success-stamp"
+local LOCKS = { "/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock", LISTS .. "/lock" }
+
+local UPGRADE_WORDS = { no = "no", safe = "safe", yes = "safe", full = "full", dist = "dist" }
+
+-- `upgrade` as written (YAML turns yes/no into booleans) -> no|safe|full|dist
+local function upgrade_mode(v)
+    if v == nil or v == false then return "no" end
+    if v == true then return "safe" end
+    return UPGRADE_WORDS[tostring(v)]
+end
+
+-- "name" or "name=version" -> name, version | nil, why.  Names are
+-- Debian's (lower case, digits, + - .; an optional :arch), so no word
+-- can reach apt-get as an option.
+local function parse_name(s)
+    local name, ver = s:match("^([^=]*)=(.*)$")
+    name = name or s
+    if not (name:match("^[a-z0-9][a-z0-9+.%-]+$") or name:match("^[a-z0-9][a-z0-9+.%-]+:[a-z0-9%-]+$")) then
+        return nil, "'" .. s .. "' is not a package name (lower-case letters, digits, + - . and an optional :arch)"
+    end
+    if ver and not ver:match("^[%w][%w.+~:%-]*$") then
+        return nil, "'" .. s .. "': the version after = is not a Debian version"
+    end
+    return name, ver
+end
+
+local function templated(v) return type(v) == "string" and v:find("{{", 1, true) ~= nil end
+
+local function validate(args)
+    local up = upgrade_mode(args.upgrade)
+    if not up then return "upgrade must be one of no, safe, full, dist (or yes, meaning safe)" end
+    local state = args.state or "present"
+    local names = args.name or {}
+    local pinned = false
+    for _, n in ipairs(names) do
+        if type(n) ~= "string" and type(n) ~= "number" then return "name must be package names (text)" end
+        if not templated(n) then
+            local ok, err = parse_name(tostring(n))
+            if not ok then return err end
+            pinned = pinned or tostring(n):find("=", 1, true) ~= nil
+        end
+    end
+    local update = args.update_cache or args.cache_valid_time ~= nil
+    if #names == 0 and up == "no" and not update and not args.autoremove then
+        return "needs 'name', 'upgrade', 'update_cache' or 'autoremove'"
+    end
+    if #names > 0 and up ~= "no" then return "takes 'name' or 'upgrade', not both (use two steps)" end
+    if up ~= "no" and args.autoremove then
+        return "autoremove with upgrade: put 'autoremove: true' in a step of its own after it (so each is simulated exactly)"
+    end
+    if pinned and state ~= "present" then return "a version pin (name=version) goes with state present" end
+    if args.purge and state ~= "absent" then return "purge goes with state absent" end
+    if args.hold ~= nil and #names == 0 then return "hold needs 'name'" end
+    if args.hold == true and state == "absent" then return "hold: true with state absent (hold what is installed)" end
+    if args.allow_downgrade and state == "absent" then return "allow_downgrade goes with state present or latest" end
+end
+
+-- Debian version order (cutover.debversion); a version apt printed that
+-- does not parse counts as newer, never as a downgrade.
+local function version_cmp(a, b)
+    return require("cutover.debversion").compare(a, b) or 1
+end
+
+-- apt-get -s output -> list of { name, from, to, action }
+local function parse_simulation(out)
+    local list = {}
+    for line in out:gmatch("[^\n]+") do
+        local name, rest = line:match("^Inst (%S+) (.*)$")
+        if name then
+            local old = rest:match("^%[([^%]]*)%]")
+            local new = rest:match("%((%S+)")
+            local action = "install"
+            if old then action = version_cmp(new or "", old) < 0 and "downgrade" or "upgrade" end
+            list[#list + 1] = { name = name, from = old, to = new, action = action }
+        else
+            local verb, rname, ver = line:match("^(%u%l%l%l) (%S+) %[([^%]]*)%]")
+            if verb == "Remv" or verb == "Purg" then
+                list[#list + 1] = { name = rname, from = ver, action = verb == "Purg" and "purge" or "remove" }
+            elseif line:match("^Purg %S+$") then
+                list[#list + 1] = { name = line:match("^Purg (%S+)"), action = "purge" }
+            end
+        end
+    end
+    table.sort(list, function(a, b) return a.name < b.name end)
+    return list
+end
+
+local function first_error(r)
+    local text = r.stderr ~= "" and r.stderr or r.stdout
+    local lines = {}
+    for l in text:gmatch("[^\n]+") do
+        if l:match("^E: ") or l:match("^W: ") or #lines == 0 and l:match("%S") then lines[#lines + 1] = l end
+    end
+    return util.trim(table.concat(lines, "\n"))
+end
+
+-- The named packages as dpkg knows them: name -> { version, status, held }
+local function installed(conn, names)
+    local out = {}
+    if #names == 0 then return out end
+    local argv = { "dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\n" }
+    for _, n in ipairs(names) do argv[#argv + 1] = (n:gsub(":.*", "")) end
+    local r, err = conn:exec({ argv = argv, env = ENV, timeout = 120 })
+    if not r then return nil, err end
+    if r.rc == 127 then return nil, "dpkg-query is not on this host (not a Debian host)" end
+    for line in r.stdout:gmatch("[^\n]+") do
+        local name, ver, abbrev = line:match("^([^\t]+)\t([^\t]*)\t(%S*)")
+        if name then
+            local s = abbrev:sub(2, 2)
+            out[name] = { version = ver, held = abbrev:sub(1, 1) == "h",
+                          installed = s == "i" or s == "W" or s == "t", config_only = s == "c" }
+        end
+    end
+    return out
+end
+
+-- Who holds one of dpkg's or apt's locks: "PID COMMAND", or "".  Read
+-- from /proc/locks (the locks are fcntl locks; no tool beyond awk).
+local LOCK_PROBE = "for f in " .. table.concat(LOCKS, " ") .. "; do [ -e \"$f\" ] || continue; " ..
+    "i=$(stat -c %i \"$f\") || continue; " ..
+    "p=$(awk -v i=\"$i\" '{for(k=2;k<=NF;k++) if ($k ~ (\":\" i \"$\")) {print $(k-1); exit}}' /proc/locks); " ..
+    "if [ -n \"$p\" ]; then echo \"$p $(cat /proc/$p/comm 2>/dev/null)\"; exit 0; fi; done; exit 0"
+
+-- Waits (visibly) until no process holds the locks; returns the seconds
+-- left of lock_timeout, the seconds waited, the holder seen | nil, message.
+local function wait_lock(ctx, timeout)
+    local waited, seen = 0, nil
+    while true do
+        local r, err = ctx.conn:exec({ shell = LOCK_PROBE, timeout = 60 })
+        if not r then return nil, err end
+        local holder = util.trim(r.stdout)
+        if holder == "" then return math.max(timeout - waited, 10), waited, seen end
+        seen = holder
+        local pid, comm = holder:match("^(%d+)%s*(.*)$")
+        local who = "process " .. tostring(pid) .. (comm ~= "" and (" (" .. comm .. ")") or "")
+        if waited >= timeout then
+            return nil, "the dpkg lock on " .. tostring(ctx.host) .. " is still held by " .. who ..
+                " after " .. waited .. " s (lock_timeout)"
+        end
+        if ctx.interrupted and ctx.interrupted() then return nil, "interrupted while waiting for the dpkg lock" end
+        if ctx.progress then ctx.progress("waiting for the dpkg lock, held by " .. who .. " (" .. waited .. " s)") end
+        loop.sleep(2)
+        waited = waited + 2
+    end
+end
+
+-- The options every apt-get command of the step gets.
+local function apt_options(args, real_lock_timeout)
+    local o = { "-y", "-q" }
+    if real_lock_timeout then
+        o[#o + 1] = "-o"; o[#o + 1] = "DPkg::Lock::Timeout=" .. math.floor(real_lock_timeout)
+    end
+    if args.conffiles == "replace" then
+        o[#o + 1] = "-o"; o[#o + 1] = "Dpkg::Options::=--force-confdef"
+        o[#o + 1] = "-o"; o[#o + 1] = "Dpkg::Options::=--force-confnew"
+    else
+        o[#o + 1] = "-o"; o[#o + 1] = "Dpkg::Options::=--force-confdef"
+        o[#o + 1] = "-o"; o[#o + 1] = "Dpkg::Options::=--force-confold"
+    end
+    if args.allow_downgrade then o[#o + 1] = "--allow-downgrades" end
+    if args.allow_change_held_packages or args.hold == false then o[#o + 1] = "--allow-change-held-packages" end
+    if args.install_recommends == true then o[#o + 1] = "--install-recommends"
+    elseif args.install_recommends == false then o[#o + 1] = "--no-install-recommends" end
+    return o
+end
+
+-- dpkg's decisions on conffiles, from the lines of /var/log/dpkg.log the
+-- run added ("DATE TIME conffile PATH keep|install"): kept, replaced.
+-- (With --force-confold dpkg prints nothing about them; its log says.)
+local function conffile_reports(log)
+    local kept, replaced = {}, {}
+    for line in log:gmatch("[^\n]+") do
+        local path, what = line:match(" conffile (%S+) (%a+)$")
+        if what == "keep" then kept[#kept + 1] = path
+        elseif what == "install" then replaced[#replaced + 1] = path end
+    end
+    return kept, replaced
+end
+
+local function describe(p)
+    if p.action == "install" then return "install " .. p.name .. " " .. tostring(p.to) end
+    if p.action == "remove" or p.action == "purge" then
+        return p.action .. " " .. p.name .. (p.from and (" " .. p.from) or "")
+    end
+    return p.action .. " " .. p.name .. " " .. tostring(p.from) .. " -> " .. tostring(p.to)
+end
+
+local function version_text(list, after)
+    local lines = {}
+    for _, p in ipairs(list) do
+        local v = after and p.to or p.from
+        if after and (p.action == "remove" or p.action == "purge") then v = nil end
+        lines[#lines + 1] = p.name .. " " .. (v or "(not installed)")
+    end
+    return table.concat(lines, "\n") .. "\n"
+end
+
+local function cache_age(conn)
+    local r = conn:exec({ shell = "now=$(date +%s); t=$(stat -c %Y " .. q(STAMP) .. " 2>/dev/null || stat -c %Y " ..
+        q(LISTS) .. " 2>/dev/null || echo 0); echo $((now - t))", timeout = 60 })
+    return r and r.rc == 0 and tonumber(util.trim(r.stdout)) or math.huge
+end
+
+local M = {
+    summary = "Install, upgrade, remove or hold Debian packages with apt-get (exact simulation in check mode)",
+    description = [[
+Every change is first simulated with `apt-get -s`: the packages it lists
+(dependencies included, with their old and new versions) are the check
+mode prediction, the `--diff` (each package's version before -> after)
+and what the real run does; when the simulation lists nothing, apt-get is
+not run at all.
+
+`state: present` installs the named packages that are missing (an
+installed one is not upgraded; `name=1.2-1` pins a version: installed, or
+changed to, exactly that one; a lower one needs `allow_downgrade`).
+`latest` upgrades them to the candidate version.  `absent` removes them
+(`purge: true` removes their configuration files too).  `upgrade: safe`
+upgrades every package, installing new dependencies but removing none
+(`apt-get upgrade --with-new-pkgs`); `full` and `dist` may remove
+packages (`apt-get dist-upgrade`).  `autoremove` removes packages nothing
+needs any more.  `update_cache` runs `apt-get update` first, unless the
+last update is more recent than `cache_valid_time` seconds (which implies
+`update_cache`); updating the lists is not counted as a change.
+
+`hold: true` holds the named packages after installing them (`apt-mark
+hold`: apt-get then never upgrades or removes them), `hold: false`
+releases them first (`apt-mark unhold`) and lets this step change them.
+Without it, a step that would change a held package fails naming it
+(`allow_change_held_packages: true` allows it without releasing the hold).
+
+Commands run with `DEBIAN_FRONTEND=noninteractive`.  A configuration
+file changed on the host that a new version also changes is never
+answered silently: `conffiles: keep` (the default) keeps the host's file
+(dpkg's `--force-confold`; the package's version is left beside it as
+`FILE.dpkg-dist`) and lists it in the result's `conffiles_kept`;
+`conffiles: replace` installs the package's file (`--force-confnew`; the
+old one is kept as `FILE.dpkg-old`) and lists it in `conffiles_replaced`.
+Before changing anything the step waits for dpkg's lock while another
+process holds it (up to `lock_timeout` seconds), saying which process it
+waits for.  Needs root (become) for every change; the simulation does
+not.]],
+    free_form = "name",
+    args = {
+        name = { type = "list", scalar_ok = true, doc = "package names; name=version pins a version" },
+        state = { type = "string", default = "present", choices = { "present", "absent", "latest" },
+                  doc = "installed, removed, or installed at the newest version" },
+        update_cache = { type = "bool", default = false, doc = "apt-get update first" },
+        cache_valid_time = { type = "int", doc = "skip the update when the last one is more recent (seconds)" },
+        upgrade = { type = "any", doc = "no, safe (yes), full or dist: upgrade every package" },
+        autoremove = { type = "bool", default = false, doc = "remove packages nothing needs any more" },
+        purge = { type = "bool", default = false, doc = "with state absent: remove configuration files too" },
+        allow_downgrade = { type = "bool", default = false, doc = "a pin may name an older version" },
+        allow_change_held_packages = { type = "bool", default = false, doc = "held packages may be changed" },
+        install_recommends = { type = "bool", doc = "install recommended packages (default: apt's setting)" },
+        hold = { type = "bool", doc = "true: hold the packages (apt-mark hold); false: release them first" },
+        conffiles = { type = "string", default = "keep", choices = { "keep", "replace" },
+                      doc = "a locally changed configuration file the new version also changes: keep it or replace it" },
+        lock_timeout = { type = "int", default = 120, doc = "seconds to wait for dpkg's lock" },
+    },
+    validate = validate,
+    returns = {
+        packages = "every package changed (or, in check mode, that would be): name, action (install, upgrade, downgrade, remove, purge), from and to versions",
+        held = "packages this step put on hold", unheld = "packages this step released",
+        conffiles_kept = "configuration files kept as they were (the package's version is FILE.dpkg-dist)",
+        conffiles_replaced = "configuration files replaced (the old one is FILE.dpkg-old)",
+        cache_updated = "whether apt-get update ran (in check mode: would run)",
+        reboot_required = "whether /var/run/reboot-required exists after the step",
+        reboot_required_pkgs = "the packages listed in /var/run/reboot-required.pkgs",
+    },
+    check_mode = "Exact: the same apt-get -s simulation the real run carries out lists every package that would change, with versions; hold changes are read with dpkg-query. A cache update is made into a private copy of the package lists, so the prediction sees the updated lists and the host's own are untouched. A package that an earlier step's repository or update would make available is not seen.",
+    idempotent = true,
+    -- for the unit tests (not arguments or docs)
+    parse_simulation = function(out) return parse_simulation(out) end,
+    version_cmp = function(a, b) return version_cmp(a, b) end,
+    conffile_reports = function(out) return conffile_reports(out) end,
+}
+
+function M.run(ctx, args)
+    local conn = ctx.conn
+    local host = tostring(ctx.host)
+    local up = upgrade_mode(args.upgrade)
+    local state = args.state or "present"
+    local result = { changed = false, packages = {}, held = {}, unheld = {}, cache_updated = false }
+    local fail = function(msg) result.failed = true; result.msg = msg; return result end
+
+    local probe = conn:exec({ shell = "command -v apt-get", timeout = 60 })
+    if probe and probe.rc ~= 0 then return fail("apt-get is not on " .. host .. " (not a Debian or Ubuntu host)") end
+
+    -- the package lists
+    local private_lists
+    local update = args.update_cache or args.cache_valid_time ~= nil
+    if update and (args.cache_valid_time == nil or cache_age(conn) > args.cache_valid_time) then
+        result.cache_updated = true
+        if ctx.check then
+            -- a private copy of the lists, updated: the simulation sees
+            -- what the real run's update would bring; the host's are kept
+            local r, err = conn:exec({ shell = "t=$(mktemp -d /tmp/cutover-apt.XXXXXXXX) && chmod 755 \"$t\" && " ..
+                "cp -a " .. LISTS .. "/. \"$t\"/ && mkdir -p \"$t/partial\" && echo \"$t\"", timeout = 120 })
+            if not r then return fail(err) end
+            if r.rc ~= 0 then return fail("copying the package lists: " .. first_error(r)) end
+            private_lists = util.trim(r.stdout)
+        else
+            local left, waited = wait_lock(ctx, args.lock_timeout)
+            if not left then return fail(waited) end
+        end
+        local argv = { "apt-get", "-q", "update" }
+        if private_lists then
+            argv = { "apt-get", "-q", "-o", "Dir::State::Lists=" .. private_lists, "-o", "Dir::Cache::pkgcache=",
+                     "-o", "Dir::Cache::srcpkgcache=", "update" }
+        end
+        local r, err = conn:exec({ argv = argv, env = ENV, timeout = 900 })
+        if not r then return fail(err) end
+        if r.rc ~= 0 or r.stdout:match("\nW: Failed to fetch") or r.stderr:match("Failed to fetch") then
+            if private_lists then conn:exec({ argv = { "rm", "-rf", private_lists }, timeout = 60 }) end
+            return fail("apt-get update on " .. host .. ": " .. first_error(r))
+        end
+        if not ctx.check then conn:exec({ shell = "mkdir -p " .. q(util.dirname(STAMP)) .. " && touch " .. q(STAMP), timeout = 60 }) end
+    end
+    local function cleanup()
+        if private_lists then conn:exec({ argv = { "rm", "-rf", private_lists }, timeout = 60 }); private_lists = nil end
+    end
+
+    -- what dpkg has of the named packages
+    local names, pins = {}, {}
+    for _, n in ipairs(args.name or {}) do
+        local name, ver = parse_name(tostring(n))
+        if not name then cleanup(); return fail(ver) end
+        names[#names + 1] = name
+        pins[name] = ver
+    end
+    local have, err = installed(conn, names)
+    if not have then cleanup(); return fail(err) end
+
+    -- the apt-get command, if any
+    local verb, words = nil, {}
+    if #names > 0 then
+        if state == "absent" then
+            for _, n in ipairs(names) do
+                local h = have[(n:gsub(":.*", ""))]
+                if h and (h.installed or (args.purge and h.config_only)) then words[#words + 1] = n end
+            end
+            verb = args.purge and "purge" or "remove"
+        else
+            for _, n in ipairs(names) do
+                local h = have[(n:gsub(":.*", ""))]
+                local want = pins[n]
+                if state == "latest" or not (h and h.installed) or (want and h.version ~= want) then
+                    words[#words + 1] = want and (n .. "=" .. want) or n
+                end
+            end
+            verb = "install"
+        end
+        if #words == 0 then verb = nil end
+        if args.autoremove and not verb then verb = "autoremove" end
+    elseif up == "safe" then verb, words = "upgrade", { "--with-new-pkgs" }
+    elseif up == "full" or up == "dist" then verb = "dist-upgrade"
+    elseif args.autoremove then verb = "autoremove" end
+
+    local function command(sim, lock_left)
+        local argv = { "apt-get" }
+        if sim then argv[#argv + 1] = "-s" end
+        for _, o in ipairs(apt_options(args, lock_left)) do argv[#argv + 1] = o end
+        if sim then
+            -- the plan shows downgrades and held packages; the checks
+            -- below refuse them by name (apt's own error names neither)
+            argv[#argv + 1] = "--allow-downgrades"; argv[#argv + 1] = "--allow-change-held-packages"
+        end
+        if private_lists then
+            argv[#argv + 1] = "-o"; argv[#argv + 1] = "Dir::State::Lists=" .. private_lists
+        end
+        if sim then
+            -- the simulation writes nothing, not even apt's binary cache
+            for _, o in ipairs({ "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache=" }) do
+                argv[#argv + 1] = o
+            end
+        end
+        if args.autoremove and (verb == "install" or verb == "remove" or verb == "purge") then
+            argv[#argv + 1] = "--autoremove"
+        end
+        argv[#argv + 1] = verb
+        for _, w in ipairs(words) do argv[#argv + 1] = w end
+        return argv
+    end
+
+    -- the simulation: the plan
+    local plan = {}
+    if verb then
+        local argv = command(true)
+        local r, serr = conn:exec({ argv = argv, env = ENV, timeout = 600 })
+        cleanup()
+        if not r then return fail(serr) end
+        if r.rc ~= 0 then
+            return fail("apt-get -s " .. verb .. (#words > 0 and (" " .. table.concat(words, " ")) or "") ..
+                " on " .. host .. ": " .. first_error(r))
+        end
+        plan = parse_simulation(r.stdout)
+    end
+    cleanup()
+
+    -- apt-get -s does not stop at what -y would refuse: a downgrade, a
+    -- held package changed.  Both are refused here, before any change.
+    local plan_names = {}
+    for _, p in ipairs(plan) do plan_names[#plan_names + 1] = p.name end
+    local plan_have = installed(conn, plan_names) or {}
+    local releasing = {}
+    if args.hold == false then for _, n in ipairs(names) do releasing[(n:gsub(":.*", ""))] = true end end
+    local downgrades, held = {}, {}
+    for _, p in ipairs(plan) do
+        local base = p.name:gsub(":.*", "")
+        if p.action == "downgrade" then downgrades[#downgrades + 1] = p.name .. " " .. p.from .. " -> " .. p.to end
+        local h = plan_have[base]
+        if h and h.held and not releasing[base] and not args.allow_change_held_packages then held[#held + 1] = p.name end
+    end
+    if #downgrades > 0 and not args.allow_downgrade then
+        return fail("on " .. host .. " this would downgrade " .. table.concat(downgrades, ", ") ..
+            " (allow_downgrade: true allows it)")
+    end
+    if #held > 0 then
+        return fail("on " .. host .. " this would change held package(s) " .. table.concat(held, ", ") ..
+            " (hold: false releases them; allow_change_held_packages: true changes them held)")
+    end
+
+    -- holds
+    local to_hold, to_unhold = {}, {}
+    if args.hold ~= nil then
+        for _, n in ipairs(names) do
+            local h = have[(n:gsub(":.*", ""))]
+            local held = h and h.held or false
+            if args.hold and not held then to_hold[#to_hold + 1] = n end
+            if args.hold == false and held then to_unhold[#to_unhold + 1] = n end
+        end
+    end
+
+    result.packages = plan
+    result.held, result.unheld = to_hold, to_unhold
+    result.changed = #plan > 0 or #to_hold > 0 or #to_unhold > 0
+    local words_out = {}
+    for _, n in ipairs(to_unhold) do words_out[#words_out + 1] = "unhold " .. n end
+    for _, p in ipairs(plan) do words_out[#words_out + 1] = describe(p) end
+    for _, n in ipairs(to_hold) do words_out[#words_out + 1] = "hold " .. n end
+    if ctx.diff and result.changed then
+        local before, after = version_text(plan, false), version_text(plan, true)
+        for _, n in ipairs(to_unhold) do before = before .. n .. " held\n"; after = after .. n .. " not held\n" end
+        for _, n in ipairs(to_hold) do before = before .. n .. " not held\n"; after = after .. n .. " held\n" end
+        result.diff = { path = "packages on " .. host, before_header = "packages on " .. host,
+                        before = before, after = after }
+    end
+
+    local function reboot_state()
+        local r = conn:exec({ shell = "if [ -e /var/run/reboot-required ]; then echo yes; " ..
+            "cat /var/run/reboot-required.pkgs 2>/dev/null; fi; true", timeout = 60 })
+        local out = r and r.rc == 0 and r.stdout or ""
+        result.reboot_required = out:match("^yes") ~= nil
+        local pkgs = {}
+        for l in out:gsub("^yes\n?", ""):gmatch("[^\n]+") do pkgs[#pkgs + 1] = l end
+        result.reboot_required_pkgs = pkgs
+    end
+
+    if ctx.check or not result.changed then
+        reboot_state()
+        if result.changed then result.msg = "would " .. table.concat(words_out, ", ") end
+        return result
+    end
+
+    -- the real run: release holds, the apt-get command, new holds
+    local function mark(what, list)
+        if #list == 0 then return true end
+        local argv = { "apt-mark", what }
+        for _, n in ipairs(list) do argv[#argv + 1] = n end
+        local r, merr = conn:exec({ argv = argv, env = ENV, timeout = 120 })
+        if not r then return nil, merr end
+        if r.rc ~= 0 then return nil, "apt-mark " .. what .. " on " .. host .. ": " .. first_error(r) end
+        return true
+    end
+    local ok, merr = mark("unhold", to_unhold)
+    if not ok then return fail(merr) end
+    if #plan > 0 then
+        local left, waited, holder = wait_lock(ctx, args.lock_timeout)
+        if not left then return fail(waited) end
+        if waited > 0 then
+            result.lock_waited = waited
+            result.lock_holder = holder
+        end
+        local argv = command(false, left)
+        local size = conn:exec({ shell = "stat -c %s /var/log/dpkg.log 2>/dev/null || echo 0", timeout = 60 })
+        size = size and tonumber(util.trim(size.stdout)) or 0
+        local r, rerr = conn:exec({ argv = argv, env = ENV, timeout = 3600 })
+        if not r then return fail(rerr) end
+        local log = conn:exec({ shell = "tail -c +" .. (size + 1) .. " /var/log/dpkg.log 2>/dev/null | grep ' conffile ' | head -n 1000; true",
+                                timeout = 60 })
+        result.conffiles_kept, result.conffiles_replaced = conffile_reports(log and log.stdout or "")
+        if r.rc ~= 0 then
+            return fail("apt-get " .. verb .. " on " .. host .. " (exit " .. r.rc .. "): " .. first_error(r))
+        end
+        -- what dpkg now has: the result reports it, not the plan
+        local now = installed(conn, plan_names) or {}
+        for _, p in ipairs(plan) do
+            local h = now[(p.name:gsub(":.*", ""))]
+            local v = h and h.installed and h.version or nil
+            if (p.action == "remove" or p.action == "purge") then
+                if v then return fail("apt-get " .. verb .. " on " .. host .. " left " .. p.name .. " " .. v .. " installed") end
+            elseif v ~= p.to then
+                return fail("apt-get " .. verb .. " on " .. host .. ": " .. p.name .. " is at " .. tostring(v) ..
+                    ", the simulation said " .. tostring(p.to))
+            end
+        end
+    end
+    ok, merr = mark("hold", to_hold)
+    if not ok then return fail(merr) end
+    reboot_state()
+    result.msg = table.concat(words_out, ", ")
+    if result.lock_waited then
+        result.msg = result.msg .. " (waited " .. result.lock_waited .. " s for the dpkg lock, held by process " ..
+            tostring(result.lock_holder) .. ")"
+    end
+    if result.conffiles_kept and #result.conffiles_kept > 0 then
+        result.msg = result.msg .. "; kept the host's " .. table.concat(result.conffiles_kept, ", ") ..
+            " (the package's version is beside it as .dpkg-dist)"
+    end
+    return result
+end
+
+return M
