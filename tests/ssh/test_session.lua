@@ -58,19 +58,23 @@ T.test("steps run in the session: one shell parents every step; cutover_session:
     off:close()
 end)
 
-T.test("the cutover binary runs a play's steps in the session (hosts as tasks); cutover_session: false does not", function()
-    for _, off in ipairs({ false, true }) do
+T.test("the cutover binary runs a play's steps in the session (hosts as tasks); cutover_session: false and CUTOVER_SESSION=0 do not", function()
+    -- { inventory's cutover_session: false, CUTOVER_SESSION }: the suites
+    -- may run with CUTOVER_SESSION=0, so each case sets it
+    for _, case in ipairs({ { false, "" }, { true, "" }, { false, "0" }, { true, "1" } }) do
+        local off = case[1] or case[2] == "0"
         local d = S.target(T)
         local inv = "all:\n  vars: { ansible_host: " .. srv.address .. ", ansible_port: " .. srv.port ..
             ", ansible_user: " .. srv.user .. ", ansible_ssh_private_key_file: " .. srv.key ..
-            (off and ", cutover_session: false" or "") .. " }\n  hosts:\n"
+            (case[1] and ", cutover_session: false" or "") .. " }\n  hosts:\n"
         for i = 1, 3 do inv = inv .. "    h" .. i .. ": {}\n" end
         T.write(d .. "/inv.yml", inv)
         T.write(d .. "/p.yml", "- hosts: all\n  steps:\n" ..
             "    - shell: \"cat /proc/$PPID/comm > " .. d .. "/{{ inventory_hostname }}.a\"\n" ..
             "    - shell: \"echo $PPID > " .. d .. "/{{ inventory_hostname }}.b; echo $PPID >> " .. d .. "/{{ inventory_hostname }}.b\"\n")
         local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", srv.known_hosts },
-            { env = { HOME = d, SSH_AUTH_SOCK = "", XDG_STATE_HOME = d .. "/state" }, timeout = 120 })
+            { env = { HOME = d, SSH_AUTH_SOCK = "", XDG_STATE_HOME = d .. "/state", CUTOVER_SESSION = case[2] },
+              timeout = 120 })
         T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
         T.not_contains(r.stdout .. r.stderr, "warning", "no fallback warning")
         for i = 1, 3 do
@@ -78,6 +82,18 @@ T.test("the cutover binary runs a play's steps in the session (hosts as tasks); 
                  "h" .. i .. (off and ": sshd starts the command" or ": the session shell starts the step"))
         end
     end
+    -- a value that is neither 0 nor 1: an error naming the variable, no step run
+    local d = S.target(T)
+    T.write(d .. "/inv.yml", "all:\n  hosts:\n    h1: { ansible_host: " .. srv.address .. ", ansible_port: " ..
+        srv.port .. ", ansible_user: " .. srv.user .. ", ansible_ssh_private_key_file: " .. srv.key .. " }\n")
+    T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - shell: \"touch " .. d .. "/ran\"\n")
+    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", srv.known_hosts },
+        { env = { HOME = d, SSH_AUTH_SOCK = "", XDG_STATE_HOME = d .. "/state", CUTOVER_SESSION = "off" },
+          timeout = 120 })
+    T.ok(r.rc ~= 0 and r.rc ~= 70, "refused, not an internal error: rc " .. tostring(r.rc))
+    T.contains(r.stdout .. r.stderr, "CUTOVER_SESSION must be 0 or 1", "the message names the variable")
+    T.not_contains(r.stdout .. r.stderr, "traceback", "no traceback")
+    T.ok(not fs.stat(d .. "/ran"), "no step ran")
 end)
 
 T.test("exit codes and signals are what sh -c gives locally", function()
