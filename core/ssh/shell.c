@@ -9,10 +9,16 @@
  *   sh:poll()                   between requests: still usable?
  *   sh:stderr()                 what the remote shell itself wrote
  *   sh:close()
- * opts: timeout (seconds), uninterruptible.  A failure returns nil,
- * message, code: "timeout", "interrupted", "eof" (the remote shell
- * ended: the connection is still up), "connection" (the session is gone,
- * and closed), "protocol" (bytes where none were due, a line too long).
+ * opts: timeout (seconds), uninterruptible; for send, stall (seconds
+ * without progress: the deadline moves on with every byte written).
+ * A failure returns nil, message, code: "timeout", "interrupted",
+ * "eof" (the remote shell ended: the connection is still up),
+ * "connection" (the session is gone, and closed), "protocol" (bytes
+ * where none were due, a line too long), "unsupported" (session:shell
+ * only: the server refused the channel or its command, as for
+ * MaxSessions; the connection stays).  A failed send also returns a
+ * fourth value: true when some of its bytes may have left (libssh2 took
+ * bytes, or holds part of a packet it may still send).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +51,9 @@ struct ssh_shell {
     size_t want_len;
     size_t want_have;
     size_t sent;                  /* send: bytes written so far */
+    int maybe_sent;               /* send: a write took bytes or waited */
+    double stall;                 /* send: seconds allowed without progress */
+    double stall_deadline;        /* send: moves on with each byte taken */
     size_t line_max;              /* recv_line: the longest line taken */
     double deadline;
     unsigned interrupts_at_start;
@@ -148,19 +157,34 @@ static void shell_begin(lua_State *L, struct ssh_shell *h)
         timeout = luaL_optnumber(L, -1, 0);
         lua_getfield(L, SH_OPTS, "uninterruptible");
         h->uninterruptible = lua_toboolean(L, -1);
-        lua_pop(L, 2);
+        lua_getfield(L, SH_OPTS, "stall");
+        h->stall = luaL_optnumber(L, -1, 0);
+        lua_pop(L, 3);
     } else {
         h->uninterruptible = 0;
+        h->stall = 0;
     }
     lua_settop(L, SH_OPTS);
     h->deadline = timeout > 0 ? loop_now() + timeout : 0;
+    h->stall_deadline = h->stall > 0 ? loop_now() + h->stall : 0;
     h->interrupts_at_start = loop_interrupts();
+}
+
+/* When the wait must end: the earlier of the two deadlines (0: none). */
+static double shell_wake_at(const struct ssh_shell *h)
+{
+    if (h->stall_deadline > 0 &&
+        (h->deadline == 0 || h->stall_deadline < h->deadline))
+        return h->stall_deadline;
+    return h->deadline;
 }
 
 /* Timed out or interrupted: the code, else NULL. */
 static const char *shell_stopped(struct ssh_shell *h)
 {
     if (h->deadline > 0 && loop_now() >= h->deadline)
+        return "timeout";
+    if (h->stall_deadline > 0 && loop_now() >= h->stall_deadline)
         return "timeout";
     if (!h->uninterruptible && loop_interrupts() != h->interrupts_at_start)
         return "interrupted";
@@ -192,11 +216,21 @@ static int shell_unusable(lua_State *L, struct ssh_shell *h)
 
 #define SHELL_WAIT(L, h, k)                                              \
     do {                                                                 \
-        (h)->s->deadline = (h)->deadline;                                \
+        (h)->s->deadline = shell_wake_at(h);                             \
         WAIT_OR_PARK((L), (h)->s,                                        \
                      libssh2_session_block_directions((h)->s->session),  \
                      (k));                                               \
     } while (0)
+
+/* A failed send: shell_fail's three values and whether bytes may have
+ * left (the caller must then treat the request as maybe delivered). */
+static int shell_send_fail(lua_State *L, struct ssh_shell *h,
+                           const char *code, const char *msg)
+{
+    shell_fail(L, h, code, msg);
+    lua_pushboolean(L, h->maybe_sent);
+    return 4;
+}
 
 static int shell_send_k(lua_State *L, int status, lua_KContext ctx)
 {
@@ -210,15 +244,22 @@ static int shell_send_k(lua_State *L, int status, lua_KContext ctx)
     (void)ctx;
     for (;;) {
         if (h->s->session == NULL)
-            return shell_fail(L, h, "connection", "session closed");
+            return shell_send_fail(L, h, "connection", "session closed");
         while (h->sent < len) {
             n = libssh2_channel_write(h->channel, data + h->sent,
                                       len - h->sent);
+            /* an error leaves at most a packet cut short, which the
+             * server never acts on; EAGAIN may leave part of one in
+             * libssh2, sent later */
+            if (n < 0 && n != LIBSSH2_ERROR_EAGAIN)
+                return shell_send_fail(L, h, "connection",
+                                       ssh_last_error(h->s));
+            h->maybe_sent = 1;
             if (n == LIBSSH2_ERROR_EAGAIN)
                 break;
-            if (n < 0)
-                return shell_fail(L, h, "connection", ssh_last_error(h->s));
             h->sent += (size_t)n;
+            if (n > 0 && h->stall > 0)  /* progress: the stall clock restarts */
+                h->stall_deadline = loop_now() + h->stall;
         }
         if (h->sent >= len) {
             lua_pushboolean(L, 1);
@@ -227,10 +268,10 @@ static int shell_send_k(lua_State *L, int status, lua_KContext ctx)
         /* keep its output moving: a remote end that writes while it
          * reads must not stall on a full window */
         if (shell_fill(h) < 0)
-            return shell_fail(L, h, "connection", ssh_last_error(h->s));
+            return shell_send_fail(L, h, "connection", ssh_last_error(h->s));
         stop = shell_stopped(h);
         if (stop != NULL)
-            return shell_fail(L, h, stop, stop);
+            return shell_send_fail(L, h, stop, stop);
         SHELL_WAIT(L, h, shell_send_k);
     }
 }
@@ -247,6 +288,7 @@ static int shell_send(lua_State *L)
         return bad;
     shell_begin(L, h);
     h->sent = 0;
+    h->maybe_sent = 0;
     return shell_send_k(L, LUA_OK, 0);
 }
 
@@ -411,6 +453,11 @@ static int shell_open_k(lua_State *L, int status, lua_KContext ctx)
             h->channel = libssh2_channel_open_session(h->s->session);
             if (h->channel != NULL)
                 h->state = SH_START;
+            else if (libssh2_session_last_errno(h->s->session) ==
+                     LIBSSH2_ERROR_CHANNEL_FAILURE)
+                /* the server said no (MaxSessions): the connection is fine */
+                return shell_fail(L, h, "unsupported",
+                                  "the server refused a session channel");
             else if (libssh2_session_last_errno(h->s->session) !=
                      LIBSSH2_ERROR_EAGAIN)
                 return shell_fail(L, h, "connection", ssh_last_error(h->s));
@@ -422,6 +469,11 @@ static int shell_open_k(lua_State *L, int status, lua_KContext ctx)
                 h->state = SH_READY;
                 lua_settop(L, SH_UD);
                 return 1;
+            }
+            if (rc == LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED) {
+                shell_free_channel(h);
+                return shell_fail(L, h, "unsupported",
+                                  "the server refused the session's command");
             }
             if (rc != LIBSSH2_ERROR_EAGAIN)
                 return shell_fail(L, h, "connection", ssh_last_error(h->s));

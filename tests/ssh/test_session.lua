@@ -453,6 +453,79 @@ T.test("the bootstrap runs under dash and under bash", function()
     session.SHELL = "/bin/sh"
 end)
 
+T.test("M6: a session channel the server refuses (MaxSessions) falls back with a warning; the connection stays", function()
+    local one = S.start(T, { max_sessions = 1 })
+    one:trust()
+    local c = sshconn.new("h1", { host = one.address, port = one.port, user = one.user, keys = { one.key },
+                                  agent = false, known_hosts = one.known_hosts, timeout = 30 })
+    assert(c:open())
+    local connection = c.session
+    -- another channel holds the connection's only session slot
+    local hold = assert(c.session:shell("cat", { timeout = 30 }))
+    warnings = {}
+    local r, err, code = c:runner()
+    T.eq(r, nil, "no runner")
+    T.eq(err, nil, "no error that ends the connection: " .. tostring(err) .. " (" .. tostring(code) .. ")")
+    T.ok(c.session == connection and c.session ~= nil, "the connection was kept")
+    T.ok(hold:poll(), "the other channel still works")
+    T.eq(#warnings, 1, "one warning: " .. table.concat(warnings, "; "))
+    T.contains(warnings[1] or "", "one SSH channel per step", "the warning says what happens instead")
+    T.ok(c.no_session, "the host runs one channel per step from now on")
+    hold:close()
+    -- the steps run, each on a channel of its own
+    T.eq(parent(c), "sshd", "a channel of its own")
+    c:close()
+end)
+
+T.test("M5: a request the session stops reading: 'may or may not', the connection closed, never run again", function()
+    local c = conn()
+    local d = S.target(T)
+    T.eq(parent(c), "sh", "the session is open")
+    local pid = c.session_runner.pid
+    -- the session shell stops reading: a command larger than the
+    -- channel's window and the pipe stops moving partway
+    S.sh("kill -STOP " .. pid)
+    local stall = session.SEND_STALL
+    session.SEND_STALL = 1
+    local pad = string.rep("#" .. string.rep("x", 99) .. "\n", 40000)
+    warnings = {}
+    local ran, r, err = pcall(sh, c, pad .. "echo ran >> " .. d .. "/m5")
+    session.SEND_STALL = stall
+    S.sh("kill -KILL " .. pid .. " 2>/dev/null; kill -CONT " .. pid .. " 2>/dev/null; true")
+    T.ok(ran, "no raised error: " .. tostring(r))
+    T.eq(r, nil, "no result: the step was not run again on a channel of its own")
+    T.contains(tostring(err), "may or may not have taken effect", "the step's fate is unknown")
+    T.eq(c.session, nil, "the SSH connection was closed (libssh2 may hold part of the request)")
+    T.eq(T.read(d .. "/m5"), nil, "the step did not run")
+    T.eq(#warnings, 0, "no fallback to a channel per step (which would run it again): " ..
+        table.concat(warnings, "; "))
+    T.eq(ok(c, "echo next").stdout, "next\n", "the next step reconnects")
+    T.eq(parent(c), "sh", "and runs in a new session")
+    c:close()
+end)
+
+T.test("M5: sh:send gives up only when its bytes stop moving, and says whether any left", function()
+    local c = conn({ session = false })
+    assert(c:open())
+    local data = string.rep("y", 8 * 1024 * 1024)
+    -- a reader that takes 1 MiB, then pauses: the bytes move in bursts
+    local paced = assert(c.session:shell("while head -c 1048576 > /dev/null; do sleep 0.2; done", { timeout = 30 }))
+    local ok_, err = paced:send(data, { stall = 3, timeout = 120 })
+    T.eq(ok_, true, "sent whole while its bytes moved: " .. tostring(err))
+    paced:close()
+    -- a reader that never reads: the send stops partway
+    local deaf = assert(c.session:shell("echo $$; exec sleep 600", { timeout = 30 }))
+    local pid = assert(tonumber(deaf:recv_line(100, { timeout = 30 })), "the sleeper's pid")
+    local code, maybe
+    ok_, err, code, maybe = deaf:send(data, { stall = 1, timeout = 20 })
+    S.sh("kill -KILL " .. pid)
+    T.eq(ok_, nil, "not sent whole")
+    T.eq(code, "timeout", "it timed out: " .. tostring(err))
+    T.eq(maybe, true, "some of its bytes left")
+    deaf:close()
+    c:close()
+end)
+
 -- (last: the SIGINT it sends this process stays counted, and a connect
 -- after an interrupt is refused)
 T.test("M4: Ctrl-C or a timeout while the session starts: the step is not run, no fallback to a channel", function()

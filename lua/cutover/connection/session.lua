@@ -62,6 +62,9 @@ M.MAX_CAP = 256 * 1024 * 1024
 -- The interpreter of the bootstrap (tests run it under bash too).
 M.SHELL = "/bin/sh"
 M.LINE_MAX = 1024
+-- A request's lines are given up once they have not moved for this
+-- many seconds (a slow link that keeps moving is waited for).
+M.SEND_STALL = 60
 
 -- The bootstrap: a function definition and one call to it.  The caller
 -- sends nothing more until the K (or N) line arrives, so the shell's
@@ -221,19 +224,21 @@ local function count_lines(s)
     return n
 end
 
--- Sends one step.  true | nil, message, code, started: a failure with
--- started false means the command's lines were not received whole, so
--- the step never started.  Its stdin is piped into the step as it
--- arrives (the step starts before the last byte is in): a failure while
--- sending stdin leaves started true.  opts (for the stdin): timeout,
+-- Sends one step.  true | nil, message, code, started, maybe: a failure
+-- with started false means the command's lines were not received whole,
+-- so the step never started, unless maybe: some of them may have left
+-- (libssh2 took bytes, or holds part of a packet it may send later), so
+-- the host may yet receive the whole request.  Its stdin is piped into
+-- the step as it arrives (the step starts before the last byte is in):
+-- a failure while sending stdin leaves started true.  opts (for the stdin): timeout,
 -- uninterruptible; a step that does not read its stdin may hold it up
 -- until it ends.
 function Runner:send(line, stdin, cap, opts)
     stdin = stdin or ""
     self.cap = math.min(math.floor(cap), M.MAX_CAP)
-    local ok, err, code = self.sh:send("X " .. count_lines(line) .. " " .. #stdin .. " " ..
-        self.cap .. "\n" .. line .. "\n", { uninterruptible = true, timeout = 60 })
-    if not ok then self.dead = true; return nil, err, code, false end
+    local ok, err, code, maybe = self.sh:send("X " .. count_lines(line) .. " " .. #stdin .. " " ..
+        self.cap .. "\n" .. line .. "\n", { uninterruptible = true, stall = M.SEND_STALL })
+    if not ok then self.dead = true; return nil, err, code, false, maybe end
     if stdin == "" then return true end
     ok, err, code = self.sh:send(stdin, opts or {})
     if not ok then self.dead = true; return nil, err, code, true end

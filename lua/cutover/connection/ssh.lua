@@ -323,11 +323,19 @@ function Conn:run_session(line, opts, as)
     local t0 = loop.now()
     local deadline = opts.timeout and opts.timeout > 0 and (t0 + opts.timeout) or nil
     local function left() return deadline and math.max(0.001, deadline - loop.now()) or nil end
-    local in_stdin
+    local in_stdin, maybe
     ok, err, code = runner:ready()
     if ok then
-        ok, err, code, in_stdin = runner:send(line, opts.stdin,
+        ok, err, code, in_stdin, maybe = runner:send(line, opts.stdin,
             opts.max_output or self.settings.max_output or session_runner.DEFAULT_CAP, { timeout = left() })
+    end
+    if not ok and not in_stdin and maybe then
+        -- part of the request left: the host may yet get all of it and
+        -- run the step, so it is never run again; the SSH connection is
+        -- closed (the next step reconnects)
+        self:drop_session()
+        return nil, tostring(err) .. " (sending the command to the session stopped partway; " ..
+            "it may or may not have taken effect)", "connection", true
     end
     if not ok and not in_stdin then
         -- the command's lines were not received whole: the step never started
