@@ -7,6 +7,7 @@
  *   sh:recv_line(max [, opts])  one line of its stdout (without "\n")
  *   sh:recv(n [, opts])         exactly n bytes of its stdout
  *   sh:poll()                   between requests: still usable?
+ *   sh:wait_stderr(text [, opts]) until its stderr holds text (a prompt)
  *   sh:stderr()                 what the remote shell itself wrote
  *   sh:close()
  * opts: timeout (seconds), uninterruptible; for send, stall (seconds
@@ -413,6 +414,65 @@ static int shell_poll(lua_State *L)
     return 1;
 }
 
+static int shell_wait_stderr_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct ssh_shell *h = shell_check(L);
+    size_t len;
+    const char *text = lua_tolstring(L, SH_ARG, &len);
+    const char *stop;
+    long got;
+
+    (void)status;
+    (void)ctx;
+    for (;;) {
+        if (h->s->session == NULL)
+            return shell_fail(L, h, "connection", "session closed");
+        got = shell_fill(h);
+        if (got < 0)
+            return shell_fail(L, h, "connection", ssh_last_error(h->s));
+        if (h->err_len >= len && memmem(h->err, h->err_len, text, len) != NULL) {
+            lua_pushboolean(L, 1);
+            return 1;
+        }
+        /* nothing is due on stdout before the text (a prompt) shows */
+        if (h->in_len > 0)
+            return shell_fail(L, h, "protocol",
+                              "the remote command wrote before its prompt");
+        if (h->err_len == SHELL_ERR_BUF)
+            return shell_fail(L, h, "protocol",
+                              "the remote command did not prompt");
+        if (got > 0)
+            continue;
+        if (libssh2_channel_eof(h->channel)) {
+            h->state = SH_DEAD;
+            return shell_fail(L, h, "eof", "the remote shell has ended");
+        }
+        stop = shell_stopped(h);
+        if (stop != NULL)
+            return shell_fail(L, h, stop, stop);
+        SHELL_WAIT(L, h, shell_wait_stderr_k);
+    }
+}
+
+/* sh:wait_stderr(text [, opts]) -> true | nil, message, code: waits
+ * until what the remote command wrote to stderr holds text (sudo's
+ * prompt), so a password is never sent to a command that did not ask. */
+static int shell_wait_stderr(lua_State *L)
+{
+    struct ssh_shell *h = shell_check(L);
+    size_t len;
+    int bad;
+
+    luaL_checklstring(L, SH_ARG, &len);
+    luaL_argcheck(L, len > 0 && len < SHELL_ERR_BUF, SH_ARG,
+                  "text length out of range");
+    bad = shell_unusable(L, h);
+    if (bad)
+        return bad;
+    shell_begin(L, h);
+    return shell_wait_stderr_k(L, LUA_OK, 0);
+}
+
 /* sh:stderr() -> the first bytes the remote shell wrote to stderr */
 static int shell_stderr(lua_State *L)
 {
@@ -521,6 +581,7 @@ static const luaL_Reg shell_methods[] = {
     {"recv_line", shell_recv_line},
     {"poll", shell_poll},
     {"stderr", shell_stderr},
+    {"wait_stderr", shell_wait_stderr},
     {"close", shell_close},
     {NULL, NULL}
 };

@@ -526,6 +526,26 @@ T.test("M5: sh:send gives up only when its bytes stop moving, and says whether a
     c:close()
 end)
 
+T.test("L2: sudo's password is sent only once its prompt is seen (never run as a command)", function()
+    local c = conn({ session = false })
+    assert(c:open())
+    local d = S.target(T)
+    -- a become command that does not prompt: the password line would
+    -- reach the shell as a command
+    local r, err, code = session.open(c.session, "h1", 3, { command = "/bin/sh",
+        preamble = "echo leaked > " .. d .. "/pw\n", prompt = "cutover-sudo-test:", shell = "/bin/sh" })
+    T.eq(r, nil, "no session")
+    T.ok(code ~= "connection", "the connection stays: " .. tostring(err))
+    T.eq(T.read(d .. "/pw"), nil, "the password line was never sent")
+    -- one that prompts (on stderr, as sudo -S does) and checks the line
+    local cmd = "sh -c 'printf cutover-sudo-test: >&2; IFS= read -r pw; [ \"$pw\" = s3cret ] && exec /bin/sh'"
+    r, err = session.open(c.session, "h1", 30, { command = cmd, preamble = "s3cret\n",
+                                                 prompt = "cutover-sudo-test:", shell = "/bin/sh" })
+    T.ok(r ~= nil, "the session started after the prompt: " .. tostring(err))
+    if r then r:close() end
+    c:close()
+end)
+
 -- (last: the SIGINT it sends this process stays counted, and a connect
 -- after an interrupt is refused)
 T.test("M4: Ctrl-C or a timeout while the session starts: the step is not run, no fallback to a channel", function()

@@ -123,8 +123,9 @@ function M.session_command(conn, spec, login)
     if mode == "nopasswd" then
         return "sudo -n -H" .. flags .. " -u " .. q(spec.user) .. " -- /bin/sh", ""
     end
-    return "sudo -k -S -H -p " .. q("cutover-sudo-" .. crypto.random_hex(8) .. ":") .. flags .. " -u " ..
-        q(spec.user) .. " -- /bin/sh", spec.password .. "\n"
+    local prompt = "cutover-sudo-" .. crypto.random_hex(8) .. ":"
+    return "sudo -k -S -H -p " .. q(prompt) .. flags .. " -u " ..
+        q(spec.user) .. " -- /bin/sh", spec.password .. "\n", prompt
 end
 
 return M

@@ -92,7 +92,8 @@ esac
 trap 'rm -rf "$d"' EXIT
 echo $$ > "$d/p" && mv -f "$d/p" "$d/pid" || { printf '%s N %s\n' "$T" 'cannot write in the private folder'; return 0; }
 for o in "${d%/*}"/cutover-session.*; do
-[ "$o" != "$d" ] && [ -d "$o" ] && [ ! -h "$o" ] && [ -O "$o" ] && [ -f "$o/pid" ] && [ ! -h "$o/pid" ] && [ -O "$o/pid" ] || continue
+[ "$o" != "$d" ] && [ -d "$o" ] && [ ! -h "$o" ] && [ -O "$o" ] &&
+[ -f "$o/pid" ] && [ ! -h "$o/pid" ] && [ -O "$o/pid" ] || continue
 p=
 read -r p < "$o/pid" 2>/dev/null
 case $p in ''|*[!0-9]*) continue;; esac
@@ -113,18 +114,21 @@ i=$((i+1))
 done
 n=$((n+1))
 if ! { [ -d "$d" ] && [ ! -h "$d" ] && [ -O "$d" ]; }; then
-mkdir -m 700 "$d" 2>/dev/null && echo $$ > "$d/p" && mv -f "$d/p" "$d/pid" || { printf '%s N %s\n' "$T" 'the private folder is gone'; exit 0; }
+mkdir -m 700 "$d" 2>/dev/null && echo $$ > "$d/p" && mv -f "$d/p" "$d/pid" ||
+{ printf '%s N %s\n' "$T" 'the private folder is gone'; exit 0; }
 fi
 if [ "$b" -gt 0 ]; then
 if [ -n "$G" ]; then head -c "$b"; else dd bs=1 count="$b" 2>/dev/null; fi | {
-setsid /bin/sh -c 'printf "%s P %s\n" "$1" "$$" >&3 || exit 126; exec 3>&-; exec "$0" -c "$2"' "$S" "$T" "$x" 3>&1 > "$d/o$n" 2> "$d/e$n"
+setsid /bin/sh -c 'printf "%s P %s\n" "$1" "$$" >&3 || exit 126; exec 3>&-; exec "$0" -c "$2"' "$S" "$T" "$x" \
+3>&1 > "$d/o$n" 2> "$d/e$n"
 r=$?
 cat > /dev/null
 exit $r
 }
 r=$?
 else
-setsid /bin/sh -c 'printf "%s P %s\n" "$1" "$$" >&3 || exit 126; exec 3>&-; exec "$0" -c "$2"' "$S" "$T" "$x" 3>&1 < /dev/null > "$d/o$n" 2> "$d/e$n"
+setsid /bin/sh -c 'printf "%s P %s\n" "$1" "$$" >&3 || exit 126; exec 3>&-; exec "$0" -c "$2"' "$S" "$T" "$x" \
+3>&1 < /dev/null > "$d/o$n" 2> "$d/e$n"
 r=$?
 fi
 so=0 se=0
@@ -164,14 +168,23 @@ Runner.__index = Runner
 -- host cannot run it; anything else: it did not start).
 -- o (optional): command (what the channel runs, default M.SHELL: a
 -- become session's is sudo ... /bin/sh), preamble (bytes sent before the
--- bootstrap: sudo's password line), shell (what runs each step, default
--- the login shell).
+-- bootstrap: sudo's password line), prompt (the preamble is sent only
+-- once the command wrote this to its stderr: sudo's prompt, so a sudo
+-- that does not ask never gets the password as a shell command), shell
+-- (what runs each step, default the login shell).
 function M.open(session, host, timeout, o)
     o = o or {}
     local sh, err, code = session:shell(o.command or M.SHELL, { timeout = timeout })
     if not sh then return nil, err, code end
     local token = crypto.random_hex(12)
     local ok
+    if o.prompt then
+        ok, err, code = sh:wait_stderr(o.prompt, { timeout = timeout })
+        if not ok then
+            sh:close()
+            return nil, err .. " (waiting for sudo's password prompt)", code
+        end
+    end
     ok, err, code = sh:send((o.preamble or "") .. M.BOOT .. "__cutover_session " .. token ..
         (o.shell and (" " .. o.shell) or "") .. "\n", { timeout = timeout })
     if not ok then sh:close(); return nil, err, code end

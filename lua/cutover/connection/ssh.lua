@@ -200,8 +200,9 @@ function Conn:run_as(line, opts)
     while self.locked do loop.sleep(0.002) end
     self.locked = true
     local ok, r, err, code = pcall(function()
-        local res, e, c, started = nil, nil, nil, nil
+        local res, e, c
         for attempt = 1, 2 do
+            local started
             res, e, c, started = self:run_session(line, opts or {}, spec)
             if res or res == false then break end
             if started or c ~= "connection" or attempt == 2 then break end
@@ -251,14 +252,14 @@ function Conn:become_runner(spec)
     local r = self.become_runners[key]
     if r and not r.dead then return r end
     self.become_runners[key] = nil
-    local cmd, preamble = become.session_command(self, spec, self.settings.user)
+    local cmd, preamble, prompt = become.session_command(self, spec, self.settings.user)
     if not cmd then
         self.no_become_session[key] = true
         return nil
     end
     local err, code
     r, err, code = session_runner.open(self.session, self.name, self.settings.timeout,
-        { command = cmd, preamble = preamble, shell = "/bin/sh" })
+        { command = cmd, preamble = preamble, prompt = prompt, shell = "/bin/sh" })
     if r then
         r.as = spec
         self.become_runners[key] = r
