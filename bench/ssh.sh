@@ -5,7 +5,15 @@
 #      pipelining, ControlMaster with ControlPersist=60s, gather_facts:
 #      false, forks = number of hosts, interpreter discovery off,
 #   3. plain OpenSSH: one ControlMaster connection per host and a loop of
-#      `ssh` commands over it (the practical floor; hosts in parallel).
+#      `ssh` commands over it (hosts in parallel),
+#   4. Ansible with Debian's ansible-mitogen (ANSIBLE_STRATEGY=
+#      mitogen_linear, a long-lived Python interpreter per host; installed
+#      with apt when missing), workloads (a) and (b),
+#   5. the raw libssh2 exec loop: bench/libssh2_loop.c (built by CMake
+#      beside cutover, never installed), one connection per host and one
+#      exec channel per command, hosts in parallel,
+#   6. cutover with `cutover_session: false` (one exec channel per step,
+#      as before issue 13), workloads (a) and (b).
 # Workloads:
 #   (a) 20 `command: /bin/true` steps on 10 hosts
 #   (b) 50 `command: /bin/true` steps on 1 host
@@ -23,7 +31,8 @@
 # SSH_AUTH_SOCK is unset.  Runs as root (sshd).  Never run in CI.
 #
 # usage: bench/ssh.sh [path/to/cutover]   (default build/cutover)
-#   env: REPEAT (3), SKIP_ANSIBLE=1 (leave Ansible out), BENCH_USER
+#   env: REPEAT (3), SKIP_ANSIBLE=1 (leave Ansible and Mitogen out),
+#        SKIP_C=1 (leave workload (c) out), BENCH_USER
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -47,6 +56,14 @@ elif ! command -v ansible-playbook >/dev/null 2>&1; then
     apt_install ansible-core || true
     command -v ansible-playbook >/dev/null 2>&1 || have_ansible=0
 fi
+
+have_mitogen=$have_ansible
+if ((have_mitogen)) && [[ ! -f /usr/lib/python3/dist-packages/ansible/plugins/strategy/mitogen_linear.py ]]; then
+    apt_install ansible-mitogen || true
+    [[ -f /usr/lib/python3/dist-packages/ansible/plugins/strategy/mitogen_linear.py ]] || have_mitogen=0
+fi
+raw=$(dirname "$bin")/libssh2_loop
+[[ -x "$raw" ]] || { echo "no $raw (build the tree: CMake builds it beside cutover)" >&2; exit 2; }
 
 work=$(mktemp -d /tmp/cutover-bench.XXXXXX)
 chmod 755 "$work"              # sshd reads authorized_keys as the user
@@ -130,6 +147,9 @@ inventory() { # inventory FILE N: hosts h001..hN, one address each (cutover and 
 inventory "$work/inv1.yml" 1
 inventory "$work/inv10.yml" 10
 inventory "$work/inv200.yml" 200
+for n in 1 10; do  # the same hosts, each step on a channel of its own
+    sed 's/^  vars:$/  vars:\n    cutover_session: false/' "$work/inv$n.yml" > "$work/inv${n}_nosession.yml"
+done
 
 playbook() { # playbook FILE N cutover|ansible
     local list=steps i
@@ -165,6 +185,20 @@ run_cutover() { # run_cutover PLAYBOOK INVENTORY FORKS
 }
 
 acp_n=0
+run_mitogen() { # run_mitogen PLAYBOOK INVENTORY FORKS: Ansible under mitogen_linear
+    ANSIBLE_STRATEGY=mitogen_linear run_ansible "$@"
+}
+run_raw() { # run_raw HOSTS STEPS: the libssh2 exec loop, hosts in parallel
+    local t0 t1 rc=0 i pids=() p
+    t0=$(now)
+    for ((i = 1; i <= $1; i++)); do
+        "$raw" "$(addr_of "$i")" "$port" "$user" "$key" "$kh" "$2" /bin/true >> "$work/logs/raw.log" 2>&1 & pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p" || rc=1; done
+    t1=$(now)
+    ((rc == 0)) || { fail_run "libssh2 loop ($1 hosts, $2 steps)" "$rc" "$work/logs/raw.log"; return 1; }
+    echo "$(elapsed "$t0" "$t1") -"
+}
 run_ansible() { # run_ansible PLAYBOOK INVENTORY FORKS
     local log=$work/logs/ansible.log t0 t1 rc=0 dir
     acp_n=$((acp_n + 1)); dir=$work/acp/$acp_n; mkdir -p "$dir"
@@ -229,7 +263,13 @@ if ((have_ansible)); then
 else
     echo "ansible: skipped: ansible-playbook not available"
 fi
+if ((have_mitogen)); then
+    echo "mitogen: $(dpkg-query -W -f='ansible-mitogen ${Version}' ansible-mitogen 2>/dev/null) (ANSIBLE_STRATEGY=mitogen_linear, same ansible.cfg)"
+else
+    echo "mitogen: skipped: ansible-mitogen not available"
+fi
 echo "ssh:     $(ssh -V 2>&1) (one ControlMaster per host; hosts in parallel)"
+echo "libssh2: $raw ($(dpkg-query -W -f='libssh2 ${Version}' libssh2-1 2>/dev/null); one connection per host, one exec channel per command)"
 echo "kex:     $BENCH_KEX for all three (what cutover's libssh2 negotiates); host keys verified by all three"
 echo "hosts:   $nmax sshd listeners on 127.0.0.2-$(addr_of $nmax) port $port ($(( (nmax + per_sshd - 1) / per_sshd )) sshd processes), user $user"
 echo "times:   median wall time of $repeat cold runs (connections included); RSS: median peak RSS of the controller"
@@ -239,6 +279,8 @@ echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) at start (servers and controller
 run_cutover "$work/cut1.yml" "$work/inv1.yml" 1 > /dev/null
 ((have_ansible)) && { run_ansible "$work/ans1.yml" "$work/inv1.yml" 1 > /dev/null || have_ansible=0; }
 run_ssh 1 1 > /dev/null
+((have_mitogen)) && { run_mitogen "$work/ans1.yml" "$work/inv1.yml" 1 > /dev/null || have_mitogen=0; }
+run_raw 1 1 > /dev/null
 
 row() { # row LABEL SECONDS RSS CUTOVER_SECONDS
     awk -v l="$1" -v t="$2" -v m="$3" -v c="$4" 'BEGIN {
@@ -270,6 +312,28 @@ workload() { # workload ID TITLE HOSTS STEPS
     M[$id.ssh]=$(ssh_rss "$hosts" "$steps")
     local sl="${M[$id.ssh]}"; [[ $sl =~ ^[0-9]+$ ]] && sl="$sl KB (sum)"
     row "ssh ControlMaster loop" "${T[$id.ssh]}" "$sl" "${T[$id.cut]}"
+    r=$(measure run_raw "$hosts" "$steps")
+    T[$id.raw]=${r% *}
+    row "raw libssh2 exec loop" "${T[$id.raw]}" "-" "${T[$id.cut]}"
+    [[ $id == c ]] && return 0
+    r=$(measure run_cutover "$work/cut$steps.yml" "$work/inv${hosts}_nosession.yml" "$hosts")
+    T[$id.nos]=${r% *}
+    row "cutover_session: false" "${T[$id.nos]}" "${r#* } KB" "${T[$id.cut]}"
+    if ((have_mitogen)); then
+        r=$(measure run_mitogen "$work/ans$steps.yml" "$work/inv$hosts.yml" "$hosts")
+        T[$id.mit]=${r% *}
+        row "ansible + mitogen_linear" "${T[$id.mit]}" "${r#* } KB (largest process)" "${T[$id.cut]}"
+    else
+        printf "  %-26s skipped: ansible-mitogen not available\n" "ansible + mitogen_linear"
+    fi
+}
+goals_13() { # goals_13 ID STEP_HOSTS: issue 13's targets
+    awk -v c="${T[$1.cut]}" -v r="${T[$1.raw]}" -v a="${T[$1.ans]:-}" -v m="${T[$1.mit]:-}" -v n="$2" 'BEGIN {
+        printf "  per step-host: %.2f ms (connect included)\n", c * 1000 / n
+        printf "  goal: >= 2x faster than the raw libssh2 loop:  %.2fx  %s\n", r / c, (r / c >= 2) ? "MET" : "NOT MET"
+        if (a ~ /^[0-9.]+$/) printf "  goal: >= 100x Ansible:  %.1fx  %s\n", a / c, (a / c >= 100) ? "MET" : "NOT MET"
+        if (m ~ /^[0-9.]+$/) printf "  goal: >= 50x Ansible+Mitogen:  %.1fx  %s\n", m / c, (m / c >= 50) ? "MET" : "NOT MET"
+    }'
 }
 goal_ansible() { # goal_ansible ID
     if ((have_ansible)); then
@@ -282,10 +346,13 @@ goal_ansible() { # goal_ansible ID
 
 workload a "20 command steps x 10 hosts" 10 20
 goal_ansible a
+goals_13 a 200
 workload b "50 command steps x 1 host" 1 50
 goal_ansible b
+goals_13 b 50
 awk -v c="${T[b.cut]}" -v s="${T[b.ssh]}" 'BEGIN {
     printf "  goal: cutover within 1.5x of the ControlMaster floor:  %.2fx  %s\n", c / s, (c / s <= 1.5) ? "MET" : "NOT MET" }'
+if [[ -n "${SKIP_C:-}" ]]; then echo; echo "(c) skipped (SKIP_C)"; exit 0; fi
 workload c "connect + 1 command step x 200 hosts (forks 200)" 200 1
 r=$(measure run_cutover "$work/cut1.yml" "$work/inv1.yml" 1)
 rss1=${r#* }

@@ -567,12 +567,42 @@ static const luaL_Reg condition_methods[] = {
     {NULL, NULL}
 };
 
+static int loop_yield_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)L;
+    (void)status;
+    (void)ctx;
+    return 0;
+}
+
+/*
+ * loop.yield() -> nothing
+ * Parks the task until the next turn of the loop (no wait when nothing
+ * else is due): every task resumed in this turn runs first.  The
+ * journal's group commit is built on it.  Outside a task: returns.
+ */
+static int loop_yield(lua_State *L)
+{
+    if (loop_can_park(L))
+        return loop_park(L, NULL, 0, loop_now(), 0, loop_yield_k);
+    return 0;
+}
+
+/* loop.tasks() -> how many tasks (daemons not counted) the loop holds */
+static int loop_tasks(lua_State *L)
+{
+    lua_pushinteger(L, task_count - daemon_count);
+    return 1;
+}
+
 static const luaL_Reg loop_funcs[] = {
     {"condition", loop_condition},
     {"spawn", loop_spawn},
     {"spawn_daemon", loop_spawn_daemon},
     {"run", loop_run},
     {"sleep", loop_sleep},
+    {"yield", loop_yield},
+    {"tasks", loop_tasks},
     {"now", loop_lnow},
     {"interrupts", loop_linterrupts},
     {"in_task", loop_in_task},

@@ -160,6 +160,7 @@ static const luaL_Reg session_methods[] = {
     {"pump", ssh_session_pump},
     {"tunnels", ssh_session_tunnels},
     {"exec", ssh_session_exec},
+    {"shell", ssh_session_shell},
     {"close", session_close},
     {"alive", session_alive},
     {"keepalive", session_keepalive},
@@ -190,6 +191,7 @@ int luaopen_cutover_ssh(lua_State *L)
     lua_pushcfunction(L, ssh_exec_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
+    ssh_shell_register(L);
     luaL_newlib(L, ssh_funcs);
     return 1;
 }

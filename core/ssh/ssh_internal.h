@@ -8,6 +8,7 @@
  *   exec.c      session:exec, a command on its own channel
  *   sftp.c      session:sftp_put
  *   tunnel.c    session:tunnel and session:pump (ProxyJump)
+ *   shell.c     session:shell, a long-lived channel (the remote runner)
  * Not for use outside core/ssh/.
  *
  * Every libssh2 call that answers EAGAIN parks the host's task on the
@@ -27,6 +28,7 @@
 #define SSH_SESSION_MT "cutover.ssh.session"
 #define SSH_EXEC_MT "cutover.ssh.exec"
 #define SSH_PUT_MT "cutover.ssh.put"
+#define SSH_SHELL_MT "cutover.ssh.shell"
 
 #define SSH_MAX_TUNNELS 64
 #define SSH_TUNNEL_BUF 32768
@@ -143,6 +145,10 @@ int ssh_exec_gc(lua_State *L);
 /* sftp.c */
 int ssh_session_sftp_put(lua_State *L);
 int ssh_put_gc(lua_State *L);
+
+/* shell.c */
+int ssh_session_shell(lua_State *L);
+void ssh_shell_register(lua_State *L);
 
 /* tunnel.c */
 void ssh_free_tunnel(struct ssh_session *s, int i);

@@ -9,6 +9,7 @@ local fs = require("cutover.core.fs")
 local sys = require("cutover.core.sys")
 local crypto = require("cutover.core.crypto")
 local json = require("cutover.core.json")
+local loop = require("cutover.core.loop")
 
 local M = {}
 
@@ -68,7 +69,87 @@ local function check(self, ok, ...)
     return ok, ...
 end
 
-function Journal:exec(sql, ...) return check(self, self.db:exec(sql, ...)) end
+function Journal:exec(sql, ...)
+    -- a transaction of its own ends the group's first (they do not nest)
+    if sql:find("^%s*BEGIN") then
+        self:flush()
+        self.in_tx = true
+    elseif sql:find("^%s*COMMIT") or sql:find("^%s*ROLLBACK") then
+        self.in_tx = nil
+    elseif self.group_gen and not self.in_group_write and not self.in_tx and not sql:find("^%s*SELECT") then
+        -- any other write (an event, a host's status) is durable when it
+        -- returns too: the open group is committed first, so the write
+        -- commits on its own and never waits in (or is lost with) the group
+        self:flush()
+    end
+    return check(self, self.db:exec(sql, ...))
+end
+
+-- Group commit (issue 13).  A step's intent must be durable before the
+-- step starts and its result before the next one starts, but with steps
+-- of about a millisecond two fsyncs per step per host would dominate.
+-- So, inside the loop's tasks, an intent or result joins the open group
+-- transaction and its task waits for the end of the loop's turn
+-- (loop.yield): every host that wrote in that turn is committed by one
+-- COMMIT (one WAL fsync), by the first of them to resume, before any of
+-- them goes on.  Outside a task (tests, history, resume's own writes)
+-- each write commits at once, as before.  M.commits counts COMMITs of
+-- group transactions and M.group_writes the writes they held (bench).
+M.commits = 0
+M.group_writes = 0
+
+function Journal:flush()
+    if not self.group_gen then return end
+    local gen = self.group_gen
+    self.group_gen = nil
+    self.group_done = gen
+    local ok, err = self.db:exec("COMMIT")
+    if ok == nil then
+        self.db:exec("ROLLBACK")
+        self.group_failed = { gen = gen, err = err }
+        check(self, nil, err)
+    end
+    M.commits = M.commits + 1
+end
+
+local function durable(self, fn, ...)
+    -- one host alone has nobody to share a commit with: each write
+    -- commits at once, as before (and holds no transaction open across
+    -- a turn of the loop)
+    if not loop.in_task() or self.no_group or self.in_tx or loop.tasks() < 2 then return fn(self, ...) end
+    if not self.group_gen then
+        check(self, self.db:exec("BEGIN IMMEDIATE"))
+        self.group_next = (self.group_next or 0) + 1
+        self.group_gen = self.group_next
+    end
+    local gen = self.group_gen
+    -- each write in a savepoint of its own: a write that fails undoes
+    -- itself only, and the writes of the other hosts in the group stand
+    local sp_ok, sp_err = self.db:exec("SAVEPOINT cutover_write")
+    self.in_group_write = true
+    local res = sp_ok == nil and { false, sp_err } or table.pack(pcall(fn, self, ...))
+    self.in_group_write = nil
+    if not res[1] then
+        local undone = sp_ok ~= nil and self.db:exec("ROLLBACK TO cutover_write") ~= nil
+            and self.db:exec("RELEASE cutover_write") ~= nil
+        if not undone and self.group_gen == gen then
+            -- SQLite rolled the whole transaction back (a full disk, an
+            -- I/O error): the group's other writes are gone too, so every
+            -- host of the group fails, none goes on with a lost intent
+            self.group_gen = nil
+            self.db:exec("ROLLBACK")
+            self.group_failed = { gen = gen, err = type(res[2]) == "table" and res[2].why or tostring(res[2]) }
+        end
+        if type(res[2]) == "string" then check(self, nil, res[2]) end
+        error(res[2], 0)
+    end
+    check(self, self.db:exec("RELEASE cutover_write"))
+    M.group_writes = M.group_writes + 1
+    loop.yield()
+    if self.group_gen == gen then self:flush() end
+    if self.group_failed and self.group_failed.gen == gen then check(self, nil, self.group_failed.err) end
+    return table.unpack(res, 2, res.n)
+end
 function Journal:rows(sql, ...) return check(self, self.db:rows(sql, ...)) end
 
 -- The controller's boot, so a pid from an earlier boot is never taken
@@ -112,7 +193,7 @@ function Journal:host_status(run, host, status, failed_at, detail)
 end
 
 -- f: run, host, play, step, occurrence, name, action, digest, idempotent
-function Journal:intent(f)
+local function intent(self, f)
     local _, seq = self:exec([[INSERT INTO steps (run, host, play, step, occurrence, name,
         action, digest, idempotent, status, started) VALUES (?,?,?,?,?,?,?,?,?,?,?)]],
         f.run, f.host, f.play, f.step, f.occurrence, f.name, f.action, f.digest,
@@ -122,18 +203,33 @@ end
 
 -- sealed: the unmasked result encrypted with the vault key, when the
 -- result holds a secret (result_json itself is always masked)
-function Journal:result(seq, status, changed, result_json, note, sealed)
+local function result(self, seq, status, changed, result_json, note, sealed)
     self:exec("UPDATE steps SET status = ?, changed = ?, ended = ?, result = ?, note = ?, sealed = ? WHERE seq = ?",
               status, changed and 1 or 0, sys.time(), result_json, note, sealed, seq)
+end
+
+-- Durable when it returns (group commit inside tasks, see above).
+function Journal:intent(f) return durable(self, intent, f) end
+function Journal:result(seq, status, changed, result_json, note, sealed)
+    return durable(self, result, seq, status, changed, result_json, note, sealed)
 end
 
 -- A controller-side step (no intent row before it ran): its intent and
 -- result in one transaction, so no reader sees it half written.
 -- Returns its seq.
 function Journal:intent_with_result(f, status, changed, result_json, note, sealed)
+    -- (a transaction of its own: Journal:exec commits an open group first)
     self:exec("BEGIN")
-    local seq = self:intent(f)
-    self:result(seq, status, changed, result_json, note, sealed)
+    local ok, seq = pcall(function()
+        local s = intent(self, f)
+        result(self, s, status, changed, result_json, note, sealed)
+        return s
+    end)
+    if not ok then
+        self.in_tx = nil
+        self.db:exec("ROLLBACK")
+        error(seq, 0)
+    end
     self:exec("COMMIT")
     return seq
 end
@@ -204,6 +300,7 @@ function Journal:transaction(fn)
     self:exec("BEGIN IMMEDIATE")
     local res = table.pack(pcall(fn))
     if not res[1] then
+        self.in_tx = nil
         self.db:exec("ROLLBACK")
         error(res[2], 0)
     end
@@ -369,6 +466,9 @@ function Journal:verify(doing)
         self.path, why or "?", doing, self.path)
 end
 
-function Journal:close() self.db:close() end
+function Journal:close()
+    self:flush()
+    self.db:close()
+end
 
 return M

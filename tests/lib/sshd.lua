@@ -95,7 +95,7 @@ function Server:write_config(port)
         "PubkeyAuthentication yes",
         "LogLevel " .. (self.opts.log_level or "VERBOSE"),
         "MaxStartups 100:30:200",
-        "MaxSessions 50",
+        "MaxSessions " .. (self.opts.max_sessions or 50),
         self.opts.no_sftp and "" or "Subsystem sftp internal-sftp",
         self.opts.extra_config or "",
     }

@@ -110,4 +110,22 @@ function M.wrap(conn, spec, login, line, stdin)
 end
 
 
+-- The command that starts a become session (connection/session.lua) as
+-- spec.user, and the bytes to send first (sudo's password line: sudo
+-- reads it from the channel's stdin a byte at a time, the bootstrap that
+-- follows is the shell's).  Returns command, preamble | nil (no session:
+-- su, or the login user) | nil, message (sudo refused).
+function M.session_command(conn, spec, login)
+    if spec.user == login or spec.method == "su" then return nil end
+    local mode, err = sudo_mode(conn, spec, login)
+    if not mode then return nil, err end
+    local flags = flag_words(spec.flags)
+    if mode == "nopasswd" then
+        return "sudo -n -H" .. flags .. " -u " .. q(spec.user) .. " -- /bin/sh", ""
+    end
+    local prompt = "cutover-sudo-" .. crypto.random_hex(8) .. ":"
+    return "sudo -k -S -H -p " .. q(prompt) .. flags .. " -u " ..
+        q(spec.user) .. " -- /bin/sh", spec.password .. "\n", prompt
+end
+
 return M

@@ -181,6 +181,20 @@ function M.ssh_settings(name, v, opts)
         "ansible_ssh_port")
                                         or "the SSH config's Port", iport or sc.port or 22)
     if not port then return nil, perr end
+    local session = v.cutover_session
+    if session == "true" or session == "false" then session = session == "true" end
+    if session ~= nil and type(session) ~= "boolean" then
+        return nil, "cutover_session must be true or false, got " .. tostring(session)
+    end
+    -- CUTOVER_SESSION=0 turns the session off for every host of the run
+    -- (the suites run once so; an operator's switch when a host's shell
+    -- misbehaves); it never turns on what the inventory turned off
+    local env = os.getenv("CUTOVER_SESSION")
+    if env == "0" then
+        session = false
+    elseif env ~= nil and env ~= "" and env ~= "1" then
+        return nil, "CUTOVER_SESSION must be 0 or 1, got '" .. env .. "'"
+    end
     local tname = v.ansible_timeout ~= nil and "ansible_timeout" or "ansible_ssh_timeout"
     local timeout, terr = util.seconds(tname, v.ansible_timeout or v.ansible_ssh_timeout or 30)
     if not timeout then return nil, terr end
@@ -204,6 +218,7 @@ function M.ssh_settings(name, v, opts)
         proxy_jump = jump,
         proxy_command = command or nil,
         sftp = v.cutover_sftp ~= false,
+        session = session ~= false,
     }
 end
 

@@ -22,6 +22,7 @@ local loop = require("cutover.core.loop")
 local proc = require("cutover.core.proc")
 local util = require("cutover.util")
 local become = require("cutover.connection.become")
+local session_runner = require("cutover.connection.session")
 
 local Conn = {}
 Conn.__index = Conn
@@ -48,6 +49,12 @@ local function unlock(holder)
 end
 
 M.GRACE = 3   -- seconds between TERM and KILL for a stopped command
+
+-- Where a connection's warnings go (the engine points it at its
+-- reporter); by default, stderr through output.lua (masked).
+function M.on_warning(msg)
+    require("cutover.output").note("warning: " .. msg)
+end
 
 local MARKER = "__cutover_rc_" .. crypto.random_hex(6) .. "="
 local PIDMARK = "__cutover_pid_" .. crypto.random_hex(6) .. "="
@@ -153,6 +160,7 @@ function Conn:open(ignore_interrupts)
         return nil, fp_or_err, added_or_code
     end
     self.session = session
+    self.session_runner, self.become_runners = nil, nil   -- opened on first use, on this connection
     self.fingerprint = fp_or_err
     if added_or_code then self.host_key_added = true end
     self.connects = (self.connects or 0) + 1
@@ -168,6 +176,8 @@ function Conn:run(line, opts)
     local marker
     if self.become and not (opts and opts.no_become) then
         if self.settings.shell == "cmd" then return nil, self.name .. ": become is for POSIX hosts", "become" end
+        local r, err, code = self:run_as(line, opts)
+        if r ~= false then return r, err, code end
         local bline, bstdin, bmarker = become.wrap(self, self.become, self.settings.user, line, opts and opts.stdin)
         if not bline then return nil, bstdin, "become" end
         local o = {}
@@ -184,8 +194,240 @@ function Conn:run(line, opts)
     return r, err, code
 end
 
-function Conn:run_unlocked(line, opts)
+local function become_key(spec) return spec.user .. "\0" .. (spec.flags or "") end
+
+-- A step under become in that user's own session, when it has one
+-- (sudo started once per connection and user).  false: it has none, the
+-- caller wraps the command in sudo.
+function Conn:run_as(line, opts)
+    local spec = self.become
+    local st = self.settings
+    if st.session == false or self.no_session or spec.method == "su" or spec.user == st.user then return false end
+    if self.no_become_session and self.no_become_session[become_key(spec)] then return false end
+    -- (before the lock: the first use probes sudo with commands of its own)
+    local cmd, preamble = become.session_command(self, spec, st.user)
+    if not cmd then
+        if preamble then return nil, preamble, "become" end  -- sudo refused: the message
+        return false
+    end
+    lock(self)
+    local ok, r, err, code = pcall(function()
+        local res, e, c
+        for attempt = 1, 2 do
+            local started
+            res, e, c, started = self:run_session(line, opts or {}, spec)
+            if res or res == false then break end
+            if started or c ~= "connection" or attempt == 2 then break end
+        end
+        return res, e, c
+    end)
+    unlock(self)
+    if not ok then error(r, 0) end
+    return r, err, code
+end
+
+-- The persistent runners (connection/session.lua), opened on first use
+-- after each connect: the login user's (self.session_runner), and one
+-- per become user (sudo started once, its password sent once on the
+-- channel's stdin).  Returns the runner, or nil when this host runs one
+-- channel per step (turned off, not POSIX, or it failed: a warning says
+-- so once), or nil, message, code when the connection is gone.
+function Conn:runner(as)
+    local st = self.settings
+    if st.shell == "cmd" or st.session == false or self.no_session then return nil end
+    if as then return self:become_runner(as) end
+    if self.session_runner and not self.session_runner.dead then return self.session_runner end
+    self.session_runner = nil
+    local r, err, code = session_runner.open(self.session, self.name, st.timeout)
+    if r then
+        self.session_runner = r
+        return r
+    end
+    if code == "connection" then return nil, err, code end
+    if code == "timeout" or code == "interrupted" then return nil, M.not_started(self.name, err, code), code end
+    self:give_up_session(err)
+    return nil
+end
+
+-- A session start cut short by its timeout or a Ctrl-C: the step is not
+-- run at all (no fallback to a channel of its own after a Ctrl-C).
+function M.not_started(name, err, code)
+    return name .. ": the persistent session did not start (" ..
+        (code == "interrupted" and "interrupted" or tostring(err)) .. "); the step was not run"
+end
+
+function Conn:become_runner(spec)
+    local key = become_key(spec)
+    self.become_runners = self.become_runners or {}
+    self.no_become_session = self.no_become_session or {}
+    if self.no_become_session[key] then return nil end
+    local r = self.become_runners[key]
+    if r and not r.dead then return r end
+    self.become_runners[key] = nil
+    local cmd, preamble, prompt = become.session_command(self, spec, self.settings.user)
+    if not cmd then
+        self.no_become_session[key] = true
+        return nil
+    end
+    local err, code
+    r, err, code = session_runner.open(self.session, self.name, self.settings.timeout,
+        { command = cmd, preamble = preamble, prompt = prompt, shell = "/bin/sh" })
+    if r then
+        r.as = spec
+        self.become_runners[key] = r
+        return r
+    end
+    if code == "connection" then return nil, err, code end
+    if code == "timeout" or code == "interrupted" then return nil, M.not_started(self.name, err, code), code end
+    self.no_become_session[key] = true
+    M.on_warning(self.name .. ": no persistent session as " .. spec.user .. " (" .. tostring(err) ..
+        "); running sudo once per step as that user")
+    return nil
+end
+
+function Conn:close_runners()
+    if self.session_runner then self.session_runner:close() end
+    self.session_runner = nil
+    for _, r in pairs(self.become_runners or {}) do r:close() end
+    self.become_runners = nil
+end
+
+function Conn:give_up_session(why, runner)
+    if runner and runner.as then
+        -- a become runner: that user's steps go back to sudo per step
+        runner:close()
+        local key = become_key(runner.as)
+        if self.become_runners then self.become_runners[key] = nil end
+        self.no_become_session = self.no_become_session or {}
+        if not self.no_become_session[key] then
+            self.no_become_session[key] = true
+            M.on_warning(self.name .. ": the persistent session as " .. runner.as.user .. " ended (" ..
+                tostring(why) .. "); running sudo once per step as that user")
+        end
+        return
+    end
+    if self.session_runner then self.session_runner:close() end
+    self.session_runner = nil
+    if not self.no_session then
+        self.no_session = true
+        M.on_warning(self.name .. ": the persistent session is not available (" .. tostring(why) ..
+            "); running one SSH channel per step on this host")
+    end
+end
+
+-- One step through a runner (as: a become spec, or nil for the login
+-- user).  Returns result | nil, message, code, started (false: the step
+-- never started, safe to run again) | false (no runner: use a channel
+-- of its own).
+function Conn:run_session(line, opts, as)
+    local ok, err, code = self:open()
+    if not ok then return nil, err, code, false end
+    local runner
+    runner, err, code = self:runner(as)
+    if not runner then
+        if code == "timeout" or code == "interrupted" then
+            -- the half-open session channel is in an unknown state
+            self:drop_session()
+            return nil, err, code, false
+        end
+        if err then self.session = nil; return nil, err, code, false end
+        return false
+    end
+    local t0 = loop.now()
+    local deadline = opts.timeout and opts.timeout > 0 and (t0 + opts.timeout) or nil
+    local function left() return deadline and math.max(0.001, deadline - loop.now()) or nil end
+    local in_stdin, maybe
+    ok, err, code = runner:ready()
+    if ok then
+        ok, err, code, in_stdin, maybe = runner:send(line, opts.stdin,
+            opts.max_output or self.settings.max_output or session_runner.DEFAULT_CAP, { timeout = left() })
+    end
+    if not ok and not in_stdin and maybe then
+        -- part of the request left: the host may yet get all of it and
+        -- run the step, so it is never run again; the SSH connection is
+        -- closed (the next step reconnects)
+        self:drop_session()
+        return nil, tostring(err) .. " (sending the command to the session stopped partway; " ..
+            "it may or may not have taken effect)", "connection", true
+    end
+    if not ok and not in_stdin then
+        -- the command's lines were not received whole: the step never started
+        if code == "connection" then self.session = nil; self:close_runners(); return nil, err, code, false end
+        self:give_up_session(err, runner)
+        return false
+    end
+    local pid, r
+    if not ok then
+        -- its stdin was cut short: the step may be running (it started on
+        -- the lines); a timeout or Ctrl-C stops it below, with its pid
+        -- if that came (the session itself is given up: it waits for the
+        -- rest of those bytes)
+        if code == "timeout" or code == "interrupted" then
+            pid = runner:started({ timeout = 5, uninterruptible = true })
+        end
+    else
+        pid, err, code = runner:started({ timeout = left() })
+    end
+    if ok and not pid and (code == "eof" or code == "notstarted") then
+        -- the remote shell ended with no P line: the step writes that
+        -- line before it runs, and what it wrote comes through before the
+        -- end (the connection is up), so it never started
+        self:give_up_session(err, runner)
+        return false
+    end
+    if ok and pid then r, err, code = runner:result({ timeout = left() }, t0) end
+    if r then return r end
+    if code == "timeout" or code == "interrupted" then
+        -- stop its process group (over a second channel, as the step's
+        -- user); the step's reply then arrives with what it wrote before
+        -- it was stopped
+        local stopped = pid and pid > 1 and self:stop_group(pid, as)
+        local after
+        if stopped and not runner.dead and self.session ~= nil then
+            after = runner:result({ timeout = M.GRACE + 10, uninterruptible = true }, t0)
+        end
+        if not after then
+            -- the reply never came: the session is in an unknown state
+            self:drop_session()
+            after = { rc = -1, stdout = "", stderr = "", duration = loop.now() - t0 }
+        end
+        after[code == "timeout" and "timed_out" or "interrupted"] = true
+        if not stopped then
+            after.stop_note = "the command may still be running on " .. self.name ..
+                (pid and " (stopping its process group failed)" or " (its process id never arrived)")
+        end
+        return after
+    end
+    -- the step was sent whole: whether it ran is not known
+    if code == "connection" then
+        self.session = nil
+        self:close_runners()
+    else
+        self:give_up_session(err, runner)
+        if code == "eof" then
+            -- the server closed the session's channel (a ChannelTimeout,
+            -- a killed shell): as for a channel of its own; the
+            -- connection may be going too, so the next step reconnects
+            self:drop_session()
+            return nil, self.name .. ": the command ended without an exit status (the session or channel " ..
+                "was closed; it may or may not have taken effect)", "connection", true
+        end
+    end
+    return nil, tostring(err) .. " (connection lost while the command ran; it may or may not have taken effect)",
+        "connection", true
+end
+
+function Conn:run_unlocked(line, opts, as)
     opts = opts or {}
+    if self.settings.shell ~= "cmd" and self.settings.session ~= false and not self.no_session then
+        for attempt = 1, 2 do
+            local r, err, code, started = self:run_session(line, opts, as)
+            if r then return r end
+            if r == false then break end                -- no runner: a channel per step
+            if started or code ~= "connection" or attempt == 2 then return nil, err, code end
+            -- dropped between steps: reconnect and run it (it never started)
+        end
+    end
     -- cmd.exe hosts: no in-band status is possible (%ERRORLEVEL% is not
     -- expanded under `cmd /c`); the channel's exit status is all there is
     local raw = self.settings.shell == "cmd"
@@ -251,6 +493,7 @@ end
 -- The session after a timed-out or interrupted command: its channel is
 -- in an unknown state, so it is closed (the next step reconnects).
 function Conn:drop_session()
+    self:close_runners()
     if self.session then self.session:close() end
     self.session = nil
 end
@@ -261,7 +504,7 @@ end
 -- second channel of the same session (the command's channel is left
 -- open), else on a new connection; a further Ctrl-C does not cut it
 -- short (its timeout bounds it).  Returns true when the group is gone.
-function Conn:stop_group(pid)
+function Conn:stop_group(pid, as)
     local g = "-" .. math.floor(pid)
     local ticks = math.floor(M.GRACE * 5)
     -- no "--": dash's kill refuses it; after -SIG a negative number is a
@@ -271,6 +514,12 @@ function Conn:stop_group(pid)
         "if [ $i -ge " .. ticks .. " ]; then kill -KILL " .. g .. " 2>/dev/null; exit 0; fi; " ..
         "sleep 0.2 2>/dev/null || { sleep 1; i=$((i+4)); }; i=$((i+1)); done; exit 0"
     local opts = { timeout = M.GRACE + 10, uninterruptible = true }
+    if as then
+        -- a step of a become session runs as that user: so must its stop
+        local bline, bstdin = become.wrap(self, as, self.settings.user, script, nil)
+        if not bline then return false end
+        script, opts.stdin = bline, bstdin
+    end
     local r
     if self.session and self.session:alive() then r = self.session:exec(script, opts) end
     if not r then
@@ -440,6 +689,7 @@ function Conn:probe_tcp(host, port, timeout)
 end
 
 function Conn:close()
+    self:close_runners()
     if self.session then self.session:close(); self.session = nil end
     if self.helper then self.helper:stop(); self.helper = nil end
 end

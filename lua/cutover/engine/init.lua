@@ -323,6 +323,7 @@ function M.run(book, inventory, opts)
         for _, f in ipairs(book.files or {}) do opts.on_file_read(f.abs, f.digest) end
     end
     local reporter = opts.format == "json" and output.json(opts) or output.text(opts)
+    require("cutover.connection.ssh").on_warning = function(msg) reporter:warn(msg) end  -- issue 13: session fallbacks
     local self = setmetatable({
         book = book, inventory = inventory, opts = opts, reporter = reporter,
         hosts = {}, failed_hosts = {}, running = {}, once = {}, limit = {},

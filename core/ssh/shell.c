@@ -1,0 +1,597 @@
+/*
+ * shell.c: session:shell, one long-lived exec channel (the persistent
+ * remote runner of connection/ssh.lua and connection/session.lua).  C
+ * moves bytes and bounds them; the frame protocol on top is Lua's.
+ *
+ *   sh:send(data [, opts])      all of data to the channel's stdin
+ *   sh:recv_line(max [, opts])  one line of its stdout (without "\n")
+ *   sh:recv(n [, opts])         exactly n bytes of its stdout
+ *   sh:poll()                   between requests: still usable?
+ *   sh:wait_stderr(text [, opts]) until its stderr holds text (a prompt)
+ *   sh:stderr()                 what the remote shell itself wrote
+ *   sh:close()
+ * opts: timeout (seconds), uninterruptible; for send, stall (seconds
+ * without progress: the deadline moves on with every byte written).
+ * A failure returns nil, message, code: "timeout", "interrupted",
+ * "eof" (the remote shell ended: the connection is still up),
+ * "connection" (the session is gone, and closed), "protocol" (bytes
+ * where none were due, a line too long), "unsupported" (session:shell
+ * only: the server refused the channel or its command, as for
+ * MaxSessions; the connection stays).  A failed send also returns a
+ * fourth value: true when some of its bytes may have left (libssh2 took
+ * bytes, or holds part of a packet it may still send).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ssh_internal.h"
+
+#define SHELL_IN_BUF 65536
+#define SHELL_ERR_BUF 4096
+/* The most one recv may ask for: the output cap is 8 MiB per stream by
+ * default; a caller's larger cap is refused here, not allocated. */
+#define SHELL_MAX_RECV (256u * 1024 * 1024)
+
+enum shell_state {
+    SH_OPEN,      /* open a session channel */
+    SH_START,     /* the exec request */
+    SH_READY,     /* running: send and receive */
+    SH_DEAD       /* closed, or the remote end ended */
+};
+
+struct ssh_shell {
+    LIBSSH2_CHANNEL *channel;     /* owned */
+    struct ssh_session *s;        /* kept alive by uservalue 1 */
+    enum shell_state state;
+    char in[SHELL_IN_BUF];        /* received stdout not yet taken */
+    size_t in_len;
+    char err[SHELL_ERR_BUF];      /* the first bytes of its stderr */
+    size_t err_len;
+    /* the operation in progress (kept across parks) */
+    char *want;                   /* recv: owned */
+    size_t want_len;
+    size_t want_have;
+    size_t sent;                  /* send: bytes written so far */
+    int maybe_sent;               /* send: a write took bytes or waited */
+    double stall;                 /* send: seconds allowed without progress */
+    double stall_deadline;        /* send: moves on with each byte taken */
+    size_t line_max;              /* recv_line: the longest line taken */
+    double deadline;
+    unsigned interrupts_at_start;
+    int uninterruptible;
+};
+
+/* Stack of every method: 1 shell, 2 argument, 3 options. */
+enum { SH_UD = 1, SH_ARG = 2, SH_OPTS = 3 };
+
+static void shell_free_channel(struct ssh_shell *h)
+{
+    if (h->channel != NULL && h->s != NULL && h->s->session != NULL)
+        libssh2_channel_free(h->channel);
+    h->channel = NULL;
+    h->state = SH_DEAD;
+}
+
+static int shell_gc(lua_State *L)
+{
+    struct ssh_shell *h = luaL_checkudata(L, 1, SSH_SHELL_MT);
+
+    shell_free_channel(h);
+    free(h->want);
+    h->want = NULL;
+    return 0;
+}
+
+/* nil, "HOST: msg", code; "connection" also closes the session. */
+static int shell_fail(lua_State *L, struct ssh_shell *h, const char *code,
+                      const char *msg)
+{
+    struct ssh_session *s = h->s;
+
+    free(h->want);
+    h->want = NULL;
+    if (strcmp(code, "connection") == 0) {
+        h->channel = NULL;  /* freed with the session */
+        h->state = SH_DEAD;
+        ssh_close_session(s);
+    }
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", s->host, msg);
+    lua_pushstring(L, code);
+    return 3;
+}
+
+/* Reads what has arrived: stdout into h->in while it has room, stderr
+ * (the first SHELL_ERR_BUF bytes kept).  Returns how many bytes came,
+ * -1 when the channel broke. */
+static long shell_fill(struct ssh_shell *h)
+{
+    char chunk[4096];
+    ssize_t n;
+    long got = 0;
+
+    if (h->channel == NULL)
+        return -1;
+    for (;;) {
+        n = libssh2_channel_read_ex(h->channel, SSH_EXTENDED_DATA_STDERR,
+                                    chunk, sizeof chunk);
+        if (n > 0) {
+            size_t k = (size_t)n;
+            if (k > SHELL_ERR_BUF - h->err_len)
+                k = SHELL_ERR_BUF - h->err_len;
+            memcpy(h->err + h->err_len, chunk, k);
+            h->err_len += k;
+            got += (long)n;
+            continue;
+        }
+        if (n < 0 && n != LIBSSH2_ERROR_EAGAIN)
+            return -1;
+        break;
+    }
+    while (h->in_len < SHELL_IN_BUF) {
+        n = libssh2_channel_read_ex(h->channel, 0, h->in + h->in_len,
+                                    SHELL_IN_BUF - h->in_len);
+        if (n > 0) {
+            h->in_len += (size_t)n;
+            got += (long)n;
+            continue;
+        }
+        if (n < 0 && n != LIBSSH2_ERROR_EAGAIN)
+            return -1;
+        break;
+    }
+    return got;
+}
+
+static void shell_take(struct ssh_shell *h, size_t n)
+{
+    memmove(h->in, h->in + n, h->in_len - n);
+    h->in_len -= n;
+}
+
+static void shell_begin(lua_State *L, struct ssh_shell *h)
+{
+    lua_Number timeout = 0;
+
+    if (lua_istable(L, SH_OPTS)) {
+        lua_getfield(L, SH_OPTS, "timeout");
+        timeout = luaL_optnumber(L, -1, 0);
+        lua_getfield(L, SH_OPTS, "uninterruptible");
+        h->uninterruptible = lua_toboolean(L, -1);
+        lua_getfield(L, SH_OPTS, "stall");
+        h->stall = luaL_optnumber(L, -1, 0);
+        lua_pop(L, 3);
+    } else {
+        h->uninterruptible = 0;
+        h->stall = 0;
+    }
+    lua_settop(L, SH_OPTS);
+    h->deadline = timeout > 0 ? loop_now() + timeout : 0;
+    h->stall_deadline = h->stall > 0 ? loop_now() + h->stall : 0;
+    h->interrupts_at_start = loop_interrupts();
+}
+
+/* When the wait must end: the earlier of the two deadlines (0: none). */
+static double shell_wake_at(const struct ssh_shell *h)
+{
+    if (h->stall_deadline > 0 &&
+        (h->deadline == 0 || h->stall_deadline < h->deadline))
+        return h->stall_deadline;
+    return h->deadline;
+}
+
+/* Timed out or interrupted: the code, else NULL. */
+static const char *shell_stopped(struct ssh_shell *h)
+{
+    if (h->deadline > 0 && loop_now() >= h->deadline)
+        return "timeout";
+    if (h->stall_deadline > 0 && loop_now() >= h->stall_deadline)
+        return "timeout";
+    if (!h->uninterruptible && loop_interrupts() != h->interrupts_at_start)
+        return "interrupted";
+    return NULL;
+}
+
+static struct ssh_shell *shell_check(lua_State *L)
+{
+    return luaL_checkudata(L, SH_UD, SSH_SHELL_MT);
+}
+
+/* A method's first checks: pushes a failure (returns 3), else 0. */
+static int shell_unusable(lua_State *L, struct ssh_shell *h)
+{
+    if (h->s->session == NULL || h->s->phase != PH_READY) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: not connected", h->s->host);
+        lua_pushliteral(L, "connection");
+        return 3;
+    }
+    if (h->state != SH_READY || h->channel == NULL) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: the remote shell has ended", h->s->host);
+        lua_pushliteral(L, "eof");
+        return 3;
+    }
+    return 0;
+}
+
+#define SHELL_WAIT(L, h, k)                                              \
+    do {                                                                 \
+        (h)->s->deadline = shell_wake_at(h);                             \
+        WAIT_OR_PARK((L), (h)->s,                                        \
+                     libssh2_session_block_directions((h)->s->session),  \
+                     (k));                                               \
+    } while (0)
+
+/* A failed send: shell_fail's three values and whether bytes may have
+ * left (the caller must then treat the request as maybe delivered). */
+static int shell_send_fail(lua_State *L, struct ssh_shell *h,
+                           const char *code, const char *msg)
+{
+    shell_fail(L, h, code, msg);
+    lua_pushboolean(L, h->maybe_sent);
+    return 4;
+}
+
+static int shell_send_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct ssh_shell *h = shell_check(L);
+    size_t len;
+    const char *data = lua_tolstring(L, SH_ARG, &len);
+    const char *stop;
+    ssize_t n;
+
+    (void)status;
+    (void)ctx;
+    for (;;) {
+        if (h->s->session == NULL)
+            return shell_send_fail(L, h, "connection", "session closed");
+        while (h->sent < len) {
+            n = libssh2_channel_write(h->channel, data + h->sent,
+                                      len - h->sent);
+            /* an error leaves at most a packet cut short, which the
+             * server never acts on; EAGAIN may leave part of one in
+             * libssh2, sent later */
+            if (n < 0 && n != LIBSSH2_ERROR_EAGAIN)
+                return shell_send_fail(L, h, "connection",
+                                       ssh_last_error(h->s));
+            h->maybe_sent = 1;
+            if (n == LIBSSH2_ERROR_EAGAIN)
+                break;
+            h->sent += (size_t)n;
+            if (n > 0 && h->stall > 0)  /* progress: the stall clock restarts */
+                h->stall_deadline = loop_now() + h->stall;
+        }
+        if (h->sent >= len) {
+            lua_pushboolean(L, 1);
+            return 1;
+        }
+        /* keep its output moving: a remote end that writes while it
+         * reads must not stall on a full window */
+        if (shell_fill(h) < 0)
+            return shell_send_fail(L, h, "connection", ssh_last_error(h->s));
+        stop = shell_stopped(h);
+        if (stop != NULL)
+            return shell_send_fail(L, h, stop, stop);
+        SHELL_WAIT(L, h, shell_send_k);
+    }
+}
+
+/* sh:send(data [, opts]) -> true | nil, message, code */
+static int shell_send(lua_State *L)
+{
+    struct ssh_shell *h = shell_check(L);
+    int bad;
+
+    luaL_checkstring(L, SH_ARG);
+    bad = shell_unusable(L, h);
+    if (bad)
+        return bad;
+    shell_begin(L, h);
+    h->sent = 0;
+    h->maybe_sent = 0;
+    return shell_send_k(L, LUA_OK, 0);
+}
+
+/* One line, or exactly want_len bytes (when want != NULL). */
+static int shell_recv_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct ssh_shell *h = shell_check(L);
+    size_t max = h->line_max;  /* not ctx: a park resumes with ctx 0 */
+    const char *stop;
+    long got;
+
+    (void)status;
+    (void)ctx;
+    for (;;) {
+        if (h->s->session == NULL)
+            return shell_fail(L, h, "connection", "session closed");
+        got = shell_fill(h);
+        if (got < 0)
+            return shell_fail(L, h, "connection", ssh_last_error(h->s));
+        if (h->want != NULL) {
+            size_t k = h->want_len - h->want_have;
+            if (k > h->in_len)
+                k = h->in_len;
+            memcpy(h->want + h->want_have, h->in, k);
+            h->want_have += k;
+            shell_take(h, k);
+            if (h->want_have == h->want_len) {
+                lua_pushlstring(L, h->want, h->want_len);
+                free(h->want);
+                h->want = NULL;
+                return 1;
+            }
+        } else {
+            char *nl = memchr(h->in, '\n', h->in_len);
+            if (nl != NULL && (size_t)(nl - h->in) <= max) {
+                lua_pushlstring(L, h->in, (size_t)(nl - h->in));
+                shell_take(h, (size_t)(nl - h->in) + 1);
+                return 1;
+            }
+            if (nl != NULL || h->in_len > max)
+                return shell_fail(L, h, "protocol",
+                                  "a line from the remote shell is too long");
+        }
+        if (got > 0)
+            continue;  /* the buffer had filled: read on before waiting */
+        if (libssh2_channel_eof(h->channel)) {
+            h->state = SH_DEAD;
+            return shell_fail(L, h, "eof", "the remote shell has ended");
+        }
+        stop = shell_stopped(h);
+        if (stop != NULL)
+            return shell_fail(L, h, stop, stop);
+        SHELL_WAIT(L, h, shell_recv_k);
+    }
+}
+
+/* sh:recv_line(max [, opts]) -> line | nil, message, code */
+static int shell_recv_line(lua_State *L)
+{
+    struct ssh_shell *h = shell_check(L);
+    lua_Integer max = luaL_checkinteger(L, SH_ARG);
+    int bad;
+
+    luaL_argcheck(L, max > 0 && max < SHELL_IN_BUF, SH_ARG,
+                  "line length out of range");
+    bad = shell_unusable(L, h);
+    if (bad)
+        return bad;
+    shell_begin(L, h);
+    free(h->want);
+    h->want = NULL;
+    h->line_max = (size_t)max;
+    return shell_recv_k(L, LUA_OK, 0);
+}
+
+/* sh:recv(n [, opts]) -> exactly n bytes | nil, message, code */
+static int shell_recv(lua_State *L)
+{
+    struct ssh_shell *h = shell_check(L);
+    lua_Integer n = luaL_checkinteger(L, SH_ARG);
+    int bad;
+
+    luaL_argcheck(L, n >= 0 && (lua_Unsigned)n <= SHELL_MAX_RECV, SH_ARG,
+                  "byte count out of range");
+    if (n == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    bad = shell_unusable(L, h);
+    if (bad)
+        return bad;
+    shell_begin(L, h);
+    free(h->want);
+    h->want = malloc((size_t)n);
+    if (h->want == NULL)
+        return luaL_error(L, "ssh: out of memory");
+    h->want_len = (size_t)n;
+    h->want_have = 0;
+    return shell_recv_k(L, LUA_OK, 0);
+}
+
+/* sh:poll() -> true | nil, message, code: between requests, nothing is
+ * due from the remote shell; bytes, an end or a broken connection mean
+ * it is not usable (a request sent now might never run). */
+static int shell_poll(lua_State *L)
+{
+    struct ssh_shell *h = shell_check(L);
+    int bad = shell_unusable(L, h);
+
+    if (bad)
+        return bad;
+    if (shell_fill(h) < 0)
+        return shell_fail(L, h, "connection", ssh_last_error(h->s));
+    if (h->in_len > 0)
+        return shell_fail(L, h, "protocol",
+                          "the remote shell wrote when nothing was due");
+    if (libssh2_channel_eof(h->channel)) {
+        h->state = SH_DEAD;
+        return shell_fail(L, h, "eof", "the remote shell has ended");
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int shell_wait_stderr_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct ssh_shell *h = shell_check(L);
+    size_t len;
+    const char *text = lua_tolstring(L, SH_ARG, &len);
+    const char *stop;
+    long got;
+
+    (void)status;
+    (void)ctx;
+    for (;;) {
+        if (h->s->session == NULL)
+            return shell_fail(L, h, "connection", "session closed");
+        got = shell_fill(h);
+        if (got < 0)
+            return shell_fail(L, h, "connection", ssh_last_error(h->s));
+        if (h->err_len >= len && memmem(h->err, h->err_len, text, len) != NULL) {
+            lua_pushboolean(L, 1);
+            return 1;
+        }
+        /* nothing is due on stdout before the text (a prompt) shows */
+        if (h->in_len > 0)
+            return shell_fail(L, h, "protocol",
+                              "the remote command wrote before its prompt");
+        if (h->err_len == SHELL_ERR_BUF)
+            return shell_fail(L, h, "protocol",
+                              "the remote command did not prompt");
+        if (got > 0)
+            continue;
+        if (libssh2_channel_eof(h->channel)) {
+            h->state = SH_DEAD;
+            return shell_fail(L, h, "eof", "the remote shell has ended");
+        }
+        stop = shell_stopped(h);
+        if (stop != NULL)
+            return shell_fail(L, h, stop, stop);
+        SHELL_WAIT(L, h, shell_wait_stderr_k);
+    }
+}
+
+/* sh:wait_stderr(text [, opts]) -> true | nil, message, code: waits
+ * until what the remote command wrote to stderr holds text (sudo's
+ * prompt), so a password is never sent to a command that did not ask. */
+static int shell_wait_stderr(lua_State *L)
+{
+    struct ssh_shell *h = shell_check(L);
+    size_t len;
+    int bad;
+
+    luaL_checklstring(L, SH_ARG, &len);
+    luaL_argcheck(L, len > 0 && len < SHELL_ERR_BUF, SH_ARG,
+                  "text length out of range");
+    bad = shell_unusable(L, h);
+    if (bad)
+        return bad;
+    shell_begin(L, h);
+    return shell_wait_stderr_k(L, LUA_OK, 0);
+}
+
+/* sh:stderr() -> the first bytes the remote shell wrote to stderr */
+static int shell_stderr(lua_State *L)
+{
+    struct ssh_shell *h = shell_check(L);
+
+    lua_pushlstring(L, h->err, h->err_len);
+    return 1;
+}
+
+/* sh:close(): the channel is freed; the remote shell sees its stdin end
+ * (or the connection close) and exits. */
+static int shell_close(lua_State *L)
+{
+    struct ssh_shell *h = shell_check(L);
+
+    if (h->channel != NULL && h->s->session != NULL) {
+        libssh2_channel_send_eof(h->channel);  /* best effort */
+        libssh2_channel_close(h->channel);
+    }
+    shell_free_channel(h);
+    return 0;
+}
+
+static int shell_open_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct ssh_shell *h = shell_check(L);
+    size_t len;
+    const char *cmd = lua_tolstring(L, SH_ARG, &len);
+    const char *stop;
+    int rc;
+
+    (void)status;
+    (void)ctx;
+    for (;;) {
+        if (h->s->session == NULL)
+            return shell_fail(L, h, "connection", "session closed");
+        if (h->state == SH_OPEN) {
+            h->channel = libssh2_channel_open_session(h->s->session);
+            if (h->channel != NULL)
+                h->state = SH_START;
+            else if (libssh2_session_last_errno(h->s->session) ==
+                     LIBSSH2_ERROR_CHANNEL_FAILURE)
+                /* the server said no (MaxSessions): the connection is fine */
+                return shell_fail(L, h, "unsupported",
+                                  "the server refused a session channel");
+            else if (libssh2_session_last_errno(h->s->session) !=
+                     LIBSSH2_ERROR_EAGAIN)
+                return shell_fail(L, h, "connection", ssh_last_error(h->s));
+        }
+        if (h->state == SH_START) {
+            rc = libssh2_channel_process_startup(h->channel, "exec", 4, cmd,
+                                                 (unsigned)len);
+            if (rc == 0) {
+                h->state = SH_READY;
+                lua_settop(L, SH_UD);
+                return 1;
+            }
+            if (rc == LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED) {
+                shell_free_channel(h);
+                return shell_fail(L, h, "unsupported",
+                                  "the server refused the session's command");
+            }
+            if (rc != LIBSSH2_ERROR_EAGAIN)
+                return shell_fail(L, h, "connection", ssh_last_error(h->s));
+        }
+        stop = shell_stopped(h);
+        if (stop != NULL)
+            return shell_fail(L, h, stop, stop);
+        SHELL_WAIT(L, h, shell_open_k);
+    }
+}
+
+/*
+ * session:shell(command [, {timeout=}]) -> shell | nil, message, code
+ * Stack while it runs: 1 the shell userdata (the session moved to its
+ * uservalue), 2 command, 3 options.
+ */
+int ssh_session_shell(lua_State *L)
+{
+    struct ssh_session *s = luaL_checkudata(L, 1, SSH_SESSION_MT);
+    struct ssh_shell *h;
+
+    luaL_checkstring(L, 2);
+    lua_settop(L, 3);
+    if (s->phase != PH_READY || s->session == NULL) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: not connected", s->host);
+        lua_pushliteral(L, "connection");
+        return 3;
+    }
+    h = lua_newuserdatauv(L, sizeof *h, 1);
+    memset(h, 0, sizeof *h);
+    h->s = s;
+    h->state = SH_OPEN;
+    luaL_setmetatable(L, SSH_SHELL_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);   /* keeps the session alive */
+    lua_replace(L, SH_UD);         /* slot 1: the shell */
+    shell_begin(L, h);
+    return shell_open_k(L, LUA_OK, 0);
+}
+
+static const luaL_Reg shell_methods[] = {
+    {"send", shell_send},
+    {"recv", shell_recv},
+    {"recv_line", shell_recv_line},
+    {"poll", shell_poll},
+    {"stderr", shell_stderr},
+    {"wait_stderr", shell_wait_stderr},
+    {"close", shell_close},
+    {NULL, NULL}
+};
+
+void ssh_shell_register(lua_State *L)
+{
+    luaL_newmetatable(L, SSH_SHELL_MT);
+    lua_pushcfunction(L, shell_gc);
+    lua_setfield(L, -2, "__gc");
+    luaL_newlib(L, shell_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}

@@ -1,0 +1,306 @@
+-- connection.session: the persistent remote runner of a POSIX SSH host
+-- (docs/ssh.md, "One session per host").  One exec channel runs /bin/sh;
+-- a bootstrap of plain POSIX sh, sent on that channel's stdin, then runs
+-- each step on request, so a step costs no channel, no sshd fork and no
+-- login shell of its own.
+--
+-- Requests (controller -> host):
+--   X <lines> <stdin bytes> <cap>\n  the command as <lines> lines, then
+--                                    exactly <stdin bytes> bytes
+-- Replies (host -> controller), every line led by a token drawn at
+-- random for this session:
+--   T K <pid>        ready (after the bootstrap has been read whole)
+--   T N <reason>     this host cannot run the session (the caller falls
+--                    back to one channel per step)
+--   T P <pid>        the step started; pid is its process group
+--   T N <reason>     (instead of P) the step was not started, the
+--                    session ends (its private folder is gone: a step
+--                    removed it and it could not be made again)
+--   T R <rc> <stdout size> <stderr size> <stdout sent> <stderr sent>
+--                    then exactly the two counts of bytes, then
+--   T E              end of the reply
+-- The step's own output never travels outside the counted bytes (it goes
+-- to files in a private 0700 folder, sent once the step has ended, from
+-- a snapshot of at most cap+1 bytes taken first: a process the step left
+-- behind may go on rewriting its files, never the snapshot), so
+-- nothing a command prints can pass for a frame; the token catches a
+-- reply that lost its place (the session is then given up).
+--
+-- Each step runs in a child process of its own (setsid: its own process
+-- group and session), stdin from the request's bytes (piped straight
+-- from the request stream, never staged in a file: they may hold sudo's
+-- password; what the step leaves unread is drained after it ends, so the
+-- next request keeps its place) or /dev/null, through the login shell ($SHELL -c, as sshd would run it),
+-- so nothing it does to its shell (cd, export, traps, set -e, exec, exit,
+-- reading stdin to the end) reaches the next step.
+--
+-- Reading exact byte counts in sh: the command travels as lines read by
+-- the `read` builtin (POSIX: it takes one byte at a time from a pipe, so
+-- it never reads ahead); stdin data, when a step has any, is read by
+-- GNU `head -c N` (reads at most what is left of N, one buffer at a time)
+-- where head is GNU's, else by `dd bs=1 count=N` (POSIX, exact, one byte
+-- per read: slow, only for hosts without GNU coreutils); either pipes
+-- into the step.  busybox head
+-- reads through stdio and could take bytes of the next request, so it
+-- is never used on the pipe.  Output files are sent with head -c / dd of
+-- a regular file, where reading ahead cannot matter.
+--
+-- The private folder holds the session shell's pid (written to a temp
+-- name, then renamed: never read half written): a session that was
+-- killed (SIGKILL runs no trap) leaves its folder, and the next session
+-- of that user on the host removes the folders whose shell is gone:
+-- only real folders (no symlink) the user owns, holding a pid file that
+-- is no symlink, the user's, and a number.
+local crypto = require("cutover.core.crypto")
+
+local M = {}
+
+M.DEFAULT_CAP = 8 * 1024 * 1024
+-- The most one stream of a reply may carry (sh:recv's limit in
+-- core/ssh/shell.c): a larger cap is sent as this.
+M.MAX_CAP = 256 * 1024 * 1024
+-- The interpreter of the bootstrap (tests run it under bash too).
+M.SHELL = "/bin/sh"
+M.LINE_MAX = 1024
+-- A request's lines are given up once they have not moved for this
+-- many seconds (a slow link that keeps moving is waited for).
+M.SEND_STALL = 60
+
+-- The bootstrap: a function definition and one call to it.  The caller
+-- sends nothing more until the K (or N) line arrives, so the shell's
+-- parser, which may read its input a buffer at a time, never takes bytes
+-- of a request.
+M.BOOT = [=[
+__cutover_session() {
+T=$1
+nl='
+'
+command -v setsid >/dev/null 2>&1 || { printf '%s N %s\n' "$T" 'setsid is not installed'; return 0; }
+S=${2:-${SHELL:-/bin/sh}}
+case ${S##*/} in
+sh|bash|dash|ash|ksh|ksh93|mksh|pdksh|zsh|yash|posh|busybox) ;;
+*) printf '%s N %s\n' "$T" "the login shell $S is not a POSIX shell"; return 0;;
+esac
+G=
+head --version 2>/dev/null | grep -q GNU && G=1
+d=$(umask 077; mktemp -d "${TMPDIR:-/tmp}/cutover-session.XXXXXXXX" 2>/dev/null) || d=
+case $d in
+/*) case $d in *[!A-Za-z0-9_./-]*) rm -rf "$d"; d=;; esac;;
+*) d=;;
+esac
+[ -n "$d" ] || { printf '%s N %s\n' "$T" 'no private temporary folder'; return 0; }
+trap 'rm -rf "$d"' EXIT
+echo $$ > "$d/p" && mv -f "$d/p" "$d/pid" || { printf '%s N %s\n' "$T" 'cannot write in the private folder'; return 0; }
+for o in "${d%/*}"/cutover-session.*; do
+[ "$o" != "$d" ] && [ -d "$o" ] && [ ! -h "$o" ] && [ -O "$o" ] &&
+[ -f "$o/pid" ] && [ ! -h "$o/pid" ] && [ -O "$o/pid" ] || continue
+p=
+read -r p < "$o/pid" 2>/dev/null
+case $p in ''|*[!0-9]*) continue;; esac
+kill -0 "$p" 2>/dev/null || rm -rf "$o"
+done
+trap 'exit 129' HUP
+trap 'exit 141' PIPE
+trap 'exit 143' TERM
+n=0
+printf '%s K %s\n' "$T" "$$"
+while IFS=' ' read -r w a b c; do
+[ "$w" = X ] || break
+x= i=0
+while [ "$i" -lt "$a" ]; do
+IFS= read -r l || exit 1
+if [ "$i" = 0 ]; then x=$l; else x=$x$nl$l; fi
+i=$((i+1))
+done
+n=$((n+1))
+if ! { [ -d "$d" ] && [ ! -h "$d" ] && [ -O "$d" ]; }; then
+mkdir -m 700 "$d" 2>/dev/null && echo $$ > "$d/p" && mv -f "$d/p" "$d/pid" ||
+{ printf '%s N %s\n' "$T" 'the private folder is gone'; exit 0; }
+fi
+if [ "$b" -gt 0 ]; then
+if [ -n "$G" ]; then head -c "$b"; else dd bs=1 count="$b" 2>/dev/null; fi | {
+setsid /bin/sh -c 'printf "%s P %s\n" "$1" "$$" >&3 || exit 126; exec 3>&-; exec "$0" -c "$2"' "$S" "$T" "$x" \
+3>&1 > "$d/o$n" 2> "$d/e$n"
+r=$?
+cat > /dev/null
+exit $r
+}
+r=$?
+else
+setsid /bin/sh -c 'printf "%s P %s\n" "$1" "$$" >&3 || exit 126; exec 3>&-; exec "$0" -c "$2"' "$S" "$T" "$x" \
+3>&1 < /dev/null > "$d/o$n" 2> "$d/e$n"
+r=$?
+fi
+so=0 se=0
+if [ -s "$d/o$n" ] || [ -s "$d/e$n" ]; then
+k=$((c+1))
+if [ -n "$G" ]; then head -c "$k" "$d/o$n" > "$d/O"; head -c "$k" "$d/e$n" > "$d/E"
+else dd if="$d/o$n" of="$d/O" bs="$k" count=1 2>/dev/null; dd if="$d/e$n" of="$d/E" bs="$k" count=1 2>/dev/null; fi
+set -- $(wc -c "$d/O" "$d/E" 2>/dev/null)
+case "$1 $3" in *[!0-9\ ]*|' '*|*' ') ;; *) so=$1 se=$3;; esac
+fi
+no=$so ne=$se
+[ "$no" -gt "$c" ] && no=$c
+[ "$ne" -gt "$c" ] && ne=$c
+printf '%s R %s %s %s %s %s\n' "$T" "$r" "$so" "$se" "$no" "$ne"
+if [ $((no + ne)) -gt 0 ]; then
+if [ "$no" = "$so" ] && [ "$ne" = "$se" ]; then cat "$d/O" "$d/E"
+elif [ -n "$G" ]; then
+[ "$no" -gt 0 ] && head -c "$no" "$d/O"
+[ "$ne" -gt 0 ] && head -c "$ne" "$d/E"
+else
+[ "$no" -gt 0 ] && dd if="$d/O" bs="$no" count=1 2>/dev/null
+[ "$ne" -gt 0 ] && dd if="$d/E" bs="$ne" count=1 2>/dev/null
+fi
+fi
+printf '%s E\n' "$T"
+if [ $((n % 32)) = 0 ] || [ $((so + se)) -gt 65536 ]; then [ -h "$d" ] || rm -f "$d"/[eo][0-9]*; fi
+done
+exit 0
+}
+]=]
+
+local Runner = {}
+Runner.__index = Runner
+
+-- Opens the runner on a connected session.  Returns runner | nil,
+-- message, code ("connection": the session is gone; "unsupported": the
+-- host cannot run it; anything else: it did not start).
+-- o (optional): command (what the channel runs, default M.SHELL: a
+-- become session's is sudo ... /bin/sh), preamble (bytes sent before the
+-- bootstrap: sudo's password line), prompt (the preamble is sent only
+-- once the command wrote this to its stderr: sudo's prompt, so a sudo
+-- that does not ask never gets the password as a shell command), shell
+-- (what runs each step, default the login shell).
+function M.open(session, host, timeout, o)
+    o = o or {}
+    local sh, err, code = session:shell(o.command or M.SHELL, { timeout = timeout })
+    if not sh then return nil, err, code end
+    local token = crypto.random_hex(12)
+    local ok
+    if o.prompt then
+        ok, err, code = sh:wait_stderr(o.prompt, { timeout = timeout })
+        if not ok then
+            sh:close()
+            return nil, err .. " (waiting for sudo's password prompt)", code
+        end
+    end
+    ok, err, code = sh:send((o.preamble or "") .. M.BOOT .. "__cutover_session " .. token ..
+        (o.shell and (" " .. o.shell) or "") .. "\n", { timeout = timeout })
+    if not ok then sh:close(); return nil, err, code end
+    local line
+    line, err, code = sh:recv_line(M.LINE_MAX, { timeout = timeout })
+    if not line then
+        local said = sh:stderr()
+        sh:close()
+        if code == "eof" and said ~= "" then err = err .. ": " .. said:gsub("%s+$", "") end
+        return nil, err, code
+    end
+    local kind, rest = line:match("^" .. token .. " (%u) ?(.*)$")
+    if kind == "K" then
+        return setmetatable({ sh = sh, token = token, host = host, pid = tonumber(rest) }, Runner)
+    end
+    sh:close()
+    if kind == "N" then return nil, host .. ": " .. rest, "unsupported" end
+    return nil, host .. ": the remote shell did not start the session", "unsupported"
+end
+
+-- Before a request: is the runner still usable?  true | nil, message,
+-- code ("eof": the remote shell ended; "connection": the session is gone).
+function Runner:ready()
+    if self.dead then return nil, self.host .. ": the session has ended", "eof" end
+    local ok, err, code = self.sh:poll()
+    if not ok then self.dead = true end
+    return ok, err, code
+end
+
+function Runner:frame(kind, opts)
+    local line, err, code = self.sh:recv_line(M.LINE_MAX, opts)
+    if not line then return nil, err, code end
+    local k, rest = line:match("^" .. self.token .. " (%u) ?(.*)$")
+    if k == "N" and kind == "P" then
+        -- the session could not start the step (its private folder was
+        -- removed and could not be made again): it never started
+        self.dead = true
+        return nil, self.host .. ": " .. rest, "notstarted"
+    end
+    if k ~= kind then
+        self.dead = true
+        return nil, self.host .. ": the session's reply lost its place", "protocol"
+    end
+    return rest
+end
+
+local function count_lines(s)
+    local n = 1
+    for _ in s:gmatch("\n") do n = n + 1 end
+    return n
+end
+
+-- Sends one step.  true | nil, message, code, started, maybe: a failure
+-- with started false means the command's lines were not received whole,
+-- so the step never started, unless maybe: some of them may have left
+-- (libssh2 took bytes, or holds part of a packet it may send later), so
+-- the host may yet receive the whole request.  Its stdin is piped into
+-- the step as it arrives (the step starts before the last byte is in):
+-- a failure while sending stdin leaves started true.  opts (for the stdin): timeout,
+-- uninterruptible; a step that does not read its stdin may hold it up
+-- until it ends.
+function Runner:send(line, stdin, cap, opts)
+    stdin = stdin or ""
+    self.cap = math.min(math.floor(cap), M.MAX_CAP)
+    local ok, err, code, maybe = self.sh:send("X " .. count_lines(line) .. " " .. #stdin .. " " ..
+        self.cap .. "\n" .. line .. "\n", { uninterruptible = true, stall = M.SEND_STALL })
+    if not ok then self.dead = true; return nil, err, code, false, maybe end
+    if stdin == "" then return true end
+    ok, err, code = self.sh:send(stdin, opts or {})
+    if not ok then self.dead = true; return nil, err, code, true end
+    return true
+end
+
+-- After send: the step's pid.  opts: timeout, uninterruptible.
+function Runner:started(opts)
+    local rest, err, code = self:frame("P", opts)
+    if not rest then return nil, err, code end
+    return tonumber(rest)
+end
+
+-- After started: the result table | nil, message, code.
+function Runner:result(opts, started_at)
+    local rest, err, code = self:frame("R", opts)
+    if not rest then return nil, err, code end
+    local rc, so, se, no, ne = rest:match("^(%d+) (%d+) (%d+) (%d+) (%d+)$")
+    -- the bytes sent are at most the cap asked for and the stream's size:
+    -- any other count is a reply that lost its place
+    local cap = self.cap or M.MAX_CAP
+    if rc and (tonumber(no) > cap or tonumber(ne) > cap or tonumber(no) > tonumber(so)
+               or tonumber(ne) > tonumber(se)) then
+        rc = nil
+    end
+    if not rc then
+        self.dead = true
+        return nil, self.host .. ": the session's reply lost its place", "protocol"
+    end
+    -- the step has ended: its bytes come at once, a Ctrl-C now only
+    -- delays the stop by as long as they take
+    local data_opts = { timeout = 300, uninterruptible = true }
+    local out, oerr, ocode = self.sh:recv(tonumber(no), data_opts)
+    if not out then self.dead = true; return nil, oerr, ocode end
+    local errout, eerr, ecode = self.sh:recv(tonumber(ne), data_opts)
+    if not errout then self.dead = true; return nil, eerr, ecode end
+    local tail, terr, tcode = self:frame("E", data_opts)
+    if not tail then self.dead = true; return nil, terr, tcode end
+    return {
+        rc = tonumber(rc), stdout = out, stderr = errout,
+        stdout_truncated = tonumber(so) > tonumber(no),
+        stderr_truncated = tonumber(se) > tonumber(ne),
+        duration = started_at and (require("cutover.core.loop").now() - started_at) or 0,
+    }
+end
+
+function Runner:close()
+    if self.sh then self.sh:close() end
+    self.dead = true
+end
+
+return M

@@ -1,0 +1,590 @@
+-- Issue 13: the persistent remote runner (connection/session.lua) on a
+-- real loopback sshd.  Each check runs through connection.ssh as the
+-- runner does: frames no output can forge, binary output, stdin, the
+-- output cap, isolation between steps, signals, timeouts that stop the
+-- step's process group, and a session shell killed (SIGKILL) between
+-- steps and in the middle of one.
+local binary, tests_dir = ...
+local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
+local S = dofile(tests_dir .. "/lib/sshd.lua")
+local proc = require("cutover.core.proc")
+local fs = require("cutover.core.fs")
+local crypto = require("cutover.core.crypto")
+local sshconn = require("cutover.connection.ssh")
+local _, session = pcall(require, "cutover.connection.session")  -- absent before issue 13
+S.install(T)
+
+local srv = S.start(T)
+srv:trust()
+
+local warnings = {}
+sshconn.on_warning = function(msg) warnings[#warnings + 1] = msg end
+
+local function conn(extra)
+    local st = { host = srv.address, port = srv.port, user = srv.user, keys = { srv.key },
+                 agent = false, known_hosts = srv.known_hosts, timeout = 30 }
+    for k, v in pairs(extra or {}) do st[k] = v end
+    return sshconn.new("h1", st)
+end
+
+local function sh(c, cmd, opts)
+    local o = { shell = cmd }
+    for k, v in pairs(opts or {}) do o[k] = v end
+    return c:exec(o)
+end
+
+local function ok(c, cmd, opts)
+    local r, err = sh(c, cmd, opts)
+    assert(r, "exec failed: " .. tostring(err))
+    return r
+end
+
+-- What runs a step: the session shell (comm "sh") or sshd itself.
+local function parent(c)
+    return (ok(c, "cat /proc/$PPID/comm").stdout:gsub("%s+$", ""))
+end
+
+T.test("steps run in the session: one shell parents every step; cutover_session: false uses a channel each", function()
+    local c = conn()
+    T.eq(parent(c), "sh", "the session shell runs the step")
+    local p1 = ok(c, "echo $PPID").stdout
+    local p2 = ok(c, "echo $PPID").stdout
+    T.eq(p1, p2, "the same session shell for both steps")
+    T.ok(c.session_runner ~= nil, "a runner is open")
+    c:close()
+    local off = conn({ session = false })
+    T.eq(parent(off), "sshd", "cutover_session: false: sshd starts each command")
+    T.eq(off.session_runner, nil, "no runner")
+    off:close()
+end)
+
+T.test("the cutover binary runs a play's steps in the session (hosts as tasks); cutover_session: false and " ..
+    "CUTOVER_SESSION=0 do not", function()
+    -- { inventory's cutover_session: false, CUTOVER_SESSION }: the suites
+    -- may run with CUTOVER_SESSION=0, so each case sets it
+    for _, case in ipairs({ { false, "" }, { true, "" }, { false, "0" }, { true, "1" } }) do
+        local off = case[1] or case[2] == "0"
+        local d = S.target(T)
+        local inv = "all:\n  vars: { ansible_host: " .. srv.address .. ", ansible_port: " .. srv.port ..
+            ", ansible_user: " .. srv.user .. ", ansible_ssh_private_key_file: " .. srv.key ..
+            (case[1] and ", cutover_session: false" or "") .. " }\n  hosts:\n"
+        for i = 1, 3 do inv = inv .. "    h" .. i .. ": {}\n" end
+        T.write(d .. "/inv.yml", inv)
+        T.write(d .. "/p.yml", "- hosts: all\n  steps:\n" ..
+            "    - shell: \"cat /proc/$PPID/comm > " .. d .. "/{{ inventory_hostname }}.a\"\n" ..
+            "    - shell: \"echo $PPID > " .. d .. "/{{ inventory_hostname }}.b; echo $PPID >> " .. d ..
+                "/{{ inventory_hostname }}.b\"\n")
+        local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", srv.known_hosts },
+            { env = { HOME = d, SSH_AUTH_SOCK = "", XDG_STATE_HOME = d .. "/state", CUTOVER_SESSION = case[2] },
+              timeout = 120 })
+        T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
+        T.not_contains(r.stdout .. r.stderr, "warning", "no fallback warning")
+        for i = 1, 3 do
+            T.eq(T.read(d .. "/h" .. i .. ".a"), off and "sshd\n" or "sh\n",
+                 "h" .. i .. (off and ": sshd starts the command" or ": the session shell starts the step"))
+        end
+    end
+    -- a value that is neither 0 nor 1: an error naming the variable, no step run
+    local d = S.target(T)
+    T.write(d .. "/inv.yml", "all:\n  hosts:\n    h1: { ansible_host: " .. srv.address .. ", ansible_port: " ..
+        srv.port .. ", ansible_user: " .. srv.user .. ", ansible_ssh_private_key_file: " .. srv.key .. " }\n")
+    T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - shell: \"touch " .. d .. "/ran\"\n")
+    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", srv.known_hosts },
+        { env = { HOME = d, SSH_AUTH_SOCK = "", XDG_STATE_HOME = d .. "/state", CUTOVER_SESSION = "off" },
+          timeout = 120 })
+    T.ok(r.rc ~= 0 and r.rc ~= 70, "refused, not an internal error: rc " .. tostring(r.rc))
+    T.contains(r.stdout .. r.stderr, "CUTOVER_SESSION must be 0 or 1", "the message names the variable")
+    T.not_contains(r.stdout .. r.stderr, "traceback", "no traceback")
+    T.ok(not fs.stat(d .. "/ran"), "no step ran")
+end)
+
+T.test("exit codes and signals are what sh -c gives locally", function()
+    local c = conn()
+    for _, cmd in ipairs({ "true", "exit 3", "false", "kill -TERM $$", "kill -INT $$", "kill -KILL $$",
+                           "exec sh -c 'exit 7'", "set -e; false; echo not-here" }) do
+        local local_rc = proc.run({ shell = cmd, timeout = 10 }).rc
+        local r = ok(c, cmd)
+        T.eq(r.rc, local_rc, "rc of " .. cmd)
+    end
+    T.eq(ok(c, "echo still").stdout, "still\n", "the session outlives every one of them")
+    T.eq(parent(c), "sh", "still the session")
+    c:close()
+end)
+
+T.test("frame forgery: output shaped like frames, boundaries and random bytes comes back as data", function()
+    local c = conn()
+    -- open the session first: the frames below carry its real token
+    T.eq(ok(c, "true").rc, 0, "the session is open")
+    local token = c.session_runner and c.session_runner.token
+    T.ok(type(token) == "string" and #token > 0, "the session's token")
+    local fake = "X 1 0 100\necho injected\n" .. "0123456789abcdef01234567 R 0 0 0 0 0\n" ..
+        "%s P 1\n%s R 0 3 0 3 0\n%s E\n%s K 1\n"
+    local cmd = "printf '" .. fake .. "' " .. string.rep(token .. " ", 4) .. "; printf '" .. fake .. "' " ..
+        string.rep(token .. " ", 4) .. ">&2"
+    local r = ok(c, cmd)
+    T.eq(r.rc, 0, "rc")
+    T.eq(r.stdout, (fake:format(token, token, token, token)), "stdout verbatim, the real token's frames as data")
+    T.eq(r.stderr, (fake:format(token, token, token, token)), "stderr verbatim")
+    -- random bytes, NULs and lines without an end
+    local d = S.target(T)
+    local blob = crypto.random_bytes and crypto.random_bytes(200000) or nil
+    if not blob then
+        S.sh("head -c 200000 /dev/urandom > " .. d .. "/blob && chmod 644 " .. d .. "/blob")
+        blob = T.read(d .. "/blob")
+    else
+        T.write(d .. "/blob", blob, 420)
+    end
+    local b = ok(c, "cat " .. d .. "/blob; cat " .. d .. "/blob >&2")
+    T.eq(#b.stdout, #blob, "binary stdout length")
+    T.ok(b.stdout == blob, "binary stdout exact")
+    T.ok(b.stderr == blob, "binary stderr exact")
+    T.eq(ok(c, "printf 'no newline at the end'").stdout, "no newline at the end", "partial last line")
+    T.eq(ok(c, "printf 'a\\000b'").stdout, "a\0b", "a NUL byte")
+    T.eq(c.session_runner and c.session_runner.token, token, "the same session throughout")
+    T.eq(#warnings, 0, "no warning: " .. table.concat(warnings, "; "))
+    c:close()
+end)
+
+T.test("a step that writes into the session's own channel fails clearly and the host goes on per channel", function()
+    warnings = {}
+    local c = conn()
+    T.eq(parent(c), "sh", "session on")
+    -- a step that forges a whole reply straight into every pipe of the
+    -- session shell (its stdin, and the stdout the controller reads)
+    local r, err = sh(c, "for f in /proc/$PPID/fd/*; do case $(readlink $f) in pipe:*) " ..
+        "printf 'X 1 0 9\\necho forged\\nbogus R 0 0 0 0 0\\nbogus E\\n' > $f;; esac; done; echo done")
+    T.eq(r, nil, "no result is taken from a forged reply")
+    T.contains(tostring(err), "may or may not have taken effect", "the rule for a step whose end is unknown")
+    T.eq(parent(c), "sshd", "later steps: one channel each")
+    T.eq(#warnings, 1, "one warning")
+    T.contains(warnings[1] or "", "h1: the persistent session is not available", "the warning names the host")
+    c:close()
+end)
+
+T.test("stdin: bytes in exactly, a step that reads to the end or not at all", function()
+    local c = conn()
+    local data = "line one\nline two\0with a NUL\n\255\254 and no newline"
+    T.ok(ok(c, "cat", { stdin = data }).stdout == data, "stdin echoed exactly")
+    local big = string.rep("0123456789abcdef", 65536) .. "tail"
+    local r = ok(c, "wc -c; cat >/dev/null", { stdin = big })
+    T.eq(tonumber(r.stdout:match("%d+")), #big, "1 MiB of stdin")
+    T.eq(ok(c, "echo ignored").stdout, "ignored\n", "a step that does not read it")
+    T.eq(ok(c, "echo ignored", { stdin = big }).stdout, "ignored\n", "a step that leaves 1 MiB of stdin unread")
+    T.eq(ok(c, "head -c 3", { stdin = big }).stdout, "012", "a step that reads 3 bytes of 1 MiB")
+    T.eq(ok(c, "cat", { stdin = "next" }).stdout, "next", "the next step's stdin is its own")
+    T.eq(ok(c, "cat").stdout, "", "no stdin: at its end at once")
+    T.eq(ok(c, "read x; echo \"[$x]\"", { stdin = "X Y\n" }).stdout, "[X Y]\n", "read from stdin")
+    T.eq(parent(c), "sh", "still the session")
+    c:close()
+end)
+
+T.test("output over the cap is cut and flagged, per stream", function()
+    local c = conn({ max_output = 1000 })
+    local r = ok(c, "head -c 5000 /dev/zero; head -c 999 /dev/zero >&2")
+    T.eq(#r.stdout, 1000, "stdout cut at the cap")
+    T.eq(r.stdout_truncated, true, "stdout flagged")
+    T.eq(#r.stderr, 999, "stderr under the cap")
+    T.eq(r.stderr_truncated, false, "stderr not flagged")
+    local big = ok(c, "head -c 3000000 /dev/zero", { max_output = 4000000 })
+    T.eq(#big.stdout, 3000000, "3 MB under a larger cap")
+    T.eq(ok(c, "echo next").stdout, "next\n", "the next step")
+    c:close()
+end)
+
+T.test("isolation: cd, export, umask, traps, set -e, exec, exit and a closed stdout stay in their step", function()
+    local c = conn()
+    local home = ok(c, "pwd").stdout
+    local mask = ok(c, "umask").stdout
+    ok(c, "cd /tmp; export LEAK=1; LEAK2=2; umask 077; trap 'echo trapped' EXIT; set -e; alias ls=false")
+    local r = ok(c, "pwd; echo ${LEAK-unset} ${LEAK2-unset}; umask")
+    T.eq(r.stdout, home .. "unset unset\n" .. mask, "nothing leaked")
+    T.eq(ok(c, "exec echo replaced").stdout, "replaced\n", "exec")
+    T.eq(ok(c, "exit 4").rc, 4, "exit")
+    local closed = ok(c, "exec >&- 2>&-; sleep 0.1; exit 5")
+    T.eq(closed.rc, 5, "a step that closes stdout and stderr")
+    T.eq(ok(c, "echo after").stdout, "after\n", "the session still answers")
+    T.eq(parent(c), "sh", "and it is still the session")
+    c:close()
+end)
+
+T.test("a step that leaves a daemon behind does not hold the session", function()
+    local c = conn()
+    S.target(T)
+    -- the daemon keeps the step's stdout and stderr open for 600 s; the
+    -- step returns while it still runs, so it was not waited for
+    local r = ok(c, "sh -c 'sleep 600; echo late' & echo $$")
+    local pgid = tonumber(r.stdout:match("^(%d+)\n$"))
+    T.ok(pgid, "the step's own output: " .. r.stdout)
+    T.ok(proc.run({ argv = { "pgrep", "-g", tostring(pgid) } }).stdout ~= "", "the daemon still runs")
+    local r2 = ok(c, "echo second")
+    T.eq(r2.stdout, "second\n", "the next step's output is its own")
+    S.sh("kill -KILL -" .. pgid)
+    c:close()
+end)
+
+T.test("timeout: the step's process group is stopped, the session stays", function()
+    local c = conn()
+    S.target(T)
+    -- its processes are found by their command lines (sleeps of a
+    -- length drawn for this test), whether or not it ran far before the
+    -- timeout
+    local n = 60000 + math.random(0, 9999) * 2
+    local r = ok(c, "sh -c 'sleep " .. n .. "; echo late' & sleep " .. (n + 1), { timeout = 1 })
+    T.eq(r.timed_out, true, "timed out")
+    T.eq(r.stop_note, nil, "stopped: " .. tostring(r.stop_note))
+    local left = proc.run({ argv = { "pgrep", "-f", "sleep (" .. n .. "|" .. (n + 1) .. ")" } })
+    T.eq(left.stdout, "", "nothing of its process group still runs")
+    T.eq(ok(c, "echo after").stdout, "after\n", "the next step runs")
+    T.eq(parent(c), "sh", "in the session")
+    c:close()
+end)
+
+T.test("the session shell killed between steps: a warning, then one channel per step", function()
+    warnings = {}
+    local c = conn()
+    T.eq(parent(c), "sh", "session on")
+    local pid = c.session_runner.pid
+    T.ok(pid and pid > 1, "the session shell's pid")
+    S.sh("kill -KILL " .. pid)
+    -- the kill is seen at the next step: never started, so it runs, once
+    -- (an appended line: a second run would show)
+    local d = S.target(T)
+    local r = ok(c, "echo ran >> " .. d .. "/ran; echo ran")
+    T.eq(r.stdout, "ran\n", "its output")
+    T.eq(T.read(d .. "/ran"), "ran\n", "the step ran exactly once")
+    T.eq(#warnings, 1, "one warning")
+    T.contains(warnings[1] or "", "one SSH channel per step", "the warning says what happens now")
+    T.eq(parent(c), "sshd", "per channel from now on")
+    c:close()
+end)
+
+T.test("the session shell killed while a step runs: the step fails as 'may or may not', the host goes on", function()
+    warnings = {}
+    local c = conn()
+    local d = S.target(T)
+    T.eq(parent(c), "sh", "session on")
+    -- the session's private folder: where the step's stdout goes
+    local folder = ok(c, "readlink /proc/$$/fd/1").stdout:match("^(/.+)/o%d+\n$")
+    T.ok(folder and fs.stat(folder), "the private folder: " .. tostring(folder))
+    local r, err, code = sh(c, "echo before > " .. d .. "/mark; kill -KILL $PPID; sleep 1; echo after >> " .. d ..
+        "/mark")
+    T.eq(r, nil, "no result")
+    T.eq(code, "connection", "code")
+    T.contains(tostring(err), "it may or may not have taken effect", "message: " .. tostring(err))
+    -- (the step itself may still be in its sleep: only its start counts)
+    local _, starts = (T.read(d .. "/mark") or ""):gsub("before\n", "")
+    T.eq(starts, 1, "the step started once, never run again")
+    T.eq(ok(c, "echo next >> " .. d .. "/next").rc, 0, "the next step runs")
+    T.eq(T.read(d .. "/next"), "next\n", "the next step ran exactly once")
+    T.eq(#warnings, 1, "one warning")
+    c:close()
+    -- SIGKILL ran no trap: its private folder was left; the next session
+    -- of the user removes it
+    local c2 = conn()
+    T.eq(parent(c2), "sh", "a new session")
+    T.ok(folder and not fs.stat(folder), "the killed session's folder is gone")
+    c2:close()
+end)
+
+T.test("M3: the clean-up of killed sessions' folders removes only the user's own real folders", function()
+    local tag = crypto.random_hex(4)
+    local u = S.USER
+    local A = "/tmp/cutover-session.tA" .. tag     -- not the user's: root's, world-writable
+    local B = "/tmp/cutover-session.tB" .. tag     -- a symlink to a folder of the user's
+    local Bt = "/tmp/cutover-victim-" .. tag
+    local C = "/tmp/cutover-session.tC" .. tag     -- the user's own, its shell gone: removed
+    local E = "/tmp/cutover-session.tE" .. tag     -- the user's own, pid not written yet: kept
+    local dead = "999999999"                        -- above any pid_max: no such process
+    local r = proc.run({ shell = table.concat({
+        "set -e",
+        "mkdir -m 0777 " .. A, "echo " .. dead .. " > " .. A .. "/pid", "touch " .. A .. "/victim",
+        "chown " .. u .. " " .. A .. "/pid " .. A .. "/victim",
+        "mkdir -m 0700 " .. Bt, "echo " .. dead .. " > " .. Bt .. "/pid", "touch " .. Bt .. "/victim",
+        "chown -R " .. u .. " " .. Bt, "ln -s " .. Bt .. " " .. B,
+        "mkdir -m 0700 " .. C, "echo " .. dead .. " > " .. C .. "/pid", "chown -R " .. u .. " " .. C,
+        "mkdir -m 0700 " .. E, ": > " .. E .. "/pid", "touch " .. E .. "/o1", "chown -R " .. u .. " " .. E,
+    }, "\n") })
+    T.eq(r.rc, 0, "planted: " .. r.stderr)
+    local c = conn()
+    T.eq(parent(c), "sh", "a new session (its start runs the clean-up)")
+    c:close()
+    T.ok(fs.stat(A .. "/victim"), "a folder the user does not own is left alone")
+    T.ok(fs.stat(Bt .. "/victim"), "a symlinked folder is not followed")
+    T.ok(not fs.stat(C), "the user's own folder of a dead session is removed")
+    T.ok(fs.stat(E .. "/o1"), "a folder whose pid file is still empty is left alone")
+    proc.run({ argv = { "rm", "-rf", A, B, Bt, C, E } })
+end)
+
+T.test("M2: a step that removes the session's private folder: the next step runs once, as never started", function()
+    warnings = {}
+    local c = conn()
+    local d = S.target(T)
+    local folder = ok(c, "readlink /proc/$$/fd/1").stdout:match("^(/.+)/o%d+\n$")
+    T.ok(folder, "the private folder")
+    -- (what a clean-up step such as rm -rf /tmp/* does to it)
+    T.eq(ok(c, "rm -rf " .. folder).rc, 0, "the step that removes it")
+    local r, err = sh(c, "echo ran >> " .. d .. "/m; echo ran")
+    T.ok(r, "the next step has a result, not 'may or may not': " .. tostring(err))
+    T.eq(r and r.stdout, "ran\n", "its output")
+    T.eq(T.read(d .. "/m"), "ran\n", "it ran exactly once")
+    T.eq(ok(c, "echo after").stdout, "after\n", "the host goes on")
+    T.eq(parent(c), "sh", "in the session (its folder made again)")
+    -- its path taken by something else: the session cannot make it again;
+    -- the step never started there, so it runs (once) on a channel
+    folder = ok(c, "readlink /proc/$$/fd/1").stdout:match("^(/.+)/o%d+\n$")
+    T.eq(ok(c, "rm -rf " .. folder .. " && ln -s /tmp " .. folder).rc, 0, "the folder replaced by a symlink")
+    r, err = sh(c, "echo ran >> " .. d .. "/m2; echo ran")
+    T.ok(r, "a result: " .. tostring(err))
+    T.eq(T.read(d .. "/m2"), "ran\n", "it ran exactly once")
+    T.eq(#warnings, 1, "one warning: " .. table.concat(warnings, "; "))
+    T.contains(warnings[1] or "", "private folder is gone", "the warning says why")
+    T.eq(parent(c), "sshd", "one channel per step from then on")
+    os.remove(folder)
+    c:close()
+end)
+
+T.test("M2: output a left-behind process keeps rewriting is sent as one snapshot (the reply keeps its place)",
+    function()
+    warnings = {}
+    local c = conn()
+    for i = 1, 4 do
+        -- the step ends at once; the process it leaves truncates and
+        -- rewrites the step's stdout file 3000 times while the session
+        -- measures and sends it
+        local r, err = sh(c, "(j=0; while [ $j -lt 3000 ]; do printf '%065536d' 0 > /dev/stdout; j=$((j+1)); " ..
+            "done) & echo started")
+        T.ok(r, "step " .. i .. ": a result: " .. tostring(err))
+        T.ok(r and r.stdout:sub(1, 8) == "started\n" or (r and r.stdout:match("^0*$")), "step " .. i ..
+            ": output is one state of the file")
+    end
+    T.eq(#warnings, 0, "no reply lost its place: " .. table.concat(warnings, "; "))
+    T.eq(parent(c), "sh", "still the session")
+    c:close()
+end)
+
+-- become: one sudo per connection and user, its password sent once
+local SUDOERS = "/etc/sudoers.d/cutover-test-session"
+local done = T.done
+T.done = function() fs.remove(SUDOERS); return done() end
+
+local function set_sudoers(line)
+    assert(fs.write(SUDOERS, line .. "\n", 288))
+    local v = proc.run({ argv = { "visudo", "-cf", SUDOERS } })
+    T.eq(v.rc, 0, "sudoers drop-in valid: " .. v.stdout .. v.stderr)
+end
+
+T.test("become: one sudo for the whole run per user (password once), steps as root, timeouts stopped as root",
+    function()
+    assert(proc.run({ shell = "echo " .. S.USER .. ":'" .. S.PASSWORD:gsub("'", "'\\''") .. "' | chpasswd" }).rc == 0)
+    for _, rule in ipairs({ S.USER .. " ALL=(ALL) ALL", S.USER .. " ALL=(ALL) NOPASSWD: ALL" }) do
+        set_sudoers(rule)
+        warnings = {}
+        local c = conn()
+        c.become = { user = "root", method = "sudo", password = S.PASSWORD }
+        -- (the process group of the step's parent: with stdin, that parent
+        -- is a subshell of the session shell, in its process group)
+        local a = ok(c, "id -u; awk '{print $5}' /proc/$PPID/stat; cat /proc/$PPID/comm")
+        local b = ok(c, "id -u; awk '{print $5}' /proc/$PPID/stat; cat /proc/$PPID/comm", { stdin = "x" })
+        T.eq(a.stdout:match("^(%d+)\n"), "0", rule .. ": as root")
+        T.eq(a.stdout:match("\n(%d+)\n"), b.stdout:match("\n(%d+)\n"), rule ..
+            ": one session shell (one sudo) for both")
+        T.eq(a.stdout:match("\n(%a+)\n$"), "sh", rule .. ": started by the session, not by a sudo of its own")
+        T.not_contains(a.stderr .. b.stderr, "cutover-sudo-", rule .. ": no prompt in stderr")
+        T.eq(ok(c, "cat", { stdin = "in\0put" }).stdout, "in\0put", rule .. ": the step's stdin is its own")
+        -- a root step that times out is stopped (as root)
+        local n = 60000 + math.random(0, 9999)
+        local r = ok(c, "sleep " .. n .. "; :", { timeout = 1 })
+        T.eq(r.timed_out, true, rule .. ": timed out")
+        T.eq(r.stop_note, nil, rule .. ": stopped: " .. tostring(r.stop_note))
+        T.eq(proc.run({ argv = { "pgrep", "-f", "sleep " .. n } }).stdout, "", rule .. ": its group is gone")
+        c.become = nil
+        T.eq(ok(c, "id -un").stdout, S.USER .. "\n", rule .. ": without become, the login user again")
+        T.eq(#warnings, 0, rule .. ": no warning: " .. table.concat(warnings, "; "))
+        c:close()
+    end
+    fs.remove(SUDOERS)
+end)
+
+-- The folders the sessions of this host use (the test runs as root, so
+-- it can read every one), and whether any file in them holds s.
+local function staged(s)
+    local found = {}
+    for _, dir in ipairs({ "/tmp" }) do
+        local r = proc.run({ argv = { "sh", "-c", "grep -rlF -e \"$1\" " .. dir ..
+            "/cutover-session.* 2>/dev/null; true",
+                                      "sh", s } })
+        for f in r.stdout:gmatch("[^\n]+") do found[#found + 1] = f end
+    end
+    return found
+end
+
+T.test("H1: sudo's password is never written to a file on the host (probe, become session, per-step sudo, SIGKILL)",
+    function()
+    assert(proc.run({ shell = "echo " .. S.USER .. ":'" .. S.PASSWORD:gsub("'", "'\\''") .. "' | chpasswd" }).rc == 0)
+    set_sudoers(S.USER .. " ALL=(ALL) ALL")
+    warnings = {}
+    local c = conn()
+    T.eq(parent(c), "sh", "the login session is on")
+    local folder = ok(c, "readlink /proc/$$/fd/1").stdout:match("^(/.+)/o%d+\n$")
+    T.ok(folder, "the login session's private folder")
+    c.become = { user = "root", method = "sudo", password = S.PASSWORD }
+    -- the first step as root probes sudo with the password (login session)
+    T.eq(ok(c, "id -u").stdout, "0\n", "as root")
+    T.eq(ok(c, "id -u", { stdin = "step input" }).stdout, "0\n", "as root, with stdin")
+    T.eq(#staged(S.PASSWORD), 0, "no file holds the password after the probe: " .. table.concat(staged(S.PASSWORD),
+        " "))
+    -- sudo once per step (the become session turned off): the password
+    -- goes ahead of the step's stdin, through the login session
+    c.no_become_session = { ["root\0"] = true }
+    T.eq(ok(c, "cat", { stdin = "own input" }).stdout, "own input", "per-step sudo: the step's stdin is its own")
+    T.eq(#staged(S.PASSWORD), 0, "no file holds the password after per-step sudo: " ..
+        table.concat(staged(S.PASSWORD), " "))
+    -- SIGKILL of the login session in the middle of a step: no trap runs,
+    -- its folder stays until the next session; still no password in it
+    c.become = nil
+    local r = sh(c, "kill -KILL $PPID; sleep 1")
+    T.eq(r, nil, "the killed session gives no result")
+    T.ok(fs.stat(folder), "the killed session's folder is left: " .. folder)
+    T.eq(#staged(S.PASSWORD), 0, "no file holds the password after a SIGKILL: " .. table.concat(staged(S.PASSWORD),
+        " "))
+    c:close()
+    fs.remove(SUDOERS)
+end)
+
+T.test("the bootstrap runs under dash and under bash", function()
+    for _, interp in ipairs({ "/bin/dash", "/bin/bash", "/bin/sh" }) do
+        if fs.stat(interp) then
+            if type(session) ~= "table" then error("no connection.session module") end
+            session.SHELL = interp
+            local c = conn()
+            T.eq(ok(c, "echo hi; echo err >&2; exit 2").stdout, "hi\n", interp .. ": stdout")
+            T.eq(ok(c, "cat", { stdin = "x\0y" }).stdout, "x\0y", interp .. ": stdin")
+            T.ok(c.session_runner ~= nil and not c.no_session, interp .. ": the session ran it")
+            c:close()
+        end
+    end
+    session.SHELL = "/bin/sh"
+end)
+
+T.test("M6: a session channel the server refuses (MaxSessions) falls back with a warning; the connection stays",
+    function()
+    local one = S.start(T, { max_sessions = 1 })
+    one:trust()
+    local c = sshconn.new("h1", { host = one.address, port = one.port, user = one.user, keys = { one.key },
+                                  agent = false, known_hosts = one.known_hosts, timeout = 30 })
+    assert(c:open())
+    local connection = c.session
+    -- another channel holds the connection's only session slot
+    local hold = assert(c.session:shell("cat", { timeout = 30 }))
+    warnings = {}
+    local r, err, code = c:runner()
+    T.eq(r, nil, "no runner")
+    T.eq(err, nil, "no error that ends the connection: " .. tostring(err) .. " (" .. tostring(code) .. ")")
+    T.ok(c.session == connection and c.session ~= nil, "the connection was kept")
+    T.ok(hold:poll(), "the other channel still works")
+    T.eq(#warnings, 1, "one warning: " .. table.concat(warnings, "; "))
+    T.contains(warnings[1] or "", "one SSH channel per step", "the warning says what happens instead")
+    T.ok(c.no_session, "the host runs one channel per step from now on")
+    hold:close()
+    -- the steps run, each on a channel of its own
+    T.eq(parent(c), "sshd", "a channel of its own")
+    c:close()
+end)
+
+T.test("M5: a request the session stops reading: 'may or may not', the connection closed, never run again", function()
+    local c = conn()
+    local d = S.target(T)
+    T.eq(parent(c), "sh", "the session is open")
+    local pid = c.session_runner.pid
+    -- the session shell stops reading: a command larger than the
+    -- channel's window and the pipe stops moving partway
+    S.sh("kill -STOP " .. pid)
+    local stall = session.SEND_STALL
+    session.SEND_STALL = 1
+    local pad = string.rep("#" .. string.rep("x", 99) .. "\n", 40000)
+    warnings = {}
+    local ran, r, err = pcall(sh, c, pad .. "echo ran >> " .. d .. "/m5")
+    session.SEND_STALL = stall
+    S.sh("kill -KILL " .. pid .. " 2>/dev/null; kill -CONT " .. pid .. " 2>/dev/null; true")
+    T.ok(ran, "no raised error: " .. tostring(r))
+    T.eq(r, nil, "no result: the step was not run again on a channel of its own")
+    T.contains(tostring(err), "may or may not have taken effect", "the step's fate is unknown")
+    T.eq(c.session, nil, "the SSH connection was closed (libssh2 may hold part of the request)")
+    T.eq(T.read(d .. "/m5"), nil, "the step did not run")
+    T.eq(#warnings, 0, "no fallback to a channel per step (which would run it again): " ..
+        table.concat(warnings, "; "))
+    T.eq(ok(c, "echo next").stdout, "next\n", "the next step reconnects")
+    T.eq(parent(c), "sh", "and runs in a new session")
+    c:close()
+end)
+
+T.test("M5: sh:send gives up only when its bytes stop moving, and says whether any left", function()
+    local c = conn({ session = false })
+    assert(c:open())
+    local data = string.rep("y", 8 * 1024 * 1024)
+    -- a reader that takes 1 MiB, then pauses: the bytes move in bursts
+    local paced = assert(c.session:shell("while head -c 1048576 > /dev/null; do sleep 0.2; done", { timeout = 30 }))
+    local ok_, err = paced:send(data, { stall = 3, timeout = 120 })
+    T.eq(ok_, true, "sent whole while its bytes moved: " .. tostring(err))
+    paced:close()
+    -- a reader that never reads: the send stops partway
+    local deaf = assert(c.session:shell("echo $$; exec sleep 600", { timeout = 30 }))
+    local pid = assert(tonumber(deaf:recv_line(100, { timeout = 30 })), "the sleeper's pid")
+    local code, maybe
+    ok_, err, code, maybe = deaf:send(data, { stall = 1, timeout = 20 })
+    S.sh("kill -KILL " .. pid)
+    T.eq(ok_, nil, "not sent whole")
+    T.eq(code, "timeout", "it timed out: " .. tostring(err))
+    T.eq(maybe, true, "some of its bytes left")
+    deaf:close()
+    c:close()
+end)
+
+T.test("L2: sudo's password is sent only once its prompt is seen (never run as a command)", function()
+    local c = conn({ session = false })
+    assert(c:open())
+    local d = S.target(T)
+    -- a become command that does not prompt: the password line would
+    -- reach the shell as a command
+    local r, err, code = session.open(c.session, "h1", 3, { command = "/bin/sh",
+        preamble = "echo leaked > " .. d .. "/pw\n", prompt = "cutover-sudo-test:", shell = "/bin/sh" })
+    T.eq(r, nil, "no session")
+    T.ok(code ~= "connection", "the connection stays: " .. tostring(err))
+    T.eq(T.read(d .. "/pw"), nil, "the password line was never sent")
+    -- one that prompts (on stderr, as sudo -S does) and checks the line
+    local cmd = "sh -c 'printf cutover-sudo-test: >&2; IFS= read -r pw; [ \"$pw\" = s3cret ] && exec /bin/sh'"
+    r, err = session.open(c.session, "h1", 30, { command = cmd, preamble = "s3cret\n",
+                                                 prompt = "cutover-sudo-test:", shell = "/bin/sh" })
+    T.ok(r ~= nil, "the session started after the prompt: " .. tostring(err))
+    if r then r:close() end
+    c:close()
+end)
+
+-- (last: the SIGINT it sends this process stays counted, and a connect
+-- after an interrupt is refused)
+T.test("M4: Ctrl-C or a timeout while the session starts: the step is not run, no fallback to a channel", function()
+    local sys = require("cutover.core.sys")
+    local d = S.target(T)
+    -- a session shell slow to start: its bootstrap answers after 4 s
+    session.SHELL = "sleep 4; exec /bin/sh"
+    local ok_, e = pcall(function()
+        warnings = {}
+        local c = conn({ timeout = 1 })
+        local r, err = sh(c, "echo ran >> " .. d .. "/m1")
+        T.ok(r == nil or r.timed_out, "timeout: no result of a step that ran: " .. tostring(err))
+        T.eq(T.read(d .. "/m1"), nil, "timeout: the step never ran")
+        T.eq(#warnings, 0, "timeout: no fallback: " .. table.concat(warnings, "; "))
+        c:close()
+        local c2 = conn()
+        proc.run({ shell = "(sleep 1; kill -INT " .. sys.getpid() .. ") >/dev/null 2>&1 &" })
+        r, err = sh(c2, "echo ran >> " .. d .. "/m2")
+        T.ok(r == nil or r.interrupted, "Ctrl-C: no result of a step that ran: " .. tostring(err))
+        T.eq(T.read(d .. "/m2"), nil, "Ctrl-C: the step never ran")
+        T.eq(#warnings, 0, "Ctrl-C: no fallback: " .. table.concat(warnings, "; "))
+        c2:close()
+    end)
+    session.SHELL = "/bin/sh"
+    if not ok_ then error(e, 0) end
+end)
+
+T.done()

@@ -1,0 +1,185 @@
+-- Unit (issue 13): the journal's group commit.  Hosts that write their
+-- step intents (or results) in the same turn of the loop share one
+-- COMMIT, and none of them goes on before it: a second connection to
+-- the same SQLite file (which sees committed rows only) already finds
+-- every row when the writer's call returns.  Real SQLite file, real
+-- loop tasks.
+local binary, tests_dir = ...
+local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
+local journal = require("cutover.journal")
+local core = require("cutover.core.journal")
+local loop = require("cutover.core.loop")
+
+local function open()
+    local path = T.tmpdir() .. "/journal.db"
+    local j = assert(journal.open(path))
+    local id = journal.new_run_id()
+    j:new_run({ id = id, command = "run", playbook = "p.yml" })
+    return j, path, id
+end
+
+local function count_rows(path, sql)
+    local other = assert(core.open(path))
+    local rows = assert(other:rows(sql))
+    other:close()
+    return #rows
+end
+
+T.test("10 hosts' intents in one turn: one commit, every row durable before any host goes on", function()
+    local j, path, id = open()
+    local c0 = journal.commits
+    local seen = {}
+    for h = 1, 10 do
+        loop.spawn(function()
+            j:intent({ run = id, host = "h" .. h, play = 1, step = "s1", occurrence = 1,
+                       name = "s1", action = "command", digest = "d", idempotent = false })
+            -- what another process would find now, had we crashed here
+            seen[h] = count_rows(path, "SELECT seq FROM steps WHERE host = 'h" .. h .. "'")
+        end)
+    end
+    loop.run()
+    T.eq(journal.commits - c0, 1, "one COMMIT for the ten intents")
+    for h = 1, 10 do T.eq(seen[h], 1, "h" .. h .. "'s intent was committed before it went on") end
+    j:close()
+end)
+
+T.test("steps of 5 hosts x 4 steps: at most one commit per loop turn, every result durable", function()
+    local j, path, id = open()
+    local c0 = journal.commits
+    local turns = 0
+    for h = 1, 5 do
+        loop.spawn(function()
+            for s = 1, 4 do
+                local seq = j:intent({ run = id, host = "h" .. h, play = 1, step = "s" .. s, occurrence = 1,
+                                       name = "s" .. s, action = "command", digest = "d", idempotent = false })
+                j:result(seq, "ok", false, "{}", nil, nil)
+                T.eq(count_rows(path, "SELECT seq FROM steps WHERE host = 'h" .. h ..
+                    "' AND step = 's" .. s .. "' AND status = 'ok'"), 1, "h" .. h .. " s" .. s .. " durable")
+            end
+        end)
+    end
+    loop.run(function() turns = turns + 1 end, 0.0001)
+    local commits = journal.commits - c0
+    T.ok(commits <= 8, "40 writes in at most 8 commits (2 per step, hosts together): " .. commits)
+    T.eq(count_rows(path, "SELECT seq FROM steps WHERE status = 'ok'"), 20, "all 20 results")
+    j:close()
+end)
+
+T.test("outside a task each write commits at once (as before)", function()
+    local j, path, id = open()
+    local c0 = journal.commits
+    local seq = j:intent({ run = id, host = "h", play = 1, step = "s", occurrence = 1, name = "s",
+                           action = "command", digest = "d", idempotent = false })
+    T.eq(count_rows(path, "SELECT seq FROM steps"), 1, "visible at once")
+    j:result(seq, "ok", false, "{}")
+    T.eq(journal.commits - c0, 0, "no group transaction")
+    -- an explicit transaction inside a task is left alone (the runner's
+    -- controller-only steps write intent and result in one)
+    loop.spawn(function()
+        j:exec("BEGIN")
+        local s2 = j:intent({ run = id, host = "h", play = 1, step = "t", occurrence = 1, name = "t",
+                              action = "debug", digest = "d", idempotent = false })
+        j:result(s2, "ok", false, "{}")
+        j:exec("COMMIT")
+    end)
+    loop.run()
+    T.eq(count_rows(path, "SELECT seq FROM steps"), 2, "the explicit transaction committed")
+    j:close()
+end)
+
+for _, how in ipairs({ "ABORT", "ROLLBACK" }) do
+T.test("H2: one host's failed write in a group never leaves another host going on with a rolled-back intent (" ..
+       how .. ")", function()
+    local j, path, id = open()
+    -- a real SQLite failure for one host's INSERT only (as a full disk
+    -- or a file-size limit would fail the write that meets it): ABORT
+    -- undoes that statement, ROLLBACK the whole open transaction (what
+    -- SQLite may do on a full disk or an I/O error)
+    j:exec("CREATE TRIGGER fail_h2 BEFORE INSERT ON steps WHEN NEW.host = 'h2' " ..
+           "BEGIN SELECT RAISE(" .. how .. ", 'simulated write failure'); END")
+    local got, errs = {}, {}
+    for h = 1, 4 do
+        loop.spawn(function()
+            local ok, seq = pcall(j.intent, j, { run = id, host = "h" .. h, play = 1, step = "s1", occurrence = 1,
+                                                 name = "s1", action = "command", digest = "d", idempotent = false })
+            if ok then got[h] = seq else errs[h] = seq end
+        end)
+    end
+    loop.run()
+    T.ok(errs[2] ~= nil and journal.is_write_error(errs[2]), "h2's own write fails as a WriteError: " ..
+        tostring(errs[2]))
+    for h = 1, 4 do
+        if got[h] then
+            -- a host that goes on must have its own intent durable, at the
+            -- seq it was given
+            T.eq(count_rows(path, "SELECT seq FROM steps WHERE seq = " .. math.floor(got[h]) ..
+                " AND host = 'h" .. h .. "'"), 1, "h" .. h .. " went on: its intent is durable at seq " .. got[h])
+        else
+            T.ok(journal.is_write_error(errs[h]), "h" .. h .. " failed with a WriteError: " .. tostring(errs[h]))
+        end
+    end
+    -- the journal is usable afterwards (no transaction left open)
+    local seq = j:intent({ run = id, host = "h9", play = 1, step = "s2", occurrence = 1, name = "s2",
+                           action = "command", digest = "d", idempotent = false })
+    T.eq(count_rows(path, "SELECT seq FROM steps WHERE seq = " .. math.floor(seq)), 1, "a later write commits")
+    j:close()
+end)
+end
+
+T.test("H3: a write of another kind made while a group is open is durable when it returns", function()
+    local j, path, id = open()
+    local seen = {}
+    -- h1's intent opens a group and waits for the end of the turn; in
+    -- that same turn h2 writes a loop item's end event and its status
+    loop.spawn(function()
+        j:intent({ run = id, host = "h1", play = 1, step = "s1", occurrence = 1, name = "s1",
+                   action = "command", digest = "d", idempotent = false })
+    end)
+    loop.spawn(function()
+        j:event(id, "h2", "item", "s1", '{"index":1}')
+        -- what a resume would find, had the controller been killed here
+        seen.event = count_rows(path, "SELECT seq FROM events WHERE host = 'h2' AND kind = 'item'")
+        j:host_status(id, "h2", "failed", "s1", "x")
+        seen.status = count_rows(path, "SELECT host FROM run_hosts WHERE run = '" .. id .. "' AND host = 'h2'")
+    end)
+    loop.spawn(function() end)   -- a third task: group commit is on
+    loop.run()
+    T.eq(seen.event, 1, "the item event was committed before j:event returned")
+    T.eq(seen.status, 1, "the host status was committed before j:host_status returned")
+    T.eq(count_rows(path, "SELECT seq FROM steps WHERE host = 'h1'"), 1, "h1's intent is durable too")
+    j:close()
+end)
+
+T.test("H3: kill -9 right after a loop item's end event written while a group is open: the event survives", function()
+    local proc = require("cutover.core.proc")
+    local j, path, id = open()
+    j:close()
+    local d = T.tmpdir()
+    -- a child controller: h1's intent opens a group and waits for the end
+    -- of the turn; in that turn h2 records its item's end, and the
+    -- process is killed (SIGKILL) the moment that call returns
+    T.write(d .. "/child.lua", [==[
+local path, id = ...
+local journal = require("cutover.journal")
+local loop = require("cutover.core.loop")
+local sys = require("cutover.core.sys")
+local j = assert(journal.open(path))
+loop.spawn(function()
+    j:intent({ run = id, host = "h1", play = 1, step = "s1", occurrence = 1, name = "s1",
+               action = "command", digest = "d", idempotent = false })
+end)
+loop.spawn(function()
+    j:event(id, "h2", "item", "s1", '{"index":2}')
+    sys.kill(sys.getpid(), 9)
+end)
+loop.spawn(function() end)
+loop.run()
+]==])
+    local luatest = T.cutover:gsub("cutover$", "cutover_luatest")
+    local r = proc.run({ argv = { luatest, d .. "/child.lua", path, id }, timeout = 60 })
+    T.ok(r.rc ~= 0, "the child was killed: rc " .. tostring(r.rc) .. " " .. tostring(r.stderr))
+    T.eq(count_rows(path, "SELECT seq FROM events WHERE host = 'h2' AND kind = 'item'"), 1,
+         "the item's end event is in the journal after the kill")
+end)
+
+T.done()
