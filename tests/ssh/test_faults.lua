@@ -108,7 +108,7 @@ T.test("a command stalls past its timeout: failure naming host and step, then re
     - id: stall
       shell:
         cmd: "if [ -e {{ dir }}/h1/stalled ]; then echo stall >> {{ dir }}/h1/count; else touch {{ dir }}/h1/stalled; echo $$ > {{ dir }}/h1/pid; sleep 60; fi"
-        timeout: 1
+        timeout: 5
     - id: after
       shell: "echo after >> {{ dir }}/h1/count"
 ]])
