@@ -61,10 +61,180 @@ function M.check_lua_pattern(fname, p)
     end
 end
 
--- ctx: arg (type check), thaw (view -> plain data), lambda (source -> fn)
-function M.make(ctx)
-    local arg, thaw = ctx.arg, ctx.thaw
-    local H = {}
+-- The helpers' own parts that need no context
+
+local check_lua_pattern = M.check_lua_pattern
+
+local function truthy(v) return v ~= nil and v ~= false and v ~= yaml_null end
+
+local function sorted_keys(t)
+    local ks = {}
+    for k in pairs(t) do ks[#ks + 1] = k end
+    table.sort(ks, function(a, b)
+        if type(a) == type(b) and (type(a) == "number" or type(a) == "string") then return a < b end
+        return type(a) == "number"
+    end)
+    return ks
+end
+
+-- Raises unless every key is a number, or every key is text.
+local function comparable(fname, ks)
+    local kind
+    for _, k in ipairs(ks) do
+        local t = type(k)
+        if t ~= "number" and t ~= "string" then
+            error(fname .. ": cannot order " .. (k == yaml_null and "null" or t) .. " values", 0)
+        end
+        if kind and kind ~= t then error(fname .. ": cannot order a number against text", 0) end
+        kind = t
+    end
+end
+
+-- YAML text, block style, keys sorted; text is always quoted (JSON
+-- quoting is valid YAML), so "no" or "1.0" stay text when read back.
+local function yaml_text(v, indent, out, depth)
+    if depth > 64 then error("to_yaml: nested more than 64 deep", 0) end
+    local pad = string.rep("  ", indent)
+    if type(v) == "table" and v ~= yaml_null then
+        if next(v) == nil then out[#out + 1] = (#out > 0 and "" or "") .. "{}"; return end
+        local n = #v
+        local is_list = n > 0
+        if is_list then for k in pairs(v) do if math.type(k) ~= "integer" or k < 1 or
+            k > n then is_list = false end end end
+        local items = {}
+        if is_list then
+            for i = 1, n do items[i] = { "- ", v[i] } end
+        else
+            for _, k in ipairs(sorted_keys(v)) do items[#items + 1] = { json.encode(tostring(k)) .. ":", v[k] } end
+        end
+        for _, it in ipairs(items) do
+            local x = it[2]
+            if type(x) == "table" and x ~= yaml_null and next(x) ~= nil then
+                out[#out + 1] = pad .. it[1]:gsub(" $", "") .. "\n"
+                yaml_text(x, indent + 1, out, depth + 1)
+            else
+                local sub = {}
+                yaml_text(x, 0, sub, depth + 1)
+                out[#out + 1] = pad .. it[1]:gsub(" $", "") .. " " .. table.concat(sub) .. "\n"
+            end
+        end
+        return
+    end
+    if v == yaml_null or v == nil then out[#out + 1] = "null"
+    elseif type(v) == "boolean" then out[#out + 1] = tostring(v)
+    elseif type(v) == "number" then
+        if v ~= v then out[#out + 1] = ".nan"
+        elseif v == math.huge then out[#out + 1] = ".inf"
+        elseif v == -math.huge then out[#out + 1] = "-.inf"
+        else out[#out + 1] = json.encode(v) end
+    elseif type(v) == "string" then out[#out + 1] = json.encode(v)
+    else error("to_yaml: a " .. type(v) .. " is not data", 0) end
+end
+
+-- Debian version order (dpkg's): [epoch:]upstream[-revision]
+-- (cutover.debversion, shared with the apt action).
+local debversion = require("cutover.debversion")
+local function parse_version(fname, v)
+    if type(v) == "number" then v = tostring(v) end
+    if type(v) ~= "string" then error(fname .. ": a version must be text, got " .. type(v), 0) end
+    local ok, why = debversion.split(v)
+    if not ok then error(fname .. ": " .. (why == "the version is empty" and why or ("bad version '" .. v ..
+        "': " .. why)), 0) end
+    return v
+end
+local OPS = {
+    ["<"] = function(c) return c < 0 end, lt = function(c) return c < 0 end,
+    ["<="] = function(c) return c <= 0 end, le = function(c) return c <= 0 end,
+    ["=="] = function(c) return c == 0 end, eq = function(c) return c == 0 end,
+    ["="] = function(c) return c == 0 end,
+    ["~="] = function(c) return c ~= 0 end, ["!="] = function(c) return c ~= 0 end,
+    ne = function(c) return c ~= 0 end,
+    [">="] = function(c) return c >= 0 end, ge = function(c) return c >= 0 end,
+    [">"] = function(c) return c > 0 end, gt = function(c) return c > 0 end,
+}
+
+-- IPv4 and IPv6 addresses, with an optional /prefix.
+local function parse_ipv4(s)
+    local a, b, c, d = s:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+    if not a then return nil end
+    local bytes = {}
+    for i, x in ipairs({ a, b, c, d }) do
+        if #x > 3 or (#x > 1 and x:sub(1, 1) == "0") then return nil end
+        local n = tonumber(x)
+        if n > 255 then return nil end
+        bytes[i] = n
+    end
+    return bytes
+end
+local function parse_ipv6(s)
+    if s:find("[^%x:.]") or #s > 45 then return nil end
+    local head, tail = s:match("^(.-)::(.*)$")
+    local function groups(part)
+        local out = {}
+        if part == "" then return out end
+        for g in (part .. ":"):gmatch("([^:]*):") do
+            if g:find("%.") then
+                local v4 = parse_ipv4(g)
+                if not v4 then return nil end
+                out[#out + 1] = v4[1] * 256 + v4[2]
+                out[#out + 1] = v4[3] * 256 + v4[4]
+            else
+                if g == "" or #g > 4 then return nil end
+                out[#out + 1] = tonumber(g, 16)
+            end
+        end
+        return out
+    end
+    local words
+    if head then
+        if tail:find("::", 1, true) then return nil end
+        local h, t = groups(head), groups(tail)
+        if not h or not t or #h + #t > 7 then return nil end
+        words = h
+        for _ = 1, 8 - #h - #t do words[#words + 1] = 0 end
+        for _, w in ipairs(t) do words[#words + 1] = w end
+    else
+        words = groups(s)
+        if not words or #words ~= 8 then return nil end
+    end
+    local bytes = {}
+    for i, w in ipairs(words) do bytes[2 * i - 1] = w // 256; bytes[2 * i] = w % 256 end
+    return bytes
+end
+local function ip_text(bytes)
+    if #bytes == 4 then return table.concat(bytes, ".") end
+    local w = {}
+    for i = 1, 8 do w[i] = bytes[2 * i - 1] * 256 + bytes[2 * i] end
+    -- the longest run of two or more zero words becomes "::"
+    local best, bestlen, i = nil, 1, 1
+    while i <= 8 do
+        if w[i] == 0 then
+            local j = i
+            while j <= 8 and w[j] == 0 do j = j + 1 end
+            if j - i > bestlen then best, bestlen = i, j - i end
+            i = j
+        else i = i + 1 end
+    end
+    local parts = {}
+    for k = 1, 8 do parts[k] = string.format("%x", w[k]) end
+    if not best then return table.concat(parts, ":") end
+    return table.concat(parts, ":", 1, best - 1) .. "::" .. table.concat(parts, ":", best + bestlen, 8)
+end
+local function masked(bytes, prefix)
+    local out = {}
+    for i, b in ipairs(bytes) do
+        local bits = math.max(0, math.min(8, prefix - (i - 1) * 8))
+        local keep = 256 - (1 << (8 - bits))
+        out[i] = b & keep
+    end
+    return out
+end
+local IP_QUERIES = { address = true, prefix = true, network = true, netmask = true,
+                     version = true, cidr = true }
+
+-- ctx's checks, and the two argument conversions every group uses
+local function context(ctx)
+    local arg = ctx.arg
 
     local function list_arg(fname, i, v)
         if v == yaml_null then return {} end
@@ -93,9 +263,12 @@ function M.make(ctx)
         error(fname .. ": argument " .. i .. " must be a function, a lambda such as \"s -> s.name\" " ..
               "or a field name, got " .. (type(f) == "string" and ("'" .. f .. "'") or type(f)), 0)
     end
+    return { arg = arg, thaw = ctx.thaw, list_arg = list_arg, fn_arg = fn_arg }
+end
 
-    local function truthy(v) return v ~= nil and v ~= false and v ~= yaml_null end
-
+-- default, map, filter (select), reject
+local function add_default_map_filter(H, c)
+    local list_arg, fn_arg = c.list_arg, c.fn_arg
     -- default(x, d): expr.lua rewrites the call so x arrives as a function
     -- returning it; an undefined variable, a field of nothing, nil or null
     -- give d.  Other errors (and "unknown in check mode") go on.
@@ -145,7 +318,11 @@ function M.make(ctx)
         for _, x in ipairs(list) do if not truthy(f(x)) then out[#out + 1] = x end end
         return out
     end
+end
 
+-- find, any, all, count
+local function add_list_queries(H, c)
+    local list_arg, fn_arg = c.list_arg, c.fn_arg
     function H.find(list, f)
         list = list_arg("find", 1, list)
         f = fn_arg("find", 2, f)
@@ -175,35 +352,16 @@ function M.make(ctx)
         for _, x in ipairs(list) do if truthy(f(x)) then n = n + 1 end end
         return n
     end
+end
 
-    local function sorted_keys(t)
-        local ks = {}
-        for k in pairs(t) do ks[#ks + 1] = k end
-        table.sort(ks, function(a, b)
-            if type(a) == type(b) and (type(a) == "number" or type(a) == "string") then return a < b end
-            return type(a) == "number"
-        end)
-        return ks
-    end
-
+-- values, sort
+local function add_ordering(H, c)
+    local arg, list_arg, fn_arg = c.arg, c.list_arg, c.fn_arg
     function H.values(t)
         arg("values", 1, t, "a mapping", "table")
         local out = {}
         for i, k in ipairs(sorted_keys(t)) do out[i] = t[k] end
         return out
-    end
-
-    -- Raises unless every key is a number, or every key is text.
-    local function comparable(fname, ks)
-        local kind
-        for _, k in ipairs(ks) do
-            local t = type(k)
-            if t ~= "number" and t ~= "string" then
-                error(fname .. ": cannot order " .. (k == yaml_null and "null" or t) .. " values", 0)
-            end
-            if kind and kind ~= t then error(fname .. ": cannot order a number against text", 0) end
-            kind = t
-        end
     end
 
     -- sort(list [, f]): a sorted copy; f gives each item's sort key.
@@ -226,7 +384,11 @@ function M.make(ctx)
         for i, j in ipairs(idx) do out[i] = list[j] end
         return out
     end
+end
 
+-- unique, flatten, zip
+local function add_list_shapes(H, c)
+    local arg, thaw, list_arg = c.arg, c.thaw, c.list_arg
     -- The identity of a value for unique/groupby: scalars as themselves,
     -- tables by their JSON text.
     local function ident(v)
@@ -281,7 +443,11 @@ function M.make(ctx)
         end
         return out
     end
+end
 
+-- sum, min, max, groupby
+local function add_numbers(H, c)
+    local list_arg, fn_arg = c.list_arg, c.fn_arg
     local function numbers(fname, list, f)
         list = list_arg(fname, 1, list)
         f = f ~= nil and fn_arg(fname, 2, f) or nil
@@ -349,9 +515,11 @@ function M.make(ctx)
         end
         return out
     end
+end
 
-    local check_lua_pattern = M.check_lua_pattern
-
+-- regex_search, regex_replace, lower, upper, from_json
+local function add_text(H, c)
+    local arg = c.arg
     -- regex_search(s, p): the first match of Lua pattern p in s (its
     -- capture when p has one, a list of captures when several), or nil.
     function H.regex_search(s, p)
@@ -400,47 +568,11 @@ function M.make(ctx)
         if v == nil and err then error("from_json: not JSON (" .. err .. ")", 0) end
         return v
     end
+end
 
-    -- YAML text, block style, keys sorted; text is always quoted (JSON
-    -- quoting is valid YAML), so "no" or "1.0" stay text when read back.
-    local function yaml_text(v, indent, out, depth)
-        if depth > 64 then error("to_yaml: nested more than 64 deep", 0) end
-        local pad = string.rep("  ", indent)
-        if type(v) == "table" and v ~= yaml_null then
-            if next(v) == nil then out[#out + 1] = (#out > 0 and "" or "") .. "{}"; return end
-            local n = #v
-            local is_list = n > 0
-            if is_list then for k in pairs(v) do if math.type(k) ~= "integer" or k < 1 or
-                k > n then is_list = false end end end
-            local items = {}
-            if is_list then
-                for i = 1, n do items[i] = { "- ", v[i] } end
-            else
-                for _, k in ipairs(sorted_keys(v)) do items[#items + 1] = { json.encode(tostring(k)) .. ":", v[k] } end
-            end
-            for _, it in ipairs(items) do
-                local x = it[2]
-                if type(x) == "table" and x ~= yaml_null and next(x) ~= nil then
-                    out[#out + 1] = pad .. it[1]:gsub(" $", "") .. "\n"
-                    yaml_text(x, indent + 1, out, depth + 1)
-                else
-                    local sub = {}
-                    yaml_text(x, 0, sub, depth + 1)
-                    out[#out + 1] = pad .. it[1]:gsub(" $", "") .. " " .. table.concat(sub) .. "\n"
-                end
-            end
-            return
-        end
-        if v == yaml_null or v == nil then out[#out + 1] = "null"
-        elseif type(v) == "boolean" then out[#out + 1] = tostring(v)
-        elseif type(v) == "number" then
-            if v ~= v then out[#out + 1] = ".nan"
-            elseif v == math.huge then out[#out + 1] = ".inf"
-            elseif v == -math.huge then out[#out + 1] = "-.inf"
-            else out[#out + 1] = json.encode(v) end
-        elseif type(v) == "string" then out[#out + 1] = json.encode(v)
-        else error("to_yaml: a " .. type(v) .. " is not data", 0) end
-    end
+-- to_yaml, b64encode, b64decode, basename, dirname
+local function add_data(H, c)
+    local arg, thaw = c.arg, c.thaw
     function H.to_yaml(v)
         local out = {}
         v = thaw(v)
@@ -473,28 +605,10 @@ function M.make(ctx)
         if d == "" then return p:sub(1, 1) end
         return d
     end
+end
 
-    -- Debian version order (dpkg's): [epoch:]upstream[-revision]
-    -- (cutover.debversion, shared with the apt action).
-    local debversion = require("cutover.debversion")
-    local function parse_version(fname, v)
-        if type(v) == "number" then v = tostring(v) end
-        if type(v) ~= "string" then error(fname .. ": a version must be text, got " .. type(v), 0) end
-        local ok, why = debversion.split(v)
-        if not ok then error(fname .. ": " .. (why == "the version is empty" and why or ("bad version '" .. v ..
-            "': " .. why)), 0) end
-        return v
-    end
-    local OPS = {
-        ["<"] = function(c) return c < 0 end, lt = function(c) return c < 0 end,
-        ["<="] = function(c) return c <= 0 end, le = function(c) return c <= 0 end,
-        ["=="] = function(c) return c == 0 end, eq = function(c) return c == 0 end,
-        ["="] = function(c) return c == 0 end,
-        ["~="] = function(c) return c ~= 0 end, ["!="] = function(c) return c ~= 0 end,
-        ne = function(c) return c ~= 0 end,
-        [">="] = function(c) return c >= 0 end, ge = function(c) return c >= 0 end,
-        [">"] = function(c) return c > 0 end, gt = function(c) return c > 0 end,
-    }
+-- version_compare, ipaddr
+local function add_versions_and_addresses(H)
     -- version_compare(a, b) -> -1 | 0 | 1; version_compare(a, op, b) -> bool
     function H.version_compare(a, op, b)
         if b == nil then b, op = op, nil end
@@ -508,84 +622,6 @@ function M.make(ctx)
         return f(c)
     end
 
-    -- IPv4 and IPv6 addresses, with an optional /prefix.
-    local function parse_ipv4(s)
-        local a, b, c, d = s:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-        if not a then return nil end
-        local bytes = {}
-        for i, x in ipairs({ a, b, c, d }) do
-            if #x > 3 or (#x > 1 and x:sub(1, 1) == "0") then return nil end
-            local n = tonumber(x)
-            if n > 255 then return nil end
-            bytes[i] = n
-        end
-        return bytes
-    end
-    local function parse_ipv6(s)
-        if s:find("[^%x:.]") or #s > 45 then return nil end
-        local head, tail = s:match("^(.-)::(.*)$")
-        local function groups(part)
-            local out = {}
-            if part == "" then return out end
-            for g in (part .. ":"):gmatch("([^:]*):") do
-                if g:find("%.") then
-                    local v4 = parse_ipv4(g)
-                    if not v4 then return nil end
-                    out[#out + 1] = v4[1] * 256 + v4[2]
-                    out[#out + 1] = v4[3] * 256 + v4[4]
-                else
-                    if g == "" or #g > 4 then return nil end
-                    out[#out + 1] = tonumber(g, 16)
-                end
-            end
-            return out
-        end
-        local words
-        if head then
-            if tail:find("::", 1, true) then return nil end
-            local h, t = groups(head), groups(tail)
-            if not h or not t or #h + #t > 7 then return nil end
-            words = h
-            for _ = 1, 8 - #h - #t do words[#words + 1] = 0 end
-            for _, w in ipairs(t) do words[#words + 1] = w end
-        else
-            words = groups(s)
-            if not words or #words ~= 8 then return nil end
-        end
-        local bytes = {}
-        for i, w in ipairs(words) do bytes[2 * i - 1] = w // 256; bytes[2 * i] = w % 256 end
-        return bytes
-    end
-    local function ip_text(bytes)
-        if #bytes == 4 then return table.concat(bytes, ".") end
-        local w = {}
-        for i = 1, 8 do w[i] = bytes[2 * i - 1] * 256 + bytes[2 * i] end
-        -- the longest run of two or more zero words becomes "::"
-        local best, bestlen, i = nil, 1, 1
-        while i <= 8 do
-            if w[i] == 0 then
-                local j = i
-                while j <= 8 and w[j] == 0 do j = j + 1 end
-                if j - i > bestlen then best, bestlen = i, j - i end
-                i = j
-            else i = i + 1 end
-        end
-        local parts = {}
-        for k = 1, 8 do parts[k] = string.format("%x", w[k]) end
-        if not best then return table.concat(parts, ":") end
-        return table.concat(parts, ":", 1, best - 1) .. "::" .. table.concat(parts, ":", best + bestlen, 8)
-    end
-    local function masked(bytes, prefix)
-        local out = {}
-        for i, b in ipairs(bytes) do
-            local bits = math.max(0, math.min(8, prefix - (i - 1) * 8))
-            local keep = 256 - (1 << (8 - bits))
-            out[i] = b & keep
-        end
-        return out
-    end
-    local IP_QUERIES = { address = true, prefix = true, network = true, netmask = true,
-                         version = true, cidr = true }
     -- ipaddr(v) -> v when it is an address (or address/prefix), else false;
     -- ipaddr(v, "address"|"prefix"|"network"|"netmask"|"version"|"cidr").
     function H.ipaddr(v, query)
@@ -613,7 +649,20 @@ function M.make(ctx)
         for i = 1, #bytes do ones[i] = 255 end
         return ip_text(masked(ones, prefix))
     end
+end
 
+-- ctx: arg (type check), thaw (view -> plain data), lambda (source -> fn)
+function M.make(ctx)
+    local c = context(ctx)
+    local H = {}
+    add_default_map_filter(H, c)
+    add_list_queries(H, c)
+    add_ordering(H, c)
+    add_list_shapes(H, c)
+    add_numbers(H, c)
+    add_text(H, c)
+    add_data(H, c)
+    add_versions_and_addresses(H)
     return H
 end
 
