@@ -166,6 +166,105 @@ local function check_code(code, line, col)
     return true
 end
 
+-- The tags of M.parse.  The parse's stack holds { node, body } (body:
+-- where the next parts go); each tag function takes the stack, the
+-- stack's top, the token t and the text after the keyword, and returns
+-- nil, or the error: message, line, col.
+
+local function too_deep(stack, t)
+    if #stack > M.MAX_DEPTH then return "blocks nested more than " .. M.MAX_DEPTH .. " deep", t.line, t.col end
+end
+
+local function tag_if(stack, top, t, rest)
+    if rest == "" then return "'{% if %}' needs a condition", t.line, t.col end
+    local ok, e, l, c = check_code(rest, t.line, t.col)
+    if not ok then return e, l, c end
+    e, l, c = too_deep(stack, t)
+    if e then return e, l, c end
+    local node = { kind = "if", branches = { { cond = rest, body = {}, line = t.line } },
+                   line = t.line, col = t.col }
+    top.body[#top.body + 1] = node
+    stack[#stack + 1] = { node = node, body = node.branches[1].body }
+end
+
+local function tag_elif(_, top, t, rest, here)
+    local n = top.node
+    if n.kind ~= "if" then return here .. " outside an '{% if %}'", t.line, t.col end
+    if n.else_body then return here .. " after '{% else %}'", t.line, t.col end
+    if rest == "" then return here .. " needs a condition", t.line, t.col end
+    local ok, e, l, c = check_code(rest, t.line, t.col)
+    if not ok then return e, l, c end
+    local b = { cond = rest, body = {}, line = t.line }
+    n.branches[#n.branches + 1] = b
+    top.body = b.body
+end
+
+local function tag_else(_, top, t, rest)
+    local n = top.node
+    if n.kind ~= "if" then return "'{% else %}' outside an '{% if %}'", t.line, t.col end
+    if n.else_body then return "a second '{% else %}'", t.line, t.col end
+    if rest ~= "" then return "'{% else %}' takes no condition (write '{% elif " .. rest ..
+        " %}')", t.line, t.col end
+    n.else_body = {}
+    top.body = n.else_body
+end
+
+local function tag_for(stack, top, t, rest)
+    local a, b, src = rest:match("^([%a_][%w_]*)%s*,%s*([%a_][%w_]*)%s+in%s+(.+)$")
+    if not a then
+        a, src = rest:match("^([%a_][%w_]*)%s+in%s+(.+)$")
+    end
+    if not a then
+        return "'{% for %}' must be 'for x in list' or 'for k, v in pairs(t)'", t.line, t.col
+    end
+    local mode = b and "pairs" or "items"
+    local inner = src:match("^pairs%s*(%b())$")
+    if inner then mode = b and "pairs" or "keys"; src = inner:sub(2, -2)
+    else
+        inner = src:match("^ipairs%s*(%b())$")
+        if inner then mode = b and "ipairs" or "items"; src = inner:sub(2, -2) end
+    end
+    local ok, e, l, c = check_code(src, t.line, t.col)
+    if not ok then return e, l, c end
+    e, l, c = too_deep(stack, t)
+    if e then return e, l, c end
+    local node = { kind = "for", a = a, b = b, src = src, mode = mode, body = {},
+                   line = t.line, col = t.col }
+    top.body[#top.body + 1] = node
+    stack[#stack + 1] = { node = node, body = node.body }
+end
+
+-- end, endif, endfor (kw: which)
+local function tag_end(stack, top, t, rest, here, kw)
+    local n = top.node
+    if #stack == 1 then return here .. " without an open '{% if %}' or '{% for %}'", t.line, t.col end
+    if (kw == "endif" and n.kind ~= "if") or (kw == "endfor" and n.kind ~= "for") then
+        return here .. " closes the '{% " .. n.kind .. " %}' of line " .. n.line ..
+            " (write '{% end %}')", t.line, t.col
+    end
+    if rest ~= "" then return here .. " takes nothing after it", t.line, t.col end
+    stack[#stack] = nil
+end
+
+local TAGS = { ["if"] = tag_if, elif = tag_elif, ["elseif"] = tag_elif, ["else"] = tag_else, ["for"] = tag_for,
+               ["end"] = tag_end, endif = tag_end, endfor = tag_end }
+
+-- A {% %} token -> nil | message, line, col
+local function statement(stack, t)
+    local top = stack[#stack]
+    local kw = t.code:match("^([%a_][%w_]*)") or ""
+    local rest = t.code:sub(#kw + 1):match("^%s*(.-)$")
+    local here = "'{% " .. kw .. " %}'"
+    local tag = TAGS[kw]
+    if tag then return tag(stack, top, t, rest, here, kw) end
+    if JINJA_ONLY[kw] then
+        return here .. " is Jinja syntax that cutover templates do not have: " .. JINJA_ONLY[kw],
+            t.line, t.col
+    end
+    return "unknown tag '{% " .. t.code .. " %}' (cutover templates have if, elif, else, for and end)",
+        t.line, t.col
+end
+
 -- Parses text into a tree.  Returns tree | nil, message, line, col.
 function M.parse(s)
     local toks, terr, tl, tc = tokenize(s)
@@ -181,76 +280,8 @@ function M.parse(s)
             if not ok then return nil, e, l, c end
             top.body[#top.body + 1] = { code = t.code, line = t.line, col = t.col }
         else
-            local kw = t.code:match("^([%a_][%w_]*)") or ""
-            local rest = t.code:sub(#kw + 1):match("^%s*(.-)$")
-            local here = "'{% " .. kw .. " %}'"
-            if kw == "if" then
-                if rest == "" then return nil, "'{% if %}' needs a condition", t.line, t.col end
-                local ok, e, l, c = check_code(rest, t.line, t.col)
-                if not ok then return nil, e, l, c end
-                if #stack > M.MAX_DEPTH then return nil, "blocks nested more than " .. M.MAX_DEPTH .. " deep",
-                    t.line, t.col end
-                local node = { kind = "if", branches = { { cond = rest, body = {}, line = t.line } },
-                               line = t.line, col = t.col }
-                top.body[#top.body + 1] = node
-                stack[#stack + 1] = { node = node, body = node.branches[1].body }
-            elseif kw == "elif" or kw == "elseif" then
-                local n = top.node
-                if n.kind ~= "if" then return nil, here .. " outside an '{% if %}'", t.line, t.col end
-                if n.else_body then return nil, here .. " after '{% else %}'", t.line, t.col end
-                if rest == "" then return nil, here .. " needs a condition", t.line, t.col end
-                local ok, e, l, c = check_code(rest, t.line, t.col)
-                if not ok then return nil, e, l, c end
-                local b = { cond = rest, body = {}, line = t.line }
-                n.branches[#n.branches + 1] = b
-                top.body = b.body
-            elseif kw == "else" then
-                local n = top.node
-                if n.kind ~= "if" then return nil, "'{% else %}' outside an '{% if %}'", t.line, t.col end
-                if n.else_body then return nil, "a second '{% else %}'", t.line, t.col end
-                if rest ~= "" then return nil, "'{% else %}' takes no condition (write '{% elif " .. rest ..
-                    " %}')", t.line, t.col end
-                n.else_body = {}
-                top.body = n.else_body
-            elseif kw == "for" then
-                local a, b, src = rest:match("^([%a_][%w_]*)%s*,%s*([%a_][%w_]*)%s+in%s+(.+)$")
-                if not a then
-                    a, src = rest:match("^([%a_][%w_]*)%s+in%s+(.+)$")
-                end
-                if not a then
-                    return nil, "'{% for %}' must be 'for x in list' or 'for k, v in pairs(t)'", t.line, t.col
-                end
-                local mode = b and "pairs" or "items"
-                local inner = src:match("^pairs%s*(%b())$")
-                if inner then mode = b and "pairs" or "keys"; src = inner:sub(2, -2)
-                else
-                    inner = src:match("^ipairs%s*(%b())$")
-                    if inner then mode = b and "ipairs" or "items"; src = inner:sub(2, -2) end
-                end
-                local ok, e, l, c = check_code(src, t.line, t.col)
-                if not ok then return nil, e, l, c end
-                if #stack > M.MAX_DEPTH then return nil, "blocks nested more than " .. M.MAX_DEPTH .. " deep",
-                    t.line, t.col end
-                local node = { kind = "for", a = a, b = b, src = src, mode = mode, body = {},
-                               line = t.line, col = t.col }
-                top.body[#top.body + 1] = node
-                stack[#stack + 1] = { node = node, body = node.body }
-            elseif kw == "end" or kw == "endif" or kw == "endfor" then
-                local n = top.node
-                if n == root then return nil, here .. " without an open '{% if %}' or '{% for %}'", t.line, t.col end
-                if (kw == "endif" and n.kind ~= "if") or (kw == "endfor" and n.kind ~= "for") then
-                    return nil, here .. " closes the '{% " .. n.kind .. " %}' of line " .. n.line ..
-                        " (write '{% end %}')", t.line, t.col
-                end
-                if rest ~= "" then return nil, here .. " takes nothing after it", t.line, t.col end
-                stack[#stack] = nil
-            elseif JINJA_ONLY[kw] then
-                return nil, here .. " is Jinja syntax that cutover templates do not have: " .. JINJA_ONLY[kw],
-                    t.line, t.col
-            else
-                return nil, "unknown tag '{% " .. t.code .. " %}' (cutover templates have if, elif, else, for and end)",
-                    t.line, t.col
-            end
+            local e, l, c = statement(stack, t)
+            if e then return nil, e, l, c end
         end
     end
     if #stack > 1 then

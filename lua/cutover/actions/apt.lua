@@ -296,65 +296,62 @@ not.]],
     conffile_reports = function(out) return conffile_reports(out) end,
 }
 
-function M.run(ctx, args)
+-- The package lists: apt-get update when asked and the lists are older
+-- than cache_valid_time.  In check mode the update goes into a private
+-- copy of the lists.  -> true, the private copy's path or nil | nil, message
+local function update_lists(ctx, args, result)
     local conn = ctx.conn
-    local host = tostring(ctx.host)
-    local up = upgrade_mode(args.upgrade)
-    local state = args.state or "present"
-    local result = { changed = false, packages = {}, held = {}, unheld = {}, cache_updated = false }
-    local fail = function(msg) result.failed = true; result.msg = msg; return result end
-
-    local probe = conn:exec({ shell = "command -v apt-get", timeout = 60 })
-    if probe and probe.rc ~= 0 then return fail("apt-get is not on " .. host .. " (not a Debian or Ubuntu host)") end
-
-    -- the package lists
     local private_lists
     local update = args.update_cache or args.cache_valid_time ~= nil
-    if update and (args.cache_valid_time == nil or cache_age(conn) > args.cache_valid_time) then
-        result.cache_updated = true
-        if ctx.check then
-            -- a private copy of the lists, updated: the simulation sees
-            -- what the real run's update would bring; the host's are kept
-            local r, err = conn:exec({ shell = "t=$(mktemp -d /tmp/cutover-apt.XXXXXXXX) && chmod 755 \"$t\" && " ..
-                "cp -a " .. LISTS .. "/. \"$t\"/ && mkdir -p \"$t/partial\" && echo \"$t\"", timeout = 120 })
-            if not r then return fail(err) end
-            if r.rc ~= 0 then return fail("copying the package lists: " .. first_error(r)) end
-            private_lists = util.trim(r.stdout)
-        else
-            local left, waited = wait_lock(ctx, args.lock_timeout)
-            if not left then return fail(waited) end
-        end
-        local argv = { "apt-get", "-q", "update" }
-        if private_lists then
-            argv = { "apt-get", "-q", "-o", "Dir::State::Lists=" .. private_lists, "-o", "Dir::Cache::pkgcache=",
-                     "-o", "Dir::Cache::srcpkgcache=", "update" }
-        end
-        local r, err = conn:exec({ argv = argv, env = ENV, timeout = 900 })
-        if not r then return fail(err) end
-        if r.rc ~= 0 or r.stdout:match("\nW: Failed to fetch") or r.stderr:match("Failed to fetch") then
-            if private_lists then conn:exec({ argv = { "rm", "-rf", private_lists }, timeout = 60 }) end
-            return fail("apt-get update on " .. host .. ": " .. first_error(r))
-        end
-        if not ctx.check then conn:exec({ shell = "mkdir -p " .. q(util.dirname(STAMP)) .. " && touch " .. q(STAMP),
-            timeout = 60 }) end
+    if not (update and (args.cache_valid_time == nil or cache_age(conn) > args.cache_valid_time)) then
+        return true, nil
     end
-    local function cleanup()
-        if private_lists then conn:exec({ argv = { "rm", "-rf", private_lists },
-            timeout = 60 }); private_lists = nil end
+    result.cache_updated = true
+    if ctx.check then
+        -- a private copy of the lists, updated: the simulation sees
+        -- what the real run's update would bring; the host's are kept
+        local r, err = conn:exec({ shell = "t=$(mktemp -d /tmp/cutover-apt.XXXXXXXX) && chmod 755 \"$t\" && " ..
+            "cp -a " .. LISTS .. "/. \"$t\"/ && mkdir -p \"$t/partial\" && echo \"$t\"", timeout = 120 })
+        if not r then return nil, err end
+        if r.rc ~= 0 then return nil, "copying the package lists: " .. first_error(r) end
+        private_lists = util.trim(r.stdout)
+    else
+        local left, waited = wait_lock(ctx, args.lock_timeout)
+        if not left then return nil, waited end
     end
+    local argv = { "apt-get", "-q", "update" }
+    if private_lists then
+        argv = { "apt-get", "-q", "-o", "Dir::State::Lists=" .. private_lists, "-o", "Dir::Cache::pkgcache=",
+                 "-o", "Dir::Cache::srcpkgcache=", "update" }
+    end
+    local r, err = conn:exec({ argv = argv, env = ENV, timeout = 900 })
+    if not r then return nil, err end
+    if r.rc ~= 0 or r.stdout:match("\nW: Failed to fetch") or r.stderr:match("Failed to fetch") then
+        if private_lists then conn:exec({ argv = { "rm", "-rf", private_lists }, timeout = 60 }) end
+        return nil, "apt-get update on " .. tostring(ctx.host) .. ": " .. first_error(r)
+    end
+    if not ctx.check then conn:exec({ shell = "mkdir -p " .. q(util.dirname(STAMP)) .. " && touch " .. q(STAMP),
+        timeout = 60 }) end
+    return true, private_lists
+end
 
-    -- what dpkg has of the named packages
+-- The named packages: names, name -> pinned version | nil, message
+local function named_packages(args)
     local names, pins = {}, {}
     for _, n in ipairs(args.name or {}) do
         local name, ver = parse_name(tostring(n))
-        if not name then cleanup(); return fail(ver) end
+        if not name then return nil, ver end
         names[#names + 1] = name
         pins[name] = ver
     end
-    local have, err = installed(conn, names)
-    if not have then cleanup(); return fail(err) end
+    return names, pins
+end
 
-    -- the apt-get command, if any
+-- The apt-get verb and its words for what the step asks, given what dpkg
+-- has (`have`): verb or nil (nothing to do), words
+local function apt_verb(args, names, pins, have)
+    local up = upgrade_mode(args.upgrade)
+    local state = args.state or "present"
     local verb, words = nil, {}
     if #names > 0 then
         if state == "absent" then
@@ -378,50 +375,41 @@ function M.run(ctx, args)
     elseif up == "safe" then verb, words = "upgrade", { "--with-new-pkgs" }
     elseif up == "full" or up == "dist" then verb = "dist-upgrade"
     elseif args.autoremove then verb = "autoremove" end
+    return verb, words
+end
 
-    local function command(sim, lock_left)
-        local argv = { "apt-get" }
-        if sim then argv[#argv + 1] = "-s" end
-        for _, o in ipairs(apt_options(args, lock_left)) do argv[#argv + 1] = o end
-        if sim then
-            -- the plan shows downgrades and held packages; the checks
-            -- below refuse them by name (apt's own error names neither)
-            argv[#argv + 1] = "--allow-downgrades"; argv[#argv + 1] = "--allow-change-held-packages"
-        end
-        if private_lists then
-            argv[#argv + 1] = "-o"; argv[#argv + 1] = "Dir::State::Lists=" .. private_lists
-        end
-        if sim then
-            -- the simulation writes nothing, not even apt's binary cache
-            for _, o in ipairs({ "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache=" }) do
-                argv[#argv + 1] = o
-            end
-        end
-        if args.autoremove and (verb == "install" or verb == "remove" or verb == "purge") then
-            argv[#argv + 1] = "--autoremove"
-        end
-        argv[#argv + 1] = verb
-        for _, w in ipairs(words) do argv[#argv + 1] = w end
-        return argv
+-- The apt-get command line: the simulation (sim) or the real run
+-- (lock_left: seconds of lock_timeout left); private_lists in check mode
+local function apt_command(args, verb, words, private_lists, sim, lock_left)
+    local argv = { "apt-get" }
+    if sim then argv[#argv + 1] = "-s" end
+    for _, o in ipairs(apt_options(args, lock_left)) do argv[#argv + 1] = o end
+    if sim then
+        -- the plan shows downgrades and held packages; the checks
+        -- below refuse them by name (apt's own error names neither)
+        argv[#argv + 1] = "--allow-downgrades"; argv[#argv + 1] = "--allow-change-held-packages"
     end
-
-    -- the simulation: the plan
-    local plan = {}
-    if verb then
-        local argv = command(true)
-        local r, serr = conn:exec({ argv = argv, env = ENV, timeout = 600 })
-        cleanup()
-        if not r then return fail(serr) end
-        if r.rc ~= 0 then
-            return fail("apt-get -s " .. verb .. (#words > 0 and (" " .. table.concat(words, " ")) or "") ..
-                " on " .. host .. ": " .. first_error(r))
-        end
-        plan = parse_simulation(r.stdout)
+    if private_lists then
+        argv[#argv + 1] = "-o"; argv[#argv + 1] = "Dir::State::Lists=" .. private_lists
     end
-    cleanup()
+    if sim then
+        -- the simulation writes nothing, not even apt's binary cache
+        for _, o in ipairs({ "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache=" }) do
+            argv[#argv + 1] = o
+        end
+    end
+    if args.autoremove and (verb == "install" or verb == "remove" or verb == "purge") then
+        argv[#argv + 1] = "--autoremove"
+    end
+    argv[#argv + 1] = verb
+    for _, w in ipairs(words) do argv[#argv + 1] = w end
+    return argv
+end
 
-    -- apt-get -s does not stop at what -y would refuse: a downgrade, a
-    -- held package changed.  Both are refused here, before any change.
+-- apt-get -s does not stop at what -y would refuse: a downgrade, a held
+-- package changed.  Both are refused here, before any change.
+-- -> the plan's package names | nil, message
+local function refuse_downgrades_and_held(conn, host, args, names, plan)
     local plan_names = {}
     for _, p in ipairs(plan) do plan_names[#plan_names + 1] = p.name end
     local plan_have = installed(conn, plan_names) or {}
@@ -436,15 +424,18 @@ function M.run(ctx, args)
             p.name end
     end
     if #downgrades > 0 and not args.allow_downgrade then
-        return fail("on " .. host .. " this would downgrade " .. table.concat(downgrades, ", ") ..
-            " (allow_downgrade: true allows it)")
+        return nil, "on " .. host .. " this would downgrade " .. table.concat(downgrades, ", ") ..
+            " (allow_downgrade: true allows it)"
     end
     if #held > 0 then
-        return fail("on " .. host .. " this would change held package(s) " .. table.concat(held, ", ") ..
-            " (hold: false releases them; allow_change_held_packages: true changes them held)")
+        return nil, "on " .. host .. " this would change held package(s) " .. table.concat(held, ", ") ..
+            " (hold: false releases them; allow_change_held_packages: true changes them held)"
     end
+    return plan_names
+end
 
-    -- holds
+-- The named packages to hold and to release: to_hold, to_unhold
+local function hold_changes(args, names, have)
     local to_hold, to_unhold = {}, {}
     if args.hold ~= nil then
         for _, n in ipairs(names) do
@@ -454,7 +445,11 @@ function M.run(ctx, args)
             if args.hold == false and is_held then to_unhold[#to_unhold + 1] = n end
         end
     end
+    return to_hold, to_unhold
+end
 
+-- The result's packages, holds, changed and --diff; -> the changes in words
+local function record_plan(ctx, host, result, plan, to_hold, to_unhold)
     result.packages = plan
     result.held, result.unheld = to_hold, to_unhold
     result.changed = #plan > 0 or #to_hold > 0 or #to_unhold > 0
@@ -469,80 +464,144 @@ function M.run(ctx, args)
         result.diff = { path = "packages on " .. host, before_header = "packages on " .. host,
                         before = before, after = after }
     end
+    return words_out
+end
 
-    local function reboot_state()
-        local r = conn:exec({ shell = "if [ -e /var/run/reboot-required ]; then echo yes; " ..
-            "cat /var/run/reboot-required.pkgs 2>/dev/null; fi; true", timeout = 60 })
-        local out = r and r.rc == 0 and r.stdout or ""
-        result.reboot_required = out:match("^yes") ~= nil
-        local pkgs = {}
-        for l in out:gsub("^yes\n?", ""):gmatch("[^\n]+") do pkgs[#pkgs + 1] = l end
-        result.reboot_required_pkgs = pkgs
+-- reboot_required and reboot_required_pkgs into the result
+local function reboot_state(conn, result)
+    local r = conn:exec({ shell = "if [ -e /var/run/reboot-required ]; then echo yes; " ..
+        "cat /var/run/reboot-required.pkgs 2>/dev/null; fi; true", timeout = 60 })
+    local out = r and r.rc == 0 and r.stdout or ""
+    result.reboot_required = out:match("^yes") ~= nil
+    local pkgs = {}
+    for l in out:gsub("^yes\n?", ""):gmatch("[^\n]+") do pkgs[#pkgs + 1] = l end
+    result.reboot_required_pkgs = pkgs
+end
+
+-- apt-mark hold|unhold the list -> true | nil, message
+local function mark(conn, host, what, list)
+    if #list == 0 then return true end
+    local argv = { "apt-mark", what }
+    for _, n in ipairs(list) do argv[#argv + 1] = n end
+    local r, merr = conn:exec({ argv = argv, env = ENV, timeout = 120 })
+    if not r then return nil, merr end
+    if r.rc ~= 0 then return nil, "apt-mark " .. what .. " on " .. host .. ": " .. first_error(r) end
+    return true
+end
+
+-- The real apt-get run of a non-empty plan: waits for the lock, runs it,
+-- reads dpkg's conffile decisions, checks that dpkg now has what the
+-- simulation said.  -> true | nil, message
+local function carry_out(ctx, args, result, verb, words, plan, plan_names)
+    local conn, host = ctx.conn, tostring(ctx.host)
+    local left, waited, holder = wait_lock(ctx, args.lock_timeout)
+    if not left then return nil, waited end
+    if waited > 0 then
+        result.lock_waited = waited
+        result.lock_holder = holder
+    end
+    local argv = apt_command(args, verb, words, nil, false, left)
+    local size = conn:exec({ shell = "stat -c %s /var/log/dpkg.log 2>/dev/null || echo 0", timeout = 60 })
+    size = size and tonumber(util.trim(size.stdout)) or 0
+    local r, rerr = conn:exec({ argv = argv, env = ENV, timeout = 3600 })
+    if not r then return nil, rerr end
+    local log = conn:exec({ shell = "tail -c +" .. (size + 1) ..
+        " /var/log/dpkg.log 2>/dev/null | grep ' conffile ' | head -n 1000; true",
+                            timeout = 60 })
+    result.conffiles_kept, result.conffiles_replaced = conffile_reports(log and log.stdout or "")
+    if r.rc ~= 0 then
+        return nil, "apt-get " .. verb .. " on " .. host .. " (exit " .. r.rc .. "): " .. first_error(r)
+    end
+    -- what dpkg now has: the result reports it, not the plan
+    local now = installed(conn, plan_names) or {}
+    for _, p in ipairs(plan) do
+        local h = now[(p.name:gsub(":.*", ""))]
+        local v = h and h.installed and h.version or nil
+        if (p.action == "remove" or p.action == "purge") then
+            if v then return nil, "apt-get " .. verb .. " on " .. host .. " left " .. p.name .. " " .. v ..
+                " installed" end
+        elseif v ~= p.to then
+            return nil, "apt-get " .. verb .. " on " .. host .. ": " .. p.name .. " is at " .. tostring(v) ..
+                ", the simulation said " .. tostring(p.to)
+        end
+    end
+    return true
+end
+
+-- The message of a real run that changed something
+local function done_message(result, words_out)
+    local msg = table.concat(words_out, ", ")
+    if result.lock_waited then
+        msg = msg .. " (waited " .. result.lock_waited .. " s for the dpkg lock, held by process " ..
+            tostring(result.lock_holder) .. ")"
+    end
+    if result.conffiles_kept and #result.conffiles_kept > 0 then
+        msg = msg .. "; kept the host's " .. table.concat(result.conffiles_kept, ", ") ..
+            " (the package's version is beside it as .dpkg-dist)"
+    end
+    return msg
+end
+
+function M.run(ctx, args)
+    local conn = ctx.conn
+    local host = tostring(ctx.host)
+    local result = { changed = false, packages = {}, held = {}, unheld = {}, cache_updated = false }
+    local fail = function(msg) result.failed = true; result.msg = msg; return result end
+
+    local probe = conn:exec({ shell = "command -v apt-get", timeout = 60 })
+    if probe and probe.rc ~= 0 then return fail("apt-get is not on " .. host .. " (not a Debian or Ubuntu host)") end
+
+    local updated, private_lists = update_lists(ctx, args, result)
+    if not updated then return fail(private_lists) end
+    local function cleanup()
+        if private_lists then conn:exec({ argv = { "rm", "-rf", private_lists },
+            timeout = 60 }); private_lists = nil end
     end
 
+    -- what dpkg has of the named packages
+    local names, pins = named_packages(args)
+    if not names then cleanup(); return fail(pins) end
+    local have, err = installed(conn, names)
+    if not have then cleanup(); return fail(err) end
+    local verb, words = apt_verb(args, names, pins, have)
+
+    -- the simulation: the plan
+    local plan = {}
+    if verb then
+        local argv = apt_command(args, verb, words, private_lists, true)
+        local r, serr = conn:exec({ argv = argv, env = ENV, timeout = 600 })
+        cleanup()
+        if not r then return fail(serr) end
+        if r.rc ~= 0 then
+            return fail("apt-get -s " .. verb .. (#words > 0 and (" " .. table.concat(words, " ")) or "") ..
+                " on " .. host .. ": " .. first_error(r))
+        end
+        plan = parse_simulation(r.stdout)
+    end
+    cleanup()
+
+    local plan_names, rerr = refuse_downgrades_and_held(conn, host, args, names, plan)
+    if not plan_names then return fail(rerr) end
+    local to_hold, to_unhold = hold_changes(args, names, have)
+    local words_out = record_plan(ctx, host, result, plan, to_hold, to_unhold)
+
     if ctx.check or not result.changed then
-        reboot_state()
+        reboot_state(conn, result)
         if result.changed then result.msg = "would " .. table.concat(words_out, ", ") end
         return result
     end
 
     -- the real run: release holds, the apt-get command, new holds
-    local function mark(what, list)
-        if #list == 0 then return true end
-        local argv = { "apt-mark", what }
-        for _, n in ipairs(list) do argv[#argv + 1] = n end
-        local r, merr = conn:exec({ argv = argv, env = ENV, timeout = 120 })
-        if not r then return nil, merr end
-        if r.rc ~= 0 then return nil, "apt-mark " .. what .. " on " .. host .. ": " .. first_error(r) end
-        return true
-    end
-    local ok, merr = mark("unhold", to_unhold)
+    local ok, merr = mark(conn, host, "unhold", to_unhold)
     if not ok then return fail(merr) end
     if #plan > 0 then
-        local left, waited, holder = wait_lock(ctx, args.lock_timeout)
-        if not left then return fail(waited) end
-        if waited > 0 then
-            result.lock_waited = waited
-            result.lock_holder = holder
-        end
-        local argv = command(false, left)
-        local size = conn:exec({ shell = "stat -c %s /var/log/dpkg.log 2>/dev/null || echo 0", timeout = 60 })
-        size = size and tonumber(util.trim(size.stdout)) or 0
-        local r, rerr = conn:exec({ argv = argv, env = ENV, timeout = 3600 })
-        if not r then return fail(rerr) end
-        local log = conn:exec({ shell = "tail -c +" .. (size + 1) ..
-            " /var/log/dpkg.log 2>/dev/null | grep ' conffile ' | head -n 1000; true",
-                                timeout = 60 })
-        result.conffiles_kept, result.conffiles_replaced = conffile_reports(log and log.stdout or "")
-        if r.rc ~= 0 then
-            return fail("apt-get " .. verb .. " on " .. host .. " (exit " .. r.rc .. "): " .. first_error(r))
-        end
-        -- what dpkg now has: the result reports it, not the plan
-        local now = installed(conn, plan_names) or {}
-        for _, p in ipairs(plan) do
-            local h = now[(p.name:gsub(":.*", ""))]
-            local v = h and h.installed and h.version or nil
-            if (p.action == "remove" or p.action == "purge") then
-                if v then return fail("apt-get " .. verb .. " on " .. host .. " left " .. p.name .. " " .. v ..
-                    " installed") end
-            elseif v ~= p.to then
-                return fail("apt-get " .. verb .. " on " .. host .. ": " .. p.name .. " is at " .. tostring(v) ..
-                    ", the simulation said " .. tostring(p.to))
-            end
-        end
+        ok, merr = carry_out(ctx, args, result, verb, words, plan, plan_names)
+        if not ok then return fail(merr) end
     end
-    ok, merr = mark("hold", to_hold)
+    ok, merr = mark(conn, host, "hold", to_hold)
     if not ok then return fail(merr) end
-    reboot_state()
-    result.msg = table.concat(words_out, ", ")
-    if result.lock_waited then
-        result.msg = result.msg .. " (waited " .. result.lock_waited .. " s for the dpkg lock, held by process " ..
-            tostring(result.lock_holder) .. ")"
-    end
-    if result.conffiles_kept and #result.conffiles_kept > 0 then
-        result.msg = result.msg .. "; kept the host's " .. table.concat(result.conffiles_kept, ", ") ..
-            " (the package's version is beside it as .dpkg-dist)"
-    end
+    reboot_state(conn, result)
+    result.msg = done_message(result, words_out)
     return result
 end
 

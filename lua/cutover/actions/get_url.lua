@@ -117,6 +117,213 @@ local function settle(ctx, dest, mode, ids)
     return true
 end
 
+-- One run: g = { dest, st (its stat or nil), shown (the URL as shown),
+-- algo, want (the expected digest or nil), ids (owner and group wanted),
+-- result }
+
+-- dest, or the file the URL names in a dest folder: dest, its stat | nil,
+-- the failure
+local function resolve_dest(conn, url, dest)
+    local st, err, code = conn:stat(dest, true)
+    if not st and code ~= 2 then return nil, { failed = true, msg = tostring(err) } end
+    if st and st.type == "directory" then
+        local name = url_name(url)
+        if not name then return nil, { failed = true, msg = dest .. " is a folder and the URL names no file" } end
+        dest = dest:gsub("/+$", "") .. "/" .. name
+        st, err, code = conn:stat(dest, true)
+        if not st and code ~= 2 then return nil, { failed = true, msg = tostring(err) } end
+        if st and st.type == "directory" then return nil, { failed = true, msg = dest .. " is a folder" } end
+    end
+    if st and st.type ~= "file" then return nil, { failed = true, msg = dest .. " is a " .. st.type ..
+        ", not a file" } end
+    return dest, st
+end
+
+-- The checksum's algorithm and expected digest (fetched when it is a
+-- URL): algo, digest or nil | nil, nil, the failure
+local function expected_digest(ctx, args, dest)
+    local algo, want = "sha256", nil
+    if args.checksum and args.checksum ~= "" then
+        local sum_url
+        algo, want, sum_url = parse_checksum(args.checksum)
+        if sum_url then
+            local derr
+            want, derr = remote_digest(ctx, args, algo, sum_url, url_name(args.url))
+            if not want then return nil, nil, { failed = true, msg = derr, dest = dest } end
+        end
+    end
+    return algo, want
+end
+
+-- dest present: is a download needed?  -> true | false | nil, the failure
+local function needs_download(ctx, args, g)
+    local dest, result = g.dest, g.result
+    local fetch = true
+    if g.st then
+        if g.want then
+            local r, serr = ctx.conn:exec({ argv = { g.algo .. "sum", "--", dest }, timeout = 300 })
+            if not r then return nil, { failed = true, msg = serr } end
+            if r.rc ~= 0 then return nil, { failed = true, msg = g.algo .. "sum " .. dest .. ": " ..
+                util.trim(r.stderr) } end
+            local have = r.stdout:match("^(%x+)")
+            fetch = have ~= g.want
+            if not fetch then result.checksum = have; result.msg = "checksum matches" end
+        elseif not args.force then
+            fetch = false
+            result.msg = "dest exists (force: false)"
+        end
+    end
+    return fetch
+end
+
+-- No download: bring mode, owner and group in line
+local function settle_only(ctx, args, g)
+    local dest, st, ids, result = g.dest, g.st, g.ids, g.result
+    local mode_changes = args.mode ~= nil and st.mode ~= args.mode
+    local owner_changes = owner.differs(st, ids)
+    result.mode = util.format_mode(args.mode or st.mode)
+    if not mode_changes and not owner_changes then return result end
+    result.changed = true
+    if ctx.diff then
+        result.diff = { path = dest,
+            before_mode = mode_changes and util.format_mode(st.mode) or nil,
+            after_mode = mode_changes and util.format_mode(args.mode) or nil,
+            before_owner = owner_changes and owner.describe(st) or nil,
+            after_owner = owner_changes and owner.describe(st, ids) or nil }
+    end
+    if ctx.check then
+        local refused = (mode_changes and probe.refusal(ctx, dest, "owner")) or
+            (owner_changes and owner.refusal(ctx, dest, ids))
+        if refused then return { failed = true, msg = refused, dest = dest, diff = result.diff } end
+        result.msg = mode_changes and "would change mode" or "would change owner"
+        return result
+    end
+    local settled, serr = settle(ctx, dest, mode_changes and args.mode, owner_changes and ids)
+    if not settled then return { failed = true, msg = serr, dest = dest } end
+    return result
+end
+
+-- Check mode, a download needed: HEAD asks whether it would succeed
+local function predict_download(ctx, args, g, req)
+    local dest, st, shown, algo, want, ids, result = g.dest, g.st, g.shown, g.algo, g.want, g.ids, g.result
+    local refused = probe.refusal(ctx, dest, "write")
+    if refused then return { failed = true, msg = refused, dest = dest } end
+    if st and not want then
+        return { unknown = true, dest = dest, url = shown,
+                 msg = "would download " .. shown .. " and replace " .. dest .. " if it differs" }
+    end
+    req.head, req.timeout = true, args.timeout + 20
+    local res, herr = http.request(ctx, req)
+    if not res then
+        return { unknown = true, dest = dest, url = shown, msg = "HEAD " .. shown .. ": " .. herr ..
+                 " (decided at apply time)" }
+    end
+    if res.status ~= 200 then
+        return { unknown = true, dest = dest, url = shown, msg = "HEAD " .. shown .. " answered " ..
+                 res.status .. " (decided at apply time)" }
+    end
+    local size = tonumber(res.headers["content-length"])
+    result.changed = true
+    result.size = size
+    result.mode = util.format_mode(args.mode or (st and st.mode) or 420)
+    result.msg = "would download " .. shown .. (size and (" (" .. size .. " bytes)") or "") ..
+        (st and (" to replace " .. dest .. " (its checksum differs)") or (" to " .. dest))
+    if ctx.diff then
+        result.diff = { path = dest,
+            before_state = st and (dest .. ": " .. st.size .. " bytes, " .. algo .. " differs") or "absent",
+            after_state = "downloaded from " .. shown .. (size and (", " .. size .. " bytes") or "") ..
+                (want and (", " .. algo .. " " .. want) or "") }
+        if args.mode and (not st or st.mode ~= args.mode) then
+            result.diff.before_mode = st and util.format_mode(st.mode) or nil
+            result.diff.after_mode = util.format_mode(args.mode)
+        end
+        if ids and owner.differs(st, ids) then
+            result.diff.before_owner = st and owner.describe(st) or nil
+            result.diff.after_owner = owner.describe(st, ids)
+        end
+    end
+    return result
+end
+
+-- The download script's failures, from its exit code -> the failure or nil
+local function download_failure(ctx, g, r, out)
+    local dest, shown, algo, want = g.dest, g.shown, g.algo, g.want
+    local fail = { failed = true, dest = dest, url = shown }
+    if r.interrupted then fail.msg = "interrupted (the temporary file was removed)"; fail.interrupted =
+        true; return fail end
+    if r.rc == 90 then fail.msg = "cannot create a temporary file beside " .. dest .. ": " ..
+        util.trim(r.stderr); return fail end
+    if r.rc == 91 then
+        local crc = tonumber(line_of(out, "curl")) or -1
+        fail.msg = "GET " .. shown .. ": " .. http.curl_failure(ctx.host, crc, r.stderr)
+        return fail
+    end
+    if r.rc == 127 then fail.msg = http.curl_failure(ctx.host, 127, r.stderr); return fail end
+    if r.rc == 92 then
+        local status = line_of(out, "status") or "?"
+        local body = out:gsub("^status [^\n]*\n?", "")
+        local start = http.excerpt(body)
+        fail.status = tonumber(status)
+        fail.msg = "GET " .. shown .. ": status " .. status .. " (expected 200)" .. (start ~= "" and (": " ..
+            start) or "") ..
+            "; " .. dest .. " left as it was"
+        return fail
+    end
+    local digest = line_of(out, "digest")
+    if r.rc == 94 then
+        fail.msg = "checksum mismatch: " .. shown .. " has " .. algo .. " " .. tostring(digest) .. ", expected " ..
+            tostring(want) .. "; " .. dest .. " left as it was"
+        return fail
+    end
+    if r.rc ~= 0 then
+        fail.msg = "installing " .. dest .. " failed (step " .. r.rc .. "): " .. util.trim(r.stderr):sub(1, 300)
+        return fail
+    end
+end
+
+-- The download, verified and installed by SCRIPT on the host
+local function download(ctx, args, g, req)
+    local conn, dest, st, shown, algo, want, ids, result = ctx.conn, g.dest, g.st, g.shown, g.algo, g.want, g.ids,
+        g.result
+    req.read_timeout = args.timeout
+    local own = ""
+    if ids then own = (ids.uid and tostring(ids.uid) or "") .. (ids.gid and (":" .. ids.gid) or "") end
+    ctx.progress("downloading " .. shown)
+    local r, xerr = conn:exec({
+        argv = { "/bin/sh", "-c", SCRIPT, "sh", dest, args.mode and string.format("%o", args.mode) or "",
+                 own, algo, want or "" },
+        stdin = http.config(req), timeout = 24 * 3600,
+    })
+    if not r then return { failed = true, msg = "GET " .. shown .. ": " .. tostring(xerr), dest = dest } end
+    local out = r.stdout or ""
+    local failure = download_failure(ctx, g, r, out)
+    if failure then return failure end
+    local digest, size = line_of(out, "digest"), tonumber(line_of(out, "size"))
+    result.checksum, result.size = digest, size
+    if out:find("\nsame", 1, true) or out:find("^same") then
+        -- the same bytes: dest stays; its mode and owner brought in line
+        local st2 = conn:stat(dest, true) or st
+        local mode_changes = args.mode ~= nil and st2.mode ~= args.mode
+        local owner_changes = owner.differs(st2, ids)
+        result.mode = util.format_mode(args.mode or st2.mode)
+        result.msg = "the download is identical to " .. dest
+        local settled, serr = settle(ctx, dest, mode_changes and args.mode, owner_changes and ids)
+        if not settled then return { failed = true, msg = serr, dest = dest } end
+        result.changed = mode_changes or owner_changes
+        return result
+    end
+    result.changed, result.downloaded = true, true
+    result.mode = util.format_mode(args.mode or (st and st.mode) or 420)
+    result.msg = "downloaded " .. tostring(size) .. " bytes"
+    if ctx.diff then
+        result.diff = { path = dest,
+            before_state = st and (dest .. ": " .. st.size .. " bytes") or "absent",
+            after_state = "downloaded from " .. shown .. ", " .. tostring(size) .. " bytes, " .. algo .. " " ..
+                tostring(digest) }
+    end
+    return result
+end
+
 return {
     summary = "Download a file on the host from an HTTP(S) URL, checksum verified",
     description = [[
@@ -175,179 +382,22 @@ in uri (secrets on curl's stdin, masked in all output).]],
         local verr = validate(args)
         if verr then return { failed = true, msg = verr } end
         local shown = http.display_url(args.url)
-        local dest = args.dest
-        local st, err, code = conn:stat(dest, true)
-        if not st and code ~= 2 then return { failed = true, msg = tostring(err) } end
-        if st and st.type == "directory" then
-            local name = url_name(args.url)
-            if not name then return { failed = true, msg = dest .. " is a folder and the URL names no file" } end
-            dest = dest:gsub("/+$", "") .. "/" .. name
-            st, err, code = conn:stat(dest, true)
-            if not st and code ~= 2 then return { failed = true, msg = tostring(err) } end
-            if st and st.type == "directory" then return { failed = true, msg = dest .. " is a folder" } end
-        end
-        if st and st.type ~= "file" then return { failed = true, msg = dest .. " is a " .. st.type ..
-            ", not a file" } end
+        local dest, st = resolve_dest(conn, args.url, args.dest)
+        if not dest then return st end
         local result = { dest = dest, url = shown, changed = false, downloaded = false }
-        local algo, want = "sha256", nil
-        if args.checksum and args.checksum ~= "" then
-            local sum_url
-            algo, want, sum_url = parse_checksum(args.checksum)
-            if sum_url then
-                local derr
-                want, derr = remote_digest(ctx, args, algo, sum_url, url_name(args.url))
-                if not want then return { failed = true, msg = derr, dest = dest } end
-            end
-        end
+        local algo, want, failure = expected_digest(ctx, args, dest)
+        if not algo then return failure end
         local ids, iderr, unknown = owner.wanted(ctx, args)
         if iderr then return { failed = not unknown, unknown = unknown and true or nil, msg = dest .. ": " ..
             iderr } end
-        -- dest present: is a download needed?
-        local fetch = true
-        if st then
-            if want then
-                local r, serr = conn:exec({ argv = { algo .. "sum", "--", dest }, timeout = 300 })
-                if not r then return { failed = true, msg = serr } end
-                if r.rc ~= 0 then return { failed = true, msg = algo .. "sum " .. dest .. ": " ..
-                    util.trim(r.stderr) } end
-                local have = r.stdout:match("^(%x+)")
-                fetch = have ~= want
-                if not fetch then result.checksum = have; result.msg = "checksum matches" end
-            elseif not args.force then
-                fetch = false
-                result.msg = "dest exists (force: false)"
-            end
-        end
-        if not fetch then
-            -- bring mode, owner and group in line
-            local mode_changes = args.mode ~= nil and st.mode ~= args.mode
-            local owner_changes = owner.differs(st, ids)
-            result.mode = util.format_mode(args.mode or st.mode)
-            if not mode_changes and not owner_changes then return result end
-            result.changed = true
-            if ctx.diff then
-                result.diff = { path = dest,
-                    before_mode = mode_changes and util.format_mode(st.mode) or nil,
-                    after_mode = mode_changes and util.format_mode(args.mode) or nil,
-                    before_owner = owner_changes and owner.describe(st) or nil,
-                    after_owner = owner_changes and owner.describe(st, ids) or nil }
-            end
-            if ctx.check then
-                local refused = (mode_changes and probe.refusal(ctx, dest, "owner")) or
-                    (owner_changes and owner.refusal(ctx, dest, ids))
-                if refused then return { failed = true, msg = refused, dest = dest, diff = result.diff } end
-                result.msg = mode_changes and "would change mode" or "would change owner"
-                return result
-            end
-            local settled, serr = settle(ctx, dest, mode_changes and args.mode, owner_changes and ids)
-            if not settled then return { failed = true, msg = serr, dest = dest } end
-            return result
-        end
+        local g = { dest = dest, st = st, shown = shown, algo = algo, want = want, ids = ids, result = result }
+        local fetch
+        fetch, failure = needs_download(ctx, args, g)
+        if fetch == nil then return failure end
+        if not fetch then return settle_only(ctx, args, g) end
         local req = http.base_request(args)
         req.url, req.method, req.follow = args.url, "GET", true
-        if ctx.check then
-            local refused = probe.refusal(ctx, dest, "write")
-            if refused then return { failed = true, msg = refused, dest = dest } end
-            if st and not want then
-                return { unknown = true, dest = dest, url = shown,
-                         msg = "would download " .. shown .. " and replace " .. dest .. " if it differs" }
-            end
-            req.head, req.timeout = true, args.timeout + 20
-            local res, herr = http.request(ctx, req)
-            if not res then
-                return { unknown = true, dest = dest, url = shown, msg = "HEAD " .. shown .. ": " .. herr ..
-                         " (decided at apply time)" }
-            end
-            if res.status ~= 200 then
-                return { unknown = true, dest = dest, url = shown, msg = "HEAD " .. shown .. " answered " ..
-                         res.status .. " (decided at apply time)" }
-            end
-            local size = tonumber(res.headers["content-length"])
-            result.changed = true
-            result.size = size
-            result.mode = util.format_mode(args.mode or (st and st.mode) or 420)
-            result.msg = "would download " .. shown .. (size and (" (" .. size .. " bytes)") or "") ..
-                (st and (" to replace " .. dest .. " (its checksum differs)") or (" to " .. dest))
-            if ctx.diff then
-                result.diff = { path = dest,
-                    before_state = st and (dest .. ": " .. st.size .. " bytes, " .. algo .. " differs") or "absent",
-                    after_state = "downloaded from " .. shown .. (size and (", " .. size .. " bytes") or "") ..
-                        (want and (", " .. algo .. " " .. want) or "") }
-                if args.mode and (not st or st.mode ~= args.mode) then
-                    result.diff.before_mode = st and util.format_mode(st.mode) or nil
-                    result.diff.after_mode = util.format_mode(args.mode)
-                end
-                if ids and owner.differs(st, ids) then
-                    result.diff.before_owner = st and owner.describe(st) or nil
-                    result.diff.after_owner = owner.describe(st, ids)
-                end
-            end
-            return result
-        end
-        req.read_timeout = args.timeout
-        local own = ""
-        if ids then own = (ids.uid and tostring(ids.uid) or "") .. (ids.gid and (":" .. ids.gid) or "") end
-        ctx.progress("downloading " .. shown)
-        local r, xerr = conn:exec({
-            argv = { "/bin/sh", "-c", SCRIPT, "sh", dest, args.mode and string.format("%o", args.mode) or "",
-                     own, algo, want or "" },
-            stdin = http.config(req), timeout = 24 * 3600,
-        })
-        if not r then return { failed = true, msg = "GET " .. shown .. ": " .. tostring(xerr), dest = dest } end
-        local out = r.stdout or ""
-        local fail = { failed = true, dest = dest, url = shown }
-        if r.interrupted then fail.msg = "interrupted (the temporary file was removed)"; fail.interrupted =
-            true; return fail end
-        if r.rc == 90 then fail.msg = "cannot create a temporary file beside " .. dest .. ": " ..
-            util.trim(r.stderr); return fail end
-        if r.rc == 91 then
-            local crc = tonumber(line_of(out, "curl")) or -1
-            fail.msg = "GET " .. shown .. ": " .. http.curl_failure(ctx.host, crc, r.stderr)
-            return fail
-        end
-        if r.rc == 127 then fail.msg = http.curl_failure(ctx.host, 127, r.stderr); return fail end
-        if r.rc == 92 then
-            local status = line_of(out, "status") or "?"
-            local body = out:gsub("^status [^\n]*\n?", "")
-            local start = http.excerpt(body)
-            fail.status = tonumber(status)
-            fail.msg = "GET " .. shown .. ": status " .. status .. " (expected 200)" .. (start ~= "" and (": " ..
-                start) or "") ..
-                "; " .. dest .. " left as it was"
-            return fail
-        end
-        local digest, size = line_of(out, "digest"), tonumber(line_of(out, "size"))
-        if r.rc == 94 then
-            fail.msg = "checksum mismatch: " .. shown .. " has " .. algo .. " " .. tostring(digest) .. ", expected " ..
-                tostring(want) .. "; " .. dest .. " left as it was"
-            return fail
-        end
-        if r.rc ~= 0 then
-            fail.msg = "installing " .. dest .. " failed (step " .. r.rc .. "): " .. util.trim(r.stderr):sub(1, 300)
-            return fail
-        end
-        result.checksum, result.size = digest, size
-        if out:find("\nsame", 1, true) or out:find("^same") then
-            -- the same bytes: dest stays; its mode and owner brought in line
-            local st2 = conn:stat(dest, true) or st
-            local mode_changes = args.mode ~= nil and st2.mode ~= args.mode
-            local owner_changes = owner.differs(st2, ids)
-            result.mode = util.format_mode(args.mode or st2.mode)
-            result.msg = "the download is identical to " .. dest
-            local settled, serr = settle(ctx, dest, mode_changes and args.mode, owner_changes and ids)
-            if not settled then return { failed = true, msg = serr, dest = dest } end
-            result.changed = mode_changes or owner_changes
-            return result
-        end
-        result.changed, result.downloaded = true, true
-        result.mode = util.format_mode(args.mode or (st and st.mode) or 420)
-        result.msg = "downloaded " .. tostring(size) .. " bytes"
-        if ctx.diff then
-            result.diff = { path = dest,
-                before_state = st and (dest .. ": " .. st.size .. " bytes") or "absent",
-                after_state = "downloaded from " .. shown .. ", " .. tostring(size) .. " bytes, " .. algo .. " " ..
-                    tostring(digest) }
-        end
-        return result
+        if ctx.check then return predict_download(ctx, args, g, req) end
+        return download(ctx, args, g, req)
     end,
 }

@@ -34,6 +34,69 @@ end
 
 local ENABLED = { enabled = true, ["enabled-runtime"] = true, alias = true, indirect = true, generated = true }
 
+-- systemctl with these words -> true | nil, its error
+local function systemctl(conn, ...)
+    local argv = { "systemctl", ... }
+    local r, err = conn:exec({ argv = argv, timeout = 300 })
+    if not r then return nil, err end
+    if r.rc ~= 0 then
+        return nil, table.concat(argv, " ") .. ": " .. util.trim(r.stderr ~= "" and r.stderr or r.stdout)
+    end
+    return true
+end
+
+-- The systemctl commands that bring the unit (shown as s) where args
+-- say: the list, whether to wait for "active" after them | nil, the failure
+local function commands(args, s)
+    local name = args.name
+    local todo = {}
+    if args.masked ~= nil and (s.UnitFileState == "masked") ~= args.masked then
+        todo[#todo + 1] = args.masked and { "mask", "--", name } or { "unmask", "--", name }
+    end
+    if args.enabled ~= nil then
+        local on = ENABLED[s.UnitFileState] == true
+        if args.enabled and s.UnitFileState == "static" then
+            return nil, { failed = true, msg = "unit " .. name .. " is static: it has no [Install] section to enable" }
+        end
+        if on ~= args.enabled and not (args.masked and not args.enabled) then
+            todo[#todo + 1] = args.enabled and { "enable", "--", name } or { "disable", "--", name }
+        end
+    end
+    local active = s.ActiveState == "active" or s.ActiveState == "reloading"
+    local wait_active = false
+    if args.state == "started" and not active then
+        todo[#todo + 1] = { "start", "--", name }; wait_active = true
+    elseif args.state == "stopped" and (active or s.ActiveState == "activating") then
+        todo[#todo + 1] = { "stop", "--", name }
+    elseif args.state == "restarted" then
+        todo[#todo + 1] = { "restart", "--", name }; wait_active = true
+    elseif args.state == "reloaded" then
+        todo[#todo + 1] = { "reload", "--", name }
+    end
+    return todo, wait_active
+end
+
+-- Waits (visibly, up to ACTIVE_WAIT s) until the unit is active -> its
+-- state | nil, the failure
+local function wait_until_active(ctx, name)
+    local conn = ctx.conn
+    local waited = 0
+    while true do
+        local s = show(conn, name) or {}
+        if s.ActiveState == "active" then return s end
+        if s.ActiveState == "failed" or waited >= ACTIVE_WAIT then
+            return nil, { failed = true, status = s,
+                          msg = "unit " .. name .. " is " .. tostring(s.ActiveState) .. " (" ..
+                              tostring(s.SubState) ..
+                              ")" .. (waited >= ACTIVE_WAIT and (" after " .. ACTIVE_WAIT .. " s") or "") ..
+                              journal_tail(conn, name) }
+        end
+        if ctx.progress then ctx.progress("waiting for " .. name .. " to be active (" .. waited .. " s)") end
+        require("cutover.core.loop").sleep(1)
+        waited = waited + 1
+    end
+end
+
 return {
     summary = "Start, stop, restart or reload a systemd unit; enable, disable or mask it",
     description = [[
@@ -62,17 +125,8 @@ same on a systemd host, and drives init scripts where systemd does not run.]],
     idempotent = true,
     run = function(ctx, args)
         local conn, name = ctx.conn, args.name
-        local function systemctl(...)
-            local argv = { "systemctl", ... }
-            local r, err = conn:exec({ argv = argv, timeout = 300 })
-            if not r then return nil, err end
-            if r.rc ~= 0 then
-                return nil, table.concat(argv, " ") .. ": " .. util.trim(r.stderr ~= "" and r.stderr or r.stdout)
-            end
-            return true
-        end
         if args.daemon_reload and not ctx.check then
-            local ok, err = systemctl("daemon-reload")
+            local ok, err = systemctl(conn, "daemon-reload")
             if not ok then return { failed = true, msg = err } end
         end
         local s, err = show(conn, name)
@@ -81,30 +135,8 @@ same on a systemd host, and drives init scripts where systemd does not run.]],
             if ctx.check then return { unknown = true, msg = "unit " .. name .. " is not on the host (yet)" } end
             return { failed = true, msg = "unit " .. name .. " is not on the host" }
         end
-        local todo = {}
-        if args.masked ~= nil and (s.UnitFileState == "masked") ~= args.masked then
-            todo[#todo + 1] = args.masked and { "mask", "--", name } or { "unmask", "--", name }
-        end
-        if args.enabled ~= nil then
-            local on = ENABLED[s.UnitFileState] == true
-            if args.enabled and s.UnitFileState == "static" then
-                return { failed = true, msg = "unit " .. name .. " is static: it has no [Install] section to enable" }
-            end
-            if on ~= args.enabled and not (args.masked and not args.enabled) then
-                todo[#todo + 1] = args.enabled and { "enable", "--", name } or { "disable", "--", name }
-            end
-        end
-        local active = s.ActiveState == "active" or s.ActiveState == "reloading"
-        local wait_active = false
-        if args.state == "started" and not active then
-            todo[#todo + 1] = { "start", "--", name }; wait_active = true
-        elseif args.state == "stopped" and (active or s.ActiveState == "activating") then
-            todo[#todo + 1] = { "stop", "--", name }
-        elseif args.state == "restarted" then
-            todo[#todo + 1] = { "restart", "--", name }; wait_active = true
-        elseif args.state == "reloaded" then
-            todo[#todo + 1] = { "reload", "--", name }
-        end
+        local todo, wait_active = commands(args, s)
+        if not todo then return wait_active end
         local result = { changed = #todo > 0, status = s }
         if #todo == 0 then return result end
         local verbs = {}
@@ -116,25 +148,13 @@ same on a systemd host, and drives init scripts where systemd does not run.]],
         end
         if ctx.check then result.msg = "would " .. table.concat(verbs, ", "); return result end
         for _, t in ipairs(todo) do
-            local ok, serr = systemctl(table.unpack(t))
+            local ok, serr = systemctl(conn, table.unpack(t))
             if not ok then return { failed = true, msg = serr .. journal_tail(conn, name) } end
         end
         if wait_active then
-            local waited = 0
-            while true do
-                s = show(conn, name) or {}
-                if s.ActiveState == "active" then break end
-                if s.ActiveState == "failed" or waited >= ACTIVE_WAIT then
-                    return { failed = true, status = s,
-                             msg = "unit " .. name .. " is " .. tostring(s.ActiveState) .. " (" ..
-                                 tostring(s.SubState) ..
-                                 ")" .. (waited >= ACTIVE_WAIT and (" after " .. ACTIVE_WAIT .. " s") or "") ..
-                                 journal_tail(conn, name) }
-                end
-                if ctx.progress then ctx.progress("waiting for " .. name .. " to be active (" .. waited .. " s)") end
-                require("cutover.core.loop").sleep(1)
-                waited = waited + 1
-            end
+            local failure
+            s, failure = wait_until_active(ctx, name)
+            if not s then return failure end
         else
             s = show(conn, name) or s
         end

@@ -1097,43 +1097,37 @@ function C:vars_file(path, at)
     return rel
 end
 
-function C:play(src, p, index)
-    if type(p) ~= "table" or not is_map_value(src, p) then
-        bad(self:at(src, type(p) == "table" and p or src.value) .. ": play " .. index .. " must be a mapping")
+-- import_playbook: the imported file converted too (once) -> the play
+-- that imports it, or nil when it is left out
+function C:import_playbook_play(src, p, out)
+    local f = p.import_playbook
+    if type(f) ~= "string" then bad(self:at(src, p, "import_playbook") .. ": import_playbook needs a file name") end
+    if f:find("{{", 1, true) then
+        self:report(self:at(src, p, "import_playbook"),
+            "import_playbook of a file name that is not written out: left out")
+        return nil
     end
-    local out = Y.map()
-    local blockers = {}
-    if p.import_playbook ~= nil then
-        local f = p.import_playbook
-        if type(f) ~= "string" then bad(self:at(src, p, "import_playbook") .. ": import_playbook needs a file name") end
-        if f:find("{{", 1, true) then
-            self:report(self:at(src, p, "import_playbook"),
-                "import_playbook of a file name that is not written out: left out")
-            return nil
-        end
-        local dir = src.path:match("^(.*)/[^/]*$") or "."
-        local path = util.join_path(dir, f)
-        local rel = self:rel(path)
-        if not rel then
-            self:report(self:at(src, p, "import_playbook"), "import_playbook '" .. f ..
-                "' is outside the playbook's folder: left out")
-            return nil
-        end
-        if self.files[rel] == nil then
-            if not fs.stat(path) then bad(self:at(src, p, "import_playbook") .. ": file not found: " .. path) end
-            self.files[rel] = false
-            self.files[rel] = self:playbook_text(path)
-        end
-        out:put("import_playbook", self:relative_to(rel, (src.path == self.path) and "" or
-            (self:rel(src.path):match("^(.*)/") or "")))
-        return out
+    local dir = src.path:match("^(.*)/[^/]*$") or "."
+    local path = util.join_path(dir, f)
+    local rel = self:rel(path)
+    if not rel then
+        self:report(self:at(src, p, "import_playbook"), "import_playbook '" .. f ..
+            "' is outside the playbook's folder: left out")
+        return nil
     end
-    for _, k in ipairs(PLAY_SAME) do
-        if p[k] ~= nil then out:put(k, self:value(src, p[k])) end
+    if self.files[rel] == nil then
+        if not fs.stat(path) then bad(self:at(src, p, "import_playbook") .. ": file not found: " .. path) end
+        self.files[rel] = false
+        self.files[rel] = self:playbook_text(path)
     end
-    if out:get("hosts") == nil then bad(self:at(src, p) .. ": play without hosts") end
-    self:note_types(p.vars)
-    -- vars_files first: their names' types help the translation
+    out:put("import_playbook", self:relative_to(rel, (src.path == self.path) and "" or
+        (self:rel(src.path):match("^(.*)/") or "")))
+    return out
+end
+
+-- A play's vars_files (first: their names' types help the translation),
+-- vars and vars_prompt into out
+function C:play_vars(src, p, out)
     local vfiles = {}
     for _, f in ipairs(type(p.vars_files) == "table" and p.vars_files or (p.vars_files and { p.vars_files } or {})) do
         if type(f) ~= "string" or f:find("{{", 1, true) then
@@ -1166,8 +1160,11 @@ function C:play(src, p, index)
         end
         out:put("vars_prompt", list)
     end
-    -- play keywords cutover does not have
-    self:become(src, p, out)
+end
+
+-- Play keywords cutover does not have: { position, what } each
+function C:play_blockers(src, p)
+    local blockers = {}
     local conn = p.connection
     if conn ~= nil then
         local h = p.hosts
@@ -1180,22 +1177,15 @@ function C:play(src, p, index)
             blockers[#blockers + 1] = { self:at(src, p, k), "play '" .. k .. "'" }
         end
     end
-    -- steps: pre_tasks, roles, tasks, post_tasks, with the handler
-    -- flushes Ansible does between them
-    local steps = {}
-    local ctx = { out_dir = "" }
-    for _, b in ipairs(blockers) do
-        self:report(b[1], b[2] .. ": not converted: the play fails at its start instead")
-        local m = Y.map():put("name", jinja.literal("NOT CONVERTED: " .. b[2]))
-        self:claim_name(m)
-        m:put("fail", Y.map():put("msg", jinja.literal("not converted from Ansible: " .. b[1] .. ": " .. b[2])))
-        steps[#steps + 1] = m
-    end
+    return blockers
+end
+
+-- A play's roles: the references for roles: (a name, or a map with
+-- vars, tags, when), a failing step added to steps for a role whose when
+-- does not convert -> the references, whether they must become
+-- import_role steps
+function C:play_roles(src, p, steps, roles_as_steps)
     local role_refs = {}
-    -- Ansible applies roles after pre_tasks; cutover's roles: run before
-    -- the steps, so roles become import_role steps when something must
-    -- come first (pre_tasks, a blocker's fail step) or a role has when
-    local roles_as_steps = #steps > 0
     for _, r in ipairs(type(p.roles) == "table" and p.roles or {}) do
         local name = type(r) == "table" and (r.role or r.name) or r
         if type(name) ~= "string" or name:find("{{", 1, true) then bad(self:at(src, r) ..
@@ -1226,6 +1216,13 @@ function C:play(src, p, index)
         end
         if not skip then role_refs[#role_refs + 1] = ref end
     end
+    return role_refs, roles_as_steps
+end
+
+-- The play's steps: pre_tasks, roles, tasks, post_tasks, with the handler
+-- flushes Ansible does between them, into out (steps, roles, handlers)
+function C:play_steps(src, p, out, steps, role_refs, roles_as_steps)
+    local ctx = { out_dir = "" }
     local handlers = self:steps(src, p.handlers, { out_dir = "", handler = true }, p, "handlers")
     local pre = self:steps(src, p.pre_tasks, ctx, p, "pre_tasks")
     local tasks = self:steps(src, p.tasks, ctx, p, "tasks")
@@ -1253,20 +1250,56 @@ function C:play(src, p, index)
     if #role_refs > 0 then out:put("roles", role_refs) end
     out:put("steps", steps)
     if #handlers > 0 then out:put("handlers", handlers) end
-    local known = { hosts = 1, name = 1, tags = 1, serial = 1, max_fail_percentage = 1, any_errors_fatal = 1,
-                    order = 1, vars = 1, vars_files = 1, vars_prompt = 1, roles = 1, tasks = 1, pre_tasks = 1,
-                    post_tasks = 1, handlers = 1, gather_facts = 1, become = 1, become_user = 1,
-                    become_method = 1, become_flags = 1, connection = 1, environment = 1, remote_user = 1,
-                    strategy = 1, module_defaults = 1, port = 1, collections = 1, fact_path = 1,
-                    gather_subset = 1, gather_timeout = 1, no_log = 1, check_mode = 1, diff = 1 }
+end
+
+local PLAY_KNOWN = { hosts = 1, name = 1, tags = 1, serial = 1, max_fail_percentage = 1, any_errors_fatal = 1,
+                     order = 1, vars = 1, vars_files = 1, vars_prompt = 1, roles = 1, tasks = 1, pre_tasks = 1,
+                     post_tasks = 1, handlers = 1, gather_facts = 1, become = 1, become_user = 1,
+                     become_method = 1, become_flags = 1, connection = 1, environment = 1, remote_user = 1,
+                     strategy = 1, module_defaults = 1, port = 1, collections = 1, fact_path = 1,
+                     gather_subset = 1, gather_timeout = 1, no_log = 1, check_mode = 1, diff = 1 }
+
+-- Play keywords left out, reported
+function C:unknown_play_keys(src, p)
     for _, k in ipairs(ordered_keys(src, p)) do
-        if not known[k] then
+        if not PLAY_KNOWN[k] then
             self:report(self:at(src, p, k), "play keyword '" .. tostring(k) .. "': left out")
         elseif k == "collections" or k == "fact_path" or k == "gather_subset" or k == "gather_timeout"
             or k == "no_log" or k == "diff" then
             self:report(self:at(src, p, k), "play keyword '" .. k .. "': left out")
         end
     end
+end
+
+function C:play(src, p, index)
+    if type(p) ~= "table" or not is_map_value(src, p) then
+        bad(self:at(src, type(p) == "table" and p or src.value) .. ": play " .. index .. " must be a mapping")
+    end
+    local out = Y.map()
+    if p.import_playbook ~= nil then return self:import_playbook_play(src, p, out) end
+    for _, k in ipairs(PLAY_SAME) do
+        if p[k] ~= nil then out:put(k, self:value(src, p[k])) end
+    end
+    if out:get("hosts") == nil then bad(self:at(src, p) .. ": play without hosts") end
+    self:note_types(p.vars)
+    self:play_vars(src, p, out)
+    -- play keywords cutover does not have
+    self:become(src, p, out)
+    local blockers = self:play_blockers(src, p)
+    local steps = {}
+    for _, b in ipairs(blockers) do
+        self:report(b[1], b[2] .. ": not converted: the play fails at its start instead")
+        local m = Y.map():put("name", jinja.literal("NOT CONVERTED: " .. b[2]))
+        self:claim_name(m)
+        m:put("fail", Y.map():put("msg", jinja.literal("not converted from Ansible: " .. b[1] .. ": " .. b[2])))
+        steps[#steps + 1] = m
+    end
+    -- Ansible applies roles after pre_tasks; cutover's roles: run before
+    -- the steps, so roles become import_role steps when something must
+    -- come first (pre_tasks, a blocker's fail step) or a role has when
+    local role_refs, roles_as_steps = self:play_roles(src, p, steps, #steps > 0)
+    self:play_steps(src, p, out, steps, role_refs, roles_as_steps)
+    self:unknown_play_keys(src, p)
     return out
 end
 

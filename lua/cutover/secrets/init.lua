@@ -146,14 +146,10 @@ function Secrets:use_vault(v)
     end
 end
 
--- opts: vault (path), interactive, extra_vars, run_id (for sealing),
--- sealed_prompts (from a resumed run), resume (bool), inventory and
--- hosts (the hosts the run may touch: their variables are scanned too),
--- journaled, extra_vars_secret (names from -e @FILE).
--- Returns secrets | nil, message.
-function M.prepare(book, opts)
+-- Every place a run can take a secret.NAME from, before it starts:
+-- found = { names = { NAME -> places }, secret_gates = bool }
+local function find_secrets(book, opts)
     local found = { names = {} }
-    -- every place a run can take a secret.NAME from, before it starts
     scan(book.source and book.source.value, found, "playbook " .. tostring(book.path), 0,
          type(book.source) == "table" and book.source.at and book.source or nil)
     -- the files it imports: steps files, roles, vars files
@@ -163,148 +159,147 @@ function M.prepare(book, opts)
     scan_templates(book, found)
     if opts.inventory then scan_inventory(opts.inventory, opts.hosts, found) end
     for k, v in pairs(opts.extra_vars or {}) do scan(v, found, "-e " .. tostring(k)) end
-    local prompts = prompts_of(book)
-    local self = setmetatable({ values = {}, prompted = {}, vault_path = vault.path(opts.vault) }, Secrets)
-    local private_prompts = false
-    for _, p in ipairs(prompts) do
-        if p.private and (opts.extra_vars or {})[p.name] == nil then private_prompts = true end
-    end
-    if not opts.interactive and not opts.sealed_prompts then
-        for _, p in ipairs(prompts) do
-            if (opts.extra_vars or {})[p.name] == nil then
-                return nil, "vars_prompt '" .. p.name ..
-                    "' needs an answer and there is no terminal: give it with -e " ..
-                    p.name .. "=VALUE" .. (p.private and " (or -e @FILE for a secret)" or "")
-            end
-        end
-    end
-    local needs_vault = next(found.names) ~= nil or found.secret_gates or private_prompts
-        or opts.sealed_prompts ~= nil or opts.needs_key
-    if not needs_vault and opts.journaled then
-        -- secret extra vars (-e @FILE, a private prompt answered with -e)
-        -- are sealed with the vault's key when there is a vault that
-        -- opens; without one they are recorded masked (and -e @FILE is
-        -- read again on resume), so a run never fails for want of it
-        local wants = next(opts.extra_vars_secret or {}) ~= nil
-        for _, p in ipairs(prompts) do
-            if p.private and (opts.extra_vars or {})[p.name] ~= nil then wants = true end
-        end
-        -- any other -e value may be a vault value (recorded masked if so):
-        -- looked at when the passphrase can be had without asking
-        local pf = os.getenv("CUTOVER_VAULT_PASSWORD_FILE")
-        if next(opts.extra_vars or {}) ~= nil and pf and pf ~= "" then wants = true end
-        if wants and require("cutover.core.fs").stat(self.vault_path, true) then
-            local v = vault.open(opts.vault)
-            if v then self:use_vault(v) end
-        end
-    end
-    if not needs_vault and #prompts == 0 then return self end
+    return found
+end
 
-    -- the vault: opened once; created only with the operator's consent
-    if needs_vault then
-        local v, err, kind = vault.open(opts.vault)
-        local resealing = opts.needs_key or opts.sealed_prompts ~= nil
-        if not v and resealing and (kind == vault.E_MISSING or kind == vault.E_PASSPHRASE) then
-            -- a resume whose sealed values this vault cannot open: never
-            -- go on with their masked copies (nor make a new vault)
-            return nil, "run " .. tostring(opts.run_id) .. " holds values sealed with its vault's key, " ..
-                "and they cannot be opened: " .. err .. "; refusing to resume with masked copies. " ..
-                "Resume with the vault the run started with", M.EXIT_REFUSED
-        end
-        if not v and kind == vault.E_MISSING then
-            local capture = found.secret_gates or private_prompts or opts.needs_key
-            if not opts.interactive then
-                if capture or next(found.names) then
-                    return nil, "this playbook " ..
-                        (capture and ("captures secret values (a secret gate or a private prompt), " ..
-                                      "which cutover keeps only encrypted with a vault key")
-                                  or "reads secrets") ..
-                        ", and there is no vault at " .. self.vault_path ..
-                        ". Create one first: cutover vault set NAME (with CUTOVER_VAULT_PASSWORD_FILE for " ..
-                            "unattended runs)" ..
-                        where_used(found)
-                end
-            else
-                local answer = sys.ask("There is no vault at " .. self.vault_path ..
-                    ". Create one now to keep this run's secrets? [yes/no] ", false)
-                if not answer or util.trim(answer):lower():sub(1, 1) ~= "y" then
-                    return nil, "no vault: the run needs one for its secrets; nothing ran"
-                end
-                v, err = vault.open(opts.vault, { create = true })
-                if not v then return nil, err end
-                local ok, serr = v:save()
-                if not ok then return nil, serr end
-            end
-        elseif not v then
-            return nil, err, kind == vault.E_UNSAFE and M.EXIT_REFUSED or nil
-        end
+-- The refusal of a prompt with no -e answer and no terminal to ask
+local function unanswered(p)
+    return "vars_prompt '" .. p.name ..
+        "' needs an answer and there is no terminal: give it with -e " ..
+        p.name .. "=VALUE" .. (p.private and " (or -e @FILE for a secret)" or "")
+end
+
+-- No vault needed, a journaled run: secret extra vars (-e @FILE, a
+-- private prompt answered with -e) are sealed with the vault's key when
+-- there is a vault that opens; without one they are recorded masked (and
+-- -e @FILE is read again on resume), so a run never fails for want of it
+function Secrets:vault_for_extra_vars(opts, prompts)
+    local wants = next(opts.extra_vars_secret or {}) ~= nil
+    for _, p in ipairs(prompts) do
+        if p.private and (opts.extra_vars or {})[p.name] ~= nil then wants = true end
+    end
+    -- any other -e value may be a vault value (recorded masked if so):
+    -- looked at when the passphrase can be had without asking
+    local pf = os.getenv("CUTOVER_VAULT_PASSWORD_FILE")
+    if next(opts.extra_vars or {}) ~= nil and pf and pf ~= "" then wants = true end
+    if wants and require("cutover.core.fs").stat(self.vault_path, true) then
+        local v = vault.open(opts.vault)
         if v then self:use_vault(v) end
     end
+end
 
-    -- names the vault lacks: asked now, never mid-run
+-- The vault a run needs: opened once; created only with the operator's
+-- consent.  -> true | nil, message, exit code
+function Secrets:open_needed_vault(opts, found, private_prompts)
+    local v, err, kind = vault.open(opts.vault)
+    local resealing = opts.needs_key or opts.sealed_prompts ~= nil
+    if not v and resealing and (kind == vault.E_MISSING or kind == vault.E_PASSPHRASE) then
+        -- a resume whose sealed values this vault cannot open: never
+        -- go on with their masked copies (nor make a new vault)
+        return nil, "run " .. tostring(opts.run_id) .. " holds values sealed with its vault's key, " ..
+            "and they cannot be opened: " .. err .. "; refusing to resume with masked copies. " ..
+            "Resume with the vault the run started with", M.EXIT_REFUSED
+    end
+    if not v and kind == vault.E_MISSING then
+        local capture = found.secret_gates or private_prompts or opts.needs_key
+        if not opts.interactive then
+            if capture or next(found.names) then
+                return nil, "this playbook " ..
+                    (capture and ("captures secret values (a secret gate or a private prompt), " ..
+                                  "which cutover keeps only encrypted with a vault key")
+                              or "reads secrets") ..
+                    ", and there is no vault at " .. self.vault_path ..
+                    ". Create one first: cutover vault set NAME (with CUTOVER_VAULT_PASSWORD_FILE for " ..
+                        "unattended runs)" ..
+                    where_used(found)
+            end
+        else
+            local answer = sys.ask("There is no vault at " .. self.vault_path ..
+                ". Create one now to keep this run's secrets? [yes/no] ", false)
+            if not answer or util.trim(answer):lower():sub(1, 1) ~= "y" then
+                return nil, "no vault: the run needs one for its secrets; nothing ran"
+            end
+            v, err = vault.open(opts.vault, { create = true })
+            if not v then return nil, err end
+            local ok, serr = v:save()
+            if not ok then return nil, serr end
+        end
+    elseif not v then
+        return nil, err, kind == vault.E_UNSAFE and M.EXIT_REFUSED or nil
+    end
+    if v then self:use_vault(v) end
+    return true
+end
+
+-- Names the vault lacks: asked now, never mid-run -> true | nil, message
+function Secrets:ask_missing(opts, found)
     local missing = {}
     for _, name in ipairs(util.sorted_keys(found.names)) do
         if self.values[name] == nil then missing[#missing + 1] = name end
     end
-    if #missing > 0 then
-        if not opts.interactive then
-            local used = {}
-            for _, name in ipairs(missing) do
-                used[#used + 1] = name .. " is used in " .. table.concat(found.names[name], ", ")
-            end
-            return nil, "secret" .. (#missing > 1 and "s " or " ") .. table.concat(missing, ", ") ..
-                " not in the vault " .. self.vault_path .. " and no terminal to ask: add " ..
-                (#missing > 1 and "them" or "it") .. " with 'cutover vault set NAME' (" ..
-                table.concat(used, "; ") .. "); nothing ran"
-        end
+    if #missing == 0 then return true end
+    if not opts.interactive then
+        local used = {}
         for _, name in ipairs(missing) do
-            local value = sys.ask("secret " .. name .. " (not in the vault; used in " ..
-                table.concat(found.names[name], ", ") .. "; typed without echo): ", true)
-            if not value or value == "" then return nil, "secret " .. name .. ": no value given; nothing ran" end
-            self.values[name] = value
-            redact.register(value)
+            used[#used + 1] = name .. " is used in " .. table.concat(found.names[name], ", ")
         end
+        return nil, "secret" .. (#missing > 1 and "s " or " ") .. table.concat(missing, ", ") ..
+            " not in the vault " .. self.vault_path .. " and no terminal to ask: add " ..
+            (#missing > 1 and "them" or "it") .. " with 'cutover vault set NAME' (" ..
+            table.concat(used, "; ") .. "); nothing ran"
     end
+    for _, name in ipairs(missing) do
+        local value = sys.ask("secret " .. name .. " (not in the vault; used in " ..
+            table.concat(found.names[name], ", ") .. "; typed without echo): ", true)
+        if not value or value == "" then return nil, "secret " .. name .. ": no value given; nothing ran" end
+        self.values[name] = value
+        redact.register(value)
+    end
+    return true
+end
 
-    -- vars_prompt: -e wins; a resumed run has the sealed answers
+-- A resumed run's sealed answers (and secret extra vars, put back into
+-- opts.extra_vars) -> the prompted answers | nil, message, exit code
+function Secrets:restored_prompts(opts, prompts)
     local restored = {}
-    if opts.sealed_prompts then
-        local plain = self:unseal(opts.sealed_prompts, opts.run_id)
-        local t = plain and json.decode(plain)
-        if type(t) ~= "table" then
-            -- never go on with the masked copies: they would be deployed
-            local names = {}
-            for _, p in ipairs(prompts) do names[#names + 1] = "vars_prompt '" .. p.name .. "'" end
-            for _, k in ipairs(util.sorted_keys(opts.extra_vars or {})) do
-                if opts.extra_vars[k] == redact.MASK then names[#names + 1] = "extra var '" .. k .. "'" end
-            end
-            return nil, "run " .. tostring(opts.run_id) .. ": the sealed values of this run (" ..
-                (#names > 0 and table.concat(names, ", ") or "its captured secrets") ..
-                ") cannot be opened with the vault " .. self.vault_path ..
-                " (a recreated vault, or another one?); refusing to resume with masked copies. " ..
-                "Resume with the vault the run started with", M.EXIT_REFUSED
+    if not opts.sealed_prompts then return restored end
+    local plain = self:unseal(opts.sealed_prompts, opts.run_id)
+    local t = plain and json.decode(plain)
+    if type(t) ~= "table" then
+        -- never go on with the masked copies: they would be deployed
+        local names = {}
+        for _, p in ipairs(prompts) do names[#names + 1] = "vars_prompt '" .. p.name .. "'" end
+        for _, k in ipairs(util.sorted_keys(opts.extra_vars or {})) do
+            if opts.extra_vars[k] == redact.MASK then names[#names + 1] = "extra var '" .. k .. "'" end
         end
-        if t.v == 2 then
-            restored = type(t.prompted) == "table" and t.prompted or {}
-            -- secret extra vars (-e @FILE, vault values, private prompts):
-            -- the journal's readable copy holds only masks
-            for k, v in pairs(type(t.extra_vars) == "table" and t.extra_vars or {}) do
-                if opts.extra_vars then opts.extra_vars[k] = v end
-            end
-            for _, v in ipairs(type(t.secrets) == "table" and t.secrets or {}) do redact.register(v) end
-        else
-            restored = t  -- the prompted answers alone (written before v2)
-        end
+        return nil, "run " .. tostring(opts.run_id) .. ": the sealed values of this run (" ..
+            (#names > 0 and table.concat(names, ", ") or "its captured secrets") ..
+            ") cannot be opened with the vault " .. self.vault_path ..
+            " (a recreated vault, or another one?); refusing to resume with masked copies. " ..
+            "Resume with the vault the run started with", M.EXIT_REFUSED
     end
+    if t.v == 2 then
+        restored = type(t.prompted) == "table" and t.prompted or {}
+        -- secret extra vars (-e @FILE, vault values, private prompts):
+        -- the journal's readable copy holds only masks
+        for k, v in pairs(type(t.extra_vars) == "table" and t.extra_vars or {}) do
+            if opts.extra_vars then opts.extra_vars[k] = v end
+        end
+        for _, v in ipairs(type(t.secrets) == "table" and t.secrets or {}) do redact.register(v) end
+    else
+        restored = t  -- the prompted answers alone (written before v2)
+    end
+    return restored
+end
+
+-- vars_prompt: -e wins, then a resumed run's answers, then the terminal
+-- -> true | nil, message
+function Secrets:answer_prompts(opts, prompts, restored)
     for _, p in ipairs(prompts) do
         local given = (opts.extra_vars or {})[p.name]
         local value = given or restored[p.name]
         if value == nil then
-            if not opts.interactive then
-                return nil, "vars_prompt '" .. p.name ..
-                    "' needs an answer and there is no terminal: give it with -e " ..
-                    p.name .. "=VALUE" .. (p.private and " (or -e @FILE for a secret)" or "")
-            end
+            if not opts.interactive then return nil, unanswered(p) end
             local q = (p.prompt or p.name) .. (p.default ~= nil and (" [" .. tostring(p.default) .. "]") or "") .. ": "
             value = sys.ask(q, p.private)
             if value == nil then return nil, "vars_prompt '" .. p.name .. "': no answer; nothing ran" end
@@ -313,6 +308,41 @@ function M.prepare(book, opts)
         if p.private then redact.register(tostring(value)) end
         self.prompted[p.name] = value
     end
+    return true
+end
+
+-- opts: vault (path), interactive, extra_vars, run_id (for sealing),
+-- sealed_prompts (from a resumed run), resume (bool), inventory and
+-- hosts (the hosts the run may touch: their variables are scanned too),
+-- journaled, extra_vars_secret (names from -e @FILE).
+-- Returns secrets | nil, message.
+function M.prepare(book, opts)
+    local found = find_secrets(book, opts)
+    local prompts = prompts_of(book)
+    local self = setmetatable({ values = {}, prompted = {}, vault_path = vault.path(opts.vault) }, Secrets)
+    local private_prompts = false
+    for _, p in ipairs(prompts) do
+        if p.private and (opts.extra_vars or {})[p.name] == nil then private_prompts = true end
+    end
+    if not opts.interactive and not opts.sealed_prompts then
+        for _, p in ipairs(prompts) do
+            if (opts.extra_vars or {})[p.name] == nil then return nil, unanswered(p) end
+        end
+    end
+    local needs_vault = next(found.names) ~= nil or found.secret_gates or private_prompts
+        or opts.sealed_prompts ~= nil or opts.needs_key
+    if not needs_vault and opts.journaled then self:vault_for_extra_vars(opts, prompts) end
+    if not needs_vault and #prompts == 0 then return self end
+    if needs_vault then
+        local ok, err, code = self:open_needed_vault(opts, found, private_prompts)
+        if not ok then return nil, err, code end
+    end
+    local ok, err = self:ask_missing(opts, found)
+    if not ok then return nil, err end
+    local restored, rerr, code = self:restored_prompts(opts, prompts)
+    if not restored then return nil, rerr, code end
+    ok, err = self:answer_prompts(opts, prompts, restored)
+    if not ok then return nil, err end
     return self
 end
 
