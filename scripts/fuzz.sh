@@ -19,23 +19,35 @@ CC=clang cmake -S . -B build-fuzz -DCUTOVER_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDe
 cmake --build build-fuzz -j"$(nproc)" >/dev/null
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-status=0
-for t in "${targets[@]}"; do
-    work="build-fuzz/corpus/$t"
-    crashes="build-fuzz/crashes/$t"
+# fuzz_one TARGET: one campaign; its verdict line goes to build-fuzz/fuzz-TARGET.result
+fuzz_one() {
+    local t=$1 work="build-fuzz/corpus/$1" crashes="build-fuzz/crashes/$1"
+    local seeds=tests/fuzz/corpus/$1 log="build-fuzz/fuzz-$1.log" result="build-fuzz/fuzz-$1.result" execs
     mkdir -p "$work" "$crashes"
-    seeds=tests/fuzz/corpus/$t
-    log="build-fuzz/fuzz-$t.log"
     if "build-fuzz/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 \
         -rss_limit_mb=2048 -max_len=65536 -artifact_prefix="$crashes/" \
         "$work" "$seeds" >"$log" 2>&1; then
         execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$' || true)
         [ -n "$execs" ] || execs=$(grep -Eo '#[0-9]+' "$log" | tail -1 | tr -d '#')
-        echo "fuzz $t: ${seconds}s, ${execs:-?} inputs, no crash"
+        echo "fuzz $t: ${seconds}s, ${execs:-?} inputs, no crash" > "$result"
     else
-        status=1
-        echo "fuzz $t: CRASH; input(s) in $crashes/, log $log"
-        tail -30 "$log"
+        echo "fuzz $t: CRASH; input(s) in $crashes/, log $log" > "$result"
+        return 1
     fi
+}
+# One campaign per core at a time (libFuzzer runs one process per
+# campaign); the verdicts are printed in the targets' order at the end.
+status=0
+running=0
+for t in "${targets[@]}"; do
+    rm -f "build-fuzz/fuzz-$t.result"
+    if [ "$running" -ge "$(nproc)" ]; then wait -n || true; running=$((running - 1)); fi
+    fuzz_one "$t" &
+    running=$((running + 1))
+done
+wait || true
+for t in "${targets[@]}"; do
+    if [ -f "build-fuzz/fuzz-$t.result" ]; then cat "build-fuzz/fuzz-$t.result"; else echo "fuzz $t: no verdict"; status=1; fi
+    if grep -q CRASH "build-fuzz/fuzz-$t.result" 2>/dev/null; then status=1; tail -30 "build-fuzz/fuzz-$t.log"; fi
 done
 exit $status

@@ -2,7 +2,9 @@
 #   stage NAME CMD [ARG...]   runs CMD in this shell (a function may change
 #                             its variables), records NAME, its time and,
 #                             when it fails, its status; returns CMD's status
-#   stage_table               prints the stages run so far and their total
+#   stage_add NAME T0 RC      records a stage that ran in the background
+#   stage_table               prints the stages run so far and the total
+#                             wall time (stages may overlap)
 #   stage_on_exit             for `trap stage_on_exit EXIT`: records the
 #                             stage a failure ended (set -e) and prints the
 #                             table on stderr when the script fails
@@ -13,6 +15,7 @@ stage_secs=()
 stage_notes=()
 stage_current=
 stage_t0=
+stage_run_t0=$(date +%s.%N)   # the total is the wall time since here
 
 stage_now() { date +%s.%N; }
 
@@ -40,18 +43,29 @@ stage_row() {
         printf "  %-24s %8.1f s %4d:%02d  %s\n", n, s, int(s / 60), int(s) % 60, note }'
 }
 
+# stage_add NAME T0 RC: records a stage timed outside `stage` (one that ran
+# in the background from T0, a stage_now reading, until now)
+stage_add() {
+    local saved_current=$stage_current saved_t0=$stage_t0
+    stage_current=$1 stage_t0=$2
+    stage_record "$3"
+    stage_current=$saved_current stage_t0=$saved_t0
+}
+
+# Stages that ran side by side overlap, so the total is the wall time.
 stage_table() {
-    local i total=0
+    local i
     echo "stage times:"
     for i in "${!stage_names[@]}"; do
         stage_row "${stage_names[$i]}" "${stage_secs[$i]}" "${stage_notes[$i]}"
-        total=$(awk -v a="$total" -v b="${stage_secs[$i]}" 'BEGIN { printf "%.1f", a + b }')
     done
-    stage_row total "$total" ""
+    stage_row "total (wall)" "$(awk -v a="$stage_run_t0" -v b="$(stage_now)" 'BEGIN { printf "%.1f", b - a }')" ""
 }
 
-stage_on_exit() {
-    local rc=$?
+stage_on_exit() { stage_on_exit_rc $?; }
+# the same, for a trap handler of the caller's that did its own work first
+stage_on_exit_rc() {
+    local rc=$1
     if [ -n "$stage_current" ]; then stage_record "$rc"; fi
     if [ "$rc" -ne 0 ] && [ ${#stage_names[@]} -gt 0 ]; then stage_table >&2; fi
     return "$rc"

@@ -5,45 +5,71 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # each stage's time, as a table at the end (also when a stage fails)
 source scripts/stages.sh
-trap stage_on_exit EXIT
+flaky_file=$(mktemp)
+# run_ctest DIR [CTEST_ARG...]: ctest, and a failed test once more alone
+# (scripts/ctest_retry.sh); a test that passes then is named FLAKY at the end
+run_ctest() { bash scripts/ctest_retry.sh "$1" "$flaky_file" "${@:2}"; }
+
+# The VM lab (label vm: emulated Debian guests, most of the suite's time on
+# one core) runs in the background, beside every stage after the build, in
+# its own ctest under build/tests (own Testing/ records), one guest at a
+# time.  Its output is printed when it ends; a failure fails the run.
+vm_log=build/vm-tests.log
+vm_pid=
+vm_start() {
+    vm_t0=$(stage_now)
+    echo "the VM lab runs alongside the next stages; its output: $vm_log (printed at the end)"
+    CTEST_JOBS=1 setsid bash scripts/ctest_retry.sh build/tests "$flaky_file" --timeout 2400 -L vm \
+        > "$vm_log" 2>&1 &
+    vm_pid=$!
+}
+vm_wait() {
+    local rc=0
+    echo "waiting for the VM lab (started $(awk -v a="$vm_t0" -v b="$(stage_now)" \
+        'BEGIN { printf "%d", b - a }') s ago)"
+    wait "$vm_pid" || rc=$?
+    vm_pid=
+    echo "=== the VM lab's output ($vm_log)"
+    cat "$vm_log"
+    stage_add "ctest (vm, alongside)" "$vm_t0" "$rc"
+    return "$rc"
+}
+# a failed stage must not leave guests running
+vm_on_exit() {
+    local rc=$?
+    if [ -n "$vm_pid" ]; then
+        kill -TERM -- "-$vm_pid" 2>/dev/null
+        echo "=== the VM lab was stopped; its output so far ($vm_log):" >&2
+        tail -n 60 "$vm_log" >&2
+    fi
+    stage_on_exit_rc "$rc"
+}
+trap vm_on_exit EXIT
+
 stage "deps" bash scripts/deps.sh
 stage "lint" bash scripts/lint.sh
-jobs=$(nproc)
-flaky=()
-# Runs ctest in build dir $1 with the rest as arguments.  A test that
-# fails is run once more, alone; if it passes then, it is named as FLAKY
-# (here and on the closing line) and the run goes on; a second failure
-# fails the run.  Both attempts' output stays in the log above.
-run_ctest() {
-    local dir=$1; shift
-    if (cd "$dir" && ctest --output-on-failure -j"$jobs" "$@"); then return 0; fi
-    local failed
-    failed=$(cut -d: -f2 "$dir/Testing/Temporary/LastTestsFailed.log" | tr '\n' ' ')
-    echo "=== failed once in $dir: $failed; running them again, one at a time" >&2
-    (cd "$dir" && ctest --output-on-failure -j1 --rerun-failed "$@")
-    for t in $failed; do flaky+=("$dir:$t"); done
-    echo "=== FLAKY (failed, then passed alone) in $dir: $failed" >&2
-}
 stage "build" bash scripts/build.sh build
-stage "ctest" run_ctest build --timeout 600 -LE memcheck
+vm_start
+stage "ctest" run_ctest build --timeout 600 -LE 'memcheck|vm'
 stage "build (asan)" bash scripts/build.sh build-asan -DCUTOVER_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-# the VM lab (label vm) runs once, in the normal stage: under ASan it
+# the VM lab (label vm) runs once, with the normal build: under ASan it
 # would only boot the same guest again
 stage "ctest (asan)" run_ctest build-asan --timeout 900 -LE vm
 # The unit tests under valgrind memcheck: no error, no definite leak
 stage "memcheck" run_ctest build -L memcheck
-# Short fuzz runs of every parser that reads outside input (30 s each);
-# longer campaigns: bash scripts/fuzz.sh SECONDS
+# Short fuzz runs of every parser that reads outside input (30 s each, one
+# per core at a time); longer campaigns: bash scripts/fuzz.sh SECONDS
 stage "fuzz" bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
+vm_wait
 # One closing line for the whole run (set -e: reaching here means no failure)
 n=$(cd build && ctest -N | sed -n 's/^Total Tests: //p')  # memcheck included
 m=$(cd build-asan && ctest -N -LE vm | sed -n 's/^Total Tests: //p')
 f=$(ls -d tests/fuzz/corpus/*/ | wc -l)
 stage_table
-if [ ${#flaky[@]} -gt 0 ]; then
-    echo "all: $((n + m + f)) passed, 0 failed; FLAKY (passed only on a rerun): ${flaky[*]}"
+if [ -s "$flaky_file" ]; then
+    echo "all: $((n + m + f)) passed, 0 failed; FLAKY (passed only on a rerun): $(tr '\n' ' ' < "$flaky_file")"
 else
     echo "all: $((n + m + f)) passed, 0 failed"
 fi
