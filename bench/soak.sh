@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Soak benchmark: HOSTS (500) hosts over SSH, 20 steps each, in rolling
+# Soak benchmark: HOSTS (1000) hosts over SSH, 20 steps each, in rolling
 # batches of SERIAL (10%), run by
 #   1. cutover (--forks 50, journal on, --format json),
 #   2. ansible-playbook (Debian's ansible-core; pipelining, ControlMaster
@@ -24,13 +24,13 @@
 # written here; HOME is a temporary folder.  Runs as root.  Never in CI.
 #
 # usage: bench/soak.sh [path/to/cutover]   (default build/cutover)
-#   env: HOSTS (500), SERIAL (10%), FORKS (50), SKIP_ANSIBLE=1, BENCH_USER,
+#   env: HOSTS (1000), SERIAL (10%), FORKS (50), SKIP_ANSIBLE=1, BENCH_USER,
 #        KEEP=1 (keep the work folder: logs, events, samples, journal)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 bin=$(realpath "${1:-build/cutover}")
-nhosts=${HOSTS:-500}
+nhosts=${HOSTS:-1000}
 serial=${SERIAL:-10%}
 forks=${FORKS:-50}
 nsteps=20
@@ -162,12 +162,18 @@ sampler() { # sampler PID OUT: "epoch rss_kb fds" every 20 ms while PID lives
         sleep 0.02
     done > "$2"
 }
+# The same playbook on one host: the baseline for memory per connected host
+/usr/bin/time -f %M -o "$work/one.rss" "$bin" run "$work/cut.yml" -i "$work/inv.yml" --known-hosts "$kh" \
+    --limit "$(name_of 0)" --journal "$work/one.db" > "$work/logs/one.log" 2>&1 ||
+    { echo "the one-host run failed:"; tail -20 "$work/logs/one.log"; exit 1; }
+one_rss=$(tail -1 "$work/one.rss")
+connected=$((batch < forks ? batch : forks))
 echo
 echo "(1) cutover"
 clear_markers
 mkfifo "$work/events"
 t0=$(now)
-/usr/bin/time -f %M -o "$work/cut.rss" "$bin" run "$work/cut.yml" -i "$work/inv.yml" --known-hosts "$kh" \
+/usr/bin/time -f "%M %U %S" -o "$work/cut.rss" "$bin" run "$work/cut.yml" -i "$work/inv.yml" --known-hosts "$kh" \
     --forks "$forks" --journal "$work/journal.db" --format json > "$work/events" 2> "$work/logs/cutover.err" &
 tpid=$!
 exec 3< "$work/events"
@@ -182,7 +188,7 @@ rc=0; wait "$tpid" || rc=$?
 t1=$(now)
 wait "$spid" 2>/dev/null || true
 cut_time=$(elapsed "$t0" "$t1" 3)
-cut_rss=$(tail -1 "$work/cut.rss")
+read -r cut_rss cut_user cut_sys < <(tail -1 "$work/cut.rss")
 cut_markers=$(markers)
 ok_results=$(grep -c '"event":"host_result"' "$work/events.jsonl" || true)
 bad_results=$(grep '"event":"host_result"' "$work/events.jsonl" | grep -vc '"status":"\(ok\|changed\)"' || true)
@@ -217,6 +223,36 @@ awk -v nb="$nbatches" -v size="$batch" '
 echo "  wall $cut_time s, peak RSS $cut_rss KB, exit $rc"
 echo "  host_result events: $ok_results (expected $((nhosts * nsteps))), not ok: $bad_results; markers on the server: $cut_markers of $nhosts"
 echo "  goal: no host lost: $( ((rc == 0 && cut_markers == nhosts && ok_results == nhosts * nsteps && bad_results == 0)) && echo MET || echo 'NOT MET')"
+# issue 13's targets: memory per connected host, CPU per host-step
+peak_rss=$(awk '{ if ($2 > m) m = $2 } END { print m + 0 }' "$work/samples")
+awk -v peak="$peak_rss" -v one="$one_rss" -v c="$connected" -v u="$cut_user" -v s="$cut_sys" \
+    -v hs="$((nhosts * nsteps))" 'BEGIN {
+    per = (peak - one) / c
+    printf "  memory: peak RSS %d KB, one-host run %d KB, %d hosts connected at once:\n", peak, one, c
+    printf "    (peak - one) / %d = %.1f KB per connected host; goal <= 96 KB: %s\n", c, per, (per <= 96) ? "MET" : "NOT MET"
+    cpu = (u + s) * 1000 / hs
+    printf "  CPU: user %.2f s + system %.2f s over %d host-steps = %.3f ms per host-step; goal <= 0.3 ms: %s\n",
+        u, s, hs, cpu, (cpu <= 0.3) ? "MET" : "NOT MET"
+}'
+# The journal's syncs: the same run again under strace, counting only
+# fsync, fdatasync and poll (seccomp-bpf: other calls run untraced)
+if command -v strace >/dev/null; then
+    clear_markers
+    rc2=0
+    strace -f --seccomp-bpf -c -e trace=fsync,fdatasync,poll -o "$work/strace.txt" \
+        "$bin" run "$work/cut.yml" -i "$work/inv.yml" --known-hosts "$kh" --forks "$forks" \
+        --journal "$work/journal2.db" > "$work/logs/cutover-strace.log" 2>&1 || rc2=$?
+    awk -v hs="$((nhosts * nsteps))" -v rc="$rc2" '
+        $NF == "fsync" || $NF == "fdatasync" { syncs += $4 }
+        $NF == "poll" { polls += $4 }
+        END {
+            printf "  journal syncs (a second run under strace, exit %d): %d fsync+fdatasync, %d loop turns (polls),\n", rc, syncs, polls
+            printf "    %.3f per loop turn, %.3f per host-step; goal <= 1 per loop turn: %s\n",
+                (polls ? syncs / polls : 0), syncs / hs, (rc == 0 && polls && syncs <= polls) ? "MET" : "NOT MET"
+        }' "$work/strace.txt"
+else
+    echo "  journal syncs: not measured (strace is missing)"
+fi
 
 # --- 2. Ansible -------------------------------------------------------------------
 echo
