@@ -28,16 +28,22 @@ local function ask(stream, line, timeout)
     return stream:read_line(M.MAX_LINE, timeout)
 end
 
--- -> {ok, greeting, build, answer, msg}; closes the stream.
-function M.pop3(stream, user, password, timeout)
+-- Reads the server's greeting into a new result table.  -> out, true when
+-- it starts with `ready`; else out (ok false, msg set), the stream closed.
+local function greet(stream, ready, protocol, timeout)
     local out = {}
     local greeting, gerr = ask(stream, nil, timeout)
     out.greeting, out.build = greeting, M.build_of(greeting)
-    if not greeting or greeting:sub(1, 3) ~= "+OK" then
-        stream:close()
-        out.ok, out.msg = false, "POP3: no greeting (" .. tostring(greeting or gerr) .. ")"
-        return out
-    end
+    if greeting and greeting:sub(1, #ready) == ready then return out, true end
+    stream:close()
+    out.ok, out.msg = false, protocol .. ": no greeting (" .. tostring(greeting or gerr) .. ")"
+    return out, false
+end
+
+-- -> {ok, greeting, build, answer, msg}; closes the stream.
+function M.pop3(stream, user, password, timeout)
+    local out, ready = greet(stream, "+OK", "POP3", timeout)
+    if not ready then return out end
     local r1, err = ask(stream, "USER " .. user, timeout)
     local r2 = r1
     if r1 and r1:sub(1, 3) == "+OK" then r2, err = ask(stream, "PASS " .. password, timeout) end
@@ -50,14 +56,8 @@ function M.pop3(stream, user, password, timeout)
 end
 
 function M.imap4(stream, user, password, timeout)
-    local out = {}
-    local greeting, gerr = ask(stream, nil, timeout)
-    out.greeting, out.build = greeting, M.build_of(greeting)
-    if not greeting or greeting:sub(1, 4) ~= "* OK" then
-        stream:close()
-        out.ok, out.msg = false, "IMAP4: no greeting (" .. tostring(greeting or gerr) .. ")"
-        return out
-    end
+    local out, ready = greet(stream, "* OK", "IMAP4", timeout)
+    if not ready then return out end
     local reply, err = ask(stream, "a1 LOGIN " .. M.imap_quote(user) .. " " .. M.imap_quote(password), timeout)
     local untagged = 0
     while reply and reply:sub(1, 2) == "* " and untagged < MAX_UNTAGGED do

@@ -94,18 +94,22 @@ local function predicted(f, how)
     if refused then return { failed = true, msg = refused, path = path, diff = f.result.diff } end
 end
 
+-- Check mode, a change to the path: the refusal writing it would meet,
+-- or the result saying what the change would be
+local function would(f, msg)
+    local refused = probe.refusal(f.ctx, f.path, "write")
+    if refused then return { failed = true, msg = refused, path = f.path, diff = f.result.diff } end
+    f.result.msg = msg
+    return f.result
+end
+
 -- state absent: remove the path
 local function make_absent(f)
     local ctx, conn, path, st, result, before = f.ctx, f.conn, f.path, f.st, f.result, f.before
     if not st then return result end
     result.changed = true
     diff(f, "absent")
-    if ctx.check then
-        local refused = probe.refusal(ctx, path, "write")
-        if refused then return { failed = true, msg = refused, path = path, diff = result.diff } end
-        result.msg = "would remove " .. before
-        return result
-    end
+    if ctx.check then return would(f, "would remove " .. before) end
     local ok, rerr = conn:remove(path)
     if not ok then return { failed = true, msg = rerr } end
     return result
@@ -155,12 +159,7 @@ local function make_link(f)
     end
     result.changed = true
     diff(f, what, nil, kind == "link" and ("link -> " .. target) or before)
-    if ctx.check then
-        local refused = probe.refusal(ctx, path, "write")
-        if refused then return { failed = true, msg = refused, path = path, diff = result.diff } end
-        result.msg = "would make " .. what
-        return result
-    end
+    if ctx.check then return would(f, "would make " .. what) end
     local tmp = path .. ".cutover-" .. crypto.random_hex(6)
     local m, merr = sh(ctx, MAKE_LINK, path, args.src, state, tmp)
     if not m then return { failed = true, msg = merr } end

@@ -118,26 +118,26 @@ local function max_output(o)
     return bytes
 end
 
+-- One password from the terminal for option --FLAG.  -> the password, or
+-- nil and the usage error's exit code.
+local function read_password(flag, prompt)
+    local password, perr = require("cutover.core.sys").read_secret(prompt)
+    if password then return password end
+    return nil, options.usage_error("--" .. flag .. ": " .. perr ..
+        " (the password is never read from arguments)", "run")
+end
+
 -- -k and -K: read from the terminal, never from arguments.  Returns the
 -- SSH password, the become password | false, exit code.
 local function passwords(o)
-    local ssh_password
+    local ssh_password, become_password, code
     if o["ask-pass"] then
-        local perr
-        ssh_password, perr = require("cutover.core.sys").read_secret("SSH password: ")
-        if not ssh_password then
-            return false, options.usage_error("--ask-pass: " .. perr ..
-                " (the password is never read from arguments)", "run")
-        end
+        ssh_password, code = read_password("ask-pass", "SSH password: ")
+        if not ssh_password then return false, code end
     end
-    local become_password
     if o["ask-become-pass"] then
-        local perr
-        become_password, perr = require("cutover.core.sys").read_secret("BECOME password: ")
-        if not become_password then
-            return false, options.usage_error("--ask-become-pass: " .. perr ..
-                " (the password is never read from arguments)", "run")
-        end
+        become_password, code = read_password("ask-become-pass", "BECOME password: ")
+        if not become_password then return false, code end
         redact.register(become_password)
     end
     return ssh_password, become_password

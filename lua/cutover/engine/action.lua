@@ -250,25 +250,28 @@ local function run_until(step, scope, action, ctx, args, running)
     return result, attempts
 end
 
+-- Evaluates the step's KEY (changed_when or failed_when) against probe.
+-- -> true, value; or false when it could not be evaluated: the result is
+-- then failed (unknown when a value it reads is not known yet), its msg set.
+local function result_condition(step, key, probe, result)
+    local ok, v, unk = expr.condition(step[key], probe)
+    if ok then return true, v end
+    if unk then result.unknown = true else result.failed = true end
+    result.msg = key .. ": " .. v
+    return false
+end
+
 -- changed_when and failed_when, applied to a known result.
 local function apply_changed_failed_when(step, scope, result)
     if result.unknown or (step.changed_when == nil and step.failed_when == nil) then return end
     local probe = result_scope(step, scope, result)
     if step.changed_when ~= nil then
-        local cok, v, unk = expr.condition(step.changed_when, probe)
-        if not cok then
-            if unk then result.unknown = true else result.failed = true end
-            result.msg = "changed_when: " .. v
-        else
-            result.changed = v
-        end
+        local cok, v = result_condition(step, "changed_when", probe, result)
+        if cok then result.changed = v end
     end
     if step.failed_when ~= nil then
-        local fok, v, unk = expr.condition(step.failed_when, probe)
-        if not fok then
-            if unk then result.unknown = true else result.failed = true end
-            result.msg = "failed_when: " .. v
-        else
+        local fok, v = result_condition(step, "failed_when", probe, result)
+        if fok then
             result.failed = v
             if v and not result.msg then result.msg = "failed_when: " .. tostring(step.failed_when) end
             if not v and result.rc and result.rc ~= 0 and result.msg == "exit code " .. result.rc then

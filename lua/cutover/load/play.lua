@@ -126,25 +126,23 @@ function Loader:play_rollout(src, t, play, label)
             play.max_fail_percentage = v
         end
     end
-    if t.any_errors_fatal ~= nil then
-        if type(t.any_errors_fatal) ~= "boolean" then
-            self:err(src:at(t, "any_errors_fatal"), label .. ": 'any_errors_fatal' must be true or false")
-        else
-            play.any_errors_fatal = t.any_errors_fatal
-        end
+    self:play_boolean(src, t, play, label, "any_errors_fatal")
+end
+
+-- A play keyword that takes true or false: copied to play, or an error.
+function Loader:play_boolean(src, t, play, label, key)
+    if t[key] == nil then return end
+    if type(t[key]) ~= "boolean" then
+        self:err(src:at(t, key), label .. ": '" .. key .. "' must be true or false")
+    else
+        play[key] = t[key]
     end
 end
 
 -- remote facts (facts.lua): gather_facts true/false, gather_subset a
 -- name or a list of names; and the hosts' order.
 function Loader:play_facts_and_order(src, t, play, label)
-    if t.gather_facts ~= nil then
-        if type(t.gather_facts) ~= "boolean" then
-            self:err(src:at(t, "gather_facts"), label .. ": 'gather_facts' must be true or false")
-        else
-            play.gather_facts = t.gather_facts
-        end
-    end
+    self:play_boolean(src, t, play, label, "gather_facts")
     if t.gather_subset ~= nil then
         local list = type(t.gather_subset) == "string" and { t.gather_subset } or t.gather_subset
         if type(list) ~= "table" or not util.is_list(list) or not is_str_list(list) or #list == 0 then
