@@ -47,9 +47,35 @@ stage_table
     T.eq(rows[4].name, "fails")
     T.eq(rows[4].note, "FAILED (exit 1)")
     T.eq(rows[1].note, "", "no note when it passed")
-    T.eq(rows[5].name, "total")
+    T.eq(rows[5].name, "total (wall)")
     local sum = rows[1].secs + rows[2].secs + rows[3].secs + rows[4].secs
-    T.ok(math.abs(rows[5].secs - sum) < 0.25, "total is the sum")
+    T.ok(rows[5].secs >= sum - 0.15 and rows[5].secs < sum + 1, "one stage after another: the wall time is their sum")
+end)
+
+T.test("stages.sh: a stage run in the background is recorded with stage_add; the total is wall time", function()
+    local r = bash([[
+set -euo pipefail
+source "$1"
+t0=$(stage_now)
+sleep 0.6 &
+bg=$!
+stage "foreground" sleep 0.6
+wait "$bg"
+stage_add "background" "$t0" 0
+stage_add "failed in the background" "$(stage_now)" 3
+stage_table
+]])
+    T.eq(r.rc, 0, r.stderr)
+    local rows = {}
+    for name, secs, note in r.stdout:gmatch("\n  (.-) +(%d+%.%d) s +%d+:%d%d *([^\n]*)") do
+        rows[#rows + 1] = { name = name, secs = tonumber(secs), note = note }
+    end
+    T.eq(#rows, 4, r.stdout)
+    T.eq(rows[2].name, "background")
+    T.ok(rows[2].secs >= 0.6, "the background stage's own time, from its start")
+    T.eq(rows[3].note, "FAILED (exit 3)", "its status")
+    T.eq(rows[4].name, "total (wall)")
+    T.ok(rows[4].secs < rows[1].secs + rows[2].secs - 0.3, "side by side: the total is less than the sum")
 end)
 
 T.test("stages.sh: under set -e a failed stage ends the script, and the table still shows", function()
@@ -82,19 +108,29 @@ end)
 T.test("test.sh: every stage is timed; the table comes before the unchanged closing line", function()
     local text = assert(fs.read(ROOT .. "/scripts/test.sh", 1024 * 1024))
     T.contains(text, 'source scripts/stages.sh')
-    T.contains(text, "trap stage_on_exit EXIT")
+    -- its exit trap stops the VM lab, then prints the table
+    T.contains(text, "trap vm_on_exit EXIT")
+    T.contains(text, 'stage_on_exit_rc "$rc"')
     for _, cmd in ipairs({ "bash scripts/deps.sh", "bash scripts/build.sh build\n",
-                           "run_ctest build --timeout", "bash scripts/build.sh build-asan",
+                           "run_ctest build --timeout", "env CUTOVER_SESSION=0 bash scripts/ctest_retry.sh build",
+                           "bash scripts/build.sh build-asan",
                            "run_ctest build-asan", "run_ctest build -L memcheck", "bash scripts/fuzz.sh \"" }) do
         local at = text:find(cmd, 1, true)
         T.ok(at, "test.sh runs " .. cmd)
         local line_start = text:sub(1, at):match(".*\n()") or 1
         T.match(text:sub(line_start, at - 1), "^stage \"[^\"]+\" $", "timed: " .. cmd)
     end
+    -- the VM lab starts after the build and is waited for (and timed)
+    -- before the table
+    local build = text:find('\nstage "build" ', 1, true)
+    local vm_start = text:find("\nvm_start\n", 1, true)
+    local vm_wait = text:find("\nvm_wait\n", 1, true)
+    T.ok(build and vm_start and vm_wait and build < vm_start and vm_start < vm_wait, "build, vm_start ... vm_wait")
+    T.contains(text, 'stage_add "ctest (vm, alongside)"')
     local tab = text:find("\nstage_table\n", 1, true)
-    local closing = text:find('echo "all: $((n + m + f)) passed, 0 failed"', 1, true)
-    T.ok(tab and closing and tab < closing, "the table, then the closing line")
-    T.contains(text, 'echo "all: $((n + m + f)) passed, 0 failed; FLAKY (passed only on a rerun): ${flaky[*]}"')
+    local closing = text:find('echo "all: $((n + m + o + f)) passed, 0 failed"', 1, true)
+    T.ok(tab and closing and vm_wait < tab and tab < closing, "the VM lab, the table, then the closing line")
+    T.contains(text, 'echo "all: $((n + m + o + f)) passed, 0 failed; FLAKY (passed only on a rerun): ')
 end)
 
 T.done()
