@@ -169,8 +169,9 @@ function C:step(src, t, ctx)
     return self:fail_step(src, t, out, ctx.handler)
 end
 
-function C:step_body(src, t, ctx)
-    local step = Y.map()
+-- The task's module: its one key that is no task keyword (raises
+-- convert for a keyword cutover does not have, or two modules).
+local function module_key(src, t, ctx)
     local mkey
     for _, k in ipairs(ordered_keys(src, t)) do
         if type(k) ~= "string" then error({ convert = "a key that is not text" }, 0) end
@@ -183,6 +184,12 @@ function C:step_body(src, t, ctx)
             else mkey = k end
         end
     end
+    return mkey
+end
+
+-- The step's name: the task's (translated, or kept as plain text), or
+-- for a handler known only by its topic, the topic.
+function C:step_name(src, t, ctx, step)
     if t.name == nil and ctx.handler and t.listen ~= nil then
         -- a handler known only by its topic is named after it
         local topic = type(t.listen) == "table" and t.listen[1] or t.listen
@@ -197,18 +204,11 @@ function C:step_body(src, t, ctx)
         end
         step:put("name", type(name) == "string" and name or tostring(name))
     end
-    self:become(src, t, step)
-    for _, k in ipairs(ordered_keys(src, t)) do
-        if TASK_KEYWORDS[k] == "drop" then self:report(self:at(src, t, k), "'" .. k .. "': left out") end
-    end
-    if t.listen ~= nil then
-        -- notify by topic becomes notify by the names of its handlers
-        if not ctx.handler or type(step:get("name")) ~= "string" then error({ convert = "'listen'" }, 0) end
-        for _, topic in ipairs(type(t.listen) == "table" and t.listen or { t.listen }) do
-            self.listen[topic] = self.listen[topic] or {}
-            table.insert(self.listen[topic], step:get("name"))
-        end
-    end
+end
+
+-- What the step does: a block's parts, meta, an include or import of
+-- tasks or a role, or the module as an action.
+function C:step_action(src, t, mkey, ctx, step)
     local is_block = t.block ~= nil
     if is_block then
         if mkey then error({ convert = "a block with a module" }, 0) end
@@ -242,7 +242,25 @@ function C:step_body(src, t, ctx)
             step:put(action, args)
         end
     end
-    self:loop(src, t, step)
+end
+
+-- notify: handler names; a listen topic becomes the names of its handlers
+function C:notify_names(src, v)
+    local names = {}
+    for _, n in ipairs(type(v) == "table" and v or { v }) do
+        if type(n) ~= "string" then error({ convert =
+            "notify of something that is not a handler name" }, 0) end
+        if self.listen[n] then
+            for _, h in ipairs(self.listen[n]) do names[#names + 1] = h end
+        else
+            names[#names + 1] = self:value(src, n)
+        end
+    end
+    return (#names == 1 and type(v) ~= "table") and names[1] or names
+end
+
+-- The task keywords that carry over (conditions translated), in order.
+function C:step_keywords(src, t, step)
     for _, k in ipairs({ "when", "register", "notify", "ignore_errors", "changed_when", "failed_when", "until",
                          "retries", "delay", "tags", "no_log", "run_once", "delegate_to", "check_mode" }) do
         local v = t[k]
@@ -257,22 +275,33 @@ function C:step_body(src, t, ctx)
             elseif k == "ignore_errors" and type(v) == "string" then
                 step:put(k, cond_value(self, v))
             elseif k == "notify" then
-                local names = {}
-                for _, n in ipairs(type(v) == "table" and v or { v }) do
-                    if type(n) ~= "string" then error({ convert =
-                        "notify of something that is not a handler name" }, 0) end
-                    if self.listen[n] then
-                        for _, h in ipairs(self.listen[n]) do names[#names + 1] = h end
-                    else
-                        names[#names + 1] = self:value(src, n)
-                    end
-                end
-                step:put(k, (#names == 1 and type(v) ~= "table") and names[1] or names)
+                step:put(k, self:notify_names(src, v))
             else
                 step:put(k, self:value(src, v))
             end
         end
     end
+end
+
+function C:step_body(src, t, ctx)
+    local step = Y.map()
+    local mkey = module_key(src, t, ctx)
+    self:step_name(src, t, ctx, step)
+    self:become(src, t, step)
+    for _, k in ipairs(ordered_keys(src, t)) do
+        if TASK_KEYWORDS[k] == "drop" then self:report(self:at(src, t, k), "'" .. k .. "': left out") end
+    end
+    if t.listen ~= nil then
+        -- notify by topic becomes notify by the names of its handlers
+        if not ctx.handler or type(step:get("name")) ~= "string" then error({ convert = "'listen'" }, 0) end
+        for _, topic in ipairs(type(t.listen) == "table" and t.listen or { t.listen }) do
+            self.listen[topic] = self.listen[topic] or {}
+            table.insert(self.listen[topic], step:get("name"))
+        end
+    end
+    self:step_action(src, t, mkey, ctx, step)
+    self:loop(src, t, step)
+    self:step_keywords(src, t, step)
     if t.vars ~= nil then
         local vars = self:value(src, t.vars)
         self:note_types(t.vars)
