@@ -2,13 +2,41 @@
 -- regexp, insertafter, insertbefore) as Lua patterns.
 local M = {}
 
+local IN_SET = { s = "%s", S = "%S", d = "%d", D = "%D", w = "%w_" }
+
+-- The set [...] that starts at re[i] as a Lua set: returns it and where
+-- the expression goes on, or nil, why.
+local function set_to_lua(re, i)
+    local n = #re
+    local j = i + 1
+    local set = { "[" }
+    if re:sub(j, j) == "^" then set[#set + 1] = "^"; j = j + 1 end
+    if re:sub(j, j) == "]" then set[#set + 1] = "%]"; j = j + 1 end
+    while j <= n and re:sub(j, j) ~= "]" do
+        local d = re:sub(j, j)
+        if d == "\\" then
+            local e = re:sub(j + 1, j + 1)
+            if IN_SET[e] then set[#set + 1] = IN_SET[e]
+            elseif e:match("%p") then set[#set + 1] = "%" .. e
+            else return nil, "the regular expression '\\" .. e .. "' in a set" end
+            j = j + 2
+        else
+            if d == "%" then d = "%%" end
+            set[#set + 1] = d
+            j = j + 1
+        end
+    end
+    if j > n then return nil, "an unclosed '['" end
+    set[#set + 1] = "]"
+    return table.concat(set), j + 1
+end
+
 -- A Python regular expression as a Lua pattern, for the common subset
 -- (anchors, classes \s \d \w, sets, . * + ?, plain groups); nil, why for
 -- the rest (alternation, counted or lazy repeats, a repeated group, ...).
 function M.regex_to_lua(re)
     local out, i, n = {}, 1, #re
     local CLASS = { s = "%s", S = "%S", d = "%d", D = "%D", w = "[%w_]", W = "[^%w_]" }
-    local IN_SET = { s = "%s", S = "%S", d = "%d", D = "%D", w = "%w_" }
     local depth, last_was_group = 0, false
     while i <= n do
         local c = re:sub(i, i)
@@ -21,28 +49,10 @@ function M.regex_to_lua(re)
             else return nil, "the regular expression '\\" .. e .. "'" end
             i = i + 2
         elseif c == "[" then
-            local j = i + 1
-            local set = { "[" }
-            if re:sub(j, j) == "^" then set[#set + 1] = "^"; j = j + 1 end
-            if re:sub(j, j) == "]" then set[#set + 1] = "%]"; j = j + 1 end
-            while j <= n and re:sub(j, j) ~= "]" do
-                local d = re:sub(j, j)
-                if d == "\\" then
-                    local e = re:sub(j + 1, j + 1)
-                    if IN_SET[e] then set[#set + 1] = IN_SET[e]
-                    elseif e:match("%p") then set[#set + 1] = "%" .. e
-                    else return nil, "the regular expression '\\" .. e .. "' in a set" end
-                    j = j + 2
-                else
-                    if d == "%" then d = "%%" end
-                    set[#set + 1] = d
-                    j = j + 1
-                end
-            end
-            if j > n then return nil, "an unclosed '['" end
-            set[#set + 1] = "]"
-            out[#out + 1] = table.concat(set)
-            i = j + 1
+            local set, after = set_to_lua(re, i)
+            if not set then return nil, after end
+            out[#out + 1] = set
+            i = after
         elseif c == "(" then
             if re:sub(i + 1, i + 1) == "?" then return nil, "a '(?' group" end
             depth = depth + 1
