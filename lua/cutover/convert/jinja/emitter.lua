@@ -100,6 +100,56 @@ local function int_literal(node)
     if node.k == "num" and node.v:match("^%d+$") then return tonumber(node.v) end
 end
 
+-- a dict literal: {name = v, [key] = v}
+function E:emit_dict(node)
+    local parts = {}
+    for i, p in ipairs(node.pairs) do
+        local key = p[1]
+        if key.k == "str" and key.v:match("^[%a_][%w_]*$") and not LUA_KEYWORDS[key.v] then
+            parts[i] = key.v .. " = " .. self:emit(p[2])
+        else
+            parts[i] = "[" .. self:emit(key) .. "] = " .. self:emit(p[2])
+        end
+    end
+    return "{" .. table.concat(parts, ", ") .. "}"
+end
+
+-- x[i]: a literal index (Jinja counts from 0, Lua from 1) or key
+function E:emit_index(node)
+    local obj = self:object(node.obj)
+    local n = int_literal(node.key)
+    if n then return obj .. "[" .. (n + 1) .. "]" end
+    if node.key.k == "str" then
+        if node.key.v:match("^[%a_][%w_]*$") and not LUA_KEYWORDS[node.key.v] then return obj .. "." ..
+            node.key.v end
+        return obj .. "[" .. lua_string(node.key.v) .. "]"
+    end
+    if node.key.k == "neg" then fail("a negative index") end
+    fail("an index that is not a literal ('" .. obj .. "[...]': a list counts from 0 in Jinja, from 1 in Lua)")
+end
+
+-- a call: only the Python string methods that have a helper
+function E:emit_call(node)
+    if node.fn.k == "attr" and METHODS[node.fn.name] then
+        return METHODS[node.fn.name](self, node.fn.obj, node.args)
+    end
+    if node.fn.k == "name" then self:name(node.fn.v) end
+    fail("the call '" .. (node.fn.k == "attr" and ("." .. node.fn.name) or (node.fn.v or "")) .. "()'")
+end
+
+-- + - * / // %: '+' only where both sides are surely numbers
+function E:emit_arith(node)
+    if node.op == "+" then
+        local function numeric(x) return x.k == "num" or (x.k == "filter" and (x.name == "int" or
+            x.name == "float" or x.name == "length" or x.name == "count")) end
+        if not (numeric(node.a) or numeric(node.b)) then
+            fail("'+' between values of unknown type (numbers add, text and lists join in Jinja)")
+        end
+        if node.a.k == "str" or node.b.k == "str" then fail("'+' on text") end
+    end
+    return self:operand(node.a) .. " " .. node.op .. " " .. self:operand(node.b)
+end
+
 function E:emit(node)
     local k = node.k
     if k == "num" then return node.v end
@@ -113,43 +163,15 @@ function E:emit(node)
         for i, x in ipairs(node.items) do parts[i] = self:emit(x) end
         return "{" .. table.concat(parts, ", ") .. "}"
     end
-    if k == "dict" then
-        local parts = {}
-        for i, p in ipairs(node.pairs) do
-            local key = p[1]
-            if key.k == "str" and key.v:match("^[%a_][%w_]*$") and not LUA_KEYWORDS[key.v] then
-                parts[i] = key.v .. " = " .. self:emit(p[2])
-            else
-                parts[i] = "[" .. self:emit(key) .. "] = " .. self:emit(p[2])
-            end
-        end
-        return "{" .. table.concat(parts, ", ") .. "}"
-    end
+    if k == "dict" then return self:emit_dict(node) end
     if k == "attr" then
         local obj = self:object(node.obj)
         if node.name:match("^[%a_][%w_]*$") and not LUA_KEYWORDS[node.name] then return obj .. "." .. node.name end
         return obj .. "[" .. lua_string(node.name) .. "]"
     end
-    if k == "index" then
-        local obj = self:object(node.obj)
-        local n = int_literal(node.key)
-        if n then return obj .. "[" .. (n + 1) .. "]" end
-        if node.key.k == "str" then
-            if node.key.v:match("^[%a_][%w_]*$") and not LUA_KEYWORDS[node.key.v] then return obj .. "." ..
-                node.key.v end
-            return obj .. "[" .. lua_string(node.key.v) .. "]"
-        end
-        if node.key.k == "neg" then fail("a negative index") end
-        fail("an index that is not a literal ('" .. obj .. "[...]': a list counts from 0 in Jinja, from 1 in Lua)")
-    end
+    if k == "index" then return self:emit_index(node) end
     if (k == "call" or k == "test") and node.args.kw then fail("keyword arguments") end
-    if k == "call" then
-        if node.fn.k == "attr" and METHODS[node.fn.name] then
-            return METHODS[node.fn.name](self, node.fn.obj, node.args)
-        end
-        if node.fn.k == "name" then self:name(node.fn.v) end
-        fail("the call '" .. (node.fn.k == "attr" and ("." .. node.fn.name) or (node.fn.v or "")) .. "()'")
-    end
+    if k == "call" then return self:emit_call(node) end
     if k == "filter" then
         local f = FILTERS[node.name]
         if not f then fail("the filter '| " .. node.name .. "'") end
@@ -177,17 +199,7 @@ function E:emit(node)
     if k == "concat" then
         return "tostring(" .. self:emit(node.a) .. ") .. tostring(" .. self:emit(node.b) .. ")"
     end
-    if k == "arith" then
-        if node.op == "+" then
-            local function numeric(x) return x.k == "num" or (x.k == "filter" and (x.name == "int" or
-                x.name == "float" or x.name == "length" or x.name == "count")) end
-            if not (numeric(node.a) or numeric(node.b)) then
-                fail("'+' between values of unknown type (numbers add, text and lists join in Jinja)")
-            end
-            if node.a.k == "str" or node.b.k == "str" then fail("'+' on text") end
-        end
-        return self:operand(node.a) .. " " .. node.op .. " " .. self:operand(node.b)
-    end
+    if k == "arith" then return self:emit_arith(node) end
     fail("this expression")
 end
 
