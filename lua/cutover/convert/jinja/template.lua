@@ -13,6 +13,66 @@ local function where(s, i)
     return line, i - last
 end
 
+-- The {% %} tag at a..b on its line: Ansible renders with trim_blocks
+-- (the newline after a tag goes) and without lstrip_blocks (the
+-- indentation before it stays); cutover drops a tag-only line whole.
+-- They agree only for a tag at the start of its own line: a problem is
+-- reported for the others.
+local function check_tag_line(text, a, b, rstrip, problem)
+    local line_start = text:sub(1, a - 1):match("()[^\n]*$")
+    local line_end = (text:find("\n", a, true) or (#text + 1)) - 1
+    local line_text = text:sub(line_start, line_end)
+    local only_tags = line_text:gsub("{%%.-%%}", ""):gsub("{#.-#}", ""):match("^%s*$") ~= nil
+    if only_tags then
+        local first = line_text:find("{[%%#]")
+        if line_start + first - 1 == a and first > 1 and line_text:sub(first + 2, first + 2) ~= "-" then
+            problem(a, "an indented '{% %}' tag (Ansible keeps the indentation, cutover drops the line): " ..
+                "move it to the start of the line or write '{%-'")
+        end
+    elseif text:sub(b + 2, b + 2) == "\n" and not rstrip then
+        problem(a, "a '{% %}' tag ending a line of text (Ansible drops the newline after it, cutover " ..
+            "keeps it): write '-%}' or put the tag on its own line")
+    end
+end
+
+-- The statement of a {% %} tag (inner: its text, at byte a) as
+-- cutover's, with the stack of open if/for blocks; nil (and a problem
+-- reported) for one that does not convert.
+local function statement(inner, a, ctx, stack, problem)
+    local word, rest = inner:match("^%s*([%a_]+)%s*(.-)%s*$")
+    local emitted
+    if word == "if" or word == "elif" then
+        local lua, err = translate.condition(rest, ctx)
+        if lua then emitted = word .. " " .. lua else problem(a, err .. " in '{% " .. word .. " " .. rest ..
+            " %}'") end
+        if word == "if" then stack[#stack + 1] = "if" end
+    elseif word == "else" and rest == "" then
+        if stack[#stack] ~= "if" then problem(a, "'{% else %}' of a for loop (runs when the list is empty)") end
+        emitted = "else"
+    elseif word == "endif" or word == "endfor" then
+        if stack[#stack] ~= word:sub(4) then problem(a, "'{% " .. word .. " %}' without its opening tag") end
+        stack[#stack] = nil
+        emitted = "end"
+    elseif word == "for" then
+        stack[#stack + 1] = "for"
+        local vars, list = rest:match("^([%a_][%w_]*)%s+in%s+(.+)$")
+        if not vars then
+            problem(a, "'{% for " .. rest .. " %}' (only 'for x in list')")
+        elseif list:match("%sif%s") or list:match("%srecursive$") then
+            problem(a, "a filtered or recursive for loop")
+        elseif LUA_KEYWORDS[vars] then
+            problem(a, "the loop variable name '" .. vars .. "' (a Lua keyword)")
+        else
+            local lua, err = translate.expr(list, ctx)
+            if lua then emitted = "for " .. vars .. " in " .. lua
+            else problem(a, err .. " in '{% for " .. rest .. " %}'") end
+        end
+    else
+        problem(a, "'{% " .. tostring(word or inner) .. " %}' has no cutover equivalent")
+    end
+    return emitted
+end
+
 -- Converts a .j2 file to a cutover template.  Returns the text and a
 -- list of problems { line =, col =, msg = } (the text is only
 -- meaningful when the list is empty).
@@ -48,55 +108,8 @@ function M.template(text, ctx)
             if lua then out[#out + 1] = open_mark .. " " .. lua .. " " .. close_mark
             else problem(a, err .. " in '{{" .. inner .. "}}'") end
         else
-            -- Ansible renders with trim_blocks (the newline after a tag
-            -- goes) and without lstrip_blocks (the indentation before it
-            -- stays); cutover drops a tag-only line whole.  They agree
-            -- only for a tag at the start of its own line.
-            local line_start = text:sub(1, a - 1):match("()[^\n]*$")
-            local line_end = (text:find("\n", a, true) or (#text + 1)) - 1
-            local line_text = text:sub(line_start, line_end)
-            local only_tags = line_text:gsub("{%%.-%%}", ""):gsub("{#.-#}", ""):match("^%s*$") ~= nil
-            if only_tags then
-                local first = line_text:find("{[%%#]")
-                if line_start + first - 1 == a and first > 1 and line_text:sub(first + 2, first + 2) ~= "-" then
-                    problem(a, "an indented '{% %}' tag (Ansible keeps the indentation, cutover drops the line): " ..
-                        "move it to the start of the line or write '{%-'")
-                end
-            elseif text:sub(b + 2, b + 2) == "\n" and not rstrip then
-                problem(a, "a '{% %}' tag ending a line of text (Ansible drops the newline after it, cutover " ..
-                    "keeps it): write '-%}' or put the tag on its own line")
-            end
-            local word, rest = inner:match("^%s*([%a_]+)%s*(.-)%s*$")
-            local emitted
-            if word == "if" or word == "elif" then
-                local lua, err = translate.condition(rest, ctx)
-                if lua then emitted = word .. " " .. lua else problem(a, err .. " in '{% " .. word .. " " .. rest ..
-                    " %}'") end
-                if word == "if" then stack[#stack + 1] = "if" end
-            elseif word == "else" and rest == "" then
-                if stack[#stack] ~= "if" then problem(a, "'{% else %}' of a for loop (runs when the list is empty)") end
-                emitted = "else"
-            elseif word == "endif" or word == "endfor" then
-                if stack[#stack] ~= word:sub(4) then problem(a, "'{% " .. word .. " %}' without its opening tag") end
-                stack[#stack] = nil
-                emitted = "end"
-            elseif word == "for" then
-                stack[#stack + 1] = "for"
-                local vars, list = rest:match("^([%a_][%w_]*)%s+in%s+(.+)$")
-                if not vars then
-                    problem(a, "'{% for " .. rest .. " %}' (only 'for x in list')")
-                elseif list:match("%sif%s") or list:match("%srecursive$") then
-                    problem(a, "a filtered or recursive for loop")
-                elseif LUA_KEYWORDS[vars] then
-                    problem(a, "the loop variable name '" .. vars .. "' (a Lua keyword)")
-                else
-                    local lua, err = translate.expr(list, ctx)
-                    if lua then emitted = "for " .. vars .. " in " .. lua
-                    else problem(a, err .. " in '{% for " .. rest .. " %}'") end
-                end
-            else
-                problem(a, "'{% " .. tostring(word or inner) .. " %}' has no cutover equivalent")
-            end
+            check_tag_line(text, a, b, rstrip, problem)
+            local emitted = statement(inner, a, ctx, stack, problem)
             out[#out + 1] = open_mark .. " " .. (emitted or "") .. " " .. close_mark
         end
         i = b + 2
