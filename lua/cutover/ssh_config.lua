@@ -229,10 +229,64 @@ local function parse_match(words)
     return crit
 end
 
+-- The value of a setting line (key: its keyword in lower case, name:
+-- as written in messages) -> value (false: "none") | nil, message.
+local function setting_value(key, name, words)
+    if #words == 0 then return nil, name .. " needs a value" end
+    if #words > 1 then
+        return nil, name .. " takes one value, got " .. #words
+    end
+    local value = words[1]
+    if key == "port" then
+        local p = value:match("^%d+$") and math.tointeger(tonumber(value))
+        if not p or p < 1 or p > 65535 then
+            return nil, "Port must be a number from 1 to 65535, got '" .. value .. "'"
+        end
+        value = p
+    elseif key == "proxycommand" then
+        if value == "" then return nil, "ProxyCommand needs a value" end
+        if value:lower() == "none" then
+            value = false
+        else
+            local ok, terr = check_tokens(value, TOKENS.proxycommand)
+            if not ok then return nil, "ProxyCommand: " .. terr end
+        end
+    elseif key == "proxyjump" then
+        if value:lower() == "none" then
+            value = false
+        else
+            local j, jerr = M.parse_jump(value)
+            if not j then return nil, "ProxyJump: " .. jerr end
+            value = j
+        end
+    elseif TOKENS[key] then
+        local ok, terr = check_tokens(value, TOKENS[key])
+        if not ok then return nil, name .. ": " .. terr end
+    end
+    return value
+end
+
+local read_file
+
+-- An Include line's files (relative paths are under ~/.ssh; globs),
+-- read in order under the conditions of the block it stands in.
+local function include(cfg, words, current, depth)
+    for _, w in ipairs(words) do
+        local p = w
+        if p:sub(1, 2) == "~/" then p = cfg.home .. p:sub(2)
+        elseif p:sub(1, 1) ~= "/" then p = cfg.home .. "/.ssh/" .. p end
+        for _, f in ipairs(glob_paths(p)) do
+            local ok, ierr = read_file(cfg, f, current, depth + 1)
+            if not ok then return nil, ierr end
+        end
+    end
+    return true
+end
+
 -- Reads one file into cfg.entries.  conds: what must all hold for the
 -- file's lines to apply (from enclosing blocks): Host pattern lists, and
 -- Match lines ({match=criteria}, evaluated at their own entry).
-local function read_file(cfg, path, conds, depth)
+function read_file(cfg, path, conds, depth)
     if depth > MAX_DEPTH then return nil, path .. ": Include nested more than " .. MAX_DEPTH .. " deep" end
     local text, err = fs.read(path, MAX_FILE)
     if not text then return nil, err end
@@ -268,47 +322,11 @@ local function read_file(cfg, path, conds, depth)
                 current[#current + 1] = m
             elseif key == "include" then
                 if #words == 0 then return nil, where .. "Include needs a path" end
-                for _, w in ipairs(words) do
-                    local p = w
-                    if p:sub(1, 2) == "~/" then p = cfg.home .. p:sub(2)
-                    elseif p:sub(1, 1) ~= "/" then p = cfg.home .. "/.ssh/" .. p end
-                    for _, f in ipairs(glob_paths(p)) do
-                        local ok, ierr = read_file(cfg, f, current, depth + 1)
-                        if not ok then return nil, ierr end
-                    end
-                end
+                local ok, ierr = include(cfg, words, current, depth)
+                if not ok then return nil, ierr end
             elseif name then
-                if #words == 0 then return nil, where .. name .. " needs a value" end
-                if #words > 1 then
-                    return nil, where .. name .. " takes one value, got " .. #words
-                end
-                local value = words[1]
-                if key == "port" then
-                    local p = value:match("^%d+$") and math.tointeger(tonumber(value))
-                    if not p or p < 1 or p > 65535 then
-                        return nil, where .. "Port must be a number from 1 to 65535, got '" .. value .. "'"
-                    end
-                    value = p
-                elseif key == "proxycommand" then
-                    if value == "" then return nil, where .. "ProxyCommand needs a value" end
-                    if value:lower() == "none" then
-                        value = false
-                    else
-                        local ok, terr = check_tokens(value, TOKENS.proxycommand)
-                        if not ok then return nil, where .. "ProxyCommand: " .. terr end
-                    end
-                elseif key == "proxyjump" then
-                    if value:lower() == "none" then
-                        value = false
-                    else
-                        local j, jerr = M.parse_jump(value)
-                        if not j then return nil, where .. "ProxyJump: " .. jerr end
-                        value = j
-                    end
-                elseif TOKENS[key] then
-                    local ok, terr = check_tokens(value, TOKENS[key])
-                    if not ok then return nil, where .. name .. ": " .. terr end
-                end
+                local value, verr = setting_value(key, name, words)
+                if verr then return nil, where .. verr end
                 cfg.entries[#cfg.entries + 1] = { key = key, value = value, conds = current }
             end
             -- any other keyword: ignored
