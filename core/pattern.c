@@ -267,6 +267,36 @@ static const char *end_capture(struct pat_state *ms, const char *s, const char *
     return result;
 }
 
+/* %f[set] at s (p at its '['): the pattern after the set when s is at
+ * a frontier (the character before s not in the set, the one at s in
+ * it), else NULL. */
+static const char *match_frontier(struct pat_state *ms, const char *s, const char *p)
+{
+    const char *ep;
+    unsigned char before, here;
+
+    if (p >= ms->pattern_end || *p != '[')
+        luaL_error(ms->L, "missing '[' after '%%f' in pattern");
+    ep = item_end(ms, p);
+    before = s == ms->subject ? '\0' : (unsigned char)s[-1];
+    here = s < ms->subject_end ? (unsigned char)*s : '\0';
+    if (set_matches(before, p, ep - 1) || !set_matches(here, p, ep - 1))
+        return NULL;
+    return ep;
+}
+
+/* The item p..ep with quantifier '+', '*' or '-' at s, which matches it
+ * once: the end of the whole match, or NULL. */
+static const char *match_repeat(struct pat_state *ms, const char *s,
+                                const char *p, const char *ep, char quant)
+{
+    if (quant == '+')
+        return max_expand(ms, s + 1, p, ep);
+    if (quant == '*')
+        return max_expand(ms, s, p, ep);
+    return min_expand(ms, s, p, ep);
+}
+
 /* Matches pattern p at s: the end of the match, or NULL.  Items that
  * need no backtracking loop here; the others recurse. */
 static const char *do_match(struct pat_state *ms, const char *s, const char *p)
@@ -307,17 +337,9 @@ static const char *do_match(struct pat_state *ms, const char *s, const char *p)
             continue;
         }
         if (*p == '%' && p + 1 < end && p[1] == 'f') {
-            unsigned char before, here;
-
-            p += 2;
-            if (p >= end || *p != '[')
-                luaL_error(ms->L, "missing '[' after '%%f' in pattern");
-            ep = item_end(ms, p);
-            before = s == ms->subject ? '\0' : (unsigned char)s[-1];
-            here = s < ms->subject_end ? (unsigned char)*s : '\0';
-            if (set_matches(before, p, ep - 1) || !set_matches(here, p, ep - 1))
+            p = match_frontier(ms, s, p + 2);
+            if (p == NULL)
                 break;
-            p = ep;
             continue;
         }
         if (*p == '%' && p + 1 < end && isdigit((unsigned char)p[1])) {
@@ -344,16 +366,8 @@ static const char *do_match(struct pat_state *ms, const char *s, const char *p)
             p = ep + 1;
             continue;
         }
-        if (quant == '+') {
-            result = max_expand(ms, s + 1, p, ep);
-            break;
-        }
-        if (quant == '*') {
-            result = max_expand(ms, s, p, ep);
-            break;
-        }
-        if (quant == '-') {
-            result = min_expand(ms, s, p, ep);
+        if (quant == '+' || quant == '*' || quant == '-') {
+            result = match_repeat(ms, s, p, ep, quant);
             break;
         }
         s++;

@@ -73,6 +73,48 @@ local JINJA_FILTERS = {
     intersect = "filter(a, \"x -> contains(b, x)\")", union = "unique(flatten({a, b}))",
 }
 
+-- Where the comment that starts at src[i] ends: a long one at its
+-- closing brackets, else at the end of the line.
+local function comment_end(src, i, n)
+    local eq = src:match("^%-%-%[(=*)%[", i)
+    local j
+    if eq then
+        local _, e = src:find("]" .. eq .. "]", i, true)
+        j = e or n
+    else
+        j = src:find("\n", i, true) or n
+    end
+    return j
+end
+
+-- Where the quoted string that starts at src[i] ends (its closing quote,
+-- or the end of the line when it has none).
+local function quoted_end(src, i, n)
+    local c = src:sub(i, i)
+    local j = i + 1
+    while j <= n do
+        local d = src:sub(j, j)
+        if d == "\\" then j = j + 2
+        elseif d == c or d == "\n" then break
+        else j = j + 1 end
+    end
+    return j
+end
+
+-- The error for Jinja's filter syntax "| name" at src[i] when name is a
+-- helper or a Jinja filter (with what to write instead); nil otherwise.
+local function filter_syntax(src, i, is_helper)
+    local name = src:match("^|%s*([%a_][%w_]*)", i)
+    if name and (is_helper(name) or JINJA_FILTERS[name]) then
+        local instead = JINJA_FILTERS[name] or (name .. "(x, ...)")
+        if name == "default" then instead = "default(x, d)" end
+        if is_helper(name) and name ~= "default" then instead = name .. "(x" ..
+            (src:match("^|%s*[%a_][%w_]*%s*%(", i) and ", ...)" or ")") end
+        return "'| " .. name .. "' is Jinja filter syntax, which expressions do not have: write " ..
+            instead .. " instead"
+    end
+end
+
 -- Rewrites an expression's source before it is compiled:
 --   default(x, d)  ->  default(function() return x end, d)
 -- so x is evaluated by default itself (an undefined x gives d), and
@@ -95,14 +137,7 @@ function M.rewrite(src, is_helper, on_lambda)
         local long = src:match("^%[(=*)%[", i)
         if c == "-" and src:sub(i + 1, i + 1) == "-" then
             -- a comment: long or to the end of the line
-            local eq = src:match("^%-%-%[(=*)%[", i)
-            local j
-            if eq then
-                local _, e = src:find("]" .. eq .. "]", i, true)
-                j = e or n
-            else
-                j = src:find("\n", i, true) or n
-            end
+            local j = comment_end(src, i, n)
             out[#out + 1] = src:sub(i, j)
             i = j + 1
         elseif long then
@@ -113,13 +148,7 @@ function M.rewrite(src, is_helper, on_lambda)
             i = e + 1
             last_sig = "s"
         elseif c == "'" or c == '"' then
-            local j = i + 1
-            while j <= n do
-                local d = src:sub(j, j)
-                if d == "\\" then j = j + 2
-                elseif d == c or d == "\n" then break
-                else j = j + 1 end
-            end
+            local j = quoted_end(src, i, n)
             out[#out + 1] = src:sub(i, j)
             if on_lambda and out[#out]:find("->", 1, true) then on_lambda(out[#out]) end
             i = j + 1
@@ -157,15 +186,8 @@ function M.rewrite(src, is_helper, on_lambda)
             i = i + 1
             last_sig = ","
         elseif c == "|" then
-            local name = src:match("^|%s*([%a_][%w_]*)", i)
-            if name and (is_helper(name) or JINJA_FILTERS[name]) then
-                local instead = JINJA_FILTERS[name] or (name .. "(x, ...)")
-                if name == "default" then instead = "default(x, d)" end
-                if is_helper(name) and name ~= "default" then instead = name .. "(x" ..
-                    (src:match("^|%s*[%a_][%w_]*%s*%(", i) and ", ...)" or ")") end
-                return nil, "'| " .. name .. "' is Jinja filter syntax, which expressions do not have: write " ..
-                    instead .. " instead"
-            end
+            local err = filter_syntax(src, i, is_helper)
+            if err then return nil, err end
             out[#out + 1] = c
             i = i + 1
             last_sig = c

@@ -66,6 +66,12 @@ end
 
 local glob_match = util.glob_match
 
+-- The name checks and the ProxyCommand expansion (ssh_names.lua)
+local names = require("cutover.ssh_names")
+local expand_tokens = names.expand_tokens
+M.check_hostname, M.check_user = names.check_hostname, names.check_user
+M.port_number, M.expand_proxy_command = names.port_number, names.expand_proxy_command
+
 -- Host patterns: true when some positive pattern matches and no
 -- negated one does (a line of only negations matches nothing).
 local function host_matches(patterns, host)
@@ -229,10 +235,64 @@ local function parse_match(words)
     return crit
 end
 
+-- The value of a setting line (key: its keyword in lower case, name:
+-- as written in messages) -> value (false: "none") | nil, message.
+local function setting_value(key, name, words)
+    if #words == 0 then return nil, name .. " needs a value" end
+    if #words > 1 then
+        return nil, name .. " takes one value, got " .. #words
+    end
+    local value = words[1]
+    if key == "port" then
+        local p = value:match("^%d+$") and math.tointeger(tonumber(value))
+        if not p or p < 1 or p > 65535 then
+            return nil, "Port must be a number from 1 to 65535, got '" .. value .. "'"
+        end
+        value = p
+    elseif key == "proxycommand" then
+        if value == "" then return nil, "ProxyCommand needs a value" end
+        if value:lower() == "none" then
+            value = false
+        else
+            local ok, terr = check_tokens(value, TOKENS.proxycommand)
+            if not ok then return nil, "ProxyCommand: " .. terr end
+        end
+    elseif key == "proxyjump" then
+        if value:lower() == "none" then
+            value = false
+        else
+            local j, jerr = M.parse_jump(value)
+            if not j then return nil, "ProxyJump: " .. jerr end
+            value = j
+        end
+    elseif TOKENS[key] then
+        local ok, terr = check_tokens(value, TOKENS[key])
+        if not ok then return nil, name .. ": " .. terr end
+    end
+    return value
+end
+
+local read_file
+
+-- An Include line's files (relative paths are under ~/.ssh; globs),
+-- read in order under the conditions of the block it stands in.
+local function include(cfg, words, current, depth)
+    for _, w in ipairs(words) do
+        local p = w
+        if p:sub(1, 2) == "~/" then p = cfg.home .. p:sub(2)
+        elseif p:sub(1, 1) ~= "/" then p = cfg.home .. "/.ssh/" .. p end
+        for _, f in ipairs(glob_paths(p)) do
+            local ok, ierr = read_file(cfg, f, current, depth + 1)
+            if not ok then return nil, ierr end
+        end
+    end
+    return true
+end
+
 -- Reads one file into cfg.entries.  conds: what must all hold for the
 -- file's lines to apply (from enclosing blocks): Host pattern lists, and
 -- Match lines ({match=criteria}, evaluated at their own entry).
-local function read_file(cfg, path, conds, depth)
+function read_file(cfg, path, conds, depth)
     if depth > MAX_DEPTH then return nil, path .. ": Include nested more than " .. MAX_DEPTH .. " deep" end
     local text, err = fs.read(path, MAX_FILE)
     if not text then return nil, err end
@@ -268,47 +328,11 @@ local function read_file(cfg, path, conds, depth)
                 current[#current + 1] = m
             elseif key == "include" then
                 if #words == 0 then return nil, where .. "Include needs a path" end
-                for _, w in ipairs(words) do
-                    local p = w
-                    if p:sub(1, 2) == "~/" then p = cfg.home .. p:sub(2)
-                    elseif p:sub(1, 1) ~= "/" then p = cfg.home .. "/.ssh/" .. p end
-                    for _, f in ipairs(glob_paths(p)) do
-                        local ok, ierr = read_file(cfg, f, current, depth + 1)
-                        if not ok then return nil, ierr end
-                    end
-                end
+                local ok, ierr = include(cfg, words, current, depth)
+                if not ok then return nil, ierr end
             elseif name then
-                if #words == 0 then return nil, where .. name .. " needs a value" end
-                if #words > 1 then
-                    return nil, where .. name .. " takes one value, got " .. #words
-                end
-                local value = words[1]
-                if key == "port" then
-                    local p = value:match("^%d+$") and math.tointeger(tonumber(value))
-                    if not p or p < 1 or p > 65535 then
-                        return nil, where .. "Port must be a number from 1 to 65535, got '" .. value .. "'"
-                    end
-                    value = p
-                elseif key == "proxycommand" then
-                    if value == "" then return nil, where .. "ProxyCommand needs a value" end
-                    if value:lower() == "none" then
-                        value = false
-                    else
-                        local ok, terr = check_tokens(value, TOKENS.proxycommand)
-                        if not ok then return nil, where .. "ProxyCommand: " .. terr end
-                    end
-                elseif key == "proxyjump" then
-                    if value:lower() == "none" then
-                        value = false
-                    else
-                        local j, jerr = M.parse_jump(value)
-                        if not j then return nil, where .. "ProxyJump: " .. jerr end
-                        value = j
-                    end
-                elseif TOKENS[key] then
-                    local ok, terr = check_tokens(value, TOKENS[key])
-                    if not ok then return nil, where .. name .. ": " .. terr end
-                end
+                local value, verr = setting_value(key, name, words)
+                if verr then return nil, where .. verr end
                 cfg.entries[#cfg.entries + 1] = { key = key, value = value, conds = current }
             end
             -- any other keyword: ignored
@@ -359,71 +383,9 @@ local function list_matches(patterns, value, fold)
     return hit
 end
 
-local function expand_tokens(s, t)
-    return (s:gsub("%%(.)", function(c) return t[c] end))
-end
-
 -- A ProxyCommand from elsewhere (the inventory): true | nil, message
 function M.check_proxy_command(command)
     return check_tokens(command, TOKENS.proxycommand)
-end
-
--- Host and user names that could reach a shell.  A ProxyCommand runs
--- under /bin/sh with %h %n %r %p pasted in, so (as OpenSSH 9.6 does since
--- CVE-2023-51385) names carrying shell syntax are refused before any
--- token is expanded.  Host names: no quote, $ ` \ ; & < > | ( ) { },
--- blank or control character, and no leading '-' (it would read as an
--- option).  User names: the same, except that a blank is allowed when no
--- '-' follows it (Windows accounts have spaces) and a backslash when it
--- is not the last character (DOMAIN\user).
-local HOST_BAD = "[%c%s'`\"%$\\;&<>|(){}]"
-local USER_BAD = "[%c'`\"%$;&<>|(){}]"
-
-local function unsafe(value, what, bad, blanks)
-    local c = value:match(bad)
-    local why
-    if value == "" then
-        why = "it is empty"
-    elseif c then
-        why = string.format("it contains %s, a shell metacharacter",
-            c:match("%s") and "a blank" or c:match("%c") and string.format("the control character \\%d", c:byte())
-            or ("'" .. c .. "'"))
-    elseif value:sub(1, 1) == "-" then
-        why = "it starts with '-', which a command would take for an option"
-    elseif blanks and value:find("%s%-") then
-        why = "a blank is followed by '-', which a command would take for an option"
-    elseif blanks and value:sub(-1) == "\\" then
-        why = "it ends with a backslash, a shell metacharacter"
-    end
-    if why then
-        return nil, "refusing the " .. what .. " '" .. value .. "': " .. why ..
-            " (a ProxyCommand would hand it to the shell; OpenSSH also refuses host and user names with shell " ..
-                "metacharacters)"
-    end
-    return true
-end
-
--- true | nil, message
-function M.check_hostname(value) return unsafe(tostring(value), "host name", HOST_BAD, false) end
-function M.check_user(value) return unsafe(tostring(value), "user name", USER_BAD, true) end
-
--- A port as given (a number or its text) -> integer | nil
-function M.port_number(value)
-    return (util.port_number("port", value))
-end
-
--- A ProxyCommand for one host: its tokens expanded (host: after
--- HostName; name: the name looked up).  Returns the command | nil,
--- message when a value is unsafe to hand to the shell (checked here
--- too, so that no caller can expand an unchecked name).
-function M.expand_proxy_command(command, host, port, user, name)
-    local ok, err = M.check_hostname(host)
-    if ok then ok, err = M.check_hostname(name) end
-    if ok then ok, err = M.check_user(user) end
-    if not ok then return nil, err end
-    local p = M.port_number(port)
-    if not p then return nil, "refusing the port '" .. tostring(port) .. "': it is not a number from 1 to 65535" end
-    return expand_tokens(command, { h = host, p = tostring(p), r = tostring(user), n = name, ["%"] = "%" })
 end
 
 -- The settings for host (the name as given: ansible_host, else the

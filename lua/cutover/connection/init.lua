@@ -92,6 +92,90 @@ local function jump_chain(cfg, hops, depth)
     return jump
 end
 
+-- The key files to offer: the inventory's, else the SSH config's
+-- IdentityFile ones that exist, else ssh's default ones that exist.
+local function key_files(v, sc)
+    local keys = {}
+    local explicit = v.ansible_ssh_private_key_file or v.ansible_private_key_file
+    if explicit then keys[#keys + 1] = expand(tostring(explicit)) end
+    if not explicit and sc.identity_files then
+        -- as ssh: configured identities that do not exist are skipped,
+        -- and the default ones are not added
+        explicit = true
+        for _, p in ipairs(sc.identity_files) do
+            if fs.stat(p, true) then keys[#keys + 1] = p end
+        end
+    end
+    if not explicit then
+        for _, k in ipairs({ "id_ed25519", "id_ecdsa", "id_rsa" }) do
+            local p = home() .. "/.ssh/" .. k
+            if fs.stat(p, true) then keys[#keys + 1] = p end
+        end
+    end
+    return keys
+end
+
+-- Jump hosts and ProxyCommand: from the inventory, else from the SSH
+-- config.  Returns hops, command (false: turned off) | nil, nil, message.
+local function proxy_settings(v, sc)
+    -- jump hosts: from the inventory (cutover_proxy_jump, or -J / -o
+    -- ProxyJump= in ansible_ssh_common_args, Ansible's way), else from
+    -- the SSH config
+    local hops
+    local spec = v.cutover_proxy_jump
+    local common = v.ansible_ssh_common_args or v.ansible_ssh_extra_args
+    if spec == nil and type(common) == "string" then
+        spec = common:match("%-J%s*['\"]?([^%s'\"]+)") or common:match("ProxyJump=['\"]?([^%s'\"]+)")
+    end
+    if type(spec) == "string" and spec ~= "none" then
+        local perr
+        hops, perr = ssh_config.parse_jump(spec)
+        if not hops then return nil, nil, "cannot read the jump hosts '" .. spec .. "': " .. perr end
+    end
+    -- a ProxyCommand: cutover_proxy_command, or -o ProxyCommand="..." in
+    -- ansible_ssh_common_args; "none" turns off the config's
+    local command = v.cutover_proxy_command
+    if command == nil and type(common) == "string" then
+        command = common:match("ProxyCommand=\"([^\"]*)\"") or common:match("ProxyCommand='([^']*)'")
+            or common:match("ProxyCommand=([^%s'\"]+)")
+    end
+    if command == "none" then
+        command = false
+    elseif command ~= nil then
+        -- (the config's was checked when it was read)
+        if type(command) ~= "string" or command == "" then
+            return nil, nil, "the ProxyCommand must be a command line, got " .. tostring(command)
+        end
+        local pc_ok, terr = ssh_config.check_proxy_command(command)
+        if not pc_ok then return nil, nil, "ProxyCommand: " .. terr end
+        if hops then return nil, nil, "both a jump host and a ProxyCommand are set in the inventory; keep one" end
+    end
+    if spec == nil and command == nil then
+        hops, command = sc.proxy_jump, sc.proxy_command
+    end
+    return hops, command
+end
+
+-- The persistent session: cutover_session, which CUTOVER_SESSION=0 turns
+-- off.  Returns true, false or nil (not set) | nil, message.
+local function session_setting(v)
+    local session = v.cutover_session
+    if session == "true" or session == "false" then session = session == "true" end
+    if session ~= nil and type(session) ~= "boolean" then
+        return nil, "cutover_session must be true or false, got " .. tostring(session)
+    end
+    -- CUTOVER_SESSION=0 turns the session off for every host of the run
+    -- (the suites run once so; an operator's switch when a host's shell
+    -- misbehaves); it never turns on what the inventory turned off
+    local env = os.getenv("CUTOVER_SESSION")
+    if env == "0" then
+        session = false
+    elseif env ~= nil and env ~= "" and env ~= "1" then
+        return nil, "CUTOVER_SESSION must be 0 or 1, got '" .. env .. "'"
+    end
+    return session
+end
+
 -- The SSH settings for a host, from its variables and the run's options.
 -- Inventory variables win over ~/.ssh/config (or -F), which wins over the
 -- defaults.  The config is looked up by ansible_host (else the inventory
@@ -116,64 +200,15 @@ function M.ssh_settings(name, v, opts)
         if perr then return nil, perr end
     end
     local sc = cfg and cfg:lookup(target, { user = iuser, port = iport }) or {}
-    local keys = {}
-    local explicit = v.ansible_ssh_private_key_file or v.ansible_private_key_file
-    if explicit then keys[#keys + 1] = expand(tostring(explicit)) end
-    if not explicit and sc.identity_files then
-        -- as ssh: configured identities that do not exist are skipped,
-        -- and the default ones are not added
-        explicit = true
-        for _, p in ipairs(sc.identity_files) do
-            if fs.stat(p, true) then keys[#keys + 1] = p end
-        end
-    end
-    if not explicit then
-        for _, k in ipairs({ "id_ed25519", "id_ecdsa", "id_rsa" }) do
-            local p = home() .. "/.ssh/" .. k
-            if fs.stat(p, true) then keys[#keys + 1] = p end
-        end
-    end
+    local keys = key_files(v, sc)
     local user = iuser or sc.user
     if user == nil then user = (sys.user()) end
     ok, uerr = ssh_config.check_user(user)
     if ok and sc.hostname then ok, uerr = ssh_config.check_hostname(sc.hostname) end
     if not ok then return nil, uerr end
     local sock = os.getenv("SSH_AUTH_SOCK")
-    -- jump hosts: from the inventory (cutover_proxy_jump, or -J / -o
-    -- ProxyJump= in ansible_ssh_common_args, Ansible's way), else from
-    -- the SSH config
-    local hops
-    local spec = v.cutover_proxy_jump
-    local common = v.ansible_ssh_common_args or v.ansible_ssh_extra_args
-    if spec == nil and type(common) == "string" then
-        spec = common:match("%-J%s*['\"]?([^%s'\"]+)") or common:match("ProxyJump=['\"]?([^%s'\"]+)")
-    end
-    if type(spec) == "string" and spec ~= "none" then
-        local perr
-        hops, perr = ssh_config.parse_jump(spec)
-        if not hops then return nil, "cannot read the jump hosts '" .. spec .. "': " .. perr end
-    end
-    -- a ProxyCommand: cutover_proxy_command, or -o ProxyCommand="..." in
-    -- ansible_ssh_common_args; "none" turns off the config's
-    local command = v.cutover_proxy_command
-    if command == nil and type(common) == "string" then
-        command = common:match("ProxyCommand=\"([^\"]*)\"") or common:match("ProxyCommand='([^']*)'")
-            or common:match("ProxyCommand=([^%s'\"]+)")
-    end
-    if command == "none" then
-        command = false
-    elseif command ~= nil then
-        -- (the config's was checked when it was read)
-        if type(command) ~= "string" or command == "" then
-            return nil, "the ProxyCommand must be a command line, got " .. tostring(command)
-        end
-        local pc_ok, terr = ssh_config.check_proxy_command(command)
-        if not pc_ok then return nil, "ProxyCommand: " .. terr end
-        if hops then return nil, "both a jump host and a ProxyCommand are set in the inventory; keep one" end
-    end
-    if spec == nil and command == nil then
-        hops, command = sc.proxy_jump, sc.proxy_command
-    end
+    local hops, command, xerr = proxy_settings(v, sc)
+    if xerr then return nil, xerr end
     local jump, jerr = jump_chain(cfg, hops, 0)
     if jerr then return nil, jerr end
     local host = sc.hostname or target
@@ -181,20 +216,8 @@ function M.ssh_settings(name, v, opts)
         "ansible_ssh_port")
                                         or "the SSH config's Port", iport or sc.port or 22)
     if not port then return nil, perr end
-    local session = v.cutover_session
-    if session == "true" or session == "false" then session = session == "true" end
-    if session ~= nil and type(session) ~= "boolean" then
-        return nil, "cutover_session must be true or false, got " .. tostring(session)
-    end
-    -- CUTOVER_SESSION=0 turns the session off for every host of the run
-    -- (the suites run once so; an operator's switch when a host's shell
-    -- misbehaves); it never turns on what the inventory turned off
-    local env = os.getenv("CUTOVER_SESSION")
-    if env == "0" then
-        session = false
-    elseif env ~= nil and env ~= "" and env ~= "1" then
-        return nil, "CUTOVER_SESSION must be 0 or 1, got '" .. env .. "'"
-    end
+    local session, serr = session_setting(v)
+    if serr then return nil, serr end
     local tname = v.ansible_timeout ~= nil and "ansible_timeout" or "ansible_ssh_timeout"
     local timeout, terr = util.seconds(tname, v.ansible_timeout or v.ansible_ssh_timeout or 30)
     if not timeout then return nil, terr end
