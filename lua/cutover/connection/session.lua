@@ -38,7 +38,8 @@
 -- password; what the step leaves unread is drained after it ends, so the
 -- next request keeps its place) or /dev/null, through the login shell ($SHELL -c, as sshd would run it),
 -- so nothing it does to its shell (cd, export, traps, set -e, exec, exit,
--- reading stdin to the end) reaches the next step.
+-- reading stdin to the end) reaches the next step.  A login shell that is
+-- busybox itself runs it as `busybox sh -c` (busybox has no -c of its own).
 --
 -- Reading exact byte counts in sh: the command travels as lines read by
 -- the `read` builtin (POSIX: it takes one byte at a time from a pipe, so
@@ -129,7 +130,8 @@ fi
 if [ "$__cs_b" -gt 0 ]; then
 if [ -n "$__cs_G" ]; then head -c "$__cs_b"; else dd bs=1 count="$__cs_b" 2>/dev/null; fi | {
 __cs_P=$__cs_T setsid /bin/sh -c \
-'printf "%s P %s\n" "$__cs_P" "$$" >&3 || exit 126; unset __cs_P; exec 3>&-; exec "$0" -c "$1"' "$__cs_S" "$__cs_x" \
+'printf "%s P %s\n" "$__cs_P" "$$" >&3 || exit 126; unset __cs_P; exec 3>&-
+case $0 in *busybox) exec "$0" sh -c "$1";; esac; exec "$0" -c "$1"' "$__cs_S" "$__cs_x" \
 3>&1 > "$__cs_d/o$__cs_n" 2> "$__cs_d/e$__cs_n"
 __cs_r=$?
 cat > /dev/null
@@ -138,7 +140,8 @@ exit $__cs_r
 __cs_r=$?
 else
 __cs_P=$__cs_T setsid /bin/sh -c \
-'printf "%s P %s\n" "$__cs_P" "$$" >&3 || exit 126; unset __cs_P; exec 3>&-; exec "$0" -c "$1"' "$__cs_S" "$__cs_x" \
+'printf "%s P %s\n" "$__cs_P" "$$" >&3 || exit 126; unset __cs_P; exec 3>&-
+case $0 in *busybox) exec "$0" sh -c "$1";; esac; exec "$0" -c "$1"' "$__cs_S" "$__cs_x" \
 3>&1 < /dev/null > "$__cs_d/o$__cs_n" 2> "$__cs_d/e$__cs_n"
 __cs_r=$?
 fi
