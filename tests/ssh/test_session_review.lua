@@ -94,4 +94,95 @@ T.test("L1: variables the login environment exports under the bootstrap's names 
     c:close()
 end)
 
+-- A host slow to start a step: its `setsid` (found first on the PATH
+-- sshd gives the login) waits until the file go exists, or 3 s, before
+-- it starts a step that runs `echo started`, so the controller waits for
+-- that step's start line (P) all that while.
+local function slow_start_server()
+    local d = S.target(T)
+    S.sh("chmod 755 " .. d .. " && mkdir " .. d .. "/bin")
+    T.write(d .. "/bin/setsid", "#!/bin/sh\ncase \"$*\" in *'echo started'*)\n" ..
+        "echo $PPID > " .. d .. "/shell.pid; : > " .. d .. "/starting\n" ..
+        "i=0; while [ ! -e " .. d .. "/go ] && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done\n" ..
+        ": > " .. d .. "/released;;\nesac\nexec /usr/bin/setsid \"$@\"\n", 493)
+    local s = S.start(T, { extra_config = "SetEnv PATH=" .. d .. "/bin:/usr/local/bin:/usr/bin:/bin" })
+    s:trust()
+    return s, d
+end
+
+-- Waits (bounded) until path exists.
+local function wait_for(path, seconds)
+    local deadline = loop.now() + seconds
+    while loop.now() < deadline do
+        if T.read(path) then return true end
+        loop.sleep(0.05)
+    end
+    return false
+end
+
+-- After the controller is done: until the slow setsid has let the step
+-- go (or 5 s), then a little more for a step it let go to show.  True
+-- when the step's sleep is running.
+local function still_runs(d, n)
+    wait_for(d .. "/released", 5)
+    for _ = 1, 20 do
+        if proc.run({ argv = { "pgrep", "-f", "sleep " .. n } }).stdout ~= "" then return true end
+        loop.sleep(0.1)
+    end
+    return false
+end
+
+T.test("L4: Ctrl-C (a real SIGINT to cutover) before the step's start line: the step does not go on running", function()
+    local s, d = slow_start_server()
+    local n = 70000 + math.random(0, 9999) * 2
+    T.write(d .. "/inv.yml", string.format("all:\n  vars: { ansible_host: %s, ansible_port: %d, ansible_user: %s, " ..
+        "ansible_ssh_private_key_file: %s }\n  hosts:\n    h1: {}\n", s.address, s.port, s.user, s.key))
+    T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - id: slow\n      shell: \"echo started >> " .. d ..
+        "/m; sleep " .. n .. "\"\n    - id: after\n      shell: \"echo after >> " .. d .. "/after\"\n")
+    local r = T.sh(string.format([[
+cd %s
+XDG_STATE_HOME=%s/state HOME=%s SSH_AUTH_SOCK= NO_COLOR=1 %s run p.yml -i inv.yml --known-hosts %s >out 2>&1 &
+pid=$!
+i=0
+# until the host is about to start the step (the controller waits for its P line)
+while [ ! -e starting ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+# the sshd process that relays the session's pipes stops, so the P line,
+# once written, waits in the pipe: the step has started, the controller
+# has not seen it yet
+sshd=$(cat shell.pid) i=0
+while [ $i -lt 5 ] && [ "$(cut -c1-4 /proc/$sshd/comm)" != sshd ]; do sshd=$(awk '{print $4}' /proc/$sshd/stat); i=$((i+1)); done
+kill -STOP $sshd
+: > go
+i=0
+while [ ! -e m ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+kill -INT $pid
+sleep 1
+kill -CONT $sshd
+wait $pid
+echo $? > rc
+]], d, d, d, T.cutover, s.known_hosts))
+    T.eq(r.rc, 0, "driver script: " .. r.stdout .. r.stderr .. (T.read(d .. "/out") or ""))
+    local out = T.read(d .. "/out") or ""
+    T.eq(tonumber(T.read(d .. "/rc")), 130, "interrupted: " .. out)
+    T.eq(T.read(d .. "/m"), "started\n", "the step had started when the SIGINT came")
+    T.ok(not still_runs(d, n), "the step is not left running on the host")
+    T.eq(T.read(d .. "/after"), nil, "no later step ran")
+    T.contains(out, "interrupted", "reported as interrupted: " .. out)
+    T.not_contains(out, "may still be running", "nothing was left running: " .. out)
+    proc.run({ argv = { "pkill", "-KILL", "-f", "sleep " .. n } })
+end)
+
+T.test("L4: a timeout before the step's start line: the step is stopped once it starts", function()
+    local s, d = slow_start_server()
+    local c = conn(s)
+    T.eq(ok(c, "echo warm").stdout, "warm\n", "the session is open")
+    local n = 70000 + math.random(0, 9999) * 2 + 1
+    local r = ok(c, "echo started >> " .. d .. "/m; sleep " .. n, { timeout = 1 })
+    T.eq(r.timed_out, true, "timed out")
+    T.eq(r.stop_note, nil, "stopped: " .. tostring(r.stop_note))
+    T.ok(not still_runs(d, n), "the step is not left running on the host")
+    proc.run({ argv = { "pkill", "-KILL", "-f", "sleep " .. n } })
+    c:close()
+end)
+
 T.done()
