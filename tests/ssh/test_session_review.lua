@@ -185,4 +185,28 @@ T.test("L4: a timeout before the step's start line: the step is stopped once it 
     c:close()
 end)
 
+T.test("L5: an idle session costs the controller a few KB, not its buffers' 68 KiB", function()
+    local session = require("cutover.connection.session")
+    local c = conn(srv, { session = false })
+    assert(c:open())
+    local runners = {}
+    collectgarbage("collect")
+    local before = collectgarbage("count")
+    for i = 1, 10 do
+        local r, err = session.open(c.session, "h1", 30)
+        T.ok(r, "runner " .. i .. ": " .. tostring(err))
+        runners[i] = r
+        -- a step with more output than the buffers hold, then idle
+        assert(r:send("head -c 200000 /dev/zero; echo err >&2", "", 1000000))
+        T.ok(r:started({ timeout = 30 }), "runner " .. i .. ": started")
+        local res = r:result({ timeout = 30 })
+        T.eq(res and #res.stdout, 200000, "runner " .. i .. ": its output")
+    end
+    collectgarbage("collect")
+    local per = (collectgarbage("count") - before) / #runners
+    T.ok(per < 8, string.format("an idle runner holds %.1f KiB of the controller's heap", per))
+    for _, r in ipairs(runners) do r:close() end
+    c:close()
+end)
+
 T.done()
