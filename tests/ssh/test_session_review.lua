@@ -209,4 +209,56 @@ T.test("L5: an idle session costs the controller a few KB, not its buffers' 68 K
     c:close()
 end)
 
+T.test("L8: the login user's startup files: what a step sees is the same with CUTOVER_SESSION=0 and the session on",
+    function()
+    -- a login user whose shell is bash (bash reads ~/.bashrc for every
+    -- command sshd runs; neither path is a login shell, so ~/.profile is
+    -- read by neither)
+    local user = "cutover-test-bash"
+    if proc.run({ argv = { "id", "-u", user } }).rc ~= 0 then
+        S.sh("useradd --create-home --shell /bin/bash " .. user .. " && usermod -p '*' " .. user)
+    end
+    local home = S.sh("getent passwd " .. user .. " | cut -d: -f6"):gsub("%s+$", "")
+    T.write(home .. "/.bashrc", "L8_RC=from-bashrc\nexport L8_EXP=exported-by-bashrc\nalias l8=true\n", 420)
+    T.write(home .. "/.profile", "L8_PROFILE=from-profile\nexport L8_PEXP=exported-by-profile\n", 420)
+    S.sh("chown " .. user .. " " .. home .. "/.bashrc " .. home .. "/.profile")
+    local d = S.target(T)
+    S.sh("chown " .. user .. " " .. d)
+    T.write(d .. "/inv.yml", string.format("all:\n  vars: { ansible_host: %s, ansible_port: %d, ansible_user: %s, " ..
+        "ansible_ssh_private_key_file: %s }\n  hosts:\n    h1: {}\n", srv.address, srv.port, user, srv.key))
+    local show = "echo rc=${L8_RC-unset} exp=${L8_EXP-unset} profile=${L8_PROFILE-unset} " ..
+        "pexp=${L8_PEXP-unset} $(alias l8 2>/dev/null || echo no-alias)"
+    local seen = {}
+    for _, case in ipairs({ { "0", "off" }, { "", "on" } }) do
+        local out = d .. "/" .. case[2]
+        T.write(d .. "/p.yml", "- hosts: all\n  gather_facts: false\n  steps:\n" ..
+            "    - shell: \"" .. show .. " > " .. out .. "; cat /proc/$PPID/comm > " .. out .. ".by\"\n" ..
+            "    - shell:\n        cmd: \"" .. show .. " >> " .. out .. "\"\n        stdin: data\n")
+        local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", srv.known_hosts },
+            { env = { HOME = d, SSH_AUTH_SOCK = "", XDG_STATE_HOME = d .. "/state", CUTOVER_SESSION = case[1] },
+              timeout = 120 })
+        T.eq(r.rc, 0, "session " .. case[2] .. ": " .. r.stdout .. r.stderr)
+        T.not_contains(r.stdout .. r.stderr, "warning", "session " .. case[2] .. ": no fallback")
+        seen[case[2]] = T.read(out)
+    end
+    T.eq(T.read(d .. "/off.by"), "sshd\n", "CUTOVER_SESSION=0: a channel per step")
+    T.eq(T.read(d .. "/on.by"), "sh\n", "otherwise: the session")
+    local want = "rc=from-bashrc exp=exported-by-bashrc profile=unset pexp=unset alias l8='true'\n"
+    T.eq(seen.off, want .. want, "one channel per step: ~/.bashrc read, ~/.profile not")
+    T.eq(seen.on, seen.off, "the session: the same")
+    -- what differs (docs/ssh.md): a variable ~/.bashrc exports by adding
+    -- to its own value was added once already when the session shell
+    -- started, so a step sees the addition twice; and $0 is the login
+    -- shell's path, not sshd's bare name
+    T.write(home .. "/.bashrc", 'export L8_ADD="${L8_ADD:+$L8_ADD:}added"\n', 420)
+    local function add_seen(on)
+        local c = conn(srv, { user = user, session = on })
+        local r = ok(c, "echo $L8_ADD $0; cat /proc/$PPID/comm")
+        c:close()
+        return r.stdout
+    end
+    T.eq(add_seen(false), "added bash\nsshd\n", "one channel per step")
+    T.eq(add_seen(true), "added:added /bin/bash\nsh\n", "the session: the documented difference")
+end)
+
 T.done()
