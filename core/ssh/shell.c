@@ -33,6 +33,8 @@
 #define SHELL_IN_BUF 65536
 #define SHELL_IN_MIN 1024
 #define SHELL_ERR_BUF 4096
+/* How long sh:close waits for its EOF and CLOSE packets to leave. */
+#define SHELL_CLOSE_WAIT 10.0
 /* The most one recv may ask for: the output cap is 8 MiB per stream by
  * default; a caller's larger cap is refused here, not allocated. */
 #define SHELL_MAX_RECV (256u * 1024 * 1024)
@@ -48,6 +50,7 @@ struct ssh_shell {
     LIBSSH2_CHANNEL *channel;     /* owned */
     struct ssh_session *s;        /* kept alive by uservalue 1 */
     enum shell_state state;
+    int closing;                  /* close: 0 send EOF, 1 send CLOSE */
     char *in;                     /* received stdout not yet taken: owned */
     size_t in_len;
     size_t in_cap;                /* at most SHELL_IN_BUF */
@@ -545,18 +548,72 @@ static int shell_stderr(lua_State *L)
     return 1;
 }
 
-/* sh:close(): the channel is freed; the remote shell sees its stdin end
- * (or the connection close) and exits. */
+static int shell_close_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct ssh_shell *h = shell_check(L);
+    int rc;
+
+    (void)status;
+    (void)ctx;
+    for (;;) {
+        if (h->channel == NULL || h->s->session == NULL) {
+            shell_free_channel(h);
+            return 0;
+        }
+        rc = h->closing == 0 ? libssh2_channel_send_eof(h->channel)
+                             : libssh2_channel_close(h->channel);
+        if (rc == 0 && h->closing == 0) {
+            h->closing = 1;
+            continue;
+        }
+        if (rc == 0) {
+            shell_free_channel(h);  /* the server's CLOSE came too */
+            return 0;
+        }
+        if (rc == LIBSSH2_ERROR_EAGAIN && h->closing == 1 &&
+            !(libssh2_session_block_directions(h->s->session) &
+              LIBSSH2_SESSION_BLOCK_OUTBOUND)) {
+            /* CLOSE has left; the server answers once the remote shell
+             * has ended.  libssh2 keeps the channel until then (or until
+             * the session closes): not waited for here. */
+            h->channel = NULL;
+            h->state = SH_DEAD;
+            return 0;
+        }
+        if (rc != LIBSSH2_ERROR_EAGAIN || loop_now() >= h->deadline) {
+            /* an error, or a packet stuck half sent: libssh2 would
+             * refuse every other packet on this connection (BAD_USE),
+             * so it is closed; the next step reconnects */
+            h->channel = NULL;
+            h->state = SH_DEAD;
+            ssh_close_session(h->s);
+            return 0;
+        }
+        SHELL_WAIT(L, h, shell_close_k);
+    }
+}
+
+/* sh:close(): sends EOF (the remote shell sees its stdin end and exits)
+ * and CLOSE, waiting while they cannot leave yet (at most
+ * SHELL_CLOSE_WAIT seconds, a Ctrl-C notwithstanding: a packet left half
+ * sent would break the connection for every later step; when they
+ * still cannot leave, the connection is closed). */
 static int shell_close(lua_State *L)
 {
     struct ssh_shell *h = shell_check(L);
 
-    if (h->channel != NULL && h->s->session != NULL) {
-        libssh2_channel_send_eof(h->channel);  /* best effort */
-        libssh2_channel_close(h->channel);
+    lua_settop(L, SH_UD);
+    if (h->channel == NULL || h->s->session == NULL) {
+        shell_free_channel(h);
+        return 0;
     }
-    shell_free_channel(h);
-    return 0;
+    h->closing = 0;
+    h->uninterruptible = 1;
+    h->stall = 0;
+    h->stall_deadline = 0;
+    h->deadline = loop_now() + SHELL_CLOSE_WAIT;
+    h->interrupts_at_start = loop_interrupts();
+    return shell_close_k(L, LUA_OK, 0);
 }
 
 static int shell_open_k(lua_State *L, int status, lua_KContext ctx)
