@@ -41,6 +41,9 @@ repeat=${REPEAT:-3}
 # The login user: not the tests' (see bench_login in bench/lib.sh).
 user=${BENCH_USER:-cutover-bench}
 nmax=200            # hosts for workload (c); (a) and (b) use the first ones
+# The one command every tool runs for each step: the playbooks' `command:`,
+# the ssh loop's and the raw libssh2 loop's argument are all this.
+workload=/bin/true
 per_sshd=16         # ListenAddress lines per sshd
 
 [[ -x "$bin" ]] || { echo "no cutover binary at $bin (build it, or pass its path)" >&2; exit 2; }
@@ -160,7 +163,7 @@ playbook() { # playbook FILE N cutover|ansible
         echo "  $list:"
         for ((i = 1; i <= $2; i++)); do
             echo "    - name: step $i"
-            echo "      command: /bin/true"
+            echo "      command: $workload"
         done
     } > "$1"
 }
@@ -192,7 +195,7 @@ run_raw() { # run_raw HOSTS STEPS: the libssh2 exec loop, hosts in parallel
     local t0 t1 rc=0 i pids=() p
     t0=$(now)
     for ((i = 1; i <= $1; i++)); do
-        "$raw" "$(addr_of "$i")" "$port" "$user" "$key" "$kh" "$2" /bin/true >> "$work/logs/raw.log" 2>&1 & pids+=($!)
+        "$raw" "$(addr_of "$i")" "$port" "$user" "$key" "$kh" "$2" "$workload" >> "$work/logs/raw.log" 2>&1 & pids+=($!)
     done
     for p in "${pids[@]}"; do wait "$p" || rc=1; done
     t1=$(now)
@@ -217,12 +220,12 @@ ssh_host() { # ssh_host I STEPS [RSSFILE]: master, STEPS commands over it, close
     local a cp j
     a=$(addr_of "$1"); cp=$work/cm/$1
     ssh "${ssh_opts[@]}" -o ControlMaster=yes -o ControlPath="$cp" -fN "$a" || return 1
-    for ((j = 0; j < $2; j++)); do ssh "${ssh_opts[@]}" -o ControlPath="$cp" "$a" /bin/true || return 1; done
+    for ((j = 0; j < $2; j++)); do ssh "${ssh_opts[@]}" -o ControlPath="$cp" "$a" "$workload" || return 1; done
     if [[ -n ${3:-} ]]; then  # untimed RSS run: the master's peak, and one mux client's
         local pid
         pid=$(ssh -S "$cp" -O check x 2>&1 | sed -n 's/.*pid=\([0-9]*\).*/\1/p')
         awk '/^VmHWM/ {print $2}' "/proc/$pid/status" > "$3.master"
-        /usr/bin/time -f %M -o "$3.client" ssh "${ssh_opts[@]}" -o ControlPath="$cp" "$a" /bin/true
+        /usr/bin/time -f %M -o "$3.client" ssh "${ssh_opts[@]}" -o ControlPath="$cp" "$a" "$workload"
     fi
     ssh -S "$cp" -O exit x 2>/dev/null
 }

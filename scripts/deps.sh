@@ -13,7 +13,8 @@ packages=(
     apt-utils python3   # the VM lab's package repository (apt-ftparchive; http.server, relay.py)
     ansible-core   # the converter's twin tests run real ansible-playbook
     lua-check   # scripts/lint.sh (luacheck), first thing in scripts/test.sh
-    strace   # ssh.test_jump counts the controller's polls
+    strace   # ssh.test_jump counts the controller's polls; ssh.test_session_review traces execs
+    busybox   # ssh.test_session: the session's bootstrap under busybox sh
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -26,8 +26,15 @@
 
 #include "ssh_internal.h"
 
+/* Buffers are allocated when bytes come, not with the shell: an idle
+ * session holds none (1,000 connected hosts used to hold 68 MiB).  The
+ * stdout buffer grows up to SHELL_IN_BUF and is freed once it is empty
+ * again; counted bytes (recv) go straight into the caller's buffer. */
 #define SHELL_IN_BUF 65536
+#define SHELL_IN_MIN 1024
 #define SHELL_ERR_BUF 4096
+/* How long sh:close waits for its EOF and CLOSE packets to leave. */
+#define SHELL_CLOSE_WAIT 10.0
 /* The most one recv may ask for: the output cap is 8 MiB per stream by
  * default; a caller's larger cap is refused here, not allocated. */
 #define SHELL_MAX_RECV (256u * 1024 * 1024)
@@ -43,9 +50,12 @@ struct ssh_shell {
     LIBSSH2_CHANNEL *channel;     /* owned */
     struct ssh_session *s;        /* kept alive by uservalue 1 */
     enum shell_state state;
-    char in[SHELL_IN_BUF];        /* received stdout not yet taken */
+    int closing;                  /* close: 0 send EOF, 1 send CLOSE */
+    char *in;                     /* received stdout not yet taken: owned */
     size_t in_len;
-    char err[SHELL_ERR_BUF];      /* the first bytes of its stderr */
+    size_t in_cap;                /* at most SHELL_IN_BUF */
+    char *err;                    /* the first bytes of its stderr: owned,
+                                   * SHELL_ERR_BUF once any came */
     size_t err_len;
     /* the operation in progress (kept across parks) */
     char *want;                   /* recv: owned */
@@ -79,6 +89,12 @@ static int shell_gc(lua_State *L)
     shell_free_channel(h);
     free(h->want);
     h->want = NULL;
+    free(h->in);
+    h->in = NULL;
+    h->in_len = h->in_cap = 0;
+    free(h->err);
+    h->err = NULL;
+    h->err_len = 0;
     return 0;
 }
 
@@ -101,14 +117,35 @@ static int shell_fail(lua_State *L, struct ssh_shell *h, const char *code,
     return 3;
 }
 
-/* Reads what has arrived: stdout into h->in while it has room, stderr
- * (the first SHELL_ERR_BUF bytes kept).  Returns how many bytes came,
- * -1 when the channel broke. */
-static long shell_fill(struct ssh_shell *h)
+/* Room for more stdout in h->in: grows it (up to SHELL_IN_BUF).  Returns
+ * the bytes free; raises when memory runs out. */
+static size_t shell_in_room(lua_State *L, struct ssh_shell *h)
+{
+    if (h->in_len == h->in_cap && h->in_cap < SHELL_IN_BUF) {
+        size_t cap = h->in_cap < SHELL_IN_MIN ? SHELL_IN_MIN : h->in_cap * 2;
+        char *p;
+
+        if (cap > SHELL_IN_BUF)
+            cap = SHELL_IN_BUF;
+        p = realloc(h->in, cap);
+        if (p == NULL)
+            luaL_error(L, "ssh: out of memory");
+        h->in = p;
+        h->in_cap = cap;
+    }
+    return h->in_cap - h->in_len;
+}
+
+/* Reads what has arrived: stdout into the pending recv's buffer while
+ * h->in is empty, else into h->in while it has room; stderr (the first
+ * SHELL_ERR_BUF bytes kept).  Returns how many bytes came, -1 when the
+ * channel broke. */
+static long shell_fill(lua_State *L, struct ssh_shell *h)
 {
     char chunk[4096];
     ssize_t n;
     long got = 0;
+    size_t room;
 
     if (h->channel == NULL)
         return -1;
@@ -117,6 +154,11 @@ static long shell_fill(struct ssh_shell *h)
                                     chunk, sizeof chunk);
         if (n > 0) {
             size_t k = (size_t)n;
+            if (h->err == NULL) {
+                h->err = malloc(SHELL_ERR_BUF);
+                if (h->err == NULL)
+                    luaL_error(L, "ssh: out of memory");
+            }
             if (k > SHELL_ERR_BUF - h->err_len)
                 k = SHELL_ERR_BUF - h->err_len;
             memcpy(h->err + h->err_len, chunk, k);
@@ -128,9 +170,24 @@ static long shell_fill(struct ssh_shell *h)
             return -1;
         break;
     }
-    while (h->in_len < SHELL_IN_BUF) {
-        n = libssh2_channel_read_ex(h->channel, 0, h->in + h->in_len,
-                                    SHELL_IN_BUF - h->in_len);
+    /* counted bytes: straight into the caller's buffer (nothing is
+     * held in h->in ahead of them) */
+    while (h->want != NULL && h->in_len == 0 && h->want_have < h->want_len) {
+        n = libssh2_channel_read_ex(h->channel, 0, h->want + h->want_have,
+                                    h->want_len - h->want_have);
+        if (n > 0) {
+            h->want_have += (size_t)n;
+            got += (long)n;
+            continue;
+        }
+        if (n < 0 && n != LIBSSH2_ERROR_EAGAIN)
+            return -1;
+        return got;
+    }
+    if (h->want != NULL && h->want_have == h->want_len)
+        return got;
+    while ((room = shell_in_room(L, h)) > 0) {
+        n = libssh2_channel_read_ex(h->channel, 0, h->in + h->in_len, room);
         if (n > 0) {
             h->in_len += (size_t)n;
             got += (long)n;
@@ -145,8 +202,15 @@ static long shell_fill(struct ssh_shell *h)
 
 static void shell_take(struct ssh_shell *h, size_t n)
 {
+    if (n == 0)
+        return;
     memmove(h->in, h->in + n, h->in_len - n);
     h->in_len -= n;
+    if (h->in_len == 0) {  /* an idle shell holds no buffer */
+        free(h->in);
+        h->in = NULL;
+        h->in_cap = 0;
+    }
 }
 
 static void shell_begin(lua_State *L, struct ssh_shell *h)
@@ -268,7 +332,7 @@ static int shell_send_k(lua_State *L, int status, lua_KContext ctx)
         }
         /* keep its output moving: a remote end that writes while it
          * reads must not stall on a full window */
-        if (shell_fill(h) < 0)
+        if (shell_fill(L, h) < 0)
             return shell_send_fail(L, h, "connection", ssh_last_error(h->s));
         stop = shell_stopped(h);
         if (stop != NULL)
@@ -306,16 +370,18 @@ static int shell_recv_k(lua_State *L, int status, lua_KContext ctx)
     for (;;) {
         if (h->s->session == NULL)
             return shell_fail(L, h, "connection", "session closed");
-        got = shell_fill(h);
+        got = shell_fill(L, h);
         if (got < 0)
             return shell_fail(L, h, "connection", ssh_last_error(h->s));
         if (h->want != NULL) {
             size_t k = h->want_len - h->want_have;
             if (k > h->in_len)
                 k = h->in_len;
-            memcpy(h->want + h->want_have, h->in, k);
-            h->want_have += k;
-            shell_take(h, k);
+            if (k > 0) {
+                memcpy(h->want + h->want_have, h->in, k);
+                h->want_have += k;
+                shell_take(h, k);
+            }
             if (h->want_have == h->want_len) {
                 lua_pushlstring(L, h->want, h->want_len);
                 free(h->want);
@@ -323,7 +389,7 @@ static int shell_recv_k(lua_State *L, int status, lua_KContext ctx)
                 return 1;
             }
         } else {
-            char *nl = memchr(h->in, '\n', h->in_len);
+            char *nl = h->in_len > 0 ? memchr(h->in, '\n', h->in_len) : NULL;
             if (nl != NULL && (size_t)(nl - h->in) <= max) {
                 lua_pushlstring(L, h->in, (size_t)(nl - h->in));
                 shell_take(h, (size_t)(nl - h->in) + 1);
@@ -401,7 +467,7 @@ static int shell_poll(lua_State *L)
 
     if (bad)
         return bad;
-    if (shell_fill(h) < 0)
+    if (shell_fill(L, h) < 0)
         return shell_fail(L, h, "connection", ssh_last_error(h->s));
     if (h->in_len > 0)
         return shell_fail(L, h, "protocol",
@@ -427,7 +493,7 @@ static int shell_wait_stderr_k(lua_State *L, int status, lua_KContext ctx)
     for (;;) {
         if (h->s->session == NULL)
             return shell_fail(L, h, "connection", "session closed");
-        got = shell_fill(h);
+        got = shell_fill(L, h);
         if (got < 0)
             return shell_fail(L, h, "connection", ssh_last_error(h->s));
         if (h->err_len >= len && memmem(h->err, h->err_len, text, len) != NULL) {
@@ -478,22 +544,76 @@ static int shell_stderr(lua_State *L)
 {
     struct ssh_shell *h = shell_check(L);
 
-    lua_pushlstring(L, h->err, h->err_len);
+    lua_pushlstring(L, h->err != NULL ? h->err : "", h->err_len);
     return 1;
 }
 
-/* sh:close(): the channel is freed; the remote shell sees its stdin end
- * (or the connection close) and exits. */
+static int shell_close_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct ssh_shell *h = shell_check(L);
+    int rc;
+
+    (void)status;
+    (void)ctx;
+    for (;;) {
+        if (h->channel == NULL || h->s->session == NULL) {
+            shell_free_channel(h);
+            return 0;
+        }
+        rc = h->closing == 0 ? libssh2_channel_send_eof(h->channel)
+                             : libssh2_channel_close(h->channel);
+        if (rc == 0 && h->closing == 0) {
+            h->closing = 1;
+            continue;
+        }
+        if (rc == 0) {
+            shell_free_channel(h);  /* the server's CLOSE came too */
+            return 0;
+        }
+        if (rc == LIBSSH2_ERROR_EAGAIN && h->closing == 1 &&
+            !(libssh2_session_block_directions(h->s->session) &
+              LIBSSH2_SESSION_BLOCK_OUTBOUND)) {
+            /* CLOSE has left; the server answers once the remote shell
+             * has ended.  libssh2 keeps the channel until then (or until
+             * the session closes): not waited for here. */
+            h->channel = NULL;
+            h->state = SH_DEAD;
+            return 0;
+        }
+        if (rc != LIBSSH2_ERROR_EAGAIN || loop_now() >= h->deadline) {
+            /* an error, or a packet stuck half sent: libssh2 would
+             * refuse every other packet on this connection (BAD_USE),
+             * so it is closed; the next step reconnects */
+            h->channel = NULL;
+            h->state = SH_DEAD;
+            ssh_close_session(h->s);
+            return 0;
+        }
+        SHELL_WAIT(L, h, shell_close_k);
+    }
+}
+
+/* sh:close(): sends EOF (the remote shell sees its stdin end and exits)
+ * and CLOSE, waiting while they cannot leave yet (at most
+ * SHELL_CLOSE_WAIT seconds, a Ctrl-C notwithstanding: a packet left half
+ * sent would break the connection for every later step; when they
+ * still cannot leave, the connection is closed). */
 static int shell_close(lua_State *L)
 {
     struct ssh_shell *h = shell_check(L);
 
-    if (h->channel != NULL && h->s->session != NULL) {
-        libssh2_channel_send_eof(h->channel);  /* best effort */
-        libssh2_channel_close(h->channel);
+    lua_settop(L, SH_UD);
+    if (h->channel == NULL || h->s->session == NULL) {
+        shell_free_channel(h);
+        return 0;
     }
-    shell_free_channel(h);
-    return 0;
+    h->closing = 0;
+    h->uninterruptible = 1;
+    h->stall = 0;
+    h->stall_deadline = 0;
+    h->deadline = loop_now() + SHELL_CLOSE_WAIT;
+    h->interrupts_at_start = loop_interrupts();
+    return shell_close_k(L, LUA_OK, 0);
 }
 
 static int shell_open_k(lua_State *L, int status, lua_KContext ctx)

@@ -451,19 +451,45 @@ T.test("H1: sudo's password is never written to a file on the host (probe, becom
     fs.remove(SUDOERS)
 end)
 
-T.test("the bootstrap runs under dash and under bash", function()
-    for _, interp in ipairs({ "/bin/dash", "/bin/bash", "/bin/sh" }) do
-        if fs.stat(interp) then
-            if type(session) ~= "table" then error("no connection.session module") end
+T.test("the bootstrap runs under dash, bash and busybox sh; a busybox login shell runs the steps", function()
+    if type(session) ~= "table" then error("no connection.session module") end
+    local busybox = fs.stat("/usr/bin/busybox") and "/usr/bin/busybox" or (fs.stat("/bin/busybox") and "/bin/busybox")
+    if not busybox then
+        print("# SKIP busybox sh: busybox is not installed (scripts/deps.sh installs it)")
+    end
+    for _, interp in ipairs({ "/bin/dash", "/bin/bash", "/bin/sh", busybox and (busybox .. " sh") or nil }) do
+        if fs.stat(interp:match("^%S+")) then
             session.SHELL = interp
             local c = conn()
             T.eq(ok(c, "echo hi; echo err >&2; exit 2").stdout, "hi\n", interp .. ": stdout")
             T.eq(ok(c, "cat", { stdin = "x\0y" }).stdout, "x\0y", interp .. ": stdin")
+            T.eq(ok(c, "tr -d '\\0' < /proc/$PPID/cmdline").stdout, interp:gsub(" ", ""), interp ..
+                ": the session shell ran it")
             T.ok(c.session_runner ~= nil and not c.no_session, interp .. ": the session ran it")
             c:close()
         end
     end
     session.SHELL = "/bin/sh"
+    if busybox then
+        -- a login shell that is busybox itself (not a link named sh or
+        -- ash): it runs a command as `busybox sh -c`, not `busybox -c`
+        local c = conn({ session = false })
+        assert(c:open())
+        local r, err = session.open(c.session, "h1", 30, { shell = busybox })
+        T.ok(r, "the session started: " .. tostring(err))
+        if r then
+            local cmd = "echo $((6*7)); tr -d '\\0' < /proc/$$/cmdline; :"
+            local sent, serr = r:send(cmd, "", 1000)
+            T.ok(sent, "sent: " .. tostring(serr))
+            T.ok(r:started({ timeout = 30 }), "the step started")
+            local res, rerr = r:result({ timeout = 30 })
+            T.eq(res and res.stdout, "42\n" .. busybox .. "sh-c" .. cmd, "a busybox login shell ran the step: " ..
+                tostring(rerr) .. " " .. tostring(res and res.stderr))
+            T.eq(res and res.rc, 0, "its exit status")
+            r:close()
+        end
+        c:close()
+    end
 end)
 
 T.test("M6: a session channel the server refuses (MaxSessions) falls back with a warning; the connection stays",

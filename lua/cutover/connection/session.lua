@@ -24,7 +24,13 @@
 -- a snapshot of at most cap+1 bytes taken first: a process the step left
 -- behind may go on rewriting its files, never the snapshot), so
 -- nothing a command prints can pass for a frame; the token catches a
--- reply that lost its place (the session is then given up).
+-- reply that lost its place (the session is then given up).  The token
+-- is never an argument of a command (other users of the host see those
+-- in ps): it comes inside the bootstrap on stdin, and a step's starter
+-- gets it in its environment and unsets it before the step runs.  The
+-- bootstrap's variables are __cs_*, unset before use: an exported
+-- variable of the login environment neither changes them nor is
+-- changed for the step.
 --
 -- Each step runs in a child process of its own (setsid: its own process
 -- group and session), stdin from the request's bytes (piped straight
@@ -32,7 +38,8 @@
 -- password; what the step leaves unread is drained after it ends, so the
 -- next request keeps its place) or /dev/null, through the login shell ($SHELL -c, as sshd would run it),
 -- so nothing it does to its shell (cd, export, traps, set -e, exec, exit,
--- reading stdin to the end) reaches the next step.
+-- reading stdin to the end) reaches the next step.  A login shell that is
+-- busybox itself runs it as `busybox sh -c` (busybox has no -c of its own).
 --
 -- Reading exact byte counts in sh: the command travels as lines read by
 -- the `read` builtin (POSIX: it takes one byte at a time from a pipe, so
@@ -72,89 +79,102 @@ M.SEND_STALL = 60
 -- of a request.
 M.BOOT = [=[
 __cutover_session() {
-T=$1
-nl='
+unset __cs_T __cs_S __cs_G __cs_d __cs_o __cs_p __cs_n __cs_w __cs_a __cs_b __cs_c __cs_x __cs_i __cs_l __cs_r \
+__cs_k __cs_so __cs_se __cs_no __cs_ne __cs_nl __cs_P
+__cs_T=$1
+__cs_nl='
 '
-command -v setsid >/dev/null 2>&1 || { printf '%s N %s\n' "$T" 'setsid is not installed'; return 0; }
-S=${2:-${SHELL:-/bin/sh}}
-case ${S##*/} in
+command -v setsid >/dev/null 2>&1 || { printf '%s N %s\n' "$__cs_T" 'setsid is not installed'; return 0; }
+__cs_S=${2:-${SHELL:-/bin/sh}}
+case ${__cs_S##*/} in
 sh|bash|dash|ash|ksh|ksh93|mksh|pdksh|zsh|yash|posh|busybox) ;;
-*) printf '%s N %s\n' "$T" "the login shell $S is not a POSIX shell"; return 0;;
+*) printf '%s N %s\n' "$__cs_T" "the login shell $__cs_S is not a POSIX shell"; return 0;;
 esac
-G=
-head --version 2>/dev/null | grep -q GNU && G=1
-d=$(umask 077; mktemp -d "${TMPDIR:-/tmp}/cutover-session.XXXXXXXX" 2>/dev/null) || d=
-case $d in
-/*) case $d in *[!A-Za-z0-9_./-]*) rm -rf "$d"; d=;; esac;;
-*) d=;;
+__cs_G=
+head --version 2>/dev/null | grep -q GNU && __cs_G=1
+__cs_d=$(umask 077; mktemp -d "${TMPDIR:-/tmp}/cutover-session.XXXXXXXX" 2>/dev/null) || __cs_d=
+case $__cs_d in
+/*) case $__cs_d in *[!A-Za-z0-9_./-]*) rm -rf "$__cs_d"; __cs_d=;; esac;;
+*) __cs_d=;;
 esac
-[ -n "$d" ] || { printf '%s N %s\n' "$T" 'no private temporary folder'; return 0; }
-trap 'rm -rf "$d"' EXIT
-echo $$ > "$d/p" && mv -f "$d/p" "$d/pid" || { printf '%s N %s\n' "$T" 'cannot write in the private folder'; return 0; }
-for o in "${d%/*}"/cutover-session.*; do
-[ "$o" != "$d" ] && [ -d "$o" ] && [ ! -h "$o" ] && [ -O "$o" ] &&
-[ -f "$o/pid" ] && [ ! -h "$o/pid" ] && [ -O "$o/pid" ] || continue
-p=
-read -r p < "$o/pid" 2>/dev/null
-case $p in ''|*[!0-9]*) continue;; esac
-kill -0 "$p" 2>/dev/null || rm -rf "$o"
+[ -n "$__cs_d" ] || { printf '%s N %s\n' "$__cs_T" 'no private temporary folder'; return 0; }
+trap 'rm -rf "$__cs_d"' EXIT
+echo $$ > "$__cs_d/p" && mv -f "$__cs_d/p" "$__cs_d/pid" ||
+{ printf '%s N %s\n' "$__cs_T" 'cannot write in the private folder'; return 0; }
+for __cs_o in "${__cs_d%/*}"/cutover-session.*; do
+[ "$__cs_o" != "$__cs_d" ] && [ -d "$__cs_o" ] && [ ! -h "$__cs_o" ] && [ -O "$__cs_o" ] &&
+[ -f "$__cs_o/pid" ] && [ ! -h "$__cs_o/pid" ] && [ -O "$__cs_o/pid" ] || continue
+__cs_p=
+read -r __cs_p < "$__cs_o/pid" 2>/dev/null
+case $__cs_p in ''|*[!0-9]*) continue;; esac
+kill -0 "$__cs_p" 2>/dev/null || rm -rf "$__cs_o"
 done
 trap 'exit 129' HUP
 trap 'exit 141' PIPE
 trap 'exit 143' TERM
-n=0
-printf '%s K %s\n' "$T" "$$"
-while IFS=' ' read -r w a b c; do
-[ "$w" = X ] || break
-x= i=0
-while [ "$i" -lt "$a" ]; do
-IFS= read -r l || exit 1
-if [ "$i" = 0 ]; then x=$l; else x=$x$nl$l; fi
-i=$((i+1))
+__cs_n=0
+printf '%s K %s\n' "$__cs_T" "$$"
+while IFS=' ' read -r __cs_w __cs_a __cs_b __cs_c; do
+[ "$__cs_w" = X ] || break
+__cs_x= __cs_i=0
+while [ "$__cs_i" -lt "$__cs_a" ]; do
+IFS= read -r __cs_l || exit 1
+if [ "$__cs_i" = 0 ]; then __cs_x=$__cs_l; else __cs_x=$__cs_x$__cs_nl$__cs_l; fi
+__cs_i=$((__cs_i+1))
 done
-n=$((n+1))
-if ! { [ -d "$d" ] && [ ! -h "$d" ] && [ -O "$d" ]; }; then
-mkdir -m 700 "$d" 2>/dev/null && echo $$ > "$d/p" && mv -f "$d/p" "$d/pid" ||
-{ printf '%s N %s\n' "$T" 'the private folder is gone'; exit 0; }
+__cs_n=$((__cs_n+1))
+if ! { [ -d "$__cs_d" ] && [ ! -h "$__cs_d" ] && [ -O "$__cs_d" ]; }; then
+mkdir -m 700 "$__cs_d" 2>/dev/null && echo $$ > "$__cs_d/p" && mv -f "$__cs_d/p" "$__cs_d/pid" ||
+{ printf '%s N %s\n' "$__cs_T" 'the private folder is gone'; exit 0; }
 fi
-if [ "$b" -gt 0 ]; then
-if [ -n "$G" ]; then head -c "$b"; else dd bs=1 count="$b" 2>/dev/null; fi | {
-setsid /bin/sh -c 'printf "%s P %s\n" "$1" "$$" >&3 || exit 126; exec 3>&-; exec "$0" -c "$2"' "$S" "$T" "$x" \
-3>&1 > "$d/o$n" 2> "$d/e$n"
-r=$?
+if [ "$__cs_b" -gt 0 ]; then
+if [ -n "$__cs_G" ]; then head -c "$__cs_b"; else dd bs=1 count="$__cs_b" 2>/dev/null; fi | {
+__cs_P=$__cs_T setsid /bin/sh -c \
+'printf "%s P %s\n" "$__cs_P" "$$" >&3 || exit 126; unset __cs_P; exec 3>&-
+case $0 in *busybox) exec "$0" sh -c "$1";; esac; exec "$0" -c "$1"' "$__cs_S" "$__cs_x" \
+3>&1 > "$__cs_d/o$__cs_n" 2> "$__cs_d/e$__cs_n"
+__cs_r=$?
 cat > /dev/null
-exit $r
+exit $__cs_r
 }
-r=$?
+__cs_r=$?
 else
-setsid /bin/sh -c 'printf "%s P %s\n" "$1" "$$" >&3 || exit 126; exec 3>&-; exec "$0" -c "$2"' "$S" "$T" "$x" \
-3>&1 < /dev/null > "$d/o$n" 2> "$d/e$n"
-r=$?
+__cs_P=$__cs_T setsid /bin/sh -c \
+'printf "%s P %s\n" "$__cs_P" "$$" >&3 || exit 126; unset __cs_P; exec 3>&-
+case $0 in *busybox) exec "$0" sh -c "$1";; esac; exec "$0" -c "$1"' "$__cs_S" "$__cs_x" \
+3>&1 < /dev/null > "$__cs_d/o$__cs_n" 2> "$__cs_d/e$__cs_n"
+__cs_r=$?
 fi
-so=0 se=0
-if [ -s "$d/o$n" ] || [ -s "$d/e$n" ]; then
-k=$((c+1))
-if [ -n "$G" ]; then head -c "$k" "$d/o$n" > "$d/O"; head -c "$k" "$d/e$n" > "$d/E"
-else dd if="$d/o$n" of="$d/O" bs="$k" count=1 2>/dev/null; dd if="$d/e$n" of="$d/E" bs="$k" count=1 2>/dev/null; fi
-set -- $(wc -c "$d/O" "$d/E" 2>/dev/null)
-case "$1 $3" in *[!0-9\ ]*|' '*|*' ') ;; *) so=$1 se=$3;; esac
-fi
-no=$so ne=$se
-[ "$no" -gt "$c" ] && no=$c
-[ "$ne" -gt "$c" ] && ne=$c
-printf '%s R %s %s %s %s %s\n' "$T" "$r" "$so" "$se" "$no" "$ne"
-if [ $((no + ne)) -gt 0 ]; then
-if [ "$no" = "$so" ] && [ "$ne" = "$se" ]; then cat "$d/O" "$d/E"
-elif [ -n "$G" ]; then
-[ "$no" -gt 0 ] && head -c "$no" "$d/O"
-[ "$ne" -gt 0 ] && head -c "$ne" "$d/E"
+__cs_so=0 __cs_se=0
+if [ -s "$__cs_d/o$__cs_n" ] || [ -s "$__cs_d/e$__cs_n" ]; then
+__cs_k=$((__cs_c+1))
+if [ -n "$__cs_G" ]; then
+head -c "$__cs_k" "$__cs_d/o$__cs_n" > "$__cs_d/O"; head -c "$__cs_k" "$__cs_d/e$__cs_n" > "$__cs_d/E"
 else
-[ "$no" -gt 0 ] && dd if="$d/O" bs="$no" count=1 2>/dev/null
-[ "$ne" -gt 0 ] && dd if="$d/E" bs="$ne" count=1 2>/dev/null
+dd if="$__cs_d/o$__cs_n" of="$__cs_d/O" bs="$__cs_k" count=1 2>/dev/null
+dd if="$__cs_d/e$__cs_n" of="$__cs_d/E" bs="$__cs_k" count=1 2>/dev/null
+fi
+set -- $(wc -c "$__cs_d/O" "$__cs_d/E" 2>/dev/null)
+case "$1 $3" in *[!0-9\ ]*|' '*|*' ') ;; *) __cs_so=$1 __cs_se=$3;; esac
+fi
+__cs_no=$__cs_so __cs_ne=$__cs_se
+[ "$__cs_no" -gt "$__cs_c" ] && __cs_no=$__cs_c
+[ "$__cs_ne" -gt "$__cs_c" ] && __cs_ne=$__cs_c
+printf '%s R %s %s %s %s %s\n' "$__cs_T" "$__cs_r" "$__cs_so" "$__cs_se" "$__cs_no" "$__cs_ne"
+if [ $((__cs_no + __cs_ne)) -gt 0 ]; then
+if [ "$__cs_no" = "$__cs_so" ] && [ "$__cs_ne" = "$__cs_se" ]; then cat "$__cs_d/O" "$__cs_d/E"
+elif [ -n "$__cs_G" ]; then
+[ "$__cs_no" -gt 0 ] && head -c "$__cs_no" "$__cs_d/O"
+[ "$__cs_ne" -gt 0 ] && head -c "$__cs_ne" "$__cs_d/E"
+else
+[ "$__cs_no" -gt 0 ] && dd if="$__cs_d/O" bs="$__cs_no" count=1 2>/dev/null
+[ "$__cs_ne" -gt 0 ] && dd if="$__cs_d/E" bs="$__cs_ne" count=1 2>/dev/null
 fi
 fi
-printf '%s E\n' "$T"
-if [ $((n % 32)) = 0 ] || [ $((so + se)) -gt 65536 ]; then [ -h "$d" ] || rm -f "$d"/[eo][0-9]*; fi
+printf '%s E\n' "$__cs_T"
+if [ $((__cs_n % 32)) = 0 ] || [ $((__cs_so + __cs_se)) -gt 65536 ]; then
+[ -h "$__cs_d" ] || rm -f "$__cs_d"/[eo][0-9]*
+fi
 done
 exit 0
 }

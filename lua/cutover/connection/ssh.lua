@@ -356,7 +356,7 @@ function Conn:run_session(line, opts, as)
         self:give_up_session(err, runner)
         return false
     end
-    local pid, r
+    local pid, r, late
     if not ok then
         -- its stdin was cut short: the step may be running (it started on
         -- the lines); a timeout or Ctrl-C stops it below, with its pid
@@ -367,6 +367,21 @@ function Conn:run_session(line, opts, as)
         end
     else
         pid, err, code = runner:started({ timeout = left() })
+        if not pid and (code == "timeout" or code == "interrupted") then
+            -- the request arrived whole: the step may have started, its
+            -- start line on the way (written just before it runs).  Wait
+            -- for that line, a Ctrl-C notwithstanding (bounded), so the
+            -- step is stopped below, or known never to have started.
+            local p2, err2, code2 = runner:started({ timeout = M.GRACE + 10, uninterruptible = true })
+            if p2 then
+                pid, late = p2, true   -- and code says why it is stopped
+            elseif code2 == "eof" or code2 == "notstarted" then
+                -- the session ended with no start line: the step never ran
+                self:give_up_session(err2, runner)
+                return nil, self.name .. ": " .. (code == "timeout" and "timed out" or "interrupted") ..
+                    " before the step started; the step was not run", code, false
+            end
+        end
     end
     if ok and not pid and (code == "eof" or code == "notstarted") then
         -- the remote shell ended with no P line: the step writes that
@@ -375,7 +390,7 @@ function Conn:run_session(line, opts, as)
         self:give_up_session(err, runner)
         return false
     end
-    if ok and pid then r, err, code = runner:result({ timeout = left() }, t0) end
+    if ok and pid and not late then r, err, code = runner:result({ timeout = left() }, t0) end
     if r then return r end
     if code == "timeout" or code == "interrupted" then
         -- stop its process group (over a second channel, as the step's
