@@ -78,6 +78,12 @@ local UNSUPPORTED = {
     { "x.items()", "'.items()'" },
     { "'a\\d'", "string escape" },
     { "(ports | select('odd') | list)", "'| select'" },
+    -- a call of something that is not a name or a method: refused, not a crash
+    { "True(x)", "the call 'true()'" },
+    { "None()", "the call 'none()'" },
+    { "3(x)", "the call '3()'" },
+    { "'s'(x)", "the call 's()'" },
+    { "(f)(x)", "the call" },
 }
 
 local function canon(v)

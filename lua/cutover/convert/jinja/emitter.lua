@@ -134,7 +134,13 @@ function E:emit_call(node)
         return METHODS[node.fn.name](self, node.fn.obj, node.args)
     end
     if node.fn.k == "name" then self:name(node.fn.v) end
-    fail("the call '" .. (node.fn.k == "attr" and ("." .. node.fn.name) or (node.fn.v or "")) .. "()'")
+    -- what is called: a method, a name, or a literal (True(x) is Jinja
+    -- syntax too); a parenthesised callee has no short name
+    local fn, callee = node.fn, ""
+    if fn.k == "attr" then callee = "." .. fn.name
+    elseif fn.k == "none" then callee = "none"
+    elseif fn.v ~= nil and type(fn.v) ~= "table" then callee = tostring(fn.v) end
+    fail("the call '" .. callee .. "()'")
 end
 
 -- + - * / // %: '+' only where both sides are surely numbers
