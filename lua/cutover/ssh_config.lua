@@ -72,19 +72,27 @@ local expand_tokens = names.expand_tokens
 M.check_hostname, M.check_user = names.check_hostname, names.check_user
 M.port_number, M.expand_proxy_command = names.port_number, names.expand_proxy_command
 
--- Host patterns: true when some positive pattern matches and no
--- negated one does (a line of only negations matches nothing).
-local function host_matches(patterns, host)
-    host = host:lower()
+-- A pattern list (Host, and Match's criteria): true when a pattern matches and no negated one
+-- does (host names case-insensitively, user names exactly).
+local function list_matches(patterns, value, fold)
+    if fold then value = value:lower() end
     local hit = false
     for _, p in ipairs(patterns) do
         local neg = p:sub(1, 1) == "!"
-        if glob_match((neg and p:sub(2) or p):lower(), host) then
+        if neg then p = p:sub(2) end
+        if fold then p = p:lower() end
+        if glob_match(p, value) then
             if neg then return false end
             hit = true
         end
     end
     return hit
+end
+
+-- Host patterns: true when some positive pattern matches and no
+-- negated one does (a line of only negations matches nothing).
+local function host_matches(patterns, host)
+    return list_matches(patterns, host, true)
 end
 M.host_matches = host_matches
 
@@ -364,23 +372,6 @@ local function applies(conds, host, matched)
         end
     end
     return true
-end
-
--- A Match pattern list: true when a pattern matches and no negated one
--- does (host names case-insensitively, user names exactly).
-local function list_matches(patterns, value, fold)
-    if fold then value = value:lower() end
-    local hit = false
-    for _, p in ipairs(patterns) do
-        local neg = p:sub(1, 1) == "!"
-        if neg then p = p:sub(2) end
-        if fold then p = p:lower() end
-        if glob_match(p, value) then
-            if neg then return false end
-            hit = true
-        end
-    end
-    return hit
 end
 
 -- A ProxyCommand from elsewhere (the inventory): true | nil, message
