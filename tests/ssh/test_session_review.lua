@@ -133,6 +133,7 @@ local function still_runs(d, n)
 end
 
 T.test("L4: Ctrl-C (a real SIGINT to cutover) before the step's start line: the step does not go on running", function()
+    -- about the session: on here even when the suite runs with CUTOVER_SESSION=0
     local s, d = slow_start_server()
     local n = 70000 + math.random(0, 9999) * 2
     T.write(d .. "/inv.yml", string.format("all:\n  vars: { ansible_host: %s, ansible_port: %d, ansible_user: %s, " ..
@@ -141,7 +142,8 @@ T.test("L4: Ctrl-C (a real SIGINT to cutover) before the step's start line: the 
         "/m; sleep " .. n .. "\"\n    - id: after\n      shell: \"echo after >> " .. d .. "/after\"\n")
     local r = T.sh(string.format([[
 cd %s
-XDG_STATE_HOME=%s/state HOME=%s SSH_AUTH_SOCK= NO_COLOR=1 %s run p.yml -i inv.yml --known-hosts %s >out 2>&1 &
+XDG_STATE_HOME=%s/state HOME=%s SSH_AUTH_SOCK= NO_COLOR=1 CUTOVER_SESSION=1 %s run p.yml -i inv.yml --known-hosts %s \
+    >out 2>&1 &
 pid=$!
 i=0
 # until the host is about to start the step (the controller waits for its P line)
