@@ -106,11 +106,12 @@ function M.show(j, id, fmt)
             end
         end
     end
-    -- the operator's events; where loops stopped and which files steps
-    -- read are for resume, gathered facts for the record (all in --format json)
+    -- the operator's events; where loops stopped, which files steps
+    -- read and what steps remembered are for resume, gathered facts for the record (all in --format json)
     local shown = {}
     for _, e in ipairs(events) do
-        if e.kind ~= "item" and e.kind ~= "file" and e.kind ~= "diff" and e.kind ~= "batch" and e.kind ~= "facts" then
+        if e.kind ~= "item" and e.kind ~= "file" and e.kind ~= "diff" and e.kind ~= "batch" and e.kind ~= "facts"
+            and e.kind ~= "memo" then
             shown[#shown + 1] = e
         end
     end
@@ -276,6 +277,21 @@ local function loop_items(j, r)
     return items
 end
 
+-- what steps in flight remembered (ctx.remember): host -> "seq/index" -> data
+local function step_memos(j, r)
+    local memos = {}
+    for _, e in ipairs(j:events(r.id)) do
+        if e.kind == "memo" and e.host then
+            local ok, m = pcall(json.decode, e.detail or "")
+            if ok and type(m) == "table" and m.seq and type(m.data) == "table" then
+                memos[e.host] = memos[e.host] or {}
+                memos[e.host][m.seq .. "/" .. (m.index or 0)] = m.data
+            end
+        end
+    end
+    return memos
+end
+
 -- The hosts that finished the run, and those whose last step was in
 -- flight (maybe rebooting right now): they connect when that step runs
 -- again, which waits for them.
@@ -329,7 +345,8 @@ function M.resume(j, id, o, prepare)
         return engine.EXIT_USAGE
     end
     opts.resume = { run = r, done = done, finished = finished, inflight = inflight,
-                    mark_done = decided["mark-done"], retry = decided.retry, items = items }
+                    mark_done = decided["mark-done"], retry = decided.retry, items = items,
+                    memos = step_memos(j, r) }
     code = engine.run(book, inv, opts)
     j:release_claim(r.id)
     return code

@@ -76,7 +76,7 @@ local function run_events(j, id)
             end
         elseif e.kind == "plan" then
             applied = decode(e.detail)
-        elseif e.kind ~= "item" and e.kind ~= "file" and e.kind ~= "facts" then
+        elseif e.kind ~= "item" and e.kind ~= "file" and e.kind ~= "facts" and e.kind ~= "memo" then
             events[#events + 1] = { kind = e.kind, host = masked(e.host), name = masked(e.name),
                                     detail = masked(e.detail), user = masked(e.os_user), time = e.time }
         end

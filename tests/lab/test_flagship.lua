@@ -183,21 +183,33 @@ T.test("the controller killed during the promotion's reboot: resume finishes wit
     local env = vault(T.tmpdir())
     local d = T.tmpdir()
     -- kill the controller once the host is promoted (its reboot is on)
-    local statef = lab.hosts[7].dir .. "/state.json"
+    local hostdir = lab.hosts[7].dir
     local envs = {}
     for k, v in pairs(env) do envs[#envs + 1] = k .. "=" .. v end
+    -- The host is promoted and its reboot requested, but the lab's power
+    -- supervisor is held (SIGSTOP) so the reboot has not come yet: the
+    -- window a resume can fall in on a real host too.
     local r = T.sh(string.format(
         "export %s; %s run %s -i %s --limit exch07 --non-interactive --approve promote > %s/out 2>&1 & pid=$!; " ..
-        "for i in $(seq 600); do grep -q '\"role\": *\"BACKUP\"' %s && break; sleep 0.05; done; " ..
-        "kill -KILL $pid; wait $pid; echo rc=$?",
+        "for i in $(seq 600); do grep -q '\"role\": *\"BACKUP\"' %s/state.json && break; sleep 0.05; done; " ..
+        "kill -STOP $(cat %s/supervisor.pid); kill -KILL $pid; wait $pid; echo rc=$?",
         -- the test build: the vault was made at the test cost (T.run)
-        table.concat(envs, " "), T.test_build, BOOK, INV, d, statef))
+        table.concat(envs, " "), T.test_build, BOOK, INV, d, hostdir, hostdir))
     T.eq(r.stdout, "rc=137\n", "killed: " .. (T.read(d .. "/out") or ""))
-    -- resume: dcpromo finds the host promoted and does nothing; the run
-    -- goes on to the SP3 gate
-    local res = cutover(env, { "resume", "--non-interactive" })
+    -- resume: dcpromo finds the host promoted, waits for the promotion's
+    -- reboot (the supervisor goes on 2 s later), and the run goes on to
+    -- the SP3 gate on the new boot
+    r = T.sh(string.format(
+        "export %s; (sleep 2; kill -CONT $(cat %s/supervisor.pid)) & " ..
+        "%s resume -v --non-interactive > %s/resume 2>&1; echo rc=$?; wait",
+        table.concat(envs, " "), hostdir, T.test_build, d))
+    local res = { rc = tonumber(r.stdout:match("rc=(%d+)")), stdout = T.read(d .. "/resume") or "", stderr = "" }
+    outputs[#outputs + 1] = res.stdout
     T.eq(res.rc, 4, "parks at the SP3 gate: " .. res.stdout .. res.stderr)
-    T.contains(res.stdout, "already a domain controller", "dcpromo saw the promotion")
+    -- (-v: the messages of ok and changed steps are printed)
+    T.contains(res.stdout, "already a domain controller (BACKUP)", "dcpromo saw the promotion")
+    T.ok(not fs.stat(hostdir .. "/reboot.request"), "the promotion's reboot came before the run went on")
+    T.contains(res.stdout, "waited for its reboot", "dcpromo waited for the reboot: " .. res.stdout)
     lab:ssh(7, "net stop MSExchangeSA /y")
     lab:must(7, "D:\\ENG\\SERVER\\SETUP\\I386\\UPDATE.EXE")
     res = cutover(env, { "resume", "--approve", "sp3_reinstall", "--non-interactive" })

@@ -44,6 +44,60 @@ local function last_log_line(ctx)
     return last
 end
 
+-- The host's facts; a host that does not answer (a resume while it
+-- reboots) is waited for.
+local function facts_when_up(ctx, args)
+    local facts = host.facts(ctx)
+    if facts then return facts end
+    local ok, f = reconnect.wait(ctx, {
+        timeout = args.reboot_timeout, sleep = args.sleep,
+        identity = function() local x, e = host.facts(ctx); return x and "up", e end,
+    })
+    if not ok then return nil, f end
+    return host.facts(ctx)
+end
+
+-- After dcpromo succeeded: waits for a boot other than boot_before (the
+-- promotion's reboot), then checks the role and that the answer file
+-- lost its passwords, and removes it.  Returns the step's result.
+local function after_reboot(ctx, args, boot_before)
+    ctx.progress("waiting for the reboot")
+    local back, after = reconnect.wait(ctx, {
+        old = boot_before, timeout = args.reboot_timeout, sleep = args.sleep,
+        identity = function() return host.boot_id(ctx) end,
+    })
+    if not back then return { failed = true, changed = true, msg = after } end
+    local now, ferr = host.facts(ctx)
+    if not now then return { failed = true, changed = true, msg = ferr } end
+    local answer = ctx.conn:read_file(args.answer_file)
+    ctx.conn:remove(args.answer_file)
+    if not now.is_dc then
+        return { failed = true, changed = true, role = now.role,
+                 msg = "the promotion did not take effect (role " .. tostring(now.role) .. "): " ..
+                     tostring(last_log_line(ctx)) }
+    end
+    if answer and not scrubbed(answer) then
+        return { failed = true, changed = true, role = now.role,
+                 msg = "promoted, but the answer file still held a password (removed now)" }
+    end
+    return { changed = true, role = now.role, boot_before = boot_before, boot_after = after }
+end
+
+-- Run again after a restart, on a host this step promoted: the
+-- promotion's reboot may not have come yet (the controller stopped
+-- between dcpromo's end and the reboot).  Going on then would run the
+-- next steps on a host about to go down, so wait for a boot other than
+-- the one before dcpromo, as the first run would have.
+local function promoted_before_restart(ctx, args, facts, boot_before)
+    local waited = facts.boot == boot_before
+    local res = after_reboot(ctx, args, boot_before)
+    if not res.failed then
+        res.msg = "already a domain controller (" .. res.role .. "), promoted before the restart: " ..
+            (waited and "waited for its reboot" or "its reboot came during the restart")
+    end
+    return res
+end
+
 return {
     summary = "Promote a Windows 2000 server to a domain controller and wait until it is back as one",
     description = [[
@@ -58,7 +112,10 @@ and the role after the reboot decide.  A failure before the promotion
 took effect (wrong domain credentials) fails the step with dcpromo's
 log line and changes nothing.  On a host that is already a domain
 controller it does nothing: dcpromo there would start a demotion, which
-destroys Exchange (Q260698).]],
+destroys Exchange (Q260698).  The boot before dcpromo is journaled: run
+again after the controller stopped, on a host this step promoted, it
+waits for the promotion's reboot if it has not come yet, and then checks
+and removes the answer file as the first run would have.]],
     args = {
         domain_dns_name = { type = "string", required = true, doc = "corp.example" },
         domain_netbios_name = { type = "string", required = true, doc = "CORP" },
@@ -84,17 +141,13 @@ destroys Exchange (Q260698).]],
     run = function(ctx, args)
         redact.register(args.admin_password)
         redact.register(args.safe_mode_password)
-        local facts = host.facts(ctx)
-        if not facts then
-            -- resumed while the host reboots: wait until it answers
-            local ok, f = reconnect.wait(ctx, {
-                timeout = args.reboot_timeout, sleep = args.sleep,
-                identity = function() local x, e = host.facts(ctx); return x and "up", e end,
-            })
-            if not ok then return { failed = true, msg = f } end
-            local err
-            facts, err = host.facts(ctx)
-            if not facts then return { failed = true, msg = err } end
+        local facts, err = facts_when_up(ctx, args)
+        if not facts then return { failed = true, msg = err } end
+        local before = ctx.before_restart
+        if facts.is_dc and before and before.boot then
+            -- this step promoted the host before the controller stopped
+            ctx.remember(before)  -- (should it stop again before the end)
+            return promoted_before_restart(ctx, args, facts, before.boot)
         end
         if facts.is_dc then
             return { changed = false, role = facts.role,
@@ -105,6 +158,9 @@ destroys Exchange (Q260698).]],
                      " to a domain controller of " .. args.domain_dns_name }
         end
         local start = loop.now()
+        -- the boot before: a resume after a stop from here on waits for
+        -- the promotion's reboot instead of going on before it
+        ctx.remember({ boot = facts.boot })
         local ok, werr = ctx.conn:write_file(args.answer_file, answer_text(args))
         if not ok then return { failed = true, msg = "answer file: " .. werr } end
         ctx.progress("dcpromo running")
@@ -117,27 +173,10 @@ destroys Exchange (Q260698).]],
                      msg = "dcpromo failed: " .. tostring(line) ..
                          (scrubbed(answer) and "" or " (and the answer file still held a password: removed)") }
         end
-        -- the promotion reboots the host: wait for a new boot
-        ctx.progress("waiting for the reboot")
-        local back, after = reconnect.wait(ctx, {
-            old = facts.boot, timeout = args.reboot_timeout, sleep = args.sleep,
-            identity = function() return host.boot_id(ctx) end,
-        })
-        if not back then return { failed = true, changed = true, msg = after } end
-        local now, ferr = host.facts(ctx)
-        if not now then return { failed = true, changed = true, msg = ferr } end
-        local answer = ctx.conn:read_file(args.answer_file)
-        ctx.conn:remove(args.answer_file)
-        if not now.is_dc then
-            return { failed = true, changed = true, role = now.role,
-                     msg = "the promotion did not take effect (role " .. tostring(now.role) .. "): " ..
-                         tostring(last_log_line(ctx)) }
+        local res = after_reboot(ctx, args, facts.boot)
+        if not res.failed then
+            res.elapsed, res.msg = loop.now() - start, "promoted: role " .. res.role
         end
-        if answer and not scrubbed(answer) then
-            return { failed = true, changed = true, role = now.role,
-                     msg = "promoted, but the answer file still held a password (removed now)" }
-        end
-        return { changed = true, role = now.role, boot_before = facts.boot, boot_after = after,
-                 elapsed = loop.now() - start, msg = "promoted: role " .. now.role }
+        return res
     end,
 }

@@ -10,6 +10,7 @@ local actions = require("cutover.actions")
 local util = require("cutover.util")
 local crypto = require("cutover.core.crypto")
 local redact = require("cutover.secrets.redact")
+local json = require("cutover.core.json")
 
 local Run = {}
 
@@ -113,11 +114,39 @@ function Run:become_for(hs, step, scope)
     return spec
 end
 
+-- A step's memo is small: what the host looked like before the step's
+-- risky part (a boot identity, a version), never its output.
+local MEMO_MAX = 4096
+
+-- ctx.remember(data): records, durably before it returns, what this
+-- step (this loop item) must know if the controller stops while it
+-- runs; ctx.before_restart is what the same step remembered in the run
+-- before the restart (nil when it ran to its end, or remembered
+-- nothing).  The journal holds it masked, like every result.
+function Run:step_memo(hs, step)
+    local index = hs.item_index or 0
+    local before
+    local memos = hs.restart_seq and self.resume and self.resume.memos and self.resume.memos[hs.name]
+    if memos then before = memos[hs.restart_seq .. "/" .. index] end
+    local function remember(data)
+        if type(data) ~= "table" then error("remember: a table expected, got " .. type(data), 2) end
+        if not (self.journal and hs.item_seq) then return end  -- check mode, or a controller step
+        local text = redact.text(json.encode({ seq = hs.item_seq, index = hs.item_index, data = data }))
+        if #text > MEMO_MAX then
+            error(string.format("remember: %d bytes, more than %d", #text, MEMO_MAX), 2)
+        end
+        self.journal:event(self.run_id, hs.name, "memo", step.id, text)
+    end
+    return remember, before
+end
+
 -- What an action's run() gets besides its arguments: the connection,
 -- check mode, the scope, and hooks back into the run.
 function Run:action_context(hs, step, scope, args, check, running)
     local seen = self.stats.per_host[hs.name] or {}
+    local remember, before_restart = self:step_memo(hs, step)
     return {
+        remember = remember, before_restart = before_restart,
         conn = hs.conn, check = check, diff = self.opts.diff, host = hs.name,
         -- check mode: an earlier step of the run would change this host (or
         -- could not tell), so a path missing now may be there for real

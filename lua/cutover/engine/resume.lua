@@ -278,6 +278,8 @@ function Run:journaled_step(hs, step)
         local settled, value = self:resume_inflight(hs, step, row, intent)
         if settled then return value end
         note = value
+        -- what the step remembered before the restart (ctx.before_restart)
+        if row.status ~= "failed" then hs.restart_seq = row.seq end
     end
     if engine.step_boundary then engine.step_boundary("before", step.id, hs.name) end
     -- A step that only works on the controller changes nothing a crash
@@ -285,9 +287,9 @@ function Run:journaled_step(hs, step)
     self:host_stats(hs.name).journal_step = step.id
     local seq = not action.controller and self.journal:intent(intent) or nil
     hs.last_result = nil
-    hs.item_seq = seq
+    hs.item_seq, hs.item_index = seq, nil
     local ok = self:action_step(hs, step)
-    hs.item_seq, hs.resume_loop = nil, nil
+    hs.item_seq, hs.resume_loop, hs.restart_seq = nil, nil, nil
     if hs.halted then
         -- stopped at a loop item in flight: the step stays in flight
         -- (its intent row "running") until the operator decides

@@ -173,7 +173,9 @@ function Run:run_items(hs, step, scope, items)
         if interrupted() then agg.interrupted = true; agg.failed = true; break end
         local item_started = loop.now()
         local item_scope = scope:with({ [step.loop_var or "item"] = item, loop_index = i })
+        hs.item_index = i  -- (its memo: ctx.remember)
         local r = self:loop_item(hs, step, i, item_scope)
+        hs.item_index = nil
         r.item = item
         results[i] = r
         if r.failed and step.ignore_errors and not hs.halted then r.ignored = true end
