@@ -287,6 +287,40 @@ static int shell_unusable(lua_State *L, struct ssh_shell *h)
                      (k));                                               \
     } while (0)
 
+/* The start of a receiving wait's turn: the session must be there, then
+ * what the channel has is read.  Returns the bytes read (0 or more), or
+ * -1 with a failure pushed (*nret: its count). */
+static long shell_turn_fill(lua_State *L, struct ssh_shell *h, int *nret)
+{
+    long got;
+
+    if (h->s->session == NULL) {
+        *nret = shell_fail(L, h, "connection", "session closed");
+        return -1;
+    }
+    got = shell_fill(L, h);
+    if (got < 0)
+        *nret = shell_fail(L, h, "connection", ssh_last_error(h->s));
+    return got;
+}
+
+/* The end of a receiving wait's turn, with nothing taken: the remote
+ * shell's end, a timeout or an interrupt push a failure (returns its
+ * count); else 0, and the caller waits. */
+static int shell_turn_end(lua_State *L, struct ssh_shell *h)
+{
+    const char *stop;
+
+    if (libssh2_channel_eof(h->channel)) {
+        h->state = SH_DEAD;
+        return shell_fail(L, h, "eof", "the remote shell has ended");
+    }
+    stop = shell_stopped(h);
+    if (stop != NULL)
+        return shell_fail(L, h, stop, stop);
+    return 0;
+}
+
 /* A failed send: shell_fail's three values and whether bytes may have
  * left (the caller must then treat the request as maybe delivered). */
 static int shell_send_fail(lua_State *L, struct ssh_shell *h,
@@ -362,17 +396,15 @@ static int shell_recv_k(lua_State *L, int status, lua_KContext ctx)
 {
     struct ssh_shell *h = shell_check(L);
     size_t max = h->line_max;  /* not ctx: a park resumes with ctx 0 */
-    const char *stop;
+    int nret;
     long got;
 
     (void)status;
     (void)ctx;
     for (;;) {
-        if (h->s->session == NULL)
-            return shell_fail(L, h, "connection", "session closed");
-        got = shell_fill(L, h);
+        got = shell_turn_fill(L, h, &nret);
         if (got < 0)
-            return shell_fail(L, h, "connection", ssh_last_error(h->s));
+            return nret;
         if (h->want != NULL) {
             size_t k = h->want_len - h->want_have;
             if (k > h->in_len)
@@ -401,13 +433,9 @@ static int shell_recv_k(lua_State *L, int status, lua_KContext ctx)
         }
         if (got > 0)
             continue;  /* the buffer had filled: read on before waiting */
-        if (libssh2_channel_eof(h->channel)) {
-            h->state = SH_DEAD;
-            return shell_fail(L, h, "eof", "the remote shell has ended");
-        }
-        stop = shell_stopped(h);
-        if (stop != NULL)
-            return shell_fail(L, h, stop, stop);
+        nret = shell_turn_end(L, h);
+        if (nret > 0)
+            return nret;
         SHELL_WAIT(L, h, shell_recv_k);
     }
 }
@@ -485,17 +513,15 @@ static int shell_wait_stderr_k(lua_State *L, int status, lua_KContext ctx)
     struct ssh_shell *h = shell_check(L);
     size_t len;
     const char *text = lua_tolstring(L, SH_ARG, &len);
-    const char *stop;
+    int nret;
     long got;
 
     (void)status;
     (void)ctx;
     for (;;) {
-        if (h->s->session == NULL)
-            return shell_fail(L, h, "connection", "session closed");
-        got = shell_fill(L, h);
+        got = shell_turn_fill(L, h, &nret);
         if (got < 0)
-            return shell_fail(L, h, "connection", ssh_last_error(h->s));
+            return nret;
         if (h->err_len >= len && memmem(h->err, h->err_len, text, len) != NULL) {
             lua_pushboolean(L, 1);
             return 1;
@@ -509,13 +535,9 @@ static int shell_wait_stderr_k(lua_State *L, int status, lua_KContext ctx)
                               "the remote command did not prompt");
         if (got > 0)
             continue;
-        if (libssh2_channel_eof(h->channel)) {
-            h->state = SH_DEAD;
-            return shell_fail(L, h, "eof", "the remote shell has ended");
-        }
-        stop = shell_stopped(h);
-        if (stop != NULL)
-            return shell_fail(L, h, stop, stop);
+        nret = shell_turn_end(L, h);
+        if (nret > 0)
+            return nret;
         SHELL_WAIT(L, h, shell_wait_stderr_k);
     }
 }
