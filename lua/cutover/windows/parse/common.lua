@@ -35,6 +35,22 @@ end
 
 local function is_blank(s) return s:find("^[ \t]*$") ~= nil end
 
+-- The message under header line i of lines ("System error N has
+-- occurred.", "[SC] Api FAILED N:"): the blank lines after it skipped,
+-- the next non-blank lines trimmed and joined with spaces, after first
+-- (the rest of the header line) when that is not "".
+function M.message_after(lines, i, first)
+    local parts = {}
+    if first and first ~= "" then parts[1] = first end
+    local j = i + 1
+    while j <= #lines and is_blank(lines[j]) do j = j + 1 end
+    while j <= #lines and not is_blank(lines[j]) do
+        parts[#parts + 1] = trim(lines[j])
+        j = j + 1
+    end
+    return table.concat(parts, " ")
+end
+
 M.trim, M.fail, M.check_text, M.is_blank = trim, fail, check_text, is_blank
 
 return M

@@ -14,13 +14,7 @@ function M.system_error(text)
     for i, line in ipairs(lines) do
         local code = line:match("^%s*System error (%d+) has occurred%.?$")
         if code then
-            local parts, j = {}, i + 1
-            while j <= #lines and is_blank(lines[j]) do j = j + 1 end
-            while j <= #lines and not is_blank(lines[j]) do
-                parts[#parts + 1] = trim(lines[j])
-                j = j + 1
-            end
-            return { code = math.tointeger(tonumber(code)), message = table.concat(parts, " ") }
+            return { code = math.tointeger(tonumber(code)), message = common.message_after(lines, i) }
         end
     end
     return nil

@@ -15,26 +15,23 @@ function M.sc_failure(text)
     for i, line in ipairs(lines) do
         local api, code, rest = line:match("^%s*%[SC%]%s*(%S+)%s+FAILED%s+(%d+)%s*:%s*(.*)$")
         if api then
-            local parts = {}
-            if rest ~= "" then parts[1] = rest end
-            local j = i + 1
-            while j <= #lines and is_blank(lines[j]) do j = j + 1 end
-            while j <= #lines and not is_blank(lines[j]) do
-                parts[#parts + 1] = trim(lines[j])
-                j = j + 1
-            end
             return { api = api, code = math.tointeger(tonumber(code)) or tonumber(code),
-                     message = table.concat(parts, " ") }
+                     message = common.message_after(lines, i, rest) }
         end
     end
     return nil
 end
 
-local function sc_failed(tool, text)
+-- What every sc parser checks first: the text is text and holds no
+-- "[SC] ... FAILED" line.  Returns true, message [, failure] when not.
+local function sc_unusable(tool, text)
+    local ok, err = check_text(tool, text)
+    if not ok then return true, err end
     local f = M.sc_failure(text)
     if f then
-        return nil, string.format("%s: %s FAILED %d: %s", tool, f.api, f.code, f.message), f
+        return true, string.format("%s: %s FAILED %d: %s", tool, f.api, f.code, f.message), f
     end
+    return false
 end
 
 -- "KEY   : value" -> key, value (value trimmed, may be "")
@@ -64,6 +61,68 @@ local function hex_or_decimal(value)
     return decimal(value)
 end
 
+-- How a known field's value is read: text as it is; a number and its
+-- name ("10  WIN32_OWN_PROCESS": TYPE is hex); a number.
+local READ = {
+    text = function(value) return value end,
+    hex_word = function(value) return number_word(value, 16) end,
+    word = function(value) return number_word(value, 10) end,
+    decimal = decimal,
+    hex_or_decimal = hex_or_decimal,
+}
+
+-- The known fields of `sc qc` and `sc query`: KEY -> { how, field }
+-- (a number and its name go to field and field_name).
+local QC_FIELDS = {
+    TYPE = { "hex_word", "type" }, START_TYPE = { "word", "start_type" },
+    ERROR_CONTROL = { "word", "error_control" }, BINARY_PATH_NAME = { "text", "binary_path" },
+    LOAD_ORDER_GROUP = { "text", "load_order_group" }, TAG = { "decimal", "tag" },
+    DISPLAY_NAME = { "text", "display_name" }, SERVICE_START_NAME = { "text", "start_name" },
+}
+local QUERY_FIELDS = {
+    DISPLAY_NAME = { "text", "display_name" }, TYPE = { "hex_word", "type" }, STATE = { "word", "state" },
+    WIN32_EXIT_CODE = { "decimal", "win32_exit_code" }, SERVICE_EXIT_CODE = { "decimal", "service_exit_code" },
+    CHECKPOINT = { "hex_or_decimal", "checkpoint" }, WAIT_HINT = { "hex_or_decimal", "wait_hint" },
+}
+
+-- Reads a known field into t; true | nil, message.
+local function read_field(t, known, tool, n, line, key, value)
+    local spec = known[key]
+    if not spec then return true end
+    local v, name = READ[spec[1]](value)
+    if v == nil then
+        return fail(tool, n, line, key .. (spec[1]:find("word") and ": expected '<number> <name>', got"
+            or ": expected a number, got"))
+    end
+    t[spec[2]] = v
+    if name ~= nil then t[spec[2] .. "_name"] = name end
+    return true
+end
+
+-- Walks sc's "KEY : value" lines: field(n, line, key, value) for each,
+-- more(n, line, last_key) for any other line (one continuing the last
+-- key's value); a blank or "[SC] ... SUCCESS" line ends a block.  Stops
+-- at the first nil, message either returns.  true | nil, message.
+local function walk_fields(text, field, more)
+    local last_key
+    for n, line in ipairs(common.lines(text)) do
+        if is_blank(line) or line:match("^%s*%[SC%]%s*%S+%s+SUCCESS%s*$") then
+            last_key = nil
+        else
+            local key, value = key_value(line)
+            local ok, err
+            if key then
+                ok, err = field(n, line, key, value)
+                last_key = key
+            else
+                ok, err = more(n, line, last_key)
+            end
+            if not ok then return nil, err end
+        end
+    end
+    return true
+end
+
 -- sc_qc(text) -> {
 --   name, type (number; sc prints it in hex: "10" is 16), type_name,
 --   start_type (2|3|4), start_type_name ("AUTO_START"...), error_control,
@@ -73,58 +132,26 @@ end
 -- | nil, message [, failure] (failure: the sc_failure table when sc
 -- reported one).
 function M.sc_qc(text)
-    local ok, err = check_text("sc qc", text)
-    if not ok then return nil, err end
-    local e1, e2, e3 = sc_failed("sc qc", text)
-    if e3 then return e1, e2, e3 end
+    local bad, err, failure = sc_unusable("sc qc", text)
+    if bad then return nil, err, failure end
     local r = { dependencies = {}, fields = {} }
-    local last_key
-    for n, line in ipairs(common.lines(text)) do
-        if is_blank(line) then
-            last_key = nil
-        elseif line:match("^%s*%[SC%]%s*%S+%s+SUCCESS%s*$") then
-            last_key = nil
-        else
-            local key, value = key_value(line)
-            if key then
-                r.fields[key] = value
-                last_key = key
-                if key == "SERVICE_NAME" then
-                    if r.name then return fail("sc qc", n, line, "a second SERVICE_NAME") end
-                    if value == "" then return fail("sc qc", n, line, "empty SERVICE_NAME") end
-                    r.name = value
-                elseif key == "TYPE" or key == "START_TYPE" or key == "ERROR_CONTROL" then
-                    local num, word = number_word(value, key == "TYPE" and 16 or 10)
-                    if not num then
-                        return fail("sc qc", n, line, key .. ": expected '<number> <name>', got")
-                    end
-                    local field = key:lower()
-                    r[field], r[field .. "_name"] = num, word
-                elseif key == "BINARY_PATH_NAME" then
-                    r.binary_path = value
-                elseif key == "LOAD_ORDER_GROUP" then
-                    r.load_order_group = value
-                elseif key == "TAG" then
-                    local t = decimal(value)
-                    if not t then return fail("sc qc", n, line, "TAG: expected a number, got") end
-                    r.tag = t
-                elseif key == "DISPLAY_NAME" then
-                    r.display_name = value
-                elseif key == "DEPENDENCIES" then
-                    if value ~= "" then r.dependencies[#r.dependencies + 1] = value end
-                elseif key == "SERVICE_START_NAME" then
-                    r.start_name = value
-                end
-            else
-                local more = line:match("^[ \t]+:[ \t]*(.-)$")
-                if more and last_key == "DEPENDENCIES" then
-                    if more ~= "" then r.dependencies[#r.dependencies + 1] = more end
-                else
-                    return fail("sc qc", n, line, "unexpected line")
-                end
-            end
+    local ok, werr = walk_fields(text, function(n, line, key, value)
+        r.fields[key] = value
+        if key == "SERVICE_NAME" then
+            if r.name then return fail("sc qc", n, line, "a second SERVICE_NAME") end
+            if value == "" then return fail("sc qc", n, line, "empty SERVICE_NAME") end
+            r.name = value
+        elseif key == "DEPENDENCIES" then
+            if value ~= "" then r.dependencies[#r.dependencies + 1] = value end
         end
-    end
+        return read_field(r, QC_FIELDS, "sc qc", n, line, key, value)
+    end, function(n, line, last_key)
+        local more = line:match("^[ \t]+:[ \t]*(.-)$")
+        if not (more and last_key == "DEPENDENCIES") then return fail("sc qc", n, line, "unexpected line") end
+        if more ~= "" then r.dependencies[#r.dependencies + 1] = more end
+        return true
+    end)
+    if not ok then return nil, werr end
     if not r.name then return nil, "sc qc: no SERVICE_NAME line in the output" end
     if not r.start_type then return nil, "sc qc: no START_TYPE line for " .. show(r.name) end
     return r
@@ -132,56 +159,27 @@ end
 
 -- One `sc query` block parser; returns the service tables in order.
 local function sc_query_blocks(tool, text)
-    local list, cur, last_key = {}, nil, nil
-    for n, line in ipairs(common.lines(text)) do
-        if is_blank(line) then
-            last_key = nil
-        elseif line:match("^%s*%[SC%]%s*%S+%s+SUCCESS%s*$") then
-            last_key = nil
-        else
-            local key, value = key_value(line)
-            if key then
-                if key == "SERVICE_NAME" then
-                    if value == "" then return fail(tool, n, line, "empty SERVICE_NAME") end
-                    cur = { name = value, flags = {}, fields = {} }
-                    list[#list + 1] = cur
-                elseif not cur then
-                    return fail(tool, n, line, key .. " before any SERVICE_NAME")
-                end
-                cur.fields[key] = value
-                last_key = key
-                if key == "DISPLAY_NAME" then
-                    cur.display_name = value
-                elseif key == "TYPE" then
-                    local num, word = number_word(value, 16)
-                    if not num then return fail(tool, n, line, "TYPE: expected '<number> <name>', got") end
-                    cur.type, cur.type_name = num, word
-                elseif key == "STATE" then
-                    local num, word = number_word(value, 10)
-                    if not num then return fail(tool, n, line, "STATE: expected '<number> <name>', got") end
-                    cur.state, cur.state_name = num, word
-                elseif key == "WIN32_EXIT_CODE" or key == "SERVICE_EXIT_CODE" then
-                    local v = decimal(value)
-                    if not v then return fail(tool, n, line, key .. ": expected a number, got") end
-                    cur[key:lower()] = v
-                elseif key == "CHECKPOINT" or key == "WAIT_HINT" then
-                    local v = hex_or_decimal(value)
-                    if not v then return fail(tool, n, line, key .. ": expected a number, got") end
-                    cur[key:lower()] = v
-                end
-            else
-                local flags = line:match("^[ \t]+%((.*)%)$")
-                if flags and cur and last_key == "STATE" then
-                    for f in flags:gmatch("[^,]+") do
-                        f = trim(f)
-                        if f ~= "" then cur.flags[#cur.flags + 1] = f end
-                    end
-                else
-                    return fail(tool, n, line, "unexpected line")
-                end
-            end
+    local list, cur = {}, nil
+    local ok, werr = walk_fields(text, function(n, line, key, value)
+        if key == "SERVICE_NAME" then
+            if value == "" then return fail(tool, n, line, "empty SERVICE_NAME") end
+            cur = { name = value, flags = {}, fields = {} }
+            list[#list + 1] = cur
+        elseif not cur then
+            return fail(tool, n, line, key .. " before any SERVICE_NAME")
         end
-    end
+        cur.fields[key] = value
+        return read_field(cur, QUERY_FIELDS, tool, n, line, key, value)
+    end, function(n, line, last_key)
+        local flags = line:match("^[ \t]+%((.*)%)$")
+        if not (flags and cur and last_key == "STATE") then return fail(tool, n, line, "unexpected line") end
+        for f in flags:gmatch("[^,]+") do
+            f = trim(f)
+            if f ~= "" then cur.flags[#cur.flags + 1] = f end
+        end
+        return true
+    end)
+    if not ok then return nil, werr end
     for _, s in ipairs(list) do
         if not s.state then return nil, tool .. ": no STATE line for " .. show(s.name) end
     end
@@ -194,12 +192,8 @@ end
 --   wait_hint, fields } | nil, message [, failure]
 -- The text must hold exactly one service.
 function M.sc_query(text)
-    local ok, err = check_text("sc query", text)
-    if not ok then return nil, err end
-    local e1, e2, e3 = sc_failed("sc query", text)
-    if e3 then return e1, e2, e3 end
-    local list, msg = sc_query_blocks("sc query", text)
-    if not list then return nil, msg end
+    local list, err, failure = M.sc_query_list(text)
+    if not list then return nil, err, failure end
     if #list ~= 1 then
         return nil, "sc query: expected one service, found " .. #list
     end
@@ -210,10 +204,8 @@ end
 -- `sc query type= service state= all`), in order; also
 -- list.by_name[name] -> the same table.  | nil, message [, failure]
 function M.sc_query_list(text)
-    local ok, err = check_text("sc query", text)
-    if not ok then return nil, err end
-    local e1, e2, e3 = sc_failed("sc query", text)
-    if e3 then return e1, e2, e3 end
+    local bad, err, failure = sc_unusable("sc query", text)
+    if bad then return nil, err, failure end
     local list, msg = sc_query_blocks("sc query", text)
     if not list then return nil, msg end
     local by_name = {}
@@ -225,10 +217,8 @@ end
 -- sc_ok(text) -> true | nil, message [, failure]: the result of a
 -- changing sc call ("[SC] ChangeServiceConfig SUCCESS").
 function M.sc_ok(text)
-    local ok, err = check_text("sc", text)
-    if not ok then return nil, err end
-    local e1, e2, e3 = sc_failed("sc", text)
-    if e3 then return e1, e2, e3 end
+    local bad, err, failure = sc_unusable("sc", text)
+    if bad then return nil, err, failure end
     for _, line in ipairs(common.lines(text)) do
         if line:match("^%s*%[SC%]%s*%S+%s+SUCCESS$") then return true end
     end
