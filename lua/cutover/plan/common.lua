@@ -12,20 +12,21 @@ M.FORMAT_VERSION = 1
 -- redaction module.  Required plainly: if it cannot load, no plan is
 -- written at all (never one with secrets unmasked).
 local redact = require("cutover.secrets.redact")
+M.redact = redact
 
-local function mask(s)
+function M.mask(s)
     if type(s) == "string" then return redact.text(s) end
     return s
 end
 
 -- A copy of v with every string (keys too) masked.
-local function mask_value(v, depth)
+function M.mask_value(v, depth)
     depth = depth or 0
-    if type(v) == "string" then return mask(v) end
+    if type(v) == "string" then return M.mask(v) end
     if type(v) ~= "table" or depth > 64 then return v end
     local out = {}
     for k, x in pairs(v) do
-        out[type(k) == "string" and mask(k) or k] = mask_value(x, depth + 1)
+        out[type(k) == "string" and M.mask(k) or k] = M.mask_value(x, depth + 1)
     end
     local mt = getmetatable(v)
     if type(mt) == "table" then setmetatable(out, mt) end
@@ -34,44 +35,33 @@ end
 
 -- Text shown on a terminal: masked, then with control characters
 -- escaped (a plan's messages and diffs come from its hosts).
-local function shown(s) return output.escape(mask(s)) end
+function M.shown(s) return output.escape(M.mask(s)) end
 
-local function err_out(s) output.note(shown(s)) end
+function M.err_out(s) output.note(M.shown(s)) end
 
-local function array(t) return setmetatable(t, { __jsontype = "array" }) end
+function M.array(t) return setmetatable(t, { __jsontype = "array" }) end
 
-local function encode(v)
+function M.encode(v)
     local ok, s = pcall(json.encode, v)
     if ok then return s end
     return tostring(v)
 end
 
-local function file_sha256(path)
+function M.file_sha256(path)
     local ok, d = pcall(fs.sha256, path)
     if ok then return d end
     return nil
 end
 
-local function absolute(path)
+function M.absolute(path)
     if not path then return nil end
     local ok, p = pcall(fs.realpath, path)
     if ok and p then return p end
     return path
 end
 
-local function indent(text, prefix)
+function M.indent(text, prefix)
     return prefix .. tostring(text):gsub("\n$", ""):gsub("\n", "\n" .. prefix)
 end
-
-M.redact = redact
-M.mask = mask
-M.mask_value = mask_value
-M.shown = shown
-M.err_out = err_out
-M.array = array
-M.encode = encode
-M.file_sha256 = file_sha256
-M.absolute = absolute
-M.indent = indent
 
 return M

@@ -16,6 +16,7 @@ local VOLATILE = { duration = true, elapsed = true, attempts = true, time = true
 
 -- Statuses a check run cannot decide: the host's predictions end there.
 local UNDECIDED = { unknown = true, parked = true, interrupted = true }
+M.UNDECIDED = UNDECIDED
 
 -- One reported result -> a plan entry (unmasked; the digests are of the
 -- real values, the text is masked when written).
@@ -77,21 +78,21 @@ end
 
 -- Index of the last entry the host's facts digest covers: its first
 -- undecided result, or the last entry.
-local function cut_of(entries)
+function M.cut_of(entries)
     for i, e in ipairs(entries) do
         if UNDECIDED[e.status] then return i end
     end
     return #entries
 end
 
-local function facts_digest(entries)
+function M.facts_digest(entries)
     local parts = {}
-    for i = 1, cut_of(entries) do parts[#parts + 1] = entries[i].sha256 end
+    for i = 1, M.cut_of(entries) do parts[#parts + 1] = entries[i].sha256 end
     return crypto.sha256(table.concat(parts, "\n"))
 end
 
 -- Digest of a list of files: "sha256  path" lines, in order.
-local function files_digest(paths)
+function M.files_digest(paths)
     local lines, seen = {}, {}
     local files = {}
     for _, p in ipairs(paths or {}) do
@@ -104,19 +105,18 @@ local function files_digest(paths)
     end
     return crypto.sha256(table.concat(lines, "\n")), files
 end
-M.files_digest = files_digest
 
 -- The extra vars' digest.  With a salt (random, kept in the plan) it is
 -- not a plain hash of the values, which may hold a secret: a plain one
 -- would let anyone holding the plan test guesses against a table made in
 -- advance.  Plans written before the salt have none.
-local function extra_vars_digest(ev, salt)
+function M.extra_vars_digest(ev, salt)
     if salt then return crypto.sha256("cutover-extra-vars\0" .. salt .. "\0" .. encode(ev or {})) end
     return crypto.sha256(encode(ev or {}))
 end
 
 -- Options that shape the run, normalised: tags as a sorted list.
-local function tag_list(list)
+function M.tag_list(list)
     if not list then return nil end
     local set = {}
     for _, item in ipairs(list) do
@@ -127,11 +127,11 @@ local function tag_list(list)
 end
 
 -- limit: the pattern as resolved (--limit @FILE read once, at planning).
-local function run_options(o, limit)
-    return { limit = limit, tags = tag_list(o.tags), skip_tags = tag_list(o["skip-tags"]) }
+function M.run_options(o, limit)
+    return { limit = limit, tags = M.tag_list(o.tags), skip_tags = M.tag_list(o["skip-tags"]) }
 end
 
-local function options_text(opts)
+function M.options_text(opts)
     local parts = {}
     if opts.limit then parts[#parts + 1] = "--limit " .. opts.limit end
     if opts.tags then parts[#parts + 1] = "--tags " .. table.concat(opts.tags, ",") end
@@ -141,7 +141,7 @@ end
 
 -- -e arguments with @FILE made absolute, so apply reads the same file
 -- from any folder.
-local function absolute_extra_args(list)
+function M.absolute_extra_args(list)
     local out = {}
     for _, a in ipairs(list or {}) do
         if a:sub(1, 1) == "@" then a = "@" .. absolute(a:sub(2)) end
@@ -149,14 +149,5 @@ local function absolute_extra_args(list)
     end
     return out
 end
-
-M.UNDECIDED = UNDECIDED
-M.cut_of = cut_of
-M.facts_digest = facts_digest
-M.extra_vars_digest = extra_vars_digest
-M.tag_list = tag_list
-M.run_options = run_options
-M.options_text = options_text
-M.absolute_extra_args = absolute_extra_args
 
 return M

@@ -11,18 +11,21 @@ local M = {}
 
 -- Runs non-interactive, in the C locale (apt's messages are parsed)
 local ENV = { DEBIAN_FRONTEND = "noninteractive", APT_LISTCHANGES_FRONTEND = "none", LC_ALL = "C" }
+M.ENV = ENV
 local LISTS = "/var/lib/apt/lists"
+M.LISTS = LISTS
 local STAMP = "/var/lib/apt/periodic/update-success-stamp"
+M.STAMP = STAMP
 local LOCKS = { "/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock", LISTS .. "/lock" }
 
 -- Debian version order (cutover.debversion); a version apt printed that
 -- does not parse counts as newer, never as a downgrade.
-local function version_cmp(a, b)
+function M.version_cmp(a, b)
     return require("cutover.debversion").compare(a, b) or 1
 end
 
 -- apt-get -s output -> list of { name, from, to, action }
-local function parse_simulation(out)
+function M.parse_simulation(out)
     local list = {}
     for line in out:gmatch("[^\n]+") do
         local name, rest = line:match("^Inst (%S+) (.*)$")
@@ -30,7 +33,7 @@ local function parse_simulation(out)
             local old = rest:match("^%[([^%]]*)%]")
             local new = rest:match("%((%S+)")
             local action = "install"
-            if old then action = version_cmp(new or "", old) < 0 and "downgrade" or "upgrade" end
+            if old then action = M.version_cmp(new or "", old) < 0 and "downgrade" or "upgrade" end
             list[#list + 1] = { name = name, from = old, to = new, action = action }
         else
             local verb, rname, ver = line:match("^(%u%l%l%l) (%S+) %[([^%]]*)%]")
@@ -45,7 +48,7 @@ local function parse_simulation(out)
     return list
 end
 
-local function first_error(r)
+function M.first_error(r)
     local text = r.stderr ~= "" and r.stderr or r.stdout
     local lines = {}
     for l in text:gmatch("[^\n]+") do
@@ -55,7 +58,7 @@ local function first_error(r)
 end
 
 -- The named packages as dpkg knows them: name -> { version, status, held }
-local function installed(conn, names)
+function M.installed(conn, names)
     local out = {}
     if #names == 0 then return out end
     local argv = { "dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\n" }
@@ -83,7 +86,7 @@ local LOCK_PROBE = "for f in " .. table.concat(LOCKS, " ") .. "; do [ -e \"$f\" 
 
 -- Waits (visibly) until no process holds the locks; returns the seconds
 -- left of lock_timeout, the seconds waited, the holder seen | nil, message.
-local function wait_lock(ctx, timeout)
+function M.wait_lock(ctx, timeout)
     local waited, seen = 0, nil
     while true do
         local r, err = ctx.conn:exec({ shell = LOCK_PROBE, timeout = 60 })
@@ -105,7 +108,7 @@ local function wait_lock(ctx, timeout)
 end
 
 -- The options every apt-get command of the step gets.
-local function apt_options(args, real_lock_timeout)
+function M.apt_options(args, real_lock_timeout)
     local o = { "-y", "-q" }
     if real_lock_timeout then
         o[#o + 1] = "-o"; o[#o + 1] = "DPkg::Lock::Timeout=" .. math.floor(real_lock_timeout)
@@ -127,7 +130,7 @@ end
 -- dpkg's decisions on conffiles, from the lines of /var/log/dpkg.log the
 -- run added ("DATE TIME conffile PATH keep|install"): kept, replaced.
 -- (With --force-confold dpkg prints nothing about them; its log says.)
-local function conffile_reports(log)
+function M.conffile_reports(log)
     local kept, replaced = {}, {}
     for line in log:gmatch("[^\n]+") do
         local path, what = line:match(" conffile (%S+) (%a+)$")
@@ -137,7 +140,7 @@ local function conffile_reports(log)
     return kept, replaced
 end
 
-local function describe(p)
+function M.describe(p)
     if p.action == "install" then return "install " .. p.name .. " " .. tostring(p.to) end
     if p.action == "remove" or p.action == "purge" then
         return p.action .. " " .. p.name .. (p.from and (" " .. p.from) or "")
@@ -145,7 +148,7 @@ local function describe(p)
     return p.action .. " " .. p.name .. " " .. tostring(p.from) .. " -> " .. tostring(p.to)
 end
 
-local function version_text(list, after)
+function M.version_text(list, after)
     local lines = {}
     for _, p in ipairs(list) do
         local v = after and p.to or p.from
@@ -155,24 +158,10 @@ local function version_text(list, after)
     return table.concat(lines, "\n") .. "\n"
 end
 
-local function cache_age(conn)
+function M.cache_age(conn)
     local r = conn:exec({ shell = "now=$(date +%s); t=$(stat -c %Y " .. q(STAMP) .. " 2>/dev/null || stat -c %Y " ..
         q(LISTS) .. " 2>/dev/null || echo 0); echo $((now - t))", timeout = 60 })
     return r and r.rc == 0 and tonumber(util.trim(r.stdout)) or math.huge
 end
-
-M.ENV = ENV
-M.LISTS = LISTS
-M.STAMP = STAMP
-M.version_cmp = version_cmp
-M.parse_simulation = parse_simulation
-M.first_error = first_error
-M.installed = installed
-M.wait_lock = wait_lock
-M.apt_options = apt_options
-M.conffile_reports = conffile_reports
-M.describe = describe
-M.version_text = version_text
-M.cache_age = cache_age
 
 return M
