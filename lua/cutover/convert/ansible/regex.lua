@@ -2,7 +2,17 @@
 -- regexp, insertafter, insertbefore) as Lua patterns.
 local M = {}
 
+-- The classes \s \d \w (and their negations) outside a set and inside one
+local CLASS = { s = "%s", S = "%S", d = "%d", D = "%D", w = "[%w_]", W = "[^%w_]" }
 local IN_SET = { s = "%s", S = "%S", d = "%d", D = "%D", w = "%w_" }
+
+-- The escape \e as Lua pattern text: a class of classes, or the quoted
+-- punctuation character; nil, why for any other (where: " in a set").
+local function escape_to_lua(e, classes, where)
+    if classes[e] then return classes[e] end
+    if e:match("%p") then return "%" .. e end
+    return nil, "the regular expression '\\" .. e .. "'" .. where
+end
 
 -- The set [...] that starts at re[i] as a Lua set: returns it and where
 -- the expression goes on, or nil, why.
@@ -15,10 +25,9 @@ local function set_to_lua(re, i)
     while j <= n and re:sub(j, j) ~= "]" do
         local d = re:sub(j, j)
         if d == "\\" then
-            local e = re:sub(j + 1, j + 1)
-            if IN_SET[e] then set[#set + 1] = IN_SET[e]
-            elseif e:match("%p") then set[#set + 1] = "%" .. e
-            else return nil, "the regular expression '\\" .. e .. "' in a set" end
+            local piece, why = escape_to_lua(re:sub(j + 1, j + 1), IN_SET, " in a set")
+            if not piece then return nil, why end
+            set[#set + 1] = piece
             j = j + 2
         else
             if d == "%" then d = "%%" end
@@ -36,17 +45,15 @@ end
 -- the rest (alternation, counted or lazy repeats, a repeated group, ...).
 function M.regex_to_lua(re)
     local out, i, n = {}, 1, #re
-    local CLASS = { s = "%s", S = "%S", d = "%d", D = "%D", w = "[%w_]", W = "[^%w_]" }
     local depth, last_was_group = 0, false
     while i <= n do
         local c = re:sub(i, i)
         local was_group = last_was_group
         last_was_group = false
         if c == "\\" then
-            local e = re:sub(i + 1, i + 1)
-            if CLASS[e] then out[#out + 1] = CLASS[e]
-            elseif e:match("%p") then out[#out + 1] = "%" .. e
-            else return nil, "the regular expression '\\" .. e .. "'" end
+            local piece, why = escape_to_lua(re:sub(i + 1, i + 1), CLASS, "")
+            if not piece then return nil, why end
+            out[#out + 1] = piece
             i = i + 2
         elseif c == "[" then
             local set, after = set_to_lua(re, i)
