@@ -184,12 +184,27 @@ function Server:trust()
     assert(fs.write(self.known_hosts, self:known_line(), 384))
 end
 
+-- What connection.ssh takes to log in here as the test user with its key
+-- (extra: fields added or replaced).
+function Server:conn_settings(extra)
+    local st = { host = self.address, port = self.port, user = self.user, keys = { self.key },
+                 agent = false, known_hosts = self.known_hosts, timeout = 30 }
+    for k, v in pairs(extra or {}) do st[k] = v end
+    return st
+end
+
 -- A second server of the same user with password logins on.  Every test
 -- uses the one password S.PASSWORD (tests run side by side and share the
 -- test user, so they must not set different ones).
 S.PASSWORD = "s3cret pass&word"
-function Server:enable_password()
+
+-- Gives the test user the password S.PASSWORD (sudo asks for it).
+function S.set_password()
     sh("echo " .. S.USER .. ":" .. "'" .. S.PASSWORD:gsub("'", "'\\''") .. "' | chpasswd")
+end
+
+function Server:enable_password()
+    S.set_password()
     local srv = S.start(self.T, { password_auth = true, address = self.address })
     srv.password = S.PASSWORD
     return srv
@@ -209,11 +224,26 @@ function S.stop_all()
     running = {}
 end
 
--- Hook into T.done so servers never outlive the test.
+-- The sudoers drop-ins written by S.sudoers, removed at T.done.
+local drop_ins = {}
+
+-- Writes /etc/sudoers.d/cutover-test-NAME holding line (replacing what
+-- it held) and checks it with visudo (T.eq); returns its path.
+function S.sudoers(T, name, line)
+    local path = "/etc/sudoers.d/cutover-test-" .. name
+    drop_ins[path] = true
+    assert(fs.write(path, line .. "\n", 288))  -- 0440, as sudo wants
+    local v = proc.run({ argv = { "visudo", "-cf", path } })
+    T.eq(v.rc, 0, "sudoers drop-in valid: " .. v.stdout .. v.stderr)
+    return path
+end
+
+-- Hook into T.done so servers (and sudoers drop-ins) never outlive the test.
 function S.install(T)
     local done = T.done
     T.done = function()
         S.stop_all()
+        for path in pairs(drop_ins) do fs.remove(path) end
         return done()
     end
 end

@@ -10,18 +10,8 @@ local proc = require("cutover.core.proc")
 local crypto = require("cutover.core.crypto")
 S.install(T)
 
-local SUDOERS = "/etc/sudoers.d/cutover-test-become"
-local function sudoers(line)
-    assert(fs.write(SUDOERS, line .. "\n", 288))
-    local r = proc.run({ argv = { "visudo", "-cf", SUDOERS } })
-    T.eq(r.rc, 0, "sudoers drop-in valid: " .. r.stdout .. r.stderr)
-end
-local done = T.done
-T.done = function() fs.remove(SUDOERS); return done() end
-
-local set_pw = assert(proc.run({ shell = "echo " .. S.USER .. ":'" .. S.PASSWORD:gsub("'", "'\\''") ..
-    "' | chpasswd" }))
-assert(set_pw.rc == 0, "chpasswd: " .. set_pw.stderr)
+local function sudoers(line) S.sudoers(T, "become", line) end
+S.set_password()
 
 local srv = S.start(T)
 srv:trust()

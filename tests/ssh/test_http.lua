@@ -13,10 +13,6 @@ local crypto = require("cutover.core.crypto")
 S.install(T)
 W.install(T)
 
-local SUDOERS = "/etc/sudoers.d/cutover-test-http"
-local done = T.done
-T.done = function() fs.remove(SUDOERS); return done() end
-
 -- the curl the SSH user finds first: records, then runs the real one
 local wrap = T.tmpdir()
 assert(fs.chmod(wrap, 511))
@@ -115,9 +111,7 @@ T.test("as the login user: health check with until, basic auth, get_url; the pas
 end)
 
 T.test("under become (sudo): get_url installs into a root-only folder owned by root", function()
-    assert(fs.write(SUDOERS, S.USER .. " ALL=(root) NOPASSWD: ALL\n", 288))
-    local v = proc.run({ argv = { "visudo", "-cf", SUDOERS } })
-    T.eq(v.rc, 0, "sudoers drop-in valid: " .. v.stdout .. v.stderr)
+    S.sudoers(T, "http", S.USER .. " ALL=(root) NOPASSWD: ALL")
     local d = setup("      ansible_become: true\n")
     assert(fs.mkdir(d .. "/rootonly", 448))  -- 0700 root: the login user cannot write here
     H.book(d, string.format([[

@@ -12,16 +12,8 @@ local fs = require("cutover.core.fs")
 local proc = require("cutover.core.proc")
 S.install(T)
 
-local SUDOERS = "/etc/sudoers.d/cutover-test-reboot"
-local done = T.done
-T.done = function() fs.remove(SUDOERS); return done() end
-
-local set_pw = assert(proc.run({ shell = "echo " .. S.USER .. ":'" .. S.PASSWORD:gsub("'", "'\\''") ..
-    "' | chpasswd" }))
-assert(set_pw.rc == 0, "chpasswd: " .. set_pw.stderr)
-assert(fs.write(SUDOERS, S.USER .. " ALL=(ALL) ALL\n", 288))
-local v = proc.run({ argv = { "visudo", "-cf", SUDOERS } })
-assert(v.rc == 0, "sudoers drop-in valid: " .. v.stdout .. v.stderr)
+S.set_password()
+S.sudoers(T, "reboot", S.USER .. " ALL=(ALL) ALL")
 
 local srv = S.start(T)
 srv:trust()

@@ -20,12 +20,7 @@ srv:trust()
 local warnings = {}
 sshconn.on_warning = function(msg) warnings[#warnings + 1] = msg end
 
-local function conn(extra)
-    local st = { host = srv.address, port = srv.port, user = srv.user, keys = { srv.key },
-                 agent = false, known_hosts = srv.known_hosts, timeout = 30 }
-    for k, v in pairs(extra or {}) do st[k] = v end
-    return sshconn.new("h1", st)
-end
+local function conn(extra) return sshconn.new("h1", srv:conn_settings(extra)) end
 
 local function sh(c, cmd, opts)
     local o = { shell = cmd }
@@ -364,18 +359,11 @@ end)
 
 -- become: one sudo per connection and user, its password sent once
 local SUDOERS = "/etc/sudoers.d/cutover-test-session"
-local done = T.done
-T.done = function() fs.remove(SUDOERS); return done() end
-
-local function set_sudoers(line)
-    assert(fs.write(SUDOERS, line .. "\n", 288))
-    local v = proc.run({ argv = { "visudo", "-cf", SUDOERS } })
-    T.eq(v.rc, 0, "sudoers drop-in valid: " .. v.stdout .. v.stderr)
-end
+local function set_sudoers(line) S.sudoers(T, "session", line) end
 
 T.test("become: one sudo for the whole run per user (password once), steps as root, timeouts stopped as root",
     function()
-    assert(proc.run({ shell = "echo " .. S.USER .. ":'" .. S.PASSWORD:gsub("'", "'\\''") .. "' | chpasswd" }).rc == 0)
+    S.set_password()
     for _, rule in ipairs({ S.USER .. " ALL=(ALL) ALL", S.USER .. " ALL=(ALL) NOPASSWD: ALL" }) do
         set_sudoers(rule)
         warnings = {}
@@ -420,7 +408,7 @@ end
 
 T.test("H1: sudo's password is never written to a file on the host (probe, become session, per-step sudo, SIGKILL)",
     function()
-    assert(proc.run({ shell = "echo " .. S.USER .. ":'" .. S.PASSWORD:gsub("'", "'\\''") .. "' | chpasswd" }).rc == 0)
+    S.set_password()
     set_sudoers(S.USER .. " ALL=(ALL) ALL")
     warnings = {}
     local c = conn()

@@ -15,12 +15,7 @@ S.install(T)
 local warnings = {}
 sshconn.on_warning = function(msg) warnings[#warnings + 1] = msg end
 
-local function conn(srv, extra)
-    local st = { host = srv.address, port = srv.port, user = srv.user, keys = { srv.key },
-                 agent = false, known_hosts = srv.known_hosts, timeout = 30 }
-    for k, v in pairs(extra or {}) do st[k] = v end
-    return sshconn.new("h1", st)
-end
+local function conn(srv, extra) return sshconn.new("h1", srv:conn_settings(extra)) end
 
 local function ok(c, cmd, opts)
     local o = { shell = cmd }
