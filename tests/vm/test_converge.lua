@@ -13,38 +13,12 @@
 local binary, tests_dir = ...
 local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
 local H = dofile(tests_dir .. "/integration/common.lua")(T)
-local proc = require("cutover.core.proc")
 local fs = require("cutover.core.fs")
 
-local PORT = assert(tonumber(os.getenv("CUTOVER_VM_PORT")), "CUTOVER_VM_PORT: run through tests/vm/lib/vm.sh with-vm")
-local REPO_PORT = assert(tonumber(os.getenv("CUTOVER_VM_REPO_PORT")), "CUTOVER_VM_REPO_PORT (vm.sh with-vm)")
-local KEY = assert(os.getenv("CUTOVER_VM_KEY"))
-local KNOWN = assert(os.getenv("CUTOVER_VM_KNOWN_HOSTS"))
-local IMAGE = assert(os.getenv("CUTOVER_VM_IMAGE"))
-local OPS_PASSWORD = (fs.read(IMAGE .. "/ops.password") or ""):gsub("%s+$", "")
-print(string.format("# image %s; this boot reached ssh in %s s", IMAGE, os.getenv("CUTOVER_VM_BOOT_SECONDS") or "?"))
-
-local function vm(cmd)
-    local r = assert(proc.run({ argv = { "ssh", "-p", tostring(PORT), "-i", KEY, "-o", "IdentitiesOnly=yes",
-        "-o", "UserKnownHostsFile=" .. KNOWN, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
-        "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR", "root@127.0.0.1", cmd }, timeout = 180 }))
-    if r.rc ~= 0 then error("on the VM (" .. r.rc .. "): " .. cmd .. "\n" .. r.stdout .. r.stderr, 2) end
-    return (r.stdout:gsub("\n$", ""))
-end
-
--- The lab's repository, served on 127.0.0.1:REPO_PORT, the guest's only source
-local repo = T.tmpdir() .. "/repo"
-local built = T.sh("bash " .. tests_dir .. "/vm/lib/repo.sh " .. repo .. " 2>&1")
-T.eq(built.rc, 0, "repo.sh: " .. built.stdout)
-local py = fs.stat("/usr/bin/python3") and "/usr/bin/python3" or "python3"
-T.sh(py .. " -m http.server --bind 127.0.0.1 --directory " .. repo .. " " .. REPO_PORT ..
-     " >" .. repo .. "/../http.log 2>&1 </dev/null &")
-for _ = 1, 50 do
-    if T.sh("bash -c 'exec 3<>/dev/tcp/127.0.0.1/" .. REPO_PORT .. "' 2>/dev/null").rc == 0 then break end
-    T.sh("sleep 0.2")
-end
-vm("echo 'deb [trusted=yes] http://10.0.2.100/ ./' > /etc/apt/sources.list.d/cutover-lab.list; " ..
-   "rm -f /etc/apt/sources.list; rm -rf /var/lib/apt/lists/*")
+local G = dofile(tests_dir .. "/vm/lib/guest.lua")(T, tests_dir)
+local PORT, KEY, KNOWN, OPS_PASSWORD, vm = G.PORT, G.KEY, G.KNOWN, G.OPS_PASSWORD, G.vm
+print(string.format("# image %s; this boot reached ssh in %s s", G.IMAGE, G.BOOT_SECONDS))
+G.serve_repo()
 
 local SOURCE = tests_dir .. "/vm/converge/site.yml"
 local CONVERTED = T.tmpdir() .. "/converted/site.yml"

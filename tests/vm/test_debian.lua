@@ -9,24 +9,15 @@ local binary, tests_dir = ...
 local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
 local H = dofile(tests_dir .. "/integration/common.lua")(T)
 local json = require("cutover.core.json")
-local proc = require("cutover.core.proc")
 local fs = require("cutover.core.fs")
 
-local PORT = assert(tonumber(os.getenv("CUTOVER_VM_PORT")), "CUTOVER_VM_PORT: run through tests/vm/lib/vm.sh with-vm")
-local KEY = assert(os.getenv("CUTOVER_VM_KEY"))
-local KNOWN = assert(os.getenv("CUTOVER_VM_KNOWN_HOSTS"))
-local IMAGE = assert(os.getenv("CUTOVER_VM_IMAGE"))
+local G = dofile(tests_dir .. "/vm/lib/guest.lua")(T, tests_dir)
+local PORT, KEY, KNOWN, IMAGE = G.PORT, G.KEY, G.KNOWN, G.IMAGE
 print(string.format("# image %s built in %s s; this boot reached ssh in %s s",
-    IMAGE, (fs.read(IMAGE .. "/build-seconds") or "?"):gsub("%s+$", ""), os.getenv("CUTOVER_VM_BOOT_SECONDS") or "?"))
+    IMAGE, (fs.read(IMAGE .. "/build-seconds") or "?"):gsub("%s+$", ""), G.BOOT_SECONDS))
 
 -- A command on the guest as root, through OpenSSH (not cutover's client).
-local function vm(cmd)
-    local r = assert(proc.run({ argv = { "ssh", "-p", tostring(PORT), "-i", KEY, "-o", "IdentitiesOnly=yes",
-        "-o", "UserKnownHostsFile=" .. KNOWN, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
-        "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR", "root@127.0.0.1", cmd }, timeout = 120 }))
-    if r.rc ~= 0 then error("on the VM (" .. r.rc .. "): " .. cmd .. "\n" .. r.stdout .. r.stderr, 2) end
-    return (r.stdout:gsub("\n$", ""))
-end
+local function vm(cmd) return G.vm(cmd, 120) end
 
 local d = T.tmpdir()
 local inv = T.write(d .. "/inv.yml", string.format([[
