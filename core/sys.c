@@ -128,6 +128,15 @@ static int sys_getpid(lua_State *L)
     return 1;
 }
 
+/* sys.memory() -> the bytes the controller's allocator holds: Lua's heap
+ * and the buffers C modules take from it (SSH session buffers); what
+ * CUTOVER_MEMORY_LIMIT caps. */
+static int sys_memory(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)cutover_mem_used());
+    return 1;
+}
+
 /* sys.write(fd, text) -> true: unbuffered, for progress lines */
 static int sys_write(lua_State *L)
 {
@@ -379,6 +388,7 @@ static const luaL_Reg sys_funcs[] = {
     {"resized", sys_resized},
     {"time", sys_time},
     {"getpid", sys_getpid},
+    {"memory", sys_memory},
     {"write", sys_write},
     {NULL, NULL}
 };

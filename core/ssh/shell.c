@@ -69,7 +69,18 @@ struct ssh_shell {
     double deadline;
     unsigned interrupts_at_start;
     int uninterruptible;
+    lua_Alloc alloc;              /* the Lua state's allocator: buffers */
+    void *alloc_ud;
 };
+
+/* The buffers come from the Lua state's allocator, not malloc, so the
+ * controller's memory ceiling (core/host.c, CUTOVER_MEMORY_LIMIT) counts
+ * remote data held here and sys.memory() shows it.  size 0 frees p
+ * (old: its size); returns NULL then, or when memory runs out. */
+static void *shell_mem(struct ssh_shell *h, void *p, size_t old, size_t size)
+{
+    return h->alloc(h->alloc_ud, p, p != NULL ? old : 0, size);
+}
 
 /* Stack of every method: 1 shell, 2 argument, 3 options. */
 enum { SH_UD = 1, SH_ARG = 2, SH_OPTS = 3 };
@@ -87,13 +98,10 @@ static int shell_gc(lua_State *L)
     struct ssh_shell *h = luaL_checkudata(L, 1, SSH_SHELL_MT);
 
     shell_free_channel(h);
-    free(h->want);
-    h->want = NULL;
-    free(h->in);
-    h->in = NULL;
+    h->want = shell_mem(h, h->want, h->want_len, 0);
+    h->in = shell_mem(h, h->in, h->in_cap, 0);
     h->in_len = h->in_cap = 0;
-    free(h->err);
-    h->err = NULL;
+    h->err = shell_mem(h, h->err, SHELL_ERR_BUF, 0);
     h->err_len = 0;
     return 0;
 }
@@ -104,8 +112,7 @@ static int shell_fail(lua_State *L, struct ssh_shell *h, const char *code,
 {
     struct ssh_session *s = h->s;
 
-    free(h->want);
-    h->want = NULL;
+    h->want = shell_mem(h, h->want, h->want_len, 0);
     if (strcmp(code, "connection") == 0) {
         h->channel = NULL;  /* freed with the session */
         h->state = SH_DEAD;
@@ -127,7 +134,7 @@ static size_t shell_in_room(lua_State *L, struct ssh_shell *h)
 
         if (cap > SHELL_IN_BUF)
             cap = SHELL_IN_BUF;
-        p = realloc(h->in, cap);
+        p = shell_mem(h, h->in, h->in_cap, cap);
         if (p == NULL)
             luaL_error(L, "ssh: out of memory");
         h->in = p;
@@ -155,7 +162,7 @@ static long shell_fill(lua_State *L, struct ssh_shell *h)
         if (n > 0) {
             size_t k = (size_t)n;
             if (h->err == NULL) {
-                h->err = malloc(SHELL_ERR_BUF);
+                h->err = shell_mem(h, NULL, 0, SHELL_ERR_BUF);
                 if (h->err == NULL)
                     luaL_error(L, "ssh: out of memory");
             }
@@ -207,8 +214,7 @@ static void shell_take(struct ssh_shell *h, size_t n)
     memmove(h->in, h->in + n, h->in_len - n);
     h->in_len -= n;
     if (h->in_len == 0) {  /* an idle shell holds no buffer */
-        free(h->in);
-        h->in = NULL;
+        h->in = shell_mem(h, h->in, h->in_cap, 0);
         h->in_cap = 0;
     }
 }
@@ -416,8 +422,7 @@ static int shell_recv_k(lua_State *L, int status, lua_KContext ctx)
             }
             if (h->want_have == h->want_len) {
                 lua_pushlstring(L, h->want, h->want_len);
-                free(h->want);
-                h->want = NULL;
+                h->want = shell_mem(h, h->want, h->want_len, 0);
                 return 1;
             }
         } else {
@@ -453,8 +458,7 @@ static int shell_recv_line(lua_State *L)
     if (bad)
         return bad;
     shell_begin(L, h);
-    free(h->want);
-    h->want = NULL;
+    h->want = shell_mem(h, h->want, h->want_len, 0);
     h->line_max = (size_t)max;
     return shell_recv_k(L, LUA_OK, 0);
 }
@@ -476,8 +480,8 @@ static int shell_recv(lua_State *L)
     if (bad)
         return bad;
     shell_begin(L, h);
-    free(h->want);
-    h->want = malloc((size_t)n);
+    h->want = shell_mem(h, h->want, h->want_len, 0);
+    h->want = shell_mem(h, NULL, 0, (size_t)n);
     if (h->want == NULL)
         return luaL_error(L, "ssh: out of memory");
     h->want_len = (size_t)n;
@@ -707,6 +711,7 @@ int ssh_session_shell(lua_State *L)
     }
     h = lua_newuserdatauv(L, sizeof *h, 1);
     memset(h, 0, sizeof *h);
+    h->alloc = lua_getallocf(L, &h->alloc_ud);
     h->s = s;
     h->state = SH_OPEN;
     luaL_setmetatable(L, SSH_SHELL_MT);

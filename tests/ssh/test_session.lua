@@ -66,9 +66,9 @@ T.test("the cutover binary runs a play's steps in the session (hosts as tasks); 
         for i = 1, 3 do inv = inv .. "    h" .. i .. ": {}\n" end
         T.write(d .. "/inv.yml", inv)
         T.write(d .. "/p.yml", "- hosts: all\n  steps:\n" ..
-            "    - shell: \"cat /proc/$PPID/comm > " .. d .. "/{{ inventory_hostname }}.a\"\n" ..
-            "    - shell: \"echo $PPID > " .. d .. "/{{ inventory_hostname }}.b; echo $PPID >> " .. d ..
-                "/{{ inventory_hostname }}.b\"\n")
+            "    - shell: \"cat /proc/$PPID/comm > " .. d .. "/{{ inventory_hostname }}.a; echo $PPID > " ..
+                d .. "/{{ inventory_hostname }}.a2\"\n" ..
+            "    - shell: \"echo $PPID > " .. d .. "/{{ inventory_hostname }}.b\"\n")
         local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", srv.known_hosts },
             { env = { HOME = d, SSH_AUTH_SOCK = "", XDG_STATE_HOME = d .. "/state", CUTOVER_SESSION = case[2] },
               timeout = 120 })
@@ -77,6 +77,12 @@ T.test("the cutover binary runs a play's steps in the session (hosts as tasks); 
         for i = 1, 3 do
             T.eq(T.read(d .. "/h" .. i .. ".a"), off and "sshd\n" or "sh\n",
                  "h" .. i .. (off and ": sshd starts the command" or ": the session shell starts the step"))
+            -- both steps from the one process of the host's connection
+            -- (the session shell, or sshd's for the connection): not a
+            -- session (or a connection) per step
+            local a2, b = T.read(d .. "/h" .. i .. ".a2"), T.read(d .. "/h" .. i .. ".b")
+            T.ok(a2 ~= nil and a2:match("^%d+\n$") ~= nil, "h" .. i .. ": step 1's parent recorded: " .. tostring(a2))
+            T.eq(b, a2, "h" .. i .. ": step 2 has step 1's parent")
         end
     end
     -- a value that is neither 0 nor 1: an error naming the variable, no step run
@@ -295,7 +301,9 @@ T.test("M3: the clean-up of killed sessions' folders removes only the user's own
         "mkdir -m 0777 " .. A, "echo " .. dead .. " > " .. A .. "/pid", "touch " .. A .. "/victim",
         "chown " .. u .. " " .. A .. "/pid " .. A .. "/victim",
         "mkdir -m 0700 " .. Bt, "echo " .. dead .. " > " .. Bt .. "/pid", "touch " .. Bt .. "/victim",
-        "chown -R " .. u .. " " .. Bt, "ln -s " .. Bt .. " " .. B,
+        -- (the link is the user's too: in sticky /tmp a root-owned link
+        -- could not be removed by the user anyway, guard or not)
+        "chown -R " .. u .. " " .. Bt, "ln -s " .. Bt .. " " .. B, "chown -h " .. u .. " " .. B,
         "mkdir -m 0700 " .. C, "echo " .. dead .. " > " .. C .. "/pid", "chown -R " .. u .. " " .. C,
         "mkdir -m 0700 " .. E, ": > " .. E .. "/pid", "touch " .. E .. "/o1", "chown -R " .. u .. " " .. E,
     }, "\n") })
@@ -305,6 +313,8 @@ T.test("M3: the clean-up of killed sessions' folders removes only the user's own
     c:close()
     T.ok(fs.stat(A .. "/victim"), "a folder the user does not own is left alone")
     T.ok(fs.stat(Bt .. "/victim"), "a symlinked folder is not followed")
+    -- (rm -rf on the link would spare the folder: the link itself must stay)
+    T.eq((fs.stat(B) or {}).type, "link", "the symlink to a folder is left alone")
     T.ok(not fs.stat(C), "the user's own folder of a dead session is removed")
     T.ok(fs.stat(E .. "/o1"), "a folder whose pid file is still empty is left alone")
     proc.run({ argv = { "rm", "-rf", A, B, Bt, C, E } })
@@ -427,10 +437,14 @@ T.test("H1: sudo's password is never written to a file on the host (probe, becom
     T.eq(ok(c, "cat", { stdin = "own input" }).stdout, "own input", "per-step sudo: the step's stdin is its own")
     T.eq(#staged(S.PASSWORD), 0, "no file holds the password after per-step sudo: " ..
         table.concat(staged(S.PASSWORD), " "))
-    -- SIGKILL of the login session in the middle of a step: no trap runs,
-    -- its folder stays until the next session; still no password in it
-    c.become = nil
-    local r = sh(c, "kill -KILL $PPID; sleep 1")
+    -- SIGKILL of the login session in the middle of a per-step sudo step
+    -- (its password went ahead of the step's stdin, which the step is
+    -- still to read): no trap runs, its folder stays until the next
+    -- session; still no password in it
+    local shell_pid = c.session_runner and c.session_runner.pid
+    T.ok(shell_pid ~= nil, "the login session's shell pid")
+    proc.run({ shell = "(sleep 1; kill -KILL " .. tostring(shell_pid) .. ") >/dev/null 2>&1 &" })
+    local r = sh(c, "sleep 3; cat > /dev/null", { stdin = "slow input" })
     T.eq(r, nil, "the killed session gives no result")
     T.ok(fs.stat(folder), "the killed session's folder is left: " .. folder)
     T.eq(#staged(S.PASSWORD), 0, "no file holds the password after a SIGKILL: " .. table.concat(staged(S.PASSWORD),
@@ -585,17 +599,27 @@ T.test("M4: Ctrl-C or a timeout while the session starts: the step is not run, n
         warnings = {}
         local c = conn({ timeout = 1 })
         local r, err = sh(c, "echo ran >> " .. d .. "/m1")
-        T.ok(r == nil or r.timed_out, "timeout: no result of a step that ran: " .. tostring(err))
+        T.eq(r, nil, "timeout: no result of a step that ran: " .. tostring(err))
         T.eq(T.read(d .. "/m1"), nil, "timeout: the step never ran")
         T.eq(#warnings, 0, "timeout: no fallback: " .. table.concat(warnings, "; "))
         c:close()
         local c2 = conn()
         proc.run({ shell = "(sleep 1; kill -INT " .. sys.getpid() .. ") >/dev/null 2>&1 &" })
         r, err = sh(c2, "echo ran >> " .. d .. "/m2")
-        T.ok(r == nil or r.interrupted, "Ctrl-C: no result of a step that ran: " .. tostring(err))
+        T.eq(r, nil, "Ctrl-C: no result of a step that ran: " .. tostring(err))
         T.eq(T.read(d .. "/m2"), nil, "Ctrl-C: the step never ran")
         T.eq(#warnings, 0, "Ctrl-C: no fallback: " .. table.concat(warnings, "; "))
         c2:close()
+        -- a step wrongly queued into a half-started session would run
+        -- once its shell starts: wait (at most 20 s) until the slow shells
+        -- have started and ended, then look again
+        for _ = 1, 200 do
+            if proc.run({ argv = { "pgrep", "-f", "sleep 4; exec /bin/sh" } }).stdout == "" then break end
+            proc.run({ argv = { "sleep", "0.1" } })
+        end
+        proc.run({ argv = { "sleep", "1" } })
+        T.eq(T.read(d .. "/m1"), nil, "timeout: the step never ran, also once the shell started")
+        T.eq(T.read(d .. "/m2"), nil, "Ctrl-C: the step never ran, also once the shell started")
     end)
     session.SHELL = "/bin/sh"
     if not ok_ then error(e, 0) end

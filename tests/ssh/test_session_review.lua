@@ -184,11 +184,14 @@ end)
 
 T.test("L5: an idle session costs the controller a few KB, not its buffers' 68 KiB", function()
     local session = require("cutover.connection.session")
+    -- (sys.memory: every byte of the controller's allocator, the session
+    -- buffers of core/ssh/shell.c included; collectgarbage sees Lua's only)
+    local sys = require("cutover.core.sys")
     local c = conn(srv, { session = false })
     assert(c:open())
     local runners = {}
     collectgarbage("collect")
-    local before = collectgarbage("count")
+    local before = sys.memory() / 1024
     for i = 1, 10 do
         local r, err = session.open(c.session, "h1", 30)
         T.ok(r, "runner " .. i .. ": " .. tostring(err))
@@ -200,9 +203,28 @@ T.test("L5: an idle session costs the controller a few KB, not its buffers' 68 K
         T.eq(res and #res.stdout, 200000, "runner " .. i .. ": its output")
     end
     collectgarbage("collect")
-    local per = (collectgarbage("count") - before) / #runners
+    local per = (sys.memory() / 1024 - before) / #runners
     T.ok(per < 8, string.format("an idle runner holds %.1f KiB of the controller's heap", per))
     for _, r in ipairs(runners) do r:close() end
+    -- the stdout buffer itself: 40,000 bytes of lines wait on the channel
+    -- before the first recv_line, so it grows to its 64 KiB; once every
+    -- line is taken it is freed
+    collectgarbage("collect")
+    before = sys.memory() / 1024
+    local shells = {}
+    for i = 1, 4 do
+        local sh = assert(c.session:shell("yes | head -n 20000; exec cat", { timeout = 30 }))
+        proc.run({ argv = { "sleep", "0.5" } })
+        for n = 1, 20000 do
+            local line = sh:recv_line(100, { timeout = 30 })
+            if line ~= "y" then T.eq(line, "y", "shell " .. i .. ": line " .. n); break end
+        end
+        shells[i] = sh
+    end
+    collectgarbage("collect")
+    per = (sys.memory() / 1024 - before) / #shells
+    T.ok(per < 8, string.format("an idle shell holds %.1f KiB of the controller's heap after 40,000 bytes", per))
+    for _, sh in ipairs(shells) do sh:close() end
     c:close()
 end)
 
