@@ -8,6 +8,7 @@ local binary, tests_dir = ...
 local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
 local S = dofile(tests_dir .. "/lib/sshd.lua")
 local proc = require("cutover.core.proc")
+local fs = require("cutover.core.fs")
 local loop = require("cutover.core.loop")
 local sshconn = require("cutover.connection.ssh")
 S.install(T)
@@ -87,6 +88,26 @@ T.test("L1: variables the login environment exports under the bootstrap's names 
     T.eq(ok(c, "cat /proc/$PPID/comm").stdout, "sh\n", "it was the session that ran them")
     T.eq(#warnings, 0, "no fallback: " .. table.concat(warnings, "; "))
     c:close()
+end)
+
+T.test("L1: hostile values under the bootstrap's own names (__cs_*) in the login environment change nothing", function()
+    -- a folder of /, an output cap of 0, a token and a line break that
+    -- are not the session's: the bootstrap unsets its names first
+    local e = S.start(T, { extra_config = "SetEnv __cs_d=/ __cs_c=0 __cs_nl=x __cs_T=forged __cs_G=1 " ..
+        "__cs_n=-5 __cs_S=/bin/false __cs_P=forged" })
+    e:trust()
+    warnings = {}
+    local c = conn(e)
+    T.eq(ok(c, "printf 'a\\nb'").stdout, "a\nb", "a step's output, whole")
+    T.eq(ok(c, "cat", { stdin = "in\nput" }).stdout, "in\nput", "a step with stdin")
+    T.eq(ok(c, "exit 3").rc, 3, "its exit code")
+    T.eq(ok(c, "cat /proc/$PPID/comm").stdout, "sh\n", "the session ran them")
+    -- (exported by sshd, they would stay exported once assigned: the
+    -- session's token with them)
+    T.eq(ok(c, "env | grep '^__cs_' || true").stdout, "", "no __cs_* variable reaches a step")
+    T.eq(#warnings, 0, "no fallback: " .. table.concat(warnings, "; "))
+    c:close()
+    T.ok(fs.stat("/tmp") ~= nil and fs.stat("/etc/passwd") ~= nil, "nothing outside the session's folder removed")
 end)
 
 -- A host slow to start a step: its `setsid` (found first on the PATH
