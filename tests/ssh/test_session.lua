@@ -405,11 +405,11 @@ end)
 
 -- The folders the sessions of this host use (the test runs as root, so
 -- it can read every one), and whether any file in them holds s.
-local function staged(s)
+-- extra: one more folder to search (a copy of one).
+local function staged(s, extra)
     local found = {}
-    for _, dir in ipairs({ "/tmp" }) do
-        local r = proc.run({ argv = { "sh", "-c", "grep -rlF -e \"$1\" " .. dir ..
-            "/cutover-session.* 2>/dev/null; true",
+    for _, dir in ipairs({ "/tmp/cutover-session.*", extra }) do
+        local r = proc.run({ argv = { "sh", "-c", "grep -rlF -e \"$1\" " .. dir .. " 2>/dev/null; true",
                                       "sh", s } })
         for f in r.stdout:gmatch("[^\n]+") do found[#found + 1] = f end
     end
@@ -440,15 +440,19 @@ T.test("H1: sudo's password is never written to a file on the host (probe, becom
     -- SIGKILL of the login session in the middle of a per-step sudo step
     -- (its password went ahead of the step's stdin, which the step is
     -- still to read): no trap runs, its folder stays until the next
-    -- session; still no password in it
+    -- session; still no password in it.  The folder is copied the moment
+    -- the shell is killed: the next session of the user, a concurrent
+    -- test's too, removes it as a dead session's
     local shell_pid = c.session_runner and c.session_runner.pid
     T.ok(shell_pid ~= nil, "the login session's shell pid")
-    proc.run({ shell = "(sleep 1; kill -KILL " .. tostring(shell_pid) .. ") >/dev/null 2>&1 &" })
+    local snap = T.tmpdir() .. "/killed"
+    proc.run({ shell = "(sleep 1; kill -KILL " .. tostring(shell_pid) .. "; cp -a " .. folder .. " " .. snap ..
+        ") >/dev/null 2>&1 &" })
     local r = sh(c, "sleep 3; cat > /dev/null", { stdin = "slow input" })
     T.eq(r, nil, "the killed session gives no result")
-    T.ok(fs.stat(folder), "the killed session's folder is left: " .. folder)
-    T.eq(#staged(S.PASSWORD), 0, "no file holds the password after a SIGKILL: " .. table.concat(staged(S.PASSWORD),
-        " "))
+    T.ok(fs.stat(snap .. "/pid"), "the killed session's folder, as it was at the kill: " .. folder)
+    T.eq(#staged(S.PASSWORD, snap), 0, "no file holds the password after a SIGKILL: " ..
+        table.concat(staged(S.PASSWORD, snap), " "))
     c:close()
     fs.remove(SUDOERS)
 end)
