@@ -2,7 +2,8 @@
 #   stage NAME CMD [ARG...]   runs CMD in this shell (a function may change
 #                             its variables), records NAME, its time and,
 #                             when it fails, its status; returns CMD's status
-#   stage_add NAME T0 RC      records a stage that ran in the background
+#   stage_add NAME T0 RC [T1] records a stage that ran in the background
+#                             (from T0 to T1, its own end; default now)
 #   stage_table               prints the stages run so far and the total
 #                             wall time (stages may overlap)
 #   stage_on_exit             for `trap stage_on_exit EXIT`: records the
@@ -19,9 +20,10 @@ stage_run_t0=$(date +%s.%N)   # the total is the wall time since here
 
 stage_now() { date +%s.%N; }
 
+# stage_record RC [T1]: the current stage, from stage_t0 to T1 (default now)
 stage_record() {
     stage_names+=("$stage_current")
-    stage_secs+=("$(awk -v a="$stage_t0" -v b="$(stage_now)" 'BEGIN { printf "%.1f", b - a }')")
+    stage_secs+=("$(awk -v a="$stage_t0" -v b="${2:-$(stage_now)}" 'BEGIN { printf "%.1f", b - a }')")
     if [ "$1" -eq 0 ]; then stage_notes+=(""); else stage_notes+=("FAILED (exit $1)"); fi
     stage_current=
 }
@@ -43,12 +45,13 @@ stage_row() {
         printf "  %-24s %8.1f s %4d:%02d  %s\n", n, s, int(s / 60), int(s) % 60, note }'
 }
 
-# stage_add NAME T0 RC: records a stage timed outside `stage` (one that ran
-# in the background from T0, a stage_now reading, until now)
+# stage_add NAME T0 RC [T1]: records a stage timed outside `stage` (one that
+# ran in the background from T0, a stage_now reading, until T1, its own end,
+# or until now when T1 is not known)
 stage_add() {
     local saved_current=$stage_current saved_t0=$stage_t0
     stage_current=$1 stage_t0=$2
-    stage_record "$3"
+    stage_record "$3" "${4:-}"
     stage_current=$saved_current stage_t0=$saved_t0
 }
 

@@ -17,12 +17,14 @@ run_ctest() { bash scripts/ctest_retry.sh "$1" "$flaky_file" "${@:2}"; }
 # its own ctest under build/tests (own Testing/ records), one guest at a
 # time.  Its output is printed when it ends; a failure fails the run.
 vm_log=build/vm-tests.log
+vm_ended=build/vm-tests.ended   # when it ended (stage_now), for the table
 vm_pid=
 vm_start() {
     vm_t0=$(stage_now)
+    rm -f "$vm_ended"
     echo "the VM lab runs alongside the next stages; its output: $vm_log (printed at the end)"
-    CTEST_JOBS=1 setsid bash scripts/ctest_retry.sh build/tests "$flaky_file" --timeout 2400 -L vm \
-        > "$vm_log" 2>&1 &
+    CTEST_JOBS=1 setsid bash -c 'bash scripts/ctest_retry.sh "$@"; rc=$?; date +%s.%N > "$0"; exit "$rc"' \
+        "$vm_ended" build/tests "$flaky_file" --timeout 2400 -L vm > "$vm_log" 2>&1 &
     vm_pid=$!
 }
 vm_wait() {
@@ -33,7 +35,7 @@ vm_wait() {
     vm_pid=
     echo "=== the VM lab's output ($vm_log)"
     cat "$vm_log"
-    stage_add "ctest (vm, alongside)" "$vm_t0" "$rc"
+    stage_add "ctest (vm, alongside)" "$vm_t0" "$rc" "$(cat "$vm_ended" 2>/dev/null || true)"
     return "$rc"
 }
 # a failed stage must not leave guests running

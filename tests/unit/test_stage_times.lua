@@ -67,6 +67,8 @@ stage "foreground" fg
 NOW=190                            # the background one ends at 190
 stage_add "background" "$t0" 0
 stage_add "failed in the background" "$(stage_now)" 3
+NOW=250                            # collected at 250, it had ended at 200
+stage_add "ended before it was collected" "$t0" 0 200
 stage_table
 ]])
     T.eq(r.rc, 0, r.stderr)
@@ -74,7 +76,7 @@ stage_table
     for name, secs, clock, note in r.stdout:gmatch("\n  (.-) +(%d+%.%d) s +(%d+:%d%d) *([^\n]*)") do
         rows[#rows + 1] = { name = name, secs = tonumber(secs), clock = clock, note = note }
     end
-    T.eq(#rows, 4, r.stdout)
+    T.eq(#rows, 5, r.stdout)
     T.eq(rows[1].name, "foreground")
     T.eq(rows[1].secs, 60.0)
     T.eq(rows[2].name, "background")
@@ -82,8 +84,10 @@ stage_table
     T.eq(rows[2].clock, "1:30")
     T.eq(rows[2].note, "", "it passed")
     T.eq(rows[3].note, "FAILED (exit 3)", "its status")
-    T.eq(rows[4].name, "total (wall)")
-    T.eq(rows[4].secs, 90.0, "side by side: the total is the wall time, not the sum (150)")
+    T.eq(rows[4].name, "ended before it was collected")
+    T.eq(rows[4].secs, 100.0, "from its start to its own end, not to when it was waited for")
+    T.eq(rows[5].name, "total (wall)")
+    T.eq(rows[5].secs, 150.0, "the wall time, to now")
 end)
 
 T.test("stages.sh: under set -e a failed stage ends the script, and the table still shows", function()
