@@ -202,7 +202,8 @@ T.test("the controller killed during the promotion's reboot: resume finishes wit
     r = T.sh(string.format(
         "export %s; (sleep 2; kill -CONT $(cat %s/supervisor.pid)) & " ..
         "%s resume -v --non-interactive > %s/resume 2>&1; echo rc=$?; wait",
-        table.concat(envs, " "), hostdir, T.test_build, d))
+        -- (the resume's other runs get 180 s: cutover())
+        table.concat(envs, " "), hostdir, T.test_build, d), { timeout = 180 })
     local res = { rc = tonumber(r.stdout:match("rc=(%d+)")), stdout = T.read(d .. "/resume") or "", stderr = "" }
     outputs[#outputs + 1] = res.stdout
     T.eq(res.rc, 4, "parks at the SP3 gate: " .. res.stdout .. res.stderr)

@@ -136,9 +136,10 @@ function T.run(args, opts)
     return r
 end
 
-function T.sh(cmd)
+-- opts: timeout (default 60 s)
+function T.sh(cmd, opts)
     T.state = T.state or T.tmpdir()
-    return assert(proc.run({ shell = cmd, timeout = 60,
+    return assert(proc.run({ shell = cmd, timeout = opts and opts.timeout or 60,
                              env = { XDG_STATE_HOME = T.state, XDG_DATA_HOME = T.state .. "/data" } }))
 end
 
