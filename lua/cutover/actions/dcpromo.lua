@@ -49,12 +49,13 @@ end
 local function facts_when_up(ctx, args)
     local facts = host.facts(ctx)
     if facts then return facts end
+    -- the facts that answered end the wait: not read a second time
     local ok, f = reconnect.wait(ctx, {
         timeout = args.reboot_timeout, sleep = args.sleep,
-        identity = function() local x, e = host.facts(ctx); return x and "up", e end,
+        identity = function() local e; facts, e = host.facts(ctx); return facts and "up", e end,
     })
     if not ok then return nil, f end
-    return host.facts(ctx)
+    return facts
 end
 
 -- After dcpromo succeeded: waits for a boot other than boot_before (the
