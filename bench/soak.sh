@@ -120,7 +120,9 @@ playbook() { # playbook FILE cutover|ansible
     {
         echo "- hosts: all"
         echo "  serial: \"$serial\""
-        [[ $2 == ansible ]] && echo "  gather_facts: false"
+        # both tools gather facts by default: neither does here, so each
+        # runs the same commands on the host and nothing else
+        echo "  gather_facts: false"
         echo "  $list:"
         for ((i = 1; i < nsteps; i++)); do
             echo "    - name: step $i"

@@ -159,7 +159,9 @@ playbook() { # playbook FILE N cutover|ansible
     [[ $3 == ansible ]] && list=tasks
     {
         echo "- hosts: all"
-        [[ $3 == ansible ]] && echo "  gather_facts: false"
+        # both tools gather facts by default: neither does here, so each
+        # runs the same commands on the host and nothing else
+        echo "  gather_facts: false"
         echo "  $list:"
         for ((i = 1; i <= $2; i++)); do
             echo "    - name: step $i"
