@@ -6,6 +6,10 @@
  *   sh:send(data [, opts])      all of data to the channel's stdin
  *   sh:recv_line(max [, opts])  one line of its stdout (without "\n")
  *   sh:recv(n [, opts])         exactly n bytes of its stdout
+ *   sh:recv_until(marker, opts) its stdout up to marker (taken, not
+ *                               returned); opts.max: the most bytes
+ *                               before it, past which the reply is a
+ *                               protocol error
  *   sh:poll()                   between requests: still usable?
  *   sh:wait_stderr(text [, opts]) until its stderr holds text (a prompt)
  *   sh:stderr()                 what the remote shell itself wrote
@@ -36,8 +40,14 @@
 /* How long sh:close waits for its EOF and CLOSE packets to leave. */
 #define SHELL_CLOSE_WAIT 10.0
 /* The most one recv may ask for: the output cap is 8 MiB per stream by
- * default; a caller's larger cap is refused here, not allocated. */
+ * default; a caller's larger cap is refused here, not allocated.  A
+ * recv_until may hold one byte more (a cap plus the byte that tells a
+ * cut stream). */
 #define SHELL_MAX_RECV (256u * 1024 * 1024)
+/* recv_until: its buffer starts at this and doubles as bytes come; the
+ * longest marker. */
+#define SHELL_UNTIL_MIN 4096
+#define SHELL_MARKER_MAX 64
 
 enum shell_state {
     SH_OPEN,      /* open a session channel */
@@ -58,9 +68,16 @@ struct ssh_shell {
                                    * SHELL_ERR_BUF once any came */
     size_t err_len;
     /* the operation in progress (kept across parks) */
-    char *want;                   /* recv: owned */
-    size_t want_len;
+    char *want;                   /* recv, recv_until: owned */
+    size_t want_len;              /* recv: the count; recv_until: the
+                                   * buffer's size */
     size_t want_have;
+    int until_on;                 /* a recv_until is in progress */
+    size_t until_max;             /* recv_until: the most bytes before
+                                   * the marker */
+    size_t until_scan;            /* where the marker may start */
+    char marker[SHELL_MARKER_MAX];
+    size_t marker_len;
     size_t sent;                  /* send: bytes written so far */
     int maybe_sent;               /* send: a write took bytes or waited */
     double stall;                 /* send: seconds allowed without progress */
@@ -113,6 +130,7 @@ static int shell_fail(lua_State *L, struct ssh_shell *h, const char *code,
     struct ssh_session *s = h->s;
 
     h->want = shell_mem(h, h->want, h->want_len, 0);
+    h->until_on = 0;
     if (strcmp(code, "connection") == 0) {
         h->channel = NULL;  /* freed with the session */
         h->state = SH_DEAD;
@@ -179,7 +197,8 @@ static long shell_fill(lua_State *L, struct ssh_shell *h)
     }
     /* counted bytes: straight into the caller's buffer (nothing is
      * held in h->in ahead of them) */
-    while (h->want != NULL && h->in_len == 0 && h->want_have < h->want_len) {
+    while (h->want != NULL && !h->until_on && h->in_len == 0 &&
+           h->want_have < h->want_len) {
         n = libssh2_channel_read_ex(h->channel, 0, h->want + h->want_have,
                                     h->want_len - h->want_have);
         if (n > 0) {
@@ -191,7 +210,7 @@ static long shell_fill(lua_State *L, struct ssh_shell *h)
             return -1;
         return got;
     }
-    if (h->want != NULL && h->want_have == h->want_len)
+    if (h->want != NULL && !h->until_on && h->want_have == h->want_len)
         return got;
     while ((room = shell_in_room(L, h)) > 0) {
         n = libssh2_channel_read_ex(h->channel, 0, h->in + h->in_len, room);
@@ -489,6 +508,130 @@ static int shell_recv(lua_State *L)
     return shell_recv_k(L, LUA_OK, 0);
 }
 
+/* Where marker starts in buf[from, len), or -1. */
+static long shell_find(const char *buf, size_t from, size_t len,
+                       const char *marker, size_t mlen)
+{
+    const char *p = buf + from;
+    const char *end = buf + len;
+
+    while (mlen > 0 && (size_t)(end - p) >= mlen) {
+        p = memchr(p, marker[0], (size_t)(end - p) - mlen + 1);
+        if (p == NULL)
+            break;
+        if (memcmp(p, marker, mlen) == 0)
+            return (long)(p - buf);
+        p++;
+    }
+    return -1;
+}
+
+/* Moves what h->in holds into the recv_until buffer, up to the marker.
+ * Returns 1 when the marker was found (the bytes before it pushed), 0
+ * when more must come, -1 on a failure (pushed: *nret its count). */
+static int shell_until_take(lua_State *L, struct ssh_shell *h, int *nret)
+{
+    size_t limit = h->until_max + h->marker_len;  /* the most ever held */
+    size_t k = h->in_len;
+    long at;
+
+    if (k > limit - h->want_have)
+        k = limit - h->want_have;
+    if (h->want_have + k > h->want_len) {
+        size_t cap = h->want_len < SHELL_UNTIL_MIN ? SHELL_UNTIL_MIN : h->want_len;
+        char *p;
+
+        while (cap < h->want_have + k)
+            cap = cap > limit / 2 ? limit : cap * 2;
+        p = shell_mem(h, h->want, h->want_len, cap);
+        if (p == NULL)
+            luaL_error(L, "ssh: out of memory");
+        h->want = p;
+        h->want_len = cap;
+    }
+    memcpy(h->want + h->want_have, h->in, k);
+    at = shell_find(h->want, h->until_scan, h->want_have + k, h->marker,
+                    h->marker_len);
+    if (at >= 0) {
+        /* the bytes after the marker stay in h->in: the next frame's */
+        shell_take(h, (size_t)at + h->marker_len - h->want_have);
+        lua_pushlstring(L, h->want, (size_t)at);
+        h->want = shell_mem(h, h->want, h->want_len, 0);
+        h->want_len = h->want_have = 0;
+        h->until_on = 0;
+        return 1;
+    }
+    h->want_have += k;
+    shell_take(h, k);
+    h->until_scan = h->want_have >= h->marker_len ? h->want_have - h->marker_len + 1 : 0;
+    if (h->want_have >= limit) {
+        *nret = shell_fail(L, h, "protocol",
+                           "the remote shell's reply runs past its cap");
+        return -1;
+    }
+    return 0;
+}
+
+static int shell_until_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct ssh_shell *h = shell_check(L);
+    int nret, found;
+    long got;
+
+    (void)status;
+    (void)ctx;
+    for (;;) {
+        got = shell_turn_fill(L, h, &nret);
+        if (got < 0)
+            return nret;
+        if (h->in_len > 0) {
+            found = shell_until_take(L, h, &nret);
+            if (found > 0)
+                return 1;
+            if (found < 0)
+                return nret;
+        }
+        if (got > 0)
+            continue;  /* the buffer had filled: read on before waiting */
+        nret = shell_turn_end(L, h);
+        if (nret > 0)
+            return nret;
+        SHELL_WAIT(L, h, shell_until_k);
+    }
+}
+
+/* sh:recv_until(marker, opts) -> the bytes before marker | nil, message,
+ * code.  opts.max (required): the most bytes before it. */
+static int shell_recv_until(lua_State *L)
+{
+    struct ssh_shell *h = shell_check(L);
+    size_t mlen;
+    const char *marker = luaL_checklstring(L, SH_ARG, &mlen);
+    lua_Integer max;
+    int bad;
+
+    luaL_argcheck(L, mlen > 0 && mlen <= SHELL_MARKER_MAX, SH_ARG,
+                  "marker length out of range");
+    luaL_checktype(L, SH_OPTS, LUA_TTABLE);
+    lua_getfield(L, SH_OPTS, "max");
+    max = luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+    luaL_argcheck(L, max >= 0 && (lua_Unsigned)max <= SHELL_MAX_RECV + 1,
+                  SH_OPTS, "max out of range");
+    bad = shell_unusable(L, h);
+    if (bad)
+        return bad;
+    shell_begin(L, h);
+    h->want = shell_mem(h, h->want, h->want_len, 0);
+    h->want_len = h->want_have = 0;
+    memcpy(h->marker, marker, mlen);
+    h->marker_len = mlen;
+    h->until_max = (size_t)max;
+    h->until_scan = 0;
+    h->until_on = 1;
+    return shell_until_k(L, LUA_OK, 0);
+}
+
 /* sh:poll() -> true | nil, message, code: between requests, nothing is
  * due from the remote shell; bytes, an end or a broken connection mean
  * it is not usable (a request sent now might never run). */
@@ -726,6 +869,7 @@ static const luaL_Reg shell_methods[] = {
     {"send", shell_send},
     {"recv", shell_recv},
     {"recv_line", shell_recv_line},
+    {"recv_until", shell_recv_until},
     {"poll", shell_poll},
     {"stderr", shell_stderr},
     {"wait_stderr", shell_wait_stderr},

@@ -20,6 +20,9 @@ local S = {}
 local running = {}
 
 S.USER = "cutover-test"
+-- The comm of a persistent session's shell (connection/session.lua):
+-- bash, in POSIX mode, where the host has it; else sh.
+S.SESSION_COMM = fs.stat("/bin/bash") and "bash" or "sh"
 
 local function sh(cmd)
     local r = assert(proc.run({ shell = cmd, timeout = 60 }))

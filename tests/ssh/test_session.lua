@@ -12,6 +12,7 @@ local fs = require("cutover.core.fs")
 local crypto = require("cutover.core.crypto")
 local sshconn = require("cutover.connection.ssh")
 local _, session = pcall(require, "cutover.connection.session")  -- absent before issue 13
+local default_shell = type(session) == "table" and session.SHELL
 S.install(T)
 
 local srv = S.start(T)
@@ -34,14 +35,14 @@ local function ok(c, cmd, opts)
     return r
 end
 
--- What runs a step: the session shell (comm "sh") or sshd itself.
+-- What runs a step: the session shell (comm S.SESSION_COMM) or sshd itself.
 local function parent(c)
     return (ok(c, "cat /proc/$PPID/comm").stdout:gsub("%s+$", ""))
 end
 
 T.test("steps run in the session: one shell parents every step; cutover_session: false uses a channel each", function()
     local c = conn()
-    T.eq(parent(c), "sh", "the session shell runs the step")
+    T.eq(parent(c), S.SESSION_COMM, "the session shell runs the step")
     local p1 = ok(c, "echo $PPID").stdout
     local p2 = ok(c, "echo $PPID").stdout
     T.eq(p1, p2, "the same session shell for both steps")
@@ -75,7 +76,7 @@ T.test("the cutover binary runs a play's steps in the session (hosts as tasks); 
         T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
         T.not_contains(r.stdout .. r.stderr, "warning", "no fallback warning")
         for i = 1, 3 do
-            T.eq(T.read(d .. "/h" .. i .. ".a"), off and "sshd\n" or "sh\n",
+            T.eq(T.read(d .. "/h" .. i .. ".a"), off and "sshd\n" or (S.SESSION_COMM .. "\n"),
                  "h" .. i .. (off and ": sshd starts the command" or ": the session shell starts the step"))
             -- both steps from the one process of the host's connection
             -- (the session shell, or sshd's for the connection): not a
@@ -108,7 +109,7 @@ T.test("exit codes and signals are what sh -c gives locally", function()
         T.eq(r.rc, local_rc, "rc of " .. cmd)
     end
     T.eq(ok(c, "echo still").stdout, "still\n", "the session outlives every one of them")
-    T.eq(parent(c), "sh", "still the session")
+    T.eq(parent(c), S.SESSION_COMM, "still the session")
     c:close()
 end)
 
@@ -118,14 +119,18 @@ T.test("frame forgery: output shaped like frames, boundaries and random bytes co
     T.eq(ok(c, "true").rc, 0, "the session is open")
     local token = c.session_runner and c.session_runner.token
     T.ok(type(token) == "string" and #token > 0, "the session's token")
+    -- markers of another session's token, and lines of this one's that
+    -- are not an end marker (its token between newlines, then O or E)
     local fake = "X 1 0 100\necho injected\n" .. "0123456789abcdef01234567 R 0 0 0 0 0\n" ..
-        "%s P 1\n%s R 0 3 0 3 0\n%s E\n%s K 1\n"
-    local cmd = "printf '" .. fake .. "' " .. string.rep(token .. " ", 4) .. "; printf '" .. fake .. "' " ..
-        string.rep(token .. " ", 4) .. ">&2"
+        "\n0123456789abcdef01234567 O\n\n0123456789abcdef01234567 E\n" ..
+        "%s P 1\n%s R 0 3 0 3 0\n%s Ex\n%s O \n%s K 1\n"
+    local cmd = "printf '" .. fake .. "' " .. string.rep(token .. " ", 5) .. "; printf '" .. fake .. "' " ..
+        string.rep(token .. " ", 5) .. ">&2"
     local r = ok(c, cmd)
     T.eq(r.rc, 0, "rc")
-    T.eq(r.stdout, (fake:format(token, token, token, token)), "stdout verbatim, the real token's frames as data")
-    T.eq(r.stderr, (fake:format(token, token, token, token)), "stderr verbatim")
+    local want = fake:format(token, token, token, token, token)
+    T.eq(r.stdout, want, "stdout verbatim, look-alike frames and the real token's lines as data")
+    T.eq(r.stderr, want, "stderr verbatim")
     -- random bytes, NULs and lines without an end
     local d = S.target(T)
     local blob = crypto.random_bytes and crypto.random_bytes(200000) or nil
@@ -146,10 +151,40 @@ T.test("frame forgery: output shaped like frames, boundaries and random bytes co
     c:close()
 end)
 
+T.test("a step that prints the session's real end markers (it would have to read the token from the session's " ..
+    "memory) changes only its own output, or ends the session; nothing runs twice", function()
+    warnings = {}
+    local c = conn()
+    T.eq(ok(c, "true").rc, 0, "the session is open")
+    local token = c.session_runner.token
+    local d = S.target(T)
+    -- stdout that holds the stdout marker: the rest of it is taken for
+    -- stderr, the reply still ends where it ends
+    local r = ok(c, "echo once >> " .. d .. "/m1; printf 'a\\n" .. token .. " O\\nb'; exit 3")
+    T.eq(r.rc, 3, "the step's real status")
+    T.eq(r.stdout, "a", "stdout, cut at the forged marker")
+    T.eq(r.stderr, "b\n" .. token .. " O\n", "the rest and the real marker, as stderr")
+    T.eq(#warnings, 0, "the session goes on")
+    T.eq(ok(c, "echo $((2+3))").stdout, "5\n", "and the next step's reply is its own")
+    -- both markers, then more: the reply loses its place, the session is
+    -- given up, the host goes on per channel, the step is not run again
+    local r2, err = sh(c, "echo once >> " .. d .. "/m2; printf '\\n" .. token .. " O\\n\\n" .. token ..
+        " E\\nextra'")
+    if r2 then
+        T.eq(ok(c, "echo after").stdout, "after\n", "a later step runs")
+    else
+        T.ok(err ~= nil, "a clear failure: " .. tostring(err))
+        T.eq(ok(c, "echo after").stdout, "after\n", "a later step runs")
+    end
+    T.eq(T.read(d .. "/m1"), "once\n", "the first step ran once")
+    T.eq(T.read(d .. "/m2"), "once\n", "the second step ran once")
+    c:close()
+end)
+
 T.test("a step that writes into the session's own channel fails clearly and the host goes on per channel", function()
     warnings = {}
     local c = conn()
-    T.eq(parent(c), "sh", "session on")
+    T.eq(parent(c), S.SESSION_COMM, "session on")
     -- a step that forges a whole reply straight into every pipe of the
     -- session shell (its stdin, and the stdout the controller reads)
     local r, err = sh(c, "for f in /proc/$PPID/fd/*; do case $(readlink $f) in pipe:*) " ..
@@ -175,7 +210,7 @@ T.test("stdin: bytes in exactly, a step that reads to the end or not at all", fu
     T.eq(ok(c, "cat", { stdin = "next" }).stdout, "next", "the next step's stdin is its own")
     T.eq(ok(c, "cat").stdout, "", "no stdin: at its end at once")
     T.eq(ok(c, "read x; echo \"[$x]\"", { stdin = "X Y\n" }).stdout, "[X Y]\n", "read from stdin")
-    T.eq(parent(c), "sh", "still the session")
+    T.eq(parent(c), S.SESSION_COMM, "still the session")
     c:close()
 end)
 
@@ -204,7 +239,7 @@ T.test("isolation: cd, export, umask, traps, set -e, exec, exit and a closed std
     local closed = ok(c, "exec >&- 2>&-; sleep 0.1; exit 5")
     T.eq(closed.rc, 5, "a step that closes stdout and stderr")
     T.eq(ok(c, "echo after").stdout, "after\n", "the session still answers")
-    T.eq(parent(c), "sh", "and it is still the session")
+    T.eq(parent(c), S.SESSION_COMM, "and it is still the session")
     c:close()
 end)
 
@@ -236,14 +271,14 @@ T.test("timeout: the step's process group is stopped, the session stays", functi
     local left = proc.run({ argv = { "pgrep", "-f", "sleep (" .. n .. "|" .. (n + 1) .. ")" } })
     T.eq(left.stdout, "", "nothing of its process group still runs")
     T.eq(ok(c, "echo after").stdout, "after\n", "the next step runs")
-    T.eq(parent(c), "sh", "in the session")
+    T.eq(parent(c), S.SESSION_COMM, "in the session")
     c:close()
 end)
 
 T.test("the session shell killed between steps: a warning, then one channel per step", function()
     warnings = {}
     local c = conn()
-    T.eq(parent(c), "sh", "session on")
+    T.eq(parent(c), S.SESSION_COMM, "session on")
     local pid = c.session_runner.pid
     T.ok(pid and pid > 1, "the session shell's pid")
     S.sh("kill -KILL " .. pid)
@@ -263,7 +298,7 @@ T.test("the session shell killed while a step runs: the step fails as 'may or ma
     warnings = {}
     local c = conn()
     local d = S.target(T)
-    T.eq(parent(c), "sh", "session on")
+    T.eq(parent(c), S.SESSION_COMM, "session on")
     -- the session's private folder: where the step's stdout goes
     local folder = ok(c, "readlink /proc/$$/fd/1").stdout:match("^(/.+)/o%d+\n$")
     T.ok(folder and fs.stat(folder), "the private folder: " .. tostring(folder))
@@ -282,7 +317,7 @@ T.test("the session shell killed while a step runs: the step fails as 'may or ma
     -- SIGKILL ran no trap: its private folder was left; the next session
     -- of the user removes it
     local c2 = conn()
-    T.eq(parent(c2), "sh", "a new session")
+    T.eq(parent(c2), S.SESSION_COMM, "a new session")
     T.ok(folder and not fs.stat(folder), "the killed session's folder is gone")
     c2:close()
 end)
@@ -309,7 +344,7 @@ T.test("M3: the clean-up of killed sessions' folders removes only the user's own
     }, "\n") })
     T.eq(r.rc, 0, "planted: " .. r.stderr)
     local c = conn()
-    T.eq(parent(c), "sh", "a new session (its start runs the clean-up)")
+    T.eq(parent(c), S.SESSION_COMM, "a new session (its start runs the clean-up)")
     c:close()
     T.ok(fs.stat(A .. "/victim"), "a folder the user does not own is left alone")
     T.ok(fs.stat(Bt .. "/victim"), "a symlinked folder is not followed")
@@ -333,7 +368,7 @@ T.test("M2: a step that removes the session's private folder: the next step runs
     T.eq(r and r.stdout, "ran\n", "its output")
     T.eq(T.read(d .. "/m"), "ran\n", "it ran exactly once")
     T.eq(ok(c, "echo after").stdout, "after\n", "the host goes on")
-    T.eq(parent(c), "sh", "in the session (its folder made again)")
+    T.eq(parent(c), S.SESSION_COMM, "in the session (its folder made again)")
     -- its path taken by something else: the session cannot make it again;
     -- the step never started there, so it runs (once) on a channel
     folder = ok(c, "readlink /proc/$$/fd/1").stdout:match("^(/.+)/o%d+\n$")
@@ -348,14 +383,14 @@ T.test("M2: a step that removes the session's private folder: the next step runs
     c:close()
 end)
 
-T.test("M2: output a left-behind process keeps rewriting is sent as one snapshot (the reply keeps its place)",
+T.test("M2: output a left-behind process keeps rewriting: the reply keeps its place (its end is a marker, not a count)",
     function()
     warnings = {}
     local c = conn()
     for i = 1, 4 do
         -- the step ends at once; the process it leaves truncates and
         -- rewrites the step's stdout file 3000 times while the session
-        -- measures and sends it
+        -- sends it
         local r, err = sh(c, "(j=0; while [ $j -lt 3000 ]; do printf '%065536d' 0 > /dev/stdout; j=$((j+1)); " ..
             "done) & echo started")
         T.ok(r, "step " .. i .. ": a result: " .. tostring(err))
@@ -363,7 +398,7 @@ T.test("M2: output a left-behind process keeps rewriting is sent as one snapshot
             ": output is one state of the file")
     end
     T.eq(#warnings, 0, "no reply lost its place: " .. table.concat(warnings, "; "))
-    T.eq(parent(c), "sh", "still the session")
+    T.eq(parent(c), S.SESSION_COMM, "still the session")
     c:close()
 end)
 
@@ -422,7 +457,7 @@ T.test("H1: sudo's password is never written to a file on the host (probe, becom
     set_sudoers(S.USER .. " ALL=(ALL) ALL")
     warnings = {}
     local c = conn()
-    T.eq(parent(c), "sh", "the login session is on")
+    T.eq(parent(c), S.SESSION_COMM, "the login session is on")
     local folder = ok(c, "readlink /proc/$$/fd/1").stdout:match("^(/.+)/o%d+\n$")
     T.ok(folder, "the login session's private folder")
     c.become = { user = "root", method = "sudo", password = S.PASSWORD }
@@ -475,7 +510,7 @@ T.test("the bootstrap runs under dash, bash and busybox sh; a busybox login shel
             c:close()
         end
     end
-    session.SHELL = "/bin/sh"
+    session.SHELL = default_shell
     if busybox then
         -- a login shell that is busybox itself (not a link named sh or
         -- ash): it runs a command as `busybox sh -c`, not `busybox -c`
@@ -526,7 +561,7 @@ end)
 T.test("M5: a request the session stops reading: 'may or may not', the connection closed, never run again", function()
     local c = conn()
     local d = S.target(T)
-    T.eq(parent(c), "sh", "the session is open")
+    T.eq(parent(c), S.SESSION_COMM, "the session is open")
     local pid = c.session_runner.pid
     -- the session shell stops reading: a command larger than the
     -- channel's window and the pipe stops moving partway
@@ -546,7 +581,7 @@ T.test("M5: a request the session stops reading: 'may or may not', the connectio
     T.eq(#warnings, 0, "no fallback to a channel per step (which would run it again): " ..
         table.concat(warnings, "; "))
     T.eq(ok(c, "echo next").stdout, "next\n", "the next step reconnects")
-    T.eq(parent(c), "sh", "and runs in a new session")
+    T.eq(parent(c), S.SESSION_COMM, "and runs in a new session")
     c:close()
 end)
 
@@ -594,6 +629,94 @@ end)
 
 -- (last: the SIGINT it sends this process stays counted, and a connect
 -- after an interrupt is refused)
+T.test("a command step (argv) runs straight from the session's job, and means what it meant under $SHELL -c", function()
+    local on, off = conn(), conn({ session = false })
+    local function argv(c, list, opts)
+        local o = { argv = list }
+        for k, v in pairs(opts or {}) do o[k] = v end
+        local r, err = c:exec(o)
+        assert(r, "exec failed: " .. tostring(err))
+        return r
+    end
+    T.eq(ok(on, "echo warm").stdout, "warm\n", "the session is open")
+    local shell_pid = on.session_runner and on.session_runner.pid
+    -- no login shell between the session and the program: its parent is
+    -- the session shell itself (the login shell here is dash, which
+    -- forks for a command it runs, so it would be the parent otherwise)
+    T.eq(argv(on, { "/bin/sh", "-c", "echo $PPID" }).stdout, tostring(shell_pid) .. "\n",
+        "the program's parent is the session shell (pid " .. tostring(shell_pid) .. ")")
+    T.eq(argv(on, { "sh", "-c", "echo $PPID" }).stdout, tostring(shell_pid) .. "\n", "found on the PATH too")
+    -- with a shell step, the login shell is still in between
+    T.ok(ok(on, "/bin/sh -c 'echo $PPID'; :").stdout ~= tostring(shell_pid) .. "\n", "a shell step keeps $SHELL -c")
+    -- the same answers with and without the session
+    local cases = {
+        { { "echo", "a\\nb", "$HOME" }, "a builtin keeps the login shell's meaning (dash's echo reads \\n)" },
+        { { "FOO=bar", "env" }, "a leading assignment still assigns", function(out) return out:match("FOO=bar") end },
+        { { "printf", "%s|", "two\nlines", "it's", "*" }, "quotes, newlines and globs pass as they are" },
+        { { "/bin/echo", "a\\nb", "*" }, "a path" },
+        { { "nosuch-cutover-cmd", "x" }, "a program that is not there: 127, as before",
+          function(_, r) return r.rc == 127 and r.stderr:match("nosuch%-cutover%-cmd: not found") and "127" end },
+        { { "/etc/passwd" }, "a file that is not executable: 126",
+          function(_, r) return r.rc == 126 and r.stderr:match("Permission denied") and "126" end },
+        { { "sh", "-c", "exit 7" }, "the exit status", function(_, r) return tostring(r.rc) end },
+        { { "sh", "-c", "kill -TERM $$" }, "a signal", function(_, r) return tostring(r.rc) end },
+    }
+    for _, case in ipairs(cases) do
+        local a, b = argv(on, case[1]), argv(off, case[1])
+        if case[3] then
+            T.eq(case[3](a.stdout, a), case[3](b.stdout, b), case[2] .. ": " .. a.stdout .. a.stderr)
+            T.ok(case[3](a.stdout, a), case[2] .. " (seen): " .. a.stdout .. a.stderr .. " rc " .. tostring(a.rc))
+        else
+            T.eq(a.stdout, b.stdout, case[2])
+            T.eq(a.rc, b.rc, case[2] .. ": exit status")
+        end
+    end
+    T.eq(argv(on, { "printf", "%s|", "two\nlines", "it's", "*" }).stdout, "two\nlines|it's|*|", "printf's own output")
+    on:close()
+    off:close()
+    T.eq(#warnings, 0, "no fallback: " .. table.concat(warnings, "; "))
+end)
+
+T.test("a step stopped by a signal and continued: the session waits for it to end", function()
+    local c = conn()
+    T.eq(ok(c, "echo warm").stdout, "warm\n", "the session is open")
+    local marker = "cutover-stopped-" .. tostring(math.random(100000, 999999))
+    -- continued 1.5 s after it stops itself (from outside the session)
+    proc.run({ shell = "(sleep 1.5; pkill -CONT -f " .. marker .. ") >/dev/null 2>&1 &" })
+    local r = c:exec({ argv = { "sh", "-c", "kill -STOP $$; echo resumed; exit 7", marker }, timeout = 30 })
+    T.ok(r, "a result")
+    T.eq(r and r.stdout, "resumed\n", "it ran on after SIGCONT")
+    T.eq(r and r.rc, 7, "its own exit status, not the stop's 147")
+    T.eq(ok(c, "echo $((1+1))").stdout, "2\n", "the session goes on")
+    c:close()
+end)
+
+T.test("sh:recv_until on a real channel: a marker split across reads, look-alikes, data past 64 KiB, past max",
+    function()
+    local c = conn({ session = false })
+    assert(c:open())
+    local M = "\nMARK-0f\n"
+    -- each printf of its own a little apart, so the bytes come in
+    -- separate reads: the marker is cut in two, after a near miss
+    local ch = assert(c.session:shell("printf 'abc\\nMARK-0'; sleep 0.3; printf 'e\\nMARK-'; sleep 0.3; " ..
+        "printf '0f\\nnext line\\n'; printf '\\nMARK-0f\\n'; " ..
+        "head -c 200000 /dev/zero | tr '\\0' z; printf '\\nMARK-0f\\n'; " ..
+        "printf '0123456789X\\nMARK-0f\\n'; exec cat", { timeout = 30 }))
+    T.eq(ch:recv_until(M, { max = 100, timeout = 30 }), "abc\nMARK-0e", "the bytes before the marker, a near miss kept")
+    T.eq(ch:recv_line(100, { timeout = 30 }), "next line", "what follows the marker stays for the next read")
+    T.eq(ch:recv_until(M, { max = 0, timeout = 30 }), "", "nothing before a marker (max 0)")
+    local big = ch:recv_until(M, { max = 200000, timeout = 30 })
+    T.eq(big and #big, 200000, "200,000 bytes, past the 64 KiB buffer")
+    T.eq(big, string.rep("z", 200000), "all of them as sent")
+    local none, err, code = ch:recv_until(M, { max = 10, timeout = 30 })
+    T.eq(none, nil, "11 bytes before the marker, 10 allowed")
+    T.eq(code, "protocol", "a protocol error: " .. tostring(err))
+    T.ok(not pcall(ch.recv_until, ch, M, { timeout = 30 }), "max is required")
+    T.ok(not pcall(ch.recv_until, ch, "", { max = 1 }), "an empty marker is refused")
+    ch:close()
+    c:close()
+end)
+
 T.test("M4: Ctrl-C or a timeout while the session starts: the step is not run, no fallback to a channel", function()
     local sys = require("cutover.core.sys")
     local d = S.target(T)
@@ -625,7 +748,7 @@ T.test("M4: Ctrl-C or a timeout while the session starts: the step is not run, n
         T.eq(T.read(d .. "/m1"), nil, "timeout: the step never ran, also once the shell started")
         T.eq(T.read(d .. "/m2"), nil, "Ctrl-C: the step never ran, also once the shell started")
     end)
-    session.SHELL = "/bin/sh"
+    session.SHELL = default_shell
     if not ok_ then error(e, 0) end
 end)
 

@@ -1,12 +1,13 @@
 -- connection.session: the persistent remote runner of a POSIX SSH host
--- (docs/ssh.md, "One session per host").  One exec channel runs /bin/sh;
--- a bootstrap of plain POSIX sh, sent on that channel's stdin, then runs
+-- (docs/ssh.md, "One session per host").  One exec channel runs a shell
+-- (M.SHELL); a bootstrap of plain POSIX sh, sent on that channel's stdin, then runs
 -- each step on request, so a step costs no channel, no sshd fork and no
 -- login shell of its own.
 --
 -- Requests (controller -> host):
---   X <lines> <stdin bytes> <cap>\n  the command as <lines> lines, then
---                                    exactly <stdin bytes> bytes
+--   X <lines> <stdin bytes> <cap>[ A]\n  the command as <lines> lines, then
+--                                    exactly <stdin bytes> bytes (A: the
+--                                    lines are quoted argv words)
 -- Replies (host -> controller), every line led by a token drawn at
 -- random for this session:
 --   T K <pid>        ready (after the bootstrap has been read whole)
@@ -16,15 +17,17 @@
 --   T N <reason>     (instead of P) the step was not started, the
 --                    session ends (its private folder is gone: a step
 --                    removed it and it could not be made again)
---   T R <rc> <stdout size> <stderr size> <stdout sent> <stderr sent>
---                    then exactly the two counts of bytes, then
---   T E              end of the reply
--- The step's own output never travels outside the counted bytes (it goes
--- to files in a private 0700 folder, sent once the step has ended, from
--- a snapshot of at most cap+1 bytes taken first: a process the step left
--- behind may go on rewriting its files, never the snapshot), so
--- nothing a command prints can pass for a frame; the token catches a
--- reply that lost its place (the session is then given up).  The token
+--   T R <rc>         the step ended; then its stdout (at most cap+1
+--                    bytes: one more than the cap tells a cut stream),
+--   \nT O\n          then its stderr (the same),
+--   \nT E\n          end of the reply
+-- The step's output goes to files in a private 0700 folder and is sent
+-- once the step has ended, between markers that hold the token: a
+-- command cannot print a marker without the token, which it never sees,
+-- and no count can be thrown off by a process the step left behind that
+-- goes on writing its files.  A line or a marker that does not come where
+-- it is due means the reply lost its place (the session is then given
+-- up), as does a stream longer than cap+1.  The token
 -- is never an argument of a command (other users of the host see those
 -- in ps): it comes inside the bootstrap on stdin, and a step's starter
 -- gets it in its environment and unsets it before the step runs.  The
@@ -32,8 +35,16 @@
 -- variable of the login environment neither changes them nor is
 -- changed for the step.
 --
--- Each step runs in a child process of its own (setsid: its own process
--- group and session), stdin from the request's bytes (piped straight
+-- Each step runs in a child process of its own, in a process group of
+-- its own: a background job of a bash session with job control (set -m:
+-- bash makes the group before the job runs; only without stdin data and
+-- without a controlling terminal), else started with setsid (a session
+-- and group).  A request whose header ends in " A" is argv words only
+-- (Conn:exec, M.direct_ok): a bash session's job execs them without the
+-- login shell when the program is a file (else $SHELL -c, as always).
+-- A bash session gives back the SHLVL level it added, so a step's bash
+-- sees the level sshd would give it (and reads ~/.bashrc as it would).
+-- Stdin comes from the request's bytes (piped straight
 -- from the request stream, never staged in a file: they may hold sudo's
 -- password; what the step leaves unread is drained after it ends, so the
 -- next request keeps its place) or /dev/null, through the login shell ($SHELL -c, as sshd would run it),
@@ -66,8 +77,10 @@ M.DEFAULT_CAP = 8 * 1024 * 1024
 -- The most one stream of a reply may carry (sh:recv's limit in
 -- core/ssh/shell.c): a larger cap is sent as this.
 M.MAX_CAP = 256 * 1024 * 1024
--- The interpreter of the bootstrap (tests run it under bash too).
-M.SHELL = "/bin/sh"
+-- What the channel runs (through the login shell): bash in POSIX mode
+-- (no startup file read) where the host has it, for its job control;
+-- else /bin/sh.  Tests run the bootstrap under dash, bash and busybox.
+M.SHELL = "command -v bash >/dev/null 2>&1 && exec bash --posix; exec /bin/sh"
 M.LINE_MAX = 1024
 -- A request's lines are given up once they have not moved for this
 -- many seconds (a slow link that keeps moving is waited for).
@@ -79,8 +92,8 @@ M.SEND_STALL = 60
 -- of a request.
 M.BOOT = [=[
 __cutover_session() {
-unset __cs_T __cs_S __cs_G __cs_d __cs_o __cs_p __cs_n __cs_w __cs_a __cs_b __cs_c __cs_x __cs_i __cs_l __cs_r \
-__cs_k __cs_so __cs_se __cs_no __cs_ne __cs_nl __cs_P
+unset __cs_T __cs_S __cs_G __cs_J __cs_d __cs_o __cs_p __cs_n __cs_w __cs_a __cs_b __cs_c __cs_x __cs_i __cs_l __cs_r \
+__cs_k __cs_v __cs_nl __cs_P
 __cs_T=$1
 __cs_nl='
 '
@@ -92,6 +105,13 @@ sh|bash|dash|ash|ksh|ksh93|mksh|pdksh|zsh|yash|posh|busybox) ;;
 esac
 __cs_G=
 head --version 2>/dev/null | grep -q GNU && __cs_G=1
+__cs_J=
+if [ "${BASHPID:-}" = "$$" ]; then
+SHLVL=$((${SHLVL:-1} - 1))
+if ! { true < /dev/tty; } 2>/dev/null && set -m 2>/dev/null; then
+case $- in *m*) __cs_J=1;; esac
+fi
+fi
 __cs_d=$(umask 077; mktemp -d "${TMPDIR:-/tmp}/cutover-session.XXXXXXXX" 2>/dev/null) || __cs_d=
 case $__cs_d in
 /*) case $__cs_d in *[!A-Za-z0-9_./-]*) rm -rf "$__cs_d"; __cs_d=;; esac;;
@@ -107,14 +127,19 @@ for __cs_o in "${__cs_d%/*}"/cutover-session.*; do
 __cs_p=
 read -r __cs_p < "$__cs_o/pid" 2>/dev/null
 case $__cs_p in ''|*[!0-9]*) continue;; esac
-kill -0 "$__cs_p" 2>/dev/null || rm -rf "$__cs_o"
+if kill -0 "$__cs_p" 2>/dev/null; then
+__cs_l=
+read -r __cs_l 2>/dev/null < "/proc/$__cs_p/stat"
+case $__cs_l in *') Z '*) ;; *) continue;; esac
+fi
+rm -rf "$__cs_o"
 done
 trap 'exit 129' HUP
 trap 'exit 141' PIPE
 trap 'exit 143' TERM
 __cs_n=0
 printf '%s K %s\n' "$__cs_T" "$$"
-while IFS=' ' read -r __cs_w __cs_a __cs_b __cs_c; do
+while IFS=' ' read -r __cs_w __cs_a __cs_b __cs_c __cs_v; do
 [ "$__cs_w" = X ] || break
 __cs_x= __cs_i=0
 while [ "$__cs_i" -lt "$__cs_a" ]; do
@@ -138,6 +163,24 @@ cat > /dev/null
 exit $__cs_r
 }
 __cs_r=$?
+elif [ -n "$__cs_J" ]; then
+{ printf '%s P %s\n' "$__cs_T" "$BASHPID" >&3 || exit 126
+if [ "$__cs_v" = A ]; then
+eval "set -- $__cs_x"
+case $1 in
+*/*) [ -f "$1" ] && [ -x "$1" ] && exec "$@" 3>&-;;
+*) hash -r; hash -- "$1" 2>/dev/null && exec "$@" 3>&-;;
+esac
+fi
+case $__cs_S in *busybox) exec "$__cs_S" sh -c "$__cs_x" 3>&-;; esac
+exec "$__cs_S" -c "$__cs_x" 3>&-
+} 3>&1 < /dev/null > "$__cs_d/o$__cs_n" 2> "$__cs_d/e$__cs_n" &
+__cs_p=$!
+wait "$__cs_p" 2>/dev/null
+__cs_r=$?
+while [ "$__cs_r" -gt 128 ] && [ -n "$(jobs -sp)" ]; do
+sleep 1; wait "$__cs_p" 2>/dev/null; __cs_r=$?
+done
 else
 __cs_P=$__cs_T setsid /bin/sh -c \
 'printf "%s P %s\n" "$__cs_P" "$$" >&3 || exit 126; unset __cs_P; exec 3>&-
@@ -145,40 +188,44 @@ case $0 in *busybox) exec "$0" sh -c "$1";; esac; exec "$0" -c "$1"' "$__cs_S" "
 3>&1 < /dev/null > "$__cs_d/o$__cs_n" 2> "$__cs_d/e$__cs_n"
 __cs_r=$?
 fi
-__cs_so=0 __cs_se=0
-if [ -s "$__cs_d/o$__cs_n" ] || [ -s "$__cs_d/e$__cs_n" ]; then
 __cs_k=$((__cs_c+1))
-if [ -n "$__cs_G" ]; then
-head -c "$__cs_k" "$__cs_d/o$__cs_n" > "$__cs_d/O"; head -c "$__cs_k" "$__cs_d/e$__cs_n" > "$__cs_d/E"
-else
-dd if="$__cs_d/o$__cs_n" of="$__cs_d/O" bs="$__cs_k" count=1 2>/dev/null
-dd if="$__cs_d/e$__cs_n" of="$__cs_d/E" bs="$__cs_k" count=1 2>/dev/null
+printf '%s R %s\n' "$__cs_T" "$__cs_r"
+for __cs_o in o e; do
+if [ -s "$__cs_d/$__cs_o$__cs_n" ]; then
+if [ -n "$__cs_G" ]; then head -c "$__cs_k" "$__cs_d/$__cs_o$__cs_n"
+else dd if="$__cs_d/$__cs_o$__cs_n" bs="$__cs_k" count=1 2>/dev/null; fi
+[ -h "$__cs_d" ] || true 2>/dev/null > "$__cs_d/$__cs_o$__cs_n"
 fi
-set -- $(wc -c "$__cs_d/O" "$__cs_d/E" 2>/dev/null)
-case "$1 $3" in *[!0-9\ ]*|' '*|*' ') ;; *) __cs_so=$1 __cs_se=$3;; esac
-fi
-__cs_no=$__cs_so __cs_ne=$__cs_se
-[ "$__cs_no" -gt "$__cs_c" ] && __cs_no=$__cs_c
-[ "$__cs_ne" -gt "$__cs_c" ] && __cs_ne=$__cs_c
-printf '%s R %s %s %s %s %s\n' "$__cs_T" "$__cs_r" "$__cs_so" "$__cs_se" "$__cs_no" "$__cs_ne"
-if [ $((__cs_no + __cs_ne)) -gt 0 ]; then
-if [ "$__cs_no" = "$__cs_so" ] && [ "$__cs_ne" = "$__cs_se" ]; then cat "$__cs_d/O" "$__cs_d/E"
-elif [ -n "$__cs_G" ]; then
-[ "$__cs_no" -gt 0 ] && head -c "$__cs_no" "$__cs_d/O"
-[ "$__cs_ne" -gt 0 ] && head -c "$__cs_ne" "$__cs_d/E"
-else
-[ "$__cs_no" -gt 0 ] && dd if="$__cs_d/O" bs="$__cs_no" count=1 2>/dev/null
-[ "$__cs_ne" -gt 0 ] && dd if="$__cs_d/E" bs="$__cs_ne" count=1 2>/dev/null
-fi
-fi
-printf '%s E\n' "$__cs_T"
-if [ $((__cs_n % 32)) = 0 ] || [ $((__cs_so + __cs_se)) -gt 65536 ]; then
+if [ "$__cs_o" = o ]; then printf '\n%s O\n' "$__cs_T"; else printf '\n%s E\n' "$__cs_T"; fi
+done
+if [ $((__cs_n % 32)) = 0 ]; then
 [ -h "$__cs_d" ] || rm -f "$__cs_d"/[eo][0-9]*
 fi
 done
 exit 0
 }
 ]=]
+
+-- Names a shell resolves before the PATH (builtins of dash and bash,
+-- reserved words): a command that starts with one keeps the login
+-- shell, so it means what it meant under `$SHELL -c`.
+local SHELL_OWN = {}
+for w in ([=[! . : [ [[ ]] { } alias bg break builtin caller case cd command compgen complete
+    compopt continue coproc declare dirs disown do done echo elif else enable esac eval exec exit
+    export false fc fg fi for function getopts hash help history if in jobs kill let local logout
+    mapfile popd printf pushd pwd read readarray readonly return select set shift shopt source
+    suspend test then time times trap true type typeset ulimit umask unalias unset until wait
+    while]=]):gmatch("%S+") do
+    SHELL_OWN[w] = true
+end
+
+-- May a command whose first word is name run without the login shell
+-- (exec'd straight from the session's job)?  Not a builtin or reserved
+-- word, not an assignment.
+function M.direct_ok(name)
+    name = tostring(name or "")
+    return name ~= "" and not SHELL_OWN[name] and not name:find("=", 1, true)
+end
 
 local Runner = {}
 Runner.__index = Runner
@@ -266,11 +313,12 @@ end
 -- a failure while sending stdin leaves started true.  opts (for the stdin): timeout,
 -- uninterruptible; a step that does not read its stdin may hold it up
 -- until it ends.
-function Runner:send(line, stdin, cap, opts)
+function Runner:send(line, stdin, cap, opts, argv)
     stdin = stdin or ""
     self.cap = math.min(math.floor(cap), M.MAX_CAP)
     local ok, err, code, maybe = self.sh:send("X " .. count_lines(line) .. " " .. #stdin .. " " ..
-        self.cap .. "\n" .. line .. "\n", { uninterruptible = true, stall = M.SEND_STALL })
+        self.cap .. (argv and " A" or "") .. "\n" .. line .. "\n",
+        { uninterruptible = true, stall = M.SEND_STALL })
     if not ok then self.dead = true; return nil, err, code, false, maybe end
     if stdin == "" then return true end
     ok, err, code = self.sh:send(stdin, opts or {})
@@ -289,31 +337,23 @@ end
 function Runner:result(opts, started_at)
     local rest, err, code = self:frame("R", opts)
     if not rest then return nil, err, code end
-    local rc, so, se, no, ne = rest:match("^(%d+) (%d+) (%d+) (%d+) (%d+)$")
-    -- the bytes sent are at most the cap asked for and the stream's size:
-    -- any other count is a reply that lost its place
-    local cap = self.cap or M.MAX_CAP
-    if rc and (tonumber(no) > cap or tonumber(ne) > cap or tonumber(no) > tonumber(so)
-               or tonumber(ne) > tonumber(se)) then
-        rc = nil
-    end
+    local rc = rest:match("^(%d+)$")
     if not rc then
         self.dead = true
         return nil, self.host .. ": the session's reply lost its place", "protocol"
     end
     -- the step has ended: its bytes come at once, a Ctrl-C now only
-    -- delays the stop by as long as they take
-    local data_opts = { timeout = 300, uninterruptible = true }
-    local out, oerr, ocode = self.sh:recv(tonumber(no), data_opts)
+    -- delays the stop by as long as they take.  Each stream is at most
+    -- the cap and one byte more (which tells a cut stream).
+    local cap = self.cap or M.MAX_CAP
+    local data_opts = { timeout = 300, uninterruptible = true, max = cap + 1 }
+    local out, oerr, ocode = self.sh:recv_until("\n" .. self.token .. " O\n", data_opts)
     if not out then self.dead = true; return nil, oerr, ocode end
-    local errout, eerr, ecode = self.sh:recv(tonumber(ne), data_opts)
+    local errout, eerr, ecode = self.sh:recv_until("\n" .. self.token .. " E\n", data_opts)
     if not errout then self.dead = true; return nil, eerr, ecode end
-    local tail, terr, tcode = self:frame("E", data_opts)
-    if not tail then self.dead = true; return nil, terr, tcode end
     return {
-        rc = tonumber(rc), stdout = out, stderr = errout,
-        stdout_truncated = tonumber(so) > tonumber(no),
-        stderr_truncated = tonumber(se) > tonumber(ne),
+        rc = tonumber(rc), stdout = out:sub(1, cap), stderr = errout:sub(1, cap),
+        stdout_truncated = #out > cap, stderr_truncated = #errout > cap,
         duration = started_at and (require("cutover.core.loop").now() - started_at) or 0,
     }
 end

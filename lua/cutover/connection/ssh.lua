@@ -22,6 +22,7 @@ local loop = require("cutover.core.loop")
 local proc = require("cutover.core.proc")
 local util = require("cutover.util")
 local become = require("cutover.connection.become")
+local session_runner = require("cutover.connection.session")
 
 local Conn = {}
 Conn.__index = Conn
@@ -181,7 +182,7 @@ function Conn:run(line, opts)
         if not bline then return nil, bstdin, "become" end
         local o = {}
         for k, v in pairs(opts or {}) do o[k] = v end
-        o.stdin = bstdin
+        o.stdin, o.argv_line = bstdin, nil   -- the line is sudo's now
         line, opts, marker = bline, o, bmarker
     end
     -- one command at a time per session (delegate_to shares connections)
@@ -327,6 +328,13 @@ function Conn:exec(opts)
         line = "export " .. table.concat(parts, " ") .. "; " .. line
     end
     if opts.cwd then line = "cd " .. q(opts.cwd) .. " && " .. line end
+    if opts.argv and not opts.env and not opts.cwd and session_runner.direct_ok(opts.argv[1]) then
+        -- nothing but quoted words naming a program: a session may exec
+        -- them without the login shell (connection/session.lua, "argv")
+        local o = { argv_line = true }
+        for k, v in pairs(opts) do o[k] = v end
+        opts = o
+    end
     return self:run(line, opts)
 end
 

@@ -156,7 +156,8 @@ function Conn:run_session(line, opts, as)
     ok, err, code = runner:ready()
     if ok then
         ok, err, code, in_stdin, maybe = runner:send(line, opts.stdin,
-            opts.max_output or self.settings.max_output or session_runner.DEFAULT_CAP, { timeout = left() })
+            opts.max_output or self.settings.max_output or session_runner.DEFAULT_CAP, { timeout = left() },
+            opts.argv_line and not as)
     end
     if not ok and not in_stdin and maybe then
         -- part of the request left: the host may yet get all of it and
