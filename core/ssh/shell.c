@@ -416,12 +416,30 @@ static int shell_send(lua_State *L)
     return shell_send_k(L, LUA_OK, 0);
 }
 
-/* One line, or exactly want_len bytes (when want != NULL). */
+static int shell_until_take(lua_State *L, struct ssh_shell *h, int *nret);
+
+/* The start of a receiving method: a failure pushed (returns its count)
+ * when the shell is not usable, else 0 with the wait begun and no
+ * buffer of an earlier receive left. */
+static int shell_recv_start(lua_State *L, struct ssh_shell *h)
+{
+    int bad = shell_unusable(L, h);
+
+    if (bad)
+        return bad;
+    shell_begin(L, h);
+    h->want = shell_mem(h, h->want, h->want_len, 0);
+    h->until_on = 0;
+    return 0;
+}
+
+/* One line, exactly want_len bytes (when want != NULL), or the bytes up
+ * to a marker (until_on). */
 static int shell_recv_k(lua_State *L, int status, lua_KContext ctx)
 {
     struct ssh_shell *h = shell_check(L);
     size_t max = h->line_max;  /* not ctx: a park resumes with ctx 0 */
-    int nret;
+    int nret, found;
     long got;
 
     (void)status;
@@ -430,7 +448,13 @@ static int shell_recv_k(lua_State *L, int status, lua_KContext ctx)
         got = shell_turn_fill(L, h, &nret);
         if (got < 0)
             return nret;
-        if (h->want != NULL) {
+        if (h->until_on) {
+            found = h->in_len > 0 ? shell_until_take(L, h, &nret) : 0;
+            if (found > 0)
+                return 1;
+            if (found < 0)
+                return nret;
+        } else if (h->want != NULL) {
             size_t k = h->want_len - h->want_have;
             if (k > h->in_len)
                 k = h->in_len;
@@ -473,11 +497,9 @@ static int shell_recv_line(lua_State *L)
 
     luaL_argcheck(L, max > 0 && max < SHELL_IN_BUF, SH_ARG,
                   "line length out of range");
-    bad = shell_unusable(L, h);
+    bad = shell_recv_start(L, h);
     if (bad)
         return bad;
-    shell_begin(L, h);
-    h->want = shell_mem(h, h->want, h->want_len, 0);
     h->line_max = (size_t)max;
     return shell_recv_k(L, LUA_OK, 0);
 }
@@ -495,11 +517,9 @@ static int shell_recv(lua_State *L)
         lua_pushliteral(L, "");
         return 1;
     }
-    bad = shell_unusable(L, h);
+    bad = shell_recv_start(L, h);
     if (bad)
         return bad;
-    shell_begin(L, h);
-    h->want = shell_mem(h, h->want, h->want_len, 0);
     h->want = shell_mem(h, NULL, 0, (size_t)n);
     if (h->want == NULL)
         return luaL_error(L, "ssh: out of memory");
@@ -572,34 +592,6 @@ static int shell_until_take(lua_State *L, struct ssh_shell *h, int *nret)
     return 0;
 }
 
-static int shell_until_k(lua_State *L, int status, lua_KContext ctx)
-{
-    struct ssh_shell *h = shell_check(L);
-    int nret, found;
-    long got;
-
-    (void)status;
-    (void)ctx;
-    for (;;) {
-        got = shell_turn_fill(L, h, &nret);
-        if (got < 0)
-            return nret;
-        if (h->in_len > 0) {
-            found = shell_until_take(L, h, &nret);
-            if (found > 0)
-                return 1;
-            if (found < 0)
-                return nret;
-        }
-        if (got > 0)
-            continue;  /* the buffer had filled: read on before waiting */
-        nret = shell_turn_end(L, h);
-        if (nret > 0)
-            return nret;
-        SHELL_WAIT(L, h, shell_until_k);
-    }
-}
-
 /* sh:recv_until(marker, opts) -> the bytes before marker | nil, message,
  * code.  opts.max (required): the most bytes before it. */
 static int shell_recv_until(lua_State *L)
@@ -618,18 +610,16 @@ static int shell_recv_until(lua_State *L)
     lua_pop(L, 1);
     luaL_argcheck(L, max >= 0 && (lua_Unsigned)max <= SHELL_MAX_RECV + 1,
                   SH_OPTS, "max out of range");
-    bad = shell_unusable(L, h);
+    bad = shell_recv_start(L, h);
     if (bad)
         return bad;
-    shell_begin(L, h);
-    h->want = shell_mem(h, h->want, h->want_len, 0);
     h->want_len = h->want_have = 0;
     memcpy(h->marker, marker, mlen);
     h->marker_len = mlen;
     h->until_max = (size_t)max;
     h->until_scan = 0;
     h->until_on = 1;
-    return shell_until_k(L, LUA_OK, 0);
+    return shell_recv_k(L, LUA_OK, 0);
 }
 
 /* sh:poll() -> true | nil, message, code: between requests, nothing is
