@@ -197,13 +197,16 @@ T.test("the controller killed during the promotion's reboot: resume finishes wit
         table.concat(envs, " "), T.test_build, BOOK, INV, d, hostdir, hostdir))
     T.eq(r.stdout, "rc=137\n", "killed: " .. (T.read(d .. "/out") or ""))
     -- resume: dcpromo finds the host promoted, waits for the promotion's
-    -- reboot (the supervisor goes on 2 s later), and the run goes on to
-    -- the SP3 gate on the new boot
+    -- reboot (the supervisor goes on 3 s after the step before dcpromo
+    -- is reported, so the resume is in dcpromo however slow its start:
+    -- a fixed delay from the resume's start was too short under ASan at
+    -- load), and the run goes on to the SP3 gate on the new boot
     r = T.sh(string.format(
-        "export %s; (sleep 2; kill -CONT $(cat %s/supervisor.pid)) & " ..
+        "export %s; (i=0; while [ $i -lt 1200 ] && ! grep -q 'Stop the Exchange services' %s/resume 2>/dev/null; " ..
+        "do sleep 0.1; i=$((i+1)); done; sleep 3; kill -CONT $(cat %s/supervisor.pid)) & " ..
         "%s resume -v --non-interactive > %s/resume 2>&1; echo rc=$?; wait",
         -- (the resume's other runs get 180 s: cutover())
-        table.concat(envs, " "), hostdir, T.test_build, d), { timeout = 180 })
+        table.concat(envs, " "), d, hostdir, T.test_build, d), { timeout = 180 })
     local res = { rc = tonumber(r.stdout:match("rc=(%d+)")), stdout = T.read(d .. "/resume") or "", stderr = "" }
     outputs[#outputs + 1] = res.stdout
     T.eq(res.rc, 4, "parks at the SP3 gate: " .. res.stdout .. res.stderr)

@@ -39,6 +39,9 @@ all:
         "(i=0; while [ ! -s %s ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; %s; kill %s; sleep 2; " ..
         "echo boot-2 > %s/boot_id; /usr/sbin/sshd -f %s -E %s/sshd.log) >/dev/null 2>&1 &",
         req, srv:kill_sessions_sh(), srv.pid, secret, srv.config, srv.dir) })
+    -- the host is down 2 s; downtime is measured from the answers the
+    -- controller takes in, so its own delays under load (ASan, the VM
+    -- lab beside it) can make it come out shorter: at least 1 s
     H.book(d, string.format([[
 - hosts: all
   steps:
@@ -55,7 +58,7 @@ all:
         that:
           - rb.boot_id_before == "boot-1"
           - rb.boot_id_after == "boot-2"
-          - rb.downtime >= 2
+          - rb.downtime >= 1
           - rb.downtime <= rb.elapsed
     - id: after
       command: cat %s/boot_id
