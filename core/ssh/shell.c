@@ -5,7 +5,6 @@
  *
  *   sh:send(data [, opts])      all of data to the channel's stdin
  *   sh:recv_line(max [, opts])  one line of its stdout (without "\n")
- *   sh:recv(n [, opts])         exactly n bytes of its stdout
  *   sh:recv_until(marker, opts) its stdout up to marker (taken, not
  *                               returned); opts.max: the most bytes
  *                               before it, past which the reply is a
@@ -33,13 +32,13 @@
 /* Buffers are allocated when bytes come, not with the shell: an idle
  * session holds none (1,000 connected hosts used to hold 68 MiB).  The
  * stdout buffer grows up to SHELL_IN_BUF and is freed once it is empty
- * again; counted bytes (recv) go straight into the caller's buffer. */
+ * again; recv_until's bytes move on into a buffer of their own. */
 #define SHELL_IN_BUF 65536
 #define SHELL_IN_MIN 1024
 #define SHELL_ERR_BUF 4096
 /* How long sh:close waits for its EOF and CLOSE packets to leave. */
 #define SHELL_CLOSE_WAIT 10.0
-/* The most one recv may ask for: the output cap is 8 MiB per stream by
+/* The largest cap of one stream: the output cap is 8 MiB per stream by
  * default; a caller's larger cap is refused here, not allocated.  A
  * recv_until may hold one byte more (a cap plus the byte that tells a
  * cut stream). */
@@ -68,9 +67,8 @@ struct ssh_shell {
                                    * SHELL_ERR_BUF once any came */
     size_t err_len;
     /* the operation in progress (kept across parks) */
-    char *want;                   /* recv, recv_until: owned */
-    size_t want_len;              /* recv: the count; recv_until: the
-                                   * buffer's size */
+    char *want;                   /* recv_until's bytes: owned */
+    size_t want_len;              /* its size */
     size_t want_have;
     int until_on;                 /* a recv_until is in progress */
     size_t until_max;             /* recv_until: the most bytes before
@@ -161,8 +159,7 @@ static size_t shell_in_room(lua_State *L, struct ssh_shell *h)
     return h->in_cap - h->in_len;
 }
 
-/* Reads what has arrived: stdout into the pending recv's buffer while
- * h->in is empty, else into h->in while it has room; stderr (the first
+/* Reads what has arrived: stdout into h->in while it has room; stderr (the first
  * SHELL_ERR_BUF bytes kept).  Returns how many bytes came, -1 when the
  * channel broke. */
 static long shell_fill(lua_State *L, struct ssh_shell *h)
@@ -195,23 +192,6 @@ static long shell_fill(lua_State *L, struct ssh_shell *h)
             return -1;
         break;
     }
-    /* counted bytes: straight into the caller's buffer (nothing is
-     * held in h->in ahead of them) */
-    while (h->want != NULL && !h->until_on && h->in_len == 0 &&
-           h->want_have < h->want_len) {
-        n = libssh2_channel_read_ex(h->channel, 0, h->want + h->want_have,
-                                    h->want_len - h->want_have);
-        if (n > 0) {
-            h->want_have += (size_t)n;
-            got += (long)n;
-            continue;
-        }
-        if (n < 0 && n != LIBSSH2_ERROR_EAGAIN)
-            return -1;
-        return got;
-    }
-    if (h->want != NULL && !h->until_on && h->want_have == h->want_len)
-        return got;
     while ((room = shell_in_room(L, h)) > 0) {
         n = libssh2_channel_read_ex(h->channel, 0, h->in + h->in_len, room);
         if (n > 0) {
@@ -433,8 +413,7 @@ static int shell_recv_start(lua_State *L, struct ssh_shell *h)
     return 0;
 }
 
-/* One line, exactly want_len bytes (when want != NULL), or the bytes up
- * to a marker (until_on). */
+/* One line, or the bytes up to a marker (until_on). */
 static int shell_recv_k(lua_State *L, int status, lua_KContext ctx)
 {
     struct ssh_shell *h = shell_check(L);
@@ -454,20 +433,6 @@ static int shell_recv_k(lua_State *L, int status, lua_KContext ctx)
                 return 1;
             if (found < 0)
                 return nret;
-        } else if (h->want != NULL) {
-            size_t k = h->want_len - h->want_have;
-            if (k > h->in_len)
-                k = h->in_len;
-            if (k > 0) {
-                memcpy(h->want + h->want_have, h->in, k);
-                h->want_have += k;
-                shell_take(h, k);
-            }
-            if (h->want_have == h->want_len) {
-                lua_pushlstring(L, h->want, h->want_len);
-                h->want = shell_mem(h, h->want, h->want_len, 0);
-                return 1;
-            }
         } else {
             char *nl = h->in_len > 0 ? memchr(h->in, '\n', h->in_len) : NULL;
             if (nl != NULL && (size_t)(nl - h->in) <= max) {
@@ -504,48 +469,6 @@ static int shell_recv_line(lua_State *L)
     return shell_recv_k(L, LUA_OK, 0);
 }
 
-/* sh:recv(n [, opts]) -> exactly n bytes | nil, message, code */
-static int shell_recv(lua_State *L)
-{
-    struct ssh_shell *h = shell_check(L);
-    lua_Integer n = luaL_checkinteger(L, SH_ARG);
-    int bad;
-
-    luaL_argcheck(L, n >= 0 && (lua_Unsigned)n <= SHELL_MAX_RECV, SH_ARG,
-                  "byte count out of range");
-    if (n == 0) {
-        lua_pushliteral(L, "");
-        return 1;
-    }
-    bad = shell_recv_start(L, h);
-    if (bad)
-        return bad;
-    h->want = shell_mem(h, NULL, 0, (size_t)n);
-    if (h->want == NULL)
-        return luaL_error(L, "ssh: out of memory");
-    h->want_len = (size_t)n;
-    h->want_have = 0;
-    return shell_recv_k(L, LUA_OK, 0);
-}
-
-/* Where marker starts in buf[from, len), or -1. */
-static long shell_find(const char *buf, size_t from, size_t len,
-                       const char *marker, size_t mlen)
-{
-    const char *p = buf + from;
-    const char *end = buf + len;
-
-    while (mlen > 0 && (size_t)(end - p) >= mlen) {
-        p = memchr(p, marker[0], (size_t)(end - p) - mlen + 1);
-        if (p == NULL)
-            break;
-        if (memcmp(p, marker, mlen) == 0)
-            return (long)(p - buf);
-        p++;
-    }
-    return -1;
-}
-
 /* Moves what h->in holds into the recv_until buffer, up to the marker.
  * Returns 1 when the marker was found (the bytes before it pushed), 0
  * when more must come, -1 on a failure (pushed: *nret its count). */
@@ -553,7 +476,7 @@ static int shell_until_take(lua_State *L, struct ssh_shell *h, int *nret)
 {
     size_t limit = h->until_max + h->marker_len;  /* the most ever held */
     size_t k = h->in_len;
-    long at;
+    const char *at;
 
     if (k > limit - h->want_have)
         k = limit - h->want_have;
@@ -570,12 +493,14 @@ static int shell_until_take(lua_State *L, struct ssh_shell *h, int *nret)
         h->want_len = cap;
     }
     memcpy(h->want + h->want_have, h->in, k);
-    at = shell_find(h->want, h->until_scan, h->want_have + k, h->marker,
-                    h->marker_len);
-    if (at >= 0) {
+    at = memmem(h->want + h->until_scan, h->want_have + k - h->until_scan,
+                h->marker, h->marker_len);
+    if (at != NULL) {
+        size_t before = (size_t)(at - h->want);
+
         /* the bytes after the marker stay in h->in: the next frame's */
-        shell_take(h, (size_t)at + h->marker_len - h->want_have);
-        lua_pushlstring(L, h->want, (size_t)at);
+        shell_take(h, before + h->marker_len - h->want_have);
+        lua_pushlstring(L, h->want, before);
         h->want = shell_mem(h, h->want, h->want_len, 0);
         h->want_len = h->want_have = 0;
         h->until_on = 0;
@@ -857,7 +782,6 @@ int ssh_session_shell(lua_State *L)
 
 static const luaL_Reg shell_methods[] = {
     {"send", shell_send},
-    {"recv", shell_recv},
     {"recv_line", shell_recv_line},
     {"recv_until", shell_recv_until},
     {"poll", shell_poll},
