@@ -6,8 +6,20 @@
 local proc = require("cutover.core.proc")
 local fs = require("cutover.core.fs")
 local crypto = require("cutover.core.crypto")
+local loop = require("cutover.core.loop")
 
 local T = { passed = 0, failed = 0, tmpdirs = {} }
+
+-- Under valgrind (the memcheck label, tests/CMakeLists.txt) a loop that
+-- only repeats work for its count (fuzz-style cases, scale figures) runs
+-- T.scale(n, small) times: every code path still runs under memcheck,
+-- without the hundredfold slowdown of repeating it.  The normal and ASan
+-- runs keep n.
+T.memcheck = os.getenv("CUTOVER_TEST_MEMCHECK") == "1"
+function T.scale(n, small)
+    if T.memcheck then return math.min(n, small) end
+    return n
+end
 
 function T.setup(binary, tests_dir)
     T.cutover = binary
@@ -63,15 +75,24 @@ local function tail(s, n)
     return "[... " .. (#s - n) .. " bytes before]" .. s:sub(-n)
 end
 
+-- A case's wall time, after its name when it took a second or more: the
+-- suite's time (scripts/test.sh) is found case by case from the logs.
+local function took(t0)
+    local s = loop.now() - t0
+    if s < 1 then return "" end
+    return string.format(" [%.1f s]", s)
+end
+
 function T.test(name, fn)
     T.last = nil
+    local t0 = loop.now()
     local ok, err = xpcall(fn, debug.traceback)
     if ok then
         T.passed = T.passed + 1
-        print("ok - " .. name)
+        print("ok - " .. name .. took(t0))
     else
         T.failed = T.failed + 1
-        print("not ok - " .. name .. "\n  " .. tostring(err):gsub("\n", "\n  "))
+        print("not ok - " .. name .. took(t0) .. "\n  " .. tostring(err):gsub("\n", "\n  "))
         -- what the case's last cutover run said: a failure seen once in
         -- CI must carry enough to explain it
         local r = T.last

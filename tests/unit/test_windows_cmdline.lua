@@ -139,7 +139,7 @@ T.test("build: random arguments round-trip (5000 argv lists)", function()
     math.randomseed(20010518)
     local alphabet = { "a", "b", " ", "\t", "\\", "\\", '"', '"', "&", "|", "<", ">", "^",
                        "(", ")", "!", ";", ",", "=", "'", "@", "x", "1", "2", "*", "?", "/", "\1", "\255" }
-    for _ = 1, 5000 do
+    for _ = 1, T.scale(5000, 1000) do
         local argv = { "prog" }
         for _ = 1, math.random(1, 4) do
             local buf = {}
@@ -249,7 +249,7 @@ end)
 T.test("encodings: masking them removes every random secret from its line", function()
     math.randomseed(3521)
     local alphabet = { "Q", "Z", " ", "\\", '"', "&", "^", "<", ">", "|", "9" }
-    for _ = 1, 2000 do
+    for _ = 1, T.scale(2000, 400) do
         local buf = {}
         for _ = 1, math.random(1, 8) do buf[#buf + 1] = alphabet[math.random(#alphabet)] end
         local secret = table.concat(buf)
@@ -367,7 +367,7 @@ end)
 T.test("cmdparse: random lines never raise", function()
     math.randomseed(7)
     local alphabet = { "a", " ", "\t", "\\", '"', "&", "|", "<", ">", "^", "%", "1", "2", "(", ")", "\0", "\n", "\255" }
-    for _ = 1, 5000 do
+    for _ = 1, T.scale(5000, 1000) do
         local buf = {}
         for _ = 1, math.random(0, 16) do buf[#buf + 1] = alphabet[math.random(#alphabet)] end
         local line = table.concat(buf)
