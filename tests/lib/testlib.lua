@@ -16,6 +16,9 @@ local T = { passed = 0, failed = 0, tmpdirs = {} }
 -- without the hundredfold slowdown of repeating it.  The normal and ASan
 -- runs keep n.
 T.memcheck = os.getenv("CUTOVER_TEST_MEMCHECK") == "1"
+-- In a sanitizer build (tests/CMakeLists.txt): a peer tool run only to
+-- compare with (ansible-playbook) is left to the normal build.
+T.sanitize = os.getenv("CUTOVER_TEST_SANITIZE") == "1"
 function T.scale(n, small)
     if T.memcheck then return math.min(n, small) end
     return n
