@@ -325,24 +325,34 @@ end)
 T.test("M3: the clean-up of killed sessions' folders removes only the user's own real folders", function()
     local tag = crypto.random_hex(4)
     local u = S.USER
-    local A = "/tmp/cutover-session.tA" .. tag     -- not the user's: root's, world-writable
-    local B = "/tmp/cutover-session.tB" .. tag     -- a symlink to a folder of the user's
-    local Bt = "/tmp/cutover-victim-" .. tag
-    local C = "/tmp/cutover-session.tC" .. tag     -- the user's own, its shell gone: removed
-    local E = "/tmp/cutover-session.tE" .. tag     -- the user's own, pid not written yet: kept
     local dead = "999999999"                        -- above any pid_max: no such process
+    local base = "/tmp/cutover-session."
+    local A = base .. dead .. ".tA" .. tag     -- not the user's: root's, world-writable
+    local B = base .. dead .. ".tB" .. tag     -- a symlink to a folder of the user's
+    local Bt = "/tmp/cutover-victim-" .. tag
+    local C = base .. dead .. ".tC" .. tag     -- the user's own, its shell gone: removed
+    local F = base .. "tF" .. tag              -- an earlier version's: pid file, shell gone: removed
+    local G = base .. "tG" .. tag              -- an earlier version's, pid not written yet: kept
+    local H = base .. "x" .. dead .. ".tH" .. tag  -- no pid in its name, no pid file: kept
     local r = proc.run({ shell = table.concat({
         "set -e",
-        "mkdir -m 0777 " .. A, "echo " .. dead .. " > " .. A .. "/pid", "touch " .. A .. "/victim",
-        "chown " .. u .. " " .. A .. "/pid " .. A .. "/victim",
-        "mkdir -m 0700 " .. Bt, "echo " .. dead .. " > " .. Bt .. "/pid", "touch " .. Bt .. "/victim",
+        "mkdir -m 0777 " .. A, "touch " .. A .. "/victim", "chown " .. u .. " " .. A .. "/victim",
+        "mkdir -m 0700 " .. Bt, "touch " .. Bt .. "/victim",
         -- (the link is the user's too: in sticky /tmp a root-owned link
         -- could not be removed by the user anyway, guard or not)
         "chown -R " .. u .. " " .. Bt, "ln -s " .. Bt .. " " .. B, "chown -h " .. u .. " " .. B,
-        "mkdir -m 0700 " .. C, "echo " .. dead .. " > " .. C .. "/pid", "chown -R " .. u .. " " .. C,
-        "mkdir -m 0700 " .. E, ": > " .. E .. "/pid", "touch " .. E .. "/o1", "chown -R " .. u .. " " .. E,
+        "mkdir -m 0700 " .. C, "touch " .. C .. "/o1", "chown -R " .. u .. " " .. C,
+        "mkdir -m 0700 " .. F, "echo " .. dead .. " > " .. F .. "/pid", "chown -R " .. u .. " " .. F,
+        "mkdir -m 0700 " .. G, ": > " .. G .. "/pid", "touch " .. G .. "/o1", "chown -R " .. u .. " " .. G,
+        "mkdir -m 0700 " .. H, "touch " .. H .. "/o1", "chown -R " .. u .. " " .. H,
     }, "\n") })
     T.eq(r.rc, 0, "planted: " .. r.stderr)
+    -- a live session of the user's: its folder is named for its shell
+    local live = conn()
+    local folder = ok(live, "readlink /proc/$$/fd/1").stdout:match("^(/.+)/o%d+\n$")
+    T.ok(folder, "the live session's private folder")
+    T.eq(folder:match("cutover%-session%.(%d+)%."), tostring(live.session_runner.pid),
+         "the folder's name holds the session shell's pid")
     local c = conn()
     T.eq(parent(c), S.SESSION_COMM, "a new session (its start runs the clean-up)")
     c:close()
@@ -351,8 +361,18 @@ T.test("M3: the clean-up of killed sessions' folders removes only the user's own
     -- (rm -rf on the link would spare the folder: the link itself must stay)
     T.eq((fs.stat(B) or {}).type, "link", "the symlink to a folder is left alone")
     T.ok(not fs.stat(C), "the user's own folder of a dead session is removed")
-    T.ok(fs.stat(E .. "/o1"), "a folder whose pid file is still empty is left alone")
-    proc.run({ argv = { "rm", "-rf", A, B, Bt, C, E } })
+    T.ok(not fs.stat(F), "an earlier version's folder whose pid file names a dead shell is removed")
+    T.ok(fs.stat(G .. "/o1"), "an earlier version's folder whose pid file is still empty is left alone")
+    T.ok(fs.stat(H .. "/o1"), "a folder with no pid in its name and no pid file is left alone")
+    T.eq((fs.stat(folder) or {}).type, "directory", "a live session's folder is left alone")
+    T.eq(ok(live, "echo still").stdout, "still\n", "and that session goes on")
+    T.eq(parent(live), S.SESSION_COMM, "in its session")
+    live:close()
+    -- (its shell removes it on its way out, after the channel closed:
+    -- waited for, at most 10 s)
+    proc.run({ argv = { "sh", "-c", 'for i in $(seq 100); do [ -e "$1" ] || exit 0; sleep 0.1; done', "-", folder } })
+    T.ok(not fs.stat(folder), "a session that ends removes its folder")
+    proc.run({ argv = { "rm", "-rf", A, B, Bt, C, F, G, H } })
 end)
 
 T.test("M2: a step that removes the session's private folder: the next step runs once, as never started", function()
@@ -485,7 +505,7 @@ T.test("H1: sudo's password is never written to a file on the host (probe, becom
         ") >/dev/null 2>&1 &" })
     local r = sh(c, "sleep 3; cat > /dev/null", { stdin = "slow input" })
     T.eq(r, nil, "the killed session gives no result")
-    T.ok(fs.stat(snap .. "/pid"), "the killed session's folder, as it was at the kill: " .. folder)
+    T.eq((fs.stat(snap) or {}).type, "directory", "the killed session's folder, as it was at the kill: " .. folder)
     T.eq(#staged(S.PASSWORD, snap), 0, "no file holds the password after a SIGKILL: " ..
         table.concat(staged(S.PASSWORD, snap), " "))
     c:close()

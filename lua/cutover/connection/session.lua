@@ -63,12 +63,14 @@
 -- is never used on the pipe.  Output files are sent with head -c / dd of
 -- a regular file, where reading ahead cannot matter.
 --
--- The private folder holds the session shell's pid (written to a temp
--- name, then renamed: never read half written): a session that was
--- killed (SIGKILL runs no trap) leaves its folder, and the next session
--- of that user on the host removes the folders whose shell is gone:
--- only real folders (no symlink) the user owns, holding a pid file that
--- is no symlink, the user's, and a number.
+-- The private folder's name holds the session shell's pid
+-- (cutover-session.<pid>.<random>, made whole by mktemp: no window where
+-- the pid is not there yet): a session that was killed (SIGKILL runs no
+-- trap) leaves its folder, and the next session of that user on the host
+-- removes the folders whose shell is gone (no such process, or a zombie):
+-- only real folders (no symlink) the user owns.  A folder named without
+-- a pid (cutover-session.<random>, made by earlier versions) is judged
+-- by the pid file in it: no symlink, the user's, and a number.
 local crypto = require("cutover.core.crypto")
 
 local M = {}
@@ -104,7 +106,7 @@ sh|bash|dash|ash|ksh|ksh93|mksh|pdksh|zsh|yash|posh|busybox) ;;
 *) printf '%s N %s\n' "$__cs_T" "the login shell $__cs_S is not a POSIX shell"; return 0;;
 esac
 __cs_G=
-head --version 2>/dev/null | grep -q GNU && __cs_G=1
+case $(head --version 2>/dev/null) in *GNU*) __cs_G=1;; esac
 __cs_J=
 if [ "${BASHPID:-}" = "$$" ]; then
 SHLVL=$((${SHLVL:-1} - 1))
@@ -112,21 +114,24 @@ if ! { true < /dev/tty; } 2>/dev/null && set -m 2>/dev/null; then
 case $- in *m*) __cs_J=1;; esac
 fi
 fi
-__cs_d=$(umask 077; mktemp -d "${TMPDIR:-/tmp}/cutover-session.XXXXXXXX" 2>/dev/null) || __cs_d=
+__cs_d=$(umask 077; mktemp -d "${TMPDIR:-/tmp}/cutover-session.$$.XXXXXXXX" 2>/dev/null) || __cs_d=
 case $__cs_d in
 /*) case $__cs_d in *[!A-Za-z0-9_./-]*) rm -rf "$__cs_d"; __cs_d=;; esac;;
 *) __cs_d=;;
 esac
 [ -n "$__cs_d" ] || { printf '%s N %s\n' "$__cs_T" 'no private temporary folder'; return 0; }
 trap 'rm -rf "$__cs_d"' EXIT
-echo $$ > "$__cs_d/p" && mv -f "$__cs_d/p" "$__cs_d/pid" ||
-{ printf '%s N %s\n' "$__cs_T" 'cannot write in the private folder'; return 0; }
 for __cs_o in "${__cs_d%/*}"/cutover-session.*; do
-[ "$__cs_o" != "$__cs_d" ] && [ -d "$__cs_o" ] && [ ! -h "$__cs_o" ] && [ -O "$__cs_o" ] &&
-[ -f "$__cs_o/pid" ] && [ ! -h "$__cs_o/pid" ] && [ -O "$__cs_o/pid" ] || continue
+[ "$__cs_o" != "$__cs_d" ] && [ -d "$__cs_o" ] && [ ! -h "$__cs_o" ] && [ -O "$__cs_o" ] || continue
+__cs_p=${__cs_o##*/cutover-session.}
+__cs_p=${__cs_p%%.*}
+case $__cs_p in
+''|*[!0-9]*)
 __cs_p=
+[ -f "$__cs_o/pid" ] && [ ! -h "$__cs_o/pid" ] && [ -O "$__cs_o/pid" ] || continue
 read -r __cs_p < "$__cs_o/pid" 2>/dev/null
-case $__cs_p in ''|*[!0-9]*) continue;; esac
+case $__cs_p in ''|*[!0-9]*) continue;; esac;;
+esac
 if kill -0 "$__cs_p" 2>/dev/null; then
 __cs_l=
 read -r __cs_l 2>/dev/null < "/proc/$__cs_p/stat"
@@ -149,7 +154,7 @@ __cs_i=$((__cs_i+1))
 done
 __cs_n=$((__cs_n+1))
 if ! { [ -d "$__cs_d" ] && [ ! -h "$__cs_d" ] && [ -O "$__cs_d" ]; }; then
-mkdir -m 700 "$__cs_d" 2>/dev/null && echo $$ > "$__cs_d/p" && mv -f "$__cs_d/p" "$__cs_d/pid" ||
+mkdir -m 700 "$__cs_d" 2>/dev/null ||
 { printf '%s N %s\n' "$__cs_T" 'the private folder is gone'; exit 0; }
 fi
 if [ "$__cs_b" -gt 0 ]; then
