@@ -19,6 +19,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 BOOT_TIMEOUT=${CUTOVER_VM_BOOT_TIMEOUT:-}
 MEMORY=${CUTOVER_VM_MEMORY:-1024}
+# vCPUs: 1 under TCG by default. Each emulated vCPU is a host thread; on a
+# 2-core machine two of them compete with the test stages that run beside
+# the VM lab, and a vCPU preempted for long showed soft lockups after a
+# warm reboot. KVM: 2.
+SMP=${CUTOVER_VM_SMP:-}
 
 say() { printf 'vm: %s\n' "$*" >&2; }
 
@@ -65,6 +70,10 @@ boot() {
     if [ -z "$BOOT_TIMEOUT" ]; then
         if [ "$acc" = kvm ]; then BOOT_TIMEOUT=120; else BOOT_TIMEOUT=420; fi
     fi
+    local smp=$SMP
+    if [ -z "$smp" ]; then
+        if [ "$acc" = kvm ]; then smp=2; else smp=1; fi
+    fi
     local start attempt repo_port py
     start=$(date +%s)
     # The lab's package repository: 10.0.2.100:80 in the guest, relayed by
@@ -77,7 +86,7 @@ boot() {
         port=$(free_port) || { say "no free loopback port"; return 1; }
         echo "$port" >"$st/port"
         printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$image/host_ed25519.pub")" >"$st/known_hosts"
-        local cmd=(qemu-system-x86_64 -accel "$acc" -m "$MEMORY" -smp 2
+        local cmd=(qemu-system-x86_64 -accel "$acc" -m "$MEMORY" -smp "$smp"
             -kernel "$image/vmlinuz" -initrd "$image/initrd.img"
             -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet"
             -drive "file=$st/overlay.qcow2,if=virtio,format=qcow2,cache=unsafe"
@@ -92,7 +101,7 @@ boot() {
             setpriv --pdeathsig KILL "${cmd[@]}" 2>"$st/qemu.err" &
             QEMU_PID=$!
         fi
-        say "booting Debian 12 ($acc, port 127.0.0.1:$port, serial log $st/serial.log)"
+        say "booting Debian 12 ($acc, $smp vCPU, port 127.0.0.1:$port, serial log $st/serial.log)"
         if wait_ssh "$st" "$start"; then
             echo $(( $(date +%s) - start )) >"$st/boot-seconds"
             say "ssh is up on 127.0.0.1:$port after $(cat "$st/boot-seconds") s"
