@@ -1,8 +1,8 @@
 -- The converter's twin over SSH: tests/convert/ssh_site/site.yml runs
 -- with ansible-playbook against a loopback sshd into one folder, and
 -- converted by `cutover convert ansible` with cutover against the same
--- sshd into another; the two trees (paths, types, modes, contents) must
--- be the same.  ansible-playbook missing is a failure, never a skip.
+-- sshd into two others (the persistent session on, then off); the trees
+-- (paths, types, modes, contents) must be the same.  ansible-playbook missing is a failure, never a skip.
 local binary, tests_dir = ...
 local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
 local S = dofile(tests_dir .. "/lib/sshd.lua")
@@ -35,7 +35,7 @@ local function tree(dir)
     return out
 end
 
-T.test("ansible-playbook and the converted playbook leave the same tree over SSH", function()
+T.test("ansible-playbook and the converted playbook leave the same tree over SSH, session on and off", function()
     local which = proc.run({ shell = "command -v ansible-playbook" })
     T.eq(which.rc, 0, "ansible-playbook is installed (scripts/deps.sh installs ansible-core)")
     local ansible = which.stdout:gsub("%s+$", "")
@@ -65,22 +65,31 @@ all:
                 SSH_AUTH_SOCK = "" },
         timeout = 240 }))
     T.eq(ar.rc, 0, "ansible-playbook over ssh\n" .. ar.stdout .. ar.stderr)
-    local cr = T.run({ "run", d .. "/out/site.yml", "-i", d .. "/inv.yml", "-e", "root=" .. B,
-                       "--known-hosts", srv.known_hosts, "--no-journal" },
-                     { env = { HOME = d, SSH_AUTH_SOCK = "" }, timeout = 120 })
-    T.eq(cr.rc, 0, "cutover over ssh\n" .. cr.stdout .. cr.stderr)
-    local ta, tb = tree(A), tree(B)
+    -- cutover with the persistent session on (B) and off (B2, a channel
+    -- per step): the session's umask and environment must not show
+    local B2 = S.target(T)
+    for _, case in ipairs({ { B, "1" }, { B2, "0" } }) do
+        local cr = T.run({ "run", d .. "/out/site.yml", "-i", d .. "/inv.yml", "-e", "root=" .. case[1],
+                           "--known-hosts", srv.known_hosts, "--no-journal" },
+                         { env = { HOME = d, SSH_AUTH_SOCK = "", CUTOVER_SESSION = case[2] }, timeout = 120 })
+        T.eq(cr.rc, 0, "cutover over ssh (CUTOVER_SESSION=" .. case[2] .. ")\n" .. cr.stdout .. cr.stderr)
+    end
+    local ta, tb, tb2 = tree(A), tree(B), tree(B2)
     if T.sanitize then
         -- (ansible-playbook's half runs in the normal build; here the
-        -- checks below hold for cutover's tree)
-        print("# sanitizer build: ansible-playbook not run; cutover's tree checked alone")
+        -- checks below hold for cutover's trees)
+        print("# sanitizer build: ansible-playbook not run; cutover's trees checked alone")
         ta = tb
     end
     local keys = {}
     for k in pairs(ta) do keys[#keys + 1] = k end
     for k in pairs(tb) do if ta[k] == nil then keys[#keys + 1] = k end end
+    for k in pairs(tb2) do if ta[k] == nil and tb[k] == nil then keys[#keys + 1] = k end end
     table.sort(keys)
-    for _, k in ipairs(keys) do T.eq(tb[k], ta[k], k .. " (ansible's, then cutover's)") end
+    for _, k in ipairs(keys) do
+        T.eq(tb[k], ta[k], k .. " (ansible's, then cutover's)")
+        T.eq(tb2[k], ta[k], k .. " (ansible's, then cutover's with the session off)")
+    end
     T.ok(#keys >= 9, "the playbook made files (" .. #keys .. ")")
     T.eq(ta["run/8081.port"], nil, "the when held back one item")
     T.ok(ta["data/MIGRATION"] ~= nil, "the rescue ran")

@@ -334,6 +334,9 @@ T.test("M3: the clean-up of killed sessions' folders removes only the user's own
     local F = base .. "tF" .. tag              -- an earlier version's: pid file, shell gone: removed
     local G = base .. "tG" .. tag              -- an earlier version's, pid not written yet: kept
     local H = base .. "x" .. dead .. ".tH" .. tag  -- no pid in its name, no pid file: kept
+    -- an earlier version's, its random part all digits, its shell alive
+    -- (the live session's below): kept, the name is not read as a pid
+    local L = base .. dead .. tag:gsub("%D", "7")
     local r = proc.run({ shell = table.concat({
         "set -e",
         "mkdir -m 0777 " .. A, "touch " .. A .. "/victim", "chown " .. u .. " " .. A .. "/victim",
@@ -353,6 +356,10 @@ T.test("M3: the clean-up of killed sessions' folders removes only the user's own
     T.ok(folder, "the live session's private folder")
     T.eq(folder:match("cutover%-session%.(%d+)%."), tostring(live.session_runner.pid),
          "the folder's name holds the session shell's pid")
+    r = proc.run({ shell = table.concat({ "set -e",
+        "mkdir -m 0700 " .. L, "echo " .. live.session_runner.pid .. " > " .. L .. "/pid", "touch " .. L .. "/o1",
+        "chown -R " .. u .. " " .. L }, "\n") })
+    T.eq(r.rc, 0, "planted: " .. r.stderr)
     local c = conn()
     T.eq(parent(c), S.SESSION_COMM, "a new session (its start runs the clean-up)")
     c:close()
@@ -364,6 +371,7 @@ T.test("M3: the clean-up of killed sessions' folders removes only the user's own
     T.ok(not fs.stat(F), "an earlier version's folder whose pid file names a dead shell is removed")
     T.ok(fs.stat(G .. "/o1"), "an earlier version's folder whose pid file is still empty is left alone")
     T.ok(fs.stat(H .. "/o1"), "a folder with no pid in its name and no pid file is left alone")
+    T.ok(fs.stat(L .. "/o1"), "an earlier version's folder named with digits only, its shell alive, is left alone")
     T.eq((fs.stat(folder) or {}).type, "directory", "a live session's folder is left alone")
     T.eq(ok(live, "echo still").stdout, "still\n", "and that session goes on")
     T.eq(parent(live), S.SESSION_COMM, "in its session")
@@ -372,7 +380,7 @@ T.test("M3: the clean-up of killed sessions' folders removes only the user's own
     -- waited for, at most 10 s)
     proc.run({ argv = { "sh", "-c", 'for i in $(seq 100); do [ -e "$1" ] || exit 0; sleep 0.1; done', "-", folder } })
     T.ok(not fs.stat(folder), "a session that ends removes its folder")
-    proc.run({ argv = { "rm", "-rf", A, B, Bt, C, F, G, H } })
+    proc.run({ argv = { "rm", "-rf", A, B, Bt, C, F, G, H, L } })
 end)
 
 T.test("M2: a step that removes the session's private folder: the next step runs once, as never started", function()
@@ -505,7 +513,8 @@ T.test("H1: sudo's password is never written to a file on the host (probe, becom
         ") >/dev/null 2>&1 &" })
     local r = sh(c, "sleep 3; cat > /dev/null", { stdin = "slow input" })
     T.eq(r, nil, "the killed session gives no result")
-    T.eq((fs.stat(snap) or {}).type, "directory", "the killed session's folder, as it was at the kill: " .. folder)
+    T.ok(fs.stat(snap .. "/pid"), "the killed session's folder, as it was at the kill: " .. folder)
+    T.ok(#fs.list(snap) >= 3, "with its steps' files: " .. table.concat(fs.list(snap), " "))
     T.eq(#staged(S.PASSWORD, snap), 0, "no file holds the password after a SIGKILL: " ..
         table.concat(staged(S.PASSWORD, snap), " "))
     c:close()

@@ -68,9 +68,13 @@
 -- the pid is not there yet): a session that was killed (SIGKILL runs no
 -- trap) leaves its folder, and the next session of that user on the host
 -- removes the folders whose shell is gone (no such process, or a zombie):
--- only real folders (no symlink) the user owns.  A folder named without
--- a pid (cutover-session.<random>, made by earlier versions) is judged
--- by the pid file in it: no symlink, the user's, and a number.
+-- only real folders (no symlink) the user owns.  A folder not named
+-- <pid>.<random> (cutover-session.<random>, made by earlier versions) is
+-- judged by the pid file in it: no symlink, the user's, and a number.
+-- The session writes that file too (a builtin printf, no process): it
+-- proves the folder takes data (a full tmpfs still makes folders; the
+-- session then says N and the host runs a channel per step), and lets an
+-- earlier version's clean-up judge this folder.
 local crypto = require("cutover.core.crypto")
 
 local M = {}
@@ -121,10 +125,15 @@ case $__cs_d in
 esac
 [ -n "$__cs_d" ] || { printf '%s N %s\n' "$__cs_T" 'no private temporary folder'; return 0; }
 trap 'rm -rf "$__cs_d"' EXIT
+printf '%s\n' "$$" 2>/dev/null > "$__cs_d/pid" ||
+{ printf '%s N %s\n' "$__cs_T" 'cannot write in the private folder'; return 0; }
 for __cs_o in "${__cs_d%/*}"/cutover-session.*; do
 [ "$__cs_o" != "$__cs_d" ] && [ -d "$__cs_o" ] && [ ! -h "$__cs_o" ] && [ -O "$__cs_o" ] || continue
 __cs_p=${__cs_o##*/cutover-session.}
-__cs_p=${__cs_p%%.*}
+case $__cs_p in
+[0-9]*.*) __cs_p=${__cs_p%%.*};;
+*) __cs_p=;;
+esac
 case $__cs_p in
 ''|*[!0-9]*)
 __cs_p=
@@ -154,7 +163,7 @@ __cs_i=$((__cs_i+1))
 done
 __cs_n=$((__cs_n+1))
 if ! { [ -d "$__cs_d" ] && [ ! -h "$__cs_d" ] && [ -O "$__cs_d" ]; }; then
-mkdir -m 700 "$__cs_d" 2>/dev/null ||
+mkdir -m 700 "$__cs_d" 2>/dev/null && printf '%s\n' "$$" 2>/dev/null > "$__cs_d/pid" ||
 { printf '%s N %s\n' "$__cs_T" 'the private folder is gone'; exit 0; }
 fi
 if [ "$__cs_b" -gt 0 ]; then
