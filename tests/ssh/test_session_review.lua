@@ -110,6 +110,32 @@ T.test("L1: hostile values under the bootstrap's own names (__cs_*) in the login
     T.ok(fs.stat("/tmp") ~= nil and fs.stat("/etc/passwd") ~= nil, "nothing outside the session's folder removed")
 end)
 
+T.test("a full temporary folder (tmpfs still makes folders): no session, steps run on channels, output whole",
+    function()
+    -- a 64 KiB tmpfs as the login's TMPDIR, filled: mkdir works there,
+    -- writing a byte does not
+    local full = S.target(T) .. "/full"
+    local r = proc.run({ shell = "mkdir -m 1777 " .. full .. " && mount -t tmpfs -o size=64k,mode=1777 cutover-test " ..
+        full .. " && { dd if=/dev/zero of=" .. full .. "/fill bs=4k 2>/dev/null; true; } && mkdir " .. full ..
+        "/probe && ! echo x 2>/dev/null > " .. full .. "/probe/x" })
+    T.eq(r.rc, 0, "a full tmpfs mounted: " .. r.stderr)
+    local done, err = pcall(function()
+        local e = S.start(T, { extra_config = "SetEnv TMPDIR=" .. full })
+        e:trust()
+        warnings = {}
+        local c = conn(e)
+        local ran = ok(c, "echo hello; echo oops >&2; exit 4")
+        T.eq(ran.stdout, "hello\n", "the step's output")
+        T.eq(ran.stderr, "oops\n", "its errors")
+        T.eq(ran.rc, 4, "its exit code")
+        T.eq(ok(c, "cat /proc/$PPID/comm").stdout, "sshd\n", "a channel per step, not the session")
+        T.contains(table.concat(warnings, "; "), "cannot write in the private folder", "the warning says why")
+        c:close()
+    end)
+    proc.run({ argv = { "umount", full } })   -- also when the case failed
+    if not done then error(err, 0) end
+end)
+
 -- A host slow to start a step: its `setsid` (found first on the PATH
 -- sshd gives the login; the session shell is sh, which starts each step
 -- through setsid) waits until the file go exists, or 3 s, before
