@@ -618,11 +618,18 @@ T.test("M5: sh:send gives up only when its bytes stop moving, and says whether a
     local c = conn({ session = false })
     assert(c:open())
     local data = string.rep("y", 8 * 1024 * 1024)
-    -- a reader that takes 1 MiB, then pauses: the bytes move in bursts
-    local paced = assert(c.session:shell("while head -c 1048576 > /dev/null; do sleep 0.2; done", { timeout = 30 }))
+    -- a reader that takes 1 MiB, then pauses: the bytes move in bursts;
+    -- it ends at the end of its input (head -c at EOF succeeds with
+    -- nothing read: a loop on its status alone ran on, orphaned, forever)
+    local paced = assert(c.session:shell(
+        "while [ \"$(head -c 1048576 | wc -c)\" -gt 0 ]; do sleep 0.2; done", { timeout = 30 }))
     local ok_, err = paced:send(data, { stall = 3, timeout = 120 })
     T.eq(ok_, true, "sent whole while its bytes moved: " .. tostring(err))
     paced:close()
+    -- the reader ends with its input (waited for, at most 10 s)
+    local gone = proc.run({ shell = "for i in $(seq 100); do pgrep -f 'head -c 104857[6]' >/dev/null || exit 0; " ..
+        "sleep 0.1; done; exit 1" })
+    T.eq(gone.rc, 0, "the paced reader is gone once its input ended")
     -- a reader that never reads: the send stops partway
     local deaf = assert(c.session:shell("echo $$; exec sleep 600", { timeout = 30 }))
     local pid = assert(tonumber(deaf:recv_line(100, { timeout = 30 })), "the sleeper's pid")
