@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -23,9 +24,36 @@
 #define JOURNAL_FORMAT 2
 #define JOURNAL_BUSY_MS 10000
 
+/*
+ * Prepared statements, kept by their SQL text: the runner sends the same
+ * few statements for every step of every host, and parsing them again
+ * each time cost more than running them.  A small fixed number; the
+ * oldest entry gives way (finalised) when a new text needs a place.
+ */
+#define JOURNAL_STMT_CACHE 24
+
+struct journal_cached {
+    char *sql;             /* owned copy of the text (the key) */
+    sqlite3_stmt *stmt;    /* owned; finalised before the database closes */
+};
+
 struct journal {
     sqlite3 *db;  /* owned; closed by __gc / close */
+    struct journal_cached cache[JOURNAL_STMT_CACHE];
+    unsigned next_evict;   /* the cache slot that gives way next */
 };
+
+static void cache_clear(struct journal *j)
+{
+    unsigned i;
+
+    for (i = 0; i < JOURNAL_STMT_CACHE; i++) {
+        sqlite3_finalize(j->cache[i].stmt);
+        free(j->cache[i].sql);
+        j->cache[i].stmt = NULL;
+        j->cache[i].sql = NULL;
+    }
+}
 
 static const char *const journal_schema =
     "CREATE TABLE IF NOT EXISTS runs ("
@@ -58,6 +86,8 @@ static int journal_gc(lua_State *L)
 {
     struct journal *j = luaL_checkudata(L, 1, JOURNAL_MT);
 
+    /* the statements first: close_v2 would keep the file open for them */
+    cache_clear(j);
     if (j->db != NULL)
         sqlite3_close_v2(j->db);
     j->db = NULL;
@@ -97,7 +127,7 @@ static int journal_open(lua_State *L)
     int rc;
 
     j = lua_newuserdatauv(L, sizeof *j, 0);  /* before the resource */
-    j->db = NULL;
+    memset(j, 0, sizeof *j);
     luaL_setmetatable(L, JOURNAL_MT);
     /* Created 0600 here: SQLite gives the -wal and -shm files the mode
      * of the database file, and results may hold what only the operator
@@ -230,27 +260,66 @@ static struct journal_stmt *prepare(lua_State *L, struct journal *j,
 }
 
 /*
+ * The prepared statement for sql, reset and with no bindings: the cached
+ * one, else prepared now and cached.  NULL when SQLite refuses the text
+ * (its message is on the database).  Ownership stays with the cache; the
+ * caller resets the statement once it is done, so no read stays open.  A
+ * Lua error between (a bad parameter) leaves it to the next use's reset.
+ */
+static sqlite3_stmt *cached_stmt(struct journal *j, const char *sql)
+{
+    struct journal_cached *slot;
+    sqlite3_stmt *stmt = NULL;
+    char *copy;
+    unsigned i;
+
+    for (i = 0; i < JOURNAL_STMT_CACHE; i++) {
+        slot = &j->cache[i];
+        if (slot->sql != NULL && strcmp(slot->sql, sql) == 0) {
+            sqlite3_reset(slot->stmt);
+            sqlite3_clear_bindings(slot->stmt);
+            return slot->stmt;
+        }
+    }
+    if (sqlite3_prepare_v2(j->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+        sqlite3_finalize(stmt);
+        return NULL;
+    }
+    copy = strdup(sql);
+    if (copy == NULL) {
+        sqlite3_finalize(stmt);
+        return NULL;
+    }
+    slot = &j->cache[j->next_evict];
+    j->next_evict = (j->next_evict + 1) % JOURNAL_STMT_CACHE;
+    sqlite3_finalize(slot->stmt);
+    free(slot->sql);
+    slot->sql = copy;
+    slot->stmt = stmt;
+    return stmt;
+}
+
+/*
  * db:exec(sql, ...) -> changes, last_rowid | nil, message, code
  */
 static int journal_exec(lua_State *L)
 {
     struct journal *j = check_open(L);
     const char *sql = luaL_checkstring(L, 2);
-    int nparams = lua_gettop(L) - 2;
-    struct journal_stmt *s;
+    sqlite3_stmt *stmt;
     int rc;
 
-    s = prepare(L, j, sql, &rc);          /* pushed on top */
-    if (rc != SQLITE_OK)
+    stmt = cached_stmt(j, sql);
+    if (stmt == NULL)
         return fail_db(L, j->db, "journal");
-    lua_insert(L, 3);                      /* db sql stmt params... */
-    bind_params(L, s->stmt, 4);
-    (void)nparams;
-    rc = sqlite3_step(s->stmt);
-    sqlite3_finalize(s->stmt);
-    s->stmt = NULL;
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return fail_db(L, j->db, "journal");
+    bind_params(L, stmt, 3);
+    rc = sqlite3_step(stmt);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        rc = fail_db(L, j->db, "journal");   /* its message, then reset */
+        sqlite3_reset(stmt);
+        return rc;
+    }
+    sqlite3_reset(stmt);
     lua_pushinteger(L, sqlite3_changes(j->db));
     lua_pushinteger(L, (lua_Integer)sqlite3_last_insert_rowid(j->db));
     return 2;
@@ -263,48 +332,49 @@ static int journal_rows(lua_State *L)
 {
     struct journal *j = check_open(L);
     const char *sql = luaL_checkstring(L, 2);
-    struct journal_stmt *s;
+    sqlite3_stmt *stmt;
     lua_Integer n = 0;
     int rc;
     int cols;
     int i;
 
-    s = prepare(L, j, sql, &rc);
-    if (rc != SQLITE_OK)
+    stmt = cached_stmt(j, sql);
+    if (stmt == NULL)
         return fail_db(L, j->db, "journal");
-    lua_insert(L, 3);
-    bind_params(L, s->stmt, 4);
-    lua_settop(L, 3);
-    lua_newtable(L);                       /* 4: rows */
-    cols = sqlite3_column_count(s->stmt);
-    while ((rc = sqlite3_step(s->stmt)) == SQLITE_ROW) {
+    bind_params(L, stmt, 3);
+    lua_settop(L, 2);
+    lua_newtable(L);                       /* 3: rows */
+    cols = sqlite3_column_count(stmt);
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         lua_createtable(L, 0, cols);
         for (i = 0; i < cols; i++) {
-            switch (sqlite3_column_type(s->stmt, i)) {
+            switch (sqlite3_column_type(stmt, i)) {
             case SQLITE_INTEGER:
-                lua_pushinteger(L, sqlite3_column_int64(s->stmt, i));
+                lua_pushinteger(L, sqlite3_column_int64(stmt, i));
                 break;
             case SQLITE_FLOAT:
-                lua_pushnumber(L, sqlite3_column_double(s->stmt, i));
+                lua_pushnumber(L, sqlite3_column_double(stmt, i));
                 break;
             case SQLITE_TEXT:
             case SQLITE_BLOB:
                 lua_pushlstring(L,
-                    (const char *)sqlite3_column_blob(s->stmt, i),
-                    (size_t)sqlite3_column_bytes(s->stmt, i));
+                    (const char *)sqlite3_column_blob(stmt, i),
+                    (size_t)sqlite3_column_bytes(stmt, i));
                 break;
             default:
                 lua_pushnil(L);
                 break;
             }
-            lua_setfield(L, -2, sqlite3_column_name(s->stmt, i));
+            lua_setfield(L, -2, sqlite3_column_name(stmt, i));
         }
-        lua_rawseti(L, 4, ++n);
+        lua_rawseti(L, 3, ++n);
     }
-    sqlite3_finalize(s->stmt);
-    s->stmt = NULL;
-    if (rc != SQLITE_DONE)
-        return fail_db(L, j->db, "journal");
+    if (rc != SQLITE_DONE) {
+        rc = fail_db(L, j->db, "journal");   /* its message, then reset */
+        sqlite3_reset(stmt);
+        return rc;
+    }
+    sqlite3_reset(stmt);
     return 1;
 }
 
