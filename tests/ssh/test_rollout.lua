@@ -507,4 +507,34 @@ T.test("--ask-pass reads the password on the terminal, without echo", function()
     pw:stop()
 end)
 
+T.test("more hosts than forks, no serial: a host that is done closes its connection (60 hosts, 40 files)",
+    function()
+    local d = S.target(T)
+    inventory(d, 60)
+    T.write(d .. "/p.yml", string.format([[
+- hosts: all
+  gather_facts: false
+  steps:
+    - id: mark
+      shell: "echo {{ inventory_hostname }} >> %s/ran"
+- hosts: h1,h60
+  gather_facts: false
+  steps:
+    - id: again
+      shell: "echo {{ inventory_hostname }} >> %s/again"
+]], d, d))
+    -- a limit of 40 open files: with every finished host's connection
+    -- kept to the end of the play, the 60 hosts would run out of them
+    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", srv.known_hosts,
+                      "--forks", "5", "--no-journal" },
+                    { env = { HOME = d, SSH_AUTH_SOCK = "" }, wrap = { "prlimit", "--nofile=40:40", "--" },
+                      timeout = 240 })
+    T.eq(r.rc, 0, "every host ran\n" .. r.stdout .. r.stderr)
+    T.eq(#lines_of(d .. "/ran"), 60, "60 hosts ran the first play")
+    -- a released host reconnects for the next play
+    local again = lines_of(d .. "/again")
+    table.sort(again)
+    T.eq(table.concat(again, ","), "h1,h60", "h1 (released) and h60 ran the second play")
+end)
+
 T.done()

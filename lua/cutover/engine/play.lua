@@ -193,6 +193,10 @@ function Run:batch(play, hosts)
                         self.reporter:host_end(name, st.parked_at and "parked" or
                             ((self.failed_hosts[name] or st.interrupted_at) and "failed") or "done")
                     end
+                    -- more hosts than forks: one that is done gives up its
+                    -- connection now, so open sockets and memory stay
+                    -- bounded by forks, not by the play's hosts
+                    if next_host <= #hosts then self:release_host(name) end
                 end
             end
         end)
@@ -265,17 +269,21 @@ end
 -- is its registered values and its recap counts (the step occurrence
 -- counts are per play: this play is over for it).
 function Run:release_batch(batch)
-    for _, name in ipairs(batch) do
-        local hs = self.hosts[name]
-        if hs then
-            if hs.conn then hs.conn:close() end
-            hs.conn, hs.scope, hs.released = nil, nil, true
-            hs.occurrences, hs.last_result = nil, nil
-        end
-    end
+    for _, name in ipairs(batch) do self:release_host(name) end
     -- a full collection between batches returns the batch's
     -- garbage before the next one allocates (a few ms)
     collectgarbage("collect")
+end
+
+-- One host is done with this play (its handlers too): its session is
+-- closed and it reconnects when a later play needs it.
+function Run:release_host(name)
+    local hs = self.hosts[name]
+    if hs then
+        if hs.conn then hs.conn:close() end
+        hs.conn, hs.scope, hs.released = nil, nil, true
+        hs.occurrences, hs.last_result = nil, nil
+    end
 end
 
 -- After batch b of n: whether later batches start.  Hosts parked at a
