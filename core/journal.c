@@ -27,7 +27,8 @@
 /*
  * Prepared statements, kept by their SQL text: the runner sends the same
  * few statements for every step of every host, and parsing them again
- * each time cost more than running them.  A small fixed number; the
+ * each time cost about as much as running them (perf, 50 steps x 10
+ * hosts).  A small fixed number; the
  * oldest entry gives way (finalised) when a new text needs a place.
  */
 #define JOURNAL_STMT_CACHE 24
@@ -299,6 +300,17 @@ static sqlite3_stmt *cached_stmt(struct journal *j, const char *sql)
     return stmt;
 }
 
+/* fail_db for a cached statement that failed: its message first (a
+ * reset would keep it, but the order says so), then the reset that ends
+ * its read. */
+static int fail_reset(lua_State *L, struct journal *j, sqlite3_stmt *stmt)
+{
+    int n = fail_db(L, j->db, "journal");
+
+    sqlite3_reset(stmt);
+    return n;
+}
+
 /*
  * db:exec(sql, ...) -> changes, last_rowid | nil, message, code
  */
@@ -315,9 +327,7 @@ static int journal_exec(lua_State *L)
     bind_params(L, stmt, 3);
     rc = sqlite3_step(stmt);
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-        rc = fail_db(L, j->db, "journal");   /* its message, then reset */
-        sqlite3_reset(stmt);
-        return rc;
+        return fail_reset(L, j, stmt);
     }
     sqlite3_reset(stmt);
     lua_pushinteger(L, sqlite3_changes(j->db));
@@ -370,9 +380,7 @@ static int journal_rows(lua_State *L)
         lua_rawseti(L, 3, ++n);
     }
     if (rc != SQLITE_DONE) {
-        rc = fail_db(L, j->db, "journal");   /* its message, then reset */
-        sqlite3_reset(stmt);
-        return rc;
+        return fail_reset(L, j, stmt);
     }
     sqlite3_reset(stmt);
     return 1;
