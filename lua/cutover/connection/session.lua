@@ -80,7 +80,7 @@ local crypto = require("cutover.core.crypto")
 local M = {}
 
 M.DEFAULT_CAP = 8 * 1024 * 1024
--- The most one stream of a reply may carry (sh:recv's limit in
+-- The most one stream of a reply may carry (sh:recv_until's limit in
 -- core/ssh/shell.c): a larger cap is sent as this.
 M.MAX_CAP = 256 * 1024 * 1024
 -- What the channel runs (through the login shell): bash in POSIX mode
