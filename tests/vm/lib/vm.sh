@@ -8,6 +8,7 @@
 #   vm.sh down [STATE]           stop it
 #   vm.sh ssh [STATE] [ARGS...]  ssh into it as root
 #   vm.sh image                  build (or find) the image; print its folder
+#   vm.sh accel [IMAGE]          print kvm or tcg: what a boot would use
 # CMD sees CUTOVER_VM_PORT, CUTOVER_VM_KEY (client key),
 # CUTOVER_VM_KNOWN_HOSTS, CUTOVER_VM_IMAGE (the image folder: ops.password
 # ...), CUTOVER_VM_STATE (the boot's folder: serial.log, overlay) and
@@ -27,15 +28,62 @@ SMP=${CUTOVER_VM_SMP:-}
 
 say() { printf 'vm: %s\n' "$*" >&2; }
 
-# KVM only when the device is there and a probe start works; else TCG
+# accel IMAGE: kvm or tcg.  KVM only when /dev/kvm is there and writable
+# and the image's own kernel, started under it, prints its banner on the
+# serial port within $CUTOVER_VM_KVM_PROBE seconds (default 20).  /dev/kvm
+# can open and qemu start while the guest never runs: seen here under
+# nested virtualisation, a guest that printed nothing after the boot stub
+# in 120 s, and qemu aborting on an MSR with -cpu host.  The verdict is
+# kept beside the image for this boot of the machine (its boot_id), so the
+# VM tests of a run probe once.  CUTOVER_VM_ACCEL=kvm|tcg skips the probe.
 accel() {
-    if [ -c /dev/kvm ] && [ -w /dev/kvm ] &&
-       echo quit | timeout 20 qemu-system-x86_64 -accel kvm -machine none -nodefaults \
-           -display none -monitor stdio >/dev/null 2>&1; then
-        echo kvm
+    local image=$1 verdict probe pid waited=0 found=no
+    case "${CUTOVER_VM_ACCEL:-}" in
+    kvm|tcg) echo "$CUTOVER_VM_ACCEL"; return 0 ;;
+    "") ;;
+    *) say "CUTOVER_VM_ACCEL must be kvm or tcg, not '$CUTOVER_VM_ACCEL'"; return 1 ;;
+    esac
+    # CUTOVER_VM_KVM_DEVICE: for tests of this function only
+    local dev=${CUTOVER_VM_KVM_DEVICE:-/dev/kvm}
+    if ! [ -c "$dev" ] || ! [ -w "$dev" ]; then echo tcg; return 0; fi
+    verdict=$(accel_verdict_file "$image")
+    if [ -s "$verdict" ]; then cat "$verdict"; return 0; fi
+    probe=$(mktemp -d /tmp/cutover-vm-probe.XXXXXX)
+    # no disk: the kernel prints its banner first, then panics (panic=-1,
+    # -no-reboot: qemu exits), unless the probe has ended it already
+    setpriv --pdeathsig KILL qemu-system-x86_64 -accel kvm -m 256 -smp 1 \
+        -kernel "$image/vmlinuz" -append "console=ttyS0 earlyprintk=ttyS0 panic=-1" \
+        -no-reboot -display none -monitor none -serial "file:$probe/serial" \
+        >/dev/null 2>"$probe/err" &
+    pid=$!
+    while [ "$waited" -lt $(( ${CUTOVER_VM_KVM_PROBE:-20} * 4 )) ]; do
+        if grep -q "Linux version" "$probe/serial" 2>/dev/null; then found=yes; break; fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.25
+        waited=$(( waited + 1 ))
+    done
+    grep -q "Linux version" "$probe/serial" 2>/dev/null && found=yes
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    if [ "$found" = yes ]; then
+        echo kvm >"$verdict.tmp.$$"
     else
-        echo tcg
+        local why
+        why=$(grep -v 'warning:' "$probe/err" | head -n 1 || true)
+        say "KVM is present but the guest kernel printed nothing under it in ${CUTOVER_VM_KVM_PROBE:-20} s${why:+ (qemu: $why)}"
+        say "using TCG (software emulation) for this boot of the machine; set CUTOVER_VM_ACCEL=kvm to force KVM"
+        echo tcg >"$verdict.tmp.$$"
     fi
+    mv -f "$verdict.tmp.$$" "$verdict"
+    rm -rf "$probe"
+    cat "$verdict"
+}
+
+# where accel keeps its verdict: beside the image, for this boot
+accel_verdict_file() {
+    local boot
+    boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo unknown)
+    echo "$(dirname "$1")/.accel-$(basename "$1")-$boot"
 }
 
 free_port() {
@@ -56,32 +104,47 @@ ssh_args() {  # state folder -> the ssh options reaching its VM
 
 # boot STATE DAEMON: starts qemu on an overlay of the image, waits for SSH.
 # DAEMON=0: qemu is this shell's child (killed with it); 1: it daemonizes.
+# A guest that does not come up under KVM is booted again under TCG, and
+# TCG is kept for this boot of the machine (accel's verdict).
 boot() {
-    local st=$1 daemon=$2 image acc port
+    local st=$1 daemon=$2 image acc repo_port
     image=$(bash "$here/image.sh")
     mkdir -p "$st"
     echo "$image" >"$st/image"
-    rm -f "$st/overlay.qcow2" "$st/serial.log" "$st/qemu.pid"
-    # The overlay is thrown away with the test, so the guest's flushes (dpkg
-    # syncs every file it unpacks) need not reach the disk: cache=unsafe.
-    # A reboot inside the guest keeps the qemu process and its cache.
-    qemu-img create -q -f qcow2 -F raw -b "$image/rootfs.raw" "$st/overlay.qcow2"
-    acc=$(accel)
-    if [ -z "$BOOT_TIMEOUT" ]; then
-        if [ "$acc" = kvm ]; then BOOT_TIMEOUT=120; else BOOT_TIMEOUT=420; fi
-    fi
-    local smp=$SMP
-    if [ -z "$smp" ]; then
-        if [ "$acc" = kvm ]; then smp=2; else smp=1; fi
-    fi
-    local start attempt repo_port py
-    start=$(date +%s)
+    acc=$(accel "$image")
     # The lab's package repository: 10.0.2.100:80 in the guest, relayed by
     # relay.py (one per connection) to a loopback port here.  restrict=on
     # lets only such explicit forwards through (10.0.2.2 itself is closed).
     repo_port=$(free_port) || { say "no free loopback port"; return 1; }
     echo "$repo_port" >"$st/repo-port"
+    if boot_under "$st" "$daemon" "$image" "$acc" "$repo_port"; then return 0; fi
+    [ "$acc" = kvm ] && [ -z "${CUTOVER_VM_ACCEL:-}" ] || return 1
+    say "no SSH under KVM; booting again under TCG (kept for this boot of the machine)"
+    echo tcg >"$(accel_verdict_file "$image")"
+    boot_under "$st" "$daemon" "$image" tcg "$repo_port"
+}
+
+# boot_under STATE DAEMON IMAGE ACCEL REPO_PORT: one boot, on a new
+# overlay, tried on up to three ports
+boot_under() {
+    local st=$1 daemon=$2 image=$3 acc=$4 repo_port=$5 port
+    rm -f "$st/overlay.qcow2" "$st/serial.log" "$st/qemu.pid"
+    # The overlay is thrown away with the test, so the guest's flushes (dpkg
+    # syncs every file it unpacks) need not reach the disk: cache=unsafe.
+    # A reboot inside the guest keeps the qemu process and its cache.
+    qemu-img create -q -f qcow2 -F raw -b "$image/rootfs.raw" "$st/overlay.qcow2"
+    boot_limit=$BOOT_TIMEOUT
+    if [ -z "$boot_limit" ]; then
+        if [ "$acc" = kvm ]; then boot_limit=120; else boot_limit=420; fi
+    fi
+    local smp=$SMP
+    if [ -z "$smp" ]; then
+        if [ "$acc" = kvm ]; then smp=2; else smp=1; fi
+    fi
+    local start attempt py
+    start=$(date +%s)
     py=/usr/bin/python3; [ -x "$py" ] || py=$(command -v python3)
+    QEMU_PID=
     for attempt in 1 2 3; do
         port=$(free_port) || { say "no free loopback port"; return 1; }
         echo "$port" >"$st/port"
@@ -132,7 +195,7 @@ wait_ssh() {
         if [ -z "${QEMU_PID:-}" ] && { [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; }; then say "qemu exited"; return 1; fi
         # shellcheck disable=SC2046
         if ssh $(ssh_args "$st") root@127.0.0.1 true 2>/dev/null; then return 0; fi
-        if [ "$now" -ge "$BOOT_TIMEOUT" ]; then say "no ssh after $now s (limit $BOOT_TIMEOUT s)"; return 1; fi
+        if [ "$now" -ge "$boot_limit" ]; then say "no ssh after $now s (limit $boot_limit s)"; return 1; fi
         if [ $(( now - last )) -ge 20 ]; then
             say "waiting for ssh on 127.0.0.1:$(cat "$st/port") ($now s)"
             last=$now
@@ -203,8 +266,12 @@ ssh)
 image)
     bash "$here/image.sh"
     ;;
+accel)
+    # the accelerator a boot would use (probing KVM if need be)
+    accel "${2:-$(bash "$here/image.sh")}"
+    ;;
 *)
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
