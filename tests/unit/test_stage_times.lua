@@ -124,14 +124,19 @@ T.test("test.sh: every stage is timed; the table comes before the unchanged clos
     T.contains(text, "trap vm_on_exit EXIT")
     T.contains(text, 'stage_on_exit_rc "$rc"')
     for _, cmd in ipairs({ "bash scripts/deps.sh", "bash scripts/build.sh build\n",
-                           "run_ctest build --timeout", "bash scripts/build.sh build-asan",
-                           "env CUTOVER_SESSION=0 bash scripts/ctest_retry.sh build-asan",
+                           "run_ctest_wide build --timeout", "bash scripts/build.sh build-asan",
+                           "env CUTOVER_SESSION=0 CTEST_JOBS=\"$wait_jobs\" bash scripts/ctest_retry.sh",
                            "run_ctest build -L memcheck", "bash scripts/fuzz.sh \"" }) do
         local at = text:find(cmd, 1, true)
         T.ok(at, "test.sh runs " .. cmd)
         local line_start = text:sub(1, at):match(".*\n()") or 1
         T.match(text:sub(line_start, at - 1), "^stage \"[^\"]+\" $", "timed: " .. cmd)
     end
+    -- the two ctest stages of waiting tests run three per core; memcheck
+    -- (valgrind computes) one per core
+    T.contains(text, "wait_jobs=$(( 3 * $(nproc) ))")
+    T.contains(text, 'run_ctest_wide() { CTEST_JOBS=$wait_jobs run_ctest "$@"; }')
+    T.contains(text, 'stage "memcheck" run_ctest build -L memcheck')
     -- the VM lab starts after the build and is waited for (and timed)
     -- before the table
     local build = text:find('\nstage "build" ', 1, true)
