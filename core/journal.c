@@ -104,10 +104,26 @@ static struct journal *check_open(lua_State *L)
     return j;
 }
 
+/* Pushes "what: message", with the operating system's reason when
+ * SQLite has one: "unable to open database file" alone does not say that
+ * the controller ran out of file descriptors, or of disk. */
+static void push_db_error(lua_State *L, sqlite3 *db, const char *what,
+                          const char *message)
+{
+    int err = db != NULL ? sqlite3_system_errno(db) : 0;
+    int code = db != NULL ? sqlite3_errcode(db) & 0xff : 0;
+
+    if (err != 0 && (code == SQLITE_CANTOPEN || code == SQLITE_IOERR ||
+                     code == SQLITE_FULL))
+        lua_pushfstring(L, "%s: %s (%s)", what, message, strerror(err));
+    else
+        lua_pushfstring(L, "%s: %s", what, message);
+}
+
 static int fail_db(lua_State *L, sqlite3 *db, const char *what)
 {
     lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", what, sqlite3_errmsg(db));
+    push_db_error(L, db, what, sqlite3_errmsg(db));
     lua_pushinteger(L, sqlite3_errcode(db));
     return 3;
 }
@@ -140,9 +156,11 @@ static int journal_open(lua_State *L)
                          SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
     if (rc != SQLITE_OK) {
         lua_pushnil(L);
-        lua_pushfstring(L, "journal %s: %s", path,
-                        j->db != NULL ? sqlite3_errmsg(j->db)
-                                      : sqlite3_errstr(rc));
+        lua_pushfstring(L, "journal %s", path);
+        push_db_error(L, j->db, lua_tostring(L, -1),
+                      j->db != NULL ? sqlite3_errmsg(j->db)
+                                    : sqlite3_errstr(rc));
+        lua_remove(L, -2);
         lua_pushinteger(L, rc);
         return 3;
     }
@@ -189,8 +207,10 @@ static int journal_open(lua_State *L)
     }
     if (rc != SQLITE_OK) {
         lua_pushnil(L);
-        lua_pushfstring(L, "journal %s: %s", path,
-                        err != NULL ? err : sqlite3_errstr(rc));
+        lua_pushfstring(L, "journal %s", path);
+        push_db_error(L, j->db, lua_tostring(L, -1),
+                      err != NULL ? err : sqlite3_errstr(rc));
+        lua_remove(L, -2);
         lua_pushinteger(L, rc);
         sqlite3_free(err);
         return 3;

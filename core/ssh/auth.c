@@ -6,10 +6,13 @@
  * STEP_NEXT, STEP_WAIT, or the results of ssh_fail.  The password is
  * never copied into a message; what was tried is named instead.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -118,6 +121,20 @@ int ssh_auth_list(lua_State *L, struct ssh_session *s, const char *user)
                     ssh_last_error(s));
 }
 
+/* libssh2 reports any failure to read a key file as LIBSSH2_ERROR_FILE,
+ * and errno does not survive it: open the file again to learn why.
+ * 0 when it opens now. */
+static int key_open_errno(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int err = errno;
+
+    if (fd < 0)
+        return err;
+    close(fd);
+    return 0;
+}
+
 /* One key file per call: options.keys[key_index + 1]. */
 int ssh_auth_key(lua_State *L, struct ssh_session *s, const char *user)
 {
@@ -143,6 +160,23 @@ int ssh_auth_key(lua_State *L, struct ssh_session *s, const char *user)
         return STEP_WAIT;
     if (rc == 0) {
         s->phase = PH_READY;
+        return STEP_NEXT;
+    }
+    if (rc == LIBSSH2_ERROR_FILE) {
+        int err = key_open_errno(path);
+
+        /* the controller is out of descriptors: not the key's fault, and
+         * not an authentication failure */
+        if (err == EMFILE || err == ENFILE)
+            return ssh_fail(L, s, "unreachable", "%s: cannot open the key "
+                            "file %s: %s (the controller's limit of open "
+                            "files: ulimit -n; or fewer --forks)", s->host,
+                            path, strerror(err));
+        add_tried(s, lua_pushfstring(L, "key %s (cannot read it: %s)", path,
+                                     err != 0 ? strerror(err)
+                                              : "not a key libssh2 reads"));
+        lua_pop(L, 1);
+        s->key_index++;
         return STEP_NEXT;
     }
     if (key_is_rsa(path) &&

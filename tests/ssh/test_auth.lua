@@ -129,6 +129,36 @@ T.test("a key the server does not accept is refused, naming what was tried", fun
         ": authentication failed (server accepts: publickey; tried: key " .. d .. "/stranger)", "message")
 end)
 
+-- libssh2 reports a key file it cannot open as a refused key; with the
+-- controller out of descriptors (many hosts, a low ulimit -n) every host
+-- then said "authentication failed".  At each limit from 8 to 40 open
+-- files a run either works or names the cause.
+T.test("out of file descriptors: the run names the cause, never 'authentication failed'", function()
+    local d = T.tmpdir()
+    inventory(d, srv, "      ansible_ssh_private_key_file: " .. srv.key .. "\n")
+    book(d)
+    srv:trust()
+    local at_key, works_from = {}, nil
+    for n = 8, 40 do
+        local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", srv.known_hosts },
+                        { env = { HOME = d, SSH_AUTH_SOCK = "" }, wrap = { "prlimit", "--nofile=" .. n .. ":" .. n, "--" },
+                          timeout = 60 })
+        local out = r.stdout .. r.stderr
+        T.not_contains(out, "authentication failed", "limit " .. n)
+        if r.rc == 0 then
+            works_from = works_from or n
+        else
+            T.match(out, "[Tt]oo many open files", "limit " .. n .. ": the failure names the cause\n" .. out)
+        end
+        if out:find("cannot open the key file " .. srv.key .. ": Too many open files", 1, true) then
+            at_key[#at_key + 1] = n
+            T.contains(out, "ulimit -n", "limit " .. n .. ": and what to do")
+        end
+    end
+    T.ok(#at_key > 0, "some limit ran out at the key file")
+    T.ok(works_from ~= nil, "a limit high enough works")
+end)
+
 T.test("ssh-agent authentication", function()
     local d = T.tmpdir()
     inventory(d, srv)
