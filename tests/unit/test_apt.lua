@@ -78,4 +78,34 @@ T.test("package: any manager but apt fails naming the host and the manager, runn
     T.contains(r.msg, "package on db1: the package manager is pacman", "probed")
 end)
 
+T.test("cache_valid_time: the lists' age, and no package list at all counts as never updated", function()
+    local aptget = require("cutover.actions.lib.aptget")
+    local conn = require("cutover.connection.local").new("localhost")
+    local proc = require("cutover.core.proc")
+    local fs = require("cutover.core.fs")
+    local d = T.tmpdir()
+    local lists, stamp = d .. "/lists", d .. "/update-success-stamp"
+    local function sh(cmd) T.eq(proc.run({ shell = cmd }).rc, 0, cmd) end
+    -- what apt leaves before any update (a fresh image, or lists removed
+    -- just now): a new folder, a lock, a partial/ folder, no list
+    sh("mkdir -p " .. lists .. "/partial && touch " .. lists .. "/lock")
+    T.ok(aptget.cache_age(conn, lists, stamp) > 1e9, "no list: never updated, though the folder is new")
+    sh("touch " .. stamp)
+    T.ok(aptget.cache_age(conn, lists, stamp) > 1e9, "no list: a stamp alone does not make a cache")
+    fs.remove(stamp)
+    -- lists there: the folder's age
+    sh("touch " .. lists .. "/10.0.2.100_._Packages && touch -d '-300 seconds' " .. lists)
+    local age = aptget.cache_age(conn, lists, stamp)
+    T.ok(age >= 299 and age < 400, "the folder's age: " .. age)
+    -- the stamp, when there, wins
+    sh("touch -d '-50 seconds' " .. stamp)
+    age = aptget.cache_age(conn, lists, stamp)
+    T.ok(age >= 49 and age < 150, "the stamp's age: " .. age)
+    -- compressed lists count too
+    sh("rm " .. lists .. "/10.0.2.100_._Packages && touch " .. lists ..
+       "/deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages.lz4")
+    age = aptget.cache_age(conn, lists, stamp)
+    T.ok(age >= 49 and age < 150, "a compressed list: " .. age)
+end)
+
 T.done()

@@ -90,7 +90,10 @@ upgrades every package, installing new dependencies but removing none
 packages (`apt-get dist-upgrade`).  `autoremove` removes packages nothing
 needs any more.  `update_cache` runs `apt-get update` first, unless the
 last update is more recent than `cache_valid_time` seconds (which implies
-`update_cache`); updating the lists is not counted as a change.
+`update_cache`); updating the lists is not counted as a change.  The last
+update's time is that of apt's update stamp, else of the lists folder; a
+host with no package list at all has never been updated, however new its
+lists folder is.
 
 `hold: true` holds the named packages after installing them (`apt-mark
 hold`: apt-get then never upgrades or removes them), `hold: false`

@@ -158,9 +158,16 @@ function M.version_text(list, after)
     return table.concat(lines, "\n") .. "\n"
 end
 
-function M.cache_age(conn)
-    local r = conn:exec({ shell = "now=$(date +%s); t=$(stat -c %Y " .. q(STAMP) .. " 2>/dev/null || stat -c %Y " ..
-        q(LISTS) .. " 2>/dev/null || echo 0); echo $((now - t))", timeout = 60 })
+-- Seconds since the package lists were last updated (for
+-- cache_valid_time): the update stamp's age, else the lists folder's.  A
+-- host with no package list at all has never been updated, whatever its
+-- folder's date (a fresh image, or lists just removed): as old as can be.
+-- lists, stamp: other paths, for tests.
+function M.cache_age(conn, lists, stamp)
+    lists, stamp = lists or LISTS, stamp or STAMP
+    local r = conn:exec({ shell = "now=$(date +%s); t=0; for f in " .. q(lists) .. "/*_Packages*; do " ..
+        "[ -e \"$f\" ] && t=$(stat -c %Y " .. q(stamp) .. " 2>/dev/null || stat -c %Y " .. q(lists) ..
+        " 2>/dev/null || echo 0); break; done; echo $((now - t))", timeout = 60 })
     return r and r.rc == 0 and tonumber(util.trim(r.stdout)) or math.huge
 end
 
