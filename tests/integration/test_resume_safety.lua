@@ -73,7 +73,7 @@ T.test("safety 2: two resumes of the same crashed run started together: every st
         local codes = { a, b }
         table.sort(codes)
         T.eq(codes[1], 0, "trial " .. trial .. ": one resume ran")
-        T.eq(codes[2], 3, "trial " .. trial .. ": the other was refused (exit 3)")
+        T.eq(codes[2], 3, "trial " .. trial .. ": the other was refused (exit 3)\n" .. aout .. "\n----\n" .. bout)
         local loser = a == 3 and aout or bout
         T.contains(loser, "run " .. id, "the refusal names the run: " .. loser)
         T.match(loser, "pid %d+", "with its pid: " .. loser)
