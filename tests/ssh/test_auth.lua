@@ -140,9 +140,9 @@ T.test("out of file descriptors: the run names the cause, never 'authentication 
     srv:trust()
     local at_key, works_from = {}, nil
     for n = 8, 40 do
+        local limit = "--nofile=" .. n .. ":" .. n
         local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", srv.known_hosts },
-                        { env = { HOME = d, SSH_AUTH_SOCK = "" }, wrap = { "prlimit", "--nofile=" .. n .. ":" .. n, "--" },
-                          timeout = 60 })
+                        { env = { HOME = d, SSH_AUTH_SOCK = "" }, wrap = { "prlimit", limit, "--" }, timeout = 60 })
         local out = r.stdout .. r.stderr
         T.not_contains(out, "authentication failed", "limit " .. n)
         if r.rc == 0 then
