@@ -77,7 +77,7 @@ T.test("safety 2: two resumes of the same crashed run started together: every st
         local loser = a == 3 and aout or bout
         T.contains(loser, "run " .. id, "the refusal names the run: " .. loser)
         T.match(loser, "pid %d+", "with its pid: " .. loser)
-        T.eq(last_run(d).status, "ok", "the run ended ok")
+        T.eq(last_run(d).status, "ok", "trial " .. trial .. ": the run ended ok\n" .. aout .. "\n----\n" .. bout)
     end
 end)
 
