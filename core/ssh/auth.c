@@ -154,10 +154,20 @@ int ssh_auth_key(lua_State *L, struct ssh_session *s, const char *user)
         s->key_index++;
         return STEP_NEXT;
     }
-    rc = libssh2_userauth_publickey_fromfile_ex(
-        s->session, user, (unsigned)strlen(user), NULL, path, NULL);
+    /* an unencrypted ed25519 key is signed here; any other, by libssh2 */
+    if (!s->key_read) {
+        ssh_keyfile_load(path, &s->key);
+        s->key_read = 1;
+    }
+    if (s->key.ready)
+        rc = ssh_keyfile_userauth(s->session, user, &s->key);
+    else
+        rc = libssh2_userauth_publickey_fromfile_ex(
+            s->session, user, (unsigned)strlen(user), NULL, path, NULL);
     if (rc == LIBSSH2_ERROR_EAGAIN)
         return STEP_WAIT;
+    ssh_keyfile_clear(&s->key);
+    s->key_read = 0;
     if (rc == 0) {
         s->phase = PH_READY;
         return STEP_NEXT;
@@ -174,7 +184,8 @@ int ssh_auth_key(lua_State *L, struct ssh_session *s, const char *user)
                             path, strerror(err));
         add_tried(s, lua_pushfstring(L, "key %s (cannot read it: %s)", path,
                                      err != 0 ? strerror(err)
-                                              : "not a key libssh2 reads"));
+                                              : "encrypted, or not a key "
+                                                "libssh2 reads"));
         lua_pop(L, 1);
         s->key_index++;
         return STEP_NEXT;

@@ -55,6 +55,8 @@ void ssh_close_session(struct ssh_session *s)
         close(s->fd);
     s->fd = -1;
     kh_host_free(&s->known);
+    ssh_keyfile_clear(&s->key);
+    s->key_read = 0;
     s->phase = PH_DEAD;
 }
 

@@ -62,6 +62,19 @@ enum ssh_phase {
     PH_DEAD            /* closed */
 };
 
+/* keyfile.c: an unencrypted OpenSSH ed25519 key, signed with libsodium
+ * (libssh2's own reading of key files costs millions of instructions). */
+struct ssh_keyfile {
+    int ready;
+    unsigned char secret[64];       /* seed and public key; wiped by clear */
+    unsigned char public_blob[51];  /* string "ssh-ed25519", string key */
+    void *abstract;                 /* libssh2's handle: points here */
+};
+int ssh_keyfile_load(const char *path, struct ssh_keyfile *k);
+void ssh_keyfile_clear(struct ssh_keyfile *k);
+int ssh_keyfile_userauth(LIBSSH2_SESSION *session, const char *user,
+                         struct ssh_keyfile *k);
+
 struct ssh_session {
     int fd;
     LIBSSH2_SESSION *session;     /* owned; freed by __gc / close */
@@ -73,6 +86,8 @@ struct ssh_session {
     int busy;                     /* an exec is using the session */
     int key_index;
     int key_count;
+    struct ssh_keyfile key;       /* keys[key_index] when ours to sign */
+    int key_read;                 /* keys[key_index] was read for that */
     int agent_keys;
     int rsa_refused;
     int password_tried;

@@ -159,6 +159,56 @@ T.test("out of file descriptors: the run names the cause, never 'authentication 
     T.ok(works_from ~= nil, "a limit high enough works")
 end)
 
+-- An unencrypted OpenSSH ed25519 key is read and signed by cutover itself
+-- (core/ssh/keyfile.c: libssh2's reading costs millions of instructions
+-- per connection); every other key goes to libssh2 as before.
+T.test("user keys: ed25519 signed by cutover, ECDSA, encrypted and damaged keys by libssh2 as before", function()
+    local d = T.tmpdir()
+    inventory(d, srv, "      ansible_ssh_private_key_file: " .. srv.key .. "\n")
+    book(d)
+    srv:trust()
+    T.eq(run(d, { "--known-hosts", srv.known_hosts }).rc, 0, "the server's ed25519 key")
+    -- ECDSA: libssh2's reader
+    local ec = S.start(T, { user_key_type = "ecdsa" })
+    local de = T.tmpdir()
+    inventory(de, ec, "      ansible_ssh_private_key_file: " .. ec.key .. "\n")
+    book(de)
+    ec:trust()
+    local r = run(de, { "--known-hosts", ec.known_hosts })
+    T.eq(r.rc, 0, "an ECDSA key: " .. r.stdout .. r.stderr)
+    ec:stop()
+    -- an ed25519 key with a passphrase (none given): named, not used
+    S.sh("ssh-keygen -q -t ed25519 -N 'a passphrase' -f " .. d .. "/locked && cat " .. d ..
+         "/locked.pub >> " .. srv.dir .. "/authorized_keys")
+    inventory(d, srv, "      ansible_ssh_private_key_file: " .. d .. "/locked\n")
+    r = run(d, { "--known-hosts", srv.known_hosts })
+    T.eq(r.rc, 1, "an encrypted key without its passphrase")
+    T.contains(r.stdout, "tried: key " .. d .. "/locked (cannot read it: encrypted, or not a key libssh2 reads)",
+               "said")
+    -- the server's key with one base64 character changed, at many places:
+    -- refused or (a change inside the comment) still the same key; never
+    -- a crash, never another key's success
+    local text = assert(T.read(srv.key))
+    local body_from = text:find("\n", 1, true) + 1
+    local body_to = text:find("\n%-%-%-%-%-END") - 1
+    local refused = 0
+    for at = body_from, body_to, 9 do
+        local c = text:sub(at, at)
+        if c:match("[A-Za-z0-9+/]") then
+            local bad = text:sub(1, at - 1) .. (c == "A" and "B" or "A") .. text:sub(at + 1)
+            T.write(d .. "/damaged", bad, 384)
+            inventory(d, srv, "      ansible_ssh_private_key_file: " .. d .. "/damaged\n")
+            r = run(d, { "--known-hosts", srv.known_hosts })
+            T.ok(r.rc == 0 or r.rc == 1, "byte " .. at .. ": exit " .. tostring(r.rc) .. " " .. r.stderr)
+            if r.rc == 1 then
+                refused = refused + 1
+                T.contains(r.stdout, "authentication failed", "byte " .. at)
+            end
+        end
+    end
+    T.ok(refused > 10, "most damaged copies are refused (" .. refused .. ")")
+end)
+
 T.test("ssh-agent authentication", function()
     local d = T.tmpdir()
     inventory(d, srv)
