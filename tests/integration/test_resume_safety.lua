@@ -73,10 +73,17 @@ T.test("safety 2: two resumes of the same crashed run started together: every st
         local codes = { a, b }
         table.sort(codes)
         T.eq(codes[1], 0, "trial " .. trial .. ": one resume ran")
-        T.eq(codes[2], 3, "trial " .. trial .. ": the other was refused (exit 3)\n" .. aout .. "\n----\n" .. bout)
-        local loser = a == 3 and aout or bout
-        T.contains(loser, "run " .. id, "the refusal names the run: " .. loser)
-        T.match(loser, "pid %d+", "with its pid: " .. loser)
+        local loser = a == 0 and bout or aout
+        if codes[2] == 2 then
+            -- on a busy machine the second can start only after the first
+            -- has ended the run: then it is told there is nothing to resume
+            T.contains(loser, "run " .. id .. " is ok; there is nothing to resume",
+                       "trial " .. trial .. ": the late one")
+        else
+            T.eq(codes[2], 3, "trial " .. trial .. ": the other was refused (exit 3)\n" .. aout .. "\n----\n" .. bout)
+            T.contains(loser, "run " .. id, "the refusal names the run: " .. loser)
+            T.match(loser, "pid %d+", "with its pid: " .. loser)
+        end
         T.eq(last_run(d).status, "ok", "trial " .. trial .. ": the run ended ok\n" .. aout .. "\n----\n" .. bout)
     end
 end)
