@@ -37,6 +37,17 @@ local function run(dir, args, env)
 end
 
 local srv = S.start(T)
+
+-- A folder with the inventory (this key file, this server: default srv),
+-- the playbook, and the server's host key trusted.
+local function keyed(key, server)
+    server = server or srv
+    local d = T.tmpdir()
+    inventory(d, server, "      ansible_ssh_private_key_file: " .. key .. "\n")
+    book(d)
+    server:trust()
+    return d
+end
 local fingerprint = S.sh("ssh-keygen -lf " .. srv.dir .. "/host_ed25519.pub"):match("(SHA256:%S+)")
 
 T.test("unknown host: refused with its fingerprint and how to accept it; nothing runs", function()
@@ -134,10 +145,7 @@ end)
 -- then said "authentication failed".  At each limit from 8 to 40 open
 -- files a run either works or names the cause.
 T.test("out of file descriptors: the run names the cause, never 'authentication failed'", function()
-    local d = T.tmpdir()
-    inventory(d, srv, "      ansible_ssh_private_key_file: " .. srv.key .. "\n")
-    book(d)
-    srv:trust()
+    local d = keyed(srv.key)
     local at_key, works_from = {}, nil
     for n = 8, 40 do
         local limit = "--nofile=" .. n .. ":" .. n
@@ -163,18 +171,11 @@ end)
 -- (core/ssh/keyfile.c: libssh2's reading costs millions of instructions
 -- per connection); every other key goes to libssh2 as before.
 T.test("user keys: ed25519 signed by cutover, ECDSA, encrypted and damaged keys by libssh2 as before", function()
-    local d = T.tmpdir()
-    inventory(d, srv, "      ansible_ssh_private_key_file: " .. srv.key .. "\n")
-    book(d)
-    srv:trust()
+    local d = keyed(srv.key)
     T.eq(run(d, { "--known-hosts", srv.known_hosts }).rc, 0, "the server's ed25519 key")
     -- ECDSA: libssh2's reader
     local ec = S.start(T, { user_key_type = "ecdsa" })
-    local de = T.tmpdir()
-    inventory(de, ec, "      ansible_ssh_private_key_file: " .. ec.key .. "\n")
-    book(de)
-    ec:trust()
-    local r = run(de, { "--known-hosts", ec.known_hosts })
+    local r = run(keyed(ec.key, ec), { "--known-hosts", ec.known_hosts })
     T.eq(r.rc, 0, "an ECDSA key: " .. r.stdout .. r.stderr)
     ec:stop()
     -- an ed25519 key with a passphrase (none given): named, not used
@@ -231,11 +232,7 @@ end)
 
 T.test("RSA key refused by the server: the message explains libssh2's SHA-1", function()
     local rsa = S.start(T, { user_key_type = "rsa" })
-    local d = T.tmpdir()
-    inventory(d, rsa, "      ansible_ssh_private_key_file: " .. rsa.key .. "\n")
-    book(d)
-    rsa:trust()
-    local r = run(d, { "--known-hosts", rsa.known_hosts })
+    local r = run(keyed(rsa.key, rsa), { "--known-hosts", rsa.known_hosts })
     T.eq(r.rc, 1, "exit code")
     T.contains(r.stdout, "signs RSA keys only with SHA-1", "explanation")
     T.contains(r.stdout, "ssh-keygen -t ed25519", "suggestion")
