@@ -46,8 +46,14 @@ accel() {
     # CUTOVER_VM_KVM_DEVICE: for tests of this function only
     local dev=${CUTOVER_VM_KVM_DEVICE:-/dev/kvm}
     if ! [ -c "$dev" ] || ! [ -w "$dev" ]; then echo tcg; return 0; fi
+    case ${CUTOVER_VM_KVM_PROBE:-20} in
+    ''|*[!0-9]*) say "CUTOVER_VM_KVM_PROBE must be a whole number of seconds, not '$CUTOVER_VM_KVM_PROBE'"; return 1 ;;
+    esac
     verdict=$(accel_verdict_file "$image")
-    if [ -s "$verdict" ]; then cat "$verdict"; return 0; fi
+    case $(cat "$verdict" 2>/dev/null || true) in
+    kvm) echo kvm; return 0 ;;
+    tcg) echo tcg; return 0 ;;
+    esac
     probe=$(mktemp -d /tmp/cutover-vm-probe.XXXXXX)
     # no disk: the kernel prints its banner first, then panics (panic=-1,
     # -no-reboot: qemu exits), unless the probe has ended it already
@@ -111,29 +117,41 @@ boot() {
     image=$(bash "$here/image.sh")
     mkdir -p "$st"
     echo "$image" >"$st/image"
-    acc=$(accel "$image")
+    acc=$(accel "$image") || return 1
     # The lab's package repository: 10.0.2.100:80 in the guest, relayed by
     # relay.py (one per connection) to a loopback port here.  restrict=on
     # lets only such explicit forwards through (10.0.2.2 itself is closed).
     repo_port=$(free_port) || { say "no free loopback port"; return 1; }
     echo "$repo_port" >"$st/repo-port"
-    if boot_under "$st" "$daemon" "$image" "$acc" "$repo_port"; then return 0; fi
-    [ "$acc" = kvm ] && [ -z "${CUTOVER_VM_ACCEL:-}" ] || return 1
-    say "no SSH under KVM; booting again under TCG (kept for this boot of the machine)"
-    echo tcg >"$(accel_verdict_file "$image")"
+    local rc=0
+    boot_under "$st" "$daemon" "$image" "$acc" "$repo_port" || rc=$?
+    [ "$rc" -ne 0 ] || return 0
+    # Only a guest that printed nothing at all under KVM is KVM's fault; a
+    # slow or broken guest, or a failure here (rc 2), is not retried
+    if [ "$rc" -ne 1 ] || [ "$acc" != kvm ] || [ -n "${CUTOVER_VM_ACCEL:-}" ] ||
+       [ -s "$st/serial.log" ]; then
+        return 1
+    fi
+    say "the guest printed nothing under KVM; booting again under TCG (kept for this boot of the machine)"
+    local verdict
+    verdict=$(accel_verdict_file "$image")
+    echo tcg >"$verdict.tmp.$$" && mv -f "$verdict.tmp.$$" "$verdict"
     boot_under "$st" "$daemon" "$image" tcg "$repo_port"
 }
 
 # boot_under STATE DAEMON IMAGE ACCEL REPO_PORT: one boot, on a new
-# overlay, tried on up to three ports
+# overlay, tried on up to three ports.  1: the guest did not come up; 2:
+# it could not be started here (no overlay, no port).  It runs as an `if`
+# condition, where set -e does not apply: every step checks its status.
 boot_under() {
     local st=$1 daemon=$2 image=$3 acc=$4 repo_port=$5 port
     rm -f "$st/overlay.qcow2" "$st/serial.log" "$st/qemu.pid"
     # The overlay is thrown away with the test, so the guest's flushes (dpkg
     # syncs every file it unpacks) need not reach the disk: cache=unsafe.
     # A reboot inside the guest keeps the qemu process and its cache.
-    qemu-img create -q -f qcow2 -F raw -b "$image/rootfs.raw" "$st/overlay.qcow2"
-    boot_limit=$BOOT_TIMEOUT
+    qemu-img create -q -f qcow2 -F raw -b "$image/rootfs.raw" "$st/overlay.qcow2" ||
+        { say "cannot make the overlay $st/overlay.qcow2"; return 2; }
+    boot_limit=$BOOT_TIMEOUT  # global: wait_ssh reads it
     if [ -z "$boot_limit" ]; then
         if [ "$acc" = kvm ]; then boot_limit=120; else boot_limit=420; fi
     fi
@@ -146,9 +164,10 @@ boot_under() {
     py=/usr/bin/python3; [ -x "$py" ] || py=$(command -v python3)
     QEMU_PID=
     for attempt in 1 2 3; do
-        port=$(free_port) || { say "no free loopback port"; return 1; }
-        echo "$port" >"$st/port"
-        printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$image/host_ed25519.pub")" >"$st/known_hosts"
+        port=$(free_port) || { say "no free loopback port"; return 2; }
+        { echo "$port" >"$st/port" &&
+          printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$image/host_ed25519.pub")" >"$st/known_hosts"; } ||
+            { say "cannot write in $st"; return 2; }
         local cmd=(qemu-system-x86_64 -accel "$acc" -m "$MEMORY" -smp "$smp"
             -kernel "$image/vmlinuz" -initrd "$image/initrd.img"
             -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet"
