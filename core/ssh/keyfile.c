@@ -80,6 +80,9 @@ static int parse_private(struct reader *r, struct ssh_keyfile *k,
     uint32_t check1, check2;
     const unsigned char *pub, *secret, *comment;
     size_t pub_n, secret_n, comment_n, i;
+    unsigned char derived_pk[crypto_sign_ed25519_PUBLICKEYBYTES];
+    unsigned char derived_sk[crypto_sign_ed25519_SECRETKEYBYTES];
+    int mismatch;
 
     if (read_u32(r, &check1) != 0 || read_u32(r, &check2) != 0 ||
         check1 != check2 || !string_is(r, "ssh-ed25519") ||
@@ -98,6 +101,15 @@ static int parse_private(struct reader *r, struct ssh_keyfile *k,
     for (i = 0; i < r->left; i++)
         if (r->p[i] != (unsigned char)(i + 1))
             return -1;
+    /* the seed must give that public key: a damaged seed would sign with
+     * a key pair that does not match (refused by the server, and a weak
+     * spot of Ed25519 signing), so such a file goes to libssh2 */
+    mismatch = crypto_sign_ed25519_seed_keypair(derived_pk, derived_sk,
+                                                secret) != 0 ||
+               sodium_memcmp(derived_pk, pub, sizeof derived_pk) != 0;
+    sodium_memzero(derived_sk, sizeof derived_sk);
+    if (mismatch)
+        return -1;
     memcpy(k->secret, secret, sizeof k->secret);
     memcpy(k->public_blob, pub_blob, sizeof k->public_blob);
     return 0;
@@ -154,6 +166,7 @@ int ssh_keyfile_load(const char *path, struct ssh_keyfile *k)
     f = fopen(path, "re");
     if (f == NULL)
         goto done;
+    setvbuf(f, NULL, _IONBF, 0);  /* no copy of the key in stdio's buffer */
     n = fread(text, 1, KEYFILE_MAX, f);
     text[n] = '\0';
     if (n == KEYFILE_MAX || ferror(f))
