@@ -120,6 +120,18 @@ static void push_db_error(lua_State *L, sqlite3 *db, const char *what,
         lua_pushfstring(L, "%s: %s", what, message);
 }
 
+/* journal.open's failures: nil, "journal PATH: message (reason)", code */
+static int fail_open(lua_State *L, sqlite3 *db, const char *path,
+                     const char *message, int code)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, "journal %s", path);
+    push_db_error(L, db, lua_tostring(L, -1), message);
+    lua_remove(L, -2);
+    lua_pushinteger(L, code);
+    return 3;
+}
+
 static int fail_db(lua_State *L, sqlite3 *db, const char *what)
 {
     lua_pushnil(L);
@@ -154,16 +166,9 @@ static int journal_open(lua_State *L)
         close(fd);
     rc = sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE |
                          SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
-    if (rc != SQLITE_OK) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "journal %s", path);
-        push_db_error(L, j->db, lua_tostring(L, -1),
-                      j->db != NULL ? sqlite3_errmsg(j->db)
-                                    : sqlite3_errstr(rc));
-        lua_remove(L, -2);
-        lua_pushinteger(L, rc);
-        return 3;
-    }
+    if (rc != SQLITE_OK)
+        return fail_open(L, j->db, path, j->db != NULL ? sqlite3_errmsg(j->db)
+                                                       : sqlite3_errstr(rc), rc);
     sqlite3_busy_timeout(j->db, JOURNAL_BUSY_MS);
     if (sqlite3_prepare_v2(j->db, "PRAGMA user_version", -1, &stmt, NULL)
         != SQLITE_OK || sqlite3_step(stmt) != SQLITE_ROW) {
@@ -206,14 +211,10 @@ static int journal_open(lua_State *L)
             sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
     }
     if (rc != SQLITE_OK) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "journal %s", path);
-        push_db_error(L, j->db, lua_tostring(L, -1),
-                      err != NULL ? err : sqlite3_errstr(rc));
-        lua_remove(L, -2);
-        lua_pushinteger(L, rc);
+        int n = fail_open(L, j->db, path,
+                          err != NULL ? err : sqlite3_errstr(rc), rc);
         sqlite3_free(err);
-        return 3;
+        return n;
     }
     return 1;
 }
