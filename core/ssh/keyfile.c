@@ -121,8 +121,8 @@ static int parse_key(const unsigned char *raw, size_t n,
                      struct ssh_keyfile *k)
 {
     struct reader r = { raw, n };
-    const unsigned char *pub_blob, *priv;
-    size_t pub_len, priv_len;
+    const unsigned char *pub_blob, *priv, *key;
+    size_t pub_len, priv_len, key_n;
     uint32_t keys;
     struct reader blob;
 
@@ -138,14 +138,10 @@ static int parse_key(const unsigned char *raw, size_t n,
     /* the public blob: string "ssh-ed25519" string key (32) */
     blob.p = pub_blob;
     blob.left = pub_len;
-    {
-        const unsigned char *key;
-        size_t key_n;
-        if (!string_is(&blob, "ssh-ed25519") ||
-            read_string(&blob, &key, &key_n) != 0 || key_n != 32 ||
-            blob.left != 0)
-            return -1;
-    }
+    if (!string_is(&blob, "ssh-ed25519") ||
+        read_string(&blob, &key, &key_n) != 0 || key_n != 32 ||
+        blob.left != 0)
+        return -1;
     r.p = priv;
     r.left = priv_len;
     return parse_private(&r, k, pub_blob, pub_len);

@@ -37,7 +37,7 @@ say() { printf 'vm: %s\n' "$*" >&2; }
 # kept beside the image for this boot of the machine (its boot_id), so the
 # VM tests of a run probe once.  CUTOVER_VM_ACCEL=kvm|tcg skips the probe.
 accel() {
-    local image=$1 verdict probe pid waited=0 found=no
+    local image=$1 verdict probe pid waited=0 result=tcg
     case "${CUTOVER_VM_ACCEL:-}" in
     kvm|tcg) echo "$CUTOVER_VM_ACCEL"; return 0 ;;
     "") ;;
@@ -62,27 +62,31 @@ accel() {
         -no-reboot -display none -monitor none -serial "file:$probe/serial" \
         >/dev/null 2>"$probe/err" &
     pid=$!
-    while [ "$waited" -lt $(( ${CUTOVER_VM_KVM_PROBE:-20} * 4 )) ]; do
-        if grep -q "Linux version" "$probe/serial" 2>/dev/null; then found=yes; break; fi
-        kill -0 "$pid" 2>/dev/null || break
+    # until the banner shows, qemu ends, or the bound
+    while [ "$waited" -lt $(( ${CUTOVER_VM_KVM_PROBE:-20} * 4 )) ] &&
+          ! grep -q "Linux version" "$probe/serial" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do
         sleep 0.25
         waited=$(( waited + 1 ))
     done
-    grep -q "Linux version" "$probe/serial" 2>/dev/null && found=yes
+    grep -q "Linux version" "$probe/serial" 2>/dev/null && result=kvm
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    if [ "$found" = yes ]; then
-        echo kvm >"$verdict.tmp.$$"
-    else
+    if [ "$result" = tcg ]; then
         local why
         why=$(grep -v 'warning:' "$probe/err" | head -n 1 || true)
         say "KVM is present but the guest kernel printed nothing under it in ${CUTOVER_VM_KVM_PROBE:-20} s${why:+ (qemu: $why)}"
         say "using TCG (software emulation) for this boot of the machine; set CUTOVER_VM_ACCEL=kvm to force KVM"
-        echo tcg >"$verdict.tmp.$$"
     fi
-    mv -f "$verdict.tmp.$$" "$verdict"
     rm -rf "$probe"
-    cat "$verdict"
+    keep_verdict "$image" "$result"
+    echo "$result"
+}
+
+# keep_verdict IMAGE kvm|tcg: written whole (a reader never sees half)
+keep_verdict() {
+    local verdict
+    verdict=$(accel_verdict_file "$1")
+    echo "$2" >"$verdict.tmp.$$" && mv -f "$verdict.tmp.$$" "$verdict"
 }
 
 # where accel keeps its verdict: beside the image, for this boot
@@ -133,9 +137,7 @@ boot() {
         return 1
     fi
     say "the guest printed nothing under KVM; booting again under TCG (kept for this boot of the machine)"
-    local verdict
-    verdict=$(accel_verdict_file "$image")
-    echo tcg >"$verdict.tmp.$$" && mv -f "$verdict.tmp.$$" "$verdict"
+    keep_verdict "$image" tcg
     boot_under "$st" "$daemon" "$image" tcg "$repo_port"
 }
 
