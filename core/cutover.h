@@ -54,7 +54,7 @@ int cutover_socket_take(lua_State *L, int idx);
 int loop_can_park(lua_State *L);
 int loop_park(lua_State *L, struct pollfd *fds, int nfds, double deadline,
               lua_KContext ctx, lua_KFunction k);
-void loop_block(struct pollfd *fds, int nfds, double deadline);
+void loop_block(lua_State *L, struct pollfd *fds, int nfds, double deadline);
 double loop_now(void);            /* monotonic seconds */
 /* The task being resumed (NULL outside tasks), and a wake-up for a task
  * parked on something another task's work can change (a buffer filled

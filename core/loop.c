@@ -52,6 +52,9 @@ static struct loop_task *running;    /* the task being resumed, if any */
 static int loop_active;
 static volatile sig_atomic_t interrupt_count;
 static int wake_pipe[2] = {-1, -1};
+/* loop.before_wait's function (a registry reference), run once before
+ * the loop next blocks; the journal's deferred commits hang on it */
+static int before_wait_ref = LUA_NOREF;
 
 double loop_now(void)
 {
@@ -93,6 +96,27 @@ static int timeout_ms(double deadline)
     return (int)(left * 1000.0) + 1;
 }
 
+/*
+ * Runs the function loop.before_wait armed, if any (once: it is disarmed
+ * first, so it may arm itself again).  Called where the loop or a
+ * blocking primitive is about to wait, so nothing armed by a task sits
+ * unrun while the controller waits on the network or a timer.  An error
+ * in it is reported, not raised (the journal keeps its own failure).
+ */
+static void run_before_wait(lua_State *L)
+{
+    if (before_wait_ref == LUA_NOREF)
+        return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, before_wait_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, before_wait_ref);
+    before_wait_ref = LUA_NOREF;
+    if (cutover_pcall(L, 0, 0) != LUA_OK) {
+        lua_writestringerror("cutover: internal error before a wait: %s\n",
+                             lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+}
+
 int loop_can_park(lua_State *L)
 {
     return running != NULL && running->co == L && lua_isyieldable(L);
@@ -127,12 +151,14 @@ void loop_wake(void *task)
             tasks[i]->state = TASK_RUNNABLE;
 }
 
-void loop_block(struct pollfd *fds, int nfds, double deadline)
+void loop_block(lua_State *L, struct pollfd *fds, int nfds, double deadline)
 {
     unsigned seen = loop_interrupts();
     int i;
     int n;
 
+    if (timeout_ms(deadline) != 0)
+        run_before_wait(L);
     do {
         for (i = 0; i < nfds; i++)
             fds[i].revents = 0;
@@ -416,6 +442,8 @@ static int loop_run(lua_State *L)
             snprintf(failure, sizeof failure, "out of memory");
             break;
         }
+        if (parked && timeout_ms(deadline) != 0)
+            run_before_wait(L);
         n = fill_pollfds(pfds);
         if (parked) {
             int rc = poll(pfds, (nfds_t)n, timeout_ms(deadline));
@@ -440,6 +468,7 @@ static int loop_run(lua_State *L)
     }
     free(pfds);
     loop_active = 0;
+    run_before_wait(L);  /* nothing armed outlives the loop's tasks */
     if (failure[0] != '\0')
         return luaL_error(L, "loop.run: %s", failure);
     lua_pushboolean(L, 1);
@@ -456,7 +485,7 @@ static int loop_sleep_k(lua_State *L, int status, lua_KContext ctx)
            loop_interrupts() == (unsigned)lua_tointeger(L, 3)) {
         if (loop_can_park(L))
             return loop_park(L, NULL, 0, deadline, 0, loop_sleep_k);
-        loop_block(NULL, 0, deadline);
+        loop_block(L, NULL, 0, deadline);
     }
     lua_pushboolean(L, loop_now() >= deadline);
     return 1;
@@ -588,6 +617,23 @@ static int loop_yield(lua_State *L)
     return 0;
 }
 
+/*
+ * loop.before_wait(fn) -> nothing
+ * Arms fn (replacing what was armed) to run once, outside any task and
+ * with no arguments, before the loop next waits (poll with a timeout, a
+ * primitive blocking outside a task) or when loop.run ends.  It must not
+ * wait; its errors are reported, not raised.
+ */
+static int loop_before_wait(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    if (before_wait_ref != LUA_NOREF)
+        luaL_unref(L, LUA_REGISTRYINDEX, before_wait_ref);
+    before_wait_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
 /* loop.tasks() -> how many tasks (daemons not counted) the loop holds */
 static int loop_tasks(lua_State *L)
 {
@@ -602,6 +648,7 @@ static const luaL_Reg loop_funcs[] = {
     {"run", loop_run},
     {"sleep", loop_sleep},
     {"yield", loop_yield},
+    {"before_wait", loop_before_wait},
     {"tasks", loop_tasks},
     {"now", loop_lnow},
     {"interrupts", loop_linterrupts},

@@ -63,7 +63,7 @@ static int probe_step(lua_State *L, int status, lua_KContext ctx)
         }
         if (loop_can_park(L))
             return loop_park(L, &p->pfd, 1, p->deadline, 0, probe_step);
-        loop_block(&p->pfd, 1, p->deadline);
+        loop_block(L, &p->pfd, 1, p->deadline);
     }
 }
 
@@ -194,7 +194,7 @@ static int wait_fd(lua_State *L, struct pollfd *pfd, int fd, short events,
     pfd->events = events;
     if (loop_can_park(L))
         return loop_park(L, pfd, 1, deadline, 0, k);
-    loop_block(pfd, 1, deadline);
+    loop_block(L, pfd, 1, deadline);
     return -1;
 }
 

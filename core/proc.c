@@ -285,7 +285,7 @@ static int proc_step(lua_State *L, int status, lua_KContext ctx)
         n = wait_set(p, now, &wake);
         if (loop_can_park(L))
             return loop_park(L, p->fds, n, wake, 0, proc_step);
-        loop_block(p->fds, n, wake);
+        loop_block(L, p->fds, n, wake);
     }
     push_result(L, p);
     return 1;

@@ -322,7 +322,7 @@ static int ask_step(lua_State *L, int status, lua_KContext ctx)
         a->pfd.events = POLLIN;
         if (loop_can_park(L))
             return loop_park(L, &a->pfd, 1, 0, 0, ask_step);
-        loop_block(&a->pfd, 1, 0);
+        loop_block(L, &a->pfd, 1, 0);
     }
 }
 

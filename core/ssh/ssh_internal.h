@@ -134,7 +134,7 @@ void ssh_prepare_wait(struct ssh_session *s, int dirs);
         ssh_prepare_wait((s), (dirs));                                   \
         if (loop_can_park(L))                                            \
             return loop_park((L), &(s)->pfd, 1, (s)->deadline, 0, (k));  \
-        loop_block(&(s)->pfd, 1, (s)->deadline);                         \
+        loop_block((L), &(s)->pfd, 1, (s)->deadline);                    \
     } while (0)
 
 /* connect.c */

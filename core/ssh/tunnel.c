@@ -241,7 +241,7 @@ static int pump_step(lua_State *L, int status, lua_KContext ctx)
             s->pump_task = loop_current_task();
             return loop_park(L, p->fds, n, 0, 0, pump_step);
         }
-        loop_block(p->fds, n, loop_now() + 0.05);
+        loop_block(L, p->fds, n, loop_now() + 0.05);
     }
 }
 

@@ -73,14 +73,16 @@ function Journal:exec(sql, ...)
     -- a transaction of its own ends the group's first (they do not nest)
     if sql:find("^%s*BEGIN") then
         self:flush()
+        self:check_lost()
         self.in_tx = true
     elseif sql:find("^%s*COMMIT") or sql:find("^%s*ROLLBACK") then
         self.in_tx = nil
-    elseif self.group_gen and not self.in_group_write and not self.in_tx and not sql:find("^%s*SELECT") then
+    elseif not self.in_group_write and not self.in_tx and not sql:find("^%s*SELECT") then
         -- any other write (an event, a host's status) is durable when it
         -- returns too: the open group is committed first, so the write
         -- commits on its own and never waits in (or is lost with) the group
         self:flush()
+        self:check_lost()
     end
     return check(self, self.db:exec(sql, ...))
 end
@@ -88,13 +90,27 @@ end
 -- Group commit (issue 13).  A step's intent must be durable before the
 -- step starts and its result before the next one starts, but with steps
 -- of about a millisecond two fsyncs per step per host would dominate.
--- So, inside the loop's tasks, an intent or result joins the open group
--- transaction and its task waits for the end of the loop's turn
--- (loop.yield): every host that wrote in that turn is committed by one
--- COMMIT (one WAL fsync), by the first of them to resume, before any of
--- them goes on.  Outside a task (tests, history, resume's own writes)
--- each write commits at once, as before.  M.commits counts COMMITs of
--- group transactions and M.group_writes the writes they held (bench).
+-- So, inside the loop's tasks, every intent and result joins the open
+-- group transaction:
+--   * an intent's task waits for the end of the loop's turn
+--     (loop.yield): every host that wrote in that turn is committed by
+--     one COMMIT (one WAL fsync), by the first of them to resume, before
+--     any of them goes on;
+--   * a result does not wait: it is committed with the same host's next
+--     intent (the next step cannot start before that commit), or with
+--     any other write, or before the loop next waits on anything
+--     (loop.before_wait), whichever comes first.  So a step's result and
+--     the next step's intent cost one fsync, not two, and no result
+--     stays uncommitted while the controller waits on the network, a
+--     timer or an operator.
+-- A group that held a deferred result and failed to commit (a full
+-- disk, an I/O error) leaves the journal behind what the hosts did: every
+-- later write through this journal object raises that failure, so no
+-- host goes on and no run ends as if its results were recorded (the
+-- steps stay "running" in the file: a resume asks about them).
+-- Outside a task (tests, history, resume's own writes) each write
+-- commits at once, as before.  M.commits counts COMMITs of group
+-- transactions and M.group_writes the writes they held (bench).
 M.commits = 0
 M.group_writes = 0
 
@@ -103,20 +119,38 @@ function Journal:flush()
     local gen = self.group_gen
     self.group_gen = nil
     self.group_done = gen
+    local deferred = self.group_deferred
+    self.group_deferred = nil
     local ok, err = self.db:exec("COMMIT")
     if ok == nil then
         self.db:exec("ROLLBACK")
         self.group_failed = { gen = gen, err = err }
+        if deferred then self.lost = tostring(err):gsub("^journal: ", "") end
         check(self, nil, err)
     end
     M.commits = M.commits + 1
 end
 
-local function durable(self, fn, ...)
-    -- one host alone has nobody to share a commit with: each write
-    -- commits at once, as before (and holds no transaction open across
-    -- a turn of the loop)
-    if not loop.in_task() or self.no_group or self.in_tx or loop.tasks() < 2 then return fn(self, ...) end
+-- Raises when a group holding a result that did not wait failed to
+-- commit (see above).
+function Journal:check_lost()
+    if self.lost then check(self, nil, "a result was not recorded: " .. self.lost) end
+end
+
+-- The journals with a result waiting in their open group, committed by
+-- the loop before it waits (loop.before_wait runs this once).
+local deferring = setmetatable({}, { __mode = "k" })
+local function commit_deferred()
+    for j in pairs(deferring) do
+        deferring[j] = nil
+        -- a failure is kept in j.lost and raised by j's next write
+        if j.group_deferred then pcall(j.flush, j) end
+    end
+end
+
+local function durable(self, wait, fn, ...)
+    if not loop.in_task() or self.no_group or self.in_tx then return fn(self, ...) end
+    self:check_lost()
     if not self.group_gen then
         check(self, self.db:exec("BEGIN IMMEDIATE"))
         self.group_next = (self.group_next or 0) + 1
@@ -139,12 +173,20 @@ local function durable(self, fn, ...)
             self.group_gen = nil
             self.db:exec("ROLLBACK")
             self.group_failed = { gen = gen, err = type(res[2]) == "table" and res[2].why or tostring(res[2]) }
+            if self.group_deferred then self.lost = self.group_failed.err end
+            self.group_deferred = nil
         end
         if type(res[2]) == "string" then check(self, nil, res[2]) end
         error(res[2], 0)
     end
     check(self, self.db:exec("RELEASE cutover_write"))
     M.group_writes = M.group_writes + 1
+    if not wait then
+        self.group_deferred = true
+        deferring[self] = true
+        loop.before_wait(commit_deferred)
+        return table.unpack(res, 2, res.n)
+    end
     loop.yield()
     if self.group_gen == gen then self:flush() end
     if self.group_failed and self.group_failed.gen == gen then check(self, nil, self.group_failed.err) end
@@ -208,10 +250,11 @@ local function result(self, seq, status, changed, result_json, note, sealed)
               status, changed and 1 or 0, sys.time(), result_json, note, sealed, seq)
 end
 
--- Durable when it returns (group commit inside tasks, see above).
-function Journal:intent(f) return durable(self, intent, f) end
+-- An intent is durable when it returns; a result by the time the host's
+-- next intent returns, or the loop waits (group commit, see above).
+function Journal:intent(f) return durable(self, true, intent, f) end
 function Journal:result(seq, status, changed, result_json, note, sealed)
-    return durable(self, result, seq, status, changed, result_json, note, sealed)
+    return durable(self, false, result, seq, status, changed, result_json, note, sealed)
 end
 
 -- A controller-side step (no intent row before it ran): its intent and

@@ -2,6 +2,12 @@
 -- build cutover-faults only (the product has no way to kill itself).
 -- CUTOVER_FAULT=kill-before:STEP@HOST or kill-after:STEP@HOST sends the
 -- process SIGKILL at that step boundary, exactly as a crash would.
+-- kill-after lets the loop take one turn first, so the step's result is
+-- on disk (a result joins the journal's group and is committed with the
+-- next intent or before the loop waits): the crash falls between the
+-- steps.  kill-unrecorded:STEP@HOST kills at once instead, in the moment
+-- when the result is written but not yet committed (the step then reads
+-- as in flight, and resume must treat it so).
 -- CUTOVER_FAULT=wait-before-claim:FILE makes a resume stop between
 -- choosing its run and claiming it: it writes FILE.waiting, then waits
 -- (30 s at most) until FILE exists.
@@ -23,7 +29,10 @@ if gate then
     end
 elseif fault and fault ~= "" then
     engine.step_boundary = function(when, step, host)
-        if fault == "kill-" .. when .. ":" .. step .. "@" .. host then
+        if when == "after" and fault == "kill-unrecorded:" .. step .. "@" .. host then
+            sys.kill(sys.getpid(), 9)
+        elseif fault == "kill-" .. when .. ":" .. step .. "@" .. host then
+            if when == "after" then loop.sleep(0.001) end
             sys.kill(sys.getpid(), 9)
         end
     end

@@ -91,6 +91,29 @@ for _, k in ipairs({ "kill-before:s1", "kill-after:s1", "kill-after:s2", "kill-a
     end)
 end
 
+-- The moment group commit opened (issue 13): a step's result is written
+-- but rides with the next intent, and the controller dies before that
+-- commit.  The step took effect; the journal must not say it did not
+-- (or lose it): it reads as in flight, so resume asks, and nothing runs
+-- twice or is skipped.
+T.test("SIGKILL after a step's result was written, before its commit: resume asks, never runs it twice", function()
+    local d = setup()
+    local r = run(d, { "run", d .. "/p.yml" }, { CUTOVER_FAULT = "kill-unrecorded:s2@localhost" })
+    T.eq(r.rc, 128 + 9, "killed")
+    T.eq(count(d), "s1\ns2\n", "s2 ran, then the kill")
+    local id = last_run(d).id
+    r = run(d, { "resume" })
+    if r.rc == 1 then
+        -- the result did not reach the disk: s2 is in flight
+        T.contains(r.stdout, "step 's2' was running on localhost when the controller stopped", "asks about s2")
+        T.eq(count(d), "s1\ns2\n", "s2 not run again on its own")
+        r = run(d, { "resume", id, "--mark-done", "s2" })
+    end
+    T.eq(r.rc, 0, "resume finishes: " .. r.stdout .. r.stderr)
+    T.eq(count(d), "s1\ns2\ns3\ns4\n", "each step once")
+    T.eq(T.read(d .. "/registered"), "one-seen\n", "s1's registered value restored")
+end)
+
 -- Starts a run in the background that is SIGKILLed once the marker file
 -- exists (the step wrote it: a deterministic point in the middle).
 local function kill_mid(d, book_args)

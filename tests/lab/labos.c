@@ -322,7 +322,7 @@ static int accept_step(lua_State *L, int status, lua_KContext ctx)
         l->pfd.events = POLLIN;
         if (loop_can_park(L))
             return loop_park(L, &l->pfd, 1, l->deadline, 0, accept_step);
-        loop_block(&l->pfd, 1, l->deadline);
+        loop_block(L, &l->pfd, 1, l->deadline);
     }
 }
 

@@ -43,17 +43,25 @@ T.test("10 hosts' intents in one turn: one commit, every row durable before any 
     j:close()
 end)
 
-T.test("steps of 5 hosts x 4 steps: at most one commit per loop turn, every result durable", function()
+local function step_of(id, h, s)
+    return { run = id, host = h, play = 1, step = s, occurrence = 1, name = s, action = "command",
+             digest = "d", idempotent = false }
+end
+
+T.test("steps of 5 hosts x 4 steps: one commit per loop turn, each result durable before the next step", function()
     local j, path, id = open()
     local c0, gw0 = journal.commits, journal.group_writes
     for h = 1, 5 do
         loop.spawn(function()
             for s = 1, 4 do
-                local seq = j:intent({ run = id, host = "h" .. h, play = 1, step = "s" .. s, occurrence = 1,
-                                       name = "s" .. s, action = "command", digest = "d", idempotent = false })
+                local seq = j:intent(step_of(id, "h" .. h, "s" .. s))
+                if s > 1 then
+                    -- the step may start now: the one before must be on disk
+                    T.eq(count_rows(path, "SELECT seq FROM steps WHERE host = 'h" .. h ..
+                        "' AND step = 's" .. (s - 1) .. "' AND status = 'ok'"), 1,
+                        "h" .. h .. " s" .. (s - 1) .. "'s result durable before s" .. s .. " starts")
+                end
                 j:result(seq, "ok", false, "{}", nil, nil)
-                T.eq(count_rows(path, "SELECT seq FROM steps WHERE host = 'h" .. h ..
-                    "' AND step = 's" .. s .. "' AND status = 'ok'"), 1, "h" .. h .. " s" .. s .. " durable")
             end
         end)
     end
@@ -62,8 +70,86 @@ T.test("steps of 5 hosts x 4 steps: at most one commit per loop turn, every resu
     -- every intent and result went through the group (a write that
     -- committed on its own would not be counted in commits at all)
     T.eq(journal.group_writes - gw0, 40, "the 40 writes were grouped")
-    T.ok(commits <= 8, "40 writes in at most 8 commits (2 per step, hosts together): " .. commits)
-    T.eq(count_rows(path, "SELECT seq FROM steps WHERE status = 'ok'"), 20, "all 20 results")
+    -- a turn per step (the result rides with the next intent), and one
+    -- for the last results when the loop ended: 2 per step before
+    T.ok(commits <= 5, "40 writes in at most 5 commits: " .. commits)
+    T.eq(count_rows(path, "SELECT seq FROM steps WHERE status = 'ok'"), 20, "all 20 results, the last ones too")
+    j:close()
+end)
+
+T.test("one host alone: a step's result and the next intent share a commit", function()
+    local j, path, id = open()
+    local c0 = journal.commits
+    loop.spawn(function()
+        for s = 1, 10 do
+            local seq = j:intent(step_of(id, "h1", "s" .. s))
+            T.eq(count_rows(path, "SELECT seq FROM steps WHERE status = 'running'"), 1,
+                 "s" .. s .. ": its intent durable, and no earlier step left running")
+            j:result(seq, "ok", false, "{}", nil, nil)
+        end
+    end)
+    loop.run()
+    T.ok(journal.commits - c0 <= 11, "20 writes in at most 11 commits: " .. (journal.commits - c0))
+    T.eq(count_rows(path, "SELECT seq FROM steps WHERE status = 'ok'"), 10, "all 10 results")
+    j:close()
+end)
+
+T.test("a result is committed before the loop waits (a timer, a blocking wait)", function()
+    local j, path, id = open()
+    local seen = {}
+    loop.spawn(function()
+        local seq = j:intent(step_of(id, "h1", "s1"))
+        j:result(seq, "ok", false, "{}", nil, nil)
+        -- h1 now waits on a timer, writing nothing
+        loop.sleep(0.3)
+        local seq2 = j:intent(step_of(id, "h1", "s2"))
+        j:result(seq2, "ok", false, "{}", nil, nil)
+        -- a wait that blocks the loop (no task can park inside a
+        -- coroutine of its own): it commits first too
+        coroutine.wrap(function() loop.sleep(0.05) end)()
+        seen.blocked = count_rows(path, "SELECT seq FROM steps WHERE step = 's2' AND status = 'ok'")
+    end)
+    loop.spawn(function()
+        loop.sleep(0.1)
+        seen.parked = count_rows(path, "SELECT seq FROM steps WHERE step = 's1' AND status = 'ok'")
+    end)
+    loop.run()
+    T.eq(seen.parked, 1, "h1's result was on disk while h1 slept")
+    T.eq(seen.blocked, 1, "h1's second result was on disk after a blocking wait")
+    j:close()
+end)
+
+T.test("a group holding a result fails to commit: every later write refused, the step stays running", function()
+    local j, path, id = open()
+    -- a real COMMIT failure: a deferred foreign key is only checked at
+    -- COMMIT, so h1's result is written and its group then fails (as a
+    -- full disk fails a COMMIT)
+    j:exec("CREATE TABLE lost_check (run TEXT REFERENCES runs(id) DEFERRABLE INITIALLY DEFERRED)")
+    j:exec("CREATE TRIGGER lose_h1 AFTER UPDATE ON steps WHEN NEW.host = 'h1' " ..
+           "BEGIN INSERT INTO lost_check VALUES ('no such run'); END")
+    local errs = {}
+    loop.spawn(function()
+        local seq = j:intent(step_of(id, "h1", "s1"))
+        j:result(seq, "ok", false, "{}", nil, nil)
+        loop.sleep(0.1)    -- the loop commits the group before it waits: that fails
+        local ok, err = pcall(j.intent, j, step_of(id, "h1", "s2"))
+        errs.h1 = not ok and err or "went on"
+    end)
+    loop.spawn(function()
+        loop.sleep(0.2)
+        local ok, err = pcall(j.intent, j, step_of(id, "h2", "s1"))
+        errs.h2 = not ok and err or "went on"
+    end)
+    loop.run()
+    for _, h in ipairs({ "h1", "h2" }) do
+        T.ok(journal.is_write_error(errs[h]), h .. "'s next write fails as a WriteError: " .. tostring(errs[h]))
+        T.contains(tostring(errs[h]), "a result was not recorded", h .. ": says why")
+    end
+    T.eq(count_rows(path, "SELECT seq FROM steps WHERE host = 'h1' AND status = 'running'"), 1,
+         "h1's step stays running in the file (a resume asks about it)")
+    T.eq(count_rows(path, "SELECT seq FROM steps WHERE step = 's2' OR host = 'h2'"), 0, "nothing started after it")
+    local ok, err = pcall(j.host_status, j, id, "h1", "ok")
+    T.ok(not ok and journal.is_write_error(err), "the run's own end is refused too: " .. tostring(err))
     j:close()
 end)
 
@@ -190,6 +276,51 @@ loop.run()
     T.eq(r.signal, 9, "the child was killed (SIGKILL): rc " .. tostring(r.rc) .. " " .. tostring(r.stderr))
     T.eq(count_rows(path, "SELECT seq FROM events WHERE host = 'h2' AND kind = 'item'"), 1,
          "the item's end event is in the journal after the kill")
+end)
+
+T.test("kill -9 right after a step's next intent returns: the step before it has its result on disk", function()
+    local proc = require("cutover.core.proc")
+    local j, path, id = open()
+    j:close()
+    local d = T.tmpdir()
+    for _, when in ipairs({ "next-intent", "sleeping" }) do
+        T.write(d .. "/child.lua", [==[
+local path, id, when = ...
+local journal = require("cutover.journal")
+local loop = require("cutover.core.loop")
+local sys = require("cutover.core.sys")
+local j = assert(journal.open(path))
+local function step(s)
+    return { run = id, host = when, play = 1, step = s, occurrence = 1, name = s,
+             action = "command", digest = "d", idempotent = false }
+end
+loop.spawn(function()
+    local seq = j:intent(step("s1"))
+    j:result(seq, "ok", false, "{}", nil, nil)
+    if when == "next-intent" then
+        j:intent(step("s2"))
+        sys.kill(sys.getpid(), 9)
+    end
+    loop.sleep(5)
+end)
+loop.spawn(function()
+    loop.sleep(0.2)
+    sys.kill(sys.getpid(), 9)
+end)
+loop.run()
+]==])
+        local luatest = T.cutover:gsub("cutover$", "cutover_luatest")
+        local r = proc.run({ argv = { luatest, d .. "/child.lua", path, id, when }, timeout = 60 })
+        T.eq(r.signal, 9, when .. ": the child was killed (SIGKILL): rc " .. tostring(r.rc) .. " " ..
+             tostring(r.stderr))
+        T.eq(count_rows(path, "SELECT seq FROM steps WHERE host = '" .. when ..
+                        "' AND step = 's1' AND status = 'ok'"), 1,
+             when .. ": s1's result is in the journal after the kill")
+        if when == "next-intent" then
+            T.eq(count_rows(path, "SELECT seq FROM steps WHERE host = '" .. when .. "' AND step = 's2'"), 1,
+                 "s2's intent is in the journal after the kill")
+        end
+    end
 end)
 
 T.done()
