@@ -8,6 +8,11 @@ struct embedded_module {
     const char *path;   /* "cutover/actions/copy.lua", for dev loading */
     const char *source;
     size_t length;
+    /* the source precompiled at build time (core/tools/embed.c), with its
+     * debug information: what is loaded, unless this liblua reads
+     * another bytecode format (then the source is) */
+    const char *bytecode;
+    size_t bytecode_length;
 };
 
 /* Terminated by an entry whose name is NULL. */

@@ -108,8 +108,17 @@ static int host_load_embedded(lua_State *L)
     } else {
         snprintf(chunkname, sizeof chunkname, "@%s/%s",
                  lua_tostring(L, lua_upvalueindex(3)), mod->path);
-        status = luaL_loadbufferx(L, mod->source, mod->length, chunkname,
-                                  "t");
+        /* The bytecode is the binary's own, made from this very source
+         * at build time; no bytecode from anywhere else is ever loaded
+         * (user code and playbook expressions are loaded as text). */
+        status = luaL_loadbufferx(L, mod->bytecode, mod->bytecode_length,
+                                  chunkname, "b");
+        if (status != LUA_OK) {
+            /* a liblua of another bytecode format: parse the source */
+            lua_pop(L, 1);
+            status = luaL_loadbufferx(L, mod->source, mod->length,
+                                      chunkname, "t");
+        }
     }
     if (status != LUA_OK)
         return lua_error(L);

@@ -19,6 +19,24 @@ end
 -- cutover-lab is built next to cutover (one CMake build folder).
 local lab_binary = binary:gsub("[^/]*$", "") .. "cutover-lab"
 
+T.test("embedded modules are precompiled bytecode that keeps file names and lines", function()
+    -- a Lua 5.4 chunk's header: ESC "Lua", version 0x54, format 0
+    T.ok(holds(bytes(binary), "\27LuaT\0"), "the binary holds precompiled chunks")
+    -- debug information kept: tracebacks and errors name the same file
+    -- and line as the source would
+    local info = debug.getinfo(require("cutover.journal").open, "S")
+    T.eq(info.source, "@lua/cutover/journal.lua", "chunk name")
+    local line = 0
+    for l in io.lines(tests_dir .. "/../lua/cutover/journal.lua") do
+        line = line + 1
+        if l:find("^function M%.open%(") then break end
+    end
+    T.eq(info.linedefined, line, "journal.open's line")
+    local ok, err = pcall(require("cutover.journal").open, {})
+    T.ok(not ok and tostring(err):find("lua/cutover/journal.lua:%d+:") ~= nil,
+         "an error inside names file and line: " .. tostring(err))
+end)
+
 T.test("cmdparse (the tests' cmd.exe reference) is not embedded", function()
     T.ok(not holds(bytes(binary), "cutover/windows/cmdparse.lua"),
          "the cutover binary has no cutover/windows/cmdparse.lua")
