@@ -11,6 +11,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,10 @@ int main(int argc, char **argv)
         rc = die(NULL, "connect");
         goto out;
     }
+    /* as cutover (core/ssh/connect.c) and OpenSSH do: without it, Nagle's
+     * algorithm holds each small packet for the peer's delayed ACK, about
+     * 40 ms per command, and the floor would not be one */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
     s = libssh2_session_init();
     if (s == NULL || libssh2_session_handshake(s, fd) != 0) {
         rc = die(s, "handshake");
