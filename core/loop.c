@@ -98,9 +98,10 @@ static int timeout_ms(double deadline)
 
 /*
  * Runs the function loop.before_wait armed, if any (once: it is disarmed
- * first, so it may arm itself again).  Called where the loop or a
- * blocking primitive is about to wait, so nothing armed by a task sits
- * unrun while the controller waits on the network or a timer.  An error
+ * first, so it may arm itself again).  Called at the end of each turn of
+ * the loop, before it polls (even with no timeout), and where a primitive
+ * blocks outside a task: so what a task armed runs by the end of the turn
+ * it was armed in, and never waits for the network or a timer.  An error
  * in it is reported, not raised (the journal keeps its own failure).
  */
 static void run_before_wait(lua_State *L)
@@ -157,8 +158,7 @@ void loop_block(lua_State *L, struct pollfd *fds, int nfds, double deadline)
     int i;
     int n;
 
-    if (timeout_ms(deadline) != 0)
-        run_before_wait(L);
+    run_before_wait(L);
     do {
         for (i = 0; i < nfds; i++)
             fds[i].revents = 0;
@@ -442,8 +442,7 @@ static int loop_run(lua_State *L)
             snprintf(failure, sizeof failure, "out of memory");
             break;
         }
-        if (parked && timeout_ms(deadline) != 0)
-            run_before_wait(L);
+        run_before_wait(L);  /* the turn's end: before any poll */
         n = fill_pollfds(pfds);
         if (parked) {
             int rc = poll(pfds, (nfds_t)n, timeout_ms(deadline));
@@ -620,9 +619,9 @@ static int loop_yield(lua_State *L)
 /*
  * loop.before_wait(fn) -> nothing
  * Arms fn (replacing what was armed) to run once, outside any task and
- * with no arguments, before the loop next waits (poll with a timeout, a
- * primitive blocking outside a task) or when loop.run ends.  It must not
- * wait; its errors are reported, not raised.
+ * with no arguments, at the end of the loop's current turn (before it
+ * polls), before a primitive blocks outside a task, or when loop.run
+ * ends.  It must not wait; its errors are reported, not raised.
  */
 static int loop_before_wait(lua_State *L)
 {

@@ -96,13 +96,14 @@ end
 --     (loop.yield): every host that wrote in that turn is committed by
 --     one COMMIT (one WAL fsync), by the first of them to resume, before
 --     any of them goes on;
---   * a result does not wait: it is committed with the same host's next
---     intent (the next step cannot start before that commit), or with
---     any other write, or before the loop next waits on anything
---     (loop.before_wait), whichever comes first.  So a step's result and
---     the next step's intent cost one fsync, not two, and no result
---     stays uncommitted while the controller waits on the network, a
---     timer or an operator.
+--   * a result does not wait: it is committed with the group at the end
+--     of the loop's turn it was written in (loop.before_wait), so with
+--     the same host's next intent when that follows in the same turn (the
+--     usual case: the next step cannot start before that commit), or
+--     with any other write before then.  So a step's result and the next
+--     step's intent cost one fsync, not two, and no result stays
+--     uncommitted while the controller waits on the network, a timer or
+--     an operator.
 -- A group that held a deferred result and failed to commit (a full
 -- disk, an I/O error) leaves the journal behind what the hosts did: every
 -- later write through this journal object raises that failure, so no
@@ -137,8 +138,8 @@ function Journal:check_lost()
     if self.lost then check(self, nil, "a result was not recorded: " .. self.lost) end
 end
 
--- The journals with a result waiting in their open group, committed by
--- the loop before it waits (loop.before_wait runs this once).
+-- The journals with a result waiting in their open group, committed at
+-- the end of the loop's turn (loop.before_wait runs this once).
 local deferring = setmetatable({}, { __mode = "k" })
 local function commit_deferred()
     for j in pairs(deferring) do

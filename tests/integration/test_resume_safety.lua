@@ -72,7 +72,7 @@ T.test("safety 2: two resumes of the same crashed run started together: every st
              " b=" .. tostring(b) .. ")\n" .. aout .. "\n----\n" .. bout)
         local codes = { a, b }
         table.sort(codes)
-        T.eq(codes[1], 0, "trial " .. trial .. ": one resume ran")
+        T.eq(codes[1], 0, "trial " .. trial .. ": one resume ran\n" .. aout .. "\n----\n" .. bout)
         local loser = a == 0 and bout or aout
         if codes[2] == 2 then
             -- on a busy machine the second can start only after the first
