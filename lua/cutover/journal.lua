@@ -251,8 +251,8 @@ local function result(self, seq, status, changed, result_json, note, sealed)
               status, changed and 1 or 0, sys.time(), result_json, note, sealed, seq)
 end
 
--- An intent is durable when it returns; a result by the time the host's
--- next intent returns, or the loop waits (group commit, see above).
+-- An intent is durable when it returns; a result by the end of the
+-- loop's turn, with the host's next intent (group commit, see above).
 function Journal:intent(f) return durable(self, true, intent, f) end
 function Journal:result(seq, status, changed, result_json, note, sealed)
     return durable(self, false, result, seq, status, changed, result_json, note, sealed)
