@@ -52,8 +52,8 @@ static struct loop_task *running;    /* the task being resumed, if any */
 static int loop_active;
 static volatile sig_atomic_t interrupt_count;
 static int wake_pipe[2] = {-1, -1};
-/* loop.before_wait's function (a registry reference), run once before
- * the loop next blocks; the journal's deferred commits hang on it */
+/* loop.before_wait's function (a registry reference), run once at the
+ * end of the loop's turn; the journal's deferred commits hang on it */
 static int before_wait_ref = LUA_NOREF;
 
 double loop_now(void)
@@ -618,10 +618,11 @@ static int loop_yield(lua_State *L)
 
 /*
  * loop.before_wait(fn) -> nothing
- * Arms fn (replacing what was armed) to run once, outside any task and
- * with no arguments, at the end of the loop's current turn (before it
- * polls), before a primitive blocks outside a task, or when loop.run
- * ends.  It must not wait; its errors are reported, not raised.
+ * Arms fn (replacing what was armed) to run once, with no arguments, at
+ * the end of the loop's current turn (before it polls; outside any task)
+ * or when loop.run ends, or first before a primitive blocks because it
+ * cannot park (then on that primitive's thread).  It must not wait; its
+ * errors are reported, not raised.
  */
 static int loop_before_wait(lua_State *L)
 {
