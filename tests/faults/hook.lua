@@ -3,9 +3,8 @@
 -- CUTOVER_FAULT=kill-before:STEP@HOST or kill-after:STEP@HOST sends the
 -- process SIGKILL at that step boundary, exactly as a crash would.
 -- kill-after lets the loop take one turn first, so the step's result is
--- on disk (a result joins the journal's group and is committed with the
--- next intent or before the loop waits): the crash falls between the
--- steps.  kill-unrecorded:STEP@HOST kills at once instead, in the moment
+-- on disk (a result joins the journal's group, committed at the end of
+-- the loop's turn): the crash falls between the steps.  kill-unrecorded:STEP@HOST kills at once instead, in the moment
 -- when the result is written but not yet committed (the step then reads
 -- as in flight, and resume must treat it so).
 -- CUTOVER_FAULT=wait-before-claim:FILE makes a resume stop between

@@ -23,7 +23,8 @@
 --   \nT E\n          end of the reply
 -- A reply whose two streams are empty is written by one printf: under
 -- dash or busybox one write, so one SSH packet, not five (bash flushes a
--- builtin's output at each newline, so there it saves only the tests).
+-- builtin's output at each newline: there it saves the loop over the two
+-- files, not writes).
 -- The step's output goes to files in a private 0700 folder and is sent
 -- once the step has ended, between markers that hold the token: a
 -- command cannot print a marker without the token, which it never sees,
