@@ -60,6 +60,8 @@ function Run:journal_json(result, registered)
         end
     end
     local plain = json.encode(keep)
+    -- no secret known yet: nothing to mask (the common case), one encoding
+    if not redact.active() then return plain end
     local masked = redact.json_line(json.encode(redact.value(keep)))
     if masked ~= plain then return masked, self.secrets:seal_result(plain, self.run_id) end
     return masked
