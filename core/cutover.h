@@ -55,6 +55,10 @@ int loop_can_park(lua_State *L);
 int loop_park(lua_State *L, struct pollfd *fds, int nfds, double deadline,
               lua_KContext ctx, lua_KFunction k);
 void loop_block(lua_State *L, struct pollfd *fds, int nfds, double deadline);
+/* Before a call that blocks outside the loop (getaddrinfo: a slow DNS
+ * server holds the whole controller): runs what loop.before_wait armed,
+ * so the journal's deferred step results are committed first. */
+void loop_before_blocking(lua_State *L);
 double loop_now(void);            /* monotonic seconds */
 /* The task being resumed (NULL outside tasks), and a wake-up for a task
  * parked on something another task's work can change (a buffer filled

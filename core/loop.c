@@ -108,6 +108,9 @@ static void run_before_wait(lua_State *L)
 {
     if (before_wait_ref == LUA_NOREF)
         return;
+    /* called from inside C primitives too: room for the function and
+     * cutover_pcall's handler whatever they left on the stack */
+    luaL_checkstack(L, 4, "before a wait");
     lua_rawgeti(L, LUA_REGISTRYINDEX, before_wait_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, before_wait_ref);
     before_wait_ref = LUA_NOREF;
@@ -116,6 +119,11 @@ static void run_before_wait(lua_State *L)
                              lua_tostring(L, -1));
         lua_pop(L, 1);
     }
+}
+
+void loop_before_blocking(lua_State *L)
+{
+    run_before_wait(L);
 }
 
 int loop_can_park(lua_State *L)

@@ -89,6 +89,7 @@ static int net_probe_tcp(lua_State *L)
     memset(&hints, 0, sizeof hints);
     hints.ai_socktype = SOCK_STREAM;
     snprintf(service, sizeof service, "%d", (int)port);
+    loop_before_blocking(L);  /* the lookup may block */
     rc = getaddrinfo(host, service, &hints, &res);
     if (rc != 0) {
         lua_pushnil(L);
@@ -365,6 +366,7 @@ static int net_connect(lua_State *L)
     memset(&hints, 0, sizeof hints);
     hints.ai_socktype = SOCK_STREAM;
     snprintf(service, sizeof service, "%d", (int)port);
+    loop_before_blocking(L);  /* the lookup may block */
     rc = getaddrinfo(host, service, &hints, &res);
     if (rc != 0)
         return net_fail(L, gai_strerror(rc));

@@ -174,6 +174,7 @@ static int open_socket(lua_State *L, struct ssh_session *s)
     memset(&hints, 0, sizeof hints);
     hints.ai_socktype = SOCK_STREAM;
     snprintf(service, sizeof service, "%d", s->port);
+    loop_before_blocking(L);  /* the lookup may block */
     rc = getaddrinfo(s->host, service, &hints, &res);
     if (rc != 0)
         return ssh_fail(L, s, "unreachable", "%s: %s", s->host,

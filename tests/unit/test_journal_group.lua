@@ -119,6 +119,25 @@ T.test("a result is committed before the loop waits (a timer, a blocking wait)",
     j:close()
 end)
 
+T.test("a result is committed before a name lookup, which blocks outside the loop", function()
+    local net = require("cutover.core.net")
+    local j, path, id = open()
+    local seen = {}
+    loop.spawn(function()
+        local seq = j:intent(step_of(id, "h1", "s1"))
+        j:result(seq, "ok", false, "{}", nil, nil)
+        -- getaddrinfo runs before anything can park: an empty name fails
+        -- at once, with no lookup on the network, and no turn of the loop
+        local ok, err = net.connect("", 22, 1)
+        seen.failed = ok == nil and err ~= nil
+        seen.rows = count_rows(path, "SELECT seq FROM steps WHERE step = 's1' AND status = 'ok'")
+    end)
+    loop.run()
+    T.ok(seen.failed, "the lookup failed at once")
+    T.eq(seen.rows, 1, "h1's result was on disk when the lookup began")
+    j:close()
+end)
+
 T.test("a group holding a result fails to commit: every later write refused, the step stays running", function()
     local j, path, id = open()
     -- a real COMMIT failure: a deferred foreign key is only checked at
