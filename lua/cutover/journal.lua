@@ -119,7 +119,6 @@ function Journal:flush()
     if not self.group_gen then return end
     local gen = self.group_gen
     self.group_gen = nil
-    self.group_done = gen
     local deferred = self.group_deferred
     self.group_deferred = nil
     local ok, err = self.db:exec("COMMIT")

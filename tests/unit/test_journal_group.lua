@@ -48,6 +48,17 @@ local function step_of(id, h, s)
              digest = "d", idempotent = false }
 end
 
+-- One step of host h written whole: its intent, then its result "ok".
+local function step_done(j, id, h, s)
+    local seq = j:intent(step_of(id, h, s))
+    j:result(seq, "ok", false, "{}", nil, nil)
+end
+
+-- How many rows of step s a second connection finds ended "ok".
+local function ok_rows(path, s)
+    return count_rows(path, "SELECT seq FROM steps WHERE step = '" .. s .. "' AND status = 'ok'")
+end
+
 T.test("steps of 5 hosts x 4 steps: one commit per loop turn, each result durable before the next step", function()
     local j, path, id = open()
     local c0, gw0 = journal.commits, journal.group_writes
@@ -98,20 +109,18 @@ T.test("a result is committed before the loop waits (a timer, a blocking wait)",
     local j, path, id = open()
     local seen = {}
     loop.spawn(function()
-        local seq = j:intent(step_of(id, "h1", "s1"))
-        j:result(seq, "ok", false, "{}", nil, nil)
+        step_done(j, id, "h1", "s1")
         -- h1 now waits on a timer, writing nothing
         loop.sleep(0.3)
-        local seq2 = j:intent(step_of(id, "h1", "s2"))
-        j:result(seq2, "ok", false, "{}", nil, nil)
+        step_done(j, id, "h1", "s2")
         -- a wait that blocks the loop (no task can park inside a
         -- coroutine of its own): it commits first too
         coroutine.wrap(function() loop.sleep(0.05) end)()
-        seen.blocked = count_rows(path, "SELECT seq FROM steps WHERE step = 's2' AND status = 'ok'")
+        seen.blocked = ok_rows(path, "s2")
     end)
     loop.spawn(function()
         loop.sleep(0.1)
-        seen.parked = count_rows(path, "SELECT seq FROM steps WHERE step = 's1' AND status = 'ok'")
+        seen.parked = ok_rows(path, "s1")
     end)
     loop.run()
     T.eq(seen.parked, 1, "h1's result was on disk while h1 slept")
@@ -124,13 +133,12 @@ T.test("a result is committed before a name lookup, which blocks outside the loo
     local j, path, id = open()
     local seen = {}
     loop.spawn(function()
-        local seq = j:intent(step_of(id, "h1", "s1"))
-        j:result(seq, "ok", false, "{}", nil, nil)
+        step_done(j, id, "h1", "s1")
         -- getaddrinfo runs before anything can park: an empty name fails
         -- at once, with no lookup on the network, and no turn of the loop
         local ok, err = net.connect("", 22, 1)
         seen.failed = ok == nil and err ~= nil
-        seen.rows = count_rows(path, "SELECT seq FROM steps WHERE step = 's1' AND status = 'ok'")
+        seen.rows = ok_rows(path, "s1")
     end)
     loop.run()
     T.ok(seen.failed, "the lookup failed at once")
@@ -148,8 +156,7 @@ T.test("a group holding a result fails to commit: every later write refused, the
            "BEGIN INSERT INTO lost_check VALUES ('no such run'); END")
     local errs = {}
     loop.spawn(function()
-        local seq = j:intent(step_of(id, "h1", "s1"))
-        j:result(seq, "ok", false, "{}", nil, nil)
+        step_done(j, id, "h1", "s1")
         loop.sleep(0.1)    -- the loop commits the group before it waits: that fails
         local ok, err = pcall(j.intent, j, step_of(id, "h1", "s2"))
         errs.h1 = not ok and err or "went on"
