@@ -77,6 +77,28 @@ T.test("a reply within the cap is taken", function()
     T.eq(res and res.stderr, "", "empty stderr")
 end)
 
+T.test("a step that wrote nothing is one line: Z and its status", function()
+    local ok, res, err, _, sh = step(HEAD .. "%s Z 4\n%s K 2\n", 1000)
+    T.ok(ok and res, "a result: " .. tostring(err))
+    T.eq(res and res.rc, 4, "exit status")
+    T.eq(res and res.stdout, "", "empty stdout")
+    T.eq(res and res.stderr, "", "empty stderr")
+    T.eq(res and res.stdout_truncated, false, "stdout whole")
+    T.eq(res and res.stderr_truncated, false, "stderr whole")
+    T.eq(sh.buf, sh.token .. " K 2\n", "nothing after the Z line was taken")
+    -- a Z line that is not one, or another session's
+    ok, res, err = step(HEAD .. "%s Z 0 hi\n", 1000)
+    T.ok(ok and res == nil and err, "a Z line with more than the status is refused")
+    ok, res, err = step(HEAD .. "0123456789abcdef01234567 Z 0\n", 1000)
+    T.ok(ok and res == nil, "a Z line without the session's token is refused: " .. tostring(err))
+    -- Z where P is due is not taken as a start
+    local sess = fake(HEAD:gsub(" P 7", " Z 0"))
+    local r = assert(session.open(sess, "h1", 5))
+    assert(r:send("true", "", 10))
+    local pid, perr = r:started({})
+    T.eq(pid, nil, "no start from a Z line: " .. tostring(perr))
+end)
+
 T.test("a stream of cap+1 bytes is cut at the cap and said to be", function()
     local ok, res, err = step(HEAD .. "%s R 0\n" .. string.rep("x", 11) .. "\n%s O\n" .. string.rep("y", 10) ..
         "\n%s E\n", 10)

@@ -21,10 +21,12 @@
 --                    bytes: one more than the cap tells a cut stream),
 --   \nT O\n          then its stderr (the same),
 --   \nT E\n          end of the reply
--- A reply whose two streams are empty is written by one printf: under
--- dash or busybox one write, so one SSH packet, not five (bash flushes a
--- builtin's output at each newline: there it saves the loop over the two
--- files, not writes).
+--   T Z <rc>         (instead of R and the rest) the step ended and
+--                    wrote nothing on either stream
+-- Z is a reply of one line: one write, so one SSH packet, under every
+-- shell (bash flushes a builtin's output at each newline, so an R reply
+-- with its empty streams cost five writes there, and the controller
+-- five packets to decrypt and check).
 -- The step's output goes to files in a private 0700 folder and is sent
 -- once the step has ended, between markers that hold the token: a
 -- command cannot print a marker without the token, which it never sees,
@@ -208,7 +210,7 @@ __cs_r=$?
 fi
 __cs_k=$((__cs_c+1))
 if ! [ -s "$__cs_d/o$__cs_n" ] && ! [ -s "$__cs_d/e$__cs_n" ]; then
-printf '%s R %s\n\n%s O\n\n%s E\n' "$__cs_T" "$__cs_r" "$__cs_T" "$__cs_T"
+printf '%s Z %s\n' "$__cs_T" "$__cs_r"
 else
 printf '%s R %s\n' "$__cs_T" "$__cs_r"
 for __cs_o in o e; do
@@ -303,7 +305,8 @@ function Runner:ready()
     return ok, err, code
 end
 
-function Runner:frame(kind, opts)
+-- The next line, a frame of kind (or of kind2): its rest and its kind.
+function Runner:frame(kind, opts, kind2)
     local line, err, code = self.sh:recv_line(M.LINE_MAX, opts)
     if not line then return nil, err, code end
     local k, rest = line:match("^" .. self.token .. " (%u) ?(.*)$")
@@ -313,11 +316,11 @@ function Runner:frame(kind, opts)
         self.dead = true
         return nil, self.host .. ": " .. rest, "notstarted"
     end
-    if k ~= kind then
+    if k ~= kind and (kind2 == nil or k ~= kind2) then
         self.dead = true
         return nil, self.host .. ": the session's reply lost its place", "protocol"
     end
-    return rest
+    return rest, k
 end
 
 local function count_lines(s)
@@ -357,12 +360,17 @@ end
 
 -- After started: the result table | nil, message, code.
 function Runner:result(opts, started_at)
-    local rest, err, code = self:frame("R", opts)
-    if not rest then return nil, err, code end
+    local rest, kind_or_err, code = self:frame("R", opts, "Z")
+    if not rest then return nil, kind_or_err, code end
     local rc = rest:match("^(%d+)$")
     if not rc then
         self.dead = true
         return nil, self.host .. ": the session's reply lost its place", "protocol"
+    end
+    local duration = started_at and (require("cutover.core.loop").now() - started_at) or 0
+    if kind_or_err == "Z" then
+        return { rc = tonumber(rc), stdout = "", stderr = "", stdout_truncated = false,
+                 stderr_truncated = false, duration = duration }
     end
     -- the step has ended: its bytes come at once, a Ctrl-C now only
     -- delays the stop by as long as they take.  Each stream is at most
@@ -376,7 +384,7 @@ function Runner:result(opts, started_at)
     return {
         rc = tonumber(rc), stdout = out:sub(1, cap), stderr = errout:sub(1, cap),
         stdout_truncated = #out > cap, stderr_truncated = #errout > cap,
-        duration = started_at and (require("cutover.core.loop").now() - started_at) or 0,
+        duration = duration,
     }
 end
 
