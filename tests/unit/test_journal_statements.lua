@@ -107,10 +107,10 @@ T.test("close releases the file with statements cached; a closed journal raises"
     db:close()   -- twice: no harm
 end)
 
-T.test("the page cache is capped at 512 KB (a run of 1,000 hosts filled SQLite's default 2 MB)", function()
+T.test("the page cache is capped at 128 KB (a run of 1,000 hosts filled SQLite's default 2 MB)", function()
     local db = fresh()
     local rows = assert(db:rows("PRAGMA cache_size"))
-    T.eq(rows[1].cache_size, -512, "cache_size (negative: KiB)")
+    T.eq(rows[1].cache_size, -128, "cache_size (negative: KiB)")
     db:close()
 end)
 
