@@ -112,38 +112,53 @@ end
 -- Split a free-form command line into words: whitespace separates,
 -- single and double quotes group, backslash escapes outside single quotes.
 -- No expansion of any kind.  Returns nil, message on an open quote.
+-- Runs of ordinary characters are taken whole (it runs for every
+-- `command:` step on every host).
 function M.split_words(line)
     local words, cur, i, n = {}, nil, 1, #line
     while i <= n do
-        local c = line:sub(i, i)
-        if c:match("%s") then
-            if cur then words[#words + 1] = cur; cur = nil end
-        elseif c == "'" then
-            local j = line:find("'", i + 1, true)
-            if not j then return nil, "unclosed single quote" end
-            cur = (cur or "") .. line:sub(i + 1, j - 1)
-            i = j
-        elseif c == '"' then
-            local buf, j = {}, i + 1
-            while true do
-                if j > n then return nil, "unclosed double quote" end
-                local d = line:sub(j, j)
-                if d == '"' then break end
-                if d == "\\" and j < n and line:sub(j + 1, j + 1):match('["\\$`]') then
-                    j = j + 1; d = line:sub(j, j)
-                end
-                buf[#buf + 1] = d
-                j = j + 1
-            end
-            cur = (cur or "") .. table.concat(buf)
-            i = j
-        elseif c == "\\" and i < n then
-            cur = (cur or "") .. line:sub(i + 1, i + 1)
-            i = i + 1
+        local s, e = line:find("^[^%s'\"\\]+", i)
+        if s then
+            cur = (cur or "") .. line:sub(s, e)
+            i = e + 1
         else
-            cur = (cur or "") .. c
+            local c = line:sub(i, i)
+            if c:match("%s") then
+                if cur then words[#words + 1] = cur; cur = nil end
+            elseif c == "'" then
+                local j = line:find("'", i + 1, true)
+                if not j then return nil, "unclosed single quote" end
+                cur = (cur or "") .. line:sub(i + 1, j - 1)
+                i = j
+            elseif c == '"' then
+                local buf, j = {}, i + 1
+                while true do
+                    if j > n then return nil, "unclosed double quote" end
+                    local rs, re = line:find('^[^"\\]+', j)
+                    if rs then
+                        buf[#buf + 1] = line:sub(rs, re)
+                        j = re + 1
+                    else
+                        local d = line:sub(j, j)
+                        if d == '"' then break end
+                        -- a backslash: it escapes only " \ $ and `
+                        if j < n and line:sub(j + 1, j + 1):match('["\\$`]') then
+                            j = j + 1; d = line:sub(j, j)
+                        end
+                        buf[#buf + 1] = d
+                        j = j + 1
+                    end
+                end
+                cur = (cur or "") .. table.concat(buf)
+                i = j
+            elseif i < n then  -- a backslash: the next character as it is
+                cur = (cur or "") .. line:sub(i + 1, i + 1)
+                i = i + 1
+            else               -- a backslash that ends the line
+                cur = (cur or "") .. c
+            end
+            i = i + 1
         end
-        i = i + 1
     end
     if cur then words[#words + 1] = cur end
     return words
