@@ -24,7 +24,8 @@
 # written here; HOME is a temporary folder.  Runs as root.  Never in CI.
 #
 # usage: bench/soak.sh [path/to/cutover]   (default build/cutover)
-#   env: HOSTS (1000), SERIAL (10%), FORKS (50), SKIP_ANSIBLE=1, BENCH_USER,
+#   env: HOSTS (1000), SERIAL (10%), FORKS (50), SKIP_ANSIBLE=1, SKIP_SSH=1 (no
+#        OpenSSH loop), SKIP_STRACE=1 (no second run counting syncs), BENCH_USER,
 #        KEEP=1 (keep the work folder: logs, events, samples, journal)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -238,7 +239,9 @@ awk -v peak="$peak_rss" -v one="$one_rss" -v c="$connected" -v u="$cut_user" -v 
 }'
 # The journal's syncs: the same run again under strace, counting only
 # fsync, fdatasync and poll (seccomp-bpf: other calls run untraced)
-if command -v strace >/dev/null; then
+if [[ -n ${SKIP_STRACE:-} ]]; then
+    echo "  journal syncs: not measured (SKIP_STRACE set)"
+elif command -v strace >/dev/null; then
     clear_markers
     rc2=0
     strace -f --seccomp-bpf -c -e trace=fsync,fdatasync,poll -o "$work/strace.txt" \
@@ -278,31 +281,36 @@ fi
 # --- 3. OpenSSH loop --------------------------------------------------------------
 echo
 echo "(3) OpenSSH ControlMaster loop, batch by batch"
-bench_ssh_opts "$key" "$kh" "$user"
-ssh_host() { # ssh_host I: master, 19 x true and the marker over it, close
-    local a cp j n
-    a=$(addr_of "$1"); n=$(name_of "$1"); cp=$work/cm/$1
-    ssh "${ssh_opts[@]}" -o ControlMaster=yes -o ControlPath="$cp" -fN "$a" || return 1
-    for ((j = 1; j < nsteps; j++)); do ssh "${ssh_opts[@]}" -o ControlPath="$cp" "$a" /bin/true || return 1; done
-    ssh "${ssh_opts[@]}" -o ControlPath="$cp" "$a" touch "$work/done/$n" || return 1
-    ssh -S "$cp" -O exit x 2>/dev/null
-}
-clear_markers
-t0=$(now)
-for ((b = 0; b < nbatches; b++)); do
-    pids=()
-    for ((i = b * batch; i < (b + 1) * batch && i < nhosts; i++)); do
-        # at most $forks at once, like the other two
-        while (($(jobs -rp | wc -l) >= forks)); do wait -n || true; done
-        ssh_host "$i" >> "$work/logs/ssh.log" 2>&1 &
-        pids+=($!)
+ssh_time=
+if [[ -n ${SKIP_SSH:-} ]]; then
+    echo "  skipped (SKIP_SSH set)"
+else
+    bench_ssh_opts "$key" "$kh" "$user"
+    ssh_host() { # ssh_host I: master, 19 x true and the marker over it, close
+        local a cp j n
+        a=$(addr_of "$1"); n=$(name_of "$1"); cp=$work/cm/$1
+        ssh "${ssh_opts[@]}" -o ControlMaster=yes -o ControlPath="$cp" -fN "$a" || return 1
+        for ((j = 1; j < nsteps; j++)); do ssh "${ssh_opts[@]}" -o ControlPath="$cp" "$a" /bin/true || return 1; done
+        ssh "${ssh_opts[@]}" -o ControlPath="$cp" "$a" touch "$work/done/$n" || return 1
+        ssh -S "$cp" -O exit x 2>/dev/null
+    }
+    clear_markers
+    t0=$(now)
+    for ((b = 0; b < nbatches; b++)); do
+        pids=()
+        for ((i = b * batch; i < (b + 1) * batch && i < nhosts; i++)); do
+            # at most $forks at once, like the other two
+            while (($(jobs -rp | wc -l) >= forks)); do wait -n || true; done
+            ssh_host "$i" >> "$work/logs/ssh.log" 2>&1 &
+            pids+=($!)
+        done
+        for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-done
-t1=$(now)
-ssh_time=$(elapsed "$t0" "$t1" 3)
-echo "  wall $ssh_time s ($(awk -v a="$ssh_time" -v c="$cut_time" 'BEGIN {printf "%.2fx cutover", a / c}')), markers $(markers) of $nhosts"
+    t1=$(now)
+    ssh_time=$(elapsed "$t0" "$t1" 3)
+    echo "  wall $ssh_time s ($(awk -v a="$ssh_time" -v c="$cut_time" 'BEGIN {printf "%.2fx cutover", a / c}')), markers $(markers) of $nhosts"
+fi
 
 echo
 echo "summary: $nhosts hosts x $nsteps steps, $nbatches batches: cutover $cut_time s, peak RSS $cut_rss KB;" \
-     "ansible ${ans_time:-skipped}${ans_time:+ s}; ssh loop $ssh_time s.  Load at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+     "ansible ${ans_time:-skipped}${ans_time:+ s}; ssh loop ${ssh_time:-skipped}${ssh_time:+ s}.  Load at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
