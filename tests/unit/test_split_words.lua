@@ -79,7 +79,8 @@ T.test("words, quotes and escapes", function()
 end)
 
 T.test("the same words as the character-at-a-time version, for 20,000 random lines", function()
-    local alphabet = { "a", "b", " ", "\t", "'", '"', "\\", "$", "`", "\n", "x y" }
+    local alphabet = { "a", "b", " ", "\t", "'", '"', "\\", "$", "`", "\n", "x y", "\r", "\v", "\f", "\0",
+                       "\200", "\255", "\195\169" }
     local seed = os.time()
     math.randomseed(seed)
     local differ

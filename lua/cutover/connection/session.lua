@@ -367,10 +367,12 @@ function Runner:result(opts, started_at)
         self.dead = true
         return nil, self.host .. ": the session's reply lost its place", "protocol"
     end
-    local duration = started_at and (require("cutover.core.loop").now() - started_at) or 0
+    local function since_start()
+        return started_at and (require("cutover.core.loop").now() - started_at) or 0
+    end
     if kind_or_err == "Z" then
         return { rc = tonumber(rc), stdout = "", stderr = "", stdout_truncated = false,
-                 stderr_truncated = false, duration = duration }
+                 stderr_truncated = false, duration = since_start() }
     end
     -- the step has ended: its bytes come at once, a Ctrl-C now only
     -- delays the stop by as long as they take.  Each stream is at most
@@ -384,7 +386,7 @@ function Runner:result(opts, started_at)
     return {
         rc = tonumber(rc), stdout = out:sub(1, cap), stderr = errout:sub(1, cap),
         stdout_truncated = #out > cap, stderr_truncated = #errout > cap,
-        duration = duration,
+        duration = since_start(),   -- the output's transfer included, as before
     }
 end
 

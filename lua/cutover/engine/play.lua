@@ -285,9 +285,12 @@ end
 -- collection returns, so with many hosts per slot the finished hosts'
 -- state piled up until the batch ended (the 1,000-host soak: about 1.5
 -- MB at 50 slots).  A full collection once the heap has grown by a
--- sixteenth (at least 128 KB) since the last one bounds that pile; its
--- cost stays in proportion to what the finished hosts left.
+-- sixteenth (at least 128 KB) since the last one bounds that pile.  The
+-- heap is measured after a minor collection: the young garbage the
+-- running hosts make is returned by those anyway, and counted it would
+-- set off a full collection at nearly every finished host.
 function Run:collect_finished()
+    collectgarbage("step")
     local now = collectgarbage("count")
     local last = self.heap_after_collect
     if last and now - last <= math.max(128, last / 16) then return end
