@@ -161,11 +161,16 @@ end
 -- listener stays.  Only this server's sessions: tests run side by side
 -- with the same test user.
 function Server:kill_sessions_sh()
-    -- every descendant of the listener, depth first: the monitor, the
-    -- session process, and what the session runs
+    -- every descendant of the listener (the monitor, the session
+    -- process, and what the session runs), listed first and then killed
+    -- by one kill, parents first: the connection drops at once.  Killed
+    -- one by one, children first, the session shell could see its step
+    -- die and send a whole reply before sshd was killed (a step that
+    -- "ended" with status 137 where the test wanted a dropped connection)
     return string.format(
-        "kt() { for c in $(pgrep -P $1); do kt $c; done; kill -KILL $1 2>/dev/null; }; " ..
-        "for m in $(pgrep -P %s); do kt $m; done", self.pid)
+        "kt() { echo $1; for c in $(pgrep -P $1); do kt $c; done; }; " ..
+        "p=; for m in $(pgrep -P %s); do p=\"$p $(kt $m)\"; done; " ..
+        "[ -z \"$p\" ] || kill -KILL $p 2>/dev/null", self.pid)
 end
 
 function Server:kill_sessions()
