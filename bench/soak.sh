@@ -264,7 +264,7 @@ echo
 echo "(2) ansible-playbook"
 ans_time=
 if ((have_ansible)); then
-    echo "  $(ansible-playbook --version | head -1); pipelining, ControlPersist=60s, forks $forks"
+    echo "  $(ansible-playbook --version 2>/dev/null | sed -n 1p); pipelining, ControlPersist=60s, forks $forks"
     clear_markers
     t0=$(now)
     rc=0

@@ -267,7 +267,7 @@ measure() { # measure TOOL ARGS...: "median_seconds median_rss" over $repeat run
 echo "cutover SSH benchmarks ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, REPEAT=$repeat)"
 echo "cutover: $bin ($("$bin" --version))"
 if ((have_ansible)); then
-    echo "ansible: $(ansible-playbook --version | head -1) (pipelining, ControlMaster auto, ControlPersist=60s, gather_facts: false, forks = hosts, strategy linear)"
+    echo "ansible: $(ansible-playbook --version 2>/dev/null | sed -n 1p) (pipelining, ControlMaster auto, ControlPersist=60s, gather_facts: false, forks = hosts, strategy linear)"
 else
     echo "ansible: skipped: ansible-playbook not available"
 fi
