@@ -4,9 +4,10 @@
 -- process SIGKILL at that step boundary, exactly as a crash would.
 -- kill-after lets the loop take one turn first, so the step's result is
 -- on disk (a result joins the journal's group, committed at the end of
--- the loop's turn): the crash falls between the steps.  kill-unrecorded:STEP@HOST kills at once instead, in the moment
--- when the result is written but not yet committed (the step then reads
--- as in flight, and resume must treat it so).
+-- the loop's turn): the crash falls between the steps.
+-- kill-unrecorded:STEP@HOST kills at once instead, in the moment when
+-- the result is written but not yet committed (the step then reads as
+-- in flight, and resume must treat it so).
 -- CUTOVER_FAULT=wait-before-claim:FILE makes a resume stop between
 -- choosing its run and claiming it: it writes FILE.waiting, then waits
 -- (30 s at most) until FILE exists.

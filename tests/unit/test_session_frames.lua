@@ -92,7 +92,7 @@ T.test("a step that wrote nothing is one line: Z and its status", function()
     ok, res, err = step(HEAD .. "0123456789abcdef01234567 Z 0\n", 1000)
     T.ok(ok and res == nil, "a Z line without the session's token is refused: " .. tostring(err))
     -- Z where P is due is not taken as a start
-    local sess = fake(HEAD:gsub(" P 7", " Z 0"))
+    local sess = fake((HEAD:gsub(" P 7", " Z 0")))
     local r = assert(session.open(sess, "h1", 5))
     assert(r:send("true", "", 10))
     local pid, perr = r:started({})

@@ -82,6 +82,7 @@
 -- session then says N and the host runs a channel per step), and lets an
 -- earlier version's clean-up judge this folder.
 local crypto = require("cutover.core.crypto")
+local loop = require("cutover.core.loop")
 
 local M = {}
 
@@ -358,6 +359,11 @@ function Runner:started(opts)
     return tonumber(rest)
 end
 
+-- Seconds since started_at (0 when the caller gave none).
+local function since(started_at)
+    return started_at and (loop.now() - started_at) or 0
+end
+
 -- After started: the result table | nil, message, code.
 function Runner:result(opts, started_at)
     local rest, kind_or_err, code = self:frame("R", opts, "Z")
@@ -367,12 +373,9 @@ function Runner:result(opts, started_at)
         self.dead = true
         return nil, self.host .. ": the session's reply lost its place", "protocol"
     end
-    local function since_start()
-        return started_at and (require("cutover.core.loop").now() - started_at) or 0
-    end
     if kind_or_err == "Z" then
         return { rc = tonumber(rc), stdout = "", stderr = "", stdout_truncated = false,
-                 stderr_truncated = false, duration = since_start() }
+                 stderr_truncated = false, duration = since(started_at) }
     end
     -- the step has ended: its bytes come at once, a Ctrl-C now only
     -- delays the stop by as long as they take.  Each stream is at most
@@ -386,7 +389,7 @@ function Runner:result(opts, started_at)
     return {
         rc = tonumber(rc), stdout = out:sub(1, cap), stderr = errout:sub(1, cap),
         stdout_truncated = #out > cap, stderr_truncated = #errout > cap,
-        duration = since_start(),   -- the output's transfer included, as before
+        duration = since(started_at),   -- the output's transfer included
     }
 end
 

@@ -275,6 +275,11 @@ function Run:release_batch(batch)
     for _, name in ipairs(batch) do self:release_host(name) end
     -- a full collection between batches returns the batch's
     -- garbage before the next one allocates (a few ms)
+    self:collect_all()
+end
+
+-- A full collection; the heap it leaves is collect_finished's baseline.
+function Run:collect_all()
     collectgarbage("collect")
     self.heap_after_collect = collectgarbage("count")
 end
@@ -293,9 +298,11 @@ function Run:collect_finished()
     collectgarbage("step")
     local now = collectgarbage("count")
     local last = self.heap_after_collect
-    if last and now - last <= math.max(128, last / 16) then return end
-    if last then collectgarbage("collect") end
-    self.heap_after_collect = collectgarbage("count")
+    if not last then
+        self.heap_after_collect = now   -- the first finished host: a baseline
+    elseif now - last > math.max(128, last / 16) then
+        self:collect_all()
+    end
 end
 
 -- One host is done with this play (its handlers too): its session is
