@@ -99,6 +99,23 @@ T.test("a step that wrote nothing is one line: Z and its status", function()
     T.eq(pid, nil, "no start from a Z line: " .. tostring(perr))
 end)
 
+T.test("a step's duration includes its output's transfer", function()
+    local loop = require("cutover.core.loop")
+    local sess, sh = fake(HEAD .. "%s R 0\nhi\n%s O\n\n%s E\n")
+    local take = sh.recv_until
+    function sh:recv_until(marker, opts)
+        local t = loop.now()
+        while loop.now() - t < 0.05 do end   -- each stream takes 50 ms to come
+        return take(self, marker, opts)
+    end
+    local r = assert(session.open(sess, "h1", 5))
+    assert(r:send("echo hi", "", 1000))
+    assert(r:started({}))
+    local res = assert(r:result({}, loop.now()))
+    T.eq(res.stdout, "hi", "stdout")
+    T.ok(res.duration >= 0.1, "the two streams' 100 ms are in the duration: " .. res.duration)
+end)
+
 T.test("a stream of cap+1 bytes is cut at the cap and said to be", function()
     local ok, res, err = step(HEAD .. "%s R 0\n" .. string.rep("x", 11) .. "\n%s O\n" .. string.rep("y", 10) ..
         "\n%s E\n", 10)
