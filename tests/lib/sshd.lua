@@ -38,7 +38,10 @@ Server.__index = Server
 -- test's listener never collides with another test's outgoing connection.
 -- opts: address (127.0.0.1), port (random), host_key_types ({"ed25519"}),
 --       user_key_type ("ed25519"), extra_config (text), password_auth,
---       no_sftp (no SFTP subsystem), log_level (VERBOSE)
+--       no_sftp (no SFTP subsystem), log_level (VERBOSE),
+--       private_mounts (shell commands run as root in a mount namespace
+--       of the listener's own before it starts: a host whose /dev/shm
+--       is another size, say)
 function S.start(T, opts)
     opts = opts or {}
     local dir = T.tmpdir()
@@ -109,8 +112,12 @@ end
 function Server:launch()
     for _ = 1, 5 do
         os.remove(self.dir .. "/sshd.pid")  -- a stale one would name a dead listener
-        local r = assert(proc.run({ argv = { "/usr/sbin/sshd", "-f", self.config, "-E", self.dir .. "/sshd.log" },
-            timeout = 30 }))
+        local argv = { "/usr/sbin/sshd", "-f", self.config, "-E", self.dir .. "/sshd.log" }
+        if self.opts.private_mounts then
+            argv = { "unshare", "--mount", "--propagation", "private", "sh", "-c",
+                     "set -e; " .. self.opts.private_mounts .. '\nexec "$@"', "sh", table.unpack(argv) }
+        end
+        local r = assert(proc.run({ argv = argv, timeout = 30 }))
         if r.rc == 0 then
             local deadline = loop.now() + 30
             local taken = false

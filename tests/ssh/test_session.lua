@@ -326,7 +326,15 @@ T.test("M3: the clean-up of killed sessions' folders removes only the user's own
     local tag = crypto.random_hex(4)
     local u = S.USER
     local dead = "999999999"                        -- above any pid_max: no such process
-    local base = "/tmp/cutover-session."
+    -- a live session of the user's: its folder is named for its shell,
+    -- and its parent is where the sessions of this host keep theirs
+    -- (/dev/shm here, /tmp or $TMPDIR elsewhere)
+    local live = conn()
+    local folder = ok(live, "readlink /proc/$$/fd/1").stdout:match("^(/.+)/o%d+\n$")
+    T.ok(folder, "the live session's private folder")
+    T.eq(folder:match("cutover%-session%.(%d+)%."), tostring(live.session_runner.pid),
+         "the folder's name holds the session shell's pid")
+    local base = folder:match("^(/.+)/cutover%-session%.[^/]+$") .. "/cutover-session."
     local A = base .. dead .. ".tA" .. tag     -- not the user's: root's, world-writable
     local B = base .. dead .. ".tB" .. tag     -- a symlink to a folder of the user's
     local Bt = "/tmp/cutover-victim-" .. tag
@@ -350,12 +358,6 @@ T.test("M3: the clean-up of killed sessions' folders removes only the user's own
         "mkdir -m 0700 " .. H, "touch " .. H .. "/o1", "chown -R " .. u .. " " .. H,
     }, "\n") })
     T.eq(r.rc, 0, "planted: " .. r.stderr)
-    -- a live session of the user's: its folder is named for its shell
-    local live = conn()
-    local folder = ok(live, "readlink /proc/$$/fd/1").stdout:match("^(/.+)/o%d+\n$")
-    T.ok(folder, "the live session's private folder")
-    T.eq(folder:match("cutover%-session%.(%d+)%."), tostring(live.session_runner.pid),
-         "the folder's name holds the session shell's pid")
     r = proc.run({ shell = table.concat({ "set -e",
         "mkdir -m 0700 " .. L, "echo " .. live.session_runner.pid .. " > " .. L .. "/pid", "touch " .. L .. "/o1",
         "chown -R " .. u .. " " .. L }, "\n") })
@@ -471,7 +473,7 @@ end)
 -- extra: one more folder to search (a copy of one).
 local function staged(s, extra)
     local found = {}
-    for _, dir in ipairs({ "/tmp/cutover-session.*", extra }) do
+    for _, dir in ipairs({ "/tmp/cutover-session.*", "/dev/shm/cutover-session.*", extra }) do
         local r = proc.run({ argv = { "sh", "-c", "grep -rlF -e \"$1\" " .. dir .. " 2>/dev/null; true",
                                       "sh", s } })
         for f in r.stdout:gmatch("[^\n]+") do found[#found + 1] = f end
@@ -488,6 +490,10 @@ T.test("H1: sudo's password is never written to a file on the host (probe, becom
     T.eq(parent(c), S.SESSION_COMM, "the login session is on")
     local folder = ok(c, "readlink /proc/$$/fd/1").stdout:match("^(/.+)/o%d+\n$")
     T.ok(folder, "the login session's private folder")
+    -- (staged searches where the sessions keep their folders: it must
+    -- find this one, or it would find nothing anywhere)
+    T.ok(folder and (folder:find("^/tmp/cutover%-session%.") or folder:find("^/dev/shm/cutover%-session%.")),
+         "staged searches the folder's parent: " .. tostring(folder))
     c.become = { user = "root", method = "sudo", password = S.PASSWORD }
     -- the first step as root probes sudo with the password (login session)
     T.eq(ok(c, "id -u").stdout, "0\n", "as root")

@@ -136,6 +136,45 @@ T.test("a full temporary folder (tmpfs still makes folders): no session, steps r
     if not done then error(err, 0) end
 end)
 
+-- Where a session keeps its step's output: $TMPDIR when the login sets
+-- it, else /dev/shm when it is a writable sticky folder with 256 MiB
+-- free, else /tmp.  Each host here is a listener in a mount namespace of
+-- its own, /dev/shm there a tmpfs of the size and mode given.
+T.test("the private folder: $TMPDIR when set, else /dev/shm with 256 MiB free (writable, sticky), else /tmp",
+    function()
+    local function folder_of(e, case)
+        e:trust()
+        warnings = {}
+        local c = conn(e)
+        T.eq(ok(c, "cat /proc/$PPID/comm").stdout, S.SESSION_COMM .. "\n",
+             case .. ": the session is on: " .. table.concat(warnings, "; "))
+        local r = ok(c, "readlink /proc/$$/fd/1; echo err >&2; exit 3")
+        T.eq(r.stderr, "err\n", case .. ": the step's errors")
+        T.eq(r.rc, 3, case .. ": its exit code")
+        T.eq(#warnings, 0, case .. ": no warning: " .. table.concat(warnings, "; "))
+        c:close()
+        return (r.stdout:match("^(/.+)/cutover%-session%.%d+%.[%w]+/o%d+\n$"))
+    end
+    local function shm(size, mode)
+        return string.format("mount -t tmpfs -o size=%s,mode=%s cutover-test /dev/shm", size, mode)
+    end
+    -- (tmpfs reports its whole size free: 300m is over the mark, 200m under)
+    local own = S.target(T) .. "/own"   -- (mode 1777, as a TMPDIR is)
+    assert(fs.mkdir(own, 1023) and fs.chmod(own, 1023))
+    for _, case in ipairs({
+        { "300 MiB free: /dev/shm", shm("300m", "1777"), "/dev/shm" },
+        { "200 MiB free: /tmp", shm("200m", "1777"), "/tmp" },
+        { "a container's 64 MiB: /tmp", shm("64m", "1777"), "/tmp" },
+        { "not writable by the user: /tmp", shm("1g", "0755"), "/tmp" },
+        { "writable but not sticky: /tmp", shm("1g", "0777"), "/tmp" },
+        { "the login's TMPDIR wins over a large /dev/shm", shm("1g", "1777"), own, "SetEnv TMPDIR=" .. own },
+    }) do
+        local e = S.start(T, { private_mounts = case[2], extra_config = case[4] })
+        T.eq(folder_of(e, case[1]), case[3], case[1])
+        e:stop()
+    end
+end)
+
 -- A host slow to start a step: its `setsid` (found first on the PATH
 -- sshd gives the login; the session shell is sh, which starts each step
 -- through setsid) waits until the file go exists, or 3 s, before
