@@ -342,6 +342,11 @@ T.test("M3: the clean-up of killed sessions' folders removes only the user's own
     local F = base .. "tF" .. tag              -- an earlier version's: pid file, shell gone: removed
     local G = base .. "tG" .. tag              -- an earlier version's, pid not written yet: kept
     local H = base .. "x" .. dead .. ".tH" .. tag  -- no pid in its name, no pid file: kept
+    -- the other place sessions keep folders (/tmp or /dev/shm: where an
+    -- earlier version, or this host on a day with less room, put them)
+    local other = (base:find("^/dev/shm/") and "/tmp" or "/dev/shm") .. "/cutover-session."
+    local C2 = other .. dead .. ".tC2" .. tag  -- the user's own, its shell gone: removed there too
+    local A2 = other .. dead .. ".tA2" .. tag  -- not the user's: left alone there too
     -- an earlier version's, its random part all digits, its shell alive
     -- (the live session's below): kept, the name is not read as a pid
     local L = base .. dead .. tag:gsub("%D", "7")
@@ -356,6 +361,8 @@ T.test("M3: the clean-up of killed sessions' folders removes only the user's own
         "mkdir -m 0700 " .. F, "echo " .. dead .. " > " .. F .. "/pid", "chown -R " .. u .. " " .. F,
         "mkdir -m 0700 " .. G, ": > " .. G .. "/pid", "touch " .. G .. "/o1", "chown -R " .. u .. " " .. G,
         "mkdir -m 0700 " .. H, "touch " .. H .. "/o1", "chown -R " .. u .. " " .. H,
+        "mkdir -m 0700 " .. C2, "touch " .. C2 .. "/o1", "chown -R " .. u .. " " .. C2,
+        "mkdir -m 0777 " .. A2, "touch " .. A2 .. "/victim", "chown " .. u .. " " .. A2 .. "/victim",
     }, "\n") })
     T.eq(r.rc, 0, "planted: " .. r.stderr)
     r = proc.run({ shell = table.concat({ "set -e",
@@ -373,6 +380,8 @@ T.test("M3: the clean-up of killed sessions' folders removes only the user's own
     T.ok(not fs.stat(F), "an earlier version's folder whose pid file names a dead shell is removed")
     T.ok(fs.stat(G .. "/o1"), "an earlier version's folder whose pid file is still empty is left alone")
     T.ok(fs.stat(H .. "/o1"), "a folder with no pid in its name and no pid file is left alone")
+    T.ok(not fs.stat(C2), "the user's own folder of a dead session in " .. other .. "* is removed too")
+    T.ok(fs.stat(A2 .. "/victim"), "a folder the user does not own in " .. other .. "* is left alone")
     T.ok(fs.stat(L .. "/o1"), "an earlier version's folder named with digits only, its shell alive, is left alone")
     T.eq((fs.stat(folder) or {}).type, "directory", "a live session's folder is left alone")
     T.eq(ok(live, "echo still").stdout, "still\n", "and that session goes on")
@@ -382,7 +391,7 @@ T.test("M3: the clean-up of killed sessions' folders removes only the user's own
     -- waited for, at most 10 s)
     proc.run({ argv = { "sh", "-c", 'for i in $(seq 100); do [ -e "$1" ] || exit 0; sleep 0.1; done', "-", folder } })
     T.ok(not fs.stat(folder), "a session that ends removes its folder")
-    proc.run({ argv = { "rm", "-rf", A, B, Bt, C, F, G, H, L } })
+    proc.run({ argv = { "rm", "-rf", A, B, Bt, C, F, G, H, L, C2, A2 } })
 end)
 
 T.test("M2: a step that removes the session's private folder: the next step runs once, as never started", function()
@@ -391,7 +400,7 @@ T.test("M2: a step that removes the session's private folder: the next step runs
     local d = S.target(T)
     local folder = ok(c, "readlink /proc/$$/fd/1").stdout:match("^(/.+)/o%d+\n$")
     T.ok(folder, "the private folder")
-    -- (what a clean-up step such as rm -rf /tmp/* does to it)
+    -- (what a clean-up step such as rm -rf /dev/shm/* or /tmp/* does to it)
     T.eq(ok(c, "rm -rf " .. folder).rc, 0, "the step that removes it")
     local r, err = sh(c, "echo ran >> " .. d .. "/m; echo ran")
     T.ok(r, "the next step has a result, not 'may or may not': " .. tostring(err))

@@ -165,8 +165,11 @@ T.test("the private folder: $TMPDIR when set, else /dev/shm with 256 MiB free (w
         { "300 MiB free: /dev/shm", shm("300m", "1777"), "/dev/shm" },
         { "200 MiB free: /tmp", shm("200m", "1777"), "/tmp" },
         { "a container's 64 MiB: /tmp", shm("64m", "1777"), "/tmp" },
-        { "not writable by the user: /tmp", shm("1g", "0755"), "/tmp" },
+        { "not writable by the user (sticky): /tmp", shm("1g", "1755"), "/tmp" },
         { "writable but not sticky: /tmp", shm("1g", "0777"), "/tmp" },
+        -- (it passes every check, then mktemp fails there: no inode left)
+        { "/dev/shm where no folder can be made: /tmp",
+          "mount -t tmpfs -o size=1g,nr_inodes=1,mode=1777 cutover-test /dev/shm", "/tmp" },
         { "the login's TMPDIR wins over a large /dev/shm", shm("1g", "1777"), own, "SetEnv TMPDIR=" .. own },
     }) do
         local e = S.start(T, { private_mounts = case[2], extra_config = case[4] })

@@ -73,9 +73,12 @@
 -- /dev/shm when that is a writable, sticky folder with at least
 -- 256 MiB free (df -Pk: RAM, where making a file costs a tenth of what
 -- it costs on a journalled disk; two files a step made /tmp's ext4 the
--- largest cost of a step here), else in /tmp.  Small /dev/shm folders
--- (a container's 64 MiB) are passed over: a step's whole output is held
--- there until it ends.
+-- largest cost of a step here), else in /tmp (also when no folder can
+-- be made in /dev/shm after all).  Small /dev/shm folders (a
+-- container's 64 MiB) are passed over: a step's whole output is held
+-- there until it ends.  The clean-up below looks in the folder's own
+-- parent and in /tmp and /dev/shm (sticky ones only), so a folder left
+-- where an earlier version or an earlier choice put it goes too.
 --
 -- The private folder's name holds the session shell's pid
 -- (cutover-session.<pid>.<random>, made whole by mktemp: no window where
@@ -136,16 +139,16 @@ fi
 __cs_o=${TMPDIR:-}
 if [ -z "$__cs_o" ]; then
 __cs_o=/tmp
-if [ -d /dev/shm ] && [ -w /dev/shm ] && [ -k /dev/shm ] &&
-__cs_l=$(df -Pk /dev/shm 2>/dev/null); then
-__cs_a=
-{ read -r __cs_p; IFS=' ' read -r __cs_p __cs_p __cs_p __cs_a __cs_p; } <<__CS_DF__
-$__cs_l
-__CS_DF__
+if [ -d /dev/shm ] && [ -w /dev/shm ] && [ -k /dev/shm ]; then
+__cs_a=$(df -Pk /dev/shm 2>/dev/null | { read -r __cs_p; IFS=' ' read -r __cs_p __cs_p __cs_p __cs_a __cs_p
+printf '%s' "$__cs_a"; })
 case $__cs_a in ''|*[!0-9]*) ;; *) [ "$__cs_a" -ge 262144 ] && __cs_o=/dev/shm;; esac
 fi
 fi
 __cs_d=$(umask 077; mktemp -d "$__cs_o/cutover-session.$$.XXXXXXXX" 2>/dev/null) || __cs_d=
+if [ -z "$__cs_d" ] && [ "$__cs_o" = /dev/shm ]; then
+__cs_d=$(umask 077; mktemp -d "/tmp/cutover-session.$$.XXXXXXXX" 2>/dev/null) || __cs_d=
+fi
 case $__cs_d in
 /*) case $__cs_d in *[!A-Za-z0-9_./-]*) rm -rf "$__cs_d"; __cs_d=;; esac;;
 *) __cs_d=;;
@@ -154,7 +157,13 @@ esac
 trap 'rm -rf "$__cs_d"' EXIT
 printf '%s\n' "$$" 2>/dev/null > "$__cs_d/pid" ||
 { printf '%s N %s\n' "$__cs_T" 'cannot write in the private folder'; return 0; }
-for __cs_o in "${__cs_d%/*}"/cutover-session.*; do
+__cs_i=0
+for __cs_w in "${__cs_d%/*}" /tmp /dev/shm; do
+__cs_i=$((__cs_i+1))
+if [ "$__cs_i" -gt 1 ]; then
+[ "$__cs_w" != "${__cs_d%/*}" ] && [ -d "$__cs_w" ] && [ -k "$__cs_w" ] || continue
+fi
+for __cs_o in "$__cs_w"/cutover-session.*; do
 [ "$__cs_o" != "$__cs_d" ] && [ -d "$__cs_o" ] && [ ! -h "$__cs_o" ] && [ -O "$__cs_o" ] || continue
 __cs_p=${__cs_o##*/cutover-session.}
 case $__cs_p in
@@ -174,6 +183,7 @@ read -r __cs_l 2>/dev/null < "/proc/$__cs_p/stat"
 case $__cs_l in *') Z '*) ;; *) continue;; esac
 fi
 rm -rf "$__cs_o"
+done
 done
 trap 'exit 129' HUP
 trap 'exit 141' PIPE
