@@ -384,7 +384,14 @@ int kh_append(const char *path, const char *host, int port,
             goto done;
         }
     }
-    flock(fd, LOCK_EX);  /* several hosts may be accepted at once */
+    /* Several runs may accept hosts at once.  A lock held elsewhere is
+     * waited for by the caller, never here; a file system without
+     * flock (ENOLCK) is written unlocked, as before. */
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+        close(fd);
+        status = KH_APPEND_LOCKED;
+        goto done;
+    }
     f = fdopen(fd, "a");
     if (f == NULL) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));

@@ -44,6 +44,12 @@ int kh_load(const char *path, const char *host, int port, struct kh_host *h,
 int kh_decide(const struct kh_host *h, const unsigned char *blob,
               size_t bloblen, struct kh_result *res);
 void kh_host_free(struct kh_host *h);
+/* Appends one line for host:port under the file's lock (flock, so two
+ * cutover runs never interleave their lines).  Returns 0, -1 with err
+ * set, or KH_APPEND_LOCKED when another program holds the lock now:
+ * nothing was written, and the caller tries again later (it must not
+ * wait here: the loop serves every host). */
+#define KH_APPEND_LOCKED (-2)
 int kh_append(const char *path, const char *host, int port,
               const unsigned char *blob, size_t bloblen, char *err,
               size_t errlen);

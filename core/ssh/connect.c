@@ -66,6 +66,8 @@ static int connect_stopped(lua_State *L, struct ssh_session *s)
                         s->host, s->port,
                         s->phase == PH_CONNECT ? "connecting"
                         : s->phase == PH_HANDSHAKE ? "in the SSH handshake"
+                        : s->phase == PH_HOSTKEY
+                        ? "waiting for the lock on known_hosts"
                         : "authenticating");
     if (loop_interrupts() != 0 && !s->ignore_interrupts)
         return ssh_fail(L, s, "interrupted", "%s: interrupted", s->host);
@@ -124,7 +126,14 @@ static int connect_step(lua_State *L, int status, lua_KContext ctx)
             rc = run_phase(L, s, user, known_hosts);
         if (rc >= 0)
             return rc;
-        if (rc == STEP_WAIT)
+        if (rc == STEP_PAUSE) {
+            double wake = loop_now() + SSH_PAUSE;
+            if (wake > s->deadline)
+                wake = s->deadline;
+            if (loop_can_park(L))
+                return loop_park(L, NULL, 0, wake, 0, connect_step);
+            loop_block(L, NULL, 0, wake);
+        } else if (rc == STEP_WAIT)
             WAIT_OR_PARK(L, s, s->phase == PH_CONNECT
                          ? LIBSSH2_SESSION_BLOCK_OUTBOUND
                          : libssh2_session_block_directions(s->session),

@@ -75,6 +75,7 @@ static int unknown_host(lua_State *L, struct ssh_session *s,
 {
     char err[512];
     int accept_new;
+    int rc;
 
     if (known_types[0] != '\0')
         return ssh_fail(L, s, "hostkey",
@@ -90,10 +91,24 @@ static int unknown_host(lua_State *L, struct ssh_session *s,
             "it. Check the fingerprint out of band, then run again with "
             "--accept-new-host-keys (or add the key with ssh-keyscan) to "
             "trust it.", s->host, s->port, k->type, k->fp, known_hosts);
-    if (kh_append(known_hosts, s->host, s->port, k->blob, k->len, err,
-                  sizeof err) != 0)
+    rc = kh_append(known_hosts, s->host, s->port, k->blob, k->len, err,
+                   sizeof err);
+    if (rc == KH_APPEND_LOCKED) {
+        /* another program (another cutover run) is writing the file:
+         * other hosts go on while this one looks again in a moment */
+        if (s->kh_lock_since == 0)
+            s->kh_lock_since = loop_now();
+        if (loop_now() - s->kh_lock_since < SSH_KNOWN_HOSTS_LOCK_WAIT)
+            return STEP_PAUSE;
+        return ssh_fail(L, s, "hostkey", "%s: cannot record the new host "
+                        "key: another program has held the lock on %s for "
+                        "%d s", s->host, known_hosts,
+                        SSH_KNOWN_HOSTS_LOCK_WAIT);
+    }
+    if (rc != 0)
         return ssh_fail(L, s, "hostkey", "%s: cannot record the new host "
                         "key: %s", s->host, err);
+    s->kh_lock_since = 0;
     lua_pushboolean(L, 1);
     lua_setfield(L, CONNECT_OPTS, "host_key_added");
     return STEP_NEXT;
@@ -120,6 +135,14 @@ int ssh_hostkey_decide(lua_State *L, struct ssh_session *s,
     kh_fingerprint(k.blob, k.len, k.fp, sizeof k.fp);
     snprintf(k.type, sizeof k.type, "?");
     kh_blob_type(k.blob, k.len, k.type, sizeof k.type);
+    if (s->kh_lock_since > 0) {
+        /* decided before (unknown, to be added); known_hosts was locked */
+        rc = unknown_host(L, s, &k, known_hosts, "");
+        if (rc != STEP_NEXT)
+            return rc;
+        s->phase = PH_AUTHLIST;
+        return STEP_NEXT;
+    }
     if (s->known_unreadable)
         return ssh_fail(L, s, "hostkey", "%s: cannot read %s: %s", s->host,
                         known_hosts, s->known_problem != NULL

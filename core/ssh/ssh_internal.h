@@ -83,6 +83,8 @@ struct ssh_session {
     enum ssh_phase phase;
     struct pollfd pfd;
     double deadline;
+    double kh_lock_since;         /* known_hosts locked elsewhere since
+                                     (loop_now), 0 when not waiting */
     int busy;                     /* an exec is using the session */
     int key_index;
     int key_count;
@@ -114,8 +116,13 @@ enum { CONNECT_OPTS = 1, CONNECT_SESSION = 2 };
  * count >= 0 ends ssh.connect with that many results. */
 enum {
     STEP_NEXT = -1,          /* go round again (the phase may have moved) */
-    STEP_WAIT = -2           /* wait until libssh2 can go on */
+    STEP_WAIT = -2,          /* wait until libssh2 can go on */
+    STEP_PAUSE = -3          /* wait a moment (SSH_PAUSE s), no socket:
+                                a file lock held by another program */
 };
+#define SSH_PAUSE 0.05
+/* How long a host waits for known_hosts' lock before it fails. */
+#define SSH_KNOWN_HOSTS_LOCK_WAIT 10
 
 /* session.c */
 void ssh_close_session(struct ssh_session *s);

@@ -76,6 +76,73 @@ T.test("--accept-new-host-keys records the key; the next run needs no flag", fun
     T.eq(r.rc, 0, "second run: " .. r.stdout)
 end)
 
+-- known_hosts locked by another program (another run recording a host,
+-- here flock(1)) while a new host is to be recorded: that host looks
+-- again every 50 ms, the other hosts go on meanwhile, and it fails
+-- clearly when the lock stays held for 10 s.  web1 is known, web2 new.
+local srv2 = S.start(T)
+local function locked_run(hold)
+    local d = T.tmpdir()
+    local out = S.target(T)
+    T.write(d .. "/inv.yml", string.format([[
+all:
+  vars:
+    ansible_user: %s
+    ansible_ssh_private_key_file: %s
+  hosts:
+    web1: {ansible_host: %s, ansible_port: %d}
+    web2: {ansible_host: %s, ansible_port: %d}
+]], srv.user, srv.key, srv.address, srv.port, srv2.address, srv2.port))
+    S.sh("cat " .. srv.key .. ".pub >> " .. srv2.dir .. "/authorized_keys")
+    T.write(d .. "/p.yml", [[
+- hosts: all
+  steps:
+    - shell: sleep 0.5
+    - shell: "date +%s.%N > ]] .. out .. [[/done.{{ inventory_hostname }}"
+]])
+    local kh = d .. "/known_hosts"
+    T.write(kh, srv:known_line())
+    -- the lock is taken before cutover starts, and dropped after hold s
+    -- (its time written then)
+    -- (in a process group of its own, named in d/holder, to be stopped)
+    S.sh(string.format("setsid sh -c 'echo $$ > %s/holder; exec flock %s sh -c \"touch %s/held; sleep %s; " ..
+        "date +%%s.%%N > %s/released\"' >/dev/null 2>&1 & " ..
+        "i=0; while [ ! -e %s/held ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done", d, kh, d, hold, d, d))
+    T.ok(T.read(d .. "/held"), "the lock is held")
+    local r = run(d, { "--known-hosts", kh, "--accept-new-host-keys", "--forks", "2" })
+    return r, d, out, kh
+end
+
+T.test("known_hosts locked by another program: the new host waits, the others go on; then it is recorded",
+    function()
+    local r, d, out, kh = locked_run(3)
+    T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
+    local done1 = tonumber(T.read(out .. "/done.web1") or "")
+    local done2 = tonumber(T.read(out .. "/done.web2") or "")
+    local released = tonumber(T.read(d .. "/released") or "")
+    T.ok(done1 and done2 and released, "both hosts ran their steps, and the lock was dropped")
+    -- (old code: flock() blocked the whole controller, so web1's second
+    -- step came after the lock was dropped)
+    T.ok(done1 < released, string.format("web1 finished while web2 waited for the lock (%.2f s before)",
+        (released or 0) - (done1 or 0)))
+    T.ok(done2 > released, "web2's steps ran once its key was recorded")
+    T.eq(T.read(kh), srv:known_line() .. srv2:known_line(), "web2's key appended once, after web1's line")
+end)
+
+T.test("known_hosts locked for more than 10 s: the new host fails saying so; the others are not held up",
+    function()
+    local r, d, out, kh = locked_run(14)
+    S.sh("kill -TERM -- -$(cat " .. d .. "/holder) 2>/dev/null || true")
+    T.eq(r.rc, 1, "exit code: " .. r.stdout .. r.stderr)
+    T.contains(r.stdout, srv2.address .. ": cannot record the new host key: another program has held the lock on " ..
+        kh .. " for 10 s", "the error names the host, the file and the wait")
+    T.match(r.stdout, "web2%s+0%s+0%s+0%s+0%s+1", "web2 failed at connect")
+    T.ok(T.read(out .. "/done.web1"), "web1 ran its steps")
+    T.eq(T.read(out .. "/done.web2"), nil, "web2 ran nothing")
+    T.eq(T.read(kh), srv:known_line(), "known_hosts unchanged")
+    T.eq(T.read(d .. "/released"), nil, "(the lock was still held when the run ended)")
+end)
+
 T.test("a hashed known_hosts line is honoured", function()
     local d = T.tmpdir()
     inventory(d, srv, "      ansible_ssh_private_key_file: " .. srv.key .. "\n")
