@@ -43,6 +43,8 @@ struct ssh_exec {
     int timed_out;                /* else, when stopped early: interrupted */
     unsigned interrupts_at_start;
     int uninterruptible;          /* the command that stops another one */
+    int reread;                   /* went round once with data queued and
+                                     nothing read (exec_io) */
 };
 
 /* Stack of exec: 1 session, 2 command, 3 options, 4 exec userdata. */
@@ -162,30 +164,50 @@ static void exec_send_stdin(lua_State *L, struct ssh_exec *e)
         e->stdin_done = 1;
 }
 
-/* Reads everything waiting on one stream; -1 when the channel broke. */
-static int exec_drain(struct ssh_exec *e, int stream, struct ssh_buf *b)
+/* Reads everything waiting on one stream: how many bytes came, or -1
+ * when the channel broke. */
+static long exec_drain(struct ssh_exec *e, int stream, struct ssh_buf *b)
 {
     char chunk[32768];
+    long got = 0;
     ssize_t n;
 
     for (;;) {
         n = libssh2_channel_read_ex(e->channel, stream, chunk, sizeof chunk);
         if (n > 0) {
             buf_add(b, chunk, (size_t)n);
+            got += (long)n;
             continue;
         }
-        return n < 0 && n != LIBSSH2_ERROR_EAGAIN ? -1 : 0;
+        return n < 0 && n != LIBSSH2_ERROR_EAGAIN ? -1 : got;
     }
 }
 
 static int exec_io(lua_State *L, struct ssh_exec *e)
 {
+    long out;
+    long err;
+
     exec_send_stdin(L, e);
-    if (exec_drain(e, 0, &e->out) != 0 ||
-        exec_drain(e, SSH_EXTENDED_DATA_STDERR, &e->err) != 0)
+    out = exec_drain(e, 0, &e->out);
+    err = out < 0 ? -1 : exec_drain(e, SSH_EXTENDED_DATA_STDERR, &e->err);
+    if (out < 0 || err < 0)
         return EXEC_FAILED;
-    if (!libssh2_channel_eof(e->channel))
+    if (!libssh2_channel_eof(e->channel)) {
+        /* libssh2 reads every packet the socket holds whenever either
+         * stream is read: stdout's last data (and the EOF, the close)
+         * may have been queued while stderr was read.  The socket then
+         * has nothing more to wake us, so read again rather than wait.
+         * (Once with nothing read: data of a stream neither read takes
+         * would otherwise loop for ever.) */
+        if (libssh2_poll_channel_read(e->channel, 1) > 0 &&
+            (out + err > 0 || !e->reread)) {
+            e->reread = out + err == 0;
+            return EXEC_NEXT;
+        }
+        e->reread = 0;
         return EXEC_WAIT;
+    }
     e->state = EX_CLOSE;
     return EXEC_NEXT;
 }

@@ -159,10 +159,8 @@ static size_t shell_in_room(lua_State *L, struct ssh_shell *h)
     return h->in_cap - h->in_len;
 }
 
-/* Reads what has arrived: stdout into h->in while it has room; stderr (the first
- * SHELL_ERR_BUF bytes kept).  Returns how many bytes came, -1 when the
- * channel broke. */
-static long shell_fill(lua_State *L, struct ssh_shell *h)
+/* One pass of shell_fill: stderr, then stdout while h->in has room. */
+static long shell_fill_pass(lua_State *L, struct ssh_shell *h)
 {
     char chunk[4096];
     ssize_t n;
@@ -202,6 +200,33 @@ static long shell_fill(lua_State *L, struct ssh_shell *h)
         if (n < 0 && n != LIBSSH2_ERROR_EAGAIN)
             return -1;
         break;
+    }
+    return got;
+}
+
+/* Reads what has arrived: stdout into h->in while it has room; stderr (the first
+ * SHELL_ERR_BUF bytes kept).  Returns how many bytes came, -1 when the
+ * channel broke.  libssh2 reads every packet the socket holds whenever
+ * either stream is read, so stderr that came during the stdout read
+ * waits in libssh2's queue, and while it does libssh2_channel_eof
+ * does not tell the end: another pass takes it, since the socket will
+ * not wake us for it.  (A pass with nothing read while data is still
+ * queued, stdout with no room in h->in, ends the reading.) */
+static long shell_fill(lua_State *L, struct ssh_shell *h)
+{
+    long got = 0;
+    long pass;
+    int idle = 0;
+
+    for (;;) {
+        pass = shell_fill_pass(L, h);
+        if (pass < 0)
+            return -1;
+        got += pass;
+        if (h->channel == NULL || libssh2_poll_channel_read(h->channel, 1) <= 0)
+            break;
+        if (pass == 0 && ++idle > 1)
+            break;
     }
     return got;
 }
