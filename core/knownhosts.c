@@ -351,8 +351,8 @@ int kh_decide(const struct kh_host *h, const unsigned char *blob,
 }
 
 int kh_append(const char *path, const char *host, int port,
-              const unsigned char *blob, size_t bloblen, char *err,
-              size_t errlen)
+              const unsigned char *blob, size_t bloblen, int recheck,
+              char *err, size_t errlen)
 {
     char name[600];
     char type[128];
@@ -391,6 +391,33 @@ int kh_append(const char *path, const char *host, int port,
         close(fd);
         status = KH_APPEND_LOCKED;
         goto done;
+    }
+    /* The host was unknown when the file was read, before the
+     * handshake; the program that held the lock may have recorded it
+     * since.  Read again under the lock: the same key needs no second
+     * line, any other line for the host is refused.  (Without a wait
+     * the one reading stands, as the decision was made from it.) */
+    if (recheck) {
+        struct kh_host again;
+        struct kh_result res;
+        const char *problem = NULL;
+        int decided = kh_load(path, host, port, &again, &problem) == 0 &&
+                      kh_decide(&again, blob, bloblen, &res) == 0;
+        kh_host_free(&again);
+        if (decided && res.status == KH_MATCH) {
+            close(fd);
+            status = 0;
+            goto done;
+        }
+        if (decided && (res.status != KH_UNKNOWN || res.types[0] != '\0')) {
+            snprintf(err, errlen, "another program wrote %s for this host "
+                     "in %s meanwhile; not adding this one",
+                     res.status == KH_REVOKED ? "this key as @revoked"
+                     : res.status == KH_CHANGED ? "another key"
+                     : "keys of other types", path);
+            close(fd);
+            goto done;
+        }
     }
     f = fdopen(fd, "a");
     if (f == NULL) {

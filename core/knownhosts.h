@@ -48,11 +48,13 @@ void kh_host_free(struct kh_host *h);
  * cutover runs never interleave their lines).  Returns 0, -1 with err
  * set, or KH_APPEND_LOCKED when another program holds the lock now:
  * nothing was written, and the caller tries again later (it must not
- * wait here: the loop serves every host). */
+ * wait here: the loop serves every host).  recheck (the caller found
+ * the file locked before): the host's lines are read again under the
+ * lock first, since the program that held it may have written them. */
 #define KH_APPEND_LOCKED (-2)
 int kh_append(const char *path, const char *host, int port,
-              const unsigned char *blob, size_t bloblen, char *err,
-              size_t errlen);
+              const unsigned char *blob, size_t bloblen, int recheck,
+              char *err, size_t errlen);
 void kh_fingerprint(const unsigned char *blob, size_t len, char *out,
                     size_t cap);
 int kh_blob_type(const unsigned char *blob, size_t len, char *out,

@@ -91,13 +91,25 @@ static int unknown_host(lua_State *L, struct ssh_session *s,
             "it. Check the fingerprint out of band, then run again with "
             "--accept-new-host-keys (or add the key with ssh-keyscan) to "
             "trust it.", s->host, s->port, k->type, k->fp, known_hosts);
-    rc = kh_append(known_hosts, s->host, s->port, k->blob, k->len, err,
-                   sizeof err);
+    rc = kh_append(known_hosts, s->host, s->port, k->blob, k->len,
+                   s->kh_lock_since > 0, err, sizeof err);
     if (rc == KH_APPEND_LOCKED) {
         /* another program (another cutover run) is writing the file:
-         * other hosts go on while this one looks again in a moment */
-        if (s->kh_lock_since == 0)
+         * other hosts go on while this one looks again in a moment.
+         * options.on_lock_wait (once): the caller gives up what it
+         * holds for the handshake (its place among those that may run
+         * at once), so waiting hosts do not hold up the others. */
+        if (s->kh_lock_since == 0) {
             s->kh_lock_since = loop_now();
+            lua_getfield(L, CONNECT_OPTS, "on_lock_wait");
+            if (lua_isfunction(L, -1)) {
+                if (cutover_pcall(L, 0, 0) != LUA_OK)
+                    return ssh_fail(L, s, "hostkey", "%s: %s", s->host,
+                                    lua_tostring(L, -1));
+            } else {
+                lua_pop(L, 1);
+            }
+        }
         if (loop_now() - s->kh_lock_since < SSH_KNOWN_HOSTS_LOCK_WAIT)
             return STEP_PAUSE;
         return ssh_fail(L, s, "hostkey", "%s: cannot record the new host "

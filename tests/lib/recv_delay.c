@@ -7,16 +7,20 @@
  * milliseconds: tests/ssh/test_exec_race.lua uses it to show that a
  * command's last output, read off the socket while another stream was
  * being drained, is not left waiting for a socket that has nothing more.
+ * CUTOVER_TEST_RECV_DELAY_MARK names a file made at the first delay, so a
+ * test knows the shim was loaded and took effect.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE  /* RTLD_NEXT */
 #endif
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
@@ -35,8 +39,16 @@ ssize_t recv(int fd, void *buf, size_t len, int flags)
     }
     n = real_recv(fd, buf, len, flags);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && delay_us > 0) {
+        static int marked;
         int saved = errno;
         struct timespec ts = { delay_us / 1000000, (delay_us % 1000000) * 1000 };
+        const char *mark = getenv("CUTOVER_TEST_RECV_DELAY_MARK");
+        if (!marked && mark != NULL) {
+            int fd = open(mark, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+            if (fd >= 0)
+                close(fd);
+            marked = 1;
+        }
         nanosleep(&ts, NULL);
         errno = saved;
     }

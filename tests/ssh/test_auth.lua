@@ -81,9 +81,11 @@ end)
 -- again every 50 ms, the other hosts go on meanwhile, and it fails
 -- clearly when the lock stays held for 10 s.  web1 is known, web2 new.
 local srv2 = S.start(T)
-local function locked_run(hold)
+local function locked_run(hold, whole, holder_line)
     local d = T.tmpdir()
     local out = S.target(T)
+    -- (whole: the lock is held the whole hold s, whatever web1 does)
+    local watched = whole and (d .. "/never") or (out .. "/done.web1")
     T.write(d .. "/inv.yml", string.format([[
 all:
   vars:
@@ -102,12 +104,18 @@ all:
 ]])
     local kh = d .. "/known_hosts"
     T.write(kh, srv:known_line())
-    -- the lock is taken before cutover starts, and dropped after hold s
-    -- (its time written then)
-    -- (in a process group of its own, named in d/holder, to be stopped)
-    S.sh(string.format("setsid sh -c 'echo $$ > %s/holder; exec flock %s sh -c \"touch %s/held; sleep %s; " ..
-        "date +%%s.%%N > %s/released\"' >/dev/null 2>&1 & " ..
-        "i=0; while [ ! -e %s/held ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done", d, kh, d, hold, d, d))
+    -- the lock is taken before cutover starts; it is dropped (its time
+    -- written then) once web1 has finished, or after hold s (0.1 s steps):
+    -- a controller that waits on the lock keeps web1 from finishing, so
+    -- the lock is held all that while.  (In a process group of its own,
+    -- named in d/holder, to be stopped.)
+    S.sh(string.format("setsid sh -c 'echo $$ > %s/holder; exec flock %s sh -c \"touch %s/held; i=0; " ..
+        "while [ ! -e %s ] && [ \\$i -lt %d ]; do sleep 0.1; i=\\$((i+1)); done; sleep 0.3; " ..
+        "%s date +%%s.%%N > %s/released\"' >/dev/null 2>&1 & " ..
+        "i=0; while [ ! -e %s/held ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done",
+        d, kh, d, watched, math.floor(hold * 10),
+        holder_line and ("echo " .. holder_line:gsub("\n$", ""):gsub("[^%w]", "\\\\%0") .. " >> " .. kh .. ";") or "",
+        d, d))
     T.ok(T.read(d .. "/held"), "the lock is held")
     local r = run(d, { "--known-hosts", kh, "--accept-new-host-keys", "--forks", "2" })
     return r, d, out, kh
@@ -115,7 +123,7 @@ end
 
 T.test("known_hosts locked by another program: the new host waits, the others go on; then it is recorded",
     function()
-    local r, d, out, kh = locked_run(3)
+    local r, d, out, kh = locked_run(30)
     T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
     local done1 = tonumber(T.read(out .. "/done.web1") or "")
     local done2 = tonumber(T.read(out .. "/done.web2") or "")
@@ -129,9 +137,67 @@ T.test("known_hosts locked by another program: the new host waits, the others go
     T.eq(T.read(kh), srv:known_line() .. srv2:known_line(), "web2's key appended once, after web1's line")
 end)
 
+T.test("known_hosts locked by a program that records the same host meanwhile: one line, not two", function()
+    local r, _, out, kh = locked_run(30, false, srv2:known_line())
+    T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
+    T.ok(T.read(out .. "/done.web2"), "web2 ran its steps")
+    T.eq(T.read(kh), srv:known_line() .. srv2:known_line(), "web2's key once: the other program's line")
+end)
+
+T.test("known_hosts locked by a program that records another key for the host: refused, nothing added",
+    function()
+    local other = srv2:known_line(srv.host_pub)   -- srv's key under srv2's name
+    local r, _, out, kh = locked_run(30, false, other)
+    T.eq(r.rc, 1, "exit code: " .. r.stdout .. r.stderr)
+    T.contains(r.stdout, srv2.address .. ": cannot record the new host key: another program wrote another key " ..
+        "for this host in " .. kh .. " meanwhile; not adding this one", "the error says what changed")
+    T.eq(T.read(out .. "/done.web2"), nil, "web2 ran nothing")
+    T.eq(T.read(kh), srv:known_line() .. other, "known_hosts holds only the other program's line")
+end)
+
+T.test("known_hosts locked while more new hosts than handshake places wait: the known host still connects",
+    function()
+    -- nine new hosts (one sshd on 127.0.0.11-19) and web1, known: the
+    -- new hosts wait for the lock without their place among the 8
+    -- handshakes that may run at once, so web1 connects and finishes,
+    -- and the lock (held until web1 is done, at most 30 s) goes free
+    local listen = {}
+    for i = 12, 19 do listen[#listen + 1] = "ListenAddress 127.0.0." .. i end
+    local many = S.start(T, { address = "127.0.0.11", extra_config = table.concat(listen, "\n") })
+    S.sh("cat " .. srv.key .. ".pub >> " .. many.dir .. "/authorized_keys")
+    local d = T.tmpdir()
+    local out = S.target(T)
+    -- (web1 last: the new hosts start first and take every place)
+    local hosts = {}
+    for i = 11, 19 do
+        hosts[#hosts + 1] = string.format("    n%d: {ansible_host: 127.0.0.%d, ansible_port: %d}", i, i, many.port)
+    end
+    hosts[#hosts + 1] = string.format("    web1: {ansible_host: %s, ansible_port: %d}", srv.address, srv.port)
+    T.write(d .. "/inv.yml", string.format("all:\n  vars:\n    ansible_user: %s\n" ..
+        "    ansible_ssh_private_key_file: %s\n  hosts:\n%s\n", srv.user, srv.key, table.concat(hosts, "\n")))
+    T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - shell: sleep 0.5\n" ..
+        "    - shell: \"date +%s.%N > " .. out .. "/done.{{ inventory_hostname }}\"\n")
+    local kh = d .. "/known_hosts"
+    T.write(kh, srv:known_line())
+    S.sh(string.format("setsid sh -c 'echo $$ > %s/holder; exec flock %s sh -c \"touch %s/held; i=0; " ..
+        "while [ ! -e %s/done.web1 ] && [ \\$i -lt 300 ]; do sleep 0.1; i=\\$((i+1)); done; sleep 0.3; " ..
+        "date +%%s.%%N > %s/released\"' >/dev/null 2>&1 & " ..
+        "i=0; while [ ! -e %s/held ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done", d, kh, d, out, d, d))
+    T.ok(T.read(d .. "/held"), "the lock is held")
+    local r = run(d, { "--known-hosts", kh, "--accept-new-host-keys", "--forks", "10" })
+    S.sh("kill -TERM -- -$(cat " .. d .. "/holder) 2>/dev/null || true")
+    T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
+    local done1 = tonumber(T.read(out .. "/done.web1") or "")
+    local released = tonumber(T.read(d .. "/released") or "")
+    T.ok(done1 and released and done1 < released, "web1 finished while the new hosts waited for the lock")
+    local _, lines = (T.read(kh) or ""):gsub("\n", "")
+    T.eq(lines, 10, "the nine new keys recorded after web1's line")
+    many:stop()
+end)
+
 T.test("known_hosts locked for more than 10 s: the new host fails saying so; the others are not held up",
     function()
-    local r, d, out, kh = locked_run(14)
+    local r, d, out, kh = locked_run(14, true)
     S.sh("kill -TERM -- -$(cat " .. d .. "/holder) 2>/dev/null || true")
     T.eq(r.rc, 1, "exit code: " .. r.stdout .. r.stderr)
     T.contains(r.stdout, srv2.address .. ": cannot record the new host key: another program has held the lock on " ..

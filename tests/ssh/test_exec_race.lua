@@ -52,10 +52,11 @@ all:
     T.write(d .. "/p.yml", table.concat(steps, "\n") .. "\n")
     local asan = os.getenv("ASAN_OPTIONS")
     local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", srv.known_hosts },
-        { env = { LD_PRELOAD = shim, HOME = d, SSH_AUTH_SOCK = "",
+        { env = { LD_PRELOAD = shim, CUTOVER_TEST_RECV_DELAY_MARK = d .. "/shim-delayed", HOME = d, SSH_AUTH_SOCK = "",
                   -- (an ASan build checks that its runtime is loaded first)
                   ASAN_OPTIONS = (asan and asan .. ":" or "") .. "verify_asan_link_order=0" },
           timeout = 600 })
+    T.ok(fs.stat(d .. "/shim-delayed"), "the shim was loaded into cutover and slowed its empty reads")
     T.eq(r.rc, 0, "every step ended: " .. r.stdout .. r.stderr)
     local _, timed_out = r.stdout:gsub("timed out", "")
     T.eq(timed_out, 0, "no step timed out")

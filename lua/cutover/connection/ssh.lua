@@ -143,14 +143,24 @@ function Conn:open(ignore_interrupts)
     end
     while handshakes >= M.max_handshakes do handshake_done:wait() end
     handshakes = handshakes + 1
+    local holding = true
+    local function release()   -- the place among the handshakes, once
+        if holding then
+            holding = false
+            handshakes = handshakes - 1
+            handshake_done:signal()
+        end
+    end
     local ok, session, fp_or_err, added_or_code = pcall(ssh.connect, {
         host = st.host, port = st.port, user = st.user, keys = st.keys,
         agent = st.agent, password = st.password, known_hosts = st.known_hosts,
         accept_new = st.accept_new, timeout = st.timeout, fd = fd,
         ignore_interrupts = ignore_interrupts,
+        -- known_hosts locked by another program: this host waits without
+        -- its place, so it does not hold up the others' handshakes
+        on_lock_wait = release,
     })
-    handshakes = handshakes - 1
-    handshake_done:signal()
+    release()
     if not ok or not session then
         local proxied = self.helper ~= nil
         self:close()
