@@ -195,6 +195,15 @@ function Server:known_line(pub)
     return name .. " " .. (pub or self.host_pub) .. "\n"
 end
 
+-- An inventory's text: one group whose vars reach this server as the
+-- test user with its key, then extra_vars (lines such as
+-- "    cutover_session: false\n"), and hosts (lines; default one, h1).
+function Server:inventory(extra_vars, hosts)
+    return string.format("all:\n  vars:\n    ansible_host: %s\n    ansible_port: %d\n    ansible_user: %s\n" ..
+        "    ansible_ssh_private_key_file: %s\n%s  hosts:\n%s", self.address, self.port, self.user, self.key,
+        extra_vars or "", hosts or "    h1: {}\n")
+end
+
 function Server:trust()
     assert(fs.write(self.known_hosts, self:known_line(), 384))
 end

@@ -81,49 +81,47 @@ end)
 -- again every 50 ms, the other hosts go on meanwhile, and it fails
 -- clearly when the lock stays held for 10 s.  web1 is known, web2 new.
 local srv2 = S.start(T)
-local function locked_run(hold, whole, holder_line)
+S.sh("cat " .. srv.key .. ".pub >> " .. srv2.dir .. "/authorized_keys")  -- srv's key logs in there too
+-- A run of a two-step playbook (sleep 0.5; the time into out/done.HOST)
+-- while another program holds known_hosts' lock.  The lock is taken
+-- before cutover starts and dropped (its time written to d/released)
+-- once web1 has finished, or after o.hold s: a controller that waits on
+-- the lock keeps web1 from finishing, so the lock is held all that
+-- while.  o.whole: held the whole o.hold s, whatever web1 does.
+-- o.holder_line: a line the holder appends just before it lets go.
+-- o.hosts: the inventory's host lines (default web1 on srv, known, and
+-- web2 on srv2, new).  The holder runs in a process group of its own,
+-- named in d/holder.
+local function locked_run(o)
     local d = T.tmpdir()
     local out = S.target(T)
-    -- (whole: the lock is held the whole hold s, whatever web1 does)
-    local watched = whole and (d .. "/never") or (out .. "/done.web1")
-    T.write(d .. "/inv.yml", string.format([[
-all:
-  vars:
-    ansible_user: %s
-    ansible_ssh_private_key_file: %s
-  hosts:
-    web1: {ansible_host: %s, ansible_port: %d}
-    web2: {ansible_host: %s, ansible_port: %d}
-]], srv.user, srv.key, srv.address, srv.port, srv2.address, srv2.port))
-    S.sh("cat " .. srv.key .. ".pub >> " .. srv2.dir .. "/authorized_keys")
-    T.write(d .. "/p.yml", [[
-- hosts: all
-  steps:
-    - shell: sleep 0.5
-    - shell: "date +%s.%N > ]] .. out .. [[/done.{{ inventory_hostname }}"
-]])
+    local hosts = o.hosts or {
+        string.format("    web1: {ansible_host: %s, ansible_port: %d}", srv.address, srv.port),
+        string.format("    web2: {ansible_host: %s, ansible_port: %d}", srv2.address, srv2.port),
+    }
+    T.write(d .. "/inv.yml", string.format("all:\n  vars:\n    ansible_user: %s\n" ..
+        "    ansible_ssh_private_key_file: %s\n  hosts:\n%s\n", srv.user, srv.key, table.concat(hosts, "\n")))
+    T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - shell: sleep 0.5\n" ..
+        "    - shell: \"date +%s.%N > " .. out .. "/done.{{ inventory_hostname }}\"\n")
     local kh = d .. "/known_hosts"
     T.write(kh, srv:known_line())
-    -- the lock is taken before cutover starts; it is dropped (its time
-    -- written then) once web1 has finished, or after hold s (0.1 s steps):
-    -- a controller that waits on the lock keeps web1 from finishing, so
-    -- the lock is held all that while.  (In a process group of its own,
-    -- named in d/holder, to be stopped.)
+    local watched = o.whole and (d .. "/never") or (out .. "/done.web1")
+    local append = o.holder_line and
+        ("echo " .. o.holder_line:gsub("\n$", ""):gsub("[^%w]", "\\\\%0") .. " >> " .. kh .. ";") or ""
     S.sh(string.format("setsid sh -c 'echo $$ > %s/holder; exec flock %s sh -c \"touch %s/held; i=0; " ..
         "while [ ! -e %s ] && [ \\$i -lt %d ]; do sleep 0.1; i=\\$((i+1)); done; sleep 0.3; " ..
         "%s date +%%s.%%N > %s/released\"' >/dev/null 2>&1 & " ..
         "i=0; while [ ! -e %s/held ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done",
-        d, kh, d, watched, math.floor(hold * 10),
-        holder_line and ("echo " .. holder_line:gsub("\n$", ""):gsub("[^%w]", "\\\\%0") .. " >> " .. kh .. ";") or "",
-        d, d))
+        d, kh, d, watched, math.floor(o.hold * 10), append, d, d))
     T.ok(T.read(d .. "/held"), "the lock is held")
-    local r = run(d, { "--known-hosts", kh, "--accept-new-host-keys", "--forks", "2" })
+    local r = run(d, { "--known-hosts", kh, "--accept-new-host-keys", "--forks", tostring(#hosts) })
+    S.sh("kill -TERM -- -$(cat " .. d .. "/holder) 2>/dev/null || true")
     return r, d, out, kh
 end
 
 T.test("known_hosts locked by another program: the new host waits, the others go on; then it is recorded",
     function()
-    local r, d, out, kh = locked_run(30)
+    local r, d, out, kh = locked_run({ hold = 30 })
     T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
     local done1 = tonumber(T.read(out .. "/done.web1") or "")
     local done2 = tonumber(T.read(out .. "/done.web2") or "")
@@ -138,7 +136,7 @@ T.test("known_hosts locked by another program: the new host waits, the others go
 end)
 
 T.test("known_hosts locked by a program that records the same host meanwhile: one line, not two", function()
-    local r, _, out, kh = locked_run(30, false, srv2:known_line())
+    local r, _, out, kh = locked_run({ hold = 30, holder_line = srv2:known_line() })
     T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
     T.ok(T.read(out .. "/done.web2"), "web2 ran its steps")
     T.eq(T.read(kh), srv:known_line() .. srv2:known_line(), "web2's key once: the other program's line")
@@ -147,7 +145,7 @@ end)
 T.test("known_hosts locked by a program that records another key for the host: refused, nothing added",
     function()
     local other = srv2:known_line(srv.host_pub)   -- srv's key under srv2's name
-    local r, _, out, kh = locked_run(30, false, other)
+    local r, _, out, kh = locked_run({ hold = 30, holder_line = other })
     T.eq(r.rc, 1, "exit code: " .. r.stdout .. r.stderr)
     T.contains(r.stdout, srv2.address .. ": cannot record the new host key: another program wrote another key " ..
         "for this host in " .. kh .. " meanwhile; not adding this one", "the error says what changed")
@@ -165,27 +163,13 @@ T.test("known_hosts locked while more new hosts than handshake places wait: the 
     for i = 12, 19 do listen[#listen + 1] = "ListenAddress 127.0.0." .. i end
     local many = S.start(T, { address = "127.0.0.11", extra_config = table.concat(listen, "\n") })
     S.sh("cat " .. srv.key .. ".pub >> " .. many.dir .. "/authorized_keys")
-    local d = T.tmpdir()
-    local out = S.target(T)
     -- (web1 last: the new hosts start first and take every place)
     local hosts = {}
     for i = 11, 19 do
         hosts[#hosts + 1] = string.format("    n%d: {ansible_host: 127.0.0.%d, ansible_port: %d}", i, i, many.port)
     end
     hosts[#hosts + 1] = string.format("    web1: {ansible_host: %s, ansible_port: %d}", srv.address, srv.port)
-    T.write(d .. "/inv.yml", string.format("all:\n  vars:\n    ansible_user: %s\n" ..
-        "    ansible_ssh_private_key_file: %s\n  hosts:\n%s\n", srv.user, srv.key, table.concat(hosts, "\n")))
-    T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - shell: sleep 0.5\n" ..
-        "    - shell: \"date +%s.%N > " .. out .. "/done.{{ inventory_hostname }}\"\n")
-    local kh = d .. "/known_hosts"
-    T.write(kh, srv:known_line())
-    S.sh(string.format("setsid sh -c 'echo $$ > %s/holder; exec flock %s sh -c \"touch %s/held; i=0; " ..
-        "while [ ! -e %s/done.web1 ] && [ \\$i -lt 300 ]; do sleep 0.1; i=\\$((i+1)); done; sleep 0.3; " ..
-        "date +%%s.%%N > %s/released\"' >/dev/null 2>&1 & " ..
-        "i=0; while [ ! -e %s/held ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done", d, kh, d, out, d, d))
-    T.ok(T.read(d .. "/held"), "the lock is held")
-    local r = run(d, { "--known-hosts", kh, "--accept-new-host-keys", "--forks", "10" })
-    S.sh("kill -TERM -- -$(cat " .. d .. "/holder) 2>/dev/null || true")
+    local r, d, out, kh = locked_run({ hold = 30, hosts = hosts })
     T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
     local done1 = tonumber(T.read(out .. "/done.web1") or "")
     local released = tonumber(T.read(d .. "/released") or "")
@@ -197,8 +181,7 @@ end)
 
 T.test("known_hosts locked for more than 10 s: the new host fails saying so; the others are not held up",
     function()
-    local r, d, out, kh = locked_run(14, true)
-    S.sh("kill -TERM -- -$(cat " .. d .. "/holder) 2>/dev/null || true")
+    local r, d, out, kh = locked_run({ hold = 14, whole = true })
     T.eq(r.rc, 1, "exit code: " .. r.stdout .. r.stderr)
     T.contains(r.stdout, srv2.address .. ": cannot record the new host key: another program has held the lock on " ..
         kh .. " for 10 s", "the error names the host, the file and the wait")

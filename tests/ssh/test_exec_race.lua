@@ -26,17 +26,7 @@ T.test("a command's last output read while its other stream was drained: every s
     function()
     T.ok(fs.stat(shim), "the shim is built: " .. shim)
     local d = S.target(T)
-    T.write(d .. "/inv.yml", string.format([[
-all:
-  vars:
-    ansible_host: %s
-    ansible_port: %d
-    ansible_user: %s
-    ansible_ssh_private_key_file: %s
-    cutover_session: false
-  hosts:
-    h1: {}
-]], srv.address, srv.port, srv.user, srv.key))
+    T.write(d .. "/inv.yml", srv:inventory("    cutover_session: false\n"))
     local steps = { "- hosts: all", "  gather_facts: false", "  steps:" }
     local n = 40
     for i = 1, n do
