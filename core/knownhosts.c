@@ -11,11 +11,13 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -35,20 +37,20 @@
  * most KH_MAX_FILE bytes is accepted.  Returns the fd, or -1 with errno
  * set, or -1 with *problem set.
  */
-static int open_regular(const char *path, int flags, const char **problem)
+static int open_regular(const char *path, int flags, const char **problem,
+                        struct stat *st)
 {
-    struct stat st;
     int fd = open(path, flags | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0600);
 
     if (fd < 0)
         return -1;
-    if (fstat(fd, &st) != 0) {
+    if (fstat(fd, st) != 0) {
         close(fd);
         return -1;
     }
-    if (!S_ISREG(st.st_mode) || st.st_size > KH_MAX_FILE) {
-        *problem = S_ISREG(st.st_mode) ? "larger than 64 MiB"
-                                       : "not a regular file";
+    if (!S_ISREG(st->st_mode) || st->st_size > KH_MAX_FILE) {
+        *problem = S_ISREG(st->st_mode) ? "larger than 64 MiB"
+                                        : "not a regular file";
         close(fd);
         return -1;
     }
@@ -239,82 +241,357 @@ void kh_host_free(struct kh_host *h)
     memset(h, 0, sizeof *h);
 }
 
-int kh_load(const char *path, const char *host, int port, struct kh_host *h,
-            const char **problem)
-{
-    FILE *f;
-    char *line = NULL;
-    char name[600];
-    size_t cap = 0;
-    ssize_t n;
-    int lineno = 0;
-    int fd;
-    int status = 0;
-    unsigned char *known = NULL;
+/*
+ * The parsed file, kept between connections.  Every connection reads
+ * the host's lines before its handshake, and reading and splitting the
+ * whole file each time made a run's host-key work grow with hosts times
+ * lines (the 1,000-host soak: a 1,000-line file read 1,000 times).  So
+ * the file is parsed once into its usable lines, with the exact host
+ * names indexed; patterns and hashed names are still matched line by
+ * line, as they must be.  The file is still opened for every lookup: the
+ * copy is used only while the open file is the same one, unchanged
+ * (device, inode, size, modification and change times), and never when
+ * it changed less than KH_SETTLE seconds before it was read, since a
+ * second change within the file system's clock tick would leave those
+ * the same.  One file at a time (cutover uses one known_hosts per run).
+ */
+#define KH_SETTLE 2
 
-    memset(h, 0, sizeof *h);
-    *problem = NULL;
-    host_key_name(host, port, name, sizeof name);
-    lower(name);
-    fd = open_regular(path, O_RDONLY, problem);
-    if (fd < 0)
-        return *problem == NULL && errno == ENOENT ? 0 : -1;
-    f = fdopen(fd, "r");
-    if (f == NULL) {
-        close(fd);
-        return -1;
+struct kh_line {
+    const char *hosts;   /* the host field; in text */
+    const char *type;
+    const char *b64;     /* the key, decoded when a host matches */
+    int line;            /* 1-based */
+    int revoked;
+};
+
+struct kh_name {
+    char *name;          /* lower-case exact name; owned */
+    size_t at;           /* index in lines */
+};
+
+struct kh_index {
+    char *path;              /* owned */
+    struct stat st;          /* the file as it was read */
+    int settled;             /* unchanged for KH_SETTLE s when read */
+    char *text;              /* owned: the file, fields cut in place */
+    struct kh_line *lines;   /* owned; usable lines in file order */
+    size_t nlines;
+    struct kh_name *names;   /* owned; sorted by name, then line */
+    size_t nnames;
+    size_t *scan;            /* owned; lines with patterns or hashes */
+    size_t nscan;
+};
+
+static struct kh_index *kh_cached;
+
+static void index_free(struct kh_index *x)
+{
+    size_t i;
+
+    if (x == NULL)
+        return;
+    for (i = 0; i < x->nnames; i++)
+        free(x->names[i].name);
+    free(x->names);
+    free(x->scan);
+    free(x->lines);
+    free(x->text);
+    free(x->path);
+    free(x);
+}
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+           a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+           a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+           a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+static int name_order(const void *pa, const void *pb)
+{
+    const struct kh_name *a = pa;
+    const struct kh_name *b = pb;
+    int c = strcmp(a->name, b->name);
+
+    if (c != 0)
+        return c;
+    return a->at < b->at ? -1 : a->at > b->at;
+}
+
+/* An exact name: no wildcard and no negation, short enough that
+ * patterns_match would compare it. */
+static int exact_list(const char *list)
+{
+    const char *p;
+    size_t len = 0;
+
+    if (list[0] == '|')
+        return 0;
+    for (p = list; ; p++) {
+        if (*p == ',' || *p == '\0') {
+            if (len >= 600)
+                return 0;
+            len = 0;
+            if (*p == '\0')
+                return 1;
+            continue;
+        }
+        if (*p == '*' || *p == '?' || (len == 0 && *p == '!'))
+            return 0;
+        len++;
     }
-    known = malloc(KH_MAX_BLOB);
-    if (known == NULL) {
-        fclose(f);
-        return -1;
+}
+
+static int push(void **arr, size_t *n, size_t *cap, size_t size)
+{
+    if (*n == *cap) {
+        size_t grown_cap = *cap == 0 ? 64 : *cap * 2;
+        void *grown = realloc(*arr, grown_cap * size);
+        if (grown == NULL)
+            return -1;
+        *arr = grown;
+        *cap = grown_cap;
     }
-    while ((n = getline(&line, &cap, f)) >= 0) {
+    (*n)++;
+    return 0;
+}
+
+/* Splits the file into usable lines (the rules kh_load always had: a
+ * line longer than KH_MAX_LINE, a comment, an @cert-authority line or
+ * one with fewer than three fields is skipped).  -1: out of memory. */
+static int index_lines(struct kh_index *x, size_t textlen)
+{
+    size_t cap_lines = 0, cap_names = 0, cap_scan = 0;
+    char *p = x->text;
+    char *end = x->text + textlen;
+    int lineno = 0;
+
+    while (p < end) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *next = nl != NULL ? nl + 1 : end;
         char *fields[4];
-        char *p = line;
         char *save = NULL;
         int nf = 0;
         int revoked = 0;
-        size_t known_len;
+        struct kh_line *l;
 
         lineno++;
-        if (n > KH_MAX_LINE)
+        if (nl != NULL)
+            *nl = '\0';
+        if ((size_t)(next - p) > KH_MAX_LINE) {
+            p = next;
             continue;
+        }
         while (isspace((unsigned char)*p))
             p++;
-        if (*p == '#' || *p == '\0')
+        if (*p == '#' || *p == '\0') {
+            p = next;
             continue;
+        }
         for (char *tok = strtok_r(p, " \t\r\n", &save);
              tok != NULL && nf < 4; tok = strtok_r(NULL, " \t\r\n", &save))
             fields[nf++] = tok;
+        p = next;
         if (nf >= 1 && fields[0][0] == '@') {
-            if (strcmp(fields[0], "@revoked") == 0)
-                revoked = 1;
-            else
+            if (strcmp(fields[0], "@revoked") != 0)
                 continue;  /* @cert-authority: not used by cutover */
+            revoked = 1;
             memmove(fields, fields + 1, sizeof fields[0] * 3);
             nf--;
         }
         if (nf < 3)
             continue;
-        if (fields[0][0] == '|' ? !hashed_match(fields[0], name)
-                                : !patterns_match(fields[0], name))
+        if (push((void **)&x->lines, &x->nlines, &cap_lines,
+                 sizeof *x->lines) != 0)
+            return -1;
+        l = &x->lines[x->nlines - 1];
+        l->hosts = fields[0];
+        l->type = fields[1];
+        l->b64 = fields[2];
+        l->line = lineno;
+        l->revoked = revoked;
+        if (!exact_list(fields[0])) {
+            if (push((void **)&x->scan, &x->nscan, &cap_scan,
+                     sizeof *x->scan) != 0)
+                return -1;
+            x->scan[x->nscan - 1] = x->nlines - 1;
             continue;
-        if (b64_decode(fields[2], strlen(fields[2]), known, KH_MAX_BLOB,
-                       &known_len) != 0)
-            continue;
-        if (add_entry(h, fields[1], known, known_len, lineno, revoked) != 0) {
-            errno = ENOMEM;
-            status = -1;
-            break;
+        }
+        for (const char *n = fields[0]; ; ) {
+            const char *comma = strchr(n, ',');
+            size_t len = comma != NULL ? (size_t)(comma - n) : strlen(n);
+            char *copy = strndup(n, len);
+
+            if (copy == NULL || push((void **)&x->names, &x->nnames,
+                                     &cap_names, sizeof *x->names) != 0) {
+                free(copy);
+                return -1;
+            }
+            lower(copy);
+            x->names[x->nnames - 1].name = copy;
+            x->names[x->nnames - 1].at = x->nlines - 1;
+            if (comma == NULL)
+                break;
+            n = comma + 1;
         }
     }
-    free(line);
+    qsort(x->names, x->nnames, sizeof *x->names, name_order);
+    return 0;
+}
+
+/* The parsed file open on fd (st: its fstat): the cached one when it is
+ * the same, else read now (and cached).  NULL with errno set. */
+static struct kh_index *index_for(const char *path, int fd,
+                                  const struct stat *st)
+{
+    struct kh_index *x;
+    struct timespec now;
+    size_t got = 0;
+
+    if (kh_cached != NULL && kh_cached->settled &&
+        strcmp(kh_cached->path, path) == 0 && same_file(&kh_cached->st, st))
+        return kh_cached;
+    x = calloc(1, sizeof *x);
+    if (x == NULL)
+        return NULL;
+    x->st = *st;
+    x->path = strdup(path);
+    x->text = malloc((size_t)st->st_size + 1);
+    if (x->path == NULL || x->text == NULL)
+        goto fail;
+    /* the size was checked (KH_MAX_FILE); a file that grows meanwhile
+     * is read as far as that size */
+    while (got < (size_t)st->st_size) {
+        ssize_t n = read(fd, x->text + got, (size_t)st->st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            goto fail;
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    x->text[got] = '\0';
+    if (index_lines(x, got) != 0) {
+        errno = ENOMEM;
+        goto fail;
+    }
+    clock_gettime(CLOCK_REALTIME, &now);
+    x->settled = got == (size_t)st->st_size &&
+                 now.tv_sec - st->st_mtim.tv_sec > KH_SETTLE &&
+                 now.tv_sec - st->st_ctim.tv_sec > KH_SETTLE;
+    index_free(kh_cached);
+    kh_cached = x;
+    return x;
+fail:
+    {
+        int saved = errno;
+        index_free(x);
+        errno = saved;
+    }
+    return NULL;
+}
+
+/* Adds line l to h when its key decodes (a line whose key does not is
+ * skipped, as it always was).  -1: out of memory. */
+static int take_line(struct kh_host *h, const struct kh_line *l,
+                     unsigned char *known)
+{
+    size_t known_len;
+
+    if (b64_decode(l->b64, strlen(l->b64), known, KH_MAX_BLOB,
+                   &known_len) != 0)
+        return 0;
+    return add_entry(h, l->type, known, known_len, l->line, l->revoked);
+}
+
+static int host_lines(const struct kh_index *x, const char *name,
+                      struct kh_host *h)
+{
+    struct kh_name key = { (char *)name, 0 };
+    size_t lo = 0;
+    size_t hi = x->nnames;
+    size_t s = 0;
+    unsigned char *known = malloc(KH_MAX_BLOB);
+    int status = 0;
+
+    if (known == NULL)
+        return -1;
+    /* the first exact entry for name */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (name_order(&x->names[mid], &key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    /* the exact entries (in line order) merged with the scanned lines
+     * that match, so h keeps file order */
+    for (;;) {
+        size_t e = SIZE_MAX;
+        size_t sc = SIZE_MAX;
+
+        /* a line naming the host twice counts once */
+        while (lo < x->nnames && strcmp(x->names[lo].name, name) == 0 &&
+               lo > 0 && strcmp(x->names[lo - 1].name, name) == 0 &&
+               x->names[lo - 1].at == x->names[lo].at)
+            lo++;
+        if (lo < x->nnames && strcmp(x->names[lo].name, name) == 0)
+            e = x->names[lo].at;
+        while (s < x->nscan) {
+            const struct kh_line *l = &x->lines[x->scan[s]];
+            if (l->hosts[0] == '|' ? hashed_match(l->hosts, name)
+                                   : patterns_match(l->hosts, name))
+                break;
+            s++;
+        }
+        if (s < x->nscan)
+            sc = x->scan[s];
+        if (e == SIZE_MAX && sc == SIZE_MAX)
+            break;
+        if (e < sc) {
+            status = take_line(h, &x->lines[e], known);
+            lo++;
+        } else {
+            status = take_line(h, &x->lines[sc], known);
+            s++;
+        }
+        if (status != 0)
+            break;
+    }
     free(known);
-    fclose(f);
-    if (status != 0)
-        kh_host_free(h);
     return status;
+}
+
+int kh_load(const char *path, const char *host, int port, struct kh_host *h,
+            const char **problem)
+{
+    char name[600];
+    struct stat st;
+    struct kh_index *x;
+    int fd;
+
+    memset(h, 0, sizeof *h);
+    *problem = NULL;
+    host_key_name(host, port, name, sizeof name);
+    lower(name);
+    fd = open_regular(path, O_RDONLY, problem, &st);
+    if (fd < 0)
+        return *problem == NULL && errno == ENOENT ? 0 : -1;
+    x = index_for(path, fd, &st);
+    close(fd);
+    if (x == NULL)
+        return -1;
+    if (host_lines(x, name, h) != 0) {
+        kh_host_free(h);
+        errno = ENOMEM;
+        return -1;
+    }
+    return 0;
 }
 
 int kh_decide(const struct kh_host *h, const unsigned char *blob,
@@ -377,7 +654,8 @@ int kh_append(const char *path, const char *host, int port,
     host_key_name(host, port, name, sizeof name);
     {
         const char *problem = NULL;
-        fd = open_regular(path, O_WRONLY | O_APPEND | O_CREAT, &problem);
+        struct stat st;
+        fd = open_regular(path, O_WRONLY | O_APPEND | O_CREAT, &problem, &st);
         if (fd < 0) {
             snprintf(err, errlen, "%s: %s", path,
                      problem != NULL ? problem : strerror(errno));

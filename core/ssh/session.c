@@ -14,6 +14,7 @@
  * that 0 is known (no exit-signal either), and the Lua side settles it
  * with an in-band status line for POSIX hosts.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -156,6 +157,44 @@ static int ssh_fingerprint(lua_State *L)
     return 1;
 }
 
+/*
+ * ssh.known_lines(path, host, port) -> { {line =, type =, revoked =,
+ * blob =}, ... } | nil, message: the known_hosts lines that name the
+ * host, in file order, exactly as a connection reads them (for tests).
+ */
+static int ssh_known_lines(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    const char *host = luaL_checkstring(L, 2);
+    int port = (int)luaL_checkinteger(L, 3);
+    const char *problem = NULL;
+    struct kh_host h;
+    size_t i;
+
+    if (kh_load(path, host, port, &h, &problem) != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", path,
+                        problem != NULL ? problem : strerror(errno));
+        kh_host_free(&h);
+        return 2;
+    }
+    lua_createtable(L, (int)h.count, 0);
+    for (i = 0; i < h.count; i++) {
+        lua_createtable(L, 0, 4);
+        lua_pushinteger(L, h.entries[i].line);
+        lua_setfield(L, -2, "line");
+        lua_pushstring(L, h.entries[i].type);
+        lua_setfield(L, -2, "type");
+        lua_pushboolean(L, h.entries[i].revoked);
+        lua_setfield(L, -2, "revoked");
+        lua_pushlstring(L, (const char *)h.entries[i].blob, h.entries[i].len);
+        lua_setfield(L, -2, "blob");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    kh_host_free(&h);
+    return 1;
+}
+
 static const luaL_Reg session_methods[] = {
     {"tunnel", ssh_session_tunnel},
     {"sftp_put", ssh_session_sftp_put},
@@ -172,6 +211,7 @@ static const luaL_Reg session_methods[] = {
 static const luaL_Reg ssh_funcs[] = {
     {"connect", ssh_connect},
     {"fingerprint", ssh_fingerprint},
+    {"known_lines", ssh_known_lines},
     {NULL, NULL}
 };
 
