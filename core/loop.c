@@ -52,9 +52,13 @@ static struct loop_task *running;    /* the task being resumed, if any */
 static int loop_active;
 static volatile sig_atomic_t interrupt_count;
 static int wake_pipe[2] = {-1, -1};
-/* loop.before_wait's function (a registry reference), run once at the
- * end of the loop's turn; the journal's deferred commits hang on it */
-static int before_wait_ref = LUA_NOREF;
+/* loop.before_wait's functions, run once at the end of the loop's turn:
+ * two lists in arming order, each function at most once in each (the
+ * journal's deferred commits in the first; the output's flush in the
+ * second, "last", so nothing is printed before it is durable).  Registry
+ * references to Lua sequences; armed counts the functions in both. */
+static int before_wait_refs[2] = {LUA_NOREF, LUA_NOREF};
+static int before_wait_armed;
 
 double loop_now(void)
 {
@@ -97,26 +101,42 @@ static int timeout_ms(double deadline)
 }
 
 /*
- * Runs the function loop.before_wait armed, if any (once: it is disarmed
- * first, so it may arm itself again).  Called at the end of each turn of
- * the loop, before it polls (even with no timeout), and where a primitive
- * blocks outside a task: so what a task armed runs by the end of the turn
- * it was armed in, and never waits for the network or a timer.  An error
- * in it is reported, not raised (the journal keeps its own failure).
+ * Runs the functions loop.before_wait armed, if any (each once: a list is
+ * taken before its functions run, so one may arm itself again for the
+ * next turn; what the first list arms for the second runs now).  Called
+ * at the end of each turn of the loop, before it polls (even with no
+ * timeout), and where a primitive blocks outside a task: so what a task
+ * armed runs by the end of the turn it was armed in, and never waits for
+ * the network or a timer.  An error in one is reported, not raised (the
+ * journal keeps its own failure), and the others still run.
  */
 static void run_before_wait(lua_State *L)
 {
-    if (before_wait_ref == LUA_NOREF)
+    int list;
+    lua_Integer i;
+    lua_Integer n;
+
+    if (before_wait_armed == 0)
         return;
-    /* called from inside C primitives too: room for the function and
-     * cutover_pcall's handler whatever they left on the stack */
-    luaL_checkstack(L, 4, "before a wait");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, before_wait_ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, before_wait_ref);
-    before_wait_ref = LUA_NOREF;
-    if (cutover_pcall(L, 0, 0) != LUA_OK) {
-        lua_writestringerror("cutover: internal error before a wait: %s\n",
-                             lua_tostring(L, -1));
+    /* called from inside C primitives too: room for the list, the
+     * function and cutover_pcall's handler whatever they left */
+    luaL_checkstack(L, 6, "before a wait");
+    for (list = 0; list < 2; list++) {
+        if (before_wait_refs[list] == LUA_NOREF)
+            continue;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, before_wait_refs[list]);
+        luaL_unref(L, LUA_REGISTRYINDEX, before_wait_refs[list]);
+        before_wait_refs[list] = LUA_NOREF;
+        n = (lua_Integer)lua_rawlen(L, -1);
+        before_wait_armed -= (int)n;
+        for (i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            if (cutover_pcall(L, 0, 0) != LUA_OK) {
+                lua_writestringerror("cutover: internal error before a "
+                                     "wait: %s\n", lua_tostring(L, -1));
+                lua_pop(L, 1);
+            }
+        }
         lua_pop(L, 1);
     }
 }
@@ -625,20 +645,38 @@ static int loop_yield(lua_State *L)
 }
 
 /*
- * loop.before_wait(fn) -> nothing
- * Arms fn (replacing what was armed) to run once, with no arguments, at
- * the end of the loop's current turn (before it polls; outside any task)
- * or when loop.run ends, or first before a primitive blocks because it
- * cannot park (then on that primitive's thread).  It must not wait; its
- * errors are reported, not raised.
+ * loop.before_wait(fn [, "last"]) -> nothing
+ * Arms fn (once: arming it again while armed changes nothing) to run,
+ * with no arguments, at the end of the loop's current turn (before it
+ * polls; outside any task) or when loop.run ends, or first before a
+ * primitive blocks because it cannot park (then on that primitive's
+ * thread).  Functions armed "last" run after the others.  It must not
+ * wait; its errors are reported, not raised.
  */
 static int loop_before_wait(lua_State *L)
 {
+    static const char *const lists[] = {"first", "last", NULL};
+    int list;
+    lua_Integer i;
+    lua_Integer n;
+
     luaL_checktype(L, 1, LUA_TFUNCTION);
+    list = luaL_checkoption(L, 2, "first", lists);
     lua_settop(L, 1);
-    if (before_wait_ref != LUA_NOREF)
-        luaL_unref(L, LUA_REGISTRYINDEX, before_wait_ref);
-    before_wait_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (before_wait_refs[list] == LUA_NOREF) {
+        lua_newtable(L);
+        before_wait_refs[list] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, before_wait_refs[list]);
+    n = (lua_Integer)lua_rawlen(L, 2);
+    for (i = 1; i <= n; i++) {
+        if (lua_rawgeti(L, 2, i) == LUA_TFUNCTION && lua_rawequal(L, -1, 1))
+            return 0;
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, 2, n + 1);
+    before_wait_armed++;
     return 0;
 }
 

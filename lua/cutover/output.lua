@@ -14,17 +14,48 @@ local M = {}
 
 M.FORMAT_VERSION = 1
 
+-- Lines written inside the loop's tasks (steps' results, events) are
+-- flushed once at the end of the loop's turn, after the journal's commit
+-- of that turn, rather than line by line: with many hosts a write and a
+-- wake-up of the reader for every line was a good part of the
+-- controller's system time, and a line is then never out before what it
+-- reports is durable.  Outside the loop's tasks, and on a terminal (the
+-- live line is written around stdio), each line is flushed at once.
+local flush_pending = false
+
+local function flush_now()
+    flush_pending = false
+    io.stdout:flush()
+end
+
+local function flush_soon(at_once)
+    if at_once or not loop.in_task() then
+        flush_now()
+    elseif not flush_pending then
+        flush_pending = true
+        loop.before_wait(flush_now, "last")
+    end
+end
+
+-- Before a line on stderr: what stdout holds goes first, so the two keep
+-- their order when they share a file.
+local function before_stderr()
+    if flush_pending then flush_now() end
+end
+
 -- A message for the operator that is no reporter event (a run refused
 -- before it starts, a journal that cannot be written, an internal error
 -- on one host): "cutover: MESSAGE" on stderr, in either format, secrets
 -- masked.  MESSAGE may hold further indented lines.
 function M.error(msg)
+    before_stderr()
     io.stderr:write("cutover: " .. redact.text(msg) .. "\n")
 end
 
 -- A line on stderr as it is (already FILE:LINE: ..., or a hint such as
 -- "Try 'cutover run --help'."), secrets masked.
 function M.note(line)
+    before_stderr()
     io.stderr:write(redact.text(line) .. "\n")
 end
 
@@ -138,7 +169,7 @@ function Text:out(s)
     self:clear_live()
     if self.block then self.block:erase() end
     io.stdout:write(redact.text(s), "\n")
-    io.stdout:flush()
+    flush_soon(self.tty)
     if self.block then self.block:after_log(loop.now()) end
 end
 
@@ -341,7 +372,7 @@ function Json:emit(t)
     t.v = M.FORMAT_VERSION
     t.time = sys.time()
     io.stdout:write(redact.json_line(json.encode(redact.value(t))), "\n")
-    io.stdout:flush()
+    flush_soon(false)
 end
 
 function Json:run_start(info)
