@@ -32,6 +32,40 @@ local function render_args(action, args, scope)
     return out
 end
 
+-- Whether a value holds a template anywhere (render_args would change
+-- it); a value nested too deeply counts as templated (never cached).
+local function templated(v, depth)
+    if type(v) == "string" then return expr.has_template(v) end
+    if type(v) ~= "table" then return false end
+    if depth > 32 then return true end
+    for _, x in pairs(v) do
+        if templated(x, depth + 1) then return true end
+    end
+    return false
+end
+
+-- A step's arguments rendered and checked.  Arguments with no template
+-- anywhere render and check the same way on every host and loop item,
+-- so that is done once per step: it was about a tenth of the
+-- controller's Lua work for a step like `command: /bin/true` (issue 13's
+-- CPU per host-step).  Each call still gets its own copy, since an
+-- action may set its arguments' fields (sysctl does).  Keyed weakly by
+-- the step: a step is never changed once loaded.
+local checked_once = setmetatable({}, { __mode = "k" })
+
+local function checked_args(action, step, scope)
+    local once = checked_once[step]
+    if once then return util.deep_copy(once.args), once.errs end
+    local rendered, err, unknown = render_args(action, step.args, scope)
+    if not rendered then return nil, err, unknown end
+    local args, errs = schema.check(action, rendered)
+    if once == nil then
+        once = not templated(step.args, 0) and { args = util.deep_copy(args), errs = errs }
+        checked_once[step] = once
+    end
+    return args, errs
+end
+
 -- Where a step's relative `src` is looked for: a role's step looks in
 -- the role's templates/ (template) or files/ (copy and others) first,
 -- then the role's folder; other steps in the playbook's folder.
@@ -314,12 +348,11 @@ end
 -- failed_when.  Returns the result table.
 function Run:execute(hs, step, scope)
     local action = actions.get(step.action)
-    local rendered, err, unknown = render_args(action, step.args, scope)
-    if not rendered then
-        if unknown then return { unknown = true, msg = err } end
-        return { failed = true, msg = err }
+    local args, errs, unknown = checked_args(action, step, scope)
+    if not args then
+        if unknown then return { unknown = true, msg = errs } end
+        return { failed = true, msg = errs }
     end
-    local args, errs = schema.check(action, rendered)
     if #errs > 0 then
         return { failed = true, msg = step.action .. ": " .. table.concat(errs, "; ") }
     end
