@@ -439,7 +439,8 @@ static int index_lines(struct kh_index *x, size_t textlen)
             n = comma + 1;
         }
     }
-    qsort(x->names, x->nnames, sizeof *x->names, name_order);
+    if (x->nnames > 1)
+        qsort(x->names, x->nnames, sizeof *x->names, name_order);
     return 0;
 }
 
