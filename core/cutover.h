@@ -60,6 +60,9 @@ void loop_block(lua_State *L, struct pollfd *fds, int nfds, double deadline);
  * so the journal's deferred step results are committed first. */
 void loop_before_blocking(lua_State *L);
 double loop_now(void);            /* monotonic seconds */
+/* How many times the loop has polled: a socket found empty stays empty,
+ * as far as anyone can know, until this changes. */
+unsigned long loop_poll_count(void);
 /* The task being resumed (NULL outside tasks), and a wake-up for a task
  * parked on something another task's work can change (a buffer filled
  * by a read made on a shared session): it runs again at the next turn.

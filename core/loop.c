@@ -59,6 +59,12 @@ static int wake_pipe[2] = {-1, -1};
  * references to Lua sequences; armed counts the functions in both. */
 static int before_wait_refs[2] = {LUA_NOREF, LUA_NOREF};
 static int before_wait_armed;
+static unsigned long poll_count;  /* polls made: loop_poll_count */
+
+unsigned long loop_poll_count(void)
+{
+    return poll_count;
+}
 
 double loop_now(void)
 {
@@ -191,6 +197,7 @@ void loop_block(lua_State *L, struct pollfd *fds, int nfds, double deadline)
         for (i = 0; i < nfds; i++)
             fds[i].revents = 0;
         n = poll(fds, (nfds_t)nfds, timeout_ms(deadline));
+        poll_count++;
     } while (n < 0 && errno == EINTR && loop_interrupts() == seen);
 }
 
@@ -474,6 +481,7 @@ static int loop_run(lua_State *L)
         n = fill_pollfds(pfds);
         if (parked) {
             int rc = poll(pfds, (nfds_t)n, timeout_ms(deadline));
+            poll_count++;
             if (rc < 0 && errno != EINTR) {
                 snprintf(failure, sizeof failure, "poll: %s", strerror(errno));
                 break;

@@ -217,6 +217,48 @@ static int open_socket(lua_State *L, struct ssh_session *s)
  * ProxyCommand's, as those return it: never a bare number); taken over
  * by the session at once.
  */
+/*
+ * libssh2's recv, minus most calls that cannot find anything.  libssh2
+ * reads the socket at every call on the session (each channel read and
+ * write, each stream of each channel), so a step's reply, read in one
+ * packet, was followed by about ten recv calls that found the socket
+ * empty: most of the controller's system calls with many hosts.  Once a
+ * recv has found it empty, nothing can arrive that anyone would know of
+ * until the loop polls again: until then this answers EAGAIN at once,
+ * which makes libssh2 report EAGAIN and the caller park on the socket,
+ * whose poll then says when to read.  But libssh2 also has loops of its
+ * own that call again until the data comes (libssh2_sftp_init on a
+ * server without SFTP spins so): so after RECV_DRY_MAX such answers in a
+ * row the socket is read for real again, and such a loop still ends.
+ * s is the session's abstract.
+ */
+#define RECV_DRY_MAX 8
+
+static ssize_t recv_unless_dry(libssh2_socket_t fd, void *buf, size_t len,
+                               int flags, void **abstract)
+{
+    struct ssh_session *s = *abstract;
+    ssize_t n;
+
+    if (s->recv_dry && s->recv_dry_turn == loop_poll_count() &&
+        s->recv_dry_answers < RECV_DRY_MAX) {
+        s->recv_dry_answers++;
+        return -EAGAIN;
+    }
+    s->recv_dry_answers = 0;
+    n = recv(fd, buf, len, flags);
+    if (n >= 0) {
+        s->recv_dry = 0;
+        return n;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        s->recv_dry = 1;
+        s->recv_dry_turn = loop_poll_count();
+        return -EAGAIN;
+    }
+    return -errno;
+}
+
 int ssh_connect(lua_State *L)
 {
     struct ssh_session *s;
@@ -268,10 +310,12 @@ int ssh_connect(lua_State *L)
             return luaL_error(L, "ssh: libssh2_init failed");
         ssh_ready = 1;
     }
-    s->session = libssh2_session_init_ex(NULL, NULL, NULL, NULL);
+    s->session = libssh2_session_init_ex(NULL, NULL, NULL, s);
     if (s->session == NULL)
         return ssh_fail(L, s, "unreachable", "%s: cannot create an SSH "
                         "session", s->host);
+    libssh2_session_callback_set(s->session, LIBSSH2_CALLBACK_RECV,
+                                 (void *)recv_unless_dry);
     libssh2_session_set_blocking(s->session, 0);
     lua_getfield(L, CONNECT_OPTS, "known_hosts");
     ssh_hostkey_load(s, lua_tostring(L, -1));

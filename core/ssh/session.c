@@ -40,6 +40,7 @@ void ssh_close_session(struct ssh_session *s)
         libssh2_session_disconnect(s->session, "cutover done");
     if (s->fd >= 0)
         shutdown(s->fd, SHUT_RDWR);
+    s->recv_dry = 0;  /* the next recv must see the end, not EAGAIN */
     if (s->sftp != NULL && s->session != NULL)
         libssh2_sftp_shutdown(s->sftp);
     s->sftp = NULL;

@@ -107,6 +107,9 @@ struct ssh_session {
     int known_unreadable;         /* kh_load failed: known_errno, _problem */
     int known_errno;
     const char *known_problem;
+    int recv_dry;                 /* the last recv found nothing ... */
+    unsigned long recv_dry_turn;  /* ... in this loop_poll_count() */
+    int recv_dry_answers;         /* EAGAINs given since, without a recv */
 };
 
 /* Stack slots of ssh.connect while it runs. */
