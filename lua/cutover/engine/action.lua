@@ -157,12 +157,15 @@ local MEMO_MAX = 4096
 -- runs; ctx.before_restart is what the same step remembered in the run
 -- before the restart (nil when it ran to its end, or remembered
 -- nothing).  The journal holds it masked, like every result.
-function Run:step_memo(hs, step)
+function Run:step_memo(hs)
     local index = hs.item_index or 0
-    local before
     local memos = hs.restart_seq and self.resume and self.resume.memos and self.resume.memos[hs.name]
-    if memos then before = memos[hs.restart_seq .. "/" .. index] end
-    local function remember(data)
+    if memos then return memos[hs.restart_seq .. "/" .. index] end
+    return nil
+end
+
+function Run:remember_fn(hs, step)
+    return function(data)
         if type(data) ~= "table" then error("remember: a table expected, got " .. type(data), 2) end
         if not (self.journal and hs.item_seq) then return end  -- check mode, or a controller step
         local text = redact.text(json.encode({ seq = hs.item_seq, index = hs.item_index, data = data }))
@@ -171,25 +174,23 @@ function Run:step_memo(hs, step)
         end
         self.journal:event(self.run_id, hs.name, "memo", step.id, text)
     end
-    return remember, before
 end
 
--- What an action's run() gets besides its arguments: the connection,
--- check mode, the scope, and hooks back into the run.
-function Run:action_context(hs, step, scope, args, check, running)
-    local seen = self.stats.per_host[hs.name] or {}
-    local remember, before_restart = self:step_memo(hs, step)
-    return {
-        remember = remember, before_restart = before_restart,
-        conn = hs.conn, check = check, diff = self.opts.diff, host = hs.name,
-        -- check mode: an earlier step of the run would change this host (or
-        -- could not tell), so a path missing now may be there for real
-        earlier_change = check and ((seen.changed or 0) + (seen.unknown or 0)) > 0,
-        scope = scope, playbook_dir = files_dir(step, args, self.book.dir), interrupted = interrupted,
-        progress = function(text) if running then running.progress = text end end,
-        -- a controller file an action reads (copy/template src): its
-        -- path and sha256 are recorded in the run (saved plans check them)
-        read_file = function(path)
+-- The hooks of an action's context back into the run, each made when an
+-- action first reads it (most actions read none: five closures for every
+-- step of every host were a good part of the controller's allocations).
+-- ctx.run_, hs_, step_, running_ hold what they need.
+local CTX_HOOKS = {
+    remember = function(ctx) return ctx.run_:remember_fn(ctx.hs_, ctx.step_) end,
+    progress = function(ctx)
+        local running = ctx.running_
+        return function(text) if running then running.progress = text end end
+    end,
+    -- a controller file an action reads (copy/template src): its path
+    -- and sha256 are recorded in the run (saved plans check them)
+    read_file = function(ctx)
+        local self = ctx.run_
+        return function(path)
             local data, rerr = require("cutover.core.fs").read(path)
             if data then
                 self.files_read = self.files_read or {}
@@ -203,15 +204,46 @@ function Run:action_context(hs, step, scope, args, check, running)
                 if self.opts.on_file_read then self.opts.on_file_read(path, self.files_read[path]) end
             end
             return data, rerr
-        end,
-        gate = function(spec)
+        end
+    end,
+    gate = function(ctx)
+        local self, hs, step = ctx.run_, ctx.hs_, ctx.step_
+        return function(spec)
             if step.gate_id then spec = util.copy(spec); spec.gate = step.gate_id end
             return self:gate(hs, spec)
-        end,
+        end
+    end,
+    -- gather_facts/setup: read the host's facts again
+    refresh_facts = function(ctx)
+        local self, hs = ctx.run_, ctx.hs_
+        return function(subset) return self:refresh_facts(hs, subset) end
+    end,
+}
+
+local CTX_MT = {
+    __index = function(ctx, key)
+        local make = CTX_HOOKS[key]
+        if not make then return nil end
+        local hook = make(ctx)
+        rawset(ctx, key, hook)
+        return hook
+    end,
+}
+
+-- What an action's run() gets besides its arguments: the connection,
+-- check mode, the scope, and hooks back into the run (CTX_HOOKS).
+function Run:action_context(hs, step, scope, args, check, running)
+    local seen = self.stats.per_host[hs.name] or {}
+    return setmetatable({
+        before_restart = self:step_memo(hs),
+        conn = hs.conn, check = check, diff = self.opts.diff, host = hs.name,
+        -- check mode: an earlier step of the run would change this host (or
+        -- could not tell), so a path missing now may be there for real
+        earlier_change = check and ((seen.changed or 0) + (seen.unknown or 0)) > 0,
+        scope = scope, playbook_dir = files_dir(step, args, self.book.dir), interrupted = interrupted,
         gate_id = step.gate_id,
-        -- gather_facts/setup: read the host's facts again
-        refresh_facts = function(subset) return self:refresh_facts(hs, subset) end,
-    }
+        run_ = self, hs_ = hs, step_ = step, running_ = running,
+    }, CTX_MT)
 end
 
 -- The connection the action uses: delegate_to's, else the host's.
