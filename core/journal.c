@@ -480,8 +480,22 @@ static int journal_format(lua_State *L)
     return 1;
 }
 
+/*
+ * db:in_transaction() -> boolean: a transaction is open.  After a failed
+ * statement inside one, false means SQLite rolled the whole transaction
+ * back (it may, on a full disk or an I/O error), not just the statement.
+ */
+static int journal_in_transaction(lua_State *L)
+{
+    struct journal *j = check_open(L);
+
+    lua_pushboolean(L, !sqlite3_get_autocommit(j->db));
+    return 1;
+}
+
 static const luaL_Reg journal_methods[] = {
     {"exec", journal_exec},
+    {"in_transaction", journal_in_transaction},
     {"rows", journal_rows},
     {"quick_check", journal_quick_check},
     {"close", journal_close},

@@ -157,16 +157,16 @@ local function durable(self, wait, fn, ...)
         self.group_gen = self.group_next
     end
     local gen = self.group_gen
-    -- each write in a savepoint of its own: a write that fails undoes
-    -- itself only, and the writes of the other hosts in the group stand
-    local sp_ok, sp_err = self.db:exec("SAVEPOINT cutover_write")
+    -- each write is one statement (intent: an INSERT, result: an UPDATE),
+    -- which SQLite undoes by itself when it fails, so the writes of the
+    -- other hosts in the group stand; unless SQLite rolled the whole
+    -- transaction back, which in_transaction() tells (a savepoint around
+    -- each write did the same for two more statements per write)
     self.in_group_write = true
-    local res = sp_ok == nil and { false, sp_err } or table.pack(pcall(fn, self, ...))
+    local res = table.pack(pcall(fn, self, ...))
     self.in_group_write = nil
     if not res[1] then
-        local undone = sp_ok ~= nil and self.db:exec("ROLLBACK TO cutover_write") ~= nil
-            and self.db:exec("RELEASE cutover_write") ~= nil
-        if not undone and self.group_gen == gen then
+        if not self.db:in_transaction() and self.group_gen == gen then
             -- SQLite rolled the whole transaction back (a full disk, an
             -- I/O error): the group's other writes are gone too, so every
             -- host of the group fails, none goes on with a lost intent
@@ -179,7 +179,6 @@ local function durable(self, wait, fn, ...)
         if type(res[2]) == "string" then check(self, nil, res[2]) end
         error(res[2], 0)
     end
-    check(self, self.db:exec("RELEASE cutover_write"))
     M.group_writes = M.group_writes + 1
     if not wait then
         self.group_deferred = true
