@@ -582,6 +582,8 @@ static int shell_poll(lua_State *L)
 
     if (bad)
         return bad;
+    /* a real read: this is a check, made without waiting for a poll */
+    h->s->recv_dry = 0;
     if (shell_fill(L, h) < 0)
         return shell_fail(L, h, "connection", ssh_last_error(h->s));
     if (h->in_len > 0)

@@ -43,6 +43,9 @@ T.test("a command's last output read while its other stream was drained: every s
     local asan = os.getenv("ASAN_OPTIONS")
     local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", srv.known_hosts },
         { env = { LD_PRELOAD = shim, CUTOVER_TEST_RECV_DELAY_MARK = d .. "/shim-delayed", HOME = d, SSH_AUTH_SOCK = "",
+                  -- every read a real one: the controller otherwise skips
+                  -- the empty reads that open the race's window
+                  CUTOVER_SSH_SKIP_EMPTY_READS = "0",
                   -- (an ASan build checks that its runtime is loaded first)
                   ASAN_OPTIONS = (asan and asan .. ":" or "") .. "verify_asan_link_order=0" },
           timeout = 600 })
