@@ -250,12 +250,17 @@ void kh_host_free(struct kh_host *h)
  * names indexed; patterns and hashed names are still matched line by
  * line, as they must be.  The file is still opened for every lookup: the
  * copy is used only while the open file is the same one, unchanged
- * (device, inode, size, modification and change times), and never when
- * it changed less than KH_SETTLE seconds before it was read, since a
- * second change within the file system's clock tick would leave those
- * the same.  One file at a time (cutover uses one known_hosts per run).
+ * (device, inode, size, modification and change times); a copy read
+ * less than KH_SETTLE seconds after the file last changed is not kept,
+ * since a second change within the file system's clock tick would leave
+ * those the same.  One file at a time (cutover uses one known_hosts per
+ * run).  On a network file system whose attributes are cached (NFS with
+ * actimeo, sshfs) an edit shows as late as those attributes do.
  */
 #define KH_SETTLE 2
+/* A larger file is parsed for each lookup and not kept: what is kept is
+ * the file and about 50 bytes a line, for the whole run. */
+#define KH_KEEP_MAX (4L * 1024 * 1024)
 
 struct kh_line {
     const char *hosts;   /* the host field; in text */
@@ -266,14 +271,13 @@ struct kh_line {
 };
 
 struct kh_name {
-    char *name;          /* lower-case exact name; owned */
+    const char *name;    /* lower-case exact name; in text */
     size_t at;           /* index in lines */
 };
 
 struct kh_index {
     char *path;              /* owned */
     struct stat st;          /* the file as it was read */
-    int settled;             /* unchanged for KH_SETTLE s when read */
     char *text;              /* owned: the file, fields cut in place */
     struct kh_line *lines;   /* owned; usable lines in file order */
     size_t nlines;
@@ -287,12 +291,8 @@ static struct kh_index *kh_cached;
 
 static void index_free(struct kh_index *x)
 {
-    size_t i;
-
     if (x == NULL)
         return;
-    for (i = 0; i < x->nnames; i++)
-        free(x->names[i].name);
     free(x->names);
     free(x->scan);
     free(x->lines);
@@ -421,22 +421,23 @@ static int index_lines(struct kh_index *x, size_t textlen)
             x->scan[x->nscan - 1] = x->nlines - 1;
             continue;
         }
-        for (const char *n = fields[0]; ; ) {
-            const char *comma = strchr(n, ',');
-            size_t len = comma != NULL ? (size_t)(comma - n) : strlen(n);
-            char *copy = strndup(n, len);
+        /* an exact line is matched through the index only: its host
+         * field is cut into its lower-case names in place (an empty one
+         * names no host) */
+        lower(fields[0]);
+        for (char *n = fields[0]; n != NULL; ) {
+            char *comma = strchr(n, ',');
 
-            if (copy == NULL || push((void **)&x->names, &x->nnames,
-                                     &cap_names, sizeof *x->names) != 0) {
-                free(copy);
-                return -1;
+            if (comma != NULL)
+                *comma = '\0';
+            if (*n != '\0') {
+                if (push((void **)&x->names, &x->nnames, &cap_names,
+                         sizeof *x->names) != 0)
+                    return -1;
+                x->names[x->nnames - 1].name = n;
+                x->names[x->nnames - 1].at = x->nlines - 1;
             }
-            lower(copy);
-            x->names[x->nnames - 1].name = copy;
-            x->names[x->nnames - 1].at = x->nlines - 1;
-            if (comma == NULL)
-                break;
-            n = comma + 1;
+            n = comma != NULL ? comma + 1 : NULL;
         }
     }
     if (x->nnames > 1)
@@ -444,17 +445,20 @@ static int index_lines(struct kh_index *x, size_t textlen)
     return 0;
 }
 
-/* The parsed file open on fd (st: its fstat): the cached one when it is
- * the same, else read now (and cached).  NULL with errno set. */
+/* The parsed file open on fd (st: its fstat): the kept one when it is
+ * the same, else read now, and kept when it had settled and is small
+ * enough (else *temporary is set: the caller frees it).  NULL with errno
+ * set. */
 static struct kh_index *index_for(const char *path, int fd,
-                                  const struct stat *st)
+                                  const struct stat *st, int *temporary)
 {
     struct kh_index *x;
     struct timespec now;
     size_t got = 0;
 
-    if (kh_cached != NULL && kh_cached->settled &&
-        strcmp(kh_cached->path, path) == 0 && same_file(&kh_cached->st, st))
+    *temporary = 0;
+    if (kh_cached != NULL && strcmp(kh_cached->path, path) == 0 &&
+        same_file(&kh_cached->st, st))
         return kh_cached;
     x = calloc(1, sizeof *x);
     if (x == NULL)
@@ -482,11 +486,14 @@ static struct kh_index *index_for(const char *path, int fd,
         goto fail;
     }
     clock_gettime(CLOCK_REALTIME, &now);
-    x->settled = got == (size_t)st->st_size &&
-                 now.tv_sec - st->st_mtim.tv_sec > KH_SETTLE &&
-                 now.tv_sec - st->st_ctim.tv_sec > KH_SETTLE;
-    index_free(kh_cached);
-    kh_cached = x;
+    if (got == (size_t)st->st_size && st->st_size <= KH_KEEP_MAX &&
+        now.tv_sec - st->st_mtim.tv_sec > KH_SETTLE &&
+        now.tv_sec - st->st_ctim.tv_sec > KH_SETTLE) {
+        index_free(kh_cached);
+        kh_cached = x;
+    } else {
+        *temporary = 1;
+    }
     return x;
 fail:
     {
@@ -513,7 +520,7 @@ static int take_line(struct kh_host *h, const struct kh_line *l,
 static int host_lines(const struct kh_index *x, const char *name,
                       struct kh_host *h)
 {
-    struct kh_name key = { (char *)name, 0 };
+    struct kh_name key = { name, 0 };
     size_t lo = 0;
     size_t hi = x->nnames;
     size_t s = 0;
@@ -574,6 +581,8 @@ int kh_load(const char *path, const char *host, int port, struct kh_host *h,
     char name[600];
     struct stat st;
     struct kh_index *x;
+    int temporary;
+    int status = 0;
     int fd;
 
     memset(h, 0, sizeof *h);
@@ -583,16 +592,18 @@ int kh_load(const char *path, const char *host, int port, struct kh_host *h,
     fd = open_regular(path, O_RDONLY, problem, &st);
     if (fd < 0)
         return *problem == NULL && errno == ENOENT ? 0 : -1;
-    x = index_for(path, fd, &st);
+    x = index_for(path, fd, &st, &temporary);
     close(fd);
     if (x == NULL)
         return -1;
     if (host_lines(x, name, h) != 0) {
         kh_host_free(h);
         errno = ENOMEM;
-        return -1;
+        status = -1;
     }
-    return 0;
+    if (temporary)
+        index_free(x);
+    return status;
 }
 
 int kh_decide(const struct kh_host *h, const unsigned char *blob,
