@@ -15,47 +15,60 @@ local M = {}
 M.FORMAT_VERSION = 1
 
 -- Lines written inside the loop's tasks (steps' results, events) are
--- flushed once at the end of the loop's turn, after the journal's commit
--- of that turn, rather than line by line: with many hosts a write and a
--- wake-up of the reader for every line was a good part of the
--- controller's system time, and a line is then never out before what it
--- reports is durable.  Outside the loop's tasks, and on a terminal (the
--- live line is written around stdio), each line is flushed at once.
-local flush_pending = false
+-- held here and written together at the end of the loop's turn, after
+-- the journal's commit of that turn (loop.before_wait, "last"), rather
+-- than one write and one wake-up of the reader per line: with many hosts
+-- that was a good part of the controller's system time.  Held here, not
+-- in stdio's buffer, which would write out by itself every 4 KiB.
+-- Outside the loop's tasks, and on a terminal (the live line is written
+-- around stdio), each line goes out at once, after any held ones.
+local held, held_count, held_armed = {}, 0, false
 
-local function flush_now()
-    flush_pending = false
+local function write_held()
+    held_armed = false
+    for i = 1, held_count do
+        io.stdout:write(held[i])
+        held[i] = nil
+    end
+    held_count = 0
     io.stdout:flush()
 end
 
-local function flush_soon(at_once)
-    if at_once or not loop.in_task() then
-        flush_now()
-    elseif not flush_pending then
-        flush_pending = true
-        loop.before_wait(flush_now, "last")
-    end
+-- Writes the held lines now (before a prompt, or a line on stderr).
+function M.flush()
+    if held_count > 0 then write_held() end
 end
 
--- Before a line on stderr: what stdout holds goes first, so the two keep
--- their order when they share a file.
-local function before_stderr()
-    if flush_pending then flush_now() end
+local function out_line(text, at_once)
+    if at_once or not loop.in_task() then
+        M.flush()
+        io.stdout:write(text)
+        io.stdout:flush()
+        return
+    end
+    held_count = held_count + 1
+    held[held_count] = text
+    if not held_armed then
+        held_armed = true
+        loop.before_wait(write_held, "last")
+    end
 end
 
 -- A message for the operator that is no reporter event (a run refused
 -- before it starts, a journal that cannot be written, an internal error
 -- on one host): "cutover: MESSAGE" on stderr, in either format, secrets
 -- masked.  MESSAGE may hold further indented lines.
+-- What stdout holds goes first, so the two keep their order when they
+-- share a file.
 function M.error(msg)
-    before_stderr()
+    M.flush()
     io.stderr:write("cutover: " .. redact.text(msg) .. "\n")
 end
 
 -- A line on stderr as it is (already FILE:LINE: ..., or a hint such as
 -- "Try 'cutover run --help'."), secrets masked.
 function M.note(line)
-    before_stderr()
+    M.flush()
     io.stderr:write(redact.text(line) .. "\n")
 end
 
@@ -168,8 +181,7 @@ end
 function Text:out(s)
     self:clear_live()
     if self.block then self.block:erase() end
-    io.stdout:write(redact.text(s), "\n")
-    flush_soon(self.tty)
+    out_line(redact.text(s) .. "\n", self.tty)
     if self.block then self.block:after_log(loop.now()) end
 end
 
@@ -371,8 +383,7 @@ end
 function Json:emit(t)
     t.v = M.FORMAT_VERSION
     t.time = sys.time()
-    io.stdout:write(redact.json_line(json.encode(redact.value(t))), "\n")
-    flush_soon(false)
+    out_line(redact.json_line(json.encode(redact.value(t))) .. "\n", false)
 end
 
 function Json:run_start(info)

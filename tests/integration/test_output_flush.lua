@@ -21,9 +21,10 @@ local BOOK = [[
       command: "true"
 ]]
 
--- b waits (at most 8 s, then fails) for the file the reader makes: less
--- than the 10 s after which a log gets its first "still running" line,
--- which is written outside the loop's tasks and so flushes at once.
+-- b waits (at most 6 s by the clock, then fails) for the file the reader
+-- makes: less than the 10 s after which a log gets its first "still
+-- running" line, which is written outside the loop's tasks and so would
+-- bring held lines out.
 local function inventory(d)
     return string.format([[
 all:
@@ -31,7 +32,7 @@ all:
     a: { ansible_connection: local, wait_for_reader: "true" }
     b:
       ansible_connection: local
-      wait_for_reader: "i=0; while [ ! -e %s/seen_a ]; do i=$((i+1)); [ $i -lt 160 ] || exit 7; sleep 0.05; done"
+      wait_for_reader: "end=$(($(date +%%s) + 6)); while [ ! -e %s/seen_a ]; do [ $(date +%%s) -lt $end ] || exit 7; sleep 0.05; done"
 ]], d)
 end
 

@@ -50,6 +50,8 @@ function Run:gate(hs, spec)
         local text = string.format("\n[%s] gate '%s': %s%s ", hs.name, gate, spec.prompt,
             spec.choices and (" (" .. table.concat(spec.choices, "/") .. ")") or " [yes/no]")
         self.reporter:clear()
+        -- the lines held for the end of this turn go before the prompt
+        require("cutover.output").flush()
         local got, err
         for _ = 1, 3 do
             got, err = sys.ask(text, spec.secret)
