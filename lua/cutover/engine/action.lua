@@ -414,4 +414,4 @@ function Run:execute(hs, step, scope)
     return result
 end
 
-return { methods = Run, files_dir = files_dir }
+return { methods = Run, files_dir = files_dir, checked_args = checked_args }
