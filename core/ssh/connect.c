@@ -210,15 +210,6 @@ static int open_socket(lua_State *L, struct ssh_session *s)
 }
 
 /*
- * ssh.connect{host=, port=, user=, known_hosts=, accept_new=, keys={...},
- *             agent=, password=, timeout=, fd=, ignore_interrupts=}
- *   -> session, fingerprint, host_key_added | nil, message, code
- * code: "unreachable", "timeout", "hostkey", "auth", "interrupted".
- * fd: an already connected socket (a ProxyJump tunnel's or a
- * ProxyCommand's, as those return it: never a bare number); taken over
- * by the session at once.
- */
-/*
  * libssh2's recv, minus most calls that cannot find anything.  libssh2
  * reads the socket at every call on the session (each channel read and
  * write, each stream of each channel), so a step's reply, read in one
@@ -281,6 +272,15 @@ static ssize_t recv_unless_dry(libssh2_socket_t fd, void *buf, size_t len,
     return n;
 }
 
+/*
+ * ssh.connect{host=, port=, user=, known_hosts=, accept_new=, keys={...},
+ *             agent=, password=, timeout=, fd=, ignore_interrupts=}
+ *   -> session, fingerprint, host_key_added | nil, message, code
+ * code: "unreachable", "timeout", "hostkey", "auth", "interrupted".
+ * fd: an already connected socket (a ProxyJump tunnel's or a
+ * ProxyCommand's, as those return it: never a bare number); taken over
+ * by the session at once.
+ */
 int ssh_connect(lua_State *L)
 {
     struct ssh_session *s;
