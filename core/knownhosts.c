@@ -517,59 +517,58 @@ static int take_line(struct kh_host *h, const struct kh_line *l,
     return add_entry(h, l->type, known, known_len, l->line, l->revoked);
 }
 
+/* The first of x->scan[from..] whose line names the host (nscan: none). */
+static size_t next_scanned(const struct kh_index *x, const char *name,
+                           size_t from)
+{
+    for (; from < x->nscan; from++) {
+        const char *hosts = x->lines[x->scan[from]].hosts;
+        if (hosts[0] == '|' ? hashed_match(hosts, name)
+                            : patterns_match(hosts, name))
+            break;
+    }
+    return from;
+}
+
+/* The host's lines into h, in file order: its exact entries (sorted by
+ * line) merged with the scanned lines that name it. */
 static int host_lines(const struct kh_index *x, const char *name,
                       struct kh_host *h)
 {
     struct kh_name key = { name, 0 };
-    size_t lo = 0;
+    size_t e = 0;          /* the host's exact entries: names[e..e_end) */
+    size_t e_end;
     size_t hi = x->nnames;
-    size_t s = 0;
+    size_t s;
     unsigned char *known = malloc(KH_MAX_BLOB);
     int status = 0;
 
     if (known == NULL)
         return -1;
-    /* the first exact entry for name */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
+    while (e < hi) {
+        size_t mid = e + (hi - e) / 2;
         if (name_order(&x->names[mid], &key) < 0)
-            lo = mid + 1;
+            e = mid + 1;
         else
             hi = mid;
     }
-    /* the exact entries (in line order) merged with the scanned lines
-     * that match, so h keeps file order */
-    for (;;) {
-        size_t e = SIZE_MAX;
-        size_t sc = SIZE_MAX;
+    for (e_end = e; e_end < x->nnames &&
+                    strcmp(x->names[e_end].name, name) == 0; e_end++)
+        ;
+    s = next_scanned(x, name, 0);
+    while (status == 0 && (e < e_end || s < x->nscan)) {
+        size_t exact = e < e_end ? x->names[e].at : SIZE_MAX;
+        size_t scanned = s < x->nscan ? x->scan[s] : SIZE_MAX;
 
-        /* a line naming the host twice counts once */
-        while (lo < x->nnames && strcmp(x->names[lo].name, name) == 0 &&
-               lo > 0 && strcmp(x->names[lo - 1].name, name) == 0 &&
-               x->names[lo - 1].at == x->names[lo].at)
-            lo++;
-        if (lo < x->nnames && strcmp(x->names[lo].name, name) == 0)
-            e = x->names[lo].at;
-        while (s < x->nscan) {
-            const struct kh_line *l = &x->lines[x->scan[s]];
-            if (l->hosts[0] == '|' ? hashed_match(l->hosts, name)
-                                   : patterns_match(l->hosts, name))
-                break;
-            s++;
-        }
-        if (s < x->nscan)
-            sc = x->scan[s];
-        if (e == SIZE_MAX && sc == SIZE_MAX)
-            break;
-        if (e < sc) {
-            status = take_line(h, &x->lines[e], known);
-            lo++;
+        if (exact < scanned) {
+            status = take_line(h, &x->lines[exact], known);
+            /* a line naming the host twice counts once */
+            while (e < e_end && x->names[e].at == exact)
+                e++;
         } else {
-            status = take_line(h, &x->lines[sc], known);
-            s++;
+            status = take_line(h, &x->lines[scanned], known);
+            s = next_scanned(x, name, s + 1);
         }
-        if (status != 0)
-            break;
     }
     free(known);
     return status;
