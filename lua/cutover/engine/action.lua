@@ -152,11 +152,9 @@ end
 -- risky part (a boot identity, a version), never its output.
 local MEMO_MAX = 4096
 
--- ctx.remember(data): records, durably before it returns, what this
--- step (this loop item) must know if the controller stops while it
--- runs; ctx.before_restart is what the same step remembered in the run
--- before the restart (nil when it ran to its end, or remembered
--- nothing).  The journal holds it masked, like every result.
+-- ctx.before_restart: what the same step (this loop item) remembered
+-- in the run before the restart (nil when it ran to its end, or
+-- remembered nothing).
 function Run:step_memo(hs)
     local index = hs.item_index or 0
     local memos = hs.restart_seq and self.resume and self.resume.memos and self.resume.memos[hs.name]
@@ -164,6 +162,9 @@ function Run:step_memo(hs)
     return nil
 end
 
+-- ctx.remember(data): records, durably before it returns, what this
+-- step (this loop item) must know if the controller stops while it
+-- runs.  The journal holds it masked, like every result.
 function Run:remember_fn(hs, step)
     return function(data)
         if type(data) ~= "table" then error("remember: a table expected, got " .. type(data), 2) end
@@ -177,8 +178,8 @@ function Run:remember_fn(hs, step)
 end
 
 -- The hooks of an action's context back into the run, each made when an
--- action first reads it (most actions read none: five closures for every
--- step of every host were a good part of the controller's allocations).
+-- action first reads it (most actions read none, and five closures
+-- were made for every step of every host).
 -- ctx.run_, hs_, step_, running_ hold what they need.
 local CTX_HOOKS = {
     remember = function(ctx) return ctx.run_:remember_fn(ctx.hs_, ctx.step_) end,
