@@ -44,9 +44,9 @@ ssize_t recv(int fd, void *buf, size_t len, int flags)
         struct timespec ts = { delay_us / 1000000, (delay_us % 1000000) * 1000 };
         const char *mark = getenv("CUTOVER_TEST_RECV_DELAY_MARK");
         if (!marked && mark != NULL) {
-            int fd = open(mark, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-            if (fd >= 0)
-                close(fd);
+            int mark_fd = open(mark, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+            if (mark_fd >= 0)
+                close(mark_fd);
             marked = 1;
         }
         nanosleep(&ts, NULL);
