@@ -339,6 +339,8 @@ end
 -- journal wait for each other here, up to the busy timeout).  Returns
 -- what fn returns.
 function Journal:transaction(fn)
+    -- inside another transaction: part of it (SQLite does not nest them)
+    if self.in_tx then return fn() end
     self:exec("BEGIN IMMEDIATE")
     local res = table.pack(pcall(fn))
     if not res[1] then

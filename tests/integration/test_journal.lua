@@ -63,6 +63,43 @@ T.test("history and show list a run, its hosts and steps", function()
     T.eq(fs.stat(d .. "/state/cutover/journal.db").mode, 384, "journal is 0600")
 end)
 
+-- The run's end (each host's status, the run's, its locks) is one
+-- transaction: one sync, not one per host, and never some hosts' ends
+-- without the others'.  Counted with strace: the WAL syncs after the
+-- last result line and before the run_end event.
+T.test("the run's end is recorded in one commit, whatever the number of hosts", function()
+    local d = T.tmpdir()
+    local hosts = {}
+    for i = 1, 30 do hosts[#hosts + 1] = string.format("    h%02d: { ansible_connection: local }\n", i) end
+    T.write(d .. "/inv.yml", "all:\n  hosts:\n" .. table.concat(hosts))
+    T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - command: /bin/true\n")
+    local trace = d .. "/trace"
+    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--format", "json", "--forks", "30" },
+                    { env = env(d), timeout = 60,
+                      wrap = { "strace", "-f", "-e", "trace=fsync,fdatasync,write", "-s", "1000000", "-o", trace } })
+    T.eq(r.rc, 0, "exit code: " .. r.stderr)
+    local text = T.read(trace)
+    local last_result, run_end = 0, nil
+    local lines = {}
+    for line in text:gmatch("[^\n]+") do
+        lines[#lines + 1] = line
+        -- strace shows a write's text escaped: \"event\":\"run_end\"
+        if line:find("write(1,", 1, true) then
+            if line:find("run_end", 1, true) then run_end = run_end or #lines
+            elseif line:find("host_result", 1, true) then last_result = #lines end
+        end
+    end
+    T.ok(last_result > 0 and run_end, "both lines found in the trace")
+    local syncs = 0
+    for i = last_result + 1, run_end - 1 do
+        if lines[i]:find("fdatasync(", 1, true) or lines[i]:find("fsync(", 1, true) then syncs = syncs + 1 end
+    end
+    T.ok(syncs >= 1 and syncs <= 2, "syncs between the last result and run_end: " .. syncs)
+    local runrec = last_run(d)
+    T.eq(runrec.status, "ok", "the run's status")
+    T.eq(#runrec.hosts, 30, "every host's status")
+end)
+
 T.test("--no-journal records nothing", function()
     local d = setup()
     local r = run(d, { "run", d .. "/p.yml", "--no-journal" })

@@ -282,6 +282,13 @@ end
 -- The run's end in the journal: each host's status, the run's, and
 -- which gates the parked hosts wait at.
 function Run:record_end(code, parked)
+    -- one transaction: one sync for the whole end, not one per host (a
+    -- thousand at the end of the 1,000-host soak), and no end recorded
+    -- for some hosts and not others
+    self.journal:transaction(function() self:record_end_writes(code, parked) end)
+end
+
+function Run:record_end_writes(code, parked)
     local j, opts = self.journal, self.opts
     for name, st in pairs(self.stats.per_host) do
         local status = st.never_started and "pending"
