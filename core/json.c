@@ -4,8 +4,15 @@
  * __jsontype = "array"; otherwise an object with string keys, sorted so
  * output is stable.  Strings that are not valid UTF-8 (command output)
  * get U+FFFD for each bad byte instead of failing the whole event.
+ *
+ * An encode's jansson tree lives only inside json.encode: its nodes and
+ * the dumped text come from an arena (json_arena_*) that the next encode
+ * reuses, so building it costs no malloc per node and dropping it no
+ * walk of the tree.  Decoded trees use malloc as before.
  */
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -86,7 +93,102 @@ static int utf8_check_all(const char *s, size_t len)
     return 0;
 }
 
-/* The jansson tree under construction is owned by a userdata (__gc). */
+/*
+ * The encode arena.  jansson allocates through json_arena_alloc and
+ * json_arena_free (json_set_alloc_funcs, once).  While an encode runs
+ * (arena_on), allocations are carved from chunks and frees of them do
+ * nothing; json_arena_begin gives all of it back at the next encode.
+ * An encode that raises (nesting too deep, out of memory) leaves its
+ * tree in the arena and nothing points at it: no userdata owns an
+ * encode tree, so no finalizer walks freed memory.  A decode turns the
+ * arena off first, and its tree is malloc'd and freed with json_decref.
+ * One lua_State and no threads: the arena is process-wide.
+ */
+#define ARENA_CHUNK (16 * 1024)   /* kept between encodes */
+#define ARENA_ALIGN 16
+
+struct arena_chunk {
+    struct arena_chunk *next;
+    size_t size;                  /* bytes of data */
+    size_t used;
+    _Alignas(ARENA_ALIGN) unsigned char data[];
+};
+
+static struct arena_chunk *arena_head;  /* newest first; the last is kept */
+static int arena_on;
+
+static int in_arena(const void *p)
+{
+    const unsigned char *u = p;
+    const struct arena_chunk *c;
+
+    for (c = arena_head; c != NULL; c = c->next)
+        if (u >= c->data && u < c->data + c->size)
+            return 1;
+    return 0;
+}
+
+static void *json_arena_alloc(size_t n)
+{
+    struct arena_chunk *c = arena_head;
+    size_t need;
+    size_t size;
+
+    if (!arena_on)
+        return malloc(n);
+    if (n > SIZE_MAX / 2)
+        return NULL;
+    need = (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    if (c == NULL || c->size - c->used < need) {
+        size = need > ARENA_CHUNK ? need : ARENA_CHUNK;
+        c = malloc(sizeof *c + size);
+        if (c == NULL)
+            return NULL;
+        c->size = size;
+        c->used = 0;
+        c->next = arena_head;
+        arena_head = c;
+    }
+    c->used += need;
+    return c->data + c->used - need;
+}
+
+static void json_arena_free(void *p)
+{
+    if (p != NULL && !in_arena(p))
+        free(p);
+}
+
+/* Empties the arena: every chunk but the oldest (the first, of
+ * ARENA_CHUNK bytes) goes back to malloc. */
+static void arena_reset(void)
+{
+    while (arena_head != NULL && arena_head->next != NULL) {
+        struct arena_chunk *c = arena_head;
+        arena_head = c->next;
+        free(c);
+    }
+    if (arena_head != NULL && arena_head->size != ARENA_CHUNK) {
+        free(arena_head);
+        arena_head = NULL;
+    }
+    if (arena_head != NULL)
+        arena_head->used = 0;
+}
+
+static void json_arena_begin(void)
+{
+    arena_reset();
+    arena_on = 1;
+}
+
+static void json_arena_end(void)
+{
+    arena_on = 0;
+    arena_reset();
+}
+
+/* A decoded tree is owned by a userdata (__gc). */
 static int json_ref_gc(lua_State *L)
 {
     json_t **ref = luaL_checkudata(L, 1, JSON_REF_MT);
@@ -156,40 +258,34 @@ static json_t *to_json(lua_State *L, int idx, int depth)
         lua_pop(L, 1);
         return out;
     case LUA_TTABLE: {
-        json_t **ref;
+        /* in the arena: a raise midway leaves nothing to free */
         size_t n;
         size_t i;
-        ref = lua_newuserdatauv(L, sizeof *ref, 0);
-        *ref = NULL;
-        luaL_setmetatable(L, JSON_REF_MT);
         if (is_array(L, idx, &n)) {
-            *ref = json_array();
+            out = json_array();
             for (i = 1; i <= n; i++) {
                 lua_rawgeti(L, idx, (lua_Integer)i);
-                json_array_append_new(*ref, to_json(L, -1, depth + 1));
+                json_array_append_new(out, to_json(L, -1, depth + 1));
                 lua_pop(L, 1);
             }
         } else {
-            *ref = json_object();
+            out = json_object();
             lua_pushnil(L);
             while (lua_next(L, idx) != 0) {
                 if (lua_type(L, -2) == LUA_TSTRING) {
                     s = lua_tolstring(L, -2, &len);
-                    json_object_setn_new_nocheck(*ref, s, len,
+                    json_object_setn_new_nocheck(out, s, len,
                                                  to_json(L, -1, depth + 1));
                 } else if (lua_type(L, -2) == LUA_TNUMBER) {
                     lua_pushvalue(L, -2);
                     s = lua_tolstring(L, -1, &len);
-                    json_object_setn_new_nocheck(*ref, s, len,
+                    json_object_setn_new_nocheck(out, s, len,
                                                  to_json(L, -2, depth + 1));
                     lua_pop(L, 1);
                 }
                 lua_pop(L, 1);
             }
         }
-        out = *ref;
-        *ref = NULL;  /* ownership passes to the caller */
-        lua_pop(L, 1);
         return out;
     }
     default:
@@ -206,24 +302,23 @@ static json_t *to_json(lua_State *L, int idx, int depth)
  */
 static int json_lencode(lua_State *L)
 {
-    json_t **ref;
+    json_t *tree;
     char *text;
     size_t flags = JSON_SORT_KEYS | JSON_ENCODE_ANY | JSON_COMPACT;
 
     if (lua_toboolean(L, 2))
         flags = JSON_SORT_KEYS | JSON_ENCODE_ANY | JSON_INDENT(2);
     lua_settop(L, 1);
-    ref = lua_newuserdatauv(L, sizeof *ref, 0);
-    *ref = NULL;
-    luaL_setmetatable(L, JSON_REF_MT);
-    *ref = to_json(L, 1, 0);
-    if (*ref == NULL)
-        return luaL_error(L, "json.encode: cannot encode this value");
-    text = json_dumps(*ref, flags);
-    if (text == NULL)
-        return luaL_error(L, "json.encode: out of memory");
+    json_arena_begin();
+    tree = to_json(L, 1, 0);
+    text = tree != NULL ? json_dumps(tree, flags) : NULL;
+    if (text == NULL) {
+        json_arena_end();
+        return luaL_error(L, tree == NULL ? "json.encode: cannot encode this value"
+                                         : "json.encode: out of memory");
+    }
     lua_pushstring(L, text);
-    free(text);
+    json_arena_end();  /* tree and text: not freed one by one */
     return 1;
 }
 
@@ -284,6 +379,7 @@ static int json_ldecode(lua_State *L)
     json_t **ref;
     json_error_t error;
 
+    json_arena_end();  /* an encode that raised may have left it on */
     ref = lua_newuserdatauv(L, sizeof *ref, 0);
     *ref = NULL;
     luaL_setmetatable(L, JSON_REF_MT);
@@ -317,6 +413,7 @@ static const luaL_Reg json_funcs[] = {
 
 int luaopen_cutover_json(lua_State *L)
 {
+    json_set_alloc_funcs(json_arena_alloc, json_arena_free);
     luaL_newmetatable(L, JSON_REF_MT);
     lua_pushcfunction(L, json_ref_gc);
     lua_setfield(L, -2, "__gc");

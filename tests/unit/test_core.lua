@@ -188,6 +188,68 @@ T.test("json: round trip, sorted keys, arrays, invalid UTF-8 repaired", function
     T.contains(e, "nesting deeper", "message")
 end)
 
+-- json.c builds an encode's tree in an arena reused by the next encode:
+-- values far over one chunk, an encode after one that raised halfway,
+-- and decoded trees (malloc'd, freed by their finalizer) collected while
+-- an encode runs must all come out right (the ASan and memcheck stages
+-- run this too: a tree freed twice or read after reuse shows there).
+T.test("json: encodes in the arena (big values, after a raise, with decodes collected)", function()
+    local function same(a, b, path)
+        T.eq(type(a), type(b), path .. ": type")
+        if type(a) ~= "table" then T.eq(a, b, path); return end
+        for k, v in pairs(a) do same(v, b[k], path .. "." .. tostring(k)) end
+        for k in pairs(b) do T.ok(a[k] ~= nil, path .. "." .. tostring(k) .. ": extra key") end
+    end
+    local seed = 7
+    local function rnd(n) seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n end
+    local function value(depth)
+        local r = rnd(depth > 3 and 4 or 7)
+        if r == 0 then return rnd(1000000) - 500000 end
+        if r == 1 then return rnd(1000) / 7 end
+        if r == 2 then
+            local n = (depth <= 1 and rnd(3) == 0) and 20000 + rnd(30000) or rnd(40)
+            return string.rep(string.char(65 + rnd(26)), n)
+        end
+        if r == 3 then return rnd(2) == 0 end
+        if r == 4 or r == 5 then
+            local t = {}
+            for i = 1, rnd(8) + 1 do t["k" .. i .. string.rep("x", rnd(30))] = value(depth + 1) end
+            return t
+        end
+        local t = {}
+        for i = 1, rnd(8) + 1 do t[i] = value(depth + 1) end
+        return t
+    end
+    local deep = {}
+    local cur = deep
+    for _ = 1, 100 do cur.x = { pad = string.rep("p", 300) }; cur = cur.x end
+    local kept = {}
+    for round = 1, 60 do
+        local v = value(0)
+        local text = json.encode(v)
+        same(json.decode(text), v, "round " .. round)
+        T.eq(json.encode(json.decode(text)), text, "round " .. round .. ": stable")
+        kept[#kept + 1] = json.decode('{"a":[1,2,3],"b":"' .. string.rep("z", 5000) .. '"}')
+        if round % 3 == 0 then
+            T.eq(pcall(json.encode, deep), false, "round " .. round .. ": too deep raises")
+            -- a decode right after: its tree (over a chunk) must not be
+            -- in the arena the next encode empties before it is collected
+            local d = json.decode('{"big":"' .. string.rep("y", 40000) .. '","n":[1,2]}')
+            T.eq(#d.big, 40000, "round " .. round .. ": decoded after a raise")
+            T.eq(json.encode({ 1, 2 }), "[1,2]", "round " .. round .. ": encode after it")
+            d = nil
+            collectgarbage("collect")
+        end
+        if round % 10 == 0 then kept = {}; collectgarbage("collect") end
+    end
+    local big = { s = string.rep("q", 3 * 1024 * 1024), list = {} }
+    for i = 1, 20000 do big.list[i] = { i = i, n = "n" .. i } end
+    local text = json.encode(big)
+    T.eq(#text > 3 * 1024 * 1024, true, "3 MB string encoded")
+    same(json.decode(text), big, "big")
+    T.eq(json.encode({ b = 1, a = 2 }), '{"a":2,"b":1}', "a small encode after the big one")
+end)
+
 T.test("net.probe_tcp: refused and timed out are errors", function()
     local ok, err = net.probe_tcp("127.0.0.1", 1, 2)
     T.eq(ok, nil, "port 1 refused")
