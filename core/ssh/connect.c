@@ -250,6 +250,47 @@ static ssize_t plain_recv(libssh2_socket_t fd, void *buf, size_t len,
     return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
 }
 
+/* Up to len bytes of what was read ahead (at least one is there). */
+static ssize_t take_line_ahead(struct ssh_session *s, void *buf, size_t len)
+{
+    size_t left = (size_t)(s->line_ahead_len - s->line_ahead_pos);
+    size_t n = len < left ? len : left;
+
+    memcpy(buf, s->line_ahead + s->line_ahead_pos, n);
+    s->line_ahead_pos = (unsigned char)(s->line_ahead_pos + n);
+    return (ssize_t)n;
+}
+
+/*
+ * libssh2 reads the server's identification line ("SSH-2.0-...") with
+ * one recv per byte: about 40 system calls per connection.  A one-byte
+ * read here peeks at what has arrived and takes the rest of that line
+ * (up to and including its '\n', SSH_LINE_AHEAD bytes at most), then
+ * hands it out from s->line_ahead.  Bytes read ahead go out before any
+ * other read, whatever its length, so libssh2 sees exactly the socket's
+ * stream; and only bytes of the line are taken, which libssh2 goes on
+ * asking for at once, so none wait here while the loop polls.
+ */
+static ssize_t read_line_ahead(struct ssh_session *s, void *buf, int flags)
+{
+    unsigned char peek[SSH_LINE_AHEAD];
+    const unsigned char *nl;
+    ssize_t n;
+
+    n = plain_recv(s->fd, peek, sizeof peek, flags | MSG_PEEK);
+    if (n <= 0)
+        return n;
+    nl = memchr(peek, '\n', (size_t)n);
+    if (nl != NULL)
+        n = nl - peek + 1;
+    n = plain_recv(s->fd, s->line_ahead, (size_t)n, flags);  /* peeked: there */
+    if (n <= 0)
+        return n;
+    s->line_ahead_len = (unsigned char)n;
+    s->line_ahead_pos = 0;
+    return take_line_ahead(s, buf, 1);
+}
+
 static ssize_t recv_unless_dry(libssh2_socket_t fd, void *buf, size_t len,
                                int flags, void **abstract)
 {
@@ -258,15 +299,19 @@ static ssize_t recv_unless_dry(libssh2_socket_t fd, void *buf, size_t len,
 
     /* libssh2 reads the ssh-agent's socket through this too: that one
      * is never polled by the loop, so it is always read for real */
-    if (fd != s->fd || !skip_empty_reads())
+    if (fd != s->fd)
         return plain_recv(fd, buf, len, flags);
-    if (s->recv_dry && s->recv_dry_turn == loop_poll_count() &&
+    if (s->line_ahead_pos < s->line_ahead_len)
+        return take_line_ahead(s, buf, len);
+    if (skip_empty_reads() && s->recv_dry &&
+        s->recv_dry_turn == loop_poll_count() &&
         s->recv_dry_answers < RECV_DRY_MAX) {
         s->recv_dry_answers++;
         return -EAGAIN;
     }
     s->recv_dry_answers = 0;
-    n = plain_recv(fd, buf, len, flags);
+    n = len == 1 ? read_line_ahead(s, buf, flags)
+                 : plain_recv(fd, buf, len, flags);
     s->recv_dry = n == -EAGAIN;
     s->recv_dry_turn = loop_poll_count();
     return n;

@@ -31,6 +31,7 @@
 #define SSH_SHELL_MT "cutover.ssh.shell"
 
 #define SSH_MAX_TUNNELS 64
+#define SSH_LINE_AHEAD 64  /* bytes of the identification line read at once */
 #define SSH_TUNNEL_BUF 32768
 
 /* A direct-tcpip channel through this session, joined to one end of a
@@ -110,6 +111,9 @@ struct ssh_session {
     int recv_dry;                 /* the last recv found nothing ... */
     unsigned long recv_dry_turn;  /* ... in this loop_poll_count() */
     int recv_dry_answers;         /* EAGAINs given since, without a recv */
+    unsigned char line_ahead[SSH_LINE_AHEAD];  /* the server's identification
+                                     line, read ahead (connect.c) */
+    unsigned char line_ahead_len, line_ahead_pos;
 };
 
 /* Stack slots of ssh.connect while it runs. */
