@@ -74,7 +74,11 @@ function Journal:exec(sql, ...)
     if sql:find("^%s*BEGIN") then
         self:flush()
         self:check_lost()
+        -- in_tx only once BEGIN worked: a BEGIN that failed (busy, an
+        -- I/O error) leaves no transaction for a later one to join
+        local res = table.pack(check(self, self.db:exec(sql, ...)))
         self.in_tx = true
+        return table.unpack(res, 1, res.n)
     elseif sql:find("^%s*COMMIT") or sql:find("^%s*ROLLBACK") then
         self.in_tx = nil
     elseif not self.in_group_write and not self.in_tx and not sql:find("^%s*SELECT") then
@@ -338,18 +342,26 @@ end
 -- change before what it writes is committed (two controllers sharing the
 -- journal wait for each other here, up to the busy timeout).  Returns
 -- what fn returns.
+-- Inside another transaction fn's writes are part of that one (SQLite
+-- does not nest them): an error in fn goes up through the outer
+-- transaction, which rolls back all of it.
 function Journal:transaction(fn)
-    -- inside another transaction: part of it (SQLite does not nest them)
     if self.in_tx then return fn() end
     self:exec("BEGIN IMMEDIATE")
     local res = table.pack(pcall(fn))
-    if not res[1] then
+    local commit_err
+    if res[1] then
+        local ok, err = self.db:exec("COMMIT")
         self.in_tx = nil
-        self.db:exec("ROLLBACK")
-        error(res[2], 0)
+        if ok ~= nil then return table.unpack(res, 2, res.n) end
+        commit_err = err
     end
-    self:exec("COMMIT")
-    return table.unpack(res, 2, res.n)
+    -- fn failed, or COMMIT did (busy, a full disk), which may leave the
+    -- transaction open: nothing of it stays
+    self.in_tx = nil
+    if self.db:in_transaction() then self.db:exec("ROLLBACK") end
+    if commit_err then check(self, nil, commit_err) end
+    error(res[2], 0)
 end
 
 -- The lock row that says which process is running (or resuming) a run.

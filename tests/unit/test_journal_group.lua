@@ -349,4 +349,47 @@ loop.run()
     end
 end)
 
+-- Journal:transaction when SQLite refuses its BEGIN or its COMMIT once
+-- (a busy or full disk): the journal's db wrapped so that one statement
+-- fails.  Neither may leave a transaction behind for the next one to
+-- join: a later transaction whose fn fails must leave nothing written.
+local function failing_db(j, which)
+    local real, armed = j.db, true
+    j.db = setmetatable({
+        exec = function(_, sql, ...)
+            if armed and sql:find("^%s*" .. which) then
+                armed = false
+                return nil, "journal: database is locked (made to fail by the test)"
+            end
+            return real:exec(sql, ...)
+        end,
+    }, { __index = function(_, k) return function(_, ...) return real[k](real, ...) end end })
+    return function() j.db = real end
+end
+
+for _, which in ipairs({ "BEGIN", "COMMIT" }) do
+    T.test("a transaction whose " .. which .. " fails leaves none open; the next one is whole or nothing", function()
+        local j, path, id = open()
+        local restore = failing_db(j, which)
+        local ok, err = pcall(j.transaction, j, function()
+            j:exec("INSERT INTO events (run, kind, time) VALUES (?, 'first', 0)", id)
+        end)
+        T.eq(ok, false, which .. " failed: the transaction raised")
+        T.contains(tostring(type(err) == "table" and err.msg or err), "made to fail", "the error says why")
+        restore()
+        T.eq(j.db:in_transaction(), false, "no transaction left open")
+        ok = pcall(j.transaction, j, function()
+            j:exec("INSERT INTO events (run, kind, time) VALUES (?, 'second', 0)", id)
+            error("fn fails after its first write")
+        end)
+        T.eq(ok, false, "the second transaction's fn raised")
+        T.eq(count_rows(path, "SELECT seq FROM events WHERE kind IN ('first', 'second')"), 0,
+             "neither transaction's write is in the journal")
+        j:transaction(function()
+            j:exec("INSERT INTO events (run, kind, time) VALUES (?, 'third', 0)", id)
+        end)
+        T.eq(count_rows(path, "SELECT seq FROM events WHERE kind = 'third'"), 1, "a later transaction commits")
+    end)
+end
+
 T.done()

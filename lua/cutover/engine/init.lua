@@ -282,14 +282,8 @@ end
 -- The run's end in the journal: each host's status, the run's, and
 -- which gates the parked hosts wait at.
 function Run:record_end(code, parked)
-    -- one transaction: one sync for the whole end, not one per host (a
-    -- thousand at the end of the 1,000-host soak), and no end recorded
-    -- for some hosts and not others
-    self.journal:transaction(function() self:record_end_writes(code, parked) end)
-end
-
-function Run:record_end_writes(code, parked)
     local j, opts = self.journal, self.opts
+    local ends = {}
     for name, st in pairs(self.stats.per_host) do
         local status = st.never_started and "pending"
             or (st.parked_at and "parked")
@@ -298,15 +292,20 @@ function Run:record_end_writes(code, parked)
             or (self.failed_hosts[name] and "failed")
             or "ok"
         if not (opts.resume and opts.resume.finished[name]) then
-            j:host_status(self.run_id, name, status, st.failed_at or st.interrupted_at,
-                          st.never_started or st.stopped_why)
+            ends[#ends + 1] = { name, status, st.failed_at or st.interrupted_at, st.never_started or st.stopped_why }
         end
     end
     local status = opts.check and "check" or (code == M.EXIT_OK and "ok")
         or (code == M.EXIT_INTERRUPTED and "interrupted")
         or (code == M.EXIT_PARKED and "parked") or "failed"
-    -- a parked run keeps its hosts until it is resumed or aborted
-    j:finish_run(self.run_id, status, code, status == "parked")
+    -- one transaction: one sync for the whole end, not one per host (a
+    -- thousand at the end of the 1,000-host soak), and never the end of
+    -- some hosts without the others'.  Only journal writes inside it.
+    j:transaction(function()
+        for _, e in ipairs(ends) do j:host_status(self.run_id, e[1], e[2], e[3], e[4]) end
+        -- a parked run keeps its hosts until it is resumed or aborted
+        j:finish_run(self.run_id, status, code, status == "parked")
+    end)
     if #parked > 0 then
         local gates, kinds = {}, {}
         for _, name in ipairs(parked) do
