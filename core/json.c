@@ -96,16 +96,30 @@ static int utf8_check_all(const char *s, size_t len)
 /*
  * The encode arena.  jansson allocates through json_arena_alloc and
  * json_arena_free (json_set_alloc_funcs, once).  While an encode runs
- * (arena_on), allocations are carved from chunks and frees of them do
- * nothing; json_arena_begin gives all of it back at the next encode.
- * An encode that raises (nesting too deep, out of memory) leaves its
- * tree in the arena and nothing points at it: no userdata owns an
- * encode tree, so no finalizer walks freed memory.  A decode turns the
- * arena off first, and its tree is malloc'd and freed with json_decref.
+ * (arena_depth > 0), allocations are carved from chunks and frees of
+ * them do nothing; when the outermost encode ends, all of it goes back
+ * at once.  json_lencode does its work under lua_pcall, so the arena is
+ * left even when the encode raises (nesting too deep, out of memory),
+ * and an encode inside another (a finalizer run by the collector during
+ * one) adds to the same arena without emptying it.  No userdata owns an
+ * encode tree, so no finalizer walks arena memory.  A decode allocates
+ * with malloc (arena_off), and its tree is freed by json_decref as
+ * before, also when that runs during an encode.  A big encode keeps
+ * about three times its text until it ends (jansson's growing buffer).
  * One lua_State and no threads: the arena is process-wide.
  */
-#define ARENA_CHUNK (16 * 1024)   /* kept between encodes */
+#define ARENA_CHUNK (16 * 1024)            /* kept between encodes */
+#define ARENA_CHUNK_MAX (4 * 1024 * 1024)  /* growth of later chunks */
 #define ARENA_ALIGN 16
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define ARENA_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define ARENA_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define ARENA_POISON(p, n) ((void)(p), (void)(n))
+#define ARENA_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 
 struct arena_chunk {
     struct arena_chunk *next;
@@ -115,7 +129,8 @@ struct arena_chunk {
 };
 
 static struct arena_chunk *arena_head;  /* newest first; the last is kept */
-static int arena_on;
+static int arena_depth;                 /* encodes running */
+static int arena_off;                   /* a decode runs: malloc */
 
 static int in_arena(const void *p)
 {
@@ -134,13 +149,19 @@ static void *json_arena_alloc(size_t n)
     size_t need;
     size_t size;
 
-    if (!arena_on)
+    if (arena_depth == 0 || arena_off)
         return malloc(n);
-    if (n > SIZE_MAX / 2)
+    if (n > SIZE_MAX / 4)
         return NULL;
     need = (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
     if (c == NULL || c->size - c->used < need) {
-        size = need > ARENA_CHUNK ? need : ARENA_CHUNK;
+        /* each new chunk twice the last (few chunks for a big encode:
+         * every free looks through them) */
+        size = c == NULL ? ARENA_CHUNK : c->size * 2;
+        if (size > ARENA_CHUNK_MAX)
+            size = ARENA_CHUNK_MAX;
+        if (size < need)
+            size = need;
         c = malloc(sizeof *c + size);
         if (c == NULL)
             return NULL;
@@ -148,8 +169,10 @@ static void *json_arena_alloc(size_t n)
         c->used = 0;
         c->next = arena_head;
         arena_head = c;
+        ARENA_POISON(c->data, c->size);
     }
     c->used += need;
+    ARENA_UNPOISON(c->data + c->used - need, n);
     return c->data + c->used - need;
 }
 
@@ -160,7 +183,8 @@ static void json_arena_free(void *p)
 }
 
 /* Empties the arena: every chunk but the oldest (the first, of
- * ARENA_CHUNK bytes) goes back to malloc. */
+ * ARENA_CHUNK bytes) goes back to malloc; the kept one is poisoned
+ * (ASan: a use after the encode shows). */
 static void arena_reset(void)
 {
     while (arena_head != NULL && arena_head->next != NULL) {
@@ -172,20 +196,10 @@ static void arena_reset(void)
         free(arena_head);
         arena_head = NULL;
     }
-    if (arena_head != NULL)
+    if (arena_head != NULL) {
         arena_head->used = 0;
-}
-
-static void json_arena_begin(void)
-{
-    arena_reset();
-    arena_on = 1;
-}
-
-static void json_arena_end(void)
-{
-    arena_on = 0;
-    arena_reset();
+        ARENA_POISON(arena_head->data, arena_head->size);
+    }
 }
 
 /* A decoded tree is owned by a userdata (__gc). */
@@ -297,10 +311,8 @@ static json_t *to_json(lua_State *L, int idx, int depth)
     }
 }
 
-/*
- * json.encode(value [, pretty]) -> string
- */
-static int json_lencode(lua_State *L)
+/* json.encode's work, under lua_pcall: (value, pretty) -> string */
+static int encode_body(lua_State *L)
 {
     json_t *tree;
     char *text;
@@ -308,17 +320,32 @@ static int json_lencode(lua_State *L)
 
     if (lua_toboolean(L, 2))
         flags = JSON_SORT_KEYS | JSON_ENCODE_ANY | JSON_INDENT(2);
-    lua_settop(L, 1);
-    json_arena_begin();
     tree = to_json(L, 1, 0);
-    text = tree != NULL ? json_dumps(tree, flags) : NULL;
-    if (text == NULL) {
-        json_arena_end();
-        return luaL_error(L, tree == NULL ? "json.encode: cannot encode this value"
-                                         : "json.encode: out of memory");
-    }
-    lua_pushstring(L, text);
-    json_arena_end();  /* tree and text: not freed one by one */
+    if (tree == NULL)
+        return luaL_error(L, "json.encode: cannot encode this value");
+    text = json_dumps(tree, flags);
+    if (text == NULL)
+        return luaL_error(L, "json.encode: out of memory");
+    lua_pushstring(L, text);  /* tree and text: freed with the arena */
+    return 1;
+}
+
+/*
+ * json.encode(value [, pretty]) -> string
+ */
+static int json_lencode(lua_State *L)
+{
+    int rc;
+
+    lua_settop(L, 2);
+    lua_pushcfunction(L, encode_body);
+    lua_insert(L, 1);
+    arena_depth++;
+    rc = lua_pcall(L, 2, 1, 0);
+    if (--arena_depth == 0)
+        arena_reset();
+    if (rc != LUA_OK)
+        return lua_error(L);
     return 1;
 }
 
@@ -379,11 +406,14 @@ static int json_ldecode(lua_State *L)
     json_t **ref;
     json_error_t error;
 
-    json_arena_end();  /* an encode that raised may have left it on */
     ref = lua_newuserdatauv(L, sizeof *ref, 0);
     *ref = NULL;
     luaL_setmetatable(L, JSON_REF_MT);
+    /* malloc'd, also in a decode run by a finalizer during an encode:
+     * json_loadb raises nothing, so arena_off is always put back */
+    arena_off++;
     *ref = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &error);
+    arena_off--;
     if (*ref == NULL) {
         lua_pushnil(L);
         lua_pushfstring(L, "line %d column %d: %s", error.line, error.column,

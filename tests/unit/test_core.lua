@@ -250,6 +250,40 @@ T.test("json: encodes in the arena (big values, after a raise, with decodes coll
     T.eq(json.encode({ b = 1, a = 2 }), '{"a":2,"b":1}', "a small encode after the big one")
 end)
 
+-- Finalizers run by the collector inside an encode (its number keys
+-- make strings, and so collector steps) that encode and decode
+-- themselves: the outer encode's tree, in the arena, must come out whole.
+T.test("json: encodes and decodes run by finalizers during an encode", function()
+    local v = {}
+    for i = 1, 4000 do v[i * 2] = string.rep("v", 40) .. i end  -- number keys, not a sequence: an object
+    collectgarbage("stop")
+    local want = json.encode(v)
+    collectgarbage("restart")
+    local encoding, inside, results = false, 0, {}
+    for round = 1, 10 do
+        for i = 1, 300 do
+            setmetatable({}, { __gc = function()
+                if encoding then inside = inside + 1 end
+                results[#results + 1] = json.encode({ k = i, s = string.rep("f", 300) })
+                -- rounds 6 to 10: a decode too
+                if round > 5 then results[#results + 1] = json.encode(json.decode('{"x":[1,2,' .. i .. ']}')) end
+            end })
+        end
+        collectgarbage("incremental", 0, 100)   -- always collecting
+        encoding = true
+        local got = json.encode(v)
+        encoding = false
+        collectgarbage("generational")
+        T.eq(got == want, true, "round " .. round .. ": the outer encode is whole")
+    end
+    collectgarbage("collect")
+    T.ok(inside > 0, "finalizers ran inside an encode: " .. inside)
+    for _, r in ipairs(results) do
+        T.ok(r:match('^{"k":%d+,"s":"f+"}$') or r:match('^{"x":%[1,2,%d+%]}$'),
+             "a finalizer's encode: " .. r:sub(1, 40))
+    end
+end)
+
 T.test("net.probe_tcp: refused and timed out are errors", function()
     local ok, err = net.probe_tcp("127.0.0.1", 1, 2)
     T.eq(ok, nil, "port 1 refused")
