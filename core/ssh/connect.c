@@ -310,8 +310,9 @@ static ssize_t recv_unless_dry(libssh2_socket_t fd, void *buf, size_t len,
         return -EAGAIN;
     }
     s->recv_dry_answers = 0;
-    n = len == 1 ? read_line_ahead(s, buf, flags)
-                 : plain_recv(fd, buf, len, flags);
+    /* (the line comes first: only the handshake reads it) */
+    n = len == 1 && s->phase == PH_HANDSHAKE ? read_line_ahead(s, buf, flags)
+                                             : plain_recv(fd, buf, len, flags);
     s->recv_dry = n == -EAGAIN;
     s->recv_dry_turn = loop_poll_count();
     return n;

@@ -41,6 +41,7 @@ void ssh_close_session(struct ssh_session *s)
     if (s->fd >= 0)
         shutdown(s->fd, SHUT_RDWR);
     s->recv_dry = 0;  /* the next recv must see the end, not EAGAIN */
+    s->line_ahead_len = s->line_ahead_pos = 0;
     if (s->sftp != NULL && s->session != NULL)
         libssh2_sftp_shutdown(s->sftp);
     s->sftp = NULL;

@@ -32,6 +32,7 @@
 
 #define SSH_MAX_TUNNELS 64
 #define SSH_LINE_AHEAD 64  /* bytes of the identification line read at once */
+_Static_assert(SSH_LINE_AHEAD <= 255, "line_ahead_len and _pos are unsigned char");
 #define SSH_TUNNEL_BUF 32768
 
 /* A direct-tcpip channel through this session, joined to one end of a

@@ -83,7 +83,7 @@ T.test("the run's end is recorded in one commit, whatever the number of hosts", 
     local trace = d .. "/trace"
     local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--format", "json", "--forks", "30" },
                     { env = env(d, { ASAN_OPTIONS = no_leak_check() }), timeout = 60,
-                      wrap = { "strace", "-f", "-e", "trace=fsync,fdatasync,write", "-s", "1000000", "-o", trace } })
+                      wrap = { "strace", "-e", "trace=fsync,fdatasync,write", "-s", "1000000", "-o", trace } })
     T.eq(r.rc, 0, "exit code: " .. r.stderr)
     local text = T.read(trace)
     local last_result, run_end = 0, nil

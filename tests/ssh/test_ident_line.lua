@@ -89,7 +89,7 @@ T.test("the line is not read a byte per system call", function()
     local trace = d .. "/trace"
     local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh" },
                     { env = { HOME = d, SSH_AUTH_SOCK = "", ASAN_OPTIONS = no_leak_check() },
-                      wrap = { "strace", "-f", "-e", "trace=recvfrom", "-o", trace } })
+                      wrap = { "strace", "-e", "trace=recvfrom", "-o", trace } })
     T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
     local text = T.read(trace)
     local one = 0
