@@ -44,13 +44,6 @@ local function last_run(d)
     return h.runs[1]
 end
 
--- LeakSanitizer cannot run under ptrace (strace): an ASan build would
--- fail at exit; every other test of that build checks leaks
-local function no_leak_check()
-    local asan = os.getenv("ASAN_OPTIONS")
-    return (asan and asan ~= "" and asan .. ":" or "") .. "detect_leaks=0"
-end
-
 T.test("history and show list a run, its hosts and steps", function()
     local d = setup()
     local r = run(d, { "run", d .. "/p.yml" })
@@ -82,7 +75,7 @@ T.test("the run's end is recorded in one commit, whatever the number of hosts", 
     T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - command: /bin/true\n")
     local trace = d .. "/trace"
     local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--format", "json", "--forks", "30" },
-                    { env = env(d, { ASAN_OPTIONS = no_leak_check() }), timeout = 60,
+                    { env = env(d, { ASAN_OPTIONS = T.asan_no_leak_check() }), timeout = 60,
                       wrap = { "strace", "-e", "trace=fsync,fdatasync,write", "-s", "1000000", "-o", trace } })
     T.eq(r.rc, 0, "exit code: " .. r.stderr)
     local text = T.read(trace)

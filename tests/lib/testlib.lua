@@ -131,6 +131,14 @@ function T.read(path)
     return fs.read(path)
 end
 
+-- ASAN_OPTIONS for a run under strace: LeakSanitizer cannot run under
+-- ptrace (an ASan build would fail at exit); every other test of that
+-- build checks leaks.
+function T.asan_no_leak_check()
+    local asan = os.getenv("ASAN_OPTIONS")
+    return (asan and asan ~= "" and asan .. ":" or "") .. "detect_leaks=0"
+end
+
 -- Runs the cutover binary; returns {rc=, stdout=, stderr=}.
 -- opts: env, stdin, timeout (default 60 s), product (true: the shipped
 -- binary even for a vault run).

@@ -16,31 +16,22 @@ local long = S.start(T, { extra_config = "VersionAddendum " .. addendum })
 local plain = S.start(T, { address = "127.0.0.5" })
 local relay = tests_dir .. "/lib/chunk_relay.py"
 
-local function run(srv, hostvars, extra_env)
+-- A one-step playbook on srv's hosts; opts.trace: under strace (its
+-- recvfrom calls, in d/trace).  Returns the run and its folder.
+local function run(srv, hostvars, opts)
+    opts = opts or {}
     local d = S.target(T)
     T.write(d .. "/kh", srv:known_line())
-    T.write(d .. "/inv.yml", string.format([[
-all:
-  vars:
-    ansible_host: %s
-    ansible_port: %d
-    ansible_user: %s
-    ansible_ssh_private_key_file: %s
-  hosts:
-%s]], srv.address, srv.port, srv.user, srv.key, hostvars))
+    T.write(d .. "/inv.yml", srv:inventory(nil, hostvars))
     T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - shell: echo reached {{ inventory_hostname }}\n")
-    local env = { HOME = d, SSH_AUTH_SOCK = "" }
-    for k, v in pairs(extra_env or {}) do env[k] = v end
+    local env, wrap = { HOME = d, SSH_AUTH_SOCK = "" }, nil
+    if opts.trace then
+        env.ASAN_OPTIONS = T.asan_no_leak_check()
+        wrap = { "strace", "-e", "trace=recvfrom", "-o", d .. "/trace" }
+    end
     local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh", "-v" },
-                    { env = env })
+                    { env = env, wrap = wrap })
     return r, d
-end
-
--- LeakSanitizer cannot run under ptrace (strace): an ASan build would
--- fail at exit; every other test of that build checks leaks
-local function no_leak_check()
-    local asan = os.getenv("ASAN_OPTIONS")
-    return (asan and asan ~= "" and asan .. ":" or "") .. "detect_leaks=0"
 end
 
 T.test("an identification line longer than one read-ahead (VersionAddendum)", function()
@@ -80,18 +71,9 @@ all:
 end)
 
 T.test("the line is not read a byte per system call", function()
-    local d = S.target(T)
-    T.write(d .. "/kh", plain:known_line())
-    T.write(d .. "/inv.yml", string.format(
-        "all:\n  vars:\n    ansible_user: %s\n    ansible_ssh_private_key_file: %s\n  hosts:\n" ..
-        "    h1: { ansible_host: %s, ansible_port: %d }\n", plain.user, plain.key, plain.address, plain.port))
-    T.write(d .. "/p.yml", "- hosts: all\n  steps:\n    - shell: echo reached\n")
-    local trace = d .. "/trace"
-    local r = T.run({ "run", d .. "/p.yml", "-i", d .. "/inv.yml", "--known-hosts", d .. "/kh" },
-                    { env = { HOME = d, SSH_AUTH_SOCK = "", ASAN_OPTIONS = no_leak_check() },
-                      wrap = { "strace", "-e", "trace=recvfrom", "-o", trace } })
+    local r, d = run(plain, "    h1: {}\n", { trace = true })
     T.eq(r.rc, 0, "exit code: " .. r.stdout .. r.stderr)
-    local text = T.read(trace)
+    local text = T.read(d .. "/trace")
     local one = 0
     for _ in text:gmatch("recvfrom%(%d+, \"[^\n]-, 1, [^\n]-%) = 1\n") do one = one + 1 end
     T.contains(text, "MSG_PEEK", "the line is peeked at")
