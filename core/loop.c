@@ -56,9 +56,8 @@ static int wake_pipe[2] = {-1, -1};
  * two lists in arming order, each function at most once in each (the
  * journal's deferred commits in the first; the output's flush in the
  * second, "last", so nothing is printed before it is durable).  Registry
- * references to Lua sequences; armed counts the functions in both. */
+ * references to Lua sequences, LUA_NOREF while a list is empty. */
 static int before_wait_refs[2] = {LUA_NOREF, LUA_NOREF};
-static int before_wait_armed;
 static unsigned long poll_count;  /* polls made: loop_poll_count */
 
 unsigned long loop_poll_count(void)
@@ -122,7 +121,7 @@ static void run_before_wait(lua_State *L)
     lua_Integer i;
     lua_Integer n;
 
-    if (before_wait_armed == 0)
+    if (before_wait_refs[0] == LUA_NOREF && before_wait_refs[1] == LUA_NOREF)
         return;
     /* called from inside C primitives too: room for the list, the
      * function and cutover_pcall's handler whatever they left */
@@ -134,7 +133,6 @@ static void run_before_wait(lua_State *L)
         luaL_unref(L, LUA_REGISTRYINDEX, before_wait_refs[list]);
         before_wait_refs[list] = LUA_NOREF;
         n = (lua_Integer)lua_rawlen(L, -1);
-        before_wait_armed -= (int)n;
         for (i = 1; i <= n; i++) {
             lua_rawgeti(L, -1, i);
             if (cutover_pcall(L, 0, 0) != LUA_OK) {
@@ -684,7 +682,6 @@ static int loop_before_wait(lua_State *L)
     }
     lua_pushvalue(L, 1);
     lua_rawseti(L, 2, n + 1);
-    before_wait_armed++;
     return 0;
 }
 
