@@ -76,9 +76,9 @@ function Journal:exec(sql, ...)
         self:check_lost()
         -- in_tx only once BEGIN worked: a BEGIN that failed (busy, an
         -- I/O error) leaves no transaction for a later one to join
-        local res = table.pack(check(self, self.db:exec(sql, ...)))
+        local ok = check(self, self.db:exec(sql, ...))
         self.in_tx = true
-        return table.unpack(res, 1, res.n)
+        return ok
     elseif sql:find("^%s*COMMIT") or sql:find("^%s*ROLLBACK") then
         self.in_tx = nil
     elseif not self.in_group_write and not self.in_tx and not sql:find("^%s*SELECT") then

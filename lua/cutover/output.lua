@@ -22,10 +22,9 @@ M.FORMAT_VERSION = 1
 -- in stdio's buffer, which would write out by itself every 4 KiB.
 -- Outside the loop's tasks, and on a terminal (the live line is written
 -- around stdio), each line goes out at once, after any held ones.
-local held, held_count, held_armed = {}, 0, false
+local held, held_count = {}, 0
 
 local function write_held()
-    held_armed = false
     for i = 1, held_count do
         io.stdout:write(held[i])
         held[i] = nil
@@ -48,10 +47,8 @@ local function out_line(text, at_once)
     end
     held_count = held_count + 1
     held[held_count] = text
-    if not held_armed then
-        held_armed = true
-        loop.before_wait(write_held, "last")
-    end
+    -- the first line held arms the write (arming it again is a no-op)
+    if held_count == 1 then loop.before_wait(write_held, "last") end
 end
 
 -- A message for the operator that is no reporter event (a run refused
