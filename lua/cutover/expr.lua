@@ -390,6 +390,19 @@ function M.render(s, scope)
     return true, table.concat(out)
 end
 
+-- Whether render_value could change v: a template anywhere in it.  A
+-- value nested deeper than render_value goes counts as templated.
+function M.value_has_template(v, depth)
+    depth = depth or 0
+    if type(v) == "string" then return M.has_template(v) end
+    if type(v) ~= "table" then return false end
+    if depth > 32 then return true end
+    for _, x in pairs(v) do
+        if M.value_has_template(x, depth + 1) then return true end
+    end
+    return false
+end
+
 -- Renders every string inside a value (tables are copied, not changed).
 function M.render_value(v, scope, depth)
     depth = depth or 0

@@ -32,18 +32,6 @@ local function render_args(action, args, scope)
     return out
 end
 
--- Whether a value holds a template anywhere (render_args would change
--- it); a value nested too deeply counts as templated (never cached).
-local function templated(v, depth)
-    if type(v) == "string" then return expr.has_template(v) end
-    if type(v) ~= "table" then return false end
-    if depth > 32 then return true end
-    for _, x in pairs(v) do
-        if templated(x, depth + 1) then return true end
-    end
-    return false
-end
-
 -- A step's arguments rendered and checked.  Arguments with no template
 -- anywhere render and check the same way on every host and loop item,
 -- so that is done once per step: it was about a tenth of the
@@ -60,7 +48,7 @@ local function checked_args(action, step, scope)
     if not rendered then return nil, err, unknown end
     local args, errs = schema.check(action, rendered)
     if once == nil then
-        once = not templated(step.args, 0) and { args = util.deep_copy(args), errs = errs }
+        once = not expr.value_has_template(step.args) and { args = util.deep_copy(args), errs = errs }
         checked_once[step] = once
     end
     return args, errs
