@@ -3,10 +3,10 @@
 -- wake-up per line was a good part of the controller's system time with
 -- many hosts).  What must still hold: a reader sees each result while
 -- other hosts are still working (nothing is held until they finish), and
--- a result it sees is already in the journal.  No clock is read: host b
--- waits for a file the reader makes only once it has seen host a's
--- result, so a held line would leave b waiting until its bounded loop
--- gives up and fails the step.
+-- a result it sees is already in the journal.  Host b waits for a file
+-- the reader makes only once it has seen host a's result, so a held
+-- line would leave b waiting until its wait (6 s by the clock) gives up
+-- and fails the step.
 local binary, tests_dir = ...
 local T = dofile(tests_dir .. "/lib/testlib.lua").setup(binary, tests_dir)
 local json = require("cutover.core.json")
