@@ -577,6 +577,68 @@ T.test("the bootstrap runs under dash, bash and busybox sh; a busybox login shel
     end
 end)
 
+T.test("bash takes the bootstrap in a few reads, not a read per byte; dash and a non-ASCII body " ..
+    "skip the loader line", function()
+    if type(session) ~= "table" then error("no connection.session module") end
+    if proc.run({ argv = { "strace", "-V" }, timeout = 10 }).rc ~= 0 then
+        error("strace is not installed (scripts/deps.sh installs it)")
+    end
+    local bash = fs.stat("/bin/bash") and "/bin/bash"
+    if not bash then print("# SKIP: no bash on this machine"); return end
+    local d = S.target(T)
+    -- reads of the session shell's stdin, from its start to its K line
+    local function stdin_reads(trace)
+        local calls, bulk = 0, 0
+        for line in T.read(trace):gmatch("[^\n]+") do
+            local got = line:match("^read%(0, .*%)%s+= (%d+)$")
+            if got then
+                calls = calls + 1
+                if tonumber(got) > 1000 then bulk = bulk + 1 end
+            end
+        end
+        return calls, bulk
+    end
+    -- { what runs the session, the login shell it names (o.shell), label }
+    local cases = {
+        { "bash --posix", nil, "bash --posix" },
+        { "bash", nil, "bash (not in POSIX mode)" },
+        { "env LC_ALL=C.UTF-8 bash --posix", nil, "bash in a UTF-8 locale" },
+        { "env LC_ALL=C.UTF-8 bash --posix", "/no-such-\195\169/sh", "a body that is not ASCII (o.shell)" },
+        { "dash", nil, "dash" },
+    }
+    for i, case in ipairs(cases) do
+        local trace = d .. "/trace" .. i
+        local c = conn({ session = false })
+        assert(c:open())
+        local r, err = session.open(c.session, "h1", 30, {
+            command = "exec strace -qq -e trace=read -o " .. trace .. " " .. case[1], shell = case[2] })
+        T.ok(r, case[3] .. ": the session started: " .. tostring(err))
+        if r then
+            -- the step runs with the login shell o.shell names: a missing
+            -- one (the non-ASCII name) fails the step, not the session
+            local sent = r:send("echo $((6*7))", "", 1000)
+            T.ok(sent and r:started({ timeout = 30 }), case[3] .. ": a step started")
+            local res = r:result({ timeout = 30 })
+            if not case[2] then T.eq(res and res.stdout, "42\n", case[3] .. ": the step ran") end
+            r:close()
+        end
+        c:close()
+        local calls, bulk = stdin_reads(trace)
+        local body = #session.BOOT
+        if case[1]:find("bash") and not case[2] then
+            T.ok(calls < 600 and bulk >= 1, case[3] .. ": the body in bulk (" .. calls .. " reads of stdin, " ..
+                bulk .. " of over 1000 bytes; a read per byte would be " .. body .. " or more)")
+        elseif case[1]:find("bash") then
+            T.ok(calls > body, case[3] .. ": no loader line, a read per byte (" .. calls .. " reads)")
+        end
+        -- dash skips the line (its `if` is false there) and reads the
+        -- body as its script: the step above ran
+    end
+    -- the line itself: only an ASCII body gets one, sized in bytes
+    T.eq(session.loader("x\195\169\n"), "", "no loader line for a body that is not ASCII")
+    T.ok(session.loader("abc\n"):find("read %-r %-N 4 __cs_L") ~= nil, "the count is the body's bytes")
+end)
+
 T.test("M6: a session channel the server refuses (MaxSessions) falls back with a warning; the connection stays",
     function()
     local one = S.start(T, { max_sessions = 1 })

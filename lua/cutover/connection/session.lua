@@ -117,7 +117,7 @@ M.SEND_STALL = 60
 M.BOOT = [=[
 __cutover_session() {
 unset __cs_T __cs_S __cs_G __cs_J __cs_d __cs_o __cs_p __cs_n __cs_w __cs_a __cs_b __cs_c __cs_x __cs_i __cs_l __cs_r \
-__cs_k __cs_v __cs_nl __cs_P
+__cs_k __cs_v __cs_nl __cs_P __cs_L
 __cs_T=$1
 __cs_nl='
 '
@@ -140,8 +140,11 @@ __cs_o=${TMPDIR:-}
 if [ -z "$__cs_o" ]; then
 __cs_o=/tmp
 if [ -d /dev/shm ] && [ -w /dev/shm ] && [ -k /dev/shm ]; then
-__cs_a=$(df -Pk /dev/shm 2>/dev/null | { read -r __cs_p; IFS=' ' read -r __cs_p __cs_p __cs_p __cs_a __cs_p
-printf '%s' "$__cs_a"; })
+__cs_a=$(df -Pk /dev/shm 2>/dev/null) || __cs_a=
+case $__cs_a in
+*"$__cs_nl"*) set -f; set -- ${__cs_a#*"$__cs_nl"}; set +f; __cs_a=${4-};;
+*) __cs_a=;;
+esac
 case $__cs_a in ''|*[!0-9]*) ;; *) [ "$__cs_a" -ge 262144 ] && __cs_o=/dev/shm;; esac
 fi
 fi
@@ -282,6 +285,24 @@ function M.direct_ok(name)
     return name ~= "" and not SHELL_OWN[name] and not name:find("=", 1, true)
 end
 
+-- The line sent before the bootstrap (body: the bootstrap and its call).
+-- bash reads a script on a pipe one byte per read (so as never to take
+-- bytes meant for a command it runs): about 5,000 reads, a quarter of
+-- the CPU a session's start costs the host.  Outside POSIX mode, bash 4
+-- and later read `read -N count` in blocks of at most what is left of
+-- the count, so this line (itself read a byte at a time) takes the body
+-- whole and evaluates it.  -N counts characters: the body must be ASCII,
+-- else no line is sent.  Other shells (dash, busybox: they read a
+-- script in blocks already) skip it and read the body as the script's
+-- next lines; BASHPID equal to $$ is true of bash alone, whatever the
+-- environment exports.
+function M.loader(body)
+    if body:find("[^\1-\127]") then return "" end
+    return ("if [ \"${BASHPID-}\" = \"$$\" ]; then case $BASH_VERSION in [4-9].*|[1-9][0-9]*) " ..
+        "if shopt -oq posix; then set +o posix; IFS= read -r -N %d __cs_L; set -o posix; " ..
+        "else IFS= read -r -N %d __cs_L; fi; eval \"$__cs_L\"; exit;; esac; fi\n"):format(#body, #body)
+end
+
 local Runner = {}
 Runner.__index = Runner
 
@@ -307,8 +328,8 @@ function M.open(session, host, timeout, o)
             return nil, err .. " (waiting for sudo's password prompt)", code
         end
     end
-    ok, err, code = sh:send((o.preamble or "") .. M.BOOT .. "__cutover_session " .. token ..
-        (o.shell and (" " .. o.shell) or "") .. "\n", { timeout = timeout })
+    local body = M.BOOT .. "__cutover_session " .. token .. (o.shell and (" " .. o.shell) or "") .. "\n"
+    ok, err, code = sh:send((o.preamble or "") .. M.loader(body) .. body, { timeout = timeout })
     if not ok then sh:close(); return nil, err, code end
     local line
     line, err, code = sh:recv_line(M.LINE_MAX, { timeout = timeout })
