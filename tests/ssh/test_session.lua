@@ -593,7 +593,9 @@ T.test("bash takes the bootstrap in a few reads, not a read per byte; dash and a
             local got = line:match("^read%(0, .*%)%s+= (%d+)$")
             if got then
                 calls = calls + 1
-                if tonumber(got) > 1000 then bulk = bulk + 1 end
+                -- bash 4.4 to 5.0 read -N in 128-byte blocks, 5.1 and
+                -- later in 4 KiB blocks
+                if tonumber(got) >= 100 then bulk = bulk + 1 end
             end
         end
         return calls, bulk
@@ -603,6 +605,7 @@ T.test("bash takes the bootstrap in a few reads, not a read per byte; dash and a
         { "bash --posix", nil, "bash --posix" },
         { "bash", nil, "bash (not in POSIX mode)" },
         { "env LC_ALL=C.UTF-8 bash --posix", nil, "bash in a UTF-8 locale" },
+        { "env POSIXLY_CORRECT=1 bash --posix", nil, "a login that exports POSIXLY_CORRECT" },
         { "env LC_ALL=C.UTF-8 bash --posix", "/no-such-\195\169/sh", "a body that is not ASCII (o.shell)" },
         { "dash", nil, "dash" },
     }
@@ -616,10 +619,13 @@ T.test("bash takes the bootstrap in a few reads, not a read per byte; dash and a
         if r then
             -- the step runs with the login shell o.shell names: a missing
             -- one (the non-ASCII name) fails the step, not the session
-            local sent = r:send("echo $((6*7))", "", 1000)
+            local sent = r:send("echo $((6*7)) ${POSIXLY_CORRECT-unset}", "", 1000)
             T.ok(sent and r:started({ timeout = 30 }), case[3] .. ": a step started")
             local res = r:result({ timeout = 30 })
-            if not case[2] then T.eq(res and res.stdout, "42\n", case[3] .. ": the step ran") end
+            -- the loader leaves POSIX mode and comes back: an exported
+            -- POSIXLY_CORRECT still reaches the step, with its value
+            local posixly = case[1]:find("POSIXLY_CORRECT=1", 1, true) and "1" or "unset"
+            if not case[2] then T.eq(res and res.stdout, "42 " .. posixly .. "\n", case[3] .. ": the step ran") end
             r:close()
         end
         c:close()
@@ -627,7 +633,7 @@ T.test("bash takes the bootstrap in a few reads, not a read per byte; dash and a
         local body = #session.BOOT
         if case[1]:find("bash") and not case[2] then
             T.ok(calls < 600 and bulk >= 1, case[3] .. ": the body in bulk (" .. calls .. " reads of stdin, " ..
-                bulk .. " of over 1000 bytes; a read per byte would be " .. body .. " or more)")
+                bulk .. " of 100 bytes or more; a read per byte would be " .. body .. " or more)")
         elseif case[1]:find("bash") then
             T.ok(calls > body, case[3] .. ": no loader line, a read per byte (" .. calls .. " reads)")
         end

@@ -117,7 +117,7 @@ M.SEND_STALL = 60
 M.BOOT = [=[
 __cutover_session() {
 unset __cs_T __cs_S __cs_G __cs_J __cs_d __cs_o __cs_p __cs_n __cs_w __cs_a __cs_b __cs_c __cs_x __cs_i __cs_l __cs_r \
-__cs_k __cs_v __cs_nl __cs_P __cs_L
+__cs_k __cs_v __cs_nl __cs_P __cs_L __cs_LV __cs_LE
 __cs_T=$1
 __cs_nl='
 '
@@ -288,18 +288,25 @@ end
 -- The line sent before the bootstrap (body: the bootstrap and its call).
 -- bash reads a script on a pipe one byte per read (so as never to take
 -- bytes meant for a command it runs): about 5,000 reads, a quarter of
--- the CPU a session's start costs the host.  Outside POSIX mode, bash 4
--- and later read `read -N count` in blocks of at most what is left of
--- the count, so this line (itself read a byte at a time) takes the body
--- whole and evaluates it.  -N counts characters: the body must be ASCII,
--- else no line is sent.  Other shells (dash, busybox: they read a
--- script in blocks already) skip it and read the body as the script's
--- next lines; BASHPID equal to $$ is true of bash alone, whatever the
--- environment exports.
+-- the CPU a session's start costs the host.  Outside POSIX mode, bash
+-- reads `read -N count` in blocks of at most what is left of the count
+-- (128 bytes in 4.3 to 5.0, 4 KiB from 5.1; 4.0 has no -N, 4.1 and 4.2
+-- read it a byte at a time), so under bash 4.4 and later (for ${v@a})
+-- this line, itself read a byte at a time, takes the body whole and
+-- evaluates it.  Leaving POSIX mode unsets POSIXLY_CORRECT and entering
+-- it sets it to y, unexported: its value and export are put back, so a
+-- login environment that exports it still passes it to every step.  -N
+-- counts characters: the body must be ASCII, else no line is sent.
+-- Other shells (dash, busybox: they read a script in blocks already)
+-- skip the line and read the body as the script's next lines; it asks
+-- for BASHPID equal to $$ and a bash version, so neither an exported
+-- BASH_VERSION nor a shell with a BASHPID of its own (mksh) takes it.
 function M.loader(body)
     if body:find("[^\1-\127]") then return "" end
-    return ("if [ \"${BASHPID-}\" = \"$$\" ]; then case $BASH_VERSION in [4-9].*|[1-9][0-9]*) " ..
-        "if shopt -oq posix; then set +o posix; IFS= read -r -N %d __cs_L; set -o posix; " ..
+    return ("if [ \"${BASHPID-}\" = \"$$\" ]; then case ${BASH_VERSION-} in 4.[4-9]*|[5-9].*|[1-9][0-9]*) " ..
+        "if shopt -oq posix; then __cs_LV=$POSIXLY_CORRECT; __cs_LE=${POSIXLY_CORRECT@a}; set +o posix; " ..
+        "IFS= read -r -N %d __cs_L; set -o posix; POSIXLY_CORRECT=$__cs_LV; " ..
+        "case $__cs_LE in *x*) export POSIXLY_CORRECT;; esac; " ..
         "else IFS= read -r -N %d __cs_L; fi; eval \"$__cs_L\"; exit;; esac; fi\n"):format(#body, #body)
 end
 
