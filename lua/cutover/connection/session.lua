@@ -298,9 +298,10 @@ end
 -- login environment that exports it still passes it to every step.  -N
 -- counts characters: the body must be ASCII, else no line is sent.
 -- Other shells (dash, busybox: they read a script in blocks already)
--- skip the line and read the body as the script's next lines; it asks
--- for BASHPID equal to $$ and a bash version, so neither an exported
--- BASH_VERSION nor a shell with a BASHPID of its own (mksh) takes it.
+-- skip the line and read the body as the script's next lines.  It asks
+-- for both BASHPID equal to $$ and a bash version: an exported
+-- BASH_VERSION alone (under dash) or a BASHPID alone (mksh has one) does
+-- not take it.
 function M.loader(body)
     if body:find("[^\1-\127]") then return "" end
     return ("if [ \"${BASHPID-}\" = \"$$\" ]; then case ${BASH_VERSION-} in 4.[4-9]*|[5-9].*|[1-9][0-9]*) " ..
