@@ -207,28 +207,20 @@ acp_n=0
 run_mitogen() { # run_mitogen PLAYBOOK INVENTORY FORKS: Ansible under mitogen_linear
     ANSIBLE_STRATEGY=mitogen_linear run_ansible "$@"
 }
-run_raw() { # run_raw HOSTS STEPS: the libssh2 exec loop, hosts in parallel
+run_raw() { # run_raw HOSTS STEPS [COMMAND]: the libssh2 exec loop, hosts in parallel
     local t0 t1 rc=0 i pids=() p
     t0=$(now)
     for ((i = 1; i <= $1; i++)); do
-        "$raw" "$(addr_of "$i")" "$port" "$user" "$key" "$kh" "$2" "$workload" >> "$work/logs/raw.log" 2>&1 & pids+=($!)
+        "$raw" "$(addr_of "$i")" "$port" "$user" "$key" "$kh" "$2" "${3:-$workload}" >> "$work/logs/raw.log" 2>&1 &
+        pids+=($!)
     done
     for p in "${pids[@]}"; do wait "$p" || rc=1; done
     t1=$(now)
-    ((rc == 0)) || { fail_run "libssh2 loop ($1 hosts, $2 steps)" "$rc" "$work/logs/raw.log"; return 1; }
+    ((rc == 0)) || { fail_run "libssh2 loop ($1 hosts, $2 commands${3:+ of: $3})" "$rc" "$work/logs/raw.log"; return 1; }
     echo "$(elapsed "$t0" "$t1") -"
 }
 run_floor() { # run_floor HOSTS STEPS: one connection per host, the host's shell runs the STEPS commands
-    local t0 t1 rc=0 i pids=() p loop
-    loop="i=0; while [ \$i -lt $2 ]; do $workload || exit 1; i=\$((i + 1)); done"
-    t0=$(now)
-    for ((i = 1; i <= $1; i++)); do
-        "$raw" "$(addr_of "$i")" "$port" "$user" "$key" "$kh" 1 "$loop" >> "$work/logs/raw.log" 2>&1 & pids+=($!)
-    done
-    for p in "${pids[@]}"; do wait "$p" || rc=1; done
-    t1=$(now)
-    ((rc == 0)) || { fail_run "floor loop ($1 hosts, $2 commands each)" "$rc" "$work/logs/raw.log"; return 1; }
-    echo "$(elapsed "$t0" "$t1") -"
+    run_raw "$1" 1 "i=0; while [ \$i -lt $2 ]; do $workload || exit 1; i=\$((i + 1)); done"
 }
 # Seconds one synced 4 KiB overwrite takes in folder $1 (the median of
 # 5 dd runs of 100): what a journal commit costs at the least; "nan" if
