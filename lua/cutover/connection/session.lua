@@ -287,7 +287,7 @@ end
 
 -- The line sent before the bootstrap (body: the bootstrap and its call).
 -- bash reads a script on a pipe one byte per read (so as never to take
--- bytes meant for a command it runs): about 5,000 reads, a quarter of
+-- bytes meant for a command it runs): about 5,000 reads, a fifth of
 -- the CPU a session's start costs the host.  Outside POSIX mode, bash
 -- reads `read -N count` in blocks of at most what is left of the count
 -- (128 bytes in 4.3 to 5.0, 4 KiB from 5.1; 4.0 has no -N, 4.1 and 4.2
